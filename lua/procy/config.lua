@@ -1,0 +1,213 @@
+-- procy.config: the settings. Defaults first, then the user's file
+-- ($XDG_CONFIG_HOME/procy/procy.lua, else ~/.config/procy/procy.lua), then
+-- the project's procy.lua, the nearest one from the working directory
+-- upwards (or the file given with --config). A config file is Lua that
+-- returns a table. Table-valued settings merge key by key; anything else
+-- replaces. A broken file stops procy with "file:line: message".
+
+local fs = require "procy.fs"
+
+local M = {}
+
+local function home()
+  local h = os.getenv("HOME")
+  if not h or h == "" then error("HOME is not set", 0) end
+  return h
+end
+
+local function data_home()
+  local x = os.getenv("XDG_DATA_HOME")
+  return (x and x ~= "") and x or home() .. "/.local/share"
+end
+
+local function config_home()
+  local x = os.getenv("XDG_CONFIG_HOME")
+  return (x and x ~= "") and x or home() .. "/.config"
+end
+
+-- The one list of settings: loading checks files against it, and
+-- `procy config` prints it. `path` settings expand "~/" and are taken
+-- relative to the file that sets them.
+M.settings = {
+  { name = "db", type = "string", path = true,
+    default = function() return data_home() .. "/procy/procy.db" end,
+    doc = "SQLite file holding the record" },
+  { name = "log_level", type = "string", default = "info",
+    choices = { "debug", "info", "warn", "error" },
+    doc = "least severe log line written to stderr (PROCY_LOG overrides)" },
+  { name = "task_run_limit", type = "number", default = 10,
+    doc = "seconds a task may run without yielding before it is stopped (0: no limit)" },
+}
+
+local by_name = {}
+for _, s in ipairs(M.settings) do by_name[s.name] = s end
+
+local function exists(path)
+  local st = fs.stat(path)
+  return st and st.type == "file"
+end
+
+local function find_up(name, dir)
+  while true do
+    local path = (dir == "/" and "" or dir) .. "/" .. name
+    if exists(path) then return path end
+    if dir == "/" or dir == "" then return nil end
+    dir = dir:match("^(.*)/[^/]*$")
+    if dir == "" then dir = "/" end
+  end
+end
+
+-- Line in path where `name =` first appears, for messages about a key.
+local function line_of(path, name)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local n = 0
+  for line in f:lines() do
+    n = n + 1
+    if line:find("%f[%w_]" .. name .. "%s*=") then f:close() return n end
+  end
+  f:close()
+end
+
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+local function suggest(name)
+  local best, bestd
+  for _, s in ipairs(M.settings) do
+    local d = distance(name, s.name)
+    if d <= 2 and (not bestd or d < bestd) then best, bestd = s.name, d end
+  end
+  return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
+local function where(path, key)
+  local line = line_of(path, key)
+  return line and (path .. ":" .. line) or path
+end
+
+local function expand(path, base)
+  if path:sub(1, 2) == "~/" then return home() .. path:sub(2) end
+  if path:sub(1, 1) ~= "/" and base then return base .. "/" .. path end
+  return path
+end
+
+-- Tables with string keys merge key by key; arrays and values replace.
+local function merge(into, from)
+  for k, v in pairs(from) do
+    if type(v) == "table" and type(into[k]) == "table" and v[1] == nil then
+      merge(into[k], v)
+    else
+      into[k] = v
+    end
+  end
+end
+
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = copy(v) end
+  return c
+end
+
+-- Runs one config file and returns its table, or nil, "file:line: msg".
+local function read_file(path)
+  local env = setmetatable({}, { __index = _G })
+  local chunk, err = loadfile(path, "t", env)
+  if not chunk then return nil, err end
+  local ok, t = pcall(chunk)
+  if not ok then return nil, tostring(t) end
+  if type(t) ~= "table" then
+    return nil, path .. ": a config file must return a table (it returned " .. type(t) .. ")"
+  end
+  return t
+end
+
+-- Checks a file's table against M.settings and folds it into cfg.
+local function apply(cfg, origin, t, path)
+  local base = path:match("^(.*)/[^/]*$")
+  for key, value in pairs(t) do
+    local s = type(key) == "string" and by_name[key]
+    if not s then
+      return nil, where(path, tostring(key)) .. ": unknown setting '" .. tostring(key) .. "'"
+        .. suggest(tostring(key))
+    end
+    if type(value) ~= s.type then
+      return nil, where(path, key) .. ": setting '" .. key .. "' must be a " .. s.type
+        .. ", not a " .. type(value)
+    end
+    if s.choices then
+      local ok = false
+      for _, c in ipairs(s.choices) do ok = ok or c == value end
+      if not ok then
+        return nil, where(path, key) .. ": setting '" .. key .. "' must be one of "
+          .. table.concat(s.choices, ", ")
+      end
+    end
+    if s.path then value = expand(value, base) end
+    merge(cfg, { [key] = value })
+    origin[key] = path
+  end
+  return true
+end
+
+-- load{config = FILE, cwd = DIR} -> settings | nil, "file:line: message".
+-- The result also becomes what get() returns.
+function M.load(opts)
+  opts = opts or {}
+  local cfg, origin, files = {}, {}, {}
+  for _, s in ipairs(M.settings) do
+    local d = s.default
+    if type(d) == "function" then d = d() end
+    cfg[s.name] = copy(d)
+    origin[s.name] = "default"
+  end
+  local user = config_home() .. "/procy/procy.lua"
+  if exists(user) then files[#files + 1] = user end
+  local project = opts.config
+  if project then
+    if not exists(project) then return nil, project .. ": no such config file" end
+  else
+    project = find_up("procy.lua", opts.cwd or assert(fs.cwd()))
+  end
+  if project and project ~= user then files[#files + 1] = project end
+  for _, path in ipairs(files) do
+    local t, err = read_file(path)
+    if not t then return nil, err end
+    local ok, aerr = apply(cfg, origin, t, path)
+    if not ok then return nil, aerr end
+  end
+  M.current, M.origin, M.files = cfg, origin, files
+  return cfg
+end
+
+-- get() -> the loaded settings (loading them now if nobody has; raises on a
+-- broken file).
+function M.get()
+  if not M.current then
+    local cfg, err = M.load()
+    if not cfg then error(err, 0) end
+  end
+  return M.current
+end
+
+-- set(name, value, source): a command-line override.
+function M.set(name, value, source)
+  local cfg = M.get()
+  local s = assert(by_name[name], "unknown setting")
+  cfg[name] = s.path and expand(value) or value
+  M.origin[name] = source
+end
+
+return M

@@ -1,0 +1,685 @@
+/*
+** db.c — the `procy.db` module: SQLite for recipes and for procy itself.
+**
+** A db handle is one connection in WAL mode with a busy timeout and foreign
+** keys on. open() applies the schema migrations (store/NNNN_*.sql compiled
+** into the binary, or a directory the caller names) inside one write
+** transaction each, tracked by PRAGMA user_version. Statements are prepared
+** once and kept in a small per-connection cache keyed by their SQL text.
+**
+** Errors: a statement that does not compile (a bug in the caller) raises;
+** an operational failure (busy, constraint, disk full, I/O) returns
+** nil, "SQLITE_<CODE>: message", "SQLITE_<CODE>". SQLite calls are
+** synchronous: a busy wait blocks the loop for at most the busy timeout.
+*/
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "procy.h"
+
+#define PROCY_DB_MT "procy.db"
+#define BLOB_MT     "procy.db.blob"
+#define CACHE_SIZE  64
+
+typedef struct cached {
+	sqlite3_stmt *st;
+	char         *sql;
+	size_t        len;
+	uint64_t      used;
+} cached;
+
+typedef struct db {
+	sqlite3 *h;
+	cached   cache[CACHE_SIZE];
+	int      ncache;
+	uint64_t tick;
+	int      txdepth;
+} db_t;
+
+static const char *code_name(int rc)
+{
+	static const char *const names[] = {
+		"SQLITE_OK", "SQLITE_ERROR", "SQLITE_INTERNAL", "SQLITE_PERM",
+		"SQLITE_ABORT", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOMEM",
+		"SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR",
+		"SQLITE_CORRUPT", "SQLITE_NOTFOUND", "SQLITE_FULL",
+		"SQLITE_CANTOPEN", "SQLITE_PROTOCOL", "SQLITE_EMPTY",
+		"SQLITE_SCHEMA", "SQLITE_TOOBIG", "SQLITE_CONSTRAINT",
+		"SQLITE_MISMATCH", "SQLITE_MISUSE", "SQLITE_NOLFS", "SQLITE_AUTH",
+		"SQLITE_FORMAT", "SQLITE_RANGE", "SQLITE_NOTADB",
+	};
+	rc &= 0xff;
+	return rc >= 0 && rc < (int)(sizeof names / sizeof *names) ? names[rc] : "SQLITE_ERROR";
+}
+
+static int db_fail(lua_State *L, sqlite3 *h, int rc, const char *context)
+{
+	const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+	if (context)
+		return procy_fail(L, code_name(rc), "%s: %s", context, msg);
+	return procy_fail(L, code_name(rc), "%s", msg);
+}
+
+static db_t *check_db(lua_State *L)
+{
+	db_t *db = luaL_checkudata(L, 1, PROCY_DB_MT);
+	if (!db->h)
+		luaL_error(L, "db is closed");
+	return db;
+}
+
+/* ---- statements ------------------------------------------------------------- */
+
+static int blank(const char *s)
+{
+	for (; *s; s++)
+		if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != ';')
+			return 0;
+	return 1;
+}
+
+/* Returns the cached statement for sql, preparing it on a miss. Raises when
+   the SQL does not compile. *multi is set when sql holds more than one
+   statement (then nothing is cached and NULL is returned). */
+static sqlite3_stmt *stmt_get(lua_State *L, db_t *db, const char *sql, size_t len, int *multi)
+{
+	*multi = 0;
+	for (int i = 0; i < db->ncache; i++) {
+		cached *c = &db->cache[i];
+		if (c->len == len && memcmp(c->sql, sql, len) == 0) {
+			c->used = ++db->tick;
+			return c->st;
+		}
+	}
+	sqlite3_stmt *st;
+	const char *tail;
+	int rc = sqlite3_prepare_v3(db->h, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, &tail);
+	if (rc != SQLITE_OK) {
+		if ((rc & 0xff) == SQLITE_ERROR)
+			luaL_error(L, "db: %s (in: %s)", sqlite3_errmsg(db->h), sql);
+		return NULL;
+	}
+	if (!st || !blank(tail)) {
+		sqlite3_finalize(st);
+		*multi = 1;
+		return NULL;
+	}
+	cached *slot;
+	if (db->ncache < CACHE_SIZE) {
+		slot = &db->cache[db->ncache++];
+	} else {
+		slot = &db->cache[0];
+		for (int i = 1; i < CACHE_SIZE; i++)
+			if (db->cache[i].used < slot->used)
+				slot = &db->cache[i];
+		sqlite3_finalize(slot->st);
+		free(slot->sql);
+	}
+	slot->sql = malloc(len + 1);
+	if (!slot->sql) {
+		sqlite3_finalize(st);
+		db->ncache--;
+		*slot = db->cache[db->ncache];
+		luaL_error(L, "db: out of memory");
+	}
+	memcpy(slot->sql, sql, len + 1);
+	slot->len = len;
+	slot->st = st;
+	slot->used = ++db->tick;
+	return st;
+}
+
+static void cache_clear(db_t *db)
+{
+	for (int i = 0; i < db->ncache; i++) {
+		sqlite3_finalize(db->cache[i].st);
+		free(db->cache[i].sql);
+	}
+	db->ncache = 0;
+}
+
+static int is_blob(lua_State *L, int idx)
+{
+	if (!lua_istable(L, idx) || !lua_getmetatable(L, idx))
+		return 0;
+	luaL_getmetatable(L, BLOB_MT);
+	int yes = lua_rawequal(L, -1, -2);
+	lua_pop(L, 2);
+	return yes;
+}
+
+/* Binds the value at idx to parameter i. The values stay on the stack for
+   the statement's whole run, so strings are bound without copying. */
+static void bind_one(lua_State *L, sqlite3_stmt *st, int i, int idx)
+{
+	int rc;
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+	case LUA_TNONE:
+		rc = sqlite3_bind_null(st, i);
+		break;
+	case LUA_TLIGHTUSERDATA: /* json.null */
+		if (lua_touserdata(L, idx) != NULL)
+			goto bad;
+		rc = sqlite3_bind_null(st, i);
+		break;
+	case LUA_TBOOLEAN:
+		rc = sqlite3_bind_int(st, i, lua_toboolean(L, idx));
+		break;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			rc = sqlite3_bind_int64(st, i, lua_tointeger(L, idx));
+		else
+			rc = sqlite3_bind_double(st, i, lua_tonumber(L, idx));
+		break;
+	case LUA_TSTRING: {
+		size_t n;
+		const char *s = lua_tolstring(L, idx, &n);
+		rc = sqlite3_bind_text64(st, i, s, n, SQLITE_STATIC, SQLITE_UTF8);
+		break;
+	}
+	case LUA_TTABLE:
+		if (is_blob(L, idx)) {
+			lua_rawgeti(L, idx, 1);
+			size_t n;
+			const char *s = lua_tolstring(L, -1, &n);
+			lua_pop(L, 1); /* the blob table still holds the string */
+			rc = sqlite3_bind_blob64(st, i, s, n, SQLITE_STATIC);
+			break;
+		}
+		/* fallthrough */
+	default:
+	bad:
+		luaL_error(L, "db: cannot bind a %s to parameter %d", luaL_typename(L, idx), i);
+		return;
+	}
+	if (rc != SQLITE_OK)
+		luaL_error(L, "db: binding parameter %d: %s", i, sqlite3_errstr(rc));
+}
+
+/* Binds the arguments from index first on: one table binds by name
+   (:name, $name, @name) or by position for '?', else one value each. */
+static void bind_args(lua_State *L, sqlite3_stmt *st, int first)
+{
+	int top = lua_gettop(L);
+	int want = sqlite3_bind_parameter_count(st);
+	if (top == first && lua_istable(L, first) && !is_blob(L, first)) {
+		for (int i = 1; i <= want; i++) {
+			const char *name = sqlite3_bind_parameter_name(st, i);
+			if (name)
+				lua_getfield(L, first, name + 1);
+			else
+				lua_rawgeti(L, first, i);
+			bind_one(L, st, i, -1);
+			lua_pop(L, 1); /* the table keeps the value alive */
+		}
+		return;
+	}
+	int have = top - first + 1;
+	if (have != want)
+		luaL_error(L, "db: statement takes %d parameter(s), got %d", want, have);
+	for (int i = 1; i <= want; i++)
+		bind_one(L, st, i, first + i - 1);
+}
+
+static void push_column(lua_State *L, sqlite3_stmt *st, int c)
+{
+	switch (sqlite3_column_type(st, c)) {
+	case SQLITE_INTEGER:
+		lua_pushinteger(L, sqlite3_column_int64(st, c));
+		break;
+	case SQLITE_FLOAT:
+		lua_pushnumber(L, sqlite3_column_double(st, c));
+		break;
+	case SQLITE_TEXT:
+		lua_pushlstring(L, (const char *)sqlite3_column_text(st, c),
+		                (size_t)sqlite3_column_bytes(st, c));
+		break;
+	case SQLITE_BLOB: {
+		const void *p = sqlite3_column_blob(st, c);
+		lua_pushlstring(L, p ? p : "", (size_t)sqlite3_column_bytes(st, c));
+		break;
+	}
+	default:
+		lua_pushnil(L);
+	}
+}
+
+/* Runs st to completion. rows: push an array of row tables. Returns 0 or an
+   SQLite error code (st is reset either way). */
+static int run(lua_State *L, db_t *db, sqlite3_stmt *st, int rows)
+{
+	int rc, n = 0, ncol = sqlite3_column_count(st);
+	if (rows)
+		lua_newtable(L);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!rows)
+			continue;
+		lua_createtable(L, 0, ncol);
+		for (int c = 0; c < ncol; c++) {
+			push_column(L, st, c);
+			lua_setfield(L, -2, sqlite3_column_name(st, c));
+		}
+		lua_rawseti(L, -2, ++n);
+	}
+	(void)db;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : rc;
+}
+
+/* db:exec(sql, ...) -> changes, last_insert_rowid. Several statements in
+   one string run in order when no parameters are given. */
+static int db_exec(lua_State *L)
+{
+	db_t *db = check_db(L);
+	size_t len;
+	const char *sql = luaL_checklstring(L, 2, &len);
+	int multi;
+	sqlite3_stmt *st = stmt_get(L, db, sql, len, &multi);
+	if (multi) {
+		if (lua_gettop(L) > 2)
+			return luaL_error(L, "db: parameters need a single statement (in: %s)", sql);
+		char *err = NULL;
+		int rc = sqlite3_exec(db->h, sql, NULL, NULL, &err);
+		if (rc != SQLITE_OK) {
+			lua_pushstring(L, err ? err : sqlite3_errstr(rc));
+			sqlite3_free(err);
+			if ((rc & 0xff) == SQLITE_ERROR)
+				return luaL_error(L, "db: %s (in: %s)", lua_tostring(L, -1), sql);
+			return procy_fail(L, code_name(rc), "%s", lua_tostring(L, -1));
+		}
+	} else {
+		if (!st)
+			return db_fail(L, db->h, sqlite3_errcode(db->h), NULL);
+		bind_args(L, st, 3);
+		int rc = run(L, db, st, 0);
+		if (rc)
+			return db_fail(L, db->h, rc, NULL);
+	}
+	lua_pushinteger(L, sqlite3_changes64(db->h));
+	lua_pushinteger(L, sqlite3_last_insert_rowid(db->h));
+	return 2;
+}
+
+/* db:query(sql, ...) -> array of rows keyed by column name (NULL: absent) */
+static int db_query(lua_State *L)
+{
+	db_t *db = check_db(L);
+	size_t len;
+	const char *sql = luaL_checklstring(L, 2, &len);
+	int multi;
+	sqlite3_stmt *st = stmt_get(L, db, sql, len, &multi);
+	if (multi)
+		return luaL_error(L, "db: query takes a single statement (in: %s)", sql);
+	if (!st)
+		return db_fail(L, db->h, sqlite3_errcode(db->h), NULL);
+	bind_args(L, st, 3);
+	int rc = run(L, db, st, 1);
+	if (rc)
+		return db_fail(L, db->h, rc, NULL);
+	return 1;
+}
+
+static int exec_plain(db_t *db, const char *sql)
+{
+	return sqlite3_exec(db->h, sql, NULL, NULL, NULL);
+}
+
+/* db:transaction(fn, ...) -> fn's results. Nested calls use savepoints.
+   An error in fn rolls back and is raised again; a failed COMMIT returns
+   nil, err. fn cannot wait (await raises): other tasks share this
+   connection and must not see, or write into, a half-done transaction. */
+static int db_transaction(lua_State *L)
+{
+	db_t *db = check_db(L);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	char sp[48];
+	int depth = db->txdepth;
+	snprintf(sp, sizeof sp, "SAVEPOINT procy_%d", depth);
+	int rc = exec_plain(db, depth ? sp : "BEGIN IMMEDIATE");
+	if (rc != SQLITE_OK)
+		return db_fail(L, db->h, rc, "begin");
+	db->txdepth++;
+	int base = 1;
+	int status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+	db->txdepth--;
+	if (status != LUA_OK) {
+		if (depth) {
+			snprintf(sp, sizeof sp, "ROLLBACK TO procy_%d; RELEASE procy_%d", depth, depth);
+			exec_plain(db, sp);
+		} else {
+			exec_plain(db, "ROLLBACK");
+		}
+		return lua_error(L);
+	}
+	snprintf(sp, sizeof sp, "RELEASE procy_%d", depth);
+	rc = exec_plain(db, depth ? sp : "COMMIT");
+	if (rc != SQLITE_OK) {
+		int n = db_fail(L, db->h, rc, "commit");
+		if (!depth)
+			exec_plain(db, "ROLLBACK");
+		return n;
+	}
+	return lua_gettop(L) - base;
+}
+
+static int db_close(lua_State *L)
+{
+	db_t *db = luaL_checkudata(L, 1, PROCY_DB_MT);
+	if (db->h) {
+		cache_clear(db);
+		sqlite3_close_v2(db->h);
+		db->h = NULL;
+	}
+	return 0;
+}
+
+static int db_tostring(lua_State *L)
+{
+	db_t *db = luaL_checkudata(L, 1, PROCY_DB_MT);
+	if (db->h)
+		lua_pushfstring(L, "db (%s)", sqlite3_db_filename(db->h, "main"));
+	else
+		lua_pushliteral(L, "db (closed)");
+	return 1;
+}
+
+/* db:path() -> the database file's path */
+static int db_path(lua_State *L)
+{
+	db_t *db = check_db(L);
+	lua_pushstring(L, sqlite3_db_filename(db->h, "main"));
+	return 1;
+}
+
+/* ---- migrations ------------------------------------------------------------- */
+
+typedef struct migration {
+	int         version;
+	const char *name;
+	const char *sql;
+} migration;
+
+static int migration_version(const char *base)
+{
+	/* NNNN_name.sql */
+	int v = 0, digits = 0;
+	for (; *base >= '0' && *base <= '9'; base++, digits++)
+		v = v * 10 + (*base - '0');
+	size_t n = strlen(base);
+	if (digits == 0 || *base != '_' || n < 5 || strcmp(base + n - 4, ".sql") != 0)
+		return -1;
+	return v;
+}
+
+static int cmp_migration(const void *a, const void *b)
+{
+	const migration *x = a, *y = b;
+	return (x->version > y->version) - (x->version < y->version);
+}
+
+/* Pushes a table that keeps the names and SQL texts alive and fills *out
+   with the migrations from dir (NULL: the embedded store/). Returns the
+   count, or raises on an unreadable directory or a duplicate version. */
+static int load_migrations(lua_State *L, const char *dir, migration **out)
+{
+	lua_newtable(L);
+	int keep = lua_gettop(L), n = 0;
+	if (!dir) {
+		for (const embedded_file *f = procy_embedded; f->path; f++) {
+			if (strncmp(f->path, "store/", 6) != 0)
+				continue;
+			lua_pushstring(L, f->path);
+			lua_rawseti(L, keep, ++n);
+			lua_pushlstring(L, (const char *)f->data, f->len);
+			lua_rawseti(L, keep, ++n);
+		}
+	} else {
+		DIR *d = opendir(dir);
+		if (!d)
+			return luaL_error(L, "db: migrations directory '%s': %s", dir, strerror(errno));
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (migration_version(e->d_name) < 0)
+				continue;
+			lua_pushfstring(L, "%s/%s", dir, e->d_name);
+			FILE *fp = fopen(lua_tostring(L, -1), "rb");
+			if (!fp) {
+				closedir(d);
+				return luaL_error(L, "db: %s: %s", lua_tostring(L, -1), strerror(errno));
+			}
+			luaL_Buffer b;
+			luaL_buffinit(L, &b);
+			char chunk[4096];
+			size_t got;
+			while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0)
+				luaL_addlstring(&b, chunk, got);
+			int bad = ferror(fp);
+			fclose(fp);
+			luaL_pushresult(&b);
+			if (bad) {
+				closedir(d);
+				return luaL_error(L, "db: reading %s failed", lua_tostring(L, -2));
+			}
+			lua_rawseti(L, keep, n + 2);
+			lua_rawseti(L, keep, n + 1);
+			n += 2;
+		}
+		closedir(d);
+	}
+	int count = n / 2;
+	migration *m = lua_newuserdatauv(L, sizeof *m * (size_t)(count ? count : 1), 0);
+	lua_rawseti(L, keep, ++n);
+	for (int i = 0; i < count; i++) {
+		lua_rawgeti(L, keep, 2 * i + 1);
+		m[i].name = lua_tostring(L, -1);
+		const char *base = strrchr(m[i].name, '/');
+		m[i].version = migration_version(base ? base + 1 : m[i].name);
+		lua_rawgeti(L, keep, 2 * i + 2);
+		m[i].sql = lua_tostring(L, -1);
+		lua_pop(L, 2);
+	}
+	qsort(m, (size_t)count, sizeof *m, cmp_migration);
+	for (int i = 1; i < count; i++)
+		if (m[i].version == m[i - 1].version)
+			return luaL_error(L, "db: migrations %s and %s share version %d",
+			                  m[i - 1].name, m[i].name, m[i].version);
+	*out = m;
+	return count;
+}
+
+static int user_version(db_t *db)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+	if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Applies the migrations newer than the database, each in its own
+   BEGIN IMMEDIATE transaction; the version is read again under the write
+   lock so two processes opening a new database apply each one once.
+   Returns 0, or pushes a failure tuple and returns its count. */
+static int migrate(lua_State *L, db_t *db, const char *dir)
+{
+	migration *m;
+	int count = load_migrations(L, dir, &m);
+	int latest = count ? m[count - 1].version : 0;
+	int current = user_version(db);
+	if (current == latest) {
+		lua_pop(L, 1);
+		return 0; /* the usual case: no write lock needed */
+	}
+	for (int i = 0; i < count; i++) {
+		int rc = exec_plain(db, "BEGIN IMMEDIATE");
+		if (rc != SQLITE_OK)
+			return db_fail(L, db->h, rc, "migrate: begin");
+		int v = user_version(db);
+		if (v > latest) {
+			exec_plain(db, "ROLLBACK");
+			return procy_fail(L, "ESCHEMA", "database schema version %d is newer than "
+			                  "this procy knows (%d); upgrade procy", v, latest);
+		}
+		if (m[i].version <= v) {
+			exec_plain(db, "ROLLBACK");
+			continue;
+		}
+		char *err = NULL;
+		rc = sqlite3_exec(db->h, m[i].sql, NULL, NULL, &err);
+		if (rc == SQLITE_OK) {
+			char pragma[64];
+			snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", m[i].version);
+			rc = exec_plain(db, pragma);
+		}
+		if (rc == SQLITE_OK)
+			rc = exec_plain(db, "COMMIT");
+		if (rc != SQLITE_OK) {
+			lua_pushstring(L, err ? err : sqlite3_errmsg(db->h));
+			sqlite3_free(err);
+			exec_plain(db, "ROLLBACK");
+			return procy_fail(L, code_name(rc), "migration %s failed: %s",
+			                  m[i].name, lua_tostring(L, -1));
+		}
+	}
+	lua_pop(L, 1);
+	return 0;
+}
+
+/* Creates the directory that will hold path (mode 0700: it holds
+   everything the agent was told and answered). */
+static int make_parents(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		return 0;
+	char *dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return -1;
+	int r = procy_mkdirs(dir, 0700);
+	int e = errno;
+	free(dir);
+	errno = e;
+	return r;
+}
+
+/* open(path, [opts]) -> db | nil, err, code
+   opts.busy_timeout: seconds to wait for another writer (default 5);
+   opts.migrations: false (none), a directory, or nil (procy's store/). */
+static int db_open(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	double busy = 5;
+	const char *dir = NULL;
+	int do_migrate = 1;
+	if (lua_istable(L, 2)) {
+		lua_getfield(L, 2, "busy_timeout");
+		busy = luaL_optnumber(L, -1, busy);
+		lua_getfield(L, 2, "migrations");
+		if (lua_isboolean(L, -1))
+			do_migrate = lua_toboolean(L, -1);
+		else if (!lua_isnil(L, -1))
+			dir = luaL_checkstring(L, -1);
+		lua_pop(L, 2);
+	}
+	if (strcmp(path, ":memory:") != 0 && make_parents(path) < 0)
+		return procy_fail_errno(L, errno, path);
+	db_t *db = lua_newuserdatauv(L, sizeof *db, 0);
+	memset(db, 0, sizeof *db);
+	luaL_setmetatable(L, PROCY_DB_MT);
+	int udx = lua_gettop(L);
+	int rc = sqlite3_open_v2(path, &db->h,
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		int n = procy_fail(L, code_name(rc), "%s: %s", path,
+		                   db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
+		sqlite3_close_v2(db->h);
+		db->h = NULL;
+		return n;
+	}
+	sqlite3_busy_timeout(db->h, (int)(busy * 1000));
+	/* journal_mode answers with a row; exec discards it. A read-only or
+	   locked file fails here first, with the clearest message. */
+	rc = exec_plain(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
+	                    "PRAGMA foreign_keys = ON");
+	int n = rc != SQLITE_OK ? db_fail(L, db->h, rc, path)
+	      : do_migrate ? migrate(L, db, dir) : 0;
+	if (n) {
+		cache_clear(db);
+		sqlite3_close_v2(db->h);
+		db->h = NULL;
+		return n;
+	}
+	lua_settop(L, udx);
+	return 1;
+}
+
+/* blob(s) -> a value that binds as a BLOB (strings bind as TEXT) */
+static int db_blob(lua_State *L)
+{
+	luaL_checkstring(L, 1);
+	lua_createtable(L, 1, 0);
+	lua_pushvalue(L, 1);
+	lua_rawseti(L, -2, 1);
+	luaL_setmetatable(L, BLOB_MT);
+	return 1;
+}
+
+/* version() -> the newest schema version compiled into procy */
+static int db_schema_version(lua_State *L)
+{
+	int v = 0;
+	for (const embedded_file *f = procy_embedded; f->path; f++)
+		if (strncmp(f->path, "store/", 6) == 0) {
+			int x = migration_version(f->path + 6);
+			if (x > v)
+				v = x;
+		}
+	lua_pushinteger(L, v);
+	return 1;
+}
+
+static const luaL_Reg db_methods[] = {
+	{ "exec",        db_exec },
+	{ "query",       db_query },
+	{ "transaction", db_transaction },
+	{ "path",        db_path },
+	{ "close",       db_close },
+	{ NULL, NULL }
+};
+
+static const luaL_Reg db_funcs[] = {
+	{ "open",           db_open },
+	{ "blob",           db_blob },
+	{ "schema_version", db_schema_version },
+	{ NULL, NULL }
+};
+
+int luaopen_procy_db(lua_State *L)
+{
+	if (luaL_newmetatable(L, PROCY_DB_MT)) {
+		luaL_newlib(L, db_methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, db_close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, db_close);
+		lua_setfield(L, -2, "__close");
+		lua_pushcfunction(L, db_tostring);
+		lua_setfield(L, -2, "__tostring");
+	}
+	luaL_newmetatable(L, BLOB_MT);
+	lua_pop(L, 2);
+	luaL_newlib(L, db_funcs);
+	return 1;
+}

@@ -1,0 +1,157 @@
+/*
+** fs.c — the `procy.fs` module: the few file-system calls Lua's io and os
+** libraries lack (cwd, stat, realpath, mkdir, directory listing). All are
+** synchronous and quick; failures return nil, "ECODE: path: reason", code.
+*/
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "procy.h"
+
+/* cwd() -> absolute path of the working directory */
+static int fs_cwd(lua_State *L)
+{
+	char *p = getcwd(NULL, 0);
+	if (!p)
+		return procy_fail_errno(L, errno, "getcwd");
+	lua_pushstring(L, p);
+	free(p);
+	return 1;
+}
+
+/* stat(path) -> {type="file"|"dir"|"link"|"other", size, mtime, mode} |
+   nil, err. Links are followed unless the second argument is true. */
+static int fs_stat(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct stat sb;
+	int r = lua_toboolean(L, 2) ? lstat(path, &sb) : stat(path, &sb);
+	if (r < 0)
+		return procy_fail_errno(L, errno, path);
+	lua_createtable(L, 0, 4);
+	const char *type = S_ISREG(sb.st_mode) ? "file" : S_ISDIR(sb.st_mode) ? "dir"
+	                 : S_ISLNK(sb.st_mode) ? "link" : "other";
+	lua_pushstring(L, type);
+	lua_setfield(L, -2, "type");
+	lua_pushinteger(L, (lua_Integer)sb.st_size);
+	lua_setfield(L, -2, "size");
+	lua_pushnumber(L, (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec / 1e9);
+	lua_setfield(L, -2, "mtime");
+	lua_pushinteger(L, sb.st_mode & 07777);
+	lua_setfield(L, -2, "mode");
+	return 1;
+}
+
+/* realpath(path) -> absolute path with links resolved | nil, err */
+static int fs_realpath(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	char *p = realpath(path, NULL);
+	if (!p)
+		return procy_fail_errno(L, errno, path);
+	lua_pushstring(L, p);
+	free(p);
+	return 1;
+}
+
+int procy_mkdirs(const char *path, mode_t mode)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return -1;
+	for (char *p = copy + 1;; p++) {
+		if (*p != '/' && *p != 0)
+			continue;
+		char c = *p;
+		*p = 0;
+		struct stat sb;
+		if (mkdir(copy, mode) < 0 && errno != EEXIST)
+			goto fail;
+		if (stat(copy, &sb) < 0)
+			goto fail;
+		if (!S_ISDIR(sb.st_mode)) {
+			errno = ENOTDIR;
+			goto fail;
+		}
+		*p = c;
+		if (!c)
+			break;
+	}
+	free(copy);
+	return 0;
+fail:;
+	int e = errno;
+	free(copy);
+	errno = e;
+	return -1;
+}
+
+/* mkdir(path, [mode]) -> true | nil, err. Creates missing parents too;
+   an existing directory is success. */
+static int fs_mkdir(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
+	if (procy_mkdirs(path, mode) < 0)
+		return procy_fail_errno(L, errno, path);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* dir(path) -> sorted array of entry names (no "." or "..") | nil, err */
+static int fs_dir(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	DIR *d = opendir(path);
+	if (!d)
+		return procy_fail_errno(L, errno, path);
+	lua_newtable(L);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		lua_pushstring(L, e->d_name);
+		lua_rawseti(L, -2, ++n);
+	}
+	closedir(d);
+	const char **names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 0);
+	for (int i = 0; i < n; i++) {
+		lua_rawgeti(L, -2, i + 1);
+		names[i] = lua_tostring(L, -1);
+		lua_pop(L, 1); /* the table keeps it alive */
+	}
+	qsort(names, (size_t)n, sizeof *names, cmp_str);
+	lua_createtable(L, n, 0);
+	for (int i = 0; i < n; i++) {
+		lua_pushstring(L, names[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	return 1;
+}
+
+static const luaL_Reg fs_funcs[] = {
+	{ "cwd",      fs_cwd },
+	{ "stat",     fs_stat },
+	{ "realpath", fs_realpath },
+	{ "mkdir",    fs_mkdir },
+	{ "dir",      fs_dir },
+	{ NULL, NULL }
+};
+
+int luaopen_procy_fs(lua_State *L)
+{
+	luaL_newlib(L, fs_funcs);
+	return 1;
+}

@@ -1,0 +1,730 @@
+/*
+** json.c — the `procy.json` module: Lua values to JSON text and back.
+**
+** A direct one-pass codec between JSON text and Lua values, with no
+** intermediate tree. cJSON (used by the C-side parsers) keeps numbers as
+** doubles, which cannot carry the integers beyond 2^53 that JSON payloads
+** hold (ids, byte counts); this codec keeps every integer that fits in 64
+** bits exact, in both directions.
+**
+** Conventions, which the recipe reference repeats:
+** - JSON null is json.null (a light userdata), so keys and array slots
+**   holding null survive a round trip; nil never appears in decoded data.
+** - A table is an array when its keys are exactly 1..n (n > 0), or when its
+**   metatable has __json = "array"; otherwise an object. The empty table is
+**   an object; json.array{} makes an empty array. Decoded arrays carry the
+**   array metatable, so `[]` decodes and encodes back as `[]`.
+** - Object keys that are numbers are written as their decimal text.
+** - Invalid UTF-8 in strings is written as U+FFFD; \u escapes decode to
+**   UTF-8, surrogate pairs joined, lone surrogates as U+FFFD.
+** - Integers stay integers; floats always carry a '.' or exponent and are
+**   printed with the fewest digits that read back to the same double.
+** - Nesting is limited to JSON_MAX_DEPTH levels (also catches cycles).
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "procy.h"
+
+#define JSON_MAX_DEPTH 1000
+#define ARRAY_MT "procy.json.array"
+#define OBJECT_MT "procy.json.object"
+
+/* ---- encoding -------------------------------------------------------------- */
+
+typedef struct enc {
+	buf_t *b;
+	int    indent; /* spaces per level; 0 = compact */
+	int    sort;
+} enc_t;
+
+static void enc_add(lua_State *L, enc_t *e, const char *s, size_t n)
+{
+	if (buf_add(e->b, s, n) < 0)
+		luaL_error(L, "json: out of memory");
+}
+
+#define enc_lit(L, e, s) enc_add((L), (e), (s), sizeof(s) - 1)
+
+static void enc_newline(lua_State *L, enc_t *e, int depth)
+{
+	if (!e->indent)
+		return;
+	enc_lit(L, e, "\n");
+	for (int i = 0; i < depth * e->indent; i++)
+		enc_lit(L, e, " ");
+}
+
+/* Length of a valid UTF-8 sequence at p (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	size_t len;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) { len = 2; min = 0x80; }
+	else if (c >= 0xe0 && c <= 0xef) { len = 3; min = 0x800; }
+	else if (c >= 0xf0 && c <= 0xf4) { len = 4; min = 0x10000; }
+	else return 0;
+	if (n < len)
+		return 0;
+	unsigned cp = c & (0x3f >> (len - 1));
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+static void enc_string(lua_State *L, enc_t *e, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	enc_lit(L, e, "\"");
+	while (p < end) {
+		const unsigned char *run = p;
+		while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		enc_add(L, e, (const char *)run, (size_t)(p - run));
+		if (p == end)
+			break;
+		unsigned c = *p;
+		if (c >= 0x80) {
+			size_t len = utf8_len(p, (size_t)(end - p));
+			if (len) {
+				enc_add(L, e, (const char *)p, len);
+				p += len;
+			} else {
+				enc_lit(L, e, "\\ufffd");
+				p++;
+			}
+			continue;
+		}
+		p++;
+		switch (c) {
+		case '"':  enc_lit(L, e, "\\\""); break;
+		case '\\': enc_lit(L, e, "\\\\"); break;
+		case '\n': enc_lit(L, e, "\\n"); break;
+		case '\r': enc_lit(L, e, "\\r"); break;
+		case '\t': enc_lit(L, e, "\\t"); break;
+		case '\b': enc_lit(L, e, "\\b"); break;
+		case '\f': enc_lit(L, e, "\\f"); break;
+		default: {
+			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			enc_add(L, e, u, 6);
+		}
+		}
+	}
+	enc_lit(L, e, "\"");
+}
+
+/* Fewest significant digits (15..17) that read back as the same double. */
+static int format_float(char *out, size_t size, double d)
+{
+	int n = 0;
+	for (int prec = 15; prec <= 17; prec++) {
+		n = snprintf(out, size, "%.*g", prec, d);
+		if (strtod(out, NULL) == d)
+			break;
+	}
+	if (!strpbrk(out, ".eEn"))
+		n += snprintf(out + n, size - (size_t)n, ".0");
+	return n;
+}
+
+static void enc_number(lua_State *L, enc_t *e, int idx)
+{
+	char tmp[64];
+	int n;
+	if (lua_isinteger(L, idx)) {
+		n = snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(L, idx));
+	} else {
+		double d = lua_tonumber(L, idx);
+		if (isnan(d) || isinf(d))
+			luaL_error(L, "json: cannot encode %s", isnan(d) ? "NaN" : "an infinite number");
+		n = format_float(tmp, sizeof tmp, d);
+	}
+	enc_add(L, e, tmp, (size_t)n);
+}
+
+/* Returns the __json field of the value's metatable: "array", "object" or
+   NULL. */
+static const char *marked_kind(lua_State *L, int idx)
+{
+	const char *kind = NULL;
+	if (lua_getmetatable(L, idx)) {
+		if (lua_getfield(L, -1, "__json") == LUA_TSTRING)
+			kind = lua_tostring(L, -1); /* the metatable keeps it alive */
+		lua_pop(L, 2);
+	}
+	return kind;
+}
+
+/* Array length if the table at idx should be written as an array, else -1. */
+static lua_Integer array_length(lua_State *L, int idx)
+{
+	const char *kind = marked_kind(L, idx);
+	if (kind)
+		return strcmp(kind, "array") == 0 ? (lua_Integer)lua_rawlen(L, idx) : -1;
+	lua_Integer count = 0, max = 0;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+			lua_pop(L, 1);
+			return -1;
+		}
+		lua_Integer k = lua_tointeger(L, -1);
+		if (k > max)
+			max = k;
+		count++;
+	}
+	return count > 0 && count == max ? count : -1;
+}
+
+static void enc_value(lua_State *L, enc_t *e, int idx, int depth);
+
+/* Pushes the JSON key text for the key at idx. */
+static const char *key_text(lua_State *L, int idx, size_t *n)
+{
+	switch (lua_type(L, idx)) {
+	case LUA_TSTRING:
+		lua_pushvalue(L, idx);
+		break;
+	case LUA_TNUMBER: {
+		char tmp[64];
+		if (lua_isinteger(L, idx))
+			snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(L, idx));
+		else
+			format_float(tmp, sizeof tmp, lua_tonumber(L, idx));
+		lua_pushstring(L, tmp);
+		break;
+	}
+	default:
+		luaL_error(L, "json: cannot use a %s as an object key", luaL_typename(L, idx));
+	}
+	return lua_tolstring(L, -1, n);
+}
+
+typedef struct keyref {
+	const char *s;
+	size_t      n;
+	int         slot; /* index in the key table */
+} keyref;
+
+static int keycmp(const void *a, const void *b)
+{
+	const keyref *x = a, *y = b;
+	size_t n = x->n < y->n ? x->n : y->n;
+	int c = memcmp(x->s, y->s, n);
+	return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+static void enc_member(lua_State *L, enc_t *e, int key, int val, int depth, int *first)
+{
+	size_t n;
+	const char *k = key_text(L, key, &n);
+	if (!*first)
+		enc_lit(L, e, ",");
+	*first = 0;
+	enc_newline(L, e, depth + 1);
+	enc_string(L, e, k, n);
+	lua_pop(L, 1);
+	if (e->indent)
+		enc_lit(L, e, ": ");
+	else
+		enc_lit(L, e, ":");
+	enc_value(L, e, val, depth + 1);
+}
+
+static void enc_object(lua_State *L, enc_t *e, int idx, int depth)
+{
+	int first = 1;
+	enc_lit(L, e, "{");
+	if (!e->sort) {
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			int top = lua_gettop(L);
+			enc_member(L, e, top - 1, top, depth, &first);
+			lua_pop(L, 1);
+		}
+	} else {
+		/* Collect the keys' texts in a table (which keeps them alive),
+		   sort pointers to them, then look each value up. */
+		lua_newtable(L);
+		int keys = lua_gettop(L);
+		int nkeys = 0;
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			lua_pop(L, 1);
+			lua_pushvalue(L, -1);
+			lua_rawseti(L, keys, ++nkeys);
+		}
+		keyref *refs = lua_newuserdatauv(L, sizeof(keyref) * (size_t)(nkeys ? nkeys : 1), 0);
+		for (int i = 0; i < nkeys; i++) {
+			lua_rawgeti(L, keys, i + 1);
+			size_t n;
+			key_text(L, -1, &n);
+			lua_rawseti(L, keys, nkeys + i + 1); /* keep the text */
+			lua_pop(L, 1);
+			lua_rawgeti(L, keys, nkeys + i + 1);
+			refs[i].s = lua_tolstring(L, -1, &refs[i].n);
+			refs[i].slot = i + 1;
+			lua_pop(L, 1);
+		}
+		qsort(refs, (size_t)nkeys, sizeof *refs, keycmp);
+		for (int i = 0; i < nkeys; i++) {
+			lua_rawgeti(L, keys, refs[i].slot);
+			lua_pushvalue(L, -1);
+			lua_rawget(L, idx);
+			int top = lua_gettop(L);
+			enc_member(L, e, top - 1, top, depth, &first);
+			lua_pop(L, 2);
+		}
+		lua_settop(L, keys - 1);
+	}
+	if (!first)
+		enc_newline(L, e, depth);
+	enc_lit(L, e, "}");
+}
+
+static void enc_value(lua_State *L, enc_t *e, int idx, int depth)
+{
+	idx = lua_absindex(L, idx);
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+		enc_lit(L, e, "null");
+		return;
+	case LUA_TBOOLEAN:
+		if (lua_toboolean(L, idx))
+			enc_lit(L, e, "true");
+		else
+			enc_lit(L, e, "false");
+		return;
+	case LUA_TNUMBER:
+		enc_number(L, e, idx);
+		return;
+	case LUA_TSTRING: {
+		size_t n;
+		const char *s = lua_tolstring(L, idx, &n);
+		enc_string(L, e, s, n);
+		return;
+	}
+	case LUA_TLIGHTUSERDATA:
+		if (lua_touserdata(L, idx) == NULL) {
+			enc_lit(L, e, "null");
+			return;
+		}
+		break;
+	case LUA_TTABLE: {
+		if (depth >= JSON_MAX_DEPTH)
+			luaL_error(L, "json: tables nested deeper than %d levels (a cycle?)", JSON_MAX_DEPTH);
+		luaL_checkstack(L, 8, "json: nesting");
+		lua_Integer n = array_length(L, idx);
+		if (n < 0) {
+			enc_object(L, e, idx, depth);
+			return;
+		}
+		enc_lit(L, e, "[");
+		for (lua_Integer i = 1; i <= n; i++) {
+			if (i > 1)
+				enc_lit(L, e, ",");
+			enc_newline(L, e, depth + 1);
+			lua_rawgeti(L, idx, i);
+			enc_value(L, e, -1, depth + 1);
+			lua_pop(L, 1);
+		}
+		if (n > 0)
+			enc_newline(L, e, depth);
+		enc_lit(L, e, "]");
+		return;
+	}
+	default:
+		break;
+	}
+	luaL_error(L, "json: cannot encode a %s value", luaL_typename(L, idx));
+}
+
+/* encode(value, [opts]) -> string. opts.indent (true or a number of spaces)
+   pretty-prints; opts.sort writes object keys in byte order. Raises on
+   values JSON cannot hold. */
+static int json_encode(lua_State *L)
+{
+	enc_t e = { 0 };
+	luaL_checkany(L, 1);
+	if (lua_istable(L, 2)) {
+		lua_getfield(L, 2, "indent");
+		e.indent = lua_isboolean(L, -1) ? 2 * lua_toboolean(L, -1) : (int)lua_tointeger(L, -1);
+		lua_getfield(L, 2, "sort");
+		e.sort = lua_toboolean(L, -1);
+		lua_pop(L, 2);
+	}
+	lua_settop(L, 1);
+	e.b = buf_push(L);
+	enc_value(L, &e, 1, 0);
+	lua_pushlstring(L, e.b->p, e.b->len);
+	buf_free(e.b);
+	return 1;
+}
+
+/* ---- decoding -------------------------------------------------------------- */
+
+typedef struct dec {
+	const char *s, *p, *end;
+	int depth;
+} dec_t;
+
+static int dec_error(lua_State *L, dec_t *d, const char *what)
+{
+	int line = 1;
+	const char *bol = d->s;
+	for (const char *q = d->s; q < d->p; q++)
+		if (*q == '\n') {
+			line++;
+			bol = q + 1;
+		}
+	if (d->p >= d->end)
+		return luaL_error(L, "%s: unexpected end of input at line %d", what, line);
+	unsigned char c = (unsigned char)*d->p;
+	if (c >= 0x20 && c < 0x7f)
+		return luaL_error(L, "%s: unexpected '%c' at line %d column %d (byte %d)", what,
+		                  c, line, (int)(d->p - bol) + 1, (int)(d->p - d->s) + 1);
+	return luaL_error(L, "%s: unexpected byte 0x%02x at line %d column %d (byte %d)", what,
+	                  c, line, (int)(d->p - bol) + 1, (int)(d->p - d->s) + 1);
+}
+
+static void skip_ws(dec_t *d)
+{
+	while (d->p < d->end && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r'))
+		d->p++;
+}
+
+static int hex4(const char *p)
+{
+	int v = 0;
+	for (int i = 0; i < 4; i++) {
+		int c = (unsigned char)p[i], x;
+		if (c >= '0' && c <= '9') x = c - '0';
+		else if (c >= 'a' && c <= 'f') x = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F') x = c - 'A' + 10;
+		else return -1;
+		v = v * 16 + x;
+	}
+	return v;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned cp)
+{
+	char u[4];
+	int n;
+	if (cp < 0x80) { u[0] = (char)cp; n = 1; }
+	else if (cp < 0x800) { u[0] = (char)(0xc0 | cp >> 6); u[1] = (char)(0x80 | (cp & 0x3f)); n = 2; }
+	else if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | cp >> 12); u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f)); n = 3;
+	} else {
+		u[0] = (char)(0xf0 | cp >> 18); u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); u[3] = (char)(0x80 | (cp & 0x3f)); n = 4;
+	}
+	luaL_addlstring(b, u, (size_t)n);
+}
+
+/* d->p is past the opening quote. Pushes the string. */
+static void dec_string(lua_State *L, dec_t *d)
+{
+	const char *run = d->p;
+	while (d->p < d->end && *d->p != '"' && *d->p != '\\' && (unsigned char)*d->p >= 0x20)
+		d->p++;
+	if (d->p < d->end && *d->p == '"') { /* the common case: no escapes */
+		lua_pushlstring(L, run, (size_t)(d->p - run));
+		d->p++;
+		return;
+	}
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	luaL_addlstring(&b, run, (size_t)(d->p - run));
+	for (;;) {
+		if (d->p >= d->end)
+			dec_error(L, d, "unterminated string");
+		unsigned char c = (unsigned char)*d->p;
+		if (c == '"') {
+			d->p++;
+			break;
+		}
+		if (c < 0x20)
+			dec_error(L, d, "control character in string");
+		if (c != '\\') {
+			luaL_addchar(&b, (char)c);
+			d->p++;
+			continue;
+		}
+		if (d->end - d->p < 2)
+			dec_error(L, d, "bad escape");
+		char esc = d->p[1];
+		d->p += 2;
+		switch (esc) {
+		case '"': luaL_addchar(&b, '"'); break;
+		case '\\': luaL_addchar(&b, '\\'); break;
+		case '/': luaL_addchar(&b, '/'); break;
+		case 'b': luaL_addchar(&b, '\b'); break;
+		case 'f': luaL_addchar(&b, '\f'); break;
+		case 'n': luaL_addchar(&b, '\n'); break;
+		case 'r': luaL_addchar(&b, '\r'); break;
+		case 't': luaL_addchar(&b, '\t'); break;
+		case 'u': {
+			int cp = d->end - d->p >= 4 ? hex4(d->p) : -1;
+			if (cp < 0) {
+				d->p -= 2;
+				dec_error(L, d, "bad \\u escape");
+			}
+			d->p += 4;
+			if (cp >= 0xd800 && cp <= 0xdbff && d->end - d->p >= 6 &&
+			    d->p[0] == '\\' && d->p[1] == 'u') {
+				int lo = hex4(d->p + 2);
+				if (lo >= 0xdc00 && lo <= 0xdfff) {
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+					d->p += 6;
+				}
+			}
+			if (cp >= 0xd800 && cp <= 0xdfff)
+				cp = 0xfffd; /* lone surrogate */
+			add_utf8(&b, (unsigned)cp);
+			break;
+		}
+		default:
+			d->p -= 2;
+			dec_error(L, d, "bad escape");
+		}
+	}
+	luaL_pushresult(&b);
+}
+
+static void dec_number(lua_State *L, dec_t *d)
+{
+	const char *start = d->p, *p = d->p, *end = d->end;
+	int is_float = 0;
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (p < end && *p >= '1' && *p <= '9')
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	else {
+		d->p = p;
+		dec_error(L, d, "bad number");
+	}
+	if (p < end && *p == '.') {
+		is_float = 1;
+		p++;
+		if (!(p < end && *p >= '0' && *p <= '9')) {
+			d->p = p;
+			dec_error(L, d, "bad number");
+		}
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		is_float = 1;
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (!(p < end && *p >= '0' && *p <= '9')) {
+			d->p = p;
+			dec_error(L, d, "bad number");
+		}
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	d->p = p;
+	if (!is_float) {
+		/* exact when it fits in 64 bits */
+		const char *q = start;
+		int neg = *q == '-';
+		q += neg;
+		unsigned long long v = 0, limit = neg ? (unsigned long long)INT64_MAX + 1 : INT64_MAX;
+		int overflow = 0;
+		for (; q < p; q++) {
+			unsigned digit = (unsigned)(*q - '0');
+			if (v > (limit - digit) / 10) {
+				overflow = 1;
+				break;
+			}
+			v = v * 10 + digit;
+		}
+		if (!overflow) {
+			lua_pushinteger(L, neg ? (lua_Integer)(0 - v) : (lua_Integer)v);
+			return;
+		}
+	}
+	/* The span is validated JSON, so strtod reads exactly it (no hex, inf
+	   or nan can start here); copy it to get a terminator. */
+	char tmp[128];
+	size_t n = (size_t)(p - start);
+	char *s = n < sizeof tmp ? tmp : malloc(n + 1);
+	if (!s)
+		luaL_error(L, "json: out of memory");
+	memcpy(s, start, n);
+	s[n] = 0;
+	double v = strtod(s, NULL);
+	if (s != tmp)
+		free(s);
+	lua_pushnumber(L, v);
+}
+
+static void dec_value(lua_State *L, dec_t *d);
+
+static void dec_expect(lua_State *L, dec_t *d, const char *lit, size_t n)
+{
+	if ((size_t)(d->end - d->p) < n || memcmp(d->p, lit, n) != 0)
+		dec_error(L, d, "invalid literal");
+	d->p += n;
+}
+
+static void dec_value(lua_State *L, dec_t *d)
+{
+	skip_ws(d);
+	if (d->p >= d->end)
+		dec_error(L, d, "invalid JSON");
+	switch (*d->p) {
+	case '{':
+	case '[': {
+		int is_obj = *d->p == '{';
+		char close = is_obj ? '}' : ']';
+		if (++d->depth > JSON_MAX_DEPTH)
+			dec_error(L, d, "nested too deep");
+		luaL_checkstack(L, 4, "json: nesting");
+		d->p++;
+		lua_newtable(L);
+		luaL_setmetatable(L, is_obj ? OBJECT_MT : ARRAY_MT);
+		skip_ws(d);
+		if (d->p < d->end && *d->p == close) {
+			d->p++;
+			d->depth--;
+			return;
+		}
+		for (lua_Integer i = 1;; i++) {
+			if (is_obj) {
+				skip_ws(d);
+				if (d->p >= d->end || *d->p != '"')
+					dec_error(L, d, "expected a string key");
+				d->p++;
+				dec_string(L, d);
+				skip_ws(d);
+				if (d->p >= d->end || *d->p != ':')
+					dec_error(L, d, "expected ':'");
+				d->p++;
+				dec_value(L, d);
+				lua_rawset(L, -3);
+			} else {
+				dec_value(L, d);
+				lua_rawseti(L, -2, i);
+			}
+			skip_ws(d);
+			if (d->p < d->end && *d->p == ',') {
+				d->p++;
+				continue;
+			}
+			if (d->p < d->end && *d->p == close) {
+				d->p++;
+				break;
+			}
+			dec_error(L, d, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
+		}
+		d->depth--;
+		return;
+	}
+	case '"':
+		d->p++;
+		dec_string(L, d);
+		return;
+	case 't':
+		dec_expect(L, d, "true", 4);
+		lua_pushboolean(L, 1);
+		return;
+	case 'f':
+		dec_expect(L, d, "false", 5);
+		lua_pushboolean(L, 0);
+		return;
+	case 'n':
+		dec_expect(L, d, "null", 4);
+		lua_pushlightuserdata(L, NULL);
+		return;
+	default:
+		if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9')) {
+			dec_number(L, d);
+			return;
+		}
+		dec_error(L, d, "invalid JSON");
+	}
+}
+
+static int decode_raw(lua_State *L)
+{
+	size_t n;
+	const char *s = lua_tolstring(L, 1, &n);
+	dec_t d = { s, s, s + n, 0 };
+	dec_value(L, &d);
+	skip_ws(&d);
+	if (d.p < d.end)
+		dec_error(L, &d, "trailing data after JSON value");
+	return 1;
+}
+
+/* decode(string) -> value | nil, "EJSON: what at line L column C", "EJSON" */
+static int json_decode(lua_State *L)
+{
+	luaL_checkstring(L, 1);
+	lua_settop(L, 1);
+	lua_pushcfunction(L, decode_raw);
+	lua_insert(L, 1);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+		return procy_fail(L, "EJSON", "%s", lua_tostring(L, -1));
+	return 1;
+}
+
+static int set_kind(lua_State *L, const char *mt)
+{
+	if (lua_isnoneornil(L, 1))
+		lua_newtable(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	luaL_setmetatable(L, mt);
+	return 1;
+}
+
+/* array([t]) -> t marked to encode as an array (empty: []) */
+static int json_array(lua_State *L) { return set_kind(L, ARRAY_MT); }
+/* object([t]) -> t marked to encode as an object */
+static int json_object(lua_State *L) { return set_kind(L, OBJECT_MT); }
+
+static const luaL_Reg json_funcs[] = {
+	{ "encode", json_encode },
+	{ "decode", json_decode },
+	{ "array",  json_array },
+	{ "object", json_object },
+	{ NULL, NULL }
+};
+
+int luaopen_procy_json(lua_State *L)
+{
+	luaL_newmetatable(L, ARRAY_MT);
+	lua_pushliteral(L, "array");
+	lua_setfield(L, -2, "__json");
+	luaL_newmetatable(L, OBJECT_MT);
+	lua_pushliteral(L, "object");
+	lua_setfield(L, -2, "__json");
+	lua_pop(L, 2);
+	luaL_newlib(L, json_funcs);
+	lua_pushlightuserdata(L, NULL);
+	lua_setfield(L, -2, "null");
+	return 1;
+}

@@ -1,0 +1,214 @@
+/*
+** procy.h — the runtime's shared declarations.
+**
+** One thread, one loop (loop.c), one Lua state whose recipes run as coroutine
+** tasks (sched.c). Primitive modules (json.c, db.c, proc.c, ...) start
+** operations in C, hand Lua an op, and complete the op from loop callbacks;
+** the scheduler resumes the waiting task after the poll returns. Nothing here
+** is thread-safe because nothing needs to be.
+*/
+#ifndef PROCY_H
+#define PROCY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+/* Lua 5.4.4 (Debian 12) has lua_resetthread; 5.4.6 renamed it. */
+#if LUA_VERSION_RELEASE_NUM >= 50406
+#define procy_closethread(co, from) lua_closethread((co), (from))
+#else
+#define procy_closethread(co, from) ((void)(from), lua_resetthread(co))
+#endif
+
+/* ---- growable byte buffer (buf.c) --------------------------------------- */
+
+typedef struct buf {
+	char  *p;
+	size_t len, cap;
+} buf_t;
+
+int  buf_reserve(buf_t *b, size_t extra); /* 0, or -1 with errno=ENOMEM */
+int  buf_add(buf_t *b, const void *p, size_t n);
+void buf_consume(buf_t *b, size_t n);     /* drop n bytes from the front */
+void buf_free(buf_t *b);
+/* A buf_t owned by a userdata pushed on the stack, freed by __gc if a Lua
+   error unwinds past it: safe scratch space for code that may raise. */
+buf_t *buf_push(lua_State *L);
+
+/* ---- the event loop (loop.c) --------------------------------------------- */
+
+typedef struct loop loop_t;
+typedef struct loop_io loop_io;
+typedef struct loop_timer loop_timer;
+typedef struct loop_signal loop_signal;
+typedef struct loop_child loop_child;
+
+typedef void (*loop_io_cb)(loop_t *loop, loop_io *w, uint32_t revents);
+typedef void (*loop_timer_cb)(loop_t *loop, loop_timer *t);
+typedef void (*loop_signal_cb)(loop_t *loop, loop_signal *s, int signo);
+typedef void (*loop_child_cb)(loop_t *loop, loop_child *c, int status);
+
+struct loop_io {
+	int        fd;
+	uint32_t   events;   /* EPOLLIN | EPOLLOUT ... */
+	loop_io_cb cb;
+	void      *data;
+	int        active;
+};
+
+struct loop_timer {
+	int64_t       deadline; /* CLOCK_MONOTONIC, ns */
+	size_t        slot;     /* index in the heap, or SIZE_MAX when idle */
+	loop_timer_cb cb;
+	void         *data;
+};
+
+struct loop_signal {
+	int             signo;
+	loop_signal_cb  cb;
+	void           *data;
+	loop_signal    *next;
+};
+
+struct loop_child {
+	pid_t          pid;
+	loop_child_cb  cb;
+	void          *data;
+	loop_child    *next;
+};
+
+loop_t *loop_new(void);                 /* NULL with errno set */
+void    loop_free(loop_t *loop);
+int64_t loop_now(loop_t *loop);         /* monotonic ns, cached per iteration */
+int64_t loop_clock(void);               /* monotonic ns, read now */
+/* Waits at most max_wait_ns (-1: until something happens) and dispatches
+   every ready watcher, expired timer, signal and child exit. 0 or -1/errno. */
+int     loop_step(loop_t *loop, int64_t max_wait_ns);
+int     loop_pending(loop_t *loop);     /* active timers + fds + children */
+
+int  loop_io_start(loop_t *loop, loop_io *w, int fd, uint32_t events,
+                   loop_io_cb cb, void *data);
+int  loop_io_modify(loop_t *loop, loop_io *w, uint32_t events);
+void loop_io_stop(loop_t *loop, loop_io *w);
+
+void loop_timer_init(loop_timer *t);
+int  loop_timer_start(loop_t *loop, loop_timer *t, int64_t after_ns,
+                      loop_timer_cb cb, void *data);
+void loop_timer_stop(loop_t *loop, loop_timer *t);
+int  loop_timer_active(const loop_timer *t);
+
+/* Signals the loop handles: SIGCHLD SIGINT SIGTERM SIGHUP SIGWINCH. They are
+   blocked for the whole process and read from a signalfd; children get them
+   back unblocked through loop_child_sigmask(). */
+int  loop_signal_start(loop_t *loop, loop_signal *s, int signo,
+                       loop_signal_cb cb, void *data);
+void loop_signal_stop(loop_t *loop, loop_signal *s);
+const sigset_t *loop_child_sigmask(void); /* the set to unblock in a child */
+
+/* Reaps pid (and only pid) when it exits; cb gets the waitpid status. */
+void loop_child_start(loop_t *loop, loop_child *c, pid_t pid,
+                      loop_child_cb cb, void *data);
+void loop_child_stop(loop_t *loop, loop_child *c);
+
+/* ---- tasks and ops (sched.c) --------------------------------------------- */
+
+typedef struct task task_t;
+typedef struct op op_t;
+
+/* What a primitive tells the scheduler about its ops. cancel() releases the
+   operation (stops timers, kills, aborts) and must drop every C pointer to
+   the op: the op may be collected right after. */
+typedef struct op_class {
+	const char *name;
+	void (*cancel)(op_t *op);
+} op_class;
+
+struct op {
+	const op_class   *cls;
+	void             *data;   /* the primitive's state: payload or its own */
+	struct runtime   *rt;
+	int               state;  /* OP_PENDING, OP_DONE */
+	task_t           *waiter;
+	loop_timer        timeout;
+	double            timeout_s;
+	int               anchor; /* registry ref while pending */
+	struct op        *prev, *next; /* pending list, for shutdown */
+	_Alignas(max_align_t) unsigned char payload[];
+};
+
+enum { OP_PENDING, OP_DONE };
+
+typedef struct runtime {
+	lua_State *L;
+	loop_t    *loop;
+	void      *sched;  /* sched.c's private state */
+	int        exit_code;
+} runtime_t;
+
+/* The runtime reaches every thread through LUA_EXTRASPACE. */
+#define procy_rt(L) (*(runtime_t **)lua_getextraspace(L))
+
+int  sched_init(runtime_t *rt);
+void sched_free(runtime_t *rt);     /* cancels everything still pending */
+/* Runs until no task is left, or sched_stop(). Returns 0 or -1 (loop error). */
+int  sched_run(runtime_t *rt);
+void sched_stop(runtime_t *rt);
+void sched_cancel_all(runtime_t *rt);
+int  sched_live(runtime_t *rt);     /* tasks not yet ended */
+/* [-0, +n] Pushes the results of the ended task at idx; -1 if still live. */
+int  sched_results(lua_State *L, int idx);
+
+/* [-0, +1] Pushes a new pending op (a userdata) and anchors it; op->data
+   points at `extra` zeroed bytes of payload (NULL when extra is 0). */
+op_t *op_new(lua_State *L, const op_class *cls, size_t extra);
+/* [-n, +0] Completes op with the n values on top of L's stack and wakes its
+   waiter. Completing a finished op drops the values and does nothing else. */
+void op_complete(lua_State *L, op_t *op, int n);
+/* [-0, +0] Completes op with nil, "CODE: msg", "CODE". */
+void op_fail(lua_State *L, op_t *op, const char *code, const char *fmt, ...);
+/* Cancels a pending op (cls->cancel, then ECANCELED for any waiter). */
+void op_cancel(lua_State *L, op_t *op);
+/* Tail-call from a primitive: waits for the op at index idx inside the
+   running task, at most timeout seconds (< 0: no limit). Returns what the
+   op completes with. Raises if not called from a task. */
+int  op_await(lua_State *L, int idx, double timeout);
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* [-0, +3] Pushes nil, "CODE: msg", "CODE" and returns 3. */
+int procy_fail(lua_State *L, const char *code, const char *fmt, ...);
+/* The same for an errno value: "ENOENT: what: No such file or directory". */
+int procy_fail_errno(lua_State *L, int err, const char *what);
+const char *procy_errname(int err);
+
+/* Writes "procy: LEVEL: message" to stderr when level (debug, info, warn,
+   error) reaches the threshold: PROCY_LOG, else set_log_level, else info. */
+void procy_log(lua_State *L, const char *level, const char *fmt, ...);
+int  procy_log_level(const char *level); /* sets the threshold; -1 if unknown */
+
+/* ---- modules --------------------------------------------------------------- */
+
+int luaopen_procy_core(lua_State *L);
+int luaopen_procy_json(lua_State *L);
+int luaopen_procy_db(lua_State *L);
+int luaopen_procy_proc(lua_State *L);
+int luaopen_procy_fs(lua_State *L);
+/* mkdir -p: creates path and its missing parents. 0 or -1 with errno. */
+int procy_mkdirs(const char *path, mode_t mode);
+/* After lua_close, before loop_free: signals and frees leftover children. */
+void proc_shutdown(void);
+
+/* Embedded files (generated from lua/ and store/ at build time). */
+typedef struct embedded_file {
+	const char          *path;  /* "lua/procy/cli.lua", "store/0001_init.sql" */
+	const unsigned char *data;
+	size_t               len;
+} embedded_file;
+extern const embedded_file procy_embedded[];
+
+#endif

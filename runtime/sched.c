@@ -1,0 +1,807 @@
+/*
+** sched.c — tasks, ops, and the `procy.core` module.
+**
+** A task is a Lua coroutine that only this file resumes. A primitive that
+** waits creates an op (op_new), arranges for loop callbacks to complete it
+** (op_complete / op_fail), and yields through op_await. Completion moves the
+** results onto the waiting task's stack and queues it; sched_run resumes
+** queued tasks between loop steps, so no library callback ever runs Lua.
+**
+** Ending a task, however it ends, goes through task_end: results are kept on
+** the task (for later awaits), every joiner is woken, and the coroutine is
+** closed so its pending `<close>` variables run on cancel and on error.
+*/
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "procy.h"
+
+#define PROCY_TASK_MT "procy.task"
+#define PROCY_OP_MT   "procy.op"
+
+enum { T_READY, T_RUNNING, T_WAITING, T_DONE, T_FAILED, T_CANCELLED };
+static const char *const state_names[] = {
+	"ready", "running", "waiting", "done", "failed", "cancelled"
+};
+
+/* uservalue slots of a task userdata */
+enum { UV_THREAD = 1, UV_RESULTS, UV_JOINERS };
+
+struct task {
+	lua_State *co;
+	runtime_t *rt;
+	int        id;
+	int        state;
+	int        nargs;      /* values on co's stack for the next resume */
+	int        anchor;     /* registry ref while the task has not ended */
+	int        cancelling; /* cancel() called from inside the task */
+	op_t      *waiting;
+	task_t    *prev, *next;   /* ready queue */
+	task_t    *lprev, *lnext; /* live list, in spawn order */
+	char       label[96];
+};
+
+typedef struct sched {
+	task_t  *head, *tail;   /* ready queue */
+	int      nready;
+	task_t  *first, *last;  /* live tasks */
+	task_t  *current;
+	op_t    *ops;           /* pending ops, for shutdown */
+	int      live;
+	int      next_id;
+	int      stop;
+	int64_t  resumed_at;
+	int64_t  run_limit;     /* ns a task may run without yielding; 0 = off */
+} sched_t;
+
+#define SCHED(rt) ((sched_t *)(rt)->sched)
+
+/* ---- the ready queue ------------------------------------------------------------ */
+
+static void enqueue(sched_t *S, task_t *t)
+{
+	S->nready++;
+	t->state = T_READY;
+	t->next = NULL;
+	t->prev = S->tail;
+	if (S->tail)
+		S->tail->next = t;
+	else
+		S->head = t;
+	S->tail = t;
+}
+
+static void dequeue(sched_t *S, task_t *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else if (S->head == t)
+		S->head = t->next;
+	else
+		return; /* not queued */
+	if (t->next)
+		t->next->prev = t->prev;
+	else
+		S->tail = t->prev;
+	t->prev = t->next = NULL;
+	S->nready--;
+}
+
+/* ---- ops ------------------------------------------------------------------- */
+
+static void op_unlink(sched_t *S, op_t *op)
+{
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		S->ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->prev = op->next = NULL;
+}
+
+op_t *op_new(lua_State *L, const op_class *cls, size_t extra)
+{
+	runtime_t *rt = procy_rt(L);
+	sched_t *S = SCHED(rt);
+	op_t *op = lua_newuserdatauv(L, sizeof *op + extra, 1);
+	memset(op, 0, sizeof *op + extra);
+	op->cls = cls;
+	op->data = extra ? op->payload : NULL;
+	op->rt = rt;
+	op->state = OP_PENDING;
+	loop_timer_init(&op->timeout);
+	luaL_setmetatable(L, PROCY_OP_MT);
+	lua_pushvalue(L, -1);
+	op->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+	op->next = S->ops;
+	if (S->ops)
+		S->ops->prev = op;
+	S->ops = op;
+	return op;
+}
+
+void op_complete(lua_State *L, op_t *op, int n)
+{
+	runtime_t *rt = procy_rt(L);
+	sched_t *S = SCHED(rt);
+	if (op->state != OP_PENDING) {
+		lua_pop(L, n);
+		return;
+	}
+	op->state = OP_DONE;
+	loop_timer_stop(rt->loop, &op->timeout);
+	op_unlink(S, op);
+	task_t *t = op->waiter;
+	if (t) {
+		op->waiter = NULL;
+		t->waiting = NULL;
+		luaL_checkstack(t->co, n, "op results");
+		lua_xmove(L, t->co, n);
+		t->nargs = n;
+		enqueue(S, t);
+	} else {
+		/* Nobody waits yet: keep the results for a later await. */
+		lua_createtable(L, n, 1);
+		lua_insert(L, -n - 1);
+		for (int i = n; i >= 1; i--)
+			lua_rawseti(L, -i - 1, i);
+		lua_pushinteger(L, n);
+		lua_setfield(L, -2, "n");
+		lua_rawgeti(L, LUA_REGISTRYINDEX, op->anchor);
+		lua_insert(L, -2);
+		lua_setiuservalue(L, -2, 1);
+		lua_pop(L, 1);
+	}
+	luaL_unref(L, LUA_REGISTRYINDEX, op->anchor);
+	op->anchor = LUA_NOREF;
+}
+
+void op_fail(lua_State *L, op_t *op, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: ", code);
+	va_start(ap, fmt);
+	lua_pushvfstring(L, fmt, ap);
+	va_end(ap);
+	lua_concat(L, 2);
+	lua_pushstring(L, code);
+	op_complete(L, op, 3);
+}
+
+void op_cancel(lua_State *L, op_t *op)
+{
+	if (op->state != OP_PENDING)
+		return;
+	if (op->cls->cancel)
+		op->cls->cancel(op);
+	op_fail(L, op, "ECANCELED", "%s cancelled", op->cls->name);
+}
+
+static void op_timeout(loop_t *loop, loop_timer *tm)
+{
+	(void)loop;
+	op_t *op = tm->data;
+	if (op->cls->cancel)
+		op->cls->cancel(op);
+	char secs[32]; /* lua_pushfstring has no %g */
+	snprintf(secs, sizeof secs, "%g", op->timeout_s);
+	op_fail(op->rt->L, op, "ETIMEDOUT", "%s timed out after %s s", op->cls->name, secs);
+}
+
+/* [-0, +n] Pushes the results a finished op kept for a later await. */
+static int op_results(lua_State *L, int idx)
+{
+	if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		return luaL_error(L, "op was already awaited; its results were delivered");
+	}
+	lua_getfield(L, -1, "n");
+	int n = (int)lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	luaL_checkstack(L, n, "op results");
+	for (int i = 1; i <= n; i++)
+		lua_rawgeti(L, -i, i);
+	lua_remove(L, -n - 1);
+	return n;
+}
+
+static task_t *running_task(lua_State *L, const char *what)
+{
+	sched_t *S = SCHED(procy_rt(L));
+	task_t *t = S->current;
+	if (!t)
+		luaL_error(L, "%s: not inside a task (start one with core.spawn)", what);
+	if (t->co != L)
+		luaL_error(L, "%s: called from a nested coroutine; only the task itself can wait", what);
+	if (!lua_isyieldable(L))
+		luaL_error(L, "%s: cannot wait here (inside a metamethod, a C iterator or db:transaction)", what);
+	return t;
+}
+
+int op_await(lua_State *L, int idx, double timeout)
+{
+	idx = lua_absindex(L, idx);
+	op_t *op = luaL_checkudata(L, idx, PROCY_OP_MT);
+	if (op->state == OP_DONE)
+		return op_results(L, idx);
+	task_t *t = running_task(L, "await");
+	if (op->waiter)
+		return luaL_error(L, "await: %s is already awaited by %s",
+		                  op->cls->name, op->waiter->label);
+	op->waiter = t;
+	t->waiting = op;
+	t->state = T_WAITING;
+	if (timeout >= 0 && !isinf(timeout)) {
+		int64_t ns = (int64_t)(timeout * 1e9);
+		op->timeout_s = timeout;
+		if (loop_timer_start(t->rt->loop, &op->timeout, ns, op_timeout, op) < 0) {
+			op->waiter = NULL;
+			t->waiting = NULL;
+			t->state = T_RUNNING;
+			return luaL_error(L, "await: out of memory for the timer");
+		}
+	}
+	return lua_yield(L, 0);
+}
+
+/* ---- tasks --------------------------------------------------------------- */
+
+/* Pushes the userdata of a live task (anchored in the registry). */
+static void push_task(lua_State *L, task_t *t)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, t->anchor);
+}
+
+static const char *error_text(lua_State *co)
+{
+	int tt = lua_type(co, -1);
+	if (tt == LUA_TSTRING || tt == LUA_TNUMBER)
+		return lua_tostring(co, -1);
+	return lua_pushfstring(co, "(error object is a %s value)", lua_typename(co, tt));
+}
+
+/* Ends t with the n values on top of L as its results. Closes the coroutine
+   (running pending __close), stores results, wakes joiners, unanchors. */
+static void task_end(runtime_t *rt, task_t *t, int state, int n)
+{
+	lua_State *L = rt->L;
+	sched_t *S = SCHED(rt);
+	dequeue(S, t);
+	t->state = state;
+	S->live--;
+	if (t->lprev)
+		t->lprev->lnext = t->lnext;
+	else
+		S->first = t->lnext;
+	if (t->lnext)
+		t->lnext->lprev = t->lprev;
+	else
+		S->last = t->lprev;
+	/* Closing runs pending __close handlers. A coroutine that died by error
+	   reports that same error again here; it was logged already. */
+	int status = procy_closethread(t->co, L);
+	if (status != LUA_OK && state != T_FAILED)
+		procy_log(L, "error", "%s: error in a __close handler: %s",
+		          t->label, error_text(t->co));
+	lua_settop(t->co, 0);
+	/* results table */
+	lua_createtable(L, n, 1);
+	lua_insert(L, -n - 1);
+	for (int i = n; i >= 1; i--)
+		lua_rawseti(L, -i - 1, i);
+	lua_pushinteger(L, n);
+	lua_setfield(L, -2, "n");
+	int results = lua_gettop(L);
+	push_task(L, t);
+	int ud = lua_gettop(L);
+	lua_pushvalue(L, results);
+	lua_setiuservalue(L, ud, UV_RESULTS);
+	/* wake joiners: each gets its own copy of the results */
+	if (lua_getiuservalue(L, ud, UV_JOINERS) == LUA_TTABLE) {
+		lua_Integer nj = luaL_len(L, -1);
+		for (lua_Integer j = 1; j <= nj; j++) {
+			lua_rawgeti(L, -1, j);
+			op_t *op = lua_touserdata(L, -1);
+			lua_pop(L, 1);
+			luaL_checkstack(L, n, "task results");
+			for (int i = 1; i <= n; i++)
+				lua_rawgeti(L, results, i);
+			op_complete(L, op, n);
+		}
+	}
+	lua_pushnil(L);
+	lua_setiuservalue(L, ud, UV_JOINERS);
+	lua_settop(L, results - 1);
+	luaL_unref(L, LUA_REGISTRYINDEX, t->anchor);
+	t->anchor = LUA_NOREF;
+}
+
+static void task_fail(runtime_t *rt, task_t *t)
+{
+	lua_State *L = rt->L;
+	const char *msg = error_text(t->co);
+	luaL_traceback(L, t->co, msg, 0);
+	procy_log(L, "error", "%s failed: %s", t->label, lua_tostring(L, -1));
+	lua_pop(L, 1);
+	procy_fail(L, "ETASK", "%s", msg);
+	task_end(rt, t, T_FAILED, 3);
+}
+
+static void task_cancelled(runtime_t *rt, task_t *t)
+{
+	procy_fail(rt->L, "ECANCELED", "%s cancelled", t->label);
+	task_end(rt, t, T_CANCELLED, 3);
+}
+
+static void resume(runtime_t *rt, task_t *t)
+{
+	sched_t *S = SCHED(rt);
+	lua_State *L = rt->L;
+	int nres = 0, nargs = t->nargs;
+	t->nargs = 0;
+	t->state = T_RUNNING;
+	S->current = t;
+	S->resumed_at = loop_clock();
+	int status = lua_resume(t->co, L, nargs, &nres);
+	S->current = NULL;
+	if (status == LUA_YIELD) {
+		lua_pop(t->co, nres);
+		if (t->cancelling)
+			task_cancelled(rt, t);
+		else if (t->state == T_RUNNING)
+			enqueue(S, t); /* a bare coroutine.yield(): run again later */
+	} else if (status == LUA_OK) {
+		luaL_checkstack(L, nres, "task results");
+		lua_xmove(t->co, L, nres);
+		task_end(rt, t, T_DONE, nres);
+	} else {
+		task_fail(rt, t);
+	}
+}
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+	(void)ar;
+	sched_t *S = SCHED(procy_rt(L));
+	if (S->run_limit > 0 && S->current &&
+	    loop_clock() - S->resumed_at > S->run_limit) {
+		char secs[32];
+		snprintf(secs, sizeof secs, "%g", (double)S->run_limit / 1e9);
+		luaL_error(L, "%s ran for more than %s s without yielding "
+		           "(call core.yield() in long loops, or raise task_run_limit)",
+		           S->current->label, secs);
+	}
+}
+
+/* spawn(fn, ...) -> task */
+static int core_spawn(lua_State *L)
+{
+	runtime_t *rt = procy_rt(L);
+	sched_t *S = SCHED(rt);
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	int nargs = lua_gettop(L) - 1;
+	task_t *t = lua_newuserdatauv(L, sizeof *t, 3);
+	memset(t, 0, sizeof *t);
+	t->rt = rt;
+	t->id = ++S->next_id;
+	t->anchor = LUA_NOREF;
+	luaL_setmetatable(L, PROCY_TASK_MT);
+	lua_Debug ar;
+	lua_pushvalue(L, 1);
+	lua_getinfo(L, ">S", &ar);
+	snprintf(t->label, sizeof t->label, "task %d (%s:%d)", t->id,
+	         ar.short_src, ar.linedefined);
+	t->co = lua_newthread(L);
+	lua_setiuservalue(L, -2, UV_THREAD);
+	lua_sethook(t->co, hook, LUA_MASKCOUNT, 10000);
+	lua_pushvalue(L, -1);
+	t->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+	/* fn and args onto the new thread */
+	lua_rotate(L, 1, 1); /* task userdata first */
+	lua_xmove(L, t->co, nargs + 1);
+	t->nargs = nargs;
+	S->live++;
+	t->lprev = S->last;
+	if (S->last)
+		S->last->lnext = t;
+	else
+		S->first = t;
+	S->last = t;
+	enqueue(S, t);
+	return 1;
+}
+
+static task_t *check_task(lua_State *L, int idx)
+{
+	return luaL_checkudata(L, idx, PROCY_TASK_MT);
+}
+
+static int task_ended(const task_t *t) { return t->state >= T_DONE; }
+
+/* await(op | task, [timeout]) -> results of the op or task */
+static int core_await(lua_State *L)
+{
+	double timeout = luaL_optnumber(L, 2, -1);
+	task_t *t = luaL_testudata(L, 1, PROCY_TASK_MT);
+	if (!t)
+		return op_await(L, 1, timeout);
+	if (task_ended(t)) {
+		lua_getiuservalue(L, 1, UV_RESULTS);
+		lua_getfield(L, -1, "n");
+		int n = (int)lua_tointeger(L, -1);
+		lua_pop(L, 1);
+		luaL_checkstack(L, n, "task results");
+		for (int i = 1; i <= n; i++)
+			lua_rawgeti(L, -i, i);
+		return n;
+	}
+	task_t *self = running_task(L, "await");
+	if (self == t)
+		return luaL_error(L, "await: a task cannot wait for itself");
+	static const op_class join = { "task join", NULL };
+	lua_settop(L, 1);
+	op_new(L, &join, 0)->data = t;
+	if (lua_getiuservalue(L, 1, UV_JOINERS) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setiuservalue(L, 1, UV_JOINERS);
+	}
+	lua_pushvalue(L, 2);
+	lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+	lua_pop(L, 1);
+	return op_await(L, 2, timeout);
+}
+
+/* cancel(task) -> true if it was still running, false if it had ended */
+static int core_cancel(lua_State *L)
+{
+	runtime_t *rt = procy_rt(L);
+	sched_t *S = SCHED(rt);
+	task_t *t = check_task(L, 1);
+	if (task_ended(t)) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	if (t == S->current) {
+		if (t->co != L || !lua_isyieldable(L))
+			return luaL_error(L, "cancel: the running task can only cancel itself from its own body");
+		t->cancelling = 1;
+		return lua_yield(L, 0); /* resume() sees the flag and ends it */
+	}
+	if (t->waiting) {
+		op_t *op = t->waiting;
+		op->waiter = NULL;
+		t->waiting = NULL;
+		op_cancel(L, op);
+	}
+	task_cancelled(rt, t);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* A timer op carries its loop_timer as payload; the op's own timeout timer
+   stays free for await(op, timeout). */
+static void timer_cancel(op_t *op)
+{
+	loop_timer_stop(op->rt->loop, op->data);
+}
+
+static const op_class timer_class = { "timer", timer_cancel };
+
+static void timer_done(loop_t *loop, loop_timer *tm)
+{
+	(void)loop;
+	op_t *op = tm->data;
+	lua_pushboolean(op->rt->L, 1);
+	op_complete(op->rt->L, op, 1);
+}
+
+static op_t *timer_op(lua_State *L, double seconds)
+{
+	runtime_t *rt = procy_rt(L);
+	op_t *op = op_new(L, &timer_class, sizeof(loop_timer));
+	loop_timer *tm = op->data;
+	loop_timer_init(tm);
+	int64_t ns = seconds > 0 ? (int64_t)(seconds * 1e9) : 0;
+	if (loop_timer_start(rt->loop, tm, ns, timer_done, op) < 0)
+		luaL_error(L, "timer: out of memory");
+	return op;
+}
+
+/* timer(seconds) -> op that completes with true after the delay */
+static int core_timer(lua_State *L)
+{
+	double s = luaL_checknumber(L, 1);
+	timer_op(L, s);
+	return 1;
+}
+
+/* sleep(seconds) -> true */
+static int core_sleep(lua_State *L)
+{
+	double s = luaL_checknumber(L, 1);
+	running_task(L, "sleep");
+	lua_settop(L, 0);
+	timer_op(L, s);
+	return op_await(L, 1, -1);
+}
+
+/* yield(): lets every other ready task run, then continues. */
+static int core_yield(lua_State *L)
+{
+	running_task(L, "yield");
+	return lua_yield(L, 0);
+}
+
+static int core_now(lua_State *L)
+{
+	lua_pushnumber(L, (double)loop_clock() / 1e9);
+	return 1;
+}
+
+static int core_time(lua_State *L)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+	return 1;
+}
+
+static int core_current(lua_State *L)
+{
+	sched_t *S = SCHED(procy_rt(L));
+	if (!S->current)
+		return 0;
+	push_task(L, S->current);
+	return 1;
+}
+
+static int core_log(lua_State *L)
+{
+	static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
+	int lvl = luaL_checkoption(L, 1, NULL, levels);
+	size_t n;
+	const char *msg = luaL_tolstring(L, 2, &n);
+	procy_log(L, levels[lvl], "%s", msg);
+	return 0;
+}
+
+/* set_log_level(level): debug, info, warn or error */
+static int core_set_log_level(lua_State *L)
+{
+	static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
+	procy_log_level(levels[luaL_checkoption(L, 1, NULL, levels)]);
+	return 0;
+}
+
+/* set_run_limit(seconds) -> previous; 0 turns the watchdog off */
+static int core_set_run_limit(lua_State *L)
+{
+	sched_t *S = SCHED(procy_rt(L));
+	double s = luaL_checknumber(L, 1);
+	luaL_argcheck(L, s >= 0, 1, "must be >= 0");
+	lua_pushnumber(L, (double)S->run_limit / 1e9);
+	S->run_limit = (int64_t)(s * 1e9);
+	return 1;
+}
+
+/* tasks() -> array of the live tasks, in spawn order */
+static int core_tasks(lua_State *L)
+{
+	sched_t *S = SCHED(procy_rt(L));
+	lua_createtable(L, S->live, 0);
+	int i = 0;
+	for (task_t *t = S->first; t; t = t->lnext) {
+		push_task(L, t);
+		lua_rawseti(L, -2, ++i);
+	}
+	return 1;
+}
+
+/* ---- task methods --------------------------------------------------------- */
+
+static int task_tostring(lua_State *L)
+{
+	task_t *t = check_task(L, 1);
+	lua_pushstring(L, t->label);
+	return 1;
+}
+
+static int task_id(lua_State *L)
+{
+	lua_pushinteger(L, check_task(L, 1)->id);
+	return 1;
+}
+
+/* t:label([text]) -> the label shown in logs; sets it when text is given */
+static int task_label(lua_State *L)
+{
+	task_t *t = check_task(L, 1);
+	if (!lua_isnoneornil(L, 2))
+		snprintf(t->label, sizeof t->label, "task %d (%s)", t->id, luaL_checkstring(L, 2));
+	lua_pushstring(L, t->label);
+	return 1;
+}
+
+static int task_status(lua_State *L)
+{
+	lua_pushstring(L, state_names[check_task(L, 1)->state]);
+	return 1;
+}
+
+static int op_tostring(lua_State *L)
+{
+	op_t *op = luaL_checkudata(L, 1, PROCY_OP_MT);
+	lua_pushfstring(L, "op (%s, %s)", op->cls->name,
+	                op->state == OP_PENDING ? "pending" : "done");
+	return 1;
+}
+
+static const luaL_Reg task_methods[] = {
+	{ "cancel", core_cancel },
+	{ "wait",   core_await },
+	{ "id",     task_id },
+	{ "status", task_status },
+	{ "label",  task_label },
+	{ NULL, NULL }
+};
+
+static const luaL_Reg core_funcs[] = {
+	{ "spawn",         core_spawn },
+	{ "await",         core_await },
+	{ "cancel",        core_cancel },
+	{ "sleep",         core_sleep },
+	{ "timer",         core_timer },
+	{ "yield",         core_yield },
+	{ "now",           core_now },
+	{ "time",          core_time },
+	{ "current",       core_current },
+	{ "tasks",         core_tasks },
+	{ "log",           core_log },
+	{ "set_run_limit", core_set_run_limit },
+	{ "set_log_level", core_set_log_level },
+	{ NULL, NULL }
+};
+
+int luaopen_procy_core(lua_State *L)
+{
+	if (luaL_newmetatable(L, PROCY_TASK_MT)) {
+		luaL_newlib(L, task_methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, task_tostring);
+		lua_setfield(L, -2, "__tostring");
+	}
+	lua_pop(L, 1);
+	if (luaL_newmetatable(L, PROCY_OP_MT)) {
+		lua_pushcfunction(L, op_tostring);
+		lua_setfield(L, -2, "__tostring");
+	}
+	lua_pop(L, 1);
+	luaL_newlib(L, core_funcs);
+	lua_pushstring(L, PROCY_VERSION);
+	lua_setfield(L, -2, "version");
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		lua_pushlstring(L, exe, (size_t)n);
+		lua_setfield(L, -2, "exe");
+	}
+	return 1;
+}
+
+/* ---- the run loop ---------------------------------------------------------- */
+
+int sched_init(runtime_t *rt)
+{
+	sched_t *S = calloc(1, sizeof *S);
+	if (!S)
+		return -1;
+	S->run_limit = (int64_t)10 * 1000000000;
+	rt->sched = S;
+	return 0;
+}
+
+int sched_live(runtime_t *rt) { return SCHED(rt)->live; }
+void sched_stop(runtime_t *rt) { SCHED(rt)->stop = 1; }
+
+void sched_cancel_all(runtime_t *rt)
+{
+	lua_State *L = rt->L;
+	luaL_checkstack(L, 4, NULL);
+	core_tasks(L);
+	lua_Integer n = luaL_len(L, -1);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_pushcfunction(L, core_cancel);
+		lua_rawgeti(L, -2, i);
+		if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+			procy_log(L, "error", "cancel: %s", lua_tostring(L, -1));
+			lua_pop(L, 1);
+		}
+	}
+	lua_pop(L, 1);
+}
+
+/* Runs the tasks that were ready when the pass began; tasks made ready
+   meanwhile wait for the next pass, after the loop has been polled. */
+static void run_ready(runtime_t *rt)
+{
+	sched_t *S = SCHED(rt);
+	for (int n = S->nready; n > 0 && S->head && !S->stop; n--) {
+		task_t *t = S->head;
+		dequeue(S, t);
+		resume(rt, t);
+	}
+}
+
+static void report_deadlock(runtime_t *rt)
+{
+	lua_State *L = rt->L;
+	core_tasks(L);
+	lua_Integer n = luaL_len(L, -1);
+	procy_log(L, "error", "deadlock: %d task(s) wait and nothing can wake them", (int)n);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		task_t *t = lua_touserdata(L, -1);
+		procy_log(L, "error", "  %s waits on %s", t->label,
+		          t->waiting ? t->waiting->cls->name : "nothing");
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+int sched_run(runtime_t *rt)
+{
+	sched_t *S = SCHED(rt);
+	while (!S->stop) {
+		run_ready(rt);
+		if (S->stop || S->live == 0)
+			break;
+		if (!S->head && loop_pending(rt->loop) == 0) {
+			report_deadlock(rt);
+			sched_cancel_all(rt);
+			rt->exit_code = 1;
+			continue;
+		}
+		if (loop_step(rt->loop, S->head ? 0 : -1) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void sched_free(runtime_t *rt)
+{
+	sched_t *S = SCHED(rt);
+	if (!S)
+		return;
+	/* __close handlers may spawn; a few passes end those too. */
+	for (int pass = 0; pass < 8 && S->live; pass++)
+		sched_cancel_all(rt);
+	while (S->ops)
+		op_cancel(rt->L, S->ops);
+	free(S);
+	rt->sched = NULL;
+}
+
+int sched_results(lua_State *L, int idx)
+{
+	task_t *t = check_task(L, idx);
+	if (!task_ended(t))
+		return -1;
+	lua_getiuservalue(L, idx, UV_RESULTS);
+	lua_getfield(L, -1, "n");
+	int n = (int)lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	for (int i = 1; i <= n; i++)
+		lua_rawgeti(L, -i, i);
+	lua_remove(L, -n - 1);
+	return n;
+}

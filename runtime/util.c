@@ -1,0 +1,147 @@
+/*
+** util.c — the few helpers every module shares: a growable byte buffer, the
+** failure tuple `nil, "CODE: message", "CODE"`, and the log line.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "procy.h"
+
+/* ---- buf ---------------------------------------------------------------------- */
+
+int buf_reserve(buf_t *b, size_t extra)
+{
+	if (b->cap - b->len >= extra)
+		return 0;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap - b->len < extra) {
+		if (cap > SIZE_MAX / 2) {
+			errno = ENOMEM;
+			return -1;
+		}
+		cap *= 2;
+	}
+	char *p = realloc(b->p, cap);
+	if (!p)
+		return -1;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int buf_add(buf_t *b, const void *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (buf_reserve(b, n) < 0)
+		return -1;
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+void buf_consume(buf_t *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		return;
+	}
+	memmove(b->p, b->p + n, b->len - n);
+	b->len -= n;
+}
+
+void buf_free(buf_t *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+static int buf_gc(lua_State *L)
+{
+	buf_free(lua_touserdata(L, 1));
+	return 0;
+}
+
+buf_t *buf_push(lua_State *L)
+{
+	buf_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+	memset(b, 0, sizeof *b);
+	if (luaL_newmetatable(L, "procy.buf")) {
+		lua_pushcfunction(L, buf_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	return b;
+}
+
+/* ---- failure tuples -------------------------------------------------------------- */
+
+int procy_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: ", code);
+	va_start(ap, fmt);
+	lua_pushvfstring(L, fmt, ap);
+	va_end(ap);
+	lua_concat(L, 2);
+	lua_pushstring(L, code);
+	return 3;
+}
+
+const char *procy_errname(int err)
+{
+	const char *name = strerrorname_np(err);
+	return name ? name : "EIO";
+}
+
+int procy_fail_errno(lua_State *L, int err, const char *what)
+{
+	return procy_fail(L, procy_errname(err), "%s: %s", what, strerror(err));
+}
+
+/* ---- log ---------------------------------------------------------------------- */
+
+static int threshold = -2; /* -2: not read from PROCY_LOG yet */
+
+static int level_rank(const char *level)
+{
+	static const char *const names[] = { "debug", "info", "warn", "error" };
+	for (int i = 0; i < 4; i++)
+		if (strcmp(level, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+int procy_log_level(const char *level)
+{
+	int rank = level_rank(level);
+	if (rank >= 0)
+		threshold = rank;
+	return rank;
+}
+
+void procy_log(lua_State *L, const char *level, const char *fmt, ...)
+{
+	(void)L;
+	if (threshold == -2) {
+		const char *env = getenv("PROCY_LOG");
+		threshold = env ? level_rank(env) : 1;
+		if (threshold < 0)
+			threshold = 1;
+	}
+	int rank = level_rank(level);
+	if (rank >= 0 && rank < threshold)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "procy: %s: ", level);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
