@@ -3,9 +3,9 @@
 ** first task, which runs `procy.cli`'s main(args). The process exits when
 ** every task has ended, with the status the first task returned.
 **
-** Lua modules named procy.* come from the files compiled into the binary,
-** or from $PROCY_LUA_PATH/procy/... when that is set, so the Lua side can be
-** edited without a rebuild. C modules are preloaded.
+** Lua modules named procy.* come from the bytecode compiled into the binary,
+** or from the sources in $PROCY_LUA_PATH/procy/... when that is set, so the
+** Lua side can be edited without a rebuild. C modules are preloaded.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,9 +56,8 @@ static int search_procy(lua_State *L)
 			lua_pushfstring(L, "no embedded module '%s'", path);
 			return 1;
 		}
-		const char *chunk = lua_pushfstring(L, "@%s", path);
-		status = luaL_loadbufferx(L, (const char *)f->data, f->len, chunk, "t");
-		lua_remove(L, -2); /* chunk name */
+		/* compiled by procy-embed, which gave it this chunk name */
+		status = luaL_loadbufferx(L, (const char *)f->data, f->len, path, "b");
 	}
 	if (status != LUA_OK)
 		return luaL_error(L, "error loading module '%s':\n\t%s", name,

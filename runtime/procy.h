@@ -138,7 +138,8 @@ struct op {
 	double            timeout_s;
 	int               anchor; /* registry ref while pending */
 	struct op        *prev, *next; /* pending list, for shutdown */
-	_Alignas(max_align_t) unsigned char payload[];
+	/* Lua aligns userdata to 8 bytes, not to max_align_t */
+	_Alignas(int64_t) unsigned char payload[];
 };
 
 enum { OP_PENDING, OP_DONE };

@@ -1,1 +1,138 @@
-print("1..0 # todo")
+-- The procy command line, run as a real subprocess.
+local T = require "tap"
+local core = require "procy.core"
+local fs = require "procy.fs"
+local proc = require "procy.proc"
+
+local dir = T.tmpdir()
+
+-- help, version, bad flags
+do
+  local r = T.procy { "--help" }
+  T.is(r.code, 0, "--help exits 0")
+  T.like(r.stdout, "usage: procy %[OPTIONS%] COMMAND", "--help prints usage on stdout")
+  r = T.procy { "--version" }
+  T.is(r.stdout, "procy " .. core.version .. "\n", "--version")
+  r = T.procy { "--frobnicate" }
+  T.is(r.code, 2, "an unknown flag exits 2")
+  T.like(r.stderr, "unknown option '%-%-frobnicate'", "and names it")
+  r = T.procy { "frobnicate" }
+  T.is(r.code, 2, "an unknown command exits 2")
+  T.like(r.stderr, "unknown command 'frobnicate'", "and names it")
+  r = T.procy { "run", "--db" }
+  T.is(r.code, 2, "a flag missing its value exits 2")
+  T.like(r.stderr, "option %-%-db needs PATH", "and says what it needs")
+  r = T.procy { "run" }
+  T.is(r.code, 2, "run without a file exits 2")
+end
+
+-- the README documents every command and option --help lists
+do
+  local help = T.procy({ "--help" }).stdout
+  local readme = assert(T.read(T.src .. "/README.md"))
+  local missing = {}
+  for word in help:gmatch("\n  (%S+)") do
+    word = word:gsub(",$", "")
+    if not readme:find(word, 1, true) then missing[#missing + 1] = word end
+  end
+  T.is(table.concat(missing, " "), "", "every command, option and variable in --help appears in README.md")
+end
+
+-- the recipe reference describes every primitive
+do
+  local ref = assert(T.read(T.src .. "/lua/README.md"))
+  local missing = {}
+  local function check(names, prefix, sep)
+    for name in pairs(names) do
+      if not name:match("^__") and not ref:find("`" .. prefix .. sep .. name, 1, true)
+         and not ref:find("| `" .. prefix .. sep .. name, 1, true) then
+        missing[#missing + 1] = prefix .. sep .. name
+      end
+    end
+  end
+  for _, m in ipairs { "core", "json", "db", "proc", "fs", "store" } do
+    check(require("procy." .. m), m, ".")
+  end
+  local h = require("procy.db").open(":memory:", { migrations = false })
+  check(getmetatable(h).__index, "h", ":")
+  local p = require("procy.proc").spawn { "true" }
+  check(getmetatable(p).__index, "p", ":")
+  p:wait()
+  check(getmetatable(core.current()).__index, "t", ":")
+  table.sort(missing)
+  T.is(table.concat(missing, " "), "", "lua/README.md describes every function and field of every module")
+end
+
+-- every Lua module and migration is compiled in
+do
+  local build = assert(T.read(T.src .. "/meson.build"))
+  local missing = {}
+  local function walk(rel)
+    for _, name in ipairs(assert(fs.dir(T.src .. "/" .. rel))) do
+      local path = rel .. "/" .. name
+      if fs.stat(T.src .. "/" .. path).type == "dir" then walk(path)
+      elseif (name:match("%.lua$") or name:match("%.sql$")) and not build:find("'" .. path .. "'", 1, true) then
+        missing[#missing + 1] = path
+      end
+    end
+  end
+  walk("lua")
+  walk("store")
+  T.is(table.concat(missing, " "), "", "meson.build embeds every file under lua/ and store/")
+end
+
+-- running recipes
+do
+  local function recipe(name, text) return T.write(dir .. "/" .. name, text) end
+  local r = T.procy { "run", recipe("seven.lua", "return function(args) return 7 end") }
+  T.is(r.code, 7, "a recipe's integer result is the exit status")
+  r = T.procy { "run", recipe("args.lua", [[
+    local first = ...
+    return function(args) print(first, #args, args[1], args[2], args[0]) end]]), "a b", "c" }
+  T.like(r.stdout, "^a b\t2\ta b\tc\t.*args.lua\n$", "args reach the chunk and the function")
+  r = T.procy { "run", recipe("main.lua", "return { main = function(args) return #args end }"), "x", "y", "z" }
+  T.is(r.code, 3, "a table with main() works too")
+  r = T.procy { "run", recipe("fail.lua", "return function() return nil, 'the thing broke' end") }
+  T.is(r.code, 1, "nil, err exits 1")
+  T.like(r.stderr, "procy: the thing broke", "and prints err")
+  r = T.procy { "run", recipe("syntax.lua", "local x = = 1\n") }
+  T.is(r.code, 1, "a syntax error exits 1")
+  T.like(r.stderr, "syntax.lua:1: unexpected symbol near '='", "with file:line and the reason")
+  r = T.procy { "run", recipe("boom.lua", "local function f()\n  error('boom')\nend\nf()\n") }
+  T.is(r.code, 1, "a runtime error exits 1")
+  T.like(r.stderr, "boom.lua:2: boom", "with file:line and the message")
+  T.like(r.stderr, "stack traceback:.*boom.lua:4", "and a traceback")
+  r = T.procy { "run", dir .. "/missing.lua" }
+  T.is(r.code, 1, "a missing recipe exits 1")
+  T.like(r.stderr, "cannot open .*missing.lua", "and says so")
+  T.write(dir .. "/helper.lua", "return { value = 42 }")
+  r = T.procy { "run", recipe("req.lua", "return require('helper').value") }
+  T.is(r.code, 42, "a recipe requires modules next to it")
+  -- procy exits only when every task has ended
+  local marker = dir .. "/late"
+  r = T.procy { "run", recipe("bg.lua", [[
+    local core = require "procy.core"
+    local marker = ...
+    core.spawn(function() core.sleep(0.2) local f = io.open(marker, "w") f:write("done") f:close() end)
+    return 0]]), marker }
+  T.is(r.code, 0, "the recipe returned 0")
+  T.is(T.read(marker), "done", "a background task finished before procy exited")
+end
+
+-- PROCY_LUA_PATH loads the Lua app from a directory instead of the binary
+do
+  local tree = dir .. "/lua"
+  proc.run { "cp", "-r", T.src .. "/lua", tree }
+  local cli = T.read(tree .. "/procy/cli.lua")
+  T.write(tree .. "/procy/cli.lua", (cli:gsub("show this help and exit", "PATCHED HELP")))
+  T.write(tree .. "/procy/extra.lua", "return 'extra module'")
+  local env = { PROCY_LUA_PATH = tree }
+  T.like(T.procy({ "--help" }, { env = env }).stdout, "PATCHED HELP", "an edited cli.lua takes effect without a rebuild")
+  local r = T.procy({ "run", T.write(dir .. "/x.lua", "print((require 'procy.extra'))") }, { env = env })
+  T.is(r.stdout, "extra module\n", "a new module under PROCY_LUA_PATH is found")
+  r = T.procy({ "run", dir .. "/x.lua" })
+  T.like(r.stderr, "module 'procy.extra' not found", "without it, only the compiled-in modules exist")
+end
+
+proc.run { "rm", "-rf", dir }
+return T.done()

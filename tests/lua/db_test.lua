@@ -1,1 +1,97 @@
-print("1..0 # todo")
+-- procy.db from recipes: large values, blobs, a second process writing at
+-- the same time, a bad migration, transactions and tasks.
+local T = require "tap"
+local core = require "procy.core"
+local db = require "procy.db"
+local proc = require "procy.proc"
+local store = require "procy.store"
+
+local dir = T.tmpdir()
+
+-- 1 MB of text and a blob with NUL bytes
+do
+  local h = assert(db.open(dir .. "/big.db"))
+  h:exec("CREATE TABLE v(id INTEGER PRIMARY KEY, t TEXT, b BLOB)")
+  local text = string.rep("procy ✓ ", 1024 * 1024 // 10):sub(1, 1024 * 1024)
+  local blob = "\0\1\2" .. string.rep("\0\255", 1000) .. "\0"
+  local n, id = h:exec("INSERT INTO v(t, b) VALUES (?, ?)", text, db.blob(blob))
+  T.is(n, 1, "one row inserted")
+  local row = h:query("SELECT t, b, typeof(b) AS bt, length(t) AS chars FROM v WHERE id = ?", id)[1]
+  T.ok(row.t == text, "1 MB text round-trips byte for byte")
+  T.ok(row.b == blob, "a blob with NUL bytes round-trips")
+  T.is(row.bt, "blob", "db.blob binds as BLOB")
+  h:close()
+end
+
+-- a second process holds the write lock; the busy timeout waits it out
+do
+  local path = dir .. "/shared.db"
+  local h = assert(db.open(path))
+  h:exec("CREATE TABLE w(who TEXT)")
+  local holder = T.write(dir .. "/holder.lua", [[
+    local core = require "procy.core"
+    local db = require "procy.db"
+    local h = assert(db.open(...))
+    h:exec("BEGIN IMMEDIATE")
+    h:exec("INSERT INTO w VALUES ('other')")
+    print("locked") io.stdout:flush()
+    core.sleep(0.5)
+    h:exec("COMMIT")
+  ]])
+  local p = assert(proc.spawn({ T.bin, "run", holder, path }))
+  T.is(p:lines()(), "locked", "the other process holds the write lock")
+  local quick = assert(db.open(path, { busy_timeout = 0 }))
+  local r, err, code = quick:exec("INSERT INTO w VALUES ('impatient')")
+  T.is(code, "SQLITE_BUSY", "without a busy timeout the write fails: the lock is real")
+  quick:close()
+  local n = h:exec("INSERT INTO w VALUES ('me')")
+  T.is(n, 1, "with the busy timeout the write waits and succeeds")
+  T.is(p:wait(10).code, 0, "the other process committed")
+  local rows = h:query("SELECT group_concat(who, ',') AS s FROM (SELECT who FROM w ORDER BY who)")
+  T.is(rows[1].s, "me,other", "both writes are there")
+  h:close()
+end
+
+-- a bad migration is refused with a clear message and changes nothing
+do
+  local mig = dir .. "/migrations"
+  assert(require("procy.fs").mkdir(mig))
+  T.write(mig .. "/0001_ok.sql", "CREATE TABLE a(x);")
+  T.write(mig .. "/0002_broken.sql", "CREATE TABLE b(y); CREATE TABL c(z);")
+  local h, err, code = db.open(dir .. "/mig.db", { migrations = mig })
+  T.is(h, nil, "open refuses")
+  T.like(err, "migration .*0002_broken.sql failed: near \"TABL\": syntax error", "naming the file and the error")
+  T.is(code, "SQLITE_ERROR", "with the SQLite code")
+  local raw = assert(db.open(dir .. "/mig.db", { migrations = false }))
+  T.is(raw:query("PRAGMA user_version")[1].user_version, 1, "the good migration stays applied")
+  T.is(#raw:query("SELECT name FROM sqlite_master WHERE name = 'b'"), 0, "the broken one left nothing")
+  raw:close()
+end
+
+-- transactions and tasks
+do
+  local h = assert(db.open(":memory:", { migrations = false }))
+  h:exec("CREATE TABLE t(x)")
+  local ok, err = pcall(h.transaction, h, function() h:exec("INSERT INTO t VALUES (1)") core.sleep(0.01) end)
+  T.like(err, "cannot wait here", "waiting inside a transaction raises")
+  T.is(h:query("SELECT count(*) AS n FROM t")[1].n, 0, "and the transaction was rolled back")
+  local tasks = {}
+  for i = 1, 5 do
+    tasks[i] = core.spawn(function()
+      for j = 1, 20 do h:exec("INSERT INTO t VALUES (?)", i * 100 + j) core.yield() end
+    end)
+  end
+  for i = 1, 5 do core.await(tasks[i]) end
+  T.is(h:query("SELECT count(*) AS n FROM t")[1].n, 100, "five tasks share one connection")
+end
+
+-- the record's default place
+do
+  T.like(store.path(), "^" .. os.getenv("XDG_DATA_HOME"):gsub("%p", "%%%0") .. "/procy/procy.db$",
+         "the default db is $XDG_DATA_HOME/procy/procy.db")
+  local counts = assert(store.counts())
+  T.ok(counts.sessions and counts.api_calls and counts.term_events, "store.open applies the schema")
+end
+
+proc.run { "rm", "-rf", dir }
+return T.done()

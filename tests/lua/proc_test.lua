@@ -1,1 +1,74 @@
-print("1..0 # todo")
+-- procy.proc from recipes: argv only, timeouts that reach grandchildren,
+-- streaming lines, stdin.
+local T = require "tap"
+local core = require "procy.core"
+local proc = require "procy.proc"
+
+-- an argv is never a shell command
+do
+  local r = assert(proc.run { "echo", "$HOME; echo injected" })
+  T.is(r.stdout, "$HOME; echo injected\n", "arguments reach the program literally")
+  T.is(r.code, 0, "exit code 0")
+end
+
+-- a timeout kills the whole process group, grandchildren too
+do
+  local t0 = core.now()
+  local r = assert(proc.run({ "sh", "-c", "sleep 30 & echo $!; sleep 30" }, { timeout = 0.3 }))
+  local took = core.now() - t0
+  local grandchild = tonumber(r.stdout:match("%d+"))
+  T.ok(r.timed_out, "the result says it timed out")
+  T.is(r.signal, 15, "the child got SIGTERM")
+  T.ok(grandchild and T.gone(grandchild), "the grandchild is gone too")
+  T.ok(took < 5, "run returns soon after the timeout", "took " .. took)
+end
+
+-- a grandchild that ignores SIGTERM gets SIGKILL after kill_after
+do
+  local r = assert(proc.run({ "sh", "-c", "sh -c 'trap \"\" TERM; echo $$; sleep 30' & wait" },
+                            { timeout = 0.2, kill_after = 0.3 }))
+  local stubborn = tonumber(r.stdout:match("%d+"))
+  T.ok(r.timed_out, "timed out")
+  T.ok(stubborn and T.gone(stubborn), "a grandchild ignoring SIGTERM is killed")
+end
+
+-- lines arrive while the child still runs
+do
+  local p = assert(proc.spawn({ "sh", "-c", "echo ready; read x; echo got $x; echo err >&2" }, { stdin = true }))
+  local next_line = p:lines()
+  T.is(next_line(), "ready", "the first line arrives before the child can exit")
+  T.ok(not T.dead(p:pid()), "the child is still running, waiting for input")
+  p:write("hello\n")
+  T.is(next_line(), "got hello", "a line answering our input")
+  T.is(next_line(), nil, "nil at the end of output")
+  local r = p:wait()
+  T.is(r.code, 0, "clean exit")
+  T.is(r.stderr, "err\n", "stderr is still collected while stdout streams")
+end
+
+-- many lines, from stdout and stderr, read by two tasks
+do
+  local p = assert(proc.spawn { "sh", "-c", "for i in $(seq 1 500); do echo o$i; echo e$i >&2; done" })
+  local counts = {}
+  local function reader(stream)
+    local n = 0
+    for line in p:lines(stream) do n = n + 1 end
+    counts[stream] = n
+  end
+  local a, b = core.spawn(reader, "stdout"), core.spawn(reader, "stderr")
+  core.await(a) core.await(b)
+  T.is(counts.stdout, 500, "500 stdout lines")
+  T.is(counts.stderr, 500, "500 stderr lines, read at the same time")
+end
+
+-- failure to start is a failure tuple, not an error
+do
+  local r, err, code = proc.run { "no-such-program-here" }
+  T.is(r, nil, "nil for a missing program")
+  T.is(code, "ENOENT", "ENOENT")
+  T.like(err, "cannot run 'no%-such%-program%-here'", "naming the program")
+  local ok = pcall(proc.run, "echo hi")
+  T.ok(not ok, "a string instead of an argv raises")
+end
+
+return T.done()

@@ -1,0 +1,91 @@
+-- tap.lua: assertions printing TAP, and helpers for tests run with
+-- `procy run`. A test file ends with `return T.done()`.
+
+local proc = require "procy.proc"
+
+local T = {}
+local count, failures = 0, 0
+
+local function report(pass, name, diag)
+  count = count + 1
+  print((pass and "ok " or "not ok ") .. count .. " - " .. (name or ""))
+  if not pass then
+    failures = failures + 1
+    local where = debug.getinfo(2, "Sl") -- T.ok and friends tail-call report
+    print(("#   failed at %s:%d"):format(where.short_src, where.currentline))
+    if diag then print("#   " .. diag:gsub("\n", "\n#   ")) end
+  end
+  io.stdout:flush()
+  return pass
+end
+
+function T.ok(cond, name, diag) return report(cond and true or false, name, diag) end
+
+function T.is(got, want, name)
+  return report(got == want, name, ("got:  %s\nwant: %s"):format(tostring(got), tostring(want)))
+end
+
+function T.like(got, pattern, name)
+  local s = tostring(got)
+  return report(s:find(pattern) ~= nil, name, ("got:  %s\nwant match: %s"):format(s, pattern))
+end
+
+function T.done()
+  print("1.." .. count)
+  return failures > 0 and 1 or 0
+end
+
+T.bin = assert(os.getenv("PROCY_BIN"), "PROCY_BIN is not set (run through meson test)")
+T.src = assert(os.getenv("PROCY_SRC"), "PROCY_SRC is not set (run through meson test)")
+
+-- tmpdir() -> a new empty directory
+function T.tmpdir()
+  local r = assert(proc.run { "mktemp", "-d", "/tmp/procy-test-XXXXXX" })
+  return (r.stdout:gsub("%s+$", ""))
+end
+
+function T.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+function T.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- procy(args, opts) -> result of running the procy binary with args
+function T.procy(args, opts)
+  local argv = { T.bin }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return assert(proc.run(argv, opts or {}))
+end
+
+-- Is pid gone? (A zombie is dead too: the process is gone, only its entry
+-- waits for a parent that may never reap it.)
+function T.dead(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return true end
+  local state = f:read("a"):match("^%d+ %b() (%a)")
+  f:close()
+  return state == nil or state == "Z"
+end
+
+-- Waits up to `seconds` for pid to be gone: a SIGKILL is delivered by the
+-- kernel a moment after kill() returns.
+function T.gone(pid, seconds)
+  local core = require "procy.core"
+  local deadline = core.now() + (seconds or 2)
+  while not T.dead(pid) do
+    if core.now() > deadline then return false end
+    core.sleep(0.01)
+  end
+  return true
+end
+
+return T
