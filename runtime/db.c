@@ -668,18 +668,9 @@ static const luaL_Reg db_funcs[] = {
 
 int luaopen_procy_db(lua_State *L)
 {
-	if (luaL_newmetatable(L, PROCY_DB_MT)) {
-		luaL_newlib(L, db_methods);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, db_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, db_close);
-		lua_setfield(L, -2, "__close");
-		lua_pushcfunction(L, db_tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
+	procy_class(L, PROCY_DB_MT, db_methods, db_close, db_tostring);
 	luaL_newmetatable(L, BLOB_MT);
-	lua_pop(L, 2);
+	lua_pop(L, 1);
 	luaL_newlib(L, db_funcs);
 	return 1;
 }

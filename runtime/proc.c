@@ -59,10 +59,10 @@ typedef struct proc {
 	op_t       *wait_op;
 	int         has_handle;
 	char       *name;
-	struct proc *next, *prev;
+	list_node   all;
 } proc_t;
 
-static proc_t *all_procs;
+static list_t all_procs; /* every proc_t not yet freed */
 
 /* ---- lifetime ----------------------------------------------------------------- */
 
@@ -98,12 +98,7 @@ static void proc_free(proc_t *p)
 	loop_timer_stop(loop, &p->linger);
 	if (!p->exited)
 		loop_child_stop(loop, &p->child);
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		all_procs = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
+	list_remove(&all_procs, &p->all);
 	free(p->name);
 	free(p);
 }
@@ -115,10 +110,16 @@ static void signal_group(proc_t *p, int sig)
 		kill(p->pid, sig);
 }
 
+static void on_linger(loop_t *loop, loop_timer *t);
+
+static int pipes_open(proc_t *p) { return p->out[0].fd >= 0 || p->out[1].fd >= 0; }
+
 static void on_kill_timer(loop_t *loop, loop_timer *t)
 {
-	(void)loop;
-	signal_group(t->data, SIGKILL);
+	proc_t *p = t->data;
+	signal_group(p, SIGKILL);
+	if (p->exited && pipes_open(p)) /* held by a process outside the group? */
+		loop_timer_start(loop, &p->linger, LINGER_NS, on_linger, p);
 }
 
 /* SIGTERM now, SIGKILL after the grace period: the stop used by timeouts,
@@ -167,7 +168,7 @@ static int push_line(lua_State *L, stream_t *s);
    both pipes are closed: wakes the waiter and any line readers. */
 static void maybe_done(proc_t *p)
 {
-	if (p->done || !p->exited || p->out[0].fd >= 0 || p->out[1].fd >= 0)
+	if (p->done || !p->exited || pipes_open(p))
 		return;
 	lua_State *L = p->rt->L;
 	loop_t *loop = p->rt->loop;
@@ -213,7 +214,9 @@ static void child_exited(loop_t *loop, loop_child *c, int status)
 	proc_t *p = c->data;
 	p->exited = 1;
 	p->status = status;
-	if (p->out[0].fd >= 0 || p->out[1].fd >= 0)
+	/* Grandchildren may hold the pipes. A stopped group gets its whole
+	   grace period (the kill timer then lingers); otherwise wait briefly. */
+	if (pipes_open(p) && !loop_timer_active(&p->kill_timer))
 		loop_timer_start(loop, &p->linger, LINGER_NS, on_linger, p);
 	maybe_done(p);
 }
@@ -332,23 +335,35 @@ static int io_mode(lua_State *L, int opts, const char *field, int is_stdin)
 {
 	int mode;
 	lua_getfield(L, opts, field);
+	const char *word = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
 	if (lua_touserdata(L, -1) == &inherit_token)
 		mode = IO_INHERIT;
 	else if (is_stdin)
 		mode = lua_isstring(L, -1) ? IO_DATA : lua_toboolean(L, -1) ? IO_PIPE : IO_NULL;
-	else if (lua_isnil(L, -1))
+	else if (lua_isnil(L, -1) || strcmp(word, "pipe") == 0)
 		mode = IO_PIPE;
 	else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
 		mode = IO_NULL;
-	else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "pipe") == 0)
-		mode = IO_PIPE;
-	else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "stdout") == 0 &&
-	         strcmp(field, "stderr") == 0)
+	else if (strcmp(word, "stdout") == 0 && strcmp(field, "stderr") == 0)
 		mode = IO_MERGE;
 	else
 		return luaL_error(L, "proc: bad %s option", field);
 	lua_pop(L, 1);
 	return mode;
+}
+
+/* [-0, +1] The n strings of the table at tbl as a NULL-terminated array,
+   in a userdata; the table must outlive it (it holds the strings). */
+static char **string_array(lua_State *L, int tbl, int n)
+{
+	char **arr = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+	for (int i = 0; i < n; i++) {
+		lua_rawgeti(L, tbl, i + 1);
+		arr[i] = (char *)lua_tostring(L, -1);
+		lua_pop(L, 1);
+	}
+	arr[n] = NULL;
+	return arr;
 }
 
 /* Builds the child's environment: ours, with opts.env applied (a string
@@ -392,14 +407,7 @@ static char **build_env(lua_State *L, int opts)
 		lua_pop(L, 1);
 	}
 	lua_remove(L, env);
-	char **arr = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
-	for (int i = 0; i < n; i++) {
-		lua_rawgeti(L, keep - 1, i + 1);
-		arr[i] = (char *)lua_tostring(L, -1);
-		lua_pop(L, 1);
-	}
-	arr[n] = NULL;
-	return arr;
+	return string_array(L, keep - 1, n);
 }
 
 static double opt_number(lua_State *L, int opts, const char *field, double def)
@@ -439,15 +447,15 @@ static proc_t *spawn(lua_State *L)
 	lua_settop(L, 2);
 	int argc = (int)luaL_len(L, 1);
 	luaL_argcheck(L, argc >= 1, 1, "argv needs at least the program");
-	char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(argc + 1), 0);
-	for (int i = 0; i < argc; i++) {
-		lua_rawgeti(L, 1, i + 1);
+	lua_createtable(L, argc, 0); /* our copy: numbers become strings */
+	for (int i = 1; i <= argc; i++) {
+		lua_rawgeti(L, 1, i);
 		if (!lua_isstring(L, -1))
-			luaL_error(L, "proc: argv[%d] must be a string", i + 1);
-		argv[i] = (char *)lua_tostring(L, -1);
-		lua_rawseti(L, 1, i + 1); /* a number becomes its string, kept alive */
+			luaL_error(L, "proc: argv[%d] must be a string", i);
+		lua_tostring(L, -1);
+		lua_rawseti(L, -2, i);
 	}
-	argv[argc] = NULL;
+	char **argv = string_array(L, lua_gettop(L), argc);
 	int in_mode = io_mode(L, 2, "stdin", 1);
 	int out_mode = io_mode(L, 2, "stdout", 0);
 	int err_mode = io_mode(L, 2, "stderr", 0);
@@ -540,10 +548,7 @@ static proc_t *spawn(lua_State *L)
 		return NULL;
 	}
 
-	p->next = all_procs;
-	if (all_procs)
-		all_procs->prev = p;
-	all_procs = p;
+	list_push(&all_procs, &p->all);
 	loop_child_start(rt->loop, &p->child, p->pid, child_exited, p);
 	int ends[2] = { pout[0], perr[0] };
 	for (int i = 0; i < 2; i++) {
@@ -784,8 +789,8 @@ static int p_tostring(lua_State *L)
 
 void proc_shutdown(void)
 {
-	while (all_procs) {
-		proc_t *p = all_procs;
+	while (all_procs.head) {
+		proc_t *p = list_item(all_procs.head, proc_t, all);
 		if (!p->done)
 			signal_group(p, p->signalled ? SIGKILL : SIGTERM);
 		proc_free(p);
@@ -811,17 +816,7 @@ static const luaL_Reg proc_funcs[] = {
 
 int luaopen_procy_proc(lua_State *L)
 {
-	if (luaL_newmetatable(L, PROCY_PROC_MT)) {
-		luaL_newlib(L, proc_methods);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, p_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, p_close);
-		lua_setfield(L, -2, "__close");
-		lua_pushcfunction(L, p_tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
-	lua_pop(L, 1);
+	procy_class(L, PROCY_PROC_MT, proc_methods, p_close, p_tostring);
 	luaL_newlib(L, proc_funcs);
 	lua_pushlightuserdata(L, &inherit_token);
 	lua_setfield(L, -2, "inherit");

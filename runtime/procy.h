@@ -10,6 +10,7 @@
 #ifndef PROCY_H
 #define PROCY_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -39,6 +40,22 @@ void buf_free(buf_t *b);
 /* A buf_t owned by a userdata pushed on the stack, freed by __gc if a Lua
    error unwinds past it: safe scratch space for code that may raise. */
 buf_t *buf_push(lua_State *L);
+
+/* ---- intrusive doubly-linked list (util.c) -------------------------------- */
+
+typedef struct list_node {
+	struct list_node *prev, *next;
+} list_node;
+
+typedef struct list {
+	list_node *head, *tail;
+	int        len;
+} list_t;
+
+void list_push(list_t *l, list_node *n);   /* append */
+void list_remove(list_t *l, list_node *n); /* unlink; a no-op if not linked */
+#define list_item(node, type, member) \
+	((type *)(void *)((char *)(node) - offsetof(type, member)))
 
 /* ---- the event loop (loop.c) --------------------------------------------- */
 
@@ -137,7 +154,7 @@ struct op {
 	loop_timer        timeout;
 	double            timeout_s;
 	int               anchor; /* registry ref while pending */
-	struct op        *prev, *next; /* pending list, for shutdown */
+	list_node         pending; /* in the scheduler's list, for shutdown */
 	/* Lua aligns userdata to 8 bytes, not to max_align_t */
 	_Alignas(int64_t) unsigned char payload[];
 };
@@ -183,9 +200,16 @@ int  op_await(lua_State *L, int idx, double timeout);
 
 /* [-0, +3] Pushes nil, "CODE: msg", "CODE" and returns 3. */
 int procy_fail(lua_State *L, const char *code, const char *fmt, ...);
+int procy_vfail(lua_State *L, const char *code, const char *fmt, va_list ap);
 /* The same for an errno value: "ENOENT: what: No such file or directory". */
 int procy_fail_errno(lua_State *L, int err, const char *what);
 const char *procy_errname(int err);
+
+/* [-0, +0] Defines the metatable `name`: methods as __index, close as
+   both __gc and __close (one idempotent function, as in Lua's io library),
+   and tostring. close and tostring may be NULL. */
+void procy_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                 lua_CFunction close, lua_CFunction tostring);
 
 /* Writes "procy: LEVEL: message" to stderr when level (debug, info, warn,
    error) reaches the threshold: PROCY_LOG, else set_log_level, else info. */

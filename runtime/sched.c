@@ -42,18 +42,16 @@ struct task {
 	int        anchor;     /* registry ref while the task has not ended */
 	int        cancelling; /* cancel() called from inside the task */
 	op_t      *waiting;
-	task_t    *prev, *next;   /* ready queue */
-	task_t    *lprev, *lnext; /* live list, in spawn order */
+	list_node  ready;      /* in the ready queue */
+	list_node  live;       /* in the live list, in spawn order */
 	char       label[96];
 };
 
 typedef struct sched {
-	task_t  *head, *tail;   /* ready queue */
-	int      nready;
-	task_t  *first, *last;  /* live tasks */
+	list_t   ready;         /* tasks to resume, in order */
+	list_t   live;          /* tasks not ended, in spawn order */
+	list_t   ops;           /* pending ops, for shutdown */
 	task_t  *current;
-	op_t    *ops;           /* pending ops, for shutdown */
-	int      live;
 	int      next_id;
 	int      stop;
 	int64_t  resumed_at;
@@ -62,49 +60,42 @@ typedef struct sched {
 
 #define SCHED(rt) ((sched_t *)(rt)->sched)
 
-/* ---- the ready queue ------------------------------------------------------------ */
+/* ---- lists ------------------------------------------------------------------- */
+
+#define READY_TASK(n) list_item((n), task_t, ready)
+#define LIVE_TASK(n)  list_item((n), task_t, live)
 
 static void enqueue(sched_t *S, task_t *t)
 {
-	S->nready++;
 	t->state = T_READY;
-	t->next = NULL;
-	t->prev = S->tail;
-	if (S->tail)
-		S->tail->next = t;
-	else
-		S->head = t;
-	S->tail = t;
+	list_push(&S->ready, &t->ready);
 }
 
-static void dequeue(sched_t *S, task_t *t)
+/* [-n, +1] Replaces the n values on top with the table {n = n, ...}. */
+static void pack(lua_State *L, int n)
 {
-	if (t->prev)
-		t->prev->next = t->next;
-	else if (S->head == t)
-		S->head = t->next;
-	else
-		return; /* not queued */
-	if (t->next)
-		t->next->prev = t->prev;
-	else
-		S->tail = t->prev;
-	t->prev = t->next = NULL;
-	S->nready--;
+	lua_createtable(L, n, 1);
+	lua_insert(L, -n - 1);
+	for (int i = n; i >= 1; i--)
+		lua_rawseti(L, -i - 1, i);
+	lua_pushinteger(L, n);
+	lua_setfield(L, -2, "n");
+}
+
+/* [-0, +n] Pushes the values of the pack()ed table at idx; returns n. */
+static int unpack(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_getfield(L, idx, "n");
+	int n = (int)lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	luaL_checkstack(L, n, "results");
+	for (int i = 1; i <= n; i++)
+		lua_rawgeti(L, idx, i);
+	return n;
 }
 
 /* ---- ops ------------------------------------------------------------------- */
-
-static void op_unlink(sched_t *S, op_t *op)
-{
-	if (op->prev)
-		op->prev->next = op->next;
-	else
-		S->ops = op->next;
-	if (op->next)
-		op->next->prev = op->prev;
-	op->prev = op->next = NULL;
-}
 
 op_t *op_new(lua_State *L, const op_class *cls, size_t extra)
 {
@@ -120,10 +111,7 @@ op_t *op_new(lua_State *L, const op_class *cls, size_t extra)
 	luaL_setmetatable(L, PROCY_OP_MT);
 	lua_pushvalue(L, -1);
 	op->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
-	op->next = S->ops;
-	if (S->ops)
-		S->ops->prev = op;
-	S->ops = op;
+	list_push(&S->ops, &op->pending);
 	return op;
 }
 
@@ -137,7 +125,7 @@ void op_complete(lua_State *L, op_t *op, int n)
 	}
 	op->state = OP_DONE;
 	loop_timer_stop(rt->loop, &op->timeout);
-	op_unlink(S, op);
+	list_remove(&S->ops, &op->pending);
 	task_t *t = op->waiter;
 	if (t) {
 		op->waiter = NULL;
@@ -148,12 +136,7 @@ void op_complete(lua_State *L, op_t *op, int n)
 		enqueue(S, t);
 	} else {
 		/* Nobody waits yet: keep the results for a later await. */
-		lua_createtable(L, n, 1);
-		lua_insert(L, -n - 1);
-		for (int i = n; i >= 1; i--)
-			lua_rawseti(L, -i - 1, i);
-		lua_pushinteger(L, n);
-		lua_setfield(L, -2, "n");
+		pack(L, n);
 		lua_rawgeti(L, LUA_REGISTRYINDEX, op->anchor);
 		lua_insert(L, -2);
 		lua_setiuservalue(L, -2, 1);
@@ -166,14 +149,10 @@ void op_complete(lua_State *L, op_t *op, int n)
 void op_fail(lua_State *L, op_t *op, const char *code, const char *fmt, ...)
 {
 	va_list ap;
-	lua_pushnil(L);
-	lua_pushfstring(L, "%s: ", code);
 	va_start(ap, fmt);
-	lua_pushvfstring(L, fmt, ap);
+	int n = procy_vfail(L, code, fmt, ap);
 	va_end(ap);
-	lua_concat(L, 2);
-	lua_pushstring(L, code);
-	op_complete(L, op, 3);
+	op_complete(L, op, n);
 }
 
 void op_cancel(lua_State *L, op_t *op)
@@ -199,18 +178,9 @@ static void op_timeout(loop_t *loop, loop_timer *tm)
 /* [-0, +n] Pushes the results a finished op kept for a later await. */
 static int op_results(lua_State *L, int idx)
 {
-	if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE) {
-		lua_pop(L, 1);
+	if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE)
 		return luaL_error(L, "op was already awaited; its results were delivered");
-	}
-	lua_getfield(L, -1, "n");
-	int n = (int)lua_tointeger(L, -1);
-	lua_pop(L, 1);
-	luaL_checkstack(L, n, "op results");
-	for (int i = 1; i <= n; i++)
-		lua_rawgeti(L, -i, i);
-	lua_remove(L, -n - 1);
-	return n;
+	return unpack(L, -1);
 }
 
 static task_t *running_task(lua_State *L, const char *what)
@@ -268,53 +238,35 @@ static const char *error_text(lua_State *co)
 	return lua_pushfstring(co, "(error object is a %s value)", lua_typename(co, tt));
 }
 
-/* Ends t with the n values on top of L as its results. Closes the coroutine
-   (running pending __close), stores results, wakes joiners, unanchors. */
-static void task_end(runtime_t *rt, task_t *t, int state, int n)
+/* Ends t with the n values on top of L (the thread that ends it) as its
+   results: closes the coroutine (running pending __close), keeps the
+   results on the task, wakes every joiner, and drops the anchor. */
+static void task_end(lua_State *L, task_t *t, int state, int n)
 {
-	lua_State *L = rt->L;
-	sched_t *S = SCHED(rt);
-	dequeue(S, t);
+	sched_t *S = SCHED(t->rt);
+	list_remove(&S->ready, &t->ready);
+	list_remove(&S->live, &t->live);
 	t->state = state;
-	S->live--;
-	if (t->lprev)
-		t->lprev->lnext = t->lnext;
-	else
-		S->first = t->lnext;
-	if (t->lnext)
-		t->lnext->lprev = t->lprev;
-	else
-		S->last = t->lprev;
-	/* Closing runs pending __close handlers. A coroutine that died by error
-	   reports that same error again here; it was logged already. */
+	/* A coroutine that died by error reports that same error again when
+	   closed; it was logged already. */
 	int status = procy_closethread(t->co, L);
 	if (status != LUA_OK && state != T_FAILED)
 		procy_log(L, "error", "%s: error in a __close handler: %s",
 		          t->label, error_text(t->co));
 	lua_settop(t->co, 0);
-	/* results table */
-	lua_createtable(L, n, 1);
-	lua_insert(L, -n - 1);
-	for (int i = n; i >= 1; i--)
-		lua_rawseti(L, -i - 1, i);
-	lua_pushinteger(L, n);
-	lua_setfield(L, -2, "n");
+	pack(L, n);
 	int results = lua_gettop(L);
 	push_task(L, t);
 	int ud = lua_gettop(L);
 	lua_pushvalue(L, results);
 	lua_setiuservalue(L, ud, UV_RESULTS);
-	/* wake joiners: each gets its own copy of the results */
 	if (lua_getiuservalue(L, ud, UV_JOINERS) == LUA_TTABLE) {
 		lua_Integer nj = luaL_len(L, -1);
 		for (lua_Integer j = 1; j <= nj; j++) {
 			lua_rawgeti(L, -1, j);
 			op_t *op = lua_touserdata(L, -1);
 			lua_pop(L, 1);
-			luaL_checkstack(L, n, "task results");
-			for (int i = 1; i <= n; i++)
-				lua_rawgeti(L, results, i);
-			op_complete(L, op, n);
+			op_complete(L, op, unpack(L, results)); /* a copy each */
 		}
 	}
 	lua_pushnil(L);
@@ -324,21 +276,18 @@ static void task_end(runtime_t *rt, task_t *t, int state, int n)
 	t->anchor = LUA_NOREF;
 }
 
-static void task_fail(runtime_t *rt, task_t *t)
+static void task_fail(lua_State *L, task_t *t)
 {
-	lua_State *L = rt->L;
 	const char *msg = error_text(t->co);
 	luaL_traceback(L, t->co, msg, 0);
 	procy_log(L, "error", "%s failed: %s", t->label, lua_tostring(L, -1));
 	lua_pop(L, 1);
-	procy_fail(L, "ETASK", "%s", msg);
-	task_end(rt, t, T_FAILED, 3);
+	task_end(L, t, T_FAILED, procy_fail(L, "ETASK", "%s", msg));
 }
 
-static void task_cancelled(runtime_t *rt, task_t *t)
+static void task_cancelled(lua_State *L, task_t *t)
 {
-	procy_fail(rt->L, "ECANCELED", "%s cancelled", t->label);
-	task_end(rt, t, T_CANCELLED, 3);
+	task_end(L, t, T_CANCELLED, procy_fail(L, "ECANCELED", "%s cancelled", t->label));
 }
 
 static void resume(runtime_t *rt, task_t *t)
@@ -355,15 +304,15 @@ static void resume(runtime_t *rt, task_t *t)
 	if (status == LUA_YIELD) {
 		lua_pop(t->co, nres);
 		if (t->cancelling)
-			task_cancelled(rt, t);
+			task_cancelled(L, t);
 		else if (t->state == T_RUNNING)
 			enqueue(S, t); /* a bare coroutine.yield(): run again later */
 	} else if (status == LUA_OK) {
 		luaL_checkstack(L, nres, "task results");
 		lua_xmove(t->co, L, nres);
-		task_end(rt, t, T_DONE, nres);
+		task_end(L, t, T_DONE, nres);
 	} else {
-		task_fail(rt, t);
+		task_fail(L, t);
 	}
 }
 
@@ -408,13 +357,7 @@ static int core_spawn(lua_State *L)
 	lua_rotate(L, 1, 1); /* task userdata first */
 	lua_xmove(L, t->co, nargs + 1);
 	t->nargs = nargs;
-	S->live++;
-	t->lprev = S->last;
-	if (S->last)
-		S->last->lnext = t;
-	else
-		S->first = t;
-	S->last = t;
+	list_push(&S->live, &t->live);
 	enqueue(S, t);
 	return 1;
 }
@@ -435,13 +378,7 @@ static int core_await(lua_State *L)
 		return op_await(L, 1, timeout);
 	if (task_ended(t)) {
 		lua_getiuservalue(L, 1, UV_RESULTS);
-		lua_getfield(L, -1, "n");
-		int n = (int)lua_tointeger(L, -1);
-		lua_pop(L, 1);
-		luaL_checkstack(L, n, "task results");
-		for (int i = 1; i <= n; i++)
-			lua_rawgeti(L, -i, i);
-		return n;
+		return unpack(L, -1);
 	}
 	task_t *self = running_task(L, "await");
 	if (self == t)
@@ -483,7 +420,7 @@ static int core_cancel(lua_State *L)
 		t->waiting = NULL;
 		op_cancel(L, op);
 	}
-	task_cancelled(rt, t);
+	task_cancelled(L, t);
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -598,10 +535,10 @@ static int core_set_run_limit(lua_State *L)
 static int core_tasks(lua_State *L)
 {
 	sched_t *S = SCHED(procy_rt(L));
-	lua_createtable(L, S->live, 0);
+	lua_createtable(L, S->live.len, 0);
 	int i = 0;
-	for (task_t *t = S->first; t; t = t->lnext) {
-		push_task(L, t);
+	for (list_node *n = S->live.head; n; n = n->next) {
+		push_task(L, LIVE_TASK(n));
 		lua_rawseti(L, -2, ++i);
 	}
 	return 1;
@@ -674,13 +611,7 @@ static const luaL_Reg core_funcs[] = {
 
 int luaopen_procy_core(lua_State *L)
 {
-	if (luaL_newmetatable(L, PROCY_TASK_MT)) {
-		luaL_newlib(L, task_methods);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, task_tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
-	lua_pop(L, 1);
+	procy_class(L, PROCY_TASK_MT, task_methods, NULL, task_tostring);
 	if (luaL_newmetatable(L, PROCY_OP_MT)) {
 		lua_pushcfunction(L, op_tostring);
 		lua_setfield(L, -2, "__tostring");
@@ -710,7 +641,7 @@ int sched_init(runtime_t *rt)
 	return 0;
 }
 
-int sched_live(runtime_t *rt) { return SCHED(rt)->live; }
+int sched_live(runtime_t *rt) { return SCHED(rt)->live.len; }
 void sched_stop(runtime_t *rt) { SCHED(rt)->stop = 1; }
 
 void sched_cancel_all(runtime_t *rt)
@@ -735,9 +666,9 @@ void sched_cancel_all(runtime_t *rt)
 static void run_ready(runtime_t *rt)
 {
 	sched_t *S = SCHED(rt);
-	for (int n = S->nready; n > 0 && S->head && !S->stop; n--) {
-		task_t *t = S->head;
-		dequeue(S, t);
+	for (int n = S->ready.len; n > 0 && S->ready.head && !S->stop; n--) {
+		task_t *t = READY_TASK(S->ready.head);
+		list_remove(&S->ready, &t->ready);
 		resume(rt, t);
 	}
 }
@@ -763,15 +694,15 @@ int sched_run(runtime_t *rt)
 	sched_t *S = SCHED(rt);
 	while (!S->stop) {
 		run_ready(rt);
-		if (S->stop || S->live == 0)
+		if (S->stop || S->live.len == 0)
 			break;
-		if (!S->head && loop_pending(rt->loop) == 0) {
+		if (!S->ready.head && loop_pending(rt->loop) == 0) {
 			report_deadlock(rt);
 			sched_cancel_all(rt);
 			rt->exit_code = 1;
 			continue;
 		}
-		if (loop_step(rt->loop, S->head ? 0 : -1) < 0)
+		if (loop_step(rt->loop, S->ready.head ? 0 : -1) < 0)
 			return -1;
 	}
 	return 0;
@@ -783,10 +714,10 @@ void sched_free(runtime_t *rt)
 	if (!S)
 		return;
 	/* __close handlers may spawn; a few passes end those too. */
-	for (int pass = 0; pass < 8 && S->live; pass++)
+	for (int pass = 0; pass < 8 && S->live.len; pass++)
 		sched_cancel_all(rt);
-	while (S->ops)
-		op_cancel(rt->L, S->ops);
+	while (S->ops.head)
+		op_cancel(rt->L, list_item(S->ops.head, op_t, pending));
 	free(S);
 	rt->sched = NULL;
 }
@@ -797,11 +728,7 @@ int sched_results(lua_State *L, int idx)
 	if (!task_ended(t))
 		return -1;
 	lua_getiuservalue(L, idx, UV_RESULTS);
-	lua_getfield(L, -1, "n");
-	int n = (int)lua_tointeger(L, -1);
-	lua_pop(L, 1);
-	for (int i = 1; i <= n; i++)
-		lua_rawgeti(L, -i, i);
+	int n = unpack(L, -1);
 	lua_remove(L, -n - 1);
 	return n;
 }

@@ -79,19 +79,80 @@ buf_t *buf_push(lua_State *L)
 	return b;
 }
 
+/* ---- list ----------------------------------------------------------------------- */
+
+void list_push(list_t *l, list_node *n)
+{
+	n->next = NULL;
+	n->prev = l->tail;
+	if (l->tail)
+		l->tail->next = n;
+	else
+		l->head = n;
+	l->tail = n;
+	l->len++;
+}
+
+void list_remove(list_t *l, list_node *n)
+{
+	if (!n->prev && l->head != n)
+		return; /* not linked */
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		l->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		l->tail = n->prev;
+	n->prev = n->next = NULL;
+	l->len--;
+}
+
+/* ---- classes ------------------------------------------------------------------ */
+
+void procy_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                 lua_CFunction close, lua_CFunction tostring)
+{
+	if (!luaL_newmetatable(L, name)) {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_newtable(L); /* luaL_newlib needs an array, not a pointer */
+	luaL_setfuncs(L, methods, 0);
+	lua_setfield(L, -2, "__index");
+	if (close) {
+		lua_pushcfunction(L, close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, close);
+		lua_setfield(L, -2, "__close");
+	}
+	if (tostring) {
+		lua_pushcfunction(L, tostring);
+		lua_setfield(L, -2, "__tostring");
+	}
+	lua_pop(L, 1);
+}
+
 /* ---- failure tuples -------------------------------------------------------------- */
+
+int procy_vfail(lua_State *L, const char *code, const char *fmt, va_list ap)
+{
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: ", code);
+	lua_pushvfstring(L, fmt, ap);
+	lua_concat(L, 2);
+	lua_pushstring(L, code);
+	return 3;
+}
 
 int procy_fail(lua_State *L, const char *code, const char *fmt, ...)
 {
 	va_list ap;
-	lua_pushnil(L);
-	lua_pushfstring(L, "%s: ", code);
 	va_start(ap, fmt);
-	lua_pushvfstring(L, fmt, ap);
+	int n = procy_vfail(L, code, fmt, ap);
 	va_end(ap);
-	lua_concat(L, 2);
-	lua_pushstring(L, code);
-	return 3;
+	return n;
 }
 
 const char *procy_errname(int err)

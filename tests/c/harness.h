@@ -1,9 +1,25 @@
-/* harness.h — a runtime for C tests: loop, Lua state, scheduler and the
-   C modules, as main.c sets them up (without the CLI). */
+/* harness.h — for C tests: a Lua evaluator for modules that need no loop,
+   and a runtime (loop, Lua state, scheduler, C modules) as main.c sets it
+   up, without the CLI. */
 #ifndef HARNESS_H
 #define HARNESS_H
+#include <stdio.h>
 #include <stdlib.h>
 #include "procy.h"
+
+/* Runs code (returning one value) in a plain Lua state; gives the value as
+   a string, or "error: <message>". */
+static inline const char *lua_eval(lua_State *L, const char *code)
+{
+	static char out[4096];
+	lua_settop(L, 0);
+	if (luaL_dostring(L, code) != LUA_OK) {
+		snprintf(out, sizeof out, "error: %s", lua_tostring(L, -1));
+		return out;
+	}
+	snprintf(out, sizeof out, "%s", luaL_tolstring(L, 1, NULL));
+	return out;
+}
 
 static inline runtime_t *rt_new(void)
 {

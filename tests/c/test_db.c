@@ -5,22 +5,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include "procy.h"
+#include "harness.h"
 #include "tap.h"
 
 static lua_State *L;
 
-static const char *eval(const char *code)
-{
-	static char out[4096];
-	lua_settop(L, 0);
-	if (luaL_dostring(L, code) != LUA_OK) {
-		snprintf(out, sizeof out, "error: %s", lua_tostring(L, -1));
-		return out;
-	}
-	snprintf(out, sizeof out, "%s", luaL_tolstring(L, 1, NULL));
-	return out;
-}
+#define eval(code) lua_eval(L, (code))
 
 static void write_file(const char *path, const char *text)
 {

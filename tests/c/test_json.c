@@ -1,22 +1,12 @@
 /* test_json.c — the codec's edge cases, driven through its Lua functions in
    a bare Lua state (json.c needs no loop). */
-#include "procy.h"
+#include "harness.h"
 #include "tap.h"
 
 static lua_State *L;
 
 /* Runs a chunk that returns one value; gives it as a string. */
-static const char *eval(const char *code)
-{
-	static char out[4096];
-	lua_settop(L, 0);
-	if (luaL_dostring(L, code) != LUA_OK) {
-		snprintf(out, sizeof out, "error: %s", lua_tostring(L, -1));
-		return out;
-	}
-	snprintf(out, sizeof out, "%s", luaL_tolstring(L, 1, NULL));
-	return out;
-}
+#define eval(code) lua_eval(L, (code))
 
 int main(void)
 {

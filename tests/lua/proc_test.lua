@@ -23,13 +23,23 @@ do
   T.ok(took < 5, "run returns soon after the timeout", "took " .. took)
 end
 
--- a grandchild that ignores SIGTERM gets SIGKILL after kill_after
+-- a grandchild gets the whole grace period after SIGTERM, then SIGKILL
 do
-  local r = assert(proc.run({ "sh", "-c", "sh -c 'trap \"\" TERM; echo $$; sleep 30' & wait" },
-                            { timeout = 0.2, kill_after = 0.3 }))
-  local stubborn = tonumber(r.stdout:match("%d+"))
+  local dir = T.tmpdir()
+  T.write(dir .. "/inner.sh", [[
+    trap 'sleep 0.3; echo cleaned > "$1/clean"; exit 0' TERM
+    echo $$
+    sleep 30 & wait
+  ]])
+  local r = assert(proc.run({ "sh", "-c", 'sh "$0/inner.sh" "$0" & wait', dir },
+                            { timeout = 0.2, kill_after = 1 }))
   T.ok(r.timed_out, "timed out")
-  T.ok(stubborn and T.gone(stubborn), "a grandchild ignoring SIGTERM is killed")
+  T.is(T.read(dir .. "/clean"), "cleaned\n", "a grandchild's SIGTERM handler had its grace period")
+  T.write(dir .. "/stubborn.sh", "trap '' TERM\necho $$\nsleep 30\n")
+  r = assert(proc.run({ "sh", "-c", 'sh "$0/stubborn.sh" & wait', dir }, { timeout = 0.2, kill_after = 0.3 }))
+  local stubborn = tonumber(r.stdout:match("%d+"))
+  T.ok(stubborn and T.gone(stubborn), "a grandchild ignoring SIGTERM is killed after kill_after")
+  proc.run { "rm", "-rf", dir }
 end
 
 -- lines arrive while the child still runs
