@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -486,10 +485,6 @@ static proc_t *spawn(lua_State *L)
 	p->name = strdup(argv[0]);
 
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
 	int err = 0;
 	if ((in_mode == IO_PIPE || in_mode == IO_DATA) && make_pipe(pin, 1) < 0)
 		err = errno;
@@ -498,41 +493,13 @@ static proc_t *spawn(lua_State *L)
 	if (!err && err_mode == IO_PIPE && make_pipe(perr, 0) < 0)
 		err = errno;
 	if (!err) {
-		if (pin[0] >= 0)
-			posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
-		else if (in_mode == IO_NULL)
-			posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-		if (pout[1] >= 0)
-			posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
-		else if (out_mode == IO_NULL)
-			posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-		if (perr[1] >= 0)
-			posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
-		else if (err_mode == IO_NULL)
-			posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-		else if (err_mode == IO_MERGE)
-			posix_spawn_file_actions_adddup2(&fa, 1, 2);
-		if (cwd)
-			posix_spawn_file_actions_addchdir_np(&fa, cwd);
-		/* Own process group; the loop's blocked signals unblocked and
-		   SIGPIPE back to its default in the child. */
-		sigset_t def;
-		sigemptyset(&def);
-		sigaddset(&def, SIGPIPE);
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sigismember(loop_child_sigmask(), sig))
-				sigaddset(&def, sig);
-		sigset_t none;
-		sigemptyset(&none);
-		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-		                                POSIX_SPAWN_SETSIGDEF);
-		posix_spawnattr_setpgroup(&attr, 0);
-		posix_spawnattr_setsigmask(&attr, &none);
-		posix_spawnattr_setsigdefault(&attr, &def);
-		err = posix_spawnp(&p->pid, argv[0], &fa, &attr, argv, envp);
+		static const int other[IO_DATA + 1] = { [IO_NULL] = LOOP_FD_NULL, [IO_INHERIT] = LOOP_FD_INHERIT,
+		                             [IO_MERGE] = LOOP_FD_STDOUT };
+		int fds[3] = { pin[0] >= 0 ? pin[0] : other[in_mode],
+		               pout[1] >= 0 ? pout[1] : other[out_mode],
+		               perr[1] >= 0 ? perr[1] : other[err_mode] };
+		err = loop_spawn(&p->pid, argv, envp, cwd, fds, 0);
 	}
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
 	int child_ends[3] = { pin[0], pout[1], perr[1] };
 	for (int i = 0; i < 3; i++)
 		if (child_ends[i] >= 0)

@@ -127,6 +127,17 @@ int  loop_signal_start(loop_t *loop, loop_signal *s, int signo,
 void loop_signal_stop(loop_t *loop, loop_signal *s);
 const sigset_t *loop_child_sigmask(void); /* the set to unblock in a child */
 
+/* Starts argv[0] (looked up in PATH unless it has a '/') with argv and
+   envp, in cwd (NULL: ours). fds[i] becomes the child's fd i: an fd to dup,
+   or LOOP_FD_NULL (/dev/null), LOOP_FD_INHERIT (ours), LOOP_FD_STDOUT (fd 2
+   only: the child's fd 1). The child leads a new process group (a new
+   session with LOOP_SPAWN_SESSION) and gets the loop's signals unblocked
+   and SIGPIPE back at its default. Returns 0 with *pid, or an errno. */
+enum { LOOP_FD_NULL = -1, LOOP_FD_INHERIT = -2, LOOP_FD_STDOUT = -3 };
+enum { LOOP_SPAWN_SESSION = 1 };
+int loop_spawn(pid_t *pid, char *const argv[], char *const envp[],
+               const char *cwd, const int fds[3], int flags);
+
 /* Reaps pid (and only pid) when it exits; cb gets the waitpid status. */
 void loop_child_start(loop_t *loop, loop_child *c, pid_t pid,
                       loop_child_cb cb, void *data);
