@@ -101,11 +101,12 @@ static void on_signal(loop_t *loop, loop_signal *s, int signo)
 {
 	(void)loop;
 	runtime_t *rt = s->data;
-	if (rt->exit_code >= 128) {
+	if (rt->exit_set) {
 		sched_stop(rt);
 		return;
 	}
 	rt->exit_code = 128 + signo;
+	rt->exit_set = 1;
 	procy_log(rt->L, "info", "%s: stopping", strsignal(signo));
 	sched_cancel_all(rt);
 }
@@ -137,7 +138,7 @@ static int pmain(lua_State *L)
 	int task = lua_gettop(L);
 	if (sched_run(rt) < 0)
 		return luaL_error(L, "event loop: %s", strerror(errno));
-	if (rt->exit_code)
+	if (rt->exit_set)
 		return 0;
 	/* The first task's results give the status: an integer is the code;
 	   nil, err (how a failed task ends) and false are 1; anything else 0. */

@@ -177,6 +177,7 @@ typedef struct runtime {
 	loop_t    *loop;
 	void      *sched;  /* sched.c's private state */
 	int        exit_code;
+	int        exit_set; /* exit_code is final (a signal, core.exit) */
 } runtime_t;
 
 /* The runtime reaches every thread through LUA_EXTRASPACE. */

@@ -544,6 +544,38 @@ static int core_tasks(lua_State *L)
 	return 1;
 }
 
+/* exit([code]): ends procy with code (default 0) once every task has been
+   cancelled, their __close handlers run. Called from a task, that task is
+   cancelled last and exit does not return. */
+static int core_exit(lua_State *L)
+{
+	runtime_t *rt = procy_rt(L);
+	sched_t *S = SCHED(rt);
+	int code = lua_isboolean(L, 1) ? !lua_toboolean(L, 1) : (int)luaL_optinteger(L, 1, 0);
+	if (!rt->exit_set) {
+		rt->exit_code = code & 0xff;
+		rt->exit_set = 1;
+	}
+	task_t *self = S->current;
+	core_tasks(L); /* a snapshot: a __close handler may end other tasks */
+	lua_Integer n = luaL_len(L, -1);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_pushcfunction(L, core_cancel);
+		lua_rawgeti(L, -2, i);
+		if (lua_touserdata(L, -1) == self)
+			lua_pop(L, 2);
+		else
+			lua_call(L, 1, 0);
+	}
+	lua_pop(L, 1);
+	if (self && self->co == L && lua_isyieldable(L)) {
+		self->cancelling = 1;
+		return lua_yield(L, 0);
+	}
+	sched_stop(rt);
+	return 0;
+}
+
 /* ---- task methods --------------------------------------------------------- */
 
 static int task_tostring(lua_State *L)
@@ -599,6 +631,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "sleep",         core_sleep },
 	{ "timer",         core_timer },
 	{ "yield",         core_yield },
+	{ "exit",          core_exit },
 	{ "now",           core_now },
 	{ "time",          core_time },
 	{ "current",       core_current },
@@ -700,6 +733,7 @@ int sched_run(runtime_t *rt)
 			report_deadlock(rt);
 			sched_cancel_all(rt);
 			rt->exit_code = 1;
+			rt->exit_set = 1;
 			continue;
 		}
 		if (loop_step(rt->loop, S->ready.head ? 0 : -1) < 0)

@@ -5,7 +5,7 @@
 -- --help` and the README's command list all come from them
 -- (tests/lua/cli_test.lua checks the README against --help).
 
-require "procy.strict"
+require "procy.env"
 local core = require "procy.core"
 local config = require "procy.config"
 

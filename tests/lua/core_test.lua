@@ -47,6 +47,32 @@ do
   T.like(err, "assignment to undeclared global 'new_global_in_function'", "creating a global in a function raises")
 end
 
+-- os.exit goes through core.exit: every task's <close> runs first
+do
+  local dir = T.tmpdir()
+  local recipe = T.write(dir .. "/exit.lua", [[
+    local core = require "procy.core"
+    local marker = ...
+    core.spawn(function()
+      local guard <close> = setmetatable({}, { __close = function()
+        local f = io.open(marker, "w") f:write("closed") f:close()
+      end })
+      core.sleep(30)
+    end)
+    core.sleep(0.05)
+    os.exit(3)
+    error("not reached")
+  ]])
+  local r = T.procy({ "run", recipe, dir .. "/closed" }, { timeout = 10 })
+  T.is(r.code, 3, "os.exit(3) exits 3")
+  T.is(T.read(dir .. "/closed"), "closed", "after the other task's <close> ran")
+  T.is(r.stderr, "", "quietly")
+  local ok, err = pcall(os.execute, "true")
+  T.like(err, "os.execute would block every task.*procy.proc", "os.execute points at procy.proc")
+  ok, err = pcall(io.popen, "ls")
+  T.like(err, "io.popen would block every task", "so does io.popen")
+end
+
 -- SIGTERM to `procy run`: tasks are cancelled, their <close> runs, exit 143
 do
   local dir = T.tmpdir()
