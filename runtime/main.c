@@ -163,6 +163,8 @@ static int pcleanup(lua_State *L)
 int main(int argc, char **argv)
 {
 	runtime_t rt = { 0 };
+	/* A recipe's progress lines should reach a pipe as they are printed. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	rt.loop = loop_new();
 	if (!rt.loop) {
 		fprintf(stderr, "procy: cannot start the event loop: %s\n", strerror(errno));
