@@ -6,13 +6,9 @@
 ** other module (proc, pty, http) plugs its fds, timers and children in here;
 ** nothing else in the process waits. Watchers are embedded in their owners'
 ** structs; the loop never allocates per watcher except to grow the heap.
-** Children are started here too (loop_spawn), because they must get back
-** the signals the loop blocks for itself.
 */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +16,7 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "procy.h"
@@ -304,7 +301,7 @@ static void reap_children(loop_t *loop)
 	while (*p) {
 		loop_child *c = *p;
 		int status;
-		pid_t r = waitpid(c->pid, &status, WNOHANG);
+		pid_t r = wait4(c->pid, &status, WNOHANG, &c->usage);
 		if (r == c->pid || (r < 0 && errno == ECHILD)) {
 			*p = c->next;
 			c->cb(loop, c, r < 0 ? -1 : status);
@@ -335,49 +332,6 @@ static void read_signals(loop_t *loop)
 			s = next;
 		}
 	}
-}
-
-int loop_spawn(pid_t *pid, char *const argv[], char *const envp[],
-               const char *cwd, const int fds[3], int flags)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	int err = posix_spawn_file_actions_init(&fa);
-	if (err)
-		return err;
-	if ((err = posix_spawnattr_init(&attr))) {
-		posix_spawn_file_actions_destroy(&fa);
-		return err;
-	}
-	static const int modes[3] = { O_RDONLY, O_WRONLY, O_WRONLY };
-	for (int i = 0; i < 3 && !err; i++) {
-		if (fds[i] >= 0)
-			err = posix_spawn_file_actions_adddup2(&fa, fds[i], i);
-		else if (fds[i] == LOOP_FD_NULL)
-			err = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", modes[i], 0);
-		else if (fds[i] == LOOP_FD_STDOUT)
-			err = posix_spawn_file_actions_adddup2(&fa, 1, i);
-	}
-	if (!err && cwd)
-		err = posix_spawn_file_actions_addchdir_np(&fa, cwd);
-	sigset_t none, def = handled;
-	sigemptyset(&none);
-	sigaddset(&def, SIGPIPE);
-	short sflags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-	               ((flags & LOOP_SPAWN_SESSION) ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP);
-	if (!err)
-		err = posix_spawnattr_setflags(&attr, sflags);
-	if (!err)
-		err = posix_spawnattr_setpgroup(&attr, 0);
-	if (!err)
-		err = posix_spawnattr_setsigmask(&attr, &none);
-	if (!err)
-		err = posix_spawnattr_setsigdefault(&attr, &def);
-	if (!err)
-		err = posix_spawnp(pid, argv[0], &fa, &attr, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	return err;
 }
 
 /* ---- the step ---------------------------------------------------------------- */

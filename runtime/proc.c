@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -34,8 +35,9 @@ typedef struct stream {
 	buf_t   buf;
 	size_t  off;      /* consumed bytes at the front of buf */
 	int     truncated;
-	int     captured; /* stdout/stderr was a pipe */
-	op_t   *line_op;  /* a task waiting in lines() */
+	int     captured; /* stdout/stderr was a pipe (or the pty) */
+	op_t   *reader;   /* a task waiting in lines() or read() */
+	int     by_line;  /* what the reader wants: a line, or any bytes */
 	struct proc *p;
 } stream_t;
 
@@ -55,6 +57,7 @@ typedef struct proc {
 	double      timeout, grace;
 	size_t      max_output;
 	int         timed_out, signalled;
+	int         pty;         /* out[0].fd is the pty master, in_fd a dup */
 	op_t       *wait_op;
 	int         has_handle;
 	char       *name;
@@ -159,9 +162,18 @@ static void push_result(lua_State *L, proc_t *p)
 	lua_setfield(L, -2, "timed_out");
 	lua_pushinteger(L, p->pid);
 	lua_setfield(L, -2, "pid");
+	if (p->exited) {
+		const struct rusage *u = &p->child.usage;
+		lua_pushinteger(L, u->ru_maxrss);
+		lua_setfield(L, -2, "maxrss_kb");
+		lua_pushnumber(L, (double)u->ru_utime.tv_sec + (double)u->ru_utime.tv_usec / 1e6);
+		lua_setfield(L, -2, "user_s");
+		lua_pushnumber(L, (double)u->ru_stime.tv_sec + (double)u->ru_stime.tv_usec / 1e6);
+		lua_setfield(L, -2, "sys_s");
+	}
 }
 
-static int push_line(lua_State *L, stream_t *s);
+static int push_next(lua_State *L, stream_t *s);
 
 /* Called whenever something ends; finishes once the child is reaped and
    both pipes are closed: wakes the waiter and any line readers. */
@@ -180,10 +192,10 @@ static void maybe_done(proc_t *p)
 	loop_timer_stop(loop, &p->kill_timer);
 	for (int i = 0; i < 2; i++) {
 		stream_t *s = &p->out[i];
-		if (s->line_op) {
-			op_t *op = s->line_op;
-			s->line_op = NULL;
-			if (!push_line(L, s))
+		if (s->reader) {
+			op_t *op = s->reader;
+			s->reader = NULL;
+			if (!push_next(L, s))
 				lua_pushnil(L);
 			op_complete(L, op, 1);
 		}
@@ -257,6 +269,23 @@ static int push_line(lua_State *L, stream_t *s)
 	return 1;
 }
 
+/* Pushes everything buffered in s, or at EOF nothing. Returns 0 when
+   there is nothing to give yet. */
+static int push_chunk(lua_State *L, stream_t *s)
+{
+	size_t avail = s->buf.len - s->off;
+	if (!avail)
+		return 0;
+	lua_pushlstring(L, s->buf.p + s->off, avail);
+	s->buf.len = s->off = 0;
+	return 1;
+}
+
+static int push_next(lua_State *L, stream_t *s)
+{
+	return s->by_line ? push_line(L, s) : push_chunk(L, s);
+}
+
 static void on_readable(loop_t *loop, loop_io *w, uint32_t events)
 {
 	(void)loop;
@@ -281,16 +310,16 @@ static void on_readable(loop_t *loop, loop_io *w, uint32_t events)
 		if (buf_add(&s->buf, chunk, keep) < 0)
 			s->truncated = 1;
 	}
-	if (s->line_op) {
+	if (s->reader) {
 		lua_State *L = p->rt->L;
-		int got = push_line(L, s);
+		int got = push_next(L, s);
 		if (!got && s->fd < 0) {
 			lua_pushnil(L); /* EOF: ends the reader's for loop */
 			got = 1;
 		}
 		if (got) {
-			op_t *op = s->line_op;
-			s->line_op = NULL;
+			op_t *op = s->reader;
+			s->reader = NULL;
 			op_complete(L, op, 1);
 		}
 	}
@@ -351,64 +380,6 @@ static int io_mode(lua_State *L, int opts, const char *field, int is_stdin)
 	return mode;
 }
 
-/* [-0, +1] The n strings of the table at tbl as a NULL-terminated array,
-   in a userdata; the table must outlive it (it holds the strings). */
-static char **string_array(lua_State *L, int tbl, int n)
-{
-	char **arr = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
-	for (int i = 0; i < n; i++) {
-		lua_rawgeti(L, tbl, i + 1);
-		arr[i] = (char *)lua_tostring(L, -1);
-		lua_pop(L, 1);
-	}
-	arr[n] = NULL;
-	return arr;
-}
-
-/* Builds the child's environment: ours, with opts.env applied (a string
-   sets, false removes). Pushes a table that keeps the strings alive and
-   returns the NULL-terminated array inside a userdata pushed above it. */
-static char **build_env(lua_State *L, int opts)
-{
-	lua_getfield(L, opts, "env");
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		lua_newtable(L);
-		lua_pushnil(L);
-		return environ;
-	}
-	luaL_checktype(L, -1, LUA_TTABLE);
-	int env = lua_gettop(L);
-	lua_newtable(L);
-	int keep = lua_gettop(L), n = 0;
-	for (char **e = environ; *e; e++) {
-		const char *eq = strchr(*e, '=');
-		if (!eq)
-			continue;
-		lua_pushlstring(L, *e, (size_t)(eq - *e));
-		int overridden = lua_rawget(L, env) != LUA_TNIL;
-		lua_pop(L, 1);
-		if (!overridden) {
-			lua_pushstring(L, *e);
-			lua_rawseti(L, keep, ++n);
-		}
-	}
-	lua_pushnil(L);
-	while (lua_next(L, env)) {
-		if (lua_type(L, -2) != LUA_TSTRING)
-			luaL_error(L, "proc: env keys must be strings");
-		if (lua_isstring(L, -1)) {
-			lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
-			lua_rawseti(L, keep, ++n);
-		} else if (!(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
-			luaL_error(L, "proc: env.%s must be a string or false", lua_tostring(L, -2));
-		}
-		lua_pop(L, 1);
-	}
-	lua_remove(L, env);
-	return string_array(L, keep - 1, n);
-}
-
 static double opt_number(lua_State *L, int opts, const char *field, double def)
 {
 	lua_getfield(L, opts, field);
@@ -432,32 +403,38 @@ static int make_pipe(int fds[2], int parent_end)
 	return 0;
 }
 
+/* Reads opts.pty: nil/false, true (80x24) or {cols=, rows=}. 1 if set. */
+static int pty_size(lua_State *L, int opts, int *cols, int *rows)
+{
+	lua_getfield(L, opts, "pty");
+	int on = lua_toboolean(L, -1);
+	*cols = 80;
+	*rows = 24;
+	if (lua_istable(L, -1)) {
+		*cols = (int)opt_number(L, -1, "cols", 80);
+		*rows = (int)opt_number(L, -1, "rows", 24);
+		luaL_argcheck(L, *cols > 0 && *rows > 0 && *cols < 10000 && *rows < 10000, 2, "bad pty size");
+	}
+	lua_pop(L, 1);
+	return on;
+}
+
 /* Starts argv (table at index 1) with opts (table or nil at index 2).
    Returns the proc, or NULL after pushing a failure tuple (3 values). */
 static proc_t *spawn(lua_State *L)
 {
 	runtime_t *rt = procy_rt(L);
-	luaL_checktype(L, 1, LUA_TTABLE);
 	if (lua_isnoneornil(L, 2)) {
 		lua_settop(L, 1);
 		lua_newtable(L);
 	}
 	luaL_checktype(L, 2, LUA_TTABLE);
 	lua_settop(L, 2);
-	int argc = (int)luaL_len(L, 1);
-	luaL_argcheck(L, argc >= 1, 1, "argv needs at least the program");
-	lua_createtable(L, argc, 0); /* our copy: numbers become strings */
-	for (int i = 1; i <= argc; i++) {
-		lua_rawgeti(L, 1, i);
-		if (!lua_isstring(L, -1))
-			luaL_error(L, "proc: argv[%d] must be a string", i);
-		lua_tostring(L, -1);
-		lua_rawseti(L, -2, i);
-	}
-	char **argv = string_array(L, lua_gettop(L), argc);
+	char **argv = spawn_argv(L, 1);
+	int cols, rows, use_pty = pty_size(L, 2, &cols, &rows);
 	int in_mode = io_mode(L, 2, "stdin", 1);
-	int out_mode = io_mode(L, 2, "stdout", 0);
-	int err_mode = io_mode(L, 2, "stderr", 0);
+	int out_mode = use_pty ? IO_PIPE : io_mode(L, 2, "stdout", 0);
+	int err_mode = use_pty ? IO_PIPE : io_mode(L, 2, "stderr", 0);
 	lua_getfield(L, 2, "cwd");
 	const char *cwd = luaL_optstring(L, -1, NULL);
 	struct stat sb;
@@ -468,8 +445,7 @@ static proc_t *spawn(lua_State *L)
 			return NULL;
 		}
 	}
-	char **envp = build_env(L, 2);
-
+	spawn_opts o = { .argv = argv, .envp = spawn_env(L, 2), .cwd = cwd };
 	proc_t *p = calloc(1, sizeof *p);
 	if (!p)
 		luaL_error(L, "proc: out of memory");
@@ -484,31 +460,38 @@ static proc_t *spawn(lua_State *L)
 	loop_timer_init(&p->linger);
 	p->name = strdup(argv[0]);
 
-	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
-	int err = 0;
-	if ((in_mode == IO_PIPE || in_mode == IO_DATA) && make_pipe(pin, 1) < 0)
-		err = errno;
-	if (!err && out_mode == IO_PIPE && make_pipe(pout, 0) < 0)
-		err = errno;
-	if (!err && err_mode == IO_PIPE && make_pipe(perr, 0) < 0)
-		err = errno;
-	if (!err) {
-		static const int other[IO_DATA + 1] = { [IO_NULL] = LOOP_FD_NULL, [IO_INHERIT] = LOOP_FD_INHERIT,
-		                             [IO_MERGE] = LOOP_FD_STDOUT };
-		int fds[3] = { pin[0] >= 0 ? pin[0] : other[in_mode],
-		               pout[1] >= 0 ? pout[1] : other[out_mode],
-		               perr[1] >= 0 ? perr[1] : other[err_mode] };
-		err = loop_spawn(&p->pid, argv, envp, cwd, fds, 0);
-	}
-	int child_ends[3] = { pin[0], pout[1], perr[1] };
-	for (int i = 0; i < 3; i++)
-		if (child_ends[i] >= 0)
-			close(child_ends[i]);
-	if (err) {
-		int parent_ends[3] = { pin[1], pout[0], perr[0] };
+	/* parent ends: [0] writes the child's input, [1] and [2] read its output */
+	int ours[3] = { -1, -1, -1 }, theirs[3] = { -1, -1, -1 }, err = 0;
+	char slave[128];
+	if (use_pty) {
+		p->pty = 1;
+		err = pty_open(cols, rows, &ours[1], slave, sizeof slave);
+		if (!err && (ours[0] = fcntl(ours[1], F_DUPFD_CLOEXEC, 0)) < 0)
+			err = errno;
+		o.tty = slave;
+	} else {
+		int pp[2];
+		if ((in_mode == IO_PIPE || in_mode == IO_DATA) && !(err = make_pipe(pp, 1) < 0 ? errno : 0))
+			ours[0] = pp[1], theirs[0] = pp[0];
+		if (!err && out_mode == IO_PIPE && !(err = make_pipe(pp, 0) < 0 ? errno : 0))
+			ours[1] = pp[0], theirs[1] = pp[1];
+		if (!err && err_mode == IO_PIPE && !(err = make_pipe(pp, 0) < 0 ? errno : 0))
+			ours[2] = pp[0], theirs[2] = pp[1];
+		static const int other[IO_DATA + 1] = { [IO_NULL] = SPAWN_FD_NULL,
+			[IO_INHERIT] = SPAWN_FD_INHERIT, [IO_MERGE] = SPAWN_FD_STDOUT };
+		int modes[3] = { in_mode, out_mode, err_mode };
 		for (int i = 0; i < 3; i++)
-			if (parent_ends[i] >= 0)
-				close(parent_ends[i]);
+			o.fds[i] = theirs[i] >= 0 ? theirs[i] : other[modes[i]];
+	}
+	if (!err)
+		err = procy_spawn(&p->pid, &o);
+	for (int i = 0; i < 3; i++)
+		if (theirs[i] >= 0)
+			close(theirs[i]);
+	if (err) {
+		for (int i = 0; i < 3; i++)
+			if (ours[i] >= 0)
+				close(ours[i]);
 		free(p->name);
 		free(p);
 		procy_fail(L, procy_errname(err), "cannot run '%s': %s", argv[0], strerror(err));
@@ -517,32 +500,33 @@ static proc_t *spawn(lua_State *L)
 
 	list_push(&all_procs, &p->all);
 	loop_child_start(rt->loop, &p->child, p->pid, child_exited, p);
-	int ends[2] = { pout[0], perr[0] };
 	for (int i = 0; i < 2; i++) {
-		if (ends[i] < 0)
+		stream_t *st = &p->out[i];
+		if (ours[i + 1] < 0)
 			continue;
-		p->out[i].fd = ends[i];
-		p->out[i].captured = 1;
-		if (loop_io_start(rt->loop, &p->out[i].io, ends[i], EPOLLIN, on_readable, &p->out[i]) < 0) {
-			close(ends[i]);
-			p->out[i].fd = -1;
+		st->fd = ours[i + 1];
+		st->captured = 1;
+		if (loop_io_start(rt->loop, &st->io, st->fd, EPOLLIN, on_readable, st) < 0) {
+			close(st->fd);
+			st->fd = -1;
 		}
 	}
-	if (pin[1] >= 0) {
-		p->in_fd = pin[1];
+	if (ours[0] >= 0) {
+		p->in_fd = ours[0];
 		uint32_t ev = 0;
 		if (in_mode == IO_DATA) {
 			size_t n;
-			const char *data = (lua_getfield(L, 2, "stdin"), lua_tolstring(L, -1, &n));
+			lua_getfield(L, 2, "stdin");
+			const char *data = lua_tolstring(L, -1, &n);
 			if (buf_add(&p->in_buf, data, n) < 0)
 				p->in_error = ENOMEM;
 			lua_pop(L, 1);
-			p->in_close = 1;
+			p->in_close = !use_pty; /* a pty stays open for more input */
 			ev = EPOLLOUT;
 		}
 		if (loop_io_start(rt->loop, &p->in_io, p->in_fd, ev, on_writable, p) < 0)
 			stdin_close(p);
-		else if (in_mode == IO_DATA && p->in_buf.len == 0)
+		else if (p->in_close && p->in_buf.len == 0)
 			stdin_close(p);
 	}
 	if (p->timeout >= 0)
@@ -571,10 +555,10 @@ static const op_class run_class  = { "process run", run_cancel };
 static void line_cancel(op_t *op)
 {
 	stream_t *s = op->data;
-	s->line_op = NULL;
+	s->reader = NULL;
 }
 
-static const op_class line_class = { "process line", line_cancel };
+static const op_class line_class = { "process output", line_cancel };
 
 /* run(argv, [opts]) -> {code, signal, stdout, stderr, timed_out, pid}
    | nil, err, code when it cannot start. Waits for the exit. */
@@ -629,32 +613,69 @@ static int p_wait(lua_State *L)
 	return op_await(L, 1, timeout);
 }
 
-static int lines_iter(lua_State *L)
+/* Gives the next line (or chunk) of s now, or waits for it. */
+static int next_from(lua_State *L, proc_t *p, stream_t *s, int by_line, double timeout)
 {
-	proc_t *p = check_proc(L, lua_upvalueindex(1));
-	stream_t *s = &p->out[lua_tointeger(L, lua_upvalueindex(2))];
-	if (push_line(L, s))
+	s->by_line = by_line;
+	if (push_next(L, s))
 		return 1;
 	if (s->fd < 0)
 		return 0;
-	if (s->line_op)
-		return luaL_error(L, "proc: another task is already reading lines from %s", p->name);
+	if (s->reader)
+		return luaL_error(L, "proc: another task is already reading from %s", p->name);
 	lua_settop(L, 0);
-	s->line_op = op_new(L, &line_class, 0);
-	s->line_op->data = s;
-	return op_await(L, 1, -1);
+	s->reader = op_new(L, &line_class, 0);
+	s->reader->data = s;
+	return op_await(L, 1, timeout);
+}
+
+static int lines_iter(lua_State *L)
+{
+	proc_t *p = check_proc(L, lua_upvalueindex(1));
+	return next_from(L, p, &p->out[lua_tointeger(L, lua_upvalueindex(2))], 1, -1);
+}
+
+static stream_t *check_stream(lua_State *L, proc_t *p, int idx)
+{
+	static const char *const names[] = { "stdout", "stderr", NULL };
+	int which = luaL_checkoption(L, idx, "stdout", names);
+	if (!p->out[which].captured)
+		luaL_error(L, "proc: %s of %s is not captured", names[which], p->name);
+	return &p->out[which];
+}
+
+/* p:read([stream], [timeout]) -> the bytes that have arrived (waiting for
+   some), nil at the end, or nil, "ETIMEDOUT: ..." */
+static int p_read(lua_State *L)
+{
+	proc_t *p = check_proc(L, 1);
+	stream_t *s = check_stream(L, p, 2);
+	return next_from(L, p, s, 0, luaL_optnumber(L, 3, -1));
+}
+
+/* p:resize(cols, rows): the pty's size (its foreground job gets SIGWINCH) */
+static int p_resize(lua_State *L)
+{
+	proc_t *p = check_proc(L, 1);
+	struct winsize ws = { .ws_col = (unsigned short)luaL_checkinteger(L, 2),
+	                      .ws_row = (unsigned short)luaL_checkinteger(L, 3) };
+	if (!p->pty)
+		return luaL_error(L, "proc: %s has no pty", p->name);
+	if (p->out[0].fd < 0)
+		return procy_fail(L, "EIO", "the pty of %s is closed", p->name);
+	if (ioctl(p->out[0].fd, TIOCSWINSZ, &ws) < 0)
+		return procy_fail_errno(L, errno, "resize");
+	lua_pushboolean(L, 1);
+	return 1;
 }
 
 /* p:lines(["stdout"|"stderr"]) -> iterator over lines as they arrive */
 static int p_lines(lua_State *L)
 {
-	static const char *const names[] = { "stdout", "stderr", NULL };
 	proc_t *p = check_proc(L, 1);
-	int which = luaL_checkoption(L, 2, "stdout", names);
-	if (!p->out[which].captured)
-		luaL_error(L, "proc: %s of %s is not captured", names[which], p->name);
+	stream_t *s = check_stream(L, p, 2);
 	lua_settop(L, 1);
-	lua_pushinteger(L, which);
+	lua_pushinteger(L, s - p->out);
 	lua_pushcclosure(L, lines_iter, 2);
 	return 1;
 }
@@ -736,8 +757,8 @@ static int p_close(lua_State *L)
 		return 0;
 	}
 	for (int i = 0; i < 2; i++)
-		if (p->out[i].line_op)
-			op_cancel(L, p->out[i].line_op);
+		if (p->out[i].reader)
+			op_cancel(L, p->out[i].reader);
 	if (p->wait_op)
 		op_cancel(L, p->wait_op);
 	terminate(p);
@@ -767,6 +788,8 @@ void proc_shutdown(void)
 static const luaL_Reg proc_methods[] = {
 	{ "wait",        p_wait },
 	{ "lines",       p_lines },
+	{ "read",        p_read },
+	{ "resize",      p_resize },
 	{ "write",       p_write },
 	{ "close_stdin", p_close_stdin },
 	{ "kill",        p_kill },

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/resource.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -97,6 +98,7 @@ struct loop_child {
 	loop_child_cb  cb;
 	void          *data;
 	loop_child    *next;
+	struct rusage  usage;   /* the child's, filled when it is reaped */
 };
 
 loop_t *loop_new(void);                 /* NULL with errno set */
@@ -127,21 +129,39 @@ int  loop_signal_start(loop_t *loop, loop_signal *s, int signo,
 void loop_signal_stop(loop_t *loop, loop_signal *s);
 const sigset_t *loop_child_sigmask(void); /* the set to unblock in a child */
 
-/* Starts argv[0] (looked up in PATH unless it has a '/') with argv and
-   envp, in cwd (NULL: ours). fds[i] becomes the child's fd i: an fd to dup,
-   or LOOP_FD_NULL (/dev/null), LOOP_FD_INHERIT (ours), LOOP_FD_STDOUT (fd 2
-   only: the child's fd 1). The child leads a new process group (a new
-   session with LOOP_SPAWN_SESSION) and gets the loop's signals unblocked
-   and SIGPIPE back at its default. Returns 0 with *pid, or an errno. */
-enum { LOOP_FD_NULL = -1, LOOP_FD_INHERIT = -2, LOOP_FD_STDOUT = -3 };
-enum { LOOP_SPAWN_SESSION = 1 };
-int loop_spawn(pid_t *pid, char *const argv[], char *const envp[],
-               const char *cwd, const int fds[3], int flags);
-
 /* Reaps pid (and only pid) when it exits; cb gets the waitpid status. */
 void loop_child_start(loop_t *loop, loop_child *c, pid_t pid,
                       loop_child_cb cb, void *data);
 void loop_child_stop(loop_t *loop, loop_child *c);
+
+/* ---- starting children (spawn.c) ------------------------------------------ */
+
+enum { SPAWN_FD_NULL = -1, SPAWN_FD_INHERIT = -2, SPAWN_FD_STDOUT = -3 };
+
+typedef struct spawn_opts {
+	char *const *argv;  /* argv[0] is looked up in PATH unless it has a '/' */
+	char *const *envp;
+	const char  *cwd;   /* NULL: ours */
+	int          fds[3]; /* the child's 0, 1, 2: an fd to dup, or SPAWN_FD_* */
+	const char  *tty;   /* a terminal to open as 0, 1, 2 and control */
+	int          session; /* a new session (implied by tty), else a new group */
+} spawn_opts;
+
+/* Starts a child in its own process group (or session), with the loop's
+   blocked signals unblocked and SIGPIPE at its default; other dispositions
+   it inherits (nohup's SIGHUP stays ignored). 0 with *pid, or an errno. */
+int procy_spawn(pid_t *pid, const spawn_opts *o);
+
+/* [-0, +2] The array at idx as a NULL-terminated argv; raises unless every
+   element is a string (or number). Pushes what keeps the strings alive. */
+char **spawn_argv(lua_State *L, int idx);
+/* [-0, +2] Our environment with opts.env applied: a string sets, false
+   removes. Pushes what keeps the strings alive. */
+char **spawn_env(lua_State *L, int opts);
+
+/* Opens a pseudo-terminal of cols x rows: *master (non-blocking,
+   close-on-exec) and the slave's path. 0, or an errno. */
+int pty_open(int cols, int rows, int *master, char *slave, size_t len);
 
 /* ---- tasks and ops (sched.c) --------------------------------------------- */
 

@@ -146,46 +146,6 @@ static void test_child(loop_t *loop)
 	   "an unwatched child is left for its owner to reap");
 }
 
-/* The child of loop_spawn: its own group (or session), nothing blocked,
-   SIGPIPE at its default — whatever the loop did to procy's own mask. */
-static void test_spawn(loop_t *loop)
-{
-	char out[4096] = "";
-	int p[2];
-	if (pipe(p))
-		abort();
-	char *argv[] = { "sh", "-c", "grep -E '^(SigBlk|SigIgn)' /proc/self/status; set -- $(cat /proc/$$/stat); echo $1 $5 $6", NULL };
-	extern char **environ;
-	int fds[3] = { LOOP_FD_NULL, p[1], LOOP_FD_STDOUT };
-	pid_t pid;
-	is_int(loop_spawn(&pid, argv, environ, "/", fds, LOOP_SPAWN_SESSION), 0, "loop_spawn starts sh");
-	close(p[1]);
-	size_t n = 0;
-	ssize_t r;
-	while ((r = read(p[0], out + n, sizeof out - 1 - n)) > 0)
-		n += (size_t)r;
-	out[n] = 0;
-	close(p[0]);
-	int st;
-	waitpid(pid, &st, 0);
-	ok(strstr(out, "SigBlk:\t0000000000000000") != NULL, "the child blocks no signal");
-	/* Dispositions procy inherited (nohup's SIGHUP, a runner's SIGXFSZ)
-	   pass on; only the SIGPIPE procy ignores for itself is restored. */
-	const char *ign = strstr(out, "SigIgn:\t");
-	unsigned long long mask = ign ? strtoull(ign + 8, NULL, 16) : ~0ULL;
-	ok(!(mask & (1ULL << (SIGPIPE - 1))), "the child does not ignore SIGPIPE");
-	long cpid = 0, pgid = 0, sid = 0;
-	const char *ps = strstr(out, "SigIgn");
-	ps = ps ? strchr(ps, '\n') : NULL;
-	if (ps)
-		sscanf(ps + 1, "%ld %ld %ld", &cpid, &pgid, &sid);
-	ok(cpid == pid && pgid == pid && sid == pid, "with LOOP_SPAWN_SESSION it leads its own session");
-	char *bad[] = { "/nonexistent/program", NULL };
-	int none[3] = { LOOP_FD_NULL, LOOP_FD_NULL, LOOP_FD_NULL };
-	is_int(loop_spawn(&pid, bad, environ, NULL, none, 0), ENOENT, "a missing program is ENOENT");
-	(void)loop;
-}
-
 int main(void)
 {
 	loop_t *loop = loop_new();
@@ -195,7 +155,6 @@ int main(void)
 	test_io_stop_mid_batch(loop);
 	test_signal(loop);
 	test_child(loop);
-	test_spawn(loop);
 	loop_free(loop);
 	return tap_done();
 }

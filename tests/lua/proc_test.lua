@@ -71,6 +71,38 @@ do
   T.is(counts.stderr, 500, "500 stderr lines, read at the same time")
 end
 
+-- a child on a pty: its own terminal, a size that changes, typed input
+do
+  local p = assert(proc.spawn({ "sh" }, { pty = { cols = 100, rows = 30 }, env = { PS1 = "$ " } }))
+  local screen = ""
+  local function expect(pattern)
+    local deadline = core.now() + 5
+    while not screen:find(pattern) do
+      local chunk = p:read("stdout", math.max(0.01, deadline - core.now()))
+      if not chunk then return false end
+      screen = screen .. chunk
+    end
+    return true
+  end
+  T.ok(expect("%$ "), "the shell prompts on its terminal")
+  p:write("stty size; tty\r")
+  T.ok(expect("30 100"), "it sees the size it was given")
+  T.ok(expect("/dev/pts/%d+"), "its stdin is a terminal")
+  p:resize(90, 20)
+  screen = ""
+  p:write("stty size\r")
+  T.ok(expect("20 90"), "resize changes what it sees")
+  p:write("exit 4\r")
+  while p:read() do end
+  local r = p:wait(5)
+  T.is(r.code, 4, "its exit status")
+  T.ok(r.maxrss_kb and r.maxrss_kb > 0, "resource usage comes with the result")
+  local q = assert(proc.spawn({ "sleep", "5" }, { pty = true }))
+  local chunk, err, code = q:read("stdout", 0.05)
+  T.is(code, "ETIMEDOUT", "read with a timeout")
+  q:close()
+end
+
 -- failure to start is a failure tuple, not an error
 do
   local r, err, code = proc.run { "no-such-program-here" }

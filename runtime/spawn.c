@@ -1,0 +1,161 @@
+/*
+** spawn.c — starting children: an argv and an environment from Lua
+** values, a pseudo-terminal, and the launch itself. Every child procy starts
+** goes through procy_spawn, because every child must get back the signals
+** the loop blocks for itself and leads its own process group or session,
+** so a stop can reach all it started.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+
+#include "procy.h"
+
+extern char **environ;
+
+int procy_spawn(pid_t *pid, const spawn_opts *o)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	int err = posix_spawn_file_actions_init(&fa);
+	if (err)
+		return err;
+	if ((err = posix_spawnattr_init(&attr))) {
+		posix_spawn_file_actions_destroy(&fa);
+		return err;
+	}
+	static const int modes[3] = { O_RDONLY, O_WRONLY, O_WRONLY };
+	if (o->tty) {
+		/* After setsid, opening a terminal makes it the controlling one. */
+		err = posix_spawn_file_actions_addopen(&fa, 0, o->tty, O_RDWR, 0);
+		if (!err)
+			err = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+		if (!err)
+			err = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+	} else {
+		for (int i = 0; i < 3 && !err; i++) {
+			if (o->fds[i] >= 0)
+				err = posix_spawn_file_actions_adddup2(&fa, o->fds[i], i);
+			else if (o->fds[i] == SPAWN_FD_NULL)
+				err = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", modes[i], 0);
+			else if (o->fds[i] == SPAWN_FD_STDOUT)
+				err = posix_spawn_file_actions_adddup2(&fa, 1, i);
+		}
+	}
+	if (!err && o->cwd)
+		err = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+	sigset_t none, def = *loop_child_sigmask();
+	sigemptyset(&none);
+	sigaddset(&def, SIGPIPE);
+	int session = o->session || o->tty;
+	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+	              (session ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP);
+	if (!err)
+		err = posix_spawnattr_setflags(&attr, flags);
+	if (!err)
+		err = posix_spawnattr_setpgroup(&attr, 0);
+	if (!err)
+		err = posix_spawnattr_setsigmask(&attr, &none);
+	if (!err)
+		err = posix_spawnattr_setsigdefault(&attr, &def);
+	if (!err)
+		err = posix_spawnp(pid, o->argv[0], &fa, &attr, o->argv, o->envp ? o->envp : environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	return err;
+}
+
+/* [-0, +1] The n strings of the table at tbl as a NULL-terminated array,
+   in a userdata; the table must outlive it (it holds the strings). */
+static char **string_array(lua_State *L, int tbl, int n)
+{
+	char **arr = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+	for (int i = 0; i < n; i++) {
+		lua_rawgeti(L, tbl, i + 1);
+		arr[i] = (char *)lua_tostring(L, -1);
+		lua_pop(L, 1);
+	}
+	arr[n] = NULL;
+	return arr;
+}
+
+char **spawn_argv(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	luaL_checktype(L, idx, LUA_TTABLE);
+	int argc = (int)luaL_len(L, idx);
+	luaL_argcheck(L, argc >= 1, idx, "argv needs at least the program");
+	lua_createtable(L, argc, 0); /* our copy: numbers become strings */
+	for (int i = 1; i <= argc; i++) {
+		lua_rawgeti(L, idx, i);
+		if (!lua_isstring(L, -1))
+			luaL_error(L, "argv[%d] must be a string", i);
+		lua_tostring(L, -1);
+		lua_rawseti(L, -2, i);
+	}
+	return string_array(L, lua_gettop(L), argc);
+}
+
+char **spawn_env(lua_State *L, int opts)
+{
+	opts = lua_absindex(L, opts);
+	lua_getfield(L, opts, "env");
+	if (lua_isnil(L, -1)) {
+		lua_pushnil(L);
+		return environ;
+	}
+	luaL_checktype(L, -1, LUA_TTABLE);
+	int env = lua_gettop(L);
+	lua_newtable(L);
+	int keep = lua_gettop(L), n = 0;
+	for (char **e = environ; *e; e++) {
+		const char *eq = strchr(*e, '=');
+		if (!eq)
+			continue;
+		lua_pushlstring(L, *e, (size_t)(eq - *e));
+		int overridden = lua_rawget(L, env) != LUA_TNIL;
+		lua_pop(L, 1);
+		if (!overridden) {
+			lua_pushstring(L, *e);
+			lua_rawseti(L, keep, ++n);
+		}
+	}
+	lua_pushnil(L);
+	while (lua_next(L, env)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "env keys must be strings");
+		if (lua_isstring(L, -1)) {
+			lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+			lua_rawseti(L, keep, ++n);
+		} else if (!(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+			luaL_error(L, "env.%s must be a string or false", lua_tostring(L, -2));
+		}
+		lua_pop(L, 1);
+	}
+	lua_remove(L, env);
+	return string_array(L, keep - 1, n);
+}
+
+int pty_open(int cols, int rows, int *master, char *slave, size_t len)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (m < 0)
+		return errno;
+	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+	int fl;
+	if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, slave, len) != 0 ||
+	    ioctl(m, TIOCSWINSZ, &ws) < 0 || (fl = fcntl(m, F_GETFL)) < 0 ||
+	    fcntl(m, F_SETFL, fl | O_NONBLOCK) < 0) {
+		int e = errno;
+		close(m);
+		return e;
+	}
+	*master = m;
+	return 0;
+}
