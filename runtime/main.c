@@ -74,6 +74,7 @@ static void open_modules(lua_State *L)
 		{ "procy.db",   luaopen_procy_db },
 		{ "procy.proc", luaopen_procy_proc },
 		{ "procy.fs",   luaopen_procy_fs },
+		{ "procy.pty",  luaopen_procy_pty },
 		{ NULL, NULL }
 	};
 	luaL_openlibs(L);
@@ -192,6 +193,7 @@ int main(int argc, char **argv)
 	}
 	fflush(stdout);
 	lua_close(L);
+	session_shutdown();
 	proc_shutdown();
 	loop_free(rt.loop);
 	return rt.exit_code;

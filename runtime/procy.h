@@ -163,6 +163,22 @@ char **spawn_env(lua_State *L, int opts);
    close-on-exec) and the slave's path. 0, or an errno. */
 int pty_open(int cols, int rows, int *master, char *slave, size_t len);
 
+/* ---- the terminal recorder (record.c) ------------------------------------ */
+
+typedef struct recorder recorder_t;
+
+/* Opens its own connection to the record at path (schema already applied)
+   for session. NULL with a message in err. */
+recorder_t *rec_open(const char *path, const char *session, char *err, size_t errlen);
+/* Queues one term_events row: t in µs since the epoch, kind o/i/r/m/x/l. */
+void rec_event(recorder_t *r, int64_t t_us, char kind, const void *data, size_t len);
+/* Writes what is queued in one transaction. 0, or -1 (see rec_error). */
+int  rec_flush(recorder_t *r);
+const char *rec_error(const recorder_t *r);  /* the last failure, or NULL */
+uint64_t rec_written(const recorder_t *r);   /* events written */
+uint64_t rec_dropped(const recorder_t *r);   /* events lost to a full queue */
+int  rec_close(recorder_t *r);               /* flushes; 0 or -1 */
+
 /* ---- tasks and ops (sched.c) --------------------------------------------- */
 
 typedef struct task task_t;
@@ -255,6 +271,9 @@ int luaopen_procy_json(lua_State *L);
 int luaopen_procy_db(lua_State *L);
 int luaopen_procy_proc(lua_State *L);
 int luaopen_procy_fs(lua_State *L);
+int luaopen_procy_pty(lua_State *L);
+/* After lua_close: puts back any terminal a session left in raw mode. */
+void session_shutdown(void);
 /* mkdir -p: creates path and its missing parents. 0 or -1 with errno. */
 int procy_mkdirs(const char *path, mode_t mode);
 /* After lua_close, before loop_free: signals and frees leftover children. */

@@ -20,21 +20,25 @@ CREATE TABLE sessions (
                    CHECK (status IN ('running', 'exited', 'killed', 'error')),
   exit_code        INTEGER,
   exit_signal      INTEGER,
-  cols             INTEGER,
+  cols             INTEGER,                   -- terminal size at the start
   rows             INTEGER,
-  resumed_from     TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+  bytes_in         INTEGER NOT NULL DEFAULT 0, -- typed to the agent
+  bytes_out        INTEGER NOT NULL DEFAULT 0, -- written by the agent
   meta             TEXT                       -- JSON object
 );
 CREATE INDEX sessions_started ON sessions(started_at);
 
--- The terminal, byte for byte: output, input (never while echo is off),
--- resizes, markers and the exit. Written in batches.
+-- The terminal, byte for byte: output, input (never what is typed at a
+-- password prompt), resizes, markers, lines typed, and the exit. Written in
+-- batches by the recorder.
 CREATE TABLE term_events (
   id         INTEGER PRIMARY KEY,
   session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
   t          INTEGER NOT NULL,
-  kind       TEXT NOT NULL CHECK (kind IN ('o', 'i', 'r', 'm', 'x')),
-  data       BLOB                               -- bytes (o, i); "COLSxROWS" (r); label (m); status (x)
+  kind       TEXT NOT NULL CHECK (kind IN ('o', 'i', 'r', 'm', 'l', 'x')),
+  data       BLOB   -- o, i: bytes; r: "COLSxROWS"; m: label; l: a line as typed
+                    -- (a hint: the prompt the agent got comes from its API call);
+                    -- x: the exit status
 );
 CREATE INDEX term_events_session ON term_events(session_id, id);
 

@@ -1,9 +1,9 @@
 -- procy.cli: the command line. main(args) runs as the first task; the
 -- process exits with what it returns once every task has ended.
 --
--- Options and commands live in the two tables below: parsing, `procy
--- --help` and the README's command list all come from them
--- (tests/lua/cli_test.lua checks the README against --help).
+-- Options and commands live in the tables below: parsing, `procy --help`
+-- and the README's command list all come from them (tests/lua/cli_test.lua
+-- checks the README against --help).
 
 require "procy.env"
 local core = require "procy.core"
@@ -14,6 +14,8 @@ local M = {}
 M.options = {
   { short = "-h", long = "--help", help = "show this help and exit" },
   { short = "-V", long = "--version", help = "print the version and exit" },
+  { long = "--agent", arg = "CMD", help = "the agent to wrap, as one string (setting 'agent')" },
+  { long = "--resume", arg = "ID", help = "continue a recorded session: same agent, same directory" },
   { long = "--db", arg = "PATH", help = "SQLite file to record into (setting 'db')" },
   { long = "--config", arg = "FILE", help = "project config to use instead of the nearest procy.lua" },
 }
@@ -21,6 +23,16 @@ M.options = {
 M.commands = {
   { name = "run", args = "FILE.lua [ARGS...]",
     help = "run a recipe as a task; exit with its status" },
+  { name = "sessions", args = "[--limit N]", options = { { long = "--limit", arg = "N" } },
+    help = "list recorded sessions, newest first" },
+  { name = "show", args = "ID [--json]", options = { { long = "--json" } },
+    help = "a session's summary (--json: for scripts)" },
+  { name = "export", args = "ID [--format cast|cast3] [-o FILE]",
+    options = { { long = "--format", arg = "FMT" }, { short = "-o", long = "--output", arg = "FILE" } },
+    help = "a session as an asciicast recording (v2, or v3)" },
+  { name = "play", args = "ID [--speed N] [--idle-limit S]",
+    options = { { long = "--speed", arg = "N" }, { long = "--idle-limit", arg = "S" } },
+    help = "replay a session in this terminal, with its timing" },
   { name = "config", args = "",
     help = "print the effective settings and where each came from" },
 }
@@ -37,15 +49,17 @@ end
 
 function M.usage()
   local out = {
-    "usage: procy [OPTIONS] COMMAND [ARGS...]",
+    "usage: procy [OPTIONS] [-- AGENT ARGS...]    an interactive session with the agent",
+    "       procy [OPTIONS] COMMAND [ARGS...]",
     "",
-    "procy records what an AI coding agent is asked and does, and runs",
-    "Lua recipes on that record.",
+    "procy wraps an AI coding agent in a terminal it records, and runs Lua",
+    "recipes on that record. Type ! at the start of an empty line for procy's",
+    "commands (!help lists them).",
     "",
     "commands:",
   }
   local function row(left, right)
-    out[#out + 1] = ("  %-24s %s"):format(left, right)
+    out[#out + 1] = ("  %-36s %s"):format(left, right)
   end
   for _, c in ipairs(M.commands) do
     row(c.name .. (c.args ~= "" and (" " .. c.args) or ""), c.help)
@@ -62,22 +76,23 @@ function M.usage()
   return table.concat(out, "\n") .. "\n"
 end
 
-local function find_option(name)
-  for _, o in ipairs(M.options) do
+local function find_option(list, name)
+  for _, o in ipairs(list or {}) do
     if o.long == name or o.short == name then return o end
   end
 end
 
--- Reads options from args[i] on, stopping at the first word that is not
--- one. Returns the next index, or nil and a message.
-local function parse_options(args, i, opts)
+-- Reads options from args[i] on, stopping at the first word that is not one
+-- (or after "--", which it reports). Returns the next index and whether
+-- "--" ended it, or nil and a message. extra: the command's own options.
+local function parse_options(args, i, opts, extra)
   while i <= #args do
     local a = args[i]
-    if a == "--" then return i + 1 end
+    if a == "--" then return i + 1, true end
     if a:sub(1, 1) ~= "-" or a == "-" then return i end
     local name, value = a:match("^(%-%-[^=]+)=(.*)$")
     name = name or a
-    local o = find_option(name)
+    local o = find_option(M.options, name) or find_option(extra, name)
     if not o then return nil, "unknown option '" .. a .. "'" end
     local key = o.long:sub(3)
     if o.arg then
@@ -133,6 +148,87 @@ function commands.run(args)
   return 0
 end
 
+local function one_session(args, what)
+  if #args ~= 1 then
+    say(what, " needs one session id (see procy sessions)")
+    return nil, 2
+  end
+  local row, err = require("procy.store").find_session(args[1])
+  if not row then
+    say(err)
+    return nil, 1
+  end
+  return row
+end
+
+function commands.sessions(args, opts)
+  if #args > 0 then
+    say("sessions takes no arguments")
+    return 2
+  end
+  local limit = tonumber(opts.limit or 50)
+  if not limit then
+    say("--limit needs a number")
+    return 2
+  end
+  io.stdout:write(require("procy.sessions").list(limit))
+  return 0
+end
+
+function commands.show(args, opts)
+  local row, code = one_session(args, "show")
+  if not row then return code end
+  local sessions = require "procy.sessions"
+  if opts.json then
+    print(require("procy.json").encode(sessions.summary(row), { indent = true, sort = true }))
+  else
+    io.stdout:write(sessions.show(row))
+  end
+  return 0
+end
+
+function commands.export(args, opts)
+  local row, code = one_session(args, "export")
+  if not row then return code end
+  local format = opts.format or "cast"
+  if format ~= "cast" and format ~= "cast3" then
+    say("--format is cast (asciicast v2) or cast3 (v3), not '", format, "'")
+    return 2
+  end
+  local out = io.stdout
+  if opts.output then
+    local err
+    out, err = io.open(opts.output, "w")
+    if not out then
+      say(err)
+      return 1
+    end
+  else
+    out:setvbuf("full")
+  end
+  require("procy.sessions").export(row, format, function(s) out:write(s) end)
+  local ok, err = out:flush()
+  if opts.output then out:close() end
+  if not ok then
+    say(err)
+    return 1
+  end
+  return 0
+end
+
+function commands.play(args, opts)
+  local row, code = one_session(args, "play")
+  if not row then return code end
+  local speed = tonumber(opts.speed or 1)
+  local idle = opts["idle-limit"] and tonumber(opts["idle-limit"])
+  if not speed or speed <= 0 or (opts["idle-limit"] and not idle) then
+    say("--speed and --idle-limit need positive numbers")
+    return 2
+  end
+  require("procy.sessions").play(row, { speed = speed, idle_limit = idle })
+  return 0
+end
+
 -- procy config
 function commands.config(args)
   if #args > 0 then
@@ -142,22 +238,85 @@ function commands.config(args)
   local cfg = config.get()
   for _, s in ipairs(config.settings) do
     local v = cfg[s.name]
-    local text = type(v) == "string" and ("%q"):format(v) or tostring(v)
+    local text = type(v) == "string" and ("%q"):format(v) or type(v) == "table" and "{...}" or tostring(v)
     print(("%-16s = %-40s -- %s"):format(s.name, text, config.origin[s.name]))
   end
   if #config.files == 0 then print("-- no config files found") end
   return 0
 end
 
+-- procy [--agent CMD | --resume ID] [-- AGENT ARGS...]
+local function interactive(argv, opts)
+  local store = require "procy.store"
+  local words = require("procy.commands").words
+  local resume
+  if opts.resume then
+    local err
+    resume, err = store.find_session(opts.resume)
+    if not resume then
+      say(err)
+      return 1
+    end
+    if #argv == 0 and not opts.agent then argv = resume.argv end
+  end
+  if #argv == 0 then
+    local cmd = opts.agent or config.get().agent
+    local err
+    argv, err = words(cmd)
+    if not argv or #argv == 0 then
+      say("the agent command '", cmd, "' is ", err or "empty")
+      return 2
+    end
+  end
+  local code, err, ecode = require("procy.session").run {
+    argv = argv, cwd = resume and resume.cwd, resume = resume }
+  if code then return code end
+  say(err)
+  if ecode == "ENOENT" or ecode == "EACCES" then
+    say("(set `agent` in procy.lua, or use --agent CMD or -- CMD ARGS)")
+    return 127
+  end
+  return ecode == "ENOTTY" and 2 or 1
+end
+
+-- The words after a command: its options anywhere (until "--"), the rest
+-- in order. `run` stops at the recipe: what follows is the recipe's.
+local function parse_command(argv, i, opts, spec)
+  local rest = {}
+  while i <= #argv do
+    local next_i, dashdash = parse_options(argv, i, opts, spec.options)
+    if not next_i then return nil, dashdash end
+    i = next_i
+    if dashdash or spec.name == "run" then
+      table.move(argv, i, #argv, #rest + 1, rest)
+      break
+    end
+    if i <= #argv then
+      rest[#rest + 1] = argv[i]
+      i = i + 1
+    end
+  end
+  return rest
+end
+
 function M.main(argv)
-  local opts = {}
-  local i, err = parse_options(argv, 1, opts)
-  local cmd = i and argv[i]
-  if i and cmd and commands[cmd] then
-    i, err = parse_options(argv, i + 1, opts) -- options may follow the command
+  local opts, rest, spec = {}, {}, nil
+  local i, dashdash = parse_options(argv, 1, opts)
+  local cmd = i and not dashdash and argv[i]
+  if not i then
+    say(dashdash, "\nTry 'procy --help'.")
+    return 2
+  elseif dashdash then
+    rest = table.move(argv, i, #argv, 1, {}) -- the agent's argv
+  elseif cmd then
+    for _, c in ipairs(M.commands) do
+      if c.name == cmd then spec = c end
+    end
+    if spec then i, dashdash = parse_command(argv, i + 1, opts, spec) end
+    rest = i or rest
   end
   if not i then
-    say(err, "\nTry 'procy --help'.")
+    say(dashdash, "\nTry 'procy --help'.")
     return 2
   end
   if opts.help then
@@ -168,11 +327,7 @@ function M.main(argv)
     print("procy " .. core.version)
     return 0
   end
-  if not cmd then
-    io.stderr:write(M.usage())
-    return 2
-  end
-  if not commands[cmd] then
+  if cmd and not spec then
     say("unknown command '", cmd, "'\nTry 'procy --help'.")
     return 2
   end
@@ -184,7 +339,8 @@ function M.main(argv)
   if opts.db then config.set("db", opts.db, "--db") end
   core.set_run_limit(cfg.task_run_limit)
   if not os.getenv("PROCY_LOG") then core.set_log_level(cfg.log_level) end
-  return commands[cmd](table.move(argv, i, #argv, 1, {}))
+  if not spec then return interactive(rest, opts) end
+  return commands[cmd](rest, opts)
 end
 
 return M

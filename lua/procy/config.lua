@@ -20,6 +20,11 @@ local function data_home()
   return (x and x ~= "") and x or home() .. "/.local/share"
 end
 
+local function state_home()
+  local x = os.getenv("XDG_STATE_HOME")
+  return (x and x ~= "") and x or home() .. "/.local/state"
+end
+
 local function config_home()
   local x = os.getenv("XDG_CONFIG_HOME")
   return (x and x ~= "") and x or home() .. "/.config"
@@ -37,6 +42,13 @@ M.settings = {
     doc = "least severe log line written to stderr (PROCY_LOG overrides)" },
   { name = "task_run_limit", type = "number", default = 10,
     doc = "seconds a task may run without yielding before it is stopped (0: no limit)" },
+  { name = "agent", type = "string", default = "claude",
+    doc = "the agent command `procy` wraps (words split like a shell, never run by one)" },
+  { name = "commands", type = "table", default = {},
+    doc = "extra or replaced `!` commands: name = function(ctx, args) or {run =, help =}" },
+  { name = "log", type = "string", path = true,
+    default = function() return state_home() .. "/procy/procy.log" end,
+    doc = "where procy's own log lines go while an agent has the terminal" },
 }
 
 local by_name = {}

@@ -1,7 +1,9 @@
 -- procy.store: procy's own record, the SQLite file named by the `db`
 -- setting. The queries the app needs live here, in one place.
 
+local core = require "procy.core"
 local db = require "procy.db"
+local json = require "procy.json"
 local config = require "procy.config"
 
 local M = {}
@@ -32,6 +34,110 @@ function M.counts()
     out[name] = h:query("SELECT count(*) AS n FROM " .. name)[1].n
   end
   return out
+end
+
+-- now_us() -> microseconds since the epoch, the record's clock
+function M.now_us()
+  return math.floor(core.time() * 1e6)
+end
+
+local function new_id()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local bytes = f:read(8)
+  f:close()
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+-- ---- sessions ----------------------------------------------------------
+
+-- new_session{argv =, cwd =, cols =, rows =, profile =, mode =} -> id | nil, err, code
+function M.new_session(s)
+  local h, err, code = M.open()
+  if not h then return nil, err, code end
+  local id = new_id()
+  local ok, ierr, icode = h:exec([[INSERT INTO sessions(id, started_at, cwd, argv, profile, mode, cols, rows)
+                                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)]],
+    id, M.now_us(), s.cwd, json.encode(s.argv), s.profile, s.mode or "pty", s.cols, s.rows)
+  if not ok then return nil, ierr, icode end
+  return id
+end
+
+-- reopen_session(id): running again (procy --resume)
+function M.reopen_session(id)
+  return M.open():exec("UPDATE sessions SET status = 'running', ended_at = NULL WHERE id = ?", id)
+end
+
+-- end_session(id, {status =, code =, signal =, bytes_in =, bytes_out =})
+function M.end_session(id, e)
+  return M.open():exec([[UPDATE sessions SET ended_at = ?, status = ?, exit_code = ?, exit_signal = ?,
+                           bytes_in = bytes_in + ?, bytes_out = bytes_out + ? WHERE id = ?]],
+    M.now_us(), e.status, e.code, e.signal, e.bytes_in or 0, e.bytes_out or 0, id)
+end
+
+local function decode_session(row)
+  if row then row.argv = json.decode(row.argv) or {} end
+  return row
+end
+
+-- find_session(prefix) -> session row | nil, err, code. A unique prefix of
+-- the id will do.
+function M.find_session(prefix)
+  local h, err, code = M.open()
+  if not h then return nil, err, code end
+  if not prefix:match("^%x+$") then
+    return nil, "ENOENT: '" .. prefix .. "' is not a session id (hex digits)", "ENOENT"
+  end
+  local rows = h:query("SELECT * FROM sessions WHERE substr(id, 1, ?) = ? ORDER BY started_at LIMIT 6",
+    #prefix, prefix:lower())
+  if #rows == 0 then return nil, "ENOENT: no session " .. prefix, "ENOENT" end
+  if #rows > 1 then
+    local ids = {}
+    for i, r in ipairs(rows) do ids[i] = r.id end
+    return nil, "EAMBIGUOUS: " .. prefix .. " matches " .. (#rows > 5 and "many sessions" or #rows .. " sessions")
+      .. ": " .. table.concat(ids, ", ", 1, math.min(#ids, 5)), "EAMBIGUOUS"
+  end
+  return decode_session(rows[1])
+end
+
+-- sessions([limit]) -> the newest sessions first
+function M.sessions(limit)
+  local rows = M.open():query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT ?", limit or 50)
+  for _, r in ipairs(rows) do decode_session(r) end
+  return rows
+end
+
+-- events(id, [kinds]) -> iterator over {id, t, kind, data} in order, read a
+-- page at a time so a long recording never sits in memory whole. kinds: a
+-- string of kind letters ("om"), or all.
+function M.events(session, kinds)
+  local h = M.open()
+  local last, page, i = 0, {}, 1
+  local sql = "SELECT id, t, kind, data FROM term_events WHERE session_id = ? AND id > ?"
+    .. (kinds and (" AND instr(?, kind) > 0") or "") .. " ORDER BY id LIMIT 256"
+  return function()
+    if i > #page then
+      if kinds then page = h:query(sql, session, last, kinds) else page = h:query(sql, session, last) end
+      i = 1
+      if #page == 0 then return nil end
+      last = page[#page].id
+    end
+    i = i + 1
+    return page[i - 1]
+  end
+end
+
+-- event_summary(id) -> {events, output_bytes, input_bytes, first_t, last_t}
+function M.event_summary(session)
+  return M.open():query([[SELECT count(*) AS events,
+      coalesce(sum(CASE kind WHEN 'o' THEN length(data) END), 0) AS output_bytes,
+      coalesce(sum(CASE kind WHEN 'i' THEN length(data) END), 0) AS input_bytes,
+      min(t) AS first_t, max(t) AS last_t
+    FROM term_events WHERE session_id = ?]], session)[1]
+end
+
+-- turns(id) -> the session's turns, in order
+function M.turns(session)
+  return M.open():query("SELECT * FROM turns WHERE session_id = ? ORDER BY seq", session)
 end
 
 return M

@@ -10,7 +10,7 @@ local dir = T.tmpdir()
 do
   local r = T.procy { "--help" }
   T.is(r.code, 0, "--help exits 0")
-  T.like(r.stdout, "usage: procy %[OPTIONS%] COMMAND", "--help prints usage on stdout")
+  T.like(r.stdout, "usage: procy %[OPTIONS%] %[%-%- AGENT ARGS%.%.%.%]", "--help prints usage on stdout")
   r = T.procy { "--version" }
   T.is(r.stdout, "procy " .. core.version .. "\n", "--version")
   r = T.procy { "--frobnicate" }
@@ -50,7 +50,7 @@ do
       end
     end
   end
-  for _, m in ipairs { "core", "json", "db", "proc", "fs", "store" } do
+  for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store" } do
     check(require("procy." .. m), m, ".")
   end
   local h = require("procy.db").open(":memory:", { migrations = false })

@@ -1,0 +1,184 @@
+-- procy.commands: the `!` command registry of an interactive session.
+--
+-- A command is a function(ctx, args), or a table {run = function(ctx,
+-- args), help = "...", args = "..."}. Each runs as its own task, so a slow
+-- command never holds up the terminal; what it prints with ctx.print is
+-- shown in a pager over the agent when it ends. A project adds or replaces
+-- commands with `commands = { name = ... }` in procy.lua.
+--
+-- ctx (one per session, shared by its commands):
+--   ctx.session  the pty session (s:show, s:status, s:mark, s:write, s:info)
+--   ctx.id       the session id;  ctx.argv: the agent command;  ctx.started
+--   ctx.lines    lines typed to the agent so far: {t =, text =}
+--   ctx.print(...)   add a line to the command's output
+--   ctx.show(text)   show text now;  ctx.status(text): the bottom-row message
+--   ctx.running  the command tasks still running: {[task] = name}
+
+local core = require "procy.core"
+local config = require "procy.config"
+local store = require "procy.store"
+
+local M = {}
+
+-- words("a 'b c' d\\ e") -> {"a", "b c", "d e"}: split as a shell would,
+-- with quotes and backslashes, but nothing expanded and nothing run.
+function M.words(s)
+  local out, cur, i, quote, any = {}, {}, 1, nil, false
+  while i <= #s do
+    local c = s:sub(i, i)
+    if quote then
+      if c == quote then quote = nil
+      elseif c == "\\" and quote == '"' and i < #s then i = i + 1 cur[#cur + 1] = s:sub(i, i)
+      else cur[#cur + 1] = c end
+    elseif c == "'" or c == '"' then quote, any = c, true
+    elseif c == "\\" and i < #s then i = i + 1 cur[#cur + 1] = s:sub(i, i) any = true
+    elseif c:match("%s") then
+      if #cur > 0 or any then out[#out + 1] = table.concat(cur) cur, any = {}, false end
+    else cur[#cur + 1] = c any = true end
+    i = i + 1
+  end
+  if quote then return nil, "unclosed " .. quote end
+  if #cur > 0 or any then out[#out + 1] = table.concat(cur) end
+  return out
+end
+
+local function duration(seconds)
+  seconds = math.floor(seconds + 0.5)
+  if seconds < 60 then return seconds .. "s" end
+  if seconds < 3600 then return ("%dm%02ds"):format(seconds // 60, seconds % 60) end
+  return ("%dh%02dm"):format(seconds // 3600, seconds % 3600 // 60)
+end
+M.duration = duration
+
+local function bytes(n)
+  if n < 1024 then return n .. " B" end
+  if n < 1024 * 1024 then return ("%.1f KiB"):format(n / 1024) end
+  return ("%.1f MiB"):format(n / 1024 / 1024)
+end
+M.bytes = bytes
+
+M.builtin = {
+  help = { help = "list the commands", run = function(ctx)
+    ctx.print("procy commands (type ! at the start of an empty line; !! types a !):")
+    local names = {}
+    for name in pairs(ctx.commands) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local c = ctx.commands[name]
+      ctx.print(("  !%-22s %s"):format(name .. (c.args and (" " .. c.args) or ""), c.help or ""))
+    end
+    ctx.print("")
+    ctx.print("In the command line: arrows, Home/End, Ctrl-A/E/U/K/W; Enter runs; Esc or Ctrl-C leaves.")
+  end },
+
+  status = { help = "this session: id, agent, time, bytes, where it is recorded", run = function(ctx)
+    local i = ctx.session:info()
+    ctx.print("session   " .. ctx.id)
+    ctx.print("agent     " .. table.concat(ctx.argv, " ") .. "  (pid " .. i.pid .. ")")
+    ctx.print("running   " .. duration(core.time() - ctx.started))
+    ctx.print(("terminal  %dx%d%s"):format(i.cols, i.rows, i.alt_screen and ", full screen" or ""))
+    ctx.print(("bytes     %s typed, %s shown"):format(bytes(i.bytes_in), bytes(i.bytes_out)))
+    ctx.print(("recorded  %d events in %s%s"):format(i.events, store.path(),
+      i.dropped > 0 and (" (" .. i.dropped .. " dropped)") or ""))
+    if i.record_error then ctx.print("record    FAILING: " .. i.record_error) end
+    ctx.print("log       " .. config.get().log)
+    local n = 0
+    for _, name in pairs(ctx.running) do
+      if name ~= "status" then n = n + 1 ctx.print("command   !" .. name .. " is running") end
+    end
+  end },
+
+  history = { help = "the lines typed to the agent so far", run = function(ctx)
+    if #ctx.lines == 0 then ctx.print("nothing typed to the agent yet") return end
+    for i, l in ipairs(ctx.lines) do
+      ctx.print(("%3d  %s  %s"):format(i, os.date("%H:%M:%S", math.floor(l.t)), (l.text:gsub("\n", "\n           "))))
+    end
+    ctx.print("")
+    ctx.print("(as typed; history recall and editing inside the agent are not seen)")
+  end },
+
+  mark = { args = "[LABEL]", help = "put a marker in the recording, for replay", run = function(ctx, args)
+    local label = args.line ~= "" and args.line or os.date("%H:%M:%S")
+    ctx.session:mark(label)
+    ctx.status("marked: " .. label)
+  end },
+
+  stop = { help = "cancel the commands still running", run = function(ctx)
+    local n = 0
+    for task in pairs(ctx.running) do
+      if task ~= core.current() and core.cancel(task) then n = n + 1 end
+    end
+    ctx.status(n == 0 and "no command is running" or ("stopped " .. n .. " command(s)"))
+  end },
+}
+
+-- registry() -> name -> {run, help, args}: the built-ins with the project's
+-- commands over them
+function M.registry()
+  local reg = {}
+  for name, c in pairs(M.builtin) do reg[name] = c end
+  for name, c in pairs(config.get().commands or {}) do
+    if type(c) == "function" then c = { run = c, help = "(procy.lua)" } end
+    if type(c) ~= "table" or type(c.run) ~= "function" then
+      error(("procy.lua: command '%s' must be a function or a table with run"):format(name), 0)
+    end
+    reg[name] = c
+  end
+  return reg
+end
+
+-- context(session, fields) -> the ctx commands share
+function M.context(session, fields)
+  local ctx = fields
+  ctx.session = session
+  ctx.lines = ctx.lines or {}
+  ctx.running = {}
+  ctx.commands = M.registry()
+  ctx.show = function(text) session:show(text) end
+  ctx.status = function(text) session:status(text) end
+  return ctx
+end
+
+-- run(ctx, line): runs "name args..." as a task
+function M.run(ctx, line)
+  local name, rest = line:match("^%s*(%S+)%s*(.-)%s*$")
+  if not name then return end
+  local c = ctx.commands[name]
+  if not c then
+    ctx.status("unknown command !" .. name .. " (try !help)")
+    return
+  end
+  local args, werr = M.words(rest)
+  if not args then
+    ctx.status("!" .. name .. ": " .. werr)
+    return
+  end
+  args.line = rest
+  local out = {}
+  local cctx = setmetatable({
+    print = function(...)
+      local parts = table.pack(...)
+      for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+      out[#out + 1] = table.concat(parts, "\t")
+    end,
+  }, { __index = ctx })
+  local task
+  task = core.spawn(function()
+    local _ <close> = setmetatable({}, { __close = function() ctx.running[task] = nil end })
+    local ok, err = xpcall(c.run, debug.traceback, cctx, args)
+    if not ok then
+      out[#out + 1] = "!" .. name .. " failed: " .. tostring(err)
+    end
+    if #out > 0 then ctx.session:show(table.concat(out, "\n")) end
+  end)
+  task:label("!" .. name)
+  ctx.running[task] = name
+  return task
+end
+
+-- stop_all(ctx): cancels the commands still running (the session ended)
+function M.stop_all(ctx)
+  for task in pairs(ctx.running) do core.cancel(task) end
+end
+
+return M

@@ -1,0 +1,77 @@
+-- procy.session: an interactive session. The agent runs on a pty with the
+-- person's terminal relayed in C (procy.pty); this task records the session
+-- row, turns `!` lines into command tasks, and keeps what was typed.
+
+local core = require "procy.core"
+local fs = require "procy.fs"
+local pty = require "procy.pty"
+local config = require "procy.config"
+local store = require "procy.store"
+local commands = require "procy.commands"
+
+local M = {}
+
+local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
+
+-- run{argv =, cwd =, resume = session row} -> exit status | nil, err, code
+-- The status is the agent's: its exit code, or 128+N for signal N.
+function M.run(opts)
+  if not pty.isatty() then
+    return nil, "standard input is not a terminal. An interactive session needs one; "
+      .. "for a headless run, write a recipe and use: procy run FILE.lua", "ENOTTY"
+  end
+  local cfg = config.get()
+  local _, err = store.open()
+  if err then return nil, "cannot open the record: " .. err, "EDB" end
+  local argv, cwd = opts.argv, opts.cwd or assert(fs.cwd())
+  local id
+  if opts.resume then
+    id = opts.resume.id
+    store.reopen_session(id)
+  else
+    local ierr, code
+    id, ierr, code = store.new_session { argv = argv, cwd = cwd, mode = "pty" }
+    if not id then return nil, "cannot write to the record: " .. ierr, code end
+  end
+  fs.mkdir(dirname(cfg.log), 448) -- 0700
+  local s, serr, scode = pty.session { argv = argv, cwd = cwd, db = store.path(), id = id, log = cfg.log }
+  if not s then
+    store.end_session(id, { status = "error" })
+    return nil, serr, scode
+  end
+  -- However this task ends, the terminal is given back and the row closed.
+  local ended = false
+  local guard <close> = setmetatable({}, { __close = function()
+    if not ended then
+      local i = s:info()
+      s:close()
+      store.end_session(id, { status = "killed", bytes_in = i.bytes_in, bytes_out = i.bytes_out })
+    end
+  end })
+  if opts.resume then s:mark("resumed") end
+  local info = s:info()
+  store.open():exec("UPDATE sessions SET cols = coalesce(cols, ?), rows = coalesce(rows, ?) WHERE id = ?",
+    info.cols, info.rows, id)
+  local ctx = commands.context(s, { id = id, argv = argv, started = core.time() })
+  local exit = { code = 1 }
+  for ev in function() return s:event() end do
+    if ev.type == "command" then
+      commands.run(ctx, ev.text)
+    elseif ev.type == "line" then
+      ctx.lines[#ctx.lines + 1] = { t = core.time(), text = ev.text }
+    elseif ev.type == "error" then
+      core.log("error", "session " .. id .. ": " .. ev.text)
+    elseif ev.type == "exit" then
+      exit = ev
+    end
+  end
+  commands.stop_all(ctx)
+  info = s:info()
+  s:close()
+  ended = true
+  store.end_session(id, { status = exit.signal and "killed" or "exited", code = exit.code,
+    signal = exit.signal, bytes_in = info.bytes_in, bytes_out = info.bytes_out })
+  return exit.code or 1
+end
+
+return M

@@ -1,0 +1,1015 @@
+/*
+** session.c — the `procy.pty` module: the interactive session.
+**
+** procy puts the person's terminal in raw mode, runs the agent on a new
+** pseudo-terminal of the same size, and copies bytes both ways in C. What
+** the agent writes goes to the terminal and to the recorder; what the
+** person types goes to the agent and the recorder (not while the agent's
+** terminal reads a password: echo off in canonical mode), except `!` at the
+** start of an empty line, which opens procy's command line on the bottom
+** row. While procy draws (the command line, a pager) the agent's output is
+** held back, and afterwards the agent is made to redraw. Lua sees events —
+** a command, a typed line, an error, the exit — through s:event(), and
+** draws with s:show() and s:status().
+**
+** The terminal is put back on every way out: the agent's exit, s:close(),
+** garbage collection (a cancelled or failed task), and session_shutdown()
+** after lua_close. If procy is killed outright, the kernel closes the pty
+** master and the agent, which leads the pty's session, gets SIGHUP.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "term.h"
+
+#define PROCY_SESSION_MT "procy.session"
+#define HOLD_MAX   (4 << 20)   /* agent output held back while procy draws */
+#define TYPED_MAX  (1 << 20)   /* typed bytes the agent has not read yet */
+#define LINGER_NS  200000000   /* after the exit, wait this long for the last output */
+#define FLUSH_NS   50000000    /* recorder flush period */
+#define REDRAW_NS  60000000    /* how long the pty stays one row shorter */
+
+enum { M_PASS, M_EDIT, M_PAGER };
+enum { EV_COMMAND, EV_LINE, EV_ERROR, EV_EXIT };
+
+typedef struct event {
+	struct event *next;
+	int           type;
+	char         *text;
+	int           code, sig;
+} event_t;
+
+typedef struct session {
+	runtime_t  *rt;
+	pid_t       pid;
+	int         master;       /* -1 once closed */
+	int         master_eof, exited, status, finished, has_handle;
+	loop_child  child;
+	loop_io     in_io, m_io;
+	loop_signal winch;
+	loop_timer  flush, linger, redraw;
+	struct termios saved;
+	int         raw;
+	int         cols, rows;
+	buf_t       typed;        /* for the agent, not yet taken by the pty */
+	buf_t       held;         /* agent output held back while procy draws */
+	buf_t       draw;         /* scratch for what procy draws */
+	int         mode;
+	tracker_t   track;
+	editor_t    ed;
+	unsigned char keys[32];   /* the start of a key sequence cut by a read */
+	size_t      nkeys;
+	char       *pager;
+	size_t      pager_len;
+	int         pager_first, pager_total, pager_alt;
+	buf_t       later;        /* pager text waiting for the command line to close */
+	char        status_line[256]; /* a status waiting for the same */
+	screen_t    screen;
+	recorder_t *rec;
+	int         rec_reported;
+	event_t    *ev_head, *ev_tail;
+	op_t       *waiter;
+	int         exit_delivered;
+	uint64_t    bytes_in, bytes_out;
+	int         saved_stderr; /* procy's stderr, while it goes to the log */
+	char       *name;
+	list_node   all;
+} session_t;
+
+static list_t all_sessions;
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Writes all of p to the person's terminal. The descriptor is shared with
+   the shell that started procy, so it stays blocking; should someone have
+   made it non-blocking, wait for room instead of dropping bytes. */
+static void term_write(const void *p, size_t n)
+{
+	const char *c = p;
+	while (n > 0) {
+		ssize_t w = write(STDOUT_FILENO, c, n);
+		if (w > 0) {
+			c += w;
+			n -= (size_t)w;
+		} else if (w < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { .fd = STDOUT_FILENO, .events = POLLOUT };
+			poll(&pfd, 1, 1000);
+		} else if (!(w < 0 && errno == EINTR)) {
+			return; /* the terminal is gone (EIO, EPIPE): nothing to show it on */
+		}
+	}
+}
+
+static void flush_draw(session_t *s)
+{
+	term_write(s->draw.p, s->draw.len);
+	s->draw.len = 0;
+}
+
+/* ---- events for Lua --------------------------------------------------------------- */
+
+static void push_event_table(lua_State *L, const event_t *e)
+{
+	static const char *const names[] = { "command", "line", "error", "exit" };
+	lua_createtable(L, 0, 3);
+	lua_pushstring(L, names[e->type]);
+	lua_setfield(L, -2, "type");
+	if (e->text) {
+		lua_pushstring(L, e->text);
+		lua_setfield(L, -2, "text");
+	}
+	if (e->type == EV_EXIT) {
+		if (e->code >= 0) {
+			lua_pushinteger(L, e->code);
+			lua_setfield(L, -2, "code");
+		}
+		if (e->sig) {
+			lua_pushinteger(L, e->sig);
+			lua_setfield(L, -2, "signal");
+		}
+	}
+}
+
+static void event_free(event_t *e)
+{
+	free(e->text);
+	free(e);
+}
+
+static void post(session_t *s, int type, const char *text, size_t len, int code, int sig)
+{
+	event_t *e = calloc(1, sizeof *e);
+	if (!e)
+		return;
+	e->type = type;
+	e->code = code;
+	e->sig = sig;
+	if (text && !(e->text = strndup(text, len))) {
+		free(e);
+		return;
+	}
+	if (s->waiter) {
+		op_t *op = s->waiter;
+		s->waiter = NULL;
+		push_event_table(s->rt->L, e);
+		s->exit_delivered |= type == EV_EXIT;
+		op_complete(s->rt->L, op, 1);
+		event_free(e);
+		return;
+	}
+	if (s->ev_tail)
+		s->ev_tail->next = e;
+	else
+		s->ev_head = e;
+	s->ev_tail = e;
+}
+
+/* ---- recording ------------------------------------------------------------------- */
+
+static void report(session_t *s, const char *fmt, const char *what);
+
+static void rec(session_t *s, char kind, const void *p, size_t n)
+{
+	rec_event(s->rec, now_us(), kind, p, n);
+}
+
+static void on_flush(loop_t *loop, loop_timer *t)
+{
+	session_t *s = t->data;
+	if (rec_flush(s->rec) < 0 && !s->rec_reported) {
+		s->rec_reported = 1;
+		report(s, "recording failed: %s (the agent keeps running)", rec_error(s->rec));
+	}
+	if (!s->finished)
+		loop_timer_start(loop, &s->flush, FLUSH_NS, on_flush, s);
+}
+
+/* ---- output: agent -> terminal ---------------------------------------------------- */
+
+static void to_terminal(session_t *s, const char *p, size_t n)
+{
+	screen_scan(&s->screen, (const unsigned char *)p, n);
+	term_write(p, n);
+}
+
+static void agent_output(session_t *s, const char *p, size_t n)
+{
+	rec(s, 'o', p, n);
+	s->bytes_out += n;
+	if (s->mode == M_PASS)
+		to_terminal(s, p, n);
+	else if (buf_add(&s->held, p, n) < 0)
+		to_terminal(s, p, n); /* out of memory: show it rather than lose it */
+}
+
+static void release_held(session_t *s)
+{
+	to_terminal(s, s->held.p, s->held.len);
+	s->held.len = 0;
+	if (s->held.cap > HOLD_MAX)
+		buf_free(&s->held);
+	if (s->master >= 0 && !s->master_eof)
+		loop_io_modify(s->rt->loop, &s->m_io, EPOLLIN | (s->typed.len ? EPOLLOUT : 0));
+}
+
+static void finish(session_t *s);
+
+static void read_agent(session_t *s)
+{
+	char chunk[65536];
+	for (int i = 0; i < 16 && !s->master_eof; i++) {
+		if (s->mode != M_PASS && s->held.len >= HOLD_MAX) {
+			/* like a paused terminal: the agent blocks until we draw less */
+			loop_io_modify(s->rt->loop, &s->m_io, s->typed.len ? EPOLLOUT : 0);
+			return;
+		}
+		ssize_t n = read(s->master, chunk, sizeof chunk);
+		if (n > 0) {
+			agent_output(s, chunk, (size_t)n);
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && errno == EAGAIN) {
+			return;
+		} else { /* EIO: every slave descriptor is closed */
+			s->master_eof = 1;
+			loop_io_stop(s->rt->loop, &s->m_io);
+			if (s->exited)
+				finish(s);
+			return;
+		}
+	}
+}
+
+/* ---- input: terminal -> agent ---------------------------------------------------- */
+
+static void write_agent(session_t *s)
+{
+	while (s->typed.len > 0 && s->master >= 0) {
+		ssize_t n = write(s->master, s->typed.p, s->typed.len);
+		if (n > 0)
+			buf_consume(&s->typed, (size_t)n);
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else if (n < 0 && errno == EAGAIN)
+			break;
+		else {
+			s->typed.len = 0; /* the pty is gone */
+			break;
+		}
+	}
+	if (s->master < 0 || s->master_eof)
+		return;
+	uint32_t ev = (s->mode == M_PASS || s->held.len < HOLD_MAX) ? EPOLLIN : 0;
+	loop_io_modify(s->rt->loop, &s->m_io, ev | (s->typed.len ? EPOLLOUT : 0));
+	/* stop reading the keyboard while the agent is not reading us */
+	if (s->in_io.active)
+		loop_io_modify(s->rt->loop, &s->in_io, s->typed.len < TYPED_MAX ? EPOLLIN : 0);
+}
+
+static void on_master(loop_t *loop, loop_io *w, uint32_t events)
+{
+	(void)loop;
+	session_t *s = w->data;
+	if (events & EPOLLOUT)
+		write_agent(s);
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		read_agent(s);
+}
+
+/* Password prompts turn echo off but keep canonical mode; full-screen
+   programs turn both off and echo for themselves. */
+static int reading_secret(session_t *s)
+{
+	struct termios t;
+	if (s->master < 0 || tcgetattr(s->master, &t) < 0)
+		return 0;
+	return !(t.c_lflag & ECHO) && (t.c_lflag & ICANON);
+}
+
+static void type_to_agent(session_t *s, const char *p, size_t n, int secret)
+{
+	if (n == 0)
+		return;
+	if (!secret)
+		rec(s, 'i', p, n);
+	s->bytes_in += n;
+	if (buf_add(&s->typed, p, n) < 0)
+		return;
+	write_agent(s);
+}
+
+/* ---- redraw: make the agent paint its screen again ------------------------------- */
+
+static void set_size(session_t *s, int rows)
+{
+	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)s->cols };
+	if (s->master >= 0)
+		ioctl(s->master, TIOCSWINSZ, &ws);
+}
+
+static void on_redraw(loop_t *loop, loop_timer *t)
+{
+	(void)loop;
+	session_t *s = t->data;
+	set_size(s, s->rows);
+}
+
+/* One row shorter, then back: programs redraw on a size change, and many
+   ignore a SIGWINCH that changes nothing. */
+static void redraw_agent(session_t *s)
+{
+	if (s->rows < 2 || loop_timer_active(&s->redraw))
+		return;
+	set_size(s, s->rows - 1);
+	loop_timer_start(s->rt->loop, &s->redraw, REDRAW_NS, on_redraw, s);
+}
+
+/* ---- procy's drawing: command line, pager, status ---------------------------------- */
+
+static void show_status(session_t *s, const char *text)
+{
+	if (s->mode != M_PASS) {
+		snprintf(s->status_line, sizeof s->status_line, "%s", text);
+		return;
+	}
+	draw_status(&s->draw, text, s->cols, s->rows);
+	flush_draw(s);
+}
+
+static void report(session_t *s, const char *fmt, const char *what)
+{
+	char msg[512];
+	snprintf(msg, sizeof msg, fmt, what ? what : "");
+	show_status(s, msg);
+	post(s, EV_ERROR, msg, strlen(msg), 0, 0);
+}
+
+static void open_pager(session_t *s, const char *text, size_t len);
+
+/* Back to passing keys through: output held meanwhile is written, the
+   agent repaints, and whatever waited for the command line is shown. */
+static void back_to_agent(session_t *s, int repaint)
+{
+	s->mode = M_PASS;
+	release_held(s);
+	if (repaint)
+		redraw_agent(s);
+	if (s->later.len) {
+		buf_t t = s->later;
+		memset(&s->later, 0, sizeof s->later);
+		open_pager(s, t.p, t.len);
+		buf_free(&t);
+	} else if (s->status_line[0]) {
+		char msg[sizeof s->status_line];
+		memcpy(msg, s->status_line, sizeof msg);
+		s->status_line[0] = 0;
+		show_status(s, msg);
+	}
+}
+
+static void draw_page(session_t *s)
+{
+	s->pager_total = draw_pager(&s->draw, s->pager, s->pager_len, s->pager_first, s->cols, s->rows);
+	flush_draw(s);
+}
+
+static void open_pager(session_t *s, const char *text, size_t len)
+{
+	if (s->mode == M_EDIT || s->finished) {
+		if (s->later.len)
+			buf_add(&s->later, "\n", 1);
+		buf_add(&s->later, text, len);
+		return;
+	}
+	if (s->mode == M_PAGER) { /* more output while the pager is open */
+		char *p = realloc(s->pager, s->pager_len + len + 1);
+		if (!p)
+			return;
+		p[s->pager_len] = '\n';
+		memcpy(p + s->pager_len + 1, text, len);
+		s->pager = p;
+		s->pager_len += len + 1;
+		draw_page(s);
+		return;
+	}
+	if (!(s->pager = malloc(len ? len : 1)))
+		return;
+	memcpy(s->pager, text, len);
+	s->pager_len = len;
+	s->pager_first = 0;
+	s->mode = M_PAGER;
+	/* On the main screen the pager takes the alternate one, and leaving it
+	   gives the terminal back exactly as it was. */
+	s->pager_alt = !s->screen.alt;
+	if (s->pager_alt)
+		term_write("\x1b[?1049h", 8);
+	draw_page(s);
+}
+
+static void close_pager(session_t *s)
+{
+	free(s->pager);
+	s->pager = NULL;
+	if (s->pager_alt) {
+		term_write("\x1b[?1049l", 8);
+		term_write(s->screen.cursor_hidden ? "\x1b[?25l" : "\x1b[?25h", 6);
+	}
+	back_to_agent(s, !s->pager_alt);
+}
+
+static void open_editor(session_t *s)
+{
+	s->mode = M_EDIT;
+	editor_clear(&s->ed);
+	s->nkeys = 0;
+	buf_add(&s->draw, "\x1b" "7", 2); /* the agent's cursor, for draw_editor_close */
+	draw_editor(&s->draw, &s->ed, s->cols, s->rows);
+	flush_draw(s);
+}
+
+static void close_editor(session_t *s)
+{
+	draw_editor_close(&s->draw, &s->screen, s->rows);
+	flush_draw(s);
+	back_to_agent(s, 1);
+}
+
+/* ---- keys in each mode ------------------------------------------------------------------ */
+
+/* Passes typed bytes on, watching for `!` at the start of an empty line.
+   Returns the bytes used (the `!` included when it opened the editor). */
+static size_t pass_keys(session_t *s, const char *p, size_t n)
+{
+	int secret = reading_secret(s);
+	size_t i = 0;
+	for (; i < n; i++) {
+		if (secret)
+			continue; /* neither tracked nor recorded */
+		if (p[i] == '!' && track_at_line_start(&s->track))
+			break;
+		if (track_byte(&s->track, (unsigned char)p[i]) == TRACK_SUBMIT) {
+			rec(s, 'l', s->track.line, s->track.len);
+			post(s, EV_LINE, s->track.line, s->track.len, 0, 0);
+		}
+	}
+	type_to_agent(s, p, i, secret);
+	if (i == n)
+		return n;
+	open_editor(s);
+	return i + 1;
+}
+
+/* Feeds bytes as keys to fn until it leaves its mode; keeps an unfinished
+   sequence for the next read. Returns the bytes of p used. */
+static size_t feed_keys(session_t *s, const char *p, size_t n, int (*fn)(session_t *, const term_key *))
+{
+	unsigned char buf[4096 + sizeof s->keys];
+	size_t have = s->nkeys, take = n < 4096 ? n : 4096;
+	memcpy(buf, s->keys, have);
+	memcpy(buf + have, p, take);
+	size_t total = have + take, pos = 0;
+	s->nkeys = 0;
+	while (pos < total) {
+		term_key k;
+		size_t used = key_parse(buf + pos, total - pos, &k);
+		if (used == 0) { /* cut by the read: keep for the next one */
+			size_t rest = total - pos;
+			if (rest <= sizeof s->keys) {
+				memcpy(s->keys, buf + pos, rest);
+				s->nkeys = rest;
+			}
+			return take;
+		}
+		pos += used;
+		if (fn(s, &k))
+			return pos > have ? pos - have : 0;
+	}
+	return take;
+}
+
+static int editor_keys(session_t *s, const term_key *k)
+{
+	switch (editor_key(&s->ed, k)) {
+	case EDIT_SUBMIT:
+		close_editor(s);
+		post(s, EV_COMMAND, s->ed.text, s->ed.len, 0, 0);
+		return 1;
+	case EDIT_CANCEL:
+		close_editor(s);
+		return 1;
+	case EDIT_LITERAL:
+		close_editor(s);
+		track_byte(&s->track, '!');
+		type_to_agent(s, "!", 1, 0);
+		return 1;
+	default:
+		draw_editor(&s->draw, &s->ed, s->cols, s->rows);
+		flush_draw(s);
+		return 0;
+	}
+}
+
+static int pager_keys(session_t *s, const term_key *k)
+{
+	int page = s->rows > 2 ? s->rows - 1 : 1;
+	int c = k->type == KEY_CHAR ? k->ch[0] : 0;
+	if (k->type == KEY_PGDN || k->type == KEY_DOWN || c == ' ' || c == 'j' || c == 'f') {
+		if (s->pager_first + page < s->pager_total) {
+			s->pager_first += k->type == KEY_DOWN || c == 'j' ? 1 : page;
+			draw_page(s);
+		}
+		return 0;
+	}
+	if (k->type == KEY_PGUP || k->type == KEY_UP || c == 'b' || c == 'k') {
+		s->pager_first -= k->type == KEY_UP || c == 'k' ? 1 : page;
+		if (s->pager_first < 0)
+			s->pager_first = 0;
+		draw_page(s);
+		return 0;
+	}
+	if (c == 'q' || k->type == KEY_ESC || k->type == KEY_ENTER ||
+	    (k->type == KEY_CTRL && k->ch[0] == 'C')) {
+		close_pager(s);
+		return 1;
+	}
+	return 0;
+}
+
+static void on_keyboard(loop_t *loop, loop_io *w, uint32_t events)
+{
+	(void)events;
+	session_t *s = w->data;
+	char chunk[4096];
+	ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) { /* the terminal is gone; SIGHUP follows */
+		loop_io_stop(loop, w);
+		return;
+	}
+	const char *p = chunk;
+	size_t left = (size_t)n;
+	while (left > 0 && !s->finished) {
+		size_t used = s->mode == M_PASS ? pass_keys(s, p, left)
+		            : feed_keys(s, p, left, s->mode == M_EDIT ? editor_keys : pager_keys);
+		p += used;
+		left -= used;
+	}
+}
+
+static void on_winch(loop_t *loop, loop_signal *sig, int signo)
+{
+	(void)loop;
+	(void)signo;
+	session_t *s = sig->data;
+	struct winsize ws;
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col == 0 || ws.ws_row == 0)
+		return;
+	if (ws.ws_col == s->cols && ws.ws_row == s->rows)
+		return;
+	s->cols = ws.ws_col;
+	s->rows = ws.ws_row;
+	loop_timer_stop(s->rt->loop, &s->redraw); /* the real change repaints anyway */
+	set_size(s, s->rows);
+	char size[32];
+	int len = snprintf(size, sizeof size, "%dx%d", s->cols, s->rows);
+	rec(s, 'r', size, (size_t)len);
+	if (s->mode == M_EDIT) {
+		draw_editor(&s->draw, &s->ed, s->cols, s->rows);
+		flush_draw(s);
+	} else if (s->mode == M_PAGER) {
+		draw_page(s);
+	}
+}
+
+/* ---- the end ------------------------------------------------------------------------ */
+
+static void restore_terminal(session_t *s)
+{
+	if (s->raw && tcsetattr(STDIN_FILENO, TCSADRAIN, &s->saved) == 0)
+		s->raw = 0;
+	if (s->saved_stderr >= 0) {
+		dup2(s->saved_stderr, STDERR_FILENO);
+		close(s->saved_stderr);
+		s->saved_stderr = -1;
+	}
+}
+
+/* While the terminal belongs to the agent, procy's own log lines would
+   scribble over its screen: they go to the log file instead. */
+static void divert_stderr(session_t *s, const char *log)
+{
+	s->saved_stderr = -1;
+	if (!log)
+		return;
+	int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	s->saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+	if (s->saved_stderr < 0 || dup2(fd, STDERR_FILENO) < 0) {
+		if (s->saved_stderr >= 0)
+			close(s->saved_stderr);
+		s->saved_stderr = -1;
+	}
+	close(fd);
+}
+
+static void session_free(session_t *s)
+{
+	loop_t *loop = s->rt->loop;
+	if (!s->exited)
+		loop_child_stop(loop, &s->child);
+	list_remove(&all_sessions, &s->all);
+	for (event_t *e = s->ev_head, *next; e; e = next) {
+		next = e->next;
+		event_free(e);
+	}
+	buf_free(&s->typed);
+	buf_free(&s->held);
+	buf_free(&s->draw);
+	buf_free(&s->later);
+	free(s->pager);
+	free(s->name);
+	free(s);
+}
+
+/* Ends the session for good: the last output shown, the screen and the
+   terminal's modes put back, the recording closed, the exit posted. */
+static void finish(session_t *s)
+{
+	if (s->finished)
+		return;
+	loop_t *loop = s->rt->loop;
+	if (s->master >= 0 && !s->master_eof)
+		read_agent(s);
+	s->finished = 1;
+	if (s->mode == M_EDIT) {
+		draw_editor_close(&s->draw, &s->screen, s->rows);
+		flush_draw(s);
+	} else if (s->mode == M_PAGER && s->pager_alt) {
+		term_write("\x1b[?1049l", 8);
+	}
+	s->mode = M_PASS;
+	release_held(s);
+	draw_reset(&s->draw, &s->screen); /* what a killed agent left set */
+	flush_draw(s);
+	restore_terminal(s);
+	loop_io_stop(loop, &s->in_io);
+	loop_io_stop(loop, &s->m_io);
+	loop_signal_stop(loop, &s->winch);
+	loop_timer_stop(loop, &s->linger);
+	loop_timer_stop(loop, &s->redraw);
+	loop_timer_stop(loop, &s->flush);
+	if (s->master >= 0) {
+		close(s->master);
+		s->master = -1;
+	}
+	int code = -1, sig = 0;
+	char what[32] = "closed";
+	if (s->exited && WIFEXITED(s->status)) {
+		code = WEXITSTATUS(s->status);
+		snprintf(what, sizeof what, "%d", code);
+	} else if (s->exited && WIFSIGNALED(s->status)) {
+		sig = WTERMSIG(s->status);
+		code = 128 + sig;
+		snprintf(what, sizeof what, "%d", code);
+	}
+	rec(s, 'x', what, strlen(what));
+	if (rec_close(s->rec) < 0 && !s->rec_reported)
+		post(s, EV_ERROR, "recording failed at the end", 28, 0, 0);
+	s->rec = NULL;
+	post(s, EV_EXIT, NULL, 0, code, sig);
+	if (s->later.len) /* output for a pager that never opened */
+		term_write(s->later.p, s->later.len);
+}
+
+static void on_linger(loop_t *loop, loop_timer *t)
+{
+	(void)loop;
+	finish(t->data); /* a background job still holds the pty */
+}
+
+static void on_exit_child(loop_t *loop, loop_child *c, int status)
+{
+	session_t *s = c->data;
+	s->exited = 1;
+	s->status = status;
+	if (s->finished) {
+		if (!s->has_handle)
+			session_free(s);
+		return;
+	}
+	if (s->master_eof)
+		finish(s);
+	else
+		loop_timer_start(loop, &s->linger, LINGER_NS, on_linger, s);
+}
+
+/* Stops the agent and ends the session now (s:close, GC, shutdown). */
+static void hang_up(session_t *s)
+{
+	if (!s->finished && !s->exited)
+		kill(-s->pid, SIGHUP); /* and closing the master hangs up its terminal */
+	finish(s);
+}
+
+void session_shutdown(void)
+{
+	while (all_sessions.head) {
+		session_t *s = list_item(all_sessions.head, session_t, all);
+		hang_up(s);
+		session_free(s);
+	}
+}
+
+/* ---- Lua API ---------------------------------------------------------------------------- */
+
+static session_t *check_session(lua_State *L)
+{
+	session_t **h = luaL_checkudata(L, 1, PROCY_SESSION_MT);
+	if (!*h)
+		luaL_error(L, "session is closed");
+	return *h;
+}
+
+static void event_cancel(op_t *op)
+{
+	session_t *s = op->data;
+	s->waiter = NULL;
+}
+
+static const op_class event_class = { "session event", event_cancel };
+
+/* s:event([timeout]) -> {type = "command"|"line"|"error"|"exit", ...}, or nil
+   once the exit has been given */
+static int s_event(lua_State *L)
+{
+	session_t *s = check_session(L);
+	double timeout = luaL_optnumber(L, 2, -1);
+	if (s->ev_head) {
+		event_t *e = s->ev_head;
+		s->ev_head = e->next;
+		if (!s->ev_head)
+			s->ev_tail = NULL;
+		push_event_table(L, e);
+		s->exit_delivered |= e->type == EV_EXIT;
+		event_free(e);
+		return 1;
+	}
+	if (s->exit_delivered)
+		return 0;
+	if (s->waiter)
+		return luaL_error(L, "another task is already waiting for this session's events");
+	lua_settop(L, 0);
+	s->waiter = op_new(L, &event_class, 0);
+	s->waiter->data = s;
+	return op_await(L, 1, timeout);
+}
+
+/* s:show(text): a pager over the agent until a key closes it */
+static int s_show(lua_State *L)
+{
+	session_t *s = check_session(L);
+	size_t n;
+	const char *text = luaL_checklstring(L, 2, &n);
+	while (n > 0 && text[n - 1] == '\n')
+		n--;
+	open_pager(s, text, n);
+	return 0;
+}
+
+/* s:status(text): a one-line message on the bottom row */
+static int s_status(lua_State *L)
+{
+	session_t *s = check_session(L);
+	if (!s->finished)
+		show_status(s, luaL_checkstring(L, 2));
+	return 0;
+}
+
+/* s:mark([label]): a marker in the recording */
+static int s_mark(lua_State *L)
+{
+	session_t *s = check_session(L);
+	size_t n;
+	const char *label = luaL_optlstring(L, 2, "", &n);
+	rec(s, 'm', label, n);
+	return 0;
+}
+
+/* s:write(bytes): types bytes into the agent (recorded as input) */
+static int s_write(lua_State *L)
+{
+	session_t *s = check_session(L);
+	size_t n;
+	const char *p = luaL_checklstring(L, 2, &n);
+	if (s->finished)
+		return procy_fail(L, "EPIPE", "the agent has exited");
+	type_to_agent(s, p, n, 0);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* s:info() -> {pid, cols, rows, bytes_in, bytes_out, events, dropped,
+   record_error, alt_screen, running} */
+static int s_info(lua_State *L)
+{
+	session_t *s = check_session(L);
+	lua_createtable(L, 0, 10);
+	set_int(L, "pid", s->pid);
+	set_int(L, "cols", s->cols);
+	set_int(L, "rows", s->rows);
+	set_int(L, "bytes_in", (lua_Integer)s->bytes_in);
+	set_int(L, "bytes_out", (lua_Integer)s->bytes_out);
+	set_int(L, "events", (lua_Integer)rec_written(s->rec));
+	set_int(L, "dropped", (lua_Integer)rec_dropped(s->rec));
+	if (rec_error(s->rec)) {
+		lua_pushstring(L, rec_error(s->rec));
+		lua_setfield(L, -2, "record_error");
+	}
+	lua_pushboolean(L, s->screen.alt);
+	lua_setfield(L, -2, "alt_screen");
+	lua_pushboolean(L, !s->finished);
+	lua_setfield(L, -2, "running");
+	return 1;
+}
+
+/* s:close() (also __gc and __close): hangs up the agent if it still runs
+   and puts the terminal back */
+static int s_close(lua_State *L)
+{
+	session_t **h = luaL_checkudata(L, 1, PROCY_SESSION_MT);
+	session_t *s = *h;
+	if (!s)
+		return 0;
+	*h = NULL;
+	s->has_handle = 0;
+	if (s->waiter)
+		op_cancel(L, s->waiter);
+	hang_up(s);
+	if (s->exited)
+		session_free(s);
+	return 0;
+}
+
+static int fail_before_start(lua_State *L, int master, recorder_t *r, int err, const char *what)
+{
+	if (master >= 0)
+		close(master);
+	rec_close(r);
+	return procy_fail(L, procy_errname(err), "cannot run '%s': %s", what, strerror(err));
+}
+
+/* session{argv =, env =, cwd =, db = path, id = session id, log = path}
+   -> s | nil, err
+   Needs a terminal on stdin. Nothing is changed in the terminal, and
+   nothing is started, unless the recorder and the agent both start. */
+static int pty_session(lua_State *L)
+{
+	runtime_t *rt = procy_rt(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	if (!isatty(STDIN_FILENO))
+		return procy_fail(L, "ENOTTY", "standard input is not a terminal");
+	lua_getfield(L, 1, "argv");
+	char **argv = spawn_argv(L, -1);
+	spawn_opts o = { .argv = argv, .envp = spawn_env(L, 1) };
+	lua_getfield(L, 1, "cwd");
+	o.cwd = luaL_optstring(L, -1, NULL);
+	struct stat sb;
+	if (o.cwd) {
+		int e = stat(o.cwd, &sb) < 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
+		if (e)
+			return procy_fail(L, procy_errname(e), "cwd '%s': %s", o.cwd, strerror(e));
+	}
+	lua_getfield(L, 1, "db");
+	const char *db = luaL_optstring(L, -1, NULL);
+	lua_getfield(L, 1, "id");
+	const char *id = luaL_optstring(L, -1, "");
+	lua_getfield(L, 1, "log");
+	const char *log = luaL_optstring(L, -1, NULL);
+	struct termios saved;
+	if (tcgetattr(STDIN_FILENO, &saved) < 0)
+		return procy_fail_errno(L, errno, "terminal");
+	struct winsize ws;
+	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col == 0 || ws.ws_row == 0) {
+		ws.ws_col = 80;
+		ws.ws_row = 24;
+	}
+	recorder_t *r = NULL;
+	if (db) {
+		char err[512];
+		if (!(r = rec_open(db, id, err, sizeof err)))
+			return procy_fail(L, "EDB", "cannot record: %s", err);
+	}
+	int master;
+	char slave[128];
+	int err = pty_open(ws.ws_col, ws.ws_row, &master, slave, sizeof slave);
+	if (err)
+		return fail_before_start(L, -1, r, err, "a pty");
+	o.tty = slave;
+	pid_t pid;
+	if ((err = procy_spawn(&pid, &o)))
+		return fail_before_start(L, master, r, err, argv[0]);
+	session_t *s = calloc(1, sizeof *s);
+	if (!s) {
+		kill(-pid, SIGHUP);
+		return fail_before_start(L, master, r, ENOMEM, "session");
+	}
+	s->rt = rt;
+	s->pid = pid;
+	s->master = master;
+	s->saved = saved;
+	s->cols = ws.ws_col;
+	s->rows = ws.ws_row;
+	s->rec = r;
+	s->name = strdup(argv[0]);
+	s->has_handle = 1;
+	loop_timer_init(&s->flush);
+	loop_timer_init(&s->linger);
+	loop_timer_init(&s->redraw);
+	list_push(&all_sessions, &s->all);
+	divert_stderr(s, log);
+	struct termios raw = saved;
+	cfmakeraw(&raw);
+	if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0)
+		s->raw = 1;
+	loop_child_start(rt->loop, &s->child, pid, on_exit_child, s);
+	loop_io_start(rt->loop, &s->in_io, STDIN_FILENO, EPOLLIN, on_keyboard, s);
+	loop_io_start(rt->loop, &s->m_io, master, EPOLLIN, on_master, s);
+	loop_signal_start(rt->loop, &s->winch, SIGWINCH, on_winch, s);
+	if (r)
+		loop_timer_start(rt->loop, &s->flush, FLUSH_NS, on_flush, s);
+	char size[32];
+	int len = snprintf(size, sizeof size, "%dx%d", s->cols, s->rows);
+	rec(s, 'r', size, (size_t)len);
+	session_t **h = lua_newuserdatauv(L, sizeof *h, 0);
+	*h = s;
+	luaL_setmetatable(L, PROCY_SESSION_MT);
+	return 1;
+}
+
+static int s_tostring(lua_State *L)
+{
+	session_t **h = luaL_checkudata(L, 1, PROCY_SESSION_MT);
+	if (*h)
+		lua_pushfstring(L, "session (%s, pid %d)", (*h)->name, (int)(*h)->pid);
+	else
+		lua_pushliteral(L, "session (closed)");
+	return 1;
+}
+
+static const luaL_Reg session_methods[] = {
+	{ "event",  s_event },
+	{ "show",   s_show },
+	{ "status", s_status },
+	{ "mark",   s_mark },
+	{ "write",  s_write },
+	{ "info",   s_info },
+	{ "close",  s_close },
+	{ NULL, NULL }
+};
+
+/* isatty([fd]) -> whether fd (default 0, standard input) is a terminal */
+static int pty_isatty(lua_State *L)
+{
+	lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, STDIN_FILENO)));
+	return 1;
+}
+
+static const luaL_Reg pty_funcs[] = {
+	{ "session", pty_session },
+	{ "isatty",  pty_isatty },
+	{ NULL, NULL }
+};
+
+int luaopen_procy_pty(lua_State *L)
+{
+	procy_class(L, PROCY_SESSION_MT, session_methods, s_close, s_tostring);
+	luaL_newlib(L, pty_funcs);
+	return 1;
+}

@@ -1,0 +1,109 @@
+/*
+** term.h — the terminal logic of an interactive session, in plain C with
+** no I/O: following the line the person types, parsing keys, the `!`
+** command-line editor, the pager, and the screen state procy must know
+** about the agent (alternate screen, cursor shown). session.c feeds bytes
+** in and writes what these functions draw.
+*/
+#ifndef PROCY_TERM_H
+#define PROCY_TERM_H
+
+#include "procy.h"
+
+/* ---- the typed line ---------------------------------------------------------- */
+
+#define LINE_MAX_BYTES 4096
+
+typedef struct tracker {
+	int    state;      /* ground, escape, CSI, SS3, string */
+	char   csi[16];    /* parameters of the CSI being read */
+	int    ncsi;
+	int    paste;      /* inside bracketed paste */
+	int    dirty;      /* cursor moved or history recalled: content unknown */
+	char   line[LINE_MAX_BYTES];
+	size_t len;        /* bytes in line (more may have been typed) */
+	size_t typed;      /* characters typed on this line, stored or not */
+	int    submitted;  /* line holds a submitted line until the next byte */
+} tracker_t;
+
+enum { TRACK_NONE, TRACK_SUBMIT };
+
+/* Follows one byte the person typed toward the agent. TRACK_SUBMIT when it
+   submitted a non-empty line: the text is in t->line (t->len bytes) until
+   the next call. */
+int  track_byte(tracker_t *t, unsigned char c);
+/* True when nothing is typed on the line, the cursor never moved, and no
+   escape sequence or paste is half-way: where `!` opens command mode. */
+int  track_at_line_start(const tracker_t *t);
+void track_reset(tracker_t *t);
+
+/* ---- keys ---------------------------------------------------------------------- */
+
+enum {
+	KEY_NONE, KEY_CHAR, KEY_ENTER, KEY_ESC, KEY_BACKSPACE, KEY_DELETE,
+	KEY_LEFT, KEY_RIGHT, KEY_UP, KEY_DOWN, KEY_HOME, KEY_END, KEY_PGUP,
+	KEY_PGDN, KEY_CTRL, KEY_PASTE_START, KEY_PASTE_END, KEY_OTHER
+};
+
+typedef struct key {
+	int           type;
+	unsigned char ch[4];  /* KEY_CHAR: one UTF-8 character; KEY_CTRL: the letter */
+	size_t        len;
+} term_key;
+
+/* Parses one key from p[0..n). Returns the bytes it took, or 0 when the
+   bytes end inside a sequence and more may come. A lone ESC as the last
+   byte is the Esc key. */
+size_t key_parse(const unsigned char *p, size_t n, term_key *k);
+
+/* ---- the command-line editor ------------------------------------------------------ */
+
+#define EDIT_MAX_BYTES 1024
+
+typedef struct editor {
+	char   text[EDIT_MAX_BYTES];
+	size_t len, cur;   /* bytes; cur sits on a character boundary */
+	int    paste;      /* inside a bracketed paste */
+} editor_t;
+
+enum { EDIT_KEEP, EDIT_SUBMIT, EDIT_CANCEL, EDIT_LITERAL };
+
+/* Applies one key. EDIT_SUBMIT: run text; EDIT_CANCEL: leave;
+   EDIT_LITERAL: leave and send the command key itself to the agent. */
+int  editor_key(editor_t *e, const term_key *k);
+void editor_clear(editor_t *e);
+
+/* ---- the agent's screen, as far as procy needs it ------------------------------- */
+
+typedef struct screen {
+	int  alt;           /* on the alternate screen */
+	int  cursor_hidden;
+	int  mouse;         /* bit per mouse mode set: 1000 1002 1003 1005 1006 1015 */
+	int  paste, focus;  /* bracketed paste (2004), focus events (1004) */
+	int  kitty;         /* kitty keyboard flags pushed (CSI > u) and not popped */
+	int  modkeys;       /* xterm modifyOtherKeys set (CSI > 4 ; n m) */
+	int  state, prefix, num; /* the scanner, inside CSI [?<>] Pn ; ... final */
+	int  params[8], nparams;
+} screen_t;
+
+/* Notes the mode changes in bytes the agent wrote to the terminal. */
+void screen_scan(screen_t *s, const unsigned char *p, size_t n);
+/* Undoes the modes an agent left set (it was killed, say): the main screen,
+   a visible cursor, no mouse or focus reports, no bracketed paste, the
+   keyboard protocols popped. */
+int  draw_reset(buf_t *out, const screen_t *s);
+
+/* ---- drawing (into a buffer, written by the caller) ------------------------------- */
+
+/* The editor on the bottom row, cursor placed in it. The caller saves the
+   agent's cursor (ESC 7) once, before the first draw. */
+int draw_editor(buf_t *out, const editor_t *e, int cols, int rows);
+/* Clears the bottom row and puts the agent's cursor back. */
+int draw_editor_close(buf_t *out, const screen_t *s, int rows);
+/* One page of text (a pager): lines from `first`, footer on the bottom row.
+   Returns the number of lines in text, after wrapping to cols. */
+int draw_pager(buf_t *out, const char *text, size_t len, int first, int cols, int rows);
+/* A one-line message on the bottom row; the agent's cursor is kept. */
+int draw_status(buf_t *out, const char *text, int cols, int rows);
+
+#endif

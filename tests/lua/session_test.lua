@@ -1,0 +1,229 @@
+-- The interactive session, in a real terminal (tmux): programs wrapped and
+-- recorded, `!` commands, resizes, the ways out, and what reaches the disk.
+local T = require "tap"
+local tmux = require "tmux"
+local core = require "procy.core"
+local db = require "procy.db"
+local proc = require "procy.proc"
+
+local dir = T.tmpdir()
+local record = dir .. "/record.db"
+local q = tmux.quote
+local procy = q(T.bin) .. " --db " .. q(record)
+local bash = "bash --norc --noprofile"
+local env = { PS1 = "$ ", HOME = dir, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config" }
+
+-- see(term, pattern, name): the screen shows pattern (within seconds);
+-- a failure prints the last screen
+local function see(term, pattern, name, seconds)
+  local screen, last = term:wait_for(pattern, seconds)
+  T.ok(screen, name, last)
+  return screen
+end
+
+local function events(kinds)
+  local h = assert(db.open(record, { migrations = false }))
+  local rows = h:query([[SELECT kind, data FROM term_events WHERE session_id =
+    (SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1) AND instr(?, kind) > 0 ORDER BY id]], kinds)
+  h:close()
+  local parts = {}
+  for i, r in ipairs(rows) do parts[i] = r.data end
+  return table.concat(parts), rows
+end
+
+local function last_session()
+  local h = assert(db.open(record, { migrations = false }))
+  local row = h:query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
+  h:close()
+  return row
+end
+
+-- bash: type a command, see its output; resize; `!help`; exit 7
+do
+  local term = tmux.new { cmd = procy .. " -- " .. bash .. "; echo procy-exit=$?", env = env, cols = 100, rows = 30 }
+  see(term, "^%$", "bash prompts inside procy")
+  term:type("echo hello-$((6*7))") term:keys("Enter")
+  see(term, "\nhello%-42", "a command's output shows")
+  term:resize(90, 20)
+  core.sleep(0.2)
+  term:type("stty size") term:keys("Enter")
+  see(term, "\n20 90", "tmux resize-window changes the agent's terminal size")
+  term:type("!help") term:keys("Enter")
+  see(term, "procy commands", "!help opens its output over the agent")
+  term:keys("q")
+  term:type("echo after-help") term:keys("Enter")
+  local screen = term:wait_for("\nafter%-help")
+  T.ok(screen, "after the pager, typing reaches the agent again")
+  T.ok(screen and not screen:find("event not found"), "bash never saw the !")
+  term:type("!nosuch") term:keys("Enter")
+  see(term, "unknown command !nosuch %(try !help%)", "an unknown command says so")
+  term:type("!mark before-exit") term:keys("Enter")
+  core.sleep(0.2)
+  term:type("exit 7") term:keys("Enter")
+  see(term, "procy%-exit=7", "procy exits with the agent's status")
+  local typed = events("i")
+  T.ok(typed:find("echo hello", 1, true), "input is recorded")
+  T.ok(not typed:find("!help", 1, true) and not typed:find("nosuch", 1, true),
+       "nothing typed in command mode is recorded as the agent's input", typed)
+  T.ok(events("o"):find("hello-42", 1, true), "output is recorded")
+  local _, rows = events("rm")
+  local kinds = {}
+  for _, r in ipairs(rows) do kinds[#kinds + 1] = r.kind .. ":" .. r.data end
+  local seen = table.concat(kinds, " ")
+  T.like(seen, "^r:100x30 r:90x20 m:before%-exit$", "resizes and the marker are recorded")
+  local s = last_session()
+  T.is(s.exit_code, 7, "the session row has the exit status")
+  T.is(s.status, "exited", "and its status")
+  T.ok(s.ended_at and s.ended_at > s.started_at, "and its end")
+  term:kill()
+end
+
+-- a full-screen program draws and redraws at a new size
+do
+  local nums = T.write(dir .. "/nums.txt", table.concat((function()
+    local t = {} for i = 1, 300 do t[i] = "line " .. i end return t end)(), "\n") .. "\n")
+  local term = tmux.new { cmd = procy .. " -- less " .. q(nums) .. "; echo procy-exit=$?", env = env, cols = 80, rows = 24 }
+  local screen = term:wait_for("line 23\n")
+  T.ok(screen and screen:find("^line 1\n"), "less draws its first page")
+  term:resize(80, 12)
+  see(term, "line 11\n[^\n]*\n*$", "and redraws for 12 rows")
+  T.ok(not term:screen():find("line 20"), "showing less of the file")
+  term:type("!status") term:keys("Enter")
+  see(term, "session%s+%x+", "!status opens over a full-screen program")
+  term:keys("q")
+  see(term, "^line 1\n", "which redraws when the pager closes")
+  term:keys("q")
+  see(term, "procy%-exit=0", "less exits, procy exits 0")
+  T.ok(events("o"):find("\27[?1049h", 1, true), "the alternate screen switch is in the recording")
+  term:kill()
+end
+
+-- a password typed with echo off is not recorded
+do
+  local term = tmux.new { cmd = procy .. " -- " .. bash, env = env }
+  see(term, "^%$", "bash ready")
+  term:type("read -s SECRET; echo length=${#SECRET}") term:keys("Enter")
+  core.sleep(0.3)
+  term:type("hunter2") term:keys("Enter")
+  see(term, "length=7", "bash read the secret")
+  term:type("exit") term:keys("Enter")
+  core.sleep(0.5)
+  local typed = events("il")
+  T.ok(typed:find("read -s SECRET", 1, true), "the command line is recorded")
+  T.ok(not typed:find("hunter2", 1, true), "the secret is not")
+  term:kill()
+end
+
+-- SIGTERM to procy: the terminal comes back, the agent gets SIGHUP
+do
+  local script = T.write(dir .. "/agent.sh", [[
+    trap 'echo hup > "$1/hup"; exit 1' HUP
+    echo agent-ready
+    while :; do sleep 0.1; done
+  ]])
+  local cmd = ("stty -g > %s; %s -- sh %s %s; echo $? > %s; stty -g > %s"):format(
+    q(dir .. "/before"), procy, q(script), q(dir), q(dir .. "/rc"), q(dir .. "/after"))
+  local term = tmux.new { cmd = cmd, env = env }
+  see(term, "agent%-ready", "the agent runs")
+  local pid = term:find("procy")
+  T.ok(pid, "procy's pid")
+  proc.run { "kill", "-TERM", tostring(pid) }
+  local deadline = core.now() + 5
+  while not T.read(dir .. "/after") and core.now() < deadline do core.sleep(0.05) end
+  T.is(T.read(dir .. "/rc"), "143\n", "procy exits 128+SIGTERM")
+  T.is(T.read(dir .. "/after"), T.read(dir .. "/before"), "the terminal's settings are back as they were")
+  T.is(T.read(dir .. "/hup"), "hup\n", "the agent got SIGHUP")
+  T.is(last_session().status, "killed", "the session is recorded as killed")
+  term:kill()
+end
+
+-- kill -9 of procy: what was recorded up to 250 ms before is on disk, and
+-- the agent does not linger
+do
+  local term = tmux.new { cmd = procy .. " -- sh -c " .. q("i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.02; done"), env = env }
+  see(term, "tick%-30", "the agent ticks")
+  local pid = term:find("procy")
+  local agent = pid and next(tmux.children(pid))
+  local killed_at = core.time()
+  proc.run { "kill", "-KILL", tostring(pid) }
+  T.ok(agent and T.gone(agent, 3), "the agent died with procy (SIGHUP from the closed pty)",
+       ("procy %s, agent %s"):format(pid, agent))
+  local h = assert(db.open(record, { migrations = false }))
+  local last = h:query([[SELECT max(t) AS t FROM term_events WHERE kind = 'o' AND session_id =
+    (SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1)]])[1].t
+  h:close()
+  T.ok(last and last / 1e6 >= killed_at - 0.25, "output up to 250 ms before the kill is on disk",
+       ("last event %.3f s before the kill"):format(killed_at - (last or 0) / 1e6))
+  term:kill()
+end
+
+-- export to asciicast: asciinema plays it
+do
+  local term = tmux.new { cmd = procy .. " -- " .. bash, env = env }
+  see(term, "^%$", "bash ready")
+  term:type("printf 'caf\\xc3\\xa9 cast-check\\n'") term:keys("Enter")
+  see(term, "café cast%-check", "output with UTF-8")
+  term:type("exit") term:keys("Enter")
+  core.sleep(0.5)
+  term:kill()
+  local id = last_session().id
+  local r = T.procy { "--db", record, "export", id:sub(1, 6), "-o", dir .. "/s.cast" }
+  T.is(r.code, 0, "export by id prefix")
+  local cast = T.read(dir .. "/s.cast") or ""
+  local json = require "procy.json"
+  local header = json.decode(cast:match("^[^\n]+"))
+  T.ok(header and header.version == 2 and header.width == 100 and header.height == 30, "an asciicast v2 header")
+  -- asciinema opens /dev/tty: give it a terminal
+  local cat = proc.run({ "asciinema", "cat", dir .. "/s.cast" }, { timeout = 20, pty = { cols = 100, rows = 30 } })
+  T.ok(cat and cat.code == 0 and cat.stdout:find("café cast-check", 1, true),
+       "asciinema cat plays it", cat and (cat.stderr or ""):sub(1, 300))
+  local player = tmux.new { cmd = "asciinema play -i 0.2 " .. q(dir .. "/s.cast") .. "; sleep 30" }
+  see(player, "café cast%-check", "asciinema play shows it in a terminal")
+  player:kill()
+  r = T.procy { "--db", record, "export", id, "--format", "cast3" }
+  local h3 = json.decode(r.stdout:match("^[^\n]+"))
+  T.ok(h3 and h3.version == 3 and h3.term.cols == 100, "--format cast3 gives a v3 header")
+  T.like(r.stdout, '\n%[%d+%.%d%d%d%d%d%d, "x", "0"%]\n$', "and ends with the exit event")
+  r = T.procy { "--db", record, "show", id:sub(1, 8), "--json" }
+  local shown = json.decode(r.stdout)
+  T.ok(shown and shown.id == id and shown.exit_code == 0 and #shown.typed_lines == 2, "show --json")
+  r = T.procy { "--db", record, "sessions" }
+  T.like(r.stdout, id:sub(1, 10) .. ".-bash", "sessions lists it")
+  r = T.procy { "--db", record, "show", "ffffffffffff" }
+  T.is(r.code, 1, "an unknown id fails")
+  T.like(r.stderr, "no session ffffffffffff", "and says so")
+end
+
+-- replay with the original timing
+do
+  local id = last_session().id
+  local term = tmux.new { cmd = procy .. " play " .. id:sub(1, 8) .. " --speed 4; echo played; sleep 30", env = env }
+  see(term, "café cast%-check.*played", "procy play replays the session", 10)
+  term:kill()
+end
+
+-- bad starts: no terminal, no agent, no writable record
+do
+  local r = T.procy({ "--db", record, "--", "bash" }, { env = env })
+  T.is(r.code, 2, "without a terminal on stdin procy exits 2")
+  T.like(r.stderr, "not a terminal.*procy run", "and points at procy run")
+  local term = tmux.new { cmd = procy .. " -- no-such-agent-here; echo procy-exit=$?; stty -a | head -1", env = env }
+  local screen = term:wait_for("procy%-exit=127")
+  T.ok(screen, "a missing agent exits 127")
+  T.ok(screen and screen:find("cannot run 'no%-such%-agent%-here': No such file or directory"),
+       "with a clear message", screen)
+  T.ok(screen and screen:find("speed"), "and the terminal is as it was (stty works)")
+  term:kill()
+  -- (root ignores file modes, so: a record whose directory is a file)
+  T.write(dir .. "/not-a-dir", "")
+  term = tmux.new { cmd = q(T.bin) .. " --db " .. q(dir .. "/not-a-dir/record.db")
+    .. " -- sh -c 'echo spawned; sleep 5'; echo procy-exit=$?", env = env }
+  screen = term:wait_for("procy%-exit=%d")
+  T.ok(screen and screen:find("procy%-exit=1"), "an unusable record stops procy")
+  T.ok(screen and not screen:find("spawned"), "before the agent is started")
+  T.ok(screen and screen:find("cannot open the record"), "saying what is wrong")
+  term:kill()
+end
+
+proc.run { "rm", "-rf", dir }
+return T.done()
