@@ -170,14 +170,18 @@ typedef struct recorder recorder_t;
 /* Opens its own connection to the record at path (schema already applied)
    for session. NULL with a message in err. */
 recorder_t *rec_open(const char *path, const char *session, char *err, size_t errlen);
-/* Queues one term_events row: t in µs since the epoch, kind o/i/r/m/x/l. */
+/* Queues one term_events row: t in µs since the epoch, kind o/i/r/m/x/l.
+   Never blocks on the disk: the recorder's writer thread writes. */
 void rec_event(recorder_t *r, int64_t t_us, char kind, const void *data, size_t len);
-/* Writes what is queued in one transaction. 0, or -1 (see rec_error). */
+/* Asks the writer to write what is queued now, in one transaction, and
+   returns at once: 0, or -1 while writes keep failing (see rec_error). */
 int  rec_flush(recorder_t *r);
-const char *rec_error(const recorder_t *r);  /* the last failure, or NULL */
-uint64_t rec_written(const recorder_t *r);   /* events written */
-uint64_t rec_dropped(const recorder_t *r);   /* events lost to a full queue */
-int  rec_close(recorder_t *r);               /* flushes; 0 or -1 */
+/* Like rec_flush, but waits for that write. 0 or -1. */
+int  rec_sync(recorder_t *r);
+const char *rec_error(recorder_t *r);  /* the last failure, or NULL */
+uint64_t rec_written(recorder_t *r);   /* events written */
+uint64_t rec_dropped(recorder_t *r);   /* events lost to a full queue */
+int  rec_close(recorder_t *r);         /* writes the rest; 0, or -1 if any was lost */
 
 /* ---- tasks and ops (sched.c) --------------------------------------------- */
 

@@ -41,6 +41,7 @@
 #define LINGER_NS  200000000   /* after the exit, wait this long for the last output */
 #define FLUSH_NS   50000000    /* recorder flush period */
 #define REDRAW_NS  60000000    /* how long the pty stays one row shorter */
+#define REC_PATIENCE 2000000000 /* recording failing this long gets reported */
 
 enum { M_PASS, M_EDIT, M_PAGER };
 enum { EV_COMMAND, EV_LINE, EV_ERROR, EV_EXIT };
@@ -80,6 +81,7 @@ typedef struct session {
 	screen_t    screen;
 	recorder_t *rec;
 	int         rec_reported;
+	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
 	event_t    *ev_head, *ev_tail;
 	op_t       *waiter;
 	int         exit_delivered;
@@ -191,12 +193,19 @@ static void rec(session_t *s, char kind, const void *p, size_t n)
 	rec_event(s->rec, now_us(), kind, p, n);
 }
 
+/* Flushes the recorder. A lock held by another writer fails a flush now and
+   then; only a failure that lasts (REC_PATIENCE) is worth telling, once. */
 static void on_flush(loop_t *loop, loop_timer *t)
 {
 	session_t *s = t->data;
-	if (rec_flush(s->rec) < 0 && !s->rec_reported) {
+	if (rec_flush(s->rec) == 0) {
+		s->rec_failing = 0;
+	} else if (!s->rec_failing) {
+		s->rec_failing = loop_now(loop);
+	} else if (!s->rec_reported && loop_now(loop) - s->rec_failing > REC_PATIENCE) {
 		s->rec_reported = 1;
-		report(s, "recording failed: %s (the agent keeps running)", rec_error(s->rec));
+		report(s, "recording failed: %s (the agent keeps running; procy keeps trying)",
+		       rec_error(s->rec));
 	}
 	if (!s->finished)
 		loop_timer_start(loop, &s->flush, FLUSH_NS, on_flush, s);
@@ -244,6 +253,8 @@ static void read_agent(session_t *s)
 		ssize_t n = read(s->master, chunk, sizeof chunk);
 		if (n > 0) {
 			agent_output(s, chunk, (size_t)n);
+			if (n < 512)
+				return; /* a keystroke's echo, most likely all there is: skip the EAGAIN read */
 		} else if (n < 0 && errno == EINTR) {
 			continue;
 		} else if (n < 0 && errno == EAGAIN) {

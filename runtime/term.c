@@ -71,8 +71,11 @@ int track_byte(tracker_t *t, unsigned char c)
 				t->paste = 1;
 			else if (c == '~' && strcmp(t->csi, "201") == 0)
 				t->paste = 0;
-			else if (!t->paste)
-				t->dirty = 1; /* arrows, history, Home...: where we are is unknown */
+			else if (!t->paste && (strchr("ABCDHFZ", c) ||
+			                       (c == '~' && t->ncsi && strchr("123478", t->csi[0]))))
+				t->dirty = 1; /* arrows, history, Home, Delete...: the line is unknown now */
+			/* anything else is a terminal's reply (device attributes,
+			   focus, cursor reports) and leaves the line alone */
 		} else if (t->ncsi < (int)sizeof t->csi - 1) {
 			t->csi[t->ncsi++] = (char)c;
 		}

@@ -202,6 +202,94 @@ do
   term:kill()
 end
 
+-- the record locked by another writer: the agent keeps going, the failure
+-- is shown once it lasts, and nothing is lost once the lock is gone
+do
+  local term = tmux.new { cmd = procy .. " -- " .. bash, env = env }
+  see(term, "^%$", "bash ready")
+  local holder = T.write(dir .. "/hold.lua", [[
+    local core = require "procy.core"
+    local h = assert(require("procy.db").open(..., { migrations = false }))
+    h:exec("BEGIN IMMEDIATE")
+    print("locked") io.stdout:flush()
+    core.sleep(3.5)
+    h:exec("COMMIT")
+  ]])
+  local p = assert(proc.spawn { T.bin, "run", holder, record })
+  T.is(p:lines()(), "locked", "another process holds the record's write lock")
+  term:type("echo while-locked") term:keys("Enter")
+  see(term, "\nwhile%-locked", "the agent keeps running")
+  see(term, "recording failed: database is locked", "a failure that lasts is shown on the bottom row", 6)
+  T.is(p:wait(10).code, 0, "the lock is released")
+  term:type("echo after-lock") term:keys("Enter")
+  see(term, "\nafter%-lock", "the agent still runs")
+  term:type("exit") term:keys("Enter")
+  core.sleep(0.5)
+  local out = events("o")
+  T.ok(out:find("while-locked", 1, true) and out:find("after-lock", 1, true),
+       "what happened while the record was locked was kept and written")
+  term:kill()
+end
+
+-- a project's own commands, from its procy.lua; !history, !stop
+do
+  local project = dir .. "/project"
+  require("procy.fs").mkdir(project)
+  T.write(project .. "/procy.lua", [[
+    local core = require "procy.core"
+    return { commands = {
+      hello = function(ctx, args) ctx.print("hello, " .. args[1] .. " (" .. #args .. " words: " .. args.line .. ")") end,
+      slow = { help = "waits", run = function(ctx) core.sleep(60) ctx.print("slow finished") end },
+      broken = function(ctx) error("this command is broken") end,
+    } }
+  ]])
+  local term = tmux.new { cmd = "cd " .. q(project) .. " && " .. procy .. " -- " .. bash, env = env }
+  see(term, "^%$", "bash ready")
+  term:type("!help") term:keys("Enter")
+  see(term, "!slow%s+waits", "!help lists the project's commands")
+  term:keys("q")
+  term:type("!hello 'big world' again") term:keys("Enter")
+  see(term, "hello, big world %(2 words: 'big world' again%)", "a project command runs with its words")
+  term:keys("q")
+  term:type("!broken") term:keys("Enter")
+  see(term, "!broken failed: .*this command is broken", "a failing command shows its error")
+  term:keys("q")
+  term:type("!slow") term:keys("Enter")
+  core.sleep(0.2)
+  term:type("echo typing-while-slow") term:keys("Enter")
+  see(term, "\ntyping%-while%-slow", "a slow command does not hold up the terminal")
+  term:type("!status") term:keys("Enter")
+  see(term, "command%s+!slow is running", "!status shows it running")
+  term:keys("q")
+  term:type("!stop") term:keys("Enter")
+  see(term, "stopped 1 command%(s%)", "!stop cancels it")
+  term:type("!history") term:keys("Enter")
+  see(term, "echo typing%-while%-slow", "!history lists the lines typed to the agent")
+  term:keys("q")
+  T.ok(not term:screen():find("slow finished"), "the stopped command never finished")
+  term:type("exit 3") term:keys("Enter")
+  core.sleep(0.5)
+  term:kill()
+end
+
+-- --resume: the same agent in the same directory, recorded in the same session
+do
+  local id = last_session().id
+  local term = tmux.new { cmd = procy .. " --resume " .. id:sub(1, 8) .. "; echo procy-exit=$?", env = env }
+  see(term, "^%$", "the session's agent starts again")
+  term:type("pwd") term:keys("Enter")
+  see(term, "\n" .. (dir .. "/project"):gsub("%p", "%%%0") .. "\n", "in the session's directory")
+  term:type("exit 4") term:keys("Enter")
+  see(term, "procy%-exit=4", "and exits with its status")
+  local h = assert(db.open(record, { migrations = false }))
+  local marks = h:query("SELECT data FROM term_events WHERE session_id = ? AND kind = 'm'", id)
+  local row = h:query("SELECT exit_code, status FROM sessions WHERE id = ?", id)[1]
+  h:close()
+  T.is(marks[#marks] and marks[#marks].data, "resumed", "a marker shows where it was resumed")
+  T.is(row.exit_code, 4, "the session row has the new exit status")
+  term:kill()
+end
+
 -- bad starts: no terminal, no agent, no writable record
 do
   local r = T.procy({ "--db", record, "--", "bash" }, { env = env })
