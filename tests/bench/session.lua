@@ -30,6 +30,7 @@ local function drain(argv, size)
 end
 
 -- Round trip of one keystroke: write a byte, wait for it to come back.
+-- Returns the median and the program's CPU seconds per keystroke.
 local function keystrokes(argv, n)
   local p = assert(proc.spawn(argv, { pty = { cols = 120, rows = 40 } }))
   p:write("r") -- the echo program is ready when this comes back
@@ -43,8 +44,9 @@ local function keystrokes(argv, n)
     times[i] = core.now() - t0
     assert(got:find("x"), "echo expected, got " .. got)
   end
-  p:close()
-  return median(times)
+  p:kill("HUP")
+  local r = p:wait(10)
+  return median(times), r and { user = r.user_s / n, sys = r.sys_s / n }
 end
 
 return function(args)
@@ -87,16 +89,20 @@ return function(args)
 
   print("keystroke echo round trip, 2000 keys, median (program: stty raw -echo; cat)")
   local echo = { "sh", "-c", "stty raw -echo; exec cat" }
-  local bare, via_script, via_procy = {}, {}, {}
+  local bare, via_script, via_procy, cpu = {}, {}, {}, {}
   for round = 1, 3 do
     bare[round] = keystrokes(echo, 2000)
     via_script[round] = keystrokes({ "script", "-q", "-c", "sh -c 'stty raw -echo; exec cat'", "/dev/null" }, 2000)
-    via_procy[round] = keystrokes(procy(echo), 2000)
+    via_procy[round], cpu[round] = keystrokes(procy(echo), 2000)
   end
   local b, s, p = median(bare), median(via_script), median(via_procy)
   print(("  bare pty        %6.1f us"):format(b * 1e6))
   print(("  through script  %6.1f us  (+%.1f)"):format(s * 1e6, (s - b) * 1e6))
   print(("  through procy   %6.1f us  (+%.1f)   (target: <= 50 us added)"):format(p * 1e6, (p - b) * 1e6))
+  local user, sys = {}, {}
+  for i, c in ipairs(cpu) do user[i], sys[i] = c.user, c.sys end
+  print(("  procy's CPU per keystroke: %.1f us in procy, %.1f us in the kernel for it (pty reads and writes)")
+    :format(median(user) * 1e6, median(sys) * 1e6))
   proc.run { "rm", "-rf", dir }
   return 0
 end
