@@ -1,10 +1,11 @@
 -- count.lua LOG... — TAP results from meson's testlog.json files: prints
--- "passed failed". A test program that failed without a failing TAP line
--- (a crash, a timeout, a bad plan) counts as one failure.
+-- "passed failed skipped". A test program that failed without a failing TAP
+-- line (a crash, a timeout, a bad plan) counts as one failure; a skipped
+-- check or program is not a pass.
 local json = require "procy.json"
 
 return function(args)
-  local passed, failed = 0, 0
+  local passed, failed, skipped = 0, 0, 0
   for _, path in ipairs(args) do
     local f = io.open(path)
     if not f then
@@ -13,15 +14,18 @@ return function(args)
       for line in f:lines() do
         local t = assert(json.decode(line))
         local out = type(t.stdout) == "string" and t.stdout or ""
-        local ok, bad = 0, 0
+        local ok, bad, skip = 0, 0, 0
         for l in (out .. "\n"):gmatch("(.-)\n") do
-          if l:match("^ok %d") then ok = ok + 1 elseif l:match("^not ok %d") then bad = bad + 1 end
+          if l:match("^ok %d.*# SKIP") then skip = skip + 1
+          elseif l:match("^ok %d") then ok = ok + 1
+          elseif l:match("^not ok %d") then bad = bad + 1
+          elseif l:match("^1%.%.0 # SKIP") then skip = skip + 1 end
         end
-        if t.result ~= "OK" and bad == 0 then bad = 1 end
-        passed, failed = passed + ok, failed + bad
+        if t.result ~= "OK" and t.result ~= "SKIP" and bad == 0 then bad = 1 end
+        passed, failed, skipped = passed + ok, failed + bad, skipped + skip
       end
       f:close()
     end
   end
-  print(passed .. " " .. failed)
+  print(passed .. " " .. failed .. " " .. skipped)
 end

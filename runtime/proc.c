@@ -25,6 +25,7 @@
 
 #define PROCY_PROC_MT "procy.proc"
 #define LINGER_NS     250000000 /* after exit, how long to wait for EOF */
+#define STREAM_AHEAD  (1 << 20) /* read ahead of a read()/lines() consumer */
 
 extern char **environ;
 static char inherit_token; /* proc.inherit */
@@ -38,6 +39,8 @@ typedef struct stream {
 	int     captured; /* stdout/stderr was a pipe (or the pty) */
 	op_t   *reader;   /* a task waiting in lines() or read() */
 	int     by_line;  /* what the reader wants: a line, or any bytes */
+	int     streamed; /* read by read()/lines(): read ahead at most STREAM_AHEAD */
+	int     paused;   /* EPOLLIN off until the consumer catches up */
 	struct proc *p;
 } stream_t;
 
@@ -281,9 +284,22 @@ static int push_chunk(lua_State *L, stream_t *s)
 	return 1;
 }
 
+/* A consumer reading as it goes sets the pace: reading stops while
+   STREAM_AHEAD bytes wait for it, and starts again when it took them. */
+static void pace(stream_t *s)
+{
+	int full = s->streamed && s->buf.len - s->off >= STREAM_AHEAD;
+	if (s->fd >= 0 && full != s->paused) {
+		s->paused = full;
+		loop_io_modify(s->p->rt->loop, &s->io, full ? 0 : EPOLLIN);
+	}
+}
+
 static int push_next(lua_State *L, stream_t *s)
 {
-	return s->by_line ? push_line(L, s) : push_chunk(L, s);
+	int got = s->by_line ? push_line(L, s) : push_chunk(L, s);
+	pace(s);
+	return got;
 }
 
 static void on_readable(loop_t *loop, loop_io *w, uint32_t events)
@@ -293,7 +309,7 @@ static void on_readable(loop_t *loop, loop_io *w, uint32_t events)
 	stream_t *s = w->data;
 	proc_t *p = s->p;
 	char chunk[65536];
-	for (int rounds = 0; rounds < 16; rounds++) {
+	for (int rounds = 0; rounds < 16 && !s->paused; rounds++) {
 		ssize_t n = read(s->fd, chunk, sizeof chunk);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -309,6 +325,7 @@ static void on_readable(loop_t *loop, loop_io *w, uint32_t events)
 			s->truncated = 1; /* keep draining so the child never blocks */
 		if (buf_add(&s->buf, chunk, keep) < 0)
 			s->truncated = 1;
+		pace(s);
 	}
 	if (s->reader) {
 		lua_State *L = p->rt->L;
@@ -617,6 +634,7 @@ static int p_wait(lua_State *L)
 static int next_from(lua_State *L, proc_t *p, stream_t *s, int by_line, double timeout)
 {
 	s->by_line = by_line;
+	s->streamed = 1;
 	if (push_next(L, s))
 		return 1;
 	if (s->fd < 0)

@@ -280,9 +280,13 @@ static void task_fail(lua_State *L, task_t *t)
 {
 	const char *msg = error_text(t->co);
 	luaL_traceback(L, t->co, msg, 0);
-	procy_log(L, "error", "%s failed: %s", t->label, lua_tostring(L, -1));
-	lua_pop(L, 1);
-	task_end(L, t, T_FAILED, procy_fail(L, "ETASK", "%s", msg));
+	int trace = lua_gettop(L);
+	procy_fail(L, "ETASK", "%s", msg);
+	/* Logged after the task's __close handlers ran: one of them may give
+	   stderr back (an interactive session diverts it while it runs). */
+	task_end(L, t, T_FAILED, 3);
+	procy_log(L, "error", "%s failed: %s", t->label, lua_tostring(L, trace));
+	lua_settop(L, trace - 1);
 }
 
 static void task_cancelled(lua_State *L, task_t *t)

@@ -378,6 +378,8 @@ static void screen_csi(screen_t *s, unsigned char final)
 		s->kitty -= s->kitty > 0;
 	else if (s->prefix == '>' && final == 'm' && s->nparams >= 1 && s->params[0] == 4)
 		s->modkeys = s->nparams >= 2 && s->params[1] > 0;
+	else if (s->prefix == 0 && final == 'm')
+		s->sgr = !(s->nparams == 1 && s->params[0] == 0); /* CSI m and CSI 0 m reset */
 }
 
 void screen_scan(screen_t *s, const unsigned char *p, size_t n)
@@ -547,7 +549,9 @@ int draw_pager(buf_t *out, const char *text, size_t len, int first, int cols, in
 
 int draw_reset(buf_t *out, const screen_t *s)
 {
-	int r = ADD(out, "\x1b[0m");
+	int r = 0;
+	if (s->sgr)
+		r |= ADD(out, "\x1b[0m");
 	if (s->alt)
 		r |= ADD(out, "\x1b[?1049l");
 	for (int b = 0; b < 6; b++)

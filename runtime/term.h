@@ -82,15 +82,16 @@ typedef struct screen {
 	int  paste, focus;  /* bracketed paste (2004), focus events (1004) */
 	int  kitty;         /* kitty keyboard flags pushed (CSI > u) and not popped */
 	int  modkeys;       /* xterm modifyOtherKeys set (CSI > 4 ; n m) */
+	int  sgr;           /* colours or attributes left on (CSI ... m) */
 	int  state, prefix, num; /* the scanner, inside CSI [?<>] Pn ; ... final */
 	int  params[8], nparams;
 } screen_t;
 
 /* Notes the mode changes in bytes the agent wrote to the terminal. */
 void screen_scan(screen_t *s, const unsigned char *p, size_t n);
-/* Undoes the modes an agent left set (it was killed, say): the main screen,
-   a visible cursor, no mouse or focus reports, no bracketed paste, the
-   keyboard protocols popped. */
+/* Undoes the modes an agent left set (it was killed, say): attributes off,
+   the main screen, a visible cursor, no mouse or focus reports, no
+   bracketed paste, the keyboard protocols popped. Nothing if none is set. */
 int  draw_reset(buf_t *out, const screen_t *s);
 
 /* ---- drawing (into a buffer, written by the caller) ------------------------------- */

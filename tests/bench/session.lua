@@ -13,20 +13,31 @@ end
 
 local dir = assert(proc.run { "mktemp", "-d", "/tmp/procy-bench-XXXXXX" }).stdout:gsub("%s+$", "")
 
+-- The program's own peak memory (VmHWM; the rusage of a spawned child also
+-- counts its parent's size at the spawn).
+local function peak_kb(pid, so_far)
+  local f = io.open("/proc/" .. pid .. "/status")
+  local kb = f and tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
+  if f then f:close() end
+  return math.max(so_far, kb or 0)
+end
+
 -- Runs argv on a pty and reads everything. Returns the seconds until the
--- last byte of `size` arrived, until the program exited, and its result.
+-- last byte of `size` arrived, until the program exited, its result, and
+-- its peak memory sampled every MB.
 local function drain(argv, size)
   local t0 = core.now()
   local p = assert(proc.spawn(argv, { pty = { cols = 120, rows = 40 } }))
-  local got, last = 0, nil
+  local got, last, peak, sample = 0, nil, 0, 0
   while true do
     local chunk = p:read()
     if not chunk then break end
     got = got + #chunk
+    if got >= sample then peak, sample = peak_kb(p:pid(), peak), got + 1024 * 1024 end
     if not last and got >= size then last = core.now() - t0 end
   end
   local r = p:wait(60)
-  return last or (core.now() - t0), core.now() - t0, r
+  return last or (core.now() - t0), core.now() - t0, r, peak
 end
 
 -- Round trip of one keystroke: write a byte, wait for it to come back.
@@ -75,9 +86,9 @@ return function(args)
     os.remove(dir .. "/record.db")
     os.remove(dir .. "/record.db-wal")
     s_last[run], s_exit[run] = drain({ "script", "-q", "-c", "cat " .. file, dir .. "/typescript" }, size)
-    local last, exit, r = drain(procy { "cat", file }, size)
+    local last, exit, r, peak = drain(procy { "cat", file }, size)
     assert(r.code == 0, "procy failed: " .. tostring(r.code))
-    p_last[run], p_exit[run], rss[run] = last, exit, r.maxrss_kb
+    p_last[run], p_exit[run], rss[run] = last, exit, peak
   end
   local sl, se, pl, pe = median(s_last), median(s_exit), median(p_last), median(p_exit)
   print(("  %-28s %8s %8s"):format("", "relayed", "exited"))

@@ -140,7 +140,12 @@ static void test_screen(void)
 	b.len = 0;
 	screen_t clean = { 0 };
 	draw_reset(&b, &clean);
-	is_int((long long)b.len, 4, "a clean screen needs only an SGR reset");
+	is_int((long long)b.len, 0, "a clean screen needs nothing");
+	screen_scan(&clean, (const unsigned char *)"\x1b[1;31mred", 10);
+	draw_reset(&b, &clean);
+	is_int((long long)b.len, 4, "colour left on gets an SGR reset");
+	screen_scan(&clean, (const unsigned char *)"\x1b[m", 3);
+	ok(!clean.sgr, "CSI m resets it");
 	buf_free(&b);
 }
 

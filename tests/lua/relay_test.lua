@@ -1,0 +1,166 @@
+-- The session relay's edges, with procy on a pty of the test's own (no
+-- tmux): bytes passed exactly, huge lines, an agent killed by a signal,
+-- signals to procy, and a Lua error in the middle of a session.
+local T = require "tap"
+local core = require "procy.core"
+local db = require "procy.db"
+local fs = require "procy.fs"
+local proc = require "procy.proc"
+
+local dir = T.tmpdir()
+local record = dir .. "/record.db"
+local env = { HOME = dir, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config" }
+
+local function procy(argv, opts)
+  local full = { T.bin, "--db", record, "--" }
+  for _, a in ipairs(argv) do full[#full + 1] = a end
+  opts = opts or {}
+  opts.pty = opts.pty or { cols = 100, rows = 30 }
+  opts.env = opts.env or env
+  return assert(proc.spawn(full, opts))
+end
+
+-- procy's peak resident memory so far, from the kernel (VmHWM). The
+-- rusage of a spawned child also counts its parent's size at the spawn.
+local function peak_kb(pid, so_far)
+  local f = io.open("/proc/" .. pid .. "/status")
+  local kb = f and tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
+  if f then f:close() end
+  return math.max(so_far or 0, kb or 0)
+end
+
+-- reads everything procy shows; returns it (or its size, for huge output)
+-- and procy's peak memory, sampled as it runs
+local function drain(p, count_only)
+  local parts, n, peak, next_sample = {}, 0, 0, 0
+  while true do
+    local chunk = p:read()
+    if not chunk then break end
+    n = n + #chunk
+    if n >= next_sample then
+      peak = peak_kb(p:pid(), peak)
+      next_sample = n + 1024 * 1024
+    end
+    if not count_only then parts[#parts + 1] = chunk end
+  end
+  return count_only and n or table.concat(parts), peak
+end
+
+local function last_session()
+  local h = assert(db.open(record, { migrations = false }))
+  local row = h:query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
+  local out = h:query("SELECT group_concat(data, '') AS o, count(*) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", row.id)[1]
+  h:close()
+  return row, out
+end
+
+-- binary output, invalid UTF-8 and all, passes byte for byte
+do
+  local bytes = {}
+  for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+  local blob = table.concat(bytes):rep(64) .. "\xff\xfe\xc3(\xe2\x82" -- and broken UTF-8
+  T.write(dir .. "/binary", blob)
+  local p = procy { "sh", "-c", "stty raw -echo; cat " .. dir .. "/binary" }
+  local shown = drain(p)
+  local r = p:wait(10)
+  T.is(r.code, 0, "the agent and procy exit 0")
+  T.ok(shown == blob, "what the agent wrote reaches the terminal byte for byte",
+       ("%d bytes shown, %d written"):format(#shown, #blob))
+  local _, out = last_session()
+  T.ok(out.o == blob, "and the recording holds the same bytes")
+end
+
+-- a 100 MB line with no newline neither stalls nor balloons
+do
+  local mb = 100
+  local p = procy { "sh", "-c", ("stty raw -echo; head -c %d /dev/zero | tr '\\0' x"):format(mb * 1024 * 1024) }
+  local t0 = core.now()
+  local n, peak = drain(p, true)
+  p:wait(60)
+  T.is(n, mb * 1024 * 1024, "all 100 MB of one line reach the terminal")
+  if T.sanitized then T.skip("procy's memory stays under 10 MB", "under " .. os.getenv("PROCY_SANITIZED"))
+  else T.ok(peak > 0 and peak < 10 * 1024, "procy's memory stays under 10 MB", ("peak %d KB"):format(peak)) end
+  T.ok(core.now() - t0 < 60, "and it does not stall")
+  local _, out = last_session()
+  T.is(#out.o, n, "the recording has it all")
+  T.ok(out.n >= mb * 1024 / 64, "in rows of at most 64 KB", out.n .. " rows")
+end
+
+-- 20 MB typed into an agent that reads it: procy keeps up without hoarding it
+do
+  local p = procy { "sh", "-c", "stty raw -echo; echo ready; exec head -c 20971520 > /dev/null" }
+  local seen = ""
+  while not seen:find("ready") do seen = seen .. assert(p:read()) end
+  local chunk = ("y"):rep(64 * 1024)
+  local peak = 0
+  for i = 1, 320 do
+    p:write(chunk)
+    if i % 16 == 0 then
+      core.sleep(0.01)
+      peak = peak_kb(p:pid(), peak)
+    end
+  end
+  drain(p)
+  local r = p:wait(60)
+  T.is(r.code, 0, "the agent got its 20 MB")
+  if T.sanitized then T.skip("procy's memory stays under 10 MB", "under " .. os.getenv("PROCY_SANITIZED"))
+  else T.ok(peak > 0 and peak < 10 * 1024, "procy's memory stays under 10 MB", ("peak %d KB"):format(peak)) end
+end
+
+-- an agent killed by a signal: procy exits 128+N
+do
+  local p = procy { "sh", "-c", "kill -TERM $$" }
+  drain(p)
+  T.is(p:wait(10).code, 143, "procy exits 128+SIGTERM like the agent")
+  local row = last_session()
+  T.is(row.exit_signal, 15, "the session row has the signal")
+  T.is(row.status, "killed", "and its status")
+end
+
+-- SIGHUP to procy (the terminal went away): the agent is hung up too
+do
+  local p = procy { "sh", "-c", "trap 'echo hup > " .. dir .. "/hup; exit 1' HUP; echo ready; while :; do sleep 0.1; done" }
+  local seen = ""
+  while not seen:find("ready") do seen = seen .. assert(p:read()) end
+  proc.run { "kill", "-HUP", tostring(p:pid()) }
+  drain(p)
+  T.is(p:wait(10).code, 129, "procy exits 128+SIGHUP")
+  T.is(T.read(dir .. "/hup"), "hup\n", "the agent got SIGHUP")
+end
+
+-- a Lua error in the middle of a session: the terminal is given back and
+-- the agent does not linger
+do
+  local tree = dir .. "/lua"
+  proc.run { "cp", "-r", T.src .. "/lua", tree }
+  local src = T.read(tree .. "/procy/commands.lua")
+  T.write(tree .. "/procy/commands.lua",
+          (src:gsub("\nfunction M%.run%(ctx, line%)\n", "\nfunction M.run(ctx, line)\n  error('broken on purpose')\n", 1)))
+  local lua_env = { PROCY_LUA_PATH = tree }
+  for k, v in pairs(env) do lua_env[k] = v end
+  local p = procy({ "sh", "-c", "echo $$ > " .. dir .. "/agent.pid; stty -a; echo ready; while :; do sleep 0.1; done" },
+                  { env = lua_env })
+  local seen = ""
+  while not seen:find("ready") do seen = seen .. assert(p:read()) end
+  p:write("!anything\r")
+  local rest = drain(p)
+  local r = p:wait(10)
+  T.is(r.code, 1, "procy exits 1")
+  T.like(rest, "broken on purpose", "naming the error")
+  local pid = tonumber(T.read(dir .. "/agent.pid"))
+  T.ok(pid and T.gone(pid, 3), "the agent was hung up")
+  T.is(last_session().status, "killed", "the session is closed in the record")
+end
+
+-- and the terminal: a session leaves procy's terminal as it found it
+do
+  local p = assert(proc.spawn({ "sh", "-c", ("stty -g; %s --db %s -- sh -c 'stty raw -echo; exit 3'; stty -g")
+      :format(T.bin, record) }, { pty = { cols = 80, rows = 24 }, env = env }))
+  local out = drain(p)
+  p:wait(10)
+  local before, after = out:match("^(%S+)\r?\n(.-)\r?\n$")
+  T.ok(before and before == after, "the terminal's settings are the same after procy", out)
+end
+
+proc.run { "rm", "-rf", dir }
+return T.done()
