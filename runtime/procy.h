@@ -174,13 +174,16 @@ recorder_t *rec_open(const char *path, const char *session, char *err, size_t er
    Never blocks on the disk: the recorder's writer thread writes. */
 void rec_event(recorder_t *r, int64_t t_us, char kind, const void *data, size_t len);
 /* Asks the writer to write what is queued now, in one transaction, and
-   returns at once: 0, or -1 while writes keep failing (see rec_error). */
+   returns at once: 0, or -1 while writes keep failing (see rec_stats). */
 int  rec_flush(recorder_t *r);
 /* Like rec_flush, but waits for that write. 0 or -1. */
 int  rec_sync(recorder_t *r);
-const char *rec_error(recorder_t *r);  /* the last failure, or NULL */
-uint64_t rec_written(recorder_t *r);   /* events written */
-uint64_t rec_dropped(recorder_t *r);   /* events lost to a full queue */
+typedef struct rec_stats {
+	uint64_t written;   /* rows written */
+	uint64_t dropped;   /* events lost to a full queue */
+	char     error[256]; /* the last failure, "" when writes succeed */
+} rec_stats_t;
+void rec_stats(recorder_t *r, rec_stats_t *out);
 int  rec_close(recorder_t *r);         /* writes the rest; 0, or -1 if any was lost */
 
 /* ---- tasks and ops (sched.c) --------------------------------------------- */

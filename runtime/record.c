@@ -251,36 +251,16 @@ int rec_sync(recorder_t *r)
 	return failing ? -1 : 0;
 }
 
-/* The error strings are written under the lock: copy out under it too. */
-const char *rec_error(recorder_t *r)
+void rec_stats(recorder_t *r, rec_stats_t *out)
 {
-	static char copy[256];
+	memset(out, 0, sizeof *out);
 	if (!r)
-		return NULL;
-	pthread_mutex_lock(&r->lock);
-	snprintf(copy, sizeof copy, "%s", r->error);
+		return;
+	pthread_mutex_lock(&r->lock); /* the writer updates these */
+	out->written = r->written;
+	out->dropped = r->dropped;
+	memcpy(out->error, r->error, sizeof out->error);
 	pthread_mutex_unlock(&r->lock);
-	return copy[0] ? copy : NULL;
-}
-
-uint64_t rec_written(recorder_t *r)
-{
-	if (!r)
-		return 0;
-	pthread_mutex_lock(&r->lock);
-	uint64_t n = r->written;
-	pthread_mutex_unlock(&r->lock);
-	return n;
-}
-
-uint64_t rec_dropped(recorder_t *r)
-{
-	if (!r)
-		return 0;
-	pthread_mutex_lock(&r->lock);
-	uint64_t n = r->dropped;
-	pthread_mutex_unlock(&r->lock);
-	return n;
 }
 
 /* Writes what is left (waiting up to 2 s for a lock), checkpoints, and

@@ -203,9 +203,10 @@ static void on_flush(loop_t *loop, loop_timer *t)
 	} else if (!s->rec_failing) {
 		s->rec_failing = loop_now(loop);
 	} else if (!s->rec_reported && loop_now(loop) - s->rec_failing > REC_PATIENCE) {
+		rec_stats_t st;
+		rec_stats(s->rec, &st);
 		s->rec_reported = 1;
-		report(s, "recording failed: %s (the agent keeps running; procy keeps trying)",
-		       rec_error(s->rec));
+		report(s, "recording failed: %s (the agent keeps running; procy keeps trying)", st.error);
 	}
 	if (!s->finished)
 		loop_timer_start(loop, &s->flush, FLUSH_NS, on_flush, s);
@@ -850,16 +851,18 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
 static int s_info(lua_State *L)
 {
 	session_t *s = check_session(L);
+	rec_stats_t st;
+	rec_stats(s->rec, &st);
 	lua_createtable(L, 0, 10);
 	set_int(L, "pid", s->pid);
 	set_int(L, "cols", s->cols);
 	set_int(L, "rows", s->rows);
 	set_int(L, "bytes_in", (lua_Integer)s->bytes_in);
 	set_int(L, "bytes_out", (lua_Integer)s->bytes_out);
-	set_int(L, "events", (lua_Integer)rec_written(s->rec));
-	set_int(L, "dropped", (lua_Integer)rec_dropped(s->rec));
-	if (rec_error(s->rec)) {
-		lua_pushstring(L, rec_error(s->rec));
+	set_int(L, "events", (lua_Integer)st.written);
+	set_int(L, "dropped", (lua_Integer)st.dropped);
+	if (st.error[0]) {
+		lua_pushstring(L, st.error);
 		lua_setfield(L, -2, "record_error");
 	}
 	lua_pushboolean(L, s->screen.alt);

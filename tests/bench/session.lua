@@ -5,22 +5,11 @@
 local core = require "procy.core"
 local proc = require "procy.proc"
 
-local function median(t)
-  table.sort(t)
-  local n = #t
-  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
-end
+package.path = "tests/lua/?.lua;" .. package.path -- run from the top directory
+local measure = require "measure"
+local median = measure.median
 
 local dir = assert(proc.run { "mktemp", "-d", "/tmp/procy-bench-XXXXXX" }).stdout:gsub("%s+$", "")
-
--- The program's own peak memory (VmHWM; the rusage of a spawned child also
--- counts its parent's size at the spawn).
-local function peak_kb(pid, so_far)
-  local f = io.open("/proc/" .. pid .. "/status")
-  local kb = f and tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
-  if f then f:close() end
-  return math.max(so_far, kb or 0)
-end
 
 -- Runs argv on a pty and reads everything. Returns the seconds until the
 -- last byte of `size` arrived, until the program exited, its result, and
@@ -33,7 +22,7 @@ local function drain(argv, size)
     local chunk = p:read()
     if not chunk then break end
     got = got + #chunk
-    if got >= sample then peak, sample = peak_kb(p:pid(), peak), got + 1024 * 1024 end
+    if got >= sample then peak, sample = measure.peak_kb(p:pid(), peak), got + 1024 * 1024 end
     if not last and got >= size then last = core.now() - t0 end
   end
   local r = p:wait(60)

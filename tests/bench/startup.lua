@@ -4,11 +4,9 @@
 local core = require "procy.core"
 local proc = require "procy.proc"
 
-local function median(t)
-  table.sort(t)
-  local n = #t
-  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
-end
+package.path = "tests/lua/?.lua;" .. package.path -- run from the top directory
+local measure = require "measure"
+local median = measure.median
 
 return function(args)
   local runs = tonumber(args[1]) or 300

@@ -20,14 +20,7 @@ local function procy(argv, opts)
   return assert(proc.spawn(full, opts))
 end
 
--- procy's peak resident memory so far, from the kernel (VmHWM). The
--- rusage of a spawned child also counts its parent's size at the spawn.
-local function peak_kb(pid, so_far)
-  local f = io.open("/proc/" .. pid .. "/status")
-  local kb = f and tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
-  if f then f:close() end
-  return math.max(so_far or 0, kb or 0)
-end
+local peak_kb = require("measure").peak_kb
 
 -- reads everything procy shows; returns it (or its size, for huge output)
 -- and procy's peak memory, sampled as it runs
