@@ -1,5 +1,6 @@
 /*
-** session.c — the `procy.pty` module: the interactive session.
+** session.c — the interactive session's relay (procy.pty is its Lua face,
+** in pty.c).
 **
 ** procy puts the person's terminal in raw mode, runs the agent on a new
 ** pseudo-terminal of the same size, and copies bytes both ways in C. What
@@ -8,14 +9,15 @@
 ** terminal reads a password: echo off in canonical mode), except `!` at the
 ** start of an empty line, which opens procy's command line on the bottom
 ** row. While procy draws (the command line, a pager) the agent's output is
-** held back, and afterwards the agent is made to redraw. Lua sees events —
-** a command, a typed line, an error, the exit — through s:event(), and
-** draws with s:show() and s:status().
+** held back, and afterwards the agent is made to redraw. The owner (pty.c)
+** hears of commands, typed lines, errors and the exit through a callback,
+** and draws with session_show and session_status. Nothing here touches Lua.
 **
-** The terminal is put back on every way out: the agent's exit, s:close(),
-** garbage collection (a cancelled or failed task), and session_shutdown()
-** after lua_close. If procy is killed outright, the kernel closes the pty
-** master and the agent, which leads the pty's session, gets SIGHUP.
+** The terminal is put back on every way out: the agent's exit,
+** session_hang_up (s:close, garbage collection of a cancelled or failed
+** task), and session_shutdown after lua_close. If procy is killed outright,
+** the kernel closes the pty master and the agent, which leads the pty's
+** session, gets SIGHUP.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,9 +35,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "session.h"
 #include "term.h"
 
-#define PROCY_SESSION_MT "procy.session"
 #define HOLD_MAX   (4 << 20)   /* agent output held back while procy draws */
 #define TYPED_MAX  (1 << 20)   /* typed bytes the agent has not read yet */
 #define LINGER_NS  200000000   /* after the exit, wait this long for the last output */
@@ -44,20 +46,15 @@
 #define REC_PATIENCE 2000000000 /* recording failing this long gets reported */
 
 enum { M_PASS, M_EDIT, M_PAGER };
-enum { EV_COMMAND, EV_LINE, EV_ERROR, EV_EXIT };
 
-typedef struct event {
-	struct event *next;
-	int           type;
-	char         *text;
-	int           code, sig;
-} event_t;
-
-typedef struct session {
+struct session {
 	runtime_t  *rt;
 	pid_t       pid;
 	int         master;       /* -1 once closed */
-	int         master_eof, exited, status, finished, has_handle;
+	int         master_eof, exited, status, finished;
+	int         owned;        /* the owner (pty.c) still holds it */
+	session_event_fn on_event;
+	void       *owner;
 	loop_child  child;
 	loop_io     in_io, m_io;
 	loop_signal winch;
@@ -82,14 +79,10 @@ typedef struct session {
 	recorder_t *rec;
 	int         rec_reported;
 	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
-	event_t    *ev_head, *ev_tail;
-	op_t       *waiter;
-	int         exit_delivered;
 	uint64_t    bytes_in, bytes_out;
 	int         saved_stderr; /* procy's stderr, while it goes to the log */
-	char       *name;
 	list_node   all;
-} session_t;
+};
 
 static list_t all_sessions;
 
@@ -126,62 +119,12 @@ static void flush_draw(session_t *s)
 	s->draw.len = 0;
 }
 
-/* ---- events for Lua --------------------------------------------------------------- */
-
-static void push_event_table(lua_State *L, const event_t *e)
-{
-	static const char *const names[] = { "command", "line", "error", "exit" };
-	lua_createtable(L, 0, 3);
-	lua_pushstring(L, names[e->type]);
-	lua_setfield(L, -2, "type");
-	if (e->text) {
-		lua_pushstring(L, e->text);
-		lua_setfield(L, -2, "text");
-	}
-	if (e->type == EV_EXIT) {
-		if (e->code >= 0) {
-			lua_pushinteger(L, e->code);
-			lua_setfield(L, -2, "code");
-		}
-		if (e->sig) {
-			lua_pushinteger(L, e->sig);
-			lua_setfield(L, -2, "signal");
-		}
-	}
-}
-
-static void event_free(event_t *e)
-{
-	free(e->text);
-	free(e);
-}
+/* ---- events for the owner ---------------------------------------------------------- */
 
 static void post(session_t *s, int type, const char *text, size_t len, int code, int sig)
 {
-	event_t *e = calloc(1, sizeof *e);
-	if (!e)
-		return;
-	e->type = type;
-	e->code = code;
-	e->sig = sig;
-	if (text && !(e->text = strndup(text, len))) {
-		free(e);
-		return;
-	}
-	if (s->waiter) {
-		op_t *op = s->waiter;
-		s->waiter = NULL;
-		push_event_table(s->rt->L, e);
-		s->exit_delivered |= type == EV_EXIT;
-		op_complete(s->rt->L, op, 1);
-		event_free(e);
-		return;
-	}
-	if (s->ev_tail)
-		s->ev_tail->next = e;
-	else
-		s->ev_head = e;
-	s->ev_tail = e;
+	if (s->on_event)
+		s->on_event(s->owner, type, text, len, code, sig);
 }
 
 /* ---- recording ------------------------------------------------------------------- */
@@ -371,7 +314,7 @@ static void report(session_t *s, const char *fmt, const char *what)
 	char msg[512];
 	snprintf(msg, sizeof msg, fmt, what ? what : "");
 	show_status(s, msg);
-	post(s, EV_ERROR, msg, strlen(msg), 0, 0);
+	post(s, SESSION_ERROR, msg, strlen(msg), 0, 0);
 }
 
 static void open_pager(session_t *s, const char *text, size_t len);
@@ -479,7 +422,7 @@ static size_t pass_keys(session_t *s, const char *p, size_t n)
 			break;
 		if (track_byte(&s->track, (unsigned char)p[i]) == TRACK_SUBMIT) {
 			rec(s, 'l', s->track.line, s->track.len);
-			post(s, EV_LINE, s->track.line, s->track.len, 0, 0);
+			post(s, SESSION_LINE, s->track.line, s->track.len, 0, 0);
 		}
 	}
 	type_to_agent(s, p, i, secret);
@@ -522,7 +465,7 @@ static int editor_keys(session_t *s, const term_key *k)
 	switch (editor_key(&s->ed, k)) {
 	case EDIT_SUBMIT:
 		close_editor(s);
-		post(s, EV_COMMAND, s->ed.text, s->ed.len, 0, 0);
+		post(s, SESSION_COMMAND, s->ed.text, s->ed.len, 0, 0);
 		return 1;
 	case EDIT_CANCEL:
 		close_editor(s);
@@ -650,16 +593,11 @@ static void session_free(session_t *s)
 	if (!s->exited)
 		loop_child_stop(loop, &s->child);
 	list_remove(&all_sessions, &s->all);
-	for (event_t *e = s->ev_head, *next; e; e = next) {
-		next = e->next;
-		event_free(e);
-	}
 	buf_free(&s->typed);
 	buf_free(&s->held);
 	buf_free(&s->draw);
 	buf_free(&s->later);
 	free(s->pager);
-	free(s->name);
 	free(s);
 }
 
@@ -706,9 +644,9 @@ static void finish(session_t *s)
 	}
 	rec(s, 'x', what, strlen(what));
 	if (rec_close(s->rec) < 0 && !s->rec_reported)
-		post(s, EV_ERROR, "recording failed at the end", 28, 0, 0);
+		post(s, SESSION_ERROR, "recording failed at the end", 28, 0, 0);
 	s->rec = NULL;
-	post(s, EV_EXIT, NULL, 0, code, sig);
+	post(s, SESSION_EXIT, NULL, 0, code, sig);
 	if (s->later.len) /* output for a pager that never opened */
 		term_write(s->later.p, s->later.len);
 }
@@ -725,7 +663,7 @@ static void on_exit_child(loop_t *loop, loop_child *c, int status)
 	s->exited = 1;
 	s->status = status;
 	if (s->finished) {
-		if (!s->has_handle)
+		if (!s->owned)
 			session_free(s);
 		return;
 	}
@@ -735,224 +673,111 @@ static void on_exit_child(loop_t *loop, loop_child *c, int status)
 		loop_timer_start(loop, &s->linger, LINGER_NS, on_linger, s);
 }
 
-/* Stops the agent and ends the session now (s:close, GC, shutdown). */
-static void hang_up(session_t *s)
+void session_hang_up(session_t *s)
 {
 	if (!s->finished && !s->exited)
 		kill(-s->pid, SIGHUP); /* and closing the master hangs up its terminal */
 	finish(s);
 }
 
+void session_release(session_t *s)
+{
+	s->owned = 0;
+	s->on_event = NULL;
+	if (s->finished && s->exited)
+		session_free(s);
+}
+
 void session_shutdown(void)
 {
 	while (all_sessions.head) {
 		session_t *s = list_item(all_sessions.head, session_t, all);
-		hang_up(s);
+		session_hang_up(s);
 		session_free(s);
 	}
 }
 
-/* ---- Lua API ---------------------------------------------------------------------------- */
-
-static session_t *check_session(lua_State *L)
+void session_show(session_t *s, const char *text, size_t len)
 {
-	session_t **h = luaL_checkudata(L, 1, PROCY_SESSION_MT);
-	if (!*h)
-		luaL_error(L, "session is closed");
-	return *h;
+	while (len > 0 && text[len - 1] == '\n')
+		len--;
+	open_pager(s, text, len);
 }
 
-static void event_cancel(op_t *op)
+void session_status(session_t *s, const char *text)
 {
-	session_t *s = op->data;
-	s->waiter = NULL;
-}
-
-static const op_class event_class = { "session event", event_cancel };
-
-/* s:event([timeout]) -> {type = "command"|"line"|"error"|"exit", ...}, or nil
-   once the exit has been given */
-static int s_event(lua_State *L)
-{
-	session_t *s = check_session(L);
-	double timeout = luaL_optnumber(L, 2, -1);
-	if (s->ev_head) {
-		event_t *e = s->ev_head;
-		s->ev_head = e->next;
-		if (!s->ev_head)
-			s->ev_tail = NULL;
-		push_event_table(L, e);
-		s->exit_delivered |= e->type == EV_EXIT;
-		event_free(e);
-		return 1;
-	}
-	if (s->exit_delivered)
-		return 0;
-	if (s->waiter)
-		return luaL_error(L, "another task is already waiting for this session's events");
-	lua_settop(L, 0);
-	s->waiter = op_new(L, &event_class, 0);
-	s->waiter->data = s;
-	return op_await(L, 1, timeout);
-}
-
-/* s:show(text): a pager over the agent until a key closes it */
-static int s_show(lua_State *L)
-{
-	session_t *s = check_session(L);
-	size_t n;
-	const char *text = luaL_checklstring(L, 2, &n);
-	while (n > 0 && text[n - 1] == '\n')
-		n--;
-	open_pager(s, text, n);
-	return 0;
-}
-
-/* s:status(text): a one-line message on the bottom row */
-static int s_status(lua_State *L)
-{
-	session_t *s = check_session(L);
 	if (!s->finished)
-		show_status(s, luaL_checkstring(L, 2));
-	return 0;
+		show_status(s, text);
 }
 
-/* s:mark([label]): a marker in the recording */
-static int s_mark(lua_State *L)
+void session_mark(session_t *s, const char *label, size_t len)
 {
-	session_t *s = check_session(L);
-	size_t n;
-	const char *label = luaL_optlstring(L, 2, "", &n);
-	rec(s, 'm', label, n);
-	return 0;
+	rec(s, 'm', label, len);
 }
 
-/* s:write(bytes): types bytes into the agent (recorded as input) */
-static int s_write(lua_State *L)
+int session_write(session_t *s, const char *p, size_t n)
 {
-	session_t *s = check_session(L);
-	size_t n;
-	const char *p = luaL_checklstring(L, 2, &n);
 	if (s->finished)
-		return procy_fail(L, "EPIPE", "the agent has exited");
+		return -1;
 	type_to_agent(s, p, n, 0);
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
-static void set_int(lua_State *L, const char *k, lua_Integer v)
-{
-	lua_pushinteger(L, v);
-	lua_setfield(L, -2, k);
-}
-
-/* s:info() -> {pid, cols, rows, bytes_in, bytes_out, events, dropped,
-   record_error, alt_screen, running} */
-static int s_info(lua_State *L)
-{
-	session_t *s = check_session(L);
-	rec_stats_t st;
-	rec_stats(s->rec, &st);
-	lua_createtable(L, 0, 10);
-	set_int(L, "pid", s->pid);
-	set_int(L, "cols", s->cols);
-	set_int(L, "rows", s->rows);
-	set_int(L, "bytes_in", (lua_Integer)s->bytes_in);
-	set_int(L, "bytes_out", (lua_Integer)s->bytes_out);
-	set_int(L, "events", (lua_Integer)st.written);
-	set_int(L, "dropped", (lua_Integer)st.dropped);
-	if (st.error[0]) {
-		lua_pushstring(L, st.error);
-		lua_setfield(L, -2, "record_error");
-	}
-	lua_pushboolean(L, s->screen.alt);
-	lua_setfield(L, -2, "alt_screen");
-	lua_pushboolean(L, !s->finished);
-	lua_setfield(L, -2, "running");
-	return 1;
-}
-
-/* s:close() (also __gc and __close): hangs up the agent if it still runs
-   and puts the terminal back */
-static int s_close(lua_State *L)
-{
-	session_t **h = luaL_checkudata(L, 1, PROCY_SESSION_MT);
-	session_t *s = *h;
-	if (!s)
-		return 0;
-	*h = NULL;
-	s->has_handle = 0;
-	if (s->waiter)
-		op_cancel(L, s->waiter);
-	hang_up(s);
-	if (s->exited)
-		session_free(s);
 	return 0;
 }
 
-static int fail_before_start(lua_State *L, int master, recorder_t *r, int err, const char *what)
+void session_info(session_t *s, session_info_t *out)
 {
-	if (master >= 0)
-		close(master);
-	rec_close(r);
-	return procy_fail(L, procy_errname(err), "cannot run '%s': %s", what, strerror(err));
+	out->pid = s->pid;
+	out->cols = s->cols;
+	out->rows = s->rows;
+	out->bytes_in = s->bytes_in;
+	out->bytes_out = s->bytes_out;
+	rec_stats(s->rec, &out->rec);
+	out->alt_screen = s->screen.alt;
+	out->running = !s->finished;
 }
 
-/* session{argv =, env =, cwd =, db = path, id = session id, log = path}
-   -> s | nil, err
-   Needs a terminal on stdin. Nothing is changed in the terminal, and
-   nothing is started, unless the recorder and the agent both start. */
-static int pty_session(lua_State *L)
+int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w,
+                  session_event_fn fn, void *owner, session_t **out, char *err, size_t errlen)
 {
-	runtime_t *rt = procy_rt(L);
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	if (!isatty(STDIN_FILENO))
-		return procy_fail(L, "ENOTTY", "standard input is not a terminal");
-	lua_getfield(L, 1, "argv");
-	char **argv = spawn_argv(L, -1);
-	spawn_opts o = { .argv = argv, .envp = spawn_env(L, 1) };
-	lua_getfield(L, 1, "cwd");
-	o.cwd = luaL_optstring(L, -1, NULL);
-	struct stat sb;
-	if (o.cwd) {
-		int e = stat(o.cwd, &sb) < 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
-		if (e)
-			return procy_fail(L, procy_errname(e), "cwd '%s': %s", o.cwd, strerror(e));
-	}
-	lua_getfield(L, 1, "db");
-	const char *db = luaL_optstring(L, -1, NULL);
-	lua_getfield(L, 1, "id");
-	const char *id = luaL_optstring(L, -1, "");
-	lua_getfield(L, 1, "log");
-	const char *log = luaL_optstring(L, -1, NULL);
 	struct termios saved;
-	if (tcgetattr(STDIN_FILENO, &saved) < 0)
-		return procy_fail_errno(L, errno, "terminal");
+	if (!isatty(STDIN_FILENO)) {
+		snprintf(err, errlen, "standard input is not a terminal");
+		return ENOTTY;
+	}
+	if (tcgetattr(STDIN_FILENO, &saved) < 0) {
+		snprintf(err, errlen, "terminal: %s", strerror(errno));
+		return errno;
+	}
 	struct winsize ws;
 	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col == 0 || ws.ws_row == 0) {
 		ws.ws_col = 80;
 		ws.ws_row = 24;
 	}
 	recorder_t *r = NULL;
-	if (db) {
-		char err[512];
-		if (!(r = rec_open(db, id, err, sizeof err)))
-			return procy_fail(L, "EDB", "cannot record: %s", err);
+	if (w->db) {
+		char why[400];
+		if (!(r = rec_open(w->db, w->id, why, sizeof why))) {
+			snprintf(err, errlen, "cannot record: %s", why);
+			return EIO;
+		}
 	}
-	int master;
+	int master, e;
 	char slave[128];
-	int err = pty_open(ws.ws_col, ws.ws_row, &master, slave, sizeof slave);
-	if (err)
-		return fail_before_start(L, -1, r, err, "a pty");
-	o.tty = slave;
 	pid_t pid;
-	if ((err = procy_spawn(&pid, &o)))
-		return fail_before_start(L, master, r, err, argv[0]);
-	session_t *s = calloc(1, sizeof *s);
-	if (!s) {
-		kill(-pid, SIGHUP);
-		return fail_before_start(L, master, r, ENOMEM, "session");
+	spawn_opts o = *spawn;
+	if ((e = pty_open(ws.ws_col, ws.ws_row, &master, slave, sizeof slave))) {
+		snprintf(err, errlen, "cannot open a pty: %s", strerror(e));
+		rec_close(r);
+		return e;
+	}
+	o.tty = slave;
+	session_t *s = NULL;
+	if ((e = procy_spawn(&pid, &o)) || !(s = calloc(1, sizeof *s))) {
+		if (!e)
+			kill(-pid, SIGHUP), e = ENOMEM;
+		snprintf(err, errlen, "cannot run '%s': %s", o.argv[0], strerror(e));
+		close(master);
+		rec_close(r);
+		return e;
 	}
 	s->rt = rt;
 	s->pid = pid;
@@ -961,69 +786,29 @@ static int pty_session(lua_State *L)
 	s->cols = ws.ws_col;
 	s->rows = ws.ws_row;
 	s->rec = r;
-	s->name = strdup(argv[0]);
-	s->has_handle = 1;
+	s->owned = 1;
+	s->on_event = fn;
+	s->owner = owner;
 	loop_timer_init(&s->flush);
 	loop_timer_init(&s->linger);
 	loop_timer_init(&s->redraw);
 	list_push(&all_sessions, &s->all);
-	divert_stderr(s, log);
+	divert_stderr(s, w->log);
 	struct termios raw = saved;
 	cfmakeraw(&raw);
 	if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0)
 		s->raw = 1;
-	loop_child_start(rt->loop, &s->child, pid, on_exit_child, s);
-	loop_io_start(rt->loop, &s->in_io, STDIN_FILENO, EPOLLIN, on_keyboard, s);
-	loop_io_start(rt->loop, &s->m_io, master, EPOLLIN, on_master, s);
-	loop_signal_start(rt->loop, &s->winch, SIGWINCH, on_winch, s);
+	loop_t *loop = rt->loop;
+	loop_child_start(loop, &s->child, pid, on_exit_child, s);
+	loop_io_start(loop, &s->in_io, STDIN_FILENO, EPOLLIN, on_keyboard, s);
+	loop_io_start(loop, &s->m_io, master, EPOLLIN, on_master, s);
+	loop_signal_start(loop, &s->winch, SIGWINCH, on_winch, s);
 	if (r)
-		loop_timer_start(rt->loop, &s->flush, FLUSH_NS, on_flush, s);
+		loop_timer_start(loop, &s->flush, FLUSH_NS, on_flush, s);
 	char size[32];
 	int len = snprintf(size, sizeof size, "%dx%d", s->cols, s->rows);
 	rec(s, 'r', size, (size_t)len);
-	session_t **h = lua_newuserdatauv(L, sizeof *h, 0);
-	*h = s;
-	luaL_setmetatable(L, PROCY_SESSION_MT);
-	return 1;
+	*out = s;
+	return 0;
 }
 
-static int s_tostring(lua_State *L)
-{
-	session_t **h = luaL_checkudata(L, 1, PROCY_SESSION_MT);
-	if (*h)
-		lua_pushfstring(L, "session (%s, pid %d)", (*h)->name, (int)(*h)->pid);
-	else
-		lua_pushliteral(L, "session (closed)");
-	return 1;
-}
-
-static const luaL_Reg session_methods[] = {
-	{ "event",  s_event },
-	{ "show",   s_show },
-	{ "status", s_status },
-	{ "mark",   s_mark },
-	{ "write",  s_write },
-	{ "info",   s_info },
-	{ "close",  s_close },
-	{ NULL, NULL }
-};
-
-/* isatty([fd]) -> whether fd (default 0, standard input) is a terminal */
-static int pty_isatty(lua_State *L)
-{
-	lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, STDIN_FILENO)));
-	return 1;
-}
-
-static const luaL_Reg pty_funcs[] = {
-	{ "session", pty_session },
-	{ "isatty",  pty_isatty },
-	{ NULL, NULL }
-};
-
-int luaopen_procy_pty(lua_State *L)
-{
-	procy_class(L, PROCY_SESSION_MT, session_methods, s_close, s_tostring);
-	luaL_newlib(L, pty_funcs);
-	return 1;
-}
