@@ -405,21 +405,6 @@ static double opt_number(lua_State *L, int opts, const char *field, double def)
 	return v;
 }
 
-static int make_pipe(int fds[2], int parent_end)
-{
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return -1;
-	int fl = fcntl(fds[parent_end], F_GETFL);
-	if (fl < 0 || fcntl(fds[parent_end], F_SETFL, fl | O_NONBLOCK) < 0) {
-		int e = errno;
-		close(fds[0]);
-		close(fds[1]);
-		errno = e;
-		return -1;
-	}
-	return 0;
-}
-
 /* Reads opts.pty: nil/false, true (80x24) or {cols=, rows=}. 1 if set. */
 static int pty_size(lua_State *L, int opts, int *cols, int *rows)
 {
@@ -454,13 +439,10 @@ static proc_t *spawn(lua_State *L)
 	int err_mode = use_pty ? IO_PIPE : io_mode(L, 2, "stderr", 0);
 	lua_getfield(L, 2, "cwd");
 	const char *cwd = luaL_optstring(L, -1, NULL);
-	struct stat sb;
-	if (cwd) {
-		int e = stat(cwd, &sb) < 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
-		if (e) {
-			procy_fail(L, procy_errname(e), "cwd '%s': %s", cwd, strerror(e));
-			return NULL;
-		}
+	int e = spawn_cwd_ok(cwd);
+	if (e) {
+		procy_fail(L, procy_errname(e), "cwd '%s': %s", cwd, strerror(e));
+		return NULL;
 	}
 	spawn_opts o = { .argv = argv, .envp = spawn_env(L, 2), .cwd = cwd };
 	proc_t *p = calloc(1, sizeof *p);
@@ -488,11 +470,11 @@ static proc_t *spawn(lua_State *L)
 		o.tty = slave;
 	} else {
 		int pp[2];
-		if ((in_mode == IO_PIPE || in_mode == IO_DATA) && !(err = make_pipe(pp, 1) < 0 ? errno : 0))
+		if ((in_mode == IO_PIPE || in_mode == IO_DATA) && !(err = spawn_pipe(pp, 1) < 0 ? errno : 0))
 			ours[0] = pp[1], theirs[0] = pp[0];
-		if (!err && out_mode == IO_PIPE && !(err = make_pipe(pp, 0) < 0 ? errno : 0))
+		if (!err && out_mode == IO_PIPE && !(err = spawn_pipe(pp, 0) < 0 ? errno : 0))
 			ours[1] = pp[0], theirs[1] = pp[1];
-		if (!err && err_mode == IO_PIPE && !(err = make_pipe(pp, 0) < 0 ? errno : 0))
+		if (!err && err_mode == IO_PIPE && !(err = spawn_pipe(pp, 0) < 0 ? errno : 0))
 			ours[2] = pp[0], theirs[2] = pp[1];
 		static const int other[IO_DATA + 1] = { [IO_NULL] = SPAWN_FD_NULL,
 			[IO_INHERIT] = SPAWN_FD_INHERIT, [IO_MERGE] = SPAWN_FD_STDOUT };

@@ -159,6 +159,12 @@ char **spawn_argv(lua_State *L, int idx);
    removes. Pushes what keeps the strings alive. */
 char **spawn_env(lua_State *L, int opts);
 
+/* 0 when cwd (NULL: ours) is a directory we can name, else an errno. */
+int spawn_cwd_ok(const char *cwd);
+/* pipe2 with close-on-exec, our end (parent_end) non-blocking; the child's
+   end stays blocking (it shares the file description). 0 or -1/errno. */
+int spawn_pipe(int fds[2], int parent_end);
+
 /* Opens a pseudo-terminal of cols x rows: *master (non-blocking,
    close-on-exec) and the slave's path. 0, or an errno. */
 int pty_open(int cols, int rows, int *master, char *slave, size_t len);

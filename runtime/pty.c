@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/stat.h>
 
 #include "session.h"
 
@@ -237,12 +236,9 @@ static int pty_session(lua_State *L)
 	spawn_opts o = { .argv = spawn_argv(L, -1), .envp = spawn_env(L, 1) };
 	lua_getfield(L, 1, "cwd");
 	o.cwd = luaL_optstring(L, -1, NULL);
-	struct stat sb;
-	if (o.cwd) {
-		int e = stat(o.cwd, &sb) < 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
-		if (e)
-			return procy_fail(L, procy_errname(e), "cwd '%s': %s", o.cwd, strerror(e));
-	}
+	int e = spawn_cwd_ok(o.cwd);
+	if (e)
+		return procy_fail(L, procy_errname(e), "cwd '%s': %s", o.cwd, strerror(e));
 	session_where w;
 	lua_getfield(L, 1, "db");
 	w.db = luaL_optstring(L, -1, NULL);
@@ -256,7 +252,7 @@ static int pty_session(lua_State *L)
 	snprintf(h->name, sizeof h->name, "%s", o.argv[0]);
 	luaL_setmetatable(L, PROCY_SESSION_MT);
 	char err[512];
-	int e = session_start(h->rt, &o, &w, on_event, h, &h->s, err, sizeof err);
+	e = session_start(h->rt, &o, &w, on_event, h, &h->s, err, sizeof err);
 	if (e)
 		return procy_fail(L, e == EIO ? "EDB" : procy_errname(e), "%s", err);
 	return 1;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include "procy.h"
 
@@ -69,6 +70,31 @@ int procy_spawn(pid_t *pid, const spawn_opts *o)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	return err;
+}
+
+int spawn_cwd_ok(const char *cwd)
+{
+	struct stat sb;
+	if (!cwd)
+		return 0;
+	if (stat(cwd, &sb) < 0)
+		return errno;
+	return S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
+}
+
+int spawn_pipe(int fds[2], int parent_end)
+{
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -1;
+	int fl = fcntl(fds[parent_end], F_GETFL);
+	if (fl < 0 || fcntl(fds[parent_end], F_SETFL, fl | O_NONBLOCK) < 0) {
+		int e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		errno = e;
+		return -1;
+	}
+	return 0;
 }
 
 /* [-0, +1] The n strings of the table at tbl as a NULL-terminated array,

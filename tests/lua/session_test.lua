@@ -197,7 +197,7 @@ end
 -- replay with the original timing
 do
   local id = last_session().id
-  local term = tmux.new { cmd = procy .. " play " .. id:sub(1, 8) .. " --speed 4; echo played; sleep 30", env = env }
+  local term = tmux.new { cmd = procy .. " play " .. id:sub(1, 8) .. " --speed 4 --idle-limit 0.5; echo played", env = env }
   see(term, "café cast%-check.*played", "procy play replays the session", 10)
   term:kill()
 end
