@@ -584,14 +584,13 @@ static int db_open(lua_State *L)
 	const char *dir = NULL;
 	int do_migrate = 1;
 	if (lua_istable(L, 2)) {
-		lua_getfield(L, 2, "busy_timeout");
-		busy = luaL_optnumber(L, -1, busy);
+		busy = procy_opt_number(L, 2, "busy_timeout", busy);
 		lua_getfield(L, 2, "migrations");
 		if (lua_isboolean(L, -1))
 			do_migrate = lua_toboolean(L, -1);
 		else if (!lua_isnil(L, -1))
 			dir = luaL_checkstring(L, -1);
-		lua_pop(L, 2);
+		lua_pop(L, 1);
 	}
 	if (strcmp(path, ":memory:") != 0 && make_parents(path) < 0)
 		return procy_fail_errno(L, errno, path);

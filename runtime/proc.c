@@ -141,15 +141,14 @@ static void terminate(proc_t *p)
 static void push_result(lua_State *L, proc_t *p)
 {
 	lua_createtable(L, 0, 8);
-	if (p->exited && p->status >= 0) {
-		if (WIFSIGNALED(p->status)) {
-			lua_pushinteger(L, WTERMSIG(p->status));
-			lua_setfield(L, -2, "signal");
-			lua_pushinteger(L, 128 + WTERMSIG(p->status));
-		} else {
-			lua_pushinteger(L, WEXITSTATUS(p->status));
-		}
+	int sig, code = p->exited ? procy_exit_code(p->status, &sig) : -1;
+	if (code >= 0) {
+		lua_pushinteger(L, code);
 		lua_setfield(L, -2, "code");
+	}
+	if (code >= 0 && sig) {
+		lua_pushinteger(L, sig);
+		lua_setfield(L, -2, "signal");
 	}
 	static const char *const names[2] = { "stdout", "stderr" };
 	for (int i = 0; i < 2; i++) {
@@ -397,26 +396,14 @@ static int io_mode(lua_State *L, int opts, const char *field, int is_stdin)
 	return mode;
 }
 
-static double opt_number(lua_State *L, int opts, const char *field, double def)
-{
-	lua_getfield(L, opts, field);
-	double v = luaL_optnumber(L, -1, def);
-	lua_pop(L, 1);
-	return v;
-}
-
 /* Reads opts.pty: nil/false, true (80x24) or {cols=, rows=}. 1 if set. */
 static int pty_size(lua_State *L, int opts, int *cols, int *rows)
 {
 	lua_getfield(L, opts, "pty");
-	int on = lua_toboolean(L, -1);
-	*cols = 80;
-	*rows = 24;
-	if (lua_istable(L, -1)) {
-		*cols = (int)opt_number(L, -1, "cols", 80);
-		*rows = (int)opt_number(L, -1, "rows", 24);
-		luaL_argcheck(L, *cols > 0 && *rows > 0 && *cols < 10000 && *rows < 10000, 2, "bad pty size");
-	}
+	int on = lua_toboolean(L, -1), sized = lua_istable(L, -1);
+	*cols = sized ? (int)procy_opt_number(L, -1, "cols", 80) : 80;
+	*rows = sized ? (int)procy_opt_number(L, -1, "rows", 24) : 24;
+	luaL_argcheck(L, *cols > 0 && *rows > 0 && *cols < 10000 && *rows < 10000, 2, "bad pty size");
 	lua_pop(L, 1);
 	return on;
 }
@@ -451,9 +438,9 @@ static proc_t *spawn(lua_State *L)
 	p->rt = rt;
 	p->in_fd = p->out[0].fd = p->out[1].fd = -1;
 	p->out[0].p = p->out[1].p = p;
-	p->timeout = opt_number(L, 2, "timeout", -1);
-	p->grace = opt_number(L, 2, "kill_after", 2);
-	p->max_output = (size_t)opt_number(L, 2, "max_output", 64.0 * 1024 * 1024);
+	p->timeout = procy_opt_number(L, 2, "timeout", -1);
+	p->grace = procy_opt_number(L, 2, "kill_after", 2);
+	p->max_output = (size_t)procy_opt_number(L, 2, "max_output", 64.0 * 1024 * 1024);
 	loop_timer_init(&p->deadline);
 	loop_timer_init(&p->kill_timer);
 	loop_timer_init(&p->linger);
@@ -717,15 +704,7 @@ static int p_kill(lua_State *L)
 	if (lua_type(L, 2) == LUA_TNUMBER) {
 		sig = (int)lua_tointeger(L, 2);
 	} else if (!lua_isnoneornil(L, 2)) {
-		const char *name = luaL_checkstring(L, 2);
-		if (strncmp(name, "SIG", 3) == 0)
-			name += 3;
-		sig = 0;
-		for (int i = 1; i < NSIG; i++) {
-			const char *abbrev = sigabbrev_np(i);
-			if (abbrev && strcmp(abbrev, name) == 0)
-				sig = i;
-		}
+		sig = procy_signal(luaL_checkstring(L, 2));
 		luaL_argcheck(L, sig > 0, 2, "unknown signal");
 	}
 	if (p->done)

@@ -169,6 +169,20 @@ int spawn_pipe(int fds[2], int parent_end);
    close-on-exec) and the slave's path. 0, or an errno. */
 int pty_open(int cols, int rows, int *master, char *slave, size_t len);
 
+/* ---- the person's terminal (tty.c) ------------------------------------------- */
+
+#include <termios.h>
+
+/* Saves stdin's terminal settings in saved and makes it raw. 0 or -1. */
+int  tty_raw(struct termios *saved);
+int  tty_restore(const struct termios *saved);
+/* Writes all of p to stdout, waiting for room if it must. */
+void tty_write(const void *p, size_t n);
+/* Sends stderr to the file log (appended); returns the old stderr to give
+   back to tty_restore_stderr, or -1 (nothing changed). */
+int  tty_divert_stderr(const char *log);
+void tty_restore_stderr(int saved);
+
 /* ---- the terminal recorder (record.c) ------------------------------------ */
 
 typedef struct recorder recorder_t;
@@ -265,6 +279,15 @@ int procy_vfail(lua_State *L, const char *code, const char *fmt, va_list ap);
 /* The same for an errno value: "ENOENT: what: No such file or directory". */
 int procy_fail_errno(lua_State *L, int err, const char *what);
 const char *procy_errname(int err);
+/* A waitpid status as a shell shows it: the exit code, or 128+N for signal
+   N (also stored in *sig, else 0); -1 for an unknown status. */
+int procy_exit_code(int status, int *sig);
+/* A signal's number from its name ("TERM", "SIGTERM", "kill"): 0 if none. */
+int procy_signal(const char *name);
+
+/* [-0, +0] The number at t[field] for the table at idx, or def if nil;
+   raises if it is something else. */
+double procy_opt_number(lua_State *L, int idx, const char *field, double def);
 
 /* [-0, +0] Defines the metatable `name`: methods as __index, close as
    both __gc and __close (one idempotent function, as in Lua's io library),

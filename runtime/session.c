@@ -22,7 +22,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,29 +92,9 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Writes all of p to the person's terminal. The descriptor is shared with
-   the shell that started procy, so it stays blocking; should someone have
-   made it non-blocking, wait for room instead of dropping bytes. */
-static void term_write(const void *p, size_t n)
-{
-	const char *c = p;
-	while (n > 0) {
-		ssize_t w = write(STDOUT_FILENO, c, n);
-		if (w > 0) {
-			c += w;
-			n -= (size_t)w;
-		} else if (w < 0 && errno == EAGAIN) {
-			struct pollfd pfd = { .fd = STDOUT_FILENO, .events = POLLOUT };
-			poll(&pfd, 1, 1000);
-		} else if (!(w < 0 && errno == EINTR)) {
-			return; /* the terminal is gone (EIO, EPIPE): nothing to show it on */
-		}
-	}
-}
-
 static void flush_draw(session_t *s)
 {
-	term_write(s->draw.p, s->draw.len);
+	tty_write(s->draw.p, s->draw.len);
 	s->draw.len = 0;
 }
 
@@ -160,7 +139,7 @@ static void on_flush(loop_t *loop, loop_timer *t)
 static void to_terminal(session_t *s, const char *p, size_t n)
 {
 	screen_scan(&s->screen, (const unsigned char *)p, n);
-	term_write(p, n);
+	tty_write(p, n);
 }
 
 static void agent_output(session_t *s, const char *p, size_t n)
@@ -375,7 +354,7 @@ static void open_pager(session_t *s, const char *text, size_t len)
 	   gives the terminal back exactly as it was. */
 	s->pager_alt = !s->screen.alt;
 	if (s->pager_alt)
-		term_write("\x1b[?1049h", 8);
+		tty_write("\x1b[?1049h", 8);
 	draw_page(s);
 }
 
@@ -384,8 +363,8 @@ static void close_pager(session_t *s)
 	free(s->pager);
 	s->pager = NULL;
 	if (s->pager_alt) {
-		term_write("\x1b[?1049l", 8);
-		term_write(s->screen.cursor_hidden ? "\x1b[?25l" : "\x1b[?25h", 6);
+		tty_write("\x1b[?1049l", 8);
+		tty_write(s->screen.cursor_hidden ? "\x1b[?25l" : "\x1b[?25h", 6);
 	}
 	back_to_agent(s, !s->pager_alt);
 }
@@ -559,32 +538,10 @@ static void on_winch(loop_t *loop, loop_signal *sig, int signo)
 
 static void restore_terminal(session_t *s)
 {
-	if (s->raw && tcsetattr(STDIN_FILENO, TCSADRAIN, &s->saved) == 0)
+	if (s->raw && tty_restore(&s->saved) == 0)
 		s->raw = 0;
-	if (s->saved_stderr >= 0) {
-		dup2(s->saved_stderr, STDERR_FILENO);
-		close(s->saved_stderr);
-		s->saved_stderr = -1;
-	}
-}
-
-/* While the terminal belongs to the agent, procy's own log lines would
-   scribble over its screen: they go to the log file instead. */
-static void divert_stderr(session_t *s, const char *log)
-{
+	tty_restore_stderr(s->saved_stderr);
 	s->saved_stderr = -1;
-	if (!log)
-		return;
-	int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	s->saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
-	if (s->saved_stderr < 0 || dup2(fd, STDERR_FILENO) < 0) {
-		if (s->saved_stderr >= 0)
-			close(s->saved_stderr);
-		s->saved_stderr = -1;
-	}
-	close(fd);
 }
 
 static void session_free(session_t *s)
@@ -615,7 +572,7 @@ static void finish(session_t *s)
 		draw_editor_close(&s->draw, &s->screen, s->rows);
 		flush_draw(s);
 	} else if (s->mode == M_PAGER && s->pager_alt) {
-		term_write("\x1b[?1049l", 8);
+		tty_write("\x1b[?1049l", 8);
 	}
 	s->mode = M_PASS;
 	release_held(s);
@@ -632,23 +589,17 @@ static void finish(session_t *s)
 		close(s->master);
 		s->master = -1;
 	}
-	int code = -1, sig = 0;
+	int sig = 0, code = s->exited ? procy_exit_code(s->status, &sig) : -1;
 	char what[32] = "closed";
-	if (s->exited && WIFEXITED(s->status)) {
-		code = WEXITSTATUS(s->status);
+	if (code >= 0)
 		snprintf(what, sizeof what, "%d", code);
-	} else if (s->exited && WIFSIGNALED(s->status)) {
-		sig = WTERMSIG(s->status);
-		code = 128 + sig;
-		snprintf(what, sizeof what, "%d", code);
-	}
 	rec(s, 'x', what, strlen(what));
 	if (rec_close(s->rec) < 0 && !s->rec_reported)
 		post(s, SESSION_ERROR, "recording failed at the end", 28, 0, 0);
 	s->rec = NULL;
 	post(s, SESSION_EXIT, NULL, 0, code, sig);
 	if (s->later.len) /* output for a pager that never opened */
-		term_write(s->later.p, s->later.len);
+		tty_write(s->later.p, s->later.len);
 }
 
 static void on_linger(loop_t *loop, loop_timer *t)
@@ -738,14 +689,9 @@ void session_info(session_t *s, session_info_t *out)
 int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w,
                   session_event_fn fn, void *owner, session_t **out, char *err, size_t errlen)
 {
-	struct termios saved;
 	if (!isatty(STDIN_FILENO)) {
 		snprintf(err, errlen, "standard input is not a terminal");
 		return ENOTTY;
-	}
-	if (tcgetattr(STDIN_FILENO, &saved) < 0) {
-		snprintf(err, errlen, "terminal: %s", strerror(errno));
-		return errno;
 	}
 	struct winsize ws;
 	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col == 0 || ws.ws_row == 0) {
@@ -782,7 +728,6 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	s->rt = rt;
 	s->pid = pid;
 	s->master = master;
-	s->saved = saved;
 	s->cols = ws.ws_col;
 	s->rows = ws.ws_row;
 	s->rec = r;
@@ -793,11 +738,10 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	loop_timer_init(&s->linger);
 	loop_timer_init(&s->redraw);
 	list_push(&all_sessions, &s->all);
-	divert_stderr(s, w->log);
-	struct termios raw = saved;
-	cfmakeraw(&raw);
-	if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) == 0)
-		s->raw = 1;
+	/* While the terminal belongs to the agent, procy's own log lines
+	   would scribble over its screen: they go to the log file. */
+	s->saved_stderr = tty_divert_stderr(w->log);
+	s->raw = tty_raw(&s->saved) == 0;
 	loop_t *loop = rt->loop;
 	loop_child_start(loop, &s->child, pid, on_exit_child, s);
 	loop_io_start(loop, &s->in_io, STDIN_FILENO, EPOLLIN, on_keyboard, s);

@@ -4,6 +4,9 @@
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
+#include <strings.h>
+#include <sys/wait.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +112,14 @@ void list_remove(list_t *l, list_node *n)
 	l->len--;
 }
 
+double procy_opt_number(lua_State *L, int idx, const char *field, double def)
+{
+	lua_getfield(L, idx, field);
+	double v = luaL_optnumber(L, -1, def);
+	lua_pop(L, 1);
+	return v;
+}
+
 /* ---- classes ------------------------------------------------------------------ */
 
 void procy_class(lua_State *L, const char *name, const luaL_Reg *methods,
@@ -159,6 +170,30 @@ const char *procy_errname(int err)
 {
 	const char *name = strerrorname_np(err);
 	return name ? name : "EIO";
+}
+
+int procy_exit_code(int status, int *sig)
+{
+	*sig = 0;
+	if (status < 0)
+		return -1;
+	if (WIFSIGNALED(status)) {
+		*sig = WTERMSIG(status);
+		return 128 + *sig;
+	}
+	return WEXITSTATUS(status);
+}
+
+int procy_signal(const char *name)
+{
+	if (strncasecmp(name, "SIG", 3) == 0)
+		name += 3;
+	for (int i = 1; i < NSIG; i++) {
+		const char *abbrev = sigabbrev_np(i);
+		if (abbrev && strcasecmp(abbrev, name) == 0)
+			return i;
+	}
+	return 0;
 }
 
 int procy_fail_errno(lua_State *L, int err, const char *what)

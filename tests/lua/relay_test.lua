@@ -118,6 +118,8 @@ do
   proc.run { "kill", "-HUP", tostring(p:pid()) }
   drain(p)
   T.is(p:wait(10).code, 129, "procy exits 128+SIGHUP")
+  local deadline = core.now() + 3 -- procy does not wait for the agent's handler
+  while not T.read(dir .. "/hup") and core.now() < deadline do core.sleep(0.02) end
   T.is(T.read(dir .. "/hup"), "hup\n", "the agent got SIGHUP")
 end
 

@@ -132,6 +132,8 @@ do
   while not T.read(dir .. "/after") and core.now() < deadline do core.sleep(0.05) end
   T.is(T.read(dir .. "/rc"), "143\n", "procy exits 128+SIGTERM")
   T.is(T.read(dir .. "/after"), T.read(dir .. "/before"), "the terminal's settings are back as they were")
+  deadline = core.now() + 3 -- procy does not wait for the agent's handler
+  while not T.read(dir .. "/hup") and core.now() < deadline do core.sleep(0.02) end
   T.is(T.read(dir .. "/hup"), "hup\n", "the agent got SIGHUP")
   T.is(last_session().status, "killed", "the session is recorded as killed")
   term:kill()
