@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "procy.h"
+#include "http.h"
 
 static const embedded_file *find_embedded(const char *path)
 {
@@ -75,6 +76,7 @@ static void open_modules(lua_State *L)
 		{ "procy.proc", luaopen_procy_proc },
 		{ "procy.fs",   luaopen_procy_fs },
 		{ "procy.pty",  luaopen_procy_pty },
+		{ "procy.http", luaopen_procy_http },
 		{ NULL, NULL }
 	};
 	luaL_openlibs(L);
@@ -195,6 +197,7 @@ int main(int argc, char **argv)
 	lua_close(L);
 	session_shutdown();
 	proc_shutdown();
+	http_shutdown();
 	loop_free(rt.loop);
 	return rt.exit_code;
 }
