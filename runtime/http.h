@@ -62,5 +62,9 @@ const char *xfer_get_header(const xfer_t *x, const char *name); /* case-insensit
 void    http_shutdown(void);
 
 int luaopen_procy_http(lua_State *L);
+/* Pushes http.serve (http_server.c). */
+int luaopen_procy_http_server(lua_State *L);
+/* Stops every server still listening (after lua_close). */
+void server_shutdown(void);
 
 #endif

@@ -13,9 +13,8 @@
 #include <strings.h>
 #include <sys/epoll.h>
 
-#include <curl/curl.h>
-
 #include "http.h"
+#include "libload.h"
 
 static CURLM     *multi;
 static runtime_t *curl_rt;
@@ -231,6 +230,8 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
                    char *err, size_t errlen)
 {
 	if (!multi) {
+		if (libload_curl(err, errlen) < 0)
+			return NULL;
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(multi = curl_multi_init())) {
 			snprintf(err, errlen, "cannot start libcurl");
 			return NULL;
@@ -748,5 +749,7 @@ int luaopen_procy_http(lua_State *L)
 {
 	procy_class(L, PROCY_STREAM_MT, stream_methods, s_close, NULL);
 	luaL_newlib(L, http_funcs);
+	luaopen_procy_http_server(L);
+	lua_setfield(L, -2, "serve");
 	return 1;
 }

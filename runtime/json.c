@@ -691,6 +691,88 @@ static int json_decode(lua_State *L)
 	return 1;
 }
 
+/* Where the direct children of the object or array in s:sub(i, j) lie,
+   decoding (and so checking) each one: the record keeps a body in pieces
+   and rebuilds it byte for byte. */
+static int spans_raw(lua_State *L)
+{
+	size_t n;
+	const char *s = lua_tolstring(L, 1, &n);
+	lua_Integer i = lua_tointeger(L, 2), j = lua_tointeger(L, 3);
+	dec_t d = { s, s + i - 1, s + j, 0 };
+	skip_ws(&d);
+	int is_obj = d.p < d.end && *d.p == '{', is_arr = d.p < d.end && *d.p == '[';
+	lua_newtable(L);
+	if (!is_obj && !is_arr) {
+		dec_value(L, &d);
+		lua_pop(L, 1);
+	} else if (d.p++, skip_ws(&d), d.p < d.end && *d.p == (is_obj ? '}' : ']')) {
+		d.p++;
+	} else {
+		for (lua_Integer k = 1;; k++) {
+			lua_createtable(L, 3, 0);
+			int slot = 1;
+			if (is_obj) {
+				skip_ws(&d);
+				if (d.p >= d.end || *d.p != '"')
+					dec_error(L, &d, "expected a string key");
+				d.p++;
+				dec_string(L, &d);
+				lua_rawseti(L, -2, slot++);
+				skip_ws(&d);
+				if (d.p >= d.end || *d.p != ':')
+					dec_error(L, &d, "expected ':'");
+				d.p++;
+			}
+			skip_ws(&d);
+			lua_Integer first = d.p - s + 1;
+			dec_value(L, &d);
+			lua_pop(L, 1);
+			lua_pushinteger(L, first);
+			lua_rawseti(L, -2, slot++);
+			lua_pushinteger(L, d.p - s);
+			lua_rawseti(L, -2, slot);
+			lua_rawseti(L, -2, k);
+			skip_ws(&d);
+			if (d.p < d.end && *d.p == ',') {
+				d.p++;
+				continue;
+			}
+			if (d.p < d.end && *d.p == (is_obj ? '}' : ']')) {
+				d.p++;
+				break;
+			}
+			dec_error(L, &d, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
+		}
+	}
+	skip_ws(&d);
+	if (d.p < d.end)
+		dec_error(L, &d, "trailing data after JSON value");
+	lua_pushstring(L, is_obj ? "object" : is_arr ? "array" : "value");
+	lua_insert(L, -2);
+	return 2;
+}
+
+/* spans(s [, i [, j]]) -> kind, list | nil, "EJSON: ...", "EJSON": kind is
+   "object", "array" or "value"; list holds {key, first, last} per member
+   or {first, last} per element, byte positions in s (inclusive). */
+static int json_spans(lua_State *L)
+{
+	size_t n;
+	luaL_checklstring(L, 1, &n);
+	lua_Integer i = luaL_optinteger(L, 2, 1), j = luaL_optinteger(L, 3, (lua_Integer)n);
+	luaL_argcheck(L, i >= 1 && i <= (lua_Integer)n + 1, 2, "out of range");
+	luaL_argcheck(L, j >= i - 1 && j <= (lua_Integer)n, 3, "out of range");
+	lua_settop(L, 1);
+	lua_pushcfunction(L, spans_raw);
+	lua_insert(L, 1);
+	lua_pushinteger(L, i);
+	lua_pushinteger(L, j);
+	if (lua_pcall(L, 3, 2, 0) != LUA_OK)
+		return procy_fail(L, "EJSON", "%s", lua_tostring(L, -1));
+	return 2;
+}
+
 static int set_kind(lua_State *L, const char *mt)
 {
 	if (lua_isnoneornil(L, 1))
@@ -709,6 +791,7 @@ static int json_object(lua_State *L) { return set_kind(L, OBJECT_MT); }
 static const luaL_Reg json_funcs[] = {
 	{ "encode", json_encode },
 	{ "decode", json_decode },
+	{ "spans",  json_spans },
 	{ "array",  json_array },
 	{ "object", json_object },
 	{ NULL, NULL }

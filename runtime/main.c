@@ -77,6 +77,7 @@ static void open_modules(lua_State *L)
 		{ "procy.fs",   luaopen_procy_fs },
 		{ "procy.pty",  luaopen_procy_pty },
 		{ "procy.http", luaopen_procy_http },
+		{ "procy.hash", luaopen_procy_hash },
 		{ NULL, NULL }
 	};
 	luaL_openlibs(L);
@@ -197,6 +198,7 @@ int main(int argc, char **argv)
 	lua_close(L);
 	session_shutdown();
 	proc_shutdown();
+	server_shutdown();
 	http_shutdown();
 	loop_free(rt.loop);
 	return rt.exit_code;

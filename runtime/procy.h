@@ -308,6 +308,7 @@ int luaopen_procy_db(lua_State *L);
 int luaopen_procy_proc(lua_State *L);
 int luaopen_procy_fs(lua_State *L);
 int luaopen_procy_pty(lua_State *L);
+int luaopen_procy_hash(lua_State *L);
 /* After lua_close: puts back any terminal a session left in raw mode. */
 void session_shutdown(void);
 /* mkdir -p: creates path and its missing parents. 0 or -1 with errno. */

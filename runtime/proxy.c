@@ -1,0 +1,394 @@
+/*
+** proxy.c — the API proxy's fast path, all in C: a request under /v1/ (or
+** /s/SESSION/v1/, which ties the call to a session) is sent to the
+** upstream with every header but the hop-by-hop ones and its body as it
+** came; the answer comes back with its status, headers and body as they
+** come, each piece passed on the moment it arrives. A copy of everything
+** is kept and, when the call ends, handed to Lua (srv:calls()) to be
+** redacted, parsed and recorded, off the path the bytes take.
+**
+** One change is made to the request: Accept-Encoding becomes identity, so
+** the bytes relayed are the bytes recorded (no compressed body to undo).
+*/
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "server.h"
+
+#define PAUSE_AT   (4 << 20) /* client this far behind: hold the upstream */
+#define RESUME_AT  (1 << 20)
+#define MAX_KEPT   (64 << 20) /* response bytes kept for the record */
+#define MAX_WAIT   10000      /* finished calls waiting for Lua */
+
+struct proxy {
+	char  *anthropic, *openai; /* upstream bases, without a trailing slash */
+	list_t running, finished;
+	size_t nfinished;
+};
+
+typedef struct pcall {
+	proxy_t     *px;
+	server_t    *srv;
+	hreq_t      *r;       /* NULL once the client side is done */
+	xfer_t      *x;       /* NULL once the upstream side is done */
+	char         session[64];
+	char        *path;    /* upstream path and query */
+	char        *url;
+	char         method[16];
+	xfer_header *req_hdr, *resp_hdr;
+	size_t       nreq, nresp;
+	buf_t        req_body, resp_body;
+	int          status, truncated, aborted, recorded;
+	int64_t      started_us, t0, ttfb, duration;
+	char         error[300];
+	list_node    node;
+} pcall_t;
+
+proxy_t *proxy_new(const char *anthropic, const char *openai)
+{
+	proxy_t *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->anthropic = strdup(anthropic);
+	p->openai = strdup(openai);
+	if (!p->anthropic || !p->openai) {
+		proxy_free(p);
+		return NULL;
+	}
+	for (char *s = p->anthropic; *s; s++)
+		if (s[0] == '/' && s[1] == 0)
+			*s = 0;
+	for (char *s = p->openai; *s; s++)
+		if (s[0] == '/' && s[1] == 0)
+			*s = 0;
+	return p;
+}
+
+static void headers_free(xfer_header *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(h[i].name);
+		free(h[i].value);
+	}
+	free(h);
+}
+
+static void call_free(pcall_t *c)
+{
+	free(c->path);
+	free(c->url);
+	headers_free(c->req_hdr, c->nreq);
+	headers_free(c->resp_hdr, c->nresp);
+	buf_free(&c->req_body);
+	buf_free(&c->resp_body);
+	free(c);
+}
+
+void proxy_free(proxy_t *p)
+{
+	while (p->finished.head) {
+		pcall_t *c = list_item(p->finished.head, pcall_t, node);
+		list_remove(&p->finished, &c->node);
+		call_free(c);
+	}
+	free(p->anthropic);
+	free(p->openai);
+	free(p);
+}
+
+/* /v1/..., or /s/SESSION/v1/... with SESSION of letters, digits, - and _ */
+static const char *session_end(const char *uri)
+{
+	if (strncmp(uri, "/s/", 3) != 0)
+		return NULL;
+	const char *p = uri + 3;
+	while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+	       *p == '-' || *p == '_')
+		p++;
+	return p > uri + 3 && p - uri < 60 ? p : NULL;
+}
+
+int proxy_match(const hreq_t *r)
+{
+	const char *uri = r->uri.p, *rest = session_end(uri);
+	return strncmp(rest ? rest : uri, "/v1/", 4) == 0;
+}
+
+/* The hop-by-hop headers, and those curl sets itself, are not passed on. */
+static int hop_by_hop(const char *name)
+{
+	static const char *const skip[] = {
+		"connection", "keep-alive", "proxy-connection", "te", "trailer", "trailers",
+		"transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate",
+		"host", "content-length", "accept-encoding", "expect", "x-procy-token", NULL
+	};
+	for (const char *const *s = skip; *s; s++)
+		if (strcasecmp(name, *s) == 0)
+			return 1;
+	return 0;
+}
+
+static void finish(pcall_t *c);
+
+static void on_drain(hreq_t *r)
+{
+	pcall_t *c = r->owner;
+	if (c && c->x && r->out.len - r->out_off < RESUME_AT)
+		xfer_pause(c->x, 0);
+}
+
+static void on_up_headers(xfer_t *x, void *ud)
+{
+	pcall_t *c = ud;
+	c->status = x->status;
+	c->ttfb = x->ttfb;
+	c->resp_hdr = calloc(x->nhdr ? x->nhdr : 1, sizeof *c->resp_hdr);
+	xfer_header *out = calloc(x->nhdr ? x->nhdr : 1, sizeof *out);
+	size_t nout = 0;
+	for (size_t i = 0; c->resp_hdr && i < x->nhdr; i++) {
+		c->resp_hdr[c->nresp].name = strdup(x->hdr[i].name);
+		c->resp_hdr[c->nresp].value = strdup(x->hdr[i].value);
+		c->nresp++;
+		if (out && !hop_by_hop(x->hdr[i].name))
+			out[nout++] = x->hdr[i];
+	}
+	if (!c->r) {
+		free(out);
+		return;
+	}
+	/* the body's length, when the upstream gave one, frames ours too */
+	const char *len = xfer_get_header(x, "content-length");
+	int64_t size = len && !xfer_get_header(x, "transfer-encoding") ? strtoll(len, NULL, 10) : -1;
+	hreq_start_stream(c->r, (unsigned)x->status, out, nout, size);
+	free(out);
+}
+
+static void on_up_data(xfer_t *x, void *ud, const char *p, size_t n)
+{
+	pcall_t *c = ud;
+	if (c->resp_body.len + n <= MAX_KEPT)
+		buf_add(&c->resp_body, p, n);
+	else
+		c->truncated = 1;
+	if (!c->r)
+		return;
+	hreq_send(c->r, p, n);
+	if (c->r->out.len - c->r->out_off > PAUSE_AT)
+		xfer_pause(x, 1);
+}
+
+static void answer_failure(pcall_t *c, const char *code, const char *msg)
+{
+	char body[600], esc[300];
+	size_t j = 0;
+	for (const char *s = msg; *s && j < sizeof esc - 2; s++)
+		if (*s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
+			esc[j++] = *s;
+	esc[j] = 0;
+	int timeout = strcmp(code, "ETIMEDOUT") == 0;
+	snprintf(body, sizeof body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":"
+	         "\"procy: the upstream %s: %s\"}}", timeout ? "timeout_error" : "api_error",
+	         timeout ? "timed out" : "failed", esc);
+	hreq_respond_json(c->r, timeout ? 504 : 502, body);
+}
+
+static void on_up_done(xfer_t *x, void *ud, const char *code, const char *msg)
+{
+	(void)x;
+	pcall_t *c = ud;
+	c->x = NULL;
+	if (code)
+		snprintf(c->error, sizeof c->error, "%s: %s", code, msg);
+	if (c->r) {
+		if (code && !c->r->answered)
+			answer_failure(c, code, msg);
+		else
+			hreq_end(c->r, code != NULL); /* a broken upstream breaks the client's body too */
+	}
+	finish(c);
+}
+
+static const xfer_cb upstream_cb = { on_up_headers, on_up_data, on_up_done };
+
+/* The client is done (the answer was sent) or gone (it hung up). */
+static void on_client_close(hreq_t *r)
+{
+	pcall_t *c = r->owner;
+	r->owner = NULL;
+	if (!c)
+		return;
+	c->r = NULL;
+	if (c->x) { /* gone mid-answer: stop the upstream too */
+		xfer_abort(c->x);
+		c->x = NULL;
+		c->aborted = 1;
+		snprintf(c->error, sizeof c->error, "ECONNRESET: the client closed the connection");
+	}
+	hreq_release(r);
+	finish(c);
+}
+
+/* Both sides done: the record waits for Lua (srv:calls()). */
+static void finish(pcall_t *c)
+{
+	if (c->recorded || c->x)
+		return;
+	c->recorded = 1;
+	if (c->r) { /* the rest of the answer is MHD's to send; the record goes on without it */
+		c->r->owner = NULL;
+		c->r->on_drain = NULL;
+		hreq_release(c->r);
+		c->r = NULL;
+	}
+	c->duration = loop_clock() - c->t0;
+	proxy_t *px = c->px;
+	list_remove(&px->running, &c->node);
+	list_push(&px->finished, &c->node);
+	if (++px->nfinished > MAX_WAIT) { /* nobody reads the records: keep the newest */
+		pcall_t *old = list_item(px->finished.head, pcall_t, node);
+		list_remove(&px->finished, &old->node);
+		px->nfinished--;
+		call_free(old);
+	}
+	server_record_ready(c->srv);
+}
+
+void proxy_start(server_t *srv, hreq_t *r)
+{
+	proxy_t *px = srv->proxy;
+	pcall_t *c = calloc(1, sizeof *c);
+	if (!c) {
+		hreq_respond_json(r, 503, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"procy: out of memory\"}}");
+		return;
+	}
+	const char *uri = r->uri.p, *rest = session_end(uri);
+	if (rest)
+		snprintf(c->session, sizeof c->session, "%.*s", (int)(rest - uri - 3), uri + 3);
+	c->path = strdup(rest ? rest : uri);
+	const char *p = c->path ? c->path : "/";
+	int openai = strncmp(p, "/v1/chat/completions", 20) == 0 || strncmp(p, "/v1/responses", 13) == 0 ||
+	             strncmp(p, "/v1/completions", 15) == 0 || strncmp(p, "/v1/embeddings", 14) == 0;
+	if (asprintf(&c->url, "%s%s", openai ? px->openai : px->anthropic, p) < 0)
+		c->url = NULL;
+	snprintf(c->method, sizeof c->method, "%s", r->method);
+	c->px = px;
+	c->srv = srv;
+	c->r = r;
+	c->t0 = loop_clock();
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	c->started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	/* the request's headers and body become the record's */
+	c->req_hdr = r->hdr;
+	c->nreq = r->nhdr;
+	r->hdr = NULL;
+	r->nhdr = 0;
+	c->req_body = r->body;
+	memset(&r->body, 0, sizeof r->body);
+	list_push(&px->running, &c->node);
+	r->holders++;
+	r->owner = c;
+	r->on_close = on_client_close;
+	r->on_drain = on_drain;
+
+	char **lines = calloc(c->nreq + 2, sizeof *lines);
+	size_t n = 0;
+	for (size_t i = 0; lines && i < c->nreq; i++)
+		if (!hop_by_hop(c->req_hdr[i].name) &&
+		    asprintf(&lines[n], "%s: %s", c->req_hdr[i].name, c->req_hdr[i].value) >= 0)
+			n++;
+	if (lines && asprintf(&lines[n], "Accept-Encoding: identity") >= 0)
+		n++;
+	xfer_req req = { .method = c->method, .url = c->url, .headers = lines,
+	                 .body = c->req_body.p, .body_len = c->req_body.len,
+	                 .connect_timeout = 30, .stall_timeout = 600 };
+	char err[256] = "no memory";
+	c->x = lines && c->url ? xfer_start(srv->rt, &req, &upstream_cb, c, err, sizeof err) : NULL;
+	for (size_t i = 0; lines && i < n; i++)
+		free(lines[i]);
+	free(lines);
+	if (!c->x) {
+		snprintf(c->error, sizeof c->error, "EINVAL: %s", err);
+		answer_failure(c, "EINVAL", err);
+	}
+}
+
+void proxy_stop_all(server_t *srv)
+{
+	proxy_t *px = srv->proxy;
+	if (!px)
+		return;
+	while (px->running.head) {
+		pcall_t *c = list_item(px->running.head, pcall_t, node);
+		if (c->x) {
+			xfer_abort(c->x);
+			c->x = NULL;
+			c->aborted = 1;
+			snprintf(c->error, sizeof c->error, "ECANCELED: procy stopped");
+		}
+		if (c->r) {
+			c->r->owner = NULL;
+			hreq_release(c->r);
+			c->r = NULL;
+		}
+		finish(c);
+	}
+}
+
+static void push_headers(lua_State *L, const xfer_header *h, size_t n)
+{
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		lua_createtable(L, 2, 0);
+		lua_pushstring(L, h[i].name);
+		lua_rawseti(L, -2, 1);
+		lua_pushstring(L, h[i].value);
+		lua_rawseti(L, -2, 2);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
+#define SET_STR(k, v) (lua_pushstring(L, (v)), lua_setfield(L, -2, (k)))
+#define SET_INT(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, (k)))
+
+int proxy_next_record(server_t *srv, lua_State *L)
+{
+	proxy_t *px = srv->proxy;
+	if (!px || !px->finished.head)
+		return 0;
+	pcall_t *c = list_item(px->finished.head, pcall_t, node);
+	list_remove(&px->finished, &c->node);
+	px->nfinished--;
+	lua_createtable(L, 0, 18);
+	if (c->session[0])
+		SET_STR("session", c->session);
+	SET_STR("method", c->method);
+	SET_STR("path", c->path ? c->path : "");
+	SET_STR("upstream", c->url ? c->url : "");
+	if (c->status)
+		SET_INT("status", c->status);
+	push_headers(L, c->req_hdr, c->nreq);
+	lua_setfield(L, -2, "req_headers");
+	push_headers(L, c->resp_hdr, c->nresp);
+	lua_setfield(L, -2, "resp_headers");
+	lua_pushlstring(L, c->req_body.p ? c->req_body.p : "", c->req_body.len);
+	lua_setfield(L, -2, "req_body");
+	lua_pushlstring(L, c->resp_body.p ? c->resp_body.p : "", c->resp_body.len);
+	lua_setfield(L, -2, "resp_body");
+	SET_INT("started_at", c->started_us);
+	if (c->status)
+		SET_INT("ttfb_us", c->ttfb / 1000);
+	SET_INT("duration_us", c->duration / 1000);
+	if (c->error[0])
+		SET_STR("error", c->error);
+	lua_pushboolean(L, c->aborted);
+	lua_setfield(L, -2, "aborted");
+	lua_pushboolean(L, c->truncated);
+	lua_setfield(L, -2, "truncated");
+	call_free(c);
+	return 1;
+}

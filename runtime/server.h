@@ -1,0 +1,85 @@
+/*
+** server.h — what the HTTP server (http_server.c) and the API proxy
+** (proxy.c) share: the server, and one request on it.
+*/
+#ifndef PROCY_SERVER_H
+#define PROCY_SERVER_H
+
+#include "http.h"
+#include "libload.h"
+
+typedef struct server server_t;
+typedef struct hreq hreq_t;
+typedef struct proxy proxy_t;
+
+struct server {
+	runtime_t         *rt;
+	struct MHD_Daemon *mhd;     /* NULL until the first client */
+	int                listen_fd; /* ours until MHD starts; then -1 */
+	int                running;  /* 0 once stopped */
+	loop_io            io;      /* the listening socket, then MHD's epoll descriptor */
+	loop_timer         timer;   /* MHD's timeout */
+	int                port;
+	size_t             max_body;
+	char              *token;   /* needed by every request when set */
+	proxy_t           *proxy;   /* NULL: /v1/ is not proxied */
+	list_t             live;    /* every request not yet freed */
+	list_t             waiting; /* requests for Lua, not yet accepted */
+	op_t              *acceptor; /* a task in srv:accept() */
+	op_t              *recorder; /* a task in srv:calls() */
+	int                anchor;  /* the Lua userdata, while running */
+	list_node          all;
+};
+
+struct hreq {
+	server_t              *srv;
+	struct MHD_Connection *conn;   /* NULL once MHD is done with it */
+	buf_t                  uri;    /* as sent: path and query, NUL-terminated */
+	char                   method[16];
+	xfer_header           *hdr;    /* request headers as received */
+	size_t                 nhdr;
+	buf_t                  body;
+	int64_t                started; /* loop clock, ns */
+	int                    too_big, handed, answered, suspended, aborted;
+	int                    holders; /* Lua handle, proxy call */
+	/* a streamed response */
+	int                    streaming, out_end, out_error;
+	buf_t                  out;
+	size_t                 out_off;
+	void                 (*on_drain)(hreq_t *r); /* out was read (backpressure) */
+	void                 (*on_close)(hreq_t *r); /* the client is gone or done */
+	void                  *owner;
+	list_node              all;     /* srv->live */
+	list_node              queued;  /* srv->waiting */
+};
+
+server_t   *server_start(runtime_t *rt, const char *host, int port, char *err, size_t errlen);
+void        server_stop(server_t *srv);
+/* A request no one in C answers: queued for srv:accept(). */
+void        server_hand_to_lua(server_t *srv, hreq_t *r);
+/* The proxy has a call record ready for srv:calls(). */
+void        server_record_ready(server_t *srv);
+
+const char *hreq_header(const hreq_t *r, const char *name);
+int         hreq_authorized(const hreq_t *r);
+int         hreq_respond(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
+                         const char *body, size_t len);
+int         hreq_respond_json(hreq_t *r, unsigned status, const char *json);
+/* A response whose body follows: size bytes, or -1 (chunked). */
+int         hreq_start_stream(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
+                              int64_t size);
+int         hreq_send(hreq_t *r, const char *p, size_t n);
+void        hreq_end(hreq_t *r, int error);
+void        hreq_resume(hreq_t *r);
+void        hreq_release(hreq_t *r);
+
+/* proxy.c */
+proxy_t    *proxy_new(const char *anthropic, const char *openai);
+void        proxy_free(proxy_t *p);
+int         proxy_match(const hreq_t *r);
+void        proxy_start(server_t *srv, hreq_t *r);
+void        proxy_stop_all(server_t *srv);
+/* [-0, +1] Pushes the next finished call as a table; 0 if none is waiting. */
+int         proxy_next_record(server_t *srv, lua_State *L);
+
+#endif
