@@ -33,6 +33,15 @@ M.commands = {
   { name = "play", args = "ID [--speed N] [--idle-limit S]",
     options = { { long = "--speed", arg = "N" }, { long = "--idle-limit", arg = "S" } },
     help = "replay a session in this terminal, with its timing" },
+  { name = "serve", args = "[--port N] [--upstream URL] [--host IP --token T]",
+    options = { { long = "--port", arg = "N" }, { long = "--upstream", arg = "URL" },
+                { long = "--openai-upstream", arg = "URL" }, { long = "--host", arg = "IP" },
+                { long = "--token", arg = "T" } },
+    help = "the API proxy alone: ANTHROPIC_BASE_URL=http://127.0.0.1:7862 claude" },
+  { name = "usage", args = "[--since T] [--until T] [--session ID] [--json]",
+    options = { { long = "--since", arg = "T" }, { long = "--until", arg = "T" },
+                { long = "--session", arg = "ID" }, { long = "--json" } },
+    help = "tokens and cost of the recorded API calls, by model and session" },
   { name = "config", args = "",
     help = "print the effective settings and where each came from" },
 }
@@ -40,6 +49,9 @@ M.commands = {
 M.environment = {
   { name = "PROCY_LUA_PATH", help = "load procy's Lua modules from this lua/ directory, not the binary" },
   { name = "PROCY_LOG", help = "least severe log line to print: debug, info, warn, error" },
+  { name = "PROCY_UPSTREAM", help = "where the proxy sends API calls (setting 'upstream')" },
+  { name = "PROCY_OPENAI_UPSTREAM", help = "where OpenAI-style calls go (setting 'openai_upstream')" },
+  { name = "PROCY_TOKEN", help = "the token `procy serve --host` requires of every request" },
 }
 
 local function say(...)
@@ -59,6 +71,10 @@ function M.usage()
     "commands:",
   }
   local function row(left, right)
+    if #left > 36 then
+      out[#out + 1] = "  " .. left
+      left = ""
+    end
     out[#out + 1] = ("  %-36s %s"):format(left, right)
   end
   for _, c in ipairs(M.commands) do
@@ -226,6 +242,87 @@ function commands.play(args, opts)
     return 2
   end
   require("procy.sessions").play(row, { speed = speed, idle_limit = idle })
+  return 0
+end
+
+-- procy serve [--port N] [--upstream URL] [--openai-upstream URL] [--host IP --token T]
+function commands.serve(args, opts)
+  if #args > 0 then
+    say("serve takes no arguments")
+    return 2
+  end
+  local port = math.tointeger(tonumber(opts.port or config.get().port))
+  if not port or port < 0 or port > 65535 then
+    say("--port needs a port number (0: any free port)")
+    return 2
+  end
+  local token = opts.token or os.getenv("PROCY_TOKEN")
+  if opts.host and opts.host ~= "127.0.0.1" and (not token or #token < 16) then
+    say("listening on ", opts.host, " needs --token (or PROCY_TOKEN) of 16 or more characters")
+    return 2
+  end
+  local store, serve = require "procy.store", require "procy.serve"
+  local argv = { "procy", "serve" }
+  for _, k in ipairs { "port", "upstream", "openai-upstream", "host" } do
+    if opts[k] then argv[#argv + 1] = "--" .. k .. "=" .. opts[k] end
+  end
+  local id, err = store.new_session { argv = argv, cwd = require("procy.fs").cwd(), mode = "serve" }
+  if not id then
+    say("cannot write to the record: ", err)
+    return 1
+  end
+  local s, serr = serve.start { port = port, host = opts.host, token = token, upstream = opts.upstream,
+    openai = opts["openai-upstream"], session = id }
+  if not s then
+    store.end_session(id, { status = "error" })
+    say(serr)
+    return 1
+  end
+  local _ <close> = setmetatable({}, { __close = function()
+    serve.stop(s)
+    store.end_session(id, { status = "exited", code = 0 })
+  end })
+  io.stderr:write(("procy serve: listening on %s, recording into %s (session %s)\n"
+    .. "  upstream %s, OpenAI upstream %s\n  use it:  ANTHROPIC_BASE_URL=%s claude\n"):format(
+    s.url, store.path(), id:sub(1, 8), s.upstream, s.openai, s.url))
+  core.await(s.acceptor) -- until a signal stops procy
+  return 0
+end
+
+-- procy usage [--since T] [--until T] [--session ID] [--json]
+function commands.usage(args, opts)
+  if #args > 0 then
+    say("usage takes no arguments (see procy --help)")
+    return 2
+  end
+  local usage, store = require "procy.usage", require "procy.store"
+  local r = {}
+  for _, k in ipairs { "since", "until" } do
+    if opts[k] then
+      local t, err = usage.time(opts[k])
+      if not t then
+        say("--", k, ": ", err)
+        return 2
+      end
+      r[k == "until" and "until_" or k] = t
+    end
+  end
+  if opts.session then
+    local row, err = store.find_session(opts.session)
+    if not row then
+      say(err)
+      return 1
+    end
+    r.session = row.id
+  end
+  local report = usage.report(r)
+  if opts.json then
+    local json = require "procy.json"
+    report.models, report.sessions = json.array(report.models), json.array(report.sessions)
+    print(json.encode(report, { indent = true, sort = true }))
+  else
+    io.stdout:write(usage.format(report))
+  end
   return 0
 end
 

@@ -9,6 +9,7 @@
 -- ctx (one per session, shared by its commands):
 --   ctx.session  the pty session (s:show, s:status, s:mark, s:write, s:info)
 --   ctx.id       the session id;  ctx.argv: the agent command;  ctx.started
+--   ctx.proxy    the URL of the session's API proxy, or nil
 --   ctx.lines    lines typed to the agent so far: {t =, text =}
 --   ctx.print(...)   add a line to the command's output
 --   ctx.show(text)   show text now;  ctx.status(text): the bottom-row message
@@ -81,6 +82,14 @@ M.builtin = {
     ctx.print(("recorded  %d events in %s%s"):format(i.events, store.path(),
       i.dropped > 0 and (" (" .. i.dropped .. " dropped)") or ""))
     if i.record_error then ctx.print("record    FAILING: " .. i.record_error) end
+    if ctx.proxy then
+      local u = require("procy.usage").report { session = ctx.id }.total
+      ctx.print(("api       %s: %d calls, %d in / %d out tokens, %s"):format(ctx.proxy, u.calls,
+        u.input_tokens + u.cache_creation_tokens + u.cache_read_tokens, u.output_tokens,
+        u.cost and ("$%.4f%s"):format(u.cost, u.unpriced > 0 and "+" or "") or "cost unknown"))
+    else
+      ctx.print("api       not captured (setting capture = false, or the proxy failed: see the log)")
+    end
     ctx.print("log       " .. config.get().log)
     local n = 0
     for _, name in pairs(ctx.running) do

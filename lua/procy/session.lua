@@ -8,6 +8,7 @@ local pty = require "procy.pty"
 local config = require "procy.config"
 local store = require "procy.store"
 local commands = require "procy.commands"
+local serve = require "procy.serve"
 
 local M = {}
 
@@ -34,17 +35,34 @@ function M.run(opts)
     if not id then return nil, "cannot write to the record: " .. ierr, code end
   end
   fs.mkdir(dirname(cfg.log), 448) -- 0700
-  local s, serr, scode = pty.session { argv = argv, cwd = cwd, db = store.path(), id = id, log = cfg.log }
+  -- The agent's API calls come through procy's proxy, tied to this session
+  -- by the path; its own base URL (if it had one) becomes the upstream.
+  local proxy, env
+  if cfg.capture then
+    local perr
+    proxy, perr = serve.start { port = 0, session = id, agent_env = true }
+    if proxy then
+      local base = proxy.url .. "/s/" .. id
+      env = { ANTHROPIC_BASE_URL = base, OPENAI_BASE_URL = base .. "/v1" }
+    else
+      core.log("warn", "session " .. id .. ": API capture is off: " .. tostring(perr))
+    end
+  end
+  local s, serr, scode = pty.session { argv = argv, env = env, cwd = cwd, db = store.path(), id = id,
+    log = cfg.log }
   if not s then
+    if proxy then serve.stop(proxy) end
     store.end_session(id, { status = "error" })
     return nil, serr, scode
   end
-  -- However this task ends, the terminal is given back and the row closed.
+  -- However this task ends, the terminal is given back, the calls under way
+  -- recorded and the row closed.
   local ended = false
   local guard <close> = setmetatable({}, { __close = function()
     if not ended then
       local i = s:info()
       s:close()
+      if proxy then serve.stop(proxy) end
       store.end_session(id, { status = "killed", bytes_in = i.bytes_in, bytes_out = i.bytes_out })
     end
   end })
@@ -52,7 +70,7 @@ function M.run(opts)
   local info = s:info()
   store.open():exec("UPDATE sessions SET cols = coalesce(cols, ?), rows = coalesce(rows, ?) WHERE id = ?",
     info.cols, info.rows, id)
-  local ctx = commands.context(s, { id = id, argv = argv, started = core.time() })
+  local ctx = commands.context(s, { id = id, argv = argv, started = core.time(), proxy = proxy and proxy.url })
   local exit = { code = 1 }
   for ev in function() return s:event() end do
     if ev.type == "command" then
@@ -68,6 +86,7 @@ function M.run(opts)
   commands.stop_all(ctx)
   info = s:info()
   s:close()
+  if proxy then serve.stop(proxy) end
   ended = true
   store.end_session(id, { status = exit.signal and "killed" or "exited", code = exit.code,
     signal = exit.signal, bytes_in = info.bytes_in, bytes_out = info.bytes_out })

@@ -140,4 +140,38 @@ function M.turns(session)
   return M.open():query("SELECT * FROM turns WHERE session_id = ? ORDER BY seq", session)
 end
 
+-- ---- API calls -----------------------------------------------------------
+
+local call_columns = [[id, session_id, tag, api, method, path, upstream, status, model, routed_model,
+  started_at, ttfb_us, duration_us, stream, stop_reason, input_tokens, output_tokens,
+  cache_creation_tokens, cache_read_tokens, cost, error, aborted, req_size, resp_size]]
+
+-- calls{session =, limit =, before =} -> the newest calls first, at most
+-- limit (default 50, at most 1000); before: only ids below it (the next page)
+function M.calls(o)
+  local where, args = { "1" }, {}
+  if o.session then where[#where + 1] = "session_id = ?"; args[#args + 1] = o.session end
+  if o.before then where[#where + 1] = "id < ?"; args[#args + 1] = o.before end
+  args[#args + 1] = math.max(1, math.min(o.limit or 50, 1000))
+  return M.open():query("SELECT " .. call_columns .. " FROM api_calls WHERE " .. table.concat(where, " AND ")
+    .. " ORDER BY id DESC LIMIT ?", table.unpack(args))
+end
+
+-- call(id) -> everything about one call: its row with headers and content
+-- decoded, both bodies as recorded, and its tool calls | nil
+function M.call(id)
+  local h = M.open()
+  local row = h:query("SELECT * FROM api_calls WHERE id = ?", id)[1]
+  if not row then return nil end
+  local blobs = require "procy.blobs"
+  for _, k in ipairs { "req_headers", "resp_headers", "content", "ratelimit" } do
+    if row[k] then row[k] = json.decode(row[k]) end
+  end
+  row.request = row.req_body and blobs.get(h, row.req_body)
+  row.response = row.resp_body and blobs.get(h, row.resp_body)
+  row.tool_calls = h:query([[SELECT * FROM tool_calls WHERE api_call_id = ? OR result_call_id = ?
+                             ORDER BY id]], id, id)
+  return row
+end
+
 return M

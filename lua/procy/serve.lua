@@ -1,0 +1,213 @@
+-- procy.serve: procy's HTTP server. Requests under /v1/ (or /s/ID/v1/)
+-- are proxied in C and recorded by procy.capture; everything else is the
+-- JSON API below, each request handled in its own task:
+--
+--   GET /health                      {ok, version, uptime_s, db, calls, upstream}
+--   GET /api/sessions?limit=N        the newest sessions
+--   GET /api/calls?session=&limit=&before=   calls, newest first; `next` is
+--                                    the `before` of the following page
+--   GET /api/calls/ID                one call: headers, bodies, content, tools
+--   GET /api/usage?since=&until=&session=    tokens and cost (procy.usage)
+--   GET /api/events                  server-sent events: `call` per new call
+--
+-- `procy serve` runs it alone; an interactive session runs one on a free
+-- port and points the agent at it.
+
+local core = require "procy.core"
+local http = require "procy.http"
+local json = require "procy.json"
+local store = require "procy.store"
+local config = require "procy.config"
+local capture = require "procy.capture"
+
+local M = {}
+
+local function env(name)
+  local v = os.getenv(name)
+  return v ~= "" and v or nil
+end
+
+local function strip(url) return (url:gsub("/+$", "")) end
+
+-- upstreams{upstream =, openai =, agent_env = true} -> anthropic, openai.
+-- Order: the flag, PROCY_UPSTREAM, `upstream` from a config file, then for
+-- a wrapped agent the base URL it would have used (ANTHROPIC_BASE_URL,
+-- OPENAI_BASE_URL), then the default.
+function M.upstreams(o)
+  local cfg, origin = config.get(), config.origin or {}
+  local function pick(flag, var, setting, agent_var)
+    return flag or env(var) or (origin[setting] ~= "default" and cfg[setting])
+      or (o.agent_env and agent_var and env(agent_var)) or cfg[setting]
+  end
+  local a = pick(o.upstream, "PROCY_UPSTREAM", "upstream", "ANTHROPIC_BASE_URL")
+  local oa = pick(o.openai, "PROCY_OPENAI_UPSTREAM", "openai_upstream", "OPENAI_BASE_URL")
+  return strip(a), (strip(oa):gsub("/v1$", ""))
+end
+
+-- ---- the JSON API ---------------------------------------------------------------
+
+local function unescape(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function query_of(req)
+  local q = {}
+  for k, v in (req:query() or ""):gmatch("([^&=]+)=?([^&]*)") do q[unescape(k)] = unescape(v) end
+  return q
+end
+
+local function reply(req, status, value)
+  req:respond(status, { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
+    json.encode(value) .. "\n")
+end
+
+local function fail(req, status, msg)
+  reply(req, status, { error = msg })
+end
+
+local function int(q, name, lo)
+  local v = q[name]
+  if v == nil then return nil end
+  local n = math.tointeger(tonumber(v))
+  if not n or n < (lo or 0) then return nil, name .. " must be a whole number" end
+  return n
+end
+
+local routes = {}
+
+routes["/health"] = function(req, s)
+  local ok, err = pcall(store.counts)
+  local counts = ok and err or nil
+  reply(req, 200, { ok = ok and counts ~= nil, version = core.version, uptime_s = core.now() - s.started,
+    db = ok and counts and "ok" or tostring(err), db_path = store.path(),
+    calls = counts and counts.api_calls, upstream = s.upstream, openai_upstream = s.openai })
+end
+
+routes["/api/sessions"] = function(req)
+  local limit, err = int(query_of(req), "limit", 1)
+  if err then return fail(req, 400, err) end
+  local rows = store.sessions(math.min(limit or 50, 1000))
+  for _, r in ipairs(rows) do r.argv = json.array(r.argv) end
+  reply(req, 200, { sessions = json.array(rows) })
+end
+
+local function session_arg(q)
+  if not q.session or q.session == "" then return nil end
+  local row, err = store.find_session(q.session)
+  if not row then return nil, err end
+  return row.id
+end
+
+routes["/api/calls"] = function(req)
+  local q = query_of(req)
+  local limit, lerr = int(q, "limit", 1)
+  local before, berr = int(q, "before", 1)
+  local session, serr = session_arg(q)
+  if lerr or berr or serr then return fail(req, 400, lerr or berr or serr) end
+  local rows = store.calls { session = session, limit = limit, before = before }
+  local full = #rows == math.max(1, math.min(limit or 50, 1000))
+  reply(req, 200, { calls = json.array(rows), next = full and rows[#rows].id or json.null })
+end
+
+routes["/api/usage"] = function(req)
+  local usage = require "procy.usage"
+  local q = query_of(req)
+  local since, err1 = q.since and usage.time(q.since)
+  local until_, err2 = q["until"] and usage.time(q["until"])
+  local session, err3 = session_arg(q)
+  if err1 or err2 or err3 then return fail(req, 400, err1 or err2 or err3) end
+  local r = usage.report { since = since, until_ = until_, session = session }
+  r.models, r.sessions = json.array(r.models), json.array(r.sessions)
+  reply(req, 200, r)
+end
+
+-- Each new call goes to every listener as it is recorded. A client that
+-- falls 1 MB behind is dropped by req:send; a keep-alive comment every
+-- 15 s finds clients that left.
+routes["/api/events"] = function(req)
+  req:stream(200, { ["Content-Type"] = "text/event-stream", ["Cache-Control"] = "no-store" })
+  req:send(": procy " .. core.version .. "\n\n")
+  local gone = false
+  local stop <close> = setmetatable({ off = capture.on_call(function(call)
+    if not gone and not req:send("event: call\ndata: " .. json.encode(call) .. "\n\n") then gone = true end
+  end) }, { __close = function(t) t.off() end })
+  while not gone and not req:gone() do
+    core.sleep(15)
+    if not req:send(": keep-alive\n\n") then gone = true end
+  end
+  req:finish()
+end
+
+local function route(s, req)
+  local path = req:path()
+  local id = path:match("^/api/calls/(%d+)$")
+  if req:method() ~= "GET" and req:method() ~= "HEAD" then
+    return fail(req, 405, "only GET here; API calls go under /v1/")
+  end
+  if id then
+    local row = store.call(math.tointeger(tonumber(id)))
+    if not row then return fail(req, 404, "no call " .. id) end
+    row.request = json.decode(row.request or "") or row.request
+    row.tool_calls = json.array(row.tool_calls)
+    return reply(req, 200, row)
+  end
+  local handler = routes[path] or routes[path:gsub("/$", "")]
+  if not handler then return fail(req, 404, "no route " .. path .. " (see /health, /api/calls)") end
+  handler(req, s)
+end
+
+-- ---- starting and stopping ------------------------------------------------------
+
+-- start{port =, host =, token =, upstream =, openai =, session =,
+-- agent_env =} -> server | nil, err, code. The server's fields: port, url,
+-- upstream, openai, session; close it with stop(server).
+function M.start(o)
+  local db, err, code = store.open()
+  if not db then return nil, "cannot open the record: " .. err, code end
+  local up, oup = M.upstreams(o)
+  local srv
+  srv, err, code = http.serve { host = o.host, port = o.port, token = o.token,
+    proxy = { anthropic = up, openai = oup } }
+  if not srv then return nil, err, code end
+  local host = o.host or "127.0.0.1"
+  local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
+    started = core.now(), db = db, tasks = {} }
+  s.url = "http://" .. host .. ":" .. s.port
+  for _, u in ipairs { up, oup } do
+    if u:match("^https?://([^/]*)") == host .. ":" .. s.port or u:match("^https?://localhost:(%d+)") == tostring(s.port) then
+      srv:close()
+      return nil, "the upstream " .. u .. " is this server itself", "ELOOP"
+    end
+  end
+  s.recorder = capture.start(srv, { db = db, session = o.session })
+  s.acceptor = core.spawn(function()
+    while true do
+      local req = srv:accept()
+      core.spawn(function()
+        local ok, e = pcall(route, s, req)
+        if not ok then
+          core.log("error", "serve: " .. req:path() .. ": " .. tostring(e))
+          pcall(fail, req, 500, "procy: " .. tostring(e))
+        end
+      end):label("serve " .. req:path())
+    end
+  end)
+  s.acceptor:label("serve")
+  return s
+end
+
+-- stop(server): stops listening; the calls still open are ended and every
+-- call is recorded before it returns.
+function M.stop(s)
+  if s.stopped then return end
+  s.stopped = true
+  core.cancel(s.acceptor)
+  s.srv:close()
+  if coroutine.isyieldable() then
+    core.await(s.recorder, 10)
+  end
+  core.cancel(s.recorder)
+  capture.drain(s.srv, { db = s.db, session = s.session })
+end
+
+return M

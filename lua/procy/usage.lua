@@ -1,0 +1,112 @@
+-- procy.usage: tokens and cost from the recorded API calls, by model and
+-- by session (`procy usage`, and /api/usage of `procy serve`).
+
+local store = require "procy.store"
+
+local M = {}
+
+-- time(text) -> microseconds since the epoch | nil, err. Accepts
+-- "2026-11-20", "2026-11-20 14:30", "2026-11-20T14:30:05" (local time),
+-- an age ("90m", "36h", "7d", "2w": that long ago) or epoch seconds.
+function M.time(text, now_us)
+  now_us = now_us or store.now_us()
+  local n, unit = text:match("^(%d+%.?%d*)([smhdw])$")
+  if n then
+    local secs = { s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
+    return now_us - math.floor(tonumber(n) * secs[unit] * 1e6)
+  end
+  if text:match("^%d+%.?%d*$") and #text >= 9 then return math.floor(tonumber(text) * 1e6) end
+  local y, mo, d, rest = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
+  if y then
+    local h, mi, s = 0, 0, 0
+    if rest ~= "" then
+      h, mi, s = rest:match("^[T ](%d%d):(%d%d):?(%d*)$")
+      if not h then return nil, "'" .. text .. "' is not a time (use 2026-11-20, 2026-11-20 14:30, 36h or 7d)" end
+    end
+    local t = os.time { year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = tonumber(h),
+                        min = tonumber(mi), sec = tonumber(s) or 0 }
+    return t * 1000000
+  end
+  return nil, "'" .. text .. "' is not a time (use 2026-11-20, 2026-11-20 14:30, 36h or 7d)"
+end
+
+local sums = [[count(*) AS calls,
+  coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
+  coalesce(sum(cache_creation_tokens), 0) AS cache_creation_tokens,
+  coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+  sum(cost) AS cost,
+  sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)) AS unpriced,
+  sum(error IS NOT NULL) AS errors]]
+
+-- report{since =, until_ =, session =} -> {since, until_, total, models, sessions}
+-- (times in µs; session a full id). cost is nil when no call in a group
+-- has a known price; unpriced counts the calls whose price is unknown.
+function M.report(opts)
+  local h = assert(store.open())
+  local where, args = { "1" }, {}
+  if opts.since then where[#where + 1] = "started_at >= ?"; args[#args + 1] = opts.since end
+  if opts.until_ then where[#where + 1] = "started_at < ?"; args[#args + 1] = opts.until_ end
+  if opts.session then where[#where + 1] = "session_id = ?"; args[#args + 1] = opts.session end
+  local w = table.concat(where, " AND ")
+  local function q(sql) return h:query(sql, table.unpack(args)) end
+  return {
+    since = opts.since, until_ = opts.until_, session = opts.session,
+    total = q("SELECT " .. sums .. " FROM api_calls WHERE " .. w)[1],
+    models = q("SELECT coalesce(routed_model, model, '(none)') AS model, " .. sums ..
+      " FROM api_calls WHERE " .. w .. " GROUP BY 1 ORDER BY coalesce(sum(cost), 0) DESC, calls DESC"),
+    sessions = q("SELECT a.session_id AS session, s.started_at, s.cwd, " .. sums ..
+      " FROM api_calls a LEFT JOIN sessions s ON s.id = a.session_id WHERE " .. (w:gsub("started_at", "a.started_at")) ..
+      " GROUP BY a.session_id ORDER BY s.started_at DESC"),
+  }
+end
+
+local function commas(n)
+  local s = tostring(math.floor(n or 0))
+  while true do
+    local k
+    s, k = s:gsub("^(%d+)(%d%d%d)", "%1,%2")
+    if k == 0 then return s end
+  end
+end
+
+local function dollars(r)
+  if r.cost == nil then return r.unpriced > 0 and "unknown" or "-" end
+  return ("$%.4f%s"):format(r.cost, r.unpriced > 0 and "+" or "")
+end
+
+local function when(us)
+  return us and os.date("%Y-%m-%d %H:%M", us // 1000000) or "-"
+end
+
+-- format(report) -> text for the terminal
+function M.format(r)
+  local out = {}
+  local function line(...) out[#out + 1] = string.format(...) end
+  line("usage from %s to %s%s", r.since and when(r.since) or "the start", r.until_ and when(r.until_) or "now",
+    r.session and (" in session " .. r.session:sub(1, 8)) or "")
+  local cols = "%-30s %6s %12s %10s %12s %12s %12s"
+  local function row(name, x)
+    line(cols, name, commas(x.calls), commas(x.input_tokens), commas(x.output_tokens),
+      commas(x.cache_creation_tokens), commas(x.cache_read_tokens), dollars(x))
+  end
+  line("")
+  line(cols, "model", "calls", "input", "output", "cache write", "cache read", "cost")
+  for _, m in ipairs(r.models) do row(m.model:sub(1, 30), m) end
+  row("total", r.total)
+  if #r.sessions > 1 or (#r.sessions == 1 and not r.session) then
+    line("")
+    line(cols, "session", "calls", "input", "output", "cache write", "cache read", "cost")
+    for _, s in ipairs(r.sessions) do
+      row((s.session or "(none)"):sub(1, 8) .. "  " .. when(s.started_at), s)
+    end
+  end
+  if r.total.unpriced > 0 then
+    line("")
+    line("%d call(s) used a model with no known price: '+' marks a cost that leaves them out.", r.total.unpriced)
+    line("Add prices to procy.lua:  prices = { [\"model-name\"] = { input = 3, output = 15 } }  ($ per million tokens)")
+  end
+  if r.total.errors > 0 then line("%d call(s) ended in an error.", r.total.errors) end
+  return table.concat(out, "\n") .. "\n"
+end
+
+return M
