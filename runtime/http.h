@@ -46,6 +46,8 @@ struct xfer {
 	void         *ud;
 	char          err[256];
 	int           got_headers, aborting, paused;
+	int64_t       stall_ns;       /* 0: no stall timeout */
+	loop_timer    stall;
 	buf_t         hline;          /* a header line being assembled */
 	list_node     all;
 };

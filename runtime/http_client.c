@@ -90,10 +90,22 @@ static int timer_cb(CURLM *m, long ms, void *userp)
 
 /* ---- transfers ----------------------------------------------------------------------- */
 
+/* Finished easy handles are kept for the next transfers: a new one costs
+   allocations and buffers a reset one already has. */
+#define SPARE_MAX 32
+static CURL *spare[SPARE_MAX];
+static int   nspare;
+
 static void xfer_free(xfer_t *x)
 {
+	loop_timer_stop(curl_rt->loop, &x->stall);
 	curl_multi_remove_handle(multi, x->easy);
-	curl_easy_cleanup(x->easy);
+	if (nspare < SPARE_MAX) {
+		curl_easy_reset(x->easy);
+		spare[nspare++] = x->easy;
+	} else {
+		curl_easy_cleanup(x->easy);
+	}
 	curl_slist_free_all(x->sent);
 	for (size_t i = 0; i < x->nhdr; i++) {
 		free(x->hdr[i].name);
@@ -162,6 +174,29 @@ static void run_curl(curl_socket_t fd, int ev)
 	reap();
 }
 
+/* Nothing came for stall_ns: the transfer fails with ETIMEDOUT. (curl's
+   own low-speed check averages over seconds; this is exact.) */
+static void on_stall(loop_t *loop, loop_timer *t)
+{
+	(void)loop;
+	xfer_t *x = t->data;
+	char msg[96];
+	snprintf(msg, sizeof msg, "nothing arrived for %.3g s", (double)x->stall_ns / 1e9);
+	const xfer_cb *cb = x->cb;
+	x->aborting = 1; /* freed by reap, after its owner hears */
+	in_curl++;
+	if (cb)
+		cb->done(x, x->ud, "ETIMEDOUT", msg);
+	in_curl--;
+	reap();
+}
+
+static void stall_restart(xfer_t *x)
+{
+	if (x->stall_ns && !x->paused)
+		loop_timer_start(curl_rt->loop, &x->stall, x->stall_ns, on_stall, x);
+}
+
 static void headers_in(xfer_t *x)
 {
 	long status = 0;
@@ -179,6 +214,7 @@ static size_t header_cb(char *p, size_t size, size_t n, void *ud)
 	size_t len = size * n;
 	if (x->aborting || !x->cb)
 		return 0;
+	stall_restart(x);
 	while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r'))
 		len--;
 	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) { /* a (new) response: 100 Continue, then the real one */
@@ -219,6 +255,7 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 	xfer_t *x = ud;
 	if (x->aborting || !x->cb)
 		return 0;
+	stall_restart(x);
 	if (!x->got_headers)
 		headers_in(x);
 	if (x->cb && x->cb->data && !x->aborting)
@@ -242,7 +279,7 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
 		curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	}
 	xfer_t *x = calloc(1, sizeof *x);
-	CURL *e = x ? curl_easy_init() : NULL;
+	CURL *e = !x ? NULL : nspare ? spare[--nspare] : curl_easy_init();
 	if (!e) {
 		free(x);
 		snprintf(err, errlen, "out of memory");
@@ -263,10 +300,9 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)((r->connect_timeout > 0 ? r->connect_timeout : 30) * 1000));
 	if (r->timeout > 0)
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->timeout * 1000));
-	if (r->stall_timeout > 0) {
-		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(r->stall_timeout + 0.999));
-	}
+	loop_timer_init(&x->stall);
+	x->stall_ns = r->stall_timeout > 0 ? (int64_t)(r->stall_timeout * 1e9) : 0;
+	stall_restart(x);
 	const char *method = r->method ? r->method : "GET";
 	if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -306,7 +342,10 @@ void xfer_pause(xfer_t *x, int paused)
 	if (x->paused == paused)
 		return;
 	x->paused = paused;
+	if (paused) /* a slow reader downstream is not a silent upstream */
+		loop_timer_stop(curl_rt->loop, &x->stall);
 	curl_easy_pause(x->easy, paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+	stall_restart(x);
 }
 
 const char *xfer_get_header(const xfer_t *x, const char *name)
@@ -324,6 +363,8 @@ void http_shutdown(void)
 		x->cb = NULL;
 		xfer_free(x);
 	}
+	while (nspare)
+		curl_easy_cleanup(spare[--nspare]);
 	if (multi) {
 		curl_multi_cleanup(multi);
 		multi = NULL;

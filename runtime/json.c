@@ -2,10 +2,8 @@
 ** json.c — the `procy.json` module: Lua values to JSON text and back.
 **
 ** A direct one-pass codec between JSON text and Lua values, with no
-** intermediate tree. cJSON (used by the C-side parsers) keeps numbers as
-** doubles, which cannot carry the integers beyond 2^53 that JSON payloads
-** hold (ids, byte counts); this codec keeps every integer that fits in 64
-** bits exact, in both directions.
+** intermediate tree, that keeps every integer that fits in 64 bits exact
+** both ways (ids and byte counts go past 2^53, where doubles stop).
 **
 ** Conventions, which the recipe reference repeats:
 ** - JSON null is json.null (a light userdata), so keys and array slots
@@ -155,8 +153,7 @@ static void enc_number(lua_State *L, enc_t *e, int idx)
 	enc_add(L, e, tmp, (size_t)n);
 }
 
-/* Returns the __json field of the value's metatable: "array", "object" or
-   NULL. */
+/* The __json field of the value's metatable: "array", "object" or NULL. */
 static const char *marked_kind(lua_State *L, int idx)
 {
 	const char *kind = NULL;
@@ -238,10 +235,7 @@ static void enc_member(lua_State *L, enc_t *e, int key, int val, int depth, int 
 	enc_newline(L, e, depth + 1);
 	enc_string(L, e, k, n);
 	lua_pop(L, 1);
-	if (e->indent)
-		enc_lit(L, e, ": ");
-	else
-		enc_lit(L, e, ":");
+	enc_add(L, e, ": ", e->indent ? 2 : 1);
 	enc_value(L, e, val, depth + 1);
 }
 
@@ -394,11 +388,10 @@ static int dec_error(lua_State *L, dec_t *d, const char *what)
 	if (d->p >= d->end)
 		return luaL_error(L, "%s: unexpected end of input at line %d", what, line);
 	unsigned char c = (unsigned char)*d->p;
-	if (c >= 0x20 && c < 0x7f)
-		return luaL_error(L, "%s: unexpected '%c' at line %d column %d (byte %d)", what,
-		                  c, line, (int)(d->p - bol) + 1, (int)(d->p - d->s) + 1);
-	return luaL_error(L, "%s: unexpected byte 0x%02x at line %d column %d (byte %d)", what,
-	                  c, line, (int)(d->p - bol) + 1, (int)(d->p - d->s) + 1);
+	char shown[16];
+	snprintf(shown, sizeof shown, c >= 0x20 && c < 0x7f ? "'%c'" : "byte 0x%02x", c);
+	return luaL_error(L, "%s: unexpected %s at line %d column %d (byte %d)", what, shown,
+	                  line, (int)(d->p - bol) + 1, (int)(d->p - d->s) + 1);
 }
 
 static void skip_ws(dec_t *d)
@@ -471,9 +464,7 @@ static void dec_string(lua_State *L, dec_t *d)
 		char esc = d->p[1];
 		d->p += 2;
 		switch (esc) {
-		case '"': luaL_addchar(&b, '"'); break;
-		case '\\': luaL_addchar(&b, '\\'); break;
-		case '/': luaL_addchar(&b, '/'); break;
+		case '"': case '\\': case '/': luaL_addchar(&b, esc); break;
 		case 'b': luaL_addchar(&b, '\b'); break;
 		case 'f': luaL_addchar(&b, '\f'); break;
 		case 'n': luaL_addchar(&b, '\n'); break;
@@ -589,6 +580,62 @@ static void dec_expect(lua_State *L, dec_t *d, const char *lit, size_t n)
 	d->p += n;
 }
 
+/* For each member of the object (its key pushed) or element of the array
+   at d->p, child(L, d, i, ud) decodes the value and pops the key. */
+typedef void (*child_fn)(lua_State *L, dec_t *d, lua_Integer i, void *ud);
+
+static void dec_children(lua_State *L, dec_t *d, child_fn child, void *ud)
+{
+	int is_obj = *d->p == '{';
+	char close = is_obj ? '}' : ']';
+	if (++d->depth > JSON_MAX_DEPTH)
+		dec_error(L, d, "nested too deep");
+	luaL_checkstack(L, 6, "json: nesting");
+	d->p++;
+	skip_ws(d);
+	if (d->p < d->end && *d->p == close) {
+		d->p++;
+		d->depth--;
+		return;
+	}
+	for (lua_Integer i = 1;; i++) {
+		if (is_obj) {
+			skip_ws(d);
+			if (d->p >= d->end || *d->p != '"')
+				dec_error(L, d, "expected a string key");
+			d->p++;
+			dec_string(L, d);
+			skip_ws(d);
+			if (d->p >= d->end || *d->p != ':')
+				dec_error(L, d, "expected ':'");
+			d->p++;
+		}
+		skip_ws(d);
+		child(L, d, i, ud);
+		skip_ws(d);
+		if (d->p < d->end && *d->p == ',') {
+			d->p++;
+			continue;
+		}
+		if (d->p < d->end && *d->p == close) {
+			d->p++;
+			break;
+		}
+		dec_error(L, d, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
+	}
+	d->depth--;
+}
+
+/* A child of the table on the stack (below its key, for an object). */
+static void store_child(lua_State *L, dec_t *d, lua_Integer i, void *is_obj)
+{
+	dec_value(L, d);
+	if (is_obj)
+		lua_rawset(L, -3);
+	else
+		lua_rawseti(L, -2, i);
+}
+
 static void dec_value(lua_State *L, dec_t *d)
 {
 	skip_ws(d);
@@ -596,52 +643,11 @@ static void dec_value(lua_State *L, dec_t *d)
 		dec_error(L, d, "invalid JSON");
 	switch (*d->p) {
 	case '{':
-	case '[': {
-		int is_obj = *d->p == '{';
-		char close = is_obj ? '}' : ']';
-		if (++d->depth > JSON_MAX_DEPTH)
-			dec_error(L, d, "nested too deep");
-		luaL_checkstack(L, 4, "json: nesting");
-		d->p++;
+	case '[':
 		lua_newtable(L);
-		luaL_setmetatable(L, is_obj ? OBJECT_MT : ARRAY_MT);
-		skip_ws(d);
-		if (d->p < d->end && *d->p == close) {
-			d->p++;
-			d->depth--;
-			return;
-		}
-		for (lua_Integer i = 1;; i++) {
-			if (is_obj) {
-				skip_ws(d);
-				if (d->p >= d->end || *d->p != '"')
-					dec_error(L, d, "expected a string key");
-				d->p++;
-				dec_string(L, d);
-				skip_ws(d);
-				if (d->p >= d->end || *d->p != ':')
-					dec_error(L, d, "expected ':'");
-				d->p++;
-				dec_value(L, d);
-				lua_rawset(L, -3);
-			} else {
-				dec_value(L, d);
-				lua_rawseti(L, -2, i);
-			}
-			skip_ws(d);
-			if (d->p < d->end && *d->p == ',') {
-				d->p++;
-				continue;
-			}
-			if (d->p < d->end && *d->p == close) {
-				d->p++;
-				break;
-			}
-			dec_error(L, d, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
-		}
-		d->depth--;
+		luaL_setmetatable(L, *d->p == '{' ? OBJECT_MT : ARRAY_MT);
+		dec_children(L, d, store_child, *d->p == '{' ? d : NULL);
 		return;
-	}
 	case '"':
 		d->p++;
 		dec_string(L, d);
@@ -691,9 +697,26 @@ static int json_decode(lua_State *L)
 	return 1;
 }
 
-/* Where the direct children of the object or array in s:sub(i, j) lie,
-   decoding (and so checking) each one: the record keeps a body in pieces
-   and rebuilds it byte for byte. */
+/* Where the children of the value in s:sub(i, j) lie, each one decoded
+   (and so checked): the record keeps bodies in pieces (lua/procy/blobs.lua). */
+/* A child's span, into the list below it (and its key, for an object). */
+static void span_child(lua_State *L, dec_t *d, lua_Integer i, void *is_obj)
+{
+	lua_Integer first = d->p - d->s + 1;
+	dec_value(L, d);
+	lua_pop(L, 1);
+	lua_createtable(L, 3, 0);
+	if (is_obj) {
+		lua_insert(L, -2);
+		lua_rawseti(L, -2, 1); /* the key */
+	}
+	lua_pushinteger(L, first);
+	lua_rawseti(L, -2, is_obj ? 2 : 1);
+	lua_pushinteger(L, d->p - d->s);
+	lua_rawseti(L, -2, is_obj ? 3 : 2);
+	lua_rawseti(L, -2, i);
+}
+
 static int spans_raw(lua_State *L)
 {
 	size_t n;
@@ -703,47 +726,11 @@ static int spans_raw(lua_State *L)
 	skip_ws(&d);
 	int is_obj = d.p < d.end && *d.p == '{', is_arr = d.p < d.end && *d.p == '[';
 	lua_newtable(L);
-	if (!is_obj && !is_arr) {
+	if (is_obj || is_arr) {
+		dec_children(L, &d, span_child, is_obj ? &d : NULL);
+	} else {
 		dec_value(L, &d);
 		lua_pop(L, 1);
-	} else if (d.p++, skip_ws(&d), d.p < d.end && *d.p == (is_obj ? '}' : ']')) {
-		d.p++;
-	} else {
-		for (lua_Integer k = 1;; k++) {
-			lua_createtable(L, 3, 0);
-			int slot = 1;
-			if (is_obj) {
-				skip_ws(&d);
-				if (d.p >= d.end || *d.p != '"')
-					dec_error(L, &d, "expected a string key");
-				d.p++;
-				dec_string(L, &d);
-				lua_rawseti(L, -2, slot++);
-				skip_ws(&d);
-				if (d.p >= d.end || *d.p != ':')
-					dec_error(L, &d, "expected ':'");
-				d.p++;
-			}
-			skip_ws(&d);
-			lua_Integer first = d.p - s + 1;
-			dec_value(L, &d);
-			lua_pop(L, 1);
-			lua_pushinteger(L, first);
-			lua_rawseti(L, -2, slot++);
-			lua_pushinteger(L, d.p - s);
-			lua_rawseti(L, -2, slot);
-			lua_rawseti(L, -2, k);
-			skip_ws(&d);
-			if (d.p < d.end && *d.p == ',') {
-				d.p++;
-				continue;
-			}
-			if (d.p < d.end && *d.p == (is_obj ? '}' : ']')) {
-				d.p++;
-				break;
-			}
-			dec_error(L, &d, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
-		}
 	}
 	skip_ws(&d);
 	if (d.p < d.end)

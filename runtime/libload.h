@@ -18,7 +18,7 @@
 #include <microhttpd.h>
 
 #define LIBLOAD_CURL(X) \
-	X(curl_global_init) X(curl_global_cleanup) X(curl_easy_init) X(curl_easy_cleanup) \
+	X(curl_global_init) X(curl_global_cleanup) X(curl_easy_init) X(curl_easy_cleanup) X(curl_easy_reset) \
 	X(curl_easy_setopt) X(curl_easy_getinfo) X(curl_easy_pause) X(curl_easy_strerror) \
 	X(curl_multi_init) X(curl_multi_cleanup) X(curl_multi_setopt) X(curl_multi_assign) \
 	X(curl_multi_add_handle) X(curl_multi_remove_handle) X(curl_multi_socket_action) \
@@ -47,6 +47,7 @@ int libload_mhd(char *err, size_t errlen);
 #define curl_global_cleanup       (*libload_curl_global_cleanup)
 #define curl_easy_init            (*libload_curl_easy_init)
 #define curl_easy_cleanup         (*libload_curl_easy_cleanup)
+#define curl_easy_reset           (*libload_curl_easy_reset)
 #define curl_easy_setopt          (*libload_curl_easy_setopt)
 #define curl_easy_getinfo         (*libload_curl_easy_getinfo)
 #define curl_easy_pause           (*libload_curl_easy_pause)

@@ -309,6 +309,10 @@ int luaopen_procy_proc(lua_State *L);
 int luaopen_procy_fs(lua_State *L);
 int luaopen_procy_pty(lua_State *L);
 int luaopen_procy_hash(lua_State *L);
+/* Makes procy's modules loadable in L: all of them, or (all = 0, for a
+   state with no loop, on another thread) procy.json, procy.db, procy.hash
+   and the Lua modules. */
+void procy_open_modules(lua_State *L, int all);
 /* After lua_close: puts back any terminal a session left in raw mode. */
 void session_shutdown(void);
 /* mkdir -p: creates path and its missing parents. 0 or -1 with errno. */

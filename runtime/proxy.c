@@ -23,14 +23,16 @@
 #define RESUME_AT  (1 << 20)
 #define MAX_KEPT   (64 << 20) /* response bytes kept for the record */
 #define MAX_WAIT   10000      /* finished calls waiting for Lua */
+#define WHOLE_MAX  (256 << 10) /* answers up to this size may be sent whole */
 
 struct proxy {
 	char  *anthropic, *openai; /* upstream bases, without a trailing slash */
+	double stall;              /* seconds the upstream may send nothing */
 	list_t running, finished;
 	size_t nfinished;
 };
 
-typedef struct pcall {
+struct pcall {
 	proxy_t     *px;
 	server_t    *srv;
 	hreq_t      *r;       /* NULL once the client side is done */
@@ -43,16 +45,18 @@ typedef struct pcall {
 	size_t       nreq, nresp;
 	buf_t        req_body, resp_body;
 	int          status, truncated, aborted, recorded;
+	int          whole;   /* answered in one piece at the end */
 	int64_t      started_us, t0, ttfb, duration;
 	char         error[300];
 	list_node    node;
-} pcall_t;
+};
 
-proxy_t *proxy_new(const char *anthropic, const char *openai)
+proxy_t *proxy_new(const char *anthropic, const char *openai, double stall)
 {
 	proxy_t *p = calloc(1, sizeof *p);
 	if (!p)
 		return NULL;
+	p->stall = stall > 0 ? stall : 600;
 	p->anthropic = strdup(anthropic);
 	p->openai = strdup(openai);
 	if (!p->anthropic || !p->openai) {
@@ -77,7 +81,7 @@ static void headers_free(xfer_header *h, size_t n)
 	free(h);
 }
 
-static void call_free(pcall_t *c)
+void pcall_free(pcall_t *c)
 {
 	free(c->path);
 	free(c->url);
@@ -93,7 +97,7 @@ void proxy_free(proxy_t *p)
 	while (p->finished.head) {
 		pcall_t *c = list_item(p->finished.head, pcall_t, node);
 		list_remove(&p->finished, &c->node);
-		call_free(c);
+		pcall_free(c);
 	}
 	free(p->anthropic);
 	free(p->openai);
@@ -141,28 +145,43 @@ static void on_drain(hreq_t *r)
 		xfer_pause(c->x, 0);
 }
 
+/* The response headers to pass on: all but the hop-by-hop ones. */
+static xfer_header *pass_on(const xfer_header *h, size_t n, size_t *nout)
+{
+	xfer_header *out = calloc(n ? n : 1, sizeof *out);
+	*nout = 0;
+	for (size_t i = 0; out && i < n; i++)
+		if (!hop_by_hop(h[i].name))
+			out[(*nout)++] = h[i];
+	return out;
+}
+
 static void on_up_headers(xfer_t *x, void *ud)
 {
 	pcall_t *c = ud;
 	c->status = x->status;
 	c->ttfb = x->ttfb;
 	c->resp_hdr = calloc(x->nhdr ? x->nhdr : 1, sizeof *c->resp_hdr);
-	xfer_header *out = calloc(x->nhdr ? x->nhdr : 1, sizeof *out);
-	size_t nout = 0;
 	for (size_t i = 0; c->resp_hdr && i < x->nhdr; i++) {
 		c->resp_hdr[c->nresp].name = strdup(x->hdr[i].name);
 		c->resp_hdr[c->nresp].value = strdup(x->hdr[i].value);
 		c->nresp++;
-		if (out && !hop_by_hop(x->hdr[i].name))
-			out[nout++] = x->hdr[i];
 	}
-	if (!c->r) {
-		free(out);
+	if (!c->r)
+		return;
+	/* A small answer of known length that is not a stream of events is
+	   sent whole when it is in (as nginx buffers by default): one wake-up
+	   of the client's connection instead of one per piece. Anything else
+	   is passed on piece by piece, the moment each piece arrives. */
+	const char *len = xfer_get_header(x, "content-length");
+	const char *type = xfer_get_header(x, "content-type");
+	int64_t size = len && !xfer_get_header(x, "transfer-encoding") ? strtoll(len, NULL, 10) : -1;
+	if (size >= 0 && size <= WHOLE_MAX && !(type && strstr(type, "event-stream")) && strcmp(c->method, "HEAD")) {
+		c->whole = 1;
 		return;
 	}
-	/* the body's length, when the upstream gave one, frames ours too */
-	const char *len = xfer_get_header(x, "content-length");
-	int64_t size = len && !xfer_get_header(x, "transfer-encoding") ? strtoll(len, NULL, 10) : -1;
+	size_t nout;
+	xfer_header *out = pass_on(x->hdr, x->nhdr, &nout);
 	hreq_start_stream(c->r, (unsigned)x->status, out, nout, size);
 	free(out);
 }
@@ -174,7 +193,7 @@ static void on_up_data(xfer_t *x, void *ud, const char *p, size_t n)
 		buf_add(&c->resp_body, p, n);
 	else
 		c->truncated = 1;
-	if (!c->r)
+	if (!c->r || c->whole)
 		return;
 	hreq_send(c->r, p, n);
 	if (c->r->out.len - c->r->out_off > PAUSE_AT)
@@ -198,16 +217,22 @@ static void answer_failure(pcall_t *c, const char *code, const char *msg)
 
 static void on_up_done(xfer_t *x, void *ud, const char *code, const char *msg)
 {
-	(void)x;
 	pcall_t *c = ud;
 	c->x = NULL;
 	if (code)
 		snprintf(c->error, sizeof c->error, "%s: %s", code, msg);
 	if (c->r) {
-		if (code && !c->r->answered)
+		if (code && !c->r->answered) {
 			answer_failure(c, code, msg);
-		else
+		} else if (c->whole) {
+			size_t nout;
+			xfer_header *out = pass_on(x->hdr, x->nhdr, &nout);
+			hreq_respond(c->r, (unsigned)c->status, out, nout, c->resp_body.p ? c->resp_body.p : "",
+			             c->resp_body.len);
+			free(out);
+		} else {
 			hreq_end(c->r, code != NULL); /* a broken upstream breaks the client's body too */
+		}
 	}
 	finish(c);
 }
@@ -247,12 +272,16 @@ static void finish(pcall_t *c)
 	c->duration = loop_clock() - c->t0;
 	proxy_t *px = c->px;
 	list_remove(&px->running, &c->node);
+	if (c->srv->capture) { /* recorded on the capture thread */
+		capture_add(c->srv->capture, c);
+		return;
+	}
 	list_push(&px->finished, &c->node);
 	if (++px->nfinished > MAX_WAIT) { /* nobody reads the records: keep the newest */
 		pcall_t *old = list_item(px->finished.head, pcall_t, node);
 		list_remove(&px->finished, &old->node);
 		px->nfinished--;
-		call_free(old);
+		pcall_free(old);
 	}
 	server_record_ready(c->srv);
 }
@@ -305,7 +334,7 @@ void proxy_start(server_t *srv, hreq_t *r)
 		n++;
 	xfer_req req = { .method = c->method, .url = c->url, .headers = lines,
 	                 .body = c->req_body.p, .body_len = c->req_body.len,
-	                 .connect_timeout = 30, .stall_timeout = 600 };
+	                 .connect_timeout = 30, .stall_timeout = px->stall };
 	char err[256] = "no memory";
 	c->x = lines && c->url ? xfer_start(srv->rt, &req, &upstream_cb, c, err, sizeof err) : NULL;
 	for (size_t i = 0; lines && i < n; i++)
@@ -355,14 +384,8 @@ static void push_headers(lua_State *L, const xfer_header *h, size_t n)
 #define SET_STR(k, v) (lua_pushstring(L, (v)), lua_setfield(L, -2, (k)))
 #define SET_INT(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, (k)))
 
-int proxy_next_record(server_t *srv, lua_State *L)
+void pcall_push(lua_State *L, const pcall_t *c)
 {
-	proxy_t *px = srv->proxy;
-	if (!px || !px->finished.head)
-		return 0;
-	pcall_t *c = list_item(px->finished.head, pcall_t, node);
-	list_remove(&px->finished, &c->node);
-	px->nfinished--;
 	lua_createtable(L, 0, 18);
 	if (c->session[0])
 		SET_STR("session", c->session);
@@ -389,6 +412,17 @@ int proxy_next_record(server_t *srv, lua_State *L)
 	lua_setfield(L, -2, "aborted");
 	lua_pushboolean(L, c->truncated);
 	lua_setfield(L, -2, "truncated");
-	call_free(c);
+}
+
+int proxy_next_record(server_t *srv, lua_State *L)
+{
+	proxy_t *px = srv->proxy;
+	if (!px || !px->finished.head)
+		return 0;
+	pcall_t *c = list_item(px->finished.head, pcall_t, node);
+	list_remove(&px->finished, &c->node);
+	px->nfinished--;
+	pcall_push(L, c);
+	pcall_free(c);
 	return 1;
 }

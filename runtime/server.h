@@ -11,6 +11,8 @@
 typedef struct server server_t;
 typedef struct hreq hreq_t;
 typedef struct proxy proxy_t;
+typedef struct pcall pcall_t;     /* one proxied call (proxy.c) */
+typedef struct capture capture_t; /* the recorder thread (capture.c) */
 
 struct server {
 	runtime_t         *rt;
@@ -23,6 +25,7 @@ struct server {
 	size_t             max_body;
 	char              *token;   /* needed by every request when set */
 	proxy_t           *proxy;   /* NULL: /v1/ is not proxied */
+	capture_t         *capture; /* NULL: srv:calls() hands out raw calls */
 	list_t             live;    /* every request not yet freed */
 	list_t             waiting; /* requests for Lua, not yet accepted */
 	op_t              *acceptor; /* a task in srv:accept() */
@@ -65,6 +68,9 @@ int         hreq_authorized(const hreq_t *r);
 int         hreq_respond(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
                          const char *body, size_t len);
 int         hreq_respond_json(hreq_t *r, unsigned status, const char *json);
+/* The file open on fd (size bytes) as the body; fd is closed either way. */
+int         hreq_respond_fd(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
+                            int fd, uint64_t size);
 /* A response whose body follows: size bytes, or -1 (chunked). */
 int         hreq_start_stream(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
                               int64_t size);
@@ -74,12 +80,26 @@ void        hreq_resume(hreq_t *r);
 void        hreq_release(hreq_t *r);
 
 /* proxy.c */
-proxy_t    *proxy_new(const char *anthropic, const char *openai);
+proxy_t    *proxy_new(const char *anthropic, const char *openai, double stall);
 void        proxy_free(proxy_t *p);
 int         proxy_match(const hreq_t *r);
 void        proxy_start(server_t *srv, hreq_t *r);
 void        proxy_stop_all(server_t *srv);
 /* [-0, +1] Pushes the next finished call as a table; 0 if none is waiting. */
 int         proxy_next_record(server_t *srv, lua_State *L);
+/* [-0, +1] A finished call as a table (on any thread's state); and its end. */
+void        pcall_push(lua_State *L, const pcall_t *c);
+void        pcall_free(pcall_t *c);
+
+/* capture.c: calls recorded on a thread of their own, by procy.capture's
+   worker, so parsing and SQLite never hold up the loop. settings: JSON
+   for capture.worker (db, session, redact, prices). */
+capture_t  *capture_start(server_t *srv, const char *settings, char *err, size_t errlen);
+void        capture_add(capture_t *cap, pcall_t *c);     /* takes c */
+/* [-0, +1] The next recorded call's summary; 0 if none is waiting. */
+int         capture_next(capture_t *cap, lua_State *L);
+/* Records what is queued, then ends the thread. */
+void        capture_stop(capture_t *cap);
+void        capture_free(capture_t *cap);
 
 #endif

@@ -8,11 +8,9 @@
 -- {type = "tool_use", id, name, input}, or a provider's own block (server
 -- tools) kept as it came.
 
-local core = require "procy.core"
 local json = require "procy.json"
 local blobs = require "procy.blobs"
 local prices = require "procy.prices"
-local config = require "procy.config"
 
 local M = {}
 
@@ -25,27 +23,35 @@ M.secret_headers = {
 }
 
 local key = "[%w_%-]"
--- Always on; the `redact` setting adds more (Lua patterns).
+-- Always on; the `redact` setting adds more (Lua patterns). Each default
+-- has the literal text every match starts with: a plain search for it
+-- rules out most text at once.
 M.default_patterns = {
-  "sk%-" .. key:rep(16) .. key .. "*",              -- Anthropic and OpenAI keys
-  "gh[pousr]_" .. ("[%w]"):rep(30) .. "[%w]*",      -- GitHub tokens
-  "github_pat_" .. ("[%w_]"):rep(30) .. "[%w_]*",
-  "AKIA" .. ("[%u%d]"):rep(16),                     -- AWS access key ids
-  "AIza" .. key:rep(35),                            -- Google API keys
-  "xox[baprs]%-" .. ("[%w%-]"):rep(10) .. "[%w%-]*", -- Slack tokens
+  { "sk-", "sk%-" .. key:rep(16) .. key .. "*" },                    -- Anthropic and OpenAI keys
+  { "gh", "gh[pousr]_" .. ("[%w]"):rep(30) .. "[%w]*" },             -- GitHub tokens
+  { "github_pat_", "github_pat_" .. ("[%w_]"):rep(30) .. "[%w_]*" },
+  { "AKIA", "AKIA" .. ("[%u%d]"):rep(16) },                         -- AWS access key ids
+  { "AIza", "AIza" .. key:rep(35) },                                -- Google API keys
+  { "xox", "xox[baprs]%-" .. ("[%w%-]"):rep(10) .. "[%w%-]*" },      -- Slack tokens
 }
 M.mask = "[REDACTED]"
 
+local cached, cached_for
+-- {{prefix or false, pattern}, ...}: the defaults and the setting's
 local function patterns()
-  local list = table.move(M.default_patterns, 1, #M.default_patterns, 1, {})
-  for _, p in ipairs(config.get().redact or {}) do list[#list + 1] = p end
-  return list
+  local extra = (M.settings or require("procy.config").get()).redact
+  if cached_for ~= extra then
+    cached = table.move(M.default_patterns, 1, #M.default_patterns, 1, {})
+    for _, p in ipairs(extra or {}) do cached[#cached + 1] = { false, p } end
+    cached_for = extra
+  end
+  return cached
 end
 
 -- redact(text) -> text with every secret pattern replaced by M.mask
 function M.redact(text)
   for _, p in ipairs(patterns()) do
-    if text:find(p) then text = text:gsub(p, M.mask) end
+    if (not p[1] or text:find(p[1], 1, true)) and text:find(p[2]) then text = text:gsub(p[2], M.mask) end
   end
   return text
 end
@@ -53,16 +59,20 @@ end
 -- redact_headers({{name, value}, ...}) -> a copy, secrets masked. An
 -- Authorization header keeps its scheme ("Bearer [REDACTED]").
 function M.redact_headers(list)
-  local out = {}
+  local out, values = {}, {}
   for i, h in ipairs(list) do
     local name, value = h[1], h[2]
-    if M.secret_headers[name:lower()] then
-      local scheme = name:lower():find("authorization") and value:match("^(%a+) ")
+    local lower = name:lower()
+    if M.secret_headers[lower] then
+      local scheme = lower:find("authorization", 1, true) and value:match("^(%a+) ")
       value = scheme and (scheme .. " " .. M.mask) or M.mask
-    else
-      value = M.redact(value)
     end
     out[i] = { name, value }
+    values[i] = value
+  end
+  local all = table.concat(values, "\n")
+  if M.redact(all) ~= all then -- a secret in some other header: find it
+    for _, h in ipairs(out) do h[2] = M.redact(h[2]) end
   end
   return out
 end
@@ -131,8 +141,8 @@ function M.redact_stream(body)
     local spans = {}
     for _, pat in ipairs(patterns()) do
       local at = 1
-      while true do
-        local a, b = whole:find(pat, at)
+      while not pat[1] or whole:find(pat[1], at, true) do
+        local a, b = whole:find(pat[2], at)
         if not a or b < a then break end
         spans[#spans + 1] = { a, b }
         at = b + 1
@@ -406,7 +416,9 @@ parse["openai-responses"] = function(body, stream)
       end
     end
   end
-  for i = 1, table.maxn(items) do response_item(out, items[i]) end
+  local last = 0
+  for i in pairs(items) do last = math.type(i) == "integer" and math.max(last, i) or last end
+  for i = 1, last do response_item(out, items[i]) end
   return out
 end
 
@@ -492,9 +504,12 @@ end
 local function rate_limits(list)
   local out, any = {}, false
   for _, h in ipairs(list) do
-    local n = h[1]:lower()
-    if n:match("^anthropic%-ratelimit%-") or n:match("^x%-ratelimit%-") or n == "retry-after" then
-      out[n], any = h[2], true
+    local n = h[1]
+    if n:find("^[aAxXrR]") then
+      n = n:lower()
+      if n:find("^anthropic%-ratelimit%-") or n:find("^x%-ratelimit%-") or n == "retry-after" then
+        out[n], any = h[2], true
+      end
     end
   end
   return any and json.encode(out, { sort = true }) or nil
@@ -550,18 +565,19 @@ function M.write(db, row, session)
   end
   local req_hash = blobs.put_body(db, row.req_body)
   local resp_hash = blobs.put(db, row.resp_body)
-  check(db:exec([[INSERT INTO api_calls(session_id, method, path, upstream, status, model, routed_model,
+  local inserted, ierr, icode = db:query([[INSERT INTO api_calls(session_id, method, path, upstream, status, model, routed_model,
       started_at, ttfb_us, duration_us, req_headers, resp_headers, req_body, resp_body, content,
       stop_reason, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost,
       ratelimit, error, api, stream, aborted, tag, req_size, resp_size)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],
     session, row.method, row.path, row.upstream, row.status, row.model, row.routed_model,
     row.started_at, row.ttfb_us, row.duration_us, row.req_headers, row.resp_headers, req_hash, resp_hash,
     json.encode(json.array(row.content)), row.stop_reason, row.input_tokens, row.output_tokens,
     row.cache_creation_tokens, row.cache_read_tokens, row.cost, row.ratelimit,
     row.truncated and ((row.error and row.error .. "; " or "") .. "response over 64 MB, kept in part") or row.error,
-    row.api, row.stream and 1 or 0, row.aborted and 1 or 0, row.tag, #row.req_body, #row.resp_body))
-  local id = db:query("SELECT last_insert_rowid() AS id")[1].id
+    row.api, row.stream and 1 or 0, row.aborted and 1 or 0, row.tag, #row.req_body, #row.resp_body)
+  check(inserted, ierr, icode)
+  local id = inserted[1].id
   local ended = row.started_at + (row.duration_us or 0)
   -- results first: a tool_use this call asks for cannot be answered by it
   local function known(tid)
@@ -591,16 +607,7 @@ function M.write(db, row, session)
   return id
 end
 
--- ---- the recording task ---------------------------------------------------------
-
-local listeners = {}
-
--- on_call(fn) -> a function that removes it: fn(summary) after each call is
--- written (procy serve's live feed).
-function M.on_call(fn)
-  listeners[fn] = true
-  return function() listeners[fn] = nil end
-end
+-- ---- the recorder thread ---------------------------------------------------------
 
 local known = {}
 
@@ -615,16 +622,19 @@ local function session_of(db, tag, default)
   return default, tag
 end
 
--- Prepares and writes a batch of calls in one transaction, then tells the
--- listeners. pause() between preparations lets the loop relay meanwhile.
-local warned = {}
-local function record(db, default, batch, pause)
-  local rows = {}
-  for i, call in ipairs(batch) do
+-- record(db, default_session, calls) -> {summary JSON, ...}: prepares and
+-- writes calls in one transaction. A call that cannot be parsed is still
+-- written (with what could be); a database failure reports the calls as
+-- not recorded.
+function M.record(db, default, calls)
+  local rows, out = {}, {}
+  for _, call in ipairs(calls) do
     local ok, row = pcall(M.prepare, call)
-    if ok then rows[#rows + 1] = row
-    else core.log("error", "capture: " .. tostring(row)) end
-    if pause and i % 8 == 0 then pause() end
+    if ok then
+      rows[#rows + 1] = row
+    else
+      out[#out + 1] = json.encode { not_recorded = 1, error = "cannot parse a call: " .. tostring(row) }
+    end
   end
   local ok, done, err = pcall(db.transaction, db, function()
     for _, row in ipairs(rows) do
@@ -636,60 +646,31 @@ local function record(db, default, batch, pause)
   end)
   if not ok or not done then
     err = ok and err or done
-    local msg = type(err) == "table" and tostring(err.err) or tostring(err)
-    if not warned[msg] then
-      warned[msg] = true
-      core.log("error", "capture: calls not recorded: " .. msg)
-    end
-    return
+    out[#out + 1] = json.encode { not_recorded = #rows,
+      error = type(err) == "table" and tostring(err.err) or tostring(err) }
+    return out
   end
   for _, row in ipairs(rows) do
-    local summary = { id = row.id, session = row.session, method = row.method, path = row.path,
-      status = row.status, model = row.model, started_at = row.started_at, ttfb_us = row.ttfb_us,
-      duration_us = row.duration_us, stop_reason = row.stop_reason, input_tokens = row.input_tokens,
-      output_tokens = row.output_tokens, cost = row.cost, error = row.error, aborted = row.aborted }
-    for fn in pairs(listeners) do pcall(fn, summary) end
+    out[#out + 1] = json.encode { id = row.id, session = row.session, tag = row.tag, api = row.api,
+      method = row.method, path = row.path, status = row.status, model = row.model,
+      started_at = row.started_at, ttfb_us = row.ttfb_us, duration_us = row.duration_us,
+      stop_reason = row.stop_reason, input_tokens = row.input_tokens, output_tokens = row.output_tokens,
+      cache_creation_tokens = row.cache_creation_tokens, cache_read_tokens = row.cache_read_tokens,
+      cost = row.cost, error = row.error, aborted = row.aborted }
   end
+  return out
 end
 
--- The calls waiting now, at most n, after first.
-local function waiting(srv, first, n)
-  local batch = { first }
-  while #batch < n do
-    local more = srv:calls(0)
-    if not more then break end
-    batch[#batch + 1] = more
-  end
-  return batch
-end
-
--- drain(srv, {db =, session =}): records the calls srv has finished, now,
--- without waiting (after srv:close(), in a __close handler).
-function M.drain(srv, opts)
-  while true do
-    local first = srv:calls(0)
-    if not first then return end
-    record(opts.db, opts.session, waiting(srv, first, 64))
-  end
-end
-
--- start(srv, {db =, session =}) -> task: records every call srv's proxy
--- finishes, until srv is closed and its last call recorded. A database
--- error is logged once per kind and the proxy goes on: the bytes reached
--- the client already.
-function M.start(srv, opts)
-  local t = core.spawn(function()
-    while true do
-      local first, _, code = srv:calls()
-      if not first then
-        if code == "EPIPE" then return end -- closed, and every call recorded
-        error("capture: " .. tostring(code))
-      end
-      record(opts.db, opts.session, waiting(srv, first, 64), core.yield)
-    end
-  end)
-  t:label("capture")
-  return t
+-- worker(settings) -> function(calls) -> {summary JSON, ...}. Runs on the
+-- recorder thread (runtime/capture.c), in a Lua state of its own with
+-- procy.json, procy.db and procy.hash only. settings (JSON): db, session,
+-- redact, prices, as the server was given them.
+function M.worker(settings)
+  local s = assert(json.decode(settings))
+  M.settings = { redact = s.redact, prices = s.prices }
+  prices.extra = s.prices or {}
+  local h = assert(require("procy.db").open(s.db))
+  return function(calls) return M.record(h, s.session, calls) end
 end
 
 return M

@@ -52,6 +52,8 @@ M.settings = {
     doc = "where the proxy sends API calls (PROCY_UPSTREAM and --upstream override)" },
   { name = "openai_upstream", type = "string", default = "https://api.openai.com",
     doc = "where /v1/chat/completions and /v1/responses go (PROCY_OPENAI_UPSTREAM overrides)" },
+  { name = "upstream_timeout", type = "number", default = 600,
+    doc = "seconds an upstream may send nothing before the call fails with 504" },
   { name = "port", type = "number", default = 7862, doc = "the port `procy serve` listens on" },
   { name = "prices", type = "table", default = {},
     doc = "model prices in $ per million tokens, added to the built-in list (lua/procy/prices.lua)" },

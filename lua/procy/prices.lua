@@ -12,7 +12,6 @@
 -- starts with ("claude-sonnet-4-5-20250929" is "claude-sonnet-4-5"). A
 -- model not found has an unknown cost (nil), never zero.
 
-local config = require "procy.config"
 
 local M = {}
 
@@ -50,12 +49,15 @@ M.defaults = {
   ["o4-mini"] = openai(1.1, 4.4, 0.275),
 }
 
+-- The project's prices: the `prices` setting, or (on the recorder
+-- thread, which reads no config) what it was given.
+M.extra = nil
+
 -- find(model) -> the price entry and its name, or nil
 function M.find(model)
   if type(model) ~= "string" then return nil end
-  local table_ = setmetatable({}, { __index = M.defaults })
-  for k, v in pairs(config.get().prices or {}) do table_[k] = v end
-  if table_[model] then return table_[model], model end
+  local extra = M.extra or require("procy.config").get().prices or {}
+  if extra[model] or M.defaults[model] then return extra[model] or M.defaults[model], model end
   local best
   local function consider(name)
     if model:sub(1, #name) == name and model:sub(#name + 1, #name + 1):match("^[-@:]") and
@@ -64,8 +66,8 @@ function M.find(model)
     end
   end
   for name in pairs(M.defaults) do consider(name) end
-  for name in pairs(config.get().prices or {}) do consider(name) end
-  if best then return table_[best], best end
+  for name in pairs(extra) do consider(name) end
+  if best then return extra[best] or M.defaults[best], best end
 end
 
 -- cost(model, usage) -> dollars | nil. usage: input_tokens (uncached),

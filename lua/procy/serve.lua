@@ -18,7 +18,6 @@ local http = require "procy.http"
 local json = require "procy.json"
 local store = require "procy.store"
 local config = require "procy.config"
-local capture = require "procy.capture"
 
 local M = {}
 
@@ -128,7 +127,7 @@ routes["/api/events"] = function(req)
   req:stream(200, { ["Content-Type"] = "text/event-stream", ["Cache-Control"] = "no-store" })
   req:send(": procy " .. core.version .. "\n\n")
   local gone = false
-  local stop <close> = setmetatable({ off = capture.on_call(function(call)
+  local stop <close> = setmetatable({ off = M.on_call(function(call)
     if not gone and not req:send("event: call\ndata: " .. json.encode(call) .. "\n\n") then gone = true end
   end) }, { __close = function(t) t.off() end })
   while not gone and not req:gone() do
@@ -158,37 +157,73 @@ end
 
 -- ---- starting and stopping ------------------------------------------------------
 
+local listeners = {}
+
+-- on_call(fn) -> a function that removes fn: fn(summary) for every call
+-- recorded from now on, in any server of this process (the live feed).
+function M.on_call(fn)
+  listeners[fn] = true
+  return function() listeners[fn] = nil end
+end
+
+-- Passes a recorded call to the listeners; a call that could not be
+-- recorded is logged, once per kind of failure.
+local warned = {}
+local function tell(call)
+  if call.not_recorded then
+    if not warned[call.error] then
+      warned[call.error] = true
+      core.log("error", ("capture: %d call(s) not recorded: %s"):format(call.not_recorded, call.error))
+    end
+    return
+  end
+  for fn in pairs(listeners) do pcall(fn, call) end
+end
+
 -- start{port =, host =, token =, upstream =, openai =, session =,
 -- agent_env =} -> server | nil, err, code. The server's fields: port, url,
--- upstream, openai, session; close it with stop(server).
+-- upstream, openai, session; close it with stop(server). Its calls are
+-- recorded on the recorder thread (procy.capture) into the record.
 function M.start(o)
   local db, err, code = store.open()
   if not db then return nil, "cannot open the record: " .. err, code end
+  local cfg = config.get()
   local up, oup = M.upstreams(o)
-  local srv
-  srv, err, code = http.serve { host = o.host, port = o.port, token = o.token,
-    proxy = { anthropic = up, openai = oup } }
-  if not srv then return nil, err, code end
   local host = o.host or "127.0.0.1"
-  local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
-    started = core.now(), db = db, tasks = {} }
-  s.url = "http://" .. host .. ":" .. s.port
+  local port = o.port or cfg.port
   for _, u in ipairs { up, oup } do
-    if u:match("^https?://([^/]*)") == host .. ":" .. s.port or u:match("^https?://localhost:(%d+)") == tostring(s.port) then
-      srv:close()
+    local h, p = u:match("^https?://([^/:]*):?(%d*)")
+    if port ~= 0 and (h == host or h == "localhost" and host == "127.0.0.1") and tonumber(p) == port then
       return nil, "the upstream " .. u .. " is this server itself", "ELOOP"
     end
   end
-  s.recorder = capture.start(srv, { db = db, session = o.session })
+  local srv
+  srv, err, code = http.serve { host = host, port = port, token = o.token, max_body = o.max_body,
+    proxy = { anthropic = up, openai = oup, stall_timeout = cfg.upstream_timeout },
+    record = { db = store.path(), session = o.session, redact = cfg.redact, prices = cfg.prices } }
+  if not srv then return nil, err, code end
+  local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
+    started = core.now() }
+  s.url = "http://" .. host .. ":" .. s.port
+  s.feed = core.spawn(function()
+    while true do
+      local call = srv:calls()
+      if not call then return end -- closed, every call told
+      tell(call)
+    end
+  end)
+  s.feed:label("serve feed")
   s.acceptor = core.spawn(function()
     while true do
       local req = srv:accept()
+      if not req then return end
       core.spawn(function()
         local ok, e = pcall(route, s, req)
         if not ok then
           core.log("error", "serve: " .. req:path() .. ": " .. tostring(e))
           pcall(fail, req, 500, "procy: " .. tostring(e))
         end
+        req:close() -- answers 500 if nothing did; frees it now, not at the next GC
       end):label("serve " .. req:path())
     end
   end)
@@ -196,18 +231,19 @@ function M.start(o)
   return s
 end
 
--- stop(server): stops listening; the calls still open are ended and every
--- call is recorded before it returns.
+-- stop(server): stops listening; the calls still open are ended, and
+-- every call is recorded before it returns.
 function M.stop(s)
   if s.stopped then return end
   s.stopped = true
   core.cancel(s.acceptor)
-  s.srv:close()
-  if coroutine.isyieldable() then
-    core.await(s.recorder, 10)
+  core.cancel(s.feed)
+  s.srv:close() -- waits for the recorder thread to finish
+  while true do
+    local call = s.srv:calls(0)
+    if not call then break end
+    tell(call)
   end
-  core.cancel(s.recorder)
-  capture.drain(s.srv, { db = s.db, session = s.session })
 end
 
 return M

@@ -1,5 +1,5 @@
 -- The real Claude Code CLI wrapped by procy in a real terminal, offline
--- against the fake Anthropic API (tests/fake/anthropic.mjs).
+-- against the fake Anthropic API (tests/fake/upstream.mjs).
 local T = require "tap"
 local tmux = require "tmux"
 local core = require "procy.core"
@@ -24,7 +24,7 @@ fs.mkdir(home)
 fs.mkdir(work)
 
 -- the fake API
-local fake = assert(proc.spawn({ "node", T.src .. "/tests/fake/anthropic.mjs", "--log-dir", dir .. "/fake" },
+local fake = assert(proc.spawn({ "node", T.src .. "/tests/fake/upstream.mjs", "--log-dir", dir .. "/fake" },
                                { stderr = false }))
 local _ <close> = fake
 local port = (fake:lines()() or ""):match("^PORT (%d+)")
@@ -78,7 +78,60 @@ T.ok(out and out:find("FAKE:", 1, true), "Claude Code's output is in the recordi
 T.is(lines[1] and lines[1].data, "say hi", "the typed prompt is in the recording")
 local log = T.read(dir .. "/fake/requests.jsonl") or ""
 T.like(log, '"method":"POST","path":"/v1/messages%?beta=true"', "Claude Code called the fake API")
+T.like(log, '"accept%-encoding":"identity"', "through procy's proxy")
 
+-- the session captured the calls with no configuration
+h = assert(db.open(record, { migrations = false }))
+local calls = h:query("SELECT * FROM api_calls WHERE session_id = ? ORDER BY id", row.id)
+local said
+for _, c in ipairs(calls) do
+  if (c.content or ""):find("you said: say hi", 1, true) then said = c end
+end
+T.ok(#calls >= 1 and said, "the session's API calls are recorded, the prompt's answer among them", #calls .. " calls")
+T.ok(said and said.path == "/v1/messages?beta=true" and said.status == 200 and said.stream == 1,
+     "as a streamed Messages call")
+h:close()
 term:kill()
+
+-- ---- headless, through `procy serve`, with a Bash tool round trip ---------------------------
+local serve = assert(proc.spawn({ T.bin, "--db", record, "serve", "--port", "0", "--upstream", "http://127.0.0.1:" .. port },
+  { stderr = "pipe", stdout = false }))
+local _s <close> = serve
+local url = (serve:lines("stderr")() or ""):match("listening on (http://[%d.:]+)")
+T.ok(url, "procy serve is up")
+local henv = {}
+for k, v in pairs(env) do henv[k] = v end
+henv.ANTHROPIC_BASE_URL = url
+local r = proc.run({ claude, "-p", "TOOL:bash[echo procy-tool-ok]", "--output-format", "stream-json", "--verbose",
+  "--allowedTools", "Bash" }, { cwd = work, env = henv, timeout = 90 })
+T.is(r.code, 0, "claude -p through procy serve exits 0", r.stderr)
+local result, tool_result
+for line in r.stdout:gmatch("[^\n]+") do
+  local ev = json.decode(line)
+  if ev and ev.type == "result" then result = ev end
+  if ev and ev.type == "user" and ev.message then
+    for _, b in ipairs(ev.message.content or {}) do
+      if b.type == "tool_result" then tool_result = b end
+    end
+  end
+end
+T.like(tool_result and tool_result.content, "procy%-tool%-ok", "Claude Code ran the Bash tool")
+T.like(result and result.result, "FAKE: got tool result: procy%-tool%-ok", "and got the model's answer to its result")
+serve:kill("TERM")
+serve:wait(10)
+h = assert(db.open(record, { migrations = false }))
+local srow = h:query("SELECT * FROM sessions WHERE mode = 'serve' ORDER BY started_at DESC LIMIT 1")[1]
+local tc = srow and h:query("SELECT * FROM tool_calls WHERE session_id = ? AND name = 'Bash'", srow.id)[1]
+local input = tc and json.decode(tc.input)
+T.is(input and input.command, "echo procy-tool-ok", "the tool_use is recorded with its full input")
+T.like(tc and tc.result, "^procy%-tool%-ok", "linked to the tool_result Claude Code sent back")
+T.ok(tc and tc.api_call_id and tc.result_call_id and tc.api_call_id < tc.result_call_id,
+     "from the call that asked to the call that answered")
+local n = h:query("SELECT count(*) AS n FROM api_calls WHERE session_id = ?", srow and srow.id)[1].n
+T.ok(n >= 2, "every call of the headless run is recorded", n .. " calls")
+h:close()
+local file = T.read(record) .. (T.read(record .. "-wal") or "")
+T.ok(not file:find("sk-test-fake", 1, true), "the API key is nowhere in the database file")
+
 proc.run { "rm", "-rf", dir }
 return T.done()

@@ -1,4 +1,4 @@
--- fake.lua: starts the fake Anthropic/OpenAI API (tests/fake/anthropic.mjs)
+-- fake.lua: starts the fake Anthropic/OpenAI API (tests/fake/upstream.mjs)
 -- for a test. fake.start(dir) -> {port, url, log = dir .. "/requests.jsonl", proc}
 local proc = require "procy.proc"
 local T = require "tap"
@@ -6,7 +6,7 @@ local T = require "tap"
 local M = {}
 
 function M.start(dir, args)
-  local argv = { "node", T.src .. "/tests/fake/anthropic.mjs", "--log-dir", dir }
+  local argv = { "node", T.src .. "/tests/fake/upstream.mjs", "--log-dir", dir }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   local p = assert(proc.spawn(argv, { stderr = false }))
   local port = (p:lines()() or ""):match("^PORT (%d+)")
