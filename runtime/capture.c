@@ -63,11 +63,7 @@ static void note_add(capture_t *cap, const char *text, size_t len)
 static void note_error(capture_t *cap, const char *what, size_t lost)
 {
 	char text[600], esc[400];
-	size_t j = 0;
-	for (const char *s = what; *s && j < sizeof esc - 2; s++)
-		if (*s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
-			esc[j++] = *s;
-	esc[j] = 0;
+	procy_json_safe(esc, sizeof esc, what);
 	int n = snprintf(text, sizeof text, "{\"not_recorded\":%zu,\"error\":\"%s\"}", lost, esc);
 	note_add(cap, text, (size_t)n);
 }

@@ -130,29 +130,15 @@ const char *hreq_header(const hreq_t *r, const char *name)
 	return NULL;
 }
 
-int hreq_respond(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
-                 const char *body, size_t len)
+/* Sends resp (with the headers) as r's answer: the one way every answer
+   goes out. NULL resp (or a client gone, or answered): -1. */
+static int queue_response(hreq_t *r, unsigned status, struct MHD_Response *resp,
+                          const xfer_header *hdr, size_t nhdr)
 {
-	if (!r->conn || r->answered)
-		return -1;
-	struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return -1;
-	for (size_t i = 0; i < nhdr; i++)
-		MHD_add_response_header(resp, hdr[i].name, hdr[i].value);
-	r->answered = 1;
-	MHD_queue_response(r->conn, status, resp);
-	MHD_destroy_response(resp);
-	hreq_resume(r);
-	return 0;
-}
-
-/* The file open on fd (size bytes) as the body; fd is closed either way. */
-int hreq_respond_fd(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr, int fd, uint64_t size)
-{
-	struct MHD_Response *resp = r->conn && !r->answered ? MHD_create_response_from_fd(size, fd) : NULL;
-	if (!resp) {
-		close(fd);
+	if (!r->conn || r->answered) {
+		MHD_destroy_response(resp);
 		return -1;
 	}
 	for (size_t i = 0; i < nhdr; i++)
@@ -162,6 +148,24 @@ int hreq_respond_fd(hreq_t *r, unsigned status, const xfer_header *hdr, size_t n
 	MHD_destroy_response(resp);
 	hreq_resume(r);
 	return 0;
+}
+
+int hreq_respond(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
+                 const char *body, size_t len)
+{
+	if (!r->conn || r->answered)
+		return -1;
+	return queue_response(r, status, MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY),
+	                      hdr, nhdr);
+}
+
+/* The file open on fd (size bytes) as the body; fd is closed either way. */
+int hreq_respond_fd(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr, int fd, uint64_t size)
+{
+	struct MHD_Response *resp = r->conn && !r->answered ? MHD_create_response_from_fd(size, fd) : NULL;
+	if (!resp)
+		close(fd);
+	return queue_response(r, status, resp, hdr, nhdr);
 }
 
 int hreq_respond_json(hreq_t *r, unsigned status, const char *json)
@@ -206,14 +210,9 @@ int hreq_start_stream(hreq_t *r, unsigned status, const xfer_header *hdr, size_t
 		return -1;
 	struct MHD_Response *resp = MHD_create_response_from_callback(
 		size >= 0 ? (uint64_t)size : MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, r, stream_gone);
-	if (!resp)
+	if (queue_response(r, status, resp, hdr, nhdr) < 0)
 		return -1;
-	for (size_t i = 0; i < nhdr; i++)
-		MHD_add_response_header(resp, hdr[i].name, hdr[i].value);
-	r->answered = r->streaming = 1;
-	MHD_queue_response(r->conn, status, resp);
-	MHD_destroy_response(resp);
-	hreq_resume(r);
+	r->streaming = 1;
 	return 0;
 }
 

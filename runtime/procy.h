@@ -300,6 +300,10 @@ void procy_class(lua_State *L, const char *name, const luaL_Reg *methods,
 void procy_log(lua_State *L, const char *level, const char *fmt, ...);
 int  procy_log_level(const char *level); /* sets the threshold; -1 if unknown */
 
+/* msg without the quotes, backslashes and control characters that would
+   break a JSON string, into out (size bytes). */
+void procy_json_safe(char *out, size_t size, const char *msg);
+
 /* ---- modules --------------------------------------------------------------- */
 
 int luaopen_procy_core(lua_State *L);

@@ -203,11 +203,7 @@ static void on_up_data(xfer_t *x, void *ud, const char *p, size_t n)
 static void answer_failure(pcall_t *c, const char *code, const char *msg)
 {
 	char body[600], esc[300];
-	size_t j = 0;
-	for (const char *s = msg; *s && j < sizeof esc - 2; s++)
-		if (*s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
-			esc[j++] = *s;
-	esc[j] = 0;
+	procy_json_safe(esc, sizeof esc, msg);
 	int timeout = strcmp(code, "ETIMEDOUT") == 0;
 	snprintf(body, sizeof body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":"
 	         "\"procy: the upstream %s: %s\"}}", timeout ? "timeout_error" : "api_error",

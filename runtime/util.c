@@ -82,6 +82,17 @@ buf_t *buf_push(lua_State *L)
 	return b;
 }
 
+/* A message made safe to put between quotes in JSON text: quotes,
+   backslashes and control characters are left out. Fits in size. */
+void procy_json_safe(char *out, size_t size, const char *msg)
+{
+	size_t j = 0;
+	for (const char *s = msg; *s && j + 1 < size; s++)
+		if (*s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
+			out[j++] = *s;
+	out[j] = 0;
+}
+
 /* ---- list ----------------------------------------------------------------------- */
 
 void list_push(list_t *l, list_node *n)

@@ -27,5 +27,11 @@ int main(void)
 	is_str(lua_tostring(L, 2), "ENOENT: /nope: No such file or directory", "errno tuple");
 	is_str(procy_errname(EPIPE), "EPIPE", "errno names");
 	lua_close(L);
+
+	char safe[8];
+	procy_json_safe(safe, sizeof safe, "a\"b\\c\nd");
+	is_str(safe, "abcd", "json_safe drops quotes, backslashes and control characters");
+	procy_json_safe(safe, sizeof safe, "0123456789");
+	is_str(safe, "0123456", "and fits what it writes in the buffer");
 	return tap_done();
 }

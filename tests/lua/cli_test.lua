@@ -50,9 +50,16 @@ do
       end
     end
   end
-  for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store" } do
+  for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store", "http", "hash",
+                       "capture", "blobs", "prices", "usage", "serve" } do
     check(require("procy." .. m), m, ".")
   end
+  local reg = debug.getregistry()
+  local srv = require("procy.http").serve { port = 0 }
+  check(getmetatable(srv).__index, "srv", ":")
+  srv:close()
+  check(reg["procy.http.req"].__index, "req", ":")
+  check(reg["procy.http.stream"].__index, "s", ":")
   local h = require("procy.db").open(":memory:", { migrations = false })
   check(getmetatable(h).__index, "h", ":")
   local p = require("procy.proc").spawn { "true" }

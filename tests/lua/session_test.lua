@@ -90,6 +90,7 @@ do
   T.ok(not term:screen():find("line 20"), "showing less of the file")
   term:type("!status") term:keys("Enter")
   see(term, "session%s+%x+", "!status opens over a full-screen program")
+  see(term, "api%s+http://127%.0%.0%.1:%d+: 0 calls", "and shows the session's API proxy")
   term:keys("q")
   see(term, "^line 1\n", "which redraws when the pager closes")
   term:keys("q")
