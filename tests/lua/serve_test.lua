@@ -186,6 +186,28 @@ T.is(assert(http.request { url = surl .. "/api/nope" }).status, 404, "an unknown
 T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", body = "{}" }).status, 405, "POST on the API: 405")
 T.is(assert(http.request { url = surl .. "/api/calls?limit=x" }).status, 400, "a bad parameter: 400")
 
+-- keep-alive: one connection carries several calls
+do
+  local r = proc.run({ "node", "-e", [[
+    const http = require("http");
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ports = [];
+    const one = () => new Promise((ok, fail) => {
+      const req = http.request(process.argv[1] + "/v1/messages", { method: "POST", agent,
+        headers: { "content-type": "application/json" } }, (res) => {
+        ports.push(res.socket.localPort);
+        res.resume();
+        res.on("end", ok);
+      });
+      req.on("error", fail);
+      req.end(JSON.stringify({ model: "m", messages: [{ role: "user", content: "keep" }] }));
+    });
+    (async () => { for (let i = 0; i < 3; i++) await one(); console.log(ports.join(" ")); agent.destroy(); })();
+  ]], surl }, { timeout = 20 })
+  local a, b, c = r.stdout:match("(%d+) (%d+) (%d+)")
+  T.ok(a and a == b and b == c, "keep-alive: three calls on one connection", r.stdout .. r.stderr)
+end
+
 core.cancel(reader)
 feed:close()
 p:kill("TERM")
@@ -195,9 +217,14 @@ T.ok(res, "procy serve stops on SIGTERM")
 -- procy usage reads the same record
 local out = T.procy { "--db", db, "usage" }
 T.like(out.stdout, "claude%-haiku%-4%-5%s+5", "procy usage: calls by model")
+T.like(out.stdout, "\nm%s+3%s+%d+%s+%d+%s+0%s+0%s+unknown", "a model with no price: its cost is unknown, not zero")
+T.like(out.stdout, "total%s+8.-%$[%d.]+%+", "and the total says it leaves them out")
 out = T.procy { "--db", db, "usage", "--json", "--since", "1h" }
 local rep = json.decode(out.stdout)
-T.is(rep and rep.total.calls, 5, "procy usage --json --since 1h")
+T.is(rep and rep.total.calls, 8, "procy usage --json --since 1h")
+out = T.procy { "--db", db, "usage", "--json", "--until", "2020-01-01" }
+rep = json.decode(out.stdout)
+T.is(rep and rep.total.calls, 0, "procy usage --until before any call: none")
 out = T.procy { "--db", db, "usage", "--since", "yesterday" }
 T.is(out.code, 2, "a bad time is a usage error")
 T.like(out.stderr, "not a time", "saying so")
