@@ -48,6 +48,7 @@ function M.summary(row)
   end
   local turns = json.array()
   for _, t in ipairs(store.turns(row.id)) do turns[#turns + 1] = t end
+  local api = require("procy.usage").report { session = row.id }.total
   return {
     id = row.id, status = row.status, cwd = row.cwd, argv = json.array(row.argv),
     profile = row.profile or json.null, mode = row.mode,
@@ -57,6 +58,9 @@ function M.summary(row)
     cols = row.cols or json.null, rows = row.rows or json.null,
     bytes_in = row.bytes_in, bytes_out = row.bytes_out,
     events = sum.events, markers = markers, typed_lines = lines, turns = turns,
+    api = { calls = api.calls, input_tokens = api.input_tokens, output_tokens = api.output_tokens,
+            cache_creation_tokens = api.cache_creation_tokens, cache_read_tokens = api.cache_read_tokens,
+            cost = api.cost or json.null, unpriced = api.unpriced, errors = api.errors },
   }
 end
 
@@ -72,6 +76,10 @@ function M.show(row)
     ("terminal  %s, %s typed, %s shown, %d events"):format(
       row.cols and (row.cols .. "x" .. row.rows) or "?", commands.bytes(s.bytes_in),
       commands.bytes(s.bytes_out), s.events),
+    ("api       %d calls, %d in / %d out tokens (cache: %d written, %d read), %s%s"):format(
+      s.api.calls, s.api.input_tokens, s.api.output_tokens, s.api.cache_creation_tokens,
+      s.api.cache_read_tokens, s.api.cost ~= json.null and ("$%.4f"):format(s.api.cost) or "cost unknown",
+      s.api.unpriced > 0 and s.api.cost ~= json.null and " + unpriced calls" or ""),
   }
   for _, m in ipairs(s.markers) do
     out[#out + 1] = ("marker    %s  %s"):format(os.date("%H:%M:%S", math.floor(m.t)), m.text)

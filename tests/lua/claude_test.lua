@@ -91,6 +91,9 @@ T.ok(#calls >= 1 and said, "the session's API calls are recorded, the prompt's a
 T.ok(said and said.path == "/v1/messages?beta=true" and said.status == 200 and said.stream == 1,
      "as a streamed Messages call")
 h:close()
+local shown = json.decode(T.procy({ "--db", record, "show", row.id, "--json" }).stdout)
+T.ok(shown and shown.api.calls == #calls and shown.api.input_tokens > 0, "procy show sums the session's API calls",
+     shown and require("procy.json").encode(shown.api))
 term:kill()
 
 -- ---- headless, through `procy serve`, with a Bash tool round trip ---------------------------
