@@ -118,6 +118,13 @@ static int srv_calls(lua_State *L)
 	return op_await(L, 1, timeout);
 }
 
+/* srv:inflight([tag]) -> how many proxied calls are under way (for tag) */
+static int srv_inflight(lua_State *L)
+{
+	lua_pushinteger(L, proxy_inflight(check_server(L, 0), luaL_optstring(L, 2, NULL)));
+	return 1;
+}
+
 static int srv_port(lua_State *L)
 {
 	lua_pushinteger(L, check_server(L, 0)->port);
@@ -431,6 +438,7 @@ static int req_gc(lua_State *L)
 static const luaL_Reg server_methods[] = {
 	{ "accept", srv_accept },
 	{ "calls",  srv_calls },
+	{ "inflight", srv_inflight },
 	{ "port",   srv_port },
 	{ "close",  srv_close },
 	{ NULL, NULL }

@@ -342,6 +342,16 @@ void proxy_start(server_t *srv, hreq_t *r)
 	}
 }
 
+int proxy_inflight(const server_t *srv, const char *tag)
+{
+	int n = 0;
+	for (list_node *i = srv->proxy ? srv->proxy->running.head : NULL; i; i = i->next) {
+		const pcall_t *c = list_item(i, pcall_t, node);
+		n += !tag || strcmp(c->session, tag) == 0;
+	}
+	return n;
+}
+
 void proxy_stop_all(server_t *srv)
 {
 	proxy_t *px = srv->proxy;

@@ -172,7 +172,8 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
 }
 
 /* s:info() -> {pid, cols, rows, bytes_in, bytes_out, events, dropped,
-   record_error, alt_screen, running} */
+   record_error, alt_screen, running, quiet (seconds since the agent last
+   wrote), title (the window title it set last), titles (how often)} */
 static int s_info(lua_State *L)
 {
 	session_info_t i;
@@ -193,6 +194,11 @@ static int s_info(lua_State *L)
 	lua_setfield(L, -2, "alt_screen");
 	lua_pushboolean(L, i.running);
 	lua_setfield(L, -2, "running");
+	lua_pushnumber(L, (double)i.quiet_ns / 1e9);
+	lua_setfield(L, -2, "quiet");
+	lua_pushstring(L, i.title);
+	lua_setfield(L, -2, "title");
+	set_int(L, "titles", i.titles);
 	return 1;
 }
 

@@ -483,6 +483,28 @@ static int core_yield(lua_State *L)
 	return lua_yield(L, 0);
 }
 
+/* op() -> an op that Lua completes: complete(op, ...) hands its values to
+   the task awaiting it (a promise between tasks). */
+static const op_class user_class = { "op", NULL };
+
+static int core_op(lua_State *L)
+{
+	op_new(L, &user_class, 0);
+	return 1;
+}
+
+/* complete(op, ...) -> true, or false when it was complete already */
+static int core_complete(lua_State *L)
+{
+	op_t *op = luaL_checkudata(L, 1, PROCY_OP_MT);
+	luaL_argcheck(L, op->cls == &user_class, 1, "only an op made by core.op() can be completed");
+	int pending = op->state == OP_PENDING;
+	if (pending)
+		op_complete(L, op, lua_gettop(L) - 1);
+	lua_pushboolean(L, pending);
+	return 1;
+}
+
 static int core_now(lua_State *L)
 {
 	lua_pushnumber(L, (double)loop_clock() / 1e9);
@@ -634,6 +656,8 @@ static const luaL_Reg core_funcs[] = {
 	{ "cancel",        core_cancel },
 	{ "sleep",         core_sleep },
 	{ "timer",         core_timer },
+	{ "op",            core_op },
+	{ "complete",      core_complete },
 	{ "yield",         core_yield },
 	{ "exit",          core_exit },
 	{ "now",           core_now },

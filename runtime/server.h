@@ -85,6 +85,8 @@ void        proxy_free(proxy_t *p);
 int         proxy_match(const hreq_t *r);
 void        proxy_start(server_t *srv, hreq_t *r);
 void        proxy_stop_all(server_t *srv);
+/* Proxied calls under way (with /s/TAG/, or all when tag is NULL). */
+int         proxy_inflight(const server_t *srv, const char *tag);
 /* [-0, +1] Pushes the next finished call as a table; 0 if none is waiting. */
 int         proxy_next_record(server_t *srv, lua_State *L);
 /* [-0, +1] A finished call as a table (on any thread's state); and its end. */

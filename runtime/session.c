@@ -78,6 +78,7 @@ struct session {
 	recorder_t *rec;
 	int         rec_reported;
 	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
+	int64_t     started, last_output; /* loop clock */
 	uint64_t    bytes_in, bytes_out;
 	int         saved_stderr; /* procy's stderr, while it goes to the log */
 	list_node   all;
@@ -146,6 +147,7 @@ static void agent_output(session_t *s, const char *p, size_t n)
 {
 	rec(s, 'o', p, n);
 	s->bytes_out += n;
+	s->last_output = loop_now(s->rt->loop);
 	if (s->mode == M_PASS)
 		to_terminal(s, p, n);
 	else if (buf_add(&s->held, p, n) < 0)
@@ -684,6 +686,9 @@ void session_info(session_t *s, session_info_t *out)
 	rec_stats(s->rec, &out->rec);
 	out->alt_screen = s->screen.alt;
 	out->running = !s->finished;
+	out->quiet_ns = loop_clock() - (s->last_output ? s->last_output : s->started);
+	memcpy(out->title, s->screen.title, sizeof out->title);
+	out->titles = s->screen.titles;
 }
 
 int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w,
@@ -726,6 +731,7 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 		return e;
 	}
 	s->rt = rt;
+	s->started = loop_clock();
 	s->pid = pid;
 	s->master = master;
 	s->cols = ws.ws_col;

@@ -28,6 +28,9 @@ typedef struct session_info {
 	uint64_t    bytes_in, bytes_out;
 	rec_stats_t rec;
 	int         alt_screen, running;
+	int64_t     quiet_ns;   /* since the agent last wrote (loop clock) */
+	char        title[128]; /* the window title it set last */
+	int         titles;     /* times it set one */
 } session_info_t;
 
 /* Starts spawn's program on a pty the size of our terminal, records as w

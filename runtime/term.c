@@ -346,7 +346,7 @@ int editor_key(editor_t *e, const term_key *k)
 
 /* ---- the agent's screen ----------------------------------------------------------- */
 
-enum { S_GROUND, S_ESC, S_CSI };
+enum { S_GROUND, S_ESC, S_CSI, S_OSC, S_OSC_ESC };
 
 static const int mouse_modes[] = { 1000, 1002, 1003, 1005, 1006, 1015 };
 
@@ -382,6 +382,18 @@ static void screen_csi(screen_t *s, unsigned char final)
 		s->sgr = !(s->nparams == 1 && s->params[0] == 0); /* CSI m and CSI 0 m reset */
 }
 
+/* An OSC string ended: "0;TITLE" or "2;TITLE" sets the window title. */
+static void osc_end(screen_t *s)
+{
+	if (s->osclen >= 2 && (s->osc[0] == '0' || s->osc[0] == '2') && s->osc[1] == ';') {
+		int n = s->osclen - 2 < (int)sizeof s->title - 1 ? s->osclen - 2 : (int)sizeof s->title - 1;
+		memcpy(s->title, s->osc + 2, (size_t)n);
+		s->title[n] = 0;
+		s->titles++;
+	}
+	s->osclen = 0;
+}
+
 void screen_scan(screen_t *s, const unsigned char *p, size_t n)
 {
 	const unsigned char *end = p + n;
@@ -396,8 +408,22 @@ void screen_scan(screen_t *s, const unsigned char *p, size_t n)
 		}
 		unsigned char c = *p++;
 		if (s->state == S_ESC) {
-			s->state = c == '[' ? S_CSI : S_GROUND;
-			s->prefix = s->num = s->nparams = 0;
+			s->state = c == '[' ? S_CSI : c == ']' ? S_OSC : S_GROUND;
+			s->prefix = s->num = s->nparams = s->osclen = 0;
+			continue;
+		}
+		if (s->state == S_OSC || s->state == S_OSC_ESC) {
+			if (c == 0x07 || (s->state == S_OSC_ESC && c == '\\')) {
+				osc_end(s);
+				s->state = S_GROUND;
+			} else if (c == 0x1b) {
+				s->state = S_OSC_ESC;
+			} else if (s->state == S_OSC_ESC) { /* ESC then something else: a new sequence */
+				s->state = c == '[' ? S_CSI : c == ']' ? S_OSC : S_GROUND;
+				s->prefix = s->num = s->nparams = s->osclen = 0;
+			} else if (s->osclen < (int)sizeof s->osc) {
+				s->osc[s->osclen++] = (char)c;
+			}
 			continue;
 		}
 		if ((c == '?' || c == '>' || c == '<' || c == '=') && s->nparams == 0 && s->num == 0) {

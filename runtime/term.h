@@ -85,9 +85,13 @@ typedef struct screen {
 	int  sgr;           /* colours or attributes left on (CSI ... m) */
 	int  state, prefix, num; /* the scanner, inside CSI [?<>] Pn ; ... final */
 	int  params[8], nparams;
+	char osc[160];      /* an OSC string being read (ESC ] ... BEL or ESC \\) */
+	int  osclen;
+	char title[128];    /* the window title the agent set last (OSC 0 or 2) */
+	int  titles;        /* how many times it was set */
 } screen_t;
 
-/* Notes the mode changes in bytes the agent wrote to the terminal. */
+/* Notes the mode changes and the window title in bytes the agent wrote. */
 void screen_scan(screen_t *s, const unsigned char *p, size_t n);
 /* Undoes the modes an agent left set (it was killed, say): attributes off,
    the main screen, a visible cursor, no mouse or focus reports, no

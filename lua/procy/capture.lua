@@ -485,6 +485,70 @@ local function tools_in_request(api, req)
   return uses, results
 end
 
+-- ---- who asked, and what ----------------------------------------------------------
+
+local function header(list, name)
+  for _, h in ipairs(list) do
+    if h[1]:lower() == name then return h[2] end
+  end
+end
+
+-- The text of a user message, without the <system-reminder> blocks an
+-- agent adds; nil when it carries tool results (the agent going on, not a
+-- new prompt) or no text.
+local function user_text(content)
+  if type(content) == "string" then return content end
+  if type(content) ~= "table" then return nil end
+  local parts = {}
+  for _, b in ipairs(content) do
+    if type(b) ~= "table" then return nil end
+    if b.type == "tool_result" or b.type == "function_call_output" then return nil end
+    local t = (b.type == "text" or b.type == "input_text") and b.text
+    if type(t) == "string" and not t:match("^%s*<system%-reminder>.*</system%-reminder>%s*$") then
+      parts[#parts + 1] = t
+    end
+  end
+  return #parts > 0 and table.concat(parts, "\n") or nil
+end
+
+-- The prompt a request carries: its last message, when that is the user's
+-- text (a call that sends tool results carries none).
+local function prompt_of(api, req)
+  local list = api == "openai-responses" and req.input or req.messages
+  if type(list) == "string" then return list end
+  if type(list) ~= "table" then return nil end
+  for i = #list, 1, -1 do
+    local m = list[i]
+    if type(m) == "table" and m.role ~= "system" and m.role ~= "developer" then
+      if m.role == "user" or (m.type == "message" and m.role == "user") then return user_text(m.content) end
+      return nil
+    end
+  end
+end
+
+-- main: the agent's own conversation; side: a call with no tools (titles,
+-- summaries); subagent: Claude Code's Task agents, whose calls have tools
+-- but not the Task tool itself.
+local function role_of(req, headers)
+  local tools = type(req.tools) == "table" and req.tools or {}
+  if #tools == 0 then return "side" end
+  local agent = header(headers, "user-agent") or ""
+  if not agent:find("^claude%-cli/") then return "main" end
+  for _, t in ipairs(tools) do
+    local name = type(t) == "table" and t.name
+    if name == "Task" or name == "Agent" then return "main" end
+  end
+  return "subagent"
+end
+
+local function text_of(content)
+  local parts = {}
+  for _, b in ipairs(content) do
+    if type(b) == "table" and b.type == "text" and type(b.text) == "string" then parts[#parts + 1] = b.text end
+  end
+  return #parts > 0 and table.concat(parts, "\n") or nil
+end
+
 -- ---- recording -------------------------------------------------------------------
 
 local function api_of(path)
@@ -493,12 +557,6 @@ local function api_of(path)
   if p:match("^/v1/chat/completions/?$") then return "openai-chat" end
   if p:match("^/v1/responses/?$") then return "openai-responses" end
   return "other"
-end
-
-local function header(list, name)
-  for _, h in ipairs(list) do
-    if h[1]:lower() == name then return h[2] end
-  end
 end
 
 local function rate_limits(list)
@@ -551,8 +609,13 @@ function M.prepare(call)
     error = call.error or (call.status and call.status >= 400 and (error_text(out.error) or ("HTTP " .. call.status)))
       or error_text(out.error),
     tag = call.session, truncated = call.truncated,
+    role = role_of(req, call.req_headers), prompt = prompt_of(api, req), text = text_of(out.content),
   }
   row.uses, row.results = tools_in_request(api, req)
+  row.tool_uses = 0
+  for _, b in ipairs(row.content) do
+    if type(b) == "table" and b.type == "tool_use" then row.tool_uses = row.tool_uses + 1 end
+  end
   return row
 end
 
@@ -568,14 +631,14 @@ function M.write(db, row, session)
   local inserted, ierr, icode = db:query([[INSERT INTO api_calls(session_id, method, path, upstream, status, model, routed_model,
       started_at, ttfb_us, duration_us, req_headers, resp_headers, req_body, resp_body, content,
       stop_reason, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost,
-      ratelimit, error, api, stream, aborted, tag, req_size, resp_size)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],
+      ratelimit, error, api, stream, aborted, tag, req_size, resp_size, role)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],
     session, row.method, row.path, row.upstream, row.status, row.model, row.routed_model,
     row.started_at, row.ttfb_us, row.duration_us, row.req_headers, row.resp_headers, req_hash, resp_hash,
     json.encode(json.array(row.content)), row.stop_reason, row.input_tokens, row.output_tokens,
     row.cache_creation_tokens, row.cache_read_tokens, row.cost, row.ratelimit,
     row.truncated and ((row.error and row.error .. "; " or "") .. "response over 64 MB, kept in part") or row.error,
-    row.api, row.stream and 1 or 0, row.aborted and 1 or 0, row.tag, #row.req_body, #row.resp_body)
+    row.api, row.stream and 1 or 0, row.aborted and 1 or 0, row.tag, #row.req_body, #row.resp_body, row.role)
   check(inserted, ierr, icode)
   local id = inserted[1].id
   local ended = row.started_at + (row.duration_us or 0)
@@ -656,7 +719,8 @@ function M.record(db, default, calls)
       started_at = row.started_at, ttfb_us = row.ttfb_us, duration_us = row.duration_us,
       stop_reason = row.stop_reason, input_tokens = row.input_tokens, output_tokens = row.output_tokens,
       cache_creation_tokens = row.cache_creation_tokens, cache_read_tokens = row.cache_read_tokens,
-      cost = row.cost, error = row.error, aborted = row.aborted }
+      cost = row.cost, error = row.error, aborted = row.aborted, role = row.role, prompt = row.prompt,
+      text = row.text, tool_uses = row.tool_uses }
   end
   return out
 end

@@ -42,6 +42,8 @@ M.commands = {
     options = { { long = "--since", arg = "T" }, { long = "--until", arg = "T" },
                 { long = "--session", arg = "ID" }, { long = "--json" } },
     help = "tokens and cost of the recorded API calls, by model and session" },
+  { name = "hook", args = "[JSON]",
+    help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
   { name = "config", args = "",
     help = "print the effective settings and where each came from" },
 }
@@ -154,7 +156,8 @@ function commands.run(args)
   end, table.unpack(rargs))
   task:label(file)
   local r = table.pack(core.await(task))
-  if r[1] == nil and r[3] == "ETASK" then return 1 end -- logged with its traceback
+  -- logged with its traceback; what it started must not keep procy waiting
+  if r[1] == nil and r[3] == "ETASK" then core.exit(1) end
   if r[1] == nil and r[2] ~= nil then
     say(tostring(r[2]))
     return 1
@@ -326,6 +329,24 @@ function commands.usage(args, opts)
   return 0
 end
 
+-- procy hook [JSON]: the command procy gives an agent as its hook (Claude
+-- Code's hooks pass the event on stdin, Codex's notify as the last
+-- argument); the event goes to $PROCY_HOOK_URL. It never fails the agent:
+-- problems are reported on stderr and the status is 0.
+function commands.hook(args)
+  local url = os.getenv("PROCY_HOOK_URL")
+  if not url or url == "" then
+    say("hook: PROCY_HOOK_URL is not set (procy sets it for the agents it runs)")
+    return 0
+  end
+  local body = args[#args]
+  if not body or body:sub(1, 1) ~= "{" then body = io.stdin:read("a") or "" end
+  local r, err = require("procy.http").request { method = "POST", url = url, body = body, timeout = 10,
+    headers = { ["content-type"] = "application/json" } }
+  if not r or r.status ~= 200 then say("hook: ", err or ("HTTP " .. r.status .. " " .. r.body)) end
+  return 0
+end
+
 -- procy config
 function commands.config(args)
   if #args > 0 then
@@ -428,6 +449,7 @@ function M.main(argv)
     say("unknown command '", cmd, "'\nTry 'procy --help'.")
     return 2
   end
+  if cmd == "hook" then return commands.hook(rest) end -- runs for agents: no config needed
   local cfg, cerr = config.load { config = opts.config }
   if not cfg then
     say(cerr)

@@ -97,14 +97,52 @@ M.builtin = {
     end
   end },
 
-  history = { help = "the lines typed to the agent so far", run = function(ctx)
-    if #ctx.lines == 0 then ctx.print("nothing typed to the agent yet") return end
-    for i, l in ipairs(ctx.lines) do
-      ctx.print(("%3d  %s  %s"):format(i, os.date("%H:%M:%S", math.floor(l.t)), (l.text:gsub("\n", "\n           "))))
+  history = { help = "this session's prompts so far, exactly as the agent got them", run = function(ctx)
+    local list = require("procy.turns").list(ctx.id)
+    if #list == 0 and #ctx.lines == 0 then ctx.print("no prompt yet") return end
+    if #list == 0 then -- no turn is known (no API capture): the lines as typed
+      for i, l in ipairs(ctx.lines) do
+        ctx.print(("%3d  %s  %s"):format(i, os.date("%H:%M:%S", math.floor(l.t)), (l.text:gsub("\n", "\n           "))))
+      end
+      ctx.print("")
+      ctx.print("(as typed; history recall and editing inside the agent are not seen)")
+      return
     end
-    ctx.print("")
-    ctx.print("(as typed; history recall and editing inside the agent are not seen)")
+    for _, t in ipairs(list) do
+      ctx.print(("%3d  %s  %-6s %s"):format(t.seq, os.date("%H:%M:%S", math.floor(t.started_at)), t.source,
+        (tostring(t.prompt):gsub("\n", "\n" .. (" "):rep(21)))))
+    end
   end },
+
+  turns = { help = "this session's turns: status, time, tools, tokens, cost", run = function(ctx)
+    local list = require("procy.turns").list(ctx.id)
+    if #list == 0 then ctx.print("no turn yet") return end
+    for _, t in ipairs(list) do
+      local dur = t.duration ~= require("procy.json").null and duration(t.duration) or "..."
+      ctx.print(("%3d  %-11s %-6s %6s  %2d tools  %7d in %6d out  %s  %s"):format(t.seq, t.status, t.source, dur,
+        #t.tools, t.usage.input_tokens + t.usage.cache_creation_tokens + t.usage.cache_read_tokens,
+        t.usage.output_tokens, t.cost ~= require("procy.json").null and ("$%.4f"):format(t.cost) or "   $?  ",
+        (tostring(t.prompt):gsub("%s+", " ")):sub(1, 50)))
+    end
+  end },
+
+  run = { args = "FILE.lua [ARGS...]", help = "run a recipe here: agent.current() is this session's agent",
+    run = function(ctx, args)
+      local file = args[1]
+      if not file then ctx.print("usage: !run FILE.lua [ARGS...]") return end
+      if file:sub(1, 1) ~= "/" then file = (ctx.cwd or ".") .. "/" .. file end
+      -- the recipe's print goes to the command's output, not over the agent
+      local env = setmetatable({ print = ctx.print }, { __index = _G })
+      local chunk, err = loadfile(file, "t", env)
+      if not chunk then ctx.print(err) return end
+      local rargs = table.move(args, 2, #args, 1, {})
+      rargs[0] = file
+      local main = chunk(table.unpack(rargs))
+      if type(main) == "table" and type(main.main) == "function" then main = main.main end
+      local r = table.pack(true)
+      if type(main) == "function" then r = table.pack(main(rargs)) end
+      if r[1] == nil and r[2] then ctx.print("!run: " .. tostring(r[2])) end
+    end },
 
   mark = { args = "[LABEL]", help = "put a marker in the recording, for replay", run = function(ctx, args)
     local label = args.line ~= "" and args.line or os.date("%H:%M:%S")

@@ -44,6 +44,8 @@ M.settings = {
     doc = "seconds a task may run without yielding before it is stopped (0: no limit)" },
   { name = "agent", type = "string", default = "claude",
     doc = "the agent command `procy` wraps (words split like a shell, never run by one)" },
+  { name = "agents", type = "table", default = {},
+    doc = "agent profiles added or replaced: name = {command =, match =, quiet =, idle_title =, ...}" },
   { name = "commands", type = "table", default = {},
     doc = "extra or replaced `!` commands: name = function(ctx, args) or {run =, help =}" },
   { name = "capture", type = "boolean", default = true,

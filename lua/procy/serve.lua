@@ -137,9 +137,26 @@ routes["/api/events"] = function(req)
   req:finish()
 end
 
+-- Hooks: `procy hook` posts an agent's hook event (Claude Code's hooks,
+-- Codex's notify) to /hooks/SESSION/KEY; the agent that handed out that
+-- URL (procy.agent) takes it. KEY is a secret of the session's.
+M.hooks = {}
+
+local function hook(req, key)
+  local fn = M.hooks[key]
+  if not fn then return fail(req, 404, "no agent listens for these hooks") end
+  local ev = json.decode(req:body())
+  if type(ev) ~= "table" then return fail(req, 400, "a hook event is a JSON object") end
+  local ok, err = pcall(fn, ev)
+  if not ok then core.log("error", "hook: " .. tostring(err)) end
+  reply(req, 200, {})
+end
+
 local function route(s, req)
   local path = req:path()
   local id = path:match("^/api/calls/(%d+)$")
+  local key = path:match("^/hooks/([%w]+/[%x]+)$")
+  if key and req:method() == "POST" then return hook(req, key) end
   if req:method() ~= "GET" and req:method() ~= "HEAD" then
     return fail(req, 405, "only GET here; API calls go under /v1/")
   end

@@ -9,6 +9,7 @@ local config = require "procy.config"
 local store = require "procy.store"
 local commands = require "procy.commands"
 local serve = require "procy.serve"
+local agent = require "procy.agent"
 
 local M = {}
 
@@ -37,24 +38,37 @@ function M.run(opts)
   fs.mkdir(dirname(cfg.log), 448) -- 0700
   -- The agent's API calls come through procy's proxy, tied to this session
   -- by the path; its own base URL (if it had one) becomes the upstream.
-  local proxy, env
+  -- The agent's profile (procy.agents) adds what tells procy its turns:
+  -- Claude Code's hooks, Codex's provider and notify.
+  local proxy, wrapped, env, run = nil, nil, nil, argv
   if cfg.capture then
     local perr
     proxy, perr = serve.start { port = 0, session = id, agent_env = true }
     if proxy then
-      local base = proxy.url .. "/s/" .. id
-      env = { ANTHROPIC_BASE_URL = base, OPENAI_BASE_URL = base .. "/v1" }
+      local profile = agent.profile_for(argv)
+      store.open():exec("UPDATE sessions SET profile = ? WHERE id = ?", profile.name, id)
+      wrapped = agent.wrap { profile = profile, session = id, proxy = proxy }
+      local extra
+      extra, env = wrapped:launch()
+      run = { argv[1] }
+      table.move(extra, 1, #extra, 2, run)
+      table.move(argv, 2, #argv, #run + 1, run)
     else
       core.log("warn", "session " .. id .. ": API capture is off: " .. tostring(perr))
     end
   end
-  local s, serr, scode = pty.session { argv = argv, env = env, cwd = cwd, db = store.path(), id = id,
+  local function stop_agent()
+    if wrapped then agent.unwrap(wrapped) end
+    if proxy then serve.stop(proxy) end
+  end
+  local s, serr, scode = pty.session { argv = run, env = env, cwd = cwd, db = store.path(), id = id,
     log = cfg.log }
   if not s then
-    if proxy then serve.stop(proxy) end
+    stop_agent()
     store.end_session(id, { status = "error" })
     return nil, serr, scode
   end
+  if wrapped then agent.bind(wrapped, s) end
   -- However this task ends, the terminal is given back, the calls under way
   -- recorded and the row closed.
   local ended = false
@@ -62,7 +76,7 @@ function M.run(opts)
     if not ended then
       local i = s:info()
       s:close()
-      if proxy then serve.stop(proxy) end
+      stop_agent()
       store.end_session(id, { status = "killed", bytes_in = i.bytes_in, bytes_out = i.bytes_out })
     end
   end })
@@ -70,7 +84,8 @@ function M.run(opts)
   local info = s:info()
   store.open():exec("UPDATE sessions SET cols = coalesce(cols, ?), rows = coalesce(rows, ?) WHERE id = ?",
     info.cols, info.rows, id)
-  local ctx = commands.context(s, { id = id, argv = argv, started = core.time(), proxy = proxy and proxy.url })
+  local ctx = commands.context(s, { id = id, argv = argv, cwd = cwd, started = core.time(),
+    proxy = proxy and proxy.url })
   local exit = { code = 1 }
   for ev in function() return s:event() end do
     if ev.type == "command" then
@@ -86,7 +101,7 @@ function M.run(opts)
   commands.stop_all(ctx)
   info = s:info()
   s:close()
-  if proxy then serve.stop(proxy) end
+  stop_agent()
   ended = true
   store.end_session(id, { status = exit.signal and "killed" or "exited", code = exit.code,
     signal = exit.signal, bytes_in = info.bytes_in, bytes_out = info.bytes_out })

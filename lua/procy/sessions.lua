@@ -46,8 +46,7 @@ function M.summary(row)
     local item = { t = secs(ev.t), text = ev.data }
     if ev.kind == "m" then markers[#markers + 1] = item else lines[#lines + 1] = item end
   end
-  local turns = json.array()
-  for _, t in ipairs(store.turns(row.id)) do turns[#turns + 1] = t end
+  local turns = require("procy.turns").list(row.id)
   local api = require("procy.usage").report { session = row.id }.total
   return {
     id = row.id, status = row.status, cwd = row.cwd, argv = json.array(row.argv),

@@ -135,10 +135,6 @@ function M.event_summary(session)
     FROM term_events WHERE session_id = ?]], session)[1]
 end
 
--- turns(id) -> the session's turns, in order
-function M.turns(session)
-  return M.open():query("SELECT * FROM turns WHERE session_id = ? ORDER BY seq", session)
-end
 
 -- ---- API calls -----------------------------------------------------------
 

@@ -147,6 +147,17 @@ static void test_screen(void)
 	screen_scan(&clean, (const unsigned char *)"\x1b[m", 3);
 	ok(!clean.sgr, "CSI m resets it");
 	buf_free(&b);
+
+	screen_t t = { 0 };
+	const char *title = "x\x1b]0;\xe2\x9c\xb3 Claude Code\x07y\x1b]2;busy\x1b\\z\x1b]8;;http://a\x07";
+	screen_scan(&t, (const unsigned char *)title, 10); /* cut inside the title */
+	screen_scan(&t, (const unsigned char *)title + 10, strlen(title) - 10);
+	is_str(t.title, "busy", "OSC 2 ended by ST sets the title");
+	is_int(t.titles, 2, "two titles seen; an OSC 8 link is not one");
+	screen_scan(&t, (const unsigned char *)"\x1b]0;\xe2\x9c\xb3 Claude Code\x07", 20);
+	is_str(t.title, "\xe2\x9c\xb3 Claude Code", "OSC 0 ended by BEL, UTF-8 kept");
+	screen_scan(&t, (const unsigned char *)"\x1b]0;cut\x1b[?1049h", 15);
+	ok(t.alt && !strcmp(t.title, "\xe2\x9c\xb3 Claude Code"), "an OSC cut by a new sequence sets nothing, the sequence counts");
 }
 
 static void test_draw(void)

@@ -16,6 +16,7 @@
 //   FAKE_ERROR:<status>        -> that HTTP status, an error body in the API's shape
 //   TOOL:bash[cmd] / TOOL:bash -> text + a Bash tool call (if a Bash tool is offered)
 //   TOOL:write:/path           -> a Write tool call (if Write is offered)
+//   TOOL:shell[cmd]            -> Codex's exec_command call (if exec_command is offered)
 //   THINK                      -> a thinking block (with signature) first
 //   SERVER_TOOL                -> a web search server tool block and its result (Anthropic)
 //   SLOW                       -> 20 words, one every 0.5 s
@@ -91,11 +92,16 @@ function reply(api, body) {
   if (/\bTHINK\b/.test(t))
     r.blocks.push({ type: "thinking", thinking: "FAKE: let me think about " + t.slice(0, 40), signature: "sig_" + n });
   const bash = t.match(/TOOL:bash(?:\[([^\]]*)\])?/);
+  const shell = t.match(/TOOL:shell\[([^\]]*)\]/);
   const write = t.match(/TOOL:write:(\S+)/);
   const big = t.match(/BIG:(\d+)/);
   if (bash && tools.includes("Bash")) {
     r.blocks.push({ type: "text", text: "FAKE: running a command." },
       { type: "tool_use", id, name: "Bash", input: { command: bash[1] || "echo hello", description: "fake command" } });
+    r.stop = "tool_use";
+  } else if (shell && tools.includes("exec_command")) { // Codex's shell tool
+    r.blocks.push({ type: "tool_use", id: "call_fake_" + String(n).padStart(4, "0"), name: "exec_command",
+                    input: { cmd: shell[1] } });
     r.stop = "tool_use";
   } else if (write && tools.includes("Write")) {
     r.blocks.push({ type: "tool_use", id, name: "Write", input: { file_path: write[1], content: "hello from fake\n" } });

@@ -1,0 +1,226 @@
+-- procy.agent: an agent a recipe drives. The same object whether the agent
+-- runs on a terminal (the one the person looks at in an interactive
+-- session, or one of its own) or headless (Claude Code's stream-json,
+-- Codex's `exec --json`); its turns are known exactly (procy.turns), from
+-- the agent's hooks and events checked against its API calls, which go
+-- through a procy proxy tied to the agent's session.
+--
+--   local a = agent.open { profile = "claude", mode = "headless", cwd = dir }
+--   a:send("fix the failing test")
+--   local turn = a:wait_turn { timeout = 600 }
+--   print(turn.status, turn.response, #turn.tools)
+
+local core = require "procy.core"
+local json = require "procy.json"
+local fs = require "procy.fs"
+local config = require "procy.config"
+local store = require "procy.store"
+local serve = require "procy.serve"
+local turns = require "procy.turns"
+
+local M = {}
+
+local builtin = { claude = "procy.agents.claude", codex = "procy.agents.codex", generic = "procy.agents.generic" }
+
+-- profile(name) -> the profile table | nil, err. A project's profiles (the
+-- `agents` setting) come first and start from the generic one (or from the
+-- built-in profile named by their `base`).
+function M.profile(name)
+  local own = (config.get().agents or {})[name]
+  if own then
+    local base = assert(M.profile(own.base or "generic"))
+    local p = setmetatable({}, { __index = base })
+    for k, v in pairs(own) do p[k] = v end
+    p.name = name
+    return p
+  end
+  if builtin[name] then return require(builtin[name]) end
+  return nil, "ENOENT: no agent profile '" .. tostring(name) .. "' (built in: claude, codex, generic; "
+    .. "a project adds one with `agents` in procy.lua)", "ENOENT"
+end
+
+-- profile_for(argv) -> the profile whose `match` fits the program's name
+-- (generic when none does)
+function M.profile_for(argv)
+  local base = (argv[1] or ""):match("[^/]*$")
+  for name, p in pairs(config.get().agents or {}) do
+    if p.match and base:find(p.match) then return (M.profile(name)) end
+  end
+  for _, name in ipairs { "claude", "codex" } do
+    local p = require(builtin[name])
+    if base:find(p.match) then return p end
+  end
+  return require(builtin.generic)
+end
+
+local function token()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local b = f:read(16)
+  f:close()
+  return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+-- ---- the object ---------------------------------------------------------------------
+
+local A = {}
+A.__index = A
+
+-- ctx(a) -> what a profile's functions are given
+function A:ctx(extra)
+  local c = { base_url = self.proxy.url .. "/s/" .. self.session, exe = core.exe, args = self.args,
+              session = self.session, resume = self.resume }
+  for k, v in pairs(extra or {}) do c[k] = v end
+  return c
+end
+
+-- env() -> the agent's environment changes: its API through procy, the
+-- hook endpoint for `procy hook`
+function A:env()
+  local env = self.profile.env(self:ctx())
+  env.PROCY_HOOK_URL = self.proxy.url .. "/hooks/" .. self.hook_key
+  env.PROCY_SESSION = self.session
+  for k, v in pairs(self.extra_env or {}) do env[k] = v end
+  return env
+end
+
+-- send(text, [source]) -> the number (seq) of the turn it starts. source:
+-- "recipe" (default), "proxy" (a proxy model wrote it), "human".
+function A:send(text, source)
+  assert(type(text) == "string" and text ~= "", "agent: send needs the prompt text")
+  local seq, err, code = self.driver:send(text, source or "recipe")
+  if seq then self.last_sent = seq end
+  return seq, err, code
+end
+
+-- wait_turn{seq =, timeout =} -> the turn (procy.turns shape) once it has
+-- ended, or nil, "ETIMEDOUT: ..." | "EPIPE: the agent exited ...". seq
+-- defaults to the last one sent.
+function A:wait_turn(o)
+  o = o or {}
+  local seq = o.seq or self.last_sent or self.tracker.seq
+  if seq == 0 then return nil, "EINVAL: no turn to wait for (send a prompt first)", "EINVAL" end
+  return self.tracker:wait(seq, o.timeout)
+end
+
+function A:interrupt() return self.driver:interrupt() end
+
+-- restart{resume = true|false, force = false}: a new agent process; with
+-- resume it continues the agent's own session (its history)
+function A:restart(o) return self.driver:restart(o or {}) end
+
+-- status() -> {profile, mode, session, running, pid, turns, open, last_io}
+function A:status()
+  local s = self.driver:status()
+  s.profile, s.mode, s.session, s.turns = self.profile.name, self.mode, self.session, self.tracker.seq
+  s.open = self.tracker.open and self.tracker.open.seq or nil
+  return s
+end
+
+function A:close()
+  if self.closed then return end
+  self.closed = true
+  self.driver:close()
+  if self.tracker.open then self.tracker:finish { status = "interrupted", error = "the agent was closed" } end
+  self.off_call()
+  serve.hooks[self.hook_key] = nil
+  if self.own_proxy then serve.stop(self.proxy) end
+  if self.own_session then store.end_session(self.session, { status = "exited" }) end
+end
+
+A.__close = A.close
+A.__gc = nil
+
+-- The parts every agent has: a session, a proxy tied to it, its turns, the
+-- hook endpoint and the feed of its API calls.
+local function attach(a, proxy)
+  a.tracker = turns.new(a.session)
+  a.hook_key = a.session .. "/" .. token()
+  serve.hooks[a.hook_key] = function(ev) a.driver:hook(ev) end
+  a.off_call = serve.on_call(function(c)
+    if c.session == a.session then
+      a.tracker:call(c)
+      if a.driver.on_call then a.driver:on_call(c) end
+    end
+  end)
+  a.proxy = proxy
+  return a
+end
+
+-- open{profile =, mode = "pty"|"headless", cwd =, args =, env =, resume =,
+--      mirror =, watchdog =, validator =} -> agent | nil, err, code
+-- profile: a name or a table; mode: "headless" (default) or "pty"; args:
+-- extra arguments; resume: the agent's own session id to continue.
+-- mirror, watchdog, validator: see procy.drivers.stream.
+function M.open(o)
+  local profile, err, code = o.profile, nil, nil
+  if type(profile) ~= "table" then
+    profile, err, code = M.profile(profile or config.get().agent:match("^%S+"):match("[^/]*$"))
+    if not profile then return nil, err, code end
+  end
+  local mode = o.mode or "headless"
+  local cwd = o.cwd or assert(fs.cwd())
+  local argv = mode == "pty" and (profile.command or { profile.name }) or { profile.name }
+  local session
+  session, err, code = store.new_session { argv = argv, cwd = cwd, profile = profile.name, mode = mode }
+  if not session then return nil, "cannot write to the record: " .. err, code end
+  local proxy
+  proxy, err, code = serve.start { port = 0, session = session, agent_env = true }
+  if not proxy then
+    store.end_session(session, { status = "error" })
+    return nil, err, code
+  end
+  local a = setmetatable({ profile = profile, mode = mode, cwd = cwd, args = o.args or {}, resume = o.resume,
+    session = session, own_session = true, own_proxy = true, extra_env = o.env, opts = o }, A)
+  attach(a, proxy)
+  local driver = mode == "pty" and "procy.drivers.pty" or
+    (profile.headless == "stream-json" and "procy.drivers.stream" or "procy.drivers.exec")
+  if mode == "headless" and not profile.headless then
+    a:close()
+    return nil, "EINVAL: the " .. profile.name .. " profile has no headless mode", "EINVAL"
+  end
+  a.driver, err, code = require(driver).new(a)
+  if not a.driver then
+    a.driver = { close = function() end }
+    a:close()
+    return nil, err, code
+  end
+  return a
+end
+
+-- ---- the interactive session's agent ---------------------------------------------------
+
+local current
+
+-- current() -> the agent of this interactive session (nil outside one):
+-- `!` commands and recipes run in the session drive what the person sees.
+function M.current() return current end
+
+-- wrap{session =, proxy =, profile =} -> the agent of an interactive
+-- session, before it starts: a:launch() gives the arguments and the
+-- environment to start it with, bind(a, pty) what it runs on.
+function M.wrap(o)
+  local a = setmetatable({ profile = o.profile, mode = "pty", session = o.session, args = {},
+    interactive = true }, A)
+  a.driver = { hook = function() end, close = function() end, status = function() return {} end }
+  attach(a, o.proxy)
+  return a
+end
+
+-- launch() -> extra arguments, environment (interactive)
+function A:launch()
+  return self.profile.args(self:ctx()), self:env()
+end
+
+-- bind(a, pty): the session's agent runs; current() returns it
+function M.bind(a, pty)
+  a.driver = require("procy.drivers.pty").wrap(a, pty)
+  current = a
+end
+
+-- unwrap(a): the session is over
+function M.unwrap(a)
+  if current == a then current = nil end
+  a:close()
+end
+
+return M

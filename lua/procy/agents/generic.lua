@@ -1,0 +1,34 @@
+-- The generic profile: any program on a terminal. procy knows its turns
+-- from the API calls it makes through procy (when it speaks Anthropic or
+-- OpenAI and honours their base-URL variables) and from its terminal: a
+-- turn has ended when the output has been quiet for `quiet` seconds (and,
+-- with `idle_title`, the window title says it is idle). Other profiles
+-- start from this one; a project's profiles (the `agents` setting) too.
+--
+-- A profile's fields and functions, all optional but `name`:
+--   command        argv to start it interactively ({"aider"})
+--   match          Lua pattern for the program's base name, to pick the
+--                  profile for `procy -- PROGRAM ...`
+--   quiet          seconds of quiet output that end a turn (terminal signal)
+--   idle_title     pattern the window title matches while it waits for input
+--   env(ctx)       environment pointing its API at procy; ctx.base_url is
+--                  http://127.0.0.1:PORT/s/SESSION (no /v1)
+--   args(ctx)      extra arguments, interactive (ctx.exe: procy's binary)
+--   headless       "stream-json" (Claude Code), "exec" (a process per turn)
+--   exec(ctx, prompt) -> argv for one headless turn (with ctx.resume, the
+--                  agent's session id to go on from, when there is one)
+--   parse(line, state) -> events for one output line of a headless turn
+--   resume_args(id) -> arguments that continue the agent's session id
+
+local P = {
+  name = "generic",
+  quiet = 1.5,
+}
+
+function P.env(ctx)
+  return { ANTHROPIC_BASE_URL = ctx.base_url, OPENAI_BASE_URL = ctx.base_url .. "/v1" }
+end
+
+function P.args() return {} end
+
+return P

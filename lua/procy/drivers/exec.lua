@@ -1,0 +1,124 @@
+-- procy.drivers.exec: a headless agent that runs once per prompt — Codex's
+-- `codex exec --json` (then `exec resume THREAD` to go on), or any profile
+-- with an exec(ctx, prompt) function. Prompts queue; each turn's process
+-- runs to its end; the profile's parse(event) maps each JSON line of its
+-- output onto the turn (thread.started, turn.started, item.*,
+-- turn.completed for Codex). A line that is not JSON is part of the
+-- answer (plain programs).
+
+local core = require "procy.core"
+local json = require "procy.json"
+local proc = require "procy.proc"
+local store = require "procy.store"
+
+local D = {}
+D.__index = D
+
+local function record(a, kind, line)
+  store.open():exec("INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, ?, ?)",
+    a.session, store.now_us(), kind, line .. "\n")
+end
+
+function D.new(a)
+  if not a.profile.exec then
+    return nil, "EINVAL: the " .. a.profile.name .. " profile has no exec(ctx, prompt) for headless turns", "EINVAL"
+  end
+  local d = setmetatable({ a = a, queue = {}, next_seq = a.tracker.seq, thread = a.resume,
+    mirror = (a.opts or {}).mirror == nil and "preview" or a.opts.mirror, last_io = core.now() }, D)
+  d.worker = core.spawn(function() d:work() end)
+  d.worker:label("agent exec " .. a.session)
+  return d
+end
+
+function D:send(text, source)
+  self.next_seq = self.next_seq + 1
+  self.queue[#self.queue + 1] = { text = text, source = source, seq = self.next_seq }
+  if self.wake then core.complete(self.wake) end
+  return self.next_seq
+end
+
+-- One turn: its process, from start to end.
+function D:turn(item)
+  local a, tracker = self.a, self.a.tracker
+  tracker:begin(item.text, item.source)
+  local argv = a.profile.exec(a:ctx { resume = self.thread }, item.text)
+  record(a, "i", json.encode(argv))
+  local p, err = proc.spawn(argv, { cwd = a.cwd, env = a:env(), stderr = "pipe" })
+  if not p then
+    tracker:finish { status = "error", error = err }
+    return
+  end
+  self.p = p
+  local text, failed, done, plain = nil, nil, false, {}
+  local errors = core.spawn(function()
+    for line in p:lines("stderr") do self.stderr_tail = line end
+  end)
+  for line in p:lines() do
+    self.last_io = core.now()
+    record(a, "o", line)
+    local ev = json.decode(line)
+    local info = type(ev) == "table" and a.profile.parse(ev) or nil
+    if not info then
+      plain[#plain + 1] = line
+    else
+      if info.session_id and info.session_id ~= self.thread then
+        self.thread = info.session_id
+        store.open():exec("UPDATE sessions SET agent_session_id = ? WHERE id = ?", info.session_id, a.session)
+      end
+      if info.text then
+        text = info.text
+        if self.mirror then
+          io.stderr:write("[", a.name or a.session:sub(1, 8), "] ",
+            self.mirror == "full" and info.text or info.text:match("^[^\n]*"), "\n")
+        end
+      end
+      failed = info.failed or failed
+      done = done or info.done
+    end
+  end
+  local r = p:wait()
+  core.cancel(errors)
+  self.p = nil
+  if not text and #plain > 0 then text = table.concat(plain, "\n") end
+  local ok = (done or not a.profile.parse_done) and not failed and r.code == 0
+  tracker:finish { status = ok and "done" or "error", response = text,
+    error = not ok and (failed or ("exit status " .. tostring(r.code) .. (self.stderr_tail and (": " .. self.stderr_tail) or ""))) or nil }
+end
+
+function D:work()
+  while true do
+    local item = table.remove(self.queue, 1)
+    if item then
+      self:turn(item)
+    else
+      self.wake = core.op()
+      core.await(self.wake)
+      self.wake = nil
+    end
+  end
+end
+
+function D:interrupt()
+  if self.p then self.p:kill("INT") end
+  return true
+end
+
+function D:restart(o)
+  if self.p then self.p:close() end
+  if not o.resume then self.thread = nil end
+  return true
+end
+
+function D:hook() end
+
+function D:status()
+  return { running = self.p ~= nil, pid = self.p and self.p:pid() or nil, queued = #self.queue,
+           idle = core.now() - self.last_io, agent_session = self.thread }
+end
+
+function D:close()
+  core.cancel(self.worker)
+  if self.p then self.p:close() end
+end
+
+return D

@@ -1,0 +1,246 @@
+-- procy.drivers.stream: Claude Code headless, stream-json in and out
+-- (`claude -p --input-format stream-json --output-format stream-json
+-- --verbose`) — what lproc's claudix proxies did, without their gaps:
+--
+-- * one user line per prompt, one `result` per user line: the counts
+--   (expected, seen) say what is outstanding, and every turn ends with its
+--   result, exactly;
+-- * restart, gracefully (after the outstanding results) or forced (at once:
+--   each lost turn gets a synthetic error result, so counts stay right),
+--   fresh or resuming the agent's last session_id;
+-- * the agent's death is noticed at once (its turns end as errors), not on
+--   the next input;
+-- * an idle watchdog: a turn with no I/O for `idle` seconds gets a nudge,
+--   or a forced restart with resume and the nudge;
+-- * a validator: after each turn, fn(turn, agent) may return a correction,
+--   sent at once;
+-- * the assistant's text mirrored to stderr (a one-line preview, or all);
+-- * control out of band: this API, the supervisor's HTTP endpoint, `procy
+--   agent` — never magic text inside a user message.
+--
+-- Every line in and out is recorded as the session's term_events ('i',
+-- 'o'), which `procy agent log` renders.
+
+local core = require "procy.core"
+local json = require "procy.json"
+local proc = require "procy.proc"
+local store = require "procy.store"
+
+local D = {}
+D.__index = D
+
+local function record(a, kind, line)
+  store.open():exec("INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, ?, ?)",
+    a.session, store.now_us(), kind, line .. "\n")
+end
+
+function D.new(a)
+  local o = a.opts or {}
+  local d = setmetatable({ a = a, expected = 0, seen = 0, queue = {}, next_seq = a.tracker.seq,
+    mirror = o.mirror == nil and "preview" or o.mirror, watchdog = o.watchdog, validator = o.validator,
+    agent_session = a.resume, requests = 0 }, D)
+  local ok, err, code = d:start(a.resume)
+  if not ok then return nil, err, code end
+  if d.watchdog then
+    d.dog = core.spawn(function() d:watch() end)
+    d.dog:label("agent watchdog " .. a.session)
+  end
+  return d
+end
+
+-- Starts the agent process (resuming `resume`, the agent's session id).
+function D:start(resume)
+  local a = self.a
+  local argv = a.profile.headless_args(a:ctx { resume = resume })
+  local p, err, code = proc.spawn(argv, { stdin = true, cwd = a.cwd, env = a:env(), stderr = "pipe" })
+  if not p then return nil, err, code end
+  self.p, self.last_io, self.exit = p, core.now(), nil
+  self.gen = (self.gen or 0) + 1
+  local gen = self.gen
+  self.reader = core.spawn(function()
+    for line in p:lines() do self:line(line) end
+    local r = p:wait()
+    if self.gen == gen then self:died(r) end
+  end)
+  self.reader:label("agent stream " .. a.session)
+  self.errors = core.spawn(function()
+    for line in p:lines("stderr") do
+      self.stderr_tail = line
+      core.log("debug", "agent " .. a.session:sub(1, 8) .. ": " .. line)
+    end
+  end)
+  return true
+end
+
+local function mirror(self, text)
+  if not self.mirror or not text or text == "" then return end
+  local who = "[" .. (self.a.name or self.a.session:sub(1, 8)) .. "] "
+  if self.mirror == "full" then
+    io.stderr:write(who, (text:gsub("\n", "\n" .. who)), "\n")
+  else
+    local first, rest = text:match("^([^\n]*)\n?(.*)$")
+    io.stderr:write(who, first, rest ~= "" and " ..." or "", "\n")
+  end
+end
+
+-- One line of the agent's output.
+function D:line(line)
+  self.last_io = core.now()
+  record(self.a, "o", line)
+  local ev = json.decode(line)
+  if type(ev) ~= "table" then return end
+  if type(ev.session_id) == "string" and ev.session_id ~= self.agent_session then
+    self.agent_session = ev.session_id
+    store.open():exec("UPDATE sessions SET agent_session_id = ? WHERE id = ?", ev.session_id, self.a.session)
+  end
+  if ev.type == "assistant" and type(ev.message) == "table" and ev.parent_tool_use_id == nil then
+    for _, b in ipairs(type(ev.message.content) == "table" and ev.message.content or {}) do
+      if type(b) == "table" and b.type == "text" then mirror(self, b.text) end
+    end
+  elseif ev.type == "result" then
+    self:result(ev)
+  elseif ev.type == "control_response" and self.control then
+    core.complete(self.control, ev)
+  end
+end
+
+-- A result ends the oldest outstanding turn; the next queued one begins.
+function D:result(ev)
+  self.seen = self.seen + 1
+  local tracker = self.a.tracker
+  local turn = tracker.open
+  tracker:finish { status = ev.is_error and "error" or "done",
+    response = type(ev.result) == "string" and ev.result or nil,
+    error = ev.is_error and tostring(ev.result or ev.subtype) or nil }
+  local nextq = table.remove(self.queue, 1)
+  if nextq then tracker:begin(nextq.text, nextq.source) end
+  if turn and self.validator then
+    local seq = turn.seq
+    core.spawn(function()
+      local t = tracker:wait(seq, 0)
+      local ok, fix = pcall(self.validator, t, self.a)
+      if not ok then core.log("error", "agent validator: " .. tostring(fix))
+      elseif type(fix) == "string" and fix ~= "" then self.a:send(fix, "recipe") end
+    end):label("agent validator")
+  end
+end
+
+function D:send(text, source)
+  if not self.p or self.exit then return nil, "EPIPE: the agent is not running (restart it)", "EPIPE" end
+  local line = json.encode { type = "user", message = { role = "user",
+    content = { { type = "text", text = text } } } }
+  local ok, err, code = self.p:write(line .. "\n")
+  if not ok then return nil, err, code end
+  record(self.a, "i", line)
+  self.last_io = core.now()
+  self.expected = self.expected + 1
+  self.next_seq = self.next_seq + 1
+  if self.a.tracker.open then
+    self.queue[#self.queue + 1] = { text = text, source = source } -- the agent takes it after the turn under way
+  else
+    self.a.tracker:begin(text, source)
+  end
+  return self.next_seq
+end
+
+-- Synthetic results for the turns a restart or a death lost, so every
+-- user line still gets its one result.
+function D:lose(why)
+  local missing = self.expected - self.seen
+  for _ = 1, missing do
+    local ev = { type = "result", subtype = "procy_lost", is_error = true, session_id = self.agent_session,
+                 result = "procy: " .. why .. "; this turn was lost" }
+    record(self.a, "o", json.encode(ev))
+    self:result(ev)
+  end
+  self.queue = {}
+  return missing
+end
+
+-- The process ended on its own: noticed now, not at the next send.
+function D:died(r)
+  self.exit = r
+  local why = ("the agent exited (%s)"):format(r and (r.signal and ("signal " .. r.signal) or ("status " .. tostring(r.code))) or "?")
+  if self.stderr_tail then why = why .. ": " .. self.stderr_tail end
+  self:lose(why)
+  self.a.tracker:watch(0)
+end
+
+-- Stops the process: end of input, then TERM and KILL after a grace.
+function D:stop()
+  self.gen = (self.gen or 0) + 1 -- its end is not a death
+  local p = self.p
+  if not p then return end
+  self.p = nil
+  p:close_stdin()
+  if not p:wait(3) then p:close() end
+  core.cancel(self.reader)
+  core.cancel(self.errors)
+end
+
+-- restart{resume =, force =, timeout =}: graceful waits for every
+-- outstanding result first (at most timeout seconds); force does not, and
+-- the lost turns end with synthetic error results.
+function D:restart(o)
+  if not o.force then
+    local t0 = core.now()
+    while self.seen < self.expected and not self.exit do
+      if o.timeout and core.now() - t0 > o.timeout then
+        return nil, "ETIMEDOUT: results still outstanding: " .. (self.expected - self.seen), "ETIMEDOUT"
+      end
+      self.a.tracker:watch(0.5)
+    end
+  end
+  self:stop()
+  self:lose(o.resume and "procy restarted the agent, resuming its session" or "procy restarted the agent")
+  local resume = o.resume and self.agent_session or nil
+  if o.resume and not resume then core.log("warn", "agent: no session id seen yet; restarting fresh") end
+  return self:start(resume)
+end
+
+-- interrupt(): a control request, out of band; the turn ends with its result
+function D:interrupt()
+  if not self.p or self.exit then return nil, "EPIPE: the agent is not running", "EPIPE" end
+  self.requests = self.requests + 1
+  local line = json.encode { type = "control_request", request_id = "procy-" .. self.requests,
+    request = { subtype = "interrupt" } }
+  self.control = core.op()
+  self.p:write(line .. "\n")
+  record(self.a, "i", line)
+  local ev, err, code = core.await(self.control, 10)
+  self.control = nil
+  if not ev then return nil, err, code end
+  return true
+end
+
+-- The watchdog: a turn under way with no I/O for `idle` seconds.
+function D:watch()
+  local w = self.watchdog
+  local nudge = w.nudge or "Continue the task."
+  while true do
+    core.sleep(math.min(1, w.idle / 4))
+    if self.seen < self.expected and not self.exit and core.now() - self.last_io > w.idle then
+      core.log("warn", ("agent %s: no I/O for %d s: %s"):format(self.a.session:sub(1, 8), w.idle,
+        w.action == "restart" and "restarting it with its session" or "nudging it"))
+      if w.action == "restart" then self:restart { force = true, resume = true } end
+      self.last_io = core.now()
+      self.a:send(nudge, "recipe")
+    end
+  end
+end
+
+function D:hook() end
+
+function D:status()
+  return { running = self.p ~= nil and not self.exit, pid = self.p and self.p:pid() or nil,
+           expected = self.expected, seen = self.seen, idle = core.now() - (self.last_io or core.now()),
+           agent_session = self.agent_session }
+end
+
+function D:close()
+  if self.dog then core.cancel(self.dog) end
+  self:stop()
+  self:lose("the agent was closed")
+end
+
+return D

@@ -1,0 +1,198 @@
+-- procy.turns: a turn is one prompt and everything the agent did for it.
+-- A tracker per session folds what procy hears into `turns` rows: the
+-- prompt (from the agent's own hook, from the driver that sent it, or from
+-- the API call that carried it), the API calls (the main agent's, and side
+-- calls — titles, subagents — linked but not counted as turns), and the
+-- end (a Stop hook checked against the API, a stream-json result, a Codex
+-- turn.completed, quiet time). Waiting for a turn waits on an op the
+-- tracker completes: no polling.
+
+local core = require "procy.core"
+local json = require "procy.json"
+local store = require "procy.store"
+
+local M = {}
+local T = {}
+T.__index = T
+
+-- new(session) -> tracker, numbering on from the session's last turn
+function M.new(session)
+  local last = store.open():query("SELECT coalesce(max(seq), 0) AS n FROM turns WHERE session_id = ?", session)[1].n
+  return setmetatable({ session = session, seq = last, waiters = {}, watchers = {} }, T)
+end
+
+-- Wakes the tasks in watch() (something changed: a call, a begin, an end).
+local function changed(self)
+  local w = self.watchers
+  self.watchers = {}
+  for _, op in ipairs(w) do core.complete(op) end
+end
+
+-- watch([timeout]): waits until the tracker hears something
+function T:watch(timeout)
+  local op = core.op()
+  self.watchers[#self.watchers + 1] = op
+  return core.await(op, timeout)
+end
+
+-- begin(prompt, [source]) -> the new open turn. A turn still open ends as
+-- interrupted: a new prompt came before its end. source: what was given,
+-- else what expect() announced, else "human".
+function T:begin(prompt, source)
+  if self.open then self:finish { status = "interrupted" } end
+  source = source or self.next_source or "human"
+  self.next_source = nil
+  self.seq = self.seq + 1
+  local now = store.now_us()
+  local row = assert(store.open():query([[INSERT INTO turns(session_id, seq, source, prompt, started_at, status)
+    VALUES (?, ?, ?, ?, ?, 'running') RETURNING id]], self.session, self.seq, source, prompt, now))[1]
+  self.open = { id = row.id, seq = self.seq, source = source, prompt = prompt, started_at = now,
+                calls = 0, side_calls = 0 }
+  changed(self)
+  return self.open
+end
+
+-- expect(source): the next turn that begins without saying (a prompt seen
+-- by a hook or the API) was sent by this source ("recipe", "proxy").
+function T:expect(source)
+  self.next_source = source
+end
+
+-- Sums a turn's calls into its row: tokens, cost (unknown when any call's
+-- price is), call counts.
+local function resum(turn)
+  local h = store.open()
+  local s = h:query([[SELECT sum(input_tokens) AS i, sum(output_tokens) AS o, sum(cache_creation_tokens) AS cw,
+      sum(cache_read_tokens) AS cr, sum(cost) AS cost,
+      sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)) AS unpriced
+    FROM api_calls WHERE turn_id = ?]], turn.id)[1]
+  h:exec([[UPDATE turns SET input_tokens = ?, output_tokens = ?, cache_creation_tokens = ?, cache_read_tokens = ?,
+      cost = ?, calls = ?, side_calls = ? WHERE id = ?]], s.i, s.o, s.cw, s.cr,
+    (s.unpriced or 0) == 0 and s.cost or nil, turn.calls, turn.side_calls, turn.id)
+end
+
+-- call(summary): a recorded API call of this session (serve.on_call)
+function T:call(c)
+  local turn = self.open
+  -- calls are recorded a moment after they end: one that started before
+  -- the last turn ended belongs to it (a title, or its final answer)
+  local late = not turn and self.last and c.started_at <= (self.last.ended_at or 0) and self.last
+  if late then turn = late end
+  if not turn and c.role == "main" and c.prompt then turn = self:begin(c.prompt) end
+  if not turn then return end
+  local h = store.open()
+  h:exec("UPDATE api_calls SET turn_id = ? WHERE id = ?", turn.id, c.id)
+  h:exec("UPDATE tool_calls SET turn_id = ? WHERE api_call_id = ? AND turn_id IS NULL", turn.id, c.id)
+  if c.role == "main" then
+    turn.calls = turn.calls + 1
+    turn.last_main = c
+    if not turn.prompt and c.prompt then
+      turn.prompt = c.prompt
+      h:exec("UPDATE turns SET prompt = ? WHERE id = ?", c.prompt, turn.id)
+    end
+  else
+    turn.side_calls = turn.side_calls + 1
+  end
+  if late then resum(turn) end
+  changed(self)
+end
+
+local ended_reasons = { end_turn = true, stop_sequence = true, max_tokens = true, refusal = true,
+                        stop = true, length = true, completed = true, incomplete = true }
+
+-- api_done(inflight) -> whether the API says the open turn is over: its
+-- last main call ended without asking for a tool, and no call of the
+-- session is under way (inflight: srv:inflight(tag)).
+function T:api_done(inflight)
+  local m = self.open and self.open.last_main
+  return m ~= nil and not m.aborted and ended_reasons[m.stop_reason] == true and (m.tool_uses or 0) == 0
+    and (inflight or 0) == 0
+end
+
+-- finish{status = "done"|"interrupted"|"error", response =, error =}:
+-- ends the open turn, with its tokens and cost summed over its calls (the
+-- cost is unknown when any call's price is).
+function T:finish(o)
+  local turn = self.open
+  if not turn then return end
+  self.open, self.last = nil, turn
+  turn.status, turn.ended_at = o.status or "done", store.now_us()
+  local response = o.response or (turn.last_main and turn.last_main.text)
+  store.open():exec("UPDATE turns SET ended_at = ?, status = ?, response = ?, error = ? WHERE id = ?",
+    turn.ended_at, turn.status, response, o.error, turn.id)
+  resum(turn)
+  for i = #self.waiters, 1, -1 do
+    local w = self.waiters[i]
+    if w.seq <= turn.seq then
+      table.remove(self.waiters, i)
+      core.complete(w.op)
+    end
+  end
+  changed(self)
+end
+
+-- wait(seq, [timeout]) -> the turn (M.get) once turn seq has ended, or
+-- nil, "ETIMEDOUT: ...", "ETIMEDOUT"
+function T:wait(seq, timeout)
+  local ended = (not self.open or self.open.seq > seq) and seq <= self.seq
+  if not ended then
+    local op = core.op()
+    local w = { seq = seq, op = op }
+    self.waiters[#self.waiters + 1] = w
+    local ok, err, code = core.await(op, timeout)
+    if ok == nil and code then
+      for i, x in ipairs(self.waiters) do
+        if x == w then table.remove(self.waiters, i) break end
+      end
+      return nil, err, code
+    end
+  end
+  return M.get(self.session, seq)
+end
+
+-- ---- reading turns ------------------------------------------------------------------
+
+local function secs(us) return us and us / 1e6 or json.null end
+
+-- The shape scripts rely on (procy show ID --json).
+local function shape(t, tools)
+  return {
+    seq = t.seq, source = t.source, status = t.status, prompt = t.prompt or json.null,
+    response = t.response or json.null, error = t.error or json.null,
+    started_at = secs(t.started_at), ended_at = secs(t.ended_at),
+    duration = t.ended_at and (t.ended_at - t.started_at) / 1e6 or json.null,
+    tools = json.array(tools),
+    usage = { input_tokens = t.input_tokens or 0, output_tokens = t.output_tokens or 0,
+              cache_creation_tokens = t.cache_creation_tokens or 0, cache_read_tokens = t.cache_read_tokens or 0 },
+    cost = t.cost or json.null, calls = t.calls, side_calls = t.side_calls,
+  }
+end
+
+local function tools_of(h, turn_id)
+  local out = {}
+  for _, c in ipairs(h:query([[SELECT * FROM tool_calls WHERE turn_id = ? ORDER BY coalesce(started_at, 0), id]], turn_id)) do
+    local input = c.input and json.decode(c.input)
+    out[#out + 1] = { id = c.tool_use_id, name = c.name, input = input == nil and json.null or input,
+                      result = c.result or json.null, is_error = c.is_error == 1 }
+  end
+  return out
+end
+
+-- get(session, seq) -> one turn in the shape above, or nil
+function M.get(session, seq)
+  local h = store.open()
+  local t = h:query("SELECT * FROM turns WHERE session_id = ? AND seq = ?", session, seq)[1]
+  return t and shape(t, tools_of(h, t.id))
+end
+
+-- list(session) -> every turn of the session, in order
+function M.list(session)
+  local h = store.open()
+  local out = json.array()
+  for _, t in ipairs(h:query("SELECT * FROM turns WHERE session_id = ? ORDER BY seq", session)) do
+    out[#out + 1] = shape(t, tools_of(h, t.id))
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,46 @@
+-- agents.lua: the real agent CLIs for tests — where they are, a home where
+-- their first-run screens are done, and the environment that keeps them
+-- offline against the fake upstream (tests/fake/upstream.mjs).
+local json = require "procy.json"
+local proc = require "procy.proc"
+local fs = require "procy.fs"
+local T = require "tap"
+
+local M = {}
+
+-- find(name) -> the CLI's path (PROCY_TEST_CLAUDE / PROCY_TEST_CODEX
+-- override), or nil
+function M.find(name)
+  local given = os.getenv("PROCY_TEST_" .. name:upper())
+  if given then return given end
+  local r = proc.run { "sh", "-c", "command -v " .. name }
+  return r and r.code == 0 and (r.stdout:gsub("%s+$", "")) or nil
+end
+
+-- home(dir, work) -> a HOME where Claude Code starts straight at its prompt
+-- in work (and a CODEX_HOME next to it)
+function M.home(dir, work)
+  local home = dir .. "/home"
+  fs.mkdir(home)
+  fs.mkdir(dir .. "/codex-home")
+  T.write(home .. "/.claude.json", json.encode {
+    hasCompletedOnboarding = true,
+    customApiKeyResponses = { approved = json.array { "sk-test-fake" }, rejected = json.array() },
+    projects = { [work] = { hasTrustDialogAccepted = true } },
+  })
+  return home
+end
+
+-- env(dir, home, upstream) -> the variables for an offline run
+function M.env(dir, home, upstream)
+  return {
+    HOME = home, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config",
+    ANTHROPIC_BASE_URL = upstream, ANTHROPIC_API_KEY = "sk-test-fake",
+    OPENAI_API_KEY = "sk-test-fake", CODEX_HOME = dir .. "/codex-home",
+    DISABLE_TELEMETRY = "1", DISABLE_ERROR_REPORTING = "1", DISABLE_AUTOUPDATER = "1",
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", CLAUDE_CODE_MAX_RETRIES = "1",
+    IS_SANDBOX = "1", -- root may skip permissions
+  }
+end
+
+return M
