@@ -26,6 +26,7 @@
 
 typedef struct note {
 	struct note *next;
+	size_t       calls;  /* 0: a summary; else the end of a batch of this many calls */
 	char         text[]; /* a JSON summary */
 } note_t;
 
@@ -37,6 +38,7 @@ struct capture {
 	pcall_t       **in;       /* calls for the worker */
 	size_t          nin, cap;
 	size_t          dropped;  /* calls not queued: the worker fell behind */
+	size_t          added, told; /* calls queued; calls whose summaries Lua has read (loop side) */
 	note_t         *out, **out_tail; /* summaries for the loop */
 	int             stopping, running;
 	int             efd;
@@ -46,12 +48,13 @@ struct capture {
 
 /* ---- the thread ---------------------------------------------------------------------- */
 
-static void note_add(capture_t *cap, const char *text, size_t len)
+static void note_add(capture_t *cap, const char *text, size_t len, size_t calls)
 {
 	note_t *n = malloc(sizeof *n + len + 1);
 	if (!n)
 		return;
 	n->next = NULL;
+	n->calls = calls;
 	memcpy(n->text, text, len);
 	n->text[len] = 0;
 	pthread_mutex_lock(&cap->mu);
@@ -65,7 +68,7 @@ static void note_error(capture_t *cap, const char *what, size_t lost)
 	char text[600], esc[400];
 	procy_json_safe(esc, sizeof esc, what);
 	int n = snprintf(text, sizeof text, "{\"not_recorded\":%zu,\"error\":\"%s\"}", lost, esc);
-	note_add(cap, text, (size_t)n);
+	note_add(cap, text, (size_t)n, 0);
 }
 
 static void wake_loop(capture_t *cap)
@@ -142,13 +145,14 @@ static void *work(void *arg)
 				for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
 					size_t len;
 					const char *s = lua_tolstring(L, -1, &len);
-					note_add(cap, s, len);
+					note_add(cap, s, len, 0);
 					lua_pop(L, 1);
 				}
 				lua_pop(L, 1);
 			}
 			lua_settop(L, 0);
 		}
+		note_add(cap, "", 0, n); /* the batch is told once Lua has read up to here */
 		wake_loop(cap);
 	}
 	if (L)
@@ -220,20 +224,36 @@ void capture_add(capture_t *cap, pcall_t *c)
 		cap->cap = want;
 	}
 	cap->in[cap->nin++] = c;
+	cap->added++;
 	pthread_cond_signal(&cap->cond);
 	pthread_mutex_unlock(&cap->mu);
 }
 
-int capture_next(capture_t *cap, lua_State *L)
+size_t capture_untold(capture_t *cap)
 {
 	pthread_mutex_lock(&cap->mu);
-	note_t *n = cap->out;
-	if (n) {
-		cap->out = n->next;
-		if (!cap->out)
-			cap->out_tail = &cap->out;
-	}
+	size_t untold = cap->added - cap->told;
 	pthread_mutex_unlock(&cap->mu);
+	return untold;
+}
+
+int capture_next(capture_t *cap, lua_State *L)
+{
+	note_t *n;
+	for (;;) {
+		pthread_mutex_lock(&cap->mu);
+		n = cap->out;
+		if (n) {
+			cap->out = n->next;
+			if (!cap->out)
+				cap->out_tail = &cap->out;
+		}
+		pthread_mutex_unlock(&cap->mu);
+		if (!n || !n->calls)
+			break;
+		cap->told += n->calls; /* a batch's end */
+		free(n);
+	}
 	if (!n)
 		return 0;
 	lua_getglobal(L, "require");

@@ -118,11 +118,14 @@ static int srv_calls(lua_State *L)
 	return op_await(L, 1, timeout);
 }
 
-/* srv:inflight([tag]) -> how many proxied calls are under way (for tag) */
+/* srv:inflight([tag]) -> how many proxied calls are under way (for tag);
+   and how many more have ended but are not yet told by srv:calls() */
 static int srv_inflight(lua_State *L)
 {
-	lua_pushinteger(L, proxy_inflight(check_server(L, 0), luaL_optstring(L, 2, NULL)));
-	return 1;
+	server_t *srv = check_server(L, 0);
+	lua_pushinteger(L, proxy_inflight(srv, luaL_optstring(L, 2, NULL)));
+	lua_pushinteger(L, srv->capture ? (lua_Integer)capture_untold(srv->capture) : 0);
+	return 2;
 }
 
 static int srv_port(lua_State *L)

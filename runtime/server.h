@@ -100,6 +100,9 @@ capture_t  *capture_start(server_t *srv, const char *settings, char *err, size_t
 void        capture_add(capture_t *cap, pcall_t *c);     /* takes c */
 /* [-0, +1] The next recorded call's summary; 0 if none is waiting. */
 int         capture_next(capture_t *cap, lua_State *L);
+/* Calls finished but not yet told to Lua (queued, being recorded, or
+   recorded and waiting in srv:calls()). */
+size_t      capture_untold(capture_t *cap);
 /* Records what is queued, then ends the thread. */
 void        capture_stop(capture_t *cap);
 void        capture_free(capture_t *cap);

@@ -75,11 +75,13 @@ end
 
 -- env() -> the agent's environment changes: its API through procy, the
 -- hook endpoint for `procy hook`
+-- (the caller's env first: what routes the API through procy wins)
 function A:env()
-  local env = self.profile.env(self:ctx())
+  local env = {}
+  for k, v in pairs(self.extra_env or {}) do env[k] = v end
+  for k, v in pairs(self.profile.env(self:ctx())) do env[k] = v end
   env.PROCY_HOOK_URL = self.proxy.url .. "/hooks/" .. self.hook_key
   env.PROCY_SESSION = self.session
-  for k, v in pairs(self.extra_env or {}) do env[k] = v end
   return env
 end
 
@@ -103,6 +105,18 @@ function A:wait_turn(o)
 end
 
 function A:interrupt() return self.driver:interrupt() end
+
+-- settle([seconds]): waits (at most 2 s) until every API call that has
+-- ended has been recorded and told — so a turn ended now holds all of them
+function A:settle(max)
+  local t0 = core.now()
+  while core.now() - t0 < (max or 2) do
+    local _, untold = self.proxy.srv:inflight(self.session)
+    if untold == 0 then return true end
+    self.tracker:watch(0.02)
+  end
+  return false
+end
 
 -- restart{resume = true|false, force = false}: a new agent process; with
 -- resume it continues the agent's own session (its history)

@@ -526,14 +526,14 @@ local function prompt_of(api, req)
   end
 end
 
--- main: the agent's own conversation; side: a call with no tools (titles,
--- summaries); subagent: Claude Code's Task agents, whose calls have tools
--- but not the Task tool itself.
+-- main: the agent's own conversation. Claude Code's calls say more: one
+-- with no tools is a side call (a title, a summary); one with tools but
+-- not the Task tool is a subagent's.
 local function role_of(req, headers)
-  local tools = type(req.tools) == "table" and req.tools or {}
-  if #tools == 0 then return "side" end
   local agent = header(headers, "user-agent") or ""
   if not agent:find("^claude%-cli/") then return "main" end
+  local tools = type(req.tools) == "table" and req.tools or {}
+  if #tools == 0 then return "side" end
   for _, t in ipairs(tools) do
     local name = type(t) == "table" and t.name
     if name == "Task" or name == "Agent" then return "main" end

@@ -81,6 +81,7 @@ function D:turn(item)
   self.p = nil
   if not text and #plain > 0 then text = table.concat(plain, "\n") end
   local ok = (done or not a.profile.parse_done) and not failed and r.code == 0
+  a:settle() -- its calls recorded, so the turn has all of them
   tracker:finish { status = ok and "done" or "error", response = text,
     error = not ok and (failed or ("exit status " .. tostring(r.code) .. (self.stderr_tail and (": " .. self.stderr_tail) or ""))) or nil }
 end

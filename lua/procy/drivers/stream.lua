@@ -59,8 +59,8 @@ function D:start(resume)
   local gen = self.gen
   self.reader = core.spawn(function()
     for line in p:lines() do self:line(line) end
-    local r = p:wait()
-    if self.gen == gen then self:died(r) end
+    if self.gen ~= gen then return end -- stopped on purpose (stop() waits for it)
+    self:died(p:wait())
   end)
   self.reader:label("agent stream " .. a.session)
   self.errors = core.spawn(function()
@@ -93,7 +93,8 @@ function D:line(line)
     self.agent_session = ev.session_id
     store.open():exec("UPDATE sessions SET agent_session_id = ? WHERE id = ?", ev.session_id, self.a.session)
   end
-  if ev.type == "assistant" and type(ev.message) == "table" and ev.parent_tool_use_id == nil then
+  local sub = ev.parent_tool_use_id ~= nil and ev.parent_tool_use_id ~= json.null -- a subagent's
+  if ev.type == "assistant" and type(ev.message) == "table" and not sub then
     for _, b in ipairs(type(ev.message.content) == "table" and ev.message.content or {}) do
       if type(b) == "table" and b.type == "text" then mirror(self, b.text) end
     end
@@ -109,6 +110,7 @@ function D:result(ev)
   self.seen = self.seen + 1
   local tracker = self.a.tracker
   local turn = tracker.open
+  if ev.subtype ~= "procy_lost" then self.a:settle() end -- its calls recorded first
   tracker:finish { status = ev.is_error and "error" or "done",
     response = type(ev.result) == "string" and ev.result or nil,
     error = ev.is_error and tostring(ev.result or ev.subtype) or nil }
