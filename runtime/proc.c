@@ -780,6 +780,7 @@ static const luaL_Reg proc_methods[] = {
 static const luaL_Reg proc_funcs[] = {
 	{ "run",   proc_run },
 	{ "spawn", proc_spawn },
+	{ "daemon", proc_daemon }, /* spawn.c */
 	{ NULL, NULL }
 };
 

@@ -310,6 +310,8 @@ int luaopen_procy_core(lua_State *L);
 int luaopen_procy_json(lua_State *L);
 int luaopen_procy_db(lua_State *L);
 int luaopen_procy_proc(lua_State *L);
+/* proc.daemon (spawn.c): a program detached from procy, for good. */
+int proc_daemon(lua_State *L);
 int luaopen_procy_fs(lua_State *L);
 int luaopen_procy_pty(lua_State *L);
 int luaopen_procy_hash(lua_State *L);

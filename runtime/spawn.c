@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "procy.h"
 
@@ -184,4 +185,92 @@ int pty_open(int cols, int rows, int *master, char *slave, size_t len)
 	}
 	*master = m;
 	return 0;
+}
+
+/* Starts a program detached from procy: a new session, stdin from
+   /dev/null, stdout and stderr appended to log (or /dev/null), and a
+   double fork, so init is its parent and procy never has to reap it. The
+   child side only makes async-signal-safe calls (procy has threads).
+   Returns 0 with *pid, or an errno (the exec's, when that failed). */
+static int daemon_start(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                        const char *log, pid_t *pid)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return errno;
+	sigset_t none;
+	sigemptyset(&none);
+	pid_t c = fork();
+	if (c < 0) {
+		int e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		return e;
+	}
+	if (c == 0) {
+		setsid();
+		pid_t g = fork();
+		if (g != 0) {
+			(void)!write(fds[1], &g, sizeof g);
+			_exit(0);
+		}
+		int e = 0, nul = open("/dev/null", O_RDWR);
+		int out = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0600) : nul;
+		if (nul < 0 || out < 0 || dup2(nul, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
+		    (cwd && chdir(cwd) < 0))
+			e = errno;
+		signal(SIGPIPE, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (!e) {
+			execve(path, argv, envp);
+			e = errno;
+		}
+		(void)!write(fds[1], &e, sizeof e);
+		_exit(127);
+	}
+	close(fds[1]);
+	pid_t g = -1;
+	int e = 0;
+	ssize_t n;
+	while ((n = read(fds[0], &g, sizeof g)) < 0 && errno == EINTR)
+		;
+	if (n != sizeof g || g < 0)
+		e = ECHILD;
+	else /* then EOF (the exec worked) or its errno */
+		while ((n = read(fds[0], &e, sizeof e)) < 0 && errno == EINTR)
+			;
+	close(fds[0]);
+	while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (n > 0 && e)
+		return e;
+	*pid = g;
+	return e;
+}
+
+/* daemon(argv, {cwd =, env =, log =}) -> pid | nil, err, code: argv[1] is
+   a path (no PATH search after the fork). The program outlives procy. */
+int proc_daemon(lua_State *L)
+{
+	if (lua_isnoneornil(L, 2)) {
+		lua_settop(L, 1);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	char **argv = spawn_argv(L, 1);
+	luaL_argcheck(L, strchr(argv[0], '/') != NULL, 1, "daemon: the program must be a path");
+	char **envp = spawn_env(L, 2);
+	lua_getfield(L, 2, "cwd");
+	const char *cwd = luaL_optstring(L, -1, NULL);
+	lua_getfield(L, 2, "log");
+	const char *log = luaL_optstring(L, -1, NULL);
+	int e = spawn_cwd_ok(cwd);
+	pid_t pid = -1;
+	if (!e)
+		e = daemon_start(argv[0], argv, envp, cwd, log, &pid);
+	if (e)
+		return procy_fail(L, procy_errname(e), "cannot start '%s': %s", argv[0], strerror(e));
+	lua_pushinteger(L, pid);
+	return 1;
 }

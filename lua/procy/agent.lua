@@ -34,7 +34,7 @@ function M.profile(name)
     p.name = name
     return p
   end
-  if builtin[name] then return require(builtin[name]) end
+  if builtin[name] then return (require(builtin[name])) end
   return nil, "ENOENT: no agent profile '" .. tostring(name) .. "' (built in: claude, codex, generic; "
     .. "a project adds one with `agents` in procy.lua)", "ENOENT"
 end
@@ -50,7 +50,7 @@ function M.profile_for(argv)
     local p = require(builtin[name])
     if base:find(p.match) then return p end
   end
-  return require(builtin.generic)
+  return (require(builtin.generic))
 end
 
 local function token()

@@ -42,6 +42,11 @@ M.commands = {
     options = { { long = "--since", arg = "T" }, { long = "--until", arg = "T" },
                 { long = "--session", arg = "ID" }, { long = "--json" } },
     help = "tokens and cost of the recorded API calls, by model and session" },
+  { name = "agent", args = "start|send|ls|log|stop|restart|interrupt [NAME ...]",
+    options = { { long = "--profile", arg = "P" }, { long = "--cwd", arg = "DIR" }, { long = "--resume" },
+                { long = "--follow" }, { long = "--wait" }, { long = "--timeout", arg = "S" }, { long = "--color" } },
+    help = "named background agents: start NAME [--profile P] [-- ARGS], send NAME TEXT|- [--wait], "
+      .. "ls, log NAME [--follow], stop NAME, restart NAME [--resume]" },
   { name = "hook", args = "[JSON]",
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
   { name = "config", args = "",
@@ -110,7 +115,7 @@ local function parse_options(args, i, opts, extra)
     if a:sub(1, 1) ~= "-" or a == "-" then return i end
     local name, value = a:match("^(%-%-[^=]+)=(.*)$")
     name = name or a
-    local o = find_option(M.options, name) or find_option(extra, name)
+    local o = find_option(extra, name) or find_option(M.options, name) -- a command's own first
     if not o then return nil, "unknown option '" .. a .. "'" end
     local key = o.long:sub(3)
     if o.arg then
@@ -345,6 +350,11 @@ function commands.hook(args)
     headers = { ["content-type"] = "application/json" } }
   if not r or r.status ~= 200 then say("hook: ", err or ("HTTP " .. r.status .. " " .. r.body)) end
   return 0
+end
+
+-- procy agent ...
+function commands.agent(args, opts)
+  return require("procy.background").main(args, opts)
 end
 
 -- procy config

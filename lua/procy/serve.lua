@@ -63,6 +63,7 @@ end
 local function fail(req, status, msg)
   reply(req, status, { error = msg })
 end
+M.reply, M.fail, M.query = reply, fail, query_of
 
 local function int(q, name, lo)
   local v = q[name]
@@ -152,8 +153,28 @@ local function hook(req, key)
   reply(req, 200, {})
 end
 
+-- Routes others add: {pattern, fn(req, captures...)}, tried in order
+-- before the API's own (procy.background's control endpoint).
+M.extra_routes = {}
+
+-- route(pattern, fn): requests whose path matches pattern (any method) go
+-- to fn(req, captures...); returns a function that removes the route
+function M.route(pattern, fn)
+  local r = { pattern, fn }
+  M.extra_routes[#M.extra_routes + 1] = r
+  return function()
+    for i, x in ipairs(M.extra_routes) do
+      if x == r then table.remove(M.extra_routes, i) return end
+    end
+  end
+end
+
 local function route(s, req)
   local path = req:path()
+  for _, r in ipairs(M.extra_routes) do
+    local caps = table.pack(path:match(r[1]))
+    if caps[1] ~= nil then return r[2](req, table.unpack(caps, 1, caps.n)) end
+  end
   local id = path:match("^/api/calls/(%d+)$")
   local key = path:match("^/hooks/([%w]+/[%x]+)$")
   if key and req:method() == "POST" then return hook(req, key) end

@@ -1,0 +1,91 @@
+-- Named background agents with the real Claude Code: `procy agent start`,
+-- send, ls, log, restart, stop — a detached supervisor, all state in the
+-- record.
+local T = require "tap"
+local core = require "procy.core"
+local json = require "procy.json"
+local proc = require "procy.proc"
+local fs = require "procy.fs"
+local db = require "procy.db"
+local agents = require "agents"
+
+local claude = agents.find("claude")
+if not claude then
+  print("1..0 # SKIP the claude CLI is not installed (.ci/setup installs it)")
+  return 0
+end
+
+local dir = T.tmpdir()
+local work = dir .. "/work"
+fs.mkdir(work)
+local home = agents.home(dir, work)
+local fake = require("fake").start(dir .. "/fake")
+local _ <close> = fake.proc
+local env = agents.env(dir, home, fake.url)
+env.ANTHROPIC_BASE_URL = false
+local record = dir .. "/rec.db"
+T.write(work .. "/procy.lua", ("return { db = %q, upstream = %q }"):format(record, fake.url))
+
+local function procy(...)
+  return T.procy({ ... }, { cwd = work, env = env, timeout = 120 })
+end
+
+local r = procy("agent", "start", "bob", "--", "--allowedTools", "Bash")
+T.is(r.code, 0, "agent start", r.stderr)
+local pid = tonumber(r.stdout:match("supervisor (%d+)"))
+T.ok(pid and not T.dead(pid), "a supervisor runs", r.stdout)
+T.like(procy("agent", "start", "bob").stderr, "running already", "a second start of the same name refuses")
+
+r = procy("agent", "send", "bob", "hello bob", "--wait")
+T.is(r.stdout, "FAKE: hello! you said: hello bob\n", "send --wait prints the answer", r.stderr)
+r = procy("agent", "send", "bob", "TOOL:bash[echo from-bob]")
+T.like(r.stdout, "^sent: turn 2", "send without --wait says which turn")
+local h = assert(db.open(record))
+local function turn(n)
+  for _ = 1, 600 do
+    local row = h:query([[SELECT t.* FROM turns t JOIN agents a ON a.session_id = t.session_id
+                          WHERE a.name = 'bob' AND t.seq = ?]], n)[1]
+    if row and row.status ~= "running" then return row end
+    core.sleep(0.1)
+  end
+end
+local t2 = turn(2) or {}
+T.is(t2.status .. " " .. tostring(t2.response), "done FAKE: got tool result: from-bob", "the turn ends in the record")
+
+r = procy("agent", "ls")
+T.like(r.stdout, "\nbob%s+running%s+" .. pid .. "%s+%S+%s+2%s+claude", "ls: running, its pid, last I/O, two turns")
+
+r = procy("agent", "log", "bob")
+T.like(r.stdout, "### user\n    hello bob\n", "log: the user's prompt")
+T.like(r.stdout, "### tool Bash\n    {\"command\":\"echo from%-bob\"", "each tool call")
+T.like(r.stdout, "### result from Bash\n    from%-bob", "each result under its call")
+T.ok(not r.stdout:find("\27[", 1, true), "no colour when not on a terminal")
+
+r = procy("agent", "restart", "bob", "--resume")
+T.is(r.code, 0, "restart --resume", r.stderr)
+r = procy("agent", "send", "bob", "are you back", "--wait")
+T.is(r.stdout, "FAKE: hello! you said: are you back\n", "the restarted agent answers")
+
+-- follow shows what arrives while it runs
+local follow = assert(proc.spawn({ T.bin, "agent", "log", "bob", "--follow" }, { cwd = work, env = env }))
+procy("agent", "send", "bob", "while following", "--wait")
+local seen = ""
+for _ = 1, 100 do
+  local chunk = follow:read("stdout", 0.1)
+  if chunk then seen = seen .. chunk end
+  if seen:find("you said: while following", 1, true) then break end
+end
+T.like(seen, "you said: while following", "log --follow shows new lines as they come")
+
+r = procy("agent", "stop", "bob")
+T.is(r.code, 0, "agent stop")
+local res = follow:wait(10)
+T.ok(res, "log --follow ends when the agent stops")
+T.ok(T.dead(pid), "the supervisor is gone")
+T.like(procy("agent", "ls").stdout, "\nbob%s+stopped", "ls says stopped")
+local row = h:query("SELECT * FROM agents WHERE name = 'bob'")[1]
+T.ok(row.ended_at and row.session_id, "the record keeps the agent, its session and its end")
+T.is(procy("agent", "send", "bob", "anyone?").code, 1, "sending to a stopped agent fails")
+h:close()
+proc.run { "rm", "-rf", dir }
+return T.done()
