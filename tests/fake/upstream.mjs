@@ -7,7 +7,8 @@
 // Listens on 127.0.0.1, prints "PORT n" and writes DIR/port. Every request
 // is one JSON line in DIR/requests.jsonl when its answer ends (auth headers
 // masked; req_sha256 and resp_sha256: SHA-256 of the bytes received and
-// sent, resp_bytes, and how it ended), its body in DIR/bodies/NNNN.json.
+// sent, resp_bytes, how it ended, and for streams stop_ns: the monotonic
+// clock when the last event was written), its body in DIR/bodies/NNNN.json.
 // Any path prefix is accepted before /v1/.
 //
 // POST …/v1/messages, …/v1/chat/completions and …/v1/responses answer from
@@ -294,6 +295,7 @@ async function stream(req, res, api, body, raw, r, entry) {
     } else {
       write(events[i]);
     }
+    if (i === events.length - 1) entry.stop_ns = String(process.hrtime.bigint()); // the last event (message_stop) left
     if (r.mode === "RESET" && i === 2) {
       await sleep(50);
       entry.ended = "reset";

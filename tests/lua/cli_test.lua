@@ -51,7 +51,8 @@ do
     end
   end
   for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store", "http", "hash",
-                       "capture", "blobs", "prices", "usage", "serve" } do
+                       "capture", "blobs", "prices", "usage", "serve", "agent", "turns", "transcript",
+                       "background" } do
     check(require("procy." .. m), m, ".")
   end
   local reg = debug.getregistry()

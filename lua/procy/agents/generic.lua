@@ -14,7 +14,12 @@
 --   env(ctx)       environment pointing its API at procy; ctx.base_url is
 --                  http://127.0.0.1:PORT/s/SESSION (no /v1)
 --   args(ctx)      extra arguments, interactive (ctx.exe: procy's binary)
+--   hooks          true: its turns begin and end with hook events that
+--                  `procy hook` posts (UserPromptSubmit, Stop)
+--   interrupt      the bytes that interrupt it on a terminal (Esc)
 --   headless       "stream-json" (Claude Code), "exec" (a process per turn)
+--   headless_args(ctx) -> argv for stream-json (ctx.resume: the session to
+--                  continue)
 --   exec(ctx, prompt) -> argv for one headless turn (with ctx.resume, the
 --                  agent's session id to go on from, when there is one)
 --   parse(line, state) -> events for one output line of a headless turn
