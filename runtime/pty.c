@@ -173,7 +173,8 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
 
 /* s:info() -> {pid, cols, rows, bytes_in, bytes_out, events, dropped,
    record_error, alt_screen, running, quiet (seconds since the agent last
-   wrote), title (the window title it set last), titles (how often)} */
+   wrote), title (the window title it set last), titles (how often), tail
+   (its last 256 bytes of output)} */
 static int s_info(lua_State *L)
 {
 	session_info_t i;
@@ -199,6 +200,8 @@ static int s_info(lua_State *L)
 	lua_pushstring(L, i.title);
 	lua_setfield(L, -2, "title");
 	set_int(L, "titles", i.titles);
+	lua_pushlstring(L, i.tail, i.tail_len);
+	lua_setfield(L, -2, "tail");
 	return 1;
 }
 

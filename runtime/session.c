@@ -79,6 +79,8 @@ struct session {
 	int         rec_reported;
 	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
 	int64_t     started, last_output; /* loop clock */
+	char        tail[256];    /* the agent's last output bytes (idle patterns) */
+	size_t      tail_len;
 	uint64_t    bytes_in, bytes_out;
 	int         saved_stderr; /* procy's stderr, while it goes to the log */
 	list_node   all;
@@ -148,6 +150,15 @@ static void agent_output(session_t *s, const char *p, size_t n)
 	rec(s, 'o', p, n);
 	s->bytes_out += n;
 	s->last_output = loop_now(s->rt->loop);
+	if (n >= sizeof s->tail) {
+		memcpy(s->tail, p + n - sizeof s->tail, sizeof s->tail);
+		s->tail_len = sizeof s->tail;
+	} else {
+		size_t keep = s->tail_len + n > sizeof s->tail ? sizeof s->tail - n : s->tail_len;
+		memmove(s->tail, s->tail + s->tail_len - keep, keep);
+		memcpy(s->tail + keep, p, n);
+		s->tail_len = keep + n;
+	}
 	if (s->mode == M_PASS)
 		to_terminal(s, p, n);
 	else if (buf_add(&s->held, p, n) < 0)
@@ -689,6 +700,8 @@ void session_info(session_t *s, session_info_t *out)
 	out->quiet_ns = loop_clock() - (s->last_output ? s->last_output : s->started);
 	memcpy(out->title, s->screen.title, sizeof out->title);
 	out->titles = s->screen.titles;
+	memcpy(out->tail, s->tail, s->tail_len);
+	out->tail_len = s->tail_len;
 }
 
 int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w,

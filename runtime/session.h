@@ -31,6 +31,8 @@ typedef struct session_info {
 	int64_t     quiet_ns;   /* since the agent last wrote (loop clock) */
 	char        title[128]; /* the window title it set last */
 	int         titles;     /* times it set one */
+	char        tail[256];  /* the last bytes it wrote */
+	size_t      tail_len;
 } session_info_t;
 
 /* Starts spawn's program on a pty the size of our terminal, records as w

@@ -201,6 +201,26 @@ do
        "function_call_output in the request is a tool result")
 end
 
+do -- who asked: the main agent, a side call, a subagent; and the prompt it carried
+  local function role(req, agent)
+    local row = capture.prepare { path = "/v1/messages", method = "POST", status = 200, started_at = 0,
+      req_body = json.encode(req), resp_body = "{}", resp_headers = { { "content-type", "application/json" } },
+      req_headers = { { "User-Agent", agent or "claude-cli/2.1.330 (external, cli)" } } }
+    return row.role, row.prompt
+  end
+  local tools = { { name = "Task" }, { name = "Bash" } }
+  local r, p = role { tools = tools, messages = { { role = "user", content = { { type = "text", text = "<system-reminder>x</system-reminder>" },
+    { type = "text", text = "fix it" } } }, { role = "system", content = "note" } } }
+  T.is(r .. " " .. p, "main fix it", "Claude Code with the Task tool: the main agent; its prompt without reminders")
+  T.is(role { messages = { { role = "user", content = "title please" } } }, "side", "no tools: a side call (a title)")
+  T.is(role { tools = { { name = "Bash" } }, messages = {} }, "subagent", "tools but no Task: a subagent")
+  T.is(role({ messages = {} }, "codex_exec/0.169.0"), "main", "other agents: main")
+  r, p = role { tools = tools, messages = { { role = "user", content = "fix it" },
+    { role = "assistant", content = { { type = "tool_use", id = "t1", name = "Bash", input = {} } } },
+    { role = "user", content = { { type = "tool_result", tool_use_id = "t1", content = "ok" } } } } }
+  T.is(p, nil, "a call that carries tool results carries no prompt")
+end
+
 do -- an error answer and an unknown model
   local row = capture.prepare { path = "/v1/messages", method = "POST", status = 529, started_at = 0,
     req_body = json.encode { model = "claude-haiku-4-5" }, req_headers = {},

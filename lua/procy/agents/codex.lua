@@ -22,7 +22,12 @@ local function toml(s) return json.encode(s) end -- a JSON string is a TOML basi
 
 function P.env() return { TMUX = false, STY = false } end
 
+-- Without the key (a ChatGPT login, say) Codex keeps its own provider: its
+-- turns are still known (notify, exec events), its calls just not seen.
 local function provider(ctx)
+  local key = (ctx.env or {})[P.key_env]
+  if key == nil then key = os.getenv(P.key_env) end
+  if not key or key == "" then return {} end
   return {
     "-c", 'model_provider="procy"',
     "-c", ("model_providers.procy={ name = \"procy\", base_url = %s, env_key = %s, wire_api = \"responses\" }"):format(

@@ -11,6 +11,8 @@
 --                  profile for `procy -- PROGRAM ...`
 --   quiet          seconds of quiet output that end a turn (terminal signal)
 --   idle_title     pattern the window title matches while it waits for input
+--   idle_output    pattern the end of its output matches while it waits
+--                  (its prompt: "%$ $"); with quiet, ends a turn
 --   env(ctx)       environment pointing its API at procy; ctx.base_url is
 --                  http://127.0.0.1:PORT/s/SESSION (no /v1)
 --   args(ctx)      extra arguments, interactive (ctx.exe: procy's binary)

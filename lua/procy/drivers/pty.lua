@@ -26,7 +26,8 @@ local function session_io(s)
     write = function(bytes) return s:write(bytes) end,
     look = function()
       local i = s:info()
-      return { quiet = i.quiet, title = i.title, titles = i.titles, running = i.running, pid = i.pid }
+      return { quiet = i.quiet, title = i.title, titles = i.titles, running = i.running, pid = i.pid,
+               tail = i.tail }
     end,
     close = function() end,
   }
@@ -48,6 +49,7 @@ local function own_io(d, argv, env, cwd)
       h:exec("INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, 'o', ?)", session, store.now_us(),
         require("procy.db").blob(chunk))
       tail = (tail .. chunk):sub(-4096)
+      io_.tail = tail:sub(-256)
       for t in tail:gmatch("\27%][02];([^\7\27]*)[\7\27]") do
         io_.title, io_.titles = t, io_.titles + 1
       end
@@ -60,7 +62,8 @@ local function own_io(d, argv, env, cwd)
   io_.reader:label("agent pty " .. session)
   io_.write = function(bytes) return p:write(bytes) end
   io_.look = function()
-    return { quiet = core.now() - io_.last, title = io_.title, titles = io_.titles, running = io_.running, pid = p:pid() }
+    return { quiet = core.now() - io_.last, title = io_.title, titles = io_.titles, running = io_.running, pid = p:pid(),
+             tail = io_.tail or "" }
   end
   io_.close = function()
     core.cancel(io_.reader)
@@ -110,6 +113,7 @@ function D:idle()
   if self.a.tracker.open then return false end
   local l = self.io.look()
   if self.profile.idle_title and l.titles > 0 then return l.title:find(self.profile.idle_title) ~= nil end
+  if self.profile.idle_output and not l.tail:find(self.profile.idle_output) then return false end
   return l.quiet >= math.min(self.profile.quiet or 1.5, 1)
 end
 
@@ -164,6 +168,8 @@ function D:watch_end()
     local turn = self.io and tracker.open
     if turn then
       local l = self.io.look()
+      -- quiet since the prompt went in, not since the prompt line was drawn
+      l.quiet = math.min(l.quiet, core.now() - (self.sent_at or 0))
       local inflight = self.a.proxy.srv:inflight(self.a.session)
       local quiet = self.profile.quiet or 1.5
       local m = turn.last_main
@@ -178,7 +184,8 @@ function D:watch_end()
         tracker:finish { status = "interrupted" }
       elseif not self.hooks and l.quiet >= quiet and inflight == 0
              and (not m or tracker:api_done(inflight))
-             and (not self.profile.idle_title or l.titles == 0 or l.title:find(self.profile.idle_title)) then
+             and (not self.profile.idle_title or l.titles == 0 or l.title:find(self.profile.idle_title))
+             and (not self.profile.idle_output or l.tail:find(self.profile.idle_output)) then
         tracker:finish { status = "done" }
       elseif self.hooks and l.quiet >= quiet * 10 and tracker:api_done(inflight) then
         tracker:finish { status = "done", error = "no Stop hook came; ended by the API and quiet output" }
