@@ -526,13 +526,14 @@ local function prompt_of(api, req)
   end
 end
 
--- main: the agent's own conversation. Claude Code's calls say more: one
--- with no tools is a side call (a title, a summary); one with tools but
--- not the Task tool is a subagent's.
+-- main: the agent's own conversation. Claude Code's and Codex's calls say
+-- more: one with no tools is a side call (a title, a summary); a Claude
+-- Code call with tools but not the Task tool is a subagent's.
 local function role_of(req, headers)
   local agent = header(headers, "user-agent") or ""
-  if not agent:find("^claude%-cli/") then return "main" end
   local tools = type(req.tools) == "table" and req.tools or {}
+  if agent:find("^codex") then return #tools == 0 and "side" or "main" end -- a title has none
+  if not agent:find("^claude%-cli/") then return "main" end
   if #tools == 0 then return "side" end
   for _, t in ipairs(tools) do
     local name = type(t) == "table" and t.name

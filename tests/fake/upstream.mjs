@@ -16,6 +16,7 @@
 //   a tool result              -> "FAKE: got tool result: <first 200 chars>"
 //   FAKE_ERROR:<status>        -> that HTTP status, an error body in the API's shape
 //   TOOL:bash[cmd] / TOOL:bash -> text + a Bash tool call (if a Bash tool is offered)
+//   TOOLS:N:bash[cmd]          -> N Bash calls in a row, each after the last one's result
 //   TOOL:write:/path           -> a Write tool call (if Write is offered)
 //   TOOL:shell[cmd]            -> Codex's exec_command call (if exec_command is offered)
 //   THINK                      -> a thinking block (with signature) first
@@ -80,10 +81,29 @@ function toolNames(api, body) {
 }
 
 // What the model says, in the API's neutral terms.
+// TOOLS:N:bash[cmd] in the conversation's first prompt: N Bash round trips
+// in a row before the answer.
+function rounds(api, body) {
+  const msgs = (api === "responses" ? body.input : body.messages) || [];
+  let want = 0, cmd = "", results = 0;
+  for (const m of Array.isArray(msgs) ? msgs : []) {
+    const t = m.role === "user" ? text(m.content) : "";
+    const hit = t.match(/TOOLS:(\d+):bash\[([^\]]*)\]/);
+    if (hit) { want = Number(hit[1]); cmd = hit[2]; results = 0; }
+    if (Array.isArray(m.content)) results += m.content.filter((b) => b.type === "tool_result").length;
+  }
+  return { want, cmd, results };
+}
+
 function reply(api, body) {
   const u = lastUser(api, body);
   const tools = toolNames(api, body);
   const id = "toolu_fake_" + String(n).padStart(4, "0");
+  const r0 = rounds(api, body);
+  if (r0.want > 0 && tools.includes("Bash") && (u.toolResult !== undefined || r0.results === 0) && r0.results < r0.want)
+    return { blocks: [{ type: "text", text: `FAKE: round ${r0.results + 1} of ${r0.want}.` },
+                      { type: "tool_use", id, name: "Bash", input: { command: r0.cmd, description: "fake round" } }],
+             stop: "tool_use" };
   if (u.toolResult !== undefined)
     return { blocks: [{ type: "text", text: "FAKE: got tool result: " + u.toolResult.slice(0, 200) }], stop: "end_turn" };
   const t = u.text;

@@ -51,5 +51,43 @@ T.ok(json.encode(body.input or {}):find("hello-codex", 1, true), "resumes the th
 T.is(store.open():query("SELECT agent_session_id AS id FROM sessions WHERE id = ?", a.session)[1].id, thread,
      "the same thread")
 a:close()
+
+-- interactive: the Codex TUI through procy; its notify ends the turn, its
+-- title call is a side call
+local tmux = require "tmux"
+local core = require "procy.core"
+local record = dir .. "/tui.db"
+local q = tmux.quote
+local term = tmux.new { cols = 120, rows = 40, env = env,
+  cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " --config " .. q(dir .. "/procy.lua")
+    .. " -- " .. q(codex) .. " -m gpt-5-codex; echo procy-exit=$?" }
+T.ok(term:wait_for("Ask Codex to do anything", 30), "the Codex TUI starts inside procy", term:screen())
+core.sleep(0.5)
+term:type("TOOL:shell[echo tui-tool]")
+core.sleep(0.3)
+term:keys("Enter")
+T.ok(term:wait_for("Worked for", 30), "it runs the tool and answers", term:screen())
+local h = require("procy.db").open(record, { migrations = false })
+local row
+for _ = 1, 50 do
+  row = h:query("SELECT * FROM turns ORDER BY id DESC LIMIT 1")[1]
+  if row and row.status ~= "running" then break end
+  core.sleep(0.1)
+end
+T.is(row and (row.status .. " " .. row.prompt), "done TOOL:shell[echo tui-tool]", "one turn, ended by notify, exact prompt")
+T.ok(row and row.calls == 2 and row.side_calls >= 1, "its two main calls, and the title call as a side call",
+     row and (row.calls .. " / " .. row.side_calls))
+T.is(h:query("SELECT count(*) AS n FROM turns")[1].n, 1, "the title is not a turn")
+h:close()
+term:keys("C-c") -- once idle, one Ctrl-C quits (a second would reach the pane's shell)
+local ended, screen = term:wait_for("procy%-exit=", 5)
+if not ended then
+  term:keys("C-c")
+  ended, screen = term:wait_for("procy%-exit=", 10)
+end
+T.ok(ended, "Ctrl-C ends Codex and procy", screen)
+term:kill()
+local left = proc.run { "pgrep", "-x", "codex" }
+T.ok(left.code ~= 0, "nothing of Codex's is left running", left.stdout)
 proc.run { "rm", "-rf", dir }
 return T.done()

@@ -134,6 +134,26 @@ local fix = assert(b:wait_turn { seq = c1 + 1, timeout = 60 })
 T.is(fix.prompt .. " " .. fix.source, "fix: use fewer words recipe", "the validator's correction is sent by itself")
 b:close()
 
+-- on a terminal of its own (no person): hooks end the turns; a restart
+-- resumes its session
+local c = open { mode = "pty" }
+local p1 = assert(c:send("TOOL:bash[echo on-a-pty]"))
+local tp = assert(c:wait_turn { seq = p1, timeout = 60 })
+T.is(tp.status .. " " .. tostring(tp.tools[1] and tp.tools[1].result), "done on-a-pty",
+     "an agent on its own terminal: a tool turn, ended by its Stop hook")
+local out = store.open():query("SELECT count(*) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", c.session)[1].n
+T.ok(out > 0, "its terminal is recorded")
+local cid = store.open():query("SELECT agent_session_id AS id FROM sessions WHERE id = ?", c.session)[1].id
+T.ok(cid, "its own session id came with its hooks")
+assert(c:restart { resume = true })
+local p2 = assert(c:send("still there?"))
+T.is(assert(c:wait_turn { seq = p2, timeout = 60 }).status, "done", "restarted with --resume, it answers")
+local last
+for line in io.lines(fake.log) do last = json.decode(line) end
+local body2 = json.decode(T.read(("%s/fake/bodies/%04d.json"):format(dir, last.n)) or "{}") or {}
+T.ok(json.encode(body2.messages or {}):find("on-a-pty", 1, true), "with its history")
+c:close()
+
 -- the mirror: the assistant's text, one line per message, on stderr
 T.write(dir .. "/env.json", json.encode(env))
 local recipe = T.write(dir .. "/mirror.lua", ([[

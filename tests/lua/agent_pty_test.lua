@@ -1,6 +1,6 @@
 -- The real Claude Code, interactive, in a real terminal (tmux) through
 -- procy: a recipe run with !run drives three turns through agent.current()
--- (plain text; a Bash tool that sleeps 3 s; a Write tool), then a person
+-- (plain text; two Bash round trips that sleep 2 s each; a Write tool), then a person
 -- types a prompt and recalls and edits it. Every turn is recorded with its
 -- exact prompt, its tool calls and its real end.
 local T = require "tap"
@@ -34,7 +34,7 @@ local agent = require "procy.agent"
 return function(args)
   local a = assert(agent.current(), "no agent in this session")
   local out = {}
-  for i, prompt in ipairs { "say hello", "TOOL:bash[sleep 3; echo slept]", "TOOL:write:" .. args[1] } do
+  for i, prompt in ipairs { "say hello", "TOOLS:2:bash[sleep 2; echo slept]", "TOOL:write:" .. args[1] } do
     local seq = assert(a:send(prompt))
     local turn = assert(a:wait_turn { seq = seq, timeout = 90 })
     turn.returned = core.time()
@@ -75,10 +75,11 @@ T.is(t1.status .. " " .. t1.prompt, "done say hello", "turn 1: done, with its ex
 T.is(t1.response, "FAKE: hello! you said: say hello", "and the final answer")
 T.is(#t1.tools, 0, "and no tool")
 local bash = t2.tools and t2.tools[1] or {}
-T.is(bash.name .. " " .. (bash.input and bash.input.command or "?"), "Bash sleep 3; echo slept",
-     "turn 2: the Bash call with its full input")
-T.like(bash.result, "slept", "and its result")
-T.ok(t2.ended_at and t2.ended_at - t2.started_at >= 3, "turn 2 ended after the 3 s sleep, not before",
+T.is(bash.name .. " " .. (bash.input and bash.input.command or "?"), "Bash sleep 2; echo slept",
+     "turn 2: the Bash calls with their full input")
+T.like(bash.result, "slept", "and their results")
+T.is(t2.tools and #t2.tools, 2, "two round trips, in order")
+T.ok(t2.ended_at and t2.ended_at - t2.started_at >= 4, "turn 2 ended after both 2 s sleeps, not before",
      ("%.2f s"):format((t2.ended_at or 0) - (t2.started_at or 0)))
 T.ok(t2.returned and t2.returned >= t2.ended_at, "wait_turn returned only after the turn ended")
 T.is(t2.response, "FAKE: got tool result: slept", "and the answer to the result")
@@ -121,7 +122,7 @@ T.ok(not typed:find("typed by a human", 1, true), "(the keystrokes never spelled
 local unlinked = h:query([[SELECT count(*) AS n FROM api_calls WHERE session_id = ? AND role = 'main'
   AND turn_id IS NULL]], session.id)[1].n
 T.is(unlinked, 0, "every main API call belongs to a turn")
-T.ok(rows[2] and rows[2].calls == 2 and rows[2].input_tokens > 0, "turn 2: two main calls, their tokens summed",
+T.ok(rows[2] and rows[2].calls == 3 and rows[2].input_tokens > 0, "turn 2: three main calls, their tokens summed",
      rows[2] and (rows[2].calls .. " calls"))
 local shown = json.decode(T.procy({ "--db", record, "show", session.id, "--json" }).stdout) or {}
 T.is(shown.turns and #shown.turns, 5, "procy show --json lists the turns")

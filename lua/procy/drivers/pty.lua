@@ -154,9 +154,13 @@ function D:hook(ev)
   elseif name == "Stop" then
     self.stop = { t = core.now(), response = ev.last_assistant_message }
     tracker:watch(0) -- wake the monitor
-  elseif name == "agent-turn-complete" then -- Codex notify
-    if not tracker.open then tracker:begin(type(ev["input-messages"]) == "table" and ev["input-messages"][1] or nil) end
-    tracker:finish { status = "done", response = ev["last-assistant-message"] }
+  elseif name == "agent-turn-complete" then -- Codex notify; its title threads notify too
+    local asked, turn = ev["input-messages"], tracker.open
+    local mine = turn and type(asked) == "table" and (not turn.prompt or asked[#asked] == turn.prompt)
+    if mine then
+      self.a:settle()
+      tracker:finish { status = "done", response = ev["last-assistant-message"] }
+    end
   end
 end
 
