@@ -53,13 +53,6 @@ function M.profile_for(argv)
   return (require(builtin.generic))
 end
 
-local function token()
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local b = f:read(16)
-  f:close()
-  return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
-
 -- ---- the object ---------------------------------------------------------------------
 
 local A = {}
@@ -148,7 +141,7 @@ A.__gc = nil
 -- hook endpoint and the feed of its API calls.
 local function attach(a, proxy)
   a.tracker = turns.new(a.session)
-  a.hook_key = a.session .. "/" .. token()
+  a.hook_key = a.session .. "/" .. store.random_hex(16)
   serve.hooks[a.hook_key] = function(ev) a.driver:hook(ev) end
   a.off_call = serve.on_call(function(c)
     if c.session == a.session then

@@ -34,13 +34,6 @@ local function alive(pid)
   return not stat:match("^%d+ %b() [ZX]")
 end
 
-local function random_token()
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local b = f:read(16)
-  f:close()
-  return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
-
 local function log_path(name)
   local state = os.getenv("XDG_STATE_HOME")
   state = (state and state ~= "") and state or (os.getenv("HOME") .. "/.local/state")
@@ -161,7 +154,7 @@ function cmd.start(args, opts)
     return 2
   end
   local extra = table.move(args, 2, #args, 1, json.array())
-  local token = random_token()
+  local token = store.random_hex(16)
   store.open():exec([[INSERT OR REPLACE INTO agents(name, profile, cwd, args, token, status, started_at)
                       VALUES (?, ?, ?, ?, ?, 'starting', ?)]], name, profile, cwd, json.encode(extra), token,
     store.now_us())

@@ -41,11 +41,19 @@ function M.now_us()
   return math.floor(core.time() * 1e6)
 end
 
-local function new_id()
+-- random_hex(bytes) -> that many random bytes as hex: ids, tokens, keys
+function M.random_hex(n)
   local f = assert(io.open("/dev/urandom", "rb"))
-  local bytes = f:read(8)
+  local bytes = f:read(n)
   f:close()
   return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+-- event(session, kind, data): one term_events row, now (what an agent
+-- without procy's pty relay writes: headless lines, its own terminal)
+function M.event(session, kind, data)
+  return M.open():exec("INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, ?, ?)",
+    session, M.now_us(), kind, require("procy.db").blob(data))
 end
 
 -- ---- sessions ----------------------------------------------------------
@@ -54,7 +62,7 @@ end
 function M.new_session(s)
   local h, err, code = M.open()
   if not h then return nil, err, code end
-  local id = new_id()
+  local id = M.random_hex(8)
   local ok, ierr, icode = h:exec([[INSERT INTO sessions(id, started_at, cwd, argv, profile, mode, cols, rows)
                                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)]],
     id, M.now_us(), s.cwd, json.encode(s.argv), s.profile, s.mode or "pty", s.cols, s.rows)

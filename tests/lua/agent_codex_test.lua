@@ -4,24 +4,14 @@
 local T = require "tap"
 local json = require "procy.json"
 local proc = require "procy.proc"
-local fs = require "procy.fs"
 local config = require "procy.config"
 local store = require "procy.store"
 local agents = require "agents"
 
-local codex = agents.find("codex")
-if not codex then
-  print("1..0 # SKIP the codex CLI is not installed (.ci/setup installs it)")
-  return 0
-end
-
-local dir = T.tmpdir()
-local work = dir .. "/work"
-fs.mkdir(work)
-local home = agents.home(dir, work)
-local fake = require("fake").start(dir .. "/fake")
-local _ <close> = fake.proc
-local env = agents.env(dir, home, fake.url)
+local w = agents.world("codex")
+if not w then return agents.skip("codex") end
+local _ <close> = w.fake.proc
+local dir, work, fake, env, codex = w.dir, w.work, w.fake, w.env, w.cli
 assert(config.load { config = T.write(dir .. "/procy.lua",
   ("return { db = %q, openai_upstream = %q }"):format(dir .. "/rec.db", fake.url)) })
 local agent = require "procy.agent"

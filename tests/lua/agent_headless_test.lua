@@ -5,24 +5,14 @@ local T = require "tap"
 local core = require "procy.core"
 local json = require "procy.json"
 local proc = require "procy.proc"
-local fs = require "procy.fs"
 local config = require "procy.config"
 local store = require "procy.store"
 local agents = require "agents"
 
-local claude = agents.find("claude")
-if not claude then
-  print("1..0 # SKIP the claude CLI is not installed (.ci/setup installs it)")
-  return 0
-end
-
-local dir = T.tmpdir()
-local work = dir .. "/work"
-fs.mkdir(work)
-local home = agents.home(dir, work)
-local fake = require("fake").start(dir .. "/fake")
-local _ <close> = fake.proc
-local env = agents.env(dir, home, fake.url)
+local w = agents.world("claude")
+if not w then return agents.skip("claude") end
+local _ <close> = w.fake.proc
+local dir, work, fake, env, claude = w.dir, w.work, w.fake, w.env, w.cli
 local conf = T.write(dir .. "/procy.lua", ("return { db = %q, upstream = %q }"):format(dir .. "/rec.db", fake.url))
 assert(config.load { config = conf })
 local agent = require "procy.agent"

@@ -9,22 +9,13 @@ local core = require "procy.core"
 local db = require "procy.db"
 local json = require "procy.json"
 local proc = require "procy.proc"
-local fs = require "procy.fs"
 local agents = require "agents"
 
-local claude = agents.find("claude")
-if not claude then
-  print("1..0 # SKIP the claude CLI is not installed (.ci/setup installs it)")
-  return 0
-end
-
-local dir = T.tmpdir()
-local work, record = dir .. "/work", dir .. "/record.db"
-fs.mkdir(work)
-local home = agents.home(dir, work)
-local fake = require("fake").start(dir .. "/fake")
-local _ <close> = fake.proc
-local env = agents.env(dir, home, fake.url)
+local w = agents.world("claude")
+if not w then return agents.skip("claude") end
+local _ <close> = w.fake.proc
+local dir, work, env, claude = w.dir, w.work, w.env, w.cli
+local record = dir .. "/record.db"
 
 -- the recipe a person would write
 T.write(work .. "/drive.lua", [[

@@ -43,4 +43,24 @@ function M.env(dir, home, upstream)
   }
 end
 
+-- world(cli) -> {dir, work, home, fake, env, cli}: a directory, a work
+-- directory and a home for the CLI, the fake upstream running (close
+-- w.fake.proc), the offline environment; nil when the CLI is not installed
+function M.world(name)
+  local cli = M.find(name)
+  if not cli then return nil end
+  local dir = T.tmpdir()
+  local work = dir .. "/work"
+  fs.mkdir(work)
+  local home = M.home(dir, work)
+  local fake = require("fake").start(dir .. "/fake")
+  return { dir = dir, work = work, home = home, fake = fake, env = M.env(dir, home, fake.url), cli = cli }
+end
+
+-- skip(name): the TAP plan of a test that cannot run here
+function M.skip(name)
+  print("1..0 # SKIP the " .. name .. " CLI is not installed (.ci/setup installs it)")
+  return 0
+end
+
 return M

@@ -7,41 +7,14 @@ local db = require "procy.db"
 local json = require "procy.json"
 local proc = require "procy.proc"
 
-local claude = os.getenv("PROCY_TEST_CLAUDE")
-if not claude then
-  local r = proc.run { "sh", "-c", "command -v claude" }
-  claude = r and r.code == 0 and r.stdout:gsub("%s+$", "") or nil
-end
-if not claude then
-  print("1..0 # SKIP the claude CLI is not installed (.ci/setup installs it)")
-  return 0
-end
-
-local dir = T.tmpdir()
-local home, work, record = dir .. "/home", dir .. "/work", dir .. "/record.db"
-local fs = require "procy.fs"
-fs.mkdir(home)
-fs.mkdir(work)
-
--- the fake API
-local fake = assert(proc.spawn({ "node", T.src .. "/tests/fake/upstream.mjs", "--log-dir", dir .. "/fake" },
-                               { stderr = false }))
-local _ <close> = fake
-local port = (fake:lines()() or ""):match("^PORT (%d+)")
-T.ok(port, "the fake Anthropic API listens")
-
--- a home where Claude Code's first-run screens are already done
-T.write(home .. "/.claude.json", json.encode {
-  hasCompletedOnboarding = true,
-  customApiKeyResponses = { approved = json.array { "sk-test-fake" }, rejected = json.array() },
-  projects = { [work] = { hasTrustDialogAccepted = true } },
-})
-local env = {
-  HOME = home, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config",
-  ANTHROPIC_BASE_URL = "http://127.0.0.1:" .. (port or "1"), ANTHROPIC_API_KEY = "sk-test-fake",
-  DISABLE_TELEMETRY = "1", DISABLE_ERROR_REPORTING = "1", DISABLE_AUTOUPDATER = "1",
-  CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", CLAUDE_CODE_MAX_RETRIES = "1",
-}
+local agents = require "agents"
+local w = agents.world("claude")
+if not w then return agents.skip("claude") end
+local _ <close> = w.fake.proc
+local dir, work, env, claude = w.dir, w.work, w.env, w.cli
+local record = dir .. "/record.db"
+local port = tostring(w.fake.port)
+env.IS_SANDBOX = nil -- this one runs Claude Code as a person would
 local q = tmux.quote
 local term = tmux.new { cols = 120, rows = 40, env = env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude) .. "; echo procy-exit=$?" }

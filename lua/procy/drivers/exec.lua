@@ -14,10 +14,7 @@ local store = require "procy.store"
 local D = {}
 D.__index = D
 
-local function record(a, kind, line)
-  store.open():exec("INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, ?, ?)",
-    a.session, store.now_us(), kind, line .. "\n")
-end
+local function record(a, kind, line) store.event(a.session, kind, line .. "\n") end
 
 function D.new(a)
   if not a.profile.exec then

@@ -39,15 +39,14 @@ local function own_io(d, argv, env, cwd)
   local p, err, code = proc.spawn(argv, { pty = { cols = 120, rows = 40 }, env = env, cwd = cwd })
   if not p then return nil, err, code end
   local io_ = { p = p, last = core.now(), title = "", titles = 0, running = true }
-  local h, session = store.open(), d.a.session
+  local session = d.a.session
   io_.reader = core.spawn(function()
     local tail = ""
     while true do
       local chunk = p:read()
       if not chunk then break end
       io_.last = core.now()
-      h:exec("INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, 'o', ?)", session, store.now_us(),
-        require("procy.db").blob(chunk))
+      store.event(session, "o", chunk)
       tail = (tail .. chunk):sub(-4096)
       io_.tail = tail:sub(-256)
       for t in tail:gmatch("\27%][02];([^\7\27]*)[\7\27]") do
