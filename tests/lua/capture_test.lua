@@ -214,7 +214,9 @@ do -- who asked: the main agent, a side call, a subagent; and the prompt it carr
   T.is(r .. " " .. p, "main fix it", "Claude Code with the Task tool: the main agent; its prompt without reminders")
   T.is(role { messages = { { role = "user", content = "title please" } } }, "side", "no tools: a side call (a title)")
   T.is(role { tools = { { name = "Bash" } }, messages = {} }, "subagent", "tools but no Task: a subagent")
-  T.is(role({ messages = {} }, "codex_exec/0.169.0"), "main", "other agents: main")
+  T.is(role({ tools = tools, messages = {} }, "codex-tui/0.169.0"), "main", "Codex with tools: main")
+  T.is(role({ tools = json.array(), messages = {} }, "codex-tui/0.169.0"), "side", "Codex without: its title call")
+  T.is(role({ messages = {} }, "OpenAI/JS 7.57.0"), "main", "other clients: main")
   r, p = role { tools = tools, messages = { { role = "user", content = "fix it" },
     { role = "assistant", content = { { type = "tool_use", id = "t1", name = "Bash", input = {} } } },
     { role = "user", content = { { type = "tool_result", tool_use_id = "t1", content = "ok" } } } } }
