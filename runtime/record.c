@@ -42,6 +42,7 @@ struct recorder {
 	pthread_cond_t  wake, idle;
 	pthread_t       thread;
 	int             started, closing, flush_asked, busy;
+	uint64_t        rounds_started, rounds_done; /* writer rounds, for rec_sync */
 	batch           queue;     /* the relay appends here (under lock) */
 	batch           writing;   /* the writer's, outside the lock */
 	sqlite3        *db;
@@ -153,6 +154,7 @@ static void *writer(void *arg)
 		if (take_queue(r) < 0)
 			snprintf(r->error, sizeof r->error, "out of memory");
 		r->busy = 1;
+		r->rounds_started++;
 		int closing = r->closing;
 		pthread_mutex_unlock(&r->lock);
 		if (closing)
@@ -168,6 +170,7 @@ static void *writer(void *arg)
 		} else {
 			memcpy(r->error, err, sizeof r->error);
 		}
+		r->rounds_done++;
 		pthread_cond_broadcast(&r->idle);
 		if (r->closing && (r->queue.nev == 0 || rc != SQLITE_OK))
 			break;
@@ -243,9 +246,16 @@ int rec_sync(recorder_t *r)
 	pthread_mutex_lock(&r->lock);
 	r->flush_asked = 1;
 	pthread_cond_signal(&r->wake);
-	do /* at least one round after the request */
+	/* Done when everything is written, or a round that started after this
+	   call has failed: the outcome of a round already under way (a failure
+	   an instant ago, say) is not this call's answer. */
+	uint64_t target = r->rounds_started + 1;
+	for (;;) {
+		int pending = r->queue.nev || r->writing.nev || r->busy;
+		if (!pending || (r->rounds_done >= target && r->error[0]))
+			break;
 		pthread_cond_wait(&r->idle, &r->lock);
-	while ((r->queue.nev || r->busy) && !r->error[0]);
+	}
 	int failing = r->error[0] != 0;
 	pthread_mutex_unlock(&r->lock);
 	return failing ? -1 : 0;
