@@ -1,5 +1,5 @@
 /*
-** embed.c — build tool, not part of procy: turns lua/ and store/ files into
+** embed.c — build tool, not part of procy: turns lua/, store/ and recipes/ files into
 ** a C array of embedded_file so the binary carries its Lua app and schema.
 **
 **   procy-embed OUT.c SRCROOT FILE...
@@ -8,6 +8,7 @@
 ** and the table is sorted by that name. Lua files are compiled here, with
 ** that name as their chunk name and their debug information kept: a syntax
 ** error fails the build, and procy starts without parsing its own code.
+** Recipes are kept as source, so `procy recipes copy` can hand them out.
 */
 #include <limits.h>
 #include <stdio.h>
@@ -126,7 +127,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		size_t len = strlen(names[i]);
-		if (len > 4 && strcmp(names[i] + len - 4, ".lua") == 0 && compile(names[i], &data) < 0)
+		/* recipes stay source: people copy them out and edit them */
+		if (len > 4 && strcmp(names[i] + len - 4, ".lua") == 0 && strncmp(names[i], "lua/", 4) == 0 &&
+		    compile(names[i], &data) < 0)
 			return 1;
 		fprintf(out, "static const unsigned char f%d[] = {", i);
 		for (size_t k = 0; k < data.len; k++)

@@ -141,12 +141,31 @@ static int fs_dir(lua_State *L)
 	return 1;
 }
 
+/* fs.shipped([path]) -> the text of a file built into procy ("recipes/evolve.lua"),
+** or nil; without a path, the array of their names. */
+static int fs_shipped(lua_State *L)
+{
+	const char *path = luaL_optstring(L, 1, NULL);
+	if (!path)
+		lua_newtable(L);
+	for (const embedded_file *f = procy_embedded; f->path; f++) {
+		if (!path)
+			lua_pushstring(L, f->path), lua_rawseti(L, -2, (lua_Integer)(f - procy_embedded) + 1);
+		else if (strcmp(f->path, path) == 0)
+			return lua_pushlstring(L, (const char *)f->data, f->len), 1;
+	}
+	if (path)
+		lua_pushnil(L);
+	return 1;
+}
+
 static const luaL_Reg fs_funcs[] = {
 	{ "cwd",      fs_cwd },
 	{ "stat",     fs_stat },
 	{ "realpath", fs_realpath },
 	{ "mkdir",    fs_mkdir },
 	{ "dir",      fs_dir },
+	{ "shipped",  fs_shipped },
 	{ NULL, NULL }
 };
 

@@ -18,6 +18,9 @@ M.options = {
   { long = "--resume", arg = "ID", help = "continue a recorded session: same agent, same directory" },
   { long = "--db", arg = "PATH", help = "SQLite file to record into (setting 'db')" },
   { long = "--config", arg = "FILE", help = "project config to use instead of the nearest procy.lua" },
+  { long = "--model-url", arg = "URL", help = "the proxy model's server (setting model.url)" },
+  { long = "--qwen-url", arg = "URL", help = "the same as --model-url, for ProCy's users" },
+  { long = "--tunnel", arg = "HOST", help = "reach the proxy model through `ssh -N -L` to HOST while procy runs" },
 }
 
 M.commands = {
@@ -49,6 +52,8 @@ M.commands = {
       .. "ls, log NAME [--follow], stop NAME, restart NAME [--resume]" },
   { name = "hook", args = "[JSON]",
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
+  { name = "recipes", args = "[copy NAME]",
+    help = "the recipes shipped with procy, and which ones this project overrides; copy one here to edit it" },
   { name = "config", args = "",
     help = "print the effective settings and where each came from" },
 }
@@ -143,19 +148,21 @@ function commands.run(args)
     say("run needs a recipe file\nusage: procy run FILE.lua [ARGS...]")
     return 2
   end
-  local chunk, err = loadfile(file, "t")
+  local chunk, info = require("procy.recipes").load(file)
   if not chunk then
-    say(err)
+    say(info)
     return 1
   end
   -- a recipe can require the modules that sit next to it
-  local dir = file:match("^(.*)/[^/]*$") or "."
-  package.path = dir .. "/?.lua;" .. package.path
+  if info.path then package.path = (info.path:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path end
   local rargs = table.move(args, 2, #args, 1, {})
   rargs[0] = file
   local task = core.spawn(function(...)
     local main = chunk(...)
-    if type(main) == "table" and type(main.main) == "function" then main = main.main end
+    if type(main) == "table" and type(main.main) == "function" then
+      main.recipe = main.recipe or info
+      main = main.main
+    end
     if type(main) == "function" then return main(rargs) end
     return main
   end, table.unpack(rargs))
@@ -358,6 +365,33 @@ function commands.agent(args, opts)
 end
 
 -- procy config
+-- procy recipes [copy NAME]
+function commands.recipes(args)
+  local recipes = require "procy.recipes"
+  if args[1] == "copy" and args[2] and #args == 2 then
+    local info, err = recipes.find(args[2])
+    if not info then say(err) return 1 end
+    local fs = require "procy.fs"
+    local to = fs.cwd() .. "/" .. (info.shipped and info.name or ("recipes/" .. info.path:match("([^/]+)$")))
+    if fs.stat(to) then say(to, " exists already: procy runs that copy") return 1 end
+    local ok, merr = fs.mkdir(to:match("^(.*)/[^/]*$"))
+    if not ok then say(merr) return 1 end
+    local f, oerr = io.open(to, "wb")
+    if not f then say(oerr) return 1 end
+    f:write(info.text)
+    f:close()
+    print(to)
+    return 0
+  elseif #args > 0 then
+    say("usage: procy recipes [copy NAME]")
+    return 2
+  end
+  for _, r in ipairs(recipes.list()) do
+    print(("%-32s %s"):format(r.name, r.path and ("this project's copy: " .. r.path) or "shipped"))
+  end
+  return 0
+end
+
 function commands.config(args)
   if #args > 0 then
     say("config takes no arguments")
@@ -466,6 +500,24 @@ function M.main(argv)
     return 1
   end
   if opts.db then config.set("db", opts.db, "--db") end
+  local model_url = opts["model-url"] or opts["qwen-url"]
+  if model_url then
+    local m = {}
+    for k, v in pairs(cfg.model or {}) do m[k] = v end
+    m.url = model_url
+    config.set("model", m, opts["model-url"] and "--model-url" or "--qwen-url")
+  end
+  local host = opts.tunnel or (cfg.tunnel ~= "" and cfg.tunnel or nil)
+  local tunnel
+  if host and cmd ~= "config" and cmd ~= "recipes" then
+    local terr
+    tunnel, terr = require("procy.tunnel").start(host, config.get().model)
+    if not tunnel then
+      say(terr)
+      return 1
+    end
+  end
+  local _ <close> = tunnel
   core.set_run_limit(cfg.task_run_limit)
   if not os.getenv("PROCY_LOG") then core.set_log_level(cfg.log_level) end
   if not spec then return interactive(rest, opts) end

@@ -91,6 +91,9 @@ M.builtin = {
       ctx.print("api       not captured (setting capture = false, or the proxy failed: see the log)")
     end
     ctx.print("log       " .. config.get().log)
+    local evolve = require "procy.evolve"
+    for _, s in pairs(evolve.live) do ctx.print(evolve.status_line(s)) end
+    if evolve.pending then ctx.print("evolve    a proposed prompt waits: !approve, !edit TEXT or !reject") end
     local n = 0
     for _, name in pairs(ctx.running) do
       if name ~= "status" then n = n + 1 ctx.print("command   !" .. name .. " is running") end
@@ -164,6 +167,7 @@ M.builtin = {
 function M.registry()
   local reg = {}
   for name, c in pairs(M.builtin) do reg[name] = c end
+  for name, c in pairs(require("procy.evolve").commands) do reg[name] = c end
   for name, c in pairs(config.get().commands or {}) do
     if type(c) == "function" then c = { run = c, help = "(procy.lua)" } end
     if type(c) ~= "table" or type(c.run) ~= "function" then

@@ -61,6 +61,19 @@ M.settings = {
     doc = "model prices in $ per million tokens, added to the built-in list (lua/procy/prices.lua)" },
   { name = "redact", type = "table", default = {},
     doc = "more Lua patterns to mask in recorded headers and bodies (API keys always are)" },
+  { name = "model", type = "table", default = {},
+    doc = "the proxy model: {url =, name =, api = \"openai\"|\"anthropic\", key_env =, temperature =, max_tokens =}" },
+  { name = "tunnel", type = "string", default = "",
+    doc = "ssh host that serves the proxy model: `ssh -N -L` forwards model.url's port to it (--tunnel)" },
+  { name = "evaluator", type = { "string", "table", "function" }, path = true,
+    doc = "the project's evaluator: a script path, an argv table, or a Lua function(ctx) -> metrics" },
+  { name = "objective", type = "table", default = {},
+    doc = "what evolve optimizes: {maximize = \"qps\", subject_to = {recall_at_10 = \">= 0.95\"}}" },
+  { name = "evolve", type = "table", default = {
+      iterations = 5, patience = 3, tolerance = 0.02, rollback = "best", approve = false,
+      approve_timeout = 0, turn_timeout = 1800, eval_timeout = 600, budget_time = 0, budget_tokens = 0,
+      history = 8, max_prompt = 4000 },
+    doc = "evolve's defaults (recipes/evolve.lua): iterations, patience, tolerance, rollback, approve, budgets, ..." },
   { name = "log", type = "string", path = true,
     default = function() return state_home() .. "/procy/procy.log" end,
     doc = "where procy's own log lines go while an agent has the terminal" },
@@ -170,8 +183,11 @@ local function apply(cfg, origin, t, path)
       return nil, where(path, tostring(key)) .. ": unknown setting '" .. tostring(key) .. "'"
         .. suggest(tostring(key))
     end
-    if type(value) ~= s.type then
-      return nil, where(path, key) .. ": setting '" .. key .. "' must be a " .. s.type
+    local types = type(s.type) == "table" and s.type or { s.type }
+    local fits = false
+    for _, t in ipairs(types) do fits = fits or type(value) == t end
+    if not fits then
+      return nil, where(path, key) .. ": setting '" .. key .. "' must be a " .. table.concat(types, " or a ")
         .. ", not a " .. type(value)
     end
     if s.choices then
@@ -182,7 +198,7 @@ local function apply(cfg, origin, t, path)
           .. table.concat(s.choices, ", ")
       end
     end
-    if s.path then value = expand(value, base) end
+    if s.path and type(value) == "string" then value = expand(value, base) end
     merge(cfg, { [key] = value })
     origin[key] = path
   end
@@ -233,7 +249,7 @@ end
 function M.set(name, value, source)
   local cfg = M.get()
   local s = assert(by_name[name], "unknown setting")
-  cfg[name] = s.path and expand(value) or value
+  cfg[name] = (s.path and type(value) == "string") and expand(value) or value
   M.origin[name] = source
 end
 

@@ -52,7 +52,8 @@ do
   end
   for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store", "http", "hash",
                        "capture", "blobs", "prices", "usage", "serve", "agent", "turns", "transcript",
-                       "background" } do
+                       "background", "model", "evaluator", "objective", "snapshot", "evolve", "recipes",
+                       "tunnel" } do
     check(require("procy." .. m), m, ".")
   end
   local reg = debug.getregistry()
@@ -112,7 +113,7 @@ do
   T.like(r.stderr, "stack traceback:.*boom.lua:4", "and a traceback")
   r = T.procy { "run", dir .. "/missing.lua" }
   T.is(r.code, 1, "a missing recipe exits 1")
-  T.like(r.stderr, "cannot open .*missing.lua", "and says so")
+  T.like(r.stderr, "no recipe .*missing.lua", "and says so")
   T.write(dir .. "/helper.lua", "return { value = 42 }")
   r = T.procy { "run", recipe("req.lua", "return require('helper').value") }
   T.is(r.code, 42, "a recipe requires modules next to it")

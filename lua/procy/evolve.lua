@@ -1,0 +1,381 @@
+-- procy.evolve: what recipes/evolve.lua stands on. The record of runs and
+-- tries, the runs live in this process (for !status and !stop), the gate
+-- where a person approves or edits a proxy prompt, the corrections shown
+-- to the proxy model as examples, and the one prompt template — used to
+-- ask the proxy model and, later, to export training data, so the two
+-- never disagree.
+
+local core = require "procy.core"
+local json = require "procy.json"
+local store = require "procy.store"
+
+local M = {}
+
+local function db() return assert(store.open()) end
+local function enc(v) return v ~= nil and json.encode(v) or nil end
+
+-- ---- runs and tries ----------------------------------------------------------------
+
+-- new_run{session, cwd, task, recipe, recipe_sha256, evaluator_id, objective, options, base_commit} -> run
+function M.new_run(o)
+  local id = store.random_hex(6)
+  db():exec([[INSERT INTO evolve_runs(id, session_id, cwd, task, recipe, recipe_sha256, evaluator_id, objective,
+      options, base_commit, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+    id, o.session, o.cwd, o.task, o.recipe, o.recipe_sha256, o.evaluator_id, enc(o.objective), enc(o.options),
+    o.base_commit, store.now_us())
+  return M.run(id)
+end
+
+-- run(id or unique prefix) -> the run row (objective, options decoded), or nil, err
+function M.run(id)
+  local rows = db():query("SELECT * FROM evolve_runs WHERE id LIKE ? || '%' ORDER BY started_at LIMIT 2", id)
+  if #rows == 0 then return nil, "ENOENT: no evolve run " .. id, "ENOENT" end
+  if #rows > 1 then return nil, "EAMBIGUOUS: more than one run starts with " .. id, "EAMBIGUOUS" end
+  local r = rows[1]
+  r.objective = r.objective and json.decode(r.objective) or nil
+  r.options = r.options and json.decode(r.options) or {}
+  return r
+end
+
+-- update_run(id, fields)
+function M.update_run(id, f)
+  local sets, vals = {}, {}
+  for k, v in pairs(f) do
+    sets[#sets + 1] = k .. " = ?"
+    vals[#vals + 1] = type(v) == "table" and json.encode(v) or v
+  end
+  vals[#vals + 1] = id
+  db():exec("UPDATE evolve_runs SET " .. table.concat(sets, ", ") .. " WHERE id = ?", table.unpack(vals))
+end
+
+-- finish_run(id, status, [err])
+function M.finish_run(id, status, err)
+  M.update_run(id, { status = status, error = err, ended_at = store.now_us() })
+end
+
+-- add_try(run_id, fields) -> seq; update_try(run_id, seq, fields)
+function M.add_try(run, f)
+  local h = db()
+  h:exec([[INSERT INTO tries(run_id, seq, parent_seq, prompt, model, session_id, status, started_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)]], run, f.seq, f.parent_seq, f.prompt, f.model, f.session_id,
+    f.status or "running", store.now_us())
+  return f.seq
+end
+
+function M.update_try(run, seq, f)
+  local sets, vals = {}, {}
+  for k, v in pairs(f) do
+    sets[#sets + 1] = k .. " = ?"
+    if type(v) == "boolean" then v = v and 1 or 0 elseif type(v) == "table" then v = json.encode(v) end
+    vals[#vals + 1] = v
+  end
+  vals[#vals + 1] = run
+  vals[#vals + 1] = seq
+  db():exec("UPDATE tries SET " .. table.concat(sets, ", ") .. " WHERE run_id = ? AND seq = ?", table.unpack(vals))
+end
+
+-- tries(run_id) -> the run's tries in order (metrics decoded, feasible a boolean)
+function M.tries(run)
+  local rows = db():query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run)
+  for _, t in ipairs(rows) do
+    t.metrics = t.metrics and json.decode(t.metrics) or nil
+    if t.feasible ~= nil then t.feasible = t.feasible == 1 end
+  end
+  return rows
+end
+
+-- runs{cwd =, session =, limit =} -> runs, newest first
+function M.runs(o)
+  o = o or {}
+  return db():query([[SELECT r.*, (SELECT count(*) FROM tries t WHERE t.run_id = r.id AND t.seq > 0) AS tries
+    FROM evolve_runs r WHERE (?1 IS NULL OR cwd = ?1) AND (?2 IS NULL OR session_id = ?2)
+    ORDER BY started_at DESC LIMIT ?3]], o.cwd, o.session, o.limit or 20)
+end
+
+-- ---- corrections ---------------------------------------------------------------------
+
+-- correct{session, run, try, turn, original, corrected, note, context} -> id
+function M.correct(o)
+  return db():query([[INSERT INTO corrections(session_id, run_id, try_seq, turn_seq, target, original, corrected, note,
+      context, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],
+    o.session, o.run, o.try, o.turn, o.target or "prompt", o.original, o.corrected, o.note, enc(o.context),
+    store.now_us())[1].id
+end
+
+-- corrections{cwd =, limit =} -> the newest prompt corrections made in
+-- sessions of that directory (or anywhere), newest first
+function M.corrections(o)
+  o = o or {}
+  return db():query([[SELECT c.* FROM corrections c LEFT JOIN sessions s ON s.id = c.session_id
+    WHERE c.target = 'prompt' AND (?1 IS NULL OR s.cwd = ?1 OR c.session_id IS NULL)
+    ORDER BY c.id DESC LIMIT ?2]], o.cwd, o.limit or 5)
+end
+
+-- ---- the prompt template -----------------------------------------------------------------
+
+local function clip(s, n)
+  s = tostring(s or ""):gsub("%s+", " ")
+  return #s > n and (s:sub(1, n) .. "…") or s
+end
+M.clip = clip
+
+local function metrics_text(m)
+  if not m then return "none" end
+  local names = {}
+  for k in pairs(m) do names[#names + 1] = k end
+  table.sort(names)
+  for i, k in ipairs(names) do names[i] = ("%s=%.6g"):format(k, m[k]) end
+  return table.concat(names, ", ")
+end
+M.metrics_text = metrics_text
+
+M.system = [[You write the next prompt for an AI coding agent that works in a code repository.
+The agent receives your prompt as it is, does the work, and then an evaluator measures the result.
+Your goal is the objective below. Build on what worked, avoid what failed, and try a different
+idea when progress stalls. Be specific: name the change to make and why. Reply with the prompt
+only — no preamble, no quotes, no reasoning — in at most %d words.]]
+
+-- messages(state) -> the chat messages for the proxy model. state: {task,
+-- objective (text), schema, base (try), best (try), recent = {tries},
+-- feedback, last_response, corrections = {...}, next_seq, max_words}
+function M.messages(s)
+  local u = {}
+  local function add(line) u[#u + 1] = line end
+  add("Task (pinned):\n" .. s.task)
+  add("")
+  add("Objective: " .. (s.objective or "?"))
+  if s.schema then
+    local ms = {}
+    for _, m in ipairs(s.schema) do ms[#ms + 1] = m.name .. " (" .. m.goal .. ")" end
+    add("Metrics: " .. table.concat(ms, ", "))
+  end
+  if s.base then add("Starting point: " .. metrics_text(s.base.metrics)) end
+  if s.best and s.best.seq and s.best.seq > 0 then
+    add(("Best so far: try %d, score %.6g — %s. Its prompt: %s"):format(s.best.seq, s.best.score,
+      metrics_text(s.best.metrics), clip(s.best.prompt, 400)))
+  end
+  if s.recent and #s.recent > 0 then
+    add("")
+    add("Recent tries (newest last):")
+    for _, t in ipairs(s.recent) do
+      local verdict = t.status
+      if s.best and t.seq == s.best.seq then verdict = verdict .. ", best"
+      elseif t.verdict then verdict = verdict .. ", " .. t.verdict end
+      add(("#%d [%s] score=%s %s"):format(t.seq, verdict, t.score and ("%.6g"):format(t.score) or "none",
+        metrics_text(t.metrics)))
+      add("   prompt: " .. clip(t.prompt, 300))
+      if t.status ~= "ok" and t.feedback and t.feedback ~= "" then add("   problem: " .. clip(t.feedback, 300)) end
+      if t.response and t.response ~= "" then add("   agent said: " .. clip(t.response, 200)) end
+    end
+  end
+  if s.feedback and s.feedback ~= "" then
+    add("")
+    add("Evaluator feedback on the last try:\n" .. s.feedback)
+  end
+  if s.last_response and s.last_response ~= "" then
+    add("")
+    add("The agent's last answer, in brief: " .. clip(s.last_response, 600))
+  end
+  if s.corrections and #s.corrections > 0 then
+    add("")
+    add("Prompts a person corrected — write like the corrected ones:")
+    for _, c in ipairs(s.corrections) do
+      add("- instead of: " .. clip(c.original, 200))
+      add("  they wrote: " .. clip(c.corrected, 300))
+    end
+  end
+  add("")
+  add(("Write the prompt for try %d."):format(s.next_seq or 1))
+  return {
+    { role = "system", content = M.system:format(s.max_words or 200) },
+    { role = "user", content = table.concat(u, "\n") },
+  }
+end
+
+-- ---- live runs: progress, stop, approval ----------------------------------------------------
+
+M.live = {}        -- run id -> state {run, seq, of, best, started, durations, task, phase, notify}
+M.session_run = {} -- session id -> the run `!evolve` continues (until !reset-evolve)
+
+local function bar(done, total, width)
+  local n = total > 0 and math.floor(done / total * width + 0.5) or 0
+  return ("█"):rep(n) .. ("░"):rep(width - n)
+end
+
+-- status_line(state) -> "evolve 1a2b3c: try 2/5 ▕███░░░▏ best 12.3 (try 1) · 1m02s · ~2m30s left · agent"
+function M.status_line(s)
+  local d = require("procy.commands").duration
+  local elapsed = core.now() - s.started
+  local done = #s.durations
+  local left = ""
+  if done > 0 and s.of > s.seq - 1 then
+    local avg = 0
+    for _, x in ipairs(s.durations) do avg = avg + x end
+    avg = avg / done
+    left = " · ~" .. d(avg * (s.of - done)) .. " left"
+  end
+  local best = s.best and s.best.score and ("best %.6g (try %d)"):format(s.best.score, s.best.seq) or "no score yet"
+  return ("evolve %s: try %d/%d ▕%s▏ %s · %s%s%s"):format(s.run_id:sub(1, 6), math.min(s.seq, s.of), s.of,
+    bar(done, s.of, 10), best, d(elapsed), left, s.phase and (" · " .. s.phase) or "")
+end
+
+-- progress(state, [phase]): tells the person where the run is
+function M.progress(s, phase)
+  s.phase = phase
+  local line = M.status_line(s)
+  if s.notify then s.notify(line) else io.stderr:write(line, "\n") end
+end
+
+-- approve(state, prompt) -> text, edited | nil, err: the gate before a
+-- proxy prompt is sent. In a session the prompt is shown and waits for
+-- !approve, !edit TEXT or !reject; after evolve.approve_timeout seconds
+-- (0: no limit) it goes as it is.
+M.pending = nil
+function M.approve(s, prompt)
+  if not s.show then
+    return nil, "EINVAL: approve = true needs an interactive session (!evolve): nobody here can answer"
+  end
+  local op = core.op()
+  M.pending = { op = op, run = s.run_id, seq = s.seq, prompt = prompt }
+  s.show(("evolve %s, try %d — the proxy model proposes:\n\n%s\n\n"
+    .. "!approve sends it · !edit TEXT sends yours instead (kept as a correction) · !reject ends the run")
+    :format(s.run_id, s.seq, prompt))
+  if s.notify then s.notify(("evolve %s: try %d waits for !approve, !edit TEXT or !reject"):format(s.run_id:sub(1, 6), s.seq)) end
+  local t = s.approve_timeout
+  local verdict, text = core.await(op, (t and t > 0) and t or nil)
+  M.pending = nil
+  if verdict == nil then return prompt, false end -- timed out: as proposed
+  if verdict == "reject" then return nil, "EREJECTED: the person rejected the prompt", "EREJECTED" end
+  if verdict == "edit" then return text, text ~= prompt end
+  return prompt, false
+end
+
+-- answer(verdict, [text]) -> true, or nil, err: !approve / !edit / !reject
+function M.answer(verdict, text)
+  local p = M.pending
+  if not p then return nil, "no prompt is waiting for approval" end
+  core.complete(p.op, verdict, text)
+  return true
+end
+
+-- ---- ! commands ---------------------------------------------------------------------------
+
+-- recipe(name, ctx) -> the recipe table (its `recipe` field: where it came from), or nil, err
+local function recipe(name, cwd)
+  local chunk, info = require("procy.recipes").load(name, nil, cwd)
+  if not chunk then return nil, info end
+  local R = chunk()
+  if type(R) ~= "table" or type(R.main) ~= "function" then return nil, name .. " must return a table with main" end
+  R.recipe = info
+  return R
+end
+M.recipe = recipe
+
+local function run_recipe(ctx, name, args)
+  local R, err = recipe(name, ctx.cwd)
+  if not R then ctx.print(err) return end
+  local ok, rerr = R.main(args, ctx)
+  if not ok and rerr then ctx.print("!" .. name:match("([%w_]+)%.lua$") .. ": " .. tostring(rerr)) end
+end
+
+local function eval_cmd(ctx, args)
+  local ev_mod = require "procy.evaluator"
+  local sub, cwd = args[1], ctx.cwd or require("procy.fs").cwd()
+  if sub == "set" then
+    local path, name = args[2], nil
+    if args[3] == "--name" then name = args[4] end
+    if not path then ctx.print("usage: !eval set PATH [--name N]") return end
+    local ev, err = ev_mod.register { cwd = cwd, path = path, name = name }
+    if not ev then ctx.print(err) return end
+    ctx.print(("evaluator %s: %s"):format(ev.name, ev.kind == "lua" and ev.path or table.concat(ev.argv, " ")))
+    ctx.print("metrics: " .. (ev.schema and "declared by METRICS_SCHEMA" or "from its first run"))
+    for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do ctx.print(("  %-24s %s"):format(m.name, m.goal)) end
+  elseif sub == "generate" then
+    run_recipe(ctx, "recipes/eval_generate.lua", table.move(args, 2, #args, 1, {}))
+  elseif sub == "show" or sub == "run" or sub == "metrics" then
+    local ev, err = ev_mod.current(cwd)
+    if not ev then ctx.print(err) return end
+    if sub == "show" then
+      ctx.print(("evaluator %s (%s, by %s)"):format(ev.name, ev.kind, ev.created_by))
+      ctx.print("  runs     " .. (ev.argv and table.concat(ev.argv, " ") or ev.path or "a function in procy.lua"))
+      ctx.print("  in       " .. ev.cwd)
+      for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do
+        ctx.print(("  metric   %-24s %s%s"):format(m.name, m.goal, ev.schema.declared and "" or " (from its first run)"))
+      end
+      local o = require("procy.objective").resolve(require("procy.config").get().objective, ev.schema)
+      ctx.print("  objective " .. (o and o.text or "not set (objective = {...} in procy.lua)"))
+    elseif sub == "run" then
+      ctx.status("!eval run: " .. ev.name .. " ...")
+      local r = ev_mod.run(ev, { session = ctx.id })
+      ctx.print(("%s: %s in %.1fs%s"):format(ev.name, r.status, r.duration, r.exit_code and (", exit " .. r.exit_code) or ""))
+      if r.metrics then ctx.print("metrics: " .. metrics_text(r.metrics)) end
+      local fb = ev_mod.feedback(r)
+      if fb ~= "" then ctx.print(fb) end
+    else
+      local rows = ev_mod.history(ev.id, tonumber(args[2]) or 20)
+      if #rows == 0 then ctx.print("no run of " .. ev.name .. " yet (!eval run)") return end
+      local names, seen = {}, {}
+      for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do names[#names + 1] = m.name seen[m.name] = true end
+      for _, r in ipairs(rows) do
+        for k in pairs(r.metrics or {}) do if not seen[k] then seen[k] = true names[#names + 1] = k end end
+      end
+      local head = { ("%-5s %-8s %-10s %-8s"):format("#", "time", "status", "run/try") }
+      for _, n in ipairs(names) do head[#head + 1] = ("%14s"):format(n:sub(1, 14)) end
+      ctx.print(table.concat(head, " "))
+      for _, r in ipairs(rows) do
+        local line = { ("%-5d %-8s %-10s %-8s"):format(r.id, os.date("%H:%M:%S", r.started_at // 1000000), r.status,
+          r.run_id and (r.run_id:sub(1, 4) .. "/" .. tostring(r.try_seq)) or "-") }
+        for _, n in ipairs(names) do
+          local v = r.metrics and r.metrics[n]
+          line[#line + 1] = ("%14s"):format(v and ("%.6g"):format(v) or "-")
+        end
+        ctx.print(table.concat(line, " "))
+      end
+    end
+  else
+    ctx.print("usage: !eval set PATH [--name N] | generate [DESC] | show | run | metrics [N]")
+  end
+end
+
+local function live_of(session)
+  for _, s in pairs(M.live) do if s.session == session then return s end end
+end
+
+M.commands = {
+  eval = { args = "set|generate|show|run|metrics", run = eval_cmd,
+    help = "the project's evaluator: set PATH [--name N], generate [DESC], show, run, metrics" },
+  evolve = { args = "[N] [--task TEXT] [--approve] ...", run = function(ctx, args)
+      if live_of(ctx.id) then ctx.print("an evolve run is going on (!status, !stop)") return end
+      local n = tonumber(args[1])
+      local rest = table.move(args, n and 2 or 1, #args, 1, {})
+      local prev = M.session_run[ctx.id]
+      local rargs = prev and { "--resume", prev, "--more", tostring(n or 1) } or { "--iterations", tostring(n or
+        (require("procy.config").get().evolve or {}).iterations or 5) }
+      for _, a in ipairs(rest) do rargs[#rargs + 1] = a end
+      run_recipe(ctx, "recipes/evolve.lua", rargs)
+    end,
+    help = "N tries: the proxy model prompts the agent, the evaluator scores, the best is kept" },
+  ["reset-evolve"] = { help = "stop evolving; the next !evolve starts a new run from your latest prompt",
+    run = function(ctx)
+      for task, name in pairs(ctx.running) do if name == "evolve" then core.cancel(task) end end
+      local prev = M.session_run[ctx.id]
+      M.session_run[ctx.id] = nil
+      ctx.status(prev and ("evolve run " .. prev .. " put aside; !evolve starts a new one") or "no evolve run to reset")
+    end },
+  approve = { help = "send the prompt evolve proposes", run = function(ctx)
+      local ok, err = M.answer("approve")
+      ctx.status(ok and "approved" or err)
+    end },
+  edit = { args = "TEXT", help = "send TEXT instead of the proposed prompt (kept as a correction)",
+    run = function(ctx, args)
+      if args.line == "" then ctx.status("usage: !edit TEXT") return end
+      local ok, err = M.answer("edit", args.line)
+      ctx.status(ok and "sent your prompt" or err)
+    end },
+  reject = { help = "refuse the proposed prompt: the evolve run ends", run = function(ctx)
+      local ok, err = M.answer("reject")
+      ctx.status(ok and "rejected" or err)
+    end },
+}
+
+return M

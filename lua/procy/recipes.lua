@@ -1,0 +1,84 @@
+-- procy.recipes: where a recipe comes from. `recipes/evolve.lua` names the
+-- file in the working directory, else in the project (the directory of
+-- its procy.lua), else the copy shipped inside procy. So a project that
+-- copies a recipe into its recipes/ directory (`procy recipes copy NAME`)
+-- and edits it runs its own copy, with no rebuild.
+
+local fs = require "procy.fs"
+local hash = require "procy.hash"
+
+local M = {}
+
+local function is_file(path)
+  local st = fs.stat(path)
+  return st and st.type == "file"
+end
+
+-- project_dir() -> the directory of the project's procy.lua, or nil
+function M.project_dir()
+  local files = require("procy.config").files or {}
+  local last = files[#files]
+  local user = (os.getenv("XDG_CONFIG_HOME") or "") .. "/procy/procy.lua"
+  if last and last ~= user and not last:match("/%.config/procy/procy%.lua$") then
+    return last:match("^(.*)/[^/]*$")
+  end
+end
+
+-- shipped_name("evolve") / ("recipes/evolve.lua") -> "recipes/evolve.lua"
+local function shipped_name(name)
+  if not name:match("%.lua$") then name = name .. ".lua" end
+  if not name:match("^recipes/") then name = "recipes/" .. name end
+  return name
+end
+
+-- find(name, [dir]) -> {path = FILE | nil, name, text, sha256, shipped = bool},
+-- or nil, "ENOENT: ..."
+function M.find(name, dir)
+  local tries = {}
+  if name:sub(1, 1) == "/" then tries[1] = name
+  else
+    tries[#tries + 1] = (dir or fs.cwd()) .. "/" .. name
+    local p = M.project_dir()
+    if p then tries[#tries + 1] = p .. "/" .. name end
+    if not name:find("/", 1, true) then
+      tries[#tries + 1] = (dir or fs.cwd()) .. "/" .. shipped_name(name)
+      if p then tries[#tries + 1] = p .. "/" .. shipped_name(name) end
+    end
+  end
+  for _, path in ipairs(tries) do
+    if is_file(path) then
+      local f = assert(io.open(path, "rb"))
+      local text = f:read("a")
+      f:close()
+      return { path = path, name = name, text = text, sha256 = hash.sha256(text), shipped = false }
+    end
+  end
+  local sname = shipped_name(name:match("^%./(.*)$") or name)
+  local text = fs.shipped(sname)
+  if text then return { name = sname, text = text, sha256 = hash.sha256(text), shipped = true } end
+  return nil, "ENOENT: no recipe " .. name .. " (looked at " .. table.concat(tries, ", ")
+    .. " and the recipes shipped with procy: procy recipes)", "ENOENT"
+end
+
+-- load(name, [env], [dir]) -> chunk, info | nil, err, code
+function M.load(name, env, dir)
+  local info, err, code = M.find(name, dir)
+  if not info then return nil, err, code end
+  local chunk, lerr = load(info.text, "@" .. (info.path or (info.name .. " (shipped)")), "t", env or _ENV)
+  if not chunk then return nil, "ESYNTAX: " .. lerr, "ESYNTAX" end
+  return chunk, info
+end
+
+-- list() -> {{name, shipped = true, path = project copy or nil}, ...}
+function M.list(dir)
+  local out = {}
+  for _, name in ipairs(fs.shipped()) do
+    if name:match("^recipes/.*%.lua$") then
+      local info = M.find(name, dir)
+      out[#out + 1] = { name = name, path = info and info.path }
+    end
+  end
+  return out
+end
+
+return M

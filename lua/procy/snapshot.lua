@@ -1,0 +1,164 @@
+-- procy.snapshot: the workspace in git, without touching the person's
+-- branch, index or HEAD. A snapshot is a commit under a private ref
+-- (refs/procy/RUN/TRY) built in an index file of procy's own (a copy of
+-- the real one, so git's stat cache makes it quick); .gitignore is
+-- honoured because `git add -A` does the choosing. Restoring writes only
+-- the files that differ between two snapshots, and removes the files the
+-- newer one added. A directory that is no git repository gets a private
+-- one under procy's data directory, with the directory as its work tree.
+
+local fs = require "procy.fs"
+local hash = require "procy.hash"
+local proc = require "procy.proc"
+local store = require "procy.store"
+
+local M = {}
+local R = {}
+R.__index = R
+
+local identity = { GIT_AUTHOR_NAME = "procy", GIT_AUTHOR_EMAIL = "procy@localhost",
+  GIT_COMMITTER_NAME = "procy", GIT_COMMITTER_EMAIL = "procy@localhost" }
+
+local function git(dir, args, env, stdin)
+  local argv = { "git" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local e = { GIT_INDEX_FILE = false, GIT_DIR = false, GIT_WORK_TREE = false, GIT_OPTIONAL_LOCKS = "0",
+    LC_ALL = "C" }
+  for k, v in pairs(env or {}) do e[k] = v end
+  local r, err, code = proc.run(argv, { cwd = dir, env = e, stdin = stdin, timeout = 120 })
+  if not r then return nil, err, code end
+  if r.code ~= 0 then
+    return nil, ("EGIT: git %s: %s"):format(args[1], (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")), "EGIT"
+  end
+  return (r.stdout:gsub("\n$", ""))
+end
+
+local function copy_file(from, to)
+  local i = io.open(from, "rb")
+  if not i then return false end
+  local data = i:read("a")
+  i:close()
+  local o = assert(io.open(to, "wb"))
+  o:write(data)
+  o:close()
+  return true
+end
+
+-- open(dir) -> repo, or nil, err, code
+function M.open(dir)
+  dir = assert(fs.realpath(dir or fs.cwd()))
+  local out = git(dir, { "rev-parse", "--show-toplevel", "--absolute-git-dir" })
+  local r = setmetatable({ dir = dir, env = {} }, R)
+  if out then
+    r.top, r.git_dir = out:match("^([^\n]*)\n([^\n]*)$")
+  else
+    -- not a repository: a private one, keyed by the directory
+    local data = store.path():match("^(.*)/[^/]*$") or "."
+    r.git_dir = ("%s/git/%s.git"):format(data, hash.sha256(dir):sub(1, 16))
+    r.top, r.private = dir, true
+    r.env = { GIT_DIR = r.git_dir, GIT_WORK_TREE = dir }
+    if not fs.stat(r.git_dir) then
+      local ok, err, code = fs.mkdir(r.git_dir)
+      if not ok then return nil, err, code end
+      local _, ierr, icode = git(dir, { "init", "-q" }, r.env)
+      if ierr then return nil, ierr, icode end
+    end
+  end
+  return r
+end
+
+function R:git(args, extra, stdin)
+  local env = {}
+  for k, v in pairs(self.env) do env[k] = v end
+  for k, v in pairs(extra or {}) do env[k] = v end
+  return git(self.top, args, env, stdin)
+end
+
+-- An index file of procy's own for one operation, removed after.
+function R:with_index(fn)
+  local idx = ("%s/procy-index-%s"):format(self.git_dir, store.random_hex(6))
+  copy_file(self.git_dir .. "/index", idx)
+  local ok, a, b, c = pcall(fn, { GIT_INDEX_FILE = idx })
+  os.remove(idx)
+  os.remove(idx .. ".lock")
+  if not ok then error(a, 0) end
+  return a, b, c
+end
+
+-- head() -> the commit HEAD names, or nil in a repository with none
+function R:head()
+  return (self:git { "rev-parse", "-q", "--verify", "HEAD^{commit}" })
+end
+
+-- take(ref, message, [parent]) -> commit, or nil, err, code: the
+-- workspace as it is now, as a commit that ref names
+function R:take(ref, message, parent)
+  return self:with_index(function(env)
+    local _, err, code = self:git({ "add", "-A" }, env)
+    if err then return nil, err, code end
+    local tree
+    tree, err, code = self:git({ "write-tree" }, env)
+    if not tree then return nil, err, code end
+    local args = { "commit-tree", tree, "-m", message }
+    parent = parent or self:head()
+    if parent then args[#args + 1] = "-p" args[#args + 1] = parent end
+    local commit
+    commit, err, code = self:git(args, identity)
+    if not commit then return nil, err, code end
+    _, err, code = self:git { "update-ref", ref, commit }
+    if err then return nil, err, code end
+    return commit
+  end)
+end
+
+-- changes(from, to) -> {{status = "A"|"M"|"D"|"T", path}, ...} between two commits
+function R:changes(from, to)
+  local out, err, code = self:git { "diff-tree", "-r", "-z", "--no-renames", "--name-status", from, to }
+  if not out then return nil, err, code end
+  local list, fields = {}, {}
+  for f in out:gmatch("([^%z]*)%z?") do fields[#fields + 1] = f end
+  for i = 1, #fields - 1, 2 do
+    if fields[i] ~= "" then list[#list + 1] = { status = fields[i]:sub(1, 1), path = fields[i + 1] } end
+  end
+  return list
+end
+
+-- restore(from, to) -> {written = n, removed = n}, or nil, err, code: the
+-- workspace, which is snapshot `from`, becomes snapshot `to`
+function R:restore(from, to)
+  local list, err, code = self:changes(from, to)
+  if not list then return nil, err, code end
+  local write, removed = {}, 0
+  for _, c in ipairs(list) do
+    if c.status == "D" then
+      local path = self.top .. "/" .. c.path
+      if os.remove(path) then removed = removed + 1 end
+      -- directories the removal left empty go too (os.remove fails on the first that is not)
+      local d = path:match("^(.*)/[^/]*$")
+      while d and #d > #self.top and os.remove(d) do d = d:match("^(.*)/[^/]*$") end
+    else
+      write[#write + 1] = c.path
+    end
+  end
+  if #write > 0 then
+    local ok, werr, wcode = self:with_index(function(env)
+      local _, e, c = self:git({ "read-tree", to }, env)
+      if e then return nil, e, c end
+      _, e, c = self:git({ "checkout-index", "-f", "-z", "--stdin" }, env, table.concat(write, "\0") .. "\0")
+      if e then return nil, e, c end
+      return true
+    end)
+    if not ok then return nil, werr, wcode end
+  end
+  return { written = #write, removed = removed }
+end
+
+-- refs(prefix) -> {ref = commit} under refs/procy/PREFIX
+function R:refs(prefix)
+  local out = self:git { "for-each-ref", "--format=%(refname) %(objectname)", "refs/procy/" .. (prefix or "") }
+  local map = {}
+  for ref, id in (out or ""):gmatch("(%S+) (%x+)") do map[ref] = id end
+  return map
+end
+
+return M

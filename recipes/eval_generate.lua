@@ -1,0 +1,100 @@
+-- recipes/eval_generate.lua — the agent writes the project's evaluator.
+--
+--   !eval generate [DESC]
+--   procy run recipes/eval_generate.lua [--file eval.py] [--agent claude] [--timeout S] [DESC...]
+--
+-- Asks the agent to write FILE to procy's evaluator contract, waits for the
+-- exact end of its turn, checks the file is there and new, runs it once,
+-- and registers it as the project's evaluator only if that run gave
+-- metrics. Prints the metrics it found.
+
+local agent = require "procy.agent"
+local evaluator = require "procy.evaluator"
+local fs = require "procy.fs"
+local hash = require "procy.hash"
+local turns = require "procy.turns"
+
+local R = {}
+
+R.contract = [[Write an evaluator script for this project at %s (create or replace the file).
+What it must measure: %s
+
+The contract procy runs it under:
+- It is run from the project directory as `%s`, with no arguments, and measures the code as it is now.
+- Its last line on standard output is ONE JSON object of numeric metrics, e.g. {"qps": 1234.5, "recall_at_10": 0.97}.
+- Near the top it declares METRICS_SCHEMA = [{"name": "...", "goal": "maximize"}, ...] (goal "maximize" or
+  "minimize"), the metric that matters most first.
+- It is self-contained, deterministic where it can be (fixed seeds), finishes in under a few minutes, and exits 0.
+- Progress or diagnostics go to standard error.
+Write the file with your tools; do not paste the code into the chat. When it is written, answer: WROTE %s]]
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function R.main(args, cmd)
+  local file, profile, timeout, words = "eval.py", nil, 600, {}
+  local i = 1
+  while i <= #args do
+    if args[i] == "--file" then file, i = args[i + 1], i + 1
+    elseif args[i] == "--agent" then profile, i = args[i + 1], i + 1
+    elseif args[i] == "--timeout" then timeout, i = tonumber(args[i + 1]), i + 1
+    else words[#words + 1] = args[i] end
+    i = i + 1
+  end
+  if not file or not timeout then return nil, "eval_generate: --file PATH, --agent NAME, --timeout SECONDS" end
+  local out = cmd and cmd.print or print
+  local cwd = (cmd and cmd.cwd) or fs.cwd()
+  local a, own = agent.current(), false
+  if not a then
+    local err, code
+    a, err, code = agent.open { profile = profile, mode = "headless", cwd = cwd, mirror = false }
+    if not a then return nil, "cannot start the agent: " .. tostring(err), code end
+    own = true
+  end
+  local _ <close> = setmetatable({}, { __close = function() if own then a:close() end end })
+  local desc = table.concat(words, " ")
+  if desc == "" then
+    for _, t in ipairs(turns.list(a.session)) do
+      if t.source == "human" and type(t.prompt) == "string" then desc = "how well the code does this task: " .. t.prompt end
+    end
+  end
+  if desc == "" then return nil, "eval generate needs a description of what to measure (or give the agent its task first)" end
+  local full = file:sub(1, 1) == "/" and file or (cwd .. "/" .. file)
+  local before = read(full)
+  local command = table.concat(evaluator.command_for(file), " ")
+  local seq, serr = a:send(R.contract:format(file, desc, command, file), "recipe")
+  if not seq then return nil, "the agent cannot take a prompt: " .. tostring(serr) end
+  if cmd and cmd.status then cmd.status("eval generate: the agent writes " .. file .. " ...") end
+  local turn, terr = a:wait_turn { seq = seq, timeout = timeout }
+  if not turn then return nil, "the agent's turn did not end: " .. tostring(terr) end
+  if turn.status ~= "done" then return nil, "the agent's turn ended " .. turn.status end
+  local text = read(full)
+  if not text or text == "" then return nil, "the agent did not write " .. full end
+  if before and hash.sha256(before) == hash.sha256(text) then return nil, "the agent left " .. full .. " as it was" end
+  -- run it once, as it will be run, before it becomes the project's evaluator
+  local trial = { cwd = cwd, kind = file:match("%.lua$") and "lua" or "command", path = file,
+    argv = evaluator.command_for(file), schema = nil }
+  local result = evaluator.run(trial, { session = a.session })
+  if result.status ~= "ok" then
+    out(("%s was written but its first run failed (%s): not registered."):format(file, result.status))
+    out(evaluator.feedback(result))
+    return nil, "the generated evaluator does not work yet"
+  end
+  local ev, rerr = evaluator.register { cwd = cwd, path = file, name = file:match("([^/]+)$"), created_by = "agent" }
+  if not ev then return nil, rerr end
+  out(("registered %s (%s) as this project's evaluator; it found:"):format(file, command))
+  local names = {}
+  for k in pairs(result.metrics) do names[#names + 1] = k end
+  table.sort(names)
+  local goals = {}
+  for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do goals[m.name] = m.goal end
+  for _, k in ipairs(names) do out(("  %-24s %-12.6g %s"):format(k, result.metrics[k], goals[k] or "")) end
+  return true
+end
+
+return R

@@ -1,0 +1,321 @@
+-- The evolve loop's parts and the loop itself, with an instant agent (an
+-- exec profile: a shell that writes the number the prompt names), a fake
+-- OpenAI-compatible proxy model served by this test, and real evaluators,
+-- git, SQLite and subprocesses: procy.model (retries, reasoning stripped,
+-- recorded), evaluators (contract, schema, garbage, timeout), objectives,
+-- snapshots under private refs, `procy run recipes/evolve.lua` with a
+-- regressing try rolled back, resume, a dead proxy model, a project's own
+-- copy of the recipe.
+local T = require "tap"
+local core = require "procy.core"
+local json = require "procy.json"
+local fs = require "procy.fs"
+local proc = require "procy.proc"
+local config = require "procy.config"
+local store = require "procy.store"
+local fakemodel = require "fakemodel"
+
+local dir = T.tmpdir()
+local db_path = dir .. "/rec.db"
+
+local function git(cwd, ...)
+  local r = assert(proc.run({ "git", ... }, { cwd = cwd, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
+    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
+  return (r.stdout:gsub("%s+$", "")), r.code, r.stderr
+end
+
+-- a project: value.txt holds a number the evaluator reports
+local function project(name, extra)
+  local p = dir .. "/" .. name
+  fs.mkdir(p)
+  git(p, "init", "-q", "-b", "main")
+  T.write(p .. "/value.txt", "1")
+  T.write(p .. "/notes.txt", "notes\n")
+  T.write(p .. "/.gitignore", "cache/\n")
+  T.write(p .. "/eval.sh", [[
+# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}, {"name": "size", "goal": "minimize"}]
+v=$(cat value.txt)
+echo "measuring $v" >&2
+echo "not json"
+echo "{\"value\": $v, \"size\": 3, \"label\": \"x\"}"
+]])
+  git(p, "add", "-A")
+  git(p, "commit", "-q", "-m", "start")
+  T.write(p .. "/procy.lua", ([[
+return {
+  db = %q,
+  agents = {
+    setter = {
+      headless = "exec",
+      -- the prompt is $1 of a fixed script: data never becomes shell text
+      exec = function(ctx, prompt)
+        return { "sh", "-c", 'v=$(printf %%s "$1" | sed -n "s/.*SET \\([0-9.]*\\).*/\\1/p"); ' ..
+          '[ -n "$v" ] && printf %%s "$v" > value.txt; echo "set $v"', "sh", prompt }
+      end,
+      parse = function() return nil end,
+    },
+  },
+  evolve = { patience = 0 },
+  model = { backoff = 0.05 },
+  %s
+}
+]]):format(db_path, extra or ""))
+  return p
+end
+
+assert(config.load { config = T.write(dir .. "/procy.lua", ("return { db = %q }"):format(db_path)) })
+local h = assert(store.open())
+
+-- ---- procy.model ---------------------------------------------------------------------------
+local model = require "procy.model"
+T.is(model.strip("<think>a\nb</think>\n  the prompt "), "the prompt", "reasoning in <think> is stripped")
+T.is(model.strip("half a thought</think>answer"), "answer", "and a reasoning whose opening the server dropped")
+T.is(model.strip("answer <think>never closed"), "answer", "and one never closed")
+T.is(select(1, model.endpoint("http://h:1/v1", "openai")), "http://h:1/v1/chat/completions", "a /v1 base URL is completed")
+T.is(select(1, model.endpoint("http://h:1/x/v1/messages", "anthropic")), "http://h:1/x/v1/messages", "a full one is kept")
+
+local m = fakemodel.start { "<think>let me see</think>SET 5 please", { status = 503 }, { status = 429, retry_after = 0 },
+  "after two failures", "streamed answer" }
+local text, info = model.chat({ { role = "system", content = "sys" }, { role = "user", content = "hi" } },
+  { url = m.url, model = "qwen", key = "sk-secret-key-1234567890abcdef" })
+T.is(text, "SET 5 please", "chat: the reply without its reasoning")
+T.is(info.raw, "<think>let me see</think>SET 5 please", "info.raw keeps it")
+T.is(m.requests[1].model .. " " .. m.requests[1].messages[1].role, "qwen system", "the model and the messages were sent")
+local row = h:query("SELECT * FROM api_calls WHERE id = ?", info.call)[1]
+T.is(row and row.role, "proxy-model", "the call is recorded as role proxy-model")
+T.is(row and row.input_tokens .. "/" .. row.output_tokens, "10/5", "with its usage")
+T.ok(row and not row.req_headers:find("sk-secret", 1, true), "and the key redacted", row and row.req_headers)
+local t0 = core.now()
+text, info = model.chat({ { role = "user", content = "again" } }, { url = m.url, backoff = 0.05 })
+T.is(text, "after two failures", "503 and 429 are retried")
+T.is(info.attempts, 3, "three attempts")
+T.ok(core.now() - t0 < 2, "with short backoff waits (retry-after: 0 honoured)")
+text = model.chat({ { role = "user", content = "s" } }, { url = m.url, stream = true })
+T.is(text, "streamed answer", "a streamed answer is put together")
+m.close()
+local n0 = h:query("SELECT count(*) AS n FROM api_calls WHERE role = 'proxy-model'")[1].n
+local nothing, err, code = model.chat({ { role = "user", content = "x" } }, { url = m.url, retries = 2, backoff = 0.01 })
+T.ok(nothing == nil and code == "ECONNREFUSED", "a dead model: the failure after the retries", err)
+T.like(err, "after 3 attempts", "which says how often it tried")
+T.is(h:query("SELECT count(*) AS n FROM api_calls WHERE role = 'proxy-model'")[1].n - n0, 3, "each attempt recorded")
+nothing, err = model.chat({ { role = "user", content = "x" } }, { url = "" })
+T.like(err, "model = {", "no model configured: how to configure one")
+
+-- the Anthropic API, through the fake upstream
+local up = require("fake").start(dir .. "/fake")
+text = model.chat({ { role = "system", content = "be brief" }, { role = "user", content = "hello there" } },
+  { url = up.url, api = "anthropic", model = "claude-x" })
+T.like(text, "^FAKE: hello! you said: hello there", "api = anthropic: /v1/messages")
+up.proc:kill()
+
+-- ---- evaluators ----------------------------------------------------------------------------
+local evaluator = require "procy.evaluator"
+local p1 = project("p1")
+local ev = assert(evaluator.register { cwd = p1, path = "eval.sh" })
+T.is(table.concat(ev.argv, " "), "bash eval.sh", "a .sh script runs with bash")
+T.is(ev.schema.declared and ev.schema.metrics[1].name .. ":" .. ev.schema.metrics[2].goal, "value:minimize",
+  "METRICS_SCHEMA read from the script, in order")
+local r = evaluator.run(ev, { session = nil, run = "r1", try = 2, files_changed = { "a.txt", "b c.txt" } })
+T.is(r.status, "ok", "a run")
+T.is(json.encode(r.metrics, { sort = true }), '{"size":3,"value":1}', "the last JSON line, numbers only")
+T.like(r.stderr_tail, "measuring 1", "stderr kept as feedback")
+T.is(evaluator.current(p1).id, ev.id, "the registered evaluator is the directory's")
+T.write(p1 .. "/env.sh", [[echo "{\"try\": $PROCY_TRY, \"files\": $(printf '%s' "$PROCY_FILES_CHANGED" | wc -l), \"has_db\": $([ -n "$PROCY_DB" ] && echo 1 || echo 0)}"]])
+local ev2 = assert(evaluator.register { cwd = p1, path = "env.sh", name = "env" })
+r = evaluator.run(ev2, { try = 4, files_changed = { "a", "b", "c" } })
+T.is(json.encode(r.metrics, { sort = true }), '{"files":2,"has_db":1,"try":4}', "PROCY_TRY, PROCY_FILES_CHANGED, PROCY_DB")
+T.is(evaluator.current(p1).name, "env", "the newest registration is the one used")
+T.write(p1 .. "/garbage.sh", "echo 'Traceback: something broke'; echo '{not json'")
+r = evaluator.run(assert(evaluator.register { cwd = p1, path = "garbage.sh" }), {})
+T.is(r.status, "no-metrics", "garbage output: no metrics")
+T.like(evaluator.feedback(r), "Traceback: something broke", "and the output is the feedback")
+T.write(p1 .. "/slow.sh", "sh -c 'sleep 30' & echo $! > grandchild.pid; sleep 30")
+t0 = core.now()
+r = evaluator.run(assert(evaluator.register { cwd = p1, path = "slow.sh" }), { timeout = 0.5 })
+T.is(r.status, "timeout", "a timeout")
+T.ok(core.now() - t0 < 5, "is kept")
+local gpid = tonumber(T.read(p1 .. "/grandchild.pid"))
+T.ok(gpid and T.gone(gpid, 3), "and its grandchild is killed too")
+T.write(p1 .. "/ev.lua", [[
+return function(ctx)
+  print("lua evaluator in " .. ctx.cwd)
+  local f = io.open(ctx.cwd .. "/value.txt")
+  local v = tonumber(f:read("a")) f:close()
+  return { value = v * 10, try = ctx.try }
+end]])
+r = evaluator.run(assert(evaluator.register { cwd = p1, path = "ev.lua" }), { try = 3 })
+T.is(r.status .. " " .. json.encode(r.metrics, { sort = true }), 'ok {"try":3,"value":10}', "a Lua evaluator recipe")
+T.like(r.stdout_tail, "lua evaluator in", "its print is its output")
+T.is(#evaluator.schema_of("METRICS_SCHEMA = [\n {'name': 'qps', 'goal': 'maximize'},\n {'name': 'build_s', 'goal': 'minimize'},\n]"),
+  2, "a Python literal with single quotes and a trailing comma")
+T.is(evaluator.schema_of('METRICS_SCHEMA = {"latency_ms": "min", "qps": "max"}')[1].goal, "minimize", "or a map")
+T.is(select(3, evaluator.register { cwd = p1, path = "missing.py" }), "ENOENT", "a missing evaluator: ENOENT")
+
+-- ---- objectives ----------------------------------------------------------------------------
+local objective = require "procy.objective"
+local o = assert(objective.resolve { maximize = "qps", subject_to = { recall_at_10 = ">= 0.95" } })
+T.is(o.text, "maximize qps subject to recall_at_10 >= 0.95", "an objective")
+local a1 = objective.score(o, { qps = 100, recall_at_10 = 0.97 })
+local a2 = objective.score(o, { qps = 500, recall_at_10 = 0.90 })
+local a3 = objective.score(o, { qps = 120, recall_at_10 = 0.96 })
+T.ok(a1.feasible and not a2.feasible, "a failed constraint makes a try infeasible")
+T.like(a2.why, "recall_at_10 = 0.9, needs >= 0.95", "and says why")
+T.ok(objective.better(o, a1, a2) and objective.better(o, a3, a1), "feasible beats infeasible; then the metric")
+T.ok(not objective.worse(o, objective.score(o, { qps = 99, recall_at_10 = 1 }), a1, 0.02), "within the tolerance")
+T.ok(objective.worse(o, objective.score(o, { qps = 90, recall_at_10 = 1 }), a1, 0.02), "beyond it")
+local om = assert(objective.resolve { minimize = "t" })
+T.ok(objective.better(om, objective.score(om, { t = 1 }), objective.score(om, { t = 2 })), "minimize")
+T.is(select(2, objective.resolve({}, { declared = false, metrics = { { name = "a" }, { name = "b" } } })):match("EOBJECTIVE"),
+  "EOBJECTIVE", "several metrics and no objective: an error, not a guess")
+T.is(objective.resolve({}, { declared = true, metrics = { { name = "b", goal = "minimize" }, { name = "a" } } }).text,
+  "minimize b", "a declared schema: its first metric")
+T.like(select(2, objective.resolve { maximize = "x", subject_to = { y = "about 3" } }), "write \">= N\"", "a bad constraint")
+
+-- ---- snapshots -----------------------------------------------------------------------------
+local snapshot = require "procy.snapshot"
+local p2 = project("p2")
+fs.mkdir(p2 .. "/cache")
+T.write(p2 .. "/cache/big.bin", "ignored")
+T.write(p2 .. "/notes.txt", "staged by the person\n")
+git(p2, "add", "notes.txt")
+local head = git(p2, "rev-parse", "HEAD")
+local index_before = T.read(p2 .. "/.git/index")
+local repo = assert(snapshot.open(p2))
+local c0 = assert(repo:take("refs/procy/t/0", "start"))
+T.write(p2 .. "/value.txt", "2")
+fs.mkdir(p2 .. "/new/deep")
+T.write(p2 .. "/new/deep/file.txt", "added")
+local c1 = assert(repo:take("refs/procy/t/1", "one", c0))
+local files = {}
+for _, c in ipairs(repo:changes(c0, c1)) do files[#files + 1] = c.status .. " " .. c.path end
+T.is(table.concat(files, ", "), "A new/deep/file.txt, M value.txt", "changes between snapshots")
+T.is(git(p2, "show", "refs/procy/t/1:cache/big.bin"):match("fatal") or "", "", "ignored files are not in it")
+T.ok(git(p2, "ls-tree", "-r", "--name-only", "refs/procy/t/1"):find("cache/", 1, true) == nil, ".gitignore honoured")
+local done = assert(repo:restore(c1, c0))
+T.is(done.written .. " " .. done.removed, "1 1", "restore writes what differs and removes what was added")
+T.is(T.read(p2 .. "/value.txt"), "1", "the file is back")
+T.ok(not fs.stat(p2 .. "/new"), "the directories the removal emptied are gone")
+T.is(git(p2, "rev-parse", "HEAD"), head, "HEAD untouched")
+T.is(git(p2, "symbolic-ref", "HEAD"), "refs/heads/main", "the branch untouched")
+T.ok(T.read(p2 .. "/.git/index") == index_before, "the index file untouched, byte for byte")
+T.is(git(p2, "diff", "--cached", "--name-only"), "notes.txt", "what the person staged stays staged")
+T.is(T.read(p2 .. "/cache/big.bin"), "ignored", "ignored files untouched")
+T.is(git(p2, "rev-parse", "refs/procy/t/1^"), c0, "a snapshot's parent is the one given")
+local plain = dir .. "/plain"
+fs.mkdir(plain)
+T.write(plain .. "/a.txt", "a")
+local prepo = assert(snapshot.open(plain))
+local pc = assert(prepo:take("refs/procy/x/0", "plain"))
+T.ok(prepo.private and not fs.stat(plain .. "/.git"), "a directory without git gets a private repository elsewhere")
+T.write(plain .. "/a.txt", "changed")
+local pc2 = assert(prepo:take("refs/procy/x/1", "plain", pc))
+assert(prepo:restore(pc2, pc))
+T.is(T.read(plain .. "/a.txt"), "a", "and restores from it")
+
+-- ---- the loop: procy run recipes/evolve.lua ------------------------------------------------
+local function evolve_run(p, m, args, env)
+  local argv = { T.bin, "--model-url", m.url, "run", "recipes/evolve.lua" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local e = { PROCY_LOG = "warn" }
+  for k, v in pairs(env or {}) do e[k] = v end
+  local sp = assert(proc.spawn(argv, { cwd = p, env = e }))
+  return assert(sp:wait(60))
+end
+
+local p3 = project("p3")
+T.write(p3 .. "/untracked-by-person.txt", "mine")
+fs.mkdir(p3 .. "/cache")
+T.write(p3 .. "/cache/x", "ignored")
+T.write(p3 .. "/notes.txt", "staged\n")
+git(p3, "add", "notes.txt")
+local head3 = git(p3, "rev-parse", "HEAD")
+local index3 = T.read(p3 .. "/.git/index")
+m = fakemodel.start { "SET 5", "<think>lower it</think>SET 2", "SET 7" }
+r = evolve_run(p3, m, { "--task", "make the value big", "--iterations", "3", "--agent", "setter", "--evaluator", "eval.sh" })
+T.is(r.code, 0, "procy run recipes/evolve.lua --iterations 3", r.stderr .. r.stdout)
+T.like(r.stdout, "try 2: ok%s+score 2 .- rolled back to try 1", "a regressing try is rolled back")
+local run = h:query("SELECT * FROM evolve_runs ORDER BY started_at DESC LIMIT 1")[1]
+T.is(run and run.status .. " " .. run.best_seq .. " " .. run.task, "done 3 make the value big", "the run: done, best try 3, the pinned task")
+local tries = h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id)
+local scores = {}
+for _, t in ipairs(tries) do scores[#scores + 1] = t.seq .. "=" .. tostring(t.score) .. "/" .. t.status end
+T.is(table.concat(scores, " "), "0=nil/ok 1=5.0/ok 2=2.0/ok 3=7.0/ok", "four rows: the start and three scored tries")
+T.is(tries[3].parent_seq .. " " .. tries[4].parent_seq, "1 1", "after the rollback try 3 starts from try 1")
+T.is(tries[2].prompt .. "|" .. tries[3].prompt, "SET 5|SET 2", "each try's prompt, reasoning stripped")
+T.is(T.read(p3 .. "/value.txt"), "7", "the workspace holds the best try")
+local refs = git(p3, "for-each-ref", "--format=%(refname)", "refs/procy/" .. run.id)
+T.is(select(2, refs:gsub("\n", "")) + 1, 4, "private refs refs/procy/RUN/0..3", refs)
+T.is(git(p3, "show", "refs/procy/" .. run.id .. "/2:value.txt"), "2", "each snapshot holds its try")
+T.is(git(p3, "rev-parse", "HEAD"), head3, "the person's HEAD untouched")
+T.is(git(p3, "symbolic-ref", "HEAD"), "refs/heads/main", "their branch untouched")
+T.ok(T.read(p3 .. "/.git/index") == index3, "their index untouched")
+T.is(T.read(p3 .. "/untracked-by-person.txt") .. T.read(p3 .. "/cache/x"), "mineignored", "their other files untouched")
+T.ok(tries[2].turn_seq and tries[2].session_id, "each try knows its turn")
+local msg = m.requests[3].messages[2].content
+T.like(msg, "^Task %(pinned%):\nmake the value big", "the proxy model sees the pinned task, not the last prompt")
+T.like(msg, "#2 %[ok, rolled back to try 1%] score=2 size=3, value=2", "and the tries with their scores and fate")
+T.like(msg, "Best so far: try 1, score 5", "and the best")
+T.like(msg, "Objective: maximize value", "and the objective")
+T.is(h:query("SELECT count(*) AS n FROM api_calls WHERE role = 'proxy-model' AND session_id = ?", tries[2].session_id)[1].n,
+  3, "the proxy model's calls are in the run's session")
+T.ok(run.recipe_sha256 and #run.recipe_sha256 == 64, "the recipe's hash is stored with the run")
+m.close()
+
+-- resume: two more tries, from the best
+m = fakemodel.start { "SET 3", "SET 9" }
+r = evolve_run(p3, m, { "--resume", run.id:sub(1, 6), "--more", "2" })
+T.is(r.code, 0, "--resume RUN --more 2", r.stderr .. r.stdout)
+tries = h:query("SELECT seq, score, parent_seq FROM tries WHERE run_id = ? ORDER BY seq", run.id)
+T.is(#tries, 6, "the run goes on at try 4")
+T.is(tries[6].score, 9.0, "and its new best")
+T.like(m.requests[1].messages[2].content, "#3 %[ok, best%] score=7", "the resumed run remembers its tries")
+T.is(T.read(p3 .. "/value.txt"), "9", "the workspace holds the new best")
+m.close()
+
+-- evaluator garbage and a dead proxy model
+local p4 = project("p4")
+T.write(p4 .. "/eval.sh", [[
+v=$(cat value.txt)
+if [ "$v" = 4 ]; then echo "Segmentation fault (core dumped)"; exit 0; fi
+echo "{\"value\": $v}"
+]])
+m = fakemodel.start { "SET 4", "SET 6" }
+r = evolve_run(p4, m, { "--task", "t", "--iterations", "2", "--agent", "setter", "--evaluator", "eval.sh" })
+T.is(r.code, 0, "an evaluator printing garbage does not stop the run", r.stderr)
+run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p4)[1]
+tries = h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id)
+T.is(tries[2].status, "eval-failed", "the try is an evaluation failure")
+T.like(tries[2].feedback, "Segmentation fault", "with the output as feedback")
+T.like(m.requests[2].messages[2].content, "problem: .-Segmentation fault", "which the proxy model sees")
+T.is(tries[3].score, 6.0, "and the loop went on")
+m.close()
+local dead = m.url
+r = evolve_run(p4, { url = dead }, { "--task", "t", "--iterations", "2", "--agent", "setter", "--evaluator", "eval.sh" })
+T.is(r.code, 1, "a dead proxy model: the run fails")
+T.like(r.stderr, "the proxy model failed: ECONNREFUSED.-after 5 attempts", "with a clear error after the retries")
+run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p4)[1]
+T.is(run.status, "error", "and a cleanly ended run")
+T.like(run.error, "ECONNREFUSED", "that says why")
+
+-- no model, no evaluator, no task
+r = T.procy({ "run", "recipes/evolve.lua", "--task", "t" }, { cwd = p4, env = { PROCY_LOG = "warn" } })
+T.like(r.stderr, "no proxy model is configured: set model = {", "no model: how to configure one")
+local p5 = project("p5")
+os.remove(p5 .. "/eval.sh")
+r = T.procy({ "--model-url", "http://127.0.0.1:9", "run", "recipes/evolve.lua", "--task", "t" }, { cwd = p5 })
+T.like(r.stderr, "no evaluator for .-!eval set PATH", "no evaluator: how to set one")
+T.is(r.code, 1, "exit 1")
+
+-- the project's own copy of the recipe is the one that runs
+r = T.procy({ "recipes", "copy", "evolve" }, { cwd = p5 })
+T.is(r.code, 0, "procy recipes copy evolve", r.stderr)
+local copy = T.read(p5 .. "/recipes/evolve.lua")
+T.like(copy, "^%-%- recipes/evolve.lua", "writes the shipped source")
+T.write(p5 .. "/recipes/evolve.lua", copy:gsub("function R.main%(args, cmd%)",
+  'function R.main(args, cmd)\n  print("the project\'s own evolve")\n  do return 3 end', 1))
+r = T.procy({ "run", "recipes/evolve.lua" }, { cwd = p5 })
+T.is(r.code .. " " .. r.stdout, "3 the project's own evolve\n", "an edited copy in the project runs, no rebuild")
+r = T.procy({ "recipes" }, { cwd = p5 })
+T.like(r.stdout, "recipes/evolve.lua%s+this project's copy", "procy recipes says which are overridden")
+
+T.done()
