@@ -9,7 +9,9 @@
 -- --patience K (stop after K tries without a new best), --tolerance X (a
 -- try worse than the best by more than X, relative, is rolled back),
 -- --rollback best|never, --budget-time S, --budget-tokens N, --approve,
--- --model-url URL, --turn-timeout S.
+-- --model-url URL, --turn-timeout S. The `evolve` setting also holds
+-- agent_args (headless Claude Code gets --permission-mode acceptEdits when
+-- it is empty), history, max_prompt, max_words, approve_timeout, eval_timeout.
 --
 -- Each try: ask the proxy model (procy.evolve.messages: the pinned task,
 -- the best and recent tries with metrics and scores, evaluator feedback,
@@ -237,7 +239,12 @@ function R.main(args, cmd)
   if not repo then return nil, err, code end
   state.repo = repo
   if not a then
-    a, err, code = agent.open { profile = o.agent, mode = "headless", cwd = cwd, mirror = o.mirror or false }
+    -- headless Claude Code may edit files in the project without asking (agent_args to change it)
+    local pname = o.agent or (config.get().agent:match("^%S+") or "claude"):match("[^/]*$")
+    local aargs = o.agent_args
+    if (not aargs or #aargs == 0) and pname == "claude" then aargs = { "--permission-mode", "acceptEdits" } end
+    a, err, code = agent.open { profile = pname, mode = "headless", cwd = cwd, mirror = o.mirror or false,
+      args = aargs }
     if not a then return nil, "cannot start the agent: " .. tostring(err), code end
     own_agent = true
     state.session = a.session

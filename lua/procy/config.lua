@@ -72,7 +72,7 @@ M.settings = {
   { name = "evolve", type = "table", default = {
       iterations = 5, patience = 3, tolerance = 0.02, rollback = "best", approve = false,
       approve_timeout = 0, turn_timeout = 1800, eval_timeout = 600, budget_time = 0, budget_tokens = 0,
-      history = 8, max_prompt = 4000 },
+      history = 8, max_prompt = 4000, max_words = 200, agent_args = {} },
     doc = "evolve's defaults (recipes/evolve.lua): iterations, patience, tolerance, rollback, approve, budgets, ..." },
   { name = "log", type = "string", path = true,
     default = function() return state_home() .. "/procy/procy.log" end,

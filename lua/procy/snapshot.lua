@@ -1,7 +1,8 @@
 -- procy.snapshot: the workspace in git, without touching the person's
 -- branch, index or HEAD. A snapshot is a commit under a private ref
 -- (refs/procy/RUN/TRY) built in an index file of procy's own (a copy of
--- the real one, so git's stat cache makes it quick); .gitignore is
+-- the real one with its mtime, so git's stat cache makes it quick and its
+-- racy-entry check still holds); .gitignore is
 -- honoured because `git add -A` does the choosing. Restoring writes only
 -- the files that differ between two snapshots, and removes the files the
 -- newer one added. A directory that is no git repository gets a private
@@ -33,15 +34,13 @@ local function git(dir, args, env, stdin)
   return (r.stdout:gsub("\n$", ""))
 end
 
-local function copy_file(from, to)
-  local i = io.open(from, "rb")
-  if not i then return false end
-  local data = i:read("a")
-  i:close()
-  local o = assert(io.open(to, "wb"))
-  o:write(data)
-  o:close()
-  return true
+-- The copy keeps the index's mtime: git trusts an entry's stat data only
+-- when the file is older than the index file, and a fresh mtime would make
+-- a file rewritten within the same second (same size) look unchanged.
+local function copy_index(from, to)
+  if not fs.stat(from) then return end
+  local r = proc.run({ "cp", "-p", from, to })
+  if not r or r.code ~= 0 then os.remove(to) end
 end
 
 -- open(dir) -> repo, or nil, err, code
@@ -77,7 +76,7 @@ end
 -- An index file of procy's own for one operation, removed after.
 function R:with_index(fn)
   local idx = ("%s/procy-index-%s"):format(self.git_dir, store.random_hex(6))
-  copy_file(self.git_dir .. "/index", idx)
+  copy_index(self.git_dir .. "/index", idx)
   local ok, a, b, c = pcall(fn, { GIT_INDEX_FILE = idx })
   os.remove(idx)
   os.remove(idx .. ".lock")

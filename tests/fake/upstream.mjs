@@ -17,7 +17,9 @@
 //   FAKE_ERROR:<status>        -> that HTTP status, an error body in the API's shape
 //   TOOL:bash[cmd] / TOOL:bash -> text + a Bash tool call (if a Bash tool is offered)
 //   TOOLS:N:bash[cmd]          -> N Bash calls in a row, each after the last one's result
-//   TOOL:write:/path           -> a Write tool call (if Write is offered)
+//   TOOL:write:/path[:B64]     -> a Write tool call (if Write is offered): "hello from fake", or the base64 content
+//   TOOL:edit:/path:OLD:NEW    -> a Read of the file, then (after its result) an Edit replacing OLD by NEW
+//                                 (both base64), then the answer
 //   TOOL:shell[cmd]            -> Codex's exec_command call (if exec_command is offered)
 //   THINK                      -> a thinking block (with signature) first
 //   SERVER_TOOL                -> a web search server tool block and its result (Anthropic)
@@ -95,6 +97,24 @@ function rounds(api, body) {
   return { want, cmd, results };
 }
 
+// TOOL:edit in the conversation's latest prompt, and the tool results since
+function editChain(api, body) {
+  const msgs = (api === "responses" ? body.input : body.messages) || [];
+  let hit = null, results = 0;
+  for (const m of Array.isArray(msgs) ? msgs : []) {
+    if (m.role !== "user") continue;
+    const blocks = Array.isArray(m.content) ? m.content : [];
+    const n = blocks.filter((b) => b.type === "tool_result").length;
+    if (n > 0) { results += n; continue; }
+    const t = text(m.content).replace(/<system-reminder>[\s\S]*?<\/system-reminder>/g, "").trim();
+    if (!t) continue;
+    const h = t.match(/TOOL:edit:([^\s:]+):([A-Za-z0-9+/=]*):([A-Za-z0-9+/=]*)/);
+    hit = h ? { path: h[1], old: Buffer.from(h[2], "base64").toString(), new: Buffer.from(h[3], "base64").toString() } : null;
+    results = 0;
+  }
+  return hit && { ...hit, results };
+}
+
 function reply(api, body) {
   const u = lastUser(api, body);
   const tools = toolNames(api, body);
@@ -104,6 +124,13 @@ function reply(api, body) {
     return { blocks: [{ type: "text", text: `FAKE: round ${r0.results + 1} of ${r0.want}.` },
                       { type: "tool_use", id, name: "Bash", input: { command: r0.cmd, description: "fake round" } }],
              stop: "tool_use" };
+  const ed = editChain(api, body);
+  if (ed && tools.includes("Edit") && ed.results < 2 && (u.toolResult !== undefined || ed.results === 0)) {
+    if (ed.results === 0)
+      return { blocks: [{ type: "tool_use", id, name: "Read", input: { file_path: ed.path } }], stop: "tool_use" };
+    return { blocks: [{ type: "tool_use", id, name: "Edit",
+                        input: { file_path: ed.path, old_string: ed.old, new_string: ed.new } }], stop: "tool_use" };
+  }
   if (u.toolResult !== undefined)
     return { blocks: [{ type: "text", text: "FAKE: got tool result: " + u.toolResult.slice(0, 200) }], stop: "end_turn" };
   const t = u.text;
@@ -114,7 +141,7 @@ function reply(api, body) {
     r.blocks.push({ type: "thinking", thinking: "FAKE: let me think about " + t.slice(0, 40), signature: "sig_" + n });
   const bash = t.match(/TOOL:bash(?:\[([^\]]*)\])?/);
   const shell = t.match(/TOOL:shell\[([^\]]*)\]/);
-  const write = t.match(/TOOL:write:(\S+)/);
+  const write = t.match(/TOOL:write:([^\s:]+)(?::([A-Za-z0-9+/=]+))?/);
   const big = t.match(/BIG:(\d+)/);
   if (bash && tools.includes("Bash")) {
     r.blocks.push({ type: "text", text: "FAKE: running a command." },
@@ -125,7 +152,8 @@ function reply(api, body) {
                     input: { cmd: shell[1] } });
     r.stop = "tool_use";
   } else if (write && tools.includes("Write")) {
-    r.blocks.push({ type: "tool_use", id, name: "Write", input: { file_path: write[1], content: "hello from fake\n" } });
+    r.blocks.push({ type: "tool_use", id, name: "Write", input: { file_path: write[1],
+      content: write[2] ? Buffer.from(write[2], "base64").toString() : "hello from fake\n" } });
     r.stop = "tool_use";
   } else if (/\bSERVER_TOOL\b/.test(t) && api === "anthropic") {
     r.blocks.push({ type: "server_tool_use", id: "srvtoolu_fake_" + n, name: "web_search", input: { query: "procy" } },

@@ -87,7 +87,8 @@ do
   end
   walk("lua")
   walk("store")
-  T.is(table.concat(missing, " "), "", "meson.build embeds every file under lua/ and store/")
+  walk("recipes")
+  T.is(table.concat(missing, " "), "", "meson.build embeds every file under lua/, store/ and recipes/")
 end
 
 -- running recipes

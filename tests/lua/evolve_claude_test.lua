@@ -1,0 +1,75 @@
+-- `procy run recipes/evolve.lua` driving the real Claude Code headless
+-- (stream-json) against the fake upstream, with a fake proxy model that
+-- writes prompts the fake upstream turns into Read + Edit tool calls: three
+-- tries with scores, a regressing one rolled back, private refs, and the
+-- person's branch, index and other files untouched.
+local T = require "tap"
+local fs = require "procy.fs"
+local proc = require "procy.proc"
+local config = require "procy.config"
+local store = require "procy.store"
+local agents = require "agents"
+local fakemodel = require "fakemodel"
+
+local w = agents.world("claude")
+if not w then return agents.skip("claude") end
+local _ <close> = w.fake.proc
+local work, db_path = w.work, w.dir .. "/rec.db"
+
+local function git(...)
+  local r = assert(proc.run({ "git", ... }, { cwd = work, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
+    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
+  return (r.stdout:gsub("%s+$", ""))
+end
+git("init", "-q", "-b", "main")
+T.write(work .. "/value.txt", "value=1\n")
+T.write(work .. "/eval.sh", [[
+# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
+v=$(sed -n 's/^value=//p' value.txt)
+echo "{\"value\": $v}"
+]])
+T.write(work .. "/procy.lua", ("return { db = %q, upstream = %q, model = { backoff = 0.05 } }"):format(db_path, w.fake.url))
+git("add", "-A")
+git("commit", "-q", "-m", "start")
+T.write(work .. "/mine.txt", "the person's\n")
+git("add", "mine.txt")
+local head, index = git("rev-parse", "HEAD"), T.read(work .. "/.git/index")
+assert(config.load { config = work .. "/procy.lua" })
+
+local function b64(s)
+  local r = assert(proc.run({ "base64", "-w0" }, { stdin = s }))
+  return r.stdout
+end
+local function edit(from, to)
+  return ("TOOL:edit:%s/value.txt:%s:%s"):format(work, b64("value=" .. from), b64("value=" .. to))
+end
+local m = fakemodel.start { edit(1, 5), edit(5, 2), edit(5, 7) }
+local env = { PROCY_LOG = "warn" }
+for k, v in pairs(w.env) do env[k] = v end
+local p = assert(proc.spawn({ T.bin, "--model-url", m.url, "run", "recipes/evolve.lua", "--task", "raise the value",
+  "--iterations", "3", "--agent", "claude", "--evaluator", "eval.sh" }, { cwd = work, env = env }))
+local r = assert(p:wait(180))
+T.is(r.code, 0, "three tries with the real Claude Code", r.stderr .. r.stdout)
+T.like(r.stdout, "try 2: ok%s+score 2 .- rolled back to try 1", "the regressing try 2 is rolled back")
+local h = store.open()
+local run = h:query("SELECT * FROM evolve_runs ORDER BY started_at DESC LIMIT 1")[1]
+T.is(run.status .. " " .. run.best_seq, "done 3", "the run is done, try 3 the best")
+local tries = h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id)
+local got = {}
+for _, t in ipairs(tries) do got[#got + 1] = t.seq .. "=" .. tostring(t.score) end
+T.is(table.concat(got, " "), "0=nil 1=5.0 2=2.0 3=7.0", "each try scored by the evaluator")
+T.is(T.read(work .. "/value.txt"), "value=7\n", "the workspace ends at the best try")
+local turns = require("procy.turns").list(tries[2].session_id)
+T.is(#turns, 3, "one agent turn per try")
+T.is(turns[2].source .. " " .. turns[2].status, "proxy done", "a proxy turn, ended exactly")
+T.is(turns[2].prompt, edit(5, 2), "its exact prompt")
+local names = {}
+for _, tool in ipairs(turns[3].tools) do names[#names + 1] = tool.name .. (tool.is_error and "!" or "") end
+T.is(table.concat(names, " "), "Read Edit", "its tool calls: Read, then Edit (accepted without asking)")
+T.is(git("show", ("refs/procy/%s/2:value.txt"):format(run.id)), "value=2", "refs/procy/RUN/2 holds try 2")
+T.is(git("rev-parse", "HEAD"), head, "the person's HEAD untouched")
+T.is(git("symbolic-ref", "HEAD"), "refs/heads/main", "their branch untouched")
+T.ok(T.read(work .. "/.git/index") == index, "their index untouched")
+T.is(git("diff", "--cached", "--name-only"), "mine.txt", "their staged file still staged")
+m.close()
+T.done()
