@@ -271,20 +271,24 @@ function R.main(args, cmd)
   local finished = false
   local _ <close> = setmetatable({}, { __close = function(_, e)
     evolve.live[run.id] = nil
-    if own_agent then a:close() end
-    if finished then return end
-    local status = e and "error" or "stopped"
-    local open = state.seq and evolve.tries(run.id)[#evolve.tries(run.id)]
-    if open and open.status == "running" then evolve.update_try(run.id, open.seq, { status = "stopped" }) end
-    evolve.finish_run(run.id, status, e and tostring(e) or "stopped")
-    if not own_agent and a.tracker.open then a:interrupt() end
-    -- the workspace goes back to the best try, in a task of its own (this one is ending)
-    if state.best and state.best.commit_id and state.repo then
-      core.spawn(function()
-        local now = state.repo:take(("refs/procy/%s/stopped"):format(run.id), "procy evolve stopped", state.at.commit)
-        if now then state.repo:restore(now, state.best.commit_id) end
-      end)
+    if finished then
+      if own_agent then a:close() end
+      return
     end
+    local list = evolve.tries(run.id)
+    local open = list[#list]
+    if open and open.status == "running" then evolve.update_try(run.id, open.seq, { status = "stopped" }) end
+    evolve.finish_run(run.id, e and "error" or "stopped", e and tostring(e) or "stopped")
+    -- what waits (the agent's interrupt, the workspace back to the best try)
+    -- runs in a task of its own: this one is ending and cannot wait
+    core.spawn(function()
+      if a.tracker.open then a:interrupt() end
+      if own_agent then a:close() end
+      if state.best and state.best.commit_id and state.at then
+        local now = repo:take(("refs/procy/%s/stopped"):format(run.id), "procy evolve stopped", state.at.commit)
+        if now then repo:restore(now, state.best.commit_id) end
+      end
+    end)
   end })
   -- tries so far (a resumed run), else the starting point, evaluated
   local done = evolve.tries(run.id)

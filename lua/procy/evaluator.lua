@@ -195,12 +195,12 @@ end
 -- current(cwd, [given]) -> the evaluator a run uses, or nil, err, code:
 -- `given` (--evaluator) first, then the last one registered here, then the
 -- `evaluator` setting of procy.lua
-function M.current(cwd, given)
+function M.current(cwd, given, by)
   cwd = cwd or fs.cwd()
   if given then
     if type(given) == "function" then return M.register { cwd = cwd, fn = given, name = "procy.lua", created_by = "config" } end
     if type(given) == "table" then return M.register { cwd = cwd, argv = given, created_by = "config" } end
-    return M.register { cwd = cwd, path = given, created_by = "human" }
+    return M.register { cwd = cwd, path = given, created_by = by or "human" }
   end
   local row = decode_row(db():query(
     "SELECT * FROM evaluators WHERE cwd = ? AND active = 1 ORDER BY created_at DESC LIMIT 1", cwd)[1])
@@ -209,7 +209,7 @@ function M.current(cwd, given)
     if type(setting) ~= "function" then row = nil else row.fn = setting end
   end
   if row then return row end
-  if setting then return M.current(cwd, setting) end
+  if setting then return M.current(cwd, setting, "config") end
   return nil, "ENOEVAL: no evaluator for " .. cwd .. ": `!eval set PATH`, `!eval generate [DESC]`, "
     .. "`evaluator = \"eval.py\"` in procy.lua, or --evaluator PATH", "ENOEVAL"
 end

@@ -105,9 +105,9 @@ function editChain(api, body) {
     if (m.role !== "user") continue;
     const blocks = Array.isArray(m.content) ? m.content : [];
     const n = blocks.filter((b) => b.type === "tool_result").length;
-    if (n > 0) { results += n; continue; }
     const t = text(m.content).replace(/<system-reminder>[\s\S]*?<\/system-reminder>/g, "").trim();
-    if (!t) continue;
+    // a prompt may share its message with the result of an interrupted call
+    if (!t || /^\[Request interrupted/.test(t) && !t.includes("TOOL:")) { results += n; continue; }
     const h = t.match(/TOOL:edit:([^\s:]+):([A-Za-z0-9+/=]*):([A-Za-z0-9+/=]*)/);
     hit = h ? { path: h[1], old: Buffer.from(h[2], "base64").toString(), new: Buffer.from(h[3], "base64").toString() } : null;
     results = 0;

@@ -1,0 +1,137 @@
+-- evolve inside an interactive session: the real Claude Code in tmux
+-- through procy, a fake proxy model served by this test. !eval show / run
+-- / metrics; the person's prompt pinned as the task; `!evolve 2` with its
+-- progress line, `!status` while it runs and `!stop` in the middle of a
+-- try (the agent interrupted, the run and the try marked stopped, the best
+-- kept); then `!reset-evolve` and `!evolve 1 --approve` with `!edit`,
+-- kept as a correction.
+local T = require "tap"
+local tmux = require "tmux"
+local core = require "procy.core"
+local db = require "procy.db"
+local proc = require "procy.proc"
+local agents = require "agents"
+local fakemodel = require "fakemodel"
+
+local w = agents.world("claude")
+if not w then return agents.skip("claude") end
+local _ <close> = w.fake.proc
+local dir, work, claude = w.dir, w.work, w.cli
+local record = dir .. "/record.db"
+
+local function git(...)
+  local r = assert(proc.run({ "git", ... }, { cwd = work, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
+    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
+  return (r.stdout:gsub("%s+$", ""))
+end
+local function b64(s) return assert(proc.run({ "base64", "-w0" }, { stdin = s })).stdout end
+local function edit(from, to)
+  return ("TOOL:edit:%s/value.txt:%s:%s"):format(work, b64("value=" .. from), b64("value=" .. to))
+end
+
+local m = fakemodel.start { edit(1, 5), "TOOL:bash[sleep 8; echo slow]", "a proposal to edit" }
+git("init", "-q", "-b", "main")
+T.write(work .. "/value.txt", "value=1\n")
+T.write(work .. "/eval.sh", [[
+# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
+echo "{\"value\": $(sed -n 's/^value=//p' value.txt)}"
+]])
+T.write(work .. "/procy.lua", ([[return { upstream = %q, evaluator = "eval.sh", evolve = { patience = 0 },
+  model = { url = %q, name = "fake-proxy", backoff = 0.05 } }]]):format(w.fake.url, m.url))
+git("add", "-A")
+git("commit", "-q", "-m", "start")
+
+local q = tmux.quote
+local term = tmux.new { cols = 140, rows = 40, env = w.env,
+  cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
+    .. " --allowedTools Bash Edit Read; echo procy-exit=$?" }
+
+local function see(pattern, name, seconds)
+  local screen, last = term:wait_for(pattern, seconds or 30)
+  T.ok(screen, name, last)
+  return screen
+end
+local function command(line)
+  term:type("!")
+  core.sleep(0.2)
+  term:type(line)
+  term:keys("Enter")
+end
+local function close_pager()
+  term:keys("q")
+  core.sleep(0.3)
+end
+
+see("\n❯", "Claude Code starts inside procy")
+core.sleep(0.5)
+command("eval show")
+see("evaluator eval.sh %(command, by config%)", "!eval show: the evaluator procy.lua names")
+see("metric%s+value%s+maximize", "with its declared metric")
+close_pager()
+command("eval run")
+see("eval.sh: ok in", "!eval run runs it")
+see("metrics: value=1", "and shows its metrics")
+close_pager()
+command("eval metrics")
+see("status.-value.-\n.-ok.-%s1\n", "!eval metrics: the history table")
+close_pager()
+
+term:type("raise the value in value.txt")
+term:keys("Enter")
+see("you said: raise the value", "the person gives the agent the task")
+core.sleep(1)
+command("evolve 2")
+see("evolve %x+: try 1/2", "!evolve 2: the progress line on the bottom row", 60)
+-- (the agent redraws over the bottom row; the record says where the run is)
+local h = assert(db.open(record, { migrations = false }))
+local deadline, running = core.now() + 90, nil
+repeat
+  running = h:query("SELECT * FROM tries WHERE seq = 2 AND status = 'running'")[1]
+  core.sleep(0.2)
+until running or core.now() > deadline
+T.ok(running, "try 1 scored, try 2 under way (a Bash call that sleeps 8 s)")
+core.sleep(2)
+command("status")
+see("evolve %x+: try 2/2 ▕.-▏ best 5 %(try 1%) · %d+s · ~%d+s left · the agent works",
+  "!status while it runs: try i of N, a bar, the best, elapsed, an estimate, the phase")
+close_pager()
+command("stop")
+see("stopped 1 command", "!stop cancels it mid-try")
+core.sleep(2)
+
+local run = h:query("SELECT * FROM evolve_runs ORDER BY started_at LIMIT 1")[1] or {}
+T.is(run.status, "stopped", "the run is marked stopped")
+T.is(run.task, "raise the value in value.txt", "its task is the person's prompt, pinned")
+local tries = h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id or "")
+T.is((tries[2] or {}).score, 5.0, "try 1 scored 5")
+T.is((tries[3] or {}).status, "stopped", "try 2 is marked stopped")
+local session = h:query("SELECT id FROM sessions ORDER BY started_at LIMIT 1")[1].id
+local turn = h:query("SELECT * FROM turns WHERE session_id = ? ORDER BY seq DESC LIMIT 1", session)[1] or {}
+T.is(turn.source .. " " .. turn.status, "proxy interrupted", "the agent's turn was interrupted")
+T.is(T.read(work .. "/value.txt"), "value=5\n", "the workspace holds the best try")
+T.like(m.requests[1].messages[2].content, "^Task %(pinned%):\nraise the value in value.txt", "the model saw the pinned task")
+
+-- a new run, with the person approving: they edit the proposal
+see("\n❯", "the agent is at its prompt again")
+command("reset-evolve")
+see("put aside", "!reset-evolve")
+command("evolve 1 --approve")
+see("the proxy model proposes:", "--approve: the proposal is shown", 60)
+see("a proposal to edit", "the proxy model's text")
+close_pager()
+command("edit " .. edit(5, 8))
+see("evolve run %x+ ended .-best try 1, score 8", "the edited prompt ran and scored", 90)
+close_pager()
+local c = h:query("SELECT * FROM corrections ORDER BY id DESC LIMIT 1")[1] or {}
+T.is(c.original, "a proposal to edit", "the edit is kept as a correction: the proposal")
+T.is(c.corrected, edit(5, 8), "and what the person sent")
+T.like(c.context or "", "Task %(pinned%)", "with what the proxy model was shown")
+T.is(T.read(work .. "/value.txt"), "value=8\n", "the new best is in the workspace")
+h:close()
+term:type("/exit")
+term:keys("Enter")
+see("procy%-exit=0", "/exit ends the session")
+term:kill()
+m.close()
+proc.run { "rm", "-rf", dir }
+return T.done()
