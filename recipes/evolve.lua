@@ -315,7 +315,12 @@ function R.main(args, cmd)
       local s = objective.score(obj, t.metrics)
       t.score, t.feasible, t.violation = s.score, s.feasible, s.violation
     end
-    if t.seq == 0 then state.base = t else state.tries[#state.tries + 1] = t end
+    if t.seq == 0 then
+      state.base = t
+      if t.metrics then evolve.update_try(run.id, 0, { score = t.score, feasible = t.feasible }) end
+    else
+      state.tries[#state.tries + 1] = t
+    end
     if t.metrics and (t.status == "ok" or t.status == "infeasible") and objective.better(obj, t, state.best) then
       state.best = t
     end

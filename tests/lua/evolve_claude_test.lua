@@ -57,7 +57,7 @@ T.is(run.status .. " " .. run.best_seq, "done 3", "the run is done, try 3 the be
 local tries = h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id)
 local got = {}
 for _, t in ipairs(tries) do got[#got + 1] = t.seq .. "=" .. tostring(t.score) end
-T.is(table.concat(got, " "), "0=nil 1=5.0 2=2.0 3=7.0", "each try scored by the evaluator")
+T.is(table.concat(got, " "), "0=1.0 1=5.0 2=2.0 3=7.0", "each try scored by the evaluator")
 T.is(T.read(work .. "/value.txt"), "value=7\n", "the workspace ends at the best try")
 local turns = require("procy.turns").list(tries[2].session_id)
 T.is(#turns, 3, "one agent turn per try")

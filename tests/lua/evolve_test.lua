@@ -239,7 +239,7 @@ T.is(run and run.status .. " " .. run.best_seq .. " " .. run.task, "done 3 make 
 local tries = h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id)
 local scores = {}
 for _, t in ipairs(tries) do scores[#scores + 1] = t.seq .. "=" .. tostring(t.score) .. "/" .. t.status end
-T.is(table.concat(scores, " "), "0=nil/ok 1=5.0/ok 2=2.0/ok 3=7.0/ok", "four rows: the start and three scored tries")
+T.is(table.concat(scores, " "), "0=1.0/ok 1=5.0/ok 2=2.0/ok 3=7.0/ok", "four rows: the start and three scored tries")
 T.is(tries[3].parent_seq .. " " .. tries[4].parent_seq, "1 1", "after the rollback try 3 starts from try 1")
 T.is(tries[2].prompt .. "|" .. tries[3].prompt, "SET 5|SET 2", "each try's prompt, reasoning stripped")
 T.is(T.read(p3 .. "/value.txt"), "7", "the workspace holds the best try")

@@ -1,0 +1,77 @@
+-- examples/text-search end to end: its evaluator to procy's contract, its
+-- procy.lua's objective, and `procy run recipes/evolve.lua` on a copy of it
+-- with an instant agent that puts a prepared version in place of
+-- baseline.py (posting lists: faster and exact; a broken one: fast and
+-- wrong, so infeasible and rolled back). The proxy model is a fake.
+local T = require "tap"
+local json = require "procy.json"
+local proc = require "procy.proc"
+local config = require "procy.config"
+local store = require "procy.store"
+local fakemodel = require "fakemodel"
+
+if not proc.run { "python3", "-c", "" } then
+  print("1..0 # SKIP python3 is not installed (.ci/setup installs it)")
+  return 0
+end
+local dir = T.tmpdir()
+local work = dir .. "/text-search"
+assert(proc.run { "cp", "-r", T.src .. "/examples/text-search", work })
+local function git(...)
+  local r = assert(proc.run({ "git", ... }, { cwd = work, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
+    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
+  return (r.stdout:gsub("%s+$", ""))
+end
+git("init", "-q", "-b", "main")
+git("add", "-A")
+git("commit", "-q", "-m", "the example")
+local small = { EVAL_DOCS = "2000", EVAL_QUERIES = "40" }
+
+local r = assert(proc.run({ "python3", "eval.py" }, { cwd = work, env = small }))
+T.is(r.code, 0, "the example's evaluator runs", r.stderr)
+local metrics = json.decode(r.stdout:match("([^\n]+)\n*$"))
+T.ok(metrics and metrics.recall_at_10 == 1 and metrics.qps > 0 and metrics.build_s > 0,
+  "its last line: qps, recall_at_10 = 1 for the baseline, build_s", r.stdout)
+T.is(git("status", "--porcelain"), "", "its cache stays out of git")
+
+-- the example's procy.lua, plus an agent and the record for this test
+local conf = T.write(dir .. "/test-procy.lua", ([[
+local example = dofile(%q)
+example.db = %q
+example.evaluator = %q -- paths are relative to the file that sets them
+example.model.backoff = 0.05
+example.evolve.patience = 0
+example.agents = { copier = { headless = "exec", parse = function() return nil end,
+  exec = function(ctx, prompt)
+    return { "sh", "-c", 'f=$(printf %%s "$1" | sed -n "s/.*USE \\([a-z_.]*\\).*/\\1/p"); ' ..
+      '[ -n "$f" ] && cp "$FIXTURES/$f" baseline.py; echo "used $f"', "sh", prompt }
+  end } }
+return example
+]]):format(work .. "/procy.lua", dir .. "/rec.db", work .. "/eval.py"))
+assert(config.load { config = conf })
+local ev = assert(require("procy.evaluator").current(work))
+T.is(table.concat(ev.argv, " ") .. " " .. ev.schema.metrics[1].name, "python3 eval.py qps",
+  "procy.lua names eval.py; its METRICS_SCHEMA is read")
+T.is(require("procy.objective").resolve(config.get().objective, ev.schema).text,
+  "maximize qps subject to recall_at_10 >= 0.95", "the objective of the example")
+
+local m = fakemodel.start { "Build posting lists: USE text_search_inverted.py", "Skip scoring: USE text_search_broken.py" }
+local env = { FIXTURES = T.src .. "/tests/fixtures", PROCY_LOG = "warn" }
+for k, v in pairs(small) do env[k] = v end
+local p = assert(proc.spawn({ T.bin, "--config", conf, "--model-url", m.url, "run", "recipes/evolve.lua",
+  "--task", "make search faster, keep recall", "--iterations", "2", "--agent", "copier" }, { cwd = work, env = env }))
+r = assert(p:wait(240))
+T.is(r.code, 0, "evolve on the example", r.stderr .. r.stdout)
+local h = store.open()
+local run = h:query("SELECT * FROM evolve_runs ORDER BY started_at DESC LIMIT 1")[1]
+local tries = h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id)
+T.ok(tries[2].status == "ok" and tries[2].score > tries[1].score, "posting lists: a feasible try with more qps",
+  ("%s vs %s"):format(tries[2].score, tries[1].score))
+T.is(tries[3].status, "infeasible", "the wrong one is infeasible")
+T.like(tries[3].feedback, "recall_at_10 = [%d.]+, needs >= 0.95", "and the failed constraint is its feedback")
+T.is(run.best_seq, 1, "try 1 is the best")
+T.is(T.read(work .. "/baseline.py"), T.read(T.src .. "/tests/fixtures/text_search_inverted.py"),
+  "baseline.py ends as the best try")
+m.close()
+proc.run { "rm", "-rf", dir }
+T.done()
