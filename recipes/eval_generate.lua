@@ -52,7 +52,7 @@ function R.main(args, cmd)
   local a, own = agent.current(), false
   if not a then
     local err, code
-    a, err, code = agent.open { profile = profile, mode = "headless", cwd = cwd, mirror = false }
+    a, err, code = require("procy.evolve").open_agent(profile, cwd)
     if not a then return nil, "cannot start the agent: " .. tostring(err), code end
     own = true
   end

@@ -239,12 +239,7 @@ function R.main(args, cmd)
   if not repo then return nil, err, code end
   state.repo = repo
   if not a then
-    -- headless Claude Code may edit files in the project without asking (agent_args to change it)
-    local pname = o.agent or (config.get().agent:match("^%S+") or "claude"):match("[^/]*$")
-    local aargs = o.agent_args
-    if (not aargs or #aargs == 0) and pname == "claude" then aargs = { "--permission-mode", "acceptEdits" } end
-    a, err, code = agent.open { profile = pname, mode = "headless", cwd = cwd, mirror = o.mirror or false,
-      args = aargs }
+    a, err, code = evolve.open_agent(o.agent, cwd)
     if not a then return nil, "cannot start the agent: " .. tostring(err), code end
     own_agent = true
     state.session = a.session

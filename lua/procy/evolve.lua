@@ -92,6 +92,17 @@ function M.runs(o)
     ORDER BY started_at DESC LIMIT ?3]], o.cwd, o.session, o.limit or 20)
 end
 
+-- open_agent(profile, cwd) -> a headless agent for a recipe, or nil, err,
+-- code. Headless Claude Code may edit files in the project without asking
+-- (--permission-mode acceptEdits) unless evolve.agent_args says otherwise.
+function M.open_agent(profile, cwd)
+  local cfg = require("procy.config").get()
+  local name = profile or (cfg.agent:match("^%S+") or "claude"):match("[^/]*$")
+  local args = (cfg.evolve or {}).agent_args
+  if (not args or #args == 0) and name == "claude" then args = { "--permission-mode", "acceptEdits" } end
+  return require("procy.agent").open { profile = name, mode = "headless", cwd = cwd, mirror = false, args = args }
+end
+
 -- ---- corrections ---------------------------------------------------------------------
 
 -- correct{session, run, try, turn, original, corrected, note, context} -> id

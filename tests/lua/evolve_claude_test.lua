@@ -72,4 +72,22 @@ T.is(git("symbolic-ref", "HEAD"), "refs/heads/main", "their branch untouched")
 T.ok(T.read(work .. "/.git/index") == index, "their index untouched")
 T.is(git("diff", "--cached", "--name-only"), "mine.txt", "their staged file still staged")
 m.close()
+
+-- recipes/eval_generate.lua (what !eval generate runs): the agent writes the evaluator
+local function generate(desc)
+  local g = assert(proc.spawn({ T.bin, "run", "recipes/eval_generate.lua", "--file", "gen_eval.sh", "--agent", "claude",
+    desc }, { cwd = work, env = env }))
+  return assert(g:wait(120))
+end
+r = generate("nothing to write here")
+T.is(r.code, 1, "eval generate: an agent that writes nothing")
+T.like(r.stderr, "the agent did not write .*gen_eval.sh", "is told so")
+local script = '# METRICS_SCHEMA = [{"name": "lines", "goal": "maximize"}]\necho "{\\"lines\\": $(wc -l < value.txt)}"\n'
+r = generate("count the lines TOOL:write:" .. work .. "/gen_eval.sh:" .. b64(script))
+T.is(r.code, 0, "eval generate: the agent writes an evaluator to the contract", r.stderr)
+T.like(r.stdout, "registered gen_eval.sh %(bash gen_eval.sh%).-lines%s+1%s+maximize", "it ran once; its metrics")
+local ev = require("procy.evaluator").current(work)
+T.is(ev.name .. " " .. ev.created_by, "gen_eval.sh agent", "and it is the project's evaluator now")
+local prompt = h:query("SELECT prompt FROM turns WHERE prompt LIKE 'Write an evaluator%' ORDER BY id DESC LIMIT 1")[1]
+T.like(prompt and prompt.prompt or "", "METRICS_SCHEMA", "the prompt gives the contract")
 T.done()

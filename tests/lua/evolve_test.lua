@@ -306,6 +306,30 @@ r = T.procy({ "--model-url", "http://127.0.0.1:9", "run", "recipes/evolve.lua", 
 T.like(r.stderr, "no evaluator for .-!eval set PATH", "no evaluator: how to set one")
 T.is(r.code, 1, "exit 1")
 
+-- --tunnel: ssh from an argv, for as long as procy runs (a fake ssh records its arguments)
+local bin = dir .. "/bin"
+fs.mkdir(bin)
+T.write(bin .. "/ssh", [[#!/bin/sh
+printf '%s\n' "$@" > "$SSH_LOG"
+echo $$ > "$SSH_LOG.pid"
+case "$*" in *bad-host*) echo "ssh: Could not resolve hostname bad-host" >&2; exit 255;; esac
+exec sleep 30
+]])
+assert(proc.run { "chmod", "+x", bin .. "/ssh" })
+local tenv = { PATH = bin .. ":" .. os.getenv("PATH"), SSH_LOG = dir .. "/ssh.args" }
+T.write(dir .. "/noop.lua", "return 0")
+r = T.procy({ "--tunnel", "gpu-host", "--model-url", "http://127.0.0.1:18001", "run", dir .. "/noop.lua" }, { env = tenv })
+T.is(r.code, 0, "--tunnel HOST: procy runs", r.stderr)
+T.is(T.read(dir .. "/ssh.args"), table.concat({ "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=30",
+  "-o", "BatchMode=yes", "-L", "127.0.0.1:18001:127.0.0.1:8000", "--", "gpu-host" }, "\n") .. "\n",
+  "ssh -N -L forwards the model's port, the host an argument after --")
+T.ok(T.gone(tonumber(T.read(dir .. "/ssh.args.pid")), 3), "and the tunnel is stopped when procy exits")
+r = T.procy({ "--tunnel", "bad-host", "run", dir .. "/noop.lua" }, { env = tenv })
+T.is(r.code, 1, "a tunnel that fails")
+T.like(r.stderr, "ETUNNEL: ssh to bad%-host exited with 255: ssh: Could not resolve hostname", "says why")
+r = T.procy({ "--tunnel", "-oProxyCommand=x", "run", dir .. "/noop.lua" }, { env = tenv })
+T.like(r.stderr, "needs a host name", "a host that looks like an option is refused")
+
 -- the project's own copy of the recipe is the one that runs
 r = T.procy({ "recipes", "copy", "evolve" }, { cwd = p5 })
 T.is(r.code, 0, "procy recipes copy evolve", r.stderr)
