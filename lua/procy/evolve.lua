@@ -230,11 +230,15 @@ function M.status_line(s)
     bar(done, s.of, 10), best, d(elapsed), left, s.phase and (" · " .. s.phase) or "")
 end
 
--- progress(state, [phase]): tells the person where the run is
+-- progress(state, [phase]): tells the person where the run is: the bottom
+-- row in a session; a line rewritten in place on a terminal; else (a log)
+-- a line per try
 function M.progress(s, phase)
   s.phase = phase
   local line = M.status_line(s)
-  if s.notify then s.notify(line) else io.stderr:write(line, "\n") end
+  if s.notify then s.notify(line)
+  elseif require("procy.pty").isatty(2) then io.stderr:write("\r", line, "\27[K", phase and "" or "\n")
+  elseif not phase then io.stderr:write(line, "\n") end -- a log: one line per try
 end
 
 -- approve(state, prompt) -> text, edited | nil, err: the gate before a

@@ -1,0 +1,78 @@
+-- evolve.lua TRIES — see tests/bench/evolve.
+local core = require "procy.core"
+local proc = require "procy.proc"
+local fs = require "procy.fs"
+local config = require "procy.config"
+
+package.path = "tests/lua/?.lua;" .. package.path -- run from the top directory
+local measure = require "measure"
+local fakemodel = require "fakemodel"
+
+local dir = assert(proc.run { "mktemp", "-d", "/tmp/procy-bench-XXXXXX" }).stdout:gsub("%s+$", "")
+local work = dir .. "/work"
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function git(...)
+  local r = assert(proc.run({ "git", ... }, { cwd = work, env = { GIT_AUTHOR_NAME = "b", GIT_AUTHOR_EMAIL = "b@b",
+    GIT_COMMITTER_NAME = "b", GIT_COMMITTER_EMAIL = "b@b" } }))
+  assert(r.code == 0, r.stderr)
+end
+
+return function(args)
+  local n = tonumber(args[1]) or 30
+  fs.mkdir(work .. "/src")
+  for i = 1, 200 do write(("%s/src/f%03d.txt"):format(work, i), ("line %d\n"):format(i):rep(50)) end
+  write(work .. "/value.txt", "0")
+  write(work .. "/eval.sh", 'echo "{\\"value\\": $(cat value.txt)}"\n')
+  git("init", "-q")
+  git("add", "-A")
+  git("commit", "-q", "-m", "start")
+  local agent_argv = function(prompt)
+    return { "sh", "-c", 'printf %s "${1#SET }" > value.txt; echo done', "sh", prompt }
+  end
+  write(dir .. "/procy.lua", ([[
+return {
+  db = %q, evaluator = %q, objective = { maximize = "value" }, evolve = { patience = 0, tolerance = 0 },
+  agents = { instant = { headless = "exec", parse = function() return nil end,
+    exec = function(ctx, prompt) return { "sh", "-c", 'printf %%s "${1#SET }" > value.txt; echo done', "sh", prompt } end } },
+}]]):format(dir .. "/rec.db", work .. "/eval.sh"))
+  assert(config.load { config = dir .. "/procy.lua" })
+  local m = fakemodel.start { default = function(_, i) return "SET " .. i end }
+  config.set("model", { url = m.url, name = "fake" }, "bench")
+
+  -- the fakes alone, called directly: the baseline
+  local model = require "procy.model"
+  local direct = {}
+  for i = 1, n do
+    local t0 = core.now()
+    local text = assert(model.chat({ { role = "user", content = "next" } }))
+    assert(proc.run(agent_argv(text), { cwd = work }))
+    assert(proc.run({ "sh", work .. "/eval.sh" }, { cwd = work }))
+    direct[i] = core.now() - t0
+  end
+
+  -- the loop
+  local R = require("procy.evolve").recipe("recipes/evolve.lua", work)
+  local t0 = core.now()
+  assert(R.main({ "--task", "make value big", "--iterations", tostring(n), "--agent", "instant", "--cwd", work }))
+  local total = core.now() - t0
+  local h = require("procy.store").open()
+  local rows = h:query("SELECT seq, started_at FROM tries WHERE run_id = (SELECT id FROM evolve_runs) ORDER BY seq")
+  local per = {}
+  for i = 3, #rows do per[#per + 1] = (rows[i].started_at - rows[i - 1].started_at) / 1e6 end
+  m.close()
+  local md, mt = measure.median(direct), measure.median(per)
+  print(("evolve, %d tries, instant fakes, a git project of 200 files"):format(n))
+  print(("  fakes called directly (model + agent + evaluator): median %6.1f ms"):format(md * 1000))
+  print(("  one try of recipes/evolve.lua:                     median %6.1f ms  (p90 %.1f, %.2fx direct)"):format(
+    mt * 1000, per[math.max(1, math.ceil(#per * 0.9))] * 1000, mt / md))
+  print(("  evolve's own overhead per try:                     median %6.1f ms  (target <= 50 ms)"):format((mt - md) * 1000))
+  print(("  whole run: %.2f s"):format(total))
+  proc.run { "rm", "-rf", dir }
+  return 0
+end
