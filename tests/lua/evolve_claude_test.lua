@@ -16,11 +16,7 @@ if not w then return agents.skip("claude") end
 local _ <close> = w.fake.proc
 local work, db_path = w.work, w.dir .. "/rec.db"
 
-local function git(...)
-  local r = assert(proc.run({ "git", ... }, { cwd = work, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
-    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
-  return (r.stdout:gsub("%s+$", ""))
-end
+local function git(...) return (T.git(work, ...)) end
 git("init", "-q", "-b", "main")
 T.write(work .. "/value.txt", "value=1\n")
 T.write(work .. "/eval.sh", [[
@@ -36,10 +32,7 @@ git("add", "mine.txt")
 local head, index = git("rev-parse", "HEAD"), T.read(work .. "/.git/index")
 assert(config.load { config = work .. "/procy.lua" })
 
-local function b64(s)
-  local r = assert(proc.run({ "base64", "-w0" }, { stdin = s }))
-  return r.stdout
-end
+local b64 = T.b64
 local function edit(from, to)
   return ("TOOL:edit:%s/value.txt:%s:%s"):format(work, b64("value=" .. from), b64("value=" .. to))
 end

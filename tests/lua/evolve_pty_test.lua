@@ -19,12 +19,8 @@ local _ <close> = w.fake.proc
 local dir, work, claude = w.dir, w.work, w.cli
 local record = dir .. "/record.db"
 
-local function git(...)
-  local r = assert(proc.run({ "git", ... }, { cwd = work, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
-    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
-  return (r.stdout:gsub("%s+$", ""))
-end
-local function b64(s) return assert(proc.run({ "base64", "-w0" }, { stdin = s })).stdout end
+local function git(...) return (T.git(work, ...)) end
+local b64 = T.b64
 local function edit(from, to)
   return ("TOOL:edit:%s/value.txt:%s:%s"):format(work, b64("value=" .. from), b64("value=" .. to))
 end

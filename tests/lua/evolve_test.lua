@@ -18,11 +18,7 @@ local fakemodel = require "fakemodel"
 local dir = T.tmpdir()
 local db_path = dir .. "/rec.db"
 
-local function git(cwd, ...)
-  local r = assert(proc.run({ "git", ... }, { cwd = cwd, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
-    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
-  return (r.stdout:gsub("%s+$", "")), r.code, r.stderr
-end
+local git = T.git
 
 -- a project: value.txt holds a number the evaluator reports
 local function project(name, extra)

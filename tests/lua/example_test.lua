@@ -17,11 +17,7 @@ end
 local dir = T.tmpdir()
 local work = dir .. "/text-search"
 assert(proc.run { "cp", "-r", T.src .. "/examples/text-search", work })
-local function git(...)
-  local r = assert(proc.run({ "git", ... }, { cwd = work, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
-    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
-  return (r.stdout:gsub("%s+$", ""))
-end
+local function git(...) return (T.git(work, ...)) end
 git("init", "-q", "-b", "main")
 git("add", "-A")
 git("commit", "-q", "-m", "the example")

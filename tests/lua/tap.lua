@@ -67,6 +67,16 @@ function T.read(path)
   return s
 end
 
+-- git(cwd, ...) -> stdout (trimmed), exit code, stderr: git with a fixed identity
+function T.git(cwd, ...)
+  local r = assert(proc.run({ "git", ... }, { cwd = cwd, env = { GIT_AUTHOR_NAME = "t", GIT_AUTHOR_EMAIL = "t@t",
+    GIT_COMMITTER_NAME = "t", GIT_COMMITTER_EMAIL = "t@t" } }))
+  return (r.stdout:gsub("%s+$", "")), r.code, r.stderr
+end
+
+-- b64(s) -> s in base64, on one line
+function T.b64(s) return assert(proc.run({ "base64", "-w0" }, { stdin = s })).stdout end
+
 -- procy(args, opts) -> result of running the procy binary with args
 function T.procy(args, opts)
   local argv = { T.bin }
