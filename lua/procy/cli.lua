@@ -52,6 +52,8 @@ M.commands = {
       .. "ls, log NAME [--follow], stop NAME, restart NAME [--resume]" },
   { name = "hook", args = "[JSON]",
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
+  { name = "runs", args = "[RUN] [--json]", options = { { long = "--json" } },
+    help = "evolve runs, newest first; with RUN, its tries: status, score, metrics, snapshot, prompt" },
   { name = "recipes", args = "[copy NAME]",
     help = "the recipes shipped with procy, and which ones this project overrides; copy one here to edit it" },
   { name = "config", args = "",
@@ -365,6 +367,29 @@ function commands.agent(args, opts)
 end
 
 -- procy config
+-- procy runs [RUN] [--json]
+function commands.runs(args, opts)
+  local evolve = require "procy.evolve"
+  if #args > 1 then say("usage: procy runs [RUN] [--json]") return 2 end
+  if opts.json then
+    local json = require "procy.json"
+    local v, err
+    if args[1] then
+      v, err = evolve.run(args[1])
+      if v then v.tries = evolve.tries(v.id) end
+    else
+      v = evolve.runs { limit = 1000 }
+    end
+    if not v then say(err) return 1 end
+    print(json.encode(v, { sort = true }))
+    return 0
+  end
+  local text, err = evolve.report(args[1])
+  if not text then say(err) return 1 end
+  io.stdout:write(text)
+  return 0
+end
+
 -- procy recipes [copy NAME]
 function commands.recipes(args)
   local recipes = require "procy.recipes"

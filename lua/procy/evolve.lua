@@ -203,6 +203,35 @@ function M.messages(s)
   }
 end
 
+-- report([id]) -> text: the runs, newest first; or one run's tries
+function M.report(id, limit)
+  local out = {}
+  local function add(...) out[#out + 1] = string.format(...) end
+  if not id then
+    local runs = M.runs { limit = limit or 20 }
+    if #runs == 0 then return "no evolve run yet\n" end
+    add("%-12s  %-16s  %-7s  %5s  %-5s  %s", "run", "started", "status", "tries", "best", "task")
+    for _, r in ipairs(runs) do
+      add("%-12s  %-16s  %-7s  %5d  %-5s  %s", r.id, os.date("%Y-%m-%d %H:%M", r.started_at // 1000000), r.status,
+        r.tries, r.best_seq and tostring(r.best_seq) or "-", clip(r.task, 60))
+    end
+    return table.concat(out, "\n") .. "\n"
+  end
+  local r, err, code = M.run(id)
+  if not r then return nil, err, code end
+  add("run       %s (%s)%s", r.id, r.status, r.error and ("  " .. r.error) or "")
+  add("task      %s", clip(r.task, 200))
+  add("in        %s", r.cwd)
+  add("recipe    %s  sha256 %s", tostring(r.recipe), tostring(r.recipe_sha256):sub(1, 12))
+  for _, t in ipairs(M.tries(r.id)) do
+    add("%3d  %-12s %-10s %-8s %s%s", t.seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
+      t.commit_id and t.commit_id:sub(1, 8) or "-", metrics_text(t.metrics), t.seq == r.best_seq and "  [best]" or "")
+    if t.prompt then add("     %s", clip(t.prompt, 110)) end
+  end
+  add("refs      refs/procy/%s/SEQ (git diff refs/procy/%s/0 refs/procy/%s/%s)", r.id, r.id, r.id, r.best_seq or "N")
+  return table.concat(out, "\n") .. "\n"
+end
+
 -- ---- live runs: progress, stop, approval ----------------------------------------------------
 
 M.live = {}        -- run id -> state {run, seq, of, best, started, durations, task, phase, notify}

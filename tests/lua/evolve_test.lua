@@ -268,6 +268,36 @@ T.like(m.requests[1].messages[2].content, "#3 %[ok, best%] score=7", "the resume
 T.is(T.read(p3 .. "/value.txt"), "9", "the workspace holds the new best")
 m.close()
 
+-- patience and budgets end a run early; rollback = "never" keeps a worse try
+local p6 = project("p6")
+m = fakemodel.start { "SET 5", "SET 4", "SET 3", "SET 2" }
+r = evolve_run(p6, m, { "--task", "t", "--iterations", "4", "--agent", "setter", "--evaluator", "eval.sh", "--patience", "2" })
+T.like(r.stdout, "ended %(no improvement in 2 tries%)", "--patience 2: two tries without a new best end the run", r.stdout)
+run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p6)[1]
+T.is(#h:query("SELECT 1 FROM tries WHERE run_id = ? AND seq > 0", run.id), 3, "after three tries of four")
+T.is(run.status .. " " .. run.error, "done no improvement in 2 tries", "the run says why it ended")
+m.close()
+m = fakemodel.start { "SET 5", "SET 4", "SET 3" }
+r = evolve_run(p6, m, { "--task", "t", "--iterations", "3", "--agent", "setter", "--evaluator", "eval.sh", "--budget-tokens", "20" })
+T.like(r.stdout, "ended %(token budget spent%)", "--budget-tokens: the proxy model's tokens count (15 a call)")
+m.close()
+m = fakemodel.start { "SET 9", "SET 4" }
+r = evolve_run(p6, m, { "--task", "t", "--iterations", "2", "--agent", "setter", "--evaluator", "eval.sh", "--rollback", "never" })
+T.like(r.stdout, "try 2: ok%s+score 4 .- kept", "--rollback never: a worse try is kept to build on")
+T.is(T.read(p6 .. "/value.txt"), "9", "but the run still ends on its best")
+m.close()
+
+-- procy runs
+r = T.procy({ "runs" }, { cwd = p3 })
+T.like(r.stdout, "run%s+started%s+status%s+tries%s+best%s+task\n", "procy runs: a table of runs", r.stderr)
+T.like(r.stdout, "%x+%s+[%d-]+ [%d:]+%s+done%s+5%s+5%s+make the value big", "the resumed run: 5 tries, best 5")
+local rid = r.stdout:match("(%x+)%s+[%d-]+ [%d:]+%s+done%s+5%s+5")
+r = T.procy({ "runs", rid:sub(1, 5) }, { cwd = p3 })
+T.like(r.stdout, "%s2  ok%s+2%s+%x+%s+size=3, value=2\n%s+SET 2", "procy runs RUN: each try, its score and prompt")
+T.like(r.stdout, "5  ok%s+9 .-%[best%]", "and the best")
+local js = json.decode(T.procy({ "runs", rid, "--json" }, { cwd = p3 }).stdout)
+T.is(js and #js.tries, 6, "--json: the run with its tries")
+
 -- evaluator garbage and a dead proxy model
 local p4 = project("p4")
 T.write(p4 .. "/eval.sh", [[
