@@ -337,10 +337,16 @@ function R.main(args, cmd)
     why = spent(state)
     if why then break end
     local t0 = core.now()
-    local t, terr = R.try(state)
+    local t, terr, tcode = R.try(state)
     if not t then
       finished = true
-      evolve.finish_run(run.id, "error", terr)
+      evolve.finish_run(run.id, tcode == "EREJECTED" and "stopped" or "error", terr)
+      local t_open = evolve.tries(run.id)
+      t_open = t_open[#t_open]
+      if t_open and t_open.status == "running" then evolve.update_try(run.id, t_open.seq, { status = "stopped" }) end
+      if state.best and state.best.commit_id and state.at.commit ~= state.best.commit_id then
+        repo:restore(state.at.commit, state.best.commit_id)
+      end
       say(state, "evolve stopped: " .. tostring(terr))
       return nil, terr
     end

@@ -281,13 +281,13 @@ function M.approve(s, prompt)
   end
   local op = core.op()
   M.pending = { op = op, run = s.run_id, seq = s.seq, prompt = prompt }
+  local _ <close> = setmetatable({}, { __close = function() M.pending = nil end }) -- also when !stop cancels
   s.show(("evolve %s, try %d — the proxy model proposes:\n\n%s\n\n"
     .. "!approve sends it · !edit TEXT sends yours instead (kept as a correction) · !reject ends the run")
     :format(s.run_id, s.seq, prompt))
   if s.notify then s.notify(("evolve %s: try %d waits for !approve, !edit TEXT or !reject"):format(s.run_id:sub(1, 6), s.seq)) end
   local t = s.approve_timeout
   local verdict, text = core.await(op, (t and t > 0) and t or nil)
-  M.pending = nil
   if verdict == nil then return prompt, false end -- timed out: as proposed
   if verdict == "reject" then return nil, "EREJECTED: the person rejected the prompt", "EREJECTED" end
   if verdict == "edit" then return text, text ~= prompt end
