@@ -142,6 +142,16 @@ end]])
 r = evaluator.run(assert(evaluator.register { cwd = p1, path = "ev.lua" }), { try = 3 })
 T.is(r.status .. " " .. json.encode(r.metrics, { sort = true }), 'ok {"try":3,"value":10}', "a Lua evaluator recipe")
 T.like(r.stdout_tail, "lua evaluator in", "its print is its output")
+-- the example evaluator recipe: a project's tests, TAP or a summary line
+T.write(p1 .. "/t.sh", "echo 'ok 1 - a'; echo 'not ok 2 - b'; echo 'ok 3 - c'")
+local tests_ev = assert(evaluator.register { cwd = p1, path = T.src .. "/examples/evaluators/tests.lua" })
+r = evaluator.run(tests_ev, { test_cmd = "sh t.sh" })
+T.is(r.status .. " " .. r.metrics.passed .. " " .. r.metrics.failed, "ok 2 1", "examples/evaluators/tests.lua counts TAP lines",
+  tostring(r.error))
+T.write(p1 .. "/t.sh", "echo 'noise'")
+r = evaluator.run(tests_ev, { test_cmd = "sh t.sh" })
+T.is(r.status, "error", "no results: an error")
+T.like(r.error, "no test results", "that says so")
 T.is(#evaluator.schema_of("METRICS_SCHEMA = [\n {'name': 'qps', 'goal': 'maximize'},\n {'name': 'build_s', 'goal': 'minimize'},\n]"),
   2, "a Python literal with single quotes and a trailing comma")
 T.is(evaluator.schema_of('METRICS_SCHEMA = {"latency_ms": "min", "qps": "max"}')[1].goal, "minimize", "or a map")
