@@ -225,8 +225,13 @@ function R.main(args, cmd)
     if o.more then o.iterations = (o.iterations or 0) + o.more end
   end
   -- the model, the evaluator and the objective, checked before any work
-  if o.model_url then config.set("model", setmetatable({ url = o.model_url }, { __index = config.get().model }), "--model-url") end
-  if not (config.get().model or {}).url and not o.model_url then
+  if o.model_url then
+    local m = {}
+    for k, v in pairs(config.get().model or {}) do m[k] = v end
+    m.url = o.model_url
+    config.set("model", m, "--model-url")
+  end
+  if not (config.get().model or {}).url then
     local _, why = model.settings()
     return nil, why
   end

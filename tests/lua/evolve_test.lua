@@ -333,6 +333,13 @@ run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC 
 T.is(run.status, "error", "and a cleanly ended run")
 T.like(run.error, "ECONNREFUSED", "that says why")
 
+-- --model-url given to the recipe itself keeps the rest of the model setting (its backoff here)
+t0 = core.now()
+r = T.procy({ "run", "recipes/evolve.lua", "--model-url", dead, "--task", "t", "--agent", "setter", "--evaluator", "eval.sh" },
+  { cwd = p4, env = { PROCY_LOG = "warn" } })
+T.like(r.stderr, "ECONNREFUSED.-after 5 attempts", "the recipe's own --model-url")
+T.ok(core.now() - t0 < 5, "with the project's backoff kept")
+
 -- no model, no evaluator, no task
 r = T.procy({ "run", "recipes/evolve.lua", "--task", "t" }, { cwd = p4, env = { PROCY_LOG = "warn" } })
 T.like(r.stderr, "no proxy model is configured: set model = {", "no model: how to configure one")
