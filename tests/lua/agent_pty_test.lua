@@ -91,6 +91,16 @@ for _ = 1, #"person" do
   term:keys("BSpace")
   core.sleep(0.1) -- a person's pace: keys in one burst read as a paste
 end
+-- under load the agent may take a key late: look before typing on
+for _ = 1, 20 do
+  local input -- the prompt line: the last one with ❯ (earlier ones are the transcript)
+  for line in term:screen():gmatch("[^\n]+") do
+    if line:find("❯", 1, true) then input = line end
+  end
+  if not input or not input:find("typed by a p", 1, true) then break end
+  term:keys("BSpace")
+  core.sleep(0.3)
+end
 term:type("human")
 term:keys("Enter")
 see("you said: typed by a human", "the edited prompt gets its answer")

@@ -77,8 +77,8 @@ term:keys("Enter")
 see("you said: raise the value", "the person gives the agent the task")
 core.sleep(1)
 command("evolve 2")
-see("evolve %x+: try 1/2", "!evolve 2: the progress line on the bottom row", 60)
--- (the agent redraws over the bottom row; the record says where the run is)
+-- (the progress line on the bottom row is redrawn over by the agent; the
+-- record says where the run is)
 local h = assert(db.open(record, { migrations = false }))
 local deadline, running = core.now() + 90, nil
 repeat
