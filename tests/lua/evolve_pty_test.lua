@@ -1,6 +1,7 @@
 -- evolve inside an interactive session: the real Claude Code in tmux
 -- through procy, a fake proxy model served by this test. !eval show / run
--- / metrics; the person's prompt pinned as the task; `!evolve 2` with its
+-- / metrics; !eval generate (the agent writes the evaluator evolve then
+-- uses); the person's prompt pinned as the task; `!evolve 2` with its
 -- progress line, `!status` while it runs and `!stop` in the middle of a
 -- try (the agent interrupted, the run and the try marked stopped, the best
 -- kept); then `!reset-evolve` and `!evolve 1 --approve` with `!edit`,
@@ -40,7 +41,7 @@ git("commit", "-q", "-m", "start")
 local q = tmux.quote
 local term = tmux.new { cols = 140, rows = 40, env = w.env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
-    .. " --allowedTools Bash Edit Read; echo procy-exit=$?" }
+    .. " --allowedTools Bash Edit Read Write; echo procy-exit=$?" }
 
 local function see(pattern, name, seconds)
   local screen, last = term:wait_for(pattern, seconds or 30)
@@ -70,6 +71,16 @@ see("metrics: value=1", "and shows its metrics")
 close_pager()
 command("eval metrics")
 see("status.-value.-\n.-ok.-%s1\n", "!eval metrics: the history table")
+close_pager()
+
+-- the agent writes an evaluator (the fake upstream's Write): registered, and used from now on
+local gen = '# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]\necho "{\\"value\\": $(sed -n s/^value=//p value.txt)}"\n'
+command("eval generate --file gen_eval.sh the value TOOL:write:" .. work .. "/gen_eval.sh:" .. b64(gen))
+see("registered gen_eval.sh %(bash gen_eval.sh%)", "!eval generate: the agent wrote it, it ran, it is registered", 60)
+see("value%s+1%s+maximize", "with the metrics it found")
+close_pager()
+command("eval show")
+see("evaluator gen_eval.sh %(command, by agent%)", "and it is the project's evaluator now")
 close_pager()
 
 term:type("raise the value in value.txt")
