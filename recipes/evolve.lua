@@ -10,8 +10,9 @@
 -- try worse than the best by more than X, relative, is rolled back),
 -- --rollback best|never, --budget-time S, --budget-tokens N, --approve,
 -- --model-url URL, --turn-timeout S. The `evolve` setting also holds
--- agent_args (headless Claude Code gets --permission-mode acceptEdits when
--- it is empty), history, max_prompt, max_words, approve_timeout, eval_timeout.
+-- agent_args (after the profile's edit_args: Claude Code gets
+-- --permission-mode acceptEdits, Codex --sandbox workspace-write), history,
+-- max_prompt, max_words, approve_timeout, eval_timeout.
 --
 -- Each try: ask the proxy model (procy.evolve.messages: the pinned task,
 -- the best and recent tries with metrics and scores, evaluator feedback,

@@ -93,14 +93,17 @@ function M.runs(o)
 end
 
 -- open_agent(profile, cwd) -> a headless agent for a recipe, or nil, err,
--- code. Headless Claude Code may edit files in the project without asking
--- (--permission-mode acceptEdits) unless evolve.agent_args says otherwise.
+-- code: the profile's edit_args (Claude Code: --permission-mode
+-- acceptEdits; Codex: --sandbox workspace-write), then evolve.agent_args.
 function M.open_agent(profile, cwd)
+  local agent = require "procy.agent"
   local cfg = require("procy.config").get()
-  local name = profile or (cfg.agent:match("^%S+") or "claude"):match("[^/]*$")
-  local args = (cfg.evolve or {}).agent_args
-  if (not args or #args == 0) and name == "claude" then args = { "--permission-mode", "acceptEdits" } end
-  return require("procy.agent").open { profile = name, mode = "headless", cwd = cwd, mirror = false, args = args }
+  local p, err, code = agent.profile(profile or (cfg.agent:match("^%S+") or "claude"):match("[^/]*$"))
+  if not p then return nil, err, code end
+  local args = {}
+  for _, a in ipairs(p.edit_args or {}) do args[#args + 1] = a end
+  for _, a in ipairs((cfg.evolve or {}).agent_args or {}) do args[#args + 1] = a end
+  return agent.open { profile = p, mode = "headless", cwd = cwd, mirror = false, args = args }
 end
 
 -- ---- corrections ---------------------------------------------------------------------

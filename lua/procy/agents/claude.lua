@@ -16,6 +16,7 @@ local P = setmetatable({
   headless = "stream-json",
   hooks = true, -- its turns begin and end with its own hooks
   quiet = 3,
+  edit_args = { "--permission-mode", "acceptEdits" }, -- a recipe's headless agent edits without asking
   -- "✳ Claude Code" while it waits; a spinner (◐◑ or braille) while busy
   idle_title = "^\226\156\179",
 }, { __index = require "procy.agents.generic" })

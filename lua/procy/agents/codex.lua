@@ -16,6 +16,7 @@ local P = setmetatable({
   parse_done = true, -- a turn counts as done only with its turn.completed
   quiet = 3,
   key_env = "OPENAI_API_KEY",
+  edit_args = { "--sandbox", "workspace-write" }, -- `codex exec` is read-only by default
 }, { __index = require "procy.agents.generic" })
 
 local function toml(s) return json.encode(s) end -- a JSON string is a TOML basic string

@@ -19,6 +19,8 @@
 --   hooks          true: its turns begin and end with hook events that
 --                  `procy hook` posts (UserPromptSubmit, Stop)
 --   interrupt      the bytes that interrupt it on a terminal (Esc)
+--   edit_args      arguments that let it edit the project unasked, headless
+--                  (what recipes such as evolve give the agents they start)
 --   headless       "stream-json" (Claude Code), "exec" (a process per turn)
 --   headless_args(ctx) -> argv for stream-json (ctx.resume: the session to
 --                  continue)
