@@ -134,6 +134,14 @@ function R.try(state)
     session_id = a.session })
   evolve.progress(state, "the agent works")
   local tseq, serr, scode = a:send(prompt, "proxy")
+  if not tseq and scode == "EPIPE" and state.own_agent then
+    -- the agent died (in the last try, say): a new one, resuming its session
+    evolve.progress(state, "restarting the agent")
+    say(state, "the agent had exited; restarting it, resuming its session")
+    local ok, rerr = a:restart { resume = true, force = true }
+    if not ok then return nil, "the agent exited and did not restart: " .. tostring(rerr), "EPIPE" end
+    tseq, serr, scode = a:send(prompt, "proxy")
+  end
   if not tseq then return nil, "the agent cannot take a prompt: " .. tostring(serr), scode end
   local turn, terr = a:wait_turn { seq = tseq, timeout = o.turn_timeout }
   local t = { seq = seq, prompt = prompt, turn_seq = tseq, tokens = tokens }
@@ -248,7 +256,7 @@ function R.main(args, cmd)
     a, err, code = evolve.open_agent(o.agent, cwd)
     if not a then return nil, "cannot start the agent: " .. tostring(err), code end
     own_agent = true
-    state.session = a.session
+    state.session, state.own_agent = a.session, true
   end
   state.agent = a
   local task = o.task or (run and run.task) or (cmd and human_task(a.session))

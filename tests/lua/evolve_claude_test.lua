@@ -66,6 +66,32 @@ T.ok(T.read(work .. "/.git/index") == index, "their index untouched")
 T.is(git("diff", "--cached", "--name-only"), "mine.txt", "their staged file still staged")
 m.close()
 
+-- the agent dies between tries (its evaluator kills it, the second time it
+-- runs): the next try gets a restarted agent that resumes its session
+T.write(work .. "/value.txt", "value=1\n")
+T.write(work .. "/killer.sh", [[
+n=$(cat .git/procy-test-evals 2>/dev/null || echo 0); n=$((n+1)); echo $n > .git/procy-test-evals
+if test $n = 2; then
+  for d in /proc/[0-9]*; do
+    if test "$(readlink $d/cwd)" = "$PWD" && tr '\0' ' ' < $d/cmdline 2>/dev/null | grep -q -- '-p --input-format'; then
+      kill -9 ${d#/proc/}
+    fi
+  done
+fi
+echo "{\"value\": $(sed -n s/^value=//p value.txt)}"
+]])
+m = fakemodel.start { edit(1, 4), edit(4, 6) }
+p = assert(proc.spawn({ T.bin, "--model-url", m.url, "run", "recipes/evolve.lua", "--task", "raise the value",
+  "--iterations", "2", "--agent", "claude", "--evaluator", "killer.sh" }, { cwd = work, env = env }))
+r = assert(p:wait(180))
+m.close()
+T.is(r.code, 0, "a run whose agent dies goes on", r.stderr .. r.stdout)
+T.like(r.stdout, "try 1: ok%s+score 4.-restarting it, resuming its session.-try 2: ok%s+score 6",
+  "the next try ran on a restarted agent")
+local run2 = h:query("SELECT * FROM evolve_runs ORDER BY started_at DESC LIMIT 1")[1]
+local t2 = h:query("SELECT * FROM tries WHERE run_id = ? AND seq = 2", run2.id)[1]
+T.is(#require("procy.turns").list(t2.session_id), 2, "in the same session, its turns counted right")
+
 -- recipes/eval_generate.lua (what !eval generate runs): the agent writes the evaluator
 local function generate(desc)
   local g = assert(proc.spawn({ T.bin, "run", "recipes/eval_generate.lua", "--file", "gen_eval.sh", "--agent", "claude",
