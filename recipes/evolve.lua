@@ -222,7 +222,7 @@ function R.main(args, cmd)
   local a = agent.current()
   local own_agent = false
   local state = { o = o, tries = {}, tokens = 0, stale = 0, durations = {}, started = core.now(),
-    print = cmd and cmd.print, notify = cmd and cmd.status, show = cmd and cmd.show,
+    print = cmd and cmd.print, notify = cmd and (cmd.pin or cmd.status), show = cmd and cmd.show,
     approve_timeout = o.approve_timeout, session = a and a.session }
   -- the run: resumed or new
   local run, err, code
@@ -280,6 +280,7 @@ function R.main(args, cmd)
   local finished = false
   local _ <close> = setmetatable({}, { __close = function(_, e)
     evolve.live[run.id] = nil
+    if cmd and cmd.pin then cmd.pin(nil) end -- the progress row goes with the run
     if finished then
       if own_agent then a:close() end
       return

@@ -38,6 +38,8 @@ int  buf_reserve(buf_t *b, size_t extra); /* 0, or -1 with errno=ENOMEM */
 int  buf_add(buf_t *b, const void *p, size_t n);
 void buf_consume(buf_t *b, size_t n);     /* drop n bytes from the front */
 void buf_free(buf_t *b);
+/* dst (cap bytes, *len used) keeps the last cap bytes of what it held and p. */
+void keep_last(char *dst, size_t cap, size_t *len, const char *p, size_t n);
 /* A buf_t owned by a userdata pushed on the stack, freed by __gc if a Lua
    error unwinds past it: safe scratch space for code that may raise. */
 buf_t *buf_push(lua_State *L);

@@ -136,6 +136,13 @@ static int s_show(lua_State *L)
 	return 0;
 }
 
+/* s:pin([text]): a bottom row kept while the agent runs; nil or "" removes it */
+static int s_pin(lua_State *L)
+{
+	session_pin(check(L)->s, luaL_optstring(L, 2, NULL));
+	return 0;
+}
+
 /* s:status(text): a one-line message on the bottom row */
 static int s_status(lua_State *L)
 {
@@ -278,6 +285,7 @@ static const luaL_Reg session_methods[] = {
 	{ "event",  s_event },
 	{ "show",   s_show },
 	{ "status", s_status },
+	{ "pin", s_pin },
 	{ "mark",   s_mark },
 	{ "write",  s_write },
 	{ "info",   s_info },

@@ -11,7 +11,9 @@
 ** row. While procy draws (the command line, a pager) the agent's output is
 ** held back, and afterwards the agent is made to redraw. The owner (pty.c)
 ** hears of commands, typed lines, errors and the exit through a callback,
-** and draws with session_show and session_status. Nothing here touches Lua.
+** and draws with session_show, session_status and session_pin (a bottom
+** row kept out of the agent's reach: its terminal is a row shorter and the
+** rows above scroll on their own). Nothing here touches Lua.
 **
 ** The terminal is put back on every way out: the agent's exit,
 ** session_hang_up (s:close, garbage collection of a cancelled or failed
@@ -74,6 +76,8 @@ struct session {
 	int         pager_first, pager_total, pager_alt;
 	buf_t       later;        /* pager text waiting for the command line to close */
 	char        status_line[256]; /* a status waiting for the same */
+	char        pin[256];     /* the pinned bottom row ("": none) */
+	int         pin_seen;     /* screen.repaints when it was last drawn */
 	screen_t    screen;
 	recorder_t *rec;
 	int         rec_reported;
@@ -139,10 +143,19 @@ static void on_flush(loop_t *loop, loop_timer *t)
 
 /* ---- output: agent -> terminal ---------------------------------------------------- */
 
+static void draw_pinned(session_t *s)
+{
+	s->pin_seen = s->screen.repaints;
+	draw_pin(&s->draw, s->pin, s->cols, s->rows);
+	flush_draw(s);
+}
+
 static void to_terminal(session_t *s, const char *p, size_t n)
 {
 	screen_scan(&s->screen, (const unsigned char *)p, n);
 	tty_write(p, n);
+	if (s->pin[0] && s->screen.repaints != s->pin_seen)
+		draw_pinned(s); /* the agent may have wiped it, or reset the scroll region */
 }
 
 static void agent_output(session_t *s, const char *p, size_t n)
@@ -150,15 +163,7 @@ static void agent_output(session_t *s, const char *p, size_t n)
 	rec(s, 'o', p, n);
 	s->bytes_out += n;
 	s->last_output = loop_now(s->rt->loop);
-	if (n >= sizeof s->tail) {
-		memcpy(s->tail, p + n - sizeof s->tail, sizeof s->tail);
-		s->tail_len = sizeof s->tail;
-	} else {
-		size_t keep = s->tail_len + n > sizeof s->tail ? sizeof s->tail - n : s->tail_len;
-		memmove(s->tail, s->tail + s->tail_len - keep, keep);
-		memcpy(s->tail + keep, p, n);
-		s->tail_len = keep + n;
-	}
+	keep_last(s->tail, sizeof s->tail, &s->tail_len, p, n);
 	if (s->mode == M_PASS)
 		to_terminal(s, p, n);
 	else if (buf_add(&s->held, p, n) < 0)
@@ -265,6 +270,12 @@ static void type_to_agent(session_t *s, const char *p, size_t n, int secret)
 
 /* ---- redraw: make the agent paint its screen again ------------------------------- */
 
+/* The rows the agent has: one less while a row is pinned. */
+static int agent_rows(session_t *s)
+{
+	return s->rows - (s->pin[0] && s->rows > 2);
+}
+
 static void set_size(session_t *s, int rows)
 {
 	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)s->cols };
@@ -276,16 +287,16 @@ static void on_redraw(loop_t *loop, loop_timer *t)
 {
 	(void)loop;
 	session_t *s = t->data;
-	set_size(s, s->rows);
+	set_size(s, agent_rows(s));
 }
 
 /* One row shorter, then back: programs redraw on a size change, and many
    ignore a SIGWINCH that changes nothing. */
 static void redraw_agent(session_t *s)
 {
-	if (s->rows < 2 || loop_timer_active(&s->redraw))
+	if (agent_rows(s) < 2 || loop_timer_active(&s->redraw))
 		return;
-	set_size(s, s->rows - 1);
+	set_size(s, agent_rows(s) - 1);
 	loop_timer_start(s->rt->loop, &s->redraw, REDRAW_NS, on_redraw, s);
 }
 
@@ -329,6 +340,8 @@ static void back_to_agent(session_t *s, int repaint)
 		memcpy(msg, s->status_line, sizeof msg);
 		s->status_line[0] = 0;
 		show_status(s, msg);
+	} else if (s->pin[0]) {
+		draw_pinned(s);
 	}
 }
 
@@ -535,7 +548,9 @@ static void on_winch(loop_t *loop, loop_signal *sig, int signo)
 	s->cols = ws.ws_col;
 	s->rows = ws.ws_row;
 	loop_timer_stop(s->rt->loop, &s->redraw); /* the real change repaints anyway */
-	set_size(s, s->rows);
+	set_size(s, agent_rows(s));
+	if (s->pin[0] && s->mode == M_PASS)
+		draw_pinned(s);
 	char size[32];
 	int len = snprintf(size, sizeof size, "%dx%d", s->cols, s->rows);
 	rec(s, 'r', size, (size_t)len);
@@ -589,6 +604,8 @@ static void finish(session_t *s)
 	}
 	s->mode = M_PASS;
 	release_held(s);
+	if (s->pin[0])
+		draw_unpin(&s->draw, s->rows);
 	draw_reset(&s->draw, &s->screen); /* what a killed agent left set */
 	flush_draw(s);
 	restore_terminal(s);
@@ -672,6 +689,22 @@ void session_status(session_t *s, const char *text)
 {
 	if (!s->finished)
 		show_status(s, text);
+}
+
+/* A pinned bottom row (text), or none (NULL or ""): the agent's terminal
+   is one row shorter meanwhile, so nothing it draws covers the row. */
+void session_pin(session_t *s, const char *text)
+{
+	int was = s->pin[0] != 0;
+	if (s->finished)
+		return;
+	snprintf(s->pin, sizeof s->pin, "%s", text ? text : "");
+	if (!s->pin[0] && was && draw_unpin(&s->draw, s->rows) == 0)
+		flush_draw(s);
+	if (!s->pin[0] != !was)
+		set_size(s, agent_rows(s)); /* the agent repaints for its new size */
+	if (s->pin[0] && s->mode == M_PASS)
+		draw_pinned(s);
 }
 
 void session_mark(session_t *s, const char *label, size_t len)

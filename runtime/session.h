@@ -42,6 +42,7 @@ int  session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *
                    session_event_fn fn, void *owner, session_t **out, char *err, size_t errlen);
 void session_show(session_t *s, const char *text, size_t len); /* the pager */
 void session_status(session_t *s, const char *text);           /* the bottom row */
+void session_pin(session_t *s, const char *text);              /* a row kept there; NULL: none */
 void session_mark(session_t *s, const char *label, size_t len);
 int  session_write(session_t *s, const char *p, size_t n);     /* -1 once it ended */
 void session_info(session_t *s, session_info_t *out);

@@ -355,7 +355,7 @@ static void screen_mode(screen_t *s, int set)
 	for (int i = 0; i < s->nparams; i++) {
 		int m = s->params[i];
 		if (m == 1049 || m == 1047 || m == 47)
-			s->alt = set;
+			s->alt = set, s->repaints++;
 		else if (m == 25)
 			s->cursor_hidden = !set;
 		else if (m == 2004)
@@ -380,6 +380,8 @@ static void screen_csi(screen_t *s, unsigned char final)
 		s->modkeys = s->nparams >= 2 && s->params[1] > 0;
 	else if (s->prefix == 0 && final == 'm')
 		s->sgr = !(s->nparams == 1 && s->params[0] == 0); /* CSI m and CSI 0 m reset */
+	else if (s->prefix == 0 && (final == 'J' || final == 'r'))
+		s->repaints++; /* erase in display, scroll region */
 }
 
 /* An OSC string ended: "0;TITLE" or "2;TITLE" sets the window title. */
@@ -408,6 +410,7 @@ void screen_scan(screen_t *s, const unsigned char *p, size_t n)
 		}
 		unsigned char c = *p++;
 		if (s->state == S_ESC) {
+			s->repaints += c == 'c'; /* a full reset */
 			s->state = c == '[' ? S_CSI : c == ']' ? S_OSC : S_GROUND;
 			s->prefix = s->num = s->nparams = s->osclen = 0;
 			continue;
@@ -604,4 +607,22 @@ int draw_status(buf_t *out, const char *text, int cols, int rows)
 	r |= buf_add(out, text, fit(text, strlen(text), cols - TAG_COLS, NULL));
 	r |= ADD(out, "\x1b" "8");
 	return r;
+}
+
+int draw_pin(buf_t *out, const char *text, int cols, int rows)
+{
+	int r = ADD(out, "\x1b" "7");
+	r |= addf(out, "\x1b[1;%dr", rows - 1, 0); /* homes the cursor: saved and restored */
+	r |= addf(out, "\x1b[%d;%dH\x1b[0m\x1b[2K", rows, 1);
+	r |= ADD(out, TAG);
+	r |= buf_add(out, text, fit(text, strlen(text), cols - TAG_COLS, NULL));
+	r |= ADD(out, "\x1b" "8");
+	return r;
+}
+
+int draw_unpin(buf_t *out, int rows)
+{
+	int r = ADD(out, "\x1b" "7" "\x1b[r");
+	r |= addf(out, "\x1b[%d;%dH\x1b[2K", rows, 1);
+	return r | ADD(out, "\x1b" "8");
 }

@@ -89,6 +89,8 @@ typedef struct screen {
 	int  osclen;
 	char title[128];    /* the window title the agent set last (OSC 0 or 2) */
 	int  titles;        /* how many times it was set */
+	int  repaints;      /* erases, scroll regions, resets, screen switches: what can
+	                       wipe or move a pinned bottom row */
 } screen_t;
 
 /* Notes the mode changes and the window title in bytes the agent wrote. */
@@ -110,5 +112,9 @@ int draw_editor_close(buf_t *out, const screen_t *s, int rows);
 int draw_pager(buf_t *out, const char *text, size_t len, int first, int cols, int rows);
 /* A one-line message on the bottom row; the agent's cursor is kept. */
 int draw_status(buf_t *out, const char *text, int cols, int rows);
+/* A pinned bottom row: the rows above become the scroll region (the agent
+   is told it has one row less), the text goes below; unpin undoes it. */
+int draw_pin(buf_t *out, const char *text, int cols, int rows);
+int draw_unpin(buf_t *out, int rows);
 
 #endif

@@ -64,6 +64,19 @@ void buf_free(buf_t *b)
 	b->len = b->cap = 0;
 }
 
+void keep_last(char *dst, size_t cap, size_t *len, const char *p, size_t n)
+{
+	if (n >= cap) {
+		memcpy(dst, p + n - cap, cap);
+		*len = cap;
+		return;
+	}
+	size_t keep = *len + n > cap ? cap - n : *len;
+	memmove(dst, dst + *len - keep, keep);
+	memcpy(dst + keep, p, n);
+	*len = keep + n;
+}
+
 static int buf_gc(lua_State *L)
 {
 	buf_free(lua_touserdata(L, 1));

@@ -13,6 +13,7 @@
 --   ctx.lines    lines typed to the agent so far: {t =, text =}
 --   ctx.print(...)   add a line to the command's output
 --   ctx.show(text)   show text now;  ctx.status(text): the bottom-row message
+--   ctx.pin(text)    a bottom row kept while the agent runs (nil removes it)
 --   ctx.running  the command tasks still running: {[task] = name}
 
 local core = require "procy.core"
@@ -187,6 +188,7 @@ function M.context(session, fields)
   ctx.commands = M.registry()
   ctx.show = function(text) session:show(text) end
   ctx.status = function(text) session:status(text) end
+  ctx.pin = function(text) session:pin(text) end
   return ctx
 end
 

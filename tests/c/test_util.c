@@ -17,6 +17,14 @@ int main(void)
 	buf_free(&b);
 	ok(b.p == NULL && b.cap == 0, "free resets");
 
+	char last[4];
+	size_t used = 0;
+	keep_last(last, sizeof last, &used, "ab", 2);
+	keep_last(last, sizeof last, &used, "cde", 3);
+	ok(used == 4 && memcmp(last, "bcde", 4) == 0, "keep_last keeps the last bytes across calls");
+	keep_last(last, sizeof last, &used, "0123456789", 10);
+	ok(used == 4 && memcmp(last, "6789", 4) == 0, "and of a piece longer than it holds");
+
 	lua_State *L = luaL_newstate();
 	is_int(procy_fail(L, "EBUSY", "db %s is %d%% full", "x", 99), 3, "failure tuple has three values");
 	ok(lua_isnil(L, 1), "first is nil");

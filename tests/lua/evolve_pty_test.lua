@@ -88,8 +88,6 @@ term:keys("Enter")
 see("you said: raise the value", "the person gives the agent the task")
 core.sleep(1)
 command("evolve 2")
--- (the progress line on the bottom row is redrawn over by the agent; the
--- record says where the run is)
 local h = assert(db.open(record, { migrations = false }))
 local deadline, running = core.now() + 90, nil
 repeat
@@ -98,13 +96,26 @@ repeat
 until running or core.now() > deadline
 T.ok(running, "try 1 scored, try 2 under way (a Bash call that sleeps 8 s)")
 core.sleep(2)
+local function bottom()
+  local last
+  for line in term:screen():gmatch("([^\n]*)\n") do last = line end
+  return last or ""
+end
+T.like(bottom(), "evolve %x+: try 2/2 ▕.-▏ best 5 %(try 1%)", "the progress line is pinned to the bottom row while the agent works")
 command("status")
 see("evolve %x+: try 2/2 ▕.-▏ best 5 %(try 1%) · %d+s · ~%d+s left · the agent works",
   "!status while it runs: try i of N, a bar, the best, elapsed, an estimate, the phase")
 close_pager()
 command("stop")
-see("stopped 1 command", "!stop cancels it mid-try")
+deadline = core.now() + 30
+local stopped
+repeat
+  stopped = h:query("SELECT 1 FROM evolve_runs WHERE status = 'stopped'")[1]
+  core.sleep(0.2)
+until stopped or core.now() > deadline
+T.ok(stopped, "!stop cancels it mid-try")
 core.sleep(2)
+T.ok(not bottom():find("evolve", 1, true), "and the progress row goes with the run", bottom())
 
 local run = h:query("SELECT * FROM evolve_runs ORDER BY started_at LIMIT 1")[1] or {}
 T.is(run.status, "stopped", "the run is marked stopped")

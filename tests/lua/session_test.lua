@@ -317,4 +317,51 @@ do
 end
 
 proc.run { "rm", "-rf", dir }
+-- a pinned bottom row (!evolve's progress line): the agent has one row
+-- less, its scrolling and erasing leave the row alone, unpinning gives the
+-- row back
+do
+  local project = dir .. "/pinned"
+  require("procy.fs").mkdir(project)
+  T.write(project .. "/procy.lua", [[
+    return { commands = { pin = function(ctx, args) ctx.pin(args.line ~= "" and args.line or nil) end } }
+  ]])
+  local term = tmux.new { cmd = "cd " .. q(project) .. " && " .. procy .. " -- " .. bash, env = env, cols = 80, rows = 20 }
+  local function row(n)
+    local i = 0
+    for line in (term:screen() .. "\n"):gmatch("([^\n]*)\n") do
+      i = i + 1
+      if i == n then return line end
+    end
+  end
+  see(term, "^%$", "bash ready")
+  term:type("!pin try 2/5 best 1.5") term:keys("Enter")
+  core.sleep(0.5)
+  term:type("stty size") term:keys("Enter")
+  see(term, "\n19 80", "a pinned row: the agent's terminal is a row shorter")
+  term:type("seq 1 60") term:keys("Enter")
+  see(term, "\n60\n", "the agent scrolls")
+  core.sleep(0.3)
+  T.like(row(20), "try 2/5 best 1%.5", "the pinned row stays put under scrolling output")
+  T.like(row(19), "^%$", "the agent's prompt is on the row above")
+  term:type("clear") term:keys("Enter")
+  core.sleep(0.5)
+  T.like(row(20), "try 2/5 best 1%.5", "and comes back after the agent erases the screen")
+  term:type("!pin try 3/5") term:keys("Enter")
+  core.sleep(0.5)
+  T.like(row(20), "try 3/5", "a new text replaces it")
+  term:type("!pin") term:keys("Enter")
+  core.sleep(0.5)
+  term:type("stty size") term:keys("Enter")
+  see(term, "\n20 80", "unpinned: the agent has every row again")
+  T.ok(not term:screen():find("try 3/5", 1, true), "and the row is gone")
+  term:type("seq 1 40") term:keys("Enter")
+  see(term, "\n40\n", "the whole screen scrolls again")
+  core.sleep(0.3)
+  T.like(row(20), "^%$", "down to the bottom row")
+  term:type("exit 0") term:keys("Enter")
+  core.sleep(0.5)
+  term:kill()
+end
+
 return T.done()
