@@ -133,17 +133,20 @@ function R.try(state)
   evolve.add_try(run.id, { seq = seq, parent_seq = state.at.seq, prompt = prompt, model = info.model,
     session_id = a.session })
   evolve.progress(state, "the agent works")
-  local tseq, serr, scode = a:send(prompt, "proxy")
-  if not tseq and scode == "EPIPE" and state.own_agent then
-    -- the agent died (in the last try, say): a new one, resuming its session
+  local tseq, serr, scode, turn, terr
+  for attempt = 1, 2 do
+    tseq, serr, scode = a:send(prompt, "proxy")
+    if tseq then turn, terr = a:wait_turn { seq = tseq, timeout = o.turn_timeout } end
+    -- the agent died (since the last try, or in this one): a new one,
+    -- resuming its session, gets the prompt again, once
+    local died = (not tseq and scode == "EPIPE") or (turn and turn.status == "error" and not a:status().running)
+    if not (died and state.own_agent and attempt == 1) then break end
     evolve.progress(state, "restarting the agent")
     say(state, "the agent had exited; restarting it, resuming its session")
     local ok, rerr = a:restart { resume = true, force = true }
     if not ok then return nil, "the agent exited and did not restart: " .. tostring(rerr), "EPIPE" end
-    tseq, serr, scode = a:send(prompt, "proxy")
   end
   if not tseq then return nil, "the agent cannot take a prompt: " .. tostring(serr), scode end
-  local turn, terr = a:wait_turn { seq = tseq, timeout = o.turn_timeout }
   local t = { seq = seq, prompt = prompt, turn_seq = tseq, tokens = tokens }
   if turn then
     t.response = turn.response ~= require("procy.json").null and turn.response or nil
