@@ -291,6 +291,11 @@ m = fakemodel.start { "SET 5", "SET 4", "SET 3" }
 r = evolve_run(p6, m, { "--task", "t", "--iterations", "3", "--agent", "setter", "--evaluator", "eval.sh", "--budget-tokens", "20" })
 T.like(r.stdout, "ended %(token budget spent%)", "--budget-tokens: the proxy model's tokens count (15 a call)")
 m.close()
+m = fakemodel.start { "SET 5", "SET 4", "SET 3" }
+r = evolve_run(p6, m, { "--task", "t", "--iterations", "3", "--agent", "setter", "--evaluator", "eval.sh", "--budget-time", "0.001" })
+T.like(r.stdout, "ended %(time budget spent%)", "--budget-time: no try starts once the time is spent")
+T.is(#m.requests, 0, "(the starting point's evaluation counts)")
+m.close()
 m = fakemodel.start { "SET 9", "SET 4" }
 r = evolve_run(p6, m, { "--task", "t", "--iterations", "2", "--agent", "setter", "--evaluator", "eval.sh", "--rollback", "never" })
 T.like(r.stdout, "try 2: ok%s+score 4 .- kept", "--rollback never: a worse try is kept to build on")
