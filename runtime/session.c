@@ -8,8 +8,8 @@
 ** person types goes to the agent and the recorder (not while the agent's
 ** terminal reads a password: echo off in canonical mode), except `!` at the
 ** start of an empty line, which opens procy's command line on the bottom
-** row. While procy draws (the command line, a pager) the agent's output is
-** held back, and afterwards the agent is made to redraw. The owner (pty.c)
+** row. While procy draws (the command line, a pager: overlay.c) the agent's
+** output is held back, and afterwards the agent is made to redraw. The owner (pty.c)
 ** hears of commands, typed lines, errors and the exit through a callback,
 ** and draws with session_show, session_status and session_pin (a bottom
 ** row kept out of the agent's reach: its terminal is a row shorter and the
@@ -36,8 +36,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "session.h"
-#include "term.h"
+#include "session_impl.h"
 
 #define HOLD_MAX   (4 << 20)   /* agent output held back while procy draws */
 #define TYPED_MAX  (1 << 20)   /* typed bytes the agent has not read yet */
@@ -45,50 +44,6 @@
 #define FLUSH_NS   50000000    /* recorder flush period */
 #define REDRAW_NS  60000000    /* how long the pty stays one row shorter */
 #define REC_PATIENCE 2000000000 /* recording failing this long gets reported */
-
-enum { M_PASS, M_EDIT, M_PAGER };
-
-struct session {
-	runtime_t  *rt;
-	pid_t       pid;
-	int         master;       /* -1 once closed */
-	int         master_eof, exited, status, finished;
-	int         owned;        /* the owner (pty.c) still holds it */
-	session_event_fn on_event;
-	void       *owner;
-	loop_child  child;
-	loop_io     in_io, m_io;
-	loop_signal winch;
-	loop_timer  flush, linger, redraw;
-	struct termios saved;
-	int         raw;
-	int         cols, rows;
-	buf_t       typed;        /* for the agent, not yet taken by the pty */
-	buf_t       held;         /* agent output held back while procy draws */
-	buf_t       draw;         /* scratch for what procy draws */
-	int         mode;
-	tracker_t   track;
-	editor_t    ed;
-	unsigned char keys[32];   /* the start of a key sequence cut by a read */
-	size_t      nkeys;
-	char       *pager;
-	size_t      pager_len;
-	int         pager_first, pager_total, pager_alt;
-	buf_t       later;        /* pager text waiting for the command line to close */
-	char        status_line[256]; /* a status waiting for the same */
-	char        pin[256];     /* the pinned bottom row ("": none) */
-	int         pin_seen;     /* screen.repaints when it was last drawn */
-	screen_t    screen;
-	recorder_t *rec;
-	int         rec_reported;
-	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
-	int64_t     started, last_output; /* loop clock */
-	char        tail[256];    /* the agent's last output bytes (idle patterns) */
-	size_t      tail_len;
-	uint64_t    bytes_in, bytes_out;
-	int         saved_stderr; /* procy's stderr, while it goes to the log */
-	list_node   all;
-};
 
 static list_t all_sessions;
 
@@ -99,15 +54,9 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void flush_draw(session_t *s)
-{
-	tty_write(s->draw.p, s->draw.len);
-	s->draw.len = 0;
-}
-
 /* ---- events for the owner ---------------------------------------------------------- */
 
-static void post(session_t *s, int type, const char *text, size_t len, int code, int sig)
+void session_post(session_t *s, int type, const char *text, size_t len, int code, int sig)
 {
 	if (s->on_event)
 		s->on_event(s->owner, type, text, len, code, sig);
@@ -115,7 +64,13 @@ static void post(session_t *s, int type, const char *text, size_t len, int code,
 
 /* ---- recording ------------------------------------------------------------------- */
 
-static void report(session_t *s, const char *fmt, const char *what);
+static void report(session_t *s, const char *fmt, const char *what)
+{
+	char msg[512];
+	snprintf(msg, sizeof msg, fmt, what ? what : "");
+	overlay_status(s, msg);
+	session_post(s, SESSION_ERROR, msg, strlen(msg), 0, 0);
+}
 
 static void rec(session_t *s, char kind, const void *p, size_t n)
 {
@@ -143,19 +98,12 @@ static void on_flush(loop_t *loop, loop_timer *t)
 
 /* ---- output: agent -> terminal ---------------------------------------------------- */
 
-static void draw_pinned(session_t *s)
-{
-	s->pin_seen = s->screen.repaints;
-	draw_pin(&s->draw, s->pin, s->cols, s->rows);
-	flush_draw(s);
-}
-
 static void to_terminal(session_t *s, const char *p, size_t n)
 {
 	screen_scan(&s->screen, (const unsigned char *)p, n);
 	tty_write(p, n);
 	if (s->pin[0] && s->screen.repaints != s->pin_seen)
-		draw_pinned(s); /* the agent may have wiped it, or reset the scroll region */
+		overlay_pin(s); /* the agent may have wiped it, or reset the scroll region */
 }
 
 static void agent_output(session_t *s, const char *p, size_t n)
@@ -170,7 +118,7 @@ static void agent_output(session_t *s, const char *p, size_t n)
 		to_terminal(s, p, n); /* out of memory: show it rather than lose it */
 }
 
-static void release_held(session_t *s)
+void session_release_held(session_t *s)
 {
 	to_terminal(s, s->held.p, s->held.len);
 	s->held.len = 0;
@@ -256,7 +204,7 @@ static int reading_secret(session_t *s)
 	return !(t.c_lflag & ECHO) && (t.c_lflag & ICANON);
 }
 
-static void type_to_agent(session_t *s, const char *p, size_t n, int secret)
+void session_type(session_t *s, const char *p, size_t n, int secret)
 {
 	if (n == 0)
 		return;
@@ -292,7 +240,7 @@ static void on_redraw(loop_t *loop, loop_timer *t)
 
 /* One row shorter, then back: programs redraw on a size change, and many
    ignore a SIGWINCH that changes nothing. */
-static void redraw_agent(session_t *s)
+void session_redraw_agent(session_t *s)
 {
 	if (agent_rows(s) < 2 || loop_timer_active(&s->redraw))
 		return;
@@ -300,119 +248,7 @@ static void redraw_agent(session_t *s)
 	loop_timer_start(s->rt->loop, &s->redraw, REDRAW_NS, on_redraw, s);
 }
 
-/* ---- procy's drawing: command line, pager, status ---------------------------------- */
-
-static void show_status(session_t *s, const char *text)
-{
-	if (s->mode != M_PASS) {
-		snprintf(s->status_line, sizeof s->status_line, "%s", text);
-		return;
-	}
-	draw_status(&s->draw, text, s->cols, s->rows);
-	flush_draw(s);
-}
-
-static void report(session_t *s, const char *fmt, const char *what)
-{
-	char msg[512];
-	snprintf(msg, sizeof msg, fmt, what ? what : "");
-	show_status(s, msg);
-	post(s, SESSION_ERROR, msg, strlen(msg), 0, 0);
-}
-
-static void open_pager(session_t *s, const char *text, size_t len);
-
-/* Back to passing keys through: output held meanwhile is written, the
-   agent repaints, and whatever waited for the command line is shown. */
-static void back_to_agent(session_t *s, int repaint)
-{
-	s->mode = M_PASS;
-	release_held(s);
-	if (repaint)
-		redraw_agent(s);
-	if (s->later.len) {
-		buf_t t = s->later;
-		memset(&s->later, 0, sizeof s->later);
-		open_pager(s, t.p, t.len);
-		buf_free(&t);
-	} else if (s->status_line[0]) {
-		char msg[sizeof s->status_line];
-		memcpy(msg, s->status_line, sizeof msg);
-		s->status_line[0] = 0;
-		show_status(s, msg);
-	} else if (s->pin[0]) {
-		draw_pinned(s);
-	}
-}
-
-static void draw_page(session_t *s)
-{
-	s->pager_total = draw_pager(&s->draw, s->pager, s->pager_len, s->pager_first, s->cols, s->rows);
-	flush_draw(s);
-}
-
-static void open_pager(session_t *s, const char *text, size_t len)
-{
-	if (s->mode == M_EDIT || s->finished) {
-		if (s->later.len)
-			buf_add(&s->later, "\n", 1);
-		buf_add(&s->later, text, len);
-		return;
-	}
-	if (s->mode == M_PAGER) { /* more output while the pager is open */
-		char *p = realloc(s->pager, s->pager_len + len + 1);
-		if (!p)
-			return;
-		p[s->pager_len] = '\n';
-		memcpy(p + s->pager_len + 1, text, len);
-		s->pager = p;
-		s->pager_len += len + 1;
-		draw_page(s);
-		return;
-	}
-	if (!(s->pager = malloc(len ? len : 1)))
-		return;
-	memcpy(s->pager, text, len);
-	s->pager_len = len;
-	s->pager_first = 0;
-	s->mode = M_PAGER;
-	/* On the main screen the pager takes the alternate one, and leaving it
-	   gives the terminal back exactly as it was. */
-	s->pager_alt = !s->screen.alt;
-	if (s->pager_alt)
-		tty_write("\x1b[?1049h", 8);
-	draw_page(s);
-}
-
-static void close_pager(session_t *s)
-{
-	free(s->pager);
-	s->pager = NULL;
-	if (s->pager_alt) {
-		tty_write("\x1b[?1049l", 8);
-		tty_write(s->screen.cursor_hidden ? "\x1b[?25l" : "\x1b[?25h", 6);
-	}
-	back_to_agent(s, !s->pager_alt);
-}
-
-static void open_editor(session_t *s)
-{
-	s->mode = M_EDIT;
-	editor_clear(&s->ed);
-	s->nkeys = 0;
-	buf_add(&s->draw, "\x1b" "7", 2); /* the agent's cursor, for draw_editor_close */
-	draw_editor(&s->draw, &s->ed, s->cols, s->rows);
-	flush_draw(s);
-}
-
-static void close_editor(session_t *s)
-{
-	draw_editor_close(&s->draw, &s->screen, s->rows);
-	flush_draw(s);
-	back_to_agent(s, 1);
-}
-
-/* ---- keys in each mode ------------------------------------------------------------------ */
+/* ---- keys ------------------------------------------------------------------------------ */
 
 /* Passes typed bytes on, watching for `!` at the start of an empty line.
    Returns the bytes used (the `!` included when it opened the editor). */
@@ -427,90 +263,14 @@ static size_t pass_keys(session_t *s, const char *p, size_t n)
 			break;
 		if (track_byte(&s->track, (unsigned char)p[i]) == TRACK_SUBMIT) {
 			rec(s, 'l', s->track.line, s->track.len);
-			post(s, SESSION_LINE, s->track.line, s->track.len, 0, 0);
+			session_post(s, SESSION_LINE, s->track.line, s->track.len, 0, 0);
 		}
 	}
-	type_to_agent(s, p, i, secret);
+	session_type(s, p, i, secret);
 	if (i == n)
 		return n;
-	open_editor(s);
+	overlay_editor(s);
 	return i + 1;
-}
-
-/* Feeds bytes as keys to fn until it leaves its mode; keeps an unfinished
-   sequence for the next read. Returns the bytes of p used. */
-static size_t feed_keys(session_t *s, const char *p, size_t n, int (*fn)(session_t *, const term_key *))
-{
-	unsigned char buf[4096 + sizeof s->keys];
-	size_t have = s->nkeys, take = n < 4096 ? n : 4096;
-	memcpy(buf, s->keys, have);
-	memcpy(buf + have, p, take);
-	size_t total = have + take, pos = 0;
-	s->nkeys = 0;
-	while (pos < total) {
-		term_key k;
-		size_t used = key_parse(buf + pos, total - pos, &k);
-		if (used == 0) { /* cut by the read: keep for the next one */
-			size_t rest = total - pos;
-			if (rest <= sizeof s->keys) {
-				memcpy(s->keys, buf + pos, rest);
-				s->nkeys = rest;
-			}
-			return take;
-		}
-		pos += used;
-		if (fn(s, &k))
-			return pos > have ? pos - have : 0;
-	}
-	return take;
-}
-
-static int editor_keys(session_t *s, const term_key *k)
-{
-	switch (editor_key(&s->ed, k)) {
-	case EDIT_SUBMIT:
-		close_editor(s);
-		post(s, SESSION_COMMAND, s->ed.text, s->ed.len, 0, 0);
-		return 1;
-	case EDIT_CANCEL:
-		close_editor(s);
-		return 1;
-	case EDIT_LITERAL:
-		close_editor(s);
-		track_byte(&s->track, '!');
-		type_to_agent(s, "!", 1, 0);
-		return 1;
-	default:
-		draw_editor(&s->draw, &s->ed, s->cols, s->rows);
-		flush_draw(s);
-		return 0;
-	}
-}
-
-static int pager_keys(session_t *s, const term_key *k)
-{
-	int page = s->rows > 2 ? s->rows - 1 : 1;
-	int c = k->type == KEY_CHAR ? k->ch[0] : 0;
-	if (k->type == KEY_PGDN || k->type == KEY_DOWN || c == ' ' || c == 'j' || c == 'f') {
-		if (s->pager_first + page < s->pager_total) {
-			s->pager_first += k->type == KEY_DOWN || c == 'j' ? 1 : page;
-			draw_page(s);
-		}
-		return 0;
-	}
-	if (k->type == KEY_PGUP || k->type == KEY_UP || c == 'b' || c == 'k') {
-		s->pager_first -= k->type == KEY_UP || c == 'k' ? 1 : page;
-		if (s->pager_first < 0)
-			s->pager_first = 0;
-		draw_page(s);
-		return 0;
-	}
-	if (c == 'q' || k->type == KEY_ESC || k->type == KEY_ENTER ||
-	    (k->type == KEY_CTRL && k->ch[0] == 'C')) {
-		close_pager(s);
-		return 1;
-	}
-	return 0;
 }
 
 static void on_keyboard(loop_t *loop, loop_io *w, uint32_t events)
@@ -529,7 +289,7 @@ static void on_keyboard(loop_t *loop, loop_io *w, uint32_t events)
 	size_t left = (size_t)n;
 	while (left > 0 && !s->finished) {
 		size_t used = s->mode == M_PASS ? pass_keys(s, p, left)
-		            : feed_keys(s, p, left, s->mode == M_EDIT ? editor_keys : pager_keys);
+		            : overlay_keys(s, p, left);
 		p += used;
 		left -= used;
 	}
@@ -549,17 +309,10 @@ static void on_winch(loop_t *loop, loop_signal *sig, int signo)
 	s->rows = ws.ws_row;
 	loop_timer_stop(s->rt->loop, &s->redraw); /* the real change repaints anyway */
 	set_size(s, agent_rows(s));
-	if (s->pin[0] && s->mode == M_PASS)
-		draw_pinned(s);
 	char size[32];
 	int len = snprintf(size, sizeof size, "%dx%d", s->cols, s->rows);
 	rec(s, 'r', size, (size_t)len);
-	if (s->mode == M_EDIT) {
-		draw_editor(&s->draw, &s->ed, s->cols, s->rows);
-		flush_draw(s);
-	} else if (s->mode == M_PAGER) {
-		draw_page(s);
-	}
+	overlay_resized(s);
 }
 
 /* ---- the end ------------------------------------------------------------------------ */
@@ -598,16 +351,16 @@ static void finish(session_t *s)
 	s->finished = 1;
 	if (s->mode == M_EDIT) {
 		draw_editor_close(&s->draw, &s->screen, s->rows);
-		flush_draw(s);
+		overlay_flush(s);
 	} else if (s->mode == M_PAGER && s->pager_alt) {
 		tty_write("\x1b[?1049l", 8);
 	}
 	s->mode = M_PASS;
-	release_held(s);
+	session_release_held(s);
 	if (s->pin[0])
 		draw_unpin(&s->draw, s->rows);
 	draw_reset(&s->draw, &s->screen); /* what a killed agent left set */
-	flush_draw(s);
+	overlay_flush(s);
 	restore_terminal(s);
 	loop_io_stop(loop, &s->in_io);
 	loop_io_stop(loop, &s->m_io);
@@ -625,9 +378,9 @@ static void finish(session_t *s)
 		snprintf(what, sizeof what, "%d", code);
 	rec(s, 'x', what, strlen(what));
 	if (rec_close(s->rec) < 0 && !s->rec_reported)
-		post(s, SESSION_ERROR, "recording failed at the end", 28, 0, 0);
+		session_post(s, SESSION_ERROR, "recording failed at the end", 28, 0, 0);
 	s->rec = NULL;
-	post(s, SESSION_EXIT, NULL, 0, code, sig);
+	session_post(s, SESSION_EXIT, NULL, 0, code, sig);
 	if (s->later.len) /* output for a pager that never opened */
 		tty_write(s->later.p, s->later.len);
 }
@@ -682,13 +435,13 @@ void session_show(session_t *s, const char *text, size_t len)
 {
 	while (len > 0 && text[len - 1] == '\n')
 		len--;
-	open_pager(s, text, len);
+	overlay_pager(s, text, len);
 }
 
 void session_status(session_t *s, const char *text)
 {
 	if (!s->finished)
-		show_status(s, text);
+		overlay_status(s, text);
 }
 
 /* A pinned bottom row (text), or none (NULL or ""): the agent's terminal
@@ -700,11 +453,11 @@ void session_pin(session_t *s, const char *text)
 		return;
 	snprintf(s->pin, sizeof s->pin, "%s", text ? text : "");
 	if (!s->pin[0] && was && draw_unpin(&s->draw, s->rows) == 0)
-		flush_draw(s);
+		overlay_flush(s);
 	if (!s->pin[0] != !was)
 		set_size(s, agent_rows(s)); /* the agent repaints for its new size */
 	if (s->pin[0] && s->mode == M_PASS)
-		draw_pinned(s);
+		overlay_pin(s);
 }
 
 void session_mark(session_t *s, const char *label, size_t len)
@@ -716,7 +469,7 @@ int session_write(session_t *s, const char *p, size_t n)
 {
 	if (s->finished)
 		return -1;
-	type_to_agent(s, p, n, 0);
+	session_type(s, p, n, 0);
 	return 0;
 }
 

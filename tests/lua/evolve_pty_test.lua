@@ -56,7 +56,11 @@ local function command(line)
 end
 local function close_pager()
   term:keys("q")
-  core.sleep(0.3)
+  for _ = 1, 100 do -- under load the pager may take a moment to go
+    if not term:screen():find("q or Enter: close", 1, true) then break end
+    core.sleep(0.1)
+  end
+  core.sleep(0.2)
 end
 
 see("\n❯", "Claude Code starts inside procy")

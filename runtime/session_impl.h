@@ -1,0 +1,73 @@
+/*
+** session_impl.h — the interactive session's insides, shared by its two
+** halves: the relay (session.c) and what procy draws over it (overlay.c).
+** Nothing else includes it; the owner's view is session.h.
+*/
+#ifndef PROCY_SESSION_IMPL_H
+#define PROCY_SESSION_IMPL_H
+
+#include <termios.h>
+
+#include "session.h"
+#include "term.h"
+
+enum { M_PASS, M_EDIT, M_PAGER };
+
+struct session {
+	runtime_t  *rt;
+	pid_t       pid;
+	int         master;       /* -1 once closed */
+	int         master_eof, exited, status, finished;
+	int         owned;        /* the owner (pty.c) still holds it */
+	session_event_fn on_event;
+	void       *owner;
+	loop_child  child;
+	loop_io     in_io, m_io;
+	loop_signal winch;
+	loop_timer  flush, linger, redraw;
+	struct termios saved;
+	int         raw;
+	int         cols, rows;
+	buf_t       typed;        /* for the agent, not yet taken by the pty */
+	buf_t       held;         /* agent output held back while procy draws */
+	buf_t       draw;         /* scratch for what procy draws */
+	int         mode;
+	tracker_t   track;
+	editor_t    ed;
+	unsigned char keys[32];   /* the start of a key sequence cut by a read */
+	size_t      nkeys;
+	char       *pager;
+	size_t      pager_len;
+	int         pager_first, pager_total, pager_alt;
+	buf_t       later;        /* pager text waiting for the command line to close */
+	char        status_line[256]; /* a status waiting for the same */
+	char        pin[256];     /* the pinned bottom row ("": none) */
+	int         pin_seen;     /* screen.repaints when it was last drawn */
+	screen_t    screen;
+	recorder_t *rec;
+	int         rec_reported;
+	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
+	int64_t     started, last_output; /* loop clock */
+	char        tail[256];    /* the agent's last output bytes (idle patterns) */
+	size_t      tail_len;
+	uint64_t    bytes_in, bytes_out;
+	int         saved_stderr; /* procy's stderr, while it goes to the log */
+	list_node   all;
+};
+
+/* session.c, for the overlay */
+void session_post(session_t *s, int type, const char *text, size_t len, int code, int sig);
+void session_release_held(session_t *s);  /* write the output held meanwhile */
+void session_redraw_agent(session_t *s);  /* make the agent repaint */
+void session_type(session_t *s, const char *p, size_t n, int secret); /* bytes for the agent */
+
+/* overlay.c, for the relay */
+void   overlay_flush(session_t *s);                    /* write what was drawn into s->draw */
+void   overlay_status(session_t *s, const char *text); /* the bottom row (or later, if busy) */
+void   overlay_pin(session_t *s);                      /* draw the pinned row */
+void   overlay_pager(session_t *s, const char *text, size_t len);
+void   overlay_editor(session_t *s);                   /* open the `!` command line */
+size_t overlay_keys(session_t *s, const char *p, size_t n);
+void   overlay_resized(session_t *s);
+
+#endif
