@@ -205,6 +205,20 @@ function R.try(state)
   return t
 end
 
+-- a try left running when the run ends early is marked stopped
+local function stop_open_try(run_id)
+  local list = evolve.tries(run_id)
+  local open = list[#list]
+  if open and open.status == "running" then evolve.update_try(run_id, open.seq, { status = "stopped" }) end
+end
+
+-- the workspace, which is snapshot `now`, back to the best try
+local function to_best(state, now)
+  if state.best and state.best.commit_id and now and now ~= state.best.commit_id then
+    state.repo:restore(now, state.best.commit_id)
+  end
+end
+
 -- why the run stops now, or nil
 local function spent(state)
   local o = state.o
@@ -288,18 +302,15 @@ function R.main(args, cmd)
       if own_agent then a:close() end
       return
     end
-    local list = evolve.tries(run.id)
-    local open = list[#list]
-    if open and open.status == "running" then evolve.update_try(run.id, open.seq, { status = "stopped" }) end
+    stop_open_try(run.id)
     evolve.finish_run(run.id, e and "error" or "stopped", e and tostring(e) or "stopped")
     -- what waits (the agent's interrupt, the workspace back to the best try)
     -- runs in a task of its own: this one is ending and cannot wait
     core.spawn(function()
       if a.tracker.open then a:interrupt() end
       if own_agent then a:close() end
-      if state.best and state.best.commit_id and state.at then
-        local now = repo:take(("refs/procy/%s/stopped"):format(run.id), "procy evolve stopped", state.at.commit)
-        if now then repo:restore(now, state.best.commit_id) end
+      if state.at then
+        to_best(state, repo:take(("refs/procy/%s/stopped"):format(run.id), "procy evolve stopped", state.at.commit))
       end
     end)
   end })
@@ -343,8 +354,7 @@ function R.main(args, cmd)
   local last = done[#done]
   state.at = { seq = last.seq, commit = last.commit_id }
   if state.best and last.seq ~= state.best.seq and last.commit_id and state.best.commit_id then
-    local now = repo:take(("refs/procy/%s/resume"):format(run.id), "procy evolve resume", last.commit_id)
-    if now then repo:restore(now, state.best.commit_id) end
+    to_best(state, repo:take(("refs/procy/%s/resume"):format(run.id), "procy evolve resume", last.commit_id))
     state.at = { seq = state.best.seq, commit = state.best.commit_id }
   end
   say(state, ("evolve run %s: %s\nobjective: %s\nstart: %s"):format(run.id, evolve.clip(task, 100), obj.text,
@@ -359,12 +369,8 @@ function R.main(args, cmd)
     if not t then
       finished = true
       evolve.finish_run(run.id, tcode == "EREJECTED" and "stopped" or "error", terr)
-      local t_open = evolve.tries(run.id)
-      t_open = t_open[#t_open]
-      if t_open and t_open.status == "running" then evolve.update_try(run.id, t_open.seq, { status = "stopped" }) end
-      if state.best and state.best.commit_id and state.at.commit ~= state.best.commit_id then
-        repo:restore(state.at.commit, state.best.commit_id)
-      end
+      stop_open_try(run.id)
+      to_best(state, state.at.commit)
       say(state, "evolve stopped: " .. tostring(terr))
       return nil, terr
     end
@@ -372,10 +378,7 @@ function R.main(args, cmd)
     state.seq = state.seq + 1
     evolve.progress(state)
   end
-  -- the workspace ends at the best try
-  if state.best and state.best.commit_id and state.at.commit ~= state.best.commit_id then
-    repo:restore(state.at.commit, state.best.commit_id)
-  end
+  to_best(state, state.at.commit) -- the workspace ends at the best try
   finished = true
   evolve.finish_run(run.id, "done", why ~= "done" and why or nil)
   say(state, ("evolve run %s ended (%s): best %s"):format(run.id, why, state.best and state.best.seq > 0

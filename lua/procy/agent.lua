@@ -99,6 +99,10 @@ end
 
 function A:interrupt() return self.driver:interrupt() end
 
+-- record(kind, line): a line the agent got ('i') or wrote ('o'), as one of
+-- its session's term_events (headless drivers; `procy agent log` reads them)
+function A:record(kind, line) store.event(self.session, kind, line .. "\n") end
+
 -- settle([seconds]): waits (at most 2 s) until every API call that has
 -- ended has been recorded and told — so a turn ended now holds all of them
 function A:settle(max)

@@ -37,16 +37,20 @@ function M.run(id)
   return r
 end
 
--- update_run(id, fields)
-function M.update_run(id, f)
+-- UPDATE tbl SET the fields (tables as JSON, booleans as 1/0) WHERE where
+local function update(tbl, where, f, ...)
   local sets, vals = {}, {}
   for k, v in pairs(f) do
     sets[#sets + 1] = k .. " = ?"
-    vals[#vals + 1] = type(v) == "table" and json.encode(v) or v
+    if type(v) == "boolean" then v = v and 1 or 0 elseif type(v) == "table" then v = json.encode(v) end
+    vals[#vals + 1] = v
   end
-  vals[#vals + 1] = id
-  db():exec("UPDATE evolve_runs SET " .. table.concat(sets, ", ") .. " WHERE id = ?", table.unpack(vals))
+  for _, w in ipairs { ... } do vals[#vals + 1] = w end
+  db():exec(("UPDATE %s SET %s WHERE %s"):format(tbl, table.concat(sets, ", "), where), table.unpack(vals))
 end
+
+-- update_run(id, fields)
+function M.update_run(id, f) update("evolve_runs", "id = ?", f, id) end
 
 -- finish_run(id, status, [err])
 function M.finish_run(id, status, err)
@@ -62,17 +66,7 @@ function M.add_try(run, f)
   return f.seq
 end
 
-function M.update_try(run, seq, f)
-  local sets, vals = {}, {}
-  for k, v in pairs(f) do
-    sets[#sets + 1] = k .. " = ?"
-    if type(v) == "boolean" then v = v and 1 or 0 elseif type(v) == "table" then v = json.encode(v) end
-    vals[#vals + 1] = v
-  end
-  vals[#vals + 1] = run
-  vals[#vals + 1] = seq
-  db():exec("UPDATE tries SET " .. table.concat(sets, ", ") .. " WHERE run_id = ? AND seq = ?", table.unpack(vals))
-end
+function M.update_try(run, seq, f) update("tries", "run_id = ? AND seq = ?", f, run, seq) end
 
 -- tries(run_id) -> the run's tries in order (metrics decoded, feasible a boolean)
 function M.tries(run)

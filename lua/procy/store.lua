@@ -75,6 +75,11 @@ function M.reopen_session(id)
   return M.open():exec("UPDATE sessions SET status = 'running', ended_at = NULL WHERE id = ?", id)
 end
 
+-- agent_session(id, agent_id): the agent's own session id, for resuming it
+function M.agent_session(id, agent_id)
+  return M.open():exec("UPDATE sessions SET agent_session_id = ? WHERE id = ?", agent_id, id)
+end
+
 -- end_session(id, {status =, code =, signal =, bytes_in =, bytes_out =})
 function M.end_session(id, e)
   return M.open():exec([[UPDATE sessions SET ended_at = ?, status = ?, exit_code = ?, exit_signal = ?,

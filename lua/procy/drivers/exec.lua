@@ -14,8 +14,6 @@ local store = require "procy.store"
 local D = {}
 D.__index = D
 
-local function record(a, kind, line) store.event(a.session, kind, line .. "\n") end
-
 function D.new(a)
   if not a.profile.exec then
     return nil, "EINVAL: the " .. a.profile.name .. " profile has no exec(ctx, prompt) for headless turns", "EINVAL"
@@ -39,7 +37,7 @@ function D:turn(item)
   local a, tracker = self.a, self.a.tracker
   tracker:begin(item.text, item.source)
   local argv = a.profile.exec(a:ctx { resume = self.thread }, item.text)
-  record(a, "i", json.encode(argv))
+  a:record("i", json.encode(argv))
   local p, err = proc.spawn(argv, { cwd = a.cwd, env = a:env(), stderr = "pipe" })
   if not p then
     tracker:finish { status = "error", error = err }
@@ -52,7 +50,7 @@ function D:turn(item)
   end)
   for line in p:lines() do
     self.last_io = core.now()
-    record(a, "o", line)
+    a:record("o", line)
     local ev = json.decode(line)
     local info = type(ev) == "table" and a.profile.parse(ev) or nil
     if not info then
@@ -60,7 +58,7 @@ function D:turn(item)
     else
       if info.session_id and info.session_id ~= self.thread then
         self.thread = info.session_id
-        store.open():exec("UPDATE sessions SET agent_session_id = ? WHERE id = ?", info.session_id, a.session)
+        store.agent_session(a.session, info.session_id)
       end
       if info.text then
         text = info.text

@@ -146,7 +146,7 @@ function D:hook(ev)
   local name = ev.hook_event_name or ev.type
   if type(ev.session_id) == "string" and ev.session_id ~= self.agent_session then
     self.agent_session = ev.session_id -- the agent's own id, for resuming
-    store.open():exec("UPDATE sessions SET agent_session_id = ? WHERE id = ?", ev.session_id, self.a.session)
+    store.agent_session(self.a.session, ev.session_id)
   end
   if name == "UserPromptSubmit" then
     tracker:begin(ev.prompt)

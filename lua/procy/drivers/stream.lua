@@ -29,8 +29,6 @@ local store = require "procy.store"
 local D = {}
 D.__index = D
 
-local function record(a, kind, line) store.event(a.session, kind, line .. "\n") end
-
 function D.new(a)
   local o = a.opts or {}
   local d = setmetatable({ a = a, expected = 0, seen = 0, queue = {}, next_seq = a.tracker.seq,
@@ -83,12 +81,12 @@ end
 -- One line of the agent's output.
 function D:line(line)
   self.last_io = core.now()
-  record(self.a, "o", line)
+  self.a:record("o", line)
   local ev = json.decode(line)
   if type(ev) ~= "table" then return end
   if type(ev.session_id) == "string" and ev.session_id ~= self.agent_session then
     self.agent_session = ev.session_id
-    store.open():exec("UPDATE sessions SET agent_session_id = ? WHERE id = ?", ev.session_id, self.a.session)
+    store.agent_session(self.a.session, ev.session_id)
   end
   local sub = ev.parent_tool_use_id ~= nil and ev.parent_tool_use_id ~= json.null -- a subagent's
   if ev.type == "assistant" and type(ev.message) == "table" and not sub then
@@ -130,7 +128,7 @@ function D:send(text, source)
     content = { { type = "text", text = text } } } }
   local ok, err, code = self.p:write(line .. "\n")
   if not ok then return nil, err, code end
-  record(self.a, "i", line)
+  self.a:record("i", line)
   self.last_io = core.now()
   self.expected = self.expected + 1
   self.next_seq = self.next_seq + 1
@@ -149,7 +147,7 @@ function D:lose(why)
   for _ = 1, missing do
     local ev = { type = "result", subtype = "procy_lost", is_error = true, session_id = self.agent_session,
                  result = "procy: " .. why .. "; this turn was lost" }
-    record(self.a, "o", json.encode(ev))
+    self.a:record("o", json.encode(ev))
     self:result(ev)
   end
   self.queue = {}
@@ -205,7 +203,7 @@ function D:interrupt()
     request = { subtype = "interrupt" } }
   self.control = core.op()
   self.p:write(line .. "\n")
-  record(self.a, "i", line)
+  self.a:record("i", line)
   local ev, err, code = core.await(self.control, 10)
   self.control = nil
   if not ev then return nil, err, code end
