@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -134,6 +135,36 @@ static sqlite3_stmt *stmt_get(lua_State *L, db_t *db, const char *sql, size_t le
 	slot->st = st;
 	slot->used = ++db->tick;
 	return st;
+}
+
+struct sqlite3 *db_conn(lua_State *L, int idx)
+{
+	db_t *db = luaL_checkudata(L, idx, PROCY_DB_MT);
+	if (!db->h)
+		luaL_error(L, "db is closed");
+	return db->h;
+}
+
+struct sqlite3_stmt *db_cached(lua_State *L, int idx, const char *sql)
+{
+	db_t *db = luaL_checkudata(L, idx, PROCY_DB_MT);
+	if (!db->h)
+		luaL_error(L, "db is closed");
+	int multi;
+	sqlite3_stmt *st = stmt_get(L, db, sql, strlen(sql), &multi);
+	if (!st)
+		luaL_error(L, "db: cannot prepare %s: %s", sql, sqlite3_errmsg(db->h));
+	return st;
+}
+
+void db_raise(lua_State *L, struct sqlite3 *h, int rc)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, h ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
+	lua_setfield(L, -2, "err");
+	lua_pushstring(L, code_name(rc));
+	lua_setfield(L, -2, "code");
+	lua_error(L);
 }
 
 static void cache_clear(db_t *db)
@@ -512,6 +543,27 @@ static int user_version(db_t *db)
    BEGIN IMMEDIATE transaction; the version is read again under the write
    lock so two processes opening a new database apply each one once.
    Returns 0, or pushes a failure tuple and returns its count. */
+static int migrate_each(lua_State *L, db_t *db, migration *m, int count, int latest);
+
+/* A record opened read-only cannot be migrated: it must be current. */
+static int check_schema(lua_State *L, db_t *db, const char *dir, const char *path)
+{
+	migration *m;
+	int count = load_migrations(L, dir, &m);
+	int latest = count ? m[count - 1].version : 0, v = user_version(db);
+	lua_pop(L, 1);
+	if (v < 0)
+		return db_fail(L, db->h, sqlite3_errcode(db->h), path);
+	if (v < latest)
+		return procy_fail(L, "ESCHEMA", "the record at %s is from an older procy (schema %d, this one "
+		                  "needs %d): run procy once where it may write the file, to bring it up to date",
+		                  path, v, latest);
+	if (v > latest)
+		return procy_fail(L, "ESCHEMA", "database schema version %d is newer than this procy knows (%d); "
+		                  "upgrade procy", v, latest);
+	return 0;
+}
+
 static int migrate(lua_State *L, db_t *db, const char *dir)
 {
 	migration *m;
@@ -522,6 +574,31 @@ static int migrate(lua_State *L, db_t *db, const char *dir)
 		lua_pop(L, 1);
 		return 0; /* the usual case: no write lock needed */
 	}
+	/* Foreign keys are off while a migration runs (SQLite cannot rebuild a
+	   table they point at otherwise: a DROP would cascade or fail) and
+	   checked as a whole before it commits. */
+	exec_plain(db, "PRAGMA foreign_keys = OFF");
+	int n = migrate_each(L, db, m, count, latest);
+	exec_plain(db, "PRAGMA foreign_keys = ON");
+	if (n)
+		return n;
+	lua_pop(L, 1);
+	return 0;
+}
+
+/* 1 when the record has no row pointing at a row that is not there. */
+static int keys_hold(db_t *db)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db->h, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE;
+}
+
+static int migrate_each(lua_State *L, db_t *db, migration *m, int count, int latest)
+{
 	for (int i = 0; i < count; i++) {
 		int rc = exec_plain(db, "BEGIN IMMEDIATE");
 		if (rc != SQLITE_OK)
@@ -538,6 +615,10 @@ static int migrate(lua_State *L, db_t *db, const char *dir)
 		}
 		char *err = NULL;
 		rc = sqlite3_exec(db->h, m[i].sql, NULL, NULL, &err);
+		if (rc == SQLITE_OK && !keys_hold(db)) {
+			rc = SQLITE_CONSTRAINT;
+			err = sqlite3_mprintf("it leaves rows pointing at rows that are not there");
+		}
 		if (rc == SQLITE_OK) {
 			char pragma[64];
 			snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", m[i].version);
@@ -553,7 +634,6 @@ static int migrate(lua_State *L, db_t *db, const char *dir)
 			                  m[i].name, lua_tostring(L, -1));
 		}
 	}
-	lua_pop(L, 1);
 	return 0;
 }
 
@@ -582,9 +662,12 @@ static int db_open(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	double busy = 5;
 	const char *dir = NULL;
-	int do_migrate = 1;
+	int do_migrate = 1, readonly = 0;
 	if (lua_istable(L, 2)) {
 		busy = procy_opt_number(L, 2, "busy_timeout", busy);
+		lua_getfield(L, 2, "readonly");
+		readonly = lua_toboolean(L, -1);
+		lua_pop(L, 1);
 		lua_getfield(L, 2, "migrations");
 		if (lua_isboolean(L, -1))
 			do_migrate = lua_toboolean(L, -1);
@@ -592,14 +675,16 @@ static int db_open(lua_State *L)
 			dir = luaL_checkstring(L, -1);
 		lua_pop(L, 1);
 	}
-	if (strcmp(path, ":memory:") != 0 && make_parents(path) < 0)
+	if (readonly && strcmp(path, ":memory:") != 0 && access(path, F_OK) != 0)
+		return procy_fail(L, "ENOENT", "no record at %s (nothing was recorded there yet)", path);
+	if (!readonly && strcmp(path, ":memory:") != 0 && make_parents(path) < 0)
 		return procy_fail_errno(L, errno, path);
 	db_t *db = lua_newuserdatauv(L, sizeof *db, 0);
 	memset(db, 0, sizeof *db);
 	luaL_setmetatable(L, PROCY_DB_MT);
 	int udx = lua_gettop(L);
-	int rc = sqlite3_open_v2(path, &db->h,
-	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	int rc = sqlite3_open_v2(path, &db->h, (readonly ? SQLITE_OPEN_READONLY :
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		int n = procy_fail(L, code_name(rc), "%s: %s", path,
 		                   db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
@@ -610,9 +695,10 @@ static int db_open(lua_State *L)
 	sqlite3_busy_timeout(db->h, (int)(busy * 1000));
 	/* journal_mode answers with a row; exec discards it. A read-only or
 	   locked file fails here first, with the clearest message. */
-	rc = exec_plain(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
-	                    "PRAGMA foreign_keys = ON");
+	rc = exec_plain(db, readonly ? "PRAGMA foreign_keys = ON"
+	                             : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
 	int n = rc != SQLITE_OK ? db_fail(L, db->h, rc, path)
+	      : readonly && do_migrate ? check_schema(L, db, dir, path)
 	      : do_migrate ? migrate(L, db, dir) : 0;
 	if (n) {
 		cache_clear(db);

@@ -49,6 +49,8 @@ static int next_call(server_t *srv, lua_State *L)
 
 void server_record_ready(server_t *srv)
 {
+	if (srv->capture && srv->running)
+		proxy_resume_held(srv); /* the recorder made room */
 	if (srv->recorder && next_call(srv, srv->rt->L)) {
 		op_t *op = srv->recorder;
 		srv->recorder = NULL;
@@ -128,6 +130,36 @@ static int srv_inflight(lua_State *L)
 	return 2;
 }
 
+/* srv:stats() -> {relayed, waited, held, recorded, marked, lost, queued,
+   queued_bytes, failures, failing}: what the proxy relayed and what the
+   record made of it */
+static int srv_stats(lua_State *L)
+{
+	server_t *srv = check_server(L, 0);
+	size_t relayed, waited, held;
+	proxy_counts(srv, &relayed, &waited, &held);
+	capture_stats cs = { 0 };
+	if (srv->capture)
+		capture_get_stats(srv->capture, &cs);
+	lua_createtable(L, 0, 10);
+#define STAT(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
+	STAT("relayed", relayed);
+	STAT("waited", waited);
+	STAT("held", held);
+	STAT("recorded", cs.recorded);
+	STAT("marked", cs.marked);
+	STAT("lost", cs.lost);
+	STAT("queued", cs.queued);
+	STAT("queued_bytes", cs.queued_bytes);
+	STAT("failures", cs.failures);
+#undef STAT
+	if (cs.error[0]) {
+		lua_pushstring(L, cs.error);
+		lua_setfield(L, -2, "failing");
+	}
+	return 1;
+}
+
 static int srv_port(lua_State *L)
 {
 	lua_pushinteger(L, check_server(L, 0)->port);
@@ -205,7 +237,7 @@ static int http_serve(lua_State *L)
 		lua_getfield(L, -1, "encode");
 		lua_pushvalue(L, -3);
 		lua_call(L, 1, 1);
-		srv->capture = capture_start(srv, lua_tostring(L, -1), err, sizeof err);
+		srv->capture = capture_start(srv, server_record_ready, lua_tostring(L, -1), err, sizeof err);
 		if (!srv->capture) {
 			server_stop(srv);
 			proxy_free(srv->proxy);
@@ -442,6 +474,7 @@ static const luaL_Reg server_methods[] = {
 	{ "accept", srv_accept },
 	{ "calls",  srv_calls },
 	{ "inflight", srv_inflight },
+	{ "stats",  srv_stats },
 	{ "port",   srv_port },
 	{ "close",  srv_close },
 	{ NULL, NULL }

@@ -3,6 +3,8 @@
 ** polling mode (its epoll descriptor sits in our loop; a resumed connection
 ** wakes it). Lua's side of it is http_serve.c.
 **
+** Every request is checked once its headers are in (http_guard.c: token,
+** Host, Origin, Content-Length, path) and refused before its body is read.
 ** A request under /v1/ (or /s/SESSION/v1/) goes to the proxy (proxy.c)
 ** without touching Lua. Any other request is suspended and handed to Lua
 ** (server_hand_to_lua), which answers it whenever it is ready through the
@@ -23,6 +25,10 @@
 
 #include "server.h"
 
+
+#define IDLE_TIMEOUT    30   /* seconds an idle connection is kept */
+#define MAX_CONNECTIONS 1000 /* in all */
+#define MAX_PER_CLIENT  512  /* from one address (every local agent is 127.0.0.1) */
 
 static list_t all_servers;
 
@@ -243,11 +249,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	hreq_t *r = *con_cls;
 	if (!r)
 		return MHD_NO; /* on_uri had no memory */
-	if (!r->method[0]) { /* the headers are in */
+	if (!r->method[0]) { /* the headers are in: refused now, the body is never read */
 		snprintf(r->method, sizeof r->method, "%s", method);
 		MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header, r);
-		if (srv->token && !hreq_authorized(r)) {
-			r->too_big = 2; /* answered when the body is in */
+		const char *type, *msg;
+		unsigned status = (unsigned)hreq_refusal(r, &type, &msg);
+		if (status) {
+			char body[400];
+			snprintf(body, sizeof body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
+			         type, msg);
+			return hreq_respond_json(r, status, body) ? MHD_NO : MHD_YES;
 		}
 		return MHD_YES;
 	}
@@ -259,13 +270,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	}
 	if (r->answered || r->handed)
 		return MHD_YES;
-	if (r->too_big == 1)
+	if (r->too_big)
 		return hreq_respond_json(r, 413, "{\"type\":\"error\",\"error\":{\"type\":\"request_too_large\","
 		                         "\"message\":\"procy: request body too large\"}}") ? MHD_NO : MHD_YES;
-	if (r->too_big == 2)
-		return hreq_respond_json(r, 401, "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
-		                         "\"message\":\"procy: a token is needed (Authorization: Bearer ...)\"}}")
-		       ? MHD_NO : MHD_YES;
 	r->handed = 1;
 	MHD_suspend_connection(conn);
 	r->suspended = 1;
@@ -293,27 +300,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	hreq_release(r);
 }
 
-/* The token, when the server has one: "Authorization: Bearer TOKEN", an
-   "x-procy-token" header, or ?token=TOKEN. Compared in constant time. */
-int hreq_authorized(const hreq_t *r)
-{
-	const char *t = r->srv->token, *given = hreq_header(r, "x-procy-token");
-	const char *auth = hreq_header(r, "authorization");
-	if (!given && auth && strncasecmp(auth, "Bearer ", 7) == 0)
-		given = auth + 7;
-	const char *q = strstr(r->uri.p, "token=");
-	if (!given && q && (q[-1] == '?' || q[-1] == '&'))
-		given = q + 6;
-	if (!given)
-		return 0;
-	size_t n = strlen(t);
-	unsigned diff = 0;
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)t[i] ^ (unsigned char)given[i];
-	char end = given[n];
-	return diff == 0 && (end == 0 || end == '&');
-}
-
 /* ---- starting and stopping ------------------------------------------------------------------ */
 
 /* MHD takes over the listening socket, and the loop watches MHD's epoll
@@ -327,7 +313,11 @@ static int start_mhd(server_t *srv, char *err, size_t errlen)
 	                            MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
 	                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
 	                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-	                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+	                            /* idle keep-alive connections go; one waiting for
+	                               an upstream is suspended and does not time out */
+	                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT,
+	                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+	                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_PER_CLIENT,
 	                            MHD_OPTION_END);
 	const union MHD_DaemonInfo *info = srv->mhd ? MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
 	if (!info || loop_io_start(srv->rt->loop, &srv->io, info->epoll_fd, EPOLLIN, on_mhd_fd, srv) < 0) {
@@ -382,6 +372,8 @@ server_t *server_start(runtime_t *rt, const char *host, int port, char *err, siz
 	}
 	srv->rt = rt;
 	srv->listen_fd = fd;
+	snprintf(srv->host, sizeof srv->host, "%s", host);
+	srv->public = (ntohl(addr.sin_addr.s_addr) >> 24) != 127;
 	srv->port = ntohs(addr.sin_port);
 	srv->max_body = 64 << 20;
 	srv->running = 1;

@@ -697,47 +697,36 @@ static int json_decode(lua_State *L)
 	return 1;
 }
 
-/* Where the children of the value in s:sub(i, j) lie, each one decoded
-   (and so checked): the record keeps bodies in pieces (lua/procy/blobs.lua). */
-/* A child's span, into the list below it (and its key, for an object). */
-static void span_child(lua_State *L, dec_t *d, lua_Integer i, void *is_obj)
-{
-	lua_Integer first = d->p - d->s + 1;
-	dec_value(L, d);
-	lua_pop(L, 1);
-	lua_createtable(L, 3, 0);
-	if (is_obj) {
-		lua_insert(L, -2);
-		lua_rawseti(L, -2, 1); /* the key */
-	}
-	lua_pushinteger(L, first);
-	lua_rawseti(L, -2, is_obj ? 2 : 1);
-	lua_pushinteger(L, d->p - d->s);
-	lua_rawseti(L, -2, is_obj ? 3 : 2);
-	lua_rawseti(L, -2, i);
-}
+/* Where the children of the value in s:sub(i, j) lie (jscan.c): the record
+   keeps bodies in pieces. Nothing is decoded but member keys. */
+typedef struct spans_ud {
+	lua_State  *L;
+	const char *s;
+	int         is_obj;
+} spans_ud;
 
-static int spans_raw(lua_State *L)
+static int span_child(void *ud, size_t i, const jscan_item *it)
 {
-	size_t n;
-	const char *s = lua_tolstring(L, 1, &n);
-	lua_Integer i = lua_tointeger(L, 2), j = lua_tointeger(L, 3);
-	dec_t d = { s, s + i - 1, s + j, 0 };
-	skip_ws(&d);
-	int is_obj = d.p < d.end && *d.p == '{', is_arr = d.p < d.end && *d.p == '[';
-	lua_newtable(L);
-	if (is_obj || is_arr) {
-		dec_children(L, &d, span_child, is_obj ? &d : NULL);
-	} else {
-		dec_value(L, &d);
-		lua_pop(L, 1);
+	spans_ud *u = ud;
+	lua_State *L = u->L;
+	lua_createtable(L, 3, 0);
+	int k = 1;
+	if (u->is_obj) {
+		const char *key = u->s + it->key;
+		if (memchr(key, '\\', it->key_len)) { /* escapes: the decoder undoes them */
+			dec_t d = { key, key, key + it->key_len + 1, 0 };
+			dec_string(L, &d);
+		} else {
+			lua_pushlstring(L, key, it->key_len);
+		}
+		lua_rawseti(L, -2, k++);
 	}
-	skip_ws(&d);
-	if (d.p < d.end)
-		dec_error(L, &d, "trailing data after JSON value");
-	lua_pushstring(L, is_obj ? "object" : is_arr ? "array" : "value");
-	lua_insert(L, -2);
-	return 2;
+	lua_pushinteger(L, (lua_Integer)it->first + 1);
+	lua_rawseti(L, -2, k++);
+	lua_pushinteger(L, (lua_Integer)it->last + 1);
+	lua_rawseti(L, -2, k);
+	lua_rawseti(L, -2, (lua_Integer)i + 1);
+	return 0;
 }
 
 /* spans(s [, i [, j]]) -> kind, list | nil, "EJSON: ...", "EJSON": kind is
@@ -746,17 +735,21 @@ static int spans_raw(lua_State *L)
 static int json_spans(lua_State *L)
 {
 	size_t n;
-	luaL_checklstring(L, 1, &n);
+	const char *s = luaL_checklstring(L, 1, &n);
 	lua_Integer i = luaL_optinteger(L, 2, 1), j = luaL_optinteger(L, 3, (lua_Integer)n);
 	luaL_argcheck(L, i >= 1 && i <= (lua_Integer)n + 1, 2, "out of range");
 	luaL_argcheck(L, j >= i - 1 && j <= (lua_Integer)n, 3, "out of range");
+	const char *p = s + i - 1;
+	while (p < s + j && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	spans_ud u = { L, s, p < s + j && *p == '{' };
 	lua_settop(L, 1);
-	lua_pushcfunction(L, spans_raw);
-	lua_insert(L, 1);
-	lua_pushinteger(L, i);
-	lua_pushinteger(L, j);
-	if (lua_pcall(L, 3, 2, 0) != LUA_OK)
-		return procy_fail(L, "EJSON", "%s", lua_tostring(L, -1));
+	lua_newtable(L);
+	int kind = jscan(s, (size_t)i - 1, (size_t)j, span_child, &u);
+	if (kind < 0)
+		return procy_fail(L, "EJSON", "not a JSON value at bytes %d to %d", (int)i, (int)j);
+	lua_pushstring(L, kind == JSCAN_OBJECT ? "object" : kind == JSCAN_ARRAY ? "array" : "value");
+	lua_insert(L, -2);
 	return 2;
 }
 
@@ -779,6 +772,7 @@ static const luaL_Reg json_funcs[] = {
 	{ "encode", json_encode },
 	{ "decode", json_decode },
 	{ "spans",  json_spans },
+	{ "escaped", json_escaped },
 	{ "array",  json_array },
 	{ "object", json_object },
 	{ NULL, NULL }

@@ -1,16 +1,19 @@
 /*
-** libload.c — opens libcurl and libmicrohttpd when first needed (see
-** libload.h for why). A library is opened once and never closed.
+** libload.c — opens libcurl, libmicrohttpd and libcrypto when first needed
+** (see libload.h for why). A library is opened once and never closed.
 */
 #define LIBLOAD_IMPL
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "libload.h"
 
 #define LIBLOAD_DEFINE(f) __typeof__(libload_##f) libload_##f;
 LIBLOAD_CURL(LIBLOAD_DEFINE)
 LIBLOAD_MHD(LIBLOAD_DEFINE)
+LIBLOAD_CRYPTO(LIBLOAD_DEFINE)
 
 /* Opens the first of names that exists; NULL with dlerror()'s message. */
 static void *open_first(const char *const *names, char *err, size_t errlen)
@@ -64,4 +67,29 @@ int libload_mhd(char *err, size_t errlen)
 	LIBLOAD_MHD(LIBLOAD_SYM)
 	done = 1;
 	return 0;
+}
+
+static int crypto_ok;
+
+#define LIBLOAD_SYM_OR_NOT(f) \
+	if (!(*(void **)&libload_##f = dlsym(h, #f))) \
+		return;
+
+static void open_crypto(void)
+{
+	static const char *const names[] = { "libcrypto.so.3", "libcrypto.so", NULL };
+	char why[256];
+	const char *off = getenv("PROCY_NO_LIBCRYPTO"); /* tests of hash.c's own code */
+	void *h = off && *off ? NULL : open_first(names, why, sizeof why);
+	if (!h)
+		return; /* hash.c's own SHA-256 then */
+	LIBLOAD_CRYPTO(LIBLOAD_SYM_OR_NOT)
+	crypto_ok = 1;
+}
+
+int libload_crypto(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, open_crypto); /* the recorder threads hash too */
+	return crypto_ok;
 }

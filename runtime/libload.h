@@ -1,5 +1,5 @@
 /*
-** libload.h — libcurl and libmicrohttpd, opened on first use.
+** libload.h — libcurl, libmicrohttpd and libcrypto, opened on first use.
 **
 ** Linked at startup, the two libraries and the TLS stacks they pull in
 ** (OpenSSL, GnuTLS, Kerberos, p11-kit) cost every procy command about 6 ms
@@ -7,6 +7,10 @@
 ** never speak HTTP. So they are opened with dlopen when a transfer or a
 ** connection first needs them, and called through pointers that have the
 ** libraries' own prototypes (typeof), so every call is still type-checked.
+** libcrypto (OpenSSL, which libcurl brings anyway) is there only for its
+** SHA-256, which uses the CPU's SHA instructions: the record names every
+** body by its digest, and the portable code in hash.c costs ~60
+** instructions a byte. Without libcrypto hash.c's own code is used.
 */
 #ifndef PROCY_LIBLOAD_H
 #define PROCY_LIBLOAD_H
@@ -16,6 +20,8 @@
 #define CURL_DISABLE_TYPECHECK /* its checks are macros named like the functions */
 #include <curl/curl.h>
 #include <microhttpd.h>
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init & co: the plain, copyable state */
+#include <openssl/sha.h>
 
 #define LIBLOAD_CURL(X) \
 	X(curl_global_init) X(curl_global_cleanup) X(curl_easy_init) X(curl_easy_cleanup) X(curl_easy_reset) \
@@ -31,13 +37,18 @@
 	X(MHD_create_response_from_fd) X(MHD_add_response_header) X(MHD_queue_response) \
 	X(MHD_destroy_response)
 
+#define LIBLOAD_CRYPTO(X) X(SHA256_Init) X(SHA256_Update) X(SHA256_Final)
+
 #define LIBLOAD_DECLARE(f) extern __typeof__(f) *libload_##f;
 LIBLOAD_CURL(LIBLOAD_DECLARE)
 LIBLOAD_MHD(LIBLOAD_DECLARE)
+LIBLOAD_CRYPTO(LIBLOAD_DECLARE)
 
 /* 0 once the library is open; -1 with what is missing in err. */
 int libload_curl(char *err, size_t errlen);
 int libload_mhd(char *err, size_t errlen);
+/* 1 when libcrypto's SHA-256 is there, else 0. Safe from any thread. */
+int libload_crypto(void);
 
 #ifndef LIBLOAD_IMPL
 #undef curl_easy_setopt /* curl.h's argument-count checks */
@@ -76,6 +87,9 @@ int libload_mhd(char *err, size_t errlen);
 #define MHD_add_response_header           (*libload_MHD_add_response_header)
 #define MHD_queue_response                (*libload_MHD_queue_response)
 #define MHD_destroy_response              (*libload_MHD_destroy_response)
+#define SHA256_Init                       (*libload_SHA256_Init)
+#define SHA256_Update                     (*libload_SHA256_Update)
+#define SHA256_Final                      (*libload_SHA256_Final)
 #endif
 
 #endif

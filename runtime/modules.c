@@ -63,9 +63,10 @@ static int search_procy(lua_State *L)
 void procy_open_modules(lua_State *L, int all)
 {
 	static const luaL_Reg preload[] = {
-		{ "procy.json", luaopen_procy_json }, /* these first three need no loop */
-		{ "procy.db",   luaopen_procy_db },
-		{ "procy.hash", luaopen_procy_hash },
+		{ "procy.json",  luaopen_procy_json }, /* these first four need no loop */
+		{ "procy.db",    luaopen_procy_db },
+		{ "procy.hash",  luaopen_procy_hash },
+		{ "procy.blobs", luaopen_procy_blobs },
 		{ "procy.core", luaopen_procy_core },
 		{ "procy.proc", luaopen_procy_proc },
 		{ "procy.fs",   luaopen_procy_fs },
@@ -75,7 +76,7 @@ void procy_open_modules(lua_State *L, int all)
 	};
 	luaL_openlibs(L);
 	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-	for (const luaL_Reg *r = preload; r->name && (all || r < preload + 3); r++) {
+	for (const luaL_Reg *r = preload; r->name && (all || r < preload + 4); r++) {
 		lua_pushcfunction(L, r->func);
 		lua_setfield(L, -2, r->name);
 	}

@@ -44,6 +44,46 @@ void keep_last(char *dst, size_t cap, size_t *len, const char *p, size_t n);
    error unwinds past it: safe scratch space for code that may raise. */
 buf_t *buf_push(lua_State *L);
 
+/* ---- SHA-256 (hash.c) ------------------------------------------------------ */
+
+typedef struct sha256 {
+	int      fast;      /* libcrypto's state in ctx, else the fields below */
+	uint32_t h[8];
+	uint64_t len;       /* bytes so far */
+	uint8_t  buf[64];
+	size_t   n;         /* bytes waiting in buf */
+	_Alignas(8) unsigned char ctx[112]; /* SHA256_CTX (static_assert'd in hash.c) */
+} sha256_t;
+
+void sha256_init(sha256_t *s);
+void sha256_update(sha256_t *s, const void *p, size_t n);
+/* The digest so far as 64 hex digits and a NUL; s is left as it was, so
+   hashing can go on past this point (the prefix digests of a chain). */
+void sha256_hex(const sha256_t *s, char out[65]);
+void sha256_hex_of(const void *p, size_t n, char out[65]);
+
+/* ---- JSON's structure (jscan.c) ------------------------------------------- */
+
+/* A child of an object or array: byte offsets into the scanned text, the
+   value's first and last byte (inclusive); for a member, its key's raw
+   text between the quotes (escapes not undone). */
+typedef struct jscan_item {
+	size_t key, key_len;
+	size_t first, last;
+} jscan_item;
+
+/* Called for each child, i counting from 0; non-zero stops the scan. */
+typedef int (*jscan_fn)(void *ud, size_t i, const jscan_item *it);
+
+enum { JSCAN_VALUE = 1, JSCAN_OBJECT, JSCAN_ARRAY };
+
+/* Checks that s[from, to) is one JSON value (whitespace around it allowed)
+   and, for an object or array, calls fn (if any) for each of its children.
+   JSCAN_VALUE/OBJECT/ARRAY, or -1 if it is not JSON (or fn stopped it). */
+int jscan(const char *s, size_t from, size_t to, jscan_fn fn, void *ud);
+/* json.escaped (Lua): where the string literals with escapes are. */
+int json_escaped(lua_State *L);
+
 /* ---- intrusive doubly-linked list (util.c) -------------------------------- */
 
 typedef struct list_node {
@@ -185,6 +225,41 @@ void tty_write(const void *p, size_t n);
 int  tty_divert_stderr(const char *log);
 void tty_restore_stderr(int saved);
 
+/* ---- work off the loop thread (worker.c) ---------------------------------- */
+
+#include <pthread.h>
+
+/* A thread with a queue its owner keeps under mu. What may run there:
+   C, SQLite on a connection of its own, a Lua state of its own with the
+   modules that need no loop (procy_open_modules(L, 0)). Never the loop's
+   Lua state, the loop, or a server. */
+typedef struct worker {
+	pthread_t       thread;
+	pthread_mutex_t mu;       /* guards the owner's queue and `stopping` */
+	pthread_cond_t  wake;     /* the thread waits on it for work */
+	pthread_cond_t  idle;     /* others wait on it for the thread */
+	int             stopping; /* under mu: finish what is queued, then return */
+	int             running, inited;
+	int             efd;
+	loop_io         io;
+	loop_t         *loop;
+	void          (*main)(struct worker *w);    /* the thread's body */
+	void          (*on_loop)(struct worker *w); /* in the loop, after worker_notify */
+	void           *ud;
+} worker_t;
+
+/* Starts main(w) on a thread; loop may be NULL (then no on_loop). 0, or
+   -1 with a message in err. */
+int  worker_start(worker_t *w, loop_t *loop, void (*main)(worker_t *), void (*on_loop)(worker_t *),
+                  void *ud, char *err, size_t errlen);
+/* From the thread: have on_loop called in the loop soon. */
+void worker_notify(worker_t *w);
+/* pthread_cond_wait on cond with mu held, at most seconds (< 0: no limit). */
+int  worker_wait(worker_t *w, pthread_cond_t *cond, double seconds);
+/* Sets stopping, wakes the thread and joins it. */
+void worker_stop(worker_t *w);
+void worker_free(worker_t *w);   /* stops it first; safe on a worker never started */
+
 /* ---- the terminal recorder (record.c) ------------------------------------ */
 
 typedef struct recorder recorder_t;
@@ -306,6 +381,18 @@ int  procy_log_level(const char *level); /* sets the threshold; -1 if unknown */
    break a JSON string, into out (size bytes). */
 void procy_json_safe(char *out, size_t size, const char *msg);
 
+/* ---- for C modules that work on a procy.db handle (db.c) ------------------- */
+
+struct sqlite3;
+struct sqlite3_stmt;
+/* The connection of the db userdata at idx; raises if it is closed. */
+struct sqlite3 *db_conn(lua_State *L, int idx);
+/* A statement from the handle's cache (reset, no bindings left over after
+   the caller resets it); raises if sql does not compile. */
+struct sqlite3_stmt *db_cached(lua_State *L, int idx, const char *sql);
+/* Raises {err = message, code = "SQLITE_..."} for a failed call. */
+void db_raise(lua_State *L, struct sqlite3 *h, int rc);
+
 /* ---- modules --------------------------------------------------------------- */
 
 int luaopen_procy_core(lua_State *L);
@@ -317,9 +404,10 @@ int proc_daemon(lua_State *L);
 int luaopen_procy_fs(lua_State *L);
 int luaopen_procy_pty(lua_State *L);
 int luaopen_procy_hash(lua_State *L);
+int luaopen_procy_blobs(lua_State *L);
 /* Makes procy's modules loadable in L: all of them, or (all = 0, for a
-   state with no loop, on another thread) procy.json, procy.db, procy.hash
-   and the Lua modules. */
+   state with no loop, on another thread) procy.json, procy.db, procy.hash,
+   procy.blobs and the Lua modules. */
 void procy_open_modules(lua_State *L, int all);
 /* After lua_close: puts back any terminal a session left in raw mode. */
 void session_shutdown(void);

@@ -29,7 +29,9 @@ struct proxy {
 	char  *anthropic, *openai; /* upstream bases, without a trailing slash */
 	double stall;              /* seconds the upstream may send nothing */
 	list_t running, finished;
+	list_t held;               /* requests waiting for the recorder to catch up */
 	size_t nfinished;
+	size_t relayed, waited;    /* calls ended; calls that were held first */
 };
 
 struct pcall {
@@ -79,6 +81,16 @@ static void headers_free(xfer_header *h, size_t n)
 		free(h[i].value);
 	}
 	free(h);
+}
+
+size_t pcall_size(const pcall_t *c)
+{
+	size_t n = sizeof *c + c->req_body.len + c->resp_body.len;
+	for (size_t i = 0; i < c->nreq; i++)
+		n += strlen(c->req_hdr[i].name) + strlen(c->req_hdr[i].value) + 2;
+	for (size_t i = 0; i < c->nresp; i++)
+		n += strlen(c->resp_hdr[i].name) + strlen(c->resp_hdr[i].value) + 2;
+	return n;
 }
 
 void pcall_free(pcall_t *c)
@@ -268,6 +280,7 @@ static void finish(pcall_t *c)
 	c->duration = loop_clock() - c->t0;
 	proxy_t *px = c->px;
 	list_remove(&px->running, &c->node);
+	px->relayed++;
 	if (c->srv->capture) { /* recorded on the capture thread */
 		capture_add(c->srv->capture, c);
 		return;
@@ -282,7 +295,44 @@ static void finish(pcall_t *c)
 	server_record_ready(c->srv);
 }
 
+/* A held request whose client left before its turn. */
+static void on_held_close(hreq_t *r)
+{
+	list_remove(&r->srv->proxy->held, &r->queued);
+	r->on_close = NULL;
+	hreq_release(r);
+}
+
+static void start_call(server_t *srv, hreq_t *r);
+
 void proxy_start(server_t *srv, hreq_t *r)
+{
+	proxy_t *px = srv->proxy;
+	/* The recorder is behind: the call waits (its client with it) rather
+	   than be relayed and not recorded. */
+	if (px->held.head || (srv->capture && capture_full(srv->capture))) {
+		list_push(&px->held, &r->queued);
+		r->holders++;
+		r->on_close = on_held_close;
+		px->waited++;
+		return;
+	}
+	start_call(srv, r);
+}
+
+void proxy_resume_held(server_t *srv)
+{
+	proxy_t *px = srv->proxy;
+	while (px && px->held.head && !(srv->capture && capture_full(srv->capture))) {
+		hreq_t *r = list_item(px->held.head, hreq_t, queued);
+		list_remove(&px->held, &r->queued);
+		r->on_close = NULL;
+		r->holders--;
+		start_call(srv, r);
+	}
+}
+
+static void start_call(server_t *srv, hreq_t *r)
 {
 	proxy_t *px = srv->proxy;
 	pcall_t *c = calloc(1, sizeof *c);
@@ -322,10 +372,13 @@ void proxy_start(server_t *srv, hreq_t *r)
 
 	char **lines = calloc(c->nreq + 2, sizeof *lines);
 	size_t n = 0;
-	for (size_t i = 0; lines && i < c->nreq; i++)
-		if (!hop_by_hop(c->req_hdr[i].name) &&
-		    asprintf(&lines[n], "%s: %s", c->req_hdr[i].name, c->req_hdr[i].value) >= 0)
+	for (size_t i = 0; lines && i < c->nreq; i++) {
+		const xfer_header *h = &c->req_hdr[i];
+		if (hop_by_hop(h->name) || (strcasecmp(h->name, "authorization") == 0 && hreq_is_our_token(r, h->value)))
+			continue; /* procy's own token stays here */
+		if (asprintf(&lines[n], "%s: %s", h->name, h->value) >= 0)
 			n++;
+	}
 	if (lines && asprintf(&lines[n], "Accept-Encoding: identity") >= 0)
 		n++;
 	xfer_req req = { .method = c->method, .url = c->url, .headers = lines,
@@ -340,6 +393,14 @@ void proxy_start(server_t *srv, hreq_t *r)
 		snprintf(c->error, sizeof c->error, "EINVAL: %s", err);
 		answer_failure(c, "EINVAL", err);
 	}
+}
+
+void proxy_counts(const server_t *srv, size_t *relayed, size_t *waited, size_t *held)
+{
+	proxy_t *px = srv->proxy;
+	*relayed = px ? px->relayed : 0;
+	*waited = px ? px->waited : 0;
+	*held = px ? (size_t)px->held.len : 0;
 }
 
 int proxy_inflight(const server_t *srv, const char *tag)
@@ -357,6 +418,14 @@ void proxy_stop_all(server_t *srv)
 	proxy_t *px = srv->proxy;
 	if (!px)
 		return;
+	while (px->held.head) { /* never sent upstream: refused, not lost */
+		hreq_t *r = list_item(px->held.head, hreq_t, queued);
+		list_remove(&px->held, &r->queued);
+		r->on_close = NULL;
+		hreq_respond_json(r, 503, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
+		                  "\"message\":\"procy: shutting down\"}}");
+		hreq_release(r);
+	}
 	while (px->running.head) {
 		pcall_t *c = list_item(px->running.head, pcall_t, node);
 		if (c->x) {

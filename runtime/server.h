@@ -22,6 +22,8 @@ struct server {
 	loop_io            io;      /* the listening socket, then MHD's epoll descriptor */
 	loop_timer         timer;   /* MHD's timeout */
 	int                port;
+	char               host[64]; /* the address it is bound to */
+	int                public;  /* bound to an address that is not loopback */
 	size_t             max_body;
 	char              *token;   /* needed by every request when set */
 	proxy_t           *proxy;   /* NULL: /v1/ is not proxied */
@@ -64,7 +66,12 @@ void        server_hand_to_lua(server_t *srv, hreq_t *r);
 void        server_record_ready(server_t *srv);
 
 const char *hreq_header(const hreq_t *r, const char *name);
+/* http_guard.c: the checks every request passes once its headers are in.
+   0, or the status to refuse it with, and the error's type and message. */
+int         hreq_refusal(hreq_t *r, const char **type, const char **msg);
 int         hreq_authorized(const hreq_t *r);
+/* Whether an Authorization value is procy's own token (never sent on). */
+int         hreq_is_our_token(const hreq_t *r, const char *value);
 int         hreq_respond(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
                          const char *body, size_t len);
 int         hreq_respond_json(hreq_t *r, unsigned status, const char *json);
@@ -85,6 +92,10 @@ void        proxy_free(proxy_t *p);
 int         proxy_match(const hreq_t *r);
 void        proxy_start(server_t *srv, hreq_t *r);
 void        proxy_stop_all(server_t *srv);
+/* Starts held calls while the recorder has room. */
+void        proxy_resume_held(server_t *srv);
+/* Calls ended, calls that had to wait for the recorder, calls waiting now. */
+void        proxy_counts(const server_t *srv, size_t *relayed, size_t *waited, size_t *held);
 /* Proxied calls under way (with /s/TAG/, or all when tag is NULL). */
 int         proxy_inflight(const server_t *srv, const char *tag);
 /* [-0, +1] Pushes the next finished call as a table; 0 if none is waiting. */
@@ -92,12 +103,29 @@ int         proxy_next_record(server_t *srv, lua_State *L);
 /* [-0, +1] A finished call as a table (on any thread's state); and its end. */
 void        pcall_push(lua_State *L, const pcall_t *c);
 void        pcall_free(pcall_t *c);
+size_t      pcall_size(const pcall_t *c); /* the bytes it holds */
 
-/* capture.c: calls recorded on a thread of their own, by procy.capture's
+/* capture.c: calls recorded on a worker thread, by procy.capture's
    worker, so parsing and SQLite never hold up the loop. settings: JSON
-   for capture.worker (db, session, redact, prices). */
-capture_t  *capture_start(server_t *srv, const char *settings, char *err, size_t errlen);
+   for capture.worker (db, session, redact, prices); ready(srv) is called
+   in the loop when summaries wait for capture_next. */
+typedef struct capture_stats {
+	size_t added;    /* calls handed to the recorder */
+	size_t told;     /* whose summaries Lua has read */
+	size_t recorded; /* written (marked ones included) */
+	size_t marked;   /* written with a parse error: not parsed, or raw */
+	size_t lost;     /* not written, ever */
+	size_t failures; /* batches the database refused (and that were tried again) */
+	size_t queued, queued_bytes; /* waiting now, and being written */
+	char   error[256]; /* the database's last refusal, "" once a batch goes in */
+} capture_stats;
+
+capture_t  *capture_start(server_t *srv, void (*ready)(server_t *srv), const char *settings,
+                          char *err, size_t errlen);
 void        capture_add(capture_t *cap, pcall_t *c);     /* takes c */
+/* 1 when the queue is past its bound: new calls should wait. */
+int         capture_full(capture_t *cap);
+void        capture_get_stats(capture_t *cap, capture_stats *out);
 /* [-0, +1] The next recorded call's summary; 0 if none is waiting. */
 int         capture_next(capture_t *cap, lua_State *L);
 /* Calls finished but not yet told to Lua (queued, being recorded, or

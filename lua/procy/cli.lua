@@ -26,14 +26,14 @@ M.options = {
 M.commands = {
   { name = "run", args = "FILE.lua [ARGS...]",
     help = "run a recipe as a task; exit with its status" },
-  { name = "sessions", args = "[--limit N]", options = { { long = "--limit", arg = "N" } },
+  { name = "sessions", reads = true, args = "[--limit N]", options = { { long = "--limit", arg = "N" } },
     help = "list recorded sessions, newest first" },
-  { name = "show", args = "ID [--json]", options = { { long = "--json" } },
+  { name = "show", reads = true, args = "ID [--json]", options = { { long = "--json" } },
     help = "a session's summary (--json: for scripts)" },
-  { name = "export", args = "ID [--format cast|cast3] [-o FILE]",
+  { name = "export", reads = true, args = "ID [--format cast|cast3] [-o FILE]",
     options = { { long = "--format", arg = "FMT" }, { short = "-o", long = "--output", arg = "FILE" } },
     help = "a session as an asciicast recording (v2, or v3)" },
-  { name = "play", args = "ID [--speed N] [--idle-limit S]",
+  { name = "play", reads = true, args = "ID [--speed N] [--idle-limit S]",
     options = { { long = "--speed", arg = "N" }, { long = "--idle-limit", arg = "S" } },
     help = "replay a session in this terminal, with its timing" },
   { name = "serve", args = "[--port N] [--upstream URL] [--host IP --token T]",
@@ -41,7 +41,7 @@ M.commands = {
                 { long = "--openai-upstream", arg = "URL" }, { long = "--host", arg = "IP" },
                 { long = "--token", arg = "T" } },
     help = "the API proxy alone: ANTHROPIC_BASE_URL=http://127.0.0.1:7862 claude" },
-  { name = "usage", args = "[--since T] [--until T] [--session ID] [--json]",
+  { name = "usage", reads = true, args = "[--since T] [--until T] [--session ID] [--json]",
     options = { { long = "--since", arg = "T" }, { long = "--until", arg = "T" },
                 { long = "--session", arg = "ID" }, { long = "--json" } },
     help = "tokens and cost of the recorded API calls, by model and session" },
@@ -52,7 +52,7 @@ M.commands = {
       .. "ls, log NAME [--follow], stop NAME, restart NAME [--resume]" },
   { name = "hook", args = "[JSON]",
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
-  { name = "runs", args = "[RUN] [--json]", options = { { long = "--json" } },
+  { name = "runs", reads = true, args = "[RUN] [--json]", options = { { long = "--json" } },
     help = "evolve runs, newest first; with RUN, its tries: status, score, metrics, snapshot, prompt" },
   { name = "recipes", args = "[copy NAME]",
     help = "the recipes shipped with procy, and which ones this project overrides; copy one here to edit it" },
@@ -546,6 +546,15 @@ function M.main(argv)
   core.set_run_limit(cfg.task_run_limit)
   if not os.getenv("PROCY_LOG") then core.set_log_level(cfg.log_level) end
   if not spec then return interactive(rest, opts) end
+  if spec.reads then -- only reading: a record that is missing or not ours to write still reads
+    local store = require "procy.store"
+    store.read_only = true
+    local h, err = store.open()
+    if not h then
+      say(err)
+      return 1
+    end
+  end
   return commands[cmd](rest, opts)
 end
 

@@ -2,7 +2,8 @@
 -- are proxied in C and recorded by procy.capture; everything else is the
 -- JSON API below, each request handled in its own task:
 --
---   GET /health                      {ok, version, uptime_s, db, calls, upstream}
+--   GET /health                      {ok, version, uptime_s, db, calls, upstream, record}: record
+--                                    says what the proxy relayed and the record kept (srv:stats())
 --   GET /api/sessions?limit=N        the newest sessions
 --   GET /api/calls?session=&limit=&before=   calls, newest first; `next` is
 --                                    the `before` of the following page
@@ -78,9 +79,13 @@ local routes = {}
 routes["/health"] = function(req, s)
   local ok, err = pcall(store.counts)
   local counts = ok and err or nil
-  reply(req, 200, { ok = ok and counts ~= nil, version = core.version, uptime_s = core.now() - s.started,
-    db = ok and counts and "ok" or tostring(err), db_path = store.path(),
-    calls = counts and counts.api_calls, upstream = s.upstream, openai_upstream = s.openai })
+  local st = s.srv:stats()
+  reply(req, 200, { ok = ok and counts ~= nil and not st.failing, version = core.version,
+    uptime_s = core.now() - s.started, db = ok and counts and "ok" or tostring(err), db_path = store.path(),
+    calls = counts and counts.api_calls, upstream = s.upstream, openai_upstream = s.openai,
+    record = { relayed = st.relayed, recorded = st.recorded, marked = st.marked, lost = st.lost,
+      waited = st.waited, waiting = st.held, queued = st.queued, queued_bytes = st.queued_bytes,
+      failures = st.failures, failing = st.failing or json.null } })
 end
 
 routes["/api/sessions"] = function(req)
@@ -204,19 +209,40 @@ function M.on_call(fn)
   return function() listeners[fn] = nil end
 end
 
--- Passes a recorded call to the listeners; a call that could not be
--- recorded is logged, once per kind of failure.
-local warned = {}
-local function tell(call)
-  if call.not_recorded then
-    if not warned[call.error] then
-      warned[call.error] = true
-      core.log("error", ("capture: %d call(s) not recorded: %s"):format(call.not_recorded, call.error))
-    end
+-- Passes a recorded call to the listeners. What the recorder could not
+-- do is logged every time, with counts (a repeated failure at most every
+-- 10 s, saying how often it came meanwhile), and a loss is counted in the
+-- record's `losses` as well.
+local said = {}
+local function complain(s, key, text)
+  local now, w = core.now(), said[key]
+  if w and now - w.at < 10 then
+    w.n = w.n + 1
     return
+  end
+  local more = w and w.n > 0 and (" (and %d time(s) more since)"):format(w.n) or ""
+  said[key] = { at = now, n = 0 }
+  core.log("error", text .. more)
+end
+
+local function tell(s, call)
+  if call.failing then
+    local st = s.srv:stats()
+    complain(s, "failing", ("capture: the record refuses writes: %s; %d call(s) wait and are tried again"):format(
+      call.failing, st.queued + st.held))
+    return
+  end
+  if call.not_recorded then
+    complain(s, "lost", ("capture: %d call(s) not recorded: %s"):format(call.not_recorded, call.error))
+    if call.not_recorded > 0 then pcall(store.lose, s.session, "api_call", call.not_recorded, nil, call.error) end
+    return
+  end
+  if call.parse_error then
+    complain(s, "marked", ("capture: call %d kept, but %s"):format(call.id, call.parse_error))
   end
   for fn in pairs(listeners) do pcall(fn, call) end
 end
+M.tell = tell
 
 -- start{port =, host =, token =, upstream =, openai =, session =,
 -- agent_env =} -> server | nil, err, code. The server's fields: port, url,
@@ -247,7 +273,7 @@ function M.start(o)
     while true do
       local call = srv:calls()
       if not call then return end -- closed, every call told
-      tell(call)
+      tell(s, call)
     end
   end)
   s.feed:label("serve feed")
@@ -280,7 +306,7 @@ function M.stop(s)
   while true do
     local call = s.srv:calls(0)
     if not call then break end
-    tell(call)
+    tell(s, call)
   end
 end
 

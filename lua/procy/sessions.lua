@@ -48,6 +48,7 @@ function M.summary(row)
   end
   local turns = require("procy.turns").list(row.id)
   local api = require("procy.usage").report { session = row.id }.total
+  local lost = store.losses(row.id)
   return {
     id = row.id, status = row.status, cwd = row.cwd, argv = json.array(row.argv),
     profile = row.profile or json.null, mode = row.mode,
@@ -59,7 +60,9 @@ function M.summary(row)
     events = sum.events, markers = markers, typed_lines = lines, turns = turns,
     api = { calls = api.calls, input_tokens = api.input_tokens, output_tokens = api.output_tokens,
             cache_creation_tokens = api.cache_creation_tokens, cache_read_tokens = api.cache_read_tokens,
-            cost = api.cost or json.null, unpriced = api.unpriced, errors = api.errors },
+            cost = api.cost or json.null, unpriced = api.unpriced, errors = api.errors,
+            marked = api.marked },
+    lost = lost, end_reason = row.end_reason or json.null,
   }
 end
 
@@ -80,6 +83,11 @@ function M.show(row)
       s.api.cache_read_tokens, s.api.cost ~= json.null and ("$%.4f"):format(s.api.cost) or "cost unknown",
       s.api.unpriced > 0 and s.api.cost ~= json.null and " + unpriced calls" or ""),
   }
+  if row.end_reason then out[#out + 1] = "ended     " .. row.end_reason end
+  if s.api.marked > 0 or s.lost.api_calls > 0 or s.lost.output_events > 0 then
+    out[#out + 1] = ("record    %d call(s) kept with a parse error, %d call(s) lost, %d output event(s) (%s) lost"):format(
+      s.api.marked, s.lost.api_calls, s.lost.output_events, commands.bytes(s.lost.output_bytes))
+  end
   for _, m in ipairs(s.markers) do
     out[#out + 1] = ("marker    %s  %s"):format(os.date("%H:%M:%S", math.floor(m.t)), m.text)
   end

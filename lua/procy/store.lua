@@ -15,14 +15,78 @@ function M.path()
   return config.get().db
 end
 
+-- Commands that only read the record (sessions, show, usage, ...) set
+-- this first: the record is then opened read-only, a missing one is not
+-- created, and a file procy may not write still reads.
+M.read_only = false
+
 -- open() -> db | nil, err, code. One connection per process, opened on
--- first use with procy's migrations applied.
+-- first use with procy's migrations applied (read-only: checked).
 function M.open()
   if handle then return handle end
-  local h, err, code = db.open(M.path())
+  local h, err, code
+  if M.read_only then
+    h, err, code = db.open(M.path(), { readonly = true })
+  else
+    h, err, code = db.open(M.path())
+  end
   if not h then return nil, err, code end
   handle = h
+  if not M.read_only then pcall(M.reap) end
   return h
+end
+
+-- process_id(pid) -> "BOOT:START", pid: what names that process for good
+-- (the boot, and its start time in clock ticks), or nil when no such
+-- process runs: a pid alone may be reused. pid "self": procy itself.
+function M.process_id(pid)
+  local f = io.open("/proc/" .. tostring(pid) .. "/stat", "rb")
+  if not f then return nil end
+  local stat = f:read("a")
+  f:close()
+  local fields = {}
+  for w in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = w end -- after the name, which may hold spaces
+  local b = io.open("/proc/sys/kernel/random/boot_id", "rb")
+  local boot = b and b:read("l") or "?"
+  if b then b:close() end
+  if not fields[20] then return nil end
+  return boot .. ":" .. fields[20], math.tointeger(tonumber(stat:match("^(%d+)")))
+end
+
+-- reap(): sessions left 'running' by a procy that is gone (kill -9, a
+-- crash, a power loss) end as 'crashed', at their last recorded moment.
+-- Runs when the record is first opened for writing.
+function M.reap()
+  local h = handle
+  for _, r in ipairs(h:query("SELECT id, pid, pid_start, started_at FROM sessions WHERE status = 'running' AND pid IS NOT NULL")) do
+    if M.process_id(r.pid) ~= r.pid_start then
+      local last = h:query([[SELECT max(t) AS t FROM (
+          SELECT max(t) AS t FROM term_events WHERE session_id = ?1
+          UNION ALL SELECT max(started_at + coalesce(duration_us, 0)) FROM api_calls WHERE session_id = ?1)]], r.id)[1].t
+      h:exec([[UPDATE sessions SET status = 'crashed', ended_at = ?, end_reason = ?
+               WHERE id = ? AND status = 'running']], last or r.started_at,
+        ("procy (pid %d) ended without closing it (killed or crashed): the record ends at its last event"):format(r.pid),
+        r.id)
+    end
+  end
+end
+
+-- lose(session, what, count, bytes, error): what the record could not
+-- keep, counted ("api_call" or "output")
+function M.lose(session, what, count, bytes, err)
+  local h, e, code = M.open()
+  if not h then return nil, e, code end
+  return h:exec("INSERT INTO losses(session_id, t, what, count, bytes, error) VALUES (?, ?, ?, ?, ?, ?)",
+    session, M.now_us(), what, count, bytes, err)
+end
+
+-- losses(session) -> {api_calls =, output_events =, output_bytes =}
+function M.losses(session)
+  local r = M.open():query([[SELECT coalesce(sum(CASE WHEN what = 'api_call' THEN count END), 0) AS api_calls,
+      coalesce(sum(CASE WHEN what = 'output' THEN count END), 0) AS output_events,
+      coalesce(sum(CASE WHEN what = 'output' THEN bytes END), 0) AS output_bytes
+    FROM losses WHERE session_id = ?]], session)[1]
+  return r
 end
 
 -- counts() -> { table_name = rows } for the record's main tables
@@ -63,16 +127,19 @@ function M.new_session(s)
   local h, err, code = M.open()
   if not h then return nil, err, code end
   local id = M.random_hex(8)
-  local ok, ierr, icode = h:exec([[INSERT INTO sessions(id, started_at, cwd, argv, profile, mode, cols, rows)
-                                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)]],
-    id, M.now_us(), s.cwd, json.encode(s.argv), s.profile, s.mode or "pty", s.cols, s.rows)
+  local me, pid = M.process_id("self")
+  local ok, ierr, icode = h:exec([[INSERT INTO sessions(id, started_at, cwd, argv, profile, mode, cols, rows, pid, pid_start)
+                                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+    id, M.now_us(), s.cwd, json.encode(s.argv), s.profile, s.mode or "pty", s.cols, s.rows, pid, me)
   if not ok then return nil, ierr, icode end
   return id
 end
 
 -- reopen_session(id): running again (procy --resume)
 function M.reopen_session(id)
-  return M.open():exec("UPDATE sessions SET status = 'running', ended_at = NULL WHERE id = ?", id)
+  local me, pid = M.process_id("self")
+  return M.open():exec([[UPDATE sessions SET status = 'running', ended_at = NULL, end_reason = NULL, pid = ?,
+                           pid_start = ? WHERE id = ?]], pid, me, id)
 end
 
 -- agent_session(id, agent_id): the agent's own session id, for resuming it

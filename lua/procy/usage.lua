@@ -35,8 +35,9 @@ local sums = [[count(*) AS calls,
   coalesce(sum(cache_creation_tokens), 0) AS cache_creation_tokens,
   coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
   sum(cost) AS cost,
-  sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)) AS unpriced,
-  sum(error IS NOT NULL) AS errors]]
+  coalesce(sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)), 0) AS unpriced,
+  coalesce(sum(error IS NOT NULL), 0) AS errors,
+  coalesce(sum(parse_error IS NOT NULL), 0) AS marked]]
 
 -- report{since =, until_ =, session =} -> {since, until_, total, models, sessions}
 -- (times in µs; session a full id). cost is nil when no call in a group
@@ -55,7 +56,7 @@ function M.report(opts)
     models = q("SELECT coalesce(routed_model, model, '(none)') AS model, " .. sums ..
       " FROM api_calls WHERE " .. w .. " GROUP BY 1 ORDER BY coalesce(sum(cost), 0) DESC, calls DESC"),
     sessions = q("SELECT a.session_id AS session, s.started_at, s.cwd, " .. sums ..
-      " FROM api_calls a LEFT JOIN sessions s ON s.id = a.session_id WHERE " .. (w:gsub("started_at", "a.started_at")) ..
+      " FROM api_calls a LEFT JOIN sessions s ON s.id = a.session_id WHERE " .. (w:gsub("started_at", "a.started_at"):gsub("session_id", "a.session_id")) ..
       " GROUP BY a.session_id ORDER BY s.started_at DESC"),
   }
 end

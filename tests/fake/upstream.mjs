@@ -29,6 +29,9 @@
 //   HANG                       -> nothing is sent, the connection stays open
 //   TIMED                      -> 100 pings 5 ms apart, each with the monotonic clock in ns (t)
 //   BIG:<n>                    -> a text of n bytes
+//   RAW:<status>:<ctype>:<b64> -> exactly these bytes with that status and content type (broken
+//                                 streams, nulls where ids go, invalid UTF-8: whatever a test needs)
+//   JUNK:<n>                   -> a 200 event stream of n bytes of pseudo-random junk, sent in pieces
 //   anything else              -> "FAKE: hello! you said: <text>"
 // streamed as SSE when "stream": true (Anthropic: event + data lines and a
 // ping; OpenAI: data lines and [DONE]), else one JSON body.
@@ -399,6 +402,20 @@ const server = http.createServer((req, res) => {
     };
     const api = routeOf(req.method, url);
     if (api === "count") return json(200, { input_tokens: Math.floor(raw.length / 4) });
+    const rawAnswer = api && raw.match(/RAW:(\d{3}):([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]*)/);
+    const junk = api && raw.match(/JUNK:(\d+)/);
+    if (rawAnswer || junk) {
+      const bytes = rawAnswer ? Buffer.from(rawAnswer[3], "base64") : junkBytes(Number(junk[1]), id);
+      const status = rawAnswer ? Number(rawAnswer[1]) : 200;
+      res.writeHead(status, { "content-type": rawAnswer ? Buffer.from(rawAnswer[2], "base64").toString() : "text/event-stream" });
+      for (let at = 0; at < bytes.length; at += 65536) {
+        if (!res.write(bytes.subarray(at, at + 65536))) await new Promise((r) => res.once("drain", r));
+      }
+      res.end();
+      Object.assign(entry, { status, ended: "complete", resp_bytes: bytes.length,
+                             resp_sha256: crypto.createHash("sha256").update(bytes).digest("hex") });
+      return log(entry);
+    }
     if (api) {
       const r = reply(api, body);
       entry.summary = r.error ? "error " + r.error : r.blocks.map((b) => b.type).join(",") + " " + r.stop;
@@ -419,6 +436,24 @@ const server = http.createServer((req, res) => {
     return json(404, { type: "error", error: { type: "not_found_error", message: "no route " + req.method + " " + url } });
   });
 });
+
+// n bytes that look a little like an event stream, and a lot like junk
+function junkBytes(n, seed) {
+  const out = Buffer.alloc(n);
+  let x = seed * 2654435761 >>> 0 || 1;
+  const bits = ["data: ", "{\"type\":", "\n\n", "\"", "null", "[", "]", "}", "\\u00", "\xff\xfe", "event: "];
+  for (let i = 0; i < n;) {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    if (x % 3 === 0) {
+      const b = Buffer.from(bits[x % bits.length], "latin1");
+      b.copy(out, i, 0, Math.min(b.length, n - i));
+      i += b.length;
+    } else {
+      out[i++] = x & 0xff;
+    }
+  }
+  return out;
+}
 
 server.keepAliveTimeout = 60000;
 server.listen(port, "127.0.0.1", () => {

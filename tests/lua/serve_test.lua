@@ -91,7 +91,7 @@ do -- the flood: a client that stops reading
   local client = assert(proc.spawn({ "node", "-e", [[
     const net = require("net");
     const s = net.connect(]] .. srv:port() .. [[, "127.0.0.1", () => {
-      s.write("GET /flood HTTP/1.1\r\nHost: x\r\n\r\n");
+      s.write("GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
       s.once("data", () => s.pause());
     });
     setTimeout(() => process.exit(0), 20000);

@@ -1,0 +1,170 @@
+-- procy.redact: the one rule set that keeps secrets off the disk, for both
+-- channels the record has: the API capture (headers, URLs, bodies, their
+-- decoded content) and the terminal (output, input, typed lines). Both
+-- recorder threads run this same module in their Lua states, with the
+-- same settings, before anything is written.
+--
+-- A rule is a Lua pattern. The defaults (API keys and tokens) are always
+-- on; the `redact` setting adds more. Each default has the literal text
+-- every match starts with, so a plain search rules most text out at once.
+
+local json = require "procy.json"
+
+local M = {}
+
+M.mask = "[REDACTED]"
+
+local key = "[%w_%-]"
+M.default_patterns = {
+  { "sk-", "sk%-" .. key:rep(16) .. key .. "*" },                    -- Anthropic and OpenAI keys
+  { "gh", "gh[pousr]_" .. ("[%w]"):rep(30) .. "[%w]*" },             -- GitHub tokens
+  { "github_pat_", "github_pat_" .. ("[%w_]"):rep(30) .. "[%w_]*" },
+  { "AKIA", "AKIA" .. ("[%u%d]"):rep(16) },                         -- AWS access key ids
+  { "AIza", "AIza" .. key:rep(35) },                                -- Google API keys
+  { "xox", "xox[baprs]%-" .. ("[%w%-]"):rep(10) .. "[%w%-]*" },      -- Slack tokens
+}
+
+-- Headers whose whole value is a secret.
+M.secret_headers = {
+  ["x-api-key"] = true, ["authorization"] = true, ["proxy-authorization"] = true,
+  ["cookie"] = true, ["set-cookie"] = true, ["x-procy-token"] = true,
+  ["openai-api-key"] = true, ["x-goog-api-key"] = true, ["api-key"] = true,
+}
+
+-- Query parameters whose value is a secret (?key=, ?token=, ...).
+M.secret_params = {
+  key = true, api_key = true, apikey = true, ["api-key"] = true, token = true, access_token = true,
+  auth = true, password = true, passwd = true, secret = true, client_secret = true,
+  signature = true, sig = true, ["x-api-key"] = true, code = true,
+}
+
+-- The settings both recorders were given ({redact = {patterns...}});
+-- nil: procy.config's, in the loop's state.
+M.settings = nil
+
+local cached, cached_for
+-- {{prefix or false, pattern}, ...}: the defaults and the setting's
+local function patterns()
+  local extra = (M.settings or require("procy.config").get()).redact
+  if cached_for ~= extra then
+    cached = table.move(M.default_patterns, 1, #M.default_patterns, 1, {})
+    for _, p in ipairs(extra or {}) do cached[#cached + 1] = { false, p } end
+    cached_for = extra
+  end
+  return cached
+end
+
+-- check(list) -> true | nil, message: each pattern of a `redact` setting
+-- compiles and cannot match the empty string (which would mask nothing,
+-- forever).
+function M.check(list)
+  for i, p in ipairs(list or {}) do
+    if type(p) ~= "string" then return nil, ("redact[%d] is a %s, not a pattern"):format(i, type(p)) end
+    local ok, a, b = pcall(string.find, "x", p)
+    if not ok then return nil, ("redact[%d] %q is not a Lua pattern: %s"):format(i, p, a) end
+    if a and b < a then return nil, ("redact[%d] %q matches the empty string"):format(i, p) end
+  end
+  return true
+end
+
+-- spans(text) -> {a1, b1, a2, b2, ...}: where the secrets are, sorted,
+-- overlapping ones joined (byte positions, inclusive).
+function M.spans(text)
+  local list = {}
+  for _, p in ipairs(patterns()) do
+    local at = 1
+    while not p[1] or text:find(p[1], at, true) do
+      local a, b = text:find(p[2], at)
+      if not a or b < a then break end
+      list[#list + 1] = { a, b }
+      at = b + 1
+    end
+  end
+  if #list == 0 then return list end
+  table.sort(list, function(x, y) return x[1] < y[1] end)
+  local out = {}
+  for _, s in ipairs(list) do
+    local n = #out
+    if n > 0 and s[1] <= out[n] + 1 then
+      if s[2] > out[n] then out[n] = s[2] end
+    else
+      out[n + 1], out[n + 2] = s[1], s[2]
+    end
+  end
+  return out
+end
+
+-- redact(text) -> text with every secret replaced by M.mask
+function M.redact(text)
+  for _, p in ipairs(patterns()) do
+    if (not p[1] or text:find(p[1], 1, true)) and text:find(p[2]) then text = text:gsub(p[2], M.mask) end
+  end
+  return text
+end
+
+-- headers({{name, value}, ...}) -> a copy, secrets masked. An
+-- Authorization header keeps its scheme ("Bearer [REDACTED]").
+function M.headers(list)
+  local out, values = {}, {}
+  for i, h in ipairs(list) do
+    local name, value = h[1], h[2]
+    local lower = name:lower()
+    if M.secret_headers[lower] then
+      local scheme = lower:find("authorization", 1, true) and value:match("^(%a+) ")
+      value = scheme and (scheme .. " " .. M.mask) or M.mask
+    end
+    out[i] = { name, value }
+    values[i] = value
+  end
+  local all = table.concat(values, "\n")
+  if M.redact(all) ~= all then -- a secret in some other header: find it
+    for _, h in ipairs(out) do h[2] = M.redact(h[2]) end
+  end
+  return out
+end
+
+-- url(path) -> the path with secret query values masked (?key=..., and
+-- any value a pattern finds)
+function M.url(path)
+  local base, query = path:match("^([^?]*)%?(.*)$")
+  if not query then return M.redact(path) end
+  query = query:gsub("([^&=]+)=([^&]*)", function(k, v)
+    local name = k:lower():gsub("%%2d", "-"):gsub("%%5f", "_")
+    if M.secret_params[name] and v ~= "" then return k .. "=" .. M.mask end
+  end)
+  return M.redact(base) .. "?" .. M.redact(query)
+end
+
+-- json_escapes(text) -> text: a secret written with JSON escapes
+-- ("sk\u002dant...") is in no pattern's sight until decoded. Each string
+-- literal holding an escape is decoded, redacted, and written back
+-- (re-encoded) only when it held a secret; everything else keeps its bytes.
+function M.json_escapes(text)
+  if not text:find("\\", 1, true) then return text end
+  local list = json.escaped(text)
+  if #list == 0 then return text end
+  local out, at = {}, 1
+  for i = 1, #list, 2 do
+    local a, b = list[i], list[i + 1]
+    local s = json.decode(text:sub(a, b))
+    if type(s) == "string" then
+      local r = M.redact(s)
+      if r ~= s then
+        out[#out + 1] = text:sub(at, a - 1)
+        out[#out + 1] = json.encode(r)
+        at = b + 1
+      end
+    end
+  end
+  if at == 1 then return text end
+  out[#out + 1] = text:sub(at)
+  return table.concat(out)
+end
+
+-- text(s) -> s fully redacted: patterns on the bytes, then on what JSON
+-- escapes hide
+function M.text(s)
+  return M.json_escapes(M.redact(s))
+end
+
+return M
