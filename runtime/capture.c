@@ -24,7 +24,7 @@
 
 #define BATCH_CALLS  256        /* calls per transaction, at most */
 #define BATCH_BYTES  (8 << 20)  /* and bytes, unless one call is bigger */
-#define FULL_BYTES   (64 << 20) /* queued past this: new calls wait */
+#define FULL_BYTES   (64 << 20) /* queued past this: new calls wait (capture_bound) */
 #define FULL_CALLS   4096
 #define STOP_TRIES_S 2.0        /* a failing database gets this long at the end */
 #define CHECKPOINT_EVERY 64     /* batches between checkpoints under load */
@@ -44,7 +44,8 @@ struct capture {
 	void        (*ready)(server_t *srv); /* the sink: summaries are waiting */
 	pcall_t     **in;       /* calls for the worker (under w.mu) */
 	size_t        nin, cap, in_bytes;
-	size_t        working;  /* bytes of the batch being recorded */
+	size_t        working, working_calls; /* the batch being recorded */
+	size_t        full_calls, full_bytes; /* the queue's bound */
 	capture_stats stats;    /* under w.mu */
 	note_t       *out, **out_tail; /* summaries for the loop (under w.mu) */
 	char         *settings;
@@ -178,6 +179,7 @@ static size_t take(capture_t *cap, pcall_t **batch)
 	cap->nin -= n;
 	cap->in_bytes -= bytes;
 	cap->working = bytes;
+	cap->working_calls = n;
 	return n;
 }
 
@@ -285,7 +287,7 @@ static void work(worker_t *w)
 		for (size_t i = 0; i < n; i++)
 			pcall_free(batch[i]);
 		pthread_mutex_lock(&w->mu);
-		cap->working = 0;
+		cap->working = cap->working_calls = 0;
 		note_add(cap, "", 0, n); /* the batch is told once Lua has read up to here */
 		int idle = cap->nin == 0;
 		pthread_mutex_unlock(&w->mu);
@@ -322,6 +324,8 @@ capture_t *capture_start(server_t *srv, void (*ready)(server_t *), const char *s
 	}
 	cap->srv = srv;
 	cap->ready = ready;
+	cap->full_calls = FULL_CALLS;
+	cap->full_bytes = FULL_BYTES;
 	cap->out_tail = &cap->out;
 	if (worker_start(&cap->w, srv->rt->loop, work, on_notes, cap, err, errlen) < 0) {
 		capture_free(cap);
@@ -353,10 +357,18 @@ void capture_add(capture_t *cap, pcall_t *c)
 	pthread_mutex_unlock(&cap->w.mu);
 }
 
+void capture_bound(capture_t *cap, size_t calls, size_t bytes)
+{
+	pthread_mutex_lock(&cap->w.mu);
+	cap->full_calls = calls;
+	cap->full_bytes = bytes;
+	pthread_mutex_unlock(&cap->w.mu);
+}
+
 int capture_full(capture_t *cap)
 {
 	pthread_mutex_lock(&cap->w.mu);
-	int full = cap->in_bytes + cap->working > FULL_BYTES || cap->nin > FULL_CALLS;
+	int full = cap->in_bytes + cap->working > cap->full_bytes || cap->nin + cap->working_calls >= cap->full_calls;
 	pthread_mutex_unlock(&cap->w.mu);
 	return full;
 }
@@ -365,7 +377,7 @@ void capture_get_stats(capture_t *cap, capture_stats *out)
 {
 	pthread_mutex_lock(&cap->w.mu);
 	*out = cap->stats;
-	out->queued = cap->nin;
+	out->queued = cap->nin + cap->working_calls;
 	out->queued_bytes = cap->in_bytes + cap->working;
 	pthread_mutex_unlock(&cap->w.mu);
 }

@@ -201,9 +201,10 @@ static int srv_gc(lua_State *L)
 	return 0;
 }
 
-/* serve{host = "127.0.0.1", port = 7862, token =, max_body =,
+/* serve{host = "127.0.0.1", port = 7862, token =, max_body =, idle_timeout = 30,
    proxy = {anthropic =, openai =, stall_timeout = 600},
-   record = {db =, session =, redact =, prices =}} -> server | nil, err, code */
+   record = {db =, session =, redact =, prices =, max_queued = 4096,
+   max_queued_bytes = 64 MB}} -> server | nil, err, code */
 static int http_serve(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -220,6 +221,7 @@ static int http_serve(lua_State *L)
 	if (!srv)
 		return procy_fail(L, "EADDRINUSE", "%s", err);
 	srv->max_body = (size_t)procy_opt_number(L, 1, "max_body", 64.0 * 1024 * 1024);
+	srv->idle_timeout = (unsigned)procy_opt_number(L, 1, "idle_timeout", 30);
 	if (token)
 		srv->token = strdup(token);
 	if (lua_getfield(L, 1, "proxy") == LUA_TTABLE) {
@@ -231,6 +233,7 @@ static int http_serve(lua_State *L)
 		                       procy_opt_number(L, t, "stall_timeout", 600));
 	}
 	if (srv->proxy && lua_getfield(L, 1, "record") == LUA_TTABLE) {
+		int rec = lua_gettop(L);
 		lua_getglobal(L, "require"); /* the worker's settings, as JSON */
 		lua_pushliteral(L, "procy.json");
 		lua_call(L, 1, 1);
@@ -238,6 +241,9 @@ static int http_serve(lua_State *L)
 		lua_pushvalue(L, -3);
 		lua_call(L, 1, 1);
 		srv->capture = capture_start(srv, server_record_ready, lua_tostring(L, -1), err, sizeof err);
+		if (srv->capture)
+			capture_bound(srv->capture, (size_t)procy_opt_number(L, rec, "max_queued", 4096),
+			              (size_t)procy_opt_number(L, rec, "max_queued_bytes", 64.0 * 1024 * 1024));
 		if (!srv->capture) {
 			server_stop(srv);
 			proxy_free(srv->proxy);

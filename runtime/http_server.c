@@ -26,7 +26,6 @@
 #include "server.h"
 
 
-#define IDLE_TIMEOUT    30   /* seconds an idle connection is kept */
 #define MAX_CONNECTIONS 1000 /* in all */
 #define MAX_PER_CLIENT  512  /* from one address (every local agent is 127.0.0.1) */
 
@@ -315,7 +314,7 @@ static int start_mhd(server_t *srv, char *err, size_t errlen)
 	                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 	                            /* idle keep-alive connections go; one waiting for
 	                               an upstream is suspended and does not time out */
-	                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT,
+	                            MHD_OPTION_CONNECTION_TIMEOUT, srv->idle_timeout,
 	                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
 	                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_PER_CLIENT,
 	                            MHD_OPTION_END);
@@ -376,6 +375,7 @@ server_t *server_start(runtime_t *rt, const char *host, int port, char *err, siz
 	srv->public = (ntohl(addr.sin_addr.s_addr) >> 24) != 127;
 	srv->port = ntohs(addr.sin_port);
 	srv->max_body = 64 << 20;
+	srv->idle_timeout = 30;
 	srv->running = 1;
 	loop_timer_init(&srv->timer);
 	if (loop_io_start(rt->loop, &srv->io, fd, EPOLLIN, on_first_client, srv) < 0) {

@@ -47,6 +47,7 @@ struct pcall {
 	size_t       nreq, nresp;
 	buf_t        req_body, resp_body;
 	int          status, truncated, aborted, recorded;
+	size_t       resp_total; /* bytes relayed, kept or not */
 	int          whole;   /* answered in one piece at the end */
 	int64_t      started_us, t0, ttfb, duration;
 	char         error[300];
@@ -201,10 +202,14 @@ static void on_up_headers(xfer_t *x, void *ud)
 static void on_up_data(xfer_t *x, void *ud, const char *p, size_t n)
 {
 	pcall_t *c = ud;
-	if (c->resp_body.len + n <= MAX_KEPT)
-		buf_add(&c->resp_body, p, n);
-	else
-		c->truncated = 1;
+	/* The record keeps a prefix: once a piece does not fit (or memory
+	   runs out), nothing after it is kept, and the call says so. */
+	c->resp_total += n;
+	if (!c->truncated) {
+		size_t room = MAX_KEPT - c->resp_body.len, take = n < room ? n : room;
+		if (buf_add(&c->resp_body, p, take) < 0 || take < n)
+			c->truncated = 1;
+	}
 	if (!c->r || c->whole)
 		return;
 	hreq_send(c->r, p, n);
@@ -487,6 +492,7 @@ void pcall_push(lua_State *L, const pcall_t *c)
 	lua_setfield(L, -2, "aborted");
 	lua_pushboolean(L, c->truncated);
 	lua_setfield(L, -2, "truncated");
+	SET_INT("resp_total", (lua_Integer)c->resp_total);
 }
 
 int proxy_next_record(server_t *srv, lua_State *L)

@@ -25,6 +25,7 @@ struct server {
 	char               host[64]; /* the address it is bound to */
 	int                public;  /* bound to an address that is not loopback */
 	size_t             max_body;
+	unsigned           idle_timeout; /* seconds an idle connection is kept */
 	char              *token;   /* needed by every request when set */
 	proxy_t           *proxy;   /* NULL: /v1/ is not proxied */
 	capture_t         *capture; /* NULL: srv:calls() hands out raw calls */
@@ -125,6 +126,8 @@ capture_t  *capture_start(server_t *srv, void (*ready)(server_t *srv), const cha
 void        capture_add(capture_t *cap, pcall_t *c);     /* takes c */
 /* 1 when the queue is past its bound: new calls should wait. */
 int         capture_full(capture_t *cap);
+/* The bound: calls queued, and bytes queued or being written. */
+void        capture_bound(capture_t *cap, size_t calls, size_t bytes);
 void        capture_get_stats(capture_t *cap, capture_stats *out);
 /* [-0, +1] The next recorded call's summary; 0 if none is waiting. */
 int         capture_next(capture_t *cap, lua_State *L);

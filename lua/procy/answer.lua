@@ -148,9 +148,10 @@ end
 -- ---- parsing responses ------------------------------------------------------------
 --
 -- parse[api](out, body, stream) fills out = {content = {}, usage = {},
--- bad = 0}: blocks as they come, so a parser that stops on a shape it did
--- not expect leaves what it had (the record keeps it, with the error).
--- out.bad counts events (or a body) that were not JSON.
+-- bad = 0, odd = 0, events = 0}: blocks as they come, so a parser that
+-- stops on a shape it did not expect leaves what it had (the record keeps
+-- it, with the error). out.bad counts events (or a body) that were not
+-- JSON objects, out.odd parts of a shape left out, out.events the events.
 
 -- Anthropic usage into the record's terms (input_tokens excludes the cache).
 local function anthropic_usage(into, u)
@@ -194,15 +195,25 @@ local function stream_events(out, body)
   for _, e in ipairs(M.sse(body)) do
     if e.data ~= "[DONE]" then
       local d = json.decode(e.data)
-      if d == nil then out.bad = out.bad + 1 elseif type(d) == "table" then list[#list + 1] = d end
+      if type(d) == "table" then list[#list + 1] = d else out.bad = out.bad + 1 end
     end
   end
+  out.events = #list
   return list
+end
+
+-- The tables of a list; anything else in it is counted in out.odd.
+local function blocks_of(out, list)
+  local t = {}
+  for _, b in ipairs(tbl(list) or EMPTY) do
+    if type(b) == "table" then t[#t + 1] = b else out.odd = out.odd + 1 end
+  end
+  return t
 end
 
 local function whole(out, body)
   local m = json.decode(body)
-  if m == nil and body ~= "" then out.bad = out.bad + 1 end
+  if type(m) ~= "table" and body ~= "" then out.bad = out.bad + 1 end
   return tbl(m)
 end
 
@@ -215,9 +226,7 @@ function parse.anthropic(out, body, stream)
     if not m then return end
     if m.type == "error" then out.error = m.error end
     out.id, out.model, out.stop_reason = str(m.id), str(m.model), str(m.stop_reason)
-    for _, b in ipairs(tbl(m.content) or EMPTY) do
-      if type(b) == "table" then out.content[#out.content + 1] = b end
-    end
+    for _, b in ipairs(blocks_of(out, m.content)) do out.content[#out.content + 1] = b end
     anthropic_usage(out.usage, m.usage)
     return
   end

@@ -61,8 +61,13 @@ local function from(list)
 end
 
 -- request_view(body, info) -> the request as a table, as far as needed
+local array_mt = getmetatable(json.array())
+
 local function request_view(body, info)
-  if not info or not next(info) then return tbl(json.decode(body)) end
+  if not info or not next(info) then
+    local v = json.decode(body)
+    return type(v) == "table" and getmetatable(v) ~= array_mt and v or nil
+  end
   local kind, members = json.spans(body)
   if kind ~= "object" then return nil end
   local req = {}
@@ -289,7 +294,7 @@ function M.prepare(call, store)
     api = api, stream = stream, method = call.method, path = redact.url(call.path),
     upstream = redact.url(call.upstream or ""), status = call.status, started_at = call.started_at,
     ttfb_us = call.ttfb_us, duration_us = call.duration_us, aborted = call.aborted, tag = call.session,
-    truncated = call.truncated, req_size = #call.req_body, resp_size = #call.resp_body,
+    truncated = call.truncated, req_size = #call.req_body, resp_size = call.resp_total or #call.resp_body,
     req_headers = json.encode(redact.headers(call.req_headers)),
     resp_headers = json.encode(redact.headers(call.resp_headers)),
   }
@@ -308,11 +313,17 @@ function M.prepare(call, store)
     errors[#errors + 1] = "request: not a JSON object"
   end
   req = req or {}
-  local out = { content = {}, usage = {}, bad = 0 }
+  local out = { content = {}, usage = {}, bad = 0, odd = 0, events = 0 }
   if not parsable then
     errors[#errors + 1] = ("answer: %d bytes, over the %d parsed"):format(#resp, M.parse_max)
-  elseif guard("answer", parse[api], out, row.resp_body, stream) and out.bad > 0 and api ~= "other" then
-    errors[#errors + 1] = stream and ("answer: %d event(s) not JSON"):format(out.bad) or "answer: not JSON"
+  elseif guard("answer", parse[api], out, row.resp_body, stream) and api ~= "other" then
+    if out.bad > 0 then
+      errors[#errors + 1] = stream and ("answer: %d event(s) not JSON objects"):format(out.bad) or "answer: not JSON"
+    elseif out.odd > 0 then
+      errors[#errors + 1] = ("answer: %d part(s) of an unexpected shape left out"):format(out.odd)
+    elseif stream and out.events == 0 and #row.resp_body > 0 then
+      errors[#errors + 1] = "answer: a stream with no events"
+    end
   end
   local model = str(req.model)
   local used = str(out.model) or model
@@ -326,7 +337,10 @@ function M.prepare(call, store)
   row.ratelimit = rate_limits(call.resp_headers)
   row.error = str(call.error) or (num(call.status) and call.status >= 400 and (error_text(out.error) or ("HTTP " .. call.status)))
     or error_text(out.error)
-  if row.truncated then row.error = (row.error and row.error .. "; " or "") .. "response over 64 MB, kept in part" end
+  if row.truncated then
+    row.error = (row.error and row.error .. "; " or "") ..
+      ("response of %d bytes: the first %d kept"):format(row.resp_size, #call.resp_body)
+  end
   guard("request analysis", function()
     row.role, row.prompt = role_of(req, call.req_headers), prompt_of(api, req)
     row.results = results_in_request(api, req)
@@ -508,7 +522,8 @@ function M.worker(settings)
   local s = assert(json.decode(settings))
   redact.settings = { redact = s.redact }
   prices.extra = s.prices or {}
-  local h = assert(require("procy.db").open(s.db, { migrations = false }))
+  -- a short busy wait: a refusal is reported and tried again (capture.c)
+  local h = assert(require("procy.db").open(s.db, { migrations = false, busy_timeout = 0.5 }))
   -- this connection writes in batches and checkpoints itself (capture.c)
   h:exec("PRAGMA wal_autocheckpoint = 0")
   h:exec("PRAGMA cache_size = -16384")
