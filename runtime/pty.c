@@ -241,7 +241,9 @@ static int s_tostring(lua_State *L)
 	return 1;
 }
 
-/* session{argv =, env =, cwd =, db = path, id = session id, log = path}
+/* session{argv =, env =, cwd =, db = path, id = session id, log = path,
+   redact = JSON {"redact": [patterns]}, redact_literals = "sk-\n..."}:
+   the record's rule set (procy.redact: settings, literals())
    -> s | nil, err, code. Needs a terminal on stdin. Nothing is changed in
    the terminal, and nothing is left running, unless it all starts. */
 static int pty_session(lua_State *L)
@@ -262,6 +264,10 @@ static int pty_session(lua_State *L)
 	w.id = luaL_optstring(L, -1, "");
 	lua_getfield(L, 1, "log");
 	w.log = luaL_optstring(L, -1, NULL);
+	lua_getfield(L, 1, "redact");
+	w.rules.settings = luaL_optstring(L, -1, NULL);
+	lua_getfield(L, 1, "redact_literals");
+	w.rules.literals = luaL_optstring(L, -1, NULL);
 	handle_t *h = lua_newuserdatauv(L, sizeof *h, 0);
 	memset(h, 0, sizeof *h);
 	h->rt = procy_rt(L);

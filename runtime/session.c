@@ -44,6 +44,9 @@
 #define FLUSH_NS   50000000    /* recorder flush period */
 #define REDRAW_NS  60000000    /* how long the pty stays one row shorter */
 #define REC_PATIENCE 2000000000 /* recording failing this long gets reported */
+#define REC_PAUSE_AT  (4 << 20) /* output queued for the recorder: stop reading the agent */
+#define REC_RESUME_AT (1 << 20)
+#define REC_WAIT_NS   2000000   /* how often a paused relay looks again */
 
 static list_t all_sessions;
 
@@ -82,6 +85,7 @@ static void rec(session_t *s, char kind, const void *p, size_t n)
 static void on_flush(loop_t *loop, loop_timer *t)
 {
 	session_t *s = t->data;
+	typed_tick(s, 0);
 	if (rec_flush(s->rec) == 0) {
 		s->rec_failing = 0;
 	} else if (!s->rec_failing) {
@@ -108,6 +112,7 @@ static void to_terminal(session_t *s, const char *p, size_t n)
 
 static void agent_output(session_t *s, const char *p, size_t n)
 {
+	typed_output(s, p, n); /* what it shows of the input goes first */
 	rec(s, 'o', p, n);
 	s->bytes_out += n;
 	s->last_output = loop_now(s->rt->loop);
@@ -118,6 +123,15 @@ static void agent_output(session_t *s, const char *p, size_t n)
 		to_terminal(s, p, n); /* out of memory: show it rather than lose it */
 }
 
+/* What the relay waits for on the pty: output, unless procy is drawing
+   with much held back, or the recorder is behind (like a terminal that is
+   paused, the agent blocks on its writes meanwhile); room for input. */
+static uint32_t master_events(session_t *s)
+{
+	int out = (s->mode == M_PASS || s->held.len < HOLD_MAX) && !s->rec_paused;
+	return (out ? EPOLLIN : 0) | (s->typed.len ? EPOLLOUT : 0);
+}
+
 void session_release_held(session_t *s)
 {
 	to_terminal(s, s->held.p, s->held.len);
@@ -125,7 +139,21 @@ void session_release_held(session_t *s)
 	if (s->held.cap > HOLD_MAX)
 		buf_free(&s->held);
 	if (s->master >= 0 && !s->master_eof)
-		loop_io_modify(s->rt->loop, &s->m_io, EPOLLIN | (s->typed.len ? EPOLLOUT : 0));
+		loop_io_modify(s->rt->loop, &s->m_io, master_events(s));
+}
+
+/* The recorder is behind (its writer has not come for a while): the relay
+   reads nothing more from the agent until it has caught up. */
+static void on_rec_wait(loop_t *loop, loop_timer *t)
+{
+	session_t *s = t->data;
+	if (rec_backlog(s->rec) > REC_RESUME_AT) {
+		loop_timer_start(loop, t, REC_WAIT_NS, on_rec_wait, s);
+		return;
+	}
+	s->rec_paused = 0;
+	if (s->master >= 0 && !s->master_eof)
+		loop_io_modify(loop, &s->m_io, master_events(s));
 }
 
 static void finish(session_t *s);
@@ -136,7 +164,13 @@ static void read_agent(session_t *s)
 	for (int i = 0; i < 16 && !s->master_eof; i++) {
 		if (s->mode != M_PASS && s->held.len >= HOLD_MAX) {
 			/* like a paused terminal: the agent blocks until we draw less */
-			loop_io_modify(s->rt->loop, &s->m_io, s->typed.len ? EPOLLOUT : 0);
+			loop_io_modify(s->rt->loop, &s->m_io, master_events(s));
+			return;
+		}
+		if (!s->rec_paused && rec_backlog(s->rec) > REC_PAUSE_AT) {
+			s->rec_paused = 1;
+			loop_io_modify(s->rt->loop, &s->m_io, master_events(s));
+			loop_timer_start(s->rt->loop, &s->rec_wait, REC_WAIT_NS, on_rec_wait, s);
 			return;
 		}
 		ssize_t n = read(s->master, chunk, sizeof chunk);
@@ -177,8 +211,7 @@ static void write_agent(session_t *s)
 	}
 	if (s->master < 0 || s->master_eof)
 		return;
-	uint32_t ev = (s->mode == M_PASS || s->held.len < HOLD_MAX) ? EPOLLIN : 0;
-	loop_io_modify(s->rt->loop, &s->m_io, ev | (s->typed.len ? EPOLLOUT : 0));
+	loop_io_modify(s->rt->loop, &s->m_io, master_events(s));
 	/* stop reading the keyboard while the agent is not reading us */
 	if (s->in_io.active)
 		loop_io_modify(s->rt->loop, &s->in_io, s->typed.len < TYPED_MAX ? EPOLLIN : 0);
@@ -194,14 +227,18 @@ static void on_master(loop_t *loop, loop_io *w, uint32_t events)
 		read_agent(s);
 }
 
-/* Password prompts turn echo off but keep canonical mode; full-screen
-   programs turn both off and echo for themselves. */
-static int reading_secret(session_t *s)
+/* Password prompts turn echo off but keep canonical mode (SECRET);
+   full-screen programs turn both off and echo for themselves (RAW: what
+   they do not show is not recorded either, typed.c). */
+enum { COOKED, RAW, SECRET };
+static int agent_reads(session_t *s)
 {
 	struct termios t;
 	if (s->master < 0 || tcgetattr(s->master, &t) < 0)
-		return 0;
-	return !(t.c_lflag & ECHO) && (t.c_lflag & ICANON);
+		return COOKED;
+	if (!(t.c_lflag & ICANON))
+		return RAW;
+	return t.c_lflag & ECHO ? COOKED : SECRET;
 }
 
 void session_type(session_t *s, const char *p, size_t n, int secret)
@@ -209,7 +246,7 @@ void session_type(session_t *s, const char *p, size_t n, int secret)
 	if (n == 0)
 		return;
 	if (!secret)
-		rec(s, 'i', p, n);
+		typed_record(s, 'i', p, n, agent_reads(s) == RAW);
 	s->bytes_in += n;
 	if (buf_add(&s->typed, p, n) < 0)
 		return;
@@ -254,17 +291,15 @@ void session_redraw_agent(session_t *s)
    Returns the bytes used (the `!` included when it opened the editor). */
 static size_t pass_keys(session_t *s, const char *p, size_t n)
 {
-	int secret = reading_secret(s);
+	int reads = agent_reads(s), secret = reads == SECRET;
 	size_t i = 0;
 	for (; i < n; i++) {
 		if (secret)
 			continue; /* neither tracked nor recorded */
 		if (p[i] == '!' && track_at_line_start(&s->track))
 			break;
-		if (track_byte(&s->track, (unsigned char)p[i]) == TRACK_SUBMIT) {
-			rec(s, 'l', s->track.line, s->track.len);
-			session_post(s, SESSION_LINE, s->track.line, s->track.len, 0, 0);
-		}
+		if (track_byte(&s->track, (unsigned char)p[i]) == TRACK_SUBMIT)
+			typed_record(s, 'l', s->track.line, s->track.len, reads == RAW);
 	}
 	session_type(s, p, i, secret);
 	if (i == n)
@@ -333,6 +368,7 @@ static void session_free(session_t *s)
 	list_remove(&all_sessions, &s->all);
 	buf_free(&s->typed);
 	buf_free(&s->held);
+	buf_free(&s->echo);
 	buf_free(&s->draw);
 	buf_free(&s->later);
 	free(s->pager);
@@ -368,6 +404,7 @@ static void finish(session_t *s)
 	loop_timer_stop(loop, &s->linger);
 	loop_timer_stop(loop, &s->redraw);
 	loop_timer_stop(loop, &s->flush);
+	loop_timer_stop(loop, &s->rec_wait);
 	if (s->master >= 0) {
 		close(s->master);
 		s->master = -1;
@@ -376,6 +413,7 @@ static void finish(session_t *s)
 	char what[32] = "closed";
 	if (code >= 0)
 		snprintf(what, sizeof what, "%d", code);
+	typed_tick(s, 1); /* input never shown by now was hidden */
 	rec(s, 'x', what, strlen(what));
 	if (rec_close(s->rec) < 0 && !s->rec_reported)
 		session_post(s, SESSION_ERROR, "recording failed at the end", 28, 0, 0);
@@ -505,7 +543,7 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	recorder_t *r = NULL;
 	if (w->db) {
 		char why[400];
-		if (!(r = rec_open(w->db, w->id, why, sizeof why))) {
+		if (!(r = rec_open(w->db, w->id, &w->rules, why, sizeof why))) {
 			snprintf(err, errlen, "cannot record: %s", why);
 			return EIO;
 		}
@@ -542,6 +580,7 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	loop_timer_init(&s->flush);
 	loop_timer_init(&s->linger);
 	loop_timer_init(&s->redraw);
+	loop_timer_init(&s->rec_wait);
 	list_push(&all_sessions, &s->all);
 	/* While the terminal belongs to the agent, procy's own log lines
 	   would scribble over its screen: they go to the log file. */

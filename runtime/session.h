@@ -20,6 +20,7 @@ typedef struct session_where {
 	const char *db;  /* the record to write term_events to, or NULL */
 	const char *id;  /* the sessions row they belong to */
 	const char *log; /* where procy's stderr goes meanwhile, or NULL */
+	rec_rules   rules; /* the recorder's rule set (procy.redact) */
 } session_where;
 
 typedef struct session_info {

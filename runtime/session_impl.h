@@ -24,7 +24,8 @@ struct session {
 	loop_child  child;
 	loop_io     in_io, m_io;
 	loop_signal winch;
-	loop_timer  flush, linger, redraw;
+	loop_timer  flush, linger, redraw, rec_wait;
+	int         rec_paused;   /* the recorder is behind: the agent's output waits */
 	struct termios saved;
 	int         raw;
 	int         cols, rows;
@@ -45,6 +46,9 @@ struct session {
 	int         pin_seen;     /* screen.repaints when it was last drawn */
 	screen_t    screen;
 	recorder_t *rec;
+	buf_t       echo;         /* typed events waiting to be shown (typed.c) */
+	unsigned char echo_last;  /* the last byte they should show */
+	int64_t     echo_since;   /* loop clock: the first of them */
 	int         rec_reported;
 	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
 	int64_t     started, last_output; /* loop clock */
@@ -60,6 +64,11 @@ void session_post(session_t *s, int type, const char *text, size_t len, int code
 void session_release_held(session_t *s);  /* write the output held meanwhile */
 void session_redraw_agent(session_t *s);  /* make the agent repaint */
 void session_type(session_t *s, const char *p, size_t n, int secret); /* bytes for the agent */
+
+/* typed.c: typed input into the record once the agent has shown it */
+void typed_record(session_t *s, char kind, const char *p, size_t n, int raw);
+void typed_output(session_t *s, const char *p, size_t n);
+void typed_tick(session_t *s, int end);
 
 /* overlay.c, for the relay */
 void   overlay_flush(session_t *s);                    /* write what was drawn into s->draw */

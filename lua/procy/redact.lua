@@ -15,13 +15,17 @@ local M = {}
 M.mask = "[REDACTED]"
 
 local key = "[%w_%-]"
+-- {prefix, pattern, literals}: every match starts with prefix and holds
+-- one of literals (what lets the terminal's recorder skip text at once)
 M.default_patterns = {
-  { "sk-", "sk%-" .. key:rep(16) .. key .. "*" },                    -- Anthropic and OpenAI keys
-  { "gh", "gh[pousr]_" .. ("[%w]"):rep(30) .. "[%w]*" },             -- GitHub tokens
-  { "github_pat_", "github_pat_" .. ("[%w_]"):rep(30) .. "[%w_]*" },
-  { "AKIA", "AKIA" .. ("[%u%d]"):rep(16) },                         -- AWS access key ids
-  { "AIza", "AIza" .. key:rep(35) },                                -- Google API keys
-  { "xox", "xox[baprs]%-" .. ("[%w%-]"):rep(10) .. "[%w%-]*" },      -- Slack tokens
+  { "sk-", "sk%-" .. key:rep(16) .. key .. "*", { "sk-" } },          -- Anthropic and OpenAI keys
+  { "gh", "gh[pousr]_" .. ("[%w]"):rep(30) .. "[%w]*",                -- GitHub tokens
+    { "ghp_", "gho_", "ghu_", "ghs_", "ghr_" } },
+  { "github_pat_", "github_pat_" .. ("[%w_]"):rep(30) .. "[%w_]*", { "github_pat_" } },
+  { "AKIA", "AKIA" .. ("[%u%d]"):rep(16), { "AKIA" } },              -- AWS access key ids
+  { "AIza", "AIza" .. key:rep(35), { "AIza" } },                     -- Google API keys
+  { "xox", "xox[baprs]%-" .. ("[%w%-]"):rep(10) .. "[%w%-]*",         -- Slack tokens
+    { "xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-" } },
 }
 
 -- Headers whose whole value is a secret.
@@ -52,6 +56,19 @@ local function patterns()
     cached_for = extra
   end
   return cached
+end
+
+-- literals() -> {text, ...} such that a text holding none of them holds
+-- no secret; nil when the `redact` setting adds patterns (then every text
+-- must be looked at).
+function M.literals()
+  local extra = (M.settings or require("procy.config").get()).redact
+  if extra and #extra > 0 then return nil end
+  local out = {}
+  for _, p in ipairs(M.default_patterns) do
+    for _, l in ipairs(p[3] or {}) do out[#out + 1] = l end
+  end
+  return out
 end
 
 -- check(list) -> true | nil, message: each pattern of a `redact` setting

@@ -62,7 +62,11 @@ function M.run(opts)
     if proxy then serve.stop(proxy) end
   end
   local s, serr, scode = pty.session { argv = run, env = env, cwd = cwd, db = store.path(), id = id,
-    log = cfg.log }
+    log = cfg.log, redact = require("procy.json").encode { redact = cfg.redact },
+    redact_literals = (function()
+      local l = require("procy.redact").literals()
+      return l and table.concat(l, "\n")
+    end)() }
   if not s then
     stop_agent()
     store.end_session(id, { status = "error" })

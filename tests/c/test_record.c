@@ -39,7 +39,7 @@ int main(void)
 	                   "h:close() return 'ok'"), "ok", "a record with one session");
 
 	char err[256] = "";
-	recorder_t *r = rec_open(path, "s1", err, sizeof err);
+	recorder_t *r = rec_open(path, "s1", NULL, err, sizeof err);
 	ok(r != NULL, "rec_open");
 	rec_event(r, 1, 'o', "hello", 5);
 	rec_event(r, 2, 'i', "x", 1);
@@ -79,7 +79,7 @@ int main(void)
 	rec_event(r, 200000, 'x', "0", 1);
 	is_int(rec_close(r), 0, "close flushes");
 	is_int(count(path, "kind = 'x'"), 1, "the last event is there");
-	ok(rec_open("/nonexistent/dir/r.db", "s", err, sizeof err) == NULL && strstr(err, "/nonexistent"),
+	ok(rec_open("/nonexistent/dir/r.db", "s", NULL, err, sizeof err) == NULL && strstr(err, "/nonexistent"),
 	   "a bad path fails with a message");
 	lua_close(L);
 	char cmd[300];
