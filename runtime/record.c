@@ -473,6 +473,10 @@ static int unspill(recorder_t *r, int *rc, char *err, size_t errlen)
 		if (got != (ssize_t)sizeof h || b.data.len >= CHUNK) {
 			size_t done = write_events(r, &b, rc, err, errlen);
 			r->spilled -= done;
+			if (done == 0 && read_to == 0) { /* nothing went in: the file stays as it is */
+				batch_free(&b);
+				return -1;
+			}
 			if (done < b.nev) {
 				for (size_t k = 0; k < done; k++) /* those are in the record now */
 					read_to += (off_t)(sizeof(spilled_head) + b.ev[k].len);

@@ -117,7 +117,10 @@ void typed_record(session_t *s, char kind, const char *p, size_t n, int raw)
 	unsigned char last = kind == 'i' ? last_shown(p, n) : 0;
 	if (last)
 		s->echo_last = last;
-	if (!s->echo_last || s->echo.len > ECHO_MAX) /* nothing to wait for, or no secret */
+	/* A line comes before the keys that end it: it waits for them. Keys
+	   with nothing to show (Enter alone), or far too much waiting to be a
+	   password, go now, with what waited. */
+	if ((kind == 'i' && !s->echo_last) || s->echo.len > ECHO_MAX)
 		release(s, 0);
 }
 

@@ -1,0 +1,195 @@
+-- The terminal's record, with procy on a pty of the test's own: secrets
+-- printed or typed never reach the disk (one rule set with the API), input
+-- at a hidden prompt of a full-screen program is not recorded, and a
+-- database that refuses writes costs bounded memory and nothing else
+-- (spilled, then written back), or, when even the spill fails, only
+-- output, with a gap event saying so.
+local T = require "tap"
+local core = require "procy.core"
+local db = require "procy.db"
+local proc = require "procy.proc"
+
+local dir = T.tmpdir()
+local record = dir .. "/record.db"
+local env = { HOME = dir, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config" }
+local peak_kb = require("measure").peak_kb
+
+local function procy(argv)
+  local full = { T.bin, "--db", record, "--" }
+  for _, a in ipairs(argv) do full[#full + 1] = a end
+  return assert(proc.spawn(full, { pty = { cols = 100, rows = 30 }, env = env }))
+end
+
+-- reads what procy shows until pattern appears (or it ends)
+local function wait_for(p, pattern, seen)
+  seen = seen or ""
+  while not seen:find(pattern) do
+    local c = p:read()
+    if not c then break end
+    seen = seen .. c
+  end
+  return seen
+end
+
+local function session_data(kinds)
+  local h = assert(db.open(record, { migrations = false }))
+  local row = h:query("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
+  local out = {}
+  for k in kinds:gmatch(".") do
+    out[k] = h:query("SELECT group_concat(data, '') AS d FROM (SELECT data FROM term_events WHERE session_id = ? AND kind = ? ORDER BY id)",
+      row.id, k)[1].d or ""
+  end
+  h:close()
+  return out, row.id
+end
+
+local KEY = "sk-ant-api03-" .. ("Zq7_Wm3"):rep(6)
+
+-- a key printed in two pieces a moment apart, and one typed and echoed
+do
+  local half = #KEY // 2
+  local p = procy { "sh", "-c", ("printf 'key: %s'; sleep 0.3; printf '%s done\\n'; echo whole %s; read line; echo got $line")
+    :format(KEY:sub(1, half), KEY:sub(half + 1), KEY) }
+  local seen = wait_for(p, "whole")
+  p:write("typed " .. KEY .. "\r")
+  seen = wait_for(p, "got", seen)
+  while p:read() do end
+  p:wait(10)
+  T.ok(seen:find(KEY:sub(half + 1), 1, true), "the terminal shows the agent's output as it was")
+  local d = session_data("oil")
+  local all = d.o .. d.i .. d.l
+  T.ok(not all:find(KEY:sub(1, 20), 1, true) and not all:find(KEY:sub(-20), 1, true),
+       "no key in the recorded output, input or lines", all:sub(1, 300))
+  T.like(d.o, "key: %[REDACTED%] done", "a key split across two writes is masked where it starts")
+  T.like(d.o, "whole %[REDACTED%]", "one written whole too")
+  T.like(d.i, "typed %[REDACTED%]", "typed input is masked")
+  T.like(d.l, "typed %[REDACTED%]", "and so is the typed line")
+end
+
+-- a full-screen program's password prompt (raw mode, no echo: '*'), then a
+-- question it echoes
+do
+  local prog = T.write(dir .. "/prompt.py", [[
+import os, sys, tty
+tty.setraw(0)
+def ask(label, show):
+    os.write(1, label)
+    got = b""
+    while True:
+        c = os.read(0, 1)
+        if c in (b"\r", b"\n"):
+            return got
+        got += c
+        os.write(1, show(c))
+pw = ask(b"Password: ", lambda c: b"*")
+os.write(1, b"\r\nlength %d\r\n" % len(pw))
+name = ask(b"Name: ", lambda c: c)
+os.write(1, b"\r\nhello " + name + b"\r\n")
+]])
+  local p = procy { "python3", prog }
+  local seen = wait_for(p, "Password: ")
+  p:write("hunter2-Passw0rd\r")
+  seen = wait_for(p, "length", seen)
+  p:write("alice\r")
+  seen = wait_for(p, "hello alice", seen)
+  while p:read() do end
+  p:wait(10)
+  T.like(seen, "length 16", "the program got the password")
+  local d = session_data("oil")
+  T.ok(not (d.i .. d.l .. d.o):find("hunter2", 1, true), "what was typed at the hidden prompt is not recorded",
+       ("input %q lines %q"):format(d.i, d.l))
+  T.ok(d.i:find("alice", 1, true), "what the program echoed is", ("%q"):format(d.i))
+  T.ok(d.i:find("\r", 1, true), "and the keys that submit the answers")
+end
+
+-- a database another writer holds for 4 s while the agent writes 4 MB/s:
+-- memory stays bounded (the rest is spilled), and everything is recorded
+-- ~4 MB/s for that long, of lines with nothing a rule could mask
+local burst = T.write(dir .. "/burst.py", [[
+import os, sys, time
+for i in range(int(sys.argv[1]) * 10):
+    os.write(1, (("%06d:" % i) + ("abcdefghijklmnopqrstuvwxyz0123456789" * 11112)[:399993] + "\n").encode())
+    time.sleep(0.1)
+os.write(1, b"END\n")
+]])
+local function agent_burst(seconds)
+  return ("stty raw -echo; read go; exec python3 %s %d"):format(burst, seconds)
+end
+local function burst_size(seconds) return seconds * 10 * 400001 + 4 end
+do
+  local p = procy { "sh", "-c", agent_burst(5) }
+  core.sleep(0.5)
+  local _, sid = session_data("")
+  local other = assert(db.open(record, { migrations = false, busy_timeout = 0 }))
+  assert(other:exec("BEGIN IMMEDIATE"))
+  p:write("go\n")
+  local n, peak, spilled = 0, 0, false
+  local t0 = core.now()
+  while true do
+    local c = p:read()
+    if not c then break end
+    n = n + #c
+    peak = peak_kb(p:pid(), peak)
+    if not spilled and require("procy.fs").stat(record .. "-spill-" .. sid) then spilled = true end
+    if core.now() - t0 > 4 and other then
+      assert(other:exec("COMMIT"))
+      other:close()
+      other = nil
+    end
+  end
+  if other then other:exec("COMMIT"); other:close() end
+  p:wait(30)
+  local d = session_data("og")
+  T.ok(n > 15e6, "the agent wrote its output meanwhile", n .. " bytes")
+  T.ok(spilled, "past 8 MB waiting, the recorder spilled to a file beside the record")
+  if T.sanitized then T.skip("procy's memory stays bounded", "under " .. os.getenv("PROCY_SANITIZED"))
+  else T.ok(peak < 24 * 1024, "procy's memory stays bounded meanwhile", ("peak %d KB"):format(peak)) end
+  T.is(#d.o, burst_size(5), "once it can write again, every byte is recorded")
+  T.is(d.g, "", "with no gap")
+  T.ok(not require("procy.fs").stat(record .. "-spill-" .. sid), "and the spill file is gone")
+end
+
+-- the same, when the spill cannot be written either: output is let go,
+-- a gap event says how much, input stays
+do
+  local p = procy { "sh", "-c", agent_burst(4) }
+  core.sleep(0.5)
+  local _, sid = session_data("")
+  assert(proc.run { "mkdir", "-p", record .. "-spill-" .. sid }) -- a directory where the spill would go
+  local other = assert(db.open(record, { migrations = false, busy_timeout = 0 }))
+  assert(other:exec("BEGIN IMMEDIATE"))
+  p:write("go\n")
+  local n = 0
+  local t0 = core.now()
+  while true do
+    local c = p:read()
+    if not c then break end
+    n = n + #c
+    if core.now() - t0 > 3.5 and other then
+      assert(other:exec("COMMIT"))
+      other:close()
+      other = nil
+    end
+  end
+  if other then other:exec("COMMIT"); other:close() end
+  p:wait(30)
+  local d = session_data("ogi")
+  local gaps, ok = { bytes = 0, events = 0 }, d.g ~= ""
+  for g in d.g:gmatch("{[^}]*}") do
+    local x = require("procy.json").decode(g)
+    ok = ok and x and x.bytes > 0 and x.events > 0 and x.from <= x.to
+    gaps.bytes, gaps.events = gaps.bytes + (x and x.bytes or 0), gaps.events + (x and x.events or 0)
+  end
+  T.ok(ok, "gap events say what output was let go", d.g)
+  T.is(#d.o + gaps.bytes, burst_size(4), "the rest of the output is recorded")
+  T.like(d.i, "go", "the input is kept")
+  local h = assert(db.open(record, { migrations = false }))
+  local loss = h:query("SELECT sum(count) AS n, sum(bytes) AS b FROM losses WHERE session_id = ? AND what = 'output'", sid)[1]
+  h:close()
+  T.is(loss.b, gaps.bytes, "and the loss is counted in the record")
+  local shown = T.procy { "--db", record, "show", sid }
+  T.like(shown.stdout, "output event", "procy show says so")
+end
+
+proc.run { "rm", "-rf", dir }
+return T.done()
