@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "procy.h"
 
 #define PROCY_TASK_MT "procy.task"
+#define SLICE_NS      20000000 /* a task running this long without yielding is paused */
 #define PROCY_OP_MT   "procy.op"
 
 enum { T_READY, T_RUNNING, T_WAITING, T_DONE, T_FAILED, T_CANCELLED };
@@ -41,6 +43,7 @@ struct task {
 	int        nargs;      /* values on co's stack for the next resume */
 	int        anchor;     /* registry ref while the task has not ended */
 	int        cancelling; /* cancel() called from inside the task */
+	int64_t    busy_since; /* loop clock: when it last went on after waiting (pauses by the hook do not count) */
 	op_t      *waiting;
 	list_node  ready;      /* in the ready queue */
 	list_node  live;       /* in the live list, in spawn order */
@@ -56,6 +59,7 @@ typedef struct sched {
 	int      stop;
 	int64_t  resumed_at;
 	int64_t  run_limit;     /* ns a task may run without yielding; 0 = off */
+	int      preempting;    /* the hook paused the running task */
 } sched_t;
 
 #define SCHED(rt) ((sched_t *)(rt)->sched)
@@ -303,8 +307,13 @@ static void resume(runtime_t *rt, task_t *t)
 	t->state = T_RUNNING;
 	S->current = t;
 	S->resumed_at = loop_clock();
+	if (!t->busy_since)
+		t->busy_since = S->resumed_at;
 	int status = lua_resume(t->co, L, nargs, &nres);
 	S->current = NULL;
+	if (!S->preempting)
+		t->busy_since = 0; /* it waited, or ended: busy no more */
+	S->preempting = 0;
 	if (status == LUA_YIELD) {
 		lua_pop(t->co, nres);
 		if (t->cancelling)
@@ -320,18 +329,45 @@ static void resume(runtime_t *rt, task_t *t)
 	}
 }
 
+/* A terminating signal waits (they are blocked and read from the loop's
+   signalfd)? */
+static int signal_waits(void)
+{
+	sigset_t set;
+	return sigpending(&set) == 0 &&
+	       (sigismember(&set, SIGTERM) == 1 || sigismember(&set, SIGINT) == 1 || sigismember(&set, SIGHUP) == 1);
+}
+
+/* Every 10000 instructions of a task. A task that has run SLICE_NS without
+   yielding is paused at this point, when it can be (not inside a C call:
+   a pcall, a transaction, a sort), so the loop runs meanwhile: the relay
+   never waits for Lua, and signals are handled. It goes on after the
+   other ready tasks and one turn of the loop. Where it cannot yield, a
+   terminating signal ends it; and the watchdog ends it past run_limit. */
 static void hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
 	sched_t *S = SCHED(procy_rt(L));
-	if (S->run_limit > 0 && S->current &&
-	    loop_clock() - S->resumed_at > S->run_limit) {
+	if (!S->current)
+		return;
+	task_t *t = S->current;
+	int64_t now = loop_clock();
+	if (now - S->resumed_at < SLICE_NS)
+		return;
+	if (S->run_limit > 0 && now - t->busy_since > S->run_limit) {
 		char secs[32];
 		snprintf(secs, sizeof secs, "%g", (double)S->run_limit / 1e9);
 		luaL_error(L, "%s ran for more than %s s without yielding "
 		           "(call core.yield() in long loops, or raise task_run_limit)",
-		           S->current->label, secs);
+		           t->label, secs);
 	}
+	if (lua_isyieldable(L) && t->co == L) {
+		S->preempting = 1;
+		lua_yield(L, 0); /* resume() queues it again, as after coroutine.yield() */
+		return;
+	}
+	if (signal_waits())
+		luaL_error(L, "%s was stopped: procy got a signal to end", t->label);
 }
 
 /* spawn(fn, ...) -> task */

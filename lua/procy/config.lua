@@ -41,7 +41,7 @@ M.settings = {
     choices = { "debug", "info", "warn", "error" },
     doc = "least severe log line written to stderr (PROCY_LOG overrides)" },
   { name = "task_run_limit", type = "number", default = 10,
-    doc = "seconds a task may run without yielding before it is stopped (0: no limit)" },
+    doc = "seconds a task may run without waiting before it is stopped (0: no limit); busy tasks are paused every 20 ms either way" },
   { name = "agent", type = "string", default = "claude",
     doc = "the agent command `procy` wraps (words split like a shell, never run by one)" },
   { name = "agents", type = "table", default = {},

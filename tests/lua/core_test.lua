@@ -119,4 +119,39 @@ do
   T.like(r.stderr, "ran for more than 0.2 s without yielding", "with a clear message naming the limit")
 end
 
+-- a task that computes for a long time is paused now and then: the
+-- others (and the loop) run meanwhile
+do
+  local order = {}
+  local spin = core.spawn(function()
+    local t = core.now()
+    while core.now() - t < 0.5 do end
+    order[#order + 1] = "spin"
+  end)
+  local nap = core.spawn(function()
+    core.sleep(0.05)
+    order[#order + 1] = "nap"
+  end)
+  core.await(spin)
+  core.await(nap)
+  T.is(table.concat(order, " "), "nap spin", "a busy task does not keep another from waking")
+end
+
+-- signals reach a busy recipe, with no run limit
+do
+  local dir = T.tmpdir()
+  T.write(dir .. "/procy.lua", "return { task_run_limit = 0 }\n")
+  local spin = T.write(dir .. "/spin.lua", "local n = 0 while true do n = n + 1 end\n")
+  local sort = T.write(dir .. "/sort.lua", [[
+    table.sort({ 3, 2, 1 }, function(a, b) while true do end end) -- cannot be paused: a C call
+  ]])
+  for _, recipe in ipairs { spin, sort } do
+    local p = assert(require("procy.proc").spawn({ T.bin, "run", recipe }, { cwd = dir, stderr = "pipe" }))
+    core.sleep(0.3)
+    p:kill("TERM")
+    local r = p:wait(20)
+    T.is(r and r.code, 143, "SIGTERM ends a busy recipe" .. (recipe == sort and " inside a C call" or ""))
+  end
+end
+
 return T.done()

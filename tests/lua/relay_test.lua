@@ -147,6 +147,37 @@ do
   T.is(last_session().status, "killed", "the session is closed in the record")
 end
 
+-- a `!` command that computes for seconds: the relay goes on meanwhile,
+-- and keys typed then reach the agent
+do
+  local project = dir .. "/busy"
+  proc.run { "mkdir", "-p", project }
+  T.write(project .. "/procy.lua", ([[
+    return { commands = { spin = function()
+      local t = os.clock()
+      while os.clock() - t < 3 do end
+      local f = io.open(%q, "w") f:write("done") f:close()
+    end } }
+  ]]):format(project .. "/done"))
+  local p = assert(proc.spawn({ T.bin, "--db", record, "--", "cat" }, { pty = { cols = 100, rows = 30 }, env = env,
+    cwd = project }))
+  core.sleep(0.5)
+  p:write("!spin\r")
+  core.sleep(0.3)
+  p:write("typed while it ran\r")
+  local seen = ""
+  while not seen:find("typed while it ran") do
+    local c = p:read()
+    if not c then break end
+    seen = seen .. c
+  end
+  T.ok(seen:find("typed while it ran", 1, true) and not T.read(project .. "/done"),
+       "keys typed while a ! command computes reach the agent before it ends")
+  p:write("\4")
+  drain(p)
+  p:wait(20)
+end
+
 -- and the terminal: a session leaves procy's terminal as it found it
 do
   local p = assert(proc.spawn({ "sh", "-c", ("stty -g; %s --db %s -- sh -c 'stty raw -echo; exit 3'; stty -g")
