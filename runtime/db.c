@@ -695,8 +695,21 @@ static int db_open(lua_State *L)
 	sqlite3_busy_timeout(db->h, (int)(busy * 1000));
 	/* journal_mode answers with a row; exec discards it. A read-only or
 	   locked file fails here first, with the clearest message. */
-	rc = exec_plain(db, readonly ? "PRAGMA foreign_keys = ON"
+	/* read-only: a first read, which is where a record we cannot open fails */
+	rc = exec_plain(db, readonly ? "PRAGMA foreign_keys = ON; SELECT count(*) FROM sqlite_master"
 	                             : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+	if (readonly && (rc & 0xff) == SQLITE_READONLY) {
+		/* A WAL record in a directory we may not write: its -shm cannot be
+		   made. Nobody writes it then (nor may we): read it as it is. */
+		sqlite3_close_v2(db->h);
+		db->h = NULL;
+		char *uri = sqlite3_mprintf("file:%s?immutable=1", path);
+		rc = uri ? sqlite3_open_v2(uri, &db->h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL)
+		         : SQLITE_NOMEM;
+		sqlite3_free(uri);
+		if (rc == SQLITE_OK)
+			rc = exec_plain(db, "PRAGMA foreign_keys = ON; SELECT count(*) FROM sqlite_master");
+	}
 	int n = rc != SQLITE_OK ? db_fail(L, db->h, rc, path)
 	      : readonly && do_migrate ? check_schema(L, db, dir, path)
 	      : do_migrate ? migrate(L, db, dir) : 0;

@@ -83,3 +83,7 @@ CREATE TABLE losses (
   error      TEXT
 );
 CREATE INDEX losses_session ON losses(session_id);
+
+-- A background agent's supervisor, known the same way (procy agent stop
+-- signals only the process the row names, not whatever reused its pid).
+ALTER TABLE agents ADD COLUMN pid_start TEXT;

@@ -25,13 +25,17 @@ local function row_of(name)
   return store.open():query("SELECT * FROM agents WHERE name = ?", name)[1]
 end
 
--- alive(pid) -> whether the process runs (a zombie does not)
-local function alive(pid)
+-- alive(row) -> whether the agent's supervisor runs: its pid names the
+-- process it named when it started (a pid may be reused by another), and
+-- that process is no zombie
+local function alive(row)
+  local pid = row and row.pid
   local f = pid and io.open("/proc/" .. pid .. "/stat")
   if not f then return false end
   local stat = f:read("a")
   f:close()
-  return not stat:match("^%d+ %b() [ZX]")
+  if stat:match("^%d+ %b() [ZX]") then return false end
+  return not row.pid_start or store.process_id(pid) == row.pid_start
 end
 
 local function log_path(name)
@@ -64,14 +68,12 @@ function M.supervise(name)
     say("no agent ", name)
     return 1
   end
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = tonumber(f:read("a"):match("^(%d+)"))
-  f:close()
+  local me, pid = store.process_id("self")
   local a, err = agent.open { profile = row.profile, mode = "headless", cwd = row.cwd,
     args = json.decode(row.args) or {}, mirror = "full" }
   if not a then
-    h:exec("UPDATE agents SET status = 'failed', error = ?, pid = ?, ended_at = ? WHERE name = ?",
-      err, pid, store.now_us(), name)
+    h:exec("UPDATE agents SET status = 'failed', error = ?, pid = ?, pid_start = ?, ended_at = ? WHERE name = ?",
+      err, pid, me, store.now_us(), name)
     say("agent ", name, ": ", err)
     return 1
   end
@@ -107,8 +109,8 @@ function M.supervise(name)
     end
   end
   serve.route("^/agent/" .. name:gsub("%p", "%%%0") .. "/(%a+)$", actions)
-  h:exec([[UPDATE agents SET pid = ?, port = ?, session_id = ?, status = 'running', started_at = ?, error = NULL
-           WHERE name = ?]], pid, a.proxy.port, a.session, store.now_us(), name)
+  h:exec([[UPDATE agents SET pid = ?, pid_start = ?, port = ?, session_id = ?, status = 'running', started_at = ?,
+           error = NULL WHERE name = ?]], pid, me, a.proxy.port, a.session, store.now_us(), name)
   io.stderr:write(("procy: agent %s running (supervisor %d, session %s, port %d)\n"):format(name, pid,
     a.session:sub(1, 8), a.proxy.port))
   local _ <close> = setmetatable({}, { __close = function()
@@ -144,7 +146,7 @@ function cmd.start(args, opts)
     return 2
   end
   local old = row_of(name)
-  if old and old.status ~= "stopped" and old.status ~= "failed" and alive(old.pid) then
+  if old and old.status ~= "stopped" and old.status ~= "failed" and alive(old) then
     say("agent ", name, " is running already (procy agent stop ", name, ")")
     return 1
   end
@@ -178,7 +180,7 @@ function cmd.start(args, opts)
       print(("agent %s started: supervisor %d, session %s (log: %s)"):format(name, row.pid, row.session_id:sub(1, 8), log))
       return 0
     end
-    if row.status == "failed" or not alive(pid) then
+    if row.status == "failed" or not alive { pid = pid } then
       say("agent ", name, " did not start: ", row.error or ("see " .. log))
       return 1
     end
@@ -242,7 +244,7 @@ function cmd.ls()
   print(("%-16s %-8s %-8s %8s %6s  %-8s %s"):format("NAME", "STATUS", "PID", "LAST I/O", "TURNS", "PROFILE", "CWD"))
   for _, r in ipairs(rows) do
     local status = r.status
-    if (status == "running" or status == "exited" or status == "starting") and not alive(r.pid) then status = "dead" end
+    if (status == "running" or status == "exited" or status == "starting") and not alive(r) then status = "dead" end
     print(("%-16s %-8s %-8s %8s %6d  %-8s %s"):format(r.name, status, r.pid or "-", age(r.last_io), r.turns,
       r.profile, r.cwd))
   end
@@ -254,9 +256,9 @@ function cmd.stop(args)
   local row = named(args, "stop")
   if not row then return 1 end
   local r = call(row, "POST", "stop")
-  if not r and alive(row.pid) then proc.run { "kill", tostring(row.pid) } end
+  if not r and alive(row) then proc.run { "kill", tostring(row.pid) } end -- only the supervisor it names
   for _ = 1, 100 do
-    if not alive(row.pid) then break end
+    if not alive(row) then break end
     core.sleep(0.05)
   end
   store.open():exec("UPDATE agents SET status = 'stopped', ended_at = coalesce(ended_at, ?) WHERE name = ?",

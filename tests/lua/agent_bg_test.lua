@@ -76,6 +76,14 @@ T.like(procy("agent", "ls").stdout, "\nbob%s+stopped", "ls says stopped")
 local row = h:query("SELECT * FROM agents WHERE name = 'bob'")[1]
 T.ok(row.ended_at and row.session_id, "the record keeps the agent, its session and its end")
 T.is(procy("agent", "send", "bob", "anyone?").code, 1, "sending to a stopped agent fails")
+-- its pid, reused by another process: stop leaves that process alone
+local other = assert(proc.spawn { "sleep", "30" })
+h:exec("UPDATE agents SET status = 'running', pid = ? WHERE name = 'bob'", other:pid())
+T.like(procy("agent", "ls").stdout, "\nbob%s+dead", "a supervisor's pid taken by another process: ls says dead")
+procy("agent", "stop", "bob")
+T.ok(not T.dead(other:pid()), "and agent stop does not signal that process")
+other:kill()
+other:wait(5)
 h:close()
 proc.run { "rm", "-rf", dir }
 return T.done()

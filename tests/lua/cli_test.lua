@@ -144,5 +144,37 @@ do
   T.like(r.stderr, "module 'procy.extra' not found", "without it, only the compiled-in modules exist")
 end
 
+-- commands that only read: a missing record, one procy may not write, a
+-- session with no API calls
+do
+  local rec = dir .. "/reading/r.db"
+  local r = T.procy { "--db", rec, "sessions" }
+  T.is(r.code, 1, "procy sessions without a record fails")
+  T.like(r.stderr, "no record at", "saying there is none")
+  T.ok(not require("procy.fs").stat(rec), "and creates none")
+  r = T.procy { "--db", rec, "run", T.write(dir .. "/mk.lua", [[
+    local store = require "procy.store"
+    local id = assert(store.new_session { argv = { "x" }, cwd = "/", mode = "serve" })
+    store.end_session(id, { status = "exited", code = 0 })
+    print(id)]]) }
+  local id = r.stdout:match("%x+")
+  r = T.procy { "--db", rec, "show", id }
+  T.is(r.code, 0, "procy show of a session with no API calls")
+  T.like(r.stdout, "api%s+0 calls", "says it had none")
+  assert(proc.run { "chmod", "755", dir, dir .. "/reading" })
+  assert(proc.run { "chmod", "644", rec })
+  local as_nobody = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", T.bin, "--db", rec }
+  local function nobody(...)
+    local argv = table.move(as_nobody, 1, #as_nobody, 1, {})
+    for _, a in ipairs { ... } do argv[#argv + 1] = a end
+    return assert(proc.run(argv, { env = { HOME = "/tmp", XDG_CONFIG_HOME = "/tmp/none", XDG_STATE_HOME = "/tmp/none" } }))
+  end
+  r = nobody("sessions")
+  T.is(r.code, 0, "procy sessions on a record it may not write", r.stderr)
+  T.like(r.stdout, id:sub(1, 10), "lists its sessions")
+  r = nobody("show", id)
+  T.is(r.code, 0, "and procy show reads it", r.stderr)
+end
+
 proc.run { "rm", "-rf", dir }
 return T.done()

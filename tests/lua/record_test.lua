@@ -139,6 +139,26 @@ do
        and health.record.relayed == st.relayed, "/health says what was relayed, recorded and lost", json.encode(health.record))
 end
 
+-- ---- a 100 MB answer: relayed whole, its record a 64 MB prefix, marked -------------------
+do
+  local t0 = core.now()
+  local r = assert(http.request { method = "POST", url = base .. "/v1/messages", timeout = 120,
+    body = json.encode { model = "claude-haiku-4-5", messages = { { role = "user", content = "JUNK:104857600" } } } })
+  T.is(#r.body, 104857600, "a 100 MB answer reaches the client whole")
+  local row
+  for _ = 1, 1500 do
+    row = h:query("SELECT * FROM api_calls WHERE resp_size = 104857600 ORDER BY id DESC LIMIT 1")[1]
+    if row then break end
+    core.sleep(0.02)
+  end
+  T.ok(row, "and is recorded", ("%.1f s after it was sent"):format(core.now() - t0))
+  local kept = row and require("procy.blobs").get(h, row.resp_body) or ""
+  T.is(#kept, 64 << 20, "the record keeps its first 64 MB")
+  T.ok(kept == r.body:sub(1, 64 << 20), "exactly as a prefix (no hole)")
+  T.like(row and row.error or "", "first 67108864 kept", "the call says so")
+  T.like(row and row.parse_error or "", "over the", "and that it was not parsed")
+end
+
 -- ---- a database that refuses writes: calls wait, nothing is lost ------------------------
 do
   local locked = serve.start { port = 0, upstream = fake.url, openai = fake.url, session = session, max_queued = 3 }
