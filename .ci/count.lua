@@ -1,4 +1,5 @@
--- count.lua LOG... — TAP results from meson's testlog.json files: prints
+-- count.lua LOG... — TAP results from meson's testlog.json files (and
+-- plain .tap files): prints
 -- "passed failed skipped". A test program that failed without a failing TAP
 -- line (a crash, a timeout, a bad plan) counts as one failure; a skipped
 -- check or program is not a pass.
@@ -10,6 +11,12 @@ return function(args)
     local f = io.open(path)
     if not f then
       failed = failed + 1
+    elseif path:match("%.tap$") then -- plain TAP (the fuzzers')
+      for l in f:lines() do
+        if l:match("^ok %d") then passed = passed + 1
+        elseif l:match("^not ok %d") then failed = failed + 1 end
+      end
+      f:close()
     else
       for line in f:lines() do
         local t = assert(json.decode(line))

@@ -6,14 +6,19 @@ local proc = require "procy.proc"
 local T = {}
 local count, failures = 0, 0
 
+-- A failure goes to stderr too, with its diagnostics: meson reads stdout
+-- for the TAP stream, and `meson test --print-errorlogs` shows stderr.
 local function report(pass, name, diag)
   count = count + 1
-  print((pass and "ok " or "not ok ") .. count .. " - " .. (name or ""))
+  local line = (pass and "ok " or "not ok ") .. count .. " - " .. (name or "")
+  print(line)
   if not pass then
     failures = failures + 1
     local where = debug.getinfo(2, "Sl") -- T.ok and friends tail-call report
-    print(("#   failed at %s:%d"):format(where.short_src, where.currentline))
-    if diag then print("#   " .. diag:gsub("\n", "\n#   ")) end
+    local text = ("#   failed at %s:%d"):format(where.short_src, where.currentline)
+    if diag then text = text .. "\n#   " .. diag:gsub("\n", "\n#   ") end
+    print(text)
+    io.stderr:write(line, "\n", text, "\n")
   end
   io.stdout:flush()
   return pass
