@@ -125,7 +125,8 @@ static void note_add(capture_t *cap, const void *data, size_t len, size_t calls)
 	n->next = NULL;
 	n->calls = calls;
 	n->len = len;
-	memcpy(n->data, data, len);
+	if (len)
+		memcpy(n->data, data, len);
 	*cap->out_tail = n;
 	cap->out_tail = &n->next;
 }
@@ -175,7 +176,8 @@ static size_t take(capture_t *cap, pcall_t **batch)
 		batch[n] = cap->in[n];
 		n++;
 	}
-	memmove(cap->in, cap->in + n, (cap->nin - n) * sizeof *cap->in);
+	if (n)
+		memmove(cap->in, cap->in + n, (cap->nin - n) * sizeof *cap->in);
 	cap->nin -= n;
 	cap->in_bytes -= bytes;
 	cap->working = bytes;

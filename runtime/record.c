@@ -138,7 +138,8 @@ static void batch_drop(batch *b, size_t n)
 		return;
 	}
 	size_t off = b->ev[n].off;
-	memmove(b->data.p, b->data.p + off, b->data.len - off);
+	if (off && b->data.len > off)
+		memmove(b->data.p, b->data.p + off, b->data.len - off);
 	b->data.len -= off;
 	memmove(b->ev, b->ev + n, (b->nev - n) * sizeof *b->ev);
 	b->nev -= n;
@@ -189,6 +190,8 @@ fail:
    (redact.literals()): a stream with none of them needs no Lua. */
 static int may_hold(const recorder_t *r, const char *p, size_t n)
 {
+	if (n == 0)
+		return 0;
 	if (!r->lits)
 		return 1;
 	for (size_t i = 0; i < r->nlits; i++)
@@ -246,7 +249,7 @@ static int stream_may_hold(const recorder_t *r, const batch *in, char kind)
 		const char *p = in->data.p + q->off;
 		if (may_hold(r, p, q->len))
 			return 1;
-		if (prev) {
+		if (prev && prevlen && q->len) {
 			char edge[64];
 			size_t a = prevlen < 31 ? prevlen : 31, b = q->len < 32 ? q->len : 32;
 			memcpy(edge, prev + prevlen - a, a);

@@ -191,5 +191,55 @@ do
   T.like(shown.stdout, "output event", "procy show says so")
 end
 
+-- a full disk (a small tmpfs): the output goes in as far as it fits, the
+-- rest waits, and once there is room again it goes in too
+do
+  local small = dir .. "/small"
+  proc.run { "mkdir", "-p", small }
+  local m = proc.run { "mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", small }
+  if not m or m.code ~= 0 then
+    T.skip("a full disk: the output goes in as it fits", "cannot mount a tmpfs here: " .. (m and m.stderr or "?"))
+  else
+    local rec = small .. "/r.db"
+    local chunk = T.write(dir .. "/chunks.py", [[
+import os, sys, time
+for i in range(20):
+    os.write(1, (("%04d:" % i) + "0123456789abcdef" * 16384 + "\n").encode())
+    time.sleep(0.15)
+os.write(1, b"END\n")
+]])
+    local p = assert(proc.spawn({ T.bin, "--db", rec, "--", "sh", "-c", "stty raw -echo; read go; exec python3 " .. chunk },
+      { pty = { cols = 100, rows = 30 }, env = env }))
+    core.sleep(0.5)
+    -- fill the disk but for about 1 MB
+    local df = proc.run { "df", "--output=avail", "-B1", small }
+    local avail = tonumber(df.stdout:match("(%d+)%s*$"))
+    assert(proc.run { "sh", "-c", ("head -c %d /dev/zero > %s/filler"):format(avail - (1 << 20), small) })
+    p:write("go\n")
+    local n, freed, least = 0, false, avail
+    local t0 = core.now()
+    while true do
+      local c = p:read()
+      if not c then break end
+      n = n + #c
+      if not freed then
+        local d = proc.run { "df", "--output=avail", "-B1", small }
+        least = math.min(least, tonumber(d.stdout:match("(%d+)%s*$")) or least)
+      end
+      if not freed and core.now() - t0 > 2 then -- the disk has room again
+        proc.run { "rm", "-f", small .. "/filler" }
+        freed = true
+      end
+    end
+    p:wait(30)
+    local h = assert(db.open(rec, { migrations = false }))
+    local o = h:query("SELECT sum(length(data)) AS n, count(*) AS c FROM term_events WHERE kind = 'o'")[1]
+    h:close()
+    T.ok(least < 64 * 1024, "the disk was full meanwhile", least .. " bytes free at the least")
+    T.is(o.n, 20 * (5 + 16 * 16384 + 1) + 4, "a full disk: every chunk is recorded once it has room again")
+    proc.run { "umount", small }
+  end
+end
+
 proc.run { "rm", "-rf", dir }
 return T.done()
