@@ -67,6 +67,8 @@ struct recorder {
 	int             spans;     /* registry ref: procy.redact.spans */
 	char          **lits;      /* redact.literals(): none in a text, no secret in it */
 	size_t          nlits;
+	uint32_t        lit_first[256]; /* for each byte, the literals starting with it */
+	size_t          lit_len[32];
 	int             spill_fd;
 	char            spill_path[4096];
 	uint64_t        spilled;   /* events in the spill file */
@@ -194,9 +196,19 @@ static int may_hold(const recorder_t *r, const char *p, size_t n)
 		return 0;
 	if (!r->lits)
 		return 1;
-	for (size_t i = 0; i < r->nlits; i++)
-		if (memmem(p, n, r->lits[i], strlen(r->lits[i])))
-			return 1;
+	/* one pass for all of them: a literal can start only at a byte some
+	   literal starts with (lit_first: a bit per literal) */
+	const unsigned char *u = (const unsigned char *)p;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t m = r->lit_first[u[i]];
+		while (m) {
+			int k = __builtin_ctz(m);
+			m &= m - 1;
+			size_t len = r->lit_len[k];
+			if (len <= n - i && memcmp(u + i, r->lits[k], len) == 0)
+				return 1;
+		}
+	}
 	return 0;
 }
 
@@ -655,11 +667,21 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		for (const char *q = p; *q; q++)
 			n += *q == '\n';
 		r->lits = calloc(n, sizeof *r->lits);
-		while (r->lits && *p) {
+		while (r->lits && *p && r->nlits < 32) {
 			size_t len = strcspn(p, "\n");
-			if (len && (r->lits[r->nlits] = strndup(p, len)))
+			if (len && (r->lits[r->nlits] = strndup(p, len))) {
+				r->lit_len[r->nlits] = len;
+				r->lit_first[(unsigned char)p[0]] |= 1u << r->nlits;
 				r->nlits++;
+			}
 			p += len + (p[len] == '\n');
+		}
+		if (*p) { /* more than 32: look at every text */
+			for (size_t i = 0; i < r->nlits; i++)
+				free(r->lits[i]);
+			free(r->lits);
+			r->lits = NULL;
+			r->nlits = 0;
 		}
 	}
 	/* No busy wait: a batch that meets another writer's lock is kept for

@@ -44,8 +44,8 @@
 #define FLUSH_NS   50000000    /* recorder flush period */
 #define REDRAW_NS  60000000    /* how long the pty stays one row shorter */
 #define REC_PATIENCE 2000000000 /* recording failing this long gets reported */
-#define REC_PAUSE_AT  (4 << 20) /* output queued for the recorder: stop reading the agent */
-#define REC_RESUME_AT (1 << 20)
+#define REC_PAUSE_AT  (1 << 20) /* output queued for the recorder: stop reading the agent */
+#define REC_RESUME_AT (256 << 10)
 #define REC_WAIT_NS   2000000   /* how often a paused relay looks again */
 
 static list_t all_sessions;

@@ -310,8 +310,10 @@ do
   T.is(r.code, 2, "without a terminal on stdin procy exits 2")
   T.like(r.stderr, "not a terminal.*procy run", "and points at procy run")
   local term = tmux.new { cmd = procy .. " -- no-such-agent-here; echo procy-exit=$?; stty -a | head -1", env = env }
-  local screen = term:wait_for("procy%-exit=127")
-  T.ok(screen, "a missing agent exits 127")
+  -- the stty line comes after the exit line: wait for both (waiting for the
+  -- first alone raced the second under load)
+  local screen = term:wait_for("procy%-exit=127.*speed")
+  T.ok(screen and screen:find("procy%-exit=127"), "a missing agent exits 127")
   T.ok(screen and screen:find("cannot run 'no%-such%-agent%-here': No such file or directory"),
        "with a clear message", screen)
   T.ok(screen and screen:find("speed"), "and the terminal is as it was (stty works)")
