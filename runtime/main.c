@@ -7,6 +7,7 @@
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,11 @@ int main(int argc, char **argv)
 	runtime_t rt = { 0 };
 	/* A recipe's progress lines should reach a pipe as they are printed. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* Big buffers (bodies, batches) come from mmap and go back to the system
+	   when freed: glibc would otherwise raise the threshold after the first
+	   big free and keep every later burst in the heap for good. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
 	rt.loop = loop_new();
 	if (!rt.loop) {
 		fprintf(stderr, "procy: cannot start the event loop: %s\n", strerror(errno));

@@ -59,6 +59,7 @@ struct recorder {
 	int             flush_asked, busy;           /* under mu */
 	int             force;     /* under mu: the next round holds no word back (rec_sync) */
 	batch           queue;     /* the relay appends here (under mu) */
+	batch           spare;     /* an empty batch whose buffers the next queue reuses */
 	uint64_t        gap_events, gap_bytes; /* output the queue had no room for (under mu) */
 	int64_t         gap_from, gap_to;
 	/* the writer's own */
@@ -93,7 +94,7 @@ static void batch_clear(batch *b)
 {
 	b->nev = 0;
 	b->data.len = 0;
-	if (b->data.cap > 4 * REC_FLUSH_BYTES && b->data.cap > 4 * MEM_MAX / 8)
+	if (b->data.cap > (2 << 20))
 		buf_free(&b->data); /* give back what a burst took */
 }
 
@@ -205,7 +206,8 @@ static int may_hold(const recorder_t *r, const char *p, size_t n)
 			int k = __builtin_ctz(m);
 			m &= m - 1;
 			size_t len = r->lit_len[k];
-			if (len <= n - i && memcmp(u + i, r->lits[k], len) == 0)
+			if (len <= n - i && (len < 2 || u[i + 1] == (unsigned char)r->lits[k][1]) &&
+			    memcmp(u + i, r->lits[k], len) == 0)
 				return 1;
 		}
 	}
@@ -582,8 +584,9 @@ static void writer(worker_t *w)
 		r->flush_asked = 0;
 		int hold = !r->force && !w->stopping;
 		r->force = 0;
-		batch in = r->queue; /* the relay gets a fresh queue */
-		memset(&r->queue, 0, sizeof r->queue);
+		batch in = r->queue; /* the relay gets an empty queue (the spare's buffers) */
+		r->queue = r->spare;
+		memset(&r->spare, 0, sizeof r->spare);
 		if (hold)
 			hold_last_word(r, &in);
 		uint64_t gap_n = r->gap_events, gap_b = r->gap_bytes;
@@ -607,7 +610,6 @@ static void writer(worker_t *w)
 			r->lost_bytes += gap_b;
 		}
 		take_in(r, &in);
-		batch_free(&in);
 		char err[256] = "";
 		int rc = SQLITE_OK;
 		size_t written = 0;
@@ -618,6 +620,11 @@ static void writer(worker_t *w)
 		if (r->pending.data.len > MEM_MAX && spill(r) < 0)
 			drop_output(r);
 		pthread_mutex_lock(&w->mu);
+		batch_clear(&in); /* empty (its events are pending now): the next queue's buffers */
+		if (!r->spare.capev)
+			r->spare = in;
+		else
+			batch_free(&in);
 		r->busy = 0;
 		r->stats.written += written;
 		r->stats.spilled = r->spilled;
@@ -810,6 +817,7 @@ int rec_close(recorder_t *r)
 	}
 	worker_free(&r->w);
 	batch_free(&r->queue);
+	batch_free(&r->spare);
 	batch_free(&r->pending);
 	for (size_t i = 0; i < r->nlits; i++)
 		free(r->lits[i]);

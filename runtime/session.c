@@ -39,6 +39,7 @@
 #include "session_impl.h"
 
 #define HOLD_MAX   (4 << 20)   /* agent output held back while procy draws */
+#define PARTIAL_MAX 4096       /* an escape sequence the output ends in, held for its rest */
 #define TYPED_MAX  (1 << 20)   /* typed bytes the agent has not read yet */
 #define LINGER_NS  200000000   /* after the exit, wait this long for the last output */
 #define FLUSH_NS   50000000    /* recorder flush period */
@@ -102,10 +103,29 @@ static void on_flush(loop_t *loop, loop_timer *t)
 
 /* ---- output: agent -> terminal ---------------------------------------------------- */
 
+/* The agent's output to the terminal. What procy draws (the command line,
+   the pager, the pinned row, a status) must never land inside one of the
+   agent's escape sequences (a title's OSC cut by a read would swallow the
+   pager's switch to the alternate screen): a sequence the output ends in
+   waits in s->partial for the rest of it (up to PARTIAL_MAX). */
 static void to_terminal(session_t *s, const char *p, size_t n)
 {
 	screen_scan(&s->screen, (const unsigned char *)p, n);
-	tty_write(p, n);
+	size_t keep = screen_in_sequence(&s->screen) ? (size_t)(s->screen.scanned - s->screen.seq_at) : 0;
+	if (keep > PARTIAL_MAX)
+		keep = 0;
+	if (!s->partial.len) { /* the usual case: nothing held */
+		tty_write(p, n - keep);
+		if (keep)
+			buf_add(&s->partial, p + n - keep, keep);
+	} else if (buf_add(&s->partial, p, n) == 0) {
+		tty_write(s->partial.p, s->partial.len - keep);
+		buf_consume(&s->partial, s->partial.len - keep);
+	} else { /* no memory: write it all */
+		tty_write(s->partial.p, s->partial.len);
+		tty_write(p, n);
+		s->partial.len = 0;
+	}
 	if (s->pin[0] && s->screen.repaints != s->pin_seen)
 		overlay_pin(s); /* the agent may have wiped it, or reset the scroll region */
 }
@@ -369,6 +389,7 @@ static void session_free(session_t *s)
 	buf_free(&s->typed);
 	buf_free(&s->held);
 	buf_free(&s->echo);
+	buf_free(&s->partial);
 	buf_free(&s->draw);
 	buf_free(&s->later);
 	free(s->pager);
@@ -393,6 +414,10 @@ static void finish(session_t *s)
 	}
 	s->mode = M_PASS;
 	session_release_held(s);
+	if (s->partial.len) { /* the agent ended inside a sequence: it is written as it is */
+		tty_write(s->partial.p, s->partial.len);
+		s->partial.len = 0;
+	}
 	if (s->pin[0])
 		draw_unpin(&s->draw, s->rows);
 	draw_reset(&s->draw, &s->screen); /* what a killed agent left set */

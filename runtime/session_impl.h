@@ -31,6 +31,7 @@ struct session {
 	int         cols, rows;
 	buf_t       typed;        /* for the agent, not yet taken by the pty */
 	buf_t       held;         /* agent output held back while procy draws */
+	buf_t       partial;      /* an escape sequence the agent's output ended in (to_terminal) */
 	buf_t       draw;         /* scratch for what procy draws */
 	int         mode;
 	tracker_t   track;

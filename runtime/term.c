@@ -398,13 +398,17 @@ static void osc_end(screen_t *s)
 
 void screen_scan(screen_t *s, const unsigned char *p, size_t n)
 {
-	const unsigned char *end = p + n;
+	const unsigned char *start = p, *end = p + n;
+	uint64_t base = s->scanned;
+	s->scanned += n;
+#define AT(q) (base + (uint64_t)((q) - start))
 	while (p < end) {
 		if (s->state == S_GROUND) {
 			p = memchr(p, 0x1b, (size_t)(end - p)); /* most bytes are text */
 			if (!p)
 				return;
 			s->state = S_ESC;
+			s->seq_at = AT(p);
 			p++;
 			continue;
 		}
@@ -421,9 +425,11 @@ void screen_scan(screen_t *s, const unsigned char *p, size_t n)
 				s->state = S_GROUND;
 			} else if (c == 0x1b) {
 				s->state = S_OSC_ESC;
+				s->esc_at = AT(p - 1);
 			} else if (s->state == S_OSC_ESC) { /* ESC then something else: a new sequence */
 				s->state = c == '[' ? S_CSI : c == ']' ? S_OSC : S_GROUND;
 				s->prefix = s->num = s->nparams = s->osclen = 0;
+				s->seq_at = s->esc_at;
 			} else if (s->osclen < (int)sizeof s->osc) {
 				s->osc[s->osclen++] = (char)c;
 			}
@@ -446,8 +452,15 @@ void screen_scan(screen_t *s, const unsigned char *p, size_t n)
 			s->state = S_GROUND;
 		} else if (c == 0x1b) {
 			s->state = S_ESC;
+			s->seq_at = AT(p - 1);
 		} /* intermediates are skipped */
 	}
+#undef AT
+}
+
+int screen_in_sequence(const screen_t *s)
+{
+	return s->state != S_GROUND;
 }
 
 /* ---- drawing -------------------------------------------------------------------- */

@@ -91,10 +91,16 @@ typedef struct screen {
 	int  titles;        /* how many times it was set */
 	int  repaints;      /* erases, scroll regions, resets, screen switches: what can
 	                       wipe or move a pinned bottom row */
+	uint64_t scanned;   /* bytes scanned so far */
+	uint64_t seq_at;    /* where the escape sequence under way began (while in one) */
+	uint64_t esc_at;    /* the last ESC inside an OSC string */
 } screen_t;
 
 /* Notes the mode changes and the window title in bytes the agent wrote. */
 void screen_scan(screen_t *s, const unsigned char *p, size_t n);
+/* The bytes scanned end inside an escape sequence (begun at seq_at):
+   procy must not write its own between them and the rest of it. */
+int  screen_in_sequence(const screen_t *s);
 /* Undoes the modes an agent left set (it was killed, say): attributes off,
    the main screen, a visible cursor, no mouse or focus reports, no
    bracketed paste, the keyboard protocols popped. Nothing if none is set. */
