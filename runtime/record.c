@@ -5,8 +5,8 @@
 ** The relay appends events to a memory queue (a memcpy, under a lock held
 ** for nothing else). The writer takes what is queued when asked
 ** (rec_flush, every ~50 ms) or when 64 KB wait, and:
-**  - redacts it with procy.redact, the rule set the API capture uses, run
-**    in a Lua state of the writer's own: output and input are each one
+**  - redacts it (record_rules.c: procy.redact, the rule set the API capture uses, run
+**    in a Lua state of the writer's own): output and input are each one
 **    stream, so a secret split across reads is found; a word still being
 **    written at the end of a round waits for the next (up to HOLD_US);
 **  - writes it in transactions of at most CHUNK bytes, so a nearly full
@@ -28,60 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
+#include "record_impl.h"
 
-#include "procy.h"
-
-#define REC_FLUSH_BYTES (64 * 1024)
-#define REC_MERGE_US    1000       /* output this close together is one row */
-#define CHUNK           (1 << 20)  /* bytes per transaction */
-#define MEM_MAX         (8 << 20)  /* waiting in memory before spilling */
-#define QUEUE_MAX       (16 << 20) /* the relay's queue, if the writer never comes */
-#define HOLD_US         1000000    /* a trailing word waits at most this long */
-#define HOLD_MAX        512        /* and is at most this long */
-#define CLOSE_TRIES_NS  2000000000LL
-
-typedef struct queued {
-	int64_t t;
-	char    kind;
-	size_t  off, len; /* in the batch's data */
-} queued;
-
-typedef struct batch {
-	queued *ev;
-	size_t  nev, capev;
-	buf_t   data;
-} batch;
-
-struct recorder {
-	worker_t        w;
-	uint64_t        rounds_started, rounds_done; /* writer rounds, for rec_sync (under mu) */
-	int             flush_asked, busy;           /* under mu */
-	int             force;     /* under mu: the next round holds no word back (rec_sync) */
-	batch           queue;     /* the relay appends here (under mu) */
-	batch           spare;     /* an empty batch whose buffers the next queue reuses */
-	uint64_t        gap_events, gap_bytes; /* output the queue had no room for (under mu) */
-	int64_t         gap_from, gap_to;
-	/* the writer's own */
-	batch           pending;   /* redacted, not yet written, oldest first */
-	lua_State      *L;
-	int             spans;     /* registry ref: procy.redact.spans */
-	char          **lits;      /* redact.literals(): none in a text, no secret in it */
-	size_t          nlits;
-	uint32_t        lit_first[256]; /* for each byte, the literals starting with it */
-	size_t          lit_len[32];
-	int             spill_fd;
-	char            spill_path[4096];
-	uint64_t        spilled;   /* events in the spill file */
-	uint64_t        lost_events, lost_bytes; /* dropped, not yet counted in `losses` */
-	sqlite3        *db;
-	sqlite3_stmt   *insert, *loss;
-	char            session[40];
-	char           *settings;
-	rec_stats_t     stats;     /* under mu */
-};
-
-static int64_t now_us(void)
+int64_t rec_now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -108,7 +57,7 @@ static void batch_free(batch *b)
 /* Appends an event; merge: output following output within a millisecond
    joins its row (the pty hands output over in pieces of a few KB; one
    row halves what the disk writes and keeps the timing a replay shows). */
-static int batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge)
+int batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge)
 {
 	queued *last = b->nev ? &b->ev[b->nev - 1] : NULL;
 	if (merge && last && kind == 'o' && last->kind == 'o' && t - last->t < REC_MERGE_US &&
@@ -150,241 +99,6 @@ static void batch_drop(batch *b, size_t n)
 		b->ev[i].off -= off;
 }
 
-/* ---- redaction ------------------------------------------------------------------------- */
-
-/* The rule set's Lua state, made when a text first needs it (most
-   sessions never print anything a rule could match). */
-static int open_redaction(recorder_t *r)
-{
-	if (r->L)
-		return r->spans != LUA_NOREF;
-	lua_State *L = r->L = luaL_newstate();
-	if (!L)
-		return 0;
-	procy_rt(L) = NULL;
-	procy_open_modules(L, 0);
-	lua_getglobal(L, "require");
-	lua_pushliteral(L, "procy.redact");
-	if (lua_pcall(L, 1, 1, 0) != LUA_OK)
-		goto fail;
-	lua_getglobal(L, "require");
-	lua_pushliteral(L, "procy.json");
-	lua_call(L, 1, 1);
-	lua_getfield(L, -1, "decode");
-	lua_pushstring(L, r->settings ? r->settings : "{}");
-	lua_call(L, 1, 1);
-	if (lua_istable(L, -1))
-		lua_setfield(L, 1, "settings"); /* redact.settings = {redact = {...}} */
-	lua_settop(L, 1);
-	lua_getfield(L, 1, "spans");
-	r->spans = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_settop(L, 0);
-	return 1;
-fail:
-	pthread_mutex_lock(&r->w.mu);
-	snprintf(r->stats.error, sizeof r->stats.error, "no redaction: %s", lua_tostring(L, -1));
-	pthread_mutex_unlock(&r->w.mu);
-	lua_settop(L, 0);
-	return 0;
-}
-
-/* Could text hold a secret? Without rules of its own (the `redact`
-   setting) procy.redact names the literals every default match holds
-   (redact.literals()): a stream with none of them needs no Lua. */
-static int may_hold(const recorder_t *r, const char *p, size_t n)
-{
-	if (n == 0)
-		return 0;
-	if (!r->lits)
-		return 1;
-	/* one pass for all of them: a literal can start only at a byte some
-	   literal starts with (lit_first: a bit per literal) */
-	const unsigned char *u = (const unsigned char *)p;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t m = r->lit_first[u[i]];
-		while (m) {
-			int k = __builtin_ctz(m);
-			m &= m - 1;
-			size_t len = r->lit_len[k];
-			if (len <= n - i && (len < 2 || u[i + 1] == (unsigned char)r->lits[k][1]) &&
-			    memcmp(u + i, r->lits[k], len) == 0)
-				return 1;
-		}
-	}
-	return 0;
-}
-
-/* [-0, +0] The secrets in the string on top of r->L (popped) as spans
-   (1-based, inclusive) into *out; their count, 0 if none (or the rule set
-   failed: then nothing is masked, and the failure is kept). */
-static size_t spans_of_top(recorder_t *r, size_t **out)
-{
-	lua_State *L = r->L;
-	*out = NULL;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, r->spans);
-	lua_insert(L, -2);
-	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-		pthread_mutex_lock(&r->w.mu);
-		snprintf(r->stats.error, sizeof r->stats.error, "redaction failed: %s", lua_tostring(L, -1));
-		pthread_mutex_unlock(&r->w.mu);
-		lua_settop(L, 0);
-		return 0;
-	}
-	size_t n = lua_istable(L, -1) ? (size_t)luaL_len(L, -1) : 0;
-	if (n >= 2 && (*out = malloc(n * sizeof **out))) {
-		for (size_t i = 0; i < n; i++) {
-			lua_rawgeti(L, -1, (lua_Integer)i + 1);
-			(*out)[i] = (size_t)lua_tointeger(L, -1);
-			lua_pop(L, 1);
-		}
-	} else {
-		n = 0;
-	}
-	lua_settop(L, 0);
-	return n / 2;
-}
-
-static int word_byte(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '-' || c == '.' || c == '+' || c == '/' || c == '=';
-}
-
-/* Does the stream of kind in `in` need the rule set? Its events are
-   looked at one by one, and across each boundary. */
-static int stream_may_hold(const recorder_t *r, const batch *in, char kind)
-{
-	const char *prev = NULL;
-	size_t prevlen = 0;
-	for (size_t i = 0; i < in->nev; i++) {
-		const queued *q = &in->ev[i];
-		if (q->kind != kind)
-			continue;
-		const char *p = in->data.p + q->off;
-		if (may_hold(r, p, q->len))
-			return 1;
-		if (prev && prevlen && q->len) {
-			char edge[64];
-			size_t a = prevlen < 31 ? prevlen : 31, b = q->len < 32 ? q->len : 32;
-			memcpy(edge, prev + prevlen - a, a);
-			memcpy(edge + a, p, b);
-			if (may_hold(r, edge, a + b))
-				return 1;
-		}
-		prev = p, prevlen = q->len;
-	}
-	return 0;
-}
-
-/* The events of kind in `in`, redacted as one stream (a secret split
-   across reads is found), into *out by index: out[i] is the new data of
-   in->ev[i] for the events of kind, in a buffer of its own. */
-static void redact_stream(recorder_t *r, const batch *in, char kind, buf_t *out)
-{
-	lua_State *L = r->L;
-	luaL_Buffer lb;
-	luaL_buffinit(L, &lb);
-	for (size_t i = 0; i < in->nev; i++)
-		if (in->ev[i].kind == kind)
-			luaL_addlstring(&lb, in->data.p + in->ev[i].off, in->ev[i].len);
-	luaL_pushresult(&lb);
-	size_t *sp, nsp = spans_of_top(r, &sp);
-	/* each event again: the mask where a secret starts, nothing where it
-	   goes on */
-	size_t at = 0, s = 0;
-	for (size_t i = 0; i < in->nev; i++) {
-		const queued *q = &in->ev[i];
-		if (q->kind != kind)
-			continue;
-		const char *src = in->data.p + q->off;
-		buf_t *piece = &out[i];
-		size_t pos = at, end = at + q->len;
-		while (pos < end) {
-			while (s < nsp && sp[2 * s + 1] - 1 < pos)
-				s++;
-			size_t a = s < nsp ? sp[2 * s] - 1 : end, b = s < nsp ? sp[2 * s + 1] - 1 : end;
-			if (s < nsp && a <= pos) { /* inside a secret */
-				if (a == pos)
-					buf_add(piece, "[REDACTED]", 10);
-				pos = b + 1 < end ? b + 1 : end;
-			} else {
-				size_t next = a < end ? a : end;
-				buf_add(piece, src + (pos - at), next - pos);
-				pos = next;
-			}
-		}
-		at = end;
-	}
-	free(sp);
-}
-
-/* The round's events into r->pending, redacted, in order. Output and
-   input are each one stream; a typed line is its own text. Streams in
-   which no rule can match (the usual case) are not copied at all. */
-static void take_in(recorder_t *r, batch *in)
-{
-	int need[2], lines = 0;
-	need[0] = stream_may_hold(r, in, 'o');
-	need[1] = stream_may_hold(r, in, 'i');
-	for (size_t i = 0; i < in->nev && !lines; i++)
-		lines = in->ev[i].kind == 'l' && may_hold(r, in->data.p + in->ev[i].off, in->ev[i].len);
-	if ((need[0] || need[1] || lines) && !open_redaction(r))
-		need[0] = need[1] = lines = 0; /* the failure is the recorder's error: shown */
-	if (!need[0] && !need[1] && !lines) {
-		if (!r->pending.nev) { /* nothing to change: the queue's buffers become pending */
-			batch t = r->pending;
-			r->pending = *in;
-			*in = t;
-			return;
-		}
-		for (size_t i = 0; i < in->nev; i++)
-			batch_add(&r->pending, in->ev[i].t, in->ev[i].kind, in->data.p + in->ev[i].off, in->ev[i].len, 0);
-		return;
-	}
-	buf_t *redone = calloc(in->nev ? in->nev : 1, sizeof *redone);
-	if (!redone)
-		return; /* no memory: the round is lost (it cannot be written unredacted) */
-	if (need[0])
-		redact_stream(r, in, 'o', redone);
-	if (need[1])
-		redact_stream(r, in, 'i', redone);
-	for (size_t i = 0; i < in->nev; i++) {
-		const queued *q = &in->ev[i];
-		int done = (q->kind == 'o' && need[0]) || (q->kind == 'i' && need[1]);
-		if (q->kind == 'l' && lines) {
-			batch one = { &in->ev[i], 1, 1, in->data };
-			redact_stream(r, &one, 'l', &redone[i]);
-			done = 1;
-		}
-		if (done)
-			batch_add(&r->pending, q->t, q->kind, redone[i].p ? redone[i].p : "", redone[i].len, 0);
-		else
-			batch_add(&r->pending, q->t, q->kind, in->data.p + q->off, q->len, 0);
-		buf_free(&redone[i]);
-	}
-	free(redone);
-}
-
-/* A word at the very end of what is queued may be the start of a secret
-   whose rest is still to come: it stays in the queue, for the next round
-   (unless it has waited HOLD_US already). Under mu: moves it from `in`
-   into the relay's fresh queue. */
-static void hold_last_word(recorder_t *r, batch *in)
-{
-	queued *q = in->nev ? &in->ev[in->nev - 1] : NULL;
-	if (!q || (q->kind != 'o' && q->kind != 'i') || now_us() - q->t >= HOLD_US)
-		return;
-	const unsigned char *p = (const unsigned char *)in->data.p + q->off;
-	size_t hold = 0;
-	while (hold < q->len && hold < HOLD_MAX && word_byte(p[q->len - 1 - hold]))
-		hold++;
-	if (!hold || batch_add(&r->queue, q->t, q->kind, p + q->len - hold, hold, 0) < 0)
-		return;
-	q->len -= hold;
-	if (!q->len)
-		in->nev--;
-}
-
 /* ---- writing ---------------------------------------------------------------------------- */
 
 /* Writes b's events from the first, in transactions of at most CHUNK
@@ -411,7 +125,7 @@ static size_t write_events(recorder_t *r, const batch *b, int *rc, char *err, si
 		}
 		if (*rc == SQLITE_OK && r->lost_events && i == b->nev) { /* what was dropped, counted */
 			sqlite3_bind_text(r->loss, 1, r->session, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(r->loss, 2, now_us());
+			sqlite3_bind_int64(r->loss, 2, rec_now_us());
 			sqlite3_bind_int64(r->loss, 3, (sqlite3_int64)r->lost_events);
 			sqlite3_bind_int64(r->loss, 4, (sqlite3_int64)r->lost_bytes);
 			*rc = sqlite3_step(r->loss);
@@ -588,7 +302,7 @@ static void writer(worker_t *w)
 		r->queue = r->spare;
 		memset(&r->spare, 0, sizeof r->spare);
 		if (hold)
-			hold_last_word(r, &in);
+			rules_hold_last_word(r, &in);
 		uint64_t gap_n = r->gap_events, gap_b = r->gap_bytes;
 		int64_t gap_from = r->gap_from, gap_to = r->gap_to;
 		r->gap_events = r->gap_bytes = 0;
@@ -609,7 +323,7 @@ static void writer(worker_t *w)
 			r->lost_events += gap_n;
 			r->lost_bytes += gap_b;
 		}
-		take_in(r, &in);
+		rules_take_in(r, &in);
 		char err[256] = "";
 		int rc = SQLITE_OK;
 		size_t written = 0;

@@ -1,5 +1,6 @@
 /*
-** sched.c — tasks, ops, and the `procy.core` module.
+** sched.c — tasks, ops and the run loop; their Lua face, `procy.core`, is
+** core.c.
 **
 ** A task is a Lua coroutine that only this file resumes. A primitive that
 ** waits creates an op (op_new), arranges for loop callbacks to complete it
@@ -21,55 +22,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "procy.h"
+#include "sched_impl.h"
 
-#define PROCY_TASK_MT "procy.task"
-#define SLICE_NS      20000000 /* a task running this long without yielding is paused */
-#define PROCY_OP_MT   "procy.op"
-
-enum { T_READY, T_RUNNING, T_WAITING, T_DONE, T_FAILED, T_CANCELLED };
-static const char *const state_names[] = {
+const char *const sched_state_names[] = {
 	"ready", "running", "waiting", "done", "failed", "cancelled"
 };
 
-/* uservalue slots of a task userdata */
-enum { UV_THREAD = 1, UV_RESULTS, UV_JOINERS };
-
-struct task {
-	lua_State *co;
-	runtime_t *rt;
-	int        id;
-	int        state;
-	int        nargs;      /* values on co's stack for the next resume */
-	int        anchor;     /* registry ref while the task has not ended */
-	int        cancelling; /* cancel() called from inside the task */
-	int64_t    busy_since; /* loop clock: when it last went on after waiting (pauses by the hook do not count) */
-	op_t      *waiting;
-	list_node  ready;      /* in the ready queue */
-	list_node  live;       /* in the live list, in spawn order */
-	char       label[96];
-};
-
-typedef struct sched {
-	list_t   ready;         /* tasks to resume, in order */
-	list_t   live;          /* tasks not ended, in spawn order */
-	list_t   ops;           /* pending ops, for shutdown */
-	task_t  *current;
-	int      next_id;
-	int      stop;
-	int64_t  resumed_at;
-	int64_t  run_limit;     /* ns a task may run without yielding; 0 = off */
-	int      preempting;    /* the hook paused the running task */
-} sched_t;
-
-#define SCHED(rt) ((sched_t *)(rt)->sched)
-
 /* ---- lists ------------------------------------------------------------------- */
 
-#define READY_TASK(n) list_item((n), task_t, ready)
-#define LIVE_TASK(n)  list_item((n), task_t, live)
-
-static void enqueue(sched_t *S, task_t *t)
+void sched_enqueue(sched_t *S, task_t *t)
 {
 	t->state = T_READY;
 	list_push(&S->ready, &t->ready);
@@ -87,7 +48,7 @@ static void pack(lua_State *L, int n)
 }
 
 /* [-0, +n] Pushes the values of the pack()ed table at idx; returns n. */
-static int unpack(lua_State *L, int idx)
+int sched_unpack(lua_State *L, int idx)
 {
 	idx = lua_absindex(L, idx);
 	lua_getfield(L, idx, "n");
@@ -137,7 +98,7 @@ void op_complete(lua_State *L, op_t *op, int n)
 		luaL_checkstack(t->co, n, "op results");
 		lua_xmove(L, t->co, n);
 		t->nargs = n;
-		enqueue(S, t);
+		sched_enqueue(S, t);
 	} else {
 		/* Nobody waits yet: keep the results for a later await. */
 		pack(L, n);
@@ -184,10 +145,10 @@ static int op_results(lua_State *L, int idx)
 {
 	if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE)
 		return luaL_error(L, "op was already awaited; its results were delivered");
-	return unpack(L, -1);
+	return sched_unpack(L, -1);
 }
 
-static task_t *running_task(lua_State *L, const char *what)
+task_t *sched_running_task(lua_State *L, const char *what)
 {
 	sched_t *S = SCHED(procy_rt(L));
 	task_t *t = S->current;
@@ -206,7 +167,7 @@ int op_await(lua_State *L, int idx, double timeout)
 	op_t *op = luaL_checkudata(L, idx, PROCY_OP_MT);
 	if (op->state == OP_DONE)
 		return op_results(L, idx);
-	task_t *t = running_task(L, "await");
+	task_t *t = sched_running_task(L, "await");
 	if (op->waiter)
 		return luaL_error(L, "await: %s is already awaited by %s",
 		                  op->cls->name, op->waiter->label);
@@ -229,7 +190,7 @@ int op_await(lua_State *L, int idx, double timeout)
 /* ---- tasks --------------------------------------------------------------- */
 
 /* Pushes the userdata of a live task (anchored in the registry). */
-static void push_task(lua_State *L, task_t *t)
+void sched_push_task(lua_State *L, task_t *t)
 {
 	lua_rawgeti(L, LUA_REGISTRYINDEX, t->anchor);
 }
@@ -260,7 +221,7 @@ static void task_end(lua_State *L, task_t *t, int state, int n)
 	lua_settop(t->co, 0);
 	pack(L, n);
 	int results = lua_gettop(L);
-	push_task(L, t);
+	sched_push_task(L, t);
 	int ud = lua_gettop(L);
 	lua_pushvalue(L, results);
 	lua_setiuservalue(L, ud, UV_RESULTS);
@@ -270,7 +231,7 @@ static void task_end(lua_State *L, task_t *t, int state, int n)
 			lua_rawgeti(L, -1, j);
 			op_t *op = lua_touserdata(L, -1);
 			lua_pop(L, 1);
-			op_complete(L, op, unpack(L, results)); /* a copy each */
+			op_complete(L, op, sched_unpack(L, results)); /* a copy each */
 		}
 	}
 	lua_pushnil(L);
@@ -293,12 +254,12 @@ static void task_fail(lua_State *L, task_t *t)
 	lua_settop(L, trace - 1);
 }
 
-static void task_cancelled(lua_State *L, task_t *t)
+void sched_task_cancelled(lua_State *L, task_t *t)
 {
 	task_end(L, t, T_CANCELLED, procy_fail(L, "ECANCELED", "%s cancelled", t->label));
 }
 
-static void resume(runtime_t *rt, task_t *t)
+void sched_resume(runtime_t *rt, task_t *t)
 {
 	sched_t *S = SCHED(rt);
 	lua_State *L = rt->L;
@@ -317,9 +278,9 @@ static void resume(runtime_t *rt, task_t *t)
 	if (status == LUA_YIELD) {
 		lua_pop(t->co, nres);
 		if (t->cancelling)
-			task_cancelled(L, t);
+			sched_task_cancelled(L, t);
 		else if (t->state == T_RUNNING)
-			enqueue(S, t); /* a bare coroutine.yield(): run again later */
+			sched_enqueue(S, t); /* a bare coroutine.yield(): run again later */
 	} else if (status == LUA_OK) {
 		luaL_checkstack(L, nres, "task results");
 		lua_xmove(t->co, L, nres);
@@ -344,7 +305,7 @@ static int signal_waits(void)
    never waits for Lua, and signals are handled. It goes on after the
    other ready tasks and one turn of the loop. Where it cannot yield, a
    terminating signal ends it; and the watchdog ends it past run_limit. */
-static void hook(lua_State *L, lua_Debug *ar)
+void sched_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
 	sched_t *S = SCHED(procy_rt(L));
@@ -363,370 +324,12 @@ static void hook(lua_State *L, lua_Debug *ar)
 	}
 	if (lua_isyieldable(L) && t->co == L) {
 		S->preempting = 1;
-		lua_yield(L, 0); /* resume() queues it again, as after coroutine.yield() */
+		lua_yield(L, 0); /* sched_resume() queues it again, as after coroutine.yield() */
 		return;
 	}
 	if (signal_waits())
 		luaL_error(L, "%s was stopped: procy got a signal to end", t->label);
 }
-
-/* spawn(fn, ...) -> task */
-static int core_spawn(lua_State *L)
-{
-	runtime_t *rt = procy_rt(L);
-	sched_t *S = SCHED(rt);
-	luaL_checktype(L, 1, LUA_TFUNCTION);
-	int nargs = lua_gettop(L) - 1;
-	task_t *t = lua_newuserdatauv(L, sizeof *t, 3);
-	memset(t, 0, sizeof *t);
-	t->rt = rt;
-	t->id = ++S->next_id;
-	t->anchor = LUA_NOREF;
-	luaL_setmetatable(L, PROCY_TASK_MT);
-	lua_Debug ar;
-	lua_pushvalue(L, 1);
-	lua_getinfo(L, ">S", &ar);
-	snprintf(t->label, sizeof t->label, "task %d (%s:%d)", t->id,
-	         ar.short_src, ar.linedefined);
-	t->co = lua_newthread(L);
-	lua_setiuservalue(L, -2, UV_THREAD);
-	lua_sethook(t->co, hook, LUA_MASKCOUNT, 10000);
-	lua_pushvalue(L, -1);
-	t->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
-	/* fn and args onto the new thread */
-	lua_rotate(L, 1, 1); /* task userdata first */
-	lua_xmove(L, t->co, nargs + 1);
-	t->nargs = nargs;
-	list_push(&S->live, &t->live);
-	enqueue(S, t);
-	return 1;
-}
-
-static task_t *check_task(lua_State *L, int idx)
-{
-	return luaL_checkudata(L, idx, PROCY_TASK_MT);
-}
-
-static int task_ended(const task_t *t) { return t->state >= T_DONE; }
-
-/* await(op | task, [timeout]) -> results of the op or task */
-static int core_await(lua_State *L)
-{
-	double timeout = luaL_optnumber(L, 2, -1);
-	task_t *t = luaL_testudata(L, 1, PROCY_TASK_MT);
-	if (!t)
-		return op_await(L, 1, timeout);
-	if (task_ended(t)) {
-		lua_getiuservalue(L, 1, UV_RESULTS);
-		return unpack(L, -1);
-	}
-	task_t *self = running_task(L, "await");
-	if (self == t)
-		return luaL_error(L, "await: a task cannot wait for itself");
-	static const op_class join = { "task join", NULL };
-	lua_settop(L, 1);
-	op_new(L, &join, 0)->data = t;
-	if (lua_getiuservalue(L, 1, UV_JOINERS) != LUA_TTABLE) {
-		lua_pop(L, 1);
-		lua_newtable(L);
-		lua_pushvalue(L, -1);
-		lua_setiuservalue(L, 1, UV_JOINERS);
-	}
-	lua_pushvalue(L, 2);
-	lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-	lua_pop(L, 1);
-	return op_await(L, 2, timeout);
-}
-
-/* cancel(task) -> true if it was still running, false if it had ended */
-static int core_cancel(lua_State *L)
-{
-	runtime_t *rt = procy_rt(L);
-	sched_t *S = SCHED(rt);
-	task_t *t = check_task(L, 1);
-	if (task_ended(t)) {
-		lua_pushboolean(L, 0);
-		return 1;
-	}
-	if (t == S->current) {
-		if (t->co != L || !lua_isyieldable(L))
-			return luaL_error(L, "cancel: the running task can only cancel itself from its own body");
-		t->cancelling = 1;
-		return lua_yield(L, 0); /* resume() sees the flag and ends it */
-	}
-	if (t->waiting) {
-		op_t *op = t->waiting;
-		op->waiter = NULL;
-		t->waiting = NULL;
-		op_cancel(L, op);
-	}
-	task_cancelled(L, t);
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
-/* A timer op carries its loop_timer as payload; the op's own timeout timer
-   stays free for await(op, timeout). */
-static void timer_cancel(op_t *op)
-{
-	loop_timer_stop(op->rt->loop, op->data);
-}
-
-static const op_class timer_class = { "timer", timer_cancel };
-
-static void timer_done(loop_t *loop, loop_timer *tm)
-{
-	(void)loop;
-	op_t *op = tm->data;
-	lua_pushboolean(op->rt->L, 1);
-	op_complete(op->rt->L, op, 1);
-}
-
-static op_t *timer_op(lua_State *L, double seconds)
-{
-	runtime_t *rt = procy_rt(L);
-	op_t *op = op_new(L, &timer_class, sizeof(loop_timer));
-	loop_timer *tm = op->data;
-	loop_timer_init(tm);
-	int64_t ns = seconds > 0 ? (int64_t)(seconds * 1e9) : 0;
-	if (loop_timer_start(rt->loop, tm, ns, timer_done, op) < 0)
-		luaL_error(L, "timer: out of memory");
-	return op;
-}
-
-/* timer(seconds) -> op that completes with true after the delay */
-static int core_timer(lua_State *L)
-{
-	double s = luaL_checknumber(L, 1);
-	timer_op(L, s);
-	return 1;
-}
-
-/* sleep(seconds) -> true */
-static int core_sleep(lua_State *L)
-{
-	double s = luaL_checknumber(L, 1);
-	running_task(L, "sleep");
-	lua_settop(L, 0);
-	timer_op(L, s);
-	return op_await(L, 1, -1);
-}
-
-/* yield(): lets every other ready task run, then continues. */
-static int core_yield(lua_State *L)
-{
-	running_task(L, "yield");
-	return lua_yield(L, 0);
-}
-
-/* op() -> an op that Lua completes: complete(op, ...) hands its values to
-   the task awaiting it (a promise between tasks). */
-static const op_class user_class = { "op", NULL };
-
-static int core_op(lua_State *L)
-{
-	op_new(L, &user_class, 0);
-	return 1;
-}
-
-/* complete(op, ...) -> true, or false when it was complete already */
-static int core_complete(lua_State *L)
-{
-	op_t *op = luaL_checkudata(L, 1, PROCY_OP_MT);
-	luaL_argcheck(L, op->cls == &user_class, 1, "only an op made by core.op() can be completed");
-	int pending = op->state == OP_PENDING;
-	if (pending)
-		op_complete(L, op, lua_gettop(L) - 1);
-	lua_pushboolean(L, pending);
-	return 1;
-}
-
-static int core_now(lua_State *L)
-{
-	lua_pushnumber(L, (double)loop_clock() / 1e9);
-	return 1;
-}
-
-static int core_time(lua_State *L)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
-	return 1;
-}
-
-static int core_current(lua_State *L)
-{
-	sched_t *S = SCHED(procy_rt(L));
-	if (!S->current)
-		return 0;
-	push_task(L, S->current);
-	return 1;
-}
-
-static int core_log(lua_State *L)
-{
-	static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
-	int lvl = luaL_checkoption(L, 1, NULL, levels);
-	size_t n;
-	const char *msg = luaL_tolstring(L, 2, &n);
-	procy_log(L, levels[lvl], "%s", msg);
-	return 0;
-}
-
-/* set_log_level(level): debug, info, warn or error */
-static int core_set_log_level(lua_State *L)
-{
-	static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
-	procy_log_level(levels[luaL_checkoption(L, 1, NULL, levels)]);
-	return 0;
-}
-
-/* set_run_limit(seconds) -> previous; 0 turns the watchdog off */
-static int core_set_run_limit(lua_State *L)
-{
-	sched_t *S = SCHED(procy_rt(L));
-	double s = luaL_checknumber(L, 1);
-	luaL_argcheck(L, s >= 0, 1, "must be >= 0");
-	lua_pushnumber(L, (double)S->run_limit / 1e9);
-	S->run_limit = (int64_t)(s * 1e9);
-	return 1;
-}
-
-/* tasks() -> array of the live tasks, in spawn order */
-static int core_tasks(lua_State *L)
-{
-	sched_t *S = SCHED(procy_rt(L));
-	lua_createtable(L, S->live.len, 0);
-	int i = 0;
-	for (list_node *n = S->live.head; n; n = n->next) {
-		push_task(L, LIVE_TASK(n));
-		lua_rawseti(L, -2, ++i);
-	}
-	return 1;
-}
-
-/* exit([code]): ends procy with code (default 0) once every task has been
-   cancelled, their __close handlers run. Called from a task, that task is
-   cancelled last and exit does not return. */
-static int core_exit(lua_State *L)
-{
-	runtime_t *rt = procy_rt(L);
-	sched_t *S = SCHED(rt);
-	int code = lua_isboolean(L, 1) ? !lua_toboolean(L, 1) : (int)luaL_optinteger(L, 1, 0);
-	if (!rt->exit_set) {
-		rt->exit_code = code & 0xff;
-		rt->exit_set = 1;
-	}
-	task_t *self = S->current;
-	core_tasks(L); /* a snapshot: a __close handler may end other tasks */
-	lua_Integer n = luaL_len(L, -1);
-	for (lua_Integer i = 1; i <= n; i++) {
-		lua_pushcfunction(L, core_cancel);
-		lua_rawgeti(L, -2, i);
-		if (lua_touserdata(L, -1) == self)
-			lua_pop(L, 2);
-		else
-			lua_call(L, 1, 0);
-	}
-	lua_pop(L, 1);
-	if (self && self->co == L && lua_isyieldable(L)) {
-		self->cancelling = 1;
-		return lua_yield(L, 0);
-	}
-	sched_stop(rt);
-	return 0;
-}
-
-/* ---- task methods --------------------------------------------------------- */
-
-static int task_tostring(lua_State *L)
-{
-	task_t *t = check_task(L, 1);
-	lua_pushstring(L, t->label);
-	return 1;
-}
-
-static int task_id(lua_State *L)
-{
-	lua_pushinteger(L, check_task(L, 1)->id);
-	return 1;
-}
-
-/* t:label([text]) -> the label shown in logs; sets it when text is given */
-static int task_label(lua_State *L)
-{
-	task_t *t = check_task(L, 1);
-	if (!lua_isnoneornil(L, 2))
-		snprintf(t->label, sizeof t->label, "task %d (%s)", t->id, luaL_checkstring(L, 2));
-	lua_pushstring(L, t->label);
-	return 1;
-}
-
-static int task_status(lua_State *L)
-{
-	lua_pushstring(L, state_names[check_task(L, 1)->state]);
-	return 1;
-}
-
-static int op_tostring(lua_State *L)
-{
-	op_t *op = luaL_checkudata(L, 1, PROCY_OP_MT);
-	lua_pushfstring(L, "op (%s, %s)", op->cls->name,
-	                op->state == OP_PENDING ? "pending" : "done");
-	return 1;
-}
-
-static const luaL_Reg task_methods[] = {
-	{ "cancel", core_cancel },
-	{ "wait",   core_await },
-	{ "id",     task_id },
-	{ "status", task_status },
-	{ "label",  task_label },
-	{ NULL, NULL }
-};
-
-static const luaL_Reg core_funcs[] = {
-	{ "spawn",         core_spawn },
-	{ "await",         core_await },
-	{ "cancel",        core_cancel },
-	{ "sleep",         core_sleep },
-	{ "timer",         core_timer },
-	{ "op",            core_op },
-	{ "complete",      core_complete },
-	{ "yield",         core_yield },
-	{ "exit",          core_exit },
-	{ "now",           core_now },
-	{ "time",          core_time },
-	{ "current",       core_current },
-	{ "tasks",         core_tasks },
-	{ "log",           core_log },
-	{ "set_run_limit", core_set_run_limit },
-	{ "set_log_level", core_set_log_level },
-	{ NULL, NULL }
-};
-
-int luaopen_procy_core(lua_State *L)
-{
-	procy_class(L, PROCY_TASK_MT, task_methods, NULL, task_tostring);
-	if (luaL_newmetatable(L, PROCY_OP_MT)) {
-		lua_pushcfunction(L, op_tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
-	lua_pop(L, 1);
-	luaL_newlib(L, core_funcs);
-	lua_pushstring(L, PROCY_VERSION);
-	lua_setfield(L, -2, "version");
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		lua_pushlstring(L, exe, (size_t)n);
-		lua_setfield(L, -2, "exe");
-	}
-	return 1;
-}
-
-/* ---- the run loop ---------------------------------------------------------- */
 
 int sched_init(runtime_t *rt)
 {
@@ -766,7 +369,7 @@ static void run_ready(runtime_t *rt)
 	for (int n = S->ready.len; n > 0 && S->ready.head && !S->stop; n--) {
 		task_t *t = READY_TASK(S->ready.head);
 		list_remove(&S->ready, &t->ready);
-		resume(rt, t);
+		sched_resume(rt, t);
 	}
 }
 
@@ -826,7 +429,7 @@ int sched_results(lua_State *L, int idx)
 	if (!task_ended(t))
 		return -1;
 	lua_getiuservalue(L, idx, UV_RESULTS);
-	int n = unpack(L, -1);
+	int n = sched_unpack(L, -1);
 	lua_remove(L, -n - 1);
 	return n;
 }

@@ -1,0 +1,71 @@
+/*
+** record_impl.h — the terminal recorder's insides, shared by its two
+** halves: the queue, the writer and the disk (record.c), and the rule set
+** the writer masks output and input with (record_rules.c).
+*/
+#ifndef PROCY_RECORD_IMPL_H
+#define PROCY_RECORD_IMPL_H
+
+#include <sqlite3.h>
+
+#include "procy.h"
+
+#define REC_FLUSH_BYTES (64 * 1024)
+#define REC_MERGE_US    1000       /* output this close together is one row */
+#define CHUNK           (1 << 20)  /* bytes per transaction */
+#define MEM_MAX         (8 << 20)  /* waiting in memory before spilling */
+#define QUEUE_MAX       (16 << 20) /* the relay's queue, if the writer never comes */
+#define HOLD_US         1000000    /* a trailing word waits at most this long */
+#define HOLD_MAX        512        /* and is at most this long */
+#define CLOSE_TRIES_NS  2000000000LL
+
+typedef struct queued {
+	int64_t t;
+	char    kind;
+	size_t  off, len; /* in the batch's data */
+} queued;
+
+typedef struct batch {
+	queued *ev;
+	size_t  nev, capev;
+	buf_t   data;
+} batch;
+
+struct recorder {
+	worker_t        w;
+	uint64_t        rounds_started, rounds_done; /* writer rounds, for rec_sync (under mu) */
+	int             flush_asked, busy;           /* under mu */
+	int             force;     /* under mu: the next round holds no word back (rec_sync) */
+	batch           queue;     /* the relay appends here (under mu) */
+	batch           spare;     /* an empty batch whose buffers the next queue reuses */
+	uint64_t        gap_events, gap_bytes; /* output the queue had no room for (under mu) */
+	int64_t         gap_from, gap_to;
+	/* the writer's own */
+	batch           pending;   /* redacted, not yet written, oldest first */
+	lua_State      *L;
+	int             spans;     /* registry ref: procy.redact.spans */
+	char          **lits;      /* redact.literals(): none in a text, no secret in it */
+	size_t          nlits;
+	uint32_t        lit_first[256]; /* for each byte, the literals starting with it */
+	size_t          lit_len[32];
+	int             spill_fd;
+	char            spill_path[4096];
+	uint64_t        spilled;   /* events in the spill file */
+	uint64_t        lost_events, lost_bytes; /* dropped, not yet counted in `losses` */
+	sqlite3        *db;
+	sqlite3_stmt   *insert, *loss;
+	char            session[40];
+	char           *settings;
+	rec_stats_t     stats;     /* under mu */
+};
+
+/* record.c */
+int64_t rec_now_us(void);
+int     batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge);
+
+/* record_rules.c: the round's events into r->pending, redacted; a word the
+   queue ends in, left in the relay's queue for the next round */
+void    rules_take_in(recorder_t *r, batch *in);
+void    rules_hold_last_word(recorder_t *r, batch *in);
+
+#endif

@@ -1,0 +1,249 @@
+/*
+** record_rules.c — the rule set the terminal's writer applies before it
+** writes: procy.redact, the same rules as the API capture's, run in a Lua
+** state of the writer's own that is made only when some text holds one of
+** the rules' literals (most sessions never print anything a rule could
+** match, and most rounds are not copied at all). Output and input are
+** each one stream, so a secret split across reads is found; a word the
+** queue ends in waits for the next round (up to HOLD_US).
+*/
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record_impl.h"
+
+/* The rule set's Lua state, made when a text first needs it (most
+   sessions never print anything a rule could match). */
+static int open_redaction(recorder_t *r)
+{
+	if (r->L)
+		return r->spans != LUA_NOREF;
+	lua_State *L = r->L = luaL_newstate();
+	if (!L)
+		return 0;
+	procy_rt(L) = NULL;
+	procy_open_modules(L, 0);
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "procy.redact");
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+		goto fail;
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "procy.json");
+	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "decode");
+	lua_pushstring(L, r->settings ? r->settings : "{}");
+	lua_call(L, 1, 1);
+	if (lua_istable(L, -1))
+		lua_setfield(L, 1, "settings"); /* redact.settings = {redact = {...}} */
+	lua_settop(L, 1);
+	lua_getfield(L, 1, "spans");
+	r->spans = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_settop(L, 0);
+	return 1;
+fail:
+	pthread_mutex_lock(&r->w.mu);
+	snprintf(r->stats.error, sizeof r->stats.error, "no redaction: %s", lua_tostring(L, -1));
+	pthread_mutex_unlock(&r->w.mu);
+	lua_settop(L, 0);
+	return 0;
+}
+
+/* Could text hold a secret? Without rules of its own (the `redact`
+   setting) procy.redact names the literals every default match holds
+   (redact.literals()): a stream with none of them needs no Lua. */
+static int may_hold(const recorder_t *r, const char *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (!r->lits)
+		return 1;
+	/* one pass for all of them: a literal can start only at a byte some
+	   literal starts with (lit_first: a bit per literal) */
+	const unsigned char *u = (const unsigned char *)p;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t m = r->lit_first[u[i]];
+		while (m) {
+			int k = __builtin_ctz(m);
+			m &= m - 1;
+			size_t len = r->lit_len[k];
+			if (len <= n - i && (len < 2 || u[i + 1] == (unsigned char)r->lits[k][1]) &&
+			    memcmp(u + i, r->lits[k], len) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* [-0, +0] The secrets in the string on top of r->L (popped) as spans
+   (1-based, inclusive) into *out; their count, 0 if none (or the rule set
+   failed: then nothing is masked, and the failure is kept). */
+static size_t spans_of_top(recorder_t *r, size_t **out)
+{
+	lua_State *L = r->L;
+	*out = NULL;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, r->spans);
+	lua_insert(L, -2);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		pthread_mutex_lock(&r->w.mu);
+		snprintf(r->stats.error, sizeof r->stats.error, "redaction failed: %s", lua_tostring(L, -1));
+		pthread_mutex_unlock(&r->w.mu);
+		lua_settop(L, 0);
+		return 0;
+	}
+	size_t n = lua_istable(L, -1) ? (size_t)luaL_len(L, -1) : 0;
+	if (n >= 2 && (*out = malloc(n * sizeof **out))) {
+		for (size_t i = 0; i < n; i++) {
+			lua_rawgeti(L, -1, (lua_Integer)i + 1);
+			(*out)[i] = (size_t)lua_tointeger(L, -1);
+			lua_pop(L, 1);
+		}
+	} else {
+		n = 0;
+	}
+	lua_settop(L, 0);
+	return n / 2;
+}
+
+static int word_byte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-' || c == '.' || c == '+' || c == '/' || c == '=';
+}
+
+/* Does the stream of kind in `in` need the rule set? Its events are
+   looked at one by one, and across each boundary. */
+static int stream_may_hold(const recorder_t *r, const batch *in, char kind)
+{
+	const char *prev = NULL;
+	size_t prevlen = 0;
+	for (size_t i = 0; i < in->nev; i++) {
+		const queued *q = &in->ev[i];
+		if (q->kind != kind)
+			continue;
+		const char *p = in->data.p + q->off;
+		if (may_hold(r, p, q->len))
+			return 1;
+		if (prev && prevlen && q->len) {
+			char edge[64];
+			size_t a = prevlen < 31 ? prevlen : 31, b = q->len < 32 ? q->len : 32;
+			memcpy(edge, prev + prevlen - a, a);
+			memcpy(edge + a, p, b);
+			if (may_hold(r, edge, a + b))
+				return 1;
+		}
+		prev = p, prevlen = q->len;
+	}
+	return 0;
+}
+
+/* The events of kind in `in`, redacted as one stream (a secret split
+   across reads is found), into *out by index: out[i] is the new data of
+   in->ev[i] for the events of kind, in a buffer of its own. */
+static void redact_stream(recorder_t *r, const batch *in, char kind, buf_t *out)
+{
+	lua_State *L = r->L;
+	luaL_Buffer lb;
+	luaL_buffinit(L, &lb);
+	for (size_t i = 0; i < in->nev; i++)
+		if (in->ev[i].kind == kind)
+			luaL_addlstring(&lb, in->data.p + in->ev[i].off, in->ev[i].len);
+	luaL_pushresult(&lb);
+	size_t *sp, nsp = spans_of_top(r, &sp);
+	/* each event again: the mask where a secret starts, nothing where it
+	   goes on */
+	size_t at = 0, s = 0;
+	for (size_t i = 0; i < in->nev; i++) {
+		const queued *q = &in->ev[i];
+		if (q->kind != kind)
+			continue;
+		const char *src = in->data.p + q->off;
+		buf_t *piece = &out[i];
+		size_t pos = at, end = at + q->len;
+		while (pos < end) {
+			while (s < nsp && sp[2 * s + 1] - 1 < pos)
+				s++;
+			size_t a = s < nsp ? sp[2 * s] - 1 : end, b = s < nsp ? sp[2 * s + 1] - 1 : end;
+			if (s < nsp && a <= pos) { /* inside a secret */
+				if (a == pos)
+					buf_add(piece, "[REDACTED]", 10);
+				pos = b + 1 < end ? b + 1 : end;
+			} else {
+				size_t next = a < end ? a : end;
+				buf_add(piece, src + (pos - at), next - pos);
+				pos = next;
+			}
+		}
+		at = end;
+	}
+	free(sp);
+}
+
+/* The round's events into r->pending, redacted, in order. Output and
+   input are each one stream; a typed line is its own text. Streams in
+   which no rule can match (the usual case) are not copied at all. */
+void rules_take_in(recorder_t *r, batch *in)
+{
+	int need[2], lines = 0;
+	need[0] = stream_may_hold(r, in, 'o');
+	need[1] = stream_may_hold(r, in, 'i');
+	for (size_t i = 0; i < in->nev && !lines; i++)
+		lines = in->ev[i].kind == 'l' && may_hold(r, in->data.p + in->ev[i].off, in->ev[i].len);
+	if ((need[0] || need[1] || lines) && !open_redaction(r))
+		need[0] = need[1] = lines = 0; /* the failure is the recorder's error: shown */
+	if (!need[0] && !need[1] && !lines) {
+		if (!r->pending.nev) { /* nothing to change: the queue's buffers become pending */
+			batch t = r->pending;
+			r->pending = *in;
+			*in = t;
+			return;
+		}
+		for (size_t i = 0; i < in->nev; i++)
+			batch_add(&r->pending, in->ev[i].t, in->ev[i].kind, in->data.p + in->ev[i].off, in->ev[i].len, 0);
+		return;
+	}
+	buf_t *redone = calloc(in->nev ? in->nev : 1, sizeof *redone);
+	if (!redone)
+		return; /* no memory: the round is lost (it cannot be written unredacted) */
+	if (need[0])
+		redact_stream(r, in, 'o', redone);
+	if (need[1])
+		redact_stream(r, in, 'i', redone);
+	for (size_t i = 0; i < in->nev; i++) {
+		const queued *q = &in->ev[i];
+		int done = (q->kind == 'o' && need[0]) || (q->kind == 'i' && need[1]);
+		if (q->kind == 'l' && lines) {
+			batch one = { &in->ev[i], 1, 1, in->data };
+			redact_stream(r, &one, 'l', &redone[i]);
+			done = 1;
+		}
+		if (done)
+			batch_add(&r->pending, q->t, q->kind, redone[i].p ? redone[i].p : "", redone[i].len, 0);
+		else
+			batch_add(&r->pending, q->t, q->kind, in->data.p + q->off, q->len, 0);
+		buf_free(&redone[i]);
+	}
+	free(redone);
+}
+
+/* A word at the very end of what is queued may be the start of a secret
+   whose rest is still to come: it stays in the queue, for the next round
+   (unless it has waited HOLD_US already). Under mu: moves it from `in`
+   into the relay's fresh queue. */
+void rules_hold_last_word(recorder_t *r, batch *in)
+{
+	queued *q = in->nev ? &in->ev[in->nev - 1] : NULL;
+	if (!q || (q->kind != 'o' && q->kind != 'i') || rec_now_us() - q->t >= HOLD_US)
+		return;
+	const unsigned char *p = (const unsigned char *)in->data.p + q->off;
+	size_t hold = 0;
+	while (hold < q->len && hold < HOLD_MAX && word_byte(p[q->len - 1 - hold]))
+		hold++;
+	if (!hold || batch_add(&r->queue, q->t, q->kind, p + q->len - hold, hold, 0) < 0)
+		return;
+	q->len -= hold;
+	if (!q->len)
+		in->nev--;
+}
+
