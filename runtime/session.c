@@ -43,7 +43,8 @@
 #define TYPED_MAX  (1 << 20)   /* typed bytes the agent has not read yet */
 #define LINGER_NS  200000000   /* after the exit, wait this long for the last output */
 #define FLUSH_NS   50000000    /* recorder flush period */
-#define REDRAW_NS  60000000    /* how long the pty stays one row shorter */
+#define REDRAW_NS  40000000    /* after the agent answers a shrink, the size goes back */
+#define REDRAW_MAX_NS 500000000 /* or after this, if it does not */
 #define REC_PATIENCE 2000000000 /* recording failing this long gets reported */
 #define REC_PAUSE_AT  (1 << 20) /* output queued for the recorder: stop reading the agent */
 #define REC_RESUME_AT (256 << 10)
@@ -130,8 +131,11 @@ static void to_terminal(session_t *s, const char *p, size_t n)
 		overlay_pin(s); /* the agent may have wiped it, or reset the scroll region */
 }
 
+static void redraw_answered(session_t *s, const char *p, size_t n);
+
 static void agent_output(session_t *s, const char *p, size_t n)
 {
+	redraw_answered(s, p, n);
 	typed_output(s, p, n); /* what it shows of the input goes first */
 	rec(s, 'o', p, n);
 	s->bytes_out += n;
@@ -292,17 +296,43 @@ static void on_redraw(loop_t *loop, loop_timer *t)
 {
 	(void)loop;
 	session_t *s = t->data;
+	s->redraw_phase = 0;
 	set_size(s, agent_rows(s));
 }
 
 /* One row shorter, then back: programs redraw on a size change, and many
-   ignore a SIGWINCH that changes nothing. */
+   ignore a SIGWINCH that changes nothing. The size goes back only once the
+   agent has answered the first change (or REDRAW_MAX_NS passed): both
+   changes seen at once are no change at all to a program that reads the
+   size when it gets to the signal, and a full-screen agent (Claude Code
+   is one, on the alternate screen) then repaints only what it thinks
+   changed, leaving procy's pager on its screen. */
 void session_redraw_agent(session_t *s)
 {
-	if (agent_rows(s) < 2 || loop_timer_active(&s->redraw))
+	if (agent_rows(s) < 2 || s->redraw_phase)
 		return;
 	set_size(s, agent_rows(s) - 1);
-	loop_timer_start(s->rt->loop, &s->redraw, REDRAW_NS, on_redraw, s);
+	s->redraw_phase = 1;
+	s->redraw_erased = 0;
+	loop_timer_start(s->rt->loop, &s->redraw, REDRAW_MAX_NS, on_redraw, s);
+}
+
+/* The agent wrote p: is it the repaint that answers the shrink (a clear
+   of the screen, or of most of its lines)? Then the size goes back once
+   the repaint has had a moment to come out. */
+static void redraw_answered(session_t *s, const char *p, size_t n)
+{
+	if (s->redraw_phase != 1)
+		return;
+	static const char *const erases[] = { "\x1b[2J", "\x1b[J", "\x1b[0J", "\x1b[2K" };
+	for (int i = 0; i < 4; i++)
+		for (const char *q = p, *end = p + n; (q = memmem(q, (size_t)(end - q), erases[i], strlen(erases[i])));
+		     q += strlen(erases[i]))
+			s->redraw_erased += i < 3 ? s->rows : 1;
+	if (s->redraw_erased >= s->rows / 2) {
+		s->redraw_phase = 2;
+		loop_timer_start(s->rt->loop, &s->redraw, REDRAW_NS, on_redraw, s);
+	}
 }
 
 /* ---- keys ------------------------------------------------------------------------------ */
@@ -363,6 +393,7 @@ static void on_winch(loop_t *loop, loop_signal *sig, int signo)
 	s->cols = ws.ws_col;
 	s->rows = ws.ws_row;
 	loop_timer_stop(s->rt->loop, &s->redraw); /* the real change repaints anyway */
+	s->redraw_phase = 0;
 	set_size(s, agent_rows(s));
 	char size[32];
 	int len = snprintf(size, sizeof size, "%dx%d", s->cols, s->rows);

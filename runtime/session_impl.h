@@ -26,6 +26,8 @@ struct session {
 	loop_signal winch;
 	loop_timer  flush, linger, redraw, rec_wait;
 	int         rec_paused;   /* the recorder is behind: the agent's output waits */
+	int         redraw_phase; /* 1: one row shorter, waiting for the agent; 2: it answered */
+	int         redraw_erased; /* rows the agent cleared since the shrink */
 	struct termios saved;
 	int         raw;
 	int         cols, rows;
