@@ -43,7 +43,7 @@ static void batch_clear(batch *b)
 {
 	b->nev = 0;
 	b->data.len = 0;
-	if (b->data.cap > (2 << 20))
+	if (b->data.cap > (1 << 20))
 		buf_free(&b->data); /* give back what a burst took */
 }
 
@@ -411,8 +411,10 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 	   competes with the relay for the machine (measured: 0.97x -> 0.82x). */
 	int rc = sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(r->db, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0",
-		                  NULL, NULL, NULL);
+		/* rows are only appended: a small page cache will do (the default
+		   2 MB filled with pages of output already written) */
+		rc = sqlite3_exec(r->db, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; "
+		                  "PRAGMA cache_size = -512", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(r->db,
 		        "INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, ?, ?)",

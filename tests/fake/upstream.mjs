@@ -438,7 +438,15 @@ const server = http.createServer((req, res) => {
 });
 
 // n bytes that look a little like an event stream, and a lot like junk
+// (a block of at most 1 MB, repeated: 100 MB must come quickly)
 function junkBytes(n, seed) {
+  const block = junkBlock(Math.min(n, 1 << 20), seed);
+  if (block.length === n) return block;
+  const out = Buffer.alloc(n);
+  for (let at = 0; at < n; at += block.length) block.copy(out, at, 0, Math.min(block.length, n - at));
+  return out;
+}
+function junkBlock(n, seed) {
   const out = Buffer.alloc(n);
   let x = seed * 2654435761 >>> 0 || 1;
   const bits = ["data: ", "{\"type\":", "\n\n", "\"", "null", "[", "]", "}", "\\u00", "\xff\xfe", "event: "];

@@ -16,7 +16,7 @@ local capture = require "procy.capture"
 local dir = T.tmpdir()
 local fake = require("fake").start(dir .. "/fake")
 local _ <close> = fake.proc
-assert(config.load { config = T.write(dir .. "/procy.lua", "return { db = 'rec.db', upstream_timeout = 5 }") })
+assert(config.load { config = T.write(dir .. "/procy.lua", "return { db = 'rec.db', upstream_timeout = 60 }") })
 local record = dir .. "/rec.db"
 local session = assert(store.new_session { argv = { "test" }, cwd = dir, mode = "serve" })
 local h = store.open()
