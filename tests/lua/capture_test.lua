@@ -26,6 +26,16 @@ do
        and ends[3] == hash.sha256(s:sub(5, 65)) and ends[4] == hash.sha256(s:sub(5, 9999)),
        "prefix digests in one pass equal separate digests")
   T.ok(not pcall(hash.sha256, s, 5, { 100, 50 }), "ends out of order raise")
+  -- libcrypto's SHA-256 is used when it is there; procy's own code otherwise
+  local script = T.write(T.tmpdir() .. "/h.lua", [[
+    local hash = require "procy.hash"
+    local s = io.read("a")
+    local whole, ends = hash.sha256(s, 5, { 4, 64, 65, 9999 })
+    print(hash.sha256(s), whole, table.concat(ends, " "))]])
+  local fast = T.procy({ "run", script }, { stdin = s }).stdout
+  local own = T.procy({ "run", script }, { stdin = s, env = { PROCY_NO_LIBCRYPTO = "1" } }).stdout
+  T.ok(fast ~= "" and fast == own, "procy's own SHA-256 (no libcrypto) gives the same digests, prefixes too")
+  T.is(own:match("^%x+"), r.stdout:match("^%x+"), "and agrees with sha256sum")
 end
 
 -- ---- json.spans -------------------------------------------------------------------
