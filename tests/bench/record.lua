@@ -19,6 +19,8 @@ local db = require "procy.db"
 
 package.path = "tests/lua/?.lua;" .. package.path
 local measure = require "measure"
+package.path = "tests/bench/?.lua;" .. package.path
+local nginx = require "nginx"
 
 local dir = assert(proc.run { "mktemp", "-d", "/tmp/procy-bench-XXXXXX" }).stdout:gsub("%s+$", "")
 local bin = "build/procy"
@@ -28,11 +30,6 @@ local function write(path, text)
   f:write(text)
   f:close()
   return path
-end
-
-local function free_port()
-  local p = assert(proc.run { "python3", "-c", "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])" })
-  return tonumber(p.stdout)
 end
 
 local function start_procy(name, upstream)
@@ -52,60 +49,6 @@ local function count(path)
 end
 
 -- ---- 1. wrk -------------------------------------------------------------------------------
-local function nginx_conf(upstream_port, proxy_port, tuned)
-  return ([[
-worker_processes auto;
-daemon off;
-pid %s/nginx-%d.pid;
-error_log %s/nginx-error.log warn;
-events { worker_connections 768; }
-http {
-  access_log %s;
-  client_body_temp_path %s;
-  proxy_temp_path %s;
-  upstream up { server 127.0.0.1:%d; %s }
-  server {
-    listen 127.0.0.1:%d;
-    location / {
-      proxy_pass http://up;
-      %s
-    }
-  }
-}
-]]):format(dir, proxy_port, dir, tuned and "off" or (dir .. "/access.log"), dir, dir, upstream_port,
-    tuned and "keepalive 64;" or "", proxy_port,
-    tuned and 'proxy_http_version 1.1; proxy_set_header Connection "";' or "")
-end
-
-local function upstream_conf(port)
-  local answer = json.encode { id = "msg_bench", type = "message", role = "assistant", model = "claude-haiku-4-5",
-    content = { { type = "text", text = "ok" } }, stop_reason = "end_turn",
-    usage = { input_tokens = 12, output_tokens = 1 } }
-  return ([[
-worker_processes 1;
-daemon off;
-pid %s/upstream.pid;
-error_log %s/upstream-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %s;
-  server {
-    listen 127.0.0.1:%d;
-    keepalive_requests 1000000;
-    location / { default_type application/json; return 200 '%s'; }
-  }
-}
-]]):format(dir, dir, dir, port, answer)
-end
-
-local function nginx(conf, name)
-  local p = assert(proc.spawn({ "nginx", "-c", write(dir .. "/" .. name .. ".conf", conf), "-p", dir },
-    { stdout = false, stderr = false }))
-  core.sleep(0.3)
-  return p
-end
-
 -- small non-streamed calls, every body different (a counter and the
 -- thread's random number), as a conversation's calls are
 local wrk_script = write(dir .. "/unique.lua", [[
@@ -128,18 +71,17 @@ local function wrk(url, seconds)
 end
 
 local function part_wrk(seconds)
-  local have = proc.run { "sh", "-c", "command -v wrk && command -v nginx" }
-  if not have or have.code ~= 0 then
+  if not nginx.have() then
     print("wrk or nginx is missing (apt-get install wrk nginx-light): part 1 not measured")
     return
   end
-  local up_port, ng_port = free_port(), free_port()
-  local upstream = nginx(upstream_conf(up_port), "upstream")
+  local up_port, ng_port = nginx.free_port(), nginx.free_port()
+  local upstream = nginx.start(dir, nginx.upstream_conf(dir, up_port), "upstream")
   local _u <close> = upstream
   local up_url = "http://127.0.0.1:" .. up_port
   local rates = {}
   for _, tuned in ipairs { false, true } do
-    local ng = nginx(nginx_conf(up_port, ng_port, tuned), tuned and "tuned" or "plain")
+    local ng = nginx.start(dir, nginx.proxy_conf(dir, up_port, ng_port, tuned), tuned and "tuned" or "plain")
     wrk("http://127.0.0.1:" .. ng_port, 2)
     rates[tuned] = wrk("http://127.0.0.1:" .. ng_port, seconds)
     ng:kill("QUIT")

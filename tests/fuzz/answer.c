@@ -2,26 +2,16 @@
    parser of each API, streamed and whole, on any bytes: never a raise. */
 #include "fuzz.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc, (void)argv;
-	fuzz_lua_init("local answer = require 'procy.answer'\n"
-		"require('procy.redact').settings = { redact = {} }\n"
-		"return function(s)\n"
-		"  answer.sse(s)\n"
-		"  answer.redact_stream(s)\n"
-		"  for _, api in ipairs { 'anthropic', 'openai-chat', 'openai-responses', 'other' } do\n"
-		"    for _, stream in ipairs { true, false } do\n"
-		"      local out = { content = {}, usage = {}, bad = 0, odd = 0, events = 0 }\n"
-		"      answer.parse[api](out, s, stream)\n"
-		"    end\n"
-		"  end\n"
-		"end\n");
-	return 0;
-}
-
-int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
-{
-	fuzz_lua_run(data, size);
-	return 0;
-}
+FUZZ_LUA(
+	"local answer = require 'procy.answer'\n"
+	"require('procy.redact').settings = { redact = {} }\n"
+	"return function(s)\n"
+	"  answer.sse(s)\n"
+	"  answer.redact_stream(s)\n"
+	"  for _, api in ipairs { 'anthropic', 'openai-chat', 'openai-responses', 'other' } do\n"
+	"    for _, stream in ipairs { true, false } do\n"
+	"      local out = { content = {}, usage = {}, bad = 0, odd = 0, events = 0 }\n"
+	"      answer.parse[api](out, s, stream)\n"
+	"    end\n"
+	"  end\n"
+	"end\n")

@@ -38,4 +38,18 @@ static void fuzz_lua_run(const unsigned char *data, size_t size)
 	if (++runs % 256 == 0)
 		lua_gc(L, LUA_GCCOLLECT);
 }
+/* The two entry points of a harness whose input goes to the Lua function
+   script returns. */
+#define FUZZ_LUA(script) \
+	int LLVMFuzzerInitialize(int *argc, char ***argv) \
+	{ \
+		(void)argc, (void)argv; \
+		fuzz_lua_init(script); \
+		return 0; \
+	} \
+	int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) \
+	{ \
+		fuzz_lua_run(data, size); \
+		return 0; \
+	}
 #endif

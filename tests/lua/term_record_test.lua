@@ -116,29 +116,41 @@ local function agent_burst(seconds)
   return ("stty raw -echo; read go; exec python3 %s %d"):format(burst, seconds)
 end
 local function burst_size(seconds) return seconds * 10 * 400001 + 4 end
-do
-  local p = procy { "sh", "-c", agent_burst(5) }
+
+-- locked(seconds, held, [before], [each]) -> bytes shown, session id: the
+-- agent bursts for seconds while another writer holds the record for held
+-- seconds; before(sid) runs first, each(p, sid) at every read
+local function locked(seconds, held, before, each)
+  local p = procy { "sh", "-c", agent_burst(seconds) }
   core.sleep(0.5)
   local _, sid = session_data("")
+  if before then before(sid) end
   local other = assert(db.open(record, { migrations = false, busy_timeout = 0 }))
   assert(other:exec("BEGIN IMMEDIATE"))
   p:write("go\n")
-  local n, peak, spilled = 0, 0, false
-  local t0 = core.now()
+  local n, t0 = 0, core.now()
   while true do
     local c = p:read()
     if not c then break end
     n = n + #c
-    peak = peak_kb(p:pid(), peak)
-    if not spilled and require("procy.fs").stat(record .. "-spill-" .. sid) then spilled = true end
-    if core.now() - t0 > 4 and other then
+    if each then each(p, sid) end
+    if other and core.now() - t0 > held then
       assert(other:exec("COMMIT"))
       other:close()
       other = nil
     end
   end
-  if other then other:exec("COMMIT"); other:close() end
+  if other then other:exec("COMMIT") other:close() end
   p:wait(30)
+  return n, sid
+end
+
+do
+  local peak, spilled = 0, false
+  local n, sid = locked(5, 4, nil, function(p, id)
+    peak = peak_kb(p:pid(), peak)
+    if not spilled and require("procy.fs").stat(record .. "-spill-" .. id) then spilled = true end
+  end)
   local d = session_data("og")
   T.ok(n > 15e6, "the agent wrote its output meanwhile", n .. " bytes")
   T.ok(spilled, "past 8 MB waiting, the recorder spilled to a file beside the record")
@@ -152,27 +164,9 @@ end
 -- the same, when the spill cannot be written either: output is let go,
 -- a gap event says how much, input stays
 do
-  local p = procy { "sh", "-c", agent_burst(4) }
-  core.sleep(0.5)
-  local _, sid = session_data("")
-  assert(proc.run { "mkdir", "-p", record .. "-spill-" .. sid }) -- a directory where the spill would go
-  local other = assert(db.open(record, { migrations = false, busy_timeout = 0 }))
-  assert(other:exec("BEGIN IMMEDIATE"))
-  p:write("go\n")
-  local n = 0
-  local t0 = core.now()
-  while true do
-    local c = p:read()
-    if not c then break end
-    n = n + #c
-    if core.now() - t0 > 3.5 and other then
-      assert(other:exec("COMMIT"))
-      other:close()
-      other = nil
-    end
-  end
-  if other then other:exec("COMMIT"); other:close() end
-  p:wait(30)
+  local _, sid = locked(4, 3.5, function(id)
+    assert(proc.run { "mkdir", "-p", record .. "-spill-" .. id }) -- a directory where the spill would go
+  end)
   local d = session_data("ogi")
   local gaps, ok = { bytes = 0, events = 0 }, d.g ~= ""
   for g in d.g:gmatch("{[^}]*}") do
