@@ -3,7 +3,7 @@
 -- Prices are US dollars per million tokens: input (uncached), output,
 -- cache_write (5-minute cache writes), cache_write_1h, cache_read, and an
 -- optional `long` tier for prompts above a size. They are list prices as
--- published by the providers (November 2026); a project changes or adds
+-- published by the providers (December 2026); a project changes or adds
 -- models with the `prices` setting in procy.lua, e.g.
 --
 --   prices = { ["my-finetune"] = { input = 0.5, output = 1.5 } }
@@ -15,27 +15,50 @@
 
 local M = {}
 
-local function anthropic(input, output, long)
+-- An Anthropic price: cache writes at 1.25x (5 minutes) and 2x (1 hour)
+-- the input, cache reads at 0.1x unless said (the 5.5 models read at 0.05x).
+local function anthropic(input, output, long, cache_read)
   return { input = input, output = output, cache_write = input * 1.25, cache_write_1h = input * 2,
-           cache_read = input * 0.1, long = long }
+           cache_read = cache_read or input * 0.1, long = long }
 end
 
 local function openai(input, output, cached)
   return { input = input, output = output, cache_read = cached or input }
 end
 
+-- Anthropic's, as Claude Code 2.1.330 (the client procy pins) prices them
+-- in its own model catalog; OpenAI's as published. Codex 0.169.0's models
+-- (gpt-5.5, gpt-5.6-*, gpt-6*) have no published price procy knows: `procy
+-- usage` names them, and `prices` in procy.lua adds them.
 M.defaults = {
+  ["claude-opus-5-5"] = anthropic(4, 20, nil, 0.2),
+  ["claude-opus-5"] = anthropic(5, 25),
+  ["claude-opus-4-8"] = anthropic(5, 25),
+  ["claude-opus-4-7"] = anthropic(5, 25),
+  ["claude-opus-4-6"] = anthropic(5, 25),
   ["claude-opus-4-5"] = anthropic(5, 25),
   ["claude-opus-4-1"] = anthropic(15, 75),
   ["claude-opus-4"] = anthropic(15, 75),
+  ["claude-opus-4-0"] = anthropic(15, 75),
+  ["claude-sonnet-5-5"] = anthropic(2, 10, nil, 0.1),
+  ["claude-sonnet-5"] = anthropic(2, 10),
+  ["claude-sonnet-4-6"] = anthropic(3, 15, { above = 200000, input = 6, output = 22.5 }),
   ["claude-sonnet-4-5"] = anthropic(3, 15, { above = 200000, input = 6, output = 22.5 }),
   ["claude-sonnet-4"] = anthropic(3, 15, { above = 200000, input = 6, output = 22.5 }),
+  ["claude-sonnet-4-0"] = anthropic(3, 15, { above = 200000, input = 6, output = 22.5 }),
   ["claude-3-7-sonnet"] = anthropic(3, 15),
   ["claude-3-5-sonnet"] = anthropic(3, 15),
+  ["claude-haiku-5-5"] = anthropic(0.1, 0.5, { above = 100000, input = 0.5, output = 2.5 }, 0.01),
   ["claude-haiku-4-5"] = anthropic(1, 5),
   ["claude-3-5-haiku"] = anthropic(0.8, 4),
   ["claude-3-haiku"] = anthropic(0.25, 1.25),
   ["claude-3-opus"] = anthropic(15, 75),
+  ["claude-fable-5-2"] = anthropic(8, 40, nil, 0.2),
+  ["claude-fable-5-1"] = anthropic(10, 50, nil, 0.25),
+  ["claude-fable-5"] = anthropic(10, 50),
+  ["claude-mythos-5-2"] = anthropic(8, 40, nil, 0.2),
+  ["claude-mythos-5-1"] = anthropic(10, 50, nil, 0.25),
+  ["claude-mythos-5"] = anthropic(10, 50),
   ["gpt-5"] = openai(1.25, 10, 0.125),
   ["gpt-5-codex"] = openai(1.25, 10, 0.125),
   ["gpt-5-mini"] = openai(0.25, 2, 0.025),
@@ -53,15 +76,27 @@ M.defaults = {
 -- thread, which reads no config) what it was given.
 M.extra = nil
 
--- find(model) -> the price entry and its name, or nil
+-- What may follow a model's name and still be that model: a date
+-- (-20250929, @20251101, -2025-04-14), a version (-v1, :0), -latest, -fast, or a
+-- context suffix ([1m]). Anything else is another model: claude-opus-5-5
+-- is not claude-opus-5, claude-haiku-4-50 not claude-haiku-4-5.
+local function same_model(rest)
+  return rest == "" or rest:match("^[-@]%d%d%d%d") or rest:match("^%-v%d") or
+    rest:match("^:%d") or rest:match("^%-latest") or rest:match("^%-fast") or rest:match("^%[")
+end
+
+-- find(model) -> the price entry and its name, or nil. A provider's
+-- prefix (Bedrock's us.anthropic., Vertex's and gateways' anthropic/) is
+-- left out; then the exact name, else the longest known name the model
+-- is followed by a suffix of (same_model).
 function M.find(model)
   if type(model) ~= "string" then return nil end
   local extra = M.extra or require("procy.config").get().prices or {}
   if extra[model] or M.defaults[model] then return extra[model] or M.defaults[model], model end
+  local bare = model:gsub("^[%w%-]*%.?anthropic[%./]", ""):gsub("^anthropic[%./]", "")
   local best
   local function consider(name)
-    if model:sub(1, #name) == name and model:sub(#name + 1, #name + 1):match("^[-@:]") and
-       (not best or #name > #best) then
+    if bare:sub(1, #name) == name and same_model(bare:sub(#name + 1)) and (not best or #name > #best) then
       best = name
     end
   end

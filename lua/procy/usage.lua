@@ -102,9 +102,17 @@ function M.format(r)
     end
   end
   if r.total.unpriced > 0 then
+    local names, first = {}, nil
+    for _, m in ipairs(r.models) do
+      if m.unpriced > 0 then
+        first = first or m.model
+        names[#names + 1] = ("%s (%d call%s)"):format(m.model, m.unpriced, m.unpriced == 1 and "" or "s")
+      end
+    end
     line("")
-    line("%d call(s) used a model with no known price: '+' marks a cost that leaves them out.", r.total.unpriced)
-    line("Add prices to procy.lua:  prices = { [\"model-name\"] = { input = 3, output = 15 } }  ($ per million tokens)")
+    line("No known price for: %s. '+' marks a cost that leaves them out.", table.concat(names, ", "))
+    line("Add prices to procy.lua ($ per million tokens):")
+    line("  prices = { [\"%s\"] = { input = 3, output = 15, cache_read = 0.3 } }", first or "model-name")
   end
   if r.total.errors > 0 then line("%d call(s) ended in an error.", r.total.errors) end
   return table.concat(out, "\n") .. "\n"

@@ -243,6 +243,15 @@ do -- an error answer and an unknown model
   T.is(prices.cost("my-model", { input_tokens = 1e6, output_tokens = 1e6 }), 6, "a price from procy.lua")
   T.is(select(2, prices.find("claude-haiku-4-5-20251001")), "claude-haiku-4-5", "a dated model name finds its price")
   T.is(prices.find("claude-haiku-4-50"), nil, "but a longer name is another model")
+  T.is(select(2, prices.find("claude-opus-5-5")), "claude-opus-5-5", "Claude Code 2.1.330's default model has a price")
+  T.is(prices.cost("claude-opus-5-5", { input_tokens = 1e6, output_tokens = 1e6, cache_read_tokens = 1e6 }), 24.2,
+       "as Claude Code prices it ($4 in, $20 out, $0.20 cache reads)")
+  for _, id in ipairs { "claude-opus-5-5-20261015", "us.anthropic.claude-opus-5-5", "claude-opus-5-5[1m]",
+                        "claude-opus-4-5@20251101", "anthropic.claude-haiku-4-5-20251001-v1:0", "claude-opus-5-5-fast" } do
+    T.ok(prices.find(id), "a dated, suffixed or provider's id finds its family: " .. id)
+  end
+  T.is(prices.find("claude-opus-5-6"), nil, "another version is not the family's")
+  T.is(select(2, prices.find("claude-opus-5-20260101")), "claude-opus-5", "and claude-opus-5's dated id is not 5-5's")
   local long = prices.cost("claude-sonnet-4-5", { input_tokens = 250000, output_tokens = 1000 })
   T.ok(math.abs(long - (250000 * 6 + 1000 * 22.5) / 1e6) < 1e-12, "long prompts use the long-context price", tostring(long))
 end
