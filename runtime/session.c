@@ -370,6 +370,12 @@ static void on_keyboard(loop_t *loop, loop_io *w, uint32_t events)
 		loop_io_stop(loop, w);
 		return;
 	}
+	/* an ESC that ended the last read and was followed by nothing for a
+	   while was the Esc key: `!` may start a command after it */
+	int64_t now = loop_now(loop);
+	if (now - s->last_key > ESC_ALONE_NS)
+		track_esc_alone(&s->track);
+	s->last_key = now;
 	const char *p = chunk;
 	size_t left = (size_t)n;
 	while (left > 0 && !s->finished) {

@@ -55,6 +55,7 @@ struct session {
 	int         rec_reported;
 	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
 	int64_t     started, last_output; /* loop clock */
+	int64_t     last_key;     /* loop clock: the last read from the keyboard */
 	char        tail[256];    /* the agent's last output bytes (idle patterns) */
 	size_t      tail_len;
 	uint64_t    bytes_in, bytes_out;

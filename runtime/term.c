@@ -50,6 +50,12 @@ static void line_delete_word(tracker_t *t)
 		t->typed = 0;
 }
 
+void track_esc_alone(tracker_t *t)
+{
+	if (t->state == T_ESC)
+		t->state = T_GROUND; /* the Esc key: the line is where it was */
+}
+
 int track_byte(tracker_t *t, unsigned char c)
 {
 	if (t->submitted) { /* the line given with TRACK_SUBMIT has been read */

@@ -36,6 +36,10 @@ int  track_byte(tracker_t *t, unsigned char c);
    escape sequence or paste is half-way: where `!` opens command mode. */
 int  track_at_line_start(const tracker_t *t);
 void track_reset(tracker_t *t);
+/* An ESC typed last, with nothing after it for a while (ESC_ALONE_NS):
+   the Esc key, not the start of a sequence. */
+void track_esc_alone(tracker_t *t);
+#define ESC_ALONE_NS 50000000 /* terminals send a key's sequence in one write */
 
 /* ---- keys ---------------------------------------------------------------------- */
 

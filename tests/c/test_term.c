@@ -53,6 +53,26 @@ static void test_tracker(void)
 	big[sizeof big - 1] = 0;
 	feed(&t, big, got, sizeof got);
 	is_int((long long)t.len, LINE_MAX_BYTES, "a long line is bounded");
+	/* what comes before a `!`: Esc alone, Alt-key, arrows, a paste */
+	tracker_t e = { 0 };
+	feed(&e, "\x1b", got, sizeof got);
+	ok(!track_at_line_start(&e), "an ESC may start a sequence: no line start yet");
+	track_esc_alone(&e);
+	ok(track_at_line_start(&e), "the Esc key alone leaves the line start where it was");
+	feed(&e, "ab\x1b", got, sizeof got);
+	track_esc_alone(&e);
+	ok(!track_at_line_start(&e), "and a line with text stays one");
+	tracker_t a = { 0 };
+	feed(&a, "\x1bx", got, sizeof got);
+	ok(track_at_line_start(&a), "an Alt-key on an empty line leaves it empty");
+	tracker_t u = { 0 };
+	feed(&u, "\x1b[A", got, sizeof got);
+	track_esc_alone(&u);
+	ok(!track_at_line_start(&u), "an arrow (a whole sequence) is not undone by the Esc rule");
+	tracker_t pst = { 0 };
+	feed(&pst, "\x1b[200~pasted\x1b[201~", got, sizeof got);
+	track_esc_alone(&pst);
+	ok(!track_at_line_start(&pst), "after a paste the line holds the paste");
 }
 
 static void test_keys(void)

@@ -147,6 +147,43 @@ do
   T.is(last_session().status, "killed", "the session is closed in the record")
 end
 
+-- what comes before `!`: the Esc key alone, an Alt-key, an arrow
+do
+  local p = assert(proc.spawn({ T.bin, "--db", record, "--", "cat" }, { pty = { cols = 100, rows = 30 }, env = env }))
+  local seen = ""
+  local function until_seen(pattern)
+    local deadline = core.now() + 10
+    while not seen:find(pattern) do
+      local c = p:read("stdout", math.max(0.05, deadline - core.now()))
+      if c then seen = seen .. c elseif core.now() > deadline then return false end
+    end
+    return true
+  end
+  core.sleep(0.5)
+  p:write("\27")
+  core.sleep(0.2)
+  p:write("!help\r")
+  T.ok(until_seen("procy commands"), "Esc, a pause, then !help: procy's command, not the agent's input")
+  p:write("q")
+  core.sleep(0.3)
+  seen = ""
+  p:write("\27x")
+  core.sleep(0.2)
+  p:write("!help\r")
+  T.ok(until_seen("procy commands"), "after an Alt-key on an empty line, ! is procy's too")
+  p:write("q")
+  core.sleep(0.3)
+  seen = ""
+  p:write("\27[A")
+  core.sleep(0.2)
+  p:write("!up-then-bang\r")
+  T.ok(until_seen("!up%-then%-bang"), "after an arrow (the line unknown) ! goes to the agent")
+  T.ok(not seen:find("procy commands", 1, true), "and opens nothing")
+  p:write("\4")
+  drain(p)
+  p:wait(20)
+end
+
 -- a `!` command that computes for seconds: the relay goes on meanwhile,
 -- and keys typed then reach the agent
 do
