@@ -24,14 +24,66 @@ void overlay_pin(session_t *s)
 	overlay_flush(s);
 }
 
+/* ---- a message on the bottom row --------------------------------------------------- */
+
+/* A message stays FLASH_NS (or until the next key). Before the agent
+   writes, its row is cleared (the agent's lines must not scroll it up into
+   theirs), and after, drawn again (the agent may have painted over it);
+   when it goes, the row is given back: the pinned row drawn, or the agent
+   made to repaint. */
+#define FLASH_NS 4000000000LL
+
+static void draw_flash(session_t *s)
+{
+	draw_status(&s->draw, s->flash, s->cols, s->rows);
+	overlay_flush(s);
+}
+
+static void on_flash_end(loop_t *loop, loop_timer *t)
+{
+	(void)loop;
+	overlay_flash_end(t->data, 1);
+}
+
 void overlay_status(session_t *s, const char *text)
 {
-	if (s->mode != M_PASS) {
-		snprintf(s->status_line, sizeof s->status_line, "%s", text);
+	snprintf(s->flash, sizeof s->flash, "%s", text);
+	s->flash_on = 1;
+	loop_timer_start(s->rt->loop, &s->flash_timer, FLASH_NS, on_flash_end, s);
+	if (s->mode == M_PASS)
+		draw_flash(s); /* else when the command line or the pager closes */
+}
+
+void overlay_flash_again(session_t *s)
+{
+	if (s->flash_on && s->mode == M_PASS)
+		draw_flash(s);
+}
+
+void overlay_flash_hide(session_t *s)
+{
+	if (s->flash_on && s->mode == M_PASS && !s->pin[0]) {
+		draw_unpin(&s->draw, s->rows); /* the bottom row clear, the cursor where it was */
+		overlay_flush(s);
+	}
+}
+
+void overlay_flash_end(session_t *s, int repaint)
+{
+	if (!s->flash_on)
+		return;
+	s->flash_on = 0;
+	loop_timer_stop(s->rt->loop, &s->flash_timer);
+	if (s->mode != M_PASS)
+		return; /* not on the screen */
+	if (s->pin[0]) {
+		overlay_pin(s);
 		return;
 	}
-	draw_status(&s->draw, text, s->cols, s->rows);
+	draw_unpin(&s->draw, s->rows); /* a clear bottom row, the cursor where it was */
 	overlay_flush(s);
+	if (repaint)
+		session_redraw_agent(s); /* the agent's own bottom row comes back */
 }
 
 /* Back to passing keys through: output held meanwhile is written, the
@@ -47,11 +99,8 @@ static void back_to_agent(session_t *s, int repaint)
 		memset(&s->later, 0, sizeof s->later);
 		overlay_pager(s, t.p, t.len);
 		buf_free(&t);
-	} else if (s->status_line[0]) {
-		char msg[sizeof s->status_line];
-		memcpy(msg, s->status_line, sizeof msg);
-		s->status_line[0] = 0;
-		overlay_status(s, msg);
+	} else if (s->flash_on) {
+		draw_flash(s);
 	} else if (s->pin[0]) {
 		overlay_pin(s);
 	}
@@ -213,6 +262,9 @@ void overlay_resized(session_t *s)
 {
 	if (s->mode == M_PASS && s->pin[0]) {
 		overlay_pin(s);
+		overlay_flash_again(s);
+	} else if (s->mode == M_PASS) {
+		overlay_flash_again(s);
 	} else if (s->mode == M_EDIT) {
 		draw_editor(&s->draw, &s->ed, s->cols, s->rows);
 		overlay_flush(s);

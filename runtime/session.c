@@ -111,6 +111,7 @@ static void on_flush(loop_t *loop, loop_timer *t)
    waits in s->partial for the rest of it (up to PARTIAL_MAX). */
 static void to_terminal(session_t *s, const char *p, size_t n)
 {
+	overlay_flash_hide(s); /* the message must not scroll up with the agent's lines */
 	screen_scan(&s->screen, (const unsigned char *)p, n);
 	size_t keep = screen_in_sequence(&s->screen) ? (size_t)(s->screen.scanned - s->screen.seq_at) : 0;
 	if (keep > PARTIAL_MAX)
@@ -129,6 +130,7 @@ static void to_terminal(session_t *s, const char *p, size_t n)
 	}
 	if (s->pin[0] && s->screen.repaints != s->pin_seen)
 		overlay_pin(s); /* the agent may have wiped it, or reset the scroll region */
+	overlay_flash_again(s); /* or painted over the message */
 }
 
 static void redraw_answered(session_t *s, const char *p, size_t n);
@@ -341,6 +343,7 @@ static void redraw_answered(session_t *s, const char *p, size_t n)
    Returns the bytes used (the `!` included when it opened the editor). */
 static size_t pass_keys(session_t *s, const char *p, size_t n)
 {
+	overlay_flash_end(s, 1); /* a message stays until the next key */
 	int reads = agent_reads(s), secret = reads == SECRET;
 	size_t i = 0;
 	for (; i < n; i++) {
@@ -451,6 +454,7 @@ static void finish(session_t *s)
 	}
 	s->mode = M_PASS;
 	session_release_held(s);
+	overlay_flash_end(s, 0); /* no message outlives procy */
 	if (s->partial.len) { /* the agent ended inside a sequence: it is written as it is */
 		tty_write(s->partial.p, s->partial.len);
 		s->partial.len = 0;
@@ -467,6 +471,7 @@ static void finish(session_t *s)
 	loop_timer_stop(loop, &s->redraw);
 	loop_timer_stop(loop, &s->flush);
 	loop_timer_stop(loop, &s->rec_wait);
+	loop_timer_stop(loop, &s->flash_timer);
 	if (s->master >= 0) {
 		close(s->master);
 		s->master = -1;
@@ -643,6 +648,7 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	loop_timer_init(&s->linger);
 	loop_timer_init(&s->redraw);
 	loop_timer_init(&s->rec_wait);
+	loop_timer_init(&s->flash_timer);
 	list_push(&all_sessions, &s->all);
 	/* While the terminal belongs to the agent, procy's own log lines
 	   would scribble over its screen: they go to the log file. */

@@ -44,7 +44,9 @@ struct session {
 	size_t      pager_len;
 	int         pager_first, pager_total, pager_alt;
 	buf_t       later;        /* pager text waiting for the command line to close */
-	char        status_line[256]; /* a status waiting for the same */
+	char        flash[256];   /* a message on the bottom row (overlay_status) */
+	int         flash_on;
+	loop_timer  flash_timer;  /* when it goes */
 	char        pin[256];     /* the pinned bottom row ("": none) */
 	int         pin_seen;     /* screen.repaints when it was last drawn */
 	screen_t    screen;
@@ -76,7 +78,10 @@ void typed_tick(session_t *s, int end);
 
 /* overlay.c, for the relay */
 void   overlay_flush(session_t *s);                    /* write what was drawn into s->draw */
-void   overlay_status(session_t *s, const char *text); /* the bottom row (or later, if busy) */
+void   overlay_status(session_t *s, const char *text); /* a message on the bottom row, for a while */
+void   overlay_flash_again(session_t *s);              /* draw it again (the agent wrote) */
+void   overlay_flash_hide(session_t *s);               /* clear its row (the agent will write) */
+void   overlay_flash_end(session_t *s, int repaint);   /* take it away now */
 void   overlay_pin(session_t *s);                      /* draw the pinned row */
 void   overlay_pager(session_t *s, const char *text, size_t len);
 void   overlay_editor(session_t *s);                   /* open the `!` command line */

@@ -140,6 +140,37 @@ do
   term:kill()
 end
 
+-- a message on the bottom row stays a few seconds whatever the agent
+-- prints, goes at the next key, and never outlives procy
+do
+  local term = tmux.new { cmd = procy .. " -- " .. bash .. "; echo procy-exit=$?", env = env, cols = 80, rows = 12 }
+  see(term, "^%$", "bash ready")
+  term:type("(for i in $(seq 30); do echo tick-$i; sleep 0.1; done) &") term:keys("Enter")
+  see(term, "tick%-3", "the agent prints on its own")
+  term:type("!mark here") term:keys("Enter")
+  see(term, "marked: here", "!mark says so on the bottom row")
+  core.sleep(1.5) -- ticks scroll the screen meanwhile
+  local screen = term:screen()
+  T.ok(screen:find("marked: here", 1, true) and screen:find("tick%-1%d"), "and the message is still there 1.5 s later",
+       screen)
+  see(term, "tick%-30", "the agent goes on")
+  core.sleep(3)
+  T.ok(not term:screen():find("marked: here", 1, true), "after a few seconds it is gone", term:screen())
+  term:type("!nosuch") term:keys("Enter")
+  see(term, "unknown command !nosuch", "an unknown command says so")
+  term:type("echo next") -- a key takes the message away
+  see(term, "echo next", "typing goes on")
+  T.ok(not term:screen():find("unknown command", 1, true), "and the next key took the message away", term:screen())
+  term:keys("Enter")
+  term:type("!mark last") term:keys("Enter")
+  see(term, "marked: last", "one more message")
+  term:type("exit") -- typed after the message: the message goes, then procy
+  term:keys("Enter")
+  see(term, "procy%-exit=0", "procy exits")
+  T.ok(not term:screen():find("marked: last", 1, true), "no message is left on the screen after procy", term:screen())
+  term:kill()
+end
+
 -- kill -9 of procy: what was shown before the last flush is on disk, the
 -- record is whole, the agent does not linger, and the next procy ends the
 -- session as crashed
