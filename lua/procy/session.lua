@@ -51,7 +51,21 @@ function M.run(opts)
       local extra
       extra, env = wrapped:launch()
       run = { argv[1] }
-      table.move(extra, 1, #extra, 2, run)
+      -- --resume: the agent's own conversation goes on too, when procy
+      -- knows its id and the agent can be told (Claude Code --resume ID,
+      -- codex resume ID); else it starts a new one, and procy says so
+      if opts.resume then
+        local aid = opts.resume.agent_session_id
+        if aid and profile.resume_args then
+          table.move(profile.resume_args(aid), 1, #profile.resume_args(aid), 2, run)
+          io.stderr:write(("procy: resuming %s's own session %s\n"):format(profile.name, aid))
+        else
+          io.stderr:write(("procy: %s starts a new conversation: %s; the session's record goes on\n"):format(
+            profile.name, aid and "procy does not know how to resume it (its profile has no resume_args)"
+              or "procy never learned its session id"))
+        end
+      end
+      table.move(extra, 1, #extra, #run + 1, run)
       table.move(argv, 2, #argv, #run + 1, run)
     else
       core.log("warn", "session " .. id .. ": API capture is off: " .. tostring(perr))

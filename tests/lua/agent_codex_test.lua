@@ -77,6 +77,31 @@ if not ended then
 end
 T.ok(ended, "Ctrl-C ends Codex and procy", screen)
 term:kill()
+
+-- --resume: Codex's own conversation goes on (codex resume THREAD)
+h = require("procy.db").open(record, { migrations = false })
+local srow = h:query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
+h:close()
+T.ok(srow.agent_session_id, "procy learned Codex's thread from its notify", tostring(srow.agent_session_id))
+term = tmux.new { cols = 120, rows = 40, env = env,
+  cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " --config " .. q(dir .. "/procy.lua")
+    .. " --resume " .. srow.id:sub(1, 8) .. "; echo procy-exit=$?" }
+T.ok(term:wait_for("tui%-tool", 30), "the resumed Codex shows the earlier conversation", term:screen())
+core.sleep(0.5)
+term:type("resumed turn")
+core.sleep(0.3)
+term:keys("Enter")
+T.ok(term:wait_for("you said: resumed turn", 30), "and answers a new prompt", term:screen())
+local asked
+for line in io.lines(dir .. "/fake/requests.jsonl") do
+  local e = json.decode(line)
+  local b = T.read(dir .. "/fake/bodies/" .. ("%04d"):format(e.n) .. ".json")
+  if b and b:find("resumed turn", 1, true) and b:find('"tools"', 1, true) then asked = b end
+end
+T.ok(asked and asked:find("tui-tool", 1, true), "sending the earlier conversation with it")
+term:keys("C-c")
+if not term:wait_for("procy%-exit=", 5) then term:keys("C-c") term:wait_for("procy%-exit=", 10) end
+term:kill()
 local left = proc.run { "pgrep", "-x", "codex" }
 T.ok(left.code ~= 0, "nothing of Codex's is left running", left.stdout)
 proc.run { "rm", "-rf", dir }

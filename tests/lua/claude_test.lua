@@ -86,6 +86,29 @@ T.ok(shown and shown.api.calls == #calls and shown.api.input_tokens > 0, "procy 
      shown and require("procy.json").encode(shown.api))
 term:kill()
 
+-- --resume: the same session, and Claude Code's own conversation goes on
+T.ok(row.agent_session_id, "procy learned Claude Code's session id from its hooks", tostring(row.agent_session_id))
+term = tmux.new { cols = 120, rows = 40, env = env,
+  cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " --resume " .. row.id:sub(1, 8)
+    .. "; echo procy-exit=$?" }
+see("\n❯", "Claude Code starts again inside procy")
+core.sleep(0.5)
+term:type("and again")
+term:keys("Enter")
+see("you said: and again", "a new prompt in the resumed session")
+local asked
+for line in io.lines(dir .. "/fake/requests.jsonl") do
+  local e = json.decode(line)
+  local b = e.path and e.path:find("^/v1/messages") and T.read(dir .. "/fake/bodies/" .. ("%04d"):format(e.n) .. ".json")
+  if b and b:find("and again", 1, true) then asked = b end
+end
+T.ok(asked and asked:find("say hi", 1, true), "and Claude Code sends the earlier conversation with it (--resume "
+  .. tostring(row.agent_session_id) .. ")")
+term:type("/exit")
+term:keys("Enter")
+see("procy%-exit=0", "the resumed session ends")
+term:kill()
+
 -- ---- headless, through `procy serve`, with a Bash tool round trip ---------------------------
 local serve = assert(proc.spawn({ T.bin, "--db", record, "serve", "--port", "0", "--upstream", "http://127.0.0.1:" .. port },
   { stderr = "pipe", stdout = false }))

@@ -43,6 +43,9 @@ function P.args(ctx)
   return a
 end
 
+-- Interactively, `codex resume THREAD ...` continues its conversation.
+function P.resume_args(id) return { "resume", id } end
+
 -- One headless turn: `codex exec --json ... [resume THREAD] -- PROMPT`
 function P.exec(ctx, prompt)
   local argv = { "codex", "exec", "--json", "--skip-git-repo-check" }

@@ -156,6 +156,11 @@ function D:hook(ev)
   elseif name == "agent-turn-complete" then -- Codex notify; its title threads notify too
     local asked, turn = ev["input-messages"], tracker.open
     local mine = turn and type(asked) == "table" and (not turn.prompt or asked[#asked] == turn.prompt)
+    local thread = mine and ev["thread-id"]
+    if type(thread) == "string" and thread ~= self.agent_session then
+      self.agent_session = thread -- Codex's conversation, for `codex resume`
+      store.agent_session(self.a.session, thread)
+    end
     if mine then
       self.a:settle()
       tracker:finish { status = "done", response = ev["last-assistant-message"] }
