@@ -54,15 +54,15 @@ function M.run(opts)
       -- --resume: the agent's own conversation goes on too, when procy
       -- knows its id and the agent can be told (Claude Code --resume ID,
       -- codex resume ID); else it starts a new one, and procy says so
+      -- (a generic agent, a shell, has no conversation to go on with)
       if opts.resume then
         local aid = opts.resume.agent_session_id
         if aid and profile.resume_args then
           table.move(profile.resume_args(aid), 1, #profile.resume_args(aid), 2, run)
           io.stderr:write(("procy: resuming %s's own session %s\n"):format(profile.name, aid))
-        else
-          io.stderr:write(("procy: %s starts a new conversation: %s; the session's record goes on\n"):format(
-            profile.name, aid and "procy does not know how to resume it (its profile has no resume_args)"
-              or "procy never learned its session id"))
+        elseif profile.resume_args then -- an agent with conversations (a generic one has none)
+          io.stderr:write(("procy: %s starts a new conversation: procy never learned its session id; "
+            .. "the session's record goes on\n"):format(profile.name))
         end
       end
       table.move(extra, 1, #extra, #run + 1, run)
@@ -123,7 +123,58 @@ function M.run(opts)
   ended = true
   store.end_session(id, { status = exit.signal and "killed" or "exited", code = exit.code,
     signal = exit.signal, bytes_in = info.bytes_in, bytes_out = info.bytes_out })
+  if core.time() - ctx.started < M.short and (exit.code or 1) ~= 0 then
+    io.stderr:write(M.why_so_short(id, argv, core.time() - ctx.started, exit, proxy))
+  end
   return exit.code or 1
+end
+
+-- A session whose agent fails this soon (seconds) gets procy's word on it.
+M.short = 15
+
+-- why_so_short(id, argv, seconds, exit, proxy) -> text: what procy saw of
+-- an agent that failed at once, and what to try
+function M.why_so_short(id, argv, seconds, exit, proxy)
+  local name = tostring(argv[1]):match("[^/]*$")
+  local out = { ("procy: %s ended after %.1f s (%s).\n"):format(name, seconds,
+    exit.signal and ("signal " .. exit.signal) or ("exit " .. tostring(exit.code))) }
+  local function say(...) out[#out + 1] = "  " .. string.format(...) .. "\n" end
+  local calls = proxy and store.open():query([[SELECT status, error, upstream, req_headers FROM api_calls
+    WHERE session_id = ? ORDER BY id]], id) or {}
+  if not proxy then
+    say("procy did not see its API calls (capture is off).")
+  elseif #calls == 0 then
+    say("No API call reached procy: the agent stopped before it asked the model (a login or setup step?).")
+  else
+    local last = calls[#calls]
+    local up = (last.upstream or ""):match("^https?://[^/]+") or "the upstream"
+    if last.error and last.error:match("^E[A-Z]+") then
+      say("%d API call(s); %s could not be reached: %s.", #calls, up, last.error)
+      if last.error:find("ENOTFOUND") or last.error:find("resolve") or last.error:find("ECONNREFUSED") then
+        say("No network, or no server there: set the agent's base URL (ANTHROPIC_BASE_URL) or procy's --upstream.")
+      end
+    elseif last.status and last.status >= 400 then
+      say("%d API call(s); %s refused the last one: %s %s.", #calls, up, last.status, last.error or "")
+    else
+      say("%d API call(s), the last answered %s.", #calls, tostring(last.status))
+    end
+    local keyed = false
+    for _, c in ipairs(calls) do
+      local h = (c.req_headers or ""):lower()
+      if h:find('"x-api-key"', 1, true) or h:find('"authorization"', 1, true) then keyed = true end
+    end
+    if not keyed then say("They carried no API key.") end
+  end
+  local key = os.getenv("ANTHROPIC_API_KEY") or os.getenv("OPENAI_API_KEY")
+  local login = io.open((os.getenv("HOME") or "") .. "/.claude/.credentials.json")
+  if login then login:close() end
+  if name:find("claude") and not os.getenv("ANTHROPIC_API_KEY") and not login then
+    say("ANTHROPIC_API_KEY is not set, and Claude Code has no login: export ANTHROPIC_API_KEY=... or run `claude` once to log in.")
+  elseif not key and not login then
+    say("No API key in the environment (ANTHROPIC_API_KEY, OPENAI_API_KEY).")
+  end
+  say("Another agent: procy --agent 'CMD ARGS'; procy alone, with a shell: procy -- bash.")
+  return table.concat(out)
 end
 
 return M

@@ -109,6 +109,24 @@ term:keys("Enter")
 see("procy%-exit=0", "the resumed session ends")
 term:kill()
 
+-- the offline first run: no key, no network
+do
+  local fresh = dir .. "/fresh-home"
+  require("procy.fs").mkdir(fresh)
+  local oenv = { HOME = fresh, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config",
+    ANTHROPIC_BASE_URL = "http://127.0.0.1:1", DISABLE_AUTOUPDATER = "1",
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1" }
+  local off = tmux.new { cols = 120, rows = 40, env = oenv,
+    cmd = "unset ANTHROPIC_API_KEY; cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(dir .. "/offline.db") .. " -- " .. q(claude)
+      .. "; echo procy-exit=$?" }
+  local screen = off:wait_for("procy%-exit=", 60)
+  T.ok(screen and screen:find("procy: claude ended after", 1, true), "offline and without a key, procy has its word",
+       screen or off:screen())
+  T.like(screen or "", "ANTHROPIC_API_KEY", "naming the key")
+  T.like(screen or "", "procy %-%- bash", "and how to try procy alone")
+  off:kill()
+end
+
 -- ---- headless, through `procy serve`, with a Bash tool round trip ---------------------------
 local serve = assert(proc.spawn({ T.bin, "--db", record, "serve", "--port", "0", "--upstream", "http://127.0.0.1:" .. port },
   { stderr = "pipe", stdout = false }))

@@ -140,6 +140,16 @@ do
   term:kill()
 end
 
+-- an agent that fails at once: procy says what it saw and what to try
+do
+  local term = tmux.new { cmd = procy .. " -- sh -c 'echo cannot start; exit 3'; echo procy-exit=$?", env = env }
+  local screen = see(term, "procy%-exit=3", "the agent's status is procy's")
+  T.like(screen or "", "procy: sh ended after [%d.]+ s %(exit 3%)", "procy says the agent ended at once")
+  T.like(screen or "", "No API call reached procy", "what it saw of the agent's API calls")
+  T.like(screen or "", "procy %-%- bash", "and what to try")
+  term:kill()
+end
+
 -- a message on the bottom row stays a few seconds whatever the agent
 -- prints, goes at the next key, and never outlives procy
 do
