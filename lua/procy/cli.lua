@@ -15,7 +15,7 @@ M.options = {
   { short = "-h", long = "--help", help = "show this help and exit" },
   { short = "-V", long = "--version", help = "print the version and exit" },
   { long = "--agent", arg = "CMD", help = "the agent to wrap, as one string (setting 'agent')" },
-  { long = "--resume", arg = "ID", help = "continue a recorded session: same agent, same directory" },
+  { long = "--resume", arg = "ID", help = "continue a recorded session: same agent, same directory, its conversation" },
   { long = "--db", arg = "PATH", help = "SQLite file to record into (setting 'db')" },
   { long = "--config", arg = "FILE", help = "project config to use instead of the nearest procy.lua" },
   { long = "--model-url", arg = "URL", help = "the proxy model's server (setting model.url)" },
@@ -23,42 +23,91 @@ M.options = {
   { long = "--tunnel", arg = "HOST", help = "reach the proxy model through `ssh -N -L` to HOST while procy runs" },
 }
 
+-- Each command: its positional arguments (args), its options (each with
+-- its help), what follows "--" (tail), and for agent its subcommands. The
+-- usage lines of --help, `procy help CMD` and the README's command table
+-- are all made from this (M.synopsis), and the parser takes the options
+-- listed here and no others.
 M.commands = {
-  { name = "run", args = "FILE.lua [ARGS...]",
+  { name = "run", args = "FILE.lua [ARGS...]", rest = true,
     help = "run a recipe as a task; exit with its status" },
-  { name = "sessions", reads = true, args = "[--limit N]", options = { { long = "--limit", arg = "N" } },
+  { name = "sessions", reads = true, options = { { long = "--limit", arg = "N", help = "at most N sessions (50)" } },
     help = "list recorded sessions, newest first" },
-  { name = "show", reads = true, args = "ID [--json]", options = { { long = "--json" } },
-    help = "a session's summary (--json: for scripts)" },
-  { name = "export", reads = true, args = "ID [--format cast|cast3] [-o FILE]",
-    options = { { long = "--format", arg = "FMT" }, { short = "-o", long = "--output", arg = "FILE" } },
+  { name = "show", reads = true, args = "ID", options = { { long = "--json", help = "the summary as JSON, for scripts" } },
+    help = "a session's summary" },
+  { name = "export", reads = true, args = "ID",
+    options = { { long = "--format", arg = "cast|cast3", help = "asciicast v2 (cast, the default) or v3" },
+                { short = "-o", long = "--output", arg = "FILE", help = "write to FILE, not standard output" } },
     help = "a session as an asciicast recording (v2, or v3)" },
-  { name = "play", reads = true, args = "ID [--speed N] [--idle-limit S]",
-    options = { { long = "--speed", arg = "N" }, { long = "--idle-limit", arg = "S" } },
+  { name = "play", reads = true, args = "ID",
+    options = { { long = "--speed", arg = "N", help = "N times as fast (1)" },
+                { long = "--idle-limit", arg = "S", help = "no pause longer than S seconds" } },
     help = "replay a session in this terminal, with its timing" },
-  { name = "serve", args = "[--port N] [--upstream URL] [--host IP --token T]",
-    options = { { long = "--port", arg = "N" }, { long = "--upstream", arg = "URL" },
-                { long = "--openai-upstream", arg = "URL" }, { long = "--host", arg = "IP" },
-                { long = "--token", arg = "T" } },
+  { name = "serve",
+    options = { { long = "--port", arg = "N", help = "the port (7862; 0: a free one)" },
+                { long = "--upstream", arg = "URL", help = "where Anthropic calls go (setting 'upstream')" },
+                { long = "--openai-upstream", arg = "URL", help = "where OpenAI calls go (setting 'openai_upstream')" },
+                { long = "--host", arg = "IP", help = "listen there, not on 127.0.0.1 (needs --token)" },
+                { long = "--token", arg = "T", help = "the token every request must carry (16+ characters; PROCY_TOKEN)" } },
     help = "the API proxy alone: ANTHROPIC_BASE_URL=http://127.0.0.1:7862 claude" },
-  { name = "usage", reads = true, args = "[--since T] [--until T] [--session ID] [--json]",
-    options = { { long = "--since", arg = "T" }, { long = "--until", arg = "T" },
-                { long = "--session", arg = "ID" }, { long = "--json" } },
+  { name = "usage", reads = true,
+    options = { { long = "--since", arg = "T", help = "calls from T on (2026-11-20, 2026-11-20 14:30, 36h, 7d)" },
+                { long = "--until", arg = "T", help = "calls before T" },
+                { long = "--session", arg = "ID", help = "one session's calls" },
+                { long = "--json", help = "the report as JSON" } },
     help = "tokens and cost of the recorded API calls, by model and session" },
-  { name = "agent", args = "start|send|ls|log|stop|restart|interrupt [NAME ...]",
-    options = { { long = "--profile", arg = "P" }, { long = "--cwd", arg = "DIR" }, { long = "--resume" },
-                { long = "--follow" }, { long = "--wait" }, { long = "--timeout", arg = "S" }, { long = "--color" } },
-    help = "named background agents: start NAME [--profile P] [-- ARGS], send NAME TEXT|- [--wait], "
-      .. "ls, log NAME [--follow], stop NAME, restart NAME [--resume]" },
+  { name = "agent", help = "named background agents, headless, under a detached supervisor", subcommands = {
+      { name = "start", args = "NAME", tail = "ARGS",
+        options = { { long = "--profile", arg = "P", help = "the agent's profile (claude, codex, or a project's)" },
+                    { long = "--cwd", arg = "DIR", help = "where it works (this directory)" } },
+        help = "a named agent under a detached supervisor; ARGS go to the agent" },
+      { name = "send", args = "NAME TEXT|-",
+        options = { { long = "--wait", help = "wait for the turn and print the answer" },
+                    { long = "--timeout", arg = "S", help = "with --wait: give up after S seconds (600)" } },
+        help = "a prompt (-: from stdin)" },
+      { name = "ls", help = "the agents: status, pid, last I/O, turns" },
+      { name = "log", args = "NAME",
+        options = { { long = "--follow", help = "go on printing as the agent works" },
+                    { long = "--color", help = "colour the roles (also on when stdout is a terminal)" } },
+        help = "a readable transcript" },
+      { name = "stop", args = "NAME", help = "stop the agent and its supervisor" },
+      { name = "restart", args = "NAME", options = { { long = "--resume", help = "continue its conversation" } },
+        help = "start the agent again" },
+      { name = "interrupt", args = "NAME", help = "interrupt the turn under way" },
+    } },
   { name = "hook", args = "[JSON]",
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
-  { name = "runs", reads = true, args = "[RUN] [--json]", options = { { long = "--json" } },
+  { name = "runs", reads = true, args = "[RUN]", options = { { long = "--json", help = "as JSON" } },
     help = "evolve runs, newest first; with RUN, its tries: status, score, metrics, snapshot, prompt" },
   { name = "recipes", args = "[copy NAME]",
     help = "the recipes shipped with procy, and which ones this project overrides; copy one here to edit it" },
-  { name = "config", args = "",
-    help = "print the effective settings and where each came from" },
+  { name = "config", help = "print the effective settings and where each came from" },
+  { name = "help", args = "[COMMAND]", help = "this help, or one command's" },
 }
+
+-- synopsis(c, [sub]) -> "serve [--port N] [--upstream URL] ...": a
+-- command's usage line, from its table
+function M.synopsis(c, sub)
+  local x = sub or c
+  local words = { sub and (c.name .. " " .. sub.name) or c.name }
+  if x.args then words[#words + 1] = x.args end
+  for _, o in ipairs(x.options or {}) do
+    words[#words + 1] = "[" .. (o.short or o.long) .. (o.arg and (" " .. o.arg) or "") .. "]"
+  end
+  if x.tail then words[#words + 1] = "[-- " .. x.tail .. "]" end
+  return table.concat(words, " ")
+end
+
+-- each(fn): fn(command, sub) for every command and agent subcommand
+function M.each(fn)
+  for _, c in ipairs(M.commands) do
+    if c.subcommands then
+      for _, sub in ipairs(c.subcommands) do fn(c, sub) end
+    else
+      fn(c)
+    end
+  end
+end
 
 M.environment = {
   { name = "PROCY_LUA_PATH", help = "load procy's Lua modules from this lua/ directory, not the binary" },
@@ -91,9 +140,7 @@ function M.usage()
     end
     out[#out + 1] = ("  %-36s %s"):format(left, right)
   end
-  for _, c in ipairs(M.commands) do
-    row(c.name .. (c.args ~= "" and (" " .. c.args) or ""), c.help)
-  end
+  M.each(function(c, sub) row(M.synopsis(c, sub), (sub or c).help) end)
   out[#out + 1] = ""
   out[#out + 1] = "options:"
   for _, o in ipairs(M.options) do
@@ -103,6 +150,27 @@ function M.usage()
   out[#out + 1] = ""
   out[#out + 1] = "environment:"
   for _, e in ipairs(M.environment) do row(e.name, e.help) end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- command_help(c) -> text: one command's usage lines and options
+function M.command_help(c)
+  local out = {}
+  local function opts_of(x)
+    for _, o in ipairs(x.options or {}) do
+      local left = (o.short and (o.short .. ", ") or "") .. o.long .. (o.arg and (" " .. o.arg) or "")
+      out[#out + 1] = ("    %-24s %s"):format(left, o.help or "")
+    end
+  end
+  for _, sub in ipairs(c.subcommands or { false }) do
+    out[#out + 1] = "usage: procy " .. M.synopsis(c, sub or nil)
+    out[#out + 1] = "  " .. (sub or c).help
+    opts_of(sub or c)
+    if c.subcommands then out[#out + 1] = "" end
+  end
+  if c.subcommands then table.remove(out) end
+  out[#out + 1] = ""
+  out[#out + 1] = "procy's own options (procy --help) go before the command."
   return table.concat(out, "\n") .. "\n"
 end
 
@@ -470,11 +538,22 @@ end
 -- in order. `run` stops at the recipe: what follows is the recipe's.
 local function parse_command(argv, i, opts, spec)
   local rest = {}
+  local options = spec.options
+  if spec.subcommands then -- the first word names the subcommand, whose options these are
+    local word = argv[i]
+    for _, sub in ipairs(spec.subcommands) do
+      if sub.name == word then options = sub.options end
+    end
+    if word and word:sub(1, 1) ~= "-" then
+      rest[1] = word
+      i = i + 1
+    end
+  end
   while i <= #argv do
-    local next_i, dashdash = parse_options(argv, i, opts, spec.options)
+    local next_i, dashdash = parse_options(argv, i, opts, options)
     if not next_i then return nil, dashdash end
     i = next_i
-    if dashdash or spec.name == "run" then
+    if dashdash or spec.rest then
       table.move(argv, i, #argv, #rest + 1, rest)
       break
     end
@@ -506,7 +585,19 @@ function M.main(argv)
     say(dashdash, "\nTry 'procy --help'.")
     return 2
   end
-  if opts.help then
+  if opts.help or cmd == "help" then -- procy help [CMD], procy CMD --help
+    local name = cmd
+    if cmd == "help" then name = rest[1] end
+    if name then
+      for _, c in ipairs(M.commands) do
+        if c.name == name then
+          io.stdout:write(M.command_help(c))
+          return 0
+        end
+      end
+      say("no command '", name, "'\nTry 'procy --help'.")
+      return 2
+    end
     io.stdout:write(M.usage())
     return 0
   end

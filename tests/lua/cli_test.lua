@@ -38,6 +38,35 @@ do
   T.is(table.concat(missing, " "), "", "every command, option and variable in --help appears in README.md")
 end
 
+-- the README's command table is the parser's: every usage line, as made
+-- from the table, is a row of it; and each command has its own help
+do
+  local readme = assert(T.read(T.src .. "/README.md"))
+  local cli = require "procy.cli"
+  local missing, rows = {}, 0
+  cli.each(function(c, sub)
+    local line = "| `" .. cli.synopsis(c, sub):gsub("|", "\\|") .. "` |"
+    if readme:find(line, 1, true) then rows = rows + 1 else missing[#missing + 1] = line end
+  end)
+  T.is(table.concat(missing, "\n"), "", "every command's usage line (from the parser's table) is a row of README.md")
+  local listed = select(2, readme:match("| command | what it does |\n|%-%-%-|%-%-%-|\n(.-)\n\n"):gsub("\n", "\n")) + 1
+  T.is(listed, rows, "and the README lists no other")
+  local r = T.procy { "help", "serve" }
+  T.ok(r.code == 0 and r.stdout:find("--openai-upstream URL", 1, true) and r.stdout:find("where OpenAI calls go", 1, true),
+       "procy help serve: its options, each with its help", r.stdout)
+  local r2 = T.procy { "serve", "--help" }
+  T.is(r2.stdout, r.stdout, "procy serve --help says the same")
+  r = T.procy { "play", "--help" }
+  T.like(r.stdout, "^usage: procy play ID %[%-%-speed N%] %[%-%-idle%-limit S%]", "procy play --help: play's help, not procy's")
+  r = T.procy { "help", "agent" }
+  T.ok(r.stdout:find("agent interrupt NAME", 1, true) and r.stdout:find("agent send NAME TEXT|- [--wait] [--timeout S]", 1, true)
+       and r.stdout:find("--cwd DIR", 1, true) and r.stdout:find("--color", 1, true), "procy help agent: every subcommand", r.stdout)
+  r = T.procy { "help" }
+  T.ok(r.code == 0 and r.stdout:find("commands:", 1, true), "procy help is procy's help")
+  T.is(T.procy({ "help", "nosuch" }).code, 2, "help for an unknown command exits 2")
+  T.is(T.procy({ "agent", "ls", "--wait" }).code, 2, "an option of another subcommand is refused")
+end
+
 -- the recipe reference describes every primitive
 do
   local ref = assert(T.read(T.src .. "/lua/README.md"))
