@@ -53,6 +53,18 @@ function M.profile_for(argv)
   return (require(builtin.generic))
 end
 
+-- edit_args(profile, extra) -> the arguments of a headless agent that is to
+-- act unasked: the profile's edit_args (Claude Code --permission-mode
+-- acceptEdits, Codex --sandbox workspace-write), then extra — without the
+-- profile's when extra names the same option, so a caller's own choice wins.
+function M.edit_args(p, extra)
+  local args, own = {}, {}
+  for _, a in ipairs(extra or {}) do own[a] = true end
+  local e = p.edit_args or {}
+  if not (e[1] and own[e[1]]) then table.move(e, 1, #e, 1, args) end
+  return table.move(extra or {}, 1, #(extra or {}), #args + 1, args)
+end
+
 -- ---- the object ---------------------------------------------------------------------
 
 local A = {}

@@ -69,8 +69,12 @@ function M.supervise(name)
     return 1
   end
   local me, pid = store.process_id("self")
-  local a, err = agent.open { profile = row.profile, mode = "headless", cwd = row.cwd,
-    args = json.decode(row.args) or {}, mirror = "full" }
+  local p, perr = agent.profile(row.profile)
+  local a, err = perr and nil, perr
+  if p then -- it acts unasked, as a recipe's agent does: nobody is there to approve
+    a, err = agent.open { profile = p, mode = "headless", cwd = row.cwd,
+      args = agent.edit_args(p, json.decode(row.args) or {}), mirror = "full" }
+  end
   if not a then
     h:exec("UPDATE agents SET status = 'failed', error = ?, pid = ?, pid_start = ?, ended_at = ? WHERE name = ?",
       err, pid, me, store.now_us(), name)
@@ -224,7 +228,11 @@ function cmd.send(args, opts)
     return 1
   end
   print(turn.response ~= json.null and turn.response or ("(" .. turn.status .. ")"))
-  return turn.status == "done" and 0 or 1
+  for _, d in ipairs(turn.denied or {}) do
+    say("agent ", row.name, " was refused ", tostring(d.tool), " ", json.encode(d.input):sub(1, 120),
+      ": it needs permission (procy agent start NAME -- --allowedTools ", tostring(d.tool), ")")
+  end
+  return turn.status == "done" and #(turn.denied or {}) == 0 and 0 or 1
 end
 
 local function age(us)
@@ -235,18 +243,27 @@ end
 
 -- ls
 function cmd.ls()
-  local rows = store.open():query([[SELECT a.*, (SELECT count(*) FROM turns t WHERE t.session_id = a.session_id) AS turns
-                                    FROM agents a ORDER BY a.started_at DESC]])
+  local rows = store.open():query([[SELECT a.*, (SELECT count(*) FROM turns t WHERE t.session_id = a.session_id) AS turns,
+    (SELECT coalesce(sum(json_array_length(t.meta, '$.denied')), 0) FROM turns t
+     WHERE t.session_id = a.session_id AND json_valid(t.meta)) AS denied
+    FROM agents a ORDER BY a.started_at DESC]])
   if #rows == 0 then
     print("no agents (procy agent start NAME)")
     return 0
   end
-  print(("%-16s %-8s %-8s %8s %6s  %-8s %s"):format("NAME", "STATUS", "PID", "LAST I/O", "TURNS", "PROFILE", "CWD"))
+  print(("%-16s %-8s %-8s %8s %6s %6s  %-8s %s"):format("NAME", "STATUS", "PID", "LAST I/O", "TURNS", "DENIED",
+    "PROFILE", "CWD"))
+  local refused = 0
   for _, r in ipairs(rows) do
     local status = r.status
     if (status == "running" or status == "exited" or status == "starting") and not alive(r) then status = "dead" end
-    print(("%-16s %-8s %-8s %8s %6d  %-8s %s"):format(r.name, status, r.pid or "-", age(r.last_io), r.turns,
-      r.profile, r.cwd))
+    print(("%-16s %-8s %-8s %8s %6d %6d  %-8s %s"):format(r.name, status, r.pid or "-", age(r.last_io), r.turns,
+      r.denied, r.profile, r.cwd))
+    refused = refused + r.denied
+  end
+  if refused > 0 then
+    print("DENIED counts tool uses refused for want of permission: procy agent log NAME shows them;"
+      .. " start the agent with -- --allowedTools TOOL to allow one")
   end
   return 0
 end

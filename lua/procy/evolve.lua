@@ -94,10 +94,8 @@ function M.open_agent(profile, cwd)
   local cfg = require("procy.config").get()
   local p, err, code = agent.profile(profile or (cfg.agent:match("^%S+") or "claude"):match("[^/]*$"))
   if not p then return nil, err, code end
-  local args = {}
-  for _, a in ipairs(p.edit_args or {}) do args[#args + 1] = a end
-  for _, a in ipairs((cfg.evolve or {}).agent_args or {}) do args[#args + 1] = a end
-  return agent.open { profile = p, mode = "headless", cwd = cwd, mirror = false, args = args }
+  return agent.open { profile = p, mode = "headless", cwd = cwd, mirror = false,
+    args = agent.edit_args(p, (cfg.evolve or {}).agent_args) }
 end
 
 -- ---- corrections ---------------------------------------------------------------------

@@ -47,6 +47,16 @@ function M.renderer(o)
     end
     return table.concat(out)
   end
+  local function denials(list) -- tool uses refused for want of permission
+    local out = {}
+    for _, d in ipairs(type(list) == "table" and list or {}) do
+      if type(d) == "table" then
+        out[#out + 1] = head("error", "denied " .. tostring(d.tool_name) .. ": it needs permission")
+          .. body(json.encode(d.tool_input, { sort = true }))
+      end
+    end
+    return table.concat(out)
+  end
   return function(kind, line)
     line = tostring(line):gsub("\n$", "")
     local ev = json.decode(line)
@@ -69,7 +79,7 @@ function M.renderer(o)
       return head(bad and "error" or "done", ("result: %s%s%s"):format(tostring(ev.subtype),
         ev.num_turns and (" · " .. ev.num_turns .. " turns") or "",
         type(ev.total_cost_usd) == "number" and (" · $%.4f"):format(ev.total_cost_usd) or ""))
-        .. (bad and body(ev.result) or "")
+        .. (bad and body(ev.result) or "") .. denials(ev.permission_denials)
     elseif t == "thread.started" then
       return head("system", "thread " .. tostring(ev.thread_id))
     elseif t == "item.completed" and type(ev.item) == "table" then

@@ -109,17 +109,19 @@ function T:api_done(inflight)
     and (inflight or 0) == 0
 end
 
--- finish{status = "done"|"interrupted"|"error", response =, error =}:
--- ends the open turn, with its tokens and cost summed over its calls (the
--- cost is unknown when any call's price is).
+-- finish{status = "done"|"interrupted"|"error", response =, error =,
+-- denied =}: ends the open turn, with its tokens and cost summed over its
+-- calls (the cost is unknown when any call's price is). denied: the tool
+-- uses the agent refused for want of permission, {{tool =, input =}, ...},
+-- kept in the turn's meta.
 function T:finish(o)
   local turn = self.open
   if not turn then return end
   self.open, self.last = nil, turn
   turn.status, turn.ended_at = o.status or "done", store.now_us()
   local response = o.response or (turn.last_main and turn.last_main.text)
-  store.open():exec("UPDATE turns SET ended_at = ?, status = ?, response = ?, error = ? WHERE id = ?",
-    turn.ended_at, turn.status, response, o.error, turn.id)
+  store.open():exec("UPDATE turns SET ended_at = ?, status = ?, response = ?, error = ?, meta = ? WHERE id = ?",
+    turn.ended_at, turn.status, response, o.error, o.denied and json.encode { denied = o.denied } or nil, turn.id)
   resum(turn)
   for i = #self.waiters, 1, -1 do
     local w = self.waiters[i]
@@ -156,7 +158,9 @@ local function secs(us) return us and us / 1e6 or json.null end
 
 -- The shape scripts rely on (procy show ID --json).
 local function shape(t, tools)
+  local meta = t.meta and json.decode(t.meta)
   return {
+    denied = json.array(type(meta) == "table" and meta.denied or {}),
     seq = t.seq, source = t.source, status = t.status, prompt = t.prompt or json.null,
     response = t.response or json.null, error = t.error or json.null,
     started_at = secs(t.started_at), ended_at = secs(t.ended_at),

@@ -43,13 +43,43 @@ local t2 = turn(2) or {}
 T.is(t2.status .. " " .. tostring(t2.response), "done FAKE: got tool result: from-bob", "the turn ends in the record")
 
 r = procy("agent", "ls")
-T.like(r.stdout, "\nbob%s+running%s+" .. pid .. "%s+%S+%s+2%s+claude", "ls: running, its pid, last I/O, two turns")
+T.like(r.stdout, "\nbob%s+running%s+" .. pid .. "%s+%S+%s+2%s+0%s+claude", "ls: running, its pid, last I/O, two turns, none denied")
 
 r = procy("agent", "log", "bob")
 T.like(r.stdout, "### user\n    hello bob\n", "log: the user's prompt")
 T.like(r.stdout, "### tool Bash\n    {\"command\":\"echo from%-bob\"", "each tool call")
 T.like(r.stdout, "### result from Bash\n    from%-bob", "each result under its call")
 T.ok(not r.stdout:find("\27[", 1, true), "no colour when not on a terminal")
+
+-- started with no arguments, an agent may edit (its profile's edit_args);
+-- what it may not do is said by send, ls and log; an interrupt is no error
+r = procy("agent", "start", "carol")
+T.is(r.code, 0, "agent start with no arguments", r.stderr)
+r = procy("agent", "send", "carol", "TOOL:write:carol.txt:" .. T.b64("written unasked\n"), "--wait")
+T.is(r.code, 0, "a file write needs nobody's approval", r.stdout .. r.stderr)
+T.is(T.read(work .. "/carol.txt"), "written unasked\n", "and the file is written")
+r = procy("agent", "send", "carol", "TOOL:bash[kill -0 1]", "--wait")
+T.is(r.code, 1, "a refused tool: send --wait fails", r.stdout)
+T.like(r.stderr, "agent carol was refused Bash {\"command\":\"kill %-0 1\".*%-%-allowedTools Bash",
+  "saying which tool, with what, and how to allow it")
+r = procy("agent", "ls")
+T.like(r.stdout, "\ncarol%s+running%s+%d+%s+%S+%s+2%s+1%s+claude", "ls counts the refused tool use")
+T.like(r.stdout, "DENIED counts tool uses refused", "and says what the count means")
+T.like(procy("agent", "log", "carol").stdout, "### denied Bash: it needs permission\n    {\"command\":\"kill %-0 1\"",
+  "log shows the refusal")
+r = procy("agent", "send", "carol", "SLOW to be interrupted")
+core.sleep(1)
+T.is(procy("agent", "interrupt", "carol").code, 0, "agent interrupt")
+local t3 = h:query([[SELECT t.status FROM turns t JOIN agents a ON a.session_id = t.session_id
+                     WHERE a.name = 'carol' AND t.seq = 3]])[1]
+for _ = 1, 100 do
+  if t3 and t3.status ~= "running" then break end
+  core.sleep(0.1)
+  t3 = h:query([[SELECT t.status FROM turns t JOIN agents a ON a.session_id = t.session_id
+                 WHERE a.name = 'carol' AND t.seq = 3]])[1]
+end
+T.is(t3 and t3.status, "interrupted", "an interrupted turn is stored as interrupted")
+T.is(procy("agent", "stop", "carol").code, 0, "carol stops")
 
 r = procy("agent", "restart", "bob", "--resume")
 T.is(r.code, 0, "restart --resume", r.stderr)

@@ -7,6 +7,7 @@ local proc = require "procy.proc"
 local config = require "procy.config"
 local store = require "procy.store"
 local agents = require "agents"
+local core = require "procy.core"
 
 local w = agents.world("codex")
 if not w then return agents.skip("codex") end
@@ -40,12 +41,16 @@ local body = json.decode(T.read(("%s/fake/bodies/%04d.json"):format(dir .. "", l
 T.ok(json.encode(body.input or {}):find("hello-codex", 1, true), "resumes the thread: the history goes with it")
 T.is(store.open():query("SELECT agent_session_id AS id FROM sessions WHERE id = ?", a.session)[1].id, thread,
      "the same thread")
+local s3 = assert(a:send("SLOW to be interrupted"))
+core.sleep(1)
+T.ok(a:interrupt(), "an interrupt")
+local t3 = assert(a:wait_turn { seq = s3, timeout = 30 })
+T.is(t3.status, "interrupted", "ends the turn as interrupted, not as an error")
 a:close()
 
 -- interactive: the Codex TUI through procy; its notify ends the turn, its
 -- title call is a side call
 local tmux = require "tmux"
-local core = require "procy.core"
 local record = dir .. "/tui.db"
 local q = tmux.quote
 local term = tmux.new { cols = 120, rows = 40, env = env,

@@ -76,9 +76,10 @@ function D:turn(item)
   self.p = nil
   if not text and #plain > 0 then text = table.concat(plain, "\n") end
   local ok = (done or not a.profile.parse_done) and not failed and r.code == 0
+  local interrupted = self.interrupted == p
   a:settle() -- its calls recorded, so the turn has all of them
-  tracker:finish { status = ok and "done" or "error", response = text,
-    error = not ok and (failed or ("exit status " .. tostring(r.code) .. (self.stderr_tail and (": " .. self.stderr_tail) or ""))) or nil }
+  tracker:finish { status = interrupted and "interrupted" or ok and "done" or "error", response = text,
+    error = not ok and not interrupted and (failed or ("exit status " .. tostring(r.code) .. (self.stderr_tail and (": " .. self.stderr_tail) or ""))) or nil }
 end
 
 function D:work()
@@ -95,7 +96,10 @@ function D:work()
 end
 
 function D:interrupt()
-  if self.p then self.p:kill("INT") end
+  if self.p then
+    self.interrupted = self.p -- its turn ends interrupted, whatever its exit status
+    self.p:kill("INT")
+  end
   return true
 end
 

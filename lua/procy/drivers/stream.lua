@@ -106,9 +106,16 @@ function D:result(ev)
   local tracker = self.a.tracker
   local turn = tracker.open
   if ev.subtype ~= "procy_lost" then self.a:settle() end -- its calls recorded first
-  tracker:finish { status = ev.is_error and "error" or "done",
+  -- an interrupt ends the turn with an error result: it is still an interrupt
+  local status = self.interrupting and "interrupted" or ev.is_error and "error" or "done"
+  self.interrupting = nil
+  local denied = {}
+  for _, d in ipairs(type(ev.permission_denials) == "table" and ev.permission_denials or {}) do
+    if type(d) == "table" then denied[#denied + 1] = { tool = d.tool_name, input = d.tool_input } end
+  end
+  tracker:finish { status = status, denied = denied[1] and denied or nil,
     response = type(ev.result) == "string" and ev.result or nil,
-    error = ev.is_error and tostring(ev.result or ev.subtype) or nil }
+    error = status == "error" and tostring(ev.result or ev.subtype) or nil }
   local nextq = table.remove(self.queue, 1)
   if nextq then tracker:begin(nextq.text, nextq.source) end
   if turn and self.validator then
@@ -202,6 +209,7 @@ function D:interrupt()
   local line = json.encode { type = "control_request", request_id = "procy-" .. self.requests,
     request = { subtype = "interrupt" } }
   self.control = core.op()
+  if self.seen < self.expected then self.interrupting = true end
   self.p:write(line .. "\n")
   self.a:record("i", line)
   local ev, err, code = core.await(self.control, 10)
