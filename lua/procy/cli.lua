@@ -8,6 +8,7 @@
 require "procy.env"
 local core = require "procy.core"
 local config = require "procy.config"
+local commands = require "procy.commands"
 
 local M = {}
 
@@ -65,7 +66,7 @@ M.commands = {
         options = { { long = "--wait", help = "wait for the turn and print the answer" },
                     { long = "--timeout", arg = "S", help = "with --wait: give up after S seconds (600)" } },
         help = "a prompt (-: from stdin)" },
-      { name = "ls", help = "the agents: status, pid, last I/O, turns" },
+      { name = "ls", help = "the agents: status, pid, last I/O, turns, tool uses refused" },
       { name = "log", args = "NAME",
         options = { { long = "--follow", help = "go on printing as the agent works" },
                     { long = "--color", help = "colour the roles (also on when stdout is a terminal)" } },
@@ -133,23 +134,24 @@ function M.usage()
     "",
     "commands:",
   }
-  local function row(left, right)
-    if #left > 36 then
-      out[#out + 1] = "  " .. left
-      left = ""
-    end
-    out[#out + 1] = ("  %-36s %s"):format(left, right)
+  local function section(rows) -- filled to 100 columns: a wide terminal's, not a pipe's
+    for _, l in ipairs(commands.columns(rows, 100, 36)) do out[#out + 1] = l end
   end
-  M.each(function(c, sub) row(M.synopsis(c, sub), (sub or c).help) end)
+  local rows = {}
+  M.each(function(c, sub) rows[#rows + 1] = { M.synopsis(c, sub), (sub or c).help } end)
+  section(rows)
   out[#out + 1] = ""
   out[#out + 1] = "options:"
+  rows = {}
   for _, o in ipairs(M.options) do
-    local left = (o.short and (o.short .. ", ") or "") .. o.long .. (o.arg and (" " .. o.arg) or "")
-    row(left, o.help)
+    rows[#rows + 1] = { (o.short and (o.short .. ", ") or "") .. o.long .. (o.arg and (" " .. o.arg) or ""), o.help }
   end
+  section(rows)
   out[#out + 1] = ""
   out[#out + 1] = "environment:"
-  for _, e in ipairs(M.environment) do row(e.name, e.help) end
+  rows = {}
+  for _, e in ipairs(M.environment) do rows[#rows + 1] = { e.name, e.help } end
+  section(rows)
   return table.concat(out, "\n") .. "\n"
 end
 

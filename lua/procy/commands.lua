@@ -59,18 +59,66 @@ local function bytes(n)
 end
 M.bytes = bytes
 
+-- fill(text, width) -> lines of at most width characters (UTF-8), broken
+-- at spaces; a word longer than width is cut.
+function M.fill(text, width)
+  local lines, cur = {}, ""
+  for word in tostring(text):gmatch("%S+") do
+    while utf8.len(word) and utf8.len(word) > width do
+      if cur ~= "" then lines[#lines + 1], cur = cur, "" end
+      local cut = utf8.offset(word, width + 1)
+      lines[#lines + 1], word = word:sub(1, cut - 1), word:sub(cut)
+    end
+    local n = utf8.len(cur .. " " .. word) or #cur + 1 + #word
+    if cur == "" then cur = word
+    elseif n <= width then cur = cur .. " " .. word
+    else lines[#lines + 1], cur = cur, word end
+  end
+  if cur ~= "" or #lines == 0 then lines[#lines + 1] = cur end
+  return lines
+end
+
+-- columns(rows, width, [max_left]) -> lines: {left, right} pairs as two
+-- columns fitting width, the right one filled at word boundaries under
+-- itself; a left side wider than max_left (default 28) takes its own line.
+function M.columns(rows, width, max_left)
+  max_left = max_left or 28
+  local lw = 0
+  for _, r in ipairs(rows) do
+    if #r[1] <= max_left then lw = math.max(lw, #r[1]) end
+  end
+  local indent = 2 + lw + 2
+  local out = {}
+  for _, r in ipairs(rows) do
+    local text = M.fill(r[2] or "", math.max(20, width - indent))
+    if #r[1] > lw then
+      out[#out + 1] = "  " .. r[1]
+      out[#out + 1] = (" "):rep(indent) .. text[1]
+    else
+      out[#out + 1] = "  " .. r[1] .. (" "):rep(lw - #r[1] + 2) .. text[1]
+    end
+    for i = 2, #text do out[#out + 1] = (" "):rep(indent) .. text[i] end
+  end
+  return out
+end
+
 M.builtin = {
   help = { help = "list the commands", run = function(ctx)
-    ctx.print("procy commands (type ! at the start of an empty line; !! types a !):")
-    local names = {}
+    local width = math.max(40, ((ctx.session and ctx.session:info()) or {}).cols or 80) - 1
+    for _, l in ipairs(M.fill("procy commands (type ! at the start of an empty line; !! types a !):", width)) do
+      ctx.print(l)
+    end
+    local names, rows = {}, {}
     for name in pairs(ctx.commands) do names[#names + 1] = name end
     table.sort(names)
     for _, name in ipairs(names) do
       local c = ctx.commands[name]
-      ctx.print(("  !%-22s %s"):format(name .. (c.args and (" " .. c.args) or ""), c.help or ""))
+      rows[#rows + 1] = { "!" .. name .. (c.args and (" " .. c.args) or ""), c.help or "" }
     end
+    for _, l in ipairs(M.columns(rows, width)) do ctx.print(l) end
     ctx.print("")
-    ctx.print("In the command line: arrows, Home/End, Ctrl-A/E/U/K/W; Enter runs; Esc or Ctrl-C leaves.")
+    for _, l in ipairs(M.fill("In the command line: arrows, Home/End, Ctrl-A/E/U/K/W; Enter runs; Esc or Ctrl-C leaves.",
+      width)) do ctx.print(l) end
   end },
 
   status = { help = "this session: id, agent, time, bytes, where it is recorded", run = function(ctx)

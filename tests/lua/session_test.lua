@@ -38,6 +38,19 @@ local function last_session()
   return row
 end
 
+-- !help's layout: filled at word boundaries to the terminal's width
+do
+  local commands = require "procy.commands"
+  T.is(table.concat(commands.fill("one two three four", 9), "|"), "one two|three|four", "fill breaks at spaces")
+  T.is(table.concat(commands.fill("ab abcdefghij", 4), "|"), "ab|abcd|efgh|ij", "a word wider than the line is cut")
+  T.is(table.concat(commands.fill("été éàü", 7), "|"), "été éàü", "widths count characters, not bytes")
+  local lines = commands.columns({ { "!a", "short help" }, { "!long-name-with-args ARGS...", "its help" },
+    { "!b", "a help too long for one line of it" } }, 30, 10)
+  T.is(table.concat(lines, "|"), "  !a  short help|  !long-name-with-args ARGS...|      its help|"
+    .. "  !b  a help too long for one|      line of it", "columns: a wide left side takes its own line")
+  for _, l in ipairs(lines) do T.ok(utf8.len(l) <= 30, "no line is wider than asked: " .. l) end
+end
+
 -- bash: type a command, see its output; resize; `!help`; exit 7
 do
   local term = tmux.new { cmd = procy .. " -- " .. bash .. "; echo procy-exit=$?", env = env, cols = 100, rows = 30 }
@@ -50,6 +63,8 @@ do
   see(term, "\n20 90", "tmux resize-window changes the agent's terminal size")
   term:type("!help") term:keys("Enter")
   see(term, "procy commands", "!help opens its output over the agent")
+  see(term, "\n  !eval set|generate|show|run|metrics\n%s+the project's evaluator: set PATH %[%-%-name N%],",
+    "a long command name takes its own line, its help under the others'")
   term:keys("q")
   term:type("echo after-help") term:keys("Enter")
   local screen = term:wait_for("\nafter%-help")
