@@ -436,7 +436,6 @@ function commands.agent(args, opts)
   return require("procy.background").main(args, opts)
 end
 
--- procy config
 -- procy runs [RUN] [--json]
 function commands.runs(args, opts)
   local evolve = require "procy.evolve"
@@ -493,11 +492,38 @@ function commands.config(args)
     return 2
   end
   local cfg = config.get()
-  for _, s in ipairs(config.settings) do
-    local v = cfg[s.name]
-    local text = type(v) == "string" and ("%q"):format(v) or type(v) == "table" and "{...}" or tostring(v)
-    print(("%-16s = %-40s -- %s"):format(s.name, text, config.origin[s.name]))
+  local redact = require "procy.redact"
+  local function scalar(v)
+    return type(v) == "string" and ("%q"):format(redact.text(v)) or type(v) == "function" and "function"
+      or tostring(v)
   end
+  local rows, width = {}, 16
+  local function row(name, text, origin)
+    rows[#rows + 1] = { name, text, origin }
+    width = math.max(width, #name)
+  end
+  -- a table setting as its fields, one per line (model.url = "..."); a list inline
+  local function show(name, v, origin, depth)
+    if type(v) ~= "table" then
+      row(name, scalar(v), origin)
+      return
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    if #keys == #v or depth > 3 then -- a list (or empty)
+      local items = {}
+      for i = 1, #v do items[i] = type(v[i]) == "table" and "{...}" or scalar(v[i]) end
+      row(name, #items == 0 and "{}" or "{ " .. table.concat(items, ", ") .. " }", origin)
+      return
+    end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(keys) do
+      local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and ("." .. k) or ("[" .. scalar(k) .. "]")
+      show(name .. key, v[k], origin, depth + 1)
+    end
+  end
+  for _, s in ipairs(config.settings) do show(s.name, cfg[s.name], config.origin[s.name], 1) end
+  for _, r in ipairs(rows) do print(("%-" .. width .. "s = %-40s -- %s"):format(r[1], r[2], r[3])) end
   if #config.files == 0 then print("-- no config files found") end
   return 0
 end

@@ -38,6 +38,15 @@ do
   T.write(dir .. "/other.lua", "return { task_run_limit = 9 }")
   r = config(project, "--config", dir .. "/other.lua")
   T.like(r.stdout, "task_run_limit%s+= 9", "--config FILE replaces the project lookup")
+  T.write(dir .. "/model.lua", [[return { model = { url = "http://127.0.0.1:8000/v1", name = "qwen",
+    api = "openai", key_env = "QWEN_KEY", headers = { Authorization = "Bearer sk-ant-api03-abcdefghijklmnopqrstuvwx" } },
+    redact = { "zz%-%w+" } }]])
+  r = config(project, "--config", dir .. "/model.lua")
+  T.like(r.stdout, 'model%.url%s+= "http://127%.0%.0%.1:8000/v1"%s+%-%- ', "config shows a table setting's fields")
+  T.like(r.stdout, 'model%.name%s+= "qwen"', "each on its own line")
+  T.like(r.stdout, 'model%.headers%.Authorization%s+= "Bearer %[REDACTED%]"', "a secret in one is masked")
+  T.like(r.stdout, 'redact%s+= { "zz%%%-%%w%+" }', "a list is shown inline")
+  T.ok(not r.stdout:find("{...}", 1, true), "nothing is left as {...}")
   r = config(project, "--config", dir .. "/absent.lua")
   T.is(r.code, 1, "a missing --config file is an error")
 end
