@@ -32,7 +32,7 @@ function M.run(opts)
     store.reopen_session(id)
   else
     local ierr, code
-    id, ierr, code = store.new_session { argv = argv, cwd = cwd, mode = "pty" }
+    id, ierr, code = store.new_session { argv = argv, cwd = cwd, mode = "pty", term = os.getenv("TERM") }
     if not id then return nil, "cannot write to the record: " .. ierr, code end
   end
   fs.mkdir(dirname(cfg.log), 448) -- 0700

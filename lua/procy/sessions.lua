@@ -127,7 +127,9 @@ function M.export(row, format, write)
     if c then cols, rows = tonumber(c), tonumber(r) end
     break
   end
-  local env = { TERM = os.getenv("TERM") or "xterm-256color" }
+  local meta = row.meta and json.decode(row.meta)
+  -- the recorded terminal's type; the exporting shell's says nothing of it
+  local env = { TERM = type(meta) == "table" and type(meta.term) == "string" and meta.term or "xterm-256color" }
   local title = "procy: " .. table.concat(row.argv, " ")
   if format == "cast3" then
     write(json.encode({ version = 3, term = { cols = cols, rows = rows, type = env.TERM },

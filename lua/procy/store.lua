@@ -122,15 +122,17 @@ end
 
 -- ---- sessions ----------------------------------------------------------
 
--- new_session{argv =, cwd =, cols =, rows =, profile =, mode =} -> id | nil, err, code
+-- new_session{argv =, cwd =, cols =, rows =, profile =, mode =, term =} -> id | nil, err, code
+-- term: the TERM the agent's terminal had (an export's header says it)
 function M.new_session(s)
   local h, err, code = M.open()
   if not h then return nil, err, code end
   local id = M.random_hex(8)
   local me, pid = M.process_id("self")
-  local ok, ierr, icode = h:exec([[INSERT INTO sessions(id, started_at, cwd, argv, profile, mode, cols, rows, pid, pid_start)
-                                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
-    id, M.now_us(), s.cwd, json.encode(s.argv), s.profile, s.mode or "pty", s.cols, s.rows, pid, me)
+  local ok, ierr, icode = h:exec([[INSERT INTO sessions(id, started_at, cwd, argv, profile, mode, cols, rows, pid, pid_start,
+                                   meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+    id, M.now_us(), s.cwd, json.encode(s.argv), s.profile, s.mode or "pty", s.cols, s.rows, pid, me,
+    s.term and json.encode { term = s.term } or nil)
   if not ok then return nil, ierr, icode end
   return id
 end

@@ -15,15 +15,24 @@ if not proc.run { "python3", "-c", "" } then
   return 0
 end
 local dir = T.tmpdir()
+local r
 local work = dir .. "/text-search"
 assert(proc.run { "cp", "-r", T.src .. "/examples/text-search", work })
 local function git(...) return (T.git(work, ...)) end
-git("init", "-q", "-b", "main")
-git("add", "-A")
-git("commit", "-q", "-m", "the example")
+-- the walk-through's first step, as its README gives it, by a git that
+-- has no identity (a fresh machine's)
+local readme = T.read(T.src .. "/examples/text-search/README.md")
+local step1 = assert(readme:match("\n(git init [^\n]+)\n"), "the README's git line")
+local home = dir .. "/home"
+assert(proc.run { "mkdir", home })
+local noid = { HOME = home, XDG_CONFIG_HOME = false, GIT_CONFIG_NOSYSTEM = "1", EMAIL = false,
+  GIT_AUTHOR_NAME = false, GIT_AUTHOR_EMAIL = false, GIT_COMMITTER_NAME = false, GIT_COMMITTER_EMAIL = false }
+r = assert(proc.run({ "sh", "-c", step1 }, { cwd = work, env = noid }))
+T.is(r.code, 0, "the walk-through's git line works with no git identity: " .. step1, r.stderr)
+git("branch", "-M", "main")
 local small = { EVAL_DOCS = "2000", EVAL_QUERIES = "40" }
 
-local r = assert(proc.run({ "python3", "eval.py" }, { cwd = work, env = small }))
+r = assert(proc.run({ "python3", "eval.py" }, { cwd = work, env = small }))
 T.is(r.code, 0, "the example's evaluator runs", r.stderr)
 local metrics = json.decode(r.stdout:match("([^\n]+)\n*$"))
 T.ok(metrics and metrics.recall_at_10 == 1 and metrics.qps > 0 and metrics.build_s > 0,

@@ -233,16 +233,20 @@ do
   see(term, "^%$", "bash ready")
   term:type("printf 'caf\\xc3\\xa9 cast-check\\n'") term:keys("Enter")
   see(term, "café cast%-check", "output with UTF-8")
+  term:type("echo term-is-$TERM") term:keys("Enter")
+  local seen_term = (term:wait_for("\nterm%-is%-%S+") or ""):match("\nterm%-is%-(%S+)")
   term:type("exit") term:keys("Enter")
   core.sleep(0.5)
   term:kill()
   local id = last_session().id
-  local r = T.procy { "--db", record, "export", id:sub(1, 6), "-o", dir .. "/s.cast" }
+  local r = T.procy({ "--db", record, "export", id:sub(1, 6), "-o", dir .. "/s.cast" }, { env = { TERM = "vt52" } })
   T.is(r.code, 0, "export by id prefix")
   local cast = T.read(dir .. "/s.cast") or ""
   local json = require "procy.json"
   local header = json.decode(cast:match("^[^\n]+"))
   T.ok(header and header.version == 2 and header.width == 100 and header.height == 30, "an asciicast v2 header")
+  T.ok(seen_term and seen_term ~= "vt52", "the session's TERM: " .. tostring(seen_term))
+  T.is(header and header.env.TERM, seen_term, "the header's TERM is the recorded session's, not the exporting shell's")
   -- asciinema opens /dev/tty: give it a terminal
   local cat = proc.run({ "asciinema", "cat", dir .. "/s.cast" }, { timeout = 20, pty = { cols = 100, rows = 30 } })
   T.ok(cat and cat.code == 0 and cat.stdout:find("café cast-check", 1, true),

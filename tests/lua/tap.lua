@@ -43,8 +43,17 @@ end
 
 T.sanitized = (os.getenv("PROCY_SANITIZED") or "") ~= ""
 
+local made = {} -- the directories T.tmpdir made, removed by T.done
+
+-- done() -> the exit status: 1 when a test failed. The test's directories
+-- go, unless PROCY_TEST_KEEP is set (to look at what a failure left).
 function T.done()
   print("1.." .. count)
+  if (os.getenv("PROCY_TEST_KEEP") or "") == "" then
+    for _, dir in ipairs(made) do proc.run { "rm", "-rf", "--", dir } end
+  else
+    for _, dir in ipairs(made) do io.stderr:write("# kept ", dir, "\n") end
+  end
   return failures > 0 and 1 or 0
 end
 
@@ -54,7 +63,9 @@ T.src = assert(os.getenv("PROCY_SRC"), "PROCY_SRC is not set (run through meson 
 -- tmpdir() -> a new empty directory
 function T.tmpdir()
   local r = assert(proc.run { "mktemp", "-d", "/tmp/procy-test-XXXXXX" })
-  return (r.stdout:gsub("%s+$", ""))
+  local dir = r.stdout:gsub("%s+$", "")
+  made[#made + 1] = dir
+  return dir
 end
 
 function T.write(path, text)
