@@ -8,6 +8,10 @@
 -- Options (defaults from the `evolve` setting of procy.lua): --iterations N,
 -- --patience K (stop after K tries without a new best), --tolerance X (a
 -- try worse than the best by more than X, relative, is rolled back),
+-- --noise X (a gain of at most X, relative, may be the evaluator's
+-- scatter: default 0.05), --remeasure N (such a try and the best are
+-- measured N times more and their medians decide; 0: such a gain does not
+-- count; default 2),
 -- --rollback best|never, --budget-time S, --budget-tokens N, --approve,
 -- --model-url URL, --turn-timeout S. The `evolve` setting also holds
 -- agent_args (after the profile's edit_args: Claude Code gets
@@ -39,7 +43,8 @@ local turns = require "procy.turns"
 local R = {}
 
 local flags = { task = "string", iterations = "number", more = "number", agent = "string", evaluator = "string",
-  resume = "string", patience = "number", tolerance = "number", rollback = "string", ["budget-time"] = "number",
+  resume = "string", patience = "number", tolerance = "number", noise = "number", remeasure = "number",
+  rollback = "string", ["budget-time"] = "number",
   ["budget-tokens"] = "number", approve = "boolean", ["model-url"] = "string", ["turn-timeout"] = "number",
   ["eval-timeout"] = "number", cwd = "string" }
 
@@ -93,6 +98,63 @@ local function judge(state, result)
   s.status = s.feasible and "ok" or (s.score == nil and "eval-failed" or "infeasible")
   s.feedback = s.why or (result.stderr_tail ~= "" and evaluator.feedback(result) or nil)
   return s
+end
+
+-- ---- noise: a gain the evaluator's own scatter could make is not progress
+
+-- gain(o, t, best) -> how much t beats best, relative (0.03 is 3 %), or nil
+-- when they do not compare by score (one infeasible, a score missing)
+local function gain(o, t, best)
+  if not (best and best.score and t.score and t.feasible and best.feasible) then return nil end
+  local d = o.goal == "minimize" and best.score - t.score or t.score - best.score
+  return d / math.max(math.abs(best.score), 1e-12)
+end
+
+-- the evaluator n more times on the workspace as it is; the scored runs
+-- join samples
+local function measure(state, seq, n, samples)
+  for _ = 1, n do
+    local s = judge(state, evaluator.run(state.evaluator, { session = state.agent.session, run = state.run.id,
+      try = seq, iteration = seq, timeout = state.o.eval_timeout }))
+    if s.score then samples[#samples + 1] = s end
+  end
+end
+
+-- the sample whose score is the median (the lower middle one of an even count)
+local function median(samples)
+  local sorted = table.move(samples, 1, #samples, 1, {})
+  table.sort(sorted, function(a, b) return a.score < b.score end)
+  return sorted[(#sorted + 1) // 2]
+end
+
+-- settle(state, t, commit) -> improved, note: t beat the best by no more
+-- than o.noise. With o.remeasure > 0 both are measured that many times
+-- more (the best once per run: the workspace goes to its snapshot and back)
+-- and the medians decide; each keeps its median's score and metrics. With
+-- remeasure = 0 such a gain is not progress.
+local function settle(state, t, commit)
+  local o, best = state.o, state.best
+  local n = o.remeasure or 2
+  if n <= 0 then return false, "within the noise" end
+  evolve.progress(state, "measuring again: the gain is within the noise")
+  t.samples = { { score = t.score, metrics = t.metrics, feasible = t.feasible, violation = t.violation } }
+  measure(state, t.seq, n, t.samples)
+  if not best.samples then
+    best.samples = { { score = best.score, metrics = best.metrics, feasible = best.feasible, violation = best.violation } }
+    local ok, err = state.repo:restore(commit, best.commit_id)
+    if not ok then return false, "the best could not be measured again: " .. tostring(err) end
+    measure(state, best.seq, n, best.samples)
+    ok, err = state.repo:restore(best.commit_id, commit)
+    if not ok then error("evolve: the workspace did not come back from the best try: " .. tostring(err)) end
+  end
+  for _, x in ipairs { t, best } do
+    local m = median(x.samples)
+    x.score, x.metrics, x.feasible, x.violation = m.score, m.metrics, m.feasible, m.violation
+    evolve.update_try(state.run.id, x.seq, { score = x.score, metrics = x.metrics, feasible = x.feasible })
+  end
+  local g = gain(state.objective, t, best)
+  local note = ("median of %d: %.6g against the best's %.6g"):format(#t.samples, t.score, best.score)
+  return g ~= nil and g > 0, note
 end
 
 -- one try: ask, (approve), send, wait, snapshot, evaluate, keep or roll back
@@ -180,11 +242,13 @@ function R.try(state)
   -- keep it, or go back to the best
   local improved = t.status ~= "agent-failed" and t.status ~= "eval-failed"
     and objective.better(state.objective, t, state.best)
+  local g, note = improved and gain(state.objective, t, state.best)
+  if g and g <= (o.noise or 0.05) then improved, note = settle(state, t, commit) end
   local verdict
   if improved then
     state.best, state.at, state.stale = t, { seq = seq, commit = commit }, 0
     evolve.update_run(run.id, { best_seq = seq })
-    verdict = "new best"
+    verdict = "new best" .. (note and (" (" .. note .. ")") or "")
   else
     state.stale = state.stale + 1
     local fell = t.status == "agent-failed" or t.status == "eval-failed"
@@ -196,10 +260,10 @@ function R.try(state)
       verdict = "rolled back to " .. (state.best.seq == 0 and "the start" or ("try " .. state.best.seq))
     else
       state.at = { seq = seq, commit = commit }
-      verdict = "kept"
+      verdict = "kept" .. (note and (", no better than the best (" .. note .. ")") or "")
     end
   end
-  t.verdict = verdict ~= "new best" and verdict or nil
+  t.verdict = not improved and verdict or nil
   say(state, ("try %d: %-11s score %-10s %s — %s"):format(seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
     evolve.metrics_text(t.metrics), verdict))
   return t
@@ -282,7 +346,8 @@ function R.main(args, cmd)
     return nil, "evolve needs a task: --task TEXT" .. (cmd and ", or give the agent your task first" or "")
   end
   local info = R.recipe or {}
-  local keep = { iterations = o.iterations, patience = o.patience, tolerance = o.tolerance, rollback = o.rollback,
+  local keep = { iterations = o.iterations, patience = o.patience, tolerance = o.tolerance, noise = o.noise,
+    remeasure = o.remeasure, rollback = o.rollback,
     budget_time = o.budget_time, budget_tokens = o.budget_tokens, agent = o.agent }
   if not run then
     run = evolve.new_run { session = a.session, cwd = cwd, task = task, recipe = info.path or info.name,

@@ -70,10 +70,10 @@ M.settings = {
   { name = "objective", type = "table", default = {},
     doc = "what evolve optimizes: {maximize = \"qps\", subject_to = {recall_at_10 = \">= 0.95\"}}" },
   { name = "evolve", type = "table", default = {
-      iterations = 5, patience = 3, tolerance = 0.02, rollback = "best", approve = false,
+      iterations = 5, patience = 3, tolerance = 0.02, noise = 0.05, remeasure = 2, rollback = "best", approve = false,
       approve_timeout = 0, turn_timeout = 1800, eval_timeout = 600, budget_time = 0, budget_tokens = 0,
       history = 8, max_prompt = 4000, max_words = 200, agent_args = {} },
-    doc = "evolve's defaults (recipes/evolve.lua): iterations, patience, tolerance, rollback, approve, budgets, ..." },
+    doc = "evolve's defaults (recipes/evolve.lua): iterations, patience, tolerance, noise, remeasure, rollback, approve, budgets, ..." },
   { name = "log", type = "string", path = true,
     default = function() return state_home() .. "/procy/procy.log" end,
     doc = "where procy's own log lines go while an agent has the terminal" },

@@ -302,6 +302,54 @@ T.like(r.stdout, "try 2: ok%s+score 4 .- kept", "--rollback never: a worse try i
 T.is(T.read(p6 .. "/value.txt"), "9", "but the run still ends on its best")
 m.close()
 
+-- noise: a gain within o.noise is measured again, with the best, and the
+-- medians decide; with remeasure 0 it does not count. The evaluator adds
+-- the next line of cache/jitter to the value.
+local function noisy(name, jitter)
+  local p = project(name)
+  T.write(p .. "/value.txt", "100")
+  T.write(p .. "/noisy.sh", [[
+# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
+j=$(head -n 1 cache/jitter); sed -i 1d cache/jitter
+echo "{\"value\": $(( $(cat value.txt) + ${j:-0} ))}"
+]])
+  fs.mkdir(p .. "/cache")
+  T.write(p .. "/cache/jitter", table.concat(jitter, "\n") .. "\n")
+  return p
+end
+-- start 100; try 1 changes nothing but reads 103, then 99 and 100; the best
+-- again 101 and 100; try 2 is 150
+local p7 = noisy("p7", { 0, 3, -1, 0, 1, 0, 0 })
+m = fakemodel.start { "SET 100", "SET 150" }
+r = evolve_run(p7, m, { "--task", "t", "--iterations", "2", "--agent", "setter", "--evaluator", "noisy.sh" })
+T.is(r.code, 0, "a run with a noisy evaluator", r.stderr .. r.stdout)
+T.like(r.stdout, "try 1: ok%s+score 100 .- kept, no better than the best %(median of 3: 100 against the best's 100%)",
+  "a gain within the noise is measured again, with the best, and the medians decide", r.stdout)
+T.like(r.stdout, "try 2: ok%s+score 150 .- new best\n", "a gain beyond the noise counts at once")
+run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p7)[1]
+tries = h:query("SELECT seq, score FROM tries WHERE run_id = ? ORDER BY seq", run.id)
+T.is(tries[1].score .. " " .. tries[2].score .. " " .. run.best_seq, "100.0 100.0 2", "each keeps its median's score")
+T.is(T.read(p7 .. "/cache/jitter"), "", "seven measurements: the start, try 1, two more of each, try 2")
+T.is(T.read(p7 .. "/value.txt"), "150", "the workspace is the best try's")
+m.close()
+-- a small gain that holds survives the second measurements
+local p8 = noisy("p8", { 0, 0, 0, 0, 0, 0 })
+m = fakemodel.start { "SET 104" }
+r = evolve_run(p8, m, { "--task", "t", "--iterations", "1", "--agent", "setter", "--evaluator", "noisy.sh" })
+T.like(r.stdout, "try 1: ok%s+score 104 .- new best %(median of 3: 104 against the best's 100%)",
+  "a small gain that holds is a new best", r.stdout)
+m.close()
+-- remeasure 0: a gain within the noise does not count
+local p9 = noisy("p9", { 0, 0 })
+m = fakemodel.start { "SET 103" }
+r = evolve_run(p9, m, { "--task", "t", "--iterations", "1", "--agent", "setter", "--evaluator", "noisy.sh",
+  "--remeasure", "0" })
+T.like(r.stdout, "try 1: ok%s+score 103 .- kept, no better than the best %(within the noise%)",
+  "--remeasure 0: a gain within the noise is not progress", r.stdout)
+run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p9)[1]
+T.is(run.best_seq, nil, "the start stays the best: no try is")
+m.close()
+
 -- procy runs
 r = T.procy({ "runs" }, { cwd = p3 })
 T.like(r.stdout, "run%s+started%s+status%s+tries%s+best%s+task\n", "procy runs: a table of runs", r.stderr)
