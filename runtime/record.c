@@ -404,6 +404,7 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 			r->lits = NULL;
 			r->nlits = 0;
 		}
+		rules_pairs(r);
 	}
 	/* No busy wait: a batch that meets another writer's lock is kept for
 	   the next round. The checkpoint (copying the WAL into the database,

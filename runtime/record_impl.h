@@ -48,6 +48,8 @@ struct recorder {
 	size_t          nlits;
 	uint32_t        lit_first[256]; /* for each byte, the literals starting with it */
 	size_t          lit_len[32];
+	uint8_t         pair[16][2];  /* the literals' distinct first two bytes (npairs 0: none, */
+	size_t          npairs;       /* or a literal of one byte: the byte-wise scan) */
 	int             spill_fd;
 	char            spill_path[4096];
 	uint64_t        spilled;   /* events in the spill file */
@@ -65,6 +67,7 @@ int     batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, 
 
 /* record_rules.c: the round's events into r->pending, redacted; a word the
    queue ends in, left in the relay's queue for the next round */
+void    rules_pairs(recorder_t *r);
 void    rules_take_in(recorder_t *r, batch *in);
 void    rules_hold_last_word(recorder_t *r, batch *in);
 

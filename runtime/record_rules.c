@@ -50,6 +50,29 @@ fail:
 	return 0;
 }
 
+/* Does a literal start at u[i]? */
+static int literal_at(const recorder_t *r, const unsigned char *u, size_t n, size_t i)
+{
+	uint32_t m = r->lit_first[u[i]];
+	while (m) {
+		int k = __builtin_ctz(m);
+		m &= m - 1;
+		size_t len = r->lit_len[k];
+		if (len <= n - i && (len < 2 || u[i + 1] == (unsigned char)r->lits[k][1]) &&
+		    memcmp(u + i, r->lits[k], len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Sixteen bytes at a time, the first two bytes of every literal looked for
+   at once (GCC vector extensions: SSE2 on x86-64, NEON on arm64); a block
+   where a pair starts is looked at byte by byte. Output of base64 or
+   compressed text, where the literals' first bytes are common, costs a
+   third of the byte-wise scan (measured). */
+typedef uint8_t v16u __attribute__((vector_size(16)));
+typedef int8_t  v16m __attribute__((vector_size(16)));
+
 /* Could text hold a secret? Without rules of its own (the `redact`
    setting) procy.redact names the literals every default match holds
    (redact.literals()): a stream with none of them needs no Lua. */
@@ -59,21 +82,61 @@ static int may_hold(const recorder_t *r, const char *p, size_t n)
 		return 0;
 	if (!r->lits)
 		return 1;
-	/* one pass for all of them: a literal can start only at a byte some
-	   literal starts with (lit_first: a bit per literal) */
 	const unsigned char *u = (const unsigned char *)p;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t m = r->lit_first[u[i]];
-		while (m) {
-			int k = __builtin_ctz(m);
-			m &= m - 1;
-			size_t len = r->lit_len[k];
-			if (len <= n - i && (len < 2 || u[i + 1] == (unsigned char)r->lits[k][1]) &&
-			    memcmp(u + i, r->lits[k], len) == 0)
-				return 1;
+	size_t i = 0;
+	if (r->npairs) {
+		v16u first[16], second[16];
+		for (size_t k = 0; k < r->npairs; k++) {
+			for (int j = 0; j < 16; j++)
+				first[k][j] = r->pair[k][0], second[k][j] = r->pair[k][1];
+		}
+		for (; i + 17 <= n; i += 16) {
+			v16u a, b;
+			memcpy(&a, u + i, 16);
+			memcpy(&b, u + i + 1, 16);
+			v16m hit = { 0 };
+			for (size_t k = 0; k < r->npairs; k++)
+				hit |= (v16m)(a == first[k]) & (v16m)(b == second[k]);
+			uint64_t w[2];
+			memcpy(w, &hit, sizeof w);
+			if (!(w[0] | w[1]))
+				continue;
+			for (size_t j = i; j < i + 16; j++)
+				if (literal_at(r, u, n, j))
+					return 1;
 		}
 	}
+	for (; i < n; i++)
+		if (literal_at(r, u, n, i))
+			return 1;
 	return 0;
+}
+
+/* The literals' distinct first two bytes, for may_hold's block scan; none
+   (the byte-wise scan) if a literal is one byte long or there are more
+   than 16 pairs. */
+void rules_pairs(recorder_t *r)
+{
+	r->npairs = 0;
+	for (size_t k = 0; k < r->nlits; k++) {
+		const uint8_t *l = (const uint8_t *)r->lits[k];
+		size_t j = 0;
+		if (r->lit_len[k] < 2) {
+			r->npairs = 0;
+			return;
+		}
+		while (j < r->npairs && !(r->pair[j][0] == l[0] && r->pair[j][1] == l[1]))
+			j++;
+		if (j < r->npairs)
+			continue;
+		if (r->npairs == 16) {
+			r->npairs = 0;
+			return;
+		}
+		r->pair[r->npairs][0] = l[0];
+		r->pair[r->npairs][1] = l[1];
+		r->npairs++;
+	}
 }
 
 /* [-0, +0] The secrets in the string on top of r->L (popped) as spans

@@ -60,7 +60,7 @@ T.is(r.code, 0, "a file write needs nobody's approval", r.stdout .. r.stderr)
 T.is(T.read(work .. "/carol.txt"), "written unasked\n", "and the file is written")
 r = procy("agent", "send", "carol", "TOOL:bash[kill -0 1]", "--wait")
 T.is(r.code, 1, "a refused tool: send --wait fails", r.stdout)
-T.like(r.stderr, "agent carol was refused Bash {\"command\":\"kill %-0 1\".*%-%-allowedTools Bash",
+T.like(r.stderr, "agent carol was refused Bash {.-\"command\":\"kill %-0 1\".*%-%-allowedTools Bash",
   "saying which tool, with what, and how to allow it")
 r = procy("agent", "ls")
 T.like(r.stdout, "\ncarol%s+running%s+%d+%s+%S+%s+2%s+1%s+claude", "ls counts the refused tool use")

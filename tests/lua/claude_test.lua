@@ -97,10 +97,8 @@ term:type("and again")
 term:keys("Enter")
 see("you said: and again", "a new prompt in the resumed session")
 local asked
-for line in io.lines(dir .. "/fake/requests.jsonl") do
-  local e = json.decode(line)
-  local b = e.path and e.path:find("^/v1/messages") and T.read(dir .. "/fake/bodies/" .. ("%04d"):format(e.n) .. ".json")
-  if b and b:find("and again", 1, true) then asked = b end
+for _, b in ipairs(require("fake").bodies(dir .. "/fake")) do
+  if b:find("and again", 1, true) and (not asked or b:find("say hi", 1, true)) then asked = b end
 end
 T.ok(asked and asked:find("say hi", 1, true), "and Claude Code sends the earlier conversation with it (--resume "
   .. tostring(row.agent_session_id) .. ")")
@@ -117,7 +115,7 @@ do
     ANTHROPIC_BASE_URL = "http://127.0.0.1:1", DISABLE_AUTOUPDATER = "1",
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1" }
   local off = tmux.new { cols = 120, rows = 40, env = oenv,
-    cmd = "unset ANTHROPIC_API_KEY; cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(dir .. "/offline.db") .. " -- " .. q(claude)
+    cmd = "unset ANTHROPIC_API_KEY; cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(dir .. "/offline.db") .. " --agent " .. q(claude)
       .. "; echo procy-exit=$?" }
   local screen = off:wait_for("procy%-exit=", 60)
   T.ok(screen and screen:find("procy: claude ended after", 1, true), "offline and without a key, procy has its word",

@@ -1,5 +1,9 @@
 -- fake.lua: starts the fake Anthropic/OpenAI API (tests/fake/upstream.mjs)
 -- for a test. fake.start(dir) -> {port, url, log = dir .. "/requests.jsonl", proc}
+-- A request's log line is written when its answer ends (for a stream, a
+-- moment after the last event, so a client may show the answer first);
+-- its body (bodies/NNNN.json) before the answer starts: fake.bodies reads those.
+local fs = require "procy.fs"
 local proc = require "procy.proc"
 local T = require "tap"
 
@@ -12,6 +16,13 @@ function M.start(dir, args)
   local port = (p:lines()() or ""):match("^PORT (%d+)")
   assert(port, "the fake API did not start")
   return { port = tonumber(port), url = "http://127.0.0.1:" .. port, log = dir .. "/requests.jsonl", proc = p }
+end
+
+-- fake.bodies(dir) -> {text, ...}: every request body so far, in order
+function M.bodies(dir)
+  local out = {}
+  for _, name in ipairs(fs.dir(dir .. "/bodies") or {}) do out[#out + 1] = T.read(dir .. "/bodies/" .. name) end
+  return out
 end
 
 return M

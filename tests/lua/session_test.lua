@@ -157,11 +157,16 @@ end
 
 -- an agent that fails at once: procy says what it saw and what to try
 do
-  local term = tmux.new { cmd = procy .. " -- sh -c 'echo cannot start; exit 3'; echo procy-exit=$?", env = env }
+  local term = tmux.new { cmd = procy .. [[ --agent "sh -c 'echo cannot start; exit 3'"; echo procy-exit=$?]], env = env }
   local screen = see(term, "procy%-exit=3", "the agent's status is procy's")
   T.like(screen or "", "procy: sh ended after [%d.]+ s %(exit 3%)", "procy says the agent ended at once")
   T.like(screen or "", "No API call reached procy", "what it saw of the agent's API calls")
   T.like(screen or "", "procy %-%- bash", "and what to try")
+  term:kill()
+  -- a command of the person's own (after --) is theirs to explain
+  term = tmux.new { cmd = procy .. " -- sh -c 'echo cannot start; exit 3'; echo procy-exit=$?", env = env }
+  screen = see(term, "procy%-exit=3", "a command after -- that fails at once")
+  T.ok(screen and not screen:find("ended after", 1, true), "gets no word from procy", screen)
   term:kill()
 end
 
@@ -260,7 +265,8 @@ do
   T.like(r.stdout, '\n%[%d+%.%d%d%d%d%d%d, "x", "0"%]\n$', "and ends with the exit event")
   r = T.procy { "--db", record, "show", id:sub(1, 8), "--json" }
   local shown = json.decode(r.stdout)
-  T.ok(shown and shown.id == id and shown.exit_code == 0 and #shown.typed_lines == 2, "show --json")
+  T.ok(shown and shown.id == id and shown.exit_code == 0 and #shown.typed_lines == 3, "show --json",
+       r.stdout:sub(1, 600)) -- printf, echo, exit
   r = T.procy { "--db", record, "sessions" }
   T.like(r.stdout, id:sub(1, 10) .. ".-bash", "sessions lists it")
   r = T.procy { "--db", record, "show", "ffffffffffff" }

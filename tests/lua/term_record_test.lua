@@ -66,6 +66,32 @@ do
   T.like(d.l, "typed %[REDACTED%]", "and so is the typed line")
 end
 
+-- every kind of key at every offset of the recorder's 16-byte scan, in
+-- text whose letters are the keys' own (base64), and at a stream's very end
+do
+  local keys = { KEY, "ghp_" .. ("aB3dE5fG7h"):rep(4), "AKIA" .. ("ABCD2345"):rep(2),
+    "AIza" .. ("Sy_x-9QwErTy"):rep(3), "xoxb-" .. ("1234-abcDEF"):rep(2) }
+  local lines, filler = {}, "skghAKAIxoQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+  for off = 0, 33 do
+    for k, key in ipairs(keys) do
+      lines[#lines + 1] = ("%02d%d %s%s %s"):format(off, k, filler:sub(1, off), key, filler)
+    end
+  end
+  local text = table.concat(lines, "\n")
+  local file = T.write(dir .. "/keys.txt", text .. "\n" .. keys[5])
+  local p = procy { "cat", file }
+  while p:read() do end
+  p:wait(10)
+  local d = session_data("o")
+  local left = {}
+  for _, key in ipairs(keys) do
+    if d.o:find(key:sub(1, 16), 1, true) then left[#left + 1] = key:sub(1, 6) end
+  end
+  T.is(table.concat(left, " "), "", "no key at any offset reaches the record")
+  local _, masked = d.o:gsub("%[REDACTED%]", "")
+  T.is(masked, 34 * #keys + 1, "each one masked where it was, the last at the very end")
+end
+
 -- a full-screen program's password prompt (raw mode, no echo: '*'), then a
 -- question it echoes
 do
