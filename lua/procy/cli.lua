@@ -533,6 +533,7 @@ local function interactive(argv, opts)
   local store = require "procy.store"
   local words = require("procy.commands").words
   local resume
+  local own = #argv > 0 -- `-- CMD ARGS`: the person's own command, not an agent procy chose
   if opts.resume then
     local err
     resume, err = store.find_session(opts.resume)
@@ -552,7 +553,7 @@ local function interactive(argv, opts)
     end
   end
   local code, err, ecode = require("procy.session").run {
-    argv = argv, cwd = resume and resume.cwd, resume = resume }
+    argv = argv, cwd = resume and resume.cwd, resume = resume, explain = not own }
   if code then return code end
   say(err)
   if ecode == "ENOENT" or ecode == "EACCES" then

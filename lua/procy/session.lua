@@ -15,7 +15,8 @@ local M = {}
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
--- run{argv =, cwd =, resume = session row} -> exit status | nil, err, code
+-- run{argv =, cwd =, resume = session row, explain =} -> exit status | nil, err, code
+-- explain: an agent that fails within M.short seconds gets procy's word on it.
 -- The status is the agent's: its exit code, or 128+N for signal N.
 function M.run(opts)
   if not pty.isatty() then
@@ -123,7 +124,7 @@ function M.run(opts)
   ended = true
   store.end_session(id, { status = exit.signal and "killed" or "exited", code = exit.code,
     signal = exit.signal, bytes_in = info.bytes_in, bytes_out = info.bytes_out })
-  if core.time() - ctx.started < M.short and (exit.code or 1) ~= 0 then
+  if opts.explain and core.time() - ctx.started < M.short and (exit.code or 1) ~= 0 then
     io.stderr:write(M.why_so_short(id, argv, core.time() - ctx.started, exit, proxy))
   end
   return exit.code or 1
