@@ -260,6 +260,18 @@ int  worker_wait(worker_t *w, pthread_cond_t *cond, double seconds);
 void worker_stop(worker_t *w);
 void worker_free(worker_t *w);   /* stops it first; safe on a worker never started */
 
+/* ---- the WAL copied back off the writer's thread (checkpoint.c) ---------- */
+
+struct sqlite3;
+typedef struct checkpointer checkpointer_t;
+
+/* Watches writer's commits (its WAL hook: no autocheckpoint on it then) and
+   past a few MB of WAL runs a PASSIVE checkpoint on a thread and a
+   connection of its own to path. NULL with a message in err on failure. */
+checkpointer_t *ckpt_start(const char *path, struct sqlite3 *writer, char *err, size_t errlen);
+void            ckpt_stop(checkpointer_t *c, struct sqlite3 *writer); /* before writer closes */
+uint64_t        ckpt_passes(checkpointer_t *c); /* checkpoints run so far */
+
 /* ---- the terminal recorder (record.c) ------------------------------------ */
 
 typedef struct recorder recorder_t;
@@ -294,6 +306,7 @@ typedef struct rec_stats {
 	uint64_t spilled;       /* of those, in the spill file */
 	uint64_t dropped;       /* output events let go (a gap event says where) */
 	uint64_t dropped_bytes;
+	uint64_t checkpoints;   /* WAL copied back while writing (checkpoint.c) */
 	char     error[256];    /* the last failure, "" when writes succeed */
 } rec_stats_t;
 void rec_stats(recorder_t *r, rec_stats_t *out);

@@ -10,7 +10,8 @@
 
 #include "procy.h"
 
-#define REC_FLUSH_BYTES (64 * 1024)
+#define REC_FLUSH_BYTES (64 * 1024)  /* the longest row of output */
+#define REC_WAKE_BYTES  (256 * 1024) /* queued, the writer comes without being asked */
 #define REC_MERGE_US    1000       /* output this close together is one row */
 #define CHUNK           (1 << 20)  /* bytes per transaction */
 #define MEM_MAX         (8 << 20)  /* waiting in memory before spilling */
@@ -55,6 +56,7 @@ struct recorder {
 	uint64_t        spilled;   /* events in the spill file */
 	uint64_t        lost_events, lost_bytes; /* dropped, not yet counted in `losses` */
 	sqlite3        *db;
+	checkpointer_t *ckpt;      /* copies db's WAL back while the writer writes */
 	sqlite3_stmt   *insert, *loss;
 	char            session[40];
 	char           *settings;

@@ -46,8 +46,8 @@
 #define REDRAW_NS  40000000    /* after the agent answers a shrink, the size goes back */
 #define REDRAW_MAX_NS 500000000 /* or after this, if it does not */
 #define REC_PATIENCE 2000000000 /* recording failing this long gets reported */
-#define REC_PAUSE_AT  (512 << 10) /* output queued for the recorder: stop reading the agent */
-#define REC_RESUME_AT (128 << 10)
+#define REC_PAUSE_AT  (2 << 20) /* output queued for the recorder: stop reading the agent */
+#define REC_RESUME_AT (512 << 10)
 #define REC_WAIT_NS   2000000   /* how often a paused relay looks again */
 
 static list_t all_sessions;

@@ -526,7 +526,9 @@ function M.worker(settings)
   local h = assert(require("procy.db").open(s.db, { migrations = false, busy_timeout = 0.5 }))
   -- this connection writes in batches and checkpoints itself (capture.c)
   h:exec("PRAGMA wal_autocheckpoint = 0")
-  h:exec("PRAGMA cache_size = -16384")
+  -- a page cache of 2 MB: what the blob lookups touch again (the index's
+  -- upper pages); rows are appended, their pages not read again
+  h:exec("PRAGMA cache_size = -2048")
   return function(calls) return M.record(h, s.session, calls) end, function(mode)
     return h:query("PRAGMA wal_checkpoint(" .. (mode or "PASSIVE") .. ")")
   end

@@ -12,7 +12,8 @@ end
 -- child also counts its parent's size at the spawn.
 function M.peak_kb(pid, so_far)
   local f = io.open("/proc/" .. pid .. "/status")
-  local kb = f and tonumber(f:read("a"):match("VmHWM:%s*(%d+)"))
+  local text = f and f:read("a") -- nil if it has just gone
+  local kb = text and tonumber(text:match("VmHWM:%s*(%d+)"))
   if f then f:close() end
   return math.max(so_far or 0, kb or 0)
 end
