@@ -150,7 +150,7 @@ static void note_lost(capture_t *cap, size_t lost, const char *why)
 
 /* ---- the worker ------------------------------------------------------------------------ */
 
-/* [-0, +2] require("procy.capture").worker(settings) -> record, checkpoint */
+/* [-0, +2] require("procy.capture").worker(settings) -> record, checkpoint(idle) */
 static int open_worker(lua_State *L)
 {
 	const char *settings = lua_touserdata(L, 1);
@@ -301,12 +301,14 @@ static void work(worker_t *w)
 		if (checkpoint != LUA_NOREF && (idle || ++batches >= CHECKPOINT_EVERY)) {
 			batches = 0;
 			lua_rawgeti(L, LUA_REGISTRYINDEX, checkpoint);
-			lua_pcall(L, 0, 0, 0);
+			lua_pushboolean(L, idle);
+			lua_pcall(L, 1, 0, 0);
 			lua_settop(L, 0);
 		}
 		/* Idle: what parsing the last calls left (tables of a request of
 		   800 KB come to megabytes) goes back to the system now, not
-		   when the collector's debt next comes due. */
+		   when the collector's debt next comes due; the page cache too
+		   (checkpoint(true)). */
 		if (idle) {
 			lua_gc(L, LUA_GCCOLLECT, 0);
 			malloc_trim(0);

@@ -529,8 +529,9 @@ function M.worker(settings)
   -- a page cache of 2 MB: what the blob lookups touch again (the index's
   -- upper pages); rows are appended, their pages not read again
   h:exec("PRAGMA cache_size = -2048")
-  return function(calls) return M.record(h, s.session, calls) end, function(mode)
-    return h:query("PRAGMA wal_checkpoint(" .. (mode or "PASSIVE") .. ")")
+  return function(calls) return M.record(h, s.session, calls) end, function(idle)
+    h:exec("PRAGMA wal_checkpoint(PASSIVE)")
+    if idle then h:exec("PRAGMA shrink_memory") end -- the page cache, until the next call
   end
 end
 
