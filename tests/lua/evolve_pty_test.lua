@@ -26,7 +26,7 @@ local function edit(from, to)
   return ("TOOL:edit:%s/value.txt:%s:%s"):format(work, b64("value=" .. from), b64("value=" .. to))
 end
 
-local m = fakemodel.start { edit(1, 5), "TOOL:bash[sleep 8; echo slow]", "a proposal to edit" }
+local m = fakemodel.start { edit(1, 5), "TOOL:bash[timeout 60 tail -f /dev/null; echo slow]", "a proposal to edit" }
 git("init", "-q", "-b", "main")
 T.write(work .. "/value.txt", "value=1\n")
 T.write(work .. "/eval.sh", [[
@@ -98,7 +98,7 @@ repeat
   running = h:query("SELECT * FROM tries WHERE seq = 2 AND status = 'running'")[1]
   core.sleep(0.2)
 until running or core.now() > deadline
-T.ok(running, "try 1 scored, try 2 under way (a Bash call that sleeps 8 s)")
+T.ok(running, "try 1 scored, try 2 under way (a Bash call that waits 60 s: !stop comes first, however slow the machine)")
 core.sleep(2)
 local function bottom()
   local last
