@@ -26,8 +26,12 @@
 -- and restore the best snapshot when the try fell short. When the run ends
 -- the workspace holds the best try.
 --
--- Copy this file to your project's recipes/ (procy recipes copy evolve)
--- and change what you like: that copy is the one procy runs.
+-- A try is six steps — ask, gate, act, judge, keep, report (see "the steps
+-- of a try" below) — and a project replaces any one in its procy.lua,
+-- without copying this file:
+--   evolve = { judge = function(ctx, try) ... return true end }
+-- To change more, copy this file to your project's recipes/ (procy recipes
+-- copy evolve) and change what you like: that copy is the one procy runs.
 
 local core = require "procy.core"
 local fs = require "procy.fs"
@@ -88,18 +92,6 @@ local function say(state, line)
   if state.print then state.print(line) else print(line) end
 end
 
--- score a try from its evaluator result
-local function judge(state, result)
-  if result.status ~= "ok" then
-    return { status = "eval-failed", feedback = evaluator.feedback(result) }
-  end
-  local s = objective.score(state.objective, result.metrics)
-  s.metrics = result.metrics
-  s.status = s.feasible and "ok" or (s.score == nil and "eval-failed" or "infeasible")
-  s.feedback = s.why or (result.stderr_tail ~= "" and evaluator.feedback(result) or nil)
-  return s
-end
-
 -- ---- noise: a gain the evaluator's own scatter could make is not progress
 
 -- gain(o, t, best) -> how much t beats best, relative (0.03 is 3 %), or nil
@@ -114,10 +106,13 @@ end
 -- join samples
 local function measure(state, seq, n, samples)
   for _ = 1, n do
-    local s = judge(state, evaluator.run(state.evaluator, { session = state.agent.session, run = state.run.id,
-      try = seq, iteration = seq, timeout = state.o.eval_timeout }))
+    local s = { seq = seq, result = evaluator.run(state.evaluator, { session = state.agent.session,
+      run = state.run.id, try = seq, iteration = seq, timeout = state.o.eval_timeout }) }
+    local ok, err, code = state.steps.judge(state, s)
+    if not ok then return nil, err, code end
     if s.score then samples[#samples + 1] = s end
   end
+  return true
 end
 
 -- the sample whose score is the median (the lower middle one of an even count)
@@ -127,7 +122,7 @@ local function median(samples)
   return sorted[(#sorted + 1) // 2]
 end
 
--- settle(state, t, commit) -> improved, note: t beat the best by no more
+-- settle(state, t, commit) -> improved, note | nil, err, code: t beat the best by no more
 -- than o.noise. With o.remeasure > 0 both are measured that many times
 -- more (the best once per run: the workspace goes to its snapshot and back)
 -- and the medians decide; each keeps its median's score and metrics. With
@@ -138,14 +133,16 @@ local function settle(state, t, commit)
   if n <= 0 then return false, "within the noise" end
   evolve.progress(state, "measuring again: the gain is within the noise")
   t.samples = { { score = t.score, metrics = t.metrics, feasible = t.feasible, violation = t.violation } }
-  measure(state, t.seq, n, t.samples)
+  local ok, err, code = measure(state, t.seq, n, t.samples)
+  if not ok then return nil, err, code end
   if not best.samples then
     best.samples = { { score = best.score, metrics = best.metrics, feasible = best.feasible, violation = best.violation } }
-    local ok, err = state.repo:restore(commit, best.commit_id)
+    ok, err = state.repo:restore(commit, best.commit_id)
     if not ok then return false, "the best could not be measured again: " .. tostring(err) end
-    measure(state, best.seq, n, best.samples)
+    local mok, merr, mcode = measure(state, best.seq, n, best.samples)
     ok, err = state.repo:restore(best.commit_id, commit)
     if not ok then error("evolve: the workspace did not come back from the best try: " .. tostring(err)) end
+    if not mok then return nil, merr, mcode end
   end
   for _, x in ipairs { t, best } do
     local m = median(x.samples)
@@ -157,115 +154,218 @@ local function settle(state, t, commit)
   return g ~= nil and g > 0, note
 end
 
--- one try: ask, (approve), send, wait, snapshot, evaluate, keep or roll back
-function R.try(state)
-  local o, run, a = state.o, state.run, state.agent
-  local seq = state.seq
-  evolve.progress(state, "asking the proxy model")
+-- ---- the steps of a try -------------------------------------------------
+--
+-- A try is ask, gate, act, judge, keep, report: each step(ctx, try), ctx
+-- the run's state (ctx.o the options, ctx.run, ctx.agent, ctx.evaluator,
+-- ctx.objective, ctx.repo, ctx.best, ctx.tries, ctx.steps the steps in
+-- force, ctx.default these), try the table the steps fill in turn. A step
+-- returns true, or nil, err, code to end the run with that error. A
+-- project replaces any of them in its procy.lua, without copying this
+-- file, and may call the default from its own:
+--   evolve = { judge = function(ctx, try) ... return true end }
+local steps = {}
+R.steps = steps
+R.setting = "evolve" -- where a project's steps are (procy recipes lists them)
+R.step_names = { "ask", "gate", "act", "judge", "keep", "report" }
+
+-- ask: the proxy model writes the prompt. Sets try.prompt, try.messages
+-- (what the model was given), try.model, try.tokens.
+function steps.ask(ctx, t)
+  local o, run = ctx.o, ctx.run
+  evolve.progress(ctx, "asking the proxy model")
   local recent = {}
-  for i = math.max(1, #state.tries - (o.history or 8) + 1), #state.tries do recent[#recent + 1] = state.tries[i] end
-  local last = state.tries[#state.tries]
-  local messages = evolve.messages {
-    task = run.task, objective = state.objective.text, schema = state.schema, base = state.base, best = state.best,
+  for i = math.max(1, #ctx.tries - (o.history or 8) + 1), #ctx.tries do recent[#recent + 1] = ctx.tries[i] end
+  local last = ctx.tries[#ctx.tries]
+  t.messages = evolve.messages {
+    task = run.task, objective = ctx.objective.text, schema = ctx.schema, base = ctx.base, best = ctx.best,
     recent = recent, feedback = last and last.feedback, last_response = last and last.response,
-    corrections = evolve.corrections { cwd = run.cwd, limit = 5 }, next_seq = seq,
+    corrections = evolve.corrections { cwd = run.cwd, limit = 5 }, next_seq = t.seq,
     max_words = o.max_words or 200,
   }
   local prompt, info, code
   for _ = 1, 2 do -- an empty answer gets one more chance
-    prompt, info, code = model.chat(messages, { url = o.model_url, session = a.session })
+    prompt, info, code = model.chat(t.messages, { url = o.model_url, session = ctx.agent.session })
     if not prompt then return nil, "the proxy model failed: " .. tostring(info), code end
     if prompt ~= "" then break end
   end
   if prompt == "" then return nil, "the proxy model answered with an empty prompt twice", "EEMPTY" end
-  if #prompt > (o.max_prompt or 4000) then prompt = prompt:sub(1, o.max_prompt or 4000) end
-  local tokens = info.usage.input_tokens + info.usage.output_tokens
-  if o.approve then
-    evolve.progress(state, "waiting for approval")
-    local proposed = prompt
-    local edited, aerr, acode
-    prompt, aerr, acode = evolve.approve(state, proposed)
-    if not prompt then return nil, aerr, acode end
-    edited = aerr
-    if edited then
-      evolve.correct { session = state.session, run = run.id, try = seq, original = proposed, corrected = prompt,
-        note = "edited before it was sent", context = messages }
-    end
+  t.prompt = #prompt > (o.max_prompt or 4000) and prompt:sub(1, o.max_prompt or 4000) or prompt
+  t.model, t.tokens = info.model, info.usage.input_tokens + info.usage.output_tokens
+  return true
+end
+
+-- gate: with --approve, a person approves, edits (a correction is kept)
+-- or rejects try.prompt (the run stops, EREJECTED).
+function steps.gate(ctx, t)
+  if not ctx.o.approve then return true end
+  evolve.progress(ctx, "waiting for approval")
+  local proposed = t.prompt
+  local prompt, edited, code = evolve.approve(ctx, proposed)
+  if not prompt then return nil, edited, code end
+  t.prompt = prompt
+  if edited then
+    evolve.correct { session = ctx.session, run = ctx.run.id, try = t.seq, original = proposed, corrected = prompt,
+      note = "edited before it was sent", context = t.messages }
   end
-  evolve.add_try(run.id, { seq = seq, parent_seq = state.at.seq, prompt = prompt, model = info.model,
-    session_id = a.session })
-  evolve.progress(state, "the agent works")
+  return true
+end
+
+-- act: the agent works on try.prompt (restarted once if it died), the
+-- workspace is snapshotted. Sets try.turn_seq, try.turn, try.response,
+-- try.commit_id, and try.status = "agent-failed" with try.feedback when
+-- the turn did not end done.
+function steps.act(ctx, t)
+  local a = ctx.agent
+  evolve.progress(ctx, "the agent works")
   local tseq, serr, scode, turn, terr
   for attempt = 1, 2 do
-    tseq, serr, scode = a:send(prompt, "proxy")
-    if tseq then turn, terr = a:wait_turn { seq = tseq, timeout = o.turn_timeout } end
+    tseq, serr, scode = a:send(t.prompt, "proxy")
+    if tseq then turn, terr = a:wait_turn { seq = tseq, timeout = ctx.o.turn_timeout } end
     -- the agent died (since the last try, or in this one): a new one,
     -- resuming its session, gets the prompt again, once
     local died = (not tseq and scode == "EPIPE") or (turn and turn.status == "error" and not a:status().running)
-    if not (died and state.own_agent and attempt == 1) then break end
-    evolve.progress(state, "restarting the agent")
-    say(state, "the agent had exited; restarting it, resuming its session")
+    if not (died and ctx.own_agent and attempt == 1) then break end
+    evolve.progress(ctx, "restarting the agent")
+    say(ctx, "the agent had exited; restarting it, resuming its session")
     local ok, rerr = a:restart { resume = true, force = true }
     if not ok then return nil, "the agent exited and did not restart: " .. tostring(rerr), "EPIPE" end
   end
   if not tseq then return nil, "the agent cannot take a prompt: " .. tostring(serr), scode end
-  local t = { seq = seq, prompt = prompt, turn_seq = tseq, tokens = tokens }
+  local null = require("procy.json").null
+  t.turn_seq, t.turn = tseq, turn
   if turn then
-    t.response = turn.response ~= require("procy.json").null and turn.response or nil
-    t.tokens = tokens + (turn.usage.input_tokens or 0) + (turn.usage.output_tokens or 0)
+    t.response = turn.response ~= null and turn.response or nil
+    t.tokens = t.tokens + (turn.usage.input_tokens or 0) + (turn.usage.output_tokens or 0)
       + (turn.usage.cache_creation_tokens or 0)
   end
   -- the workspace as the agent left it, whatever happened
-  local commit, gerr = state.repo:take(("refs/procy/%s/%d"):format(run.id, seq),
-    ("procy evolve %s try %d"):format(run.id, seq), state.at.commit)
+  local commit, gerr = ctx.repo:take(("refs/procy/%s/%d"):format(ctx.run.id, t.seq),
+    ("procy evolve %s try %d"):format(ctx.run.id, t.seq), ctx.at.commit)
   if not commit then return nil, "snapshot failed: " .. tostring(gerr) end
   t.commit_id = commit
   if not turn or turn.status ~= "done" then
     t.status, t.feedback = "agent-failed", "the agent's turn " .. (turn and turn.status or tostring(terr))
-      .. (turn and turn.error ~= require("procy.json").null and (": " .. tostring(turn.error)) or "")
+      .. (turn and turn.error ~= null and (": " .. tostring(turn.error)) or "")
+  end
+  return true
+end
+
+-- judge: scores try.result (the evaluator's: status, metrics, stderr_tail,
+-- ...). Sets try.status ("ok", "infeasible", "eval-failed"), try.metrics,
+-- try.score, try.feasible, try.violation, try.feedback. Also what scores
+-- the starting point, a resumed run's tries and each measure again.
+function steps.judge(ctx, t)
+  local result = t.result
+  if result.status ~= "ok" then
+    t.status, t.feedback = "eval-failed", evaluator.feedback(result)
+    return true
+  end
+  local s = objective.score(ctx.objective, result.metrics)
+  t.metrics, t.score, t.feasible, t.violation = result.metrics, s.score, s.feasible, s.violation
+  t.status = s.feasible and "ok" or (s.score == nil and "eval-failed" or "infeasible")
+  t.feedback = s.why or ((result.stderr_tail or "") ~= "" and evaluator.feedback(result) or nil)
+  return true
+end
+
+-- keep: the try becomes the best, is kept, or the workspace goes back to
+-- the best (a try that failed, or fell short by more than the tolerance).
+-- Sets try.verdict, try.improved; moves ctx.best, ctx.at, ctx.stale.
+function steps.keep(ctx, t)
+  local o, run = ctx.o, ctx.run
+  local improved = t.status ~= "agent-failed" and t.status ~= "eval-failed"
+    and objective.better(ctx.objective, t, ctx.best)
+  local g, note = improved and gain(ctx.objective, t, ctx.best)
+  if g and g <= (o.noise or 0.05) then
+    local code
+    improved, note, code = settle(ctx, t, t.commit_id)
+    if improved == nil then return nil, note, code end
+  end
+  if improved then
+    ctx.best, ctx.at, ctx.stale = t, { seq = t.seq, commit = t.commit_id }, 0
+    evolve.update_run(run.id, { best_seq = t.seq })
+    t.verdict = "new best" .. (note and (" (" .. note .. ")") or "")
   else
+    ctx.stale = ctx.stale + 1
+    local fell = t.status == "agent-failed" or t.status == "eval-failed"
+      or objective.worse(ctx.objective, t, ctx.best, o.tolerance)
+    if o.rollback ~= "never" and fell and ctx.best and ctx.best.commit_id then
+      local ok, rerr = ctx.repo:restore(t.commit_id, ctx.best.commit_id)
+      if not ok then return nil, "restoring the best try failed: " .. tostring(rerr) end
+      ctx.at = { seq = ctx.best.seq, commit = ctx.best.commit_id }
+      t.verdict = "rolled back to " .. (ctx.best.seq == 0 and "the start" or ("try " .. ctx.best.seq))
+    else
+      ctx.at = { seq = t.seq, commit = t.commit_id }
+      t.verdict = "kept" .. (note and (", no better than the best (" .. note .. ")") or "")
+    end
+  end
+  t.improved = improved
+  return true
+end
+
+-- report: one line for the person.
+function steps.report(ctx, t)
+  say(ctx, ("try %d: %-11s score %-10s %s — %s"):format(t.seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
+    evolve.metrics_text(t.metrics), t.verdict))
+  return true
+end
+
+-- the steps in force: the recipe's, each replaced by a function of the
+-- same name in o (the `evolve` setting); a function there by another name
+-- is a mistake worth saying
+function R.resolve_steps(o)
+  local out = {}
+  for _, name in ipairs(R.step_names) do
+    local f = o[name]
+    if f ~= nil and type(f) ~= "function" then
+      return nil, ("evolve: the %s step in procy.lua must be a function(ctx, try), not a %s"):format(name, type(f))
+    end
+    out[name] = f or steps[name]
+  end
+  for k, v in pairs(o) do
+    if type(v) == "function" and not out[k] then
+      return nil, ("evolve: no step named %s (the steps: %s)"):format(tostring(k), table.concat(R.step_names, ", "))
+    end
+  end
+  return out
+end
+
+-- one try: the steps in turn, with the record kept between them
+function R.try(state)
+  local st, run, seq = state.steps, state.run, state.seq
+  local t = { seq = seq }
+  local function step(name)
+    local ok, err, code = st[name](state, t)
+    if not ok then return nil, err or (name .. " failed"), code end
+    return true
+  end
+  local ok, err, code = step("ask")
+  if ok then ok, err, code = step("gate") end
+  if not ok then return nil, err, code end
+  evolve.add_try(run.id, { seq = seq, parent_seq = state.at.seq, prompt = t.prompt, model = t.model,
+    session_id = state.agent.session })
+  ok, err, code = step("act")
+  if not ok then return nil, err, code end
+  if t.status ~= "agent-failed" then
     evolve.progress(state, "evaluating")
     local files = {}
-    for _, c in ipairs(state.repo:changes(state.at.commit, commit) or {}) do files[#files + 1] = c.path end
-    local result = evaluator.run(state.evaluator, { session = a.session, run = run.id, try = seq, iteration = seq,
-      files_changed = files, timeout = o.eval_timeout })
-    local s = judge(state, result)
-    t.status, t.metrics, t.score, t.feasible, t.feedback = s.status, s.metrics, s.score, s.feasible, s.feedback
-    t.violation, t.eval_result_id = s.violation, result.id
+    for _, c in ipairs(state.repo:changes(state.at.commit, t.commit_id) or {}) do files[#files + 1] = c.path end
+    t.result = evaluator.run(state.evaluator, { session = state.agent.session, run = run.id, try = seq,
+      iteration = seq, files_changed = files, timeout = state.o.eval_timeout })
+    t.eval_result_id = t.result.id
+    ok, err, code = step("judge")
+    if not ok then return nil, err, code end
   end
   t.ended_at = require("procy.store").now_us()
   evolve.update_try(run.id, seq, { turn_seq = t.turn_seq, response = t.response, commit_id = t.commit_id,
     metrics = t.metrics, score = t.score, feasible = t.feasible, status = t.status, feedback = t.feedback,
     eval_result_id = t.eval_result_id, tokens = t.tokens, ended_at = t.ended_at })
   state.tries[#state.tries + 1] = t
-  state.tokens = state.tokens + t.tokens
-  -- keep it, or go back to the best
-  local improved = t.status ~= "agent-failed" and t.status ~= "eval-failed"
-    and objective.better(state.objective, t, state.best)
-  local g, note = improved and gain(state.objective, t, state.best)
-  if g and g <= (o.noise or 0.05) then improved, note = settle(state, t, commit) end
-  local verdict
-  if improved then
-    state.best, state.at, state.stale = t, { seq = seq, commit = commit }, 0
-    evolve.update_run(run.id, { best_seq = seq })
-    verdict = "new best" .. (note and (" (" .. note .. ")") or "")
-  else
-    state.stale = state.stale + 1
-    local fell = t.status == "agent-failed" or t.status == "eval-failed"
-      or objective.worse(state.objective, t, state.best, o.tolerance)
-    if o.rollback ~= "never" and fell and state.best and state.best.commit_id then
-      local ok, rerr = state.repo:restore(commit, state.best.commit_id)
-      if not ok then return nil, "restoring the best try failed: " .. tostring(rerr) end
-      state.at = { seq = state.best.seq, commit = state.best.commit_id }
-      verdict = "rolled back to " .. (state.best.seq == 0 and "the start" or ("try " .. state.best.seq))
-    else
-      state.at = { seq = seq, commit = commit }
-      verdict = "kept" .. (note and (", no better than the best (" .. note .. ")") or "")
-    end
-  end
-  t.verdict = not improved and verdict or nil
-  say(state, ("try %d: %-11s score %-10s %s — %s"):format(seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
-    evolve.metrics_text(t.metrics), verdict))
+  state.tokens = state.tokens + (t.tokens or 0)
+  ok, err, code = step("keep")
+  if ok then ok, err, code = step("report") end
+  if not ok then return nil, err, code end
+  if t.improved then t.verdict = nil end -- the record's verdict is for a try that did not win
   return t
 end
 
@@ -299,12 +399,14 @@ end
 function R.main(args, cmd)
   local o, given = R.options(args)
   if not o then return nil, given end
+  local st, serr = R.resolve_steps(o)
+  if not st then return nil, serr, "EINVAL" end
   local cwd = o.cwd or (cmd and cmd.cwd) or fs.cwd()
   local a = agent.current()
   local own_agent = false
   local state = { o = o, tries = {}, tokens = 0, stale = 0, durations = {}, started = core.now(),
     print = cmd and cmd.print, notify = cmd and (cmd.pin or cmd.status), show = cmd and cmd.show,
-    approve_timeout = o.approve_timeout, session = a and a.session }
+    approve_timeout = o.approve_timeout, session = a and a.session, steps = st, default = steps }
   -- the run: resumed or new
   local run, err, code
   if o.resume then
@@ -400,9 +502,11 @@ function R.main(args, cmd)
   if not obj then finished = true evolve.finish_run(run.id, "error", objerr) return nil, objerr end
   state.objective, state.schema = obj, schema and schema.metrics
   for _, t in ipairs(done) do
-    if t.metrics then
-      local s = objective.score(obj, t.metrics)
-      t.score, t.feasible, t.violation = s.score, s.feasible, s.violation
+    if t.metrics then -- scored by the judge in force, as the tries to come will be
+      local j = { seq = t.seq, result = { status = "ok", metrics = t.metrics, stderr_tail = "" } }
+      local ok, jerr, jcode = st.judge(state, j)
+      if not ok then finished = true evolve.finish_run(run.id, "error", jerr) return nil, jerr, jcode end
+      t.score, t.feasible, t.violation = j.score, j.feasible, j.violation
     end
     if t.seq == 0 then
       state.base = t

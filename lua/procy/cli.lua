@@ -482,6 +482,17 @@ function commands.recipes(args)
   end
   for _, r in ipairs(recipes.list()) do
     print(("%-32s %s"):format(r.name, r.path and ("this project's copy: " .. r.path) or "shipped"))
+    -- a recipe of steps: which ones the project's settings replace
+    local chunk = recipes.load(r.path or r.name)
+    local ok, R = pcall(chunk or error)
+    if ok and type(R) == "table" and R.step_names and R.setting then
+      local own = config.get()[R.setting] or {}
+      local names = {}
+      for i, n in ipairs(R.step_names) do
+        names[i] = type(own[n]) == "function" and (n .. " (procy.lua's)") or n
+      end
+      print(("%-32s steps: %s"):format("", table.concat(names, ", ")))
+    end
   end
   return 0
 end

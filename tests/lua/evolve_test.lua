@@ -426,6 +426,33 @@ T.like(r.stderr, "ETUNNEL: ssh to bad%-host exited with 255: ssh: Could not reso
 r = T.procy({ "--tunnel", "-oProxyCommand=x", "run", dir .. "/noop.lua" }, { env = tenv })
 T.like(r.stderr, "needs a host name", "a host that looks like an option is refused")
 
+-- a project's own judge, five lines of its procy.lua: the starting point,
+-- every try and every measure-again are scored by it
+local p10 = project("p10", [[evolve = { patience = 0, judge = function(ctx, try)
+    local m = try.result.metrics
+    try.metrics, try.score, try.feasible = m, m.value * 10 - m.size, true
+    try.status = "ok"
+    return true
+  end },]])
+m = fakemodel.start { "SET 5", "SET 2" }
+r = evolve_run(p10, m, { "--task", "t", "--iterations", "2", "--agent", "setter", "--evaluator", "eval.sh" })
+T.is(r.code, 0, "a run with the project's judge", r.stderr .. r.stdout)
+run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p10)[1]
+tries = h:query("SELECT seq, score FROM tries WHERE run_id = ? ORDER BY seq", run.id)
+scores = {}
+for _, t in ipairs(tries) do scores[#scores + 1] = t.seq .. "=" .. tostring(t.score) end
+T.is(table.concat(scores, " "), "0=7.0 1=47.0 2=17.0", "the project's judge scored the start and each try")
+T.like(r.stdout, "try 2: ok%s+score 17 .- rolled back to try 1", "and the recipe's own keep step used its scores")
+m.close()
+r = T.procy({ "recipes" }, { cwd = p10 })
+T.like(r.stdout, "steps: ask, gate, act, judge %(procy.lua's%), keep, report", "procy recipes names the step it replaces")
+T.write(p10 .. "/procy.lua", T.read(p10 .. "/procy.lua"):gsub("judge = function", "jduge = function"))
+m = fakemodel.start { "SET 5" }
+r = evolve_run(p10, m, { "--task", "t", "--iterations", "1", "--agent", "setter", "--evaluator", "eval.sh" })
+T.ok(r.code ~= 0 and r.stderr:find("no step named jduge (the steps: ask, gate, act, judge, keep, report)", 1, true),
+  "a step by a name the recipe has not is an error naming the steps", r.stderr)
+m.close()
+
 -- the project's own copy of the recipe is the one that runs
 r = T.procy({ "recipes", "copy", "evolve" }, { cwd = p5 })
 T.is(r.code, 0, "procy recipes copy evolve", r.stderr)
