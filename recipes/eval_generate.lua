@@ -37,16 +37,10 @@ local function read(path)
 end
 
 function R.main(args, cmd)
-  local file, profile, timeout, words = "eval.py", nil, 600, {}
-  local i = 1
-  while i <= #args do
-    if args[i] == "--file" then file, i = args[i + 1], i + 1
-    elseif args[i] == "--agent" then profile, i = args[i + 1], i + 1
-    elseif args[i] == "--timeout" then timeout, i = tonumber(args[i + 1]), i + 1
-    else words[#words + 1] = args[i] end
-    i = i + 1
-  end
-  if not file or not timeout then return nil, "eval_generate: --file PATH, --agent NAME, --timeout SECONDS" end
+  local o, words = require("procy.recipes").flags(args, { file = "string", agent = "string", timeout = "number" },
+    "eval_generate")
+  if not o then return nil, words .. " (eval_generate [--file PATH] [--agent NAME] [--timeout SECONDS] WHAT)" end
+  local file, profile, timeout = o.file or "eval.py", o.agent, o.timeout or 600
   local out = cmd and cmd.print or print
   local cwd = (cmd and cmd.cwd) or fs.cwd()
   local a, own = agent.current(), false

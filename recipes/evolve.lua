@@ -55,28 +55,12 @@ local flags = { task = "string", iterations = "number", more = "number", agent =
 -- options(args) -> o, given | nil, err: the `evolve` setting, then the
 -- flags (given: the ones on the command line)
 function R.options(args)
+  local flags_given, words = require("procy.recipes").flags(args, flags, "evolve")
+  if not flags_given then return nil, words .. " (see the head of recipes/evolve.lua)" end
+  if #words > 0 then return nil, "evolve: unknown argument '" .. words[1] .. "' (see the head of recipes/evolve.lua)" end
   local o, given = {}, {}
   for k, v in pairs(config.get().evolve or {}) do o[k] = v end
-  local i = 1
-  while i <= #args do
-    local name = args[i]:match("^%-%-(.+)$")
-    local kind = name and flags[name]
-    if not kind then return nil, "evolve: unknown argument '" .. args[i] .. "' (" .. "see the head of recipes/evolve.lua)" end
-    local key = name:gsub("%-", "_")
-    if kind == "boolean" then o[key] = true
-    else
-      local v = args[i + 1]
-      if v == nil then return nil, "evolve: " .. args[i] .. " needs a value" end
-      if kind == "number" then
-        v = tonumber(v)
-        if not v then return nil, "evolve: " .. args[i] .. " needs a number" end
-      end
-      o[key] = v
-      i = i + 1
-    end
-    given[key] = true
-    i = i + 1
-  end
+  for k, v in pairs(flags_given) do o[k], given[k] = v, true end
   return o, given
 end
 

@@ -69,6 +69,42 @@ function M.load(name, env, dir)
   return chunk, info
 end
 
+-- flags(args, spec, [who]) -> opts, words | nil, err: the one flag parser
+-- of recipes. spec maps a flag's name to "string", "number" or "boolean":
+-- `--name VALUE` (`--name` alone for a boolean) goes into opts with its
+-- dashes made underscores; other words stay in order in words. An unknown
+-- --flag, a missing value or a number that is none is an error naming who.
+function M.flags(args, spec, who)
+  who = who or "recipe"
+  local opts, words = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local name = type(a) == "string" and a:match("^%-%-(.+)$")
+    if name then
+      local kind = spec[name]
+      if not kind then return nil, ("%s: unknown argument '%s'"):format(who, a) end
+      local key = name:gsub("%-", "_")
+      if kind == "boolean" then
+        opts[key] = true
+      else
+        local v = args[i + 1]
+        if v == nil then return nil, ("%s: %s needs a value"):format(who, a) end
+        if kind == "number" then
+          v = tonumber(v)
+          if not v then return nil, ("%s: %s needs a number"):format(who, a) end
+        end
+        opts[key] = v
+        i = i + 1
+      end
+    else
+      words[#words + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, words
+end
+
 -- list() -> {{name, shipped = true, path = project copy or nil}, ...}
 function M.list(dir)
   local out = {}

@@ -426,6 +426,16 @@ T.like(r.stderr, "ETUNNEL: ssh to bad%-host exited with 255: ssh: Could not reso
 r = T.procy({ "--tunnel", "-oProxyCommand=x", "run", dir .. "/noop.lua" }, { env = tenv })
 T.like(r.stderr, "needs a host name", "a host that looks like an option is refused")
 
+-- recipes.flags: the one flag parser of recipes
+local recipes = require "procy.recipes"
+local fo, fw = recipes.flags({ "--n", "3", "word", "--yes", "--name-x", "v", "more" },
+  { n = "number", yes = "boolean", ["name-x"] = "string" }, "r")
+T.ok(fo and fo.n == 3 and fo.yes == true and fo.name_x == "v" and table.concat(fw, " ") == "word more",
+  "recipes.flags: values, a boolean, dashes made underscores, the other words in order")
+T.is(select(2, recipes.flags({ "--what" }, {}, "r")), "r: unknown argument '--what'", "an unknown flag is named")
+T.is(select(2, recipes.flags({ "--n", "x" }, { n = "number" }, "r")), "r: --n needs a number", "so is a number that is none")
+T.is(select(2, recipes.flags({ "--n" }, { n = "string" }, "r")), "r: --n needs a value", "and a missing value")
+
 -- a project's own judge, five lines of its procy.lua: the starting point,
 -- every try and every measure-again are scored by it
 local p10 = project("p10", [[evolve = { patience = 0, judge = function(ctx, try)
