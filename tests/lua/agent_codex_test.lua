@@ -70,6 +70,12 @@ for _ = 1, 50 do
   core.sleep(0.1)
 end
 T.is(row and (row.status .. " " .. row.prompt), "done TOOL:shell[echo tui-tool]", "one turn, ended by notify, exact prompt")
+-- a call recorded a moment after the turn ended is linked to it then
+for _ = 1, 50 do
+  if row and row.calls >= 2 and row.side_calls >= 1 then break end
+  core.sleep(0.1)
+  row = h:query("SELECT * FROM turns ORDER BY id DESC LIMIT 1")[1]
+end
 T.ok(row and row.calls == 2 and row.side_calls >= 1, "its two main calls, and the title call as a side call",
      row and (row.calls .. " / " .. row.side_calls))
 T.is(h:query("SELECT count(*) AS n FROM turns")[1].n, 1, "the title is not a turn")
