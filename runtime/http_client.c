@@ -504,12 +504,9 @@ static void stream_wake(lcall_t *c)
 	if (!c->reader)
 		return;
 	if (give(L, c)) {
-		op_t *op = c->reader;
-		c->reader = NULL;
-		op_complete(L, op, 1);
+		op_complete(L, waiter_take(&c->reader), 1);
 	} else if (c->ended) {
-		op_t *op = c->reader;
-		c->reader = NULL;
+		op_t *op = waiter_take(&c->reader);
 		push_ending(L, c);
 		op_complete(L, op, c->code[0] ? 3 : 1);
 	}
@@ -598,13 +595,7 @@ static void request_cancel(op_t *op)
 
 static const op_class request_class = { "http request", request_cancel };
 
-static void reader_cancel(op_t *op)
-{
-	lcall_t *c = op->data;
-	c->reader = NULL; /* a read timed out: the stream goes on */
-}
-
-static const op_class reader_class = { "http read", reader_cancel };
+static const op_class reader_class = { "http read", waiter_cancel }; /* a read timed out: the stream goes on */
 
 /* Reads {method, url, headers = {name = value | {values}}, body, timeout,
    connect_timeout, stall_timeout} at idx and starts the transfer. Pushes
@@ -719,10 +710,7 @@ static int next_piece(lua_State *L, lcall_t *c, int by_event, double timeout)
 	}
 	if (c->reader)
 		return luaL_error(L, "http: another task is already reading this stream");
-	lua_settop(L, 0);
-	c->reader = op_new(L, &reader_class, 0);
-	c->reader->data = c;
-	return op_await(L, 1, timeout);
+	return waiter_wait(L, &c->reader, &reader_class, timeout);
 }
 
 /* s:read([timeout]) -> the bytes that arrived (waiting for some), nil at

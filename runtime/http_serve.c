@@ -31,9 +31,8 @@ static void push_request(lua_State *L, hreq_t *r);
 void server_hand_to_lua(server_t *srv, hreq_t *r)
 {
 	r->holders++; /* the Lua handle's, once it exists */
-	if (srv->acceptor) {
-		op_t *op = srv->acceptor;
-		srv->acceptor = NULL;
+	op_t *op = waiter_take(&srv->acceptor);
+	if (op) {
 		push_request(srv->rt->L, r);
 		op_complete(srv->rt->L, op, 1);
 		return;
@@ -51,11 +50,8 @@ void server_record_ready(server_t *srv)
 {
 	if (srv->capture && srv->running)
 		proxy_resume_held(srv); /* the recorder made room */
-	if (srv->recorder && next_call(srv, srv->rt->L)) {
-		op_t *op = srv->recorder;
-		srv->recorder = NULL;
-		op_complete(srv->rt->L, op, 1);
-	}
+	if (srv->recorder && next_call(srv, srv->rt->L))
+		op_complete(srv->rt->L, waiter_take(&srv->recorder), 1);
 }
 
 /* A closed server is stopped (server_stop) but kept until collected, so
@@ -68,18 +64,8 @@ static server_t *check_server(lua_State *L, int open)
 	return ls->srv;
 }
 
-static void acceptor_cancel(op_t *op)
-{
-	((server_t *)op->data)->acceptor = NULL;
-}
-
-static void recorder_cancel(op_t *op)
-{
-	((server_t *)op->data)->recorder = NULL;
-}
-
-static const op_class accept_class = { "http accept", acceptor_cancel };
-static const op_class record_class = { "proxy record", recorder_cancel };
+static const op_class accept_class = { "http accept", waiter_cancel };
+static const op_class record_class = { "proxy record", waiter_cancel };
 
 /* srv:accept([timeout]) -> the next request not for the proxy */
 static int srv_accept(lua_State *L)
@@ -94,10 +80,7 @@ static int srv_accept(lua_State *L)
 	}
 	if (srv->acceptor)
 		return luaL_error(L, "http: another task is already accepting");
-	lua_settop(L, 0);
-	srv->acceptor = op_new(L, &accept_class, 0);
-	srv->acceptor->data = srv;
-	return op_await(L, 1, timeout);
+	return waiter_wait(L, &srv->acceptor, &accept_class, timeout);
 }
 
 /* srv:calls([timeout]) -> the next finished proxy call, as a record table
@@ -114,10 +97,7 @@ static int srv_calls(lua_State *L)
 		return procy_fail(L, "ETIMEDOUT", "no call is waiting");
 	if (srv->recorder)
 		return luaL_error(L, "http: another task is already reading calls");
-	lua_settop(L, 0);
-	srv->recorder = op_new(L, &record_class, 0);
-	srv->recorder->data = srv;
-	return op_await(L, 1, timeout);
+	return waiter_wait(L, &srv->recorder, &record_class, timeout);
 }
 
 /* srv:inflight([tag]) -> how many proxied calls are under way (for tag);

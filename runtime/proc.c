@@ -194,17 +194,15 @@ static void maybe_done(proc_t *p)
 	loop_timer_stop(loop, &p->kill_timer);
 	for (int i = 0; i < 2; i++) {
 		stream_t *s = &p->out[i];
-		if (s->reader) {
-			op_t *op = s->reader;
-			s->reader = NULL;
+		op_t *op = waiter_take(&s->reader);
+		if (op) {
 			if (!push_next(L, s))
 				lua_pushnil(L);
 			op_complete(L, op, 1);
 		}
 	}
-	if (p->wait_op) {
-		op_t *op = p->wait_op;
-		p->wait_op = NULL;
+	op_t *op = waiter_take(&p->wait_op);
+	if (op) {
 		push_result(L, p);
 		op_complete(L, op, 1);
 	}
@@ -333,11 +331,8 @@ static void on_readable(loop_t *loop, loop_io *w, uint32_t events)
 			lua_pushnil(L); /* EOF: ends the reader's for loop */
 			got = 1;
 		}
-		if (got) {
-			op_t *op = s->reader;
-			s->reader = NULL;
-			op_complete(L, op, 1);
-		}
+		if (got)
+			op_complete(L, waiter_take(&s->reader), 1);
 	}
 	maybe_done(p);
 }
@@ -522,12 +517,6 @@ static proc_t *spawn(lua_State *L)
 
 /* ---- Lua API ----------------------------------------------------------------------- */
 
-static void wait_cancel(op_t *op)
-{
-	proc_t *p = op->data;
-	p->wait_op = NULL; /* p:wait() timed out or its task ended; p goes on */
-}
-
 static void run_cancel(op_t *op)
 {
 	proc_t *p = op->data;
@@ -535,16 +524,11 @@ static void run_cancel(op_t *op)
 	terminate(p); /* proc.run's task was cancelled: stop what it started */
 }
 
-static const op_class wait_class = { "process wait", wait_cancel };
+/* p:wait() timed out or its task ended: p goes on */
+static const op_class wait_class = { "process wait", waiter_cancel };
 static const op_class run_class  = { "process run", run_cancel };
 
-static void line_cancel(op_t *op)
-{
-	stream_t *s = op->data;
-	s->reader = NULL;
-}
-
-static const op_class line_class = { "process output", line_cancel };
+static const op_class line_class = { "process output", waiter_cancel };
 
 /* run(argv, [opts]) -> {code, signal, stdout, stderr, timed_out, pid}
    | nil, err, code when it cannot start. Waits for the exit. */
@@ -593,10 +577,7 @@ static int p_wait(lua_State *L)
 	}
 	if (p->wait_op)
 		return luaL_error(L, "proc: another task is already waiting for %s", p->name);
-	lua_settop(L, 0);
-	p->wait_op = op_new(L, &wait_class, 0);
-	p->wait_op->data = p;
-	return op_await(L, 1, timeout);
+	return waiter_wait(L, &p->wait_op, &wait_class, timeout);
 }
 
 /* Gives the next line (or chunk) of s now, or waits for it. */
@@ -610,10 +591,7 @@ static int next_from(lua_State *L, proc_t *p, stream_t *s, int by_line, double t
 		return 0;
 	if (s->reader)
 		return luaL_error(L, "proc: another task is already reading from %s", p->name);
-	lua_settop(L, 0);
-	s->reader = op_new(L, &line_class, 0);
-	s->reader->data = s;
-	return op_await(L, 1, timeout);
+	return waiter_wait(L, &s->reader, &line_class, timeout);
 }
 
 static int lines_iter(lua_State *L)

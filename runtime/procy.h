@@ -377,6 +377,16 @@ void op_cancel(lua_State *L, op_t *op);
    op completes with. Raises if not called from a task. */
 int  op_await(lua_State *L, int idx, double timeout);
 
+/* One task waiting on a slot (the next request, event, line, chunk): the
+   common op. waiter_wait puts a new op of cls in *slot and awaits it
+   (tail-call it; the slot must be empty: say so yourself when it is not).
+   cls->cancel is waiter_cancel, which empties the slot (a timeout, the
+   task's end). The producer takes the op with waiter_take, pushes the
+   results and calls op_complete. */
+int   waiter_wait(lua_State *L, op_t **slot, const op_class *cls, double timeout);
+op_t *waiter_take(op_t **slot); /* NULL if none waits */
+void  waiter_cancel(op_t *op);
+
 /* ---- errors -------------------------------------------------------------- */
 
 /* [-0, +3] Pushes nil, "CODE: msg", "CODE" and returns 3. */

@@ -68,9 +68,8 @@ static void on_event(void *owner, int type, const char *text, size_t len, int co
 	e->type = type;
 	e->code = code;
 	e->sig = sig;
-	if (h->waiter) {
-		op_t *op = h->waiter;
-		h->waiter = NULL;
+	op_t *op = waiter_take(&h->waiter);
+	if (op) {
 		push_event(h->rt->L, e);
 		h->ended |= type == SESSION_EXIT;
 		op_complete(h->rt->L, op, 1);
@@ -92,13 +91,7 @@ static handle_t *check(lua_State *L)
 	return h;
 }
 
-static void event_cancel(op_t *op)
-{
-	handle_t *h = op->data;
-	h->waiter = NULL;
-}
-
-static const op_class event_class = { "session event", event_cancel };
+static const op_class event_class = { "session event", waiter_cancel };
 
 /* s:event([timeout]) -> {type = "command"|"line"|"error"|"exit", ...}, or
    nil once the exit has been given */
@@ -120,10 +113,7 @@ static int s_event(lua_State *L)
 		return 0;
 	if (h->waiter)
 		return luaL_error(L, "another task is already waiting for this session's events");
-	lua_settop(L, 0);
-	h->waiter = op_new(L, &event_class, 0);
-	h->waiter->data = h;
-	return op_await(L, 1, timeout);
+	return waiter_wait(L, &h->waiter, &event_class, timeout);
 }
 
 /* s:show(text): a pager over the agent until a key closes it */

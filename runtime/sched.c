@@ -187,6 +187,28 @@ int op_await(lua_State *L, int idx, double timeout)
 	return lua_yield(L, 0);
 }
 
+/* ---- waiters: one task on a slot --------------------------------------------------------- */
+
+void waiter_cancel(op_t *op)
+{
+	*(op_t **)op->data = NULL;
+}
+
+int waiter_wait(lua_State *L, op_t **slot, const op_class *cls, double timeout)
+{
+	lua_settop(L, 0);
+	*slot = op_new(L, cls, 0);
+	(*slot)->data = slot;
+	return op_await(L, 1, timeout);
+}
+
+op_t *waiter_take(op_t **slot)
+{
+	op_t *op = *slot;
+	*slot = NULL;
+	return op;
+}
+
 /* ---- tasks --------------------------------------------------------------- */
 
 /* Pushes the userdata of a live task (anchored in the registry). */
