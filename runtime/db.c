@@ -44,7 +44,7 @@ typedef struct db {
 	int      txdepth;
 } db_t;
 
-static const char *code_name(int rc)
+const char *db_code_name(int rc)
 {
 	static const char *const names[] = {
 		"SQLITE_OK", "SQLITE_ERROR", "SQLITE_INTERNAL", "SQLITE_PERM",
@@ -64,8 +64,8 @@ static int db_fail(lua_State *L, sqlite3 *h, int rc, const char *context)
 {
 	const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
 	if (context)
-		return procy_fail(L, code_name(rc), "%s: %s", context, msg);
-	return procy_fail(L, code_name(rc), "%s", msg);
+		return procy_fail(L, db_code_name(rc), "%s: %s", context, msg);
+	return procy_fail(L, db_code_name(rc), "%s", msg);
 }
 
 static db_t *check_db(lua_State *L)
@@ -162,7 +162,7 @@ void db_raise(lua_State *L, struct sqlite3 *h, int rc)
 	lua_createtable(L, 0, 2);
 	lua_pushstring(L, h ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
 	lua_setfield(L, -2, "err");
-	lua_pushstring(L, code_name(rc));
+	lua_pushstring(L, db_code_name(rc));
 	lua_setfield(L, -2, "code");
 	lua_error(L);
 }
@@ -325,7 +325,7 @@ static int db_exec(lua_State *L)
 			sqlite3_free(err);
 			if ((rc & 0xff) == SQLITE_ERROR)
 				return luaL_error(L, "db: %s (in: %s)", lua_tostring(L, -1), sql);
-			return procy_fail(L, code_name(rc), "%s", lua_tostring(L, -1));
+			return procy_fail(L, db_code_name(rc), "%s", lua_tostring(L, -1));
 		}
 	} else {
 		if (!st)
@@ -630,7 +630,7 @@ static int migrate_each(lua_State *L, db_t *db, migration *m, int count, int lat
 			lua_pushstring(L, err ? err : sqlite3_errmsg(db->h));
 			sqlite3_free(err);
 			exec_plain(db, "ROLLBACK");
-			return procy_fail(L, code_name(rc), "migration %s failed: %s",
+			return procy_fail(L, db_code_name(rc), "migration %s failed: %s",
 			                  m[i].name, lua_tostring(L, -1));
 		}
 	}
@@ -686,7 +686,7 @@ static int db_open(lua_State *L)
 	int rc = sqlite3_open_v2(path, &db->h, (readonly ? SQLITE_OPEN_READONLY :
 	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		int n = procy_fail(L, code_name(rc), "%s: %s", path,
+		int n = procy_fail(L, db_code_name(rc), "%s: %s", path,
 		                   db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
 		sqlite3_close_v2(db->h);
 		db->h = NULL;
@@ -761,12 +761,14 @@ static const luaL_Reg db_funcs[] = {
 	{ "open",           db_open },
 	{ "blob",           db_blob },
 	{ "schema_version", db_schema_version },
+	{ "reader",         db_reader_open },
 	{ NULL, NULL }
 };
 
 int luaopen_procy_db(lua_State *L)
 {
 	procy_class(L, PROCY_DB_MT, db_methods, db_close, db_tostring);
+	db_reader_register(L);
 	luaL_newmetatable(L, BLOB_MT);
 	lua_pop(L, 1);
 	luaL_newlib(L, db_funcs);

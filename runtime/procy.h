@@ -431,6 +431,11 @@ struct sqlite3 *db_conn(lua_State *L, int idx);
 struct sqlite3_stmt *db_cached(lua_State *L, int idx, const char *sql);
 /* Raises {err = message, code = "SQLITE_..."} for a failed call. */
 void db_raise(lua_State *L, struct sqlite3 *h, int rc);
+/* "SQLITE_BUSY" and the like, for an SQLite result code. */
+const char *db_code_name(int rc);
+/* db_reader.c: db.reader(path), reads on a thread of their own. */
+int  db_reader_open(lua_State *L);
+void db_reader_register(lua_State *L);
 
 /* ---- modules --------------------------------------------------------------- */
 

@@ -402,7 +402,8 @@ function commands.usage(args, opts)
     end
     r.session = row.id
   end
-  local report = usage.report(r)
+  local report, rerr = usage.report(r)
+  if not report then say(rerr) return 1 end
   if opts.json then
     local json = require "procy.json"
     report.models, report.sessions = json.array(report.models), json.array(report.sessions)

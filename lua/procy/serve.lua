@@ -2,7 +2,7 @@
 -- are proxied in C and recorded by procy.capture; everything else is the
 -- JSON API below, each request handled in its own task:
 --
---   GET /health                      {ok, version, uptime_s, db, calls, upstream, record}: record
+--   GET /health                      {ok, version, uptime_s, db, calls (the newest id), upstream, record}: record
 --                                    says what the proxy relayed and the record kept (srv:stats())
 --   GET /api/sessions?limit=N        the newest sessions
 --   GET /api/calls?session=&limit=&before=   calls, newest first; `next` is
@@ -76,52 +76,59 @@ end
 
 local routes = {}
 
+-- The routes read the record with s.reader (store.reader): on its own
+-- thread, so a long read holds its request's task, not the loop the relay
+-- and the proxy run on.
 routes["/health"] = function(req, s)
-  local ok, err = pcall(store.counts)
-  local counts = ok and err or nil
+  -- the newest call's id, not a count: counting a large table takes long
+  local rows, err = s.reader:query("SELECT max(id) AS n FROM api_calls")
+  local ok = rows ~= nil
   local st = s.srv:stats()
-  reply(req, 200, { ok = ok and counts ~= nil and not st.failing, version = core.version,
-    uptime_s = core.now() - s.started, db = ok and counts and "ok" or tostring(err), db_path = store.path(),
-    calls = counts and counts.api_calls, upstream = s.upstream, openai_upstream = s.openai,
+  reply(req, 200, { ok = ok and not st.failing, version = core.version,
+    uptime_s = core.now() - s.started, db = ok and "ok" or tostring(err), db_path = store.path(),
+    calls = ok and (rows[1].n or 0) or nil, upstream = s.upstream, openai_upstream = s.openai,
     record = { relayed = st.relayed, recorded = st.recorded, marked = st.marked, lost = st.lost,
       waited = st.waited, waiting = st.held, queued = st.queued, queued_bytes = st.queued_bytes,
       failures = st.failures, failing = st.failing or json.null } })
 end
 
-routes["/api/sessions"] = function(req)
+routes["/api/sessions"] = function(req, s)
   local limit, err = int(query_of(req), "limit", 1)
   if err then return fail(req, 400, err) end
-  local rows = store.sessions(math.min(limit or 50, 1000))
+  local rows, rerr = store.sessions(math.min(limit or 50, 1000), s.reader)
+  if not rows then return fail(req, 500, rerr) end
   for _, r in ipairs(rows) do r.argv = json.array(r.argv) end
   reply(req, 200, { sessions = json.array(rows) })
 end
 
-local function session_arg(q)
+local function session_arg(q, s)
   if not q.session or q.session == "" then return nil end
-  local row, err = store.find_session(q.session)
+  local row, err = store.find_session(q.session, s.reader)
   if not row then return nil, err end
   return row.id
 end
 
-routes["/api/calls"] = function(req)
+routes["/api/calls"] = function(req, s)
   local q = query_of(req)
   local limit, lerr = int(q, "limit", 1)
   local before, berr = int(q, "before", 1)
-  local session, serr = session_arg(q)
+  local session, serr = session_arg(q, s)
   if lerr or berr or serr then return fail(req, 400, lerr or berr or serr) end
-  local rows = store.calls { session = session, limit = limit, before = before }
+  local rows, err = store.calls { session = session, limit = limit, before = before, db = s.reader }
+  if not rows then return fail(req, 500, err) end
   local full = #rows == math.max(1, math.min(limit or 50, 1000))
   reply(req, 200, { calls = json.array(rows), next = full and rows[#rows].id or json.null })
 end
 
-routes["/api/usage"] = function(req)
+routes["/api/usage"] = function(req, s)
   local usage = require "procy.usage"
   local q = query_of(req)
   local since, err1 = q.since and usage.time(q.since)
   local until_, err2 = q["until"] and usage.time(q["until"])
-  local session, err3 = session_arg(q)
+  local session, err3 = session_arg(q, s)
   if err1 or err2 or err3 then return fail(req, 400, err1 or err2 or err3) end
-  local r = usage.report { since = since, until_ = until_, session = session }
+  local r, err = usage.report { since = since, until_ = until_, session = session, db = s.reader }
+  if not r then return fail(req, 500, err) end
   r.models, r.sessions = json.array(r.models), json.array(r.sessions)
   reply(req, 200, r)
 end
@@ -251,6 +258,9 @@ M.tell = tell
 function M.start(o)
   local db, err, code = store.open()
   if not db then return nil, "cannot open the record: " .. err, code end
+  local reader
+  reader, err, code = store.reader()
+  if not reader then return nil, "cannot read the record: " .. err, code end
   local cfg = config.get()
   local up, oup = M.upstreams(o)
   local host = o.host or "127.0.0.1"
@@ -268,7 +278,7 @@ function M.start(o)
       max_queued = o.max_queued } }
   if not srv then return nil, err, code end
   local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
-    started = core.now() }
+    started = core.now(), reader = reader }
   s.url = "http://" .. host .. ":" .. s.port
   s.feed = core.spawn(function()
     while true do

@@ -161,16 +161,32 @@ local function decode_session(row)
   return row
 end
 
--- find_session(prefix) -> session row | nil, err, code. A unique prefix of
--- the id will do.
-function M.find_session(prefix)
-  local h, err, code = M.open()
+-- reader() -> the record's reader (db.reader: queries on a thread of their
+-- own, so a long read holds a task, not the loop), opened once | nil, err, code
+local reader
+function M.reader()
+  if reader then return reader end
+  local r, err, code = require("procy.db").reader(M.path())
+  if not r then return nil, err, code end
+  reader = r
+  return r
+end
+
+-- The read functions below take an optional handle `h` (default: the
+-- process's connection, M.open()); M.reader() is one.
+
+-- find_session(prefix, [h]) -> session row | nil, err, code. A unique
+-- prefix of the id will do.
+function M.find_session(prefix, h)
+  local err, code
+  if not h then h, err, code = M.open() end
   if not h then return nil, err, code end
   if not prefix:match("^%x+$") then
     return nil, "ENOENT: '" .. prefix .. "' is not a session id (hex digits)", "ENOENT"
   end
-  local rows = h:query("SELECT * FROM sessions WHERE substr(id, 1, ?) = ? ORDER BY started_at LIMIT 6",
+  local rows, qerr, qcode = h:query("SELECT * FROM sessions WHERE substr(id, 1, ?) = ? ORDER BY started_at LIMIT 6",
     #prefix, prefix:lower())
+  if not rows then return nil, qerr, qcode end
   if #rows == 0 then return nil, "ENOENT: no session " .. prefix, "ENOENT" end
   if #rows > 1 then
     local ids = {}
@@ -181,9 +197,10 @@ function M.find_session(prefix)
   return decode_session(rows[1])
 end
 
--- sessions([limit]) -> the newest sessions first
-function M.sessions(limit)
-  local rows = M.open():query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT ?", limit or 50)
+-- sessions([limit], [h]) -> the newest sessions first | nil, err, code
+function M.sessions(limit, h)
+  local rows, err, code = (h or M.open()):query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT ?", limit or 50)
+  if not rows then return nil, err, code end
   for _, r in ipairs(rows) do decode_session(r) end
   return rows
 end
@@ -224,14 +241,15 @@ local call_columns = [[id, session_id, tag, api, method, path, upstream, status,
   started_at, ttfb_us, duration_us, stream, stop_reason, input_tokens, output_tokens,
   cache_creation_tokens, cache_read_tokens, cost, error, aborted, req_size, resp_size]]
 
--- calls{session =, limit =, before =} -> the newest calls first, at most
--- limit (default 50, at most 1000); before: only ids below it (the next page)
+-- calls{session =, limit =, before =, db =} -> the newest calls first, at
+-- most limit (default 50, at most 1000); before: only ids below it (the
+-- next page); db: the handle to read with | nil, err, code
 function M.calls(o)
   local where, args = { "1" }, {}
   if o.session then where[#where + 1] = "session_id = ?"; args[#args + 1] = o.session end
   if o.before then where[#where + 1] = "id < ?"; args[#args + 1] = o.before end
   args[#args + 1] = math.max(1, math.min(o.limit or 50, 1000))
-  return M.open():query("SELECT " .. call_columns .. " FROM api_calls WHERE " .. table.concat(where, " AND ")
+  return (o.db or M.open()):query("SELECT " .. call_columns .. " FROM api_calls WHERE " .. table.concat(where, " AND ")
     .. " ORDER BY id DESC LIMIT ?", table.unpack(args))
 end
 

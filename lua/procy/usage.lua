@@ -39,26 +39,33 @@ local sums = [[count(*) AS calls,
   coalesce(sum(error IS NOT NULL), 0) AS errors,
   coalesce(sum(parse_error IS NOT NULL), 0) AS marked]]
 
--- report{since =, until_ =, session =} -> {since, until_, total, models, sessions}
--- (times in µs; session a full id). cost is nil when no call in a group
--- has a known price; unpriced counts the calls whose price is unknown.
+-- report{since =, until_ =, session =, db =} -> {since, until_, total,
+-- models, sessions} | nil, err, code (times in µs; session a full id; db
+-- the handle to read with, default the process's connection). cost is nil
+-- when no call in a group has a known price; unpriced counts the calls
+-- whose price is unknown.
 function M.report(opts)
-  local h = assert(store.open())
+  local h = opts.db or assert(store.open())
   local where, args = { "1" }, {}
   if opts.since then where[#where + 1] = "started_at >= ?"; args[#args + 1] = opts.since end
   if opts.until_ then where[#where + 1] = "started_at < ?"; args[#args + 1] = opts.until_ end
   if opts.session then where[#where + 1] = "session_id = ?"; args[#args + 1] = opts.session end
   local w = table.concat(where, " AND ")
-  local function q(sql) return h:query(sql, table.unpack(args)) end
-  return {
-    since = opts.since, until_ = opts.until_, session = opts.session,
-    total = q("SELECT " .. sums .. " FROM api_calls WHERE " .. w)[1],
-    models = q("SELECT coalesce(routed_model, model, '(none)') AS model, " .. sums ..
-      " FROM api_calls WHERE " .. w .. " GROUP BY 1 ORDER BY coalesce(sum(cost), 0) DESC, calls DESC"),
-    sessions = q("SELECT a.session_id AS session, s.started_at, s.cwd, " .. sums ..
-      " FROM api_calls a LEFT JOIN sessions s ON s.id = a.session_id WHERE " .. (w:gsub("started_at", "a.started_at"):gsub("session_id", "a.session_id")) ..
-      " GROUP BY a.session_id ORDER BY s.started_at DESC"),
-  }
+  local out = { since = opts.since, until_ = opts.until_, session = opts.session }
+  for _, part in ipairs {
+    { "total", "SELECT " .. sums .. " FROM api_calls WHERE " .. w },
+    { "models", "SELECT coalesce(routed_model, model, '(none)') AS model, " .. sums ..
+      " FROM api_calls WHERE " .. w .. " GROUP BY 1 ORDER BY coalesce(sum(cost), 0) DESC, calls DESC" },
+    { "sessions", "SELECT a.session_id AS session, s.started_at, s.cwd, " .. sums ..
+      " FROM api_calls a LEFT JOIN sessions s ON s.id = a.session_id WHERE "
+      .. (w:gsub("started_at", "a.started_at"):gsub("session_id", "a.session_id"))
+      .. " GROUP BY a.session_id ORDER BY s.started_at DESC" },
+  } do
+    local rows, err, code = h:query(part[2], table.unpack(args))
+    if not rows then return nil, err, code end
+    out[part[1]] = part[1] == "total" and rows[1] or rows
+  end
+  return out
 end
 
 local function commas(n)

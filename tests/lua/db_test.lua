@@ -85,6 +85,48 @@ do
   T.is(h:query("SELECT count(*) AS n FROM t")[1].n, 100, "five tasks share one connection")
 end
 
+-- db.reader: reads on a thread of their own, the loop going on meanwhile
+do
+  local path = dir .. "/reader.db"
+  local h = assert(db.open(path, { migrations = false }))
+  h:exec("CREATE TABLE r(a, b, c)")
+  h:exec("INSERT INTO r VALUES (1, 'x', NULL), (2.5, ?, 3)", db.blob("\0\1"))
+  local r = assert(db.reader(path))
+  local rows = assert(r:query("SELECT * FROM r WHERE a >= ? ORDER BY a", 1))
+  T.ok(#rows == 2 and rows[1].a == 1 and math.type(rows[1].a) == "integer" and rows[1].b == "x"
+    and rows[1].c == nil and rows[2].a == 2.5 and rows[2].b == "\0\1" and rows[2].c == 3,
+    "r:query: the rows as h:query gives them (integers, floats, text, blobs, NULL absent)")
+  local none, err, code = r:query("SELECT * FROM nope")
+  T.ok(none == nil and code == "SQLITE_ERROR" and err:find("no such table: nope", 1, true), "a failure: nil, err, code", err)
+  none, err, code = r:query("DELETE FROM r")
+  T.is(code, "SQLITE_READONLY", "a reader refuses to write")
+  T.is(#h:query("SELECT * FROM r"), 2, "and nothing was written")
+  none, err, code = r:query("SELECT ?", 1, 2)
+  T.is(code, "SQLITE_RANGE", "parameters that do not match the statement")
+  T.ok(not pcall(r.query, r, "SELECT ?", {}), "a value SQL cannot hold raises")
+  -- a long read: another task runs meanwhile, which a read on the loop
+  -- would not let it do until the read ended
+  local ran, read_done
+  local other = core.spawn(function() core.sleep(0.01) ran = not read_done end)
+  local big = assert(r:query([[WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000)
+    SELECT sum(x) AS s FROM c]]))
+  read_done = true
+  core.await(other)
+  T.is(big[1].s, 2000001000000, "a long read's result")
+  T.ok(ran, "another task woke and ran while the read ran")
+  -- several tasks at once, one queue
+  local tasks = {}
+  for i = 1, 4 do tasks[i] = core.spawn(function() return r:query("SELECT ? AS i", i)[1].i end) end
+  local got = {}
+  for i = 1, 4 do got[i] = core.await(tasks[i]) end
+  T.is(table.concat(got, " "), "1 2 3 4", "four tasks reading at once each get their own rows")
+  h:exec("INSERT INTO r VALUES (9, 'new', 9)")
+  T.is(#assert(r:query("SELECT * FROM r")), 3, "it sees what was written since")
+  r:close()
+  T.ok(not pcall(r.query, r, "SELECT 1"), "a closed reader raises")
+  h:close()
+end
+
 -- the record's default place
 do
   T.like(store.path(), "^" .. os.getenv("XDG_DATA_HOME"):gsub("%p", "%%%0") .. "/procy/procy.db$",
