@@ -48,7 +48,6 @@ struct xfer {
 	int           got_headers, aborting, paused;
 	int64_t       stall_ns;       /* 0: no stall timeout */
 	loop_timer    stall;
-	buf_t         hline;          /* a header line being assembled */
 	list_node     all;
 };
 

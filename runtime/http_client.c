@@ -112,7 +112,6 @@ static void xfer_free(xfer_t *x)
 		free(x->hdr[i].value);
 	}
 	free(x->hdr);
-	buf_free(&x->hline);
 	list_remove(&xfers, &x->all);
 	free(x);
 }

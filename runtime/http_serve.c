@@ -158,6 +158,8 @@ static int srv_close(lua_State *L)
 	server_stop(srv); /* wakes a reader with the last calls */
 	if (srv->recorder)
 		op_fail(L, srv->recorder, "EPIPE", "the server is closed");
+	luaL_unref(L, LUA_REGISTRYINDEX, srv->anchor);
+	srv->anchor = LUA_NOREF;
 	return 0;
 }
 
@@ -235,6 +237,10 @@ static int http_serve(lua_State *L)
 	lserver_t *ls = lua_newuserdatauv(L, sizeof *ls, 0);
 	ls->srv = srv;
 	luaL_setmetatable(L, PROCY_SERVER_MT);
+	/* registered with the loop: kept until closed, not dropped with its
+	   last reference (a server nobody holds still serves) */
+	lua_pushvalue(L, -1);
+	srv->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 1;
 }
 

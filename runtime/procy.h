@@ -1,11 +1,16 @@
 /*
 ** procy.h — the runtime's shared declarations.
 **
-** One thread, one loop (loop.c), one Lua state whose recipes run as coroutine
-** tasks (sched.c). Primitive modules (json.c, db.c, proc.c, ...) start
-** operations in C, hand Lua an op, and complete the op from loop callbacks;
-** the scheduler resumes the waiting task after the poll returns. Nothing here
-** is thread-safe because nothing needs to be.
+** One loop (loop.c) and one Lua state on one thread, whose recipes run as
+** coroutine tasks (sched.c). Primitive modules (json.c, db.c, proc.c, ...)
+** start operations in C, hand Lua an op, and complete the op from loop
+** callbacks; the scheduler resumes the waiting task after the poll returns.
+** Everything here is for that thread alone, except what worker.c says may
+** run off it: the terminal recorder's writer (record.c) and the WAL
+** checkpointer (checkpoint.c), the API recorder (capture.c, with a Lua
+** state of its own that has no loop) and the record's reader
+** (db_reader.c) — each with its own SQLite connection, sharing with the
+** loop only a queue under its worker's lock.
 */
 #ifndef PROCY_H
 #define PROCY_H
@@ -27,7 +32,7 @@
 #define procy_closethread(co, from) ((void)(from), lua_resetthread(co))
 #endif
 
-/* ---- growable byte buffer (buf.c) --------------------------------------- */
+/* ---- growable byte buffer (util.c) -------------------------------------- */
 
 typedef struct buf {
 	char  *p;

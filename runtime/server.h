@@ -33,7 +33,7 @@ struct server {
 	list_t             waiting; /* requests for Lua, not yet accepted */
 	op_t              *acceptor; /* a task in srv:accept() */
 	op_t              *recorder; /* a task in srv:calls() */
-	int                anchor;  /* the Lua userdata, while running */
+	int                anchor;  /* the Lua userdata's registry ref, while running */
 	list_node          all;
 };
 

@@ -71,5 +71,20 @@ core.sleep(0.3)
 local log = T.read(fake.log) or ""
 T.like(log, "client_closed_mid_stream", "the server saw the client go")
 
+-- a running server is anchored: dropped by Lua and collected, it still
+-- proxies; closed, it lets go
+do
+  local port
+  do
+    local srv = assert(http.serve { port = 0, proxy = { anthropic = fake.url } })
+    port = srv:port()
+  end
+  collectgarbage()
+  collectgarbage()
+  local pr = http.request { method = "POST", url = "http://127.0.0.1:" .. port .. "/v1/messages",
+    body = json.encode { model = "m", messages = { { role = "user", content = "still here" } } } }
+  T.ok(pr and pr.status == 200 and pr.body:find("still here", 1, true), "a server nobody holds still serves")
+end
+
 require("procy.proc").run { "rm", "-rf", dir }
 return T.done()
