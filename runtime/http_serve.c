@@ -183,7 +183,7 @@ static int srv_gc(lua_State *L)
 	return 0;
 }
 
-/* serve{host = "127.0.0.1", port = 7862, token =, max_body =, idle_timeout = 30,
+/* serve{host = "127.0.0.1", port = 7862, token =, max_body =, idle_timeout = 30, lazy =,
    proxy = {anthropic =, openai =, stall_timeout = 600},
    record = {db =, session =, redact =, prices =, max_queued = 4096,
    max_queued_bytes = 64 MB}} -> server | nil, err, code */
@@ -201,7 +201,18 @@ static int http_serve(lua_State *L)
 	char err[300];
 	server_t *srv = server_start(procy_rt(L), host, port, err, sizeof err);
 	if (!srv)
-		return procy_fail(L, "EADDRINUSE", "%s", err);
+		return procy_fail(L, procy_errname(errno), "%s", err);
+	/* libmicrohttpd is loaded at the first client (a session whose agent
+	   never calls costs nothing); unless lazy, whether it can be is known
+	   now, not when a client is refused */
+	lua_getfield(L, 1, "lazy");
+	int lazy = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	if (!lazy && libload_mhd(err, sizeof err) < 0) {
+		server_stop(srv);
+		free(srv);
+		return procy_fail(L, "ENOENT", "%s", err);
+	}
 	srv->max_body = (size_t)procy_opt_number(L, 1, "max_body", 64.0 * 1024 * 1024);
 	srv->idle_timeout = (unsigned)procy_opt_number(L, 1, "idle_timeout", 30);
 	if (token)

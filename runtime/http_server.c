@@ -355,6 +355,7 @@ server_t *server_start(runtime_t *rt, const char *host, int port, char *err, siz
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
 		snprintf(err, errlen, "'%s' is not an IPv4 address", host);
+		errno = EINVAL;
 		return NULL;
 	}
 	server_t *srv = calloc(1, sizeof *srv);
@@ -363,10 +364,12 @@ server_t *server_start(runtime_t *rt, const char *host, int port, char *err, siz
 	if (!srv || fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
 	    bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 511) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&addr, &len) < 0) {
-		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(srv ? errno : ENOMEM));
+		int e = srv ? errno : ENOMEM;
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(e));
 		if (fd >= 0)
 			close(fd);
 		free(srv);
+		errno = e;
 		return NULL;
 	}
 	srv->rt = rt;
@@ -379,9 +382,11 @@ server_t *server_start(runtime_t *rt, const char *host, int port, char *err, siz
 	srv->running = 1;
 	loop_timer_init(&srv->timer);
 	if (loop_io_start(rt->loop, &srv->io, fd, EPOLLIN, on_first_client, srv) < 0) {
-		snprintf(err, errlen, "cannot watch the server: %s", strerror(errno));
+		int e = errno;
+		snprintf(err, errlen, "cannot watch the server: %s", strerror(e));
 		close(fd);
 		free(srv);
+		errno = e;
 		return NULL;
 	}
 	list_push(&all_servers, &srv->all);

@@ -59,6 +59,7 @@ struct hreq {
 	list_node              queued;  /* srv->waiting */
 };
 
+/* NULL with a message in err and errno set (EINVAL: host is no address). */
 server_t   *server_start(runtime_t *rt, const char *host, int port, char *err, size_t errlen);
 void        server_stop(server_t *srv);
 /* A request no one in C answers: queued for srv:accept(). */

@@ -187,7 +187,7 @@ function M.open(o)
   session, err, code = store.new_session { argv = argv, cwd = cwd, profile = profile.name, mode = mode }
   if not session then return nil, "cannot write to the record: " .. err, code end
   local proxy
-  proxy, err, code = serve.start { port = 0, session = session, agent_env = true }
+  proxy, err, code = serve.start { port = 0, session = session, agent_env = true, lazy = true }
   if not proxy then
     store.end_session(session, { status = "error" })
     return nil, err, code

@@ -252,7 +252,7 @@ end
 M.tell = tell
 
 -- start{port =, host =, token =, upstream =, openai =, session =,
--- agent_env =, max_queued =} -> server | nil, err, code. The server's fields: port, url,
+-- agent_env =, max_queued =, lazy =} -> server | nil, err, code. The server's fields: port, url,
 -- upstream, openai, session; close it with stop(server). Its calls are
 -- recorded on the recorder thread (procy.capture) into the record.
 function M.start(o)
@@ -272,7 +272,7 @@ function M.start(o)
     end
   end
   local srv
-  srv, err, code = http.serve { host = host, port = port, token = o.token, max_body = o.max_body,
+  srv, err, code = http.serve { host = host, port = port, token = o.token, max_body = o.max_body, lazy = o.lazy,
     proxy = { anthropic = up, openai = oup, stall_timeout = cfg.upstream_timeout },
     record = { db = store.path(), session = o.session, redact = cfg.redact, prices = cfg.prices,
       max_queued = o.max_queued } }

@@ -44,7 +44,7 @@ function M.run(opts)
   local proxy, wrapped, env, run = nil, nil, nil, argv
   if cfg.capture then
     local perr
-    proxy, perr = serve.start { port = 0, session = id, agent_env = true }
+    proxy, perr = serve.start { port = 0, session = id, agent_env = true, lazy = true }
     if proxy then
       local profile = agent.profile_for(argv)
       store.open():exec("UPDATE sessions SET profile = ? WHERE id = ?", profile.name, id)

@@ -86,5 +86,16 @@ do
   T.ok(pr and pr.status == 200 and pr.body:find("still here", 1, true), "a server nobody holds still serves")
 end
 
+-- a server that cannot start says why, with the true code
+do
+  local a = assert(http.serve { port = 0 })
+  local none, err, code = http.serve { port = a:port() }
+  T.ok(none == nil and code == "EADDRINUSE" and err:find("cannot listen on 127.0.0.1:" .. a:port(), 1, true),
+    "a port in use: EADDRINUSE", tostring(err))
+  a:close()
+  none, err, code = http.serve { host = "256.1.1.1", port = 0, token = ("t"):rep(16) }
+  T.ok(none == nil and code == "EINVAL" and err:find("is not an IPv4 address", 1, true), "no address: EINVAL", tostring(err))
+end
+
 require("procy.proc").run { "rm", "-rf", dir }
 return T.done()
