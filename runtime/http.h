@@ -51,7 +51,8 @@ struct xfer {
 	list_node     all;
 };
 
-/* Starts a transfer. NULL with a message in err (a bad URL, no memory). */
+/* Starts a transfer. NULL with a message in err and errno set: ENOENT (no
+   libcurl), ENOMEM, EIO. A bad URL fails later, through done (EINVAL). */
 xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud,
                    char *err, size_t errlen);
 /* Stops it: no more callbacks; freed. Safe from any callback but its own. */

@@ -8,6 +8,7 @@
 ** timeout unless asked, a stall timeout for streams instead.
 */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -266,10 +267,13 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
                    char *err, size_t errlen)
 {
 	if (!multi) {
-		if (libload_curl(err, errlen) < 0)
+		if (libload_curl(err, errlen) < 0) {
+			errno = ENOENT;
 			return NULL;
+		}
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(multi = curl_multi_init())) {
 			snprintf(err, errlen, "cannot start libcurl");
+			errno = EIO;
 			return NULL;
 		}
 		curl_rt = rt;
@@ -282,6 +286,7 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
 	if (!e) {
 		free(x);
 		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
 		return NULL;
 	}
 	x->easy = e;
@@ -320,9 +325,11 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->sent);
 	list_push(&xfers, &x->all);
 	if (!x->sent || curl_multi_add_handle(multi, e) != CURLM_OK) {
+		int e = !x->sent ? ENOMEM : EIO;
 		snprintf(err, errlen, "cannot start the transfer");
 		x->cb = NULL;
 		xfer_free(x);
+		errno = e;
 		return NULL;
 	}
 	return x;
@@ -643,7 +650,7 @@ static xfer_t *start_from(lua_State *L, int idx, lcall_t *c)
 	char err[256];
 	xfer_t *x = xfer_start(procy_rt(L), &r, &lua_cb, c, err, sizeof err);
 	if (!x)
-		procy_fail(L, "EINVAL", "%s: %s", r.url, err);
+		procy_fail(L, procy_errname(errno), "%s: %s", r.url, err);
 	return x;
 }
 
