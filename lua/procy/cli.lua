@@ -220,24 +220,8 @@ function commands.run(args)
     say("run needs a recipe file\nusage: procy run FILE.lua [ARGS...]")
     return 2
   end
-  local chunk, info = require("procy.recipes").load(file)
-  if not chunk then
-    say(info)
-    return 1
-  end
-  -- a recipe can require the modules that sit next to it
-  if info.path then package.path = (info.path:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path end
   local rargs = table.move(args, 2, #args, 1, {})
-  rargs[0] = file
-  local task = core.spawn(function(...)
-    local main = chunk(...)
-    if type(main) == "table" and type(main.main) == "function" then
-      main.recipe = main.recipe or info
-      main = main.main
-    end
-    if type(main) == "function" then return main(rargs) end
-    return main
-  end, table.unpack(rargs))
+  local task = core.spawn(function() return require("procy.recipes").run(file, rargs) end)
   task:label(file)
   local r = table.pack(core.await(task))
   -- logged with its traceback; what it started must not keep procy waiting

@@ -182,17 +182,8 @@ M.builtin = {
     run = function(ctx, args)
       local file = args[1]
       if not file then ctx.print("usage: !run FILE.lua [ARGS...]") return end
-      if file:sub(1, 1) ~= "/" then file = (ctx.cwd or ".") .. "/" .. file end
       -- the recipe's print goes to the command's output, not over the agent
-      local env = setmetatable({ print = ctx.print }, { __index = _G })
-      local chunk, err = loadfile(file, "t", env)
-      if not chunk then ctx.print(err) return end
-      local rargs = table.move(args, 2, #args, 1, {})
-      rargs[0] = file
-      local main = chunk(table.unpack(rargs))
-      if type(main) == "table" and type(main.main) == "function" then main = main.main end
-      local r = table.pack(true)
-      if type(main) == "function" then r = table.pack(main(rargs)) end
+      local r = table.pack(require("procy.recipes").run(file, table.move(args, 2, #args, 1, {}), ctx))
       if r[1] == nil and r[2] then ctx.print("!run: " .. tostring(r[2])) end
     end },
 

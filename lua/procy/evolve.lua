@@ -311,9 +311,7 @@ end
 M.recipe = recipe
 
 local function run_recipe(ctx, name, args)
-  local R, err = recipe(name, ctx.cwd)
-  if not R then ctx.print(err) return end
-  local ok, rerr = R.main(args, ctx)
+  local ok, rerr = require("procy.recipes").run(name, args, ctx)
   if not ok and rerr then ctx.print("!" .. name:match("([%w_]+)%.lua$") .. ": " .. tostring(rerr)) end
 end
 

@@ -69,6 +69,32 @@ function M.load(name, env, dir)
   return chunk, info
 end
 
+-- run(name, args, [cmd]) -> what the recipe returns | nil, err, code: the
+-- one way a recipe runs (`procy run`, `!run`, `!evolve`, `!eval generate`).
+-- Its chunk runs with the arguments as `...`; a function it returns, or the
+-- `main` of a table it returns, is then called with (args, cmd): args the
+-- arguments (args[0] the recipe), cmd the `!` command's context in a
+-- session, nil under `procy run`. A table gets a `recipe` field first
+-- ({path, name, sha256, shipped}). With cmd, names resolve from cmd.cwd
+-- and the recipe's print is the command's output. The recipe's directory
+-- is searched first by require.
+function M.run(name, args, cmd)
+  local env = cmd and cmd.print and setmetatable({ print = cmd.print }, { __index = _G }) or nil
+  local chunk, info, code = M.load(name, env, cmd and cmd.cwd)
+  if not chunk then return nil, info, code end
+  local dir = info.path and (info.path:match("^(.*)/[^/]*$") or ".")
+  if dir and not package.path:find(dir .. "/?.lua;", 1, true) then package.path = dir .. "/?.lua;" .. package.path end
+  local rargs = table.move(args or {}, 1, #(args or {}), 1, {})
+  rargs[0] = info.path or info.name
+  local main = chunk(table.unpack(rargs))
+  if type(main) == "table" and type(main.main) == "function" then
+    main.recipe = main.recipe or info
+    return main.main(rargs, cmd)
+  end
+  if type(main) == "function" then return main(rargs, cmd) end
+  return main
+end
+
 -- flags(args, spec, [who]) -> opts, words | nil, err: the one flag parser
 -- of recipes. spec maps a flag's name to "string", "number" or "boolean":
 -- `--name VALUE` (`--name` alone for a boolean) goes into opts with its

@@ -162,5 +162,20 @@ local r = T.procy({ "--config", conf, "run", recipe }, { timeout = 90 })
 T.is(r.code, 0, "a recipe runs a headless agent", r.stderr)
 T.like(r.stderr, "%] FAKE: hello! you said: say mirrored", "and the assistant's text is mirrored to stderr")
 
+-- the recipe reference's whole recipe, as printed there: the agent writes
+-- the file the tests want, and the first try is green
+do
+  local readme = T.read(T.src .. "/lua/README.md")
+  local code = readme:match("```lua\n(%-%- recipes/fix_until_green%.lua.-)```")
+  T.ok(code, "lua/README.md has the whole recipe")
+  require("procy.fs").mkdir(work .. "/recipes")
+  T.write(work .. "/recipes/fix_until_green.lua", code or "")
+  T.write(work .. "/Makefile", "test:\n\ttest -f done.txt\n")
+  local prompt = ("TOOL:write:%s/done.txt:%s"):format(work, T.b64("ok\n"))
+  local rr = T.procy({ "--config", conf, "run", "recipes/fix_until_green.lua", prompt }, { cwd = work, env = env, timeout = 120 })
+  T.is(rr.code, 0, "it runs as written", rr.stdout .. rr.stderr)
+  T.like(rr.stdout, "try 1: turn done, tests exit 0", "the agent's edit made the tests pass on the first try")
+end
+
 proc.run { "rm", "-rf", dir }
 return T.done()
