@@ -23,18 +23,27 @@ M.str, M.num, M.tbl, M.EMPTY = str, num, tbl, EMPTY
 
 -- ---- server-sent events ---------------------------------------------------------
 
--- sse(text) -> {{event =, data =}, ...}: the events in a stream as sent
--- (data lines joined with "\n"); a last event without its blank line too.
-function M.sse(text)
-  local list, event, data = {}, nil, nil
-  local function dispatch()
-    if data then list[#list + 1] = { event = event or "message", data = table.concat(data, "\n") } end
-    event, data = nil, nil
+-- sse(text, [raw]) -> {{event =, data =}, ...}: the events in a stream as
+-- sent (data lines joined with "\n"); a last event without its blank line
+-- too. The one splitter of event streams in Lua. raw: every block of the
+-- text is an entry, with its bytes as `raw` (those without data have data
+-- nil), so the entries' raw put together are the text.
+function M.sse(text, raw)
+  local list, event, data, start, pos = {}, nil, nil, 1, 1
+  local function dispatch(stop)
+    if data or (raw and stop >= start) then
+      list[#list + 1] = { event = event or "message", data = data and table.concat(data, "\n"),
+                          raw = raw and text:sub(start, stop) or nil }
+    end
+    event, data, start = nil, nil, stop + 1
   end
-  for line in text:gmatch("([^\n]*)\n?") do
+  while pos <= #text do
+    local nl = text:find("\n", pos, true)
+    local after = nl and nl + 1 or #text + 1
+    local line = text:sub(pos, after - (nl and 2 or 1))
     if line:sub(-1) == "\r" then line = line:sub(1, -2) end
     if line == "" then
-      dispatch()
+      dispatch(after - 1)
     elseif line:sub(1, 1) ~= ":" then
       local field, value = line:match("^([^:]*):? ?(.*)$")
       if field == "event" then
@@ -44,8 +53,9 @@ function M.sse(text)
         data[#data + 1] = value
       end
     end
+    pos = after
   end
-  dispatch()
+  dispatch(#text)
   return list
 end
 
@@ -75,19 +85,12 @@ local function pieces(d)
   return out
 end
 
--- Splits a stream into its raw events, each with its data decoded when it
--- is JSON: {raw =, data = decoded or nil, text = data as sent}.
+-- A stream's blocks as sse(body, true) splits them, each with its data
+-- decoded when it is JSON: {raw =, data = decoded or nil}.
 local function raw_events(body)
-  local events, pos = {}, 1
-  while pos <= #body do
-    local s, e = body:find("\r?\n\r?\n", pos)
-    local raw = body:sub(pos, e or #body)
-    pos = (e or #body) + 1
-    local ev = { raw = raw }
-    local text = raw:match("^data: ?(.-)\r?\n") or raw:match("\ndata: ?(.-)\r?\n") or raw:match("^data: ?(.*)$")
-    if text and text:sub(1, 1) == "{" then ev.data = json.decode(text) end
-    events[#events + 1] = ev
-    if not s then break end
+  local events = M.sse(body, true)
+  for _, ev in ipairs(events) do
+    ev.data = ev.data and ev.data:sub(1, 1) == "{" and json.decode(ev.data) or nil
   end
   return events
 end

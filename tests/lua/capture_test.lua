@@ -82,6 +82,11 @@ do
     req_headers = {}, resp_headers = { { "content-type", "text/event-stream" } }, started_at = 0 }
   T.is(parsed.content[1].text, "your key: [REDACTED], and more text", "and the parsed text reads right")
   T.is(red:sub(1, 34), "event: ping\ndata: {\"type\": \"ping\"}", "events without a secret keep their bytes")
+  -- an event whose JSON spans two data lines is one event to the
+  -- redaction as to the parser (one splitter)
+  local two = ev("your key: sk-ant-"):gsub('"delta":', '\ndata: "delta":', 1)
+  red = capture.redact_stream(two .. ev("api03-abcdefghijklmnop"))
+  T.ok(not red:find("abcdefghij", 1, true), "a key split across events, one of them on two data lines, is masked", red)
 end
 
 -- ---- server-sent events ----------------------------------------------------------------
@@ -90,6 +95,11 @@ do
   T.is(#ev, 3, "events, comments skipped, a cut-off last event kept")
   T.is(ev[1].event .. "|" .. ev[1].data .. "|" .. ev[2].event .. "|" .. ev[3].data, "a|1\n2|message|cut",
        "CRLF lines, data lines joined, default event name")
+  local text = "event: a\r\ndata: 1\r\n\r\n: comment\n\n\n\ndata: x\n\nevent: last\ndata: cut"
+  local blocks, raw = capture.sse(text, true), {}
+  for i, b in ipairs(blocks) do raw[i] = b.raw end
+  T.is(table.concat(raw), text, "sse(text, true): every block with its bytes, which make the text again")
+  T.ok(blocks[2].data == nil and blocks[#blocks].data == "cut", "blocks without data have none")
 end
 
 -- ---- parsing the three APIs (bodies as the fake upstream sends them) ----------------------
