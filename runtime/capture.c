@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "capture.h"
 
 #define BATCH_CALLS  256        /* calls per transaction, at most */
 #define BATCH_BYTES  (8 << 20)  /* and bytes, unless one call is bigger */
@@ -41,8 +41,8 @@ typedef struct note {
 
 struct capture {
 	worker_t      w;
-	server_t     *srv;
-	void        (*ready)(server_t *srv); /* the sink: summaries are waiting */
+	void        (*ready)(void *ud); /* the sink: summaries are waiting */
+	void         *ud;
 	pcall_t     **in;       /* calls for the worker (under w.mu) */
 	size_t        nin, cap, in_bytes;
 	size_t        working, working_calls; /* the batch being recorded */
@@ -323,10 +323,10 @@ static void work(worker_t *w)
 static void on_notes(worker_t *w)
 {
 	capture_t *cap = w->ud;
-	cap->ready(cap->srv);
+	cap->ready(cap->ud);
 }
 
-capture_t *capture_start(server_t *srv, void (*ready)(server_t *), const char *settings, char *err, size_t errlen)
+capture_t *capture_start(loop_t *loop, void (*ready)(void *), void *ud, const char *settings, char *err, size_t errlen)
 {
 	capture_t *cap = calloc(1, sizeof *cap);
 	if (!cap || !(cap->settings = strdup(settings))) {
@@ -334,12 +334,12 @@ capture_t *capture_start(server_t *srv, void (*ready)(server_t *), const char *s
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	cap->srv = srv;
+	cap->ud = ud;
 	cap->ready = ready;
 	cap->full_calls = FULL_CALLS;
 	cap->full_bytes = FULL_BYTES;
 	cap->out_tail = &cap->out;
-	if (worker_start(&cap->w, srv->rt->loop, work, on_notes, cap, err, errlen) < 0) {
+	if (worker_start(&cap->w, loop, work, on_notes, cap, err, errlen) < 0) {
 		capture_free(cap);
 		return NULL;
 	}

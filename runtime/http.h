@@ -63,9 +63,10 @@ const char *xfer_get_header(const xfer_t *x, const char *name); /* case-insensit
 /* Frees what curl keeps (after lua_close). */
 void    http_shutdown(void);
 
-int luaopen_procy_http(lua_State *L);
-/* Pushes http.serve (http_server.c). */
-int luaopen_procy_http_server(lua_State *L);
+/* procy.http (http_serve.c, the binding): the client's functions from
+   http_client_open (http_client.c), and serve. */
+int  luaopen_procy_http(lua_State *L);
+void http_client_open(lua_State *L);
 /* Stops every server still listening (after lua_close). */
 void server_shutdown(void);
 

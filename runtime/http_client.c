@@ -780,11 +780,9 @@ static const luaL_Reg http_funcs[] = {
 	{ NULL, NULL }
 };
 
-int luaopen_procy_http(lua_State *L)
+/* [-0, +1] The client's functions, as a new table (luaopen_procy_http). */
+void http_client_open(lua_State *L)
 {
 	procy_class(L, PROCY_STREAM_MT, stream_methods, s_close, NULL);
 	luaL_newlib(L, http_funcs);
-	luaopen_procy_http_server(L);
-	lua_setfield(L, -2, "serve");
-	return 1;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "capture.h"
 #include "server.h"
 
 #define PROCY_SERVER_MT  "procy.http.server"
@@ -28,7 +29,8 @@ typedef struct lserver {
 
 static void push_request(lua_State *L, hreq_t *r);
 
-void server_hand_to_lua(server_t *srv, hreq_t *r)
+/* srv->to_lua: a request no one in C answers, for srv:accept() */
+static void hand_to_lua(server_t *srv, hreq_t *r)
 {
 	r->holders++; /* the Lua handle's, once it exists */
 	op_t *op = waiter_take(&srv->acceptor);
@@ -46,12 +48,26 @@ static int next_call(server_t *srv, lua_State *L)
 	return srv->capture ? capture_next(srv->capture, L) : proxy_next_record(srv, L);
 }
 
-void server_record_ready(server_t *srv)
+/* srv->recorded, and the capture's sink: a call's record is ready */
+static void record_ready(server_t *srv)
 {
 	if (srv->capture && srv->running)
 		proxy_resume_held(srv); /* the recorder made room */
 	if (srv->recorder && next_call(srv, srv->rt->L))
 		op_complete(srv->rt->L, waiter_take(&srv->recorder), 1);
+}
+
+static void capture_ready(void *srv)
+{
+	record_ready(srv);
+}
+
+/* srv->on_stop: the proxy's calls end, and the capture records them */
+static void stop_layers(server_t *srv)
+{
+	proxy_stop_all(srv);
+	if (srv->capture)
+		capture_stop(srv->capture);
 }
 
 /* A closed server is stopped (server_stop) but kept until collected, so
@@ -215,6 +231,10 @@ static int http_serve(lua_State *L)
 	}
 	srv->max_body = (size_t)procy_opt_number(L, 1, "max_body", 64.0 * 1024 * 1024);
 	srv->idle_timeout = (unsigned)procy_opt_number(L, 1, "idle_timeout", 30);
+	srv->route = proxy_route;
+	srv->to_lua = hand_to_lua;
+	srv->on_stop = stop_layers;
+	srv->recorded = record_ready;
 	if (token)
 		srv->token = strdup(token);
 	if (lua_getfield(L, 1, "proxy") == LUA_TTABLE) {
@@ -233,7 +253,7 @@ static int http_serve(lua_State *L)
 		lua_getfield(L, -1, "encode");
 		lua_pushvalue(L, -3);
 		lua_call(L, 1, 1);
-		srv->capture = capture_start(srv, server_record_ready, lua_tostring(L, -1), err, sizeof err);
+		srv->capture = capture_start(srv->rt->loop, capture_ready, srv, lua_tostring(L, -1), err, sizeof err);
 		if (srv->capture)
 			capture_bound(srv->capture, (size_t)procy_opt_number(L, rec, "max_queued", 4096),
 			              (size_t)procy_opt_number(L, rec, "max_queued_bytes", 64.0 * 1024 * 1024));
@@ -499,10 +519,13 @@ static const luaL_Reg request_methods[] = {
 	{ NULL, NULL }
 };
 
-int luaopen_procy_http_server(lua_State *L)
+/* procy.http: the client's request and stream (http_client.c), and serve */
+int luaopen_procy_http(lua_State *L)
 {
 	procy_class(L, PROCY_SERVER_MT, server_methods, srv_gc, NULL);
 	procy_class(L, PROCY_REQUEST_MT, request_methods, req_gc, NULL);
+	http_client_open(L);
 	lua_pushcfunction(L, http_serve);
+	lua_setfield(L, -2, "serve");
 	return 1;
 }

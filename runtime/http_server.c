@@ -5,10 +5,11 @@
 **
 ** Every request is checked once its headers are in (http_guard.c: token,
 ** Host, Origin, Content-Length, path) and refused before its body is read.
-** A request under /v1/ (or /s/SESSION/v1/) goes to the proxy (proxy.c)
-** without touching Lua. Any other request is suspended and handed to Lua
-** (server_hand_to_lua), which answers it whenever it is ready through the
-** hreq_* calls. MHD's callbacks never call Lua: they fill buffers and
+** A request is offered to srv->route (the proxy takes /v1/ and
+** /s/SESSION/v1/, without touching Lua); any other is suspended and handed
+** to srv->to_lua (http_serve.c), which answers it whenever it is ready
+** through the hreq_* calls. The core knows no layer above it by name: they
+** set those callbacks. MHD's callbacks never call Lua: they fill buffers and
 ** complete ops.
 */
 #define _GNU_SOURCE
@@ -275,10 +276,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	r->handed = 1;
 	MHD_suspend_connection(conn);
 	r->suspended = 1;
-	if (srv->proxy && proxy_match(r))
-		proxy_start(srv, r);
-	else
-		server_hand_to_lua(srv, r);
+	if (!(srv->route && srv->route(srv, r)) && srv->to_lua)
+		srv->to_lua(srv, r);
 	return MHD_YES;
 }
 
@@ -416,9 +415,8 @@ void server_stop(server_t *srv)
 		else if (r->conn)
 			hreq_end(r, 1);
 	}
-	proxy_stop_all(srv);
-	if (srv->capture)
-		capture_stop(srv->capture); /* records every call that ended */
+	if (srv->on_stop)
+		srv->on_stop(srv); /* the proxy's calls end, and are recorded */
 	loop_timer_stop(srv->rt->loop, &srv->timer); /* the resumes above armed it */
 	MHD_stop_daemon(srv->mhd); /* calls on_completed for every connection */
 	srv->mhd = NULL;

@@ -17,6 +17,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "call.h"
+#include "capture.h"
 #include "server.h"
 
 #define PAUSE_AT   (4 << 20) /* client this far behind: hold the upstream */
@@ -34,25 +36,7 @@ struct proxy {
 	size_t relayed, waited;    /* calls ended; calls that were held first */
 };
 
-struct pcall {
-	proxy_t     *px;
-	server_t    *srv;
-	hreq_t      *r;       /* NULL once the client side is done */
-	xfer_t      *x;       /* NULL once the upstream side is done */
-	char         session[64];
-	char        *path;    /* upstream path and query */
-	char        *url;
-	char         method[16];
-	xfer_header *req_hdr, *resp_hdr;
-	size_t       nreq, nresp;
-	buf_t        req_body, resp_body;
-	int          status, truncated, aborted, recorded;
-	size_t       resp_total; /* bytes relayed, kept or not */
-	int          whole;   /* answered in one piece at the end */
-	int64_t      started_us, t0, ttfb, duration;
-	char         error[300];
-	list_node    node;
-};
+
 
 proxy_t *proxy_new(const char *anthropic, const char *openai, double stall)
 {
@@ -75,35 +59,8 @@ proxy_t *proxy_new(const char *anthropic, const char *openai, double stall)
 	return p;
 }
 
-static void headers_free(xfer_header *h, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(h[i].name);
-		free(h[i].value);
-	}
-	free(h);
-}
 
-size_t pcall_size(const pcall_t *c)
-{
-	size_t n = sizeof *c + c->req_body.len + c->resp_body.len;
-	for (size_t i = 0; i < c->nreq; i++)
-		n += strlen(c->req_hdr[i].name) + strlen(c->req_hdr[i].value) + 2;
-	for (size_t i = 0; i < c->nresp; i++)
-		n += strlen(c->resp_hdr[i].name) + strlen(c->resp_hdr[i].value) + 2;
-	return n;
-}
 
-void pcall_free(pcall_t *c)
-{
-	free(c->path);
-	free(c->url);
-	headers_free(c->req_hdr, c->nreq);
-	headers_free(c->resp_hdr, c->nresp);
-	buf_free(&c->req_body);
-	buf_free(&c->resp_body);
-	free(c);
-}
 
 void proxy_free(proxy_t *p)
 {
@@ -297,7 +254,8 @@ static void finish(pcall_t *c)
 		px->nfinished--;
 		pcall_free(old);
 	}
-	server_record_ready(c->srv);
+	if (c->srv->recorded)
+		c->srv->recorded(c->srv);
 }
 
 /* A held request whose client left before its turn. */
@@ -309,6 +267,14 @@ static void on_held_close(hreq_t *r)
 }
 
 static void start_call(server_t *srv, hreq_t *r);
+
+int proxy_route(server_t *srv, hreq_t *r)
+{
+	if (!srv->proxy || !proxy_match(r))
+		return 0;
+	proxy_start(srv, r);
+	return 1;
+}
 
 void proxy_start(server_t *srv, hreq_t *r)
 {
@@ -448,52 +414,8 @@ void proxy_stop_all(server_t *srv)
 	}
 }
 
-static void push_headers(lua_State *L, const xfer_header *h, size_t n)
-{
-	lua_createtable(L, (int)n, 0);
-	for (size_t i = 0; i < n; i++) {
-		lua_createtable(L, 2, 0);
-		lua_pushstring(L, h[i].name);
-		lua_rawseti(L, -2, 1);
-		lua_pushstring(L, h[i].value);
-		lua_rawseti(L, -2, 2);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
-}
 
-#define SET_STR(k, v) (lua_pushstring(L, (v)), lua_setfield(L, -2, (k)))
-#define SET_INT(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, (k)))
 
-void pcall_push(lua_State *L, const pcall_t *c)
-{
-	lua_createtable(L, 0, 18);
-	if (c->session[0])
-		SET_STR("session", c->session);
-	SET_STR("method", c->method);
-	SET_STR("path", c->path ? c->path : "");
-	SET_STR("upstream", c->url ? c->url : "");
-	if (c->status)
-		SET_INT("status", c->status);
-	push_headers(L, c->req_hdr, c->nreq);
-	lua_setfield(L, -2, "req_headers");
-	push_headers(L, c->resp_hdr, c->nresp);
-	lua_setfield(L, -2, "resp_headers");
-	lua_pushlstring(L, c->req_body.p ? c->req_body.p : "", c->req_body.len);
-	lua_setfield(L, -2, "req_body");
-	lua_pushlstring(L, c->resp_body.p ? c->resp_body.p : "", c->resp_body.len);
-	lua_setfield(L, -2, "resp_body");
-	SET_INT("started_at", c->started_us);
-	if (c->status)
-		SET_INT("ttfb_us", c->ttfb / 1000);
-	SET_INT("duration_us", c->duration / 1000);
-	if (c->error[0])
-		SET_STR("error", c->error);
-	lua_pushboolean(L, c->aborted);
-	lua_setfield(L, -2, "aborted");
-	lua_pushboolean(L, c->truncated);
-	lua_setfield(L, -2, "truncated");
-	SET_INT("resp_total", (lua_Integer)c->resp_total);
-}
 
 int proxy_next_record(server_t *srv, lua_State *L)
 {

@@ -11,8 +11,8 @@
 typedef struct server server_t;
 typedef struct hreq hreq_t;
 typedef struct proxy proxy_t;
-typedef struct pcall pcall_t;     /* one proxied call (proxy.c) */
-typedef struct capture capture_t; /* the recorder thread (capture.c) */
+typedef struct pcall pcall_t;     /* one proxied call (call.h) */
+typedef struct capture capture_t; /* the recorder thread (capture.h) */
 
 struct server {
 	runtime_t         *rt;
@@ -29,6 +29,12 @@ struct server {
 	char              *token;   /* needed by every request when set */
 	proxy_t           *proxy;   /* NULL: /v1/ is not proxied */
 	capture_t         *capture; /* NULL: srv:calls() hands out raw calls */
+	/* The layers above, set by whoever builds the server (http_serve.c):
+	   the core calls them and never those layers by name. */
+	int              (*route)(server_t *srv, hreq_t *r);  /* 1: it took the request (the proxy's /v1/) */
+	void             (*to_lua)(server_t *srv, hreq_t *r); /* every request no route took */
+	void             (*on_stop)(server_t *srv);           /* before MHD stops: their calls end */
+	void             (*recorded)(server_t *srv);          /* a call's record is ready for srv:calls() */
 	list_t             live;    /* every request not yet freed */
 	list_t             waiting; /* requests for Lua, not yet accepted */
 	op_t              *acceptor; /* a task in srv:accept() */
@@ -62,10 +68,6 @@ struct hreq {
 /* NULL with a message in err and errno set (EINVAL: host is no address). */
 server_t   *server_start(runtime_t *rt, const char *host, int port, char *err, size_t errlen);
 void        server_stop(server_t *srv);
-/* A request no one in C answers: queued for srv:accept(). */
-void        server_hand_to_lua(server_t *srv, hreq_t *r);
-/* The proxy has a call record ready for srv:calls(). */
-void        server_record_ready(server_t *srv);
 
 const char *hreq_header(const hreq_t *r, const char *name);
 /* http_guard.c: the checks every request passes once its headers are in.
@@ -93,6 +95,8 @@ proxy_t    *proxy_new(const char *anthropic, const char *openai, double stall);
 void        proxy_free(proxy_t *p);
 int         proxy_match(const hreq_t *r);
 void        proxy_start(server_t *srv, hreq_t *r);
+/* srv->route: proxy_start for what proxy_match takes. */
+int         proxy_route(server_t *srv, hreq_t *r);
 void        proxy_stop_all(server_t *srv);
 /* Starts held calls while the recorder has room. */
 void        proxy_resume_held(server_t *srv);
@@ -102,41 +106,7 @@ void        proxy_counts(const server_t *srv, size_t *relayed, size_t *waited, s
 int         proxy_inflight(const server_t *srv, const char *tag);
 /* [-0, +1] Pushes the next finished call as a table; 0 if none is waiting. */
 int         proxy_next_record(server_t *srv, lua_State *L);
-/* [-0, +1] A finished call as a table (on any thread's state); and its end. */
-void        pcall_push(lua_State *L, const pcall_t *c);
-void        pcall_free(pcall_t *c);
-size_t      pcall_size(const pcall_t *c); /* the bytes it holds */
 
-/* capture.c: calls recorded on a worker thread, by procy.capture's
-   worker, so parsing and SQLite never hold up the loop. settings: JSON
-   for capture.worker (db, session, redact, prices); ready(srv) is called
-   in the loop when summaries wait for capture_next. */
-typedef struct capture_stats {
-	size_t added;    /* calls handed to the recorder */
-	size_t told;     /* whose summaries Lua has read */
-	size_t recorded; /* written (marked ones included) */
-	size_t marked;   /* written with a parse error: not parsed, or raw */
-	size_t lost;     /* not written, ever */
-	size_t failures; /* batches the database refused (and that were tried again) */
-	size_t queued, queued_bytes; /* waiting now, and being written */
-	char   error[256]; /* the database's last refusal, "" once a batch goes in */
-} capture_stats;
 
-capture_t  *capture_start(server_t *srv, void (*ready)(server_t *srv), const char *settings,
-                          char *err, size_t errlen);
-void        capture_add(capture_t *cap, pcall_t *c);     /* takes c */
-/* 1 when the queue is past its bound: new calls should wait. */
-int         capture_full(capture_t *cap);
-/* The bound: calls queued, and bytes queued or being written. */
-void        capture_bound(capture_t *cap, size_t calls, size_t bytes);
-void        capture_get_stats(capture_t *cap, capture_stats *out);
-/* [-0, +1] The next recorded call's summary; 0 if none is waiting. */
-int         capture_next(capture_t *cap, lua_State *L);
-/* Calls finished but not yet told to Lua (queued, being recorded, or
-   recorded and waiting in srv:calls()). */
-size_t      capture_untold(capture_t *cap);
-/* Records what is queued, then ends the thread. */
-void        capture_stop(capture_t *cap);
-void        capture_free(capture_t *cap);
 
 #endif
