@@ -1,5 +1,5 @@
 /*
-** capture.c — the proxy's recorder: finished calls are queued here by the
+** api_record.c — the proxy's recorder: finished calls are queued here by the
 ** loop and recorded on a worker thread (worker.c) by `procy.capture`'s
 ** worker, in a Lua state of its own with its own SQLite connection:
 ** redaction, parsing, hashing and writing never hold up the loop, which
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture.h"
+#include "api_record.h"
 
 #define BATCH_CALLS  256        /* calls per transaction, at most */
 #define BATCH_BYTES  (8 << 20)  /* and bytes, unless one call is bigger */

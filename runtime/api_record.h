@@ -1,15 +1,15 @@
 /*
-** capture.h — the API recorder (capture.c): finished calls in, recorded
+** api_record.h — the API recorder (api_record.c): finished calls in, recorded
 ** on a worker thread, summaries out to a sink.
 */
-#ifndef PROCY_CAPTURE_H
-#define PROCY_CAPTURE_H
+#ifndef PROCY_API_RECORD_H
+#define PROCY_API_RECORD_H
 
 #include "call.h"
 
 typedef struct capture capture_t;
 
-/* capture.c: calls recorded on a worker thread, by procy.capture's
+/* api_record.c: calls recorded on a worker thread, by procy.capture's
    worker, so parsing and SQLite never hold up the loop. settings: JSON
    for capture.worker (db, session, redact, prices); ready(ud) is called
    in the loop when summaries wait for capture_next: the sink, whoever it

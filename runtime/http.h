@@ -63,7 +63,7 @@ const char *xfer_get_header(const xfer_t *x, const char *name); /* case-insensit
 /* Frees what curl keeps (after lua_close). */
 void    http_shutdown(void);
 
-/* procy.http (http_serve.c, the binding): the client's functions from
+/* procy.http (http_lua.c, the binding): the client's functions from
    http_client_open (http_client.c), and serve. */
 int  luaopen_procy_http(lua_State *L);
 void http_client_open(lua_State *L);

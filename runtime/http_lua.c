@@ -1,5 +1,5 @@
 /*
-** http_serve.c — `procy.http.serve`: the server (http_server.c) for Lua.
+** http_lua.c — `procy.http.serve`: the server (http_server.c) for Lua.
 ** srv:accept() hands out the requests the proxy does not take, each
 ** answered with req:respond, req:file or req:stream from any task;
 ** srv:calls() hands out the proxy's finished calls (recorded, when the
@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "capture.h"
+#include "api_record.h"
 #include "server.h"
 
 #define PROCY_SERVER_MT  "procy.http.server"

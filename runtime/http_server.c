@@ -1,13 +1,13 @@
 /*
 ** http_server.c — the HTTP server in the loop: libmicrohttpd in external
 ** polling mode (its epoll descriptor sits in our loop; a resumed connection
-** wakes it). Lua's side of it is http_serve.c.
+** wakes it). Lua's side of it is http_lua.c.
 **
 ** Every request is checked once its headers are in (http_guard.c: token,
 ** Host, Origin, Content-Length, path) and refused before its body is read.
 ** A request is offered to srv->route (the proxy takes /v1/ and
 ** /s/SESSION/v1/, without touching Lua); any other is suspended and handed
-** to srv->to_lua (http_serve.c), which answers it whenever it is ready
+** to srv->to_lua (http_lua.c), which answers it whenever it is ready
 ** through the hreq_* calls. The core knows no layer above it by name: they
 ** set those callbacks. MHD's callbacks never call Lua: they fill buffers and
 ** complete ops.

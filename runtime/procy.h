@@ -6,8 +6,8 @@
 ** start operations in C, hand Lua an op, and complete the op from loop
 ** callbacks; the scheduler resumes the waiting task after the poll returns.
 ** Everything here is for that thread alone, except what worker.c says may
-** run off it: the terminal recorder's writer (record.c) and the WAL
-** checkpointer (checkpoint.c), the API recorder (capture.c, with a Lua
+** run off it: the terminal recorder's writer (term_record.c) and the WAL
+** checkpointer (checkpoint.c), the API recorder (api_record.c, with a Lua
 ** state of its own that has no loop) and the record's reader
 ** (db_reader.c) — each with its own SQLite connection, sharing with the
 ** loop only a queue under its worker's lock.
@@ -277,7 +277,7 @@ checkpointer_t *ckpt_start(const char *path, struct sqlite3 *writer, char *err, 
 void            ckpt_stop(checkpointer_t *c, struct sqlite3 *writer); /* before writer closes */
 uint64_t        ckpt_passes(checkpointer_t *c); /* checkpoints run so far */
 
-/* ---- the terminal recorder (record.c) ------------------------------------ */
+/* ---- the terminal recorder (term_record.c) ------------------------------------ */
 
 typedef struct recorder recorder_t;
 

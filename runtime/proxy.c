@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "call.h"
-#include "capture.h"
+#include "api_record.h"
 #include "server.h"
 
 #define PAUSE_AT   (4 << 20) /* client this far behind: hold the upstream */

@@ -12,7 +12,7 @@ typedef struct server server_t;
 typedef struct hreq hreq_t;
 typedef struct proxy proxy_t;
 typedef struct pcall pcall_t;     /* one proxied call (call.h) */
-typedef struct capture capture_t; /* the recorder thread (capture.h) */
+typedef struct capture capture_t; /* the recorder thread (api_record.h) */
 
 struct server {
 	runtime_t         *rt;
@@ -29,7 +29,7 @@ struct server {
 	char              *token;   /* needed by every request when set */
 	proxy_t           *proxy;   /* NULL: /v1/ is not proxied */
 	capture_t         *capture; /* NULL: srv:calls() hands out raw calls */
-	/* The layers above, set by whoever builds the server (http_serve.c):
+	/* The layers above, set by whoever builds the server (http_lua.c):
 	   the core calls them and never those layers by name. */
 	int              (*route)(server_t *srv, hreq_t *r);  /* 1: it took the request (the proxy's /v1/) */
 	void             (*to_lua)(server_t *srv, hreq_t *r); /* every request no route took */

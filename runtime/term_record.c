@@ -1,11 +1,11 @@
 /*
-** record.c — the terminal recorder: term_events rows written in batches by
+** term_record.c — the terminal recorder: term_events rows written in batches by
 ** a worker thread (worker.c) with its own connection to the record.
 **
 ** The relay appends events to a memory queue (a memcpy, under a lock held
 ** for nothing else). The writer takes what is queued when asked
 ** (rec_flush, every ~50 ms) or when 256 KB wait, and:
-**  - redacts it (record_rules.c: procy.redact, the rule set the API capture uses, run
+**  - redacts it (term_record_rules.c: procy.redact, the rule set the API capture uses, run
 **    in a Lua state of the writer's own): output and input are each one
 **    stream, so a secret split across reads is found; a word still being
 **    written at the end of a round waits for the next (up to HOLD_US);
@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "record_impl.h"
+#include "term_record.h"
 
 int64_t rec_now_us(void)
 {

@@ -1,10 +1,10 @@
 /*
-** record_impl.h — the terminal recorder's insides, shared by its two
-** halves: the queue, the writer and the disk (record.c), and the rule set
-** the writer masks output and input with (record_rules.c).
+** term_record.h — the terminal recorder's insides, shared by its two
+** halves: the queue, the writer and the disk (term_record.c), and the rule set
+** the writer masks output and input with (term_record_rules.c).
 */
-#ifndef PROCY_RECORD_IMPL_H
-#define PROCY_RECORD_IMPL_H
+#ifndef PROCY_TERM_RECORD_H
+#define PROCY_TERM_RECORD_H
 
 #include <sqlite3.h>
 
@@ -63,11 +63,11 @@ struct recorder {
 	rec_stats_t     stats;     /* under mu */
 };
 
-/* record.c */
+/* term_record.c */
 int64_t rec_now_us(void);
 int     batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge);
 
-/* record_rules.c: the round's events into r->pending, redacted; a word the
+/* term_record_rules.c: the round's events into r->pending, redacted; a word the
    queue ends in, left in the relay's queue for the next round */
 void    rules_pairs(recorder_t *r);
 void    rules_take_in(recorder_t *r, batch *in);

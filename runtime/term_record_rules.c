@@ -1,5 +1,5 @@
 /*
-** record_rules.c — the rule set the terminal's writer applies before it
+** term_record_rules.c — the rule set the terminal's writer applies before it
 ** writes: procy.redact, the same rules as the API capture's, run in a Lua
 ** state of the writer's own that is made only when some text holds one of
 ** the rules' literals (most sessions never print anything a rule could
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "record_impl.h"
+#include "term_record.h"
 
 /* The rule set's Lua state, made when a text first needs it (most
    sessions never print anything a rule could match). */

@@ -515,16 +515,16 @@ function M.record(db, default, calls)
 end
 
 -- worker(settings) -> function(calls) -> summaries | nil, err, code. Runs
--- on the recorder thread (runtime/capture.c), in a Lua state of its own
+-- on the recorder thread (runtime/api_record.c), in a Lua state of its own
 -- with procy.json, procy.db, procy.hash and procy.blobs only. settings
 -- (JSON): db, session, redact, prices, as the server was given them.
 function M.worker(settings)
   local s = assert(json.decode(settings))
   redact.settings = { redact = s.redact }
   prices.extra = s.prices or {}
-  -- a short busy wait: a refusal is reported and tried again (capture.c)
+  -- a short busy wait: a refusal is reported and tried again (api_record.c)
   local h = assert(require("procy.db").open(s.db, { migrations = false, busy_timeout = 0.5 }))
-  -- this connection writes in batches and checkpoints itself (capture.c)
+  -- this connection writes in batches and checkpoints itself (api_record.c)
   h:exec("PRAGMA wal_autocheckpoint = 0")
   -- a page cache of 2 MB: what the blob lookups touch again (the index's
   -- upper pages); rows are appended, their pages not read again
