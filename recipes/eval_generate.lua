@@ -36,12 +36,71 @@ local function read(path)
   return s
 end
 
+-- ---- the steps: ask, check, register -------------------------------------
+--
+-- Each step(ctx, gen) returns true, or nil, err, code to stop. ctx: args,
+-- cmd, cwd, agent, out (print), default (these steps); gen: file (as
+-- given), full (its path), desc, command, and what the steps add. A
+-- project replaces one in procy.lua:
+--   eval_generate = { check = function(ctx, gen) ... return true end }
+local steps = {}
+R.steps = steps
+R.setting = "eval_generate"
+R.step_names = { "ask", "check", "register" }
+
+-- ask: the agent writes the file to the contract. Sets gen.text.
+function steps.ask(ctx, gen)
+  local before = read(gen.full)
+  local seq, serr = ctx.agent:send(R.contract:format(gen.file, gen.desc, gen.command, gen.file), "recipe")
+  if not seq then return nil, "the agent cannot take a prompt: " .. tostring(serr) end
+  if ctx.cmd and ctx.cmd.status then ctx.cmd.status("eval generate: the agent writes " .. gen.file .. " ...") end
+  local turn, terr = ctx.agent:wait_turn { seq = seq, timeout = gen.timeout }
+  if not turn then return nil, "the agent's turn did not end: " .. tostring(terr) end
+  if turn.status ~= "done" then return nil, "the agent's turn ended " .. turn.status end
+  gen.text = read(gen.full)
+  if not gen.text or gen.text == "" then return nil, "the agent did not write " .. gen.full end
+  if before and hash.sha256(before) == hash.sha256(gen.text) then
+    return nil, "the agent left " .. gen.full .. " as it was"
+  end
+  return true
+end
+
+-- check: one run as it will be run, before it becomes the project's
+-- evaluator; it must give metrics. Sets gen.result.
+function steps.check(ctx, gen)
+  local trial = { cwd = ctx.cwd, kind = gen.file:match("%.lua$") and "lua" or "command", path = gen.file,
+    argv = evaluator.command_for(gen.file), schema = nil }
+  gen.result = evaluator.run(trial, { session = ctx.agent.session })
+  if gen.result.status ~= "ok" then
+    ctx.out(("%s was written but its first run failed (%s): not registered."):format(gen.file, gen.result.status))
+    ctx.out(evaluator.feedback(gen.result))
+    return nil, "the generated evaluator does not work yet"
+  end
+  return true
+end
+
+-- register: the project's evaluator now; says the metrics it found.
+function steps.register(ctx, gen)
+  local ev, rerr = evaluator.register { cwd = ctx.cwd, path = gen.file, name = gen.file:match("([^/]+)$"),
+    created_by = "agent" }
+  if not ev then return nil, rerr end
+  ctx.out(("registered %s (%s) as this project's evaluator; it found:"):format(gen.file, gen.command))
+  local names = {}
+  for k in pairs(gen.result.metrics) do names[#names + 1] = k end
+  table.sort(names)
+  local goals = {}
+  for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do goals[m.name] = m.goal end
+  for _, k in ipairs(names) do ctx.out(("  %-24s %-12.6g %s"):format(k, gen.result.metrics[k], goals[k] or "")) end
+  return true
+end
+
 function R.main(args, cmd)
   local o, words = require("procy.recipes").flags(args, { file = "string", agent = "string", timeout = "number" },
     "eval_generate")
   if not o then return nil, words .. " (eval_generate [--file PATH] [--agent NAME] [--timeout SECONDS] WHAT)" end
+  local st, serr = require("procy.recipes").steps(R, require("procy.config").get().eval_generate or {})
+  if not st then return nil, serr, "EINVAL" end
   local file, profile, timeout = o.file or "eval.py", o.agent, o.timeout or 600
-  local out = cmd and cmd.print or print
   local cwd = (cmd and cmd.cwd) or fs.cwd()
   local a, own = agent.current(), false
   if not a then
@@ -58,36 +117,14 @@ function R.main(args, cmd)
     end
   end
   if desc == "" then return nil, "eval generate needs a description of what to measure (or give the agent its task first)" end
-  local full = file:sub(1, 1) == "/" and file or (cwd .. "/" .. file)
-  local before = read(full)
-  local command = table.concat(evaluator.command_for(file), " ")
-  local seq, serr = a:send(R.contract:format(file, desc, command, file), "recipe")
-  if not seq then return nil, "the agent cannot take a prompt: " .. tostring(serr) end
-  if cmd and cmd.status then cmd.status("eval generate: the agent writes " .. file .. " ...") end
-  local turn, terr = a:wait_turn { seq = seq, timeout = timeout }
-  if not turn then return nil, "the agent's turn did not end: " .. tostring(terr) end
-  if turn.status ~= "done" then return nil, "the agent's turn ended " .. turn.status end
-  local text = read(full)
-  if not text or text == "" then return nil, "the agent did not write " .. full end
-  if before and hash.sha256(before) == hash.sha256(text) then return nil, "the agent left " .. full .. " as it was" end
-  -- run it once, as it will be run, before it becomes the project's evaluator
-  local trial = { cwd = cwd, kind = file:match("%.lua$") and "lua" or "command", path = file,
-    argv = evaluator.command_for(file), schema = nil }
-  local result = evaluator.run(trial, { session = a.session })
-  if result.status ~= "ok" then
-    out(("%s was written but its first run failed (%s): not registered."):format(file, result.status))
-    out(evaluator.feedback(result))
-    return nil, "the generated evaluator does not work yet"
+  local ctx = { args = args, cmd = cmd, cwd = cwd, agent = a, out = cmd and cmd.print or print, steps = st,
+    default = steps }
+  local gen = { file = file, full = file:sub(1, 1) == "/" and file or (cwd .. "/" .. file), desc = desc,
+    command = table.concat(evaluator.command_for(file), " "), timeout = timeout }
+  for _, name in ipairs(R.step_names) do
+    local ok, err, code = st[name](ctx, gen)
+    if not ok then return nil, err or (name .. " failed"), code end
   end
-  local ev, rerr = evaluator.register { cwd = cwd, path = file, name = file:match("([^/]+)$"), created_by = "agent" }
-  if not ev then return nil, rerr end
-  out(("registered %s (%s) as this project's evaluator; it found:"):format(file, command))
-  local names = {}
-  for k in pairs(result.metrics) do names[#names + 1] = k end
-  table.sort(names)
-  local goals = {}
-  for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do goals[m.name] = m.goal end
-  for _, k in ipairs(names) do out(("  %-24s %-12.6g %s"):format(k, result.metrics[k], goals[k] or "")) end
   return true
 end
 

@@ -294,26 +294,6 @@ function steps.report(ctx, t)
   return true
 end
 
--- the steps in force: the recipe's, each replaced by a function of the
--- same name in o (the `evolve` setting); a function there by another name
--- is a mistake worth saying
-function R.resolve_steps(o)
-  local out = {}
-  for _, name in ipairs(R.step_names) do
-    local f = o[name]
-    if f ~= nil and type(f) ~= "function" then
-      return nil, ("evolve: the %s step in procy.lua must be a function(ctx, try), not a %s"):format(name, type(f))
-    end
-    out[name] = f or steps[name]
-  end
-  for k, v in pairs(o) do
-    if type(v) == "function" and not out[k] then
-      return nil, ("evolve: no step named %s (the steps: %s)"):format(tostring(k), table.concat(R.step_names, ", "))
-    end
-  end
-  return out
-end
-
 -- one try: the steps in turn, with the record kept between them
 function R.try(state)
   local st, run, seq = state.steps, state.run, state.seq
@@ -378,12 +358,12 @@ local function spent(state)
   if (o.budget_tokens or 0) > 0 and state.tokens >= o.budget_tokens then return "token budget spent" end
 end
 
--- main(args, [session]) -> true | nil, err. session: the `!` command's
+-- main(args, [cmd]) -> true | nil, err. cmd: the `!` command's
 -- context when run by !evolve (its agent is the person's)
 function R.main(args, cmd)
   local o, given = R.options(args)
   if not o then return nil, given end
-  local st, serr = R.resolve_steps(o)
+  local st, serr = require("procy.recipes").steps(R, o)
   if not st then return nil, serr, "EINVAL" end
   local cwd = o.cwd or (cmd and cmd.cwd) or fs.cwd()
   local a = agent.current()

@@ -74,6 +74,8 @@ M.settings = {
       approve_timeout = 0, turn_timeout = 1800, eval_timeout = 600, budget_time = 0, budget_tokens = 0,
       history = 8, max_prompt = 4000, max_words = 200, agent_args = {} },
     doc = "evolve's defaults (recipes/evolve.lua): iterations, patience, tolerance, noise, remeasure, rollback, approve, budgets, ..." },
+  { name = "eval_generate", type = "table", default = {},
+    doc = "steps of recipes/eval_generate.lua a project replaces: ask, check, register (function(ctx, gen))" },
   { name = "log", type = "string", path = true,
     default = function() return state_home() .. "/procy/procy.log" end,
     doc = "where procy's own log lines go while an agent has the terminal" },

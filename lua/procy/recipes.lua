@@ -95,6 +95,27 @@ function M.run(name, args, cmd)
   return main
 end
 
+-- steps(R, o) -> the steps in force | nil, err: a recipe of named steps
+-- (R.steps, R.step_names, R.setting) with each replaced by a function of
+-- the same name in o (the project's R.setting setting); a function there
+-- by another name is a mistake worth saying.
+function M.steps(R, o)
+  local out = {}
+  for _, name in ipairs(R.step_names) do
+    local f = o[name]
+    if f ~= nil and type(f) ~= "function" then
+      return nil, ("%s: the %s step in procy.lua must be a function(ctx, ...), not a %s"):format(R.setting, name, type(f))
+    end
+    out[name] = f or R.steps[name]
+  end
+  for k, v in pairs(o) do
+    if type(v) == "function" and not out[k] then
+      return nil, ("%s: no step named %s (the steps: %s)"):format(R.setting, tostring(k), table.concat(R.step_names, ", "))
+    end
+  end
+  return out
+end
+
 -- flags(args, spec, [who]) -> opts, words | nil, err: the one flag parser
 -- of recipes. spec maps a flag's name to "string", "number" or "boolean":
 -- `--name VALUE` (`--name` alone for a boolean) goes into opts with its

@@ -463,6 +463,22 @@ T.ok(r.code ~= 0 and r.stderr:find("no step named jduge (the steps: ask, gate, a
   "a step by a name the recipe has not is an error naming the steps", r.stderr)
 m.close()
 
+-- eval generation's steps too: a project's ask writes the evaluator itself,
+-- the recipe's check runs it and its register makes it the project's
+local p11 = project("p11", [[eval_generate = { ask = function(ctx, gen)
+    local f = assert(io.open(gen.full, "w"))
+    f:write('# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]\necho "{\\"value\\": $(cat value.txt)}"\n')
+    f:close()
+    return true
+  end },]])
+r = T.procy({ "run", "recipes/eval_generate.lua", "--file", "gen.sh", "--agent", "setter",
+  "the value" }, { cwd = p11, env = { PROCY_LOG = "warn" } })
+T.is(r.code, 0, "eval_generate with the project's ask step", r.stderr .. r.stdout)
+T.like(r.stdout, "registered gen.sh %(bash gen.sh%) as this project's evaluator", "the recipe's check and register ran")
+T.like(r.stdout, "value%s+1%s+maximize", "with the metrics its run gave")
+r = T.procy({ "recipes" }, { cwd = p11 })
+T.like(r.stdout, "steps: ask %(procy.lua's%), check, register", "procy recipes names it")
+
 -- the project's own copy of the recipe is the one that runs
 r = T.procy({ "recipes", "copy", "evolve" }, { cwd = p5 })
 T.is(r.code, 0, "procy recipes copy evolve", r.stderr)
