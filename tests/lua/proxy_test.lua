@@ -221,8 +221,11 @@ do -- two streams at once (Claude Code runs a title stream beside the main one)
     end)
   end
   local a, b = one("BIG:1500 first"), one("BIG:1500 second")
-  local ra, rb = core.await(a), core.await(b)
-  T.ok(ra.status == 200 and rb.status == 200, "both concurrent streams complete")
+  local ra, ea = core.await(a)
+  local rb, eb = core.await(b)
+  T.ok(ra and rb and ra.status == 200 and rb.status == 200, "both concurrent streams complete",
+    tostring(ea) .. " / " .. tostring(eb))
+  ra, rb = ra or {}, rb or {}
   local rows = { recorded(ra), recorded(rb) }
   T.ok(rows[1] and rows[2] and rows[1].id ~= rows[2].id, "and both are recorded")
   T.ok(rows[2] and rows[1].started_at < rows[2].started_at + rows[2].duration_us
