@@ -138,17 +138,20 @@ for i in range(int(sys.argv[1]) * 10):
     time.sleep(0.1)
 os.write(1, b"END\n")
 ]])
+-- "ready" once the terminal echoes nothing: "go" typed before that would be
+-- echoed, 4 bytes of output more than the burst (seen under load)
 local function agent_burst(seconds)
-  return ("stty raw -echo; read go; exec python3 %s %d"):format(burst, seconds)
+  return ("stty raw -echo; printf ready; read go; exec python3 %s %d"):format(burst, seconds)
 end
-local function burst_size(seconds) return seconds * 10 * 400001 + 4 end
+local function burst_size(seconds) return #"ready" + seconds * 10 * 400001 + 4 end
 
 -- locked(seconds, held, [before], [each]) -> bytes shown, session id: the
 -- agent bursts for seconds while another writer holds the record for held
 -- seconds; before(sid) runs first, each(p, sid) at every read
 local function locked(seconds, held, before, each)
   local p = procy { "sh", "-c", agent_burst(seconds) }
-  core.sleep(0.5)
+  local shown = ""
+  while not shown:find("ready", 1, true) do shown = shown .. assert(p:read(), "the agent never got ready") end
   local _, sid = session_data("")
   if before then before(sid) end
   local other = assert(db.open(record, { migrations = false, busy_timeout = 0 }))
@@ -228,9 +231,10 @@ for i in range(20):
     time.sleep(0.15)
 os.write(1, b"END\n")
 ]])
-    local p = assert(proc.spawn({ T.bin, "--db", rec, "--", "sh", "-c", "stty raw -echo; read go; exec python3 " .. chunk },
-      { pty = { cols = 100, rows = 30 }, env = env }))
-    core.sleep(0.5)
+    local p = assert(proc.spawn({ T.bin, "--db", rec, "--", "sh", "-c",
+      "stty raw -echo; printf ready; read go; exec python3 " .. chunk }, { pty = { cols = 100, rows = 30 }, env = env }))
+    local shown = ""
+    while not shown:find("ready", 1, true) do shown = shown .. assert(p:read(), "the agent never got ready") end
     -- fill the disk but for about 1 MB
     local df = proc.run { "df", "--output=avail", "-B1", small }
     local avail = tonumber(df.stdout:match("(%d+)%s*$"))
@@ -256,7 +260,7 @@ os.write(1, b"END\n")
     local o = h:query("SELECT sum(length(data)) AS n, count(*) AS c FROM term_events WHERE kind = 'o'")[1]
     h:close()
     T.ok(least < 64 * 1024, "the disk was full meanwhile", least .. " bytes free at the least")
-    T.is(o.n, 20 * (5 + 16 * 16384 + 1) + 4, "a full disk: every chunk is recorded once it has room again")
+    T.is(o.n, #"ready" + 20 * (5 + 16 * 16384 + 1) + 4, "a full disk: every chunk is recorded once it has room again")
     proc.run { "umount", small }
   end
 end
