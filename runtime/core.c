@@ -323,6 +323,35 @@ static const luaL_Reg task_methods[] = {
 	{ NULL, NULL }
 };
 
+/* fail(code, msg) -> nil, "CODE: msg", code: an operational failure as
+   every primitive returns one */
+static int core_fail(lua_State *L)
+{
+	const char *code = luaL_checkstring(L, 1);
+	return procy_fail(L, code, "%s", luaL_checkstring(L, 2));
+}
+
+/* wrap(context, err, [code]) -> nil, "CODE: context: what", code: a
+   failure passed up with what was being done in front, its code kept (code
+   when given, else err's own "CODE: " prefix, else EFAIL) */
+static int core_wrap(lua_State *L)
+{
+	const char *context = luaL_checkstring(L, 1);
+	size_t n;
+	const char *err = luaL_optlstring(L, 2, "failed", &n);
+	const char *code = luaL_optstring(L, 3, NULL);
+	size_t k = 0;
+	while (k < n && k < 63 && ((err[k] >= 'A' && err[k] <= 'Z') || (err[k] >= '0' && err[k] <= '9') || err[k] == '_'))
+		k++;
+	int has = k > 1 && k + 1 < n && err[k] == ':' && err[k + 1] == ' ';
+	char own[64] = "";
+	if (has) {
+		memcpy(own, err, k);
+		own[k] = 0;
+	}
+	return procy_fail(L, code ? code : has ? own : "EFAIL", "%s: %s", context, has ? err + k + 2 : err);
+}
+
 static const luaL_Reg core_funcs[] = {
 	{ "spawn",         core_spawn },
 	{ "await",         core_await },
@@ -338,6 +367,8 @@ static const luaL_Reg core_funcs[] = {
 	{ "current",       core_current },
 	{ "tasks",         core_tasks },
 	{ "log",           core_log },
+	{ "fail",          core_fail },
+	{ "wrap",          core_wrap },
 	{ "set_run_limit", core_set_run_limit },
 	{ "set_log_level", core_set_log_level },
 	{ NULL, NULL }

@@ -185,7 +185,7 @@ function M.open(o)
   local argv = mode == "pty" and (profile.command or { profile.name }) or { profile.name }
   local session
   session, err, code = store.new_session { argv = argv, cwd = cwd, profile = profile.name, mode = mode }
-  if not session then return nil, "cannot write to the record: " .. err, code end
+  if not session then return core.wrap("cannot write to the record", err, code) end
   local proxy
   proxy, err, code = serve.start { port = 0, session = session, agent_env = true, lazy = true }
   if not proxy then

@@ -292,7 +292,7 @@ end
 -- answer(verdict, [text]) -> true, or nil, err: !approve / !edit / !reject
 function M.answer(verdict, text)
   local p = M.pending
-  if not p then return nil, "no prompt is waiting for approval" end
+  if not p then return core.fail("ENOENT", "no prompt is waiting for approval") end
   core.complete(p.op, verdict, text)
   return true
 end

@@ -48,10 +48,14 @@ function M.resolve(setting, schema)
   if type(setting.score) == "function" then
     o.fn, o.goal, o.metric = setting.score, "maximize", "score"
   elseif setting.maximize or setting.minimize then
-    if setting.maximize and setting.minimize then return nil, "objective: maximize or minimize, not both" end
+    if setting.maximize and setting.minimize then
+      return nil, "EOBJECTIVE: objective: maximize or minimize, not both", "EOBJECTIVE"
+    end
     o.goal = setting.maximize and "maximize" or "minimize"
     o.metric = setting.maximize or setting.minimize
-    if type(o.metric) ~= "string" then return nil, "objective: " .. o.goal .. " names one metric" end
+    if type(o.metric) ~= "string" then
+      return nil, "EOBJECTIVE: objective: " .. o.goal .. " names one metric", "EOBJECTIVE"
+    end
   else
     local list = schema and schema.metrics or {}
     if schema and schema.declared and list[1] then
@@ -73,7 +77,7 @@ function M.resolve(setting, schema)
   table.sort(names)
   for _, name in ipairs(names) do
     local list, err = constraint(name, setting.subject_to[name])
-    if not list then return nil, "EOBJECTIVE: objective: " .. err end
+    if not list then return nil, "EOBJECTIVE: objective: " .. err, "EOBJECTIVE" end
     for _, c in ipairs(list) do o.constraints[#o.constraints + 1] = c end
   end
   local cs = {}

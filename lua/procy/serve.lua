@@ -257,10 +257,10 @@ M.tell = tell
 -- recorded on the recorder thread (procy.capture) into the record.
 function M.start(o)
   local db, err, code = store.open()
-  if not db then return nil, "cannot open the record: " .. err, code end
+  if not db then return core.wrap("cannot open the record", err, code) end
   local reader
   reader, err, code = store.reader()
-  if not reader then return nil, "cannot read the record: " .. err, code end
+  if not reader then return core.wrap("cannot read the record", err, code) end
   local cfg = config.get()
   local up, oup = M.upstreams(o)
   local host = o.host or "127.0.0.1"

@@ -24,8 +24,8 @@ function M.run(opts)
       .. "for a headless run, write a recipe and use: procy run FILE.lua", "ENOTTY"
   end
   local cfg = config.get()
-  local _, err = store.open()
-  if err then return nil, "cannot open the record: " .. err, "EDB" end
+  local _, err, ecode = store.open()
+  if err then return core.wrap("cannot open the record", err, ecode) end
   local argv, cwd = opts.argv, opts.cwd or assert(fs.cwd())
   local id
   if opts.resume then
@@ -34,7 +34,7 @@ function M.run(opts)
   else
     local ierr, code
     id, ierr, code = store.new_session { argv = argv, cwd = cwd, mode = "pty", term = os.getenv("TERM") }
-    if not id then return nil, "cannot write to the record: " .. ierr, code end
+    if not id then return core.wrap("cannot write to the record", ierr, code) end
   end
   fs.mkdir(dirname(cfg.log), 448) -- 0700
   -- The agent's API calls come through procy's proxy, tied to this session

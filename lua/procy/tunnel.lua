@@ -32,7 +32,7 @@ function M.start(host, model)
   local argv, err = M.argv(host, model)
   if not argv then return nil, err, "EINVAL" end
   local p, perr, code = proc.spawn(argv, { stdout = false, stderr = "pipe" })
-  if not p then return nil, "the tunnel's ssh did not start: " .. tostring(perr), code end
+  if not p then return core.wrap("the tunnel's ssh did not start", perr, code) end
   local r = p:wait(1.0)
   if r then
     return nil, ("ETUNNEL: ssh to %s exited with %d: %s"):format(host, r.code, (r.stderr or ""):gsub("%s+$", "")),
