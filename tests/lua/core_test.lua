@@ -154,4 +154,17 @@ do
   end
 end
 
+-- one way to fail, and to pass a failure up with context, its code kept
+do
+  local core = require "procy.core"
+  T.is(table.concat({ select(2, core.fail("ENOENT", "no such thing")) }, "|"), "ENOENT: no such thing|ENOENT",
+    "core.fail: nil, \"CODE: msg\", code")
+  local v, err, code = core.wrap("cannot open the record", "SQLITE_CANTOPEN: x.db: unable to open")
+  T.ok(v == nil and err == "SQLITE_CANTOPEN: cannot open the record: x.db: unable to open" and code == "SQLITE_CANTOPEN",
+    "core.wrap: the context in front, the error's own code kept", err)
+  T.is(select(3, core.wrap("starting", "EPIPE: gone", "EAGENT")), "EAGENT", "a code given wins")
+  T.is(table.concat({ select(2, core.wrap("reading", "plain words")) }, "|"), "EFAIL: reading: plain words|EFAIL",
+    "an error without a code gets EFAIL")
+end
+
 return T.done()
