@@ -54,6 +54,7 @@ struct session {
 	buf_t       echo;         /* typed events waiting to be shown (typed.c) */
 	unsigned char echo_last;  /* the last byte they should show */
 	int64_t     echo_since;   /* loop clock: the first of them */
+	int         echo_other;   /* the agent has drawn since, without showing them */
 	int         rec_reported;
 	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
 	int64_t     started, last_output; /* loop clock */

@@ -6,8 +6,10 @@
 ** raw and echoes for itself — or, at its password prompt, does not, or
 ** draws '*'. So while the agent's terminal is raw, typed bytes (and the
 ** lines they end) wait here until the agent's output shows the last
-** printable byte typed. Output that shows only a mask, or no output
-** within ECHO_WAIT_NS, means the input was hidden: its printable bytes are
+** printable byte typed. Output that shows only a mask, output without it
+** for ECHO_WAIT_NS, or no output at all for ECHO_SILENT_NS (a busy agent
+** echoes late: 300 ms lost a prompt typed into Claude Code under load)
+** means the input was hidden: its printable bytes are
 ** not recorded (the keys that edit and submit are) and neither are the
 ** lines they were part of. More than ECHO_MAX bytes typed unseen is not
 ** a password (a paste into a program that does not echo): recorded.
@@ -22,7 +24,8 @@
 
 #include "session_impl.h"
 
-#define ECHO_WAIT_NS 300000000 /* a typed byte not shown this long was hidden */
+#define ECHO_WAIT_NS   300000000  /* a typed byte not shown this long, while the agent drew, was hidden */
+#define ECHO_SILENT_NS 2000000000 /* the agent drew nothing at all: a busy one may take this long to echo */
 #define ECHO_MAX     4096      /* more than this waiting is no password: a paste or a program */
 
 typedef struct waiting {
@@ -95,6 +98,7 @@ static void release(session_t *s, int hidden)
 	s->echo.len = 0;
 	s->echo_last = 0;
 	s->echo_since = 0;
+	s->echo_other = 0;
 	if (s->echo.cap > 65536)
 		buf_free(&s->echo);
 }
@@ -139,12 +143,13 @@ void typed_output(session_t *s, const char *p, size_t n)
 			release(s, 1);
 			return;
 		}
+	s->echo_other = 1;
 }
 
 /* Called now and then (and at the end, with end set): input still not
    shown was hidden. */
 void typed_tick(session_t *s, int end)
 {
-	if (s->echo.len && (end || loop_now(s->rt->loop) - s->echo_since > ECHO_WAIT_NS))
+	if (s->echo.len && (end || loop_now(s->rt->loop) - s->echo_since > (s->echo_other ? ECHO_WAIT_NS : ECHO_SILENT_NS)))
 		release(s, s->echo_last != 0);
 }

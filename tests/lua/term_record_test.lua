@@ -128,6 +128,19 @@ os.write(1, b"\r\nhello " + name + b"\r\n")
   T.ok(d.i:find("\r", 1, true), "and the keys that submit the answers")
 end
 
+-- a busy full-screen agent that echoes a second late (and draws nothing
+-- meanwhile): what was typed is no hidden input, it is recorded
+do
+  local p = procy { "sh", "-c", "stty raw -echo; printf ready; sleep 1; exec head -c 10" }
+  wait_for(p, "ready")
+  p:write("late line\r") -- ten bytes: head shows them and ends
+  while p:read() do end
+  p:wait(10)
+  local d = session_data("il")
+  T.ok(d.i:find("late line", 1, true), "keys a busy agent echoes a second late are recorded", ("%q"):format(d.i))
+  T.ok(d.l:find("late line", 1, true), "and so is their line", ("%q"):format(d.l))
+end
+
 -- a database another writer holds for 4 s while the agent writes 4 MB/s:
 -- memory stays bounded (the rest is spilled), and everything is recorded
 -- ~4 MB/s for that long, of lines with nothing a rule could mask
