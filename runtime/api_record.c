@@ -238,7 +238,7 @@ static void work(worker_t *w)
 	char err[256] = "out of memory";
 	if (L) {
 		procy_rt(L) = NULL; /* no loop here: only the modules that need none */
-		procy_open_modules(L, 0);
+		procy_open_modules(L);
 		lua_pushcfunction(L, open_worker);
 		lua_pushlightuserdata(L, cap->settings);
 		if (lua_pcall(L, 1, 2, 0) == LUA_OK) {

@@ -44,21 +44,6 @@ typedef struct db {
 	int      txdepth;
 } db_t;
 
-const char *db_code_name(int rc)
-{
-	static const char *const names[] = {
-		"SQLITE_OK", "SQLITE_ERROR", "SQLITE_INTERNAL", "SQLITE_PERM",
-		"SQLITE_ABORT", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOMEM",
-		"SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR",
-		"SQLITE_CORRUPT", "SQLITE_NOTFOUND", "SQLITE_FULL",
-		"SQLITE_CANTOPEN", "SQLITE_PROTOCOL", "SQLITE_EMPTY",
-		"SQLITE_SCHEMA", "SQLITE_TOOBIG", "SQLITE_CONSTRAINT",
-		"SQLITE_MISMATCH", "SQLITE_MISUSE", "SQLITE_NOLFS", "SQLITE_AUTH",
-		"SQLITE_FORMAT", "SQLITE_RANGE", "SQLITE_NOTADB",
-	};
-	rc &= 0xff;
-	return rc >= 0 && rc < (int)(sizeof names / sizeof *names) ? names[rc] : "SQLITE_ERROR";
-}
 
 static int db_fail(lua_State *L, sqlite3 *h, int rc, const char *context)
 {

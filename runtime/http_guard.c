@@ -25,6 +25,15 @@ static int token_matches(const char *token, const char *given, size_t n)
 	return diff == 0;
 }
 
+/* A request header by name (any case), or NULL. */
+const char *hreq_header(const hreq_t *r, const char *name)
+{
+	for (size_t i = 0; i < r->nhdr; i++)
+		if (strcasecmp(r->hdr[i].name, name) == 0)
+			return r->hdr[i].value;
+	return NULL;
+}
+
 /* The token, when the server has one: "Authorization: Bearer TOKEN", an
    "x-procy-token" header, or ?token=TOKEN. */
 int hreq_authorized(const hreq_t *r)

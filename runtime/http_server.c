@@ -128,14 +128,6 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
 	return MHD_YES;
 }
 
-const char *hreq_header(const hreq_t *r, const char *name)
-{
-	for (size_t i = 0; i < r->nhdr; i++)
-		if (strcasecmp(r->hdr[i].name, name) == 0)
-			return r->hdr[i].value;
-	return NULL;
-}
-
 /* Sends resp (with the headers) as r's answer: the one way every answer
    goes out. NULL resp (or a client gone, or answered): -1. */
 static int queue_response(hreq_t *r, unsigned status, struct MHD_Response *resp,

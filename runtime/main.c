@@ -40,7 +40,21 @@ static int pmain(lua_State *L)
 	char **argv = lua_touserdata(L, 2);
 	static loop_signal sigs[3];
 	static const int signos[3] = { SIGINT, SIGTERM, SIGHUP };
-	procy_open_modules(L, 1);
+	static const luaL_Reg loop_modules[] = {
+		{ "procy.core", luaopen_procy_core },
+		{ "procy.proc", luaopen_procy_proc },
+		{ "procy.fs",   luaopen_procy_fs },
+		{ "procy.pty",  luaopen_procy_pty },
+		{ "procy.http", luaopen_procy_http },
+		{ NULL, NULL }
+	};
+	procy_open_modules(L);
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+	for (const luaL_Reg *m = loop_modules; m->name; m++) {
+		lua_pushcfunction(L, m->func);
+		lua_setfield(L, -2, m->name);
+	}
+	lua_pop(L, 1);
 	for (int i = 0; i < 3; i++)
 		if (loop_signal_start(rt->loop, &sigs[i], signos[i], on_signal, rt) < 0)
 			return luaL_error(L, "signal setup: %s", strerror(errno));

@@ -60,23 +60,21 @@ static int search_procy(lua_State *L)
 	return 2;
 }
 
-void procy_open_modules(lua_State *L, int all)
+/* The modules every Lua state may have, loop or not (a worker's too); the
+   loop's own (core, proc, fs, pty, http) the loop's state adds (main.c),
+   so nothing here reaches up into what a worker runs under. */
+void procy_open_modules(lua_State *L)
 {
 	static const luaL_Reg preload[] = {
-		{ "procy.json",  luaopen_procy_json }, /* these first four need no loop */
+		{ "procy.json",  luaopen_procy_json },
 		{ "procy.db",    luaopen_procy_db },
 		{ "procy.hash",  luaopen_procy_hash },
 		{ "procy.blobs", luaopen_procy_blobs },
-		{ "procy.core", luaopen_procy_core },
-		{ "procy.proc", luaopen_procy_proc },
-		{ "procy.fs",   luaopen_procy_fs },
-		{ "procy.pty",  luaopen_procy_pty },
-		{ "procy.http", luaopen_procy_http },
 		{ NULL, NULL }
 	};
 	luaL_openlibs(L);
 	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-	for (const luaL_Reg *r = preload; r->name && (all || r < preload + 4); r++) {
+	for (const luaL_Reg *r = preload; r->name; r++) {
 		lua_pushcfunction(L, r->func);
 		lua_setfield(L, -2, r->name);
 	}

@@ -236,7 +236,7 @@ void tty_restore_stderr(int saved);
 
 /* A thread with a queue its owner keeps under mu. What may run there:
    C, SQLite on a connection of its own, a Lua state of its own with the
-   modules that need no loop (procy_open_modules(L, 0)). Never the loop's
+   modules that need no loop (procy_open_modules(L)). Never the loop's
    Lua state, the loop, or a server. */
 typedef struct worker {
 	pthread_t       thread;
@@ -436,7 +436,7 @@ struct sqlite3 *db_conn(lua_State *L, int idx);
 struct sqlite3_stmt *db_cached(lua_State *L, int idx, const char *sql);
 /* Raises {err = message, code = "SQLITE_..."} for a failed call. */
 void db_raise(lua_State *L, struct sqlite3 *h, int rc);
-/* "SQLITE_BUSY" and the like, for an SQLite result code. */
+/* "SQLITE_BUSY" and the like, for an SQLite result code (util.c). */
 const char *db_code_name(int rc);
 /* db_reader.c: db.reader(path), reads on a thread of their own. */
 int  db_reader_open(lua_State *L);
@@ -457,7 +457,7 @@ int luaopen_procy_blobs(lua_State *L);
 /* Makes procy's modules loadable in L: all of them, or (all = 0, for a
    state with no loop, on another thread) procy.json, procy.db, procy.hash,
    procy.blobs and the Lua modules. */
-void procy_open_modules(lua_State *L, int all);
+void procy_open_modules(lua_State *L); /* modules.c: those that need no loop */
 /* After lua_close: puts back any terminal a session left in raw mode. */
 void session_shutdown(void);
 /* mkdir -p: creates path and its missing parents. 0 or -1 with errno. */

@@ -69,7 +69,7 @@ struct hreq {
 server_t   *server_start(runtime_t *rt, const char *host, int port, char *err, size_t errlen);
 void        server_stop(server_t *srv);
 
-const char *hreq_header(const hreq_t *r, const char *name);
+const char *hreq_header(const hreq_t *r, const char *name); /* http_guard.c */
 /* http_guard.c: the checks every request passes once its headers are in.
    0, or the status to refuse it with, and the error's type and message. */
 int         hreq_refusal(hreq_t *r, const char **type, const char **msg);

@@ -24,7 +24,7 @@ static int open_redaction(recorder_t *r)
 	if (!L)
 		return 0;
 	procy_rt(L) = NULL;
-	procy_open_modules(L, 0);
+	procy_open_modules(L);
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "procy.redact");
 	if (lua_pcall(L, 1, 1, 0) != LUA_OK)

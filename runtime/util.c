@@ -265,3 +265,21 @@ void procy_log(lua_State *L, const char *level, const char *fmt, ...)
 	fputc('\n', stderr);
 	va_end(ap);
 }
+
+/* ---- SQLite result codes, by name (db.c and db_reader.c share them) ---------- */
+
+const char *db_code_name(int rc)
+{
+	static const char *const names[] = {
+		"SQLITE_OK", "SQLITE_ERROR", "SQLITE_INTERNAL", "SQLITE_PERM",
+		"SQLITE_ABORT", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOMEM",
+		"SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR",
+		"SQLITE_CORRUPT", "SQLITE_NOTFOUND", "SQLITE_FULL",
+		"SQLITE_CANTOPEN", "SQLITE_PROTOCOL", "SQLITE_EMPTY",
+		"SQLITE_SCHEMA", "SQLITE_TOOBIG", "SQLITE_CONSTRAINT",
+		"SQLITE_MISMATCH", "SQLITE_MISUSE", "SQLITE_NOLFS", "SQLITE_AUTH",
+		"SQLITE_FORMAT", "SQLITE_RANGE", "SQLITE_NOTADB",
+	};
+	rc &= 0xff;
+	return rc >= 0 && rc < (int)(sizeof names / sizeof *names) ? names[rc] : "SQLITE_ERROR";
+}

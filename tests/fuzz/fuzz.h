@@ -16,7 +16,7 @@ static void fuzz_lua_init(const char *script)
 {
 	lua_State *L = fuzz_L = luaL_newstate();
 	procy_rt(L) = NULL;
-	procy_open_modules(L, 0);
+	procy_open_modules(L);
 	if (luaL_loadstring(L, script) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
 		fprintf(stderr, "fuzz harness: %s\n", lua_tostring(L, -1));
 		abort();
