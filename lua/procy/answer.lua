@@ -85,24 +85,29 @@ local function pieces(d)
   return out
 end
 
--- A stream's blocks as sse(body, true) splits them, each with its data
--- decoded when it is JSON: {raw =, data = decoded or nil}.
-local function raw_events(body)
+-- events(body) -> the stream's blocks as sse(body, true) splits them,
+-- each with its data decoded: {event =, raw =, text = the data as sent or
+-- nil, data = the decoded JSON or nil}. A stream is split and decoded
+-- once: redaction and the parsers both work on this list.
+function M.events(body)
   local events = M.sse(body, true)
   for _, ev in ipairs(events) do
-    ev.data = ev.data and ev.data:sub(1, 1) == "{" and json.decode(ev.data) or nil
+    ev.text = ev.data
+    ev.data = ev.text and ev.text ~= "[DONE]" and json.decode(ev.text) or nil
   end
   return events
 end
 
--- redact_stream(body) -> body: a secret the model wrote across several
+-- redact_stream(body, [events]) -> body: a secret the model wrote across several
 -- streamed events is in no single event, so the pattern pass cannot see
 -- it. Here each streamed text is put together, secrets found in it, and
 -- the events holding their pieces are re-encoded with the secret masked
 -- (the first piece gets the mask, the others lose their part of it).
--- Events without a secret keep their bytes.
-function M.redact_stream(body)
-  local events, texts = raw_events(body), {}
+-- Events without a secret keep their bytes. events: M.events(body), whose
+-- decoded data is masked in place (so it stays the body's).
+function M.redact_stream(body, events)
+  local texts = {}
+  events = events or M.events(body)
   for _, ev in ipairs(events) do
     for _, p in ipairs(type(ev.data) == "table" and pieces(ev.data) or EMPTY) do
       local t = texts[p[1]] or { parts = {}, len = 0 }
@@ -150,7 +155,7 @@ end
 
 -- ---- parsing responses ------------------------------------------------------------
 --
--- parse[api](out, body, stream) fills out = {content = {}, usage = {},
+-- parse[api](out, body, stream, [events]) fills out = {content = {}, usage = {},
 -- bad = 0, odd = 0, events = 0}: blocks as they come, so a parser that
 -- stops on a shape it did not expect leaves what it had (the record keeps
 -- it, with the error). out.bad counts events (or a body) that were not
@@ -191,14 +196,14 @@ function M.tool_input(parts, given)
   return v
 end
 
--- The events of a stream, decoded: {event =, data = decoded}; events whose
--- data is not JSON are counted in out.bad ([DONE] is not one of them).
-local function stream_events(out, body)
+-- The decoded events of a stream (events: M.events(body) when the caller
+-- has it); events whose data is not a JSON object are counted in out.bad
+-- ([DONE] is not one of them).
+local function stream_events(out, body, events)
   local list = {}
-  for _, e in ipairs(M.sse(body)) do
-    if e.data ~= "[DONE]" then
-      local d = json.decode(e.data)
-      if type(d) == "table" then list[#list + 1] = d else out.bad = out.bad + 1 end
+  for _, e in ipairs(events or M.events(body)) do
+    if e.text and e.text ~= "[DONE]" then
+      if type(e.data) == "table" then list[#list + 1] = e.data else out.bad = out.bad + 1 end
     end
   end
   out.events = #list
@@ -223,7 +228,7 @@ end
 local parse = {}
 M.parse = parse
 
-function parse.anthropic(out, body, stream)
+function parse.anthropic(out, body, stream, events)
   if not stream then
     local m = whole(out, body)
     if not m then return end
@@ -234,7 +239,7 @@ function parse.anthropic(out, body, stream)
     return
   end
   local blocks, acc, order = {}, {}, {}
-  for _, d in ipairs(stream_events(out, body)) do
+  for _, d in ipairs(stream_events(out, body, events)) do
     local t, i = d.type, num(d.index)
     if t == "message_start" and type(d.message) == "table" then
       out.id, out.model = str(d.message.id), str(d.message.model)
@@ -290,7 +295,7 @@ local function chat_message(out, m, finish)
   out.stop_reason = str(finish) or out.stop_reason
 end
 
-parse["openai-chat"] = function(out, body, stream)
+parse["openai-chat"] = function(out, body, stream, events)
   if not stream then
     local m = whole(out, body)
     if not m then return end
@@ -301,7 +306,7 @@ parse["openai-chat"] = function(out, body, stream)
     return
   end
   local text, thinking, tools, finish = {}, {}, {}, nil
-  for _, d in ipairs(stream_events(out, body)) do
+  for _, d in ipairs(stream_events(out, body, events)) do
     out.id, out.model = str(d.id) or out.id, str(d.model) or out.model
     if d.error ~= nil and d.error ~= json.null then out.error = d.error end
     for _, c in ipairs(tbl(d.choices) or EMPTY) do
@@ -374,12 +379,12 @@ local function response_object(out, r)
   return tbl(r.output) and #r.output > 0 and r.output or nil
 end
 
-parse["openai-responses"] = function(out, body, stream)
+parse["openai-responses"] = function(out, body, stream, events)
   local items = {}
   if not stream then
     items = response_object(out, whole(out, body)) or {}
   else
-    for _, d in ipairs(stream_events(out, body)) do
+    for _, d in ipairs(stream_events(out, body, events)) do
       local t = str(d.type)
       if t == "response.output_item.done" and num(d.output_index) and d.output_index >= 0 and d.output_index < 10000 then
         items[d.output_index + 1] = d.item

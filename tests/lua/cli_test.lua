@@ -80,7 +80,7 @@ do
     end
   end
   for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store", "http", "hash",
-                       "capture", "answer", "redact", "blobs", "prices", "usage", "serve", "agent", "turns", "transcript",
+                       "capture", "answer", "request", "redact", "blobs", "prices", "usage", "serve", "agent", "turns", "transcript",
                        "background", "model", "evaluator", "objective", "snapshot", "evolve", "recipes",
                        "tunnel" } do
     check(require("procy." .. m), m, ".")
