@@ -38,6 +38,7 @@ local fs = require "procy.fs"
 local agent = require "procy.agent"
 local config = require "procy.config"
 local evolve = require "procy.evolve"
+local store = require "procy.store"
 local evaluator = require "procy.evaluator"
 local model = require "procy.model"
 local objective = require "procy.objective"
@@ -56,8 +57,8 @@ local flags = { task = "string", iterations = "number", more = "number", agent =
 -- flags (given: the ones on the command line)
 function R.options(args)
   local flags_given, words = require("procy.recipes").flags(args, flags, "evolve")
-  if not flags_given then return nil, words .. " (see the head of recipes/evolve.lua)" end
-  if #words > 0 then return nil, "evolve: unknown argument '" .. words[1] .. "' (see the head of recipes/evolve.lua)" end
+  if not flags_given then return core.wrap("evolve", words .. " (see the head of recipes/evolve.lua)", "EINVAL") end
+  if #words > 0 then return core.fail("EINVAL", "evolve: unknown argument '" .. words[1] .. "' (see the head of recipes/evolve.lua)") end
   local o, given = {}, {}
   for k, v in pairs(config.get().evolve or {}) do o[k] = v end
   for k, v in pairs(flags_given) do o[k], given[k] = v, true end
@@ -131,7 +132,7 @@ local function settle(state, t, commit)
   for _, x in ipairs { t, best } do
     local m = median(x.samples)
     x.score, x.metrics, x.feasible, x.violation = m.score, m.metrics, m.feasible, m.violation
-    evolve.update_try(state.run.id, x.seq, { score = x.score, metrics = x.metrics, feasible = x.feasible })
+    store.update_try(state.run.id, x.seq, { score = x.score, metrics = x.metrics, feasible = x.feasible })
   end
   local g = gain(state.objective, t, best)
   local note = ("median of %d: %.6g against the best's %.6g"):format(#t.samples, t.score, best.score)
@@ -164,16 +165,16 @@ function steps.ask(ctx, t)
   t.messages = evolve.messages {
     task = run.task, objective = ctx.objective.text, schema = ctx.schema, base = ctx.base, best = ctx.best,
     recent = recent, feedback = last and last.feedback, last_response = last and last.response,
-    corrections = evolve.corrections { cwd = run.cwd, limit = 5 }, next_seq = t.seq,
+    corrections = store.corrections { cwd = run.cwd, limit = 5 }, next_seq = t.seq,
     max_words = o.max_words or 200,
   }
   local prompt, info, code
   for _ = 1, 2 do -- an empty answer gets one more chance
     prompt, info, code = model.chat(t.messages, { url = o.model_url, session = ctx.agent.session })
-    if not prompt then return nil, "the proxy model failed: " .. tostring(info), code end
+    if not prompt then return core.wrap("the proxy model failed", info, code) end
     if prompt ~= "" then break end
   end
-  if prompt == "" then return nil, "the proxy model answered with an empty prompt twice", "EEMPTY" end
+  if prompt == "" then return core.fail("EEMPTY", "the proxy model answered with an empty prompt twice") end
   t.prompt = #prompt > (o.max_prompt or 4000) and prompt:sub(1, o.max_prompt or 4000) or prompt
   t.model, t.tokens = info.model, info.usage.input_tokens + info.usage.output_tokens
   return true
@@ -189,7 +190,7 @@ function steps.gate(ctx, t)
   if not prompt then return nil, edited, code end
   t.prompt = prompt
   if edited then
-    evolve.correct { session = ctx.session, run = ctx.run.id, try = t.seq, original = proposed, corrected = prompt,
+    store.correct { session = ctx.session, run = ctx.run.id, try = t.seq, original = proposed, corrected = prompt,
       note = "edited before it was sent", context = t.messages }
   end
   return true
@@ -213,9 +214,9 @@ function steps.act(ctx, t)
     evolve.progress(ctx, "restarting the agent")
     say(ctx, "the agent had exited; restarting it, resuming its session")
     local ok, rerr = a:restart { resume = true, force = true }
-    if not ok then return nil, "the agent exited and did not restart: " .. tostring(rerr), "EPIPE" end
+    if not ok then return core.wrap("the agent exited and did not restart", rerr, "EPIPE") end
   end
-  if not tseq then return nil, "the agent cannot take a prompt: " .. tostring(serr), scode end
+  if not tseq then return core.wrap("the agent cannot take a prompt", serr, scode) end
   local null = require("procy.json").null
   t.turn_seq, t.turn = tseq, turn
   if turn then
@@ -226,7 +227,7 @@ function steps.act(ctx, t)
   -- the workspace as the agent left it, whatever happened
   local commit, gerr = ctx.repo:take(("refs/procy/%s/%d"):format(ctx.run.id, t.seq),
     ("procy evolve %s try %d"):format(ctx.run.id, t.seq), ctx.at.commit)
-  if not commit then return nil, "snapshot failed: " .. tostring(gerr) end
+  if not commit then return core.wrap("snapshot failed", gerr) end
   t.commit_id = commit
   if not turn or turn.status ~= "done" then
     t.status, t.feedback = "agent-failed", "the agent's turn " .. (turn and turn.status or tostring(terr))
@@ -267,7 +268,7 @@ function steps.keep(ctx, t)
   end
   if improved then
     ctx.best, ctx.at, ctx.stale = t, { seq = t.seq, commit = t.commit_id }, 0
-    evolve.update_run(run.id, { best_seq = t.seq })
+    store.update_run(run.id, { best_seq = t.seq })
     t.verdict = "new best" .. (note and (" (" .. note .. ")") or "")
   else
     ctx.stale = ctx.stale + 1
@@ -275,7 +276,7 @@ function steps.keep(ctx, t)
       or objective.worse(ctx.objective, t, ctx.best, o.tolerance)
     if o.rollback ~= "never" and fell and ctx.best and ctx.best.commit_id then
       local ok, rerr = ctx.repo:restore(t.commit_id, ctx.best.commit_id)
-      if not ok then return nil, "restoring the best try failed: " .. tostring(rerr) end
+      if not ok then return core.wrap("restoring the best try failed", rerr) end
       ctx.at = { seq = ctx.best.seq, commit = ctx.best.commit_id }
       t.verdict = "rolled back to " .. (ctx.best.seq == 0 and "the start" or ("try " .. ctx.best.seq))
     else
@@ -290,7 +291,7 @@ end
 -- report: one line for the person.
 function steps.report(ctx, t)
   say(ctx, ("try %d: %-11s score %-10s %s — %s"):format(t.seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
-    evolve.metrics_text(t.metrics), t.verdict))
+    evaluator.metrics_text(t.metrics), t.verdict))
   return true
 end
 
@@ -306,7 +307,7 @@ function R.try(state)
   local ok, err, code = step("ask")
   if ok then ok, err, code = step("gate") end
   if not ok then return nil, err, code end
-  evolve.add_try(run.id, { seq = seq, parent_seq = state.at.seq, prompt = t.prompt, model = t.model,
+  store.add_try(run.id, { seq = seq, parent_seq = state.at.seq, prompt = t.prompt, model = t.model,
     session_id = state.agent.session })
   ok, err, code = step("act")
   if not ok then return nil, err, code end
@@ -321,7 +322,7 @@ function R.try(state)
     if not ok then return nil, err, code end
   end
   t.ended_at = require("procy.store").now_us()
-  evolve.update_try(run.id, seq, { turn_seq = t.turn_seq, response = t.response, commit_id = t.commit_id,
+  store.update_try(run.id, seq, { turn_seq = t.turn_seq, response = t.response, commit_id = t.commit_id,
     metrics = t.metrics, score = t.score, feasible = t.feasible, status = t.status, feedback = t.feedback,
     eval_result_id = t.eval_result_id, tokens = t.tokens, ended_at = t.ended_at })
   state.tries[#state.tries + 1] = t
@@ -335,9 +336,9 @@ end
 
 -- a try left running when the run ends early is marked stopped
 local function stop_open_try(run_id)
-  local list = evolve.tries(run_id)
+  local list = store.tries(run_id)
   local open = list[#list]
-  if open and open.status == "running" then evolve.update_try(run_id, open.seq, { status = "stopped" }) end
+  if open and open.status == "running" then store.update_try(run_id, open.seq, { status = "stopped" }) end
 end
 
 -- the workspace, which is snapshot `now`, back to the best try
@@ -374,7 +375,7 @@ function R.main(args, cmd)
   -- the run: resumed or new
   local run, err, code
   if o.resume then
-    run, err, code = evolve.run(o.resume)
+    run, err, code = store.run(o.resume)
     if not run then return nil, err, code end
     cwd = run.cwd
     for k, v in pairs(run.options) do if not given[k] then o[k] = v end end
@@ -401,7 +402,7 @@ function R.main(args, cmd)
   state.repo = repo
   if not a then
     a, err, code = evolve.open_agent(o.agent, cwd)
-    if not a then return nil, "cannot start the agent: " .. tostring(err), code end
+    if not a then return core.wrap("cannot start the agent", err, code) end
     own_agent = true
     state.session, state.own_agent = a.session, true
   end
@@ -409,17 +410,17 @@ function R.main(args, cmd)
   local task = o.task or (run and run.task) or (cmd and human_task(a.session))
   if not task or task == "" then
     if own_agent then a:close() end
-    return nil, "evolve needs a task: --task TEXT" .. (cmd and ", or give the agent your task first" or "")
+    return core.fail("EINVAL", "evolve needs a task: --task TEXT" .. (cmd and ", or give the agent your task first" or ""))
   end
   local info = R.recipe or {}
   local keep = { iterations = o.iterations, patience = o.patience, tolerance = o.tolerance, noise = o.noise,
     remeasure = o.remeasure, rollback = o.rollback,
     budget_time = o.budget_time, budget_tokens = o.budget_tokens, agent = o.agent }
   if not run then
-    run = evolve.new_run { session = a.session, cwd = cwd, task = task, recipe = info.path or info.name,
+    run = store.new_run { session = a.session, cwd = cwd, task = task, recipe = info.path or info.name,
       recipe_sha256 = info.sha256, evaluator_id = ev.id, objective = config.get().objective, options = keep }
   else
-    evolve.update_run(run.id, { status = "running", options = keep })
+    store.update_run(run.id, { status = "running", options = keep })
   end
   state.run, state.run_id, state.of = run, run.id, o.iterations or 5
   evolve.live[run.id] = state
@@ -434,7 +435,7 @@ function R.main(args, cmd)
       return
     end
     stop_open_try(run.id)
-    evolve.finish_run(run.id, e and "error" or "stopped", e and tostring(e) or "stopped")
+    store.finish_run(run.id, e and "error" or "stopped", e and tostring(e) or "stopped")
     -- what waits (the agent's interrupt, the workspace back to the best try)
     -- runs in a task of its own: this one is ending and cannot wait
     core.spawn(function()
@@ -446,35 +447,35 @@ function R.main(args, cmd)
     end)
   end })
   -- tries so far (a resumed run), else the starting point, evaluated
-  local done = evolve.tries(run.id)
+  local done = store.tries(run.id)
   if #done == 0 then
     evolve.progress({ run_id = run.id, seq = 0, of = state.of, durations = {}, started = state.started,
       notify = state.notify }, "evaluating the starting point")
     local base, berr = repo:take(("refs/procy/%s/0"):format(run.id), ("procy evolve %s start"):format(run.id))
-    if not base then finished = true evolve.finish_run(run.id, "error", berr) return nil, berr end
-    evolve.update_run(run.id, { base_commit = base })
-    evolve.add_try(run.id, { seq = 0, session_id = a.session, status = "running" })
+    if not base then finished = true store.finish_run(run.id, "error", berr) return nil, berr end
+    store.update_run(run.id, { base_commit = base })
+    store.add_try(run.id, { seq = 0, session_id = a.session, status = "running" })
     local result = evaluator.run(ev, { session = a.session, run = run.id, try = 0, iteration = 0, timeout = o.eval_timeout })
     local t = { seq = 0, commit_id = base, status = result.status == "ok" and "ok" or "eval-failed",
       metrics = result.metrics, feedback = result.status ~= "ok" and evaluator.feedback(result) or nil }
     done = { t }
-    evolve.update_try(run.id, 0, { commit_id = base, metrics = t.metrics, status = t.status, feedback = t.feedback,
+    store.update_try(run.id, 0, { commit_id = base, metrics = t.metrics, status = t.status, feedback = t.feedback,
       eval_result_id = result.id, ended_at = require("procy.store").now_us() })
   end
   local schema = state.evaluator.schema
   local obj, objerr = objective.resolve(config.get().objective, schema)
-  if not obj then finished = true evolve.finish_run(run.id, "error", objerr) return nil, objerr end
+  if not obj then finished = true store.finish_run(run.id, "error", objerr) return nil, objerr end
   state.objective, state.schema = obj, schema and schema.metrics
   for _, t in ipairs(done) do
     if t.metrics then -- scored by the judge in force, as the tries to come will be
       local j = { seq = t.seq, result = { status = "ok", metrics = t.metrics, stderr_tail = "" } }
       local ok, jerr, jcode = st.judge(state, j)
-      if not ok then finished = true evolve.finish_run(run.id, "error", jerr) return nil, jerr, jcode end
+      if not ok then finished = true store.finish_run(run.id, "error", jerr) return nil, jerr, jcode end
       t.score, t.feasible, t.violation = j.score, j.feasible, j.violation
     end
     if t.seq == 0 then
       state.base = t
-      if t.metrics then evolve.update_try(run.id, 0, { score = t.score, feasible = t.feasible }) end
+      if t.metrics then store.update_try(run.id, 0, { score = t.score, feasible = t.feasible }) end
     else
       state.tries[#state.tries + 1] = t
     end
@@ -491,7 +492,7 @@ function R.main(args, cmd)
     state.at = { seq = state.best.seq, commit = state.best.commit_id }
   end
   say(state, ("evolve run %s: %s\nobjective: %s\nstart: %s"):format(run.id, evolve.clip(task, 100), obj.text,
-    evolve.metrics_text(state.base.metrics)))
+    evaluator.metrics_text(state.base.metrics)))
   state.seq = (#done > 0 and done[#done].seq or 0) + 1
   local why
   while true do
@@ -501,7 +502,7 @@ function R.main(args, cmd)
     local t, terr, tcode = R.try(state)
     if not t then
       finished = true
-      evolve.finish_run(run.id, tcode == "EREJECTED" and "stopped" or "error", terr)
+      store.finish_run(run.id, tcode == "EREJECTED" and "stopped" or "error", terr)
       stop_open_try(run.id)
       to_best(state, state.at.commit)
       say(state, "evolve stopped: " .. tostring(terr))
@@ -513,9 +514,9 @@ function R.main(args, cmd)
   end
   to_best(state, state.at.commit) -- the workspace ends at the best try
   finished = true
-  evolve.finish_run(run.id, "done", why ~= "done" and why or nil)
+  store.finish_run(run.id, "done", why ~= "done" and why or nil)
   say(state, ("evolve run %s ended (%s): best %s"):format(run.id, why, state.best and state.best.seq > 0
-    and ("try %d, score %.6g — %s"):format(state.best.seq, state.best.score, evolve.metrics_text(state.best.metrics))
+    and ("try %d, score %.6g — %s"):format(state.best.seq, state.best.score, evaluator.metrics_text(state.best.metrics))
     or "the starting point (no try beat it)"))
   return true
 end

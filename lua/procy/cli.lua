@@ -193,17 +193,17 @@ local function parse_options(args, i, opts, extra)
     local name, value = a:match("^(%-%-[^=]+)=(.*)$")
     name = name or a
     local o = find_option(extra, name) or find_option(M.options, name) -- a command's own first
-    if not o then return nil, "unknown option '" .. a .. "'" end
+    if not o then return core.fail("EINVAL", "unknown option '" .. a .. "'") end
     local key = o.long:sub(3)
     if o.arg then
       if value == nil then
         i = i + 1
         value = args[i]
-        if value == nil then return nil, "option " .. o.long .. " needs " .. o.arg end
+        if value == nil then return core.fail("EINVAL", "option " .. o.long .. " needs " .. o.arg) end
       end
       opts[key] = value
     else
-      if value ~= nil then return nil, "option " .. o.long .. " takes no value" end
+      if value ~= nil then return core.fail("EINVAL", "option " .. o.long .. " takes no value") end
       opts[key] = true
     end
     i = i + 1
@@ -423,16 +423,16 @@ end
 
 -- procy runs [RUN] [--json]
 function commands.runs(args, opts)
-  local evolve = require "procy.evolve"
+  local evolve, store = require "procy.evolve", require "procy.store"
   if #args > 1 then say("usage: procy runs [RUN] [--json]") return 2 end
   if opts.json then
     local json = require "procy.json"
     local v, err
     if args[1] then
-      v, err = evolve.run(args[1])
-      if v then v.tries = evolve.tries(v.id) end
+      v, err = store.run(args[1])
+      if v then v.tries = store.tries(v.id) end
     else
-      v = evolve.runs { limit = 1000 }
+      v = store.runs { limit = 1000 }
     end
     if not v then say(err) return 1 end
     print(json.encode(v, { sort = true }))

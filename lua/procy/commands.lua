@@ -39,7 +39,7 @@ function M.words(s)
     else cur[#cur + 1] = c any = true end
     i = i + 1
   end
-  if quote then return nil, "unclosed " .. quote end
+  if quote then return core.fail("EINVAL", "unclosed " .. quote) end
   if #cur > 0 or any then out[#out + 1] = table.concat(cur) end
   return out
 end
@@ -207,7 +207,9 @@ M.builtin = {
 function M.registry()
   local reg = {}
   for name, c in pairs(M.builtin) do reg[name] = c end
-  for name, c in pairs(require("procy.evolve").commands) do reg[name] = c end
+  for _, m in ipairs { "procy.evolve", "procy.evaluator" } do
+    for name, c in pairs(require(m).commands) do reg[name] = c end
+  end
   for name, c in pairs(config.get().commands or {}) do
     if type(c) == "function" then c = { run = c, help = "(procy.lua)" } end
     if type(c) ~= "table" or type(c.run) ~= "function" then

@@ -324,4 +324,80 @@ function M.history(id, limit)
   return rows
 end
 
+-- metrics_text(m) -> "a=1, b=2.5" (names sorted), "none" for nil
+function M.metrics_text(m)
+  if not m then return "none" end
+  local names = {}
+  for k in pairs(m) do names[#names + 1] = k end
+  table.sort(names)
+  for i, k in ipairs(names) do names[i] = ("%s=%.6g"):format(k, m[k]) end
+  return table.concat(names, ", ")
+end
+
+-- ---- !eval ------------------------------------------------------------------------------
+
+local function eval_cmd(ctx, args)
+  local ev_mod, metrics_text = M, M.metrics_text
+  local sub, cwd = args[1], ctx.cwd or fs.cwd()
+  if sub == "set" then
+    local path, name = args[2], nil
+    if args[3] == "--name" then name = args[4] end
+    if not path then ctx.print("usage: !eval set PATH [--name N]") return end
+    local ev, err = ev_mod.register { cwd = cwd, path = path, name = name }
+    if not ev then ctx.print(err) return end
+    ctx.print(("evaluator %s: %s"):format(ev.name, ev.kind == "lua" and ev.path or table.concat(ev.argv, " ")))
+    ctx.print("metrics: " .. (ev.schema and "declared by METRICS_SCHEMA" or "from its first run"))
+    for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do ctx.print(("  %-24s %s"):format(m.name, m.goal)) end
+  elseif sub == "generate" then
+    require("procy.recipes").command(ctx, "recipes/eval_generate.lua", table.move(args, 2, #args, 1, {}))
+  elseif sub == "show" or sub == "run" or sub == "metrics" then
+    local ev, err = ev_mod.current(cwd)
+    if not ev then ctx.print(err) return end
+    if sub == "show" then
+      ctx.print(("evaluator %s (%s, by %s)"):format(ev.name, ev.kind, ev.created_by))
+      ctx.print("  runs     " .. (ev.argv and table.concat(ev.argv, " ") or ev.path or "a function in procy.lua"))
+      ctx.print("  in       " .. ev.cwd)
+      for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do
+        ctx.print(("  metric   %-24s %s%s"):format(m.name, m.goal, ev.schema.declared and "" or " (from its first run)"))
+      end
+      local o = require("procy.objective").resolve(require("procy.config").get().objective, ev.schema)
+      ctx.print("  objective " .. (o and o.text or "not set (objective = {...} in procy.lua)"))
+    elseif sub == "run" then
+      ctx.status("!eval run: " .. ev.name .. " ...")
+      local r = ev_mod.run(ev, { session = ctx.id })
+      ctx.print(("%s: %s in %.1fs%s"):format(ev.name, r.status, r.duration, r.exit_code and (", exit " .. r.exit_code) or ""))
+      if r.metrics then ctx.print("metrics: " .. metrics_text(r.metrics)) end
+      local fb = ev_mod.feedback(r)
+      if fb ~= "" then ctx.print(fb) end
+    else
+      local rows = ev_mod.history(ev.id, tonumber(args[2]) or 20)
+      if #rows == 0 then ctx.print("no run of " .. ev.name .. " yet (!eval run)") return end
+      local names, seen = {}, {}
+      for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do names[#names + 1] = m.name seen[m.name] = true end
+      for _, r in ipairs(rows) do
+        for k in pairs(r.metrics or {}) do if not seen[k] then seen[k] = true names[#names + 1] = k end end
+      end
+      local head = { ("%-5s %-8s %-10s %-8s"):format("#", "time", "status", "run/try") }
+      for _, n in ipairs(names) do head[#head + 1] = ("%14s"):format(n:sub(1, 14)) end
+      ctx.print(table.concat(head, " "))
+      for _, r in ipairs(rows) do
+        local line = { ("%-5d %-8s %-10s %-8s"):format(r.id, os.date("%H:%M:%S", r.started_at // 1000000), r.status,
+          r.run_id and (r.run_id:sub(1, 4) .. "/" .. tostring(r.try_seq)) or "-") }
+        for _, n in ipairs(names) do
+          local v = r.metrics and r.metrics[n]
+          line[#line + 1] = ("%14s"):format(v and ("%.6g"):format(v) or "-")
+        end
+        ctx.print(table.concat(line, " "))
+      end
+    end
+  else
+    ctx.print("usage: !eval set PATH [--name N] | generate [DESC] | show | run | metrics [N]")
+  end
+end
+
+M.commands = {
+  eval = { args = "set|generate|show|run|metrics", run = eval_cmd,
+    help = "the project's evaluator: set PATH [--name N], generate [DESC], show, run, metrics" },
+}
+
 return M

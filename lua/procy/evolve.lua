@@ -1,9 +1,10 @@
--- procy.evolve: what recipes/evolve.lua stands on. The record of runs and
--- tries, the runs live in this process (for !status and !stop), the gate
--- where a person approves or edits a proxy prompt, the corrections shown
--- to the proxy model as examples, and the one prompt template — used to
--- ask the proxy model and, later, to export training data, so the two
--- never disagree.
+-- procy.evolve: what recipes/evolve.lua stands on (the record of runs,
+-- tries and corrections is procy.store's, the evaluator procy.evaluator's).
+-- The runs live in this process (for !status and !stop), the gate where a
+-- person approves or edits a proxy prompt, the corrections shown to the
+-- proxy model as examples, and the one prompt template — used to ask the
+-- proxy model and, later, to export training data, so the two never
+-- disagree.
 
 local core = require "procy.core"
 local json = require "procy.json"
@@ -11,80 +12,6 @@ local store = require "procy.store"
 
 local M = {}
 
-local function db() return assert(store.open()) end
-local function enc(v) return v ~= nil and json.encode(v) or nil end
-
--- ---- runs and tries ----------------------------------------------------------------
-
--- new_run{session, cwd, task, recipe, recipe_sha256, evaluator_id, objective, options, base_commit} -> run
-function M.new_run(o)
-  local id = store.random_hex(6)
-  db():exec([[INSERT INTO evolve_runs(id, session_id, cwd, task, recipe, recipe_sha256, evaluator_id, objective,
-      options, base_commit, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
-    id, o.session, o.cwd, o.task, o.recipe, o.recipe_sha256, o.evaluator_id, enc(o.objective), enc(o.options),
-    o.base_commit, store.now_us())
-  return M.run(id)
-end
-
--- run(id or unique prefix) -> the run row (objective, options decoded), or nil, err
-function M.run(id)
-  local rows = db():query("SELECT * FROM evolve_runs WHERE id LIKE ? || '%' ORDER BY started_at LIMIT 2", id)
-  if #rows == 0 then return nil, "ENOENT: no evolve run " .. id, "ENOENT" end
-  if #rows > 1 then return nil, "EAMBIGUOUS: more than one run starts with " .. id, "EAMBIGUOUS" end
-  local r = rows[1]
-  r.objective = r.objective and json.decode(r.objective) or nil
-  r.options = r.options and json.decode(r.options) or {}
-  return r
-end
-
--- UPDATE tbl SET the fields (tables as JSON, booleans as 1/0) WHERE where
-local function update(tbl, where, f, ...)
-  local sets, vals = {}, {}
-  for k, v in pairs(f) do
-    sets[#sets + 1] = k .. " = ?"
-    if type(v) == "boolean" then v = v and 1 or 0 elseif type(v) == "table" then v = json.encode(v) end
-    vals[#vals + 1] = v
-  end
-  for _, w in ipairs { ... } do vals[#vals + 1] = w end
-  db():exec(("UPDATE %s SET %s WHERE %s"):format(tbl, table.concat(sets, ", "), where), table.unpack(vals))
-end
-
--- update_run(id, fields)
-function M.update_run(id, f) update("evolve_runs", "id = ?", f, id) end
-
--- finish_run(id, status, [err])
-function M.finish_run(id, status, err)
-  M.update_run(id, { status = status, error = err, ended_at = store.now_us() })
-end
-
--- add_try(run_id, fields) -> seq; update_try(run_id, seq, fields)
-function M.add_try(run, f)
-  local h = db()
-  h:exec([[INSERT INTO tries(run_id, seq, parent_seq, prompt, model, session_id, status, started_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)]], run, f.seq, f.parent_seq, f.prompt, f.model, f.session_id,
-    f.status or "running", store.now_us())
-  return f.seq
-end
-
-function M.update_try(run, seq, f) update("tries", "run_id = ? AND seq = ?", f, run, seq) end
-
--- tries(run_id) -> the run's tries in order (metrics decoded, feasible a boolean)
-function M.tries(run)
-  local rows = db():query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run)
-  for _, t in ipairs(rows) do
-    t.metrics = t.metrics and json.decode(t.metrics) or nil
-    if t.feasible ~= nil then t.feasible = t.feasible == 1 end
-  end
-  return rows
-end
-
--- runs{cwd =, session =, limit =} -> runs, newest first
-function M.runs(o)
-  o = o or {}
-  return db():query([[SELECT r.*, (SELECT count(*) FROM tries t WHERE t.run_id = r.id AND t.seq > 0) AS tries
-    FROM evolve_runs r WHERE (?1 IS NULL OR cwd = ?1) AND (?2 IS NULL OR session_id = ?2)
-    ORDER BY started_at DESC LIMIT ?3]], o.cwd, o.session, o.limit or 20)
-end
 
 -- open_agent(profile, cwd) -> a headless agent for a recipe, or nil, err,
 -- code: the profile's edit_args (Claude Code: --permission-mode
@@ -98,25 +25,6 @@ function M.open_agent(profile, cwd)
     args = agent.edit_args(p, (cfg.evolve or {}).agent_args) }
 end
 
--- ---- corrections ---------------------------------------------------------------------
-
--- correct{session, run, try, turn, original, corrected, note, context} -> id
-function M.correct(o)
-  return db():query([[INSERT INTO corrections(session_id, run_id, try_seq, turn_seq, target, original, corrected, note,
-      context, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],
-    o.session, o.run, o.try, o.turn, o.target or "prompt", o.original, o.corrected, o.note, enc(o.context),
-    store.now_us())[1].id
-end
-
--- corrections{cwd =, limit =} -> the newest prompt corrections made in
--- sessions of that directory (or anywhere), newest first
-function M.corrections(o)
-  o = o or {}
-  return db():query([[SELECT c.* FROM corrections c LEFT JOIN sessions s ON s.id = c.session_id
-    WHERE c.target = 'prompt' AND (?1 IS NULL OR s.cwd = ?1 OR c.session_id IS NULL)
-    ORDER BY c.id DESC LIMIT ?2]], o.cwd, o.limit or 5)
-end
-
 -- ---- the prompt template -----------------------------------------------------------------
 
 local function clip(s, n)
@@ -125,15 +33,7 @@ local function clip(s, n)
 end
 M.clip = clip
 
-local function metrics_text(m)
-  if not m then return "none" end
-  local names = {}
-  for k in pairs(m) do names[#names + 1] = k end
-  table.sort(names)
-  for i, k in ipairs(names) do names[i] = ("%s=%.6g"):format(k, m[k]) end
-  return table.concat(names, ", ")
-end
-M.metrics_text = metrics_text
+local metrics_text = require("procy.evaluator").metrics_text
 
 M.system = [[You write the next prompt for an AI coding agent that works in a code repository.
 The agent receives your prompt as it is, does the work, and then an evaluator measures the result.
@@ -203,7 +103,7 @@ function M.report(id, limit)
   local out = {}
   local function add(...) out[#out + 1] = string.format(...) end
   if not id then
-    local runs = M.runs { limit = limit or 20 }
+    local runs = store.runs { limit = limit or 20 }
     if #runs == 0 then return "no evolve run yet\n" end
     add("%-12s  %-16s  %-7s  %5s  %-5s  %s", "run", "started", "status", "tries", "best", "task")
     for _, r in ipairs(runs) do
@@ -212,13 +112,13 @@ function M.report(id, limit)
     end
     return table.concat(out, "\n") .. "\n"
   end
-  local r, err, code = M.run(id)
+  local r, err, code = store.run(id)
   if not r then return nil, err, code end
   add("run       %s (%s)%s", r.id, r.status, r.error and ("  " .. r.error) or "")
   add("task      %s", clip(r.task, 200))
   add("in        %s", r.cwd)
   add("recipe    %s  sha256 %s", tostring(r.recipe), tostring(r.recipe_sha256):sub(1, 12))
-  for _, t in ipairs(M.tries(r.id)) do
+  for _, t in ipairs(store.tries(r.id)) do
     add("%3d  %-12s %-10s %-8s %s%s", t.seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
       t.commit_id and t.commit_id:sub(1, 8) or "-", metrics_text(t.metrics), t.seq == r.best_seq and "  [best]" or "")
     if t.prompt then add("     %s", clip(t.prompt, 110)) end
@@ -299,88 +199,11 @@ end
 
 -- ---- ! commands ---------------------------------------------------------------------------
 
--- recipe(name, ctx) -> the recipe table (its `recipe` field: where it came from), or nil, err
-local function recipe(name, cwd)
-  local chunk, info = require("procy.recipes").load(name, nil, cwd)
-  if not chunk then return nil, info end
-  local R = chunk()
-  if type(R) ~= "table" or type(R.main) ~= "function" then return nil, name .. " must return a table with main" end
-  R.recipe = info
-  return R
-end
-M.recipe = recipe
-
-local function run_recipe(ctx, name, args)
-  local ok, rerr = require("procy.recipes").run(name, args, ctx)
-  if not ok and rerr then ctx.print("!" .. name:match("([%w_]+)%.lua$") .. ": " .. tostring(rerr)) end
-end
-
-local function eval_cmd(ctx, args)
-  local ev_mod = require "procy.evaluator"
-  local sub, cwd = args[1], ctx.cwd or require("procy.fs").cwd()
-  if sub == "set" then
-    local path, name = args[2], nil
-    if args[3] == "--name" then name = args[4] end
-    if not path then ctx.print("usage: !eval set PATH [--name N]") return end
-    local ev, err = ev_mod.register { cwd = cwd, path = path, name = name }
-    if not ev then ctx.print(err) return end
-    ctx.print(("evaluator %s: %s"):format(ev.name, ev.kind == "lua" and ev.path or table.concat(ev.argv, " ")))
-    ctx.print("metrics: " .. (ev.schema and "declared by METRICS_SCHEMA" or "from its first run"))
-    for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do ctx.print(("  %-24s %s"):format(m.name, m.goal)) end
-  elseif sub == "generate" then
-    run_recipe(ctx, "recipes/eval_generate.lua", table.move(args, 2, #args, 1, {}))
-  elseif sub == "show" or sub == "run" or sub == "metrics" then
-    local ev, err = ev_mod.current(cwd)
-    if not ev then ctx.print(err) return end
-    if sub == "show" then
-      ctx.print(("evaluator %s (%s, by %s)"):format(ev.name, ev.kind, ev.created_by))
-      ctx.print("  runs     " .. (ev.argv and table.concat(ev.argv, " ") or ev.path or "a function in procy.lua"))
-      ctx.print("  in       " .. ev.cwd)
-      for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do
-        ctx.print(("  metric   %-24s %s%s"):format(m.name, m.goal, ev.schema.declared and "" or " (from its first run)"))
-      end
-      local o = require("procy.objective").resolve(require("procy.config").get().objective, ev.schema)
-      ctx.print("  objective " .. (o and o.text or "not set (objective = {...} in procy.lua)"))
-    elseif sub == "run" then
-      ctx.status("!eval run: " .. ev.name .. " ...")
-      local r = ev_mod.run(ev, { session = ctx.id })
-      ctx.print(("%s: %s in %.1fs%s"):format(ev.name, r.status, r.duration, r.exit_code and (", exit " .. r.exit_code) or ""))
-      if r.metrics then ctx.print("metrics: " .. metrics_text(r.metrics)) end
-      local fb = ev_mod.feedback(r)
-      if fb ~= "" then ctx.print(fb) end
-    else
-      local rows = ev_mod.history(ev.id, tonumber(args[2]) or 20)
-      if #rows == 0 then ctx.print("no run of " .. ev.name .. " yet (!eval run)") return end
-      local names, seen = {}, {}
-      for _, m in ipairs(ev.schema and ev.schema.metrics or {}) do names[#names + 1] = m.name seen[m.name] = true end
-      for _, r in ipairs(rows) do
-        for k in pairs(r.metrics or {}) do if not seen[k] then seen[k] = true names[#names + 1] = k end end
-      end
-      local head = { ("%-5s %-8s %-10s %-8s"):format("#", "time", "status", "run/try") }
-      for _, n in ipairs(names) do head[#head + 1] = ("%14s"):format(n:sub(1, 14)) end
-      ctx.print(table.concat(head, " "))
-      for _, r in ipairs(rows) do
-        local line = { ("%-5d %-8s %-10s %-8s"):format(r.id, os.date("%H:%M:%S", r.started_at // 1000000), r.status,
-          r.run_id and (r.run_id:sub(1, 4) .. "/" .. tostring(r.try_seq)) or "-") }
-        for _, n in ipairs(names) do
-          local v = r.metrics and r.metrics[n]
-          line[#line + 1] = ("%14s"):format(v and ("%.6g"):format(v) or "-")
-        end
-        ctx.print(table.concat(line, " "))
-      end
-    end
-  else
-    ctx.print("usage: !eval set PATH [--name N] | generate [DESC] | show | run | metrics [N]")
-  end
-end
-
 local function live_of(session)
   for _, s in pairs(M.live) do if s.session == session then return s end end
 end
 
 M.commands = {
-  eval = { args = "set|generate|show|run|metrics", run = eval_cmd,
-    help = "the project's evaluator: set PATH [--name N], generate [DESC], show, run, metrics" },
   evolve = { args = "[N] [--task TEXT] [--approve] ...", run = function(ctx, args)
       if live_of(ctx.id) then ctx.print("an evolve run is going on (!status, !stop)") return end
       local n = tonumber(args[1])
@@ -389,7 +212,7 @@ M.commands = {
       local rargs = prev and { "--resume", prev, "--more", tostring(n or 1) } or { "--iterations", tostring(n or
         (require("procy.config").get().evolve or {}).iterations or 5) }
       for _, a in ipairs(rest) do rargs[#rargs + 1] = a end
-      run_recipe(ctx, "recipes/evolve.lua", rargs)
+      require("procy.recipes").command(ctx, "recipes/evolve.lua", rargs)
     end,
     help = "N tries: the proxy model prompts the agent, the evaluator scores, the best is kept" },
   ["reset-evolve"] = { help = "stop evolving; the next !evolve starts a new run from your latest prompt",

@@ -4,6 +4,7 @@
 -- copies a recipe into its recipes/ directory (`procy recipes copy NAME`)
 -- and edits it runs its own copy, with no rebuild.
 
+local core = require "procy.core"
 local fs = require "procy.fs"
 local hash = require "procy.hash"
 
@@ -95,6 +96,13 @@ function M.run(name, args, cmd)
   return main
 end
 
+-- command(cmd, name, args): a `!` command that runs a recipe; its failure
+-- is the command's output, named for the recipe.
+function M.command(cmd, name, args)
+  local ok, err = M.run(name, args, cmd)
+  if not ok and err then cmd.print("!" .. name:match("([%w_]+)%.lua$") .. ": " .. tostring(err)) end
+end
+
 -- steps(R, o) -> the steps in force | nil, err: a recipe of named steps
 -- (R.steps, R.step_names, R.setting) with each replaced by a function of
 -- the same name in o (the project's R.setting setting); a function there
@@ -104,13 +112,13 @@ function M.steps(R, o)
   for _, name in ipairs(R.step_names) do
     local f = o[name]
     if f ~= nil and type(f) ~= "function" then
-      return nil, ("%s: the %s step in procy.lua must be a function(ctx, ...), not a %s"):format(R.setting, name, type(f))
+      return core.fail("EINVAL", ("%s: the %s step in procy.lua must be a function(ctx, ...), not a %s"):format(R.setting, name, type(f)))
     end
     out[name] = f or R.steps[name]
   end
   for k, v in pairs(o) do
     if type(v) == "function" and not out[k] then
-      return nil, ("%s: no step named %s (the steps: %s)"):format(R.setting, tostring(k), table.concat(R.step_names, ", "))
+      return core.fail("EINVAL", ("%s: no step named %s (the steps: %s)"):format(R.setting, tostring(k), table.concat(R.step_names, ", ")))
     end
   end
   return out
@@ -130,16 +138,16 @@ function M.flags(args, spec, who)
     local name = type(a) == "string" and a:match("^%-%-(.+)$")
     if name then
       local kind = spec[name]
-      if not kind then return nil, ("%s: unknown argument '%s'"):format(who, a) end
+      if not kind then return core.fail("EINVAL", ("%s: unknown argument '%s'"):format(who, a)) end
       local key = name:gsub("%-", "_")
       if kind == "boolean" then
         opts[key] = true
       else
         local v = args[i + 1]
-        if v == nil then return nil, ("%s: %s needs a value"):format(who, a) end
+        if v == nil then return core.fail("EINVAL", ("%s: %s needs a value"):format(who, a)) end
         if kind == "number" then
           v = tonumber(v)
-          if not v then return nil, ("%s: %s needs a number"):format(who, a) end
+          if not v then return core.fail("EINVAL", ("%s: %s needs a number"):format(who, a)) end
         end
         opts[key] = v
         i = i + 1

@@ -270,4 +270,95 @@ function M.call(id)
   return row
 end
 
+-- ---- evolve: runs, tries, corrections ------------------------------------------------
+
+local function enc(v) return v ~= nil and json.encode(v) or nil end
+
+-- new_run{session, cwd, task, recipe, recipe_sha256, evaluator_id, objective, options, base_commit} -> run
+function M.new_run(o)
+  local id = M.random_hex(6)
+  assert(M.open()):exec([[INSERT INTO evolve_runs(id, session_id, cwd, task, recipe, recipe_sha256, evaluator_id, objective,
+      options, base_commit, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+    id, o.session, o.cwd, o.task, o.recipe, o.recipe_sha256, o.evaluator_id, enc(o.objective), enc(o.options),
+    o.base_commit, M.now_us())
+  return M.run(id)
+end
+
+-- run(id or unique prefix) -> the run row (objective, options decoded), or nil, err
+function M.run(id)
+  local rows = assert(M.open()):query("SELECT * FROM evolve_runs WHERE id LIKE ? || '%' ORDER BY started_at LIMIT 2", id)
+  if #rows == 0 then return nil, "ENOENT: no evolve run " .. id, "ENOENT" end
+  if #rows > 1 then return nil, "EAMBIGUOUS: more than one run starts with " .. id, "EAMBIGUOUS" end
+  local r = rows[1]
+  r.objective = r.objective and json.decode(r.objective) or nil
+  r.options = r.options and json.decode(r.options) or {}
+  return r
+end
+
+-- UPDATE tbl SET the fields (tables as JSON, booleans as 1/0) WHERE where
+local function update(tbl, where, f, ...)
+  local sets, vals = {}, {}
+  for k, v in pairs(f) do
+    sets[#sets + 1] = k .. " = ?"
+    if type(v) == "boolean" then v = v and 1 or 0 elseif type(v) == "table" then v = json.encode(v) end
+    vals[#vals + 1] = v
+  end
+  for _, w in ipairs { ... } do vals[#vals + 1] = w end
+  assert(M.open()):exec(("UPDATE %s SET %s WHERE %s"):format(tbl, table.concat(sets, ", "), where), table.unpack(vals))
+end
+
+-- update_run(id, fields)
+function M.update_run(id, f) update("evolve_runs", "id = ?", f, id) end
+
+-- finish_run(id, status, [err])
+function M.finish_run(id, status, err)
+  M.update_run(id, { status = status, error = err, ended_at = M.now_us() })
+end
+
+-- add_try(run_id, fields) -> seq; update_try(run_id, seq, fields)
+function M.add_try(run, f)
+  local h = assert(M.open())
+  h:exec([[INSERT INTO tries(run_id, seq, parent_seq, prompt, model, session_id, status, started_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)]], run, f.seq, f.parent_seq, f.prompt, f.model, f.session_id,
+    f.status or "running", M.now_us())
+  return f.seq
+end
+
+function M.update_try(run, seq, f) update("tries", "run_id = ? AND seq = ?", f, run, seq) end
+
+-- tries(run_id) -> the run's tries in order (metrics decoded, feasible a boolean)
+function M.tries(run)
+  local rows = assert(M.open()):query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run)
+  for _, t in ipairs(rows) do
+    t.metrics = t.metrics and json.decode(t.metrics) or nil
+    if t.feasible ~= nil then t.feasible = t.feasible == 1 end
+  end
+  return rows
+end
+
+-- runs{cwd =, session =, limit =} -> runs, newest first
+function M.runs(o)
+  o = o or {}
+  return assert(M.open()):query([[SELECT r.*, (SELECT count(*) FROM tries t WHERE t.run_id = r.id AND t.seq > 0) AS tries
+    FROM evolve_runs r WHERE (?1 IS NULL OR cwd = ?1) AND (?2 IS NULL OR session_id = ?2)
+    ORDER BY started_at DESC LIMIT ?3]], o.cwd, o.session, o.limit or 20)
+end
+
+-- correct{session, run, try, turn, original, corrected, note, context} -> id
+function M.correct(o)
+  return assert(M.open()):query([[INSERT INTO corrections(session_id, run_id, try_seq, turn_seq, target, original, corrected, note,
+      context, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],
+    o.session, o.run, o.try, o.turn, o.target or "prompt", o.original, o.corrected, o.note, enc(o.context),
+    M.now_us())[1].id
+end
+
+-- corrections{cwd =, limit =} -> the newest prompt corrections made in
+-- sessions of that directory (or anywhere), newest first
+function M.corrections(o)
+  o = o or {}
+  return assert(M.open()):query([[SELECT c.* FROM corrections c LEFT JOIN sessions s ON s.id = c.session_id
+    WHERE c.target = 'prompt' AND (?1 IS NULL OR s.cwd = ?1 OR c.session_id IS NULL)
+    ORDER BY c.id DESC LIMIT ?2]], o.cwd, o.limit or 5)
+end
+
 return M
