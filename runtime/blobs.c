@@ -19,6 +19,7 @@
 ** can look at the new elements only.
 */
 #define _GNU_SOURCE
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,16 +339,47 @@ static int blobs_put_body(lua_State *L)
 	return 2;
 }
 
-/* ---- reading ---------------------------------------------------------------------- */
+/* ---- reading ----------------------------------------------------------------------
+**
+** A chunked blob names its parts by hash, and a conversation's chain is a
+** node per message: read one part at a time, a 200-message request was
+** 400 queries. get() reads by levels instead. One query fetches every
+** part still missing and, for each, follows its spine (a chain node's
+** first part is "the array up to here"), so a whole chain comes in one
+** query; the parts those name come in the next. A request is three or
+** four queries whatever its length, then put together from memory.
+*/
+
+static const char SPINE[] =
+	"WITH RECURSIVE s(hash, data, chunked) AS ("
+	" SELECT hash, data, chunked FROM blobs WHERE hash IN (SELECT value FROM json_each(?1))"
+	" UNION ALL"
+	" SELECT b.hash, b.data, b.chunked FROM s JOIN blobs b ON b.hash = CAST(substr(s.data, 2, 64) AS TEXT)"
+	" WHERE s.chunked AND substr(s.data, 1, 1) = X'3D')"
+	" SELECT hash, data, chunked FROM s";
+
+typedef struct part {
+	char   hex[64];
+	char  *data;
+	size_t len;
+	int    chunked, scanned;
+	int    open;  /* its frame is on the walk's stack: met again, the record is broken */
+} part_t;
 
 typedef struct frame {
-	char  *data;
-	size_t len, at;
+	part_t *part;
+	size_t  at;
 } frame_t;
 
+/* The parts read so far (an open-addressed table of indexes into v), and
+   the frames of the walk that puts them together. Freed by its __gc. */
 typedef struct reader {
-	frame_t *v;
+	part_t  *v;
 	size_t   n, cap;
+	size_t  *slot; /* index + 1; 0 empty */
+	size_t   slots;
+	frame_t *f;
+	size_t   fn, fcap;
 } reader_t;
 
 static int reader_gc(lua_State *L)
@@ -356,55 +388,154 @@ static int reader_gc(lua_State *L)
 	for (size_t i = 0; i < r->n; i++)
 		free(r->v[i].data);
 	free(r->v);
+	free(r->slot);
+	free(r->f);
 	memset(r, 0, sizeof *r);
 	return 0;
 }
 
-/* The blob named hex: its bytes onto out, or a chunked blob's parts as a
-   new frame. 0, or a failure pushed as nil, msg, code (2: not found). */
-static int fetch(lua_State *L, sqlite3 *h, reader_t *r, buf_t *out, const char *hex, size_t hexlen)
+static size_t slot_of(const reader_t *r, const char *hex)
 {
-	sqlite3_stmt *q = db_cached(L, 1, "SELECT data, chunked FROM blobs WHERE hash = ?");
-	sqlite3_bind_text(q, 1, hex, (int)hexlen, SQLITE_TRANSIENT);
-	int rc = sqlite3_step(q);
-	if (rc != SQLITE_ROW) {
+	uint64_t k = 0;
+	memcpy(&k, hex, sizeof k); /* the digest's hex is uniform enough */
+	k *= 0x9E3779B97F4A7C15u;
+	size_t i = (size_t)(k >> 20) & (r->slots - 1);
+	while (r->slot[i] && memcmp(r->v[r->slot[i] - 1].hex, hex, 64))
+		i = (i + 1) & (r->slots - 1);
+	return i;
+}
+
+static part_t *find(const reader_t *r, const char *hex)
+{
+	if (!r->slots)
+		return NULL;
+	size_t i = slot_of(r, hex);
+	return r->slot[i] ? &r->v[r->slot[i] - 1] : NULL;
+}
+
+/* Keeps a part read (once); 0, or -1 out of memory. */
+static int keep(reader_t *r, const char *hex, const void *data, size_t len, int chunked)
+{
+	if (find(r, hex))
+		return 0;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		part_t *v = realloc(r->v, cap * sizeof *v);
+		if (!v)
+			return -1;
+		r->v = v, r->cap = cap;
+	}
+	if ((r->n + 1) * 2 > r->slots) {
+		size_t slots = r->slots ? r->slots * 2 : 128;
+		size_t *slot = calloc(slots, sizeof *slot);
+		if (!slot)
+			return -1;
+		free(r->slot);
+		r->slot = slot, r->slots = slots;
+		for (size_t j = 0; j < r->n; j++)
+			r->slot[slot_of(r, r->v[j].hex)] = j + 1;
+	}
+	char *copy = malloc(len ? len : 1);
+	if (!copy)
+		return -1;
+	memcpy(copy, data, len);
+	part_t *p = &r->v[r->n];
+	memcpy(p->hex, hex, 64);
+	p->data = copy, p->len = len, p->chunked = chunked, p->scanned = 0, p->open = 0;
+	r->slot[slot_of(r, hex)] = ++r->n;
+	return 0;
+}
+
+static int is_hex64(const char *s, size_t n)
+{
+	if (n != 64)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* The next part of a chunked blob's data at *at: 1 a reference (its hex at
+   *ref), 2 inline bytes (*lit, *litlen), 0 the end, -1 broken. */
+static int next_part(const char *d, size_t len, size_t *at, const char **ref, const char **lit, size_t *litlen)
+{
+	if (*at >= len)
+		return 0;
+	const char *p = d + *at;
+	size_t left = len - *at;
+	if (*p == '=') {
+		if (left < 65)
+			return -1;
+		*ref = p + 1;
+		*at += 65;
+		return 1;
+	}
+	size_t n = 0, i = 1;
+	while (i < left && p[i] >= '0' && p[i] <= '9' && n < ((size_t)1 << 40))
+		n = n * 10 + (size_t)(p[i++] - '0');
+	if (*p != '+' || i == 1 || i >= left || p[i] != ':' || n > left - i - 1)
+		return -1;
+	*lit = p + i + 1, *litlen = n;
+	*at += i + 1 + n;
+	return 2;
+}
+
+/* Reads every part reachable from root, a level per query. */
+static void fetch_all(lua_State *L, sqlite3 *h, reader_t *r, const char *root)
+{
+	buf_t *want = buf_push(L);
+	if (buf_add(want, "[\"", 2) < 0 || buf_add(want, root, 64) < 0 || buf_add(want, "\"]", 2) < 0)
+		luaL_error(L, "blobs: out of memory");
+	sqlite3_stmt *q = db_cached(L, 1, SPINE);
+	while (want->len) {
+		sqlite3_bind_text(q, 1, want->p, (int)want->len, SQLITE_STATIC);
+		int rc, bad = 0;
+		while (!bad && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+			const char *hex = (const char *)sqlite3_column_text(q, 0);
+			if (!hex || sqlite3_column_bytes(q, 0) != 64)
+				continue;
+			if (find(r, hex))
+				break; /* a spine met one read already (or a broken record's cycle): the rest is known or comes next */
+			bad = keep(r, hex, sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1),
+			           sqlite3_column_int(q, 2));
+		}
 		sqlite3_reset(q);
 		sqlite3_clear_bindings(q);
-		if (rc == SQLITE_DONE) {
-			char name[80];
-			snprintf(name, sizeof name, "%.*s", (int)(hexlen < 64 ? hexlen : 64), hex);
-			procy_fail(L, "ENOENT", "no blob %s", name);
-			return 2;
-		}
-		db_raise(L, h, rc);
-	}
-	const char *data = sqlite3_column_blob(q, 0);
-	size_t len = (size_t)sqlite3_column_bytes(q, 0);
-	int chunked = sqlite3_column_int(q, 1), bad = 0;
-	if (!chunked) {
-		bad = buf_add(out, data, len);
-	} else {
-		if (r->n == r->cap) {
-			size_t cap = r->cap ? r->cap * 2 : 16;
-			frame_t *v = realloc(r->v, cap * sizeof *v);
-			bad = !v;
-			if (v) {
-				r->v = v;
-				r->cap = cap;
+		if (bad)
+			luaL_error(L, "blobs: out of memory");
+		if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+			db_raise(L, h, rc);
+		/* the parts the new ones name that are not here yet */
+		want->len = 0;
+		for (size_t i = 0; i < r->n; i++) {
+			part_t *p = &r->v[i];
+			if (!p->chunked || p->scanned)
+				continue;
+			p->scanned = 1;
+			size_t at = 0, litlen;
+			const char *ref, *lit;
+			int k;
+			while ((k = next_part(p->data, p->len, &at, &ref, &lit, &litlen)) > 0) {
+				if (k != 1 || find(r, ref) || !is_hex64(ref, 64))
+					continue;
+				if (buf_add(want, want->len ? ",\"" : "[\"", 2) < 0 || buf_add(want, ref, 64) < 0 ||
+				    buf_add(want, "\"", 1) < 0)
+					luaL_error(L, "blobs: out of memory");
 			}
 		}
-		char *copy = bad ? NULL : malloc(len ? len : 1);
-		if (copy) {
-			memcpy(copy, data, len);
-			r->v[r->n++] = (frame_t){ copy, len, 0 };
-		}
-		bad = !copy;
+		if (want->len && buf_add(want, "]", 1) < 0)
+			luaL_error(L, "blobs: out of memory");
 	}
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
-	if (bad)
-		luaL_error(L, "blobs: out of memory");
-	return 0;
+	lua_pop(L, 1);
+}
+
+/* A failure naming a blob (its first 64 bytes: lua_pushfstring has no %.Ns). */
+static int bad_blob(lua_State *L, const char *code, const char *what, const char *hex, size_t len)
+{
+	char name[65];
+	snprintf(name, sizeof name, "%.*s", (int)(len < 64 ? len : 64), hex);
+	return procy_fail(L, code, what, name);
 }
 
 /* get(db, hash) -> bytes | nil, "ENOENT: ..." | nil, "EBADBLOB: ..." */
@@ -414,37 +545,61 @@ static int blobs_get(lua_State *L)
 	size_t hexlen;
 	const char *root = luaL_checklstring(L, 2, &hexlen);
 	lua_settop(L, 2);
+	if (!is_hex64(root, hexlen))
+		return bad_blob(L, "ENOENT", "no blob %s", root, hexlen);
 	reader_t *r = lua_newuserdatauv(L, sizeof *r, 0);
 	memset(r, 0, sizeof *r);
 	luaL_setmetatable(L, READER_MT);
+	fetch_all(L, h, r, root);
+	part_t *top = find(r, root);
+	if (!top)
+		return bad_blob(L, "ENOENT", "no blob %s", root, 64);
+	if (!top->chunked) {
+		lua_pushlstring(L, top->len ? top->data : "", top->len);
+		return 1;
+	}
 	buf_t *out = buf_push(L);
-	if (fetch(L, h, r, out, root, hexlen))
-		return 3;
-	while (r->n) {
-		frame_t *f = &r->v[r->n - 1];
-		if (f->at >= f->len) {
-			free(f->data);
-			r->n--;
+	r->f = malloc(16 * sizeof *r->f);
+	if (!r->f)
+		return luaL_error(L, "blobs: out of memory");
+	r->fcap = 16;
+	r->f[r->fn++] = (frame_t){ top, 0 };
+	top->open = 1;
+	while (r->fn) {
+		frame_t *f = &r->f[r->fn - 1];
+		size_t litlen;
+		const char *ref, *lit;
+		int k = next_part(f->part->data, f->part->len, &f->at, &ref, &lit, &litlen);
+		if (k == 0) {
+			f->part->open = 0;
+			r->fn--;
 			continue;
 		}
-		const char *d = f->data + f->at;
-		size_t left = f->len - f->at;
-		if (*d == '=' && left >= 65) {
-			f->at += 65;
-			char hex[64];
-			memcpy(hex, d + 1, 64); /* fetch may move the frames */
-			if (fetch(L, h, r, out, hex, 64))
-				return 3;
+		if (k < 0)
+			return bad_blob(L, "EBADBLOB", "blob %s has broken parts", root, 64);
+		if (k == 2) {
+			if (buf_add(out, lit, litlen) < 0)
+				return luaL_error(L, "blobs: out of memory");
 			continue;
 		}
-		size_t len = 0, i = 1;
-		while (i < left && d[i] >= '0' && d[i] <= '9' && len < ((size_t)1 << 40))
-			len = len * 10 + (size_t)(d[i++] - '0');
-		if (*d != '+' || i == 1 || i >= left || d[i] != ':' || len > left - i - 1)
-			return procy_fail(L, "EBADBLOB", "blob %s has broken parts", root);
-		if (buf_add(out, d + i + 1, len) < 0)
-			return luaL_error(L, "blobs: out of memory");
-		f->at += i + 1 + len;
+		part_t *p = find(r, ref);
+		if (!p)
+			return bad_blob(L, "ENOENT", "no blob %s", ref, 64);
+		if (!p->chunked) {
+			if (buf_add(out, p->data, p->len) < 0)
+				return luaL_error(L, "blobs: out of memory");
+			continue;
+		}
+		if (p->open)
+			return bad_blob(L, "EBADBLOB", "blob %s holds itself", ref, 64);
+		if (r->fn == r->fcap) {
+			frame_t *v = realloc(r->f, r->fcap * 2 * sizeof *v);
+			if (!v)
+				return luaL_error(L, "blobs: out of memory");
+			r->f = v, r->fcap *= 2;
+		}
+		r->f[r->fn++] = (frame_t){ p, 0 };
+		p->open = 1;
 	}
 	lua_pushlstring(L, out->p ? out->p : "", out->len);
 	return 1;

@@ -291,6 +291,19 @@ do
   local sid = h:transaction(function() return blobs.put_body(h, small) end)
   T.is(blobs.get(h, sid), small, "a body that is not JSON is kept whole")
   T.is(select(3, blobs.get(h, ("0"):rep(64))), "ENOENT", "a missing blob is ENOENT")
+  T.is(select(3, blobs.get(h, "nothex")), "ENOENT", "so is a name that is no digest")
+  -- a broken record: a part gone, a blob that holds itself, parts that do not parse
+  local function raw(hex, data) h:exec("INSERT INTO blobs(hash, size, chunked, data) VALUES (?, 0, 1, ?)", hex, data) end
+  local a, b, c = ("a"):rep(64), ("b"):rep(64), ("c"):rep(64)
+  raw(a, "+2:{}=" .. ("d"):rep(64))
+  local _, err, code = blobs.get(h, a)
+  T.ok(code == "ENOENT" and err:find(("d"):rep(64), 1, true), "a part gone is ENOENT naming it", err)
+  raw(b, "=" .. c .. "+1:x")
+  raw(c, "=" .. b)
+  _, err, code = blobs.get(h, b)
+  T.is(code, "EBADBLOB", "a blob that holds itself is EBADBLOB, not a loop")
+  raw(("e"):rep(64), "+9:short")
+  T.is(select(3, blobs.get(h, ("e"):rep(64))), "EBADBLOB", "parts that do not parse are EBADBLOB")
   h:close()
 end
 
