@@ -326,12 +326,12 @@ static void on_notes(worker_t *w)
 	cap->ready(cap->ud);
 }
 
-capture_t *capture_start(loop_t *loop, void (*ready)(void *), void *ud, const char *settings, char *err, size_t errlen)
+capture_t *capture_start(loop_t *loop, void (*ready)(void *), void *ud, const char *settings, err_t *err)
 {
 	capture_t *cap = calloc(1, sizeof *cap);
 	if (!cap || !(cap->settings = strdup(settings))) {
 		free(cap);
-		snprintf(err, errlen, "out of memory");
+		err_set(err, "ENOMEM", "out of memory");
 		return NULL;
 	}
 	cap->ud = ud;
@@ -339,7 +339,7 @@ capture_t *capture_start(loop_t *loop, void (*ready)(void *), void *ud, const ch
 	cap->full_calls = FULL_CALLS;
 	cap->full_bytes = FULL_BYTES;
 	cap->out_tail = &cap->out;
-	if (worker_start(&cap->w, loop, work, on_notes, cap, err, errlen) < 0) {
+	if (worker_start(&cap->w, loop, work, on_notes, cap, err) < 0) {
 		capture_free(cap);
 		return NULL;
 	}

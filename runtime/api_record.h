@@ -26,7 +26,7 @@ typedef struct capture_stats {
 } capture_stats;
 
 capture_t  *capture_start(loop_t *loop, void (*ready)(void *ud), void *ud, const char *settings,
-                          char *err, size_t errlen);
+                          err_t *err);
 void        capture_add(capture_t *cap, pcall_t *c);     /* takes c */
 /* 1 when the queue is past its bound: new calls should wait. */
 int         capture_full(capture_t *cap);

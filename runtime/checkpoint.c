@@ -64,11 +64,11 @@ static int on_commit(void *ud, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
-checkpointer_t *ckpt_start(const char *path, sqlite3 *writer, char *err, size_t errlen)
+checkpointer_t *ckpt_start(const char *path, sqlite3 *writer, err_t *err)
 {
 	checkpointer_t *c = calloc(1, sizeof *c);
 	if (!c) {
-		snprintf(err, errlen, "out of memory");
+		err_set(err, "ENOMEM", "out of memory");
 		return NULL;
 	}
 	int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -77,12 +77,12 @@ checkpointer_t *ckpt_start(const char *path, sqlite3 *writer, char *err, size_t 
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(c->db, "PRAGMA schema_version", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		err_set(err, db_code_name(rc), "%s: %s", path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 		sqlite3_close_v2(c->db);
 		free(c);
 		return NULL;
 	}
-	if (worker_start(&c->w, NULL, run, NULL, c, err, errlen) < 0) {
+	if (worker_start(&c->w, NULL, run, NULL, c, err) < 0) {
 		sqlite3_close_v2(c->db);
 		free(c);
 		return NULL;

@@ -75,32 +75,6 @@ static int core_await(lua_State *L)
 	return op_await(L, 2, timeout);
 }
 
-/* cancel(task) -> true if it was still running, false if it had ended */
-int core_cancel(lua_State *L)
-{
-	runtime_t *rt = procy_rt(L);
-	sched_t *S = SCHED(rt);
-	task_t *t = check_task(L, 1);
-	if (task_ended(t)) {
-		lua_pushboolean(L, 0);
-		return 1;
-	}
-	if (t == S->current) {
-		if (t->co != L || !lua_isyieldable(L))
-			return luaL_error(L, "cancel: the running task can only cancel itself from its own body");
-		t->cancelling = 1;
-		return lua_yield(L, 0); /* sched_resume() sees the flag and ends it */
-	}
-	if (t->waiting) {
-		op_t *op = t->waiting;
-		op->waiter = NULL;
-		t->waiting = NULL;
-		op_cancel(L, op);
-	}
-	sched_task_cancelled(L, t);
-	lua_pushboolean(L, 1);
-	return 1;
-}
 
 /* A timer op carries its loop_timer as payload; the op's own timeout timer
    stays free for await(op, timeout). */
@@ -230,19 +204,6 @@ static int core_set_run_limit(lua_State *L)
 	return 1;
 }
 
-/* tasks() -> array of the live tasks, in spawn order */
-int core_tasks(lua_State *L)
-{
-	sched_t *S = SCHED(procy_rt(L));
-	lua_createtable(L, S->live.len, 0);
-	int i = 0;
-	for (list_node *n = S->live.head; n; n = n->next) {
-		sched_push_task(L, LIVE_TASK(n));
-		lua_rawseti(L, -2, ++i);
-	}
-	return 1;
-}
-
 /* exit([code]): ends procy with code (default 0) once every task has been
    cancelled, their __close handlers run. Called from a task, that task is
    cancelled last and exit does not return. */
@@ -256,10 +217,10 @@ static int core_exit(lua_State *L)
 		rt->exit_set = 1;
 	}
 	task_t *self = S->current;
-	core_tasks(L); /* a snapshot: a __close handler may end other tasks */
+	sched_tasks(L); /* a snapshot: a __close handler may end other tasks */
 	lua_Integer n = luaL_len(L, -1);
 	for (lua_Integer i = 1; i <= n; i++) {
-		lua_pushcfunction(L, core_cancel);
+		lua_pushcfunction(L, sched_cancel);
 		lua_rawgeti(L, -2, i);
 		if (lua_touserdata(L, -1) == self)
 			lua_pop(L, 2);
@@ -315,7 +276,7 @@ static int op_tostring(lua_State *L)
 }
 
 static const luaL_Reg task_methods[] = {
-	{ "cancel", core_cancel },
+	{ "cancel", sched_cancel },
 	{ "wait",   core_await },
 	{ "id",     task_id },
 	{ "status", task_status },
@@ -355,7 +316,7 @@ static int core_wrap(lua_State *L)
 static const luaL_Reg core_funcs[] = {
 	{ "spawn",         core_spawn },
 	{ "await",         core_await },
-	{ "cancel",        core_cancel },
+	{ "cancel",        sched_cancel },
 	{ "sleep",         core_sleep },
 	{ "timer",         core_timer },
 	{ "op",            core_op },
@@ -365,7 +326,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "now",           core_now },
 	{ "time",          core_time },
 	{ "current",       core_current },
-	{ "tasks",         core_tasks },
+	{ "tasks",         sched_tasks },
 	{ "log",           core_log },
 	{ "fail",          core_fail },
 	{ "wrap",          core_wrap },

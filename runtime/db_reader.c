@@ -388,11 +388,11 @@ int db_reader_open(lua_State *L)
 		free(r);
 		return n;
 	}
-	char err[256];
-	if (worker_start(&r->w, rt->loop, run, on_done, r, err, sizeof err) < 0) {
+	err_t err;
+	if (worker_start(&r->w, rt->loop, run, on_done, r, &err) < 0) {
 		sqlite3_close_v2(r->db);
 		free(r);
-		return procy_fail(L, "ENOMEM", "%s", err);
+		return procy_fail_err(L, &err);
 	}
 	reader_t **h = lua_newuserdatauv(L, sizeof *h, 0);
 	*h = r;

@@ -51,10 +51,9 @@ struct xfer {
 	list_node     all;
 };
 
-/* Starts a transfer. NULL with a message in err and errno set: ENOENT (no
-   libcurl), ENOMEM, EIO. A bad URL fails later, through done (EINVAL). */
-xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud,
-                   char *err, size_t errlen);
+/* Starts a transfer. NULL with err filled: ENOENT (no libcurl), ENOMEM,
+   EIO. A bad URL fails later, through done (EINVAL). */
+xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud, err_t *err);
 /* Stops it: no more callbacks; freed. Safe from any callback but its own. */
 void    xfer_abort(xfer_t *x);
 /* Holds the body back (a slow reader downstream), or lets it flow again. */

@@ -263,17 +263,13 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 	return x->aborting ? 0 : size * n;
 }
 
-xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud,
-                   char *err, size_t errlen)
+xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud, err_t *err)
 {
 	if (!multi) {
-		if (libload_curl(err, errlen) < 0) {
-			errno = ENOENT;
+		if (libload_curl(err) < 0)
 			return NULL;
-		}
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(multi = curl_multi_init())) {
-			snprintf(err, errlen, "cannot start libcurl");
-			errno = EIO;
+			err_set(err, "EIO", "cannot start libcurl");
 			return NULL;
 		}
 		curl_rt = rt;
@@ -285,8 +281,7 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
 	CURL *e = !x ? NULL : nspare ? spare[--nspare] : curl_easy_init();
 	if (!e) {
 		free(x);
-		snprintf(err, errlen, "out of memory");
-		errno = ENOMEM;
+		err_set(err, "ENOMEM", "out of memory");
 		return NULL;
 	}
 	x->easy = e;
@@ -325,11 +320,9 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->sent);
 	list_push(&xfers, &x->all);
 	if (!x->sent || curl_multi_add_handle(multi, e) != CURLM_OK) {
-		int e = !x->sent ? ENOMEM : EIO;
-		snprintf(err, errlen, "cannot start the transfer");
+		err_set(err, !x->sent ? "ENOMEM" : "EIO", "cannot start the transfer");
 		x->cb = NULL;
 		xfer_free(x);
-		errno = e;
 		return NULL;
 	}
 	return x;
@@ -647,10 +640,10 @@ static xfer_t *start_from(lua_State *L, int idx, lcall_t *c)
 	}
 	lines[n] = NULL;
 	r.headers = lines;
-	char err[256];
-	xfer_t *x = xfer_start(procy_rt(L), &r, &lua_cb, c, err, sizeof err);
+	err_t err;
+	xfer_t *x = xfer_start(procy_rt(L), &r, &lua_cb, c, &err);
 	if (!x)
-		procy_fail(L, procy_errname(errno), "%s: %s", r.url, err);
+		procy_fail(L, err.code, "%s: %s", r.url, err.msg);
 	return x;
 }
 

@@ -214,20 +214,20 @@ static int http_serve(lua_State *L)
 	const char *token = luaL_optstring(L, -1, NULL);
 	if (strcmp(host, "127.0.0.1") != 0 && (!token || strlen(token) < 16))
 		return luaL_error(L, "http: listening on %s needs a token of 16 or more characters", host);
-	char err[300];
-	server_t *srv = server_start(procy_rt(L), host, port, err, sizeof err);
+	err_t err;
+	server_t *srv = server_start(procy_rt(L), host, port, &err);
 	if (!srv)
-		return procy_fail(L, procy_errname(errno), "%s", err);
+		return procy_fail_err(L, &err);
 	/* libmicrohttpd is loaded at the first client (a session whose agent
 	   never calls costs nothing); unless lazy, whether it can be is known
 	   now, not when a client is refused */
 	lua_getfield(L, 1, "lazy");
 	int lazy = lua_toboolean(L, -1);
 	lua_pop(L, 1);
-	if (!lazy && libload_mhd(err, sizeof err) < 0) {
+	if (!lazy && libload_mhd(&err) < 0) {
 		server_stop(srv);
 		free(srv);
-		return procy_fail(L, "ENOENT", "%s", err);
+		return procy_fail_err(L, &err);
 	}
 	srv->max_body = (size_t)procy_opt_number(L, 1, "max_body", 64.0 * 1024 * 1024);
 	srv->idle_timeout = (unsigned)procy_opt_number(L, 1, "idle_timeout", 30);
@@ -253,7 +253,7 @@ static int http_serve(lua_State *L)
 		lua_getfield(L, -1, "encode");
 		lua_pushvalue(L, -3);
 		lua_call(L, 1, 1);
-		srv->capture = capture_start(srv->rt->loop, capture_ready, srv, lua_tostring(L, -1), err, sizeof err);
+		srv->capture = capture_start(srv->rt->loop, capture_ready, srv, lua_tostring(L, -1), &err);
 		if (srv->capture)
 			capture_bound(srv->capture, (size_t)procy_opt_number(L, rec, "max_queued", 4096),
 			              (size_t)procy_opt_number(L, rec, "max_queued_bytes", 64.0 * 1024 * 1024));
@@ -262,7 +262,7 @@ static int http_serve(lua_State *L)
 			proxy_free(srv->proxy);
 			free(srv->token);
 			free(srv);
-			return procy_fail(L, "EIO", "%s", err);
+			return procy_fail_err(L, &err);
 		}
 	}
 	lserver_t *ls = lua_newuserdatauv(L, sizeof *ls, 0);

@@ -109,7 +109,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	r->srv = srv;
 	r->conn = conn;
 	r->started = loop_clock();
-	buf_add(&r->uri, uri, strlen(uri) + 1);
+	if (buf_add(&r->uri, uri, strlen(uri) + 1) < 0) {
+		free(r);
+		return NULL; /* on_access refuses it */
+	}
 	list_push(&srv->live, &r->all);
 	return r;
 }
@@ -124,6 +127,11 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
 	r->hdr = h;
 	h[r->nhdr].name = strdup(k);
 	h[r->nhdr].value = strdup(v ? v : "");
+	if (!h[r->nhdr].name || !h[r->nhdr].value) {
+		free(h[r->nhdr].name);
+		free(h[r->nhdr].value);
+		return MHD_NO; /* no memory: the headers end here */
+	}
 	r->nhdr++;
 	return MHD_YES;
 }
@@ -294,9 +302,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* MHD takes over the listening socket, and the loop watches MHD's epoll
    descriptor instead. */
-static int start_mhd(server_t *srv, char *err, size_t errlen)
+static int start_mhd(server_t *srv, err_t *err)
 {
-	if (libload_mhd(err, errlen) < 0)
+	if (libload_mhd(err) < 0)
 		return -1;
 	srv->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
 	                            on_access, srv,
@@ -311,7 +319,7 @@ static int start_mhd(server_t *srv, char *err, size_t errlen)
 	                            MHD_OPTION_END);
 	const union MHD_DaemonInfo *info = srv->mhd ? MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
 	if (!info || loop_io_start(srv->rt->loop, &srv->io, info->epoll_fd, EPOLLIN, on_mhd_fd, srv) < 0) {
-		snprintf(err, errlen, "cannot start libmicrohttpd");
+		err_set(err, "EIO", "cannot start libmicrohttpd");
 		if (srv->mhd)
 			MHD_stop_daemon(srv->mhd); /* closes the listening socket */
 		srv->mhd = NULL;
@@ -330,9 +338,9 @@ static void on_first_client(loop_t *loop, loop_io *w, uint32_t events)
 	(void)events;
 	server_t *srv = w->data;
 	loop_io_stop(loop, &srv->io);
-	char err[400];
-	if (start_mhd(srv, err, sizeof err) < 0) {
-		procy_log(srv->rt->L, "error", "http server on port %d: %s", srv->port, err);
+	err_t err;
+	if (start_mhd(srv, &err) < 0) {
+		procy_log(srv->rt->L, "error", "http server on port %d: %s: %s", srv->port, err.code, err.msg);
 		if (srv->listen_fd >= 0)
 			close(srv->listen_fd); /* clients are refused, not left hanging */
 		srv->listen_fd = -1;
@@ -341,12 +349,11 @@ static void on_first_client(loop_t *loop, loop_io *w, uint32_t events)
 	run_mhd(srv);
 }
 
-server_t *server_start(runtime_t *rt, const char *host, int port, char *err, size_t errlen)
+server_t *server_start(runtime_t *rt, const char *host, int port, err_t *err)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-		snprintf(err, errlen, "'%s' is not an IPv4 address", host);
-		errno = EINVAL;
+		err_set(err, "EINVAL", "'%s' is not an IPv4 address", host);
 		return NULL;
 	}
 	server_t *srv = calloc(1, sizeof *srv);
@@ -355,12 +362,10 @@ server_t *server_start(runtime_t *rt, const char *host, int port, char *err, siz
 	if (!srv || fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
 	    bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 511) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&addr, &len) < 0) {
-		int e = srv ? errno : ENOMEM;
-		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(e));
+		err_errno(err, srv ? errno : ENOMEM, "cannot listen on %s:%d", host, port);
 		if (fd >= 0)
 			close(fd);
 		free(srv);
-		errno = e;
 		return NULL;
 	}
 	srv->rt = rt;
@@ -373,11 +378,9 @@ server_t *server_start(runtime_t *rt, const char *host, int port, char *err, siz
 	srv->running = 1;
 	loop_timer_init(&srv->timer);
 	if (loop_io_start(rt->loop, &srv->io, fd, EPOLLIN, on_first_client, srv) < 0) {
-		int e = errno;
-		snprintf(err, errlen, "cannot watch the server: %s", strerror(e));
+		err_errno(err, errno, "cannot watch the server");
 		close(fd);
 		free(srv);
-		errno = e;
 		return NULL;
 	}
 	list_push(&all_servers, &srv->all);

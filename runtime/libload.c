@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "libload.h"
+#include "procy.h"
 
 #define LIBLOAD_DEFINE(f) __typeof__(libload_##f) libload_##f;
 LIBLOAD_CURL(LIBLOAD_DEFINE)
@@ -29,11 +30,10 @@ static void *open_first(const char *const *names, char *err, size_t errlen)
 
 #define LIBLOAD_SYM(f) \
 	if (!(*(void **)&libload_##f = dlsym(h, #f))) { \
-		snprintf(err, errlen, "%s has no %s", what, #f); \
-		return -1; \
+		return err_set(e, "ENOSYS", "%s has no %s", what, #f); \
 	}
 
-int libload_curl(char *err, size_t errlen)
+int libload_curl(err_t *e)
 {
 	static const char *const names[] = { "libcurl.so.4", "libcurl-gnutls.so.4", "libcurl.so", NULL };
 	static int done;
@@ -43,15 +43,14 @@ int libload_curl(char *err, size_t errlen)
 	char why[256];
 	void *h = open_first(names, why, sizeof why);
 	if (!h) {
-		snprintf(err, errlen, "cannot open libcurl (Debian: apt install libcurl4): %s", why);
-		return -1;
+		return err_set(e, "ENOENT", "cannot open libcurl (Debian: apt install libcurl4): %s", why);
 	}
 	LIBLOAD_CURL(LIBLOAD_SYM)
 	done = 1;
 	return 0;
 }
 
-int libload_mhd(char *err, size_t errlen)
+int libload_mhd(err_t *e)
 {
 	static const char *const names[] = { "libmicrohttpd.so.12", "libmicrohttpd.so", NULL };
 	static int done;
@@ -61,8 +60,7 @@ int libload_mhd(char *err, size_t errlen)
 	char why[256];
 	void *h = open_first(names, why, sizeof why);
 	if (!h) {
-		snprintf(err, errlen, "cannot open libmicrohttpd (Debian: apt install libmicrohttpd12): %s", why);
-		return -1;
+		return err_set(e, "ENOENT", "cannot open libmicrohttpd (Debian: apt install libmicrohttpd12): %s", why);
 	}
 	LIBLOAD_MHD(LIBLOAD_SYM)
 	done = 1;

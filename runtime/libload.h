@@ -44,9 +44,11 @@ LIBLOAD_CURL(LIBLOAD_DECLARE)
 LIBLOAD_MHD(LIBLOAD_DECLARE)
 LIBLOAD_CRYPTO(LIBLOAD_DECLARE)
 
-/* 0 once the library is open; -1 with what is missing in err. */
-int libload_curl(char *err, size_t errlen);
-int libload_mhd(char *err, size_t errlen);
+/* 0 once the library is open; -1 with what is missing in e (ENOENT: the
+   library, ENOSYS: a function of it). */
+struct err;
+int libload_curl(struct err *e);
+int libload_mhd(struct err *e);
 /* 1 when libcrypto's SHA-256 is there, else 0. Safe from any thread. */
 int libload_crypto(void);
 

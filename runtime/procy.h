@@ -32,6 +32,23 @@
 #define procy_closethread(co, from) ((void)(from), lua_resetthread(co))
 #endif
 
+/* ---- failures (util.c) ------------------------------------------------- */
+
+/* The one way a C core call says what failed, carried out to the binding:
+   a code (an errno's name, "EADDRINUSE", or procy's own, "EBADBLOB") and a
+   message naming what and where. The call returns NULL or -1 and fills
+   it; the binding passes it on with procy_fail_err (below), so Lua
+   always gets the true code. */
+typedef struct err {
+	const char *code;      /* a static string */
+	char        msg[256];
+} err_t;
+
+/* Fill e (NULL: ignored); both return -1. err_errno: the code is errnum's
+   name and ": strerror" ends the message. */
+int err_set(err_t *e, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int err_errno(err_t *e, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* ---- growable byte buffer (util.c) -------------------------------------- */
 
 typedef struct buf {
@@ -254,9 +271,9 @@ typedef struct worker {
 } worker_t;
 
 /* Starts main(w) on a thread; loop may be NULL (then no on_loop). 0, or
-   -1 with a message in err. */
+   -1 with err filled. */
 int  worker_start(worker_t *w, loop_t *loop, void (*main)(worker_t *), void (*on_loop)(worker_t *),
-                  void *ud, char *err, size_t errlen);
+                  void *ud, err_t *err);
 /* From the thread: have on_loop called in the loop soon. */
 void worker_notify(worker_t *w);
 /* pthread_cond_wait on cond with mu held, at most seconds (< 0: no limit). */
@@ -272,8 +289,8 @@ typedef struct checkpointer checkpointer_t;
 
 /* Watches writer's commits (its WAL hook: no autocheckpoint on it then) and
    past a few MB of WAL runs a PASSIVE checkpoint on a thread and a
-   connection of its own to path. NULL with a message in err on failure. */
-checkpointer_t *ckpt_start(const char *path, struct sqlite3 *writer, char *err, size_t errlen);
+   connection of its own to path. NULL with err filled on failure. */
+checkpointer_t *ckpt_start(const char *path, struct sqlite3 *writer, err_t *err);
 void            ckpt_stop(checkpointer_t *c, struct sqlite3 *writer); /* before writer closes */
 uint64_t        ckpt_passes(checkpointer_t *c); /* checkpoints run so far */
 
@@ -291,9 +308,9 @@ typedef struct rec_rules {
 } rec_rules;
 
 /* Opens its own connection to the record at path (schema already applied)
-   for session, redacting with rules (NULL: no redaction). NULL with a
-   message in err. */
-recorder_t *rec_open(const char *path, const char *session, const rec_rules *rules, char *err, size_t errlen);
+   for session, redacting with rules (NULL: no redaction). NULL with err
+   filled. */
+recorder_t *rec_open(const char *path, const char *session, const rec_rules *rules, err_t *err);
 /* Queues one term_events row: t in µs since the epoch, kind o/i/r/m/x/l.
    Never blocks on the disk: the recorder's writer thread writes. */
 void rec_event(recorder_t *r, int64_t t_us, char kind, const void *data, size_t len);
@@ -393,6 +410,9 @@ op_t *waiter_take(op_t **slot); /* NULL if none waits */
 void  waiter_cancel(op_t *op);
 
 /* ---- errors -------------------------------------------------------------- */
+
+/* [-0, +3] nil, "CODE: msg", "CODE". */
+int procy_fail_err(lua_State *L, const err_t *e);
 
 /* [-0, +3] Pushes nil, "CODE: msg", "CODE" and returns 3. */
 int procy_fail(lua_State *L, const char *code, const char *fmt, ...);

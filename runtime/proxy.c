@@ -169,7 +169,19 @@ static void on_up_data(xfer_t *x, void *ud, const char *p, size_t n)
 	}
 	if (!c->r || c->whole)
 		return;
-	hreq_send(c->r, p, n);
+	if (hreq_send(c->r, p, n) < 0) {
+		/* The client's buffer could not take the piece (out of memory):
+		   what was relayed would no longer be what is recorded, so the
+		   call ends here, broken for the client, and says where. */
+		snprintf(c->error, sizeof c->error, "ENOMEM: the answer could not be passed on after %zu bytes",
+		         c->resp_total - n);
+		c->aborted = 1;
+		xfer_abort(x);
+		c->x = NULL;
+		hreq_end(c->r, 1);
+		finish(c); /* lets go of the client's request */
+		return;
+	}
 	if (c->r->out.len - c->r->out_off > PAUSE_AT)
 		xfer_pause(x, 1);
 }
@@ -355,14 +367,14 @@ static void start_call(server_t *srv, hreq_t *r)
 	xfer_req req = { .method = c->method, .url = c->url, .headers = lines,
 	                 .body = c->req_body.p, .body_len = c->req_body.len,
 	                 .connect_timeout = 30, .stall_timeout = px->stall };
-	char err[256] = "no memory";
-	c->x = lines && c->url ? xfer_start(srv->rt, &req, &upstream_cb, c, err, sizeof err) : NULL;
+	err_t err = { "ENOMEM", "out of memory" };
+	c->x = lines && c->url ? xfer_start(srv->rt, &req, &upstream_cb, c, &err) : NULL;
 	for (size_t i = 0; lines && i < n; i++)
 		free(lines[i]);
 	free(lines);
 	if (!c->x) {
-		snprintf(c->error, sizeof c->error, "EINVAL: %s", err);
-		answer_failure(c, "EINVAL", err);
+		snprintf(c->error, sizeof c->error, "%s: %s", err.code, err.msg);
+		answer_failure(c, err.code, err.msg);
 	}
 }
 

@@ -263,10 +263,9 @@ static int pty_session(lua_State *L)
 	h->rt = procy_rt(L);
 	snprintf(h->name, sizeof h->name, "%s", o.argv[0]);
 	luaL_setmetatable(L, PROCY_SESSION_MT);
-	char err[512];
-	e = session_start(h->rt, &o, &w, on_event, h, &h->s, err, sizeof err);
-	if (e)
-		return procy_fail(L, e == EIO ? "EDB" : procy_errname(e), "%s", err);
+	err_t err;
+	if (session_start(h->rt, &o, &w, on_event, h, &h->s, &err) < 0)
+		return procy_fail_err(L, &err);
 	return 1;
 }
 

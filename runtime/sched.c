@@ -366,14 +366,54 @@ int sched_init(runtime_t *rt)
 int sched_live(runtime_t *rt) { return SCHED(rt)->live.len; }
 void sched_stop(runtime_t *rt) { SCHED(rt)->stop = 1; }
 
+/* cancel(task) -> true if it was still running, false if it had ended */
+int sched_cancel(lua_State *L)
+{
+	runtime_t *rt = procy_rt(L);
+	sched_t *S = SCHED(rt);
+	task_t *t = check_task(L, 1);
+	if (task_ended(t)) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	if (t == S->current) {
+		if (t->co != L || !lua_isyieldable(L))
+			return luaL_error(L, "cancel: the running task can only cancel itself from its own body");
+		t->cancelling = 1;
+		return lua_yield(L, 0); /* sched_resume() sees the flag and ends it */
+	}
+	if (t->waiting) {
+		op_t *op = t->waiting;
+		op->waiter = NULL;
+		t->waiting = NULL;
+		op_cancel(L, op);
+	}
+	sched_task_cancelled(L, t);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* tasks() -> array of the live tasks, in spawn order */
+int sched_tasks(lua_State *L)
+{
+	sched_t *S = SCHED(procy_rt(L));
+	lua_createtable(L, S->live.len, 0);
+	int i = 0;
+	for (list_node *n = S->live.head; n; n = n->next) {
+		sched_push_task(L, LIVE_TASK(n));
+		lua_rawseti(L, -2, ++i);
+	}
+	return 1;
+}
+
 void sched_cancel_all(runtime_t *rt)
 {
 	lua_State *L = rt->L;
 	luaL_checkstack(L, 4, NULL);
-	core_tasks(L);
+	sched_tasks(L);
 	lua_Integer n = luaL_len(L, -1);
 	for (lua_Integer i = 1; i <= n; i++) {
-		lua_pushcfunction(L, core_cancel);
+		lua_pushcfunction(L, sched_cancel);
 		lua_rawgeti(L, -2, i);
 		if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
 			procy_log(L, "error", "cancel: %s", lua_tostring(L, -1));
@@ -398,7 +438,7 @@ static void run_ready(runtime_t *rt)
 static void report_deadlock(runtime_t *rt)
 {
 	lua_State *L = rt->L;
-	core_tasks(L);
+	sched_tasks(L);
 	lua_Integer n = luaL_len(L, -1);
 	procy_log(L, "error", "deadlock: %d task(s) wait and nothing can wake them", (int)n);
 	for (lua_Integer i = 1; i <= n; i++) {

@@ -66,8 +66,8 @@ void    sched_resume(runtime_t *rt, task_t *t);
 void    sched_task_cancelled(lua_State *L, task_t *t);
 void    sched_hook(lua_State *L, lua_Debug *ar); /* the time slice and the watchdog */
 
-/* core.c */
-int core_cancel(lua_State *L);
-int core_tasks(lua_State *L);
+/* the scheduler's own Lua functions, which core.c binds as core.cancel and core.tasks */
+int sched_cancel(lua_State *L); /* cancel(task): core.cancel */
+int sched_tasks(lua_State *L);  /* tasks(): core.tasks */
 
 #endif

@@ -65,8 +65,8 @@ struct hreq {
 	list_node              queued;  /* srv->waiting */
 };
 
-/* NULL with a message in err and errno set (EINVAL: host is no address). */
-server_t   *server_start(runtime_t *rt, const char *host, int port, char *err, size_t errlen);
+/* NULL with err filled (EINVAL: host is no address; EADDRINUSE, EACCES). */
+server_t   *server_start(runtime_t *rt, const char *host, int port, err_t *err);
 void        server_stop(server_t *srv);
 
 const char *hreq_header(const hreq_t *r, const char *name); /* http_guard.c */

@@ -596,12 +596,10 @@ void session_info(session_t *s, session_info_t *out)
 }
 
 int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w,
-                  session_event_fn fn, void *owner, session_t **out, char *err, size_t errlen)
+                  session_event_fn fn, void *owner, session_t **out, err_t *err)
 {
-	if (!isatty(STDIN_FILENO)) {
-		snprintf(err, errlen, "standard input is not a terminal");
-		return ENOTTY;
-	}
+	if (!isatty(STDIN_FILENO))
+		return err_set(err, "ENOTTY", "standard input is not a terminal");
 	struct winsize ws;
 	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col == 0 || ws.ws_row == 0) {
 		ws.ws_col = 80;
@@ -609,30 +607,28 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	}
 	recorder_t *r = NULL;
 	if (w->db) {
-		char why[400];
-		if (!(r = rec_open(w->db, w->id, &w->rules, why, sizeof why))) {
-			snprintf(err, errlen, "cannot record: %s", why);
-			return EIO;
-		}
+		err_t why;
+		if (!(r = rec_open(w->db, w->id, &w->rules, &why)))
+			return err_set(err, why.code, "cannot record: %s", why.msg);
 	}
 	int master, e;
 	char slave[128];
 	pid_t pid;
 	spawn_opts o = *spawn;
 	if ((e = pty_open(ws.ws_col, ws.ws_row, &master, slave, sizeof slave))) {
-		snprintf(err, errlen, "cannot open a pty: %s", strerror(e));
+		err_errno(err, e, "cannot open a pty");
 		rec_close(r);
-		return e;
+		return -1;
 	}
 	o.tty = slave;
 	session_t *s = NULL;
 	if ((e = procy_spawn(&pid, &o)) || !(s = calloc(1, sizeof *s))) {
 		if (!e)
 			kill(-pid, SIGHUP), e = ENOMEM;
-		snprintf(err, errlen, "cannot run '%s': %s", o.argv[0], strerror(e));
+		err_errno(err, e, "cannot run '%s'", o.argv[0]);
 		close(master);
 		rec_close(r);
-		return e;
+		return -1;
 	}
 	s->rt = rt;
 	s->started = loop_clock();

@@ -37,10 +37,10 @@ typedef struct session_info {
 } session_info_t;
 
 /* Starts spawn's program on a pty the size of our terminal, records as w
-   says, and puts the terminal in raw mode. 0, or an errno with a message in
-   err: then nothing runs and the terminal is untouched. */
+   says, and puts the terminal in raw mode. 0, or -1 with err filled: then
+   nothing runs and the terminal is untouched. */
 int  session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w,
-                   session_event_fn fn, void *owner, session_t **out, char *err, size_t errlen);
+                   session_event_fn fn, void *owner, session_t **out, err_t *err);
 void session_show(session_t *s, const char *text, size_t len); /* the pager */
 void session_status(session_t *s, const char *text);           /* the bottom row */
 void session_pin(session_t *s, const char *text);              /* a row kept there; NULL: none */

@@ -30,75 +30,6 @@
 
 #include "term_record.h"
 
-int64_t rec_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* ---- batches ------------------------------------------------------------------------- */
-
-static void batch_clear(batch *b)
-{
-	b->nev = 0;
-	b->data.len = 0;
-	if (b->data.cap > (1 << 20))
-		buf_free(&b->data); /* give back what a burst took */
-}
-
-static void batch_free(batch *b)
-{
-	free(b->ev);
-	buf_free(&b->data);
-	memset(b, 0, sizeof *b);
-}
-
-/* Appends an event; merge: output following output within a millisecond
-   joins its row (the pty hands output over in pieces of a few KB; one
-   row halves what the disk writes and keeps the timing a replay shows). */
-int batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge)
-{
-	queued *last = b->nev ? &b->ev[b->nev - 1] : NULL;
-	if (merge && last && kind == 'o' && last->kind == 'o' && t - last->t < REC_MERGE_US &&
-	    last->len + len <= REC_FLUSH_BYTES && last->off + last->len == b->data.len) {
-		if (buf_add(&b->data, data, len) < 0)
-			return -1;
-		last->len += len;
-		return 0;
-	}
-	if (b->nev == b->capev) {
-		size_t cap = b->capev ? b->capev * 2 : 256;
-		queued *ev = realloc(b->ev, cap * sizeof *ev);
-		if (!ev)
-			return -1;
-		b->ev = ev;
-		b->capev = cap;
-	}
-	size_t off = b->data.len;
-	if (buf_add(&b->data, data, len) < 0)
-		return -1;
-	b->ev[b->nev++] = (queued){ t, kind, off, len };
-	return 0;
-}
-
-/* Drops the first n events. */
-static void batch_drop(batch *b, size_t n)
-{
-	if (n >= b->nev) {
-		batch_clear(b);
-		return;
-	}
-	size_t off = b->ev[n].off;
-	if (off && b->data.len > off)
-		memmove(b->data.p, b->data.p + off, b->data.len - off);
-	b->data.len -= off;
-	memmove(b->ev, b->ev + n, (b->nev - n) * sizeof *b->ev);
-	b->nev -= n;
-	for (size_t i = 0; i < b->nev; i++)
-		b->ev[i].off -= off;
-}
-
 /* ---- writing ---------------------------------------------------------------------------- */
 
 /* Writes b's events from the first, in transactions of at most CHUNK
@@ -370,11 +301,11 @@ static void writer(worker_t *w)
 
 /* ---- the relay's side ---------------------------------------------------------------------- */
 
-recorder_t *rec_open(const char *path, const char *session, const rec_rules *rules, char *err, size_t errlen)
+recorder_t *rec_open(const char *path, const char *session, const rec_rules *rules, err_t *err)
 {
 	recorder_t *r = calloc(1, sizeof *r);
 	if (!r) {
-		snprintf(err, errlen, "out of memory");
+		err_set(err, "ENOMEM", "out of memory");
 		return NULL;
 	}
 	snprintf(r->session, sizeof r->session, "%s", session);
@@ -411,7 +342,7 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 	   with its fsyncs) is not the writer's: done on its thread, the relay
 	   waits whenever the writer does; left to rec_close, 40 MB of output
 	   took 0.12 s more to exit. checkpoint.c does it alongside. */
-	char why[256] = "";
+	err_t why = { NULL, "" };
 	int rc = sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc == SQLITE_OK)
 		/* rows are only appended: a small page cache will do (the default
@@ -419,7 +350,7 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		   grew is cut back when it starts over */
 		rc = sqlite3_exec(r->db, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; "
 		                  "PRAGMA cache_size = -512; PRAGMA journal_size_limit = 16777216", NULL, NULL, NULL);
-	if (rc == SQLITE_OK && !(r->ckpt = ckpt_start(path, r->db, why, sizeof why)))
+	if (rc == SQLITE_OK && !(r->ckpt = ckpt_start(path, r->db, &why)))
 		rc = SQLITE_CANTOPEN;
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(r->db,
@@ -429,10 +360,13 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		rc = sqlite3_prepare_v3(r->db,
 		        "INSERT INTO losses(session_id, t, what, count, bytes) VALUES (?, ?, 'output', ?, ?)",
 		        -1, SQLITE_PREPARE_PERSISTENT, &r->loss, NULL);
-	if (rc == SQLITE_OK && worker_start(&r->w, NULL, writer, NULL, r, why, sizeof why) < 0)
+	if (rc == SQLITE_OK && worker_start(&r->w, NULL, writer, NULL, r, &why) < 0)
 		rc = SQLITE_NOMEM;
 	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, why[0] ? why : r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
+		if (why.code)
+			err_set(err, why.code, "%s: %s", path, why.msg);
+		else
+			err_set(err, db_code_name(rc), "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
 		ckpt_stop(r->ckpt, r->db);
 		sqlite3_finalize(r->insert);
 		sqlite3_finalize(r->loss);

@@ -63,9 +63,13 @@ struct recorder {
 	rec_stats_t     stats;     /* under mu */
 };
 
-/* term_record.c */
+/* term_record_rules.c: the clock, and batches (merge: output close in
+   time joins the last event) */
 int64_t rec_now_us(void);
 int     batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge);
+void    batch_clear(batch *b);
+void    batch_free(batch *b);
+void    batch_drop(batch *b, size_t n); /* the first n events */
 
 /* term_record_rules.c: the round's events into r->pending, redacted; a word the
    queue ends in, left in the relay's queue for the next round */

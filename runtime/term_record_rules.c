@@ -5,14 +5,89 @@
 ** the rules' literals (most sessions never print anything a rule could
 ** match, and most rounds are not copied at all). Output and input are
 ** each one stream, so a secret split across reads is found; a word the
-** queue ends in waits for the next round (up to HOLD_US).
+** queue ends in waits for the next round (up to HOLD_US). The batches the
+** relay queues and the writer writes live here too, below both.
 */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "term_record.h"
+
+/* ---- batches of events ----------------------------------------------------------------- */
+
+int64_t rec_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- batches ------------------------------------------------------------------------- */
+
+void batch_clear(batch *b)
+{
+	b->nev = 0;
+	b->data.len = 0;
+	if (b->data.cap > (1 << 20))
+		buf_free(&b->data); /* give back what a burst took */
+}
+
+void batch_free(batch *b)
+{
+	free(b->ev);
+	buf_free(&b->data);
+	memset(b, 0, sizeof *b);
+}
+
+/* Appends an event; merge: output following output within a millisecond
+   joins its row (the pty hands output over in pieces of a few KB; one
+   row halves what the disk writes and keeps the timing a replay shows). */
+int batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge)
+{
+	queued *last = b->nev ? &b->ev[b->nev - 1] : NULL;
+	if (merge && last && kind == 'o' && last->kind == 'o' && t - last->t < REC_MERGE_US &&
+	    last->len + len <= REC_FLUSH_BYTES && last->off + last->len == b->data.len) {
+		if (buf_add(&b->data, data, len) < 0)
+			return -1;
+		last->len += len;
+		return 0;
+	}
+	if (b->nev == b->capev) {
+		size_t cap = b->capev ? b->capev * 2 : 256;
+		queued *ev = realloc(b->ev, cap * sizeof *ev);
+		if (!ev)
+			return -1;
+		b->ev = ev;
+		b->capev = cap;
+	}
+	size_t off = b->data.len;
+	if (buf_add(&b->data, data, len) < 0)
+		return -1;
+	b->ev[b->nev++] = (queued){ t, kind, off, len };
+	return 0;
+}
+
+/* Drops the first n events. */
+void batch_drop(batch *b, size_t n)
+{
+	if (n >= b->nev) {
+		batch_clear(b);
+		return;
+	}
+	size_t off = b->ev[n].off;
+	if (off && b->data.len > off)
+		memmove(b->data.p, b->data.p + off, b->data.len - off);
+	b->data.len -= off;
+	memmove(b->ev, b->ev + n, (b->nev - n) * sizeof *b->ev);
+	b->nev -= n;
+	for (size_t i = 0; i < b->nev; i++)
+		b->ev[i].off -= off;
+}
+
+/* ---- the rule set ------------------------------------------------------------------------ */
 
 /* The rule set's Lua state, made when a text first needs it (most
    sessions never print anything a rule could match). */

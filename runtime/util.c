@@ -220,6 +220,37 @@ int procy_signal(const char *name)
 	return 0;
 }
 
+int err_set(err_t *e, const char *code, const char *fmt, ...)
+{
+	if (!e)
+		return -1;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+	e->code = code;
+	return -1;
+}
+
+int err_errno(err_t *e, int errnum, const char *fmt, ...)
+{
+	if (!e)
+		return -1;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < sizeof e->msg)
+		snprintf(e->msg + n, sizeof e->msg - (size_t)n, ": %s", strerror(errnum));
+	e->code = procy_errname(errnum);
+	return -1;
+}
+
+int procy_fail_err(lua_State *L, const err_t *e)
+{
+	return procy_fail(L, e->code ? e->code : "EIO", "%s", e->msg);
+}
+
 int procy_fail_errno(lua_State *L, int err, const char *what)
 {
 	return procy_fail(L, procy_errname(err), "%s: %s", what, strerror(err));

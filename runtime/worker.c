@@ -41,7 +41,7 @@ static void *thread_main(void *arg)
 }
 
 int worker_start(worker_t *w, loop_t *loop, void (*main)(worker_t *), void (*on_loop)(worker_t *),
-                 void *ud, char *err, size_t errlen)
+                 void *ud, err_t *err)
 {
 	memset(w, 0, sizeof *w);
 	w->loop = loop;
@@ -62,21 +62,20 @@ int worker_start(worker_t *w, loop_t *loop, void (*main)(worker_t *), void (*on_
 			pthread_mutex_destroy(&w->mu);
 	}
 	if (e) {
-		snprintf(err, errlen, "cannot start a worker: %s", strerror(e));
-		return -1;
+		return err_errno(err, e, "cannot start a worker");
 	}
 	w->inited = 1;
 	if (loop) {
 		w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (w->efd < 0 || loop_io_start(loop, &w->io, w->efd, EPOLLIN, on_event, w) < 0) {
-			snprintf(err, errlen, "cannot start a worker: %s", strerror(errno));
+			err_errno(err, errno, "cannot start a worker");
 			worker_free(w);
 			return -1;
 		}
 	}
 	e = pthread_create(&w->thread, NULL, thread_main, w);
 	if (e) {
-		snprintf(err, errlen, "cannot start a worker thread: %s", strerror(e));
+		err_errno(err, e, "cannot start a worker thread");
 		worker_free(w);
 		return -1;
 	}

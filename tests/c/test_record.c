@@ -39,8 +39,8 @@ int main(void)
 	                   "h:exec(\"INSERT INTO sessions(id, started_at, cwd, argv) VALUES ('s1', 0, '/', '[]')\") "
 	                   "h:close() return 'ok'"), "ok", "a record with one session");
 
-	char err[256] = "";
-	recorder_t *r = rec_open(path, "s1", NULL, err, sizeof err);
+	err_t err = { NULL, "" };
+	recorder_t *r = rec_open(path, "s1", NULL, &err);
 	ok(r != NULL, "rec_open");
 	rec_event(r, 1, 'o', "hello", 5);
 	rec_event(r, 2, 'i', "x", 1);
@@ -103,8 +103,8 @@ int main(void)
 	rec_event(r, 200000, 'x', "0", 1);
 	is_int(rec_close(r), 0, "close flushes");
 	is_int(count(path, "kind = 'x'"), 1, "the last event is there");
-	ok(rec_open("/nonexistent/dir/r.db", "s", NULL, err, sizeof err) == NULL && strstr(err, "/nonexistent"),
-	   "a bad path fails with a message");
+	ok(rec_open("/nonexistent/dir/r.db", "s", NULL, &err) == NULL && strstr(err.msg, "/nonexistent") && !strcmp(err.code, "SQLITE_CANTOPEN"),
+	   "a bad path fails with its code and a message");
 	lua_close(L);
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -21,13 +21,13 @@ static server_t *srv;
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
-	char err[300];
+	err_t err;
 	rt.loop = loop_new();
 	rt.L = luaL_newstate();
 	procy_rt(rt.L) = &rt;
-	srv = rt.loop ? server_start(&rt, "127.0.0.1", 0, err, sizeof err) : NULL;
+	srv = rt.loop ? server_start(&rt, "127.0.0.1", 0, &err) : NULL;
 	if (!srv) {
-		fprintf(stderr, "fuzz harness: %s\n", err);
+		fprintf(stderr, "fuzz harness: %s\n", err.msg);
 		abort();
 	}
 	srv->max_body = 1 << 20;
