@@ -8,6 +8,7 @@
 -- and registers it as the project's evaluator only if that run gave
 -- metrics. Prints the metrics it found.
 
+local core = require "procy.core"
 local agent = require "procy.agent"
 local evaluator = require "procy.evaluator"
 local fs = require "procy.fs"
@@ -52,15 +53,15 @@ R.step_names = { "ask", "check", "register" }
 function steps.ask(ctx, gen)
   local before = read(gen.full)
   local seq, serr = ctx.agent:send(R.contract:format(gen.file, gen.desc, gen.command, gen.file), "recipe")
-  if not seq then return nil, "the agent cannot take a prompt: " .. tostring(serr) end
+  if not seq then return core.wrap("the agent cannot take a prompt", serr) end
   if ctx.cmd and ctx.cmd.status then ctx.cmd.status("eval generate: the agent writes " .. gen.file .. " ...") end
   local turn, terr = ctx.agent:wait_turn { seq = seq, timeout = gen.timeout }
-  if not turn then return nil, "the agent's turn did not end: " .. tostring(terr) end
-  if turn.status ~= "done" then return nil, "the agent's turn ended " .. turn.status end
+  if not turn then return core.wrap("the agent's turn did not end", terr) end
+  if turn.status ~= "done" then return core.fail("EAGENT", "the agent's turn ended " .. turn.status) end
   gen.text = read(gen.full)
-  if not gen.text or gen.text == "" then return nil, "the agent did not write " .. gen.full end
+  if not gen.text or gen.text == "" then return core.fail("ENOENT", "the agent did not write " .. gen.full) end
   if before and hash.sha256(before) == hash.sha256(gen.text) then
-    return nil, "the agent left " .. gen.full .. " as it was"
+    return core.fail("EAGENT", "the agent left " .. gen.full .. " as it was")
   end
   return true
 end
@@ -74,7 +75,7 @@ function steps.check(ctx, gen)
   if gen.result.status ~= "ok" then
     ctx.out(("%s was written but its first run failed (%s): not registered."):format(gen.file, gen.result.status))
     ctx.out(evaluator.feedback(gen.result))
-    return nil, "the generated evaluator does not work yet"
+    return core.fail("EEVAL", "the generated evaluator does not work yet")
   end
   return true
 end
@@ -83,7 +84,7 @@ end
 function steps.register(ctx, gen)
   local ev, rerr = evaluator.register { cwd = ctx.cwd, path = gen.file, name = gen.file:match("([^/]+)$"),
     created_by = "agent" }
-  if not ev then return nil, rerr end
+  if not ev then return core.wrap("cannot register the evaluator", rerr) end
   ctx.out(("registered %s (%s) as this project's evaluator; it found:"):format(gen.file, gen.command))
   local names = {}
   for k in pairs(gen.result.metrics) do names[#names + 1] = k end
@@ -97,16 +98,16 @@ end
 function R.main(args, cmd)
   local o, words = require("procy.recipes").flags(args, { file = "string", agent = "string", timeout = "number" },
     "eval_generate")
-  if not o then return nil, words .. " (eval_generate [--file PATH] [--agent NAME] [--timeout SECONDS] WHAT)" end
+  if not o then return core.wrap("eval_generate [--file PATH] [--agent NAME] [--timeout SECONDS] WHAT", words, "EINVAL") end
   local st, serr = require("procy.recipes").steps(R, require("procy.config").get().eval_generate or {})
-  if not st then return nil, serr, "EINVAL" end
+  if not st then return core.wrap("eval_generate", serr, "EINVAL") end
   local file, profile, timeout = o.file or "eval.py", o.agent, o.timeout or 600
   local cwd = (cmd and cmd.cwd) or fs.cwd()
   local a, own = agent.current(), false
   if not a then
     local err, code
     a, err, code = require("procy.evolve").open_agent(profile, cwd)
-    if not a then return nil, "cannot start the agent: " .. tostring(err), code end
+    if not a then return core.wrap("cannot start the agent", err, code) end
     own = true
   end
   local _ <close> = setmetatable({}, { __close = function() if own then a:close() end end })
@@ -116,7 +117,7 @@ function R.main(args, cmd)
       if t.source == "human" and type(t.prompt) == "string" then desc = "how well the code does this task: " .. t.prompt end
     end
   end
-  if desc == "" then return nil, "eval generate needs a description of what to measure (or give the agent its task first)" end
+  if desc == "" then return core.fail("EINVAL", "eval generate needs a description of what to measure (or give the agent its task first)") end
   local ctx = { args = args, cmd = cmd, cwd = cwd, agent = a, out = cmd and cmd.print or print, steps = st,
     default = steps }
   local gen = { file = file, full = file:sub(1, 1) == "/" and file or (cwd .. "/" .. file), desc = desc,

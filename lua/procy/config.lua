@@ -207,9 +207,7 @@ local function apply(cfg, origin, t, path)
   return true
 end
 
--- load{config = FILE, cwd = DIR} -> settings | nil, "file:line: message".
--- The result also becomes what get() returns.
-function M.load(opts)
+local function load_files(opts)
   opts = opts or {}
   local cfg, origin, files = {}, {}, {}
   for _, s in ipairs(M.settings) do
@@ -234,6 +232,14 @@ function M.load(opts)
     if not ok then return nil, aerr end
   end
   M.current, M.origin, M.files = cfg, origin, files
+  return cfg
+end
+
+-- load{config = FILE, cwd = DIR} -> settings | nil, "ECONFIG: file:line:
+-- message", "ECONFIG". The result also becomes what get() returns.
+function M.load(opts)
+  local cfg, err = load_files(opts)
+  if not cfg then return nil, "ECONFIG: " .. err, "ECONFIG" end
   return cfg
 end
 

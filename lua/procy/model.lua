@@ -138,9 +138,9 @@ function M.settings()
   local cfg = require("procy.config").get()
   local m = cfg.model or {}
   if not m.url or m.url == "" then
-    return nil, "no proxy model is configured: set model = { url = \"http://127.0.0.1:8000\", "
+    return core.fail("ENOMODEL", "no proxy model is configured: set model = { url = \"http://127.0.0.1:8000\", "
       .. "name = \"MODEL\", api = \"openai\" } in procy.lua, or pass --model-url URL "
-      .. "(an OpenAI-compatible server: vLLM, Ollama, llama.cpp; or api = \"anthropic\")"
+      .. "(an OpenAI-compatible server: vLLM, Ollama, llama.cpp; or api = \"anthropic\")")
   end
   return m
 end

@@ -13,6 +13,8 @@
 -- a try that breaks a constraint is infeasible: worse than every feasible
 -- try, and among infeasible ones the smaller violation is better.
 
+local core = require "procy.core"
+
 local M = {}
 
 local ops = {
@@ -28,14 +30,14 @@ local function constraint(name, spec)
     local out = {}
     if spec.min then out[#out + 1] = { metric = name, op = ">=", value = spec.min } end
     if spec.max then out[#out + 1] = { metric = name, op = "<=", value = spec.max } end
-    if #out == 0 then return nil, "constraint on '" .. name .. "' needs min or max" end
+    if #out == 0 then return core.fail("EINVAL", "constraint on '" .. name .. "' needs min or max") end
     return out
   end
-  if type(spec) ~= "string" then return nil, "constraint on '" .. name .. "' must be a string like \">= 0.95\"" end
+  if type(spec) ~= "string" then return core.fail("EINVAL", "constraint on '" .. name .. "' must be a string like \">= 0.95\"") end
   local op, v = spec:match("^%s*([<>=]=?)%s*(%S+)%s*$")
   v = tonumber(v)
   if not op or not ops[op] or not v then
-    return nil, ("constraint on '%s' is %q: write \">= N\", \"<= N\", \"> N\", \"< N\" or \"== N\""):format(name, spec)
+    return core.fail("EINVAL", ("constraint on '%s' is %q: write \">= N\", \"<= N\", \"> N\", \"< N\" or \"== N\""):format(name, spec))
   end
   return { { metric = name, op = op, value = v } }
 end

@@ -10,6 +10,10 @@
 
 local json = require "procy.json"
 
+-- A setting that is no rule (core.fail's shape: this module also runs in
+-- the recorders' Lua states, which have no procy.core).
+local function invalid(msg) return nil, "EINVAL: " .. msg, "EINVAL" end
+
 local M = {}
 
 M.mask = "[REDACTED]"
@@ -76,10 +80,10 @@ end
 -- forever).
 function M.check(list)
   for i, p in ipairs(list or {}) do
-    if type(p) ~= "string" then return nil, ("redact[%d] is a %s, not a pattern"):format(i, type(p)) end
+    if type(p) ~= "string" then return invalid(("redact[%d] is a %s, not a pattern"):format(i, type(p))) end
     local ok, a, b = pcall(string.find, "x", p)
-    if not ok then return nil, ("redact[%d] %q is not a Lua pattern: %s"):format(i, p, a) end
-    if a and b < a then return nil, ("redact[%d] %q matches the empty string"):format(i, p) end
+    if not ok then return invalid(("redact[%d] %q is not a Lua pattern: %s"):format(i, p, a)) end
+    if a and b < a then return invalid(("redact[%d] %q matches the empty string"):format(i, p)) end
   end
   return true
 end

@@ -70,7 +70,7 @@ local function int(q, name, lo)
   local v = q[name]
   if v == nil then return nil end
   local n = math.tointeger(tonumber(v))
-  if not n or n < (lo or 0) then return nil, name .. " must be a whole number" end
+  if not n or n < (lo or 0) then return core.fail("EINVAL", name .. " must be a whole number") end
   return n
 end
 

@@ -30,7 +30,7 @@ end
 -- is reported here.
 function M.start(host, model)
   local argv, err = M.argv(host, model)
-  if not argv then return nil, err, "EINVAL" end
+  if not argv then return core.wrap("tunnel", err, "EINVAL") end
   local p, perr, code = proc.spawn(argv, { stdout = false, stderr = "pipe" })
   if not p then return core.wrap("the tunnel's ssh did not start", perr, code) end
   local r = p:wait(1.0)

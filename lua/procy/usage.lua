@@ -1,6 +1,7 @@
 -- procy.usage: tokens and cost from the recorded API calls, by model and
 -- by session (`procy usage`, and /api/usage of `procy serve`).
 
+local core = require "procy.core"
 local store = require "procy.store"
 
 local M = {}
@@ -21,13 +22,13 @@ function M.time(text, now_us)
     local h, mi, s = 0, 0, 0
     if rest ~= "" then
       h, mi, s = rest:match("^[T ](%d%d):(%d%d):?(%d*)$")
-      if not h then return nil, "'" .. text .. "' is not a time (use 2026-11-20, 2026-11-20 14:30, 36h or 7d)" end
+      if not h then return core.fail("EINVAL", "'" .. text .. "' is not a time (use 2026-11-20, 2026-11-20 14:30, 36h or 7d)") end
     end
     local t = os.time { year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = tonumber(h),
                         min = tonumber(mi), sec = tonumber(s) or 0 }
     return t * 1000000
   end
-  return nil, "'" .. text .. "' is not a time (use 2026-11-20, 2026-11-20 14:30, 36h or 7d)"
+  return core.fail("EINVAL", "'" .. text .. "' is not a time (use 2026-11-20, 2026-11-20 14:30, 36h or 7d)")
 end
 
 local sums = [[count(*) AS calls,

@@ -381,7 +381,7 @@ m.close()
 local dead = m.url
 r = evolve_run(p4, { url = dead }, { "--task", "t", "--iterations", "2", "--agent", "setter", "--evaluator", "eval.sh" })
 T.is(r.code, 1, "a dead proxy model: the run fails")
-T.like(r.stderr, "the proxy model failed: ECONNREFUSED.-after 5 attempts", "with a clear error after the retries")
+T.like(r.stderr, "ECONNREFUSED: the proxy model failed: .-after 5 attempts", "with a clear error after the retries, its code first")
 run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p4)[1]
 T.is(run.status, "error", "and a cleanly ended run")
 T.like(run.error, "ECONNREFUSED", "that says why")
@@ -432,9 +432,10 @@ local fo, fw = recipes.flags({ "--n", "3", "word", "--yes", "--name-x", "v", "mo
   { n = "number", yes = "boolean", ["name-x"] = "string" }, "r")
 T.ok(fo and fo.n == 3 and fo.yes == true and fo.name_x == "v" and table.concat(fw, " ") == "word more",
   "recipes.flags: values, a boolean, dashes made underscores, the other words in order")
-T.is(select(2, recipes.flags({ "--what" }, {}, "r")), "r: unknown argument '--what'", "an unknown flag is named")
-T.is(select(2, recipes.flags({ "--n", "x" }, { n = "number" }, "r")), "r: --n needs a number", "so is a number that is none")
-T.is(select(2, recipes.flags({ "--n" }, { n = "string" }, "r")), "r: --n needs a value", "and a missing value")
+T.is(table.concat({ select(2, recipes.flags({ "--what" }, {}, "r")) }, " | "), "EINVAL: r: unknown argument '--what' | EINVAL",
+  "an unknown flag is named, with its code")
+T.is(select(2, recipes.flags({ "--n", "x" }, { n = "number" }, "r")), "EINVAL: r: --n needs a number", "so is a number that is none")
+T.is(select(2, recipes.flags({ "--n" }, { n = "string" }, "r")), "EINVAL: r: --n needs a value", "and a missing value")
 
 -- a project's own judge, five lines of its procy.lua: the starting point,
 -- every try and every measure-again are scored by it
