@@ -5,8 +5,8 @@ local fs = require "procy.fs"
 local config = require "procy.config"
 
 package.path = "tests/lua/?.lua;" .. package.path -- run from the top directory
-local measure = require "measure"
-local fakemodel = require "fakemodel"
+local measure = require "lib.measure"
+local fakemodel = require "lib.fakemodel"
 
 local dir = assert(proc.run { "mktemp", "-d", "/tmp/procy-bench-XXXXXX" }).stdout:gsub("%s+$", "")
 local work = dir .. "/work"

@@ -8,7 +8,7 @@ local json = require "procy.json"
 local db = require "procy.db"
 
 package.path = "tests/lua/?.lua;" .. package.path -- run from the top directory
-local measure = require "measure"
+local measure = require "lib.measure"
 package.path = "tests/bench/?.lua;" .. package.path
 local nginx = require "nginx"
 local median = measure.median

@@ -9,7 +9,7 @@ local fs = require "procy.fs"
 local proc = require "procy.proc"
 
 package.path = "tests/lua/?.lua;" .. package.path -- run from the top directory
-local measure = require "measure"
+local measure = require "lib.measure"
 local median = measure.median
 
 local dir = assert(proc.run { "mktemp", "-d", "/tmp/procy-bench-XXXXXX" }).stdout:gsub("%s+$", "")

@@ -5,7 +5,7 @@ local core = require "procy.core"
 local proc = require "procy.proc"
 
 package.path = "tests/lua/?.lua;" .. package.path -- run from the top directory
-local measure = require "measure"
+local measure = require "lib.measure"
 local median = measure.median
 
 return function(args)

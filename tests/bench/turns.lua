@@ -6,8 +6,8 @@ local fs = require "procy.fs"
 local config = require "procy.config"
 
 package.path = "tests/lua/?.lua;" .. package.path -- run from the top directory
-local measure = require "measure"
-local agents = require "agents"
+local measure = require "lib.measure"
+local agents = require "lib.agents"
 
 local dir = assert(proc.run { "mktemp", "-d", "/tmp/procy-bench-XXXXXX" }).stdout:gsub("%s+$", "")
 local work = dir .. "/work"

@@ -1,12 +1,12 @@
 -- Named background agents with the real Claude Code: `procy agent start`,
 -- send, ls, log, restart, stop — a detached supervisor, all state in the
 -- record.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local json = require "procy.json"
 local proc = require "procy.proc"
 local db = require "procy.db"
-local agents = require "agents"
+local agents = require "lib.agents"
 
 local w = agents.world("claude")
 if not w then return agents.skip("claude") end

@@ -1,12 +1,12 @@
 -- The real Codex CLI headless (`codex exec --json`) through procy.agent: a
 -- shell tool round trip recorded as a turn, then a second turn that
 -- resumes the same thread.
-local T = require "tap"
+local T = require "lib.tap"
 local json = require "procy.json"
 local proc = require "procy.proc"
 local config = require "procy.config"
 local store = require "procy.store"
-local agents = require "agents"
+local agents = require "lib.agents"
 local core = require "procy.core"
 
 local w = agents.world("codex")
@@ -50,7 +50,7 @@ a:close()
 
 -- interactive: the Codex TUI through procy; its notify ends the turn, its
 -- title call is a side call
-local tmux = require "tmux"
+local tmux = require "lib.tmux"
 local record = dir .. "/tui.db"
 local q = tmux.quote
 -- Types a prompt into the Codex TUI and submits it. Codex takes an Enter
@@ -114,7 +114,7 @@ T.ok(term:wait_for("tui%-tool", 30), "the resumed Codex shows the earlier conver
 core.sleep(0.5)
 T.ok(submit(term, "resumed turn", "you said: resumed turn"), "and answers a new prompt", term:screen())
 local asked
-for _, b in ipairs(require("fake").bodies(dir .. "/fake")) do
+for _, b in ipairs(require("lib.fake").bodies(dir .. "/fake")) do
   if b:find("resumed turn", 1, true) and b:find('"tools"', 1, true) and (not asked or b:find("tui-tool", 1, true)) then
     asked = b
   end

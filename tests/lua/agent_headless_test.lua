@@ -1,13 +1,13 @@
 -- The real Claude Code headless (stream-json) driven through procy.agent:
 -- turns with exact ends, a graceful and a forced restart, resume, the
 -- agent's death, an interrupt, the watchdog, the validator and the mirror.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local json = require "procy.json"
 local proc = require "procy.proc"
 local config = require "procy.config"
 local store = require "procy.store"
-local agents = require "agents"
+local agents = require "lib.agents"
 
 local w = agents.world("claude")
 if not w then return agents.skip("claude") end

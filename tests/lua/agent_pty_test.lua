@@ -3,13 +3,13 @@
 -- (plain text; two Bash round trips that sleep 2 s each; a Write tool), then a person
 -- types a prompt and recalls and edits it. Every turn is recorded with its
 -- exact prompt, its tool calls and its real end.
-local T = require "tap"
-local tmux = require "tmux"
+local T = require "lib.tap"
+local tmux = require "lib.tmux"
 local core = require "procy.core"
 local db = require "procy.db"
 local json = require "procy.json"
 local proc = require "procy.proc"
-local agents = require "agents"
+local agents = require "lib.agents"
 
 local w = agents.world("claude")
 if not w then return agents.skip("claude") end

@@ -1,6 +1,6 @@
 -- procy.capture's parts without the network: redaction, SSE, the three
 -- stream parsers, content-addressed bodies, prices and hashing.
-local T = require "tap"
+local T = require "lib.tap"
 local json = require "procy.json"
 local hash = require "procy.hash"
 local db = require "procy.db"

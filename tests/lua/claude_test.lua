@@ -1,13 +1,13 @@
 -- The real Claude Code CLI wrapped by procy in a real terminal, offline
 -- against the fake Anthropic API (tests/fake/upstream.mjs).
-local T = require "tap"
-local tmux = require "tmux"
+local T = require "lib.tap"
+local tmux = require "lib.tmux"
 local core = require "procy.core"
 local db = require "procy.db"
 local json = require "procy.json"
 local proc = require "procy.proc"
 
-local agents = require "agents"
+local agents = require "lib.agents"
 local w = agents.world("claude")
 if not w then return agents.skip("claude") end
 local _ <close> = w.fake.proc
@@ -97,7 +97,7 @@ term:type("and again")
 term:keys("Enter")
 see("you said: and again", "a new prompt in the resumed session")
 local asked
-for _, b in ipairs(require("fake").bodies(dir .. "/fake")) do
+for _, b in ipairs(require("lib.fake").bodies(dir .. "/fake")) do
   if b:find("and again", 1, true) and (not asked or b:find("say hi", 1, true)) then asked = b end
 end
 T.ok(asked and asked:find("say hi", 1, true), "and Claude Code sends the earlier conversation with it (--resume "

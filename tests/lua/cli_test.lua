@@ -1,5 +1,5 @@
 -- The procy command line, run as a real subprocess.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local fs = require "procy.fs"
 local proc = require "procy.proc"

@@ -1,6 +1,6 @@
 -- The official npm clients (@anthropic-ai/sdk, openai) through `procy
 -- serve` to the fake upstream: what they get, and what procy records.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local json = require "procy.json"
 local proc = require "procy.proc"
@@ -13,7 +13,7 @@ if not require("procy.fs").stat(modules .. "/openai") then
 end
 
 local dir = T.tmpdir()
-local fake = require("fake").start(dir .. "/fake")
+local fake = require("lib.fake").start(dir .. "/fake")
 local _ <close> = fake.proc
 local record = dir .. "/rec.db"
 local KEY = "sk-ant-api03-" .. ("ClientKey_"):rep(5)

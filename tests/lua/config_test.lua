@@ -1,5 +1,5 @@
 -- Configuration: precedence, lookup, and broken files.
-local T = require "tap"
+local T = require "lib.tap"
 local fs = require "procy.fs"
 local proc = require "procy.proc"
 

@@ -1,6 +1,6 @@
 -- procy.core as recipes see it: concurrency, cancel, errors, signals,
 -- strict globals, the run limit.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local proc = require "procy.proc"
 

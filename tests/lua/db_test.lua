@@ -1,6 +1,6 @@
 -- procy.db from recipes: large values, blobs, a second process writing at
 -- the same time, a bad migration, transactions and tasks.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local db = require "procy.db"
 local proc = require "procy.proc"

@@ -3,13 +3,13 @@
 -- writes prompts the fake upstream turns into Read + Edit tool calls: three
 -- tries with scores, a regressing one rolled back, private refs, and the
 -- person's branch, index and other files untouched.
-local T = require "tap"
+local T = require "lib.tap"
 local fs = require "procy.fs"
 local proc = require "procy.proc"
 local config = require "procy.config"
 local store = require "procy.store"
-local agents = require "agents"
-local fakemodel = require "fakemodel"
+local agents = require "lib.agents"
+local fakemodel = require "lib.fakemodel"
 
 local w = agents.world("claude")
 if not w then return agents.skip("claude") end

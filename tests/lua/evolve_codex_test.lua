@@ -2,12 +2,12 @@
 -- (`codex exec --json`, then `exec resume`), its shell tool writing the
 -- file the evaluator reads, in the sandbox procy asks for
 -- (workspace-write); a regressing try rolled back.
-local T = require "tap"
+local T = require "lib.tap"
 local proc = require "procy.proc"
 local config = require "procy.config"
 local store = require "procy.store"
-local agents = require "agents"
-local fakemodel = require "fakemodel"
+local agents = require "lib.agents"
+local fakemodel = require "lib.fakemodel"
 
 local w = agents.world("codex")
 if not w then return agents.skip("codex") end

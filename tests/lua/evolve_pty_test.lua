@@ -6,13 +6,13 @@
 -- try (the agent interrupted, the run and the try marked stopped, the best
 -- kept); then `!reset-evolve` and `!evolve 1 --approve` with `!edit`,
 -- kept as a correction.
-local T = require "tap"
-local tmux = require "tmux"
+local T = require "lib.tap"
+local tmux = require "lib.tmux"
 local core = require "procy.core"
 local db = require "procy.db"
 local proc = require "procy.proc"
-local agents = require "agents"
-local fakemodel = require "fakemodel"
+local agents = require "lib.agents"
+local fakemodel = require "lib.fakemodel"
 
 local w = agents.world("claude")
 if not w then return agents.skip("claude") end

@@ -6,14 +6,14 @@
 -- snapshots under private refs, `procy run recipes/evolve.lua` with a
 -- regressing try rolled back, resume, a dead proxy model, a project's own
 -- copy of the recipe.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local json = require "procy.json"
 local fs = require "procy.fs"
 local proc = require "procy.proc"
 local config = require "procy.config"
 local store = require "procy.store"
-local fakemodel = require "fakemodel"
+local fakemodel = require "lib.fakemodel"
 
 local dir = T.tmpdir()
 local db_path = dir .. "/rec.db"
@@ -98,7 +98,7 @@ nothing, err = model.chat({ { role = "user", content = "x" } }, { url = "" })
 T.like(err, "model = {", "no model configured: how to configure one")
 
 -- the Anthropic API, through the fake upstream
-local up = require("fake").start(dir .. "/fake")
+local up = require("lib.fake").start(dir .. "/fake")
 text = model.chat({ { role = "system", content = "be brief" }, { role = "user", content = "hello there" } },
   { url = up.url, api = "anthropic", model = "claude-x" })
 T.like(text, "^FAKE: hello! you said: hello there", "api = anthropic: /v1/messages")

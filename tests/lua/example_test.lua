@@ -3,12 +3,12 @@
 -- with an instant agent that puts a prepared version in place of
 -- baseline.py (posting lists: faster and exact; a broken one: fast and
 -- wrong, so infeasible and rolled back). The proxy model is a fake.
-local T = require "tap"
+local T = require "lib.tap"
 local json = require "procy.json"
 local proc = require "procy.proc"
 local config = require "procy.config"
 local store = require "procy.store"
-local fakemodel = require "fakemodel"
+local fakemodel = require "lib.fakemodel"
 
 if not proc.run { "python3", "-c", "" } then
   print("1..0 # SKIP python3 is not installed (.ci/setup installs it)")

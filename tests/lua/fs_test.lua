@@ -1,5 +1,5 @@
 -- procy.fs
-local T = require "tap"
+local T = require "lib.tap"
 local fs = require "procy.fs"
 
 local dir = T.tmpdir()

@@ -1,11 +1,11 @@
 -- procy.http's client against the fake API over real sockets.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local http = require "procy.http"
 local json = require "procy.json"
 
 local dir = T.tmpdir()
-local fake = require("fake").start(dir)
+local fake = require("lib.fake").start(dir)
 local _ <close> = fake.proc
 
 -- a plain request

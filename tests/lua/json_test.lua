@@ -1,5 +1,5 @@
 -- procy.json from a recipe: round trips and the failure tuple.
-local T = require "tap"
+local T = require "lib.tap"
 local json = require "procy.json"
 
 local text = "naïve café — 日本語 — Ελληνικά — 😀 — \"quoted\" \\ back\tslash\n"

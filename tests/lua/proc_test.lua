@@ -1,6 +1,6 @@
 -- procy.proc from recipes: argv only, timeouts that reach grandchildren,
 -- streaming lines, stdin.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local proc = require "procy.proc"
 

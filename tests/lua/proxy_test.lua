@@ -1,6 +1,6 @@
 -- The API proxy over real sockets: procy.http's client -> procy's proxy ->
 -- the fake upstream (tests/fake/upstream.mjs), and what procy records.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local http = require "procy.http"
 local json = require "procy.json"
@@ -11,7 +11,7 @@ local serve = require "procy.serve"
 local blobs = require "procy.blobs"
 
 local dir = T.tmpdir()
-local fake = require("fake").start(dir .. "/fake")
+local fake = require("lib.fake").start(dir .. "/fake")
 local _ <close> = fake.proc
 assert(config.load { config = T.write(dir .. "/procy.lua", "return { db = 'rec.db', upstream_timeout = 1 }") })
 local session = assert(store.new_session { argv = { "test" }, cwd = dir, mode = "serve" })

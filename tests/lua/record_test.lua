@@ -2,7 +2,7 @@
 -- clients: every relayed call is recorded (bad ones marked), nothing is
 -- lost, secrets stay off the disk, and requests that are not for procy
 -- are refused before their body is read.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local http = require "procy.http"
 local json = require "procy.json"
@@ -14,7 +14,7 @@ local serve = require "procy.serve"
 local capture = require "procy.capture"
 
 local dir = T.tmpdir()
-local fake = require("fake").start(dir .. "/fake")
+local fake = require("lib.fake").start(dir .. "/fake")
 local _ <close> = fake.proc
 assert(config.load { config = T.write(dir .. "/procy.lua", "return { db = 'rec.db', upstream_timeout = 60 }") })
 local record = dir .. "/rec.db"

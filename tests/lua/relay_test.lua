@@ -1,7 +1,7 @@
 -- The session relay's edges, with procy on a pty of the test's own (no
 -- tmux): bytes passed exactly, huge lines, an agent killed by a signal,
 -- signals to procy, and a Lua error in the middle of a session.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local db = require "procy.db"
 local fs = require "procy.fs"
@@ -20,7 +20,7 @@ local function procy(argv, opts)
   return assert(proc.spawn(full, opts))
 end
 
-local peak_kb = require("measure").peak_kb
+local peak_kb = require("lib.measure").peak_kb
 
 -- reads everything procy shows; returns it (or its size, for huge output)
 -- and procy's peak memory, sampled as it runs

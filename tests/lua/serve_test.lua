@@ -1,5 +1,5 @@
 -- procy.http.serve and procy serve's JSON API, over real sockets.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local http = require "procy.http"
 local json = require "procy.json"
@@ -135,7 +135,7 @@ T.is(assert(http.request { url = url .. "?token=0123456789abcdef-token" }).body,
 open:close()
 
 -- ---- procy serve ---------------------------------------------------------------------------
-local fake = require("fake").start(dir .. "/fake")
+local fake = require("lib.fake").start(dir .. "/fake")
 local _ <close> = fake.proc
 local db = dir .. "/rec.db"
 local p = assert(proc.spawn({ T.bin, "--db", db, "serve", "--port", "0", "--upstream", fake.url }, { stderr = "pipe" }))

@@ -1,7 +1,7 @@
 -- The interactive session, in a real terminal (tmux): programs wrapped and
 -- recorded, `!` commands, resizes, the ways out, and what reaches the disk.
-local T = require "tap"
-local tmux = require "tmux"
+local T = require "lib.tap"
+local tmux = require "lib.tmux"
 local core = require "procy.core"
 local db = require "procy.db"
 local proc = require "procy.proc"

@@ -4,7 +4,7 @@
 -- database that refuses writes costs bounded memory and nothing else
 -- (spilled, then written back), or, when even the spill fails, only
 -- output, with a gap event saying so.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local db = require "procy.db"
 local proc = require "procy.proc"
@@ -12,7 +12,7 @@ local proc = require "procy.proc"
 local dir = T.tmpdir()
 local record = dir .. "/record.db"
 local env = { HOME = dir, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config" }
-local peak_kb = require("measure").peak_kb
+local peak_kb = require("lib.measure").peak_kb
 
 local function procy(argv)
   local full = { T.bin, "--db", record, "--" }

@@ -1,7 +1,7 @@
 -- procy.turns with recorded calls, and agents that need no model: the
 -- generic profile on a terminal (bash: a turn ends on quiet output, not
 -- before a `sleep`), an exec profile of a project's, and profile lookup.
-local T = require "tap"
+local T = require "lib.tap"
 local core = require "procy.core"
 local json = require "procy.json"
 local fs = require "procy.fs"

@@ -4,7 +4,7 @@
 local json = require "procy.json"
 local proc = require "procy.proc"
 local fs = require "procy.fs"
-local T = require "tap"
+local T = require "lib.tap"
 
 local M = {}
 
@@ -53,7 +53,7 @@ function M.world(name)
   local work = dir .. "/work"
   fs.mkdir(work)
   local home = M.home(dir, work)
-  local fake = require("fake").start(dir .. "/fake")
+  local fake = require("lib.fake").start(dir .. "/fake")
   return { dir = dir, work = work, home = home, fake = fake, env = M.env(dir, home, fake.url), cli = cli }
 end
 

@@ -5,7 +5,7 @@
 -- its body (bodies/NNNN.json) before the answer starts: fake.bodies reads those.
 local fs = require "procy.fs"
 local proc = require "procy.proc"
-local T = require "tap"
+local T = require "lib.tap"
 
 local M = {}
 
