@@ -19,11 +19,6 @@ local request = require "procy.request"
 
 local M = {}
 
--- The rule set is procy.redact's, shared with the terminal's recorder.
-M.redact, M.redact_headers = redact.redact, redact.headers
-
--- The answer's side (streams, parsers) is procy.answer's.
-M.sse, M.redact_stream = answer.sse, answer.redact_stream
 local parse = answer.parse
 local str, num, tbl, EMPTY = answer.str, answer.num, answer.tbl, answer.EMPTY
 
@@ -102,7 +97,7 @@ function M.prepare(call, store)
   local parsable = #resp <= M.parse_max
   -- A stream is split and decoded once, for its redaction and its parser.
   local events = stream and parsable and answer.events(resp) or nil
-  if events and not guard("stream redaction", function() resp = M.redact_stream(resp, events) end) then
+  if events and not guard("stream redaction", function() resp = answer.redact_stream(resp, events) end) then
     resp, events = call.resp_body, nil
   end
   row.resp_body = redact.text(resp)

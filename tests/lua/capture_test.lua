@@ -6,6 +6,8 @@ local hash = require "procy.hash"
 local db = require "procy.db"
 local config = require "procy.config"
 local capture = require "procy.capture"
+local answer = require "procy.answer"
+local redact = require "procy.redact"
 local blobs = require "procy.blobs"
 local prices = require "procy.prices"
 
@@ -56,13 +58,13 @@ end
 -- ---- redaction -----------------------------------------------------------------------
 do
   local key = "sk-ant-api03-" .. ("Ab1_-"):rep(8)
-  local text = capture.redact('{"k":"' .. key .. '","p":"sk-proj-ABCDEFGHIJKLMNOPQRSTUV","gh":"ghp_'
+  local text = redact.redact('{"k":"' .. key .. '","p":"sk-proj-ABCDEFGHIJKLMNOPQRSTUV","gh":"ghp_'
     .. ("x1"):rep(18) .. '","custom":"ACME-123456","short":"sk-abc"}')
   T.ok(not text:find(key, 1, true) and not text:find("sk-proj-", 1, true) and not text:find("ghp_", 1, true),
        "API keys and tokens in a body are masked")
   T.ok(not text:find("ACME-123456", 1, true), "a pattern from the redact setting is masked")
   T.like(text, '"short":"sk%-abc"', "short look-alikes are left alone")
-  local h = capture.redact_headers { { "X-Api-Key", key }, { "Authorization", "Bearer " .. key },
+  local h = redact.headers { { "X-Api-Key", key }, { "Authorization", "Bearer " .. key },
     { "Cookie", "a=b" }, { "Proxy-Authorization", "Basic eA==" }, { "anthropic-version", "2023-06-01" },
     { "x-note", "key " .. key } }
   T.is(json.encode(h), json.encode { { "X-Api-Key", "[REDACTED]" }, { "Authorization", "Bearer [REDACTED]" },
@@ -76,7 +78,7 @@ do
     .. 'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
     .. ev("your key: sk-ant-") .. ev("api03-abcdefghij")
     .. ev("klmnop, and more") .. ev(" text")
-  local red = capture.redact_stream(body)
+  local red = answer.redact_stream(body)
   T.ok(not red:find("abcdefghij", 1, true) and not red:find("klmnop", 1, true), "a key split across events is masked")
   local parsed = capture.prepare { path = "/v1/messages", method = "POST", req_body = "{}", resp_body = body,
     req_headers = {}, resp_headers = { { "content-type", "text/event-stream" } }, started_at = 0 }
@@ -85,18 +87,18 @@ do
   -- an event whose JSON spans two data lines is one event to the
   -- redaction as to the parser (one splitter)
   local two = ev("your key: sk-ant-"):gsub('"delta":', '\ndata: "delta":', 1)
-  red = capture.redact_stream(two .. ev("api03-abcdefghijklmnop"))
+  red = answer.redact_stream(two .. ev("api03-abcdefghijklmnop"))
   T.ok(not red:find("abcdefghij", 1, true), "a key split across events, one of them on two data lines, is masked", red)
 end
 
 -- ---- server-sent events ----------------------------------------------------------------
 do
-  local ev = capture.sse("event: a\r\ndata: 1\r\ndata: 2\r\n\r\n: comment\n\ndata: x\n\nevent: last\ndata: cut")
+  local ev = answer.sse("event: a\r\ndata: 1\r\ndata: 2\r\n\r\n: comment\n\ndata: x\n\nevent: last\ndata: cut")
   T.is(#ev, 3, "events, comments skipped, a cut-off last event kept")
   T.is(ev[1].event .. "|" .. ev[1].data .. "|" .. ev[2].event .. "|" .. ev[3].data, "a|1\n2|message|cut",
        "CRLF lines, data lines joined, default event name")
   local text = "event: a\r\ndata: 1\r\n\r\n: comment\n\n\n\ndata: x\n\nevent: last\ndata: cut"
-  local blocks, raw = capture.sse(text, true), {}
+  local blocks, raw = answer.sse(text, true), {}
   for i, b in ipairs(blocks) do raw[i] = b.raw end
   T.is(table.concat(raw), text, "sse(text, true): every block with its bytes, which make the text again")
   T.ok(blocks[2].data == nil and blocks[#blocks].data == "cut", "blocks without data have none")
