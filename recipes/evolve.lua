@@ -187,12 +187,16 @@ function steps.gate(ctx, t)
   evolve.progress(ctx, "waiting for approval")
   local proposed = t.prompt
   local prompt, edited, code = evolve.approve(ctx, proposed)
+  -- what the person did is kept either way: training data (accepted and
+  -- rejected prompts are KTO's desirable and undesirable examples)
+  if prompt or code == "EREJECTED" then
+    store.correct { session = ctx.session, run = ctx.run.id, try = t.seq, original = proposed,
+      corrected = prompt or proposed, context = t.messages, source = "proxy",
+      kind = not prompt and "rejected" or edited and "edited" or "accepted",
+      note = edited and "edited before it was sent" or nil }
+  end
   if not prompt then return nil, edited, code end
   t.prompt = prompt
-  if edited then
-    store.correct { session = ctx.session, run = ctx.run.id, try = t.seq, original = proposed, corrected = prompt,
-      note = "edited before it was sent", context = t.messages }
-  end
   return true
 end
 
@@ -308,7 +312,7 @@ function R.try(state)
   if ok then ok, err, code = step("gate") end
   if not ok then return nil, err, code end
   store.add_try(run.id, { seq = seq, parent_seq = state.at.seq, prompt = t.prompt, model = t.model,
-    session_id = state.agent.session })
+    session_id = state.agent.session, messages = t.messages, adapter = t.adapter, adapter_sha256 = t.adapter_sha256 })
   ok, err, code = step("act")
   if not ok then return nil, err, code end
   if t.status ~= "agent-failed" then

@@ -88,7 +88,7 @@ void overlay_flash_end(session_t *s, int repaint)
 
 /* Back to passing keys through: output held meanwhile is written, the
    agent repaints, and whatever waited for the command line is shown. */
-static void back_to_agent(session_t *s, int repaint)
+void overlay_back(session_t *s, int repaint)
 {
 	s->mode = M_PASS;
 	session_release_held(s);
@@ -114,7 +114,7 @@ static void draw_page(session_t *s)
 
 void overlay_pager(session_t *s, const char *text, size_t len)
 {
-	if (s->mode == M_EDIT || s->finished) {
+	if (s->mode == M_EDIT || s->mode == M_RUN || s->finished) {
 		if (s->later.len)
 			buf_add(&s->later, "\n", 1);
 		buf_add(&s->later, text, len);
@@ -153,7 +153,7 @@ static void close_pager(session_t *s)
 		tty_write("\x1b[?1049l", 8);
 		tty_write(s->screen.cursor_hidden ? "\x1b[?25l" : "\x1b[?25h", 6);
 	}
-	back_to_agent(s, !s->pager_alt);
+	overlay_back(s, !s->pager_alt);
 }
 
 void overlay_editor(session_t *s)
@@ -170,7 +170,7 @@ static void close_editor(session_t *s)
 {
 	draw_editor_close(&s->draw, &s->screen, s->rows);
 	overlay_flush(s);
-	back_to_agent(s, 1);
+	overlay_back(s, 1);
 }
 
 /* ---- keys while procy draws --------------------------------------------------------------- */

@@ -26,6 +26,7 @@ typedef struct handle {
 	runtime_t *rt;
 	event_t   *head, *tail;
 	op_t      *waiter;
+	op_t      *ran;     /* the task in s:run, waiting for its program */
 	int        ended;   /* the exit event has been given */
 	char       name[64];
 } handle_t;
@@ -60,6 +61,19 @@ static void event_free(event_t *e)
 static void on_event(void *owner, int type, const char *text, size_t len, int code, int sig)
 {
 	handle_t *h = owner;
+	if (type == SESSION_RAN) { /* s:run's program ended */
+		op_t *op = waiter_take(&h->ran);
+		if (op) {
+			lua_State *L = h->rt->L;
+			lua_pushinteger(L, code);
+			if (sig)
+				lua_pushinteger(L, sig);
+			else
+				lua_pushnil(L);
+			op_complete(L, op, 2);
+		}
+		return;
+	}
 	event_t *e = calloc(1, sizeof *e);
 	if (!e || (text && !(e->text = strndup(text, len)))) {
 		free(e);
@@ -114,6 +128,30 @@ static int s_event(lua_State *L)
 	if (h->waiter)
 		return luaL_error(L, "another task is already waiting for this session's events");
 	return waiter_wait(L, &h->waiter, &event_class, timeout);
+}
+
+static const op_class ran_class = { "program on the terminal", waiter_cancel };
+
+/* s:run(argv, [{env =}]) -> code, signal|nil: argv as a full-screen program
+   on the person's terminal (the agent's screen suspended, redrawn after);
+   waits until it exits. nil, err, code: EBUSY, EPIPE, ENOENT. */
+static int s_run(lua_State *L)
+{
+	handle_t *h = check(L);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	if (lua_isnoneornil(L, 3))
+		lua_newtable(L);
+	else
+		luaL_checktype(L, 3, LUA_TTABLE);
+	lua_settop(L, 3);
+	if (h->ran)
+		return luaL_error(L, "another task is already running a program on this session's terminal");
+	char **argv = spawn_argv(L, 2);
+	char **envp = spawn_env(L, 3);
+	err_t err;
+	if (session_run(h->s, argv, envp, &err) < 0)
+		return procy_fail_err(L, &err);
+	return waiter_wait(L, &h->ran, &ran_class, -1);
 }
 
 /* s:show(text): a pager over the agent until a key closes it */
@@ -279,6 +317,7 @@ static int pty_isatty(lua_State *L)
 static const luaL_Reg session_methods[] = {
 	{ "event",  s_event },
 	{ "show",   s_show },
+	{ "run",    s_run },
 	{ "status", s_status },
 	{ "pin", s_pin },
 	{ "mark",   s_mark },

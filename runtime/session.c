@@ -425,6 +425,8 @@ static void session_free(session_t *s)
 	loop_t *loop = s->rt->loop;
 	if (!s->exited)
 		loop_child_stop(loop, &s->child);
+	if (s->run_pid)
+		loop_child_stop(loop, &s->run_child);
 	list_remove(&all_sessions, &s->all);
 	buf_free(&s->typed);
 	buf_free(&s->held);
@@ -442,6 +444,10 @@ static void finish(session_t *s)
 {
 	if (s->finished)
 		return;
+	if (s->run_pid) { /* the terminal is the program's: the end waits for it */
+		s->finish_after_run = 1;
+		return;
+	}
 	loop_t *loop = s->rt->loop;
 	if (s->master >= 0 && !s->master_eof)
 		read_agent(s);
@@ -575,6 +581,74 @@ int session_write(session_t *s, const char *p, size_t n)
 	if (s->finished)
 		return -1;
 	session_type(s, p, n, 0);
+	return 0;
+}
+
+/* ---- a program of procy's own on the terminal ------------------------------------ */
+
+/* The terminal's foreground group, from a process that may be in the
+   background: SIGTTOU (which would stop procy) blocked meanwhile. */
+static int give_terminal(pid_t pgrp)
+{
+	sigset_t ttou, old;
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	pthread_sigmask(SIG_BLOCK, &ttou, &old);
+	int rc = tcsetpgrp(STDIN_FILENO, pgrp);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+static void on_run_exit(loop_t *loop, loop_child *c, int status)
+{
+	session_t *s = c->data;
+	s->run_pid = 0;
+	if (give_terminal(getpgrp()) < 0)
+		procy_log(s->rt->L, "warn", "cannot take the terminal back: %s", strerror(errno));
+	struct termios now;
+	if (s->raw && tty_raw(&now) < 0)
+		procy_log(s->rt->L, "warn", "cannot put the terminal in raw mode again: %s", strerror(errno));
+	loop_io_start(loop, &s->in_io, STDIN_FILENO, EPOLLIN, on_keyboard, s);
+	overlay_back(s, 1); /* the program drew over everything: the agent repaints, the pinned row too */
+	int sig = 0, code = procy_exit_code(status, &sig);
+	session_post(s, SESSION_RAN, NULL, 0, code, sig);
+	if (s->finish_after_run)
+		finish(s);
+}
+
+int session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
+{
+	if (s->finished)
+		return err_set(err, "EPIPE", "the session has ended");
+	if (s->run_pid || s->mode != M_PASS)
+		return err_set(err, "EBUSY", s->run_pid ? "another program has the terminal" : "procy is drawing over the agent");
+	overlay_flash_end(s, 0);
+	/* the program gets the terminal as procy found it, and its stderr
+	   (procy's own goes to the log meanwhile) */
+	spawn_opts o = { .argv = argv, .envp = envp,
+	                 .fds = { STDIN_FILENO, STDOUT_FILENO, s->saved_stderr >= 0 ? s->saved_stderr : STDERR_FILENO } };
+	loop_io_stop(s->rt->loop, &s->in_io);
+	s->mode = M_RUN;
+	if (s->raw && tty_restore(&s->saved) < 0)
+		procy_log(s->rt->L, "warn", "cannot give the terminal its own mode: %s", strerror(errno));
+	pid_t pid = 0;
+	int e = procy_spawn(&pid, &o);
+	if (!e && give_terminal(pid) < 0) {
+		e = errno;
+		kill(-pid, SIGKILL); /* in the background it could not use the terminal */
+		waitpid(pid, NULL, 0);
+	}
+	if (e) {
+		struct termios now;
+		if (s->raw && tty_raw(&now) < 0)
+			procy_log(s->rt->L, "warn", "cannot put the terminal in raw mode again: %s", strerror(errno));
+		loop_io_start(s->rt->loop, &s->in_io, STDIN_FILENO, EPOLLIN, on_keyboard, s);
+		overlay_back(s, 0);
+		return err_errno(err, e, "cannot run '%s'", argv[0]);
+	}
+	kill(-pid, SIGCONT); /* had it read before it was in the foreground, it stopped */
+	s->run_pid = pid;
+	loop_child_start(s->rt->loop, &s->run_child, pid, on_run_exit, s);
 	return 0;
 }
 

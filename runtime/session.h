@@ -11,8 +11,9 @@ typedef struct session session_t;
 
 /* What the relay tells its owner: a `!` command line, a line typed to the
    agent, a failure (already shown on the bottom row), or the end (code:
-   the exit status, 128+sig for a signal, -1 when it was hung up). */
-enum { SESSION_COMMAND, SESSION_LINE, SESSION_ERROR, SESSION_EXIT };
+   the exit status, 128+sig for a signal, -1 when it was hung up), or the
+   end of a program session_run started (code, sig as for the exit). */
+enum { SESSION_COMMAND, SESSION_LINE, SESSION_ERROR, SESSION_EXIT, SESSION_RAN };
 typedef void (*session_event_fn)(void *owner, int type, const char *text, size_t len,
                                  int code, int sig);
 
@@ -47,6 +48,13 @@ void session_pin(session_t *s, const char *text);              /* a row kept the
 void session_mark(session_t *s, const char *label, size_t len);
 int  session_write(session_t *s, const char *p, size_t n);     /* -1 once it ended */
 void session_info(session_t *s, session_info_t *out);
+/* Runs argv on the person's terminal as a full-screen program of procy's
+   own (the editor of !correct): the terminal back in its own mode and the
+   program in the foreground, the agent's output held (and recorded)
+   meanwhile; after, raw mode again, the held output written and the agent
+   made to repaint, then SESSION_RAN. -1 with err: EBUSY while procy draws
+   or another program runs, EPIPE once the session ended. */
+int  session_run(session_t *s, char *const *argv, char *const *envp, err_t *err);
 /* Hangs up the agent if it still runs and ends the session now. */
 void session_hang_up(session_t *s);
 /* The owner lets go: no more events; freed once the agent is reaped. */

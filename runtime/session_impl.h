@@ -11,7 +11,7 @@
 #include "session.h"
 #include "term.h"
 
-enum { M_PASS, M_EDIT, M_PAGER };
+enum { M_PASS, M_EDIT, M_PAGER, M_RUN }; /* M_RUN: a program of procy's own has the terminal */
 
 struct session {
 	runtime_t  *rt;
@@ -63,6 +63,9 @@ struct session {
 	size_t      tail_len;
 	uint64_t    bytes_in, bytes_out;
 	int         saved_stderr; /* procy's stderr, while it goes to the log */
+	pid_t       run_pid;      /* session_run's program, 0: none */
+	loop_child  run_child;
+	int         finish_after_run; /* the agent ended while it ran */
 	list_node   all;
 };
 
@@ -88,5 +91,6 @@ void   overlay_pager(session_t *s, const char *text, size_t len);
 void   overlay_editor(session_t *s);                   /* open the `!` command line */
 size_t overlay_keys(session_t *s, const char *p, size_t n);
 void   overlay_resized(session_t *s);
+void   overlay_back(session_t *s, int repaint);        /* pass keys again: held output, then what waited */
 
 #endif

@@ -80,6 +80,20 @@ M.commands = {
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
   { name = "runs", reads = true, args = "[RUN]", options = { { long = "--json", help = "as JSON" } },
     help = "evolve runs, newest first; with RUN, its tries: status, score, metrics, snapshot, prompt" },
+  { name = "corrections", help = "people's corrections of prompts: the proxy model's training data", subcommands = {
+      { name = "ls", options = { { long = "--session", arg = "ID", help = "one session's" },
+                                 { long = "--kind", arg = "K", help = "corrected, edited, accepted or rejected (default: all)" },
+                                 { long = "--json", help = "as JSON" } },
+        help = "the corrections, newest first" },
+      { name = "show", args = "ID", options = { { long = "--json", help = "as JSON" } },
+        help = "one correction: original, corrected text, and the messages the proxy model was given" },
+      { name = "rm", args = "ID", help = "remove a correction" },
+      { name = "add", options = { { long = "--session", arg = "ID", help = "the session (default: the newest)" },
+                                  { long = "--turn", arg = "N", help = "the turn whose prompt it corrects (default: its last proxy prompt)" },
+                                  { long = "--file", arg = "F", help = "the corrected text (-: standard input)" },
+                                  { long = "--note", arg = "TEXT", help = "why" } },
+        help = "a correction from a file" },
+    } },
   { name = "recipes", args = "[copy NAME]",
     help = "the recipes shipped with procy, and which ones this project overrides; copy one here to edit it" },
   { name = "config", help = "print the effective settings and where each came from" },
@@ -419,6 +433,10 @@ end
 -- procy agent ...
 function commands.agent(args, opts)
   return require("procy.background").main(args, opts)
+end
+
+function commands.corrections(args, opts)
+  return require("procy.corrections").main(args, opts)
 end
 
 -- procy runs [RUN] [--json]

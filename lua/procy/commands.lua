@@ -207,7 +207,7 @@ M.builtin = {
 function M.registry()
   local reg = {}
   for name, c in pairs(M.builtin) do reg[name] = c end
-  for _, m in ipairs { "procy.evolve", "procy.evaluator" } do
+  for _, m in ipairs { "procy.evolve", "procy.evaluator", "procy.corrections" } do
     for name, c in pairs(require(m).commands) do reg[name] = c end
   end
   for name, c in pairs(config.get().commands or {}) do

@@ -272,7 +272,9 @@ end
 
 -- ---- evolve: runs, tries, corrections ------------------------------------------------
 
-local function enc(v) return v ~= nil and json.encode(v) or nil end
+-- JSON with its keys sorted: the same value is the same text (two corrections
+-- of one turn carry the same context, byte for byte)
+local function enc(v) return v ~= nil and json.encode(v, { sort = true }) or nil end
 
 -- new_run{session, cwd, task, recipe, recipe_sha256, evaluator_id, objective, options, base_commit} -> run
 function M.new_run(o)
@@ -318,9 +320,10 @@ end
 -- add_try(run_id, fields) -> seq; update_try(run_id, seq, fields)
 function M.add_try(run, f)
   local h = assert(M.open())
-  h:exec([[INSERT INTO tries(run_id, seq, parent_seq, prompt, model, session_id, status, started_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)]], run, f.seq, f.parent_seq, f.prompt, f.model, f.session_id,
-    f.status or "running", M.now_us())
+  h:exec([[INSERT INTO tries(run_id, seq, parent_seq, prompt, model, session_id, status, started_at, messages,
+             adapter, adapter_sha256)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]], run, f.seq, f.parent_seq, f.prompt, f.model, f.session_id,
+    f.status or "running", M.now_us(), enc(f.messages), f.adapter, f.adapter_sha256)
   return f.seq
 end
 
@@ -331,6 +334,7 @@ function M.tries(run)
   local rows = assert(M.open()):query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run)
   for _, t in ipairs(rows) do
     t.metrics = t.metrics and json.decode(t.metrics) or nil
+    t.messages = t.messages and json.decode(t.messages) or nil
     if t.feasible ~= nil then t.feasible = t.feasible == 1 end
   end
   return rows
@@ -344,21 +348,46 @@ function M.runs(o)
     ORDER BY started_at DESC LIMIT ?3]], o.cwd, o.session, o.limit or 20)
 end
 
--- correct{session, run, try, turn, original, corrected, note, context} -> id
+-- correct{session, run, try, turn, original, corrected, note, context,
+-- kind, source, author} -> id. kind: corrected (default), edited,
+-- accepted, rejected; context: the messages the proxy model was given.
 function M.correct(o)
-  return assert(M.open()):query([[INSERT INTO corrections(session_id, run_id, try_seq, turn_seq, target, original, corrected, note,
-      context, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],
+  return assert(M.open()):query([[INSERT INTO corrections(session_id, run_id, try_seq, turn_seq, target, original,
+      corrected, note, context, created_at, kind, source, author)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],
     o.session, o.run, o.try, o.turn, o.target or "prompt", o.original, o.corrected, o.note, enc(o.context),
-    M.now_us())[1].id
+    M.now_us(), o.kind or "corrected", o.source, o.author or os.getenv("USER") or "person")[1].id
 end
 
--- corrections{cwd =, limit =} -> the newest prompt corrections made in
--- sessions of that directory (or anywhere), newest first
+-- corrections{cwd =, session =, run =, kinds =, since =, until_ =, limit =}
+-- -> prompt corrections, newest first: of sessions in cwd (or anywhere),
+-- of a session or run; kinds a list (default: those whose text changed,
+-- corrected and edited); since/until_ in µs; limit (default 5, -1: all)
 function M.corrections(o)
   o = o or {}
+  local kinds = o.kinds or { "corrected", "edited" }
   return assert(M.open()):query([[SELECT c.* FROM corrections c LEFT JOIN sessions s ON s.id = c.session_id
     WHERE c.target = 'prompt' AND (?1 IS NULL OR s.cwd = ?1 OR c.session_id IS NULL)
-    ORDER BY c.id DESC LIMIT ?2]], o.cwd, o.limit or 5)
+      AND (?2 IS NULL OR c.session_id = ?2) AND (?3 IS NULL OR c.run_id = ?3)
+      AND c.kind IN (SELECT value FROM json_each(?4))
+      AND (?5 IS NULL OR c.created_at >= ?5) AND (?6 IS NULL OR c.created_at < ?6)
+    ORDER BY c.id DESC LIMIT ?7]], o.cwd, o.session, o.run, json.encode(kinds), o.since, o.until_, o.limit or 5)
+end
+
+-- correction(id) -> the row, context decoded | nil, "ENOENT: ...", "ENOENT"
+function M.correction(id)
+  local row = assert(M.open()):query("SELECT * FROM corrections WHERE id = ?", math.tointeger(tonumber(id)) or -1)[1]
+  if not row then return core.fail("ENOENT", "no correction " .. tostring(id)) end
+  row.context = row.context and json.decode(row.context) or nil
+  return row
+end
+
+-- uncorrect(id) -> true | nil, "ENOENT: ...": the correction removed
+function M.uncorrect(id)
+  local ok, err, code = M.correction(id)
+  if not ok then return nil, err, code end
+  assert(M.open()):exec("DELETE FROM corrections WHERE id = ?", ok.id)
+  return true
 end
 
 return M

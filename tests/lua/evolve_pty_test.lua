@@ -148,6 +148,10 @@ local c = h:query("SELECT * FROM corrections ORDER BY id DESC LIMIT 1")[1] or {}
 T.is(c.original, "a proposal to edit", "the edit is kept as a correction: the proposal")
 T.is(c.corrected, edit(5, 8), "and what the person sent")
 T.like(c.context or "", "Task %(pinned%)", "with what the proxy model was shown")
+T.ok(c.kind == "edited" and c.source == "proxy" and c.run_id and c.try_seq == 1, "an edited proxy prompt, of its run's try",
+  require("procy.json").encode(c))
+local tr = h:query("SELECT messages FROM tries WHERE run_id = ? AND seq = 1", c.run_id or "")[1] or {}
+T.is(tr.messages, c.context, "the try keeps the same messages, byte for byte")
 T.is(T.read(work .. "/value.txt"), "value=8\n", "the new best is in the workspace")
 h:close()
 term:type("/exit")
