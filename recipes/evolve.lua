@@ -332,6 +332,7 @@ function R.try(state)
   state.tries[#state.tries + 1] = t
   state.tokens = state.tokens + (t.tokens or 0)
   ok, err, code = step("keep")
+  if ok then store.update_try(run.id, seq, { improved = t.improved and true or false }) end
   if ok then ok, err, code = step("report") end
   if not ok then return nil, err, code end
   if t.improved then t.verdict = nil end -- the record's verdict is for a try that did not win

@@ -7,6 +7,8 @@
 ALTER TABLE tries ADD COLUMN messages TEXT;
 ALTER TABLE tries ADD COLUMN adapter TEXT;
 ALTER TABLE tries ADD COLUMN adapter_sha256 TEXT;
+-- 1: the try beat the best and became it; 0: it did not (set by keep).
+ALTER TABLE tries ADD COLUMN improved INTEGER;
 
 -- What a person did with a prompt: 'corrected' (rewrote it, at any time:
 -- !correct), 'edited' (!edit before it was sent), 'accepted' (!approve),

@@ -94,6 +94,10 @@ M.commands = {
                                   { long = "--note", arg = "TEXT", help = "why" } },
         help = "a correction from a file" },
     } },
+  { name = "train", rest = true,
+    args = "export [--format F,...] [--category C,...] [--session ID] [--run RUN] [--since T] [--until T] "
+      .. "[--min-score X] [--no-dedupe] [--eval-fraction F] [--seed S] [-o DIR]",
+    help = "the record as training data for the proxy model (recipes/train_export.lua; procy train export --help)" },
   { name = "recipes", args = "[copy NAME]",
     help = "the recipes shipped with procy, and which ones this project overrides; copy one here to edit it" },
   { name = "config", help = "print the effective settings and where each came from" },
@@ -433,6 +437,23 @@ end
 -- procy agent ...
 function commands.agent(args, opts)
   return require("procy.background").main(args, opts)
+end
+
+-- procy train export ...: the training recipes, run with the words as given
+local train_recipes = { export = "recipes/train_export.lua" }
+function commands.train(args)
+  local sub = args[1]
+  local recipe = train_recipes[sub]
+  if not recipe then
+    say("train needs one of: export (see procy help train)")
+    return 2
+  end
+  if args[2] == "--help" or args[2] == "-h" then
+    local info = require("procy.recipes").find(recipe)
+    io.stdout:write((info and info.text or ""):match("^(.-)\n\n") or "", "\n")
+    return 0
+  end
+  return commands.run { recipe, table.unpack(args, 2) }
 end
 
 function commands.corrections(args, opts)

@@ -40,17 +40,22 @@ function M.try_of(turn)
     turn.session_id, turn.seq)[1]
 end
 
--- state(turn) -> what evolve.messages renders for a prompt no proxy model
--- wrote: the session's task (its first prompt a person wrote), the
--- agent's answer before it, and which turn it was.
+-- state_of(task, last_response, seq) -> what evolve.messages renders for
+-- a prompt no proxy model wrote: the session's task (its first prompt a
+-- person wrote), the agent's answer before it, and which turn it was. The
+-- one place this is said: the export builds the same from its scan.
+function M.state_of(task, last_response, seq)
+  return { task = task, last_response = last_response, next_seq = seq }
+end
+
+-- state(turn) -> state_of for the turn, from the record
 function M.state(turn)
   local h = db()
   local first = h:query([[SELECT prompt FROM turns WHERE session_id = ? AND source = 'human' AND prompt IS NOT NULL
     ORDER BY seq LIMIT 1]], turn.session_id)[1]
   local before = h:query([[SELECT response FROM turns WHERE session_id = ? AND seq < ? AND response IS NOT NULL
     ORDER BY seq DESC LIMIT 1]], turn.session_id, turn.seq)[1]
-  return { task = first and first.prompt or turn.prompt, last_response = before and before.response or nil,
-           next_seq = turn.seq }
+  return M.state_of(first and first.prompt or turn.prompt, before and before.response or nil, turn.seq)
 end
 
 -- messages(turn) -> the messages the proxy model was given for the turn's
@@ -187,6 +192,12 @@ M.commands = {
       if not text then ctx.status(why) return end
       local id, aerr = M.add { session = ctx.id, turn = turn.seq, corrected = text, note = note }
       ctx.status(id and ("correction %d kept for turn %d"):format(id, turn.seq) or aerr)
+    end },
+  train = { args = "[--format F,...] [--category C,...] ...", help = "export the record as training data (procy train export --help)",
+    run = function(ctx, args)
+      local argv = {}
+      for i, a in ipairs(args) do argv[i] = a end
+      require("procy.recipes").command(ctx, "recipes/train_export.lua", argv)
     end },
   corrections = { help = "this session's corrections (procy corrections for all)", run = function(ctx)
       local rows = store.corrections { session = ctx.id, limit = -1,

@@ -44,6 +44,7 @@ only — no preamble, no quotes, no reasoning — in at most %d words.]]
 -- messages(state) -> the chat messages for the proxy model. state: {task,
 -- objective (text), schema, base (try), best (try), recent = {tries},
 -- feedback, last_response, corrections = {...}, next_seq, max_words}
+local system_for = {} -- {template, max_words, text}
 function M.messages(s)
   local u = {}
   local function add(line) u[#u + 1] = line end
@@ -92,8 +93,12 @@ function M.messages(s)
   end
   add("")
   add(("Write the prompt for try %d."):format(s.next_seq or 1))
+  local words = s.max_words or 200
+  if system_for[1] ~= M.system or system_for[2] ~= words then -- formatted once, not for every row of an export
+    system_for[1], system_for[2], system_for[3] = M.system, words, M.system:format(words)
+  end
   return {
-    { role = "system", content = M.system:format(s.max_words or 200) },
+    { role = "system", content = system_for[3] },
     { role = "user", content = table.concat(u, "\n") },
   }
 end

@@ -352,6 +352,11 @@ end
 -- kind, source, author} -> id. kind: corrected (default), edited,
 -- accepted, rejected; context: the messages the proxy model was given.
 function M.correct(o)
+  -- a person's text reaches the disk through the one rule set, as the
+  -- terminal's and the API's do
+  local redact = require("procy.redact").text
+  o.original, o.corrected = redact(o.original or ""), redact(o.corrected or "")
+  o.note = o.note and redact(o.note)
   return assert(M.open()):query([[INSERT INTO corrections(session_id, run_id, try_seq, turn_seq, target, original,
       corrected, note, context, created_at, kind, source, author)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]],

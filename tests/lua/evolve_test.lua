@@ -265,6 +265,39 @@ T.like(msg, "Objective: maximize value", "and the objective")
 T.is(h:query("SELECT count(*) AS n FROM api_calls WHERE role = 'proxy-model' AND session_id = ?", tries[2].session_id)[1].n,
   3, "the proxy model's calls are in the run's session")
 T.ok(run.recipe_sha256 and #run.recipe_sha256 == 64, "the recipe's hash is stored with the run")
+T.is(tries[2].improved .. tries[3].improved .. tries[4].improved, "101", "each try says whether it became the best")
+-- the run as training data: the prompt side of each row is what the proxy
+-- model received for that try, byte for byte
+do
+  local out = dir .. "/export-p3"
+  local ex = assert(proc.run({ T.bin, "train", "export", "--run", run.id, "--category", "proxy",
+    "--format", "trl-kto,trl-sft", "-o", out }, { cwd = p3 }))
+  T.is(ex.code, 0, "procy train export of the run", ex.stderr)
+  local function jsonl(path)
+    local rows = {}
+    for line in (T.read(path) or ""):gmatch("[^\n]+") do rows[#rows + 1] = json.decode(line) end
+    return rows
+  end
+  local kto = jsonl(out .. "/trl-kto.train.jsonl")
+  T.is(#kto, 3, "KTO: every judged try")
+  local labels, same = {}, true
+  for i, row in ipairs(kto) do
+    labels[i] = tostring(row.label)
+    local sent = {}
+    for j, mm in ipairs(m.requests[i].messages) do sent[j] = { role = mm.role, content = mm.content } end
+    same = same and json.encode(row.prompt, { sort = true }) == json.encode(sent, { sort = true })
+      and row.completion[1].content == tries[i + 1].prompt
+  end
+  T.is(table.concat(labels, " "), "true false true", "desirable when the try became the best, not when it was rolled back")
+  T.ok(same, "each row's prompt is the messages the proxy model was sent, its completion the prompt it wrote")
+  local sft = jsonl(out .. "/trl-sft.train.jsonl")
+  T.is(#sft, 2, "SFT: the desirable ones")
+  T.ok(sft[1] and sft[1].messages[#sft[1].messages].role == "assistant" and sft[1].messages[#sft[1].messages].content == "SET 5",
+    "an SFT row ends with the assistant's turn: the prompt written")
+  local card = json.decode(T.read(out .. "/dataset.json") or "null") or {}
+  T.ok(card.formats and card.formats["trl-kto"].train == 3 and card.runs == 1 and #card.template_sha256 == 64,
+    "the dataset card counts rows per format, names its sources and the template's hash")
+end
 m.close()
 
 -- resume: two more tries, from the best
