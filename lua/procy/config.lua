@@ -76,6 +76,13 @@ M.settings = {
     doc = "evolve's defaults (recipes/evolve.lua): iterations, patience, tolerance, noise, remeasure, rollback, approve, budgets, ..." },
   { name = "eval_generate", type = "table", default = {},
     doc = "steps of recipes/eval_generate.lua a project replaces: ask, check, register (function(ctx, gen))" },
+  { name = "train_export", type = "table", default = {},
+    doc = "steps of recipes/train_export.lua a project replaces: collect, row, card" },
+  { name = "trainer", type = "table", default = {},
+    doc = "where the proxy model is trained: {host = (ssh; none: here), workdir = \"procy-train\", python = \"python3\", "
+      .. "base_model =, image = (docker), docker_args = {}, command = {argv, {data} {method} {output} {base_model} filled in}}" },
+  { name = "train", type = "table", default = {},
+    doc = "steps of recipes/train.lua a project replaces: export, stage, launch" },
   { name = "log", type = "string", path = true,
     default = function() return state_home() .. "/procy/procy.log" end,
     doc = "where procy's own log lines go while an agent has the terminal" },

@@ -82,7 +82,7 @@ do
   end
   for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store", "http", "hash",
                        "capture", "answer", "request", "redact", "blobs", "prices", "usage", "serve", "agent", "turns", "transcript",
-                       "background", "corrections", "model", "evaluator", "objective", "snapshot", "evolve", "recipes",
+                       "background", "corrections", "train", "model", "evaluator", "objective", "snapshot", "evolve", "recipes",
                        "tunnel" } do
     check(require("procy." .. m), m, ".")
   end

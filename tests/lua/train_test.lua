@@ -6,6 +6,8 @@ local T = require "lib.tap"
 local json = require "procy.json"
 local config = require "procy.config"
 local store = require "procy.store"
+local core = require "procy.core"
+local proc = require "procy.proc"
 
 local dir = T.tmpdir()
 local record = dir .. "/rec.db"
@@ -171,6 +173,124 @@ r = procy { "--format", "parquet" }
 T.ok(r.code == 1 and r.stderr:find("unknown format 'parquet'", 1, true), "an unknown format is named", r.stderr)
 r = procy { "--eval-fraction", "1.5" }
 T.is(r.code, 1, "an eval fraction out of range is refused")
+
+-- ---- training jobs: over a fake ssh, a fake trainer ------------------------------------------
+local bin = dir .. "/bin"
+require("procy.fs").mkdir(bin)
+-- ssh as the host sees it: the words after the host are one command for
+-- its shell; each call's argv is logged, a word a line
+T.write(bin .. "/ssh", [[#!/bin/sh
+{ for a in "$@"; do printf '%s\n' "$a"; done; echo ----; } >> "$SSH_LOG"
+while [ $# -gt 0 ]; do case "$1" in -o) shift 2;; --) shift; break;; -*) shift;; *) break;; esac; done
+host="$1"; shift
+if [ "$host" = refuses ]; then echo "ssh: connect to host refuses port 22: Connection refused" >&2; exit 255; fi
+exec sh -c "$*"
+]])
+proc.run { "chmod", "+x", bin .. "/ssh" }
+T.write(dir .. "/fake_train.sh", [[
+mode=$(cat "$MODE_FILE")
+[ -s "$1" ] || { echo "no data at $1" >&2; exit 2; }
+echo '{"event": "start", "rows": '"$(wc -l < "$1")"', "method": "'"$2"'"}'
+i=1
+while :; do
+  echo '{"event": "progress", "step": '$i', "total": 4, "loss": '"$(awk "BEGIN { print 2 / $i }")"'}'
+  if [ "$mode" = die ] && [ $i = 2 ]; then echo "CUDA error: out of memory" >&2; exit 3; fi
+  if [ "$mode" = ok ] && [ $i = 4 ]; then mkdir -p adapter; echo weights > adapter/adapter_model.safetensors; echo '{"event": "done", "output": "adapter"}'; exit 0; fi
+  i=$((i + 1)); sleep 0.2
+done
+]])
+T.write(dir .. "/train.lua", ([[return { db = %q, trainer = { host = "gpu1", workdir = %q,
+  command = { "sh", %q, "{data}", "{method}" } } }]]):format(record, dir .. "/remote", dir .. "/fake_train.sh"))
+local tenv = { PATH = bin .. ":" .. os.getenv("PATH"), SSH_LOG = dir .. "/ssh.log", MODE_FILE = dir .. "/mode", HOME = dir }
+local function train(args, conf)
+  local argv = { "--config", conf or (dir .. "/train.lua"), "train" }
+  for _, x in ipairs(args) do argv[#argv + 1] = x end
+  return T.procy(argv, { cwd = dir, env = tenv })
+end
+local function wait_state(id, want, seconds)
+  local deadline, state = core.now() + (seconds or 20), nil
+  repeat
+    local row = h:query("SELECT state FROM train_jobs WHERE id = ?", id)[1]
+    state = row and row.state
+    if state == want then return true end
+    core.sleep(0.2)
+  until core.now() > deadline
+  return false, state
+end
+
+T.write(dir .. "/mode", "ok")
+r = train { "start", "--method", "sft" }
+T.is(r.code, 0, "procy train start: over ssh", r.stderr)
+local id = r.stdout:match("training job (%x+) started on gpu1")
+T.ok(id, "it names the job and the host", r.stdout)
+id = id or "none"
+T.ok(wait_state(id, "done"), "the job ends done, the watcher having followed it")
+local job = h:query("SELECT * FROM train_jobs WHERE id = ?", id)[1] or {}
+T.is(job.exit_code, 0, "with the trainer's exit code")
+T.like(job.progress or "", '"event":"done"', "its last progress line kept")
+local log = {}
+for _, l in ipairs(h:query("SELECT line FROM train_log WHERE job_id = ? ORDER BY id", id)) do log[#log + 1] = l.line end
+T.like(table.concat(log, "\n"), '"step": 4, "total": 4', "the trainer's log is in the record, line by line")
+T.is(T.read(dir .. "/remote/" .. id .. "/data.jsonl"), T.read(record .. "-exports/" .. id .. "/trl-sft.train.jsonl"),
+  "a fresh export, staged as it is")
+T.ok(T.read(dir .. "/remote/" .. id .. "/train_lora.py"):find("SFTTrainer", 1, true), "with the shipped training script")
+local sshlog = T.read(dir .. "/ssh.log") or ""
+T.like(sshlog, "\n%-%-\ngpu1\n'sh' '%-c' ", "ssh gets the host after --, and one quoted command for its shell")
+T.ok(sshlog:find(" 'procy' '" .. dir .. "/remote/" .. id .. "' ", 1, true) and sshlog:find(require("procy.train").quote(
+  require("procy.train").LAUNCH), 1, true), "the scripts are procy's constants; the data (the job's directory) their quoted arguments")
+r = train { "status", id }
+T.like(r.stdout, "job " .. id .. ": done %(exit 0%), on gpu1", "procy train status JOB")
+T.like(r.stdout, "loss:\n", "with the loss curve")
+r = train { "log", id }
+T.like(r.stdout, '"event": "done"', "procy train log JOB")
+
+T.write(dir .. "/mode", "die")
+r = train { "start", "--method", "sft" }
+local died = r.stdout:match("training job (%x+) started") or "none"
+T.ok(wait_state(died, "failed"), "a trainer that dies mid-run: the job fails")
+job = h:query("SELECT * FROM train_jobs WHERE id = ?", died)[1] or {}
+T.ok(job.exit_code == 3 and (job.error or ""):find("exited with 3", 1, true), "with its exit code and why", job.error)
+T.like(train({ "log", died }).stdout, "CUDA error: out of memory", "and its log kept, the error in it")
+
+T.write(dir .. "/mode", "long")
+r = train { "start", "--method", "kto" }
+local long = r.stdout:match("training job (%x+) started") or "none"
+local deadline = core.now() + 10
+while core.now() < deadline and not (h:query("SELECT progress FROM train_jobs WHERE id = ?", long)[1] or {}).progress do
+  core.sleep(0.2)
+end
+T.like(train({ "status" }).stdout, long .. "%s+running%s+gpu1%s+kto%s+%[", "procy train status: the jobs, one running with progress")
+r = train { "stop", long }
+T.is(r.code, 0, "procy train stop JOB", r.stderr .. r.stdout)
+T.ok(wait_state(long, "stopped"), "the job is stopped")
+local pid = (h:query("SELECT pid FROM train_jobs WHERE id = ?", long)[1] or {}).pid
+T.ok(pid and T.gone(pid, 5), "and its trainer is gone")
+
+T.write(dir .. "/refuses.lua", ([[return { db = %q, trainer = { host = "refuses" } }]]):format(record))
+r = train({ "start" }, dir .. "/refuses.lua")
+T.ok(r.code == 1 and r.stderr:find("ssh to refuses", 1, true) and r.stderr:find("Connection refused", 1, true),
+  "a host that refuses ssh: a clear error naming it", r.stderr)
+T.write(dir .. "/option.lua", ([[return { db = %q, trainer = { host = "-oProxyCommand=touch /tmp/x" } }]]):format(record))
+r = train({ "start" }, dir .. "/option.lua")
+T.ok(r.code == 1 and r.stderr:find("is not a host name", 1, true), "a host that looks like an option is refused", r.stderr)
+
+-- the shipped training script's data path, on the real export
+local py = proc.run { "sh", "-c", "command -v python3" }
+if py and py.code == 0 then
+  local script = dir .. "/train_lora.py"
+  T.write(script, require("procy.fs").shipped("examples/training/train_lora.py"))
+  for _, case in ipairs { { "trl-sft", "sft" }, { "trl-dpo", "dpo" }, { "trl-kto", "kto" } } do
+    r = proc.run { "python3", script, "--data", out .. "/" .. case[1] .. ".train.jsonl", "--dry-run" }
+    local ev = r and json.decode(r.stdout or "")
+    T.ok(r.code == 0 and ev and ev.event == "dry-run" and ev.method == case[2] and ev.rows == #rows[case[1]],
+      "train_lora.py --dry-run reads the " .. case[1] .. " export as it is", (r.stdout or "") .. (r.stderr or ""))
+  end
+  T.write(dir .. "/bad.jsonl", '{"messages": [{"role": "user", "content": "x"}]}\n')
+  r = proc.run { "python3", script, "--data", dir .. "/bad.jsonl", "--method", "sft", "--dry-run" }
+  T.ok(r.code ~= 0 and r.stderr:find("bad.jsonl:1: not a sft row", 1, true), "a bad row is named by file and line", r.stderr)
+else
+  T.skip("train_lora.py --dry-run", "python3 is not installed")
+end
 
 require("procy.proc").run { "rm", "-rf", dir }
 return T.done()
