@@ -177,6 +177,7 @@ function steps.ask(ctx, t)
   if prompt == "" then return core.fail("EEMPTY", "the proxy model answered with an empty prompt twice") end
   t.prompt = #prompt > (o.max_prompt or 4000) and prompt:sub(1, o.max_prompt or 4000) or prompt
   t.model, t.tokens = info.model, info.usage.input_tokens + info.usage.output_tokens
+  t.adapter, t.adapter_sha256 = info.adapter, info.adapter_sha256
   return true
 end
 

@@ -97,7 +97,8 @@ M.commands = {
   { name = "train", rest = true,
     args = "export [--format F,...] [--category C,...] [--session ID] [--run RUN] [--since T] [--until T] "
       .. "[--min-score X] [--no-dedupe] [--eval-fraction F] [--seed S] [-o DIR] | start [--method sft|dpo|kto] "
-      .. "[--export DIR] [--base-model NAME] [-- ARGS] | status [JOB] | log JOB [--follow] | stop JOB",
+      .. "[--export DIR] [--base-model NAME] [-- ARGS] | status [JOB] | log JOB [--follow] | stop JOB "
+      .. "| deploy [JOB] [--adapter PATH] [--name NAME] [--url URL]",
     help = "training data and training jobs for the proxy model (procy train export|start --help)" },
   { name = "recipes", args = "[copy NAME]",
     help = "the recipes shipped with procy, and which ones this project overrides; copy one here to edit it" },
@@ -441,14 +442,14 @@ function commands.agent(args, opts)
 end
 
 -- procy train export ...: the training recipes, run with the words as given
-local train_recipes = { export = "recipes/train_export.lua", start = "recipes/train.lua" }
+local train_recipes = { export = "recipes/train_export.lua", start = "recipes/train.lua", deploy = "recipes/deploy.lua" }
 function commands.train(args)
   local sub = args[1]
   local recipe = train_recipes[sub]
   if not recipe then
     local code = require("procy.train").main(sub, table.move(args, 2, #args, 1, {}))
     if code then return code end
-    say("train needs one of: export, start, status, log, stop (see procy help train)")
+    say("train needs one of: export, start, status, log, stop, deploy (see procy help train)")
     return 2
   end
   if args[2] == "--help" or args[2] == "-h" then

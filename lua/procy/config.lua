@@ -62,7 +62,8 @@ M.settings = {
   { name = "redact", type = "table", default = {},
     doc = "more Lua patterns to mask in recorded headers and bodies (API keys always are)" },
   { name = "model", type = "table", default = {},
-    doc = "the proxy model: {url =, name =, api = \"openai\"|\"anthropic\", key_env =, temperature =, max_tokens =}" },
+    doc = "the proxy model: {url =, name =, api = \"openai\"|\"anthropic\", key_env =, temperature =, max_tokens =, "
+      .. "adapter = (a LoRA the server serves under this name: procy train deploy)}" },
   { name = "tunnel", type = "string", default = "",
     doc = "ssh host that serves the proxy model: `ssh -N -L` forwards model.url's port to it (--tunnel)" },
   { name = "evaluator", type = { "string", "table", "function" }, path = true,
@@ -83,6 +84,8 @@ M.settings = {
       .. "base_model =, image = (docker), docker_args = {}, command = {argv, {data} {method} {output} {base_model} filled in}}" },
   { name = "train", type = "table", default = {},
     doc = "steps of recipes/train.lua a project replaces: export, stage, launch" },
+  { name = "train_deploy", type = "table", default = {},
+    doc = "steps of recipes/deploy.lua a project replaces: unload, load, check" },
   { name = "log", type = "string", path = true,
     default = function() return state_home() .. "/procy/procy.log" end,
     doc = "where procy's own log lines go while an agent has the terminal" },

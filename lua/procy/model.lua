@@ -133,6 +133,16 @@ local function record(call, row, session)
   return id
 end
 
+-- adapter_sha256(o) -> the digest procy train deploy took of the adapter
+-- o.adapter names on o.url's server, or nil
+function M.adapter_sha256(o)
+  if not o.adapter then return nil end
+  local ok, h = pcall(require("procy.store").open)
+  local url = tostring(o.url or ""):gsub("/+$", ""):gsub("/v1$", "")
+  local row = ok and h and h:query("SELECT sha256 FROM adapters WHERE name = ? AND url = ?", o.adapter, url)[1]
+  return row and row.sha256 or nil
+end
+
 -- settings() -> the `model` setting with --model-url folded in, or nil, why
 function M.settings()
   local cfg = require("procy.config").get()
@@ -159,7 +169,8 @@ function M.chat(messages, opts)
   local base = require("procy.config").get().model or {}
   for k, v in pairs(base) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
-  o.model = o.model or o.name
+  -- an adapter served under its own name (vLLM's LoRA) is asked for by it
+  o.model = o.adapter or o.model or o.name
   o.api = o.api or "openai"
   if o.api ~= "openai" and o.api ~= "anthropic" then error("model api must be \"openai\" or \"anthropic\"", 2) end
   if not o.url or o.url == "" then
@@ -197,7 +208,8 @@ function M.chat(messages, opts)
         if b.type == "text" and type(b.text) == "string" then raw[#raw + 1] = b.text end
       end
       raw = table.concat(raw)
-      return M.strip(raw), { model = o.model, raw = raw, call = id, attempts = attempt,
+      return M.strip(raw), { model = o.model, adapter = o.adapter, adapter_sha256 = M.adapter_sha256(o),
+        raw = raw, call = id, attempts = attempt,
         duration = core.now() - t0, usage = { input_tokens = row.input_tokens or 0,
           output_tokens = row.output_tokens or 0 } }
     end

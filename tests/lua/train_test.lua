@@ -274,6 +274,48 @@ T.write(dir .. "/option.lua", ([[return { db = %q, trainer = { host = "-oProxyCo
 r = train({ "start" }, dir .. "/option.lua")
 T.ok(r.code == 1 and r.stderr:find("is not a host name", 1, true), "a host that looks like an option is refused", r.stderr)
 
+-- ---- deploy: the adapter of the job that is done, to a fake vLLM ---------------------------
+local vllm = require("lib.fakevllm").start()
+local function deploy(args)
+  local argv = { "deploy" }
+  for _, x in ipairs(args) do argv[#argv + 1] = x end
+  local res
+  local t = core.spawn(function() res = train(argv) end) -- the fake server runs in this process
+  core.await(t)
+  return res
+end
+r = deploy { "--url", vllm.url }
+T.is(r.code, 0, "procy train deploy: the newest job that is done", r.stderr)
+T.is(vllm.loaded["procy-" .. id], dir .. "/remote/" .. id .. "/adapter", "loaded under procy-JOB from the job's adapter directory")
+T.like(table.concat(vllm.calls, "\n"), "POST /v1/unload_lora_adapter [^\n]*\nPOST /v1/load_lora_adapter [^\n]*\nGET /v1/models",
+  "unload first (a name is replaced, not reloaded in place), then load, then /v1/models")
+local ad = h:query("SELECT * FROM adapters WHERE name = ?", "procy-" .. id)[1] or {}
+T.ok(ad.url == vllm.url and ad.job_id == id and ad.sha256 and #ad.sha256 == 64, "the record keeps the adapter: name, server, job, a hash of its files")
+r = deploy { id, "--url", vllm.url, "--name", "procy-" .. id }
+T.is(r.code, 0, "deploying the same name again replaces it")
+vllm.mode = "refuse"
+r = deploy { id, "--url", vllm.url }
+T.ok(r.code == 1 and r.stdout:find("--lora-modules procy-" .. id .. "=", 1, true) and r.stderr:find("refuses runtime LoRA", 1, true),
+  "a server that refuses runtime updates: the line to restart it with", r.stdout .. r.stderr)
+vllm.mode = "error"
+r = deploy { id, "--url", vllm.url }
+T.ok(r.code == 1 and r.stderr:find("answered 500", 1, true), "a 500 is an error with the server's words", r.stderr)
+r = deploy { died, "--url", vllm.url }
+T.ok(r.code == 1 and r.stderr:find("is failed", 1, true), "a job that failed has no adapter to deploy", r.stderr)
+r = deploy { id, "--url", "http://127.0.0.1:1" }
+T.ok(r.code == 1 and r.stderr:find("cannot be reached", 1, true), "a server that is down: said so", r.stderr)
+vllm.mode = "ok"
+-- with model.adapter set, the proxy model's calls ask for the adapter and carry its hash
+assert(config.load { config = T.write(dir .. "/with-adapter.lua", ([[return { db = %q,
+  model = { url = %q, adapter = %q } }]]):format(record, vllm.url, "procy-" .. id)) })
+local text, info = require("procy.model").chat({ { role = "user", content = "next prompt?" } })
+T.is(text, "SET 5", "a proxy-model call after deploy")
+T.is(vllm.asked[#vllm.asked], "procy-" .. id, "asks the server for the adapter by name")
+T.is(info and info.adapter_sha256, ad.sha256, "and knows the adapter's hash (what a try records)")
+T.is((h:query("SELECT model FROM api_calls WHERE role = 'proxy-model' ORDER BY id DESC LIMIT 1")[1] or {}).model,
+  "procy-" .. id, "the recorded call names the adapter")
+vllm.close()
+
 -- the shipped training script's data path, on the real export
 local py = proc.run { "sh", "-c", "command -v python3" }
 if py and py.code == 0 then
