@@ -78,7 +78,10 @@ M.commands = {
     } },
   { name = "hook", args = "[JSON]",
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
-  { name = "runs", reads = true, args = "[RUN]", options = { { long = "--json", help = "as JSON" } },
+  { name = "runs", reads = true, args = "[RUN...]", options = { { long = "--json", help = "as JSON" },
+      { long = "--compare", help = "runs on the same task side by side: best-so-far curves, tries to a target" },
+      { long = "--by", arg = "adapter", help = "with --compare: one series per adapter (the mean of its runs)" },
+      { long = "--target", arg = "X", help = "with --compare: the score to reach (default: what every series reached)" } },
     help = "evolve runs, newest first; with RUN, its tries: status, score, metrics, snapshot, prompt" },
   { name = "corrections", help = "people's corrections of prompts: the proxy model's training data", subcommands = {
       { name = "ls", options = { { long = "--session", arg = "ID", help = "one session's" },
@@ -467,7 +470,16 @@ end
 -- procy runs [RUN] [--json]
 function commands.runs(args, opts)
   local evolve, store = require "procy.evolve", require "procy.store"
-  if #args > 1 then say("usage: procy runs [RUN] [--json]") return 2 end
+  if opts.compare then
+    if opts.by and opts.by ~= "adapter" then say("--by takes adapter") return 2 end
+    local target = opts.target and tonumber(opts.target)
+    if opts.target and not target then say("--target needs a number") return 2 end
+    local text, err = evolve.compare(args, { by = opts.by, target = target })
+    if not text then say(err) return 1 end
+    io.stdout:write(text)
+    return 0
+  end
+  if #args > 1 then say("usage: procy runs [RUN] [--json], or procy runs --compare RUN...") return 2 end
   if opts.json then
     local json = require "procy.json"
     local v, err

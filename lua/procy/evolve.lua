@@ -132,6 +132,133 @@ function M.report(id, limit)
   return table.concat(out, "\n") .. "\n"
 end
 
+-- ---- comparing runs: did training help? -------------------------------------------------
+
+-- curve(run) -> the best score so far after each try (the run's goal
+-- decides which way is better), and the tries' adapter
+local function curve(r)
+  local minimize = type(r.objective) == "table" and r.objective.goal == "minimize"
+  local out, best, adapter = {}, nil, nil
+  for _, t in ipairs(store.tries(r.id)) do
+    adapter = adapter or t.adapter
+    if t.seq > 0 then
+      if t.score and t.feasible ~= false and (not best or (minimize and t.score < best) or (not minimize and t.score > best)) then
+        best = t.score
+      end
+      out[#out + 1] = best or false
+    end
+  end
+  return out, adapter, minimize
+end
+
+-- tries to reach target on a curve (nil: never)
+local function reach(c, target, minimize)
+  for i, v in ipairs(c) do
+    if v and ((minimize and v <= target) or (not minimize and v >= target)) then return i end
+  end
+end
+
+-- compare(ids, {by = "adapter"|nil, target = N}) -> text | nil, err, code:
+-- runs on the same task side by side: each run's (or, by adapter, each
+-- adapter's mean) best-so-far curve in one text chart, its best, and the
+-- tries it took to reach the target score (default: the lowest best among
+-- them, which every series reaches)
+function M.compare(ids, o)
+  o = o or {}
+  local runs = {}
+  if #ids == 0 then
+    local newest = store.runs { limit = 1 }[1]
+    if not newest then return core.fail("ENOENT", "no evolve run yet") end
+    for _, r in ipairs(store.runs { limit = 1000 }) do
+      if r.task == newest.task then runs[#runs + 1] = assert(store.run(r.id)) end
+    end
+  else
+    for _, id in ipairs(ids) do
+      local r, err, code = store.run(id)
+      if not r then return nil, err, code end
+      runs[#runs + 1] = r
+    end
+  end
+  local series = {}
+  local by = {}
+  for _, r in ipairs(runs) do
+    local c, adapter, minimize = curve(r)
+    local key = o.by == "adapter" and (adapter or "(base model)") or r.id
+    local sx = by[key]
+    if not sx then
+      sx = { name = key, curves = {}, runs = {}, minimize = minimize, adapter = adapter }
+      by[key] = sx
+      series[#series + 1] = sx
+    end
+    sx.curves[#sx.curves + 1], sx.runs[#sx.runs + 1] = c, r
+  end
+  -- a series' curve: the mean over its runs at each try (a run that ended
+  -- keeps its last best)
+  local lo, hi, len = math.huge, -math.huge, 0
+  for _, sx in ipairs(series) do
+    local n = 0
+    for _, c in ipairs(sx.curves) do n = math.max(n, #c) end
+    sx.curve = {}
+    for i = 1, n do
+      local sum, k = 0, 0
+      for _, c in ipairs(sx.curves) do
+        local v = c[math.min(i, #c)]
+        if v then sum, k = sum + v, k + 1 end
+      end
+      sx.curve[i] = k > 0 and sum / k or false
+      if k > 0 then lo, hi = math.min(lo, sx.curve[i]), math.max(hi, sx.curve[i]) end
+    end
+    len = math.max(len, n)
+    local last = sx.curve[#sx.curve]
+    sx.best = last or nil
+  end
+  if len == 0 or lo == math.huge then return core.fail("ENODATA", "no scored try in these runs") end
+  local target = o.target
+  if not target then
+    for _, sx in ipairs(series) do
+      if sx.best then target = target and (sx.minimize and math.max(target, sx.best) or math.min(target, sx.best)) or sx.best end
+    end
+  end
+  local out = {}
+  local function add(...) out[#out + 1] = string.format(...) end
+  local marks = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+  add("%-2s  %-16s  %4s  %5s  %10s  %s", "", o.by == "adapter" and "adapter" or "run", "runs", "tries", "best",
+    ("tries to %.6g"):format(target))
+  for i, sx in ipairs(series) do
+    local tries = {}
+    for _, c in ipairs(sx.curves) do tries[#tries + 1] = reach(c, target, sx.minimize) end
+    local mean = "never"
+    if #tries > 0 then
+      local sum = 0
+      for _, n in ipairs(tries) do sum = sum + n end
+      mean = ("%.1f"):format(sum / #tries) .. (#tries < #sx.curves and (" (%d of %d runs)"):format(#tries, #sx.curves) or "")
+    end
+    add("%-2s  %-16s  %4d  %5d  %10s  %s", marks:sub(i, i), clip(sx.name, 16), #sx.runs, #sx.curve,
+      sx.best and ("%.6g"):format(sx.best) or "-", mean)
+  end
+  -- the chart: a column per try, a row per step of the score
+  local height, width = 8, math.min(60, len)
+  add("")
+  add("best score so far, by try:")
+  local grid = {}
+  for r = 1, height do grid[r] = {} for c = 1, width do grid[r][c] = " " end end
+  for i, sx in ipairs(series) do
+    for c = 1, width do
+      local v = sx.curve[math.min(#sx.curve, math.max(1, math.floor(c * len / width)))]
+      if v then
+        local r = hi > lo and math.floor((hi - v) / (hi - lo) * (height - 1) + 0.5) + 1 or height
+        grid[r][c] = grid[r][c] == " " and marks:sub(i, i) or "*"
+      end
+    end
+  end
+  for r = 1, height do
+    add("%10s |%s", r == 1 and ("%.6g"):format(hi) or r == height and ("%.6g"):format(lo) or "", table.concat(grid[r]))
+  end
+  add("%10s +%s", "", ("-"):rep(width))
+  add("%10s  try 1%s%d   (* where series meet)", "", (" "):rep(math.max(1, width - 6 - #tostring(len))), len)
+  return table.concat(out, "\n") .. "\n"
+end
+
 -- ---- live runs: progress, stop, approval ----------------------------------------------------
 
 M.live = {}        -- run id -> state {run, seq, of, best, started, durations, task, phase, notify}

@@ -320,6 +320,19 @@ run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC 
 T.is(#h:query("SELECT 1 FROM tries WHERE run_id = ? AND seq > 0", run.id), 3, "after three tries of four")
 T.is(run.status .. " " .. run.error, "done no improvement in 2 tries", "the run says why it ended")
 m.close()
+-- did it help? two runs side by side
+do
+  local p3run = h:query("SELECT id FROM evolve_runs WHERE cwd = ? ORDER BY started_at LIMIT 1", p3)[1].id
+  local c = T.procy({ "runs", "--compare", p3run, run.id, "--target", "7" }, { cwd = p3 })
+  T.ok(c.code == 0, "procy runs --compare RUN RUN", c.stderr .. c.stdout)
+  T.like(c.stdout, "A%s+" .. p3run .. "%s+1%s+5%s+9%s+3%.0", "the first run: 5 tries, best 9, the target reached at try 3")
+  T.like(c.stdout, "B%s+" .. run.id .. "%s+1%s+3%s+5%s+never", "the second never reached it")
+  T.like(c.stdout, "best score so far, by try:\n%s+9 |[^\n]*A", "and the curves in one chart, the best at the top")
+  h:exec("UPDATE tries SET adapter = 'procy-lora1' WHERE run_id = ?", p3run)
+  c = T.procy({ "runs", "--compare", p3run, run.id, "--by", "adapter" }, { cwd = p3 })
+  T.like(c.stdout, "A%s+procy%-lora1%s+1 .-B%s+%(base model%)%s+1", "--by adapter: a series per adapter", c.stdout)
+  T.like(c.stdout, "tries to 5\n.-procy%-lora1%s+1%s+5%s+9%s+1%.0", "the default target: what every series reached")
+end
 m = fakemodel.start { "SET 5", "SET 4", "SET 3" }
 r = evolve_run(p6, m, { "--task", "t", "--iterations", "3", "--agent", "setter", "--evaluator", "eval.sh", "--budget-tokens", "20" })
 T.like(r.stdout, "ended %(token budget spent%)", "--budget-tokens: the proxy model's tokens count (15 a call)")
