@@ -10,6 +10,13 @@
 --   GET /api/calls/ID                one call: headers, bodies, content, tools
 --   GET /api/usage?since=&until=&session=    tokens and cost (procy.usage)
 --   GET /api/events                  server-sent events: `call` per new call
+--   GET /api/corrections?session=&run=&kind=&limit=   corrections, newest first
+--   GET /api/corrections/ID          one, with the messages the proxy model was given
+--   POST /api/corrections            {session, turn, corrected, note}: a correction (JSON body)
+--   DELETE /api/corrections/ID       one removed
+--   GET /api/training/jobs           training jobs, newest first; /ID: one, with its losses;
+--                                    /ID/log?after=LINE: its log lines
+--   GET /api/training/adapters       the adapters deployed
 --
 -- `procy serve` runs it alone; an interactive session runs one on a free
 -- port and points the agent at it.
@@ -133,6 +140,80 @@ routes["/api/usage"] = function(req, s)
   reply(req, 200, r)
 end
 
+routes["/api/corrections"] = function(req, s)
+  local q = query_of(req)
+  local limit, lerr = int(q, "limit", 1)
+  local session, serr = session_arg(q, s)
+  if lerr or serr then return fail(req, 400, lerr or serr) end
+  local kinds = { "corrected", "edited", "accepted", "rejected" }
+  if q.kind then kinds = { q.kind } end
+  local rows, err = store.corrections { session = session, run = q.run, kinds = kinds,
+    limit = math.min(limit or 100, 1000), db = s.reader }
+  if not rows then return fail(req, 500, err) end
+  for _, r in ipairs(rows) do r.context = nil end -- in the detail: a list stays small
+  reply(req, 200, { corrections = json.array(rows) })
+end
+
+routes["/api/training/jobs"] = function(req, s)
+  local train = require "procy.train"
+  local rows, err = train.jobs(100, s.reader)
+  if not rows then return fail(req, 500, err) end
+  for _, r in ipairs(rows) do r.argv = json.array(r.argv or {}) end
+  reply(req, 200, { jobs = json.array(rows) })
+end
+
+routes["/api/training/adapters"] = function(req, s)
+  local rows, err = s.reader:query("SELECT * FROM adapters ORDER BY deployed_at DESC")
+  if not rows then return fail(req, 500, err) end
+  reply(req, 200, { adapters = json.array(rows) })
+end
+
+-- the routes with an id in the path, and the JSON API's writes
+local function api_item(req, s, path)
+  local method = req:method()
+  local cid = path:match("^/api/corrections/(%d+)$")
+  if cid and method == "GET" then
+    local row, err = store.correction(cid, s.reader)
+    if not row then return fail(req, 404, err) end
+    row.context = row.context and json.array(row.context) or json.null
+    return reply(req, 200, row)
+  elseif cid and method == "DELETE" then
+    local ok, err = store.uncorrect(cid)
+    if not ok then return fail(req, 404, err) end
+    return reply(req, 200, { removed = tonumber(cid) })
+  elseif path == "/api/corrections" and method == "POST" then
+    -- JSON only: a form another site could post is refused (and the guard
+    -- has already refused a foreign Origin)
+    local ctype = req:header("content-type") or ""
+    if not ctype:find("^application/json") then return fail(req, 415, "a correction is posted as application/json") end
+    local b = json.decode(req:body())
+    if type(b) ~= "table" or type(b.session) ~= "string" or type(b.corrected) ~= "string" then
+      return fail(req, 400, "needs {session, corrected, [turn], [note]}")
+    end
+    local row, ferr = store.find_session(b.session)
+    if not row then return fail(req, 404, ferr) end
+    local id, err = require("procy.corrections").add { session = row.id, turn = math.tointeger(b.turn),
+      corrected = b.corrected, note = type(b.note) == "string" and b.note or nil }
+    if not id then return fail(req, err:find("^ENOENT") and 404 or 400, err) end
+    return reply(req, 201, { id = id })
+  end
+  local jid, rest = path:match("^/api/training/jobs/(%x+)(.*)$")
+  if jid and method == "GET" then
+    local train = require "procy.train"
+    local job, err = train.job(jid, s.reader)
+    if not job then return fail(req, 404, err) end
+    if rest == "/log" then
+      local after = int(query_of(req), "after", 0)
+      local lines = train.log(job.id, after, s.reader)
+      return reply(req, 200, { lines = json.array(lines), state = job.state })
+    elseif rest == "" then
+      job.argv, job.losses = json.array(job.argv or {}), json.array(train.losses(job.id, s.reader))
+      return reply(req, 200, job)
+    end
+  end
+  return false
+end
+
 -- Each new call goes to every listener as it is recorded. A client that
 -- falls 1 MB behind is dropped by req:send; a keep-alive comment every
 -- 15 s finds clients that left.
@@ -190,6 +271,9 @@ local function route(s, req)
   local id = path:match("^/api/calls/(%d+)$")
   local key = path:match("^/hooks/([%w]+/[%x]+)$")
   if key and req:method() == "POST" then return hook(req, key) end
+  if (path:find("^/api/corrections") or path:find("^/api/training/jobs/")) and api_item(req, s, path) ~= false then
+    return
+  end
   if req:method() ~= "GET" and req:method() ~= "HEAD" then
     return fail(req, 405, "only GET here; API calls go under /v1/")
   end

@@ -364,14 +364,14 @@ function M.correct(o)
     M.now_us(), o.kind or "corrected", o.source, o.author or os.getenv("USER") or "person")[1].id
 end
 
--- corrections{cwd =, session =, run =, kinds =, since =, until_ =, limit =}
+-- corrections{cwd =, session =, run =, kinds =, since =, until_ =, limit =, db =}
 -- -> prompt corrections, newest first: of sessions in cwd (or anywhere),
 -- of a session or run; kinds a list (default: those whose text changed,
 -- corrected and edited); since/until_ in µs; limit (default 5, -1: all)
 function M.corrections(o)
   o = o or {}
   local kinds = o.kinds or { "corrected", "edited" }
-  return assert(M.open()):query([[SELECT c.* FROM corrections c LEFT JOIN sessions s ON s.id = c.session_id
+  return (o.db or assert(M.open())):query([[SELECT c.* FROM corrections c LEFT JOIN sessions s ON s.id = c.session_id
     WHERE c.target = 'prompt' AND (?1 IS NULL OR s.cwd = ?1 OR c.session_id IS NULL)
       AND (?2 IS NULL OR c.session_id = ?2) AND (?3 IS NULL OR c.run_id = ?3)
       AND c.kind IN (SELECT value FROM json_each(?4))
@@ -379,9 +379,9 @@ function M.corrections(o)
     ORDER BY c.id DESC LIMIT ?7]], o.cwd, o.session, o.run, json.encode(kinds), o.since, o.until_, o.limit or 5)
 end
 
--- correction(id) -> the row, context decoded | nil, "ENOENT: ...", "ENOENT"
-function M.correction(id)
-  local row = assert(M.open()):query("SELECT * FROM corrections WHERE id = ?", math.tointeger(tonumber(id)) or -1)[1]
+-- correction(id, [db]) -> the row, context decoded | nil, "ENOENT: ...", "ENOENT"
+function M.correction(id, h)
+  local row = (h or assert(M.open())):query("SELECT * FROM corrections WHERE id = ?", math.tointeger(tonumber(id)) or -1)[1]
   if not row then return core.fail("ENOENT", "no correction " .. tostring(id)) end
   row.context = row.context and json.decode(row.context) or nil
   return row

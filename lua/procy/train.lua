@@ -86,17 +86,17 @@ local function decode(row)
   return row
 end
 
--- job(id or unique prefix) -> the row | nil, err, code
-function M.job(id)
-  local rows = db():query("SELECT * FROM train_jobs WHERE id LIKE ? || '%' ORDER BY created_at LIMIT 2", tostring(id))
+-- job(id or unique prefix, [db]) -> the row | nil, err, code
+function M.job(id, h)
+  local rows = (h or db()):query("SELECT * FROM train_jobs WHERE id LIKE ? || '%' ORDER BY created_at LIMIT 2", tostring(id))
   if #rows == 0 then return core.fail("ENOENT", "no training job " .. tostring(id)) end
   if #rows > 1 then return core.fail("EAMBIGUOUS", "more than one training job starts with " .. tostring(id)) end
   return decode(rows[1])
 end
 
--- jobs([limit]) -> the newest jobs first
-function M.jobs(limit)
-  local rows = db():query("SELECT * FROM train_jobs ORDER BY created_at DESC LIMIT ?", limit or 50)
+-- jobs([limit], [db]) -> the newest jobs first
+function M.jobs(limit, h)
+  local rows = (h or db()):query("SELECT * FROM train_jobs ORDER BY created_at DESC LIMIT ?", limit or 50)
   for _, r in ipairs(rows) do decode(r) end
   return rows
 end
@@ -121,9 +121,9 @@ function M.update(id, f)
   db():exec("UPDATE train_jobs SET " .. table.concat(sets, ", ") .. " WHERE id = ?", table.unpack(vals))
 end
 
--- log(id, [after]) -> the log lines kept, {id, t, line}, after a line id
-function M.log(id, after)
-  return db():query("SELECT id, t, line FROM train_log WHERE job_id = ? AND id > ? ORDER BY id", id, after or 0)
+-- log(id, [after], [db]) -> the log lines kept, {id, t, line}, after a line id
+function M.log(id, after, h)
+  return (h or db()):query("SELECT id, t, line FROM train_log WHERE job_id = ? AND id > ? ORDER BY id", id, after or 0)
 end
 
 -- ---- the watcher ------------------------------------------------------------------------------
@@ -215,10 +215,10 @@ local function progress_text(p)
   return tostring(p.event or "")
 end
 
--- losses(id) -> the loss of every progress line kept, in order
-function M.losses(id)
+-- losses(id, [db]) -> the loss of every progress line kept, in order
+function M.losses(id, h)
   local out = {}
-  for _, l in ipairs(M.log(id)) do
+  for _, l in ipairs(M.log(id, 0, h)) do
     local ev = l.line:sub(1, 1) == "{" and json.decode(l.line)
     if type(ev) == "table" and ev.event == "progress" and tonumber(ev.loss) then out[#out + 1] = ev.loss end
   end

@@ -316,6 +316,48 @@ T.is((h:query("SELECT model FROM api_calls WHERE role = 'proxy-model' ORDER BY i
   "procy-" .. id, "the recorded call names the adapter")
 vllm.close()
 
+-- ---- the JSON API: corrections and training, as the web UI will read them -------------
+do
+  local http = require "procy.http"
+  local serve = require "procy.serve"
+  local srv = assert(serve.start { port = 0, upstream = "http://127.0.0.1:1", openai = "http://127.0.0.1:1" })
+  local base = srv.url
+  local function get(path)
+    local res = assert(http.request { url = base .. path })
+    return res.status, json.decode(res.body)
+  end
+  local st, v = get("/api/corrections")
+  T.ok(st == 200 and #v.corrections >= 3 and v.corrections[1].context == nil, "GET /api/corrections: the list, without contexts")
+  local first = v.corrections[#v.corrections].id
+  st, v = get("/api/corrections/" .. first)
+  T.ok(st == 200 and type(v.context) == "table" and v.context[1].role == "system", "GET /api/corrections/ID: with its context")
+  local post = assert(http.request { method = "POST", url = base .. "/api/corrections",
+    headers = { ["content-type"] = "application/json" },
+    body = json.encode { session = b:sub(1, 8), turn = 1, corrected = "write the docs, with examples", note = "from the API" } })
+  local made = json.decode(post.body) or {}
+  T.ok(post.status == 201 and made.id, "POST /api/corrections adds one", post.body)
+  local c = made.id and h:query("SELECT * FROM corrections WHERE id = ?", made.id)[1] or {}
+  T.ok(c.session_id == b and c.corrected == "write the docs, with examples" and c.context, "with its context, as !correct keeps it")
+  local form = assert(http.request { method = "POST", url = base .. "/api/corrections",
+    headers = { ["content-type"] = "text/plain" }, body = "{}" })
+  T.is(form.status, 415, "a body that is not JSON is refused (what a form on another site could send)")
+  local evil = assert(http.request { method = "POST", url = base .. "/api/corrections",
+    headers = { ["content-type"] = "application/json", origin = "http://evil.example" }, body = "{}" })
+  T.is(evil.status, 403, "a request from another origin is refused")
+  local del = assert(http.request { method = "DELETE", url = base .. "/api/corrections/" .. tostring(made.id) })
+  T.is(del.status, 200, "DELETE /api/corrections/ID")
+  T.is(#h:query("SELECT 1 FROM corrections WHERE id = ?", made.id or 0), 0, "removes it")
+  st, v = get("/api/training/jobs")
+  T.ok(st == 200 and #v.jobs == 3, "GET /api/training/jobs")
+  st, v = get("/api/training/jobs/" .. id)
+  T.ok(st == 200 and v.state == "done" and #v.losses == 4, "GET /api/training/jobs/ID: its state and losses")
+  st, v = get("/api/training/jobs/" .. id .. "/log?after=0")
+  T.ok(st == 200 and #v.lines > 0 and v.lines[1].line:find('"event"', 1, true), "…/log: its lines")
+  st, v = get("/api/training/adapters")
+  T.ok(st == 200 and v.adapters[1] and v.adapters[1].name == "procy-" .. id, "GET /api/training/adapters")
+  serve.stop(srv)
+end
+
 -- the shipped training script's data path, on the real export
 local py = proc.run { "sh", "-c", "command -v python3" }
 if py and py.code == 0 then
