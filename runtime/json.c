@@ -214,7 +214,7 @@ static const char *key_text(lua_State *L, int idx, size_t *n)
 typedef struct keyref {
 	const char *s;
 	size_t      n;
-	int         slot; /* index in the key table */
+	int         slot; /* index in the key table, or on the stack */
 } keyref;
 
 static int keycmp(const void *a, const void *b)
@@ -239,6 +239,43 @@ static void enc_member(lua_State *L, enc_t *e, int key, int val, int depth, int 
 	enc_value(L, e, val, depth + 1);
 }
 
+/* An object of a few string keys, sorted without allocating: the keys
+   stay on the stack, pointers to them are sorted on the C stack. (Most
+   objects are: an export sorts a message's two keys a million times.)
+   0, with nothing written, when it has many keys or one that is no string. */
+#define SMALL_KEYS 16
+static int enc_sorted_small(lua_State *L, enc_t *e, int idx, int depth, int *first)
+{
+	int base = lua_gettop(L), nkeys = 0;
+	luaL_checkstack(L, SMALL_KEYS + 4, NULL);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		if (nkeys == SMALL_KEYS || lua_type(L, -1) != LUA_TSTRING) {
+			lua_settop(L, base);
+			return 0;
+		}
+		nkeys++;
+		lua_pushvalue(L, -1); /* the copy goes on iterating; the key stays */
+	}
+	keyref refs[SMALL_KEYS];
+	for (int i = 0; i < nkeys; i++) {
+		refs[i].s = lua_tolstring(L, base + 1 + i, &refs[i].n);
+		refs[i].slot = base + 1 + i;
+	}
+	qsort(refs, (size_t)nkeys, sizeof *refs, keycmp);
+	for (int i = 0; i < nkeys; i++) {
+		lua_pushvalue(L, refs[i].slot);
+		lua_pushvalue(L, -1);
+		lua_rawget(L, idx);
+		int top = lua_gettop(L);
+		enc_member(L, e, top - 1, top, depth, first);
+		lua_pop(L, 2);
+	}
+	lua_settop(L, base);
+	return 1;
+}
+
 static void enc_object(lua_State *L, enc_t *e, int idx, int depth)
 {
 	int first = 1;
@@ -250,7 +287,7 @@ static void enc_object(lua_State *L, enc_t *e, int idx, int depth)
 			enc_member(L, e, top - 1, top, depth, &first);
 			lua_pop(L, 1);
 		}
-	} else {
+	} else if (!enc_sorted_small(L, e, idx, depth, &first)) {
 		/* Collect the keys' texts in a table (which keeps them alive),
 		   sort pointers to them, then look each value up. */
 		lua_newtable(L);
