@@ -36,7 +36,7 @@ CREATE TABLE train_jobs (
   state       TEXT NOT NULL DEFAULT 'queued'
               CHECK (state IN ('queued', 'running', 'done', 'failed', 'stopped')),
   pid         INTEGER,                       -- its process group on the host
-  watcher     TEXT,                          -- the watcher's store.process_id
+  watcher     TEXT,                          -- the watcher: store.process_id/pid
   log_bytes   INTEGER NOT NULL DEFAULT 0,    -- how much of its log is in train_log
   progress    TEXT,                          -- JSON: the last progress line
   exit_code   INTEGER,

@@ -49,7 +49,7 @@ function M.process_id(pid)
   local b = io.open("/proc/sys/kernel/random/boot_id", "rb")
   local boot = b and b:read("l") or "?"
   if b then b:close() end
-  if not fields[20] then return nil end
+  if not fields[20] or fields[1] == "Z" then return nil end -- a zombie runs no more (an init that reaps late)
   return boot .. ":" .. fields[20], math.tointeger(tonumber(stat:match("^(%d+)")))
 end
 

@@ -140,7 +140,8 @@ end
 -- the record as it grows, until the trainer ends
 function M.watch(id)
   local job = assert(M.job(id))
-  M.update(job.id, { watcher = store.process_id("self") })
+  local me, pid = store.process_id("self")
+  M.update(job.id, { watcher = me .. "/" .. tostring(pid) })
   while true do
     local p = assert(proc.spawn(M.argv(job.host, M.FOLLOW, { job.dir, job.pid, (job.log_bytes or 0) + 1 })))
     local h, code = db(), nil
@@ -177,8 +178,8 @@ end
 -- when a running job has none
 function M.refresh(job)
   if job.state ~= "running" then return job end
-  local pid = job.watcher and job.watcher:match(":(%d+)$")
-  local alive = pid and store.process_id(tonumber(pid)) == job.watcher
+  local id, pid = tostring(job.watcher or ""):match("^(.*)/(%d+)$")
+  local alive = pid and store.process_id(tonumber(pid)) == id
   if not alive then
     local r = M.run(job.host, M.STATE, { job.dir, job.pid })
     local what = r and r.stdout:match("^(%S+)")
@@ -208,7 +209,8 @@ local function say(...) io.stderr:write("procy: ", ...) io.stderr:write("\n") en
 local function progress_text(p)
   if type(p) ~= "table" then return "" end
   if p.event == "progress" and tonumber(p.step) and tonumber(p.total) and p.total > 0 then
-    local width, done = 20, math.floor(20 * p.step / p.total + 0.5)
+    local width = 20
+    local done = math.max(0, math.min(width, math.floor(width * p.step / p.total + 0.5)))
     return ("[%s%s] %d/%d%s"):format(("#"):rep(done), ("."):rep(width - done), p.step, p.total,
       tonumber(p.loss) and (" loss %.4g"):format(p.loss) or "")
   end

@@ -260,6 +260,20 @@ while core.now() < deadline and not (h:query("SELECT progress FROM train_jobs WH
   core.sleep(0.2)
 end
 T.like(train({ "status" }).stdout, long .. "%s+running%s+gpu1%s+kto%s+%[", "procy train status: the jobs, one running with progress")
+-- the watcher dies (procy's machine rebooted, say): status starts another
+local function watcher_pid() return tonumber(((h:query("SELECT watcher FROM train_jobs WHERE id = ?", long)[1] or {}).watcher or ""):match("/(%d+)$")) end
+local w1 = watcher_pid()
+T.ok(w1 and T.dead(w1) == false, "a watcher follows the running job")
+if w1 then proc.run { "kill", "-KILL", tostring(w1) } end
+T.ok(w1 and T.gone(w1, 5), "(the watcher killed)")
+local lines_before = #h:query("SELECT 1 FROM train_log WHERE job_id = ?", long)
+train { "status", long }
+deadline = core.now() + 10
+while core.now() < deadline and (watcher_pid() == w1 or #h:query("SELECT 1 FROM train_log WHERE job_id = ?", long) <= lines_before + 2) do
+  core.sleep(0.2)
+end
+T.ok(watcher_pid() ~= w1 and #h:query("SELECT 1 FROM train_log WHERE job_id = ?", long) > lines_before + 2,
+  "procy train status starts a new watcher (a dead one that init has not reaped counts as dead), and the log goes on")
 r = train { "stop", long }
 T.is(r.code, 0, "procy train stop JOB", r.stderr .. r.stdout)
 T.ok(wait_state(long, "stopped"), "the job is stopped")
