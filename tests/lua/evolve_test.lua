@@ -510,6 +510,25 @@ T.ok(r.code ~= 0 and r.stderr:find("no step named jduge (the steps: ask, gate, a
   "a step by a name the recipe has not is an error naming the steps", r.stderr)
 m.close()
 
+-- after procy train deploy: the setting names the adapter; the proxy model
+-- is asked for it, and each try records it
+do
+  local p12 = project("p12", [[model = { backoff = 0.05, adapter = "procy-lora-test" },]])
+  h:exec([[INSERT INTO adapters(name, url, path, sha256, deployed_at) VALUES ('procy-lora-test', ?, '/x', ?, 1)]],
+    m.url, ("ab"):rep(32))
+  m.close()
+  m = fakemodel.start { "SET 6" }
+  h:exec("UPDATE adapters SET url = ? WHERE name = 'procy-lora-test'", m.url)
+  r = evolve_run(p12, m, { "--task", "t", "--iterations", "1", "--agent", "setter", "--evaluator", "eval.sh" })
+  T.is(r.code, 0, "a run after deploy", r.stderr)
+  T.is(m.requests[1] and m.requests[1].model, "procy-lora-test", "its proxy-model calls ask for the adapter by name")
+  local tr = h:query([[SELECT t.adapter, t.adapter_sha256 FROM tries t JOIN evolve_runs r ON r.id = t.run_id
+    WHERE r.cwd = ? AND t.seq = 1]], p12)[1] or {}
+  T.is((tr.adapter or "") .. " " .. (tr.adapter_sha256 or ""), "procy-lora-test " .. ("ab"):rep(32),
+    "and its try records the adapter and the hash deploy took")
+  m.close()
+end
+
 -- eval generation's steps too: a project's ask writes the evaluator itself,
 -- the recipe's check runs it and its register makes it the project's
 local p11 = project("p11", [[eval_generate = { ask = function(ctx, gen)
