@@ -131,6 +131,7 @@ M.builtin = {
     ctx.print(("recorded  %d events in %s%s"):format(i.events, store.path(),
       i.dropped > 0 and (" (" .. i.dropped .. " dropped)") or ""))
     if i.record_error then ctx.print("record    FAILING: " .. i.record_error) end
+    if ctx.monitor then ctx.print("monitor   " .. ctx.monitor) end
     if ctx.proxy then
       local u = require("procy.usage").report { session = ctx.id }.total
       ctx.print(("api       %s: %d calls, %d in / %d out tokens, %s"):format(ctx.proxy, u.calls,

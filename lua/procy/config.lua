@@ -50,6 +50,8 @@ M.settings = {
     doc = "extra or replaced `!` commands: name = function(ctx, args) or {run =, help =}" },
   { name = "capture", type = "boolean", default = true,
     doc = "in a session, send the agent's API calls through procy's proxy and record them" },
+  { name = "ui", type = "boolean", default = true,
+    doc = "the web monitor at / of procy serve and of each session's server (on port 7862 when it is free)" },
   { name = "upstream", type = "string", default = "https://api.anthropic.com",
     doc = "where the proxy sends API calls (PROCY_UPSTREAM and --upstream override)" },
   { name = "openai_upstream", type = "string", default = "https://api.openai.com",

@@ -9,7 +9,8 @@
 --                                    the `before` of the following page
 --   GET /api/calls/ID                one call: headers, bodies, content, tools
 --   GET /api/usage?since=&until=&session=    tokens and cost (procy.usage)
---   GET /api/events                  server-sent events: `call` per new call
+--   GET /api/events                  server-sent events: `call` per new call, `change` when
+--                                    the record changed (any process's writes)
 --   GET /api/corrections?session=&run=&kind=&limit=   corrections, newest first
 --   GET /api/corrections/ID          one, with the messages the proxy model was given
 --   POST /api/corrections            {session, turn, corrected, note}: a correction (JSON body)
@@ -104,7 +105,10 @@ routes["/api/sessions"] = function(req, s)
   if err then return fail(req, 400, err) end
   local rows, rerr = store.sessions(math.min(limit or 50, 1000), s.reader)
   if not rows then return fail(req, 500, rerr) end
-  for _, r in ipairs(rows) do r.argv = json.array(r.argv) end
+  local ids = {}
+  for i, r in ipairs(rows) do ids[i] = r.id end
+  local stats = store.session_stats(ids, s.reader)
+  for _, r in ipairs(rows) do r.argv, r.stats = json.array(r.argv), stats[r.id] end
   reply(req, 200, { sessions = json.array(rows) })
 end
 
@@ -217,16 +221,37 @@ end
 -- Each new call goes to every listener as it is recorded. A client that
 -- falls 1 MB behind is dropped by req:send; a keep-alive comment every
 -- 15 s finds clients that left.
-routes["/api/events"] = function(req)
+-- What changed in the record, from any process writing to it: the newest
+-- rows and ends of sessions, calls, turns, corrections, training jobs.
+local CHANGES = [[SELECT (SELECT coalesce(max(rowid), 0) || '.' || coalesce(max(ended_at), 0) FROM sessions)
+  || '.' || (SELECT coalesce(max(id), 0) FROM api_calls)
+  || '.' || (SELECT coalesce(max(id), 0) || '.' || coalesce(max(ended_at), 0) FROM turns)
+  || '.' || (SELECT coalesce(max(id), 0) || '.' || count(*) FROM corrections)
+  || '.' || (SELECT coalesce(max(id), 0) FROM train_log) AS v]]
+
+routes["/api/events"] = function(req, s)
   req:stream(200, { ["Content-Type"] = "text/event-stream", ["Cache-Control"] = "no-store" })
   req:send(": procy " .. core.version .. "\n\n")
   local gone = false
   local stop <close> = setmetatable({ off = M.on_call(function(call)
     if not gone and not req:send("event: call\ndata: " .. json.encode(call) .. "\n\n") then gone = true end
   end) }, { __close = function(t) t.off() end })
+  -- `change` when the record changed (the id says to what, so a client
+  -- that reconnects with Last-Event-ID hears of what it missed, once); a
+  -- comment every 15 s finds clients that left
+  local last, quiet = req:header("last-event-id"), 0
   while not gone and not req:gone() do
-    core.sleep(15)
-    if not req:send(": keep-alive\n\n") then gone = true end
+    local rows = s.reader:query(CHANGES)
+    local v = rows and rows[1] and rows[1].v or last
+    if v and v ~= last then
+      if not req:send("id: " .. v .. "\nevent: change\ndata: {}\n\n") then gone = true end
+      last, quiet = v, 0
+    elseif quiet >= 15 then
+      if not req:send(": keep-alive\n\n") then gone = true end
+      quiet = 0
+    end
+    core.sleep(0.5)
+    quiet = quiet + 0.5
   end
   req:finish()
 end
@@ -267,6 +292,21 @@ local function route(s, req)
   for _, r in ipairs(M.extra_routes) do
     local caps = table.pack(path:match(r[1]))
     if caps[1] ~= nil then return r[2](req, table.unpack(caps, 1, caps.n)) end
+  end
+  local web = require "procy.web"
+  if web.serve(req, s, path) then return end
+  if req:method() ~= "GET" and req:method() ~= "HEAD" and path:find("^/api/") then
+    local ok, why = web.write_ok(req, s)
+    if not ok then return fail(req, 403, why) end
+  end
+  local sid = path:match("^/api/sessions/([%x]+)$")
+  if sid and req:method() == "GET" then
+    local row, err = store.find_session(sid, s.reader)
+    if not row then return fail(req, 404, err) end
+    row.argv = json.array(row.argv or {})
+    row.stats = store.session_stats({ row.id }, s.reader)[row.id]
+    row.turns = require("procy.turns").list(row.id, s.reader)
+    return reply(req, 200, row)
   end
   local id = path:match("^/api/calls/(%d+)$")
   local key = path:match("^/hooks/([%w]+/[%x]+)$")
@@ -362,7 +402,7 @@ function M.start(o)
       max_queued = o.max_queued } }
   if not srv then return nil, err, code end
   local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
-    started = core.now(), reader = reader }
+    started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false }
   s.url = "http://" .. host .. ":" .. s.port
   s.feed = core.spawn(function()
     while true do

@@ -44,7 +44,14 @@ function M.run(opts)
   local proxy, wrapped, env, run = nil, nil, nil, argv
   if cfg.capture then
     local perr
-    proxy, perr = serve.start { port = 0, session = id, agent_env = true, lazy = true }
+    -- the session's server is the monitor too: on 7862, as ProCy's was,
+    -- when that port is free (and the monitor on); else any free port
+    local first = cfg.ui and cfg.port ~= 0 and cfg.port or 0
+    local pcode
+    proxy, perr, pcode = serve.start { port = first, session = id, agent_env = true, lazy = true, ui = cfg.ui }
+    if not proxy and first ~= 0 and pcode == "EADDRINUSE" then
+      proxy, perr = serve.start { port = 0, session = id, agent_env = true, lazy = true, ui = cfg.ui }
+    end
     if proxy then
       local profile = agent.profile_for(argv)
       store.open():exec("UPDATE sessions SET profile = ? WHERE id = ?", profile.name, id)
@@ -104,7 +111,8 @@ function M.run(opts)
   store.open():exec("UPDATE sessions SET cols = coalesce(cols, ?), rows = coalesce(rows, ?) WHERE id = ?",
     info.cols, info.rows, id)
   local ctx = commands.context(s, { id = id, argv = argv, cwd = cwd, started = core.time(),
-    proxy = proxy and proxy.url })
+    proxy = proxy and proxy.url, monitor = proxy and cfg.ui and (proxy.url .. "/#/s/" .. id) or nil })
+  if ctx.monitor then s:status("monitor: " .. proxy.url .. "/") end
   local exit = { code = 1 }
   for ev in function() return s:event() end do
     if ev.type == "command" then

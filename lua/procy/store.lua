@@ -241,6 +241,36 @@ local call_columns = [[id, session_id, tag, api, method, path, upstream, status,
   started_at, ttfb_us, duration_us, stream, stop_reason, input_tokens, output_tokens,
   cache_creation_tokens, cache_read_tokens, cost, error, aborted, req_size, resp_size]]
 
+-- session_stats(ids, [db]) -> id -> {turns, calls, input_tokens,
+-- output_tokens, cache_read_tokens, cost, unpriced, runs, corrections}:
+-- what the monitor's list shows of each session, in four queries
+function M.session_stats(ids, h)
+  h = h or M.open()
+  local list = json.encode(json.array(ids))
+  local out = {}
+  for _, id in ipairs(ids) do
+    out[id] = { turns = 0, calls = 0, input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, cost = 0,
+                unpriced = 0, runs = 0, corrections = 0 }
+  end
+  local function each(sql, fn)
+    for _, r in ipairs(assert(h:query(sql, list))) do if out[r.session_id] then fn(out[r.session_id], r) end end
+  end
+  local ins = "session_id IN (SELECT value FROM json_each(?1))"
+  each("SELECT session_id, count(*) AS n FROM turns WHERE " .. ins .. " GROUP BY session_id",
+    function(o, r) o.turns = r.n end)
+  each([[SELECT session_id, count(*) AS n, sum(coalesce(input_tokens, 0) + coalesce(cache_creation_tokens, 0)) AS i,
+      sum(coalesce(output_tokens, 0)) AS o, sum(coalesce(cache_read_tokens, 0)) AS c, sum(coalesce(cost, 0)) AS cost,
+      sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)) AS unpriced
+    FROM api_calls WHERE ]] .. ins .. " GROUP BY session_id", function(o, r)
+      o.calls, o.input_tokens, o.output_tokens, o.cache_read_tokens, o.cost, o.unpriced = r.n, r.i, r.o, r.c, r.cost, r.unpriced
+    end)
+  each("SELECT session_id, count(*) AS n FROM evolve_runs WHERE " .. ins .. " GROUP BY session_id",
+    function(o, r) o.runs = r.n end)
+  each("SELECT session_id, count(*) AS n FROM corrections WHERE " .. ins .. " GROUP BY session_id",
+    function(o, r) o.corrections = r.n end)
+  return out
+end
+
 -- calls{session =, limit =, before =, db =} -> the newest calls first, at
 -- most limit (default 50, at most 1000); before: only ids below it (the
 -- next page); db: the handle to read with | nil, err, code

@@ -189,9 +189,9 @@ function M.get(session, seq)
   return t and shape(t, tools_of(h, t.id))
 end
 
--- list(session) -> every turn of the session, in order
-function M.list(session)
-  local h = store.open()
+-- list(session, [db]) -> every turn of the session, in order
+function M.list(session, h)
+  h = h or store.open()
   local out = json.array()
   for _, t in ipairs(h:query("SELECT * FROM turns WHERE session_id = ? ORDER BY seq", session)) do
     out[#out + 1] = shape(t, tools_of(h, t.id))

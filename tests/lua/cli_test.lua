@@ -82,7 +82,7 @@ do
   end
   for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store", "http", "hash",
                        "capture", "answer", "request", "redact", "blobs", "prices", "usage", "serve", "agent", "turns", "transcript",
-                       "background", "corrections", "train", "model", "evaluator", "objective", "snapshot", "evolve", "recipes",
+                       "background", "corrections", "train", "web", "model", "evaluator", "objective", "snapshot", "evolve", "recipes",
                        "tunnel" } do
     check(require("procy." .. m), m, ".")
   end
@@ -110,7 +110,8 @@ do
     for _, name in ipairs(assert(fs.dir(T.src .. "/" .. rel))) do
       local path = rel .. "/" .. name
       if fs.stat(T.src .. "/" .. path).type == "dir" then walk(path)
-      elseif (name:match("%.lua$") or name:match("%.sql$")) and not build:find("'" .. path .. "'", 1, true) then
+      elseif (name:match("%.lua$") or name:match("%.sql$") or (rel:match("^web") and name:match("%.[jhc]s?s?m?l?$")))
+             and not build:find("'" .. path .. "'", 1, true) then
         missing[#missing + 1] = path
       end
     end
@@ -118,7 +119,8 @@ do
   walk("lua")
   walk("store")
   walk("recipes")
-  T.is(table.concat(missing, " "), "", "meson.build embeds every file under lua/, store/ and recipes/")
+  walk("web")
+  T.is(table.concat(missing, " "), "", "meson.build embeds every file under lua/, store/, recipes/ and web/")
 end
 
 -- running recipes

@@ -183,7 +183,11 @@ T.ok(usage.total.cost > 0 and usage.models[1].model == "claude-haiku-4-5", "with
 local sessions = json.decode(assert(http.request { url = surl .. "/api/sessions" }).body)
 T.is(sessions.sessions[1].mode, "serve", "/api/sessions lists the serve session")
 T.is(assert(http.request { url = surl .. "/api/nope" }).status, 404, "an unknown route is a 404")
-T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", body = "{}" }).status, 405, "POST on the API: 405")
+T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", body = "{}" }).status, 403,
+  "POST on the API without the CSRF token: 403")
+local csrf = json.decode(assert(http.request { url = surl .. "/api/csrf" }).body).csrf
+T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", headers = { ["x-procy-csrf"] = csrf },
+  body = "{}" }).status, 405, "with it, POST where only GET is: 405")
 T.is(assert(http.request { url = surl .. "/api/calls?limit=x" }).status, 400, "a bad parameter: 400")
 
 -- keep-alive: one connection carries several calls

@@ -1,0 +1,88 @@
+-- procy.web: the monitor in the browser, served by procy serve and by
+-- every interactive session. The page (web/: HTML, CSS, ES modules) is
+-- built into procy like the Lua modules (PROCY_WEB_PATH serves a
+-- checkout's web/ instead, for development); nothing is loaded from
+-- outside the binary and the record (the Content-Security-Policy says so
+-- to the browser). What the page reads is the JSON API (procy.serve) and
+-- /api/events; it writes only with the server's CSRF token, which it is
+-- given in the page and a page of another site cannot read.
+
+local core = require "procy.core"
+local fs = require "procy.fs"
+local json = require "procy.json"
+local store = require "procy.store"
+
+local M = {}
+
+M.types = { html = "text/html; charset=utf-8", js = "text/javascript; charset=utf-8", css = "text/css; charset=utf-8",
+            svg = "image/svg+xml", json = "application/json" }
+
+M.csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+  .. "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+-- file(name) -> its text, content type | nil: a file of web/ ("app.js"),
+-- from PROCY_WEB_PATH when set, else as built into procy
+function M.file(name)
+  if not name:match("^[%w_%-][%w_%-%./]*$") or name:find("..", 1, true) then return nil end
+  local ext = name:match("%.(%w+)$")
+  if not ext or not M.types[ext] then return nil end
+  local dir = os.getenv("PROCY_WEB_PATH")
+  local text
+  if dir and dir ~= "" then
+    local f = io.open(dir .. "/" .. name, "rb")
+    if f then text = f:read("a") f:close() end
+  else
+    text = fs.shipped("web/" .. name)
+  end
+  if not text then return nil end
+  return text, M.types[ext]
+end
+
+-- csrf(s) -> the server's token for writes (made once per server)
+function M.csrf(s)
+  s.csrf = s.csrf or store.random_hex(16)
+  return s.csrf
+end
+
+-- write_ok(req, s) -> true | nil, why: a request that changes something
+-- carries the server's CSRF token (X-Procy-CSRF), or the server has an
+-- API token, which the guard has checked already
+function M.write_ok(req, s)
+  if s.token then return true end
+  local given = req:header("x-procy-csrf")
+  if given and given == M.csrf(s) then return true end
+  return nil, "a change needs the X-Procy-CSRF header (the token the monitor's page is given; GET /api/csrf)"
+end
+
+local function page(req, status, text, ctype)
+  return req:respond(status, { ["Content-Type"] = ctype, ["Content-Security-Policy"] = M.csp,
+    ["X-Content-Type-Options"] = "nosniff", ["Referrer-Policy"] = "no-referrer", ["Cache-Control"] = "no-store",
+    ["X-Frame-Options"] = "DENY" }, text)
+end
+
+-- serve(req, s, path) -> true when it answered: the page and its files
+function M.serve(req, s, path)
+  if req:method() ~= "GET" and req:method() ~= "HEAD" or not s.ui then return false end
+  if path == "/" or path == "/index.html" then
+    local text = M.file("index.html")
+    if not text then return page(req, 404, "procy was built without its web monitor", "text/plain") or true end
+    text = text:gsub("{{csrf}}", M.csrf(s)):gsub("{{version}}", core.version)
+    page(req, 200, text, M.types.html)
+    return true
+  end
+  local name = path:match("^/web/(.+)$")
+  if name then
+    local text, ctype = M.file(name)
+    if not text then return page(req, 404, "no such file", "text/plain") or true end
+    page(req, 200, text, ctype)
+    return true
+  end
+  if path == "/api/csrf" then
+    req:respond(200, { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
+      json.encode { csrf = M.csrf(s) } .. "\n")
+    return true
+  end
+  return false
+end
+
+return M

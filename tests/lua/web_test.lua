@@ -1,0 +1,105 @@
+-- The web monitor in a real browser (Debian's chromium, driven by npm's
+-- playwright-core from tests/node/ui.mjs) against procy serve holding a
+-- record with calls relayed from the fake upstream, turns with tool
+-- calls, and corrections. Screenshots of each view go to screens/ in the
+-- tests' build directory.
+local T = require "lib.tap"
+local core = require "procy.core"
+local fs = require "procy.fs"
+local http = require "procy.http"
+local json = require "procy.json"
+local proc = require "procy.proc"
+local config = require "procy.config"
+local store = require "procy.store"
+
+local dir = T.tmpdir()
+local record = dir .. "/rec.db"
+assert(config.load { config = T.write(dir .. "/procy.lua", ("return { db = %q }"):format(record)) })
+local h = assert(store.open())
+local fake = require("lib.fake").start(dir .. "/fake")
+local _ <close> = fake.proc
+
+-- ---- the record ---------------------------------------------------------------------------
+local a = assert(store.new_session { argv = { "claude" }, cwd = dir .. "/work", mode = "pty" })
+local b = assert(store.new_session { argv = { "codex" }, cwd = dir .. "/other", mode = "pty" })
+local serve = require "procy.serve"
+local srv = assert(serve.start { port = 0, upstream = fake.url, openai = fake.url, session = a })
+for i = 1, 2 do
+  assert(http.request { method = "POST", url = srv.url .. "/v1/messages", headers = { ["x-api-key"] = "sk-test" },
+    body = json.encode { model = "claude-haiku-4-5", stream = i == 2, max_tokens = 50,
+      messages = { { role = "user", content = "hello " .. i } } } })
+end
+local deadline = core.now() + 10
+while core.now() < deadline and #h:query("SELECT 1 FROM api_calls WHERE session_id = ?", a) < 2 do core.sleep(0.05) end
+local now = store.now_us()
+h:exec([[INSERT INTO turns(session_id, seq, source, prompt, response, started_at, ended_at, status)
+  VALUES (?, 1, 'human', 'fix the parser', 'I fixed it.', ?, ?, 'done'), (?, 2, 'proxy', 'run the tests', 'They pass.', ?, ?, 'done')]],
+  a, now, now + 2e6, a, now + 3e6, now + 5e6)
+local t1 = h:query("SELECT id FROM turns WHERE session_id = ? AND seq = 1", a)[1].id
+h:exec([[INSERT INTO tool_calls(session_id, turn_id, tool_use_id, name, input, result, started_at)
+  VALUES (?, ?, 'tu1', 'Edit', ?, 'ok', ?), (?, ?, 'tu2', 'Bash', ?, 'all 12 tests pass', ?)]],
+  a, t1, json.encode { file_path = "parse.c", old_string = "return parse(s)", new_string = "return parse(s, strict)" }, now + 1,
+  a, t1, json.encode { command = "make test" }, now + 2)
+assert(require("procy.corrections").add { session = a, turn = 2, corrected = "run the tests, then the fuzzers" })
+
+-- ---- the page, as served ----------------------------------------------------------------
+local r = assert(http.request { url = srv.url .. "/" })
+T.ok(r.status == 200 and r.body:find('<script type="module" src="/web/app.js">', 1, true), "GET / is the monitor's page")
+T.like(r.headers["content-security-policy"] or "", "default%-src 'none'; script%-src 'self'", "with a policy that loads only procy's own files")
+local csrf = r.body:match('name="procy%-csrf" content="(%x+)"')
+T.ok(csrf and #csrf == 32, "and the server's CSRF token for its writes")
+r = assert(http.request { url = srv.url .. "/web/app.js" })
+T.ok(r.status == 200 and r.headers["content-type"]:find("javascript", 1, true), "its modules, built into procy")
+T.is(assert(http.request { url = srv.url .. "/web/../procy.lua" }).status, 404, "nothing outside web/")
+r = assert(http.request { url = srv.url .. "/api/sessions", headers = { host = "evil.example:" .. srv.port } })
+T.is(r.status, 403, "a Host that is not procy's is refused (DNS rebinding)")
+r = assert(http.request { method = "POST", url = srv.url .. "/api/corrections", headers = { ["content-type"] = "application/json" },
+  body = json.encode { session = a, turn = 1, corrected = "x" } })
+T.is(r.status, 403, "a write without the CSRF token is refused")
+r = assert(http.request { method = "POST", url = srv.url .. "/api/corrections",
+  headers = { ["content-type"] = "application/json", ["x-procy-csrf"] = csrf }, body = json.encode { session = b, corrected = "x" } })
+T.is(r.status, 404, "with it, the write is procy's to judge (a session with no turn: 404)")
+local ok, err = pcall(serve.start, { port = 0, host = "0.0.0.0", upstream = fake.url })
+T.ok(not ok and tostring(err):find("needs a token", 1, true), "listening beyond loopback without a token is refused", err)
+local s = json.decode(assert(http.request { url = srv.url .. "/api/sessions/" .. a:sub(1, 8) }).body)
+T.ok(s.stats and s.stats.calls == 2 and s.stats.turns == 2 and s.stats.corrections == 1 and #s.turns == 2,
+  "GET /api/sessions/ID: the session, its counts and turns")
+
+-- ---- the browser ------------------------------------------------------------------------------
+local chromium = os.getenv("CHROMIUM") or "/usr/bin/chromium"
+if not fs.stat(chromium) or not fs.stat(T.src .. "/tests/node/node_modules/playwright-core") then
+  T.skip("the browser checks", "chromium or playwright-core is not installed (.ci/setup installs them)")
+else
+  local screens = fs.cwd() .. "/screens"
+  fs.mkdir(screens)
+  local p = assert(proc.spawn({ "node", T.src .. "/tests/node/ui.mjs", srv.url, a, screens },
+    { stdin = true, stderr = "stdout", env = { CHROMIUM = chromium } }))
+  local checks = 0
+  for line in p:lines() do
+    local what = line:match("^WAIT (%S+)")
+    if what == "new-session" then
+      p:write(assert(store.new_session { argv = { "claude" }, cwd = dir .. "/third", mode = "pty" }) .. "\n")
+    elseif what == "count-evil" then
+      core.sleep(0.5)
+      p:write(tostring(h:query("SELECT count(*) AS n FROM corrections WHERE corrected = 'evil'")[1].n) .. "\n")
+    else
+      local c = line:sub(1, 1) == "{" and json.decode(line)
+      if c then
+        checks = checks + 1
+        T.ok(c.ok, "browser: " .. c.name, c.diag)
+      else
+        io.stderr:write("ui.mjs: ", line, "\n")
+      end
+    end
+  end
+  local res = p:wait()
+  T.ok(res.code == 0 and checks >= 15, "the browser run ended, every check made", checks .. " checks")
+  local kept = h:query("SELECT * FROM corrections WHERE session_id = ? AND turn_seq = 1", a)[1] or {}
+  T.ok(kept.corrected == "fix the parser, and add a test for nested quotes" and kept.context,
+    "the page's correction is in the record, with its context")
+  T.ok(fs.stat(screens .. "/interactions.png"), "screenshots of each view in screens/")
+end
+
+serve.stop(srv)
+proc.run { "rm", "-rf", dir }
+return T.done()

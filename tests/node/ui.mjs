@@ -1,0 +1,115 @@
+// ui.mjs: the procy monitor in a real browser (Debian's chromium, driven
+// by playwright-core). Usage: node ui.mjs BASE_URL SESSION SCREENS_DIR.
+// Prints one JSON line per check ({ok, name, diag}); "WAIT what" asks the
+// Lua test to do something and answer on stdin with a line.
+import { chromium } from "playwright-core";
+import http from "node:http";
+import readline from "node:readline";
+
+const [base, session, screens] = process.argv.slice(2);
+const lines = readline.createInterface({ input: process.stdin });
+const answers = [];
+let waiting = null;
+lines.on("line", (l) => { if (waiting) { const w = waiting; waiting = null; w(l); } else answers.push(l); });
+const ask = (what) => new Promise((res) => {
+  if (answers.length) return res(answers.shift());
+  waiting = res;
+  console.log("WAIT " + what);
+});
+const check = (ok, name, diag) => console.log(JSON.stringify({ ok: !!ok, name, diag: diag === undefined ? undefined : String(diag) }));
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu"] });
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const errors = [], outside = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("request", (r) => { if (!r.url().startsWith(base) && !r.url().startsWith("data:")) outside.push(r.url()); });
+
+  // the sessions list
+  await page.goto(base + "/");
+  await page.waitForSelector(`tr[data-id="${session}"]`, { timeout: 10000 });
+  const row = await page.textContent(`tr[data-id="${session}"]`);
+  check(/claude/.test(row) && /running|exited|crashed/.test(row), "the sessions list shows the session", row);
+  await page.screenshot({ path: `${screens}/sessions.png`, fullPage: true });
+  // live: a session made now appears without a reload
+  const before = await page.locator("tr.row").count();
+  const fresh = await ask("new-session");
+  const t0 = Date.now();
+  await page.waitForSelector(`tr[data-id="${fresh}"]`, { timeout: 10000 }).catch(() => null);
+  check(await page.locator(`tr[data-id="${fresh}"]`).count() === 1 && (await page.locator("tr.row").count()) === before + 1,
+    "a new session appears without a reload", `${Date.now() - t0} ms`);
+  // filters
+  await page.fill('input[placeholder="agent"]', "no-such-agent");
+  check(await page.locator("tr.row").count() === 0, "the agent filter hides what does not match");
+  await page.fill('input[placeholder="agent"]', "");
+  await page.check("text=has corrections >> input");
+  check(await page.locator("tr.row").count() === 1, "has corrections keeps the corrected session only");
+  await page.uncheck("text=has corrections >> input");
+
+  // the session: interactions
+  await page.click(`tr[data-id="${session}"]`);
+  await page.waitForSelector("#tab-interactions .turn", { timeout: 10000 });
+  const turns = await page.locator(".turn").count();
+  const text = await page.textContent("#tab-interactions");
+  check(turns === 2 && text.includes("fix the parser") && text.includes("I fixed it."), "Interactions: the turns, prompts and answers", `${turns} turns`);
+  check(await page.locator(".tool .add").first().textContent() === "+ return parse(s, strict)", "an Edit tool call as a diff",
+    await page.locator(".tool").first().textContent());
+  check((await page.textContent(".tool >> nth=1")).includes("$ make test"), "a Bash call as its command");
+  await page.screenshot({ path: `${screens}/interactions.png`, fullPage: true });
+  // correct a prompt from the page
+  await page.click("#turn-1 .prompt");
+  await page.fill("#turn-1 textarea", "fix the parser, and add a test for nested quotes");
+  await page.click("text=keep the correction");
+  await page.waitForSelector("#flash >> text=kept", { timeout: 10000 });
+  check(/correction \d+ kept/.test(await page.textContent("#flash")), "a correction made in the page is kept");
+
+  // API calls
+  await page.click('nav.tabs a[href$="/calls"]');
+  await page.waitForSelector("#tab-calls tr[data-call]", { timeout: 10000 });
+  const ncalls = await page.locator("tr[data-call]").count();
+  check(ncalls === 2, "API calls: the session's calls", ncalls);
+  await page.click("tr[data-call] >> nth=0");
+  await page.waitForSelector("text=the answer, reassembled", { timeout: 10000 });
+  check((await page.textContent("#tab-calls")).includes("FAKE: hello!"), "a call's detail: the answer reassembled");
+  await page.screenshot({ path: `${screens}/calls.png`, fullPage: true });
+
+  // turns and corrections
+  await page.click('nav.tabs a[href$="/turns"]');
+  await page.waitForSelector("#tab-turns table", { timeout: 10000 });
+  check(await page.locator("#tab-turns tbody tr").count() === 2, "Turns: one row a turn");
+  await page.screenshot({ path: `${screens}/turns.png`, fullPage: true });
+  await page.click('nav.tabs a[href$="/corrections"]');
+  await page.waitForSelector("#tab-corrections tr[data-correction]", { timeout: 10000 });
+  check((await page.textContent("#tab-corrections")).includes("add a test for nested quotes"), "Corrections: the one made in the page");
+  await page.screenshot({ path: `${screens}/corrections.png`, fullPage: true });
+
+  check(errors.length === 0, "no console errors", errors.join(" | "));
+
+  // the page writes only with its token; without it procy refuses
+  const status = await page.evaluate(async () => (await fetch("/api/corrections", { method: "POST",
+    headers: { "content-type": "application/json" }, body: JSON.stringify({ session: "x", corrected: "y" }) })).status);
+  check(status === 403, "a write without the page's CSRF token is refused", status);
+
+  // another site's page posting to procy
+  const evil = http.createServer((req, res) => {
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end(`<script>fetch(${JSON.stringify(base + "/api/corrections")}, { method: "POST", mode: "no-cors",
+      headers: { "content-type": "text/plain" }, body: JSON.stringify({ session: ${JSON.stringify(session)}, corrected: "evil" }) })
+      .then(() => document.title = "sent", () => document.title = "failed");</script>`);
+  });
+  await new Promise((r) => evil.listen(0, "127.0.0.1", r));
+  const other = await browser.newPage();
+  await other.goto(`http://127.0.0.1:${evil.address().port}/`);
+  await other.waitForFunction(() => document.title !== "", null, { timeout: 10000 });
+  check((await ask("count-evil")) === "0", "a page of another origin cannot post to procy");
+  evil.close();
+
+  check(outside.length === 0, "nothing loaded from outside procy", outside.join(" "));
+} catch (e) {
+  check(false, "the browser run", e && e.stack || e);
+} finally {
+  await browser.close();
+  lines.close();
+}

@@ -1,0 +1,34 @@
+// api.js: the JSON API and the live feed, as the monitor's views use them.
+// Writes carry the server's CSRF token, which procy put in the page.
+
+const csrf = document.querySelector('meta[name="procy-csrf"]')?.content || "";
+
+export async function get(path) {
+  const r = await fetch(path, { headers: { accept: "application/json" } });
+  const body = await r.json().catch(() => ({ error: r.statusText }));
+  if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+  return body;
+}
+
+export async function send(method, path, value) {
+  const r = await fetch(path, {
+    method,
+    headers: { "content-type": "application/json", "x-procy-csrf": csrf },
+    body: value === undefined ? undefined : JSON.stringify(value),
+  });
+  const body = await r.json().catch(() => ({ error: r.statusText }));
+  if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+  return body;
+}
+
+// live(fn): fn(kind, data) for each event of /api/events, reconnecting by
+// itself (EventSource sends Last-Event-ID); returns a function that stops it
+export function live(fn, onstate) {
+  const es = new EventSource("/api/events");
+  for (const kind of ["call", "change"]) {
+    es.addEventListener(kind, (e) => { try { fn(kind, JSON.parse(e.data)); } catch (err) { console.warn(err); } });
+  }
+  es.onopen = () => onstate && onstate(true);
+  es.onerror = () => onstate && onstate(false);
+  return () => es.close();
+}

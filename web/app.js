@@ -1,0 +1,238 @@
+// app.js: the procy monitor. Hash routes: #/ (sessions), #/s/ID/TAB (a
+// session: interactions, calls, turns, corrections). Everything is drawn
+// with DOM nodes and textContent: what the record holds is never HTML.
+import { get, send, live } from "./api.js";
+
+const main = document.getElementById("main");
+document.getElementById("version").textContent = document.querySelector('meta[name="procy-version"]')?.content || "";
+
+// el("tag.class", {attrs}, ...children): an element; strings become text
+export function el(spec, attrs, ...kids) {
+  const [tag, ...classes] = spec.split(".");
+  const n = document.createElement(tag || "div");
+  if (classes.length) n.className = classes.join(" ");
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) n.setAttribute(k, v === true ? "" : v);
+  }
+  for (const k of kids.flat()) if (k !== undefined && k !== null && k !== false) n.append(k instanceof Node ? k : String(k));
+  return n;
+}
+
+const fmt = {
+  time: (us) => us ? new Date(us / 1000).toLocaleString() : "",
+  dur: (s) => s == null ? "" : s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
+    : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`,
+  num: (n) => n == null ? "" : Number(n).toLocaleString(),
+  cost: (c, unpriced) => c == null ? "?" : `$${Number(c).toFixed(4)}${unpriced ? "+" : ""}`,
+  ms: (us) => us == null ? "" : `${(us / 1000).toFixed(1)} ms`,
+};
+
+function agentOf(s) { return (s.argv && s.argv[0] || "").split("/").pop(); }
+
+// ---- the sessions list ---------------------------------------------------------------------
+
+const filters = { agent: "", cwd: "", from: "", to: "", evolve: false, corrections: false };
+
+async function sessionsView() {
+  const box = el("div");
+  const table = el("table", {},
+    el("thead", {}, el("tr", {}, ["session", "started", "agent", "directory", "status", "duration"].map((h) => el("th", {}, h)),
+      ["turns", "calls", "tokens", "cost"].map((h) => el("th.num", {}, h)))),
+    el("tbody"));
+  const input = (key, type, placeholder) => el("input", { type, placeholder, value: filters[key] || undefined,
+    oninput: (e) => { filters[key] = type === "checkbox" ? e.target.checked : e.target.value; draw(); } });
+  const evolveBox = input("evolve", "checkbox"); evolveBox.checked = filters.evolve;
+  const corrBox = input("corrections", "checkbox"); corrBox.checked = filters.corrections;
+  box.append(el("h2", {}, "Sessions"), el("div.filters", {},
+    input("agent", "search", "agent"), input("cwd", "search", "project directory"),
+    el("label", {}, "from ", input("from", "date")), el("label", {}, "to ", input("to", "date")),
+    el("label", {}, evolveBox, " has evolve"), el("label", {}, corrBox, " has corrections")), table);
+  let rows = [], seen = null;
+  function draw() {
+    const body = table.tBodies[0];
+    body.replaceChildren();
+    const from = filters.from ? Date.parse(filters.from) * 1000 : null, to = filters.to ? (Date.parse(filters.to) + 86400000) * 1000 : null;
+    for (const s of rows) {
+      const st = s.stats || {};
+      if (filters.agent && !agentOf(s).includes(filters.agent)) continue;
+      if (filters.cwd && !(s.cwd || "").includes(filters.cwd)) continue;
+      if (from && s.started_at < from) continue;
+      if (to && s.started_at >= to) continue;
+      if (filters.evolve && !st.runs) continue;
+      if (filters.corrections && !st.corrections) continue;
+      const end = s.ended_at || (s.status === "running" ? Date.now() * 1000 : s.started_at);
+      const tr = el("tr.row", { "data-id": s.id, onclick: () => { location.hash = `#/s/${s.id}/interactions`; } },
+        el("td", {}, el("code", {}, s.id.slice(0, 8))), el("td", {}, fmt.time(s.started_at)), el("td", {}, agentOf(s)),
+        el("td", {}, s.cwd || ""), el("td", {}, s.status), el("td", {}, fmt.dur((end - s.started_at) / 1e6)),
+        el("td.num", {}, fmt.num(st.turns)), el("td.num", {}, fmt.num(st.calls)),
+        el("td.num", {}, fmt.num((st.input_tokens || 0) + (st.output_tokens || 0) + (st.cache_read_tokens || 0))),
+        el("td.num", {}, fmt.cost(st.cost, st.unpriced)));
+      if (seen && !seen.has(s.id)) tr.classList.add("new");
+      body.append(tr);
+    }
+    if (!body.children.length) body.append(el("tr", {}, el("td.muted", { colspan: 10 }, rows.length ? "no session matches" : "nothing recorded yet")));
+  }
+  async function load() {
+    rows = (await get("/api/sessions?limit=500")).sessions;
+    draw();
+    seen = new Set(rows.map((s) => s.id));
+  }
+  await load();
+  return { node: box, refresh: load };
+}
+
+// ---- a session -----------------------------------------------------------------------------
+
+const tabs = ["interactions", "calls", "turns", "corrections"];
+
+function toolView(t) {
+  const input = t.input || {};
+  const body = [];
+  if (t.name === "Edit" || t.name === "MultiEdit") {
+    const edits = input.edits || [input];
+    body.push(el("div.muted", {}, input.file_path || ""));
+    for (const e of edits) {
+      body.push(el("pre", {}, ...(e.old_string || "").split("\n").map((l) => el("div.del", {}, "- " + l)),
+        ...(e.new_string || "").split("\n").map((l) => el("div.add", {}, "+ " + l))));
+    }
+  } else if (t.name === "Write" || t.name === "Read") {
+    body.push(el("div.muted", {}, input.file_path || ""));
+    const text = t.name === "Write" ? input.content : (typeof t.result === "string" ? t.result : "");
+    if (text) body.push(el("pre", {}, text));
+  } else if (t.name === "TodoWrite" && Array.isArray(input.todos)) {
+    body.push(el("ul", {}, input.todos.map((x) => el("li", {}, `[${x.status || " "}] ${x.content || x.activeForm || ""}`))));
+  } else if (t.name === "Bash") {
+    body.push(el("pre", {}, "$ " + (input.command || "")));
+  } else {
+    body.push(el("pre", {}, JSON.stringify(input, null, 2)));
+  }
+  if (t.name !== "Read" && t.result != null && t.result !== "") {
+    body.push(el("details", {}, el("summary", {}, "result"), el("pre", {}, typeof t.result === "string" ? t.result : JSON.stringify(t.result, null, 2))));
+  }
+  return el("div" + (t.is_error ? ".tool.error" : ".tool"), {}, el("strong", {}, t.name), ...body);
+}
+
+function interactions(s, ctx) {
+  const box = el("div");
+  if (!s.turns.length) box.append(el("p.muted", {}, "no turns yet"));
+  for (const t of s.turns) {
+    const prompt = el("div.prompt", { title: "click to correct this prompt", onclick: () => correctForm(s, t, box, ctx) }, t.prompt || "");
+    box.append(el("div.turn", { id: `turn-${t.seq}` },
+      el("h3", {}, `Turn ${t.seq} `, el("span.badge." + t.source, {}, t.source), " ",
+        el("span.badge" + (t.status === "error" ? ".error" : ""), {}, t.status), " ",
+        el("span.muted", {}, `${fmt.num(t.usage?.input_tokens)} in · ${fmt.num(t.usage?.output_tokens)} out · ${fmt.cost(t.cost)}`)),
+      prompt,
+      (t.tools || []).map(toolView),
+      t.response && t.response !== null ? el("div.answer", {}, t.response) : null));
+  }
+  return box;
+}
+
+function correctForm(s, t, box, ctx) {
+  const text = el("textarea", {}, t.prompt || "");
+  const note = el("input", { placeholder: "note (optional)" });
+  const msg = el("div");
+  const form = el("div.form", {}, el("strong", {}, `Correct the prompt of turn ${t.seq}`), text, note,
+    el("div", {}, el("button", { onclick: async () => {
+      try {
+        const r = await send("POST", "/api/corrections", { session: s.id, turn: t.seq, corrected: text.value, note: note.value || undefined });
+        ctx.reload(`correction ${r.id} kept for turn ${t.seq}`);
+      } catch (e) { msg.replaceChildren(el("span.error", {}, e.message)); }
+    } }, "keep the correction"), " ", el("button", { onclick: () => form.remove() }, "cancel")), msg);
+  document.getElementById(`turn-${t.seq}`)?.append(form);
+  text.focus();
+}
+
+async function calls(s) {
+  const list = (await get(`/api/calls?session=${s.id}&limit=1000`)).calls;
+  const detail = el("div", {}, el("p.muted", {}, "pick a call"));
+  const table = el("table", {}, el("thead", {}, el("tr", {}, ["#", "path", "status", "model", "role"].map((h) => el("th", {}, h)),
+    ["ttfb", "time", "in", "out", "cache", "cost"].map((h) => el("th.num", {}, h)))),
+    el("tbody", {}, list.map((c) => el("tr.row", { "data-call": c.id, onclick: () => showCall(c.id, detail) },
+      el("td", {}, c.id), el("td", {}, `${c.method} ${c.path}`), el("td", {}, c.status ?? (c.error ? "error" : "")),
+      el("td", {}, c.model || "", c.routed_model ? ` → ${c.routed_model}` : ""), el("td", {}, c.role || ""),
+      el("td.num", {}, fmt.ms(c.ttfb_us)), el("td.num", {}, fmt.ms(c.duration_us)),
+      el("td.num", {}, fmt.num(c.input_tokens)), el("td.num", {}, fmt.num(c.output_tokens)),
+      el("td.num", {}, fmt.num(c.cache_read_tokens)), el("td.num", {}, fmt.cost(c.cost))))));
+  if (!list.length) return el("p.muted", {}, "no API calls in this session");
+  return el("div.split", {}, el("div", {}, table), detail);
+}
+
+async function showCall(id, box) {
+  const c = await get(`/api/calls/${id}`);
+  const req = typeof c.request === "object" && c.request ? c.request : {};
+  const sys = Array.isArray(req.system) ? req.system.map((b) => b.text || "").join("\n\n") : req.system || "";
+  box.replaceChildren(...[el("h3", {}, `Call ${c.id}: ${c.method} ${c.path} → ${c.status ?? c.error ?? ""}`),
+    el("p", {}, `model ${c.model || "?"}${c.routed_model ? " → " + c.routed_model : ""} · ttfb ${fmt.ms(c.ttfb_us)} · ${fmt.ms(c.duration_us)} · `
+      + `${fmt.num(c.input_tokens)} in, ${fmt.num(c.output_tokens)} out, ${fmt.num(c.cache_read_tokens)} cache read, `
+      + `${fmt.num(c.cache_creation_tokens)} cache write · ${fmt.cost(c.cost)}`),
+    c.error ? el("p.error", {}, c.error) : null,
+    el("details", {}, el("summary", {}, "headers (redacted)"), el("pre", {}, JSON.stringify({ request: c.req_headers, response: c.resp_headers }, null, 2))),
+    sys ? el("details", {}, el("summary", {}, "system"), el("pre", {}, sys)) : null,
+    Array.isArray(req.tools) ? el("details", {}, el("summary", {}, `tools (${req.tools.length})`), el("pre", {}, req.tools.map((t) => t.name).join("\n"))) : null,
+    Array.isArray(req.messages) ? el("details", {}, el("summary", {}, `messages (${req.messages.length})`), el("pre", {}, JSON.stringify(req.messages, null, 2))) : null,
+    el("details", { open: true }, el("summary", {}, "the answer, reassembled"), el("pre", {}, (c.content || []).map((b) =>
+      b.type === "text" ? b.text : b.type === "tool_use" ? `[tool_use ${b.name}] ${JSON.stringify(b.input)}` : `[${b.type}]`).join("\n"))),
+    el("details", {}, el("summary", {}, "the raw response"), el("pre", {}, c.response || ""))].filter(Boolean));
+}
+
+function turnsTable(s) {
+  return el("table", {}, el("thead", {}, el("tr", {}, ["turn", "source", "status", "prompt"].map((h) => el("th", {}, h)),
+    ["main calls", "side calls", "tools", "in", "out", "cache hit", "cost", "time"].map((h) => el("th.num", {}, h)))),
+    el("tbody", {}, s.turns.map((t) => {
+      const u = t.usage || {};
+      const total = (u.input_tokens || 0) + (u.cache_read_tokens || 0) + (u.cache_creation_tokens || 0);
+      return el("tr", {}, el("td", {}, t.seq), el("td", {}, t.source), el("td", {}, t.status),
+        el("td", {}, (t.prompt || "").slice(0, 80)), el("td.num", {}, fmt.num(t.main_calls)), el("td.num", {}, fmt.num(t.side_calls)),
+        el("td.num", {}, fmt.num((t.tools || []).length)), el("td.num", {}, fmt.num(u.input_tokens)), el("td.num", {}, fmt.num(u.output_tokens)),
+        el("td.num", {}, total ? `${Math.round(100 * (u.cache_read_tokens || 0) / total)} %` : ""), el("td.num", {}, fmt.cost(t.cost)),
+        el("td.num", {}, t.ended_at && t.started_at ? fmt.dur((t.ended_at - t.started_at) / 1e6) : ""));
+    })));
+}
+
+async function correctionsTab(s, ctx) {
+  const list = (await get(`/api/corrections?session=${s.id}&limit=1000`)).corrections;
+  if (!list.length) return el("p.muted", {}, "no corrections yet: click a prompt in Interactions to correct it");
+  return el("table", {}, el("thead", {}, el("tr", {}, ["id", "turn", "kind", "source", "original", "corrected", "note", ""].map((h) => el("th", {}, h)))),
+    el("tbody", {}, list.map((c) => el("tr", { "data-correction": c.id }, el("td", {}, c.id), el("td", {}, c.turn_seq ?? ""), el("td", {}, c.kind),
+      el("td", {}, c.source || ""), el("td", {}, el("pre", {}, c.original)), el("td", {}, el("pre", {}, c.corrected)), el("td", {}, c.note || ""),
+      el("td", {}, el("button", { onclick: async () => { await send("DELETE", `/api/corrections/${c.id}`); ctx.reload(); } }, "delete"))))));
+}
+
+async function sessionView(id, tab) {
+  const s = await get(`/api/sessions/${id}`);
+  const st = s.stats || {};
+  const box = el("div", {}, el("h2", {}, `Session ${s.id.slice(0, 8)} `, el("span.muted", {}, `${agentOf(s)} · ${s.cwd || ""} · ${s.status}`)),
+    el("p.muted", {}, `${fmt.time(s.started_at)} · ${fmt.num(st.turns)} turns · ${fmt.num(st.calls)} calls · ${fmt.cost(st.cost, st.unpriced)}`),
+    el("nav.tabs", {}, tabs.map((t) => el("a" + (t === tab ? ".on" : ""), { href: `#/s/${s.id}/${t}` }, t[0].toUpperCase() + t.slice(1)))));
+  const ctx = { reload: (message) => { flash = message || ""; render(); } };
+  const body = tab === "calls" ? await calls(s) : tab === "turns" ? turnsTable(s)
+    : tab === "corrections" ? await correctionsTab(s, ctx) : interactions(s, ctx);
+  box.append(el("div", { id: "flash" }, flash), el("section", { id: `tab-${tab}` }, body));
+  flash = "";
+  return { node: box, refresh: null };
+}
+
+// ---- routing and the live feed ---------------------------------------------------------------
+
+let current = null;
+let flash = ""; // a message for the next view drawn (what a change did)
+async function render() {
+  const m = location.hash.match(/^#\/s\/([0-9a-f]+)(?:\/(\w+))?/);
+  try {
+    current = m ? await sessionView(m[1], tabs.includes(m[2]) ? m[2] : "interactions") : await sessionsView();
+    main.replaceChildren(current.node);
+  } catch (e) {
+    main.replaceChildren(el("p.error", {}, e.message));
+  }
+}
+window.addEventListener("hashchange", render);
+render();
+
+let pending = null;
+live(() => {
+  // many events in a burst: one refresh
+  if (pending || !current || !current.refresh) return;
+  pending = setTimeout(async () => { pending = null; try { await current.refresh(); } catch (e) { console.warn(e); } }, 100);
+}, (on) => document.getElementById("live").classList.toggle("on", on));
