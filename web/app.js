@@ -2,31 +2,12 @@
 // session: interactions, calls, turns, corrections). Everything is drawn
 // with DOM nodes and textContent: what the record holds is never HTML.
 import { get, send, live } from "./api.js";
+import { el, fmt } from "./dom.js";
+import { evolveTab } from "./evolve.js";
+import { trainingView } from "./training.js";
 
 const main = document.getElementById("main");
 document.getElementById("version").textContent = document.querySelector('meta[name="procy-version"]')?.content || "";
-
-// el("tag.class", {attrs}, ...children): an element; strings become text
-export function el(spec, attrs, ...kids) {
-  const [tag, ...classes] = spec.split(".");
-  const n = document.createElement(tag || "div");
-  if (classes.length) n.className = classes.join(" ");
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) n.setAttribute(k, v === true ? "" : v);
-  }
-  for (const k of kids.flat()) if (k !== undefined && k !== null && k !== false) n.append(k instanceof Node ? k : String(k));
-  return n;
-}
-
-const fmt = {
-  time: (us) => us ? new Date(us / 1000).toLocaleString() : "",
-  dur: (s) => s == null ? "" : s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
-    : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`,
-  num: (n) => n == null ? "" : Number(n).toLocaleString(),
-  cost: (c, unpriced) => c == null ? "?" : `$${Number(c).toFixed(4)}${unpriced ? "+" : ""}`,
-  ms: (us) => us == null ? "" : `${(us / 1000).toFixed(1)} ms`,
-};
 
 function agentOf(s) { return (s.argv && s.argv[0] || "").split("/").pop(); }
 
@@ -84,7 +65,7 @@ async function sessionsView() {
 
 // ---- a session -----------------------------------------------------------------------------
 
-const tabs = ["interactions", "calls", "turns", "corrections"];
+const tabs = ["interactions", "calls", "turns", "evolve", "corrections"];
 
 function toolView(t) {
   const input = t.input || {};
@@ -207,7 +188,7 @@ async function sessionView(id, tab) {
     el("p.muted", {}, `${fmt.time(s.started_at)} · ${fmt.num(st.turns)} turns · ${fmt.num(st.calls)} calls · ${fmt.cost(st.cost, st.unpriced)}`),
     el("nav.tabs", {}, tabs.map((t) => el("a" + (t === tab ? ".on" : ""), { href: `#/s/${s.id}/${t}` }, t[0].toUpperCase() + t.slice(1)))));
   const ctx = { reload: (message) => { flash = message || ""; render(); } };
-  const body = tab === "calls" ? await calls(s) : tab === "turns" ? turnsTable(s)
+  const body = tab === "calls" ? await calls(s) : tab === "turns" ? turnsTable(s) : tab === "evolve" ? await evolveTab(s)
     : tab === "corrections" ? await correctionsTab(s, ctx) : interactions(s, ctx);
   box.append(el("div", { id: "flash" }, flash), el("section", { id: `tab-${tab}` }, body));
   flash = "";
@@ -220,8 +201,11 @@ let current = null;
 let flash = ""; // a message for the next view drawn (what a change did)
 async function render() {
   const m = location.hash.match(/^#\/s\/([0-9a-f]+)(?:\/(\w+))?/);
+  const tr = location.hash.match(/^#\/training(?:\/([0-9a-f]+))?/);
   try {
-    current = m ? await sessionView(m[1], tabs.includes(m[2]) ? m[2] : "interactions") : await sessionsView();
+    current = m ? await sessionView(m[1], tabs.includes(m[2]) ? m[2] : "interactions")
+      : tr ? { node: await trainingView(tr[1]), refresh: async () => main.replaceChildren(await trainingView(tr[1])) }
+      : await sessionsView();
     main.replaceChildren(current.node);
   } catch (e) {
     main.replaceChildren(el("p.error", {}, e.message));

@@ -18,6 +18,7 @@
 --   GET /api/training/jobs           training jobs, newest first; /ID: one, with its losses;
 --                                    /ID/log?after=LINE: its log lines
 --   GET /api/training/adapters       the adapters deployed
+--   GET /api/runs?session=           evolve runs; /api/runs/ID: one, with its tries
 --
 -- `procy serve` runs it alone; an interactive session runs one on a free
 -- port and points the agent at it.
@@ -158,6 +159,16 @@ routes["/api/corrections"] = function(req, s)
   reply(req, 200, { corrections = json.array(rows) })
 end
 
+routes["/api/runs"] = function(req, s)
+  local q = query_of(req)
+  local session, serr = session_arg(q, s)
+  if serr then return fail(req, 400, serr) end
+  local rows, err = store.runs { session = session, limit = 200, db = s.reader }
+  if not rows then return fail(req, 500, err) end
+  for _, r in ipairs(rows) do r.objective = r.objective and json.decode(r.objective) or json.null end
+  reply(req, 200, { runs = json.array(rows) })
+end
+
 routes["/api/training/jobs"] = function(req, s)
   local train = require "procy.train"
   local rows, err = train.jobs(100, s.reader)
@@ -200,6 +211,15 @@ local function api_item(req, s, path)
       corrected = b.corrected, note = type(b.note) == "string" and b.note or nil }
     if not id then return fail(req, err:find("^ENOENT") and 404 or 400, err) end
     return reply(req, 201, { id = id })
+  end
+  local rid = path:match("^/api/runs/(%x+)$")
+  if rid and method == "GET" then
+    local run, err = store.run(rid, s.reader)
+    if not run then return fail(req, 404, err) end
+    local tries = store.tries(run.id, s.reader)
+    for _, t in ipairs(tries) do t.messages = nil end
+    run.tries = json.array(tries)
+    return reply(req, 200, run)
   end
   local jid, rest = path:match("^/api/training/jobs/(%x+)(.*)$")
   if jid and method == "GET" then
@@ -311,7 +331,8 @@ local function route(s, req)
   local id = path:match("^/api/calls/(%d+)$")
   local key = path:match("^/hooks/([%w]+/[%x]+)$")
   if key and req:method() == "POST" then return hook(req, key) end
-  if (path:find("^/api/corrections") or path:find("^/api/training/jobs/")) and api_item(req, s, path) ~= false then
+  if (path:find("^/api/corrections") or path:find("^/api/training/jobs/") or path:find("^/api/runs/"))
+     and api_item(req, s, path) ~= false then
     return
   end
   if req:method() ~= "GET" and req:method() ~= "HEAD" then

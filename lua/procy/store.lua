@@ -316,9 +316,9 @@ function M.new_run(o)
   return M.run(id)
 end
 
--- run(id or unique prefix) -> the run row (objective, options decoded), or nil, err
-function M.run(id)
-  local rows = assert(M.open()):query("SELECT * FROM evolve_runs WHERE id LIKE ? || '%' ORDER BY started_at LIMIT 2", id)
+-- run(id or unique prefix, [db]) -> the run row (objective, options decoded), or nil, err
+function M.run(id, h)
+  local rows = (h or assert(M.open())):query("SELECT * FROM evolve_runs WHERE id LIKE ? || '%' ORDER BY started_at LIMIT 2", id)
   if #rows == 0 then return nil, "ENOENT: no evolve run " .. id, "ENOENT" end
   if #rows > 1 then return nil, "EAMBIGUOUS: more than one run starts with " .. id, "EAMBIGUOUS" end
   local r = rows[1]
@@ -359,9 +359,9 @@ end
 
 function M.update_try(run, seq, f) update("tries", "run_id = ? AND seq = ?", f, run, seq) end
 
--- tries(run_id) -> the run's tries in order (metrics decoded, feasible a boolean)
-function M.tries(run)
-  local rows = assert(M.open()):query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run)
+-- tries(run_id, [db]) -> the run's tries in order (metrics and messages decoded, feasible a boolean)
+function M.tries(run, h)
+  local rows = (h or assert(M.open())):query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run)
   for _, t in ipairs(rows) do
     t.metrics = t.metrics and json.decode(t.metrics) or nil
     t.messages = t.messages and json.decode(t.messages) or nil
@@ -370,10 +370,10 @@ function M.tries(run)
   return rows
 end
 
--- runs{cwd =, session =, limit =} -> runs, newest first
+-- runs{cwd =, session =, limit =, db =} -> runs, newest first
 function M.runs(o)
   o = o or {}
-  return assert(M.open()):query([[SELECT r.*, (SELECT count(*) FROM tries t WHERE t.run_id = r.id AND t.seq > 0) AS tries
+  return (o.db or assert(M.open())):query([[SELECT r.*, (SELECT count(*) FROM tries t WHERE t.run_id = r.id AND t.seq > 0) AS tries
     FROM evolve_runs r WHERE (?1 IS NULL OR cwd = ?1) AND (?2 IS NULL OR session_id = ?2)
     ORDER BY started_at DESC LIMIT ?3]], o.cwd, o.session, o.limit or 20)
 end

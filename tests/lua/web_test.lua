@@ -41,6 +41,29 @@ h:exec([[INSERT INTO tool_calls(session_id, turn_id, tool_use_id, name, input, r
   a, t1, json.encode { file_path = "parse.c", old_string = "return parse(s)", new_string = "return parse(s, strict)" }, now + 1,
   a, t1, json.encode { command = "make test" }, now + 2)
 assert(require("procy.corrections").add { session = a, turn = 2, corrected = "run the tests, then the fuzzers" })
+-- an evolve run in session a: a start and four tries, one infeasible, with a lineage
+local run = store.new_run { session = a, cwd = dir .. "/work", task = "make it fast", recipe = "recipes/evolve.lua",
+  objective = { goal = "maximize", metric = "qps" } }
+store.add_try(run.id, { seq = 0, session_id = a, status = "ok" })
+store.update_try(run.id, 0, { score = 100, feasible = true })
+for _, t in ipairs { { 1, 0, 150, true, true, "use a hash map\nkeep the API" }, { 2, 1, 120, true, false, "use a trie\nkeep the API" },
+                     { 3, 1, 300, false, false, "drop the checks" }, { 4, 1, 180, true, true, "use a hash map\ncache the results\nkeep the API" } } do
+  store.add_try(run.id, { seq = t[1], parent_seq = t[2], prompt = t[6]:gsub("\\n", "\n"), session_id = a })
+  store.update_try(run.id, t[1], { score = t[3], feasible = t[4], improved = t[5], status = t[4] and "ok" or "infeasible",
+    response = "done " .. t[1], metrics = { qps = t[3] } })
+end
+store.update_run(run.id, { best_seq = 4, status = "done" })
+-- a training job with its log, and an adapter
+local train = require "procy.train"
+local job = train.new { host = "gpu1", dir = "procy-train/x", argv = { "python3", "train_lora.py" }, method = "sft" }
+train.update(job, { state = "done", exit_code = 0, started_at = now, ended_at = now + 6e7,
+  progress = { event = "done", output = "adapter" } })
+for i = 1, 4 do
+  h:exec("INSERT INTO train_log(job_id, t, line) VALUES (?, ?, ?)", job, now + i,
+    json.encode { event = "progress", step = i, total = 4, loss = 2 / i })
+end
+h:exec("INSERT INTO adapters(name, url, path, sha256, job_id, deployed_at) VALUES ('procy-' || ?, 'http://gpu1:8000', '/x/adapter', ?, ?, ?)",
+  job, ("cd"):rep(32), job, now)
 
 -- ---- the page, as served ----------------------------------------------------------------
 local r = assert(http.request { url = srv.url .. "/" })
@@ -72,7 +95,7 @@ if not fs.stat(chromium) or not fs.stat(T.src .. "/tests/node/node_modules/playw
 else
   local screens = fs.cwd() .. "/screens"
   fs.mkdir(screens)
-  local p = assert(proc.spawn({ "node", T.src .. "/tests/node/ui.mjs", srv.url, a, screens },
+  local p = assert(proc.spawn({ "node", T.src .. "/tests/node/ui.mjs", srv.url, a, screens, job },
     { stdin = true, stderr = "stdout", env = { CHROMIUM = chromium } }))
   local checks = 0
   for line in p:lines() do
@@ -93,7 +116,7 @@ else
     end
   end
   local res = p:wait()
-  T.ok(res.code == 0 and checks >= 15, "the browser run ended, every check made", checks .. " checks")
+  T.ok(res.code == 0 and checks >= 20, "the browser run ended, every check made", checks .. " checks")
   local kept = h:query("SELECT * FROM corrections WHERE session_id = ? AND turn_seq = 1", a)[1] or {}
   T.ok(kept.corrected == "fix the parser, and add a test for nested quotes" and kept.context,
     "the page's correction is in the record, with its context")

@@ -6,7 +6,7 @@ import { chromium } from "playwright-core";
 import http from "node:http";
 import readline from "node:readline";
 
-const [base, session, screens] = process.argv.slice(2);
+const [base, session, screens, job] = process.argv.slice(2);
 const lines = readline.createInterface({ input: process.stdin });
 const answers = [];
 let waiting = null;
@@ -86,6 +86,29 @@ try {
   await page.screenshot({ path: `${screens}/corrections.png`, fullPage: true });
 
   check(errors.length === 0, "no console errors", errors.join(" | "));
+
+  // evolve: the scores, the best so far, the lineage, a try, the prompt diff
+  await page.click('nav.tabs a[href$="/evolve"]');
+  await page.waitForSelector("#tab-evolve section.run", { timeout: 10000 });
+  check(await page.locator("#tab-evolve circle.dot").count() === 4, "Evolve: a point per try");
+  check(await page.locator("#tab-evolve circle.dot.infeasible").count() === 1, "the infeasible try marked");
+  check(await page.locator("#tab-evolve polyline.best").count() === 1, "and the best-so-far line");
+  check(await page.locator("#tab-evolve ul.tree ul.tree a[data-try]").count() === 4, "the lineage: four tries under the start");
+  await page.click('#tab-evolve a[data-try="4"]');
+  await page.waitForSelector("#try-detail", { timeout: 10000 });
+  check((await page.textContent("#try-detail")).includes("cache the results"), "a try's prompt, answer and metrics");
+  check((await page.textContent("#tab-evolve pre.diff")).includes("+ use a trie"), "the prompt diff between two tries",
+    await page.textContent("#tab-evolve pre.diff"));
+  await page.screenshot({ path: `${screens}/evolve.png`, fullPage: true });
+
+  // training: the jobs, a job's loss curve and log, the adapters
+  await page.goto(base + "/#/training/" + job);
+  await page.waitForSelector("#job", { timeout: 10000 });
+  check(await page.locator(`tr[data-job="${job}"]`).count() === 1, "Training: the jobs");
+  check(await page.locator("#job polyline.line").count() === 1 && (await page.textContent("#job pre")).includes('"step":4'),
+    "a job's loss curve and its log");
+  check((await page.textContent("main")).includes("procy-" + job), "the adapters deployed");
+  await page.screenshot({ path: `${screens}/training.png`, fullPage: true });
 
   // the page writes only with its token; without it procy refuses
   const status = await page.evaluate(async () => (await fetch("/api/corrections", { method: "POST",

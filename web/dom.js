@@ -1,0 +1,75 @@
+// dom.js: how the monitor draws: elements from data with textContent only
+// (what the record holds is never HTML), small SVG charts, and formats.
+
+// el("tag.class", {attrs}, ...children): an element; strings become text
+export function el(spec, attrs, ...kids) {
+  const [tag, ...classes] = spec.split(".");
+  const n = document.createElement(tag || "div");
+  if (classes.length) n.className = classes.join(" ");
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) n.setAttribute(k, v === true ? "" : v);
+  }
+  for (const k of kids.flat()) if (k !== undefined && k !== null && k !== false) n.append(k instanceof Node ? k : String(k));
+  return n;
+}
+
+export const fmt = {
+  time: (us) => us ? new Date(us / 1000).toLocaleString() : "",
+  dur: (s) => s == null ? "" : s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
+    : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`,
+  num: (n) => n == null ? "" : Number(n).toLocaleString(),
+  cost: (c, unpriced) => c == null ? "?" : `$${Number(c).toFixed(4)}${unpriced ? "+" : ""}`,
+  ms: (us) => us == null ? "" : `${(us / 1000).toFixed(1)} ms`,
+};
+
+
+const SVG = "http://www.w3.org/2000/svg";
+export function svg(tag, attrs, ...kids) {
+  const n = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) n.setAttribute(k, v);
+  for (const k of kids.flat()) if (k !== undefined && k !== null && k !== false) n.append(k instanceof Node ? k : String(k));
+  return n;
+}
+
+// chart(series, {width, height, ylabel}): points and lines over x = 1..n;
+// series: [{name, points: [{x, y, mark}], line: true|false, cls}]
+export function chart(series, o = {}) {
+  const w = o.width || 640, h = o.height || 220, pad = 36;
+  const xs = series.flatMap((s) => s.points.map((p) => p.x)), ys = series.flatMap((s) => s.points.map((p) => p.y)).filter((y) => y != null);
+  if (!ys.length) return el("p.muted", {}, "nothing scored yet");
+  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1), y0 = Math.min(...ys), y1 = Math.max(...ys, y0 + 1e-9);
+  const X = (x) => pad + (x - x0) / (x1 - x0) * (w - 2 * pad), Y = (y) => h - pad - (y - y0) / (y1 - y0 || 1) * (h - 2 * pad);
+  const g = svg("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, class: "chart", role: "img" },
+    svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, class: "axis" }),
+    svg("line", { x1: pad, y1: pad, x2: pad, y2: h - pad, class: "axis" }),
+    svg("text", { x: 2, y: pad, class: "tick" }, Number(y1.toPrecision(4))), svg("text", { x: 2, y: h - pad, class: "tick" }, Number(y0.toPrecision(4))),
+    svg("text", { x: pad, y: h - 8, class: "tick" }, x0), svg("text", { x: w - pad, y: h - 8, class: "tick" }, x1));
+  for (const s of series) {
+    const pts = s.points.filter((p) => p.y != null);
+    if (s.line && pts.length) g.append(svg("polyline", { points: pts.map((p) => `${X(p.x)},${Y(p.y)}`).join(" "), class: "line " + (s.cls || "") }));
+    for (const p of s.line ? [] : pts) {
+      g.append(svg("circle", { cx: X(p.x), cy: Y(p.y), r: 4, class: "dot " + (p.mark || "") + " " + (s.cls || ""), "data-x": p.x },
+        svg("title", {}, `${s.name} ${p.x}: ${p.y}${p.mark ? " (" + p.mark + ")" : ""}`)));
+    }
+  }
+  return g;
+}
+
+// diff(a, b) -> lines of a line diff (longest common subsequence): {op: " "|"-"|"+", text}
+export function diff(a, b) {
+  const x = a.split("\n"), y = b.split("\n"), n = x.length, m = y.length;
+  if (n * m > 4e6) return [...x.map((t) => ({ op: "-", text: t })), ...y.map((t) => ({ op: "+", text: t }))];
+  const L = Array.from({ length: n + 1 }, () => new Int32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) L[i][j] = x[i] === y[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n && j < m) {
+    if (x[i] === y[j]) { out.push({ op: " ", text: x[i] }); i++; j++; }
+    else if (L[i + 1][j] >= L[i][j + 1]) out.push({ op: "-", text: x[i++] });
+    else out.push({ op: "+", text: y[j++] });
+  }
+  while (i < n) out.push({ op: "-", text: x[i++] });
+  while (j < m) out.push({ op: "+", text: y[j++] });
+  return out;
+}
