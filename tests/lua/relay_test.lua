@@ -10,6 +10,10 @@ local proc = require "procy.proc"
 local dir = T.tmpdir()
 local record = dir .. "/record.db"
 local env = { HOME = dir, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config" }
+-- the relay's bytes are the agent's: procy's own bottom-row message at the
+-- start (the monitor's address) is not, so the monitor is off here
+fs.mkdir(dir .. "/config/procy")
+T.write(dir .. "/config/procy/procy.lua", "return { ui = false }\n")
 
 local function procy(argv, opts)
   local full = { T.bin, "--db", record, "--" }

@@ -336,6 +336,7 @@ do
   local serve = require "procy.serve"
   local srv = assert(serve.start { port = 0, upstream = "http://127.0.0.1:1", openai = "http://127.0.0.1:1" })
   local base = srv.url
+  local csrf = json.decode(assert(http.request { url = base .. "/api/csrf" }).body).csrf
   local function get(path)
     local res = assert(http.request { url = base .. path })
     return res.status, json.decode(res.body)
@@ -346,19 +347,20 @@ do
   st, v = get("/api/corrections/" .. first)
   T.ok(st == 200 and type(v.context) == "table" and v.context[1].role == "system", "GET /api/corrections/ID: with its context")
   local post = assert(http.request { method = "POST", url = base .. "/api/corrections",
-    headers = { ["content-type"] = "application/json" },
+    headers = { ["content-type"] = "application/json", ["x-procy-csrf"] = csrf },
     body = json.encode { session = b:sub(1, 8), turn = 1, corrected = "write the docs, with examples", note = "from the API" } })
   local made = json.decode(post.body) or {}
   T.ok(post.status == 201 and made.id, "POST /api/corrections adds one", post.body)
   local c = made.id and h:query("SELECT * FROM corrections WHERE id = ?", made.id)[1] or {}
   T.ok(c.session_id == b and c.corrected == "write the docs, with examples" and c.context, "with its context, as !correct keeps it")
   local form = assert(http.request { method = "POST", url = base .. "/api/corrections",
-    headers = { ["content-type"] = "text/plain" }, body = "{}" })
+    headers = { ["content-type"] = "text/plain", ["x-procy-csrf"] = csrf }, body = "{}" })
   T.is(form.status, 415, "a body that is not JSON is refused (what a form on another site could send)")
   local evil = assert(http.request { method = "POST", url = base .. "/api/corrections",
     headers = { ["content-type"] = "application/json", origin = "http://evil.example" }, body = "{}" })
   T.is(evil.status, 403, "a request from another origin is refused")
-  local del = assert(http.request { method = "DELETE", url = base .. "/api/corrections/" .. tostring(made.id) })
+  local del = assert(http.request { method = "DELETE", url = base .. "/api/corrections/" .. tostring(made.id),
+    headers = { ["x-procy-csrf"] = csrf } })
   T.is(del.status, 200, "DELETE /api/corrections/ID")
   T.is(#h:query("SELECT 1 FROM corrections WHERE id = ?", made.id or 0), 0, "removes it")
   st, v = get("/api/training/jobs")
