@@ -256,7 +256,9 @@ T.write(dir .. "/mode", "long")
 r = train { "start", "--method", "kto" }
 local long = r.stdout:match("training job (%x+) started") or "none"
 local deadline = core.now() + 10
-while core.now() < deadline and not (h:query("SELECT progress FROM train_jobs WHERE id = ?", long)[1] or {}).progress do
+-- until a progress line with a step has come (the trainer's "start" line comes first)
+while core.now() < deadline and not ((h:query("SELECT progress FROM train_jobs WHERE id = ?", long)[1] or {}).progress or "")
+    :find('"step"', 1, true) do
   core.sleep(0.2)
 end
 T.like(train({ "status" }).stdout, long .. "%s+running%s+gpu1%s+kto%s+%[", "procy train status: the jobs, one running with progress")
