@@ -629,6 +629,10 @@ int session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
 	                 .fds = { STDIN_FILENO, STDOUT_FILENO, s->saved_stderr >= 0 ? s->saved_stderr : STDERR_FILENO } };
 	loop_io_stop(s->rt->loop, &s->in_io);
 	s->mode = M_RUN;
+	/* keys typed before the program had the terminal are not its own: a
+	   stray Enter would be its first line */
+	if (tcflush(STDIN_FILENO, TCIFLUSH) < 0)
+		procy_log(s->rt->L, "warn", "cannot flush the terminal's input: %s", strerror(errno));
 	if (s->raw && tty_restore(&s->saved) < 0)
 		procy_log(s->rt->L, "warn", "cannot give the terminal its own mode: %s", strerror(errno));
 	pid_t pid = 0;

@@ -37,7 +37,11 @@ T.write(dir .. "/rewrite.sh", [[
 f="$1"
 grep -q 'Task (pinned):' "$f" || { echo "no context in the file" >&2; exit 3; }
 printf '\033[2J\033[HEDITOR-IS-HERE, type a line: '
-read -r extra
+# the line the test types; what else is read (nothing, in a good run) is logged
+while IFS= read -r extra; do
+  printf 'read: [%s]\n' "$extra" >> "$(dirname "$0")/editor.log"
+  case "$extra" in *weather*) break;; esac
+done
 sed -i 's/^say hi$/say hello, properly/' "$f"
 printf '%s\n' "$extra" >> "$f"
 ]])
@@ -86,6 +90,7 @@ T.ok(c and c.kind == "corrected" and c.source == "human" and c.turn_seq == 1, "a
 T.is(c and c.original, "say hi", "it keeps the original")
 T.is(c and c.corrected, "say hello, properly\nand mention the weather", "and the corrected text, every line of it")
 T.is(#rows("SELECT 1 FROM turns"), 1, "the keys typed to the editor never reached the agent")
+T.is(T.read(dir .. "/editor.log"), "read: [and mention the weather]\n", "and the editor read only what was typed to it")
 local ctx = c and json.decode(c.context)
 local want = require("procy.evolve").messages { task = "say hi", next_seq = 1 }
 T.is(ctx and json.encode(ctx, { sort = true }), json.encode(want, { sort = true }),
