@@ -70,6 +70,7 @@ void procy_open_modules(lua_State *L)
 		{ "procy.db",    luaopen_procy_db },
 		{ "procy.hash",  luaopen_procy_hash },
 		{ "procy.blobs", luaopen_procy_blobs },
+		{ "procy.vt",    luaopen_procy_vt },
 		{ NULL, NULL }
 	};
 	luaL_openlibs(L);

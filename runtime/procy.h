@@ -474,9 +474,10 @@ int luaopen_procy_fs(lua_State *L);
 int luaopen_procy_pty(lua_State *L);
 int luaopen_procy_hash(lua_State *L);
 int luaopen_procy_blobs(lua_State *L);
+int luaopen_procy_vt(lua_State *L);    /* vt_draw.c: the screen model */
 /* Makes procy's modules loadable in L: all of them, or (all = 0, for a
    state with no loop, on another thread) procy.json, procy.db, procy.hash,
-   procy.blobs and the Lua modules. */
+   procy.blobs, procy.vt and the Lua modules. */
 void procy_open_modules(lua_State *L); /* modules.c: those that need no loop */
 /* After lua_close: puts back any terminal a session left in raw mode. */
 void session_shutdown(void);

@@ -32,3 +32,26 @@ export function live(fn, onstate) {
   es.onerror = () => onstate && onstate(false);
   return () => es.close();
 }
+
+// bin(path) -> {data: ArrayBuffer, headers}: a binary answer (the
+// terminal's records, procy.replay)
+export async function bin(path) {
+  const r = await fetch(path);
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({ error: r.statusText }));
+    throw new Error(body.error || `${r.status} ${r.statusText}`);
+  }
+  return { data: await r.arrayBuffer(), headers: r.headers };
+}
+
+// allCalls(sid) -> every call of a session, oldest first (a page of 1000 at a time)
+export async function allCalls(sid) {
+  const out = [];
+  for (let before = null; ;) {
+    const r = await get(`/api/calls?session=${sid}&limit=1000${before ? `&before=${before}` : ""}`);
+    out.push(...r.calls);
+    if (!r.next) break;
+    before = r.next;
+  }
+  return out.reverse();
+}

@@ -5,6 +5,7 @@ import { get, send, live } from "./api.js";
 import { el, fmt } from "./dom.js";
 import { evolveTab } from "./evolve.js";
 import { trainingView } from "./training.js";
+import { terminalTab } from "./terminal.js";
 
 const main = document.getElementById("main");
 document.getElementById("version").textContent = document.querySelector('meta[name="procy-version"]')?.content || "";
@@ -65,7 +66,7 @@ async function sessionsView() {
 
 // ---- a session -----------------------------------------------------------------------------
 
-const tabs = ["interactions", "calls", "turns", "evolve", "corrections"];
+const tabs = ["interactions", "terminal", "calls", "turns", "evolve", "corrections"];
 
 function toolView(t) {
   const input = t.input || {};
@@ -129,13 +130,15 @@ async function calls(s) {
   const list = (await get(`/api/calls?session=${s.id}&limit=1000`)).calls;
   const detail = el("div", {}, el("p.muted", {}, "pick a call"));
   const table = el("table", {}, el("thead", {}, el("tr", {}, ["#", "path", "status", "model", "role"].map((h) => el("th", {}, h)),
-    ["ttfb", "time", "in", "out", "cache", "cost"].map((h) => el("th.num", {}, h)))),
+    ["ttfb", "time", "in", "out", "cache", "cost"].map((h) => el("th.num", {}, h)), el("th", {}, "terminal"))),
     el("tbody", {}, list.map((c) => el("tr.row", { "data-call": c.id, onclick: () => showCall(c.id, detail) },
       el("td", {}, c.id), el("td", {}, `${c.method} ${c.path}`), el("td", {}, c.status ?? (c.error ? "error" : "")),
       el("td", {}, c.model || "", c.routed_model ? ` → ${c.routed_model}` : ""), el("td", {}, c.role || ""),
       el("td.num", {}, fmt.ms(c.ttfb_us)), el("td.num", {}, fmt.ms(c.duration_us)),
       el("td.num", {}, fmt.num(c.input_tokens)), el("td.num", {}, fmt.num(c.output_tokens)),
-      el("td.num", {}, fmt.num(c.cache_read_tokens)), el("td.num", {}, fmt.cost(c.cost))))));
+      el("td.num", {}, fmt.num(c.cache_read_tokens)), el("td.num", {}, fmt.cost(c.cost)),
+      el("td", {}, el("a", { href: `#/s/${s.id}/terminal?t=${c.started_at - s.started_at}`, title: "the terminal at this call",
+        onclick: (e) => e.stopPropagation() }, "▶"))))));
   if (!list.length) return el("p.muted", {}, "no API calls in this session");
   return el("div.split", {}, el("div", {}, table), detail);
 }
@@ -168,7 +171,7 @@ function turnsTable(s) {
         el("td", {}, (t.prompt || "").slice(0, 80)), el("td.num", {}, fmt.num(t.main_calls)), el("td.num", {}, fmt.num(t.side_calls)),
         el("td.num", {}, fmt.num((t.tools || []).length)), el("td.num", {}, fmt.num(u.input_tokens)), el("td.num", {}, fmt.num(u.output_tokens)),
         el("td.num", {}, total ? `${Math.round(100 * (u.cache_read_tokens || 0) / total)} %` : ""), el("td.num", {}, fmt.cost(t.cost)),
-        el("td.num", {}, t.ended_at && t.started_at ? fmt.dur((t.ended_at - t.started_at) / 1e6) : ""));
+        el("td.num", {}, t.duration != null ? fmt.dur(t.duration) : ""));
     })));
 }
 
@@ -188,6 +191,11 @@ async function sessionView(id, tab) {
     el("p.muted", {}, `${fmt.time(s.started_at)} · ${fmt.num(st.turns)} turns · ${fmt.num(st.calls)} calls · ${fmt.cost(st.cost, st.unpriced)}`),
     el("nav.tabs", {}, tabs.map((t) => el("a" + (t === tab ? ".on" : ""), { href: `#/s/${s.id}/${t}` }, t[0].toUpperCase() + t.slice(1)))));
   const ctx = { reload: (message) => { flash = message || ""; render(); } };
+  if (tab === "terminal") {
+    const player = await terminalTab(s, { t: query.t });
+    box.append(el("section", { id: "tab-terminal" }, player.node));
+    return { ...player, node: box };
+  }
   const body = tab === "calls" ? await calls(s) : tab === "turns" ? turnsTable(s) : tab === "evolve" ? await evolveTab(s)
     : tab === "corrections" ? await correctionsTab(s, ctx) : interactions(s, ctx);
   box.append(el("div", { id: "flash" }, flash), el("section", { id: `tab-${tab}` }, body));
@@ -199,14 +207,18 @@ async function sessionView(id, tab) {
 
 let current = null;
 let flash = ""; // a message for the next view drawn (what a change did)
+let query = {}; // the hash's ?a=b part: #/s/ID/terminal?t=US
 async function render() {
+  query = Object.fromEntries(new URLSearchParams(location.hash.split("?")[1] || ""));
   const m = location.hash.match(/^#\/s\/([0-9a-f]+)(?:\/(\w+))?/);
   const tr = location.hash.match(/^#\/training(?:\/([0-9a-f]+))?/);
   try {
+    if (current && current.dispose) current.dispose();
     current = m ? await sessionView(m[1], tabs.includes(m[2]) ? m[2] : "interactions")
       : tr ? { node: await trainingView(tr[1]), refresh: async () => main.replaceChildren(await trainingView(tr[1])) }
       : await sessionsView();
     main.replaceChildren(current.node);
+    if (current.mounted) await current.mounted();
   } catch (e) {
     main.replaceChildren(el("p.error", {}, e.message));
   }

@@ -28,6 +28,7 @@ local http = require "procy.http"
 local json = require "procy.json"
 local store = require "procy.store"
 local config = require "procy.config"
+local web = require "procy.web"
 
 local M = {}
 
@@ -55,24 +56,7 @@ end
 
 -- ---- the JSON API ---------------------------------------------------------------
 
-local function unescape(s)
-  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
-local function query_of(req)
-  local q = {}
-  for k, v in (req:query() or ""):gmatch("([^&=]+)=?([^&]*)") do q[unescape(k)] = unescape(v) end
-  return q
-end
-
-local function reply(req, status, value)
-  req:respond(status, { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
-    json.encode(value) .. "\n")
-end
-
-local function fail(req, status, msg)
-  reply(req, status, { error = msg })
-end
+local reply, fail, query_of = web.reply, web.fail, web.query
 M.reply, M.fail, M.query = reply, fail, query_of
 
 local function int(q, name, lo)
@@ -310,12 +294,12 @@ local function route(s, req)
     local caps = table.pack(path:match(r[1]))
     if caps[1] ~= nil then return r[2](req, table.unpack(caps, 1, caps.n)) end
   end
-  local web = require "procy.web"
   if web.serve(req, s, path) then return end
   if req:method() ~= "GET" and req:method() ~= "HEAD" and path:find("^/api/") then
     local ok, why = web.write_ok(req, s)
     if not ok then return fail(req, 403, why) end
   end
+  if s.ui and require("procy.monitor").serve(req, s, path) then return end
   local sid = path:match("^/api/sessions/([%x]+)$")
   if sid and req:method() == "GET" then
     local row, err = store.find_session(sid, s.reader)

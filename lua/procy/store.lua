@@ -205,17 +205,23 @@ function M.sessions(limit, h)
   return rows
 end
 
+-- events_page(id, after, [kinds], limit, [h], [until_t]) -> up to limit
+-- {id, t, kind, data} after event id `after`, in order (at or before
+-- until_t, µs, when given) | nil, err, code. kinds: a string of kind
+-- letters ("om"), or all.
+function M.events_page(session, after, kinds, limit, h, until_t)
+  return (h or M.open()):query([[SELECT id, t, kind, data FROM term_events
+      WHERE session_id = ?1 AND id > ?2 AND (?3 IS NULL OR instr(?3, kind) > 0) AND (?4 IS NULL OR t <= ?4)
+      ORDER BY id LIMIT ?5]], session, after, kinds, until_t, limit)
+end
+
 -- events(id, [kinds]) -> iterator over {id, t, kind, data} in order, read a
--- page at a time so a long recording never sits in memory whole. kinds: a
--- string of kind letters ("om"), or all.
+-- page at a time so a long recording never sits in memory whole
 function M.events(session, kinds)
-  local h = M.open()
   local last, page, i = 0, {}, 1
-  local sql = "SELECT id, t, kind, data FROM term_events WHERE session_id = ? AND id > ?"
-    .. (kinds and (" AND instr(?, kind) > 0") or "") .. " ORDER BY id LIMIT 256"
   return function()
     if i > #page then
-      if kinds then page = h:query(sql, session, last, kinds) else page = h:query(sql, session, last) end
+      page = assert(M.events_page(session, last, kinds, 256))
       i = 1
       if #page == 0 then return nil end
       last = page[#page].id

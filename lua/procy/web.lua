@@ -15,15 +15,26 @@ local store = require "procy.store"
 local M = {}
 
 M.types = { html = "text/html; charset=utf-8", js = "text/javascript; charset=utf-8", css = "text/css; charset=utf-8",
-            svg = "image/svg+xml", json = "application/json" }
+            svg = "image/svg+xml", json = "application/json", mjs = "text/javascript; charset=utf-8" }
 
-M.csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+-- The third-party files, from npm (web/package.json), as the page names
+-- them (/web/vendor/NAME)
+M.vendor = {
+  ["xterm.mjs"] = "node_modules/@xterm/xterm/lib/xterm.mjs",
+  ["xterm.css"] = "node_modules/@xterm/xterm/css/xterm.css",
+}
+
+-- Styles may be inline: xterm.js sizes its rows with a <style> element of
+-- its own. Scripts may not, and nothing the record holds becomes HTML.
+M.csp = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
   .. "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 -- file(name) -> its text, content type | nil: a file of web/ ("app.js"),
 -- from PROCY_WEB_PATH when set, else as built into procy
 function M.file(name)
-  if not name:match("^[%w_%-][%w_%-%./]*$") or name:find("..", 1, true) then return nil end
+  local vendored = name:match("^vendor/(.+)$")
+  if vendored then name = M.vendor[vendored] end
+  if not name or not vendored and (not name:match("^[%w_%-][%w_%-%./]*$") or name:find("..", 1, true)) then return nil end
   local ext = name:match("%.(%w+)$")
   if not ext or not M.types[ext] then return nil end
   local dir = os.getenv("PROCY_WEB_PATH")
@@ -35,7 +46,30 @@ function M.file(name)
     text = fs.shipped("web/" .. name)
   end
   if not text then return nil end
+  -- no source map is shipped: the browser is not sent looking for one
+  if vendored then text = text:gsub("\n//# sourceMappingURL=[^\n]*\n?$", "\n") end
   return text, M.types[ext]
+end
+
+local function unescape(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- query(req) -> the query string as a table
+function M.query(req)
+  local q = {}
+  for k, v in (req:query() or ""):gmatch("([^&=]+)=?([^&]*)") do q[unescape(k)] = unescape(v) end
+  return q
+end
+
+-- reply(req, status, value): a JSON answer; fail(req, status, msg): {error = msg}
+function M.reply(req, status, value)
+  req:respond(status, { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
+    json.encode(value) .. "\n")
+end
+
+function M.fail(req, status, msg)
+  M.reply(req, status, { error = msg })
 end
 
 -- csrf(s) -> the server's token for writes (made once per server)

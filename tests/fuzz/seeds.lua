@@ -16,7 +16,7 @@ end
 
 return function(args)
   local out = assert(args[1], "usage: procy run tests/fuzz/seeds.lua OUT_DIR")
-  for _, d in ipairs { "json", "answer", "capture", "redact", "term", "http", "log" } do
+  for _, d in ipairs { "json", "answer", "capture", "redact", "term", "vt", "http", "log" } do
     assert(proc.run { "mkdir", "-p", out .. "/" .. d })
   end
   local src = os.getenv("PROCY_SRC") or "."
@@ -56,6 +56,10 @@ return function(args)
   write(out .. "/term/keys", "hello\27[A\27[B\27[C\27[D\27OA\27[3~\27b\27\127!x\r")
   write(out .. "/term/paste", "\27[200~pasted\rtext\27[201~\r\27]0;title\7\27[?1049h\27[?25l\27[2J")
   write(out .. "/term/lone-esc", "\27!turns\r\3\21\23\8abc")
+  -- an agent's screen: its first two bytes choose the size (vt.c)
+  write(out .. "/vt/agent", "\20\8\27[?1049h\27[2J\27[1;1H\27[1;38;2;215;119;87m\226\156\187\27[0m Welcome\r\n"
+    .. "\27[2;5r\27[5;1H\27M\27[4h\230\151\165\27[4l\27(0lqk\27(B\27[?7l" .. ("x"):rep(40) .. "\27[?1049l\27[3J")
+  write(out .. "/vt/scroll", "\10\4" .. ("line\r\n"):rep(30) .. "\27" .. "7\27[1;31m\27[3;3H\27" .. "8e\204\129\27[2L\27[b")
   write(out .. "/http/get", "GET /api/calls?limit=3 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
   write(out .. "/http/chunked", "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     .. "5\r\nhello\r\n0\r\n\r\n")

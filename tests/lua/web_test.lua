@@ -41,6 +41,19 @@ h:exec([[INSERT INTO tool_calls(session_id, turn_id, tool_use_id, name, input, r
   a, t1, json.encode { file_path = "parse.c", old_string = "return parse(s)", new_string = "return parse(s, strict)" }, now + 1,
   a, t1, json.encode { command = "make test" }, now + 2)
 assert(require("procy.corrections").add { session = a, turn = 2, corrected = "run the tests, then the fuzzers" })
+-- session a's terminal: output from its start to after its last turn, a
+-- marker, and a line only the terminal holds
+local a0 = store.find_session(a).started_at
+local function term(t, kind, data)
+  assert(h:exec("INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, ?, ?)", a, t, kind, data))
+end
+term(a0, "r", "80x24")
+term(a0 + 1000, "o", "\27[1mprocy test session\27[0m\r\n")
+for i = 1, 200 do term(a0 + 1000 + i * (now - a0 - 2000) // 200, "o", ("working line %d\r\n"):format(i)) end
+term(now - 500, "o", "BEFORE-TURN-ONE\r\n")
+term(now + 1e6, "m", "halfway")
+term(now + 2.5e6, "o", "TERMINAL-ONLY zebra-quartz-42\r\n")
+term(now + 5.5e6, "o", "\27[32mthe end of the session\27[0m\r\n")
 -- an evolve run in session a: a start and four tries, one infeasible, with a lineage
 local run = store.new_run { session = a, cwd = dir .. "/work", task = "make it fast", recipe = "recipes/evolve.lua",
   objective = { goal = "maximize", metric = "qps" } }
@@ -102,6 +115,9 @@ else
     local what = line:match("^WAIT (%S+)")
     if what == "new-session" then
       p:write(assert(store.new_session { argv = { "claude" }, cwd = dir .. "/third", mode = "pty" }) .. "\n")
+    elseif what == "live-output" then
+      term(now + 6e6, "o", "LIVE-LINE 7\r\n")
+      p:write("ok\n")
     elseif what == "count-evil" then
       core.sleep(0.5)
       p:write(tostring(h:query("SELECT count(*) AS n FROM corrections WHERE corrected = 'evil'")[1].n) .. "\n")

@@ -75,6 +75,44 @@ try {
   check((await page.textContent("#tab-calls")).includes("FAKE: hello!"), "a call's detail: the answer reassembled");
   await page.screenshot({ path: `${screens}/calls.png`, fullPage: true });
 
+  // the terminal: a call's ▶ opens it at that call, lit in the timeline
+  const callId = await page.getAttribute("tr[data-call] >> nth=0", "data-call");
+  await page.click(`tr[data-call="${callId}"] a[title="the terminal at this call"]`);
+  await page.waitForSelector("#tab-terminal .player[data-ready]", { timeout: 10000 });
+  check(await page.locator(`#tab-terminal .tl.call.inflight[data-call="${callId}"]`).count() === 1,
+    "a call's ▶ opens the terminal at that call, the call lit on the timeline");
+  check((await page.evaluate(() => window.procyPlayer.screenText())).includes("working line"),
+    "the terminal shows what was on screen then");
+  // seek: to the first prompt, from the timeline
+  const seeks = Number(await page.getAttribute("#tab-terminal .player", "data-seeks"));
+  await page.click("#tab-terminal .tl.prompt >> nth=0");
+  await page.waitForFunction((n) => Number(document.querySelector(".player").dataset.seeks) > n, seeks, { timeout: 10000 });
+  let screen = await page.evaluate(() => window.procyPlayer.screenText());
+  check(screen.includes("BEFORE-TURN-ONE") && !screen.includes("zebra"), "a click on a prompt seeks the terminal to it", screen);
+  check(await page.locator("#tab-terminal .tl.prompt.inflight").count() === 1, "and lights it");
+  check(await page.locator("#tab-terminal .marks .tick.mark").count() === 1 && await page.locator("#tab-terminal .marks .tick.prompt").count() === 2,
+    "the scrubber marks the !mark and each prompt");
+  // scrub to the end
+  await page.evaluate(() => { const s = document.querySelector(".scrub"); s.value = s.max; s.dispatchEvent(new Event("input")); s.dispatchEvent(new Event("change")); });
+  await page.waitForFunction(() => window.procyPlayer.screenText().includes("the end of the session"), null, { timeout: 10000 }).catch(() => null);
+  screen = await page.evaluate(() => window.procyPlayer.screenText());
+  check(screen.includes("the end of the session") && screen.includes("zebra-quartz-42"), "scrubbing to the end shows the end", screen);
+  // play a little from the prompt
+  await page.click("#tab-terminal .tl.prompt >> nth=0");
+  await page.selectOption("#tab-terminal select", "16");
+  await page.click("#tab-terminal button >> text=play");
+  await page.waitForFunction(() => window.procyPlayer.screenText().includes("zebra"), null, { timeout: 10000 }).catch(() => null);
+  check((await page.evaluate(() => window.procyPlayer.screenText())).includes("zebra-quartz-42"), "play goes on from there");
+  await page.screenshot({ path: `${screens}/terminal.png`, fullPage: true });
+  // live: output recorded now reaches the open terminal
+  await page.click("#tab-terminal button >> text=live");
+  await page.waitForFunction(() => window.procyPlayer.screenText().includes("the end of the session"), null, { timeout: 10000 }).catch(() => null);
+  await ask("live-output");
+  const l0 = Date.now();
+  await page.waitForFunction(() => window.procyPlayer.screenText().includes("LIVE-LINE 7"), null, { timeout: 10000 }).catch(() => null);
+  check((await page.evaluate(() => window.procyPlayer.screenText())).includes("LIVE-LINE 7"), "a running session's output arrives live",
+    `${Date.now() - l0} ms`);
+
   // turns and corrections
   await page.click('nav.tabs a[href$="/turns"]');
   await page.waitForSelector("#tab-turns table", { timeout: 10000 });
