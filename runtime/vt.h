@@ -52,6 +52,11 @@ int   vt_snapshot(const vt_t *v, buf_t *out, int lines);
 /* The screen's text, rows joined by "\n", trailing blanks dropped (UTF-8). */
 int   vt_text(const vt_t *v, buf_t *out);
 
+/* Output as plain text, for search: escape sequences dropped, a cursor
+   motion or tab made a space, CR and LF a newline, other controls
+   dropped, runs of blanks made one; UTF-8 passes through. -1 (ENOMEM). */
+int   vt_strip(const void *p, size_t n, buf_t *out);
+
 /* For tests and the fuzzer: what the screen shows and where the cursor is. */
 void  vt_size(const vt_t *v, int *cols, int *rows);
 const vt_cell *vt_cell_at(const vt_t *v, int x, int y);

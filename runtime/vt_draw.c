@@ -273,6 +273,52 @@ int vt_alt(const vt_t *v) { return v->alt; }
 int vt_scrollback(const vt_t *v) { return v->sb_n; }
 
 
+int vt_strip(const void *p, size_t n, buf_t *b)
+{
+	const unsigned char *s = p;
+	enum { TEXT, ESC_, CSI_, STR_, STR_ESC_, SKIP_ } st = TEXT;
+	char last = '\n'; /* what was put last: no blank after a blank */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+		char put = 0;
+		switch (st) {
+		case TEXT:
+			if (c == 0x1b) st = ESC_;
+			else if (c == '\r' || c == '\n') put = '\n';
+			else if (c == '\t') put = ' ';
+			else if (c >= 0x20 && c != 0x7f) {
+				if (buf_add(b, &s[i], 1) < 0) return -1;
+				last = (char)c;
+			}
+			break;
+		case ESC_:
+			st = c == '[' ? CSI_ : c == ']' || c == 'P' || c == '_' || c == '^' || c == 'X' ? STR_
+			   : c == '(' || c == ')' || c == '*' || c == '+' || c == '#' || c == '%' || c == ' ' ? SKIP_ : TEXT;
+			break;
+		case CSI_:
+			if (c >= 0x40 && c <= 0x7e) {
+				st = TEXT;
+				if (strchr("ABCDEFGHIJKLMPSTXZadefr`", c)) put = ' '; /* the cursor moved: a word ended */
+			} else if (c == 0x1b) st = ESC_;
+			break;
+		case STR_:
+			if (c == 7) st = TEXT;
+			else if (c == 0x1b) st = STR_ESC_;
+			break;
+		case STR_ESC_: st = c == '\\' ? TEXT : c == 0x1b ? STR_ESC_ : STR_; break;
+		case SKIP_: st = TEXT; break;
+		}
+		if (put && last != ' ' && last != '\n') {
+			if (buf_add(b, &put, 1) < 0) return -1;
+			last = put;
+		} else if (put == '\n' && last == ' ') {
+			b->p[b->len - 1] = '\n';
+			last = '\n';
+		}
+	}
+	return 0;
+}
+
 /* ---- procy.vt ------------------------------------------------------------------------- */
 
 #define VT_MT "procy.vt"
@@ -334,6 +380,17 @@ static int l_snapshot(lua_State *L)
 
 static int l_text(lua_State *L) { return drawn(L, text_of, 0); }
 
+static int l_strip(lua_State *L)
+{
+	size_t n;
+	const char *s = luaL_checklstring(L, 1, &n);
+	buf_t *b = buf_push(L);
+	if (vt_strip(s, n, b) < 0)
+		return procy_fail_errno(L, errno, "vt.strip");
+	lua_pushlstring(L, b->p ? b->p : "", b->len);
+	return 1;
+}
+
 static int l_size(lua_State *L)
 {
 	vt_t **u = check(L);
@@ -367,7 +424,7 @@ int luaopen_procy_vt(lua_State *L)
 		{ "text", l_text }, { "size", l_size }, { "cursor", l_cursor }, { "close", l_close },
 		{ NULL, NULL }
 	};
-	static const luaL_Reg funcs[] = { { "new", l_new }, { NULL, NULL } };
+	static const luaL_Reg funcs[] = { { "new", l_new }, { "strip", l_strip }, { NULL, NULL } };
 	procy_class(L, VT_MT, methods, l_close, NULL);
 	luaL_newlib(L, funcs);
 	return 1;

@@ -1,8 +1,8 @@
 // app.js: the procy monitor. Hash routes: #/ (sessions), #/s/ID/TAB (a
 // session: interactions, calls, turns, corrections). Everything is drawn
 // with DOM nodes and textContent: what the record holds is never HTML.
-import { get, send, live } from "./api.js";
-import { el, fmt } from "./dom.js";
+import { get, send, live, allCalls } from "./api.js";
+import { el, fmt, virtualRows } from "./dom.js";
 import { evolveTab } from "./evolve.js";
 import { trainingView } from "./training.js";
 import { terminalTab } from "./terminal.js";
@@ -126,38 +126,76 @@ function correctForm(s, t, box, ctx) {
   text.focus();
 }
 
+// the calls, oldest first: thousands of them scroll smoothly, only the
+// rows in view being drawn (dom.js virtualRows)
 async function calls(s) {
-  const list = (await get(`/api/calls?session=${s.id}&limit=1000`)).calls;
-  const detail = el("div", {}, el("p.muted", {}, "pick a call"));
-  const table = el("table", {}, el("thead", {}, el("tr", {}, ["#", "path", "status", "model", "role"].map((h) => el("th", {}, h)),
-    ["ttfb", "time", "in", "out", "cache", "cost"].map((h) => el("th.num", {}, h)), el("th", {}, "terminal"))),
-    el("tbody", {}, list.map((c) => el("tr.row", { "data-call": c.id, onclick: () => showCall(c.id, detail) },
-      el("td", {}, c.id), el("td", {}, `${c.method} ${c.path}`), el("td", {}, c.status ?? (c.error ? "error" : "")),
-      el("td", {}, c.model || "", c.routed_model ? ` → ${c.routed_model}` : ""), el("td", {}, c.role || ""),
-      el("td.num", {}, fmt.ms(c.ttfb_us)), el("td.num", {}, fmt.ms(c.duration_us)),
-      el("td.num", {}, fmt.num(c.input_tokens)), el("td.num", {}, fmt.num(c.output_tokens)),
-      el("td.num", {}, fmt.num(c.cache_read_tokens)), el("td.num", {}, fmt.cost(c.cost)),
-      el("td", {}, el("a", { href: `#/s/${s.id}/terminal?t=${c.started_at - s.started_at}`, title: "the terminal at this call",
-        onclick: (e) => e.stopPropagation() }, "▶"))))));
+  const list = await allCalls(s.id);
+  const detail = el("div#call-detail", {}, el("p.muted", {}, "pick a call"));
   if (!list.length) return el("p.muted", {}, "no API calls in this session");
-  return el("div.split", {}, el("div", {}, table), detail);
+  const head = el("thead", {}, el("tr", {}, ["#", "path", "status", "model", "role"].map((h) => el("th", {}, h)),
+    ["ttfb", "time", "in", "out", "cache", "cost"].map((h) => el("th.num", {}, h)), el("th", {}, "terminal")));
+  const row = (c) => el("tr.row", { "data-call": c.id, onclick: () => showCall(c.id, detail) },
+    el("td", {}, c.id), el("td", {}, `${c.method} ${c.path}`), el("td", {}, c.status ?? (c.error ? "error" : "")),
+    el("td", {}, c.model || "", c.routed_model ? ` → ${c.routed_model}` : ""), el("td", {}, c.role || ""),
+    el("td.num", {}, fmt.ms(c.ttfb_us)), el("td.num", {}, fmt.ms(c.duration_us)),
+    el("td.num", {}, fmt.num(c.input_tokens)), el("td.num", {}, fmt.num(c.output_tokens)),
+    el("td.num", {}, fmt.num(c.cache_read_tokens)), el("td.num", {}, fmt.cost(c.cost)),
+    el("td", {}, el("a", { href: `#/s/${s.id}/terminal?t=${c.started_at - s.started_at}`, title: "the terminal at this call",
+      onclick: (e) => e.stopPropagation() }, "▶")));
+  if (query.call) showCall(query.call, detail);
+  return el("div.split", {}, virtualRows(head, list, row), detail);
+}
+
+// an SSE stream as its events: [{event, data}]
+function sseEvents(text) {
+  const out = [];
+  for (const block of (text || "").split(/\r?\n\r?\n/)) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split(/\r?\n/)) {
+      if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    if (data.length) out.push({ event, data: data.join("\n") });
+  }
+  return out;
+}
+
+function messageText(m) {
+  const parts = typeof m.content === "string" ? [m.content] : (m.content || []).map((b) =>
+    b.type === "text" ? b.text : b.type === "tool_use" ? `[tool_use ${b.name}] ${JSON.stringify(b.input)}`
+      : b.type === "tool_result" ? `[tool_result ${b.tool_use_id}] ${typeof b.content === "string" ? b.content : JSON.stringify(b.content)}`
+      : `[${b.type}]`);
+  return `${m.role}: ${parts.join("\n")}`;
 }
 
 async function showCall(id, box) {
-  const c = await get(`/api/calls/${id}`);
+  const [c, d] = await Promise.all([get(`/api/calls/${id}`), get(`/api/calls/${id}/diff`).catch(() => null)]);
   const req = typeof c.request === "object" && c.request ? c.request : {};
   const sys = Array.isArray(req.system) ? req.system.map((b) => b.text || "").join("\n\n") : req.system || "";
+  const events = c.stream ? sseEvents(c.response) : [];
+  const limits = c.ratelimit && typeof c.ratelimit === "object" ? Object.entries(c.ratelimit) : [];
   box.replaceChildren(...[el("h3", {}, `Call ${c.id}: ${c.method} ${c.path} → ${c.status ?? c.error ?? ""}`),
     el("p", {}, `model ${c.model || "?"}${c.routed_model ? " → " + c.routed_model : ""} · ttfb ${fmt.ms(c.ttfb_us)} · ${fmt.ms(c.duration_us)} · `
       + `${fmt.num(c.input_tokens)} in, ${fmt.num(c.output_tokens)} out, ${fmt.num(c.cache_read_tokens)} cache read, `
       + `${fmt.num(c.cache_creation_tokens)} cache write · ${fmt.cost(c.cost)}`),
     c.error ? el("p.error", {}, c.error) : null,
+    d ? el("details#call-new", { open: true }, el("summary", {}, d.previous
+      ? `new since call ${d.previous}: ${d.added.length} message${d.added.length === 1 ? "" : "s"} (${d.kept} kept${d.dropped ? `, ${d.dropped} dropped` : ""})`
+        + `${d.system_changed ? ", the system prompt changed" : ""}${d.model_changed ? ", another model" : ""}`
+        + `${d.tools_added.length ? `, tools added: ${d.tools_added.join(", ")}` : ""}${d.tools_removed.length ? `, tools removed: ${d.tools_removed.join(", ")}` : ""}`
+      : "the first call of its conversation"),
+      el("pre", {}, d.added.map(messageText).join("\n\n"))) : null,
+    limits.length ? el("details", {}, el("summary", {}, "rate limits"),
+      el("table.kv", {}, limits.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, String(v)))))) : null,
     el("details", {}, el("summary", {}, "headers (redacted)"), el("pre", {}, JSON.stringify({ request: c.req_headers, response: c.resp_headers }, null, 2))),
     sys ? el("details", {}, el("summary", {}, "system"), el("pre", {}, sys)) : null,
     Array.isArray(req.tools) ? el("details", {}, el("summary", {}, `tools (${req.tools.length})`), el("pre", {}, req.tools.map((t) => t.name).join("\n"))) : null,
     Array.isArray(req.messages) ? el("details", {}, el("summary", {}, `messages (${req.messages.length})`), el("pre", {}, JSON.stringify(req.messages, null, 2))) : null,
     el("details", { open: true }, el("summary", {}, "the answer, reassembled"), el("pre", {}, (c.content || []).map((b) =>
       b.type === "text" ? b.text : b.type === "tool_use" ? `[tool_use ${b.name}] ${JSON.stringify(b.input)}` : `[${b.type}]`).join("\n"))),
+    events.length ? el("details#call-events", {}, el("summary", {}, `the stream, event by event (${events.length})`),
+      el("ol.events", {}, events.map((e) => el("li", {}, el("strong", {}, e.event), " ", el("code", {}, e.data))))) : null,
     el("details", {}, el("summary", {}, "the raw response"), el("pre", {}, c.response || ""))].filter(Boolean));
 }
 
@@ -200,8 +238,41 @@ async function sessionView(id, tab) {
     : tab === "corrections" ? await correctionsTab(s, ctx) : interactions(s, ctx);
   box.append(el("div", { id: "flash" }, flash), el("section", { id: `tab-${tab}` }, body));
   flash = "";
-  return { node: box, refresh: null };
+  // a link to a turn (a search hit): shown, marked
+  const mounted = () => {
+    const n = query.turn && document.getElementById(`turn-${query.turn}`);
+    if (n) { n.classList.add("target"); n.scrollIntoView({ block: "center" }); }
+  };
+  return { node: box, refresh: null, mounted };
 }
+
+// ---- search --------------------------------------------------------------------------------
+
+// where a hit opens: the terminal at that moment, the turn, the call
+function hitLink(h) {
+  const s = `#/s/${h.session_id}`;
+  if (h.kind === "term") return `${s}/terminal?t=${Math.max(0, Math.round(h.rel_t || 0))}`;
+  if (h.kind === "call") return `${s}/calls?call=${h.ref}`;
+  if (h.kind === "tool") return `${s}/interactions?turn=${h.turn ?? ""}`;
+  return `${s}/interactions?turn=${h.ref}`;
+}
+
+async function searchView(q) {
+  const box = el("div", {}, el("h2", {}, "Search ", el("span.muted", {}, q)));
+  if (!q) return box;
+  const r = await get(`/api/search?q=${encodeURIComponent(q)}&limit=100`);
+  if (!r.hits.length) box.append(el("p.muted", {}, "no hit"));
+  box.append(el("ol.hits", {}, r.hits.map((h) => el("li.hit", { "data-kind": h.kind },
+    el("a", { href: hitLink(h) }, el("code", {}, (h.session_id || "").slice(0, 8)), " ", el("span.badge", {}, h.kind), " ",
+      h.kind === "term" ? `at ${(h.rel_t / 1e6).toFixed(1)} s` : h.kind === "call" ? `call ${h.ref}` : h.kind === "tool" ? `tool call ${h.ref}` : `turn ${h.ref}`),
+    el("div.snippet", {}, h.parts.map((p, i) => (i % 2 ? el("mark", {}, p) : p)))))));
+  return box;
+}
+
+document.getElementById("search").addEventListener("submit", (e) => {
+  e.preventDefault();
+  location.hash = `#/search?q=${encodeURIComponent(e.target.q.value)}`;
+});
 
 // ---- routing and the live feed ---------------------------------------------------------------
 
@@ -212,10 +283,12 @@ async function render() {
   query = Object.fromEntries(new URLSearchParams(location.hash.split("?")[1] || ""));
   const m = location.hash.match(/^#\/s\/([0-9a-f]+)(?:\/(\w+))?/);
   const tr = location.hash.match(/^#\/training(?:\/([0-9a-f]+))?/);
+  const sr = location.hash.startsWith("#/search");
   try {
     if (current && current.dispose) current.dispose();
     current = m ? await sessionView(m[1], tabs.includes(m[2]) ? m[2] : "interactions")
       : tr ? { node: await trainingView(tr[1]), refresh: async () => main.replaceChildren(await trainingView(tr[1])) }
+      : sr ? { node: await searchView(query.q || "") }
       : await sessionsView();
     main.replaceChildren(current.node);
     if (current.mounted) await current.mounted();

@@ -1,10 +1,12 @@
 // dom.js: how the monitor draws: elements from data with textContent only
 // (what the record holds is never HTML), small SVG charts, and formats.
 
-// el("tag.class", {attrs}, ...children): an element; strings become text
+// el("tag#id.class", {attrs}, ...children): an element; strings become text
 export function el(spec, attrs, ...kids) {
-  const [tag, ...classes] = spec.split(".");
+  const [name, ...classes] = spec.split(".");
+  const [tag, id] = name.split("#");
   const n = document.createElement(tag || "div");
+  if (id) n.id = id;
   if (classes.length) n.className = classes.join(" ");
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
@@ -72,4 +74,26 @@ export function diff(a, b) {
   while (i < n) out.push({ op: "-", text: x[i++] });
   while (j < m) out.push({ op: "+", text: y[j++] });
   return out;
+}
+
+// virtualRows(head, items, draw, [rowHeight]): a scrolling table that holds
+// only the rows in view and a screenful either side, so thousands of rows
+// scroll as smoothly as twenty; draw(item) makes a row
+export function virtualRows(head, items, draw, rowHeight = 29) {
+  const body = el("tbody");
+  const box = el("div.vscroll", {}, el("table", {}, head, body));
+  const spacer = (n) => { const tr = el("tr.spacer"); tr.style.height = `${n * rowHeight}px`; return tr; };
+  let shown = -1;
+  function paint() {
+    const view = Math.ceil((box.clientHeight || 800) / rowHeight);
+    const first = Math.max(0, Math.floor(box.scrollTop / rowHeight) - view);
+    if (first === shown) return;
+    shown = first;
+    const last = Math.min(items.length, first + 3 * view);
+    body.replaceChildren(spacer(first), ...items.slice(first, last).map(draw), spacer(items.length - last));
+  }
+  let queued = false;
+  box.addEventListener("scroll", () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; paint(); }); } });
+  paint();
+  return box;
 }

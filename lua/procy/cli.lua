@@ -40,6 +40,13 @@ M.commands = {
     options = { { long = "--format", arg = "cast|cast3", help = "asciicast v2 (cast, the default) or v3" },
                 { short = "-o", long = "--output", arg = "FILE", help = "write to FILE, not standard output" } },
     help = "a session as an asciicast recording (v2, or v3)" },
+  { name = "search", args = "QUERY...",
+    options = { { long = "--session", arg = "ID", help = "in one session only" },
+                { long = "--kind", arg = "K", help = "only prompt, answer, tool, call or term hits" },
+                { long = "--limit", arg = "N", help = "at most N hits (20)" },
+                { long = "--raw", help = "QUERY is an FTS5 query (AND, OR, NEAR, \"phrases\", prefix*)" },
+                { long = "--json", help = "the hits as JSON" } },
+    help = "search prompts, answers, tool calls, API answers and terminal output" },
   { name = "play", reads = true, args = "ID",
     options = { { long = "--speed", arg = "N", help = "N times as fast (1)" },
                 { long = "--idle-limit", arg = "S", help = "no pause longer than S seconds" } },
@@ -323,6 +330,40 @@ function commands.export(args, opts)
     say(err)
     return 1
   end
+  return 0
+end
+
+-- procy search QUERY... [--session ID] [--kind K] [--limit N] [--raw] [--json]
+function commands.search(args, opts)
+  if #args == 0 then say("usage: procy search QUERY... (procy help search)") return 2 end
+  local store = require "procy.store"
+  local o = { kind = opts.kind, raw = opts.raw, limit = tonumber(opts.limit or "20") }
+  if not o.limit then say("--limit is a number") return 2 end
+  if opts.session then
+    local row, err = store.find_session(opts.session)
+    if not row then say(err) return 1 end
+    o.session = row.id
+  end
+  local hits, err = require("procy.search").search(table.concat(args, " "), o)
+  if not hits then say(err) return 1 end
+  if opts.json then
+    print(require("procy.json").encode(hits, { indent = true, sort = true }))
+    return 0
+  end
+  local tty = require("procy.pty").isatty(1)
+  for _, h in ipairs(hits) do
+    local parts = {}
+    for i, p in ipairs(h.parts) do
+      p = p:gsub("%s+", " ")
+      parts[i] = i % 2 == 0 and (tty and "\27[1;33m" .. p .. "\27[0m" or "[" .. p .. "]") or p
+    end
+    local where = h.kind == "term" and ("at %.1f s"):format((h.rel_t or 0) / 1e6)
+      or (h.kind == "prompt" or h.kind == "answer") and ("turn %d"):format(h.ref)
+      or h.kind == "tool" and ("tool call %d%s"):format(h.ref, h.turn and (", turn " .. h.turn) or "")
+      or ("call %d"):format(h.ref)
+    print(("%s  %-6s %-22s %s"):format((h.session_id or "-"):sub(1, 8), h.kind, where, table.concat(parts)))
+  end
+  if #hits == 0 then say("no hit") return 1 end
   return 0
 end
 

@@ -1,6 +1,7 @@
 -- procy.monitor: the routes the monitor's page needs beyond the JSON API
 -- of procy.serve: a session's terminal for the player (procy.replay) and
--- search across the record (procy.search). Reads go through s.reader.
+-- search across the record (procy.search). Reads go through s.reader; the
+-- search index is brought up to date on the process's own connection.
 
 local json = require "procy.json"
 local replay = require "procy.replay"
@@ -53,9 +54,94 @@ local function terminal(req, s, sid, rest)
   return web.fail(req, 404, "no route " .. req:path())
 end
 
+local function search(req, s)
+  local q = web.query(req)
+  if not q.q or not q.q:find("%S") then return web.fail(req, 400, "search needs q") end
+  local o = { kind = q.kind ~= "" and q.kind or nil, limit = tonumber(q.limit or "50"), raw = q.raw == "1" }
+  if q.session and q.session ~= "" then
+    local row, err = store.find_session(q.session, s.reader)
+    if not row then return web.fail(req, 404, err) end
+    o.session = row.id
+  end
+  local hits, err = require("procy.search").search(q.q, o, s.reader)
+  if not hits then return web.fail(req, 400, err) end
+  web.reply(req, 200, { hits = hits })
+end
+
+-- ---- what a call asked that the one before it did not --------------------------------
+
+-- cache_control moves from call to call (the newest turn carries it):
+-- it changes no message
+local function plain(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do
+    if k ~= "cache_control" then out[k] = plain(x) end
+  end
+  return setmetatable(out, getmetatable(v))
+end
+local function same(a, b)
+  return json.encode(plain(a) or json.null, { sort = true }) == json.encode(plain(b) or json.null, { sort = true })
+end
+
+local function request_of(id)
+  local row = store.call(id)
+  if not row then return nil end
+  local r = json.decode(row.request or "")
+  return row, type(r) == "table" and type(r.messages) == "table" and r or nil
+end
+
+local function tool_names(r)
+  local out = {}
+  for _, t in ipairs(type(r.tools) == "table" and r.tools or {}) do
+    if type(t) == "table" and t.name then out[t.name] = true end
+  end
+  return out
+end
+
+-- the previous call of the same conversation: of the last 20 calls of the
+-- session to the same path, the newest whose messages begin this call's
+local function call_diff(req, s, id)
+  local row, r = request_of(math.tointeger(tonumber(id)))
+  if not row then return web.fail(req, 404, "no call " .. id) end
+  if not r then return web.reply(req, 200, { previous = json.null }) end
+  local cands = assert(s.reader:query([[SELECT id FROM api_calls WHERE session_id IS ? AND path = ? AND id < ?
+    ORDER BY id DESC LIMIT 20]], row.session_id, row.path, row.id))
+  for _, c in ipairs(cands) do
+    local _, p = request_of(c.id)
+    local n = 0
+    if p then
+      while n < #p.messages and n < #r.messages and same(p.messages[n + 1], r.messages[n + 1]) do n = n + 1 end
+    end
+    if p and n > 0 then
+      local added = json.array()
+      for i = n + 1, #r.messages do added[#added + 1] = r.messages[i] end
+      local now, before = tool_names(r), tool_names(p)
+      local tools_added, tools_removed = json.array(), json.array()
+      for k in pairs(now) do if not before[k] then tools_added[#tools_added + 1] = k end end
+      for k in pairs(before) do if not now[k] then tools_removed[#tools_removed + 1] = k end end
+      table.sort(tools_added)
+      table.sort(tools_removed)
+      return web.reply(req, 200, { previous = c.id, kept = n, dropped = #p.messages - n, added = added,
+        system_changed = not same(p.system, r.system), model_changed = p.model ~= r.model,
+        tools_added = tools_added, tools_removed = tools_removed })
+    end
+  end
+  web.reply(req, 200, { previous = json.null, added = json.array(r.messages) })
+end
+
 -- serve(req, s, path) -> true when it answered
 function M.serve(req, s, path)
   if req:method() ~= "GET" and req:method() ~= "HEAD" then return false end
+  if path == "/api/search" then
+    search(req, s)
+    return true
+  end
+  local cid = path:match("^/api/calls/(%d+)/diff$")
+  if cid then
+    call_diff(req, s, cid)
+    return true
+  end
   local sid, rest = path:match("^/api/sessions/(%x+)/terminal(.*)$")
   if sid then
     terminal(req, s, sid, rest)

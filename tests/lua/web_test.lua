@@ -24,13 +24,15 @@ local a = assert(store.new_session { argv = { "claude" }, cwd = dir .. "/work", 
 local b = assert(store.new_session { argv = { "codex" }, cwd = dir .. "/other", mode = "pty" })
 local serve = require "procy.serve"
 local srv = assert(serve.start { port = 0, upstream = fake.url, openai = fake.url, session = a })
-for i = 1, 2 do
+-- two calls, then a third that goes on from the second's conversation
+local asks = { { { role = "user", content = "hello 1" } }, { { role = "user", content = "hello 2" } },
+  { { role = "user", content = "hello 2" }, { role = "assistant", content = "FAKE: hello!" }, { role = "user", content = "now the tests" } } }
+for i, messages in ipairs(asks) do
   assert(http.request { method = "POST", url = srv.url .. "/v1/messages", headers = { ["x-api-key"] = "sk-test" },
-    body = json.encode { model = "claude-haiku-4-5", stream = i == 2, max_tokens = 50,
-      messages = { { role = "user", content = "hello " .. i } } } })
+    body = json.encode { model = "claude-haiku-4-5", stream = i > 1, max_tokens = 50, messages = messages } })
+  local deadline = core.now() + 10
+  while core.now() < deadline and #h:query("SELECT 1 FROM api_calls WHERE session_id = ?", a) < i do core.sleep(0.05) end
 end
-local deadline = core.now() + 10
-while core.now() < deadline and #h:query("SELECT 1 FROM api_calls WHERE session_id = ?", a) < 2 do core.sleep(0.05) end
 local now = store.now_us()
 h:exec([[INSERT INTO turns(session_id, seq, source, prompt, response, started_at, ended_at, status)
   VALUES (?, 1, 'human', 'fix the parser', 'I fixed it.', ?, ?, 'done'), (?, 2, 'proxy', 'run the tests', 'They pass.', ?, ?, 'done')]],
@@ -98,7 +100,7 @@ T.is(r.status, 404, "with it, the write is procy's to judge (a session with no t
 local ok, err = pcall(serve.start, { port = 0, host = "0.0.0.0", upstream = fake.url })
 T.ok(not ok and tostring(err):find("needs a token", 1, true), "listening beyond loopback without a token is refused", err)
 local s = json.decode(assert(http.request { url = srv.url .. "/api/sessions/" .. a:sub(1, 8) }).body)
-T.ok(s.stats and s.stats.calls == 2 and s.stats.turns == 2 and s.stats.corrections == 1 and #s.turns == 2,
+T.ok(s.stats and s.stats.calls == 3 and s.stats.turns == 2 and s.stats.corrections == 1 and #s.turns == 2,
   "GET /api/sessions/ID: the session, its counts and turns")
 
 -- ---- the browser ------------------------------------------------------------------------------

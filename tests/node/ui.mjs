@@ -69,10 +69,19 @@ try {
   await page.click('nav.tabs a[href$="/calls"]');
   await page.waitForSelector("#tab-calls tr[data-call]", { timeout: 10000 });
   const ncalls = await page.locator("tr[data-call]").count();
-  check(ncalls === 2, "API calls: the session's calls", ncalls);
+  check(ncalls === 3, "API calls: the session's calls", ncalls);
   await page.click("tr[data-call] >> nth=0");
   await page.waitForSelector("text=the answer, reassembled", { timeout: 10000 });
   check((await page.textContent("#tab-calls")).includes("FAKE: hello!"), "a call's detail: the answer reassembled");
+  check((await page.textContent("#call-new summary")).includes("the first call of its conversation"), "the first call has nothing before it");
+  const second = await page.getAttribute("tr[data-call] >> nth=1", "data-call");
+  await page.click("tr[data-call] >> nth=2");
+  await page.waitForFunction((id) => (document.querySelector("#call-new summary")?.textContent || "").includes(`since call ${id}`), second, { timeout: 10000 }).catch(() => null);
+  const news = await page.textContent("#call-new");
+  check(/new since call \d+: 2 messages \(1 kept\)/.test(news) && news.includes("user: now the tests") && !news.includes("hello 2"),
+    "a call's diff against the one before it in its conversation: what was new", news);
+  check(/event by event \(\d+\)/.test(await page.textContent("#call-events summary")) &&
+    (await page.textContent("#call-events")).includes("message_start"), "the raw stream, event by event");
   await page.screenshot({ path: `${screens}/calls.png`, fullPage: true });
 
   // the terminal: a call's ▶ opens it at that call, lit in the timeline
@@ -112,6 +121,27 @@ try {
   await page.waitForFunction(() => window.procyPlayer.screenText().includes("LIVE-LINE 7"), null, { timeout: 10000 }).catch(() => null);
   check((await page.evaluate(() => window.procyPlayer.screenText())).includes("LIVE-LINE 7"), "a running session's output arrives live",
     `${Date.now() - l0} ms`);
+
+  // search: a string only the terminal holds; the hit opens the terminal there
+  await page.fill("#search input", "zebra-quartz-42");
+  await page.press("#search input", "Enter");
+  await page.waitForSelector("li.hit", { timeout: 10000 }).catch(() => null);
+  const hits = await page.locator("li.hit").count();
+  check(hits === 1 && await page.getAttribute("li.hit", "data-kind") === "term" && (await page.textContent("li.hit mark")) === "zebra-quartz-42",
+    "search finds a string only the terminal holds", `${hits} hits`);
+  await page.screenshot({ path: `${screens}/search.png`, fullPage: true });
+  await page.click("li.hit a");
+  await page.waitForSelector("#tab-terminal .player[data-ready]", { timeout: 10000 }).catch(() => null);
+  check((await page.evaluate(() => window.procyPlayer && window.procyPlayer.screenText())).includes("zebra-quartz-42"),
+    "and opens the terminal at that moment");
+  await page.fill("#search input", "parser");
+  await page.press("#search input", "Enter");
+  await page.waitForSelector("li.hit[data-kind=prompt] a", { timeout: 10000 }).catch(() => null);
+  await page.click("li.hit[data-kind=prompt] a");
+  await page.waitForSelector(".turn.target", { timeout: 10000 }).catch(() => null);
+  check((await page.getAttribute(".turn.target", "id")) === "turn-1", "a prompt's hit opens its turn");
+  await page.click('nav.tabs a[href$="/calls"]');
+  await page.waitForSelector("#tab-calls tr[data-call]", { timeout: 10000 });
 
   // turns and corrections
   await page.click('nav.tabs a[href$="/turns"]');
