@@ -430,7 +430,29 @@ static int json_array(lua_State *L) { return set_kind(L, ARRAY_MT); }
 /* object([t]) -> t marked to encode as an object */
 static int json_object(lua_State *L) { return set_kind(L, OBJECT_MT); }
 
+/* base64(bytes) -> the bytes as base64 text (RFC 4648, padded): binary
+   inside JSON, where a string must be text */
+static int json_base64(lua_State *L)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n;
+	const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+	luaL_Buffer b;
+	char *o = luaL_buffinitsize(L, &b, (n + 2) / 3 * 4);
+	size_t j = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
+		o[j++] = abc[v >> 18 & 63];
+		o[j++] = abc[v >> 12 & 63];
+		o[j++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
+		o[j++] = i + 2 < n ? abc[v & 63] : '=';
+	}
+	luaL_pushresultsize(&b, j);
+	return 1;
+}
+
 static const luaL_Reg json_funcs[] = {
+	{ "base64", json_base64 },
 	{ "encode", json_encode },
 	{ "decode", json_decode },
 	{ "spans",  json_spans },

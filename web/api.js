@@ -3,7 +3,22 @@
 
 const csrf = document.querySelector('meta[name="procy-csrf"]')?.content || "";
 
+// An HTML export (procy export --format html) carries the API's answers
+// for its session: the views read them instead of asking a server, and
+// nothing is written.
+export const exported = (() => {
+  const n = document.getElementById("procy-data");
+  return n ? JSON.parse(n.textContent) : null;
+})();
+
+function fromExport(path) {
+  const v = exported.api[path];
+  if (v === undefined) throw new Error(`not in this export: ${path}`);
+  return structuredClone(v);
+}
+
 export async function get(path) {
+  if (exported) return fromExport(path);
   const r = await fetch(path, { headers: { accept: "application/json" } });
   const body = await r.json().catch(() => ({ error: r.statusText }));
   if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
@@ -11,6 +26,7 @@ export async function get(path) {
 }
 
 export async function send(method, path, value) {
+  if (exported) throw new Error("this is an export: it cannot change the record");
   const r = await fetch(path, {
     method,
     headers: { "content-type": "application/json", "x-procy-csrf": csrf },
@@ -24,6 +40,7 @@ export async function send(method, path, value) {
 // live(fn): fn(kind, data) for each event of /api/events, reconnecting by
 // itself (EventSource sends Last-Event-ID); returns a function that stops it
 export function live(fn, onstate) {
+  if (exported) return () => {};
   const es = new EventSource("/api/events");
   for (const kind of ["call", "change"]) {
     es.addEventListener(kind, (e) => { try { fn(kind, JSON.parse(e.data)); } catch (err) { console.warn(err); } });

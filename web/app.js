@@ -1,7 +1,7 @@
 // app.js: the procy monitor. Hash routes: #/ (sessions), #/s/ID/TAB (a
 // session: interactions, calls, turns, corrections). Everything is drawn
 // with DOM nodes and textContent: what the record holds is never HTML.
-import { get, send, live, allCalls } from "./api.js";
+import { get, send, live, allCalls, exported } from "./api.js";
 import { el, fmt, virtualRows } from "./dom.js";
 import { evolveTab } from "./evolve.js";
 import { trainingView } from "./training.js";
@@ -269,6 +269,7 @@ async function searchView(q) {
   return box;
 }
 
+if (exported) document.getElementById("search").hidden = true; // an export holds no index
 document.getElementById("search").addEventListener("submit", (e) => {
   e.preventDefault();
   location.hash = `#/search?q=${encodeURIComponent(e.target.q.value)}`;

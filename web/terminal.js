@@ -7,7 +7,7 @@
 // scrub, the call in flight at that moment is lit. A running session's
 // output comes as it is recorded.
 import { Terminal } from "/web/vendor/xterm.mjs";
-import { get, bin, allCalls } from "./api.js";
+import { get, bin, allCalls, exported } from "./api.js";
 import { el } from "./dom.js";
 
 // records(buffer): the records of procy.replay (t µs float64, length
@@ -27,12 +27,14 @@ export const clock = (us) => {
   return `${m}:${(s % 60).toFixed(1).padStart(4, "0")}`;
 };
 
-// the record over HTTP; the HTML export gives another source of the same shape
+// the record over HTTP: meta, calls, seek(t) and events(after), the last
+// two giving {recs, last, more}; the HTML export has a source of the same
+// shape (exportSource)
 export function httpSource(sid) {
   const base = `/api/sessions/${sid}/terminal`;
   const answer = async (path) => {
     const r = await bin(path);
-    return { data: r.data, last: Number(r.headers.get("x-procy-last") || 0), more: r.headers.get("x-procy-more") === "1" };
+    return { recs: [...records(r.data)], last: Number(r.headers.get("x-procy-last") || 0), more: r.headers.get("x-procy-more") === "1" };
   };
   return {
     meta: () => get(base),
@@ -42,10 +44,35 @@ export function httpSource(sid) {
   };
 }
 
+// the record inlined in an HTML export (procy.share): frames with their
+// snapshots, every event with its id, as base64 of records
+export function exportSource(t) {
+  const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer;
+  const frames = t.frames.map((f) => ({ ...f, rec: [...records(bytes(f.data))] }));
+  const events = [...records(bytes(t.events))].map((r, i) => ({ ...r, id: t.ids[i] }));
+  const after = (id) => { let lo = 0, hi = events.length; while (lo < hi) { const m = (lo + hi) >> 1; if (events[m].id <= id) lo = m + 1; else hi = m; } return lo; };
+  return {
+    meta: async () => t.meta,
+    calls: async () => t.calls,
+    seek: async (at) => {
+      let f = frames[0];
+      for (const x of frames) { if (x.t > at) break; f = x; }
+      const recs = [...f.rec];
+      let last = f.after;
+      for (let i = after(f.after); i < events.length && events[i].t <= at; i++) {
+        if (events[i].kind === "o" || events[i].kind === "r") recs.push(events[i]);
+        last = events[i].id;
+      }
+      return { recs, last, more: false };
+    },
+    events: async (id) => { const i = after(id); return { recs: events.slice(i), last: events.length ? events[events.length - 1].id : id, more: false }; },
+  };
+}
+
 const IDLE = 2e6; // a pause longer than 2 s of recording plays as 2 s
 
 export async function terminalTab(s, opts = {}) {
-  const source = opts.source || httpSource(s.id);
+  const source = opts.source || (exported ? exportSource(exported.terminal) : httpSource(s.id));
   const [meta, calls] = await Promise.all([source.meta(), source.calls()]);
   const start = meta.start;
   let duration = meta.duration, pos = 0, last = 0, fetched = 0, queue = [], more = true, filling = false;
@@ -124,7 +151,7 @@ export async function terminalTab(s, opts = {}) {
     if (mine !== seeks) return; // a later seek won
     term.reset();
     // drawn: xterm.js calls the last write back once it has parsed it
-    const recs = [...records(r.data)];
+    const recs = r.recs;
     const final = recs.findLast((x) => x.kind === "o" || x.kind === "s");
     await new Promise((done) => {
       for (const x of recs) apply(x, x === final ? done : undefined);
@@ -144,7 +171,7 @@ export async function terminalTab(s, opts = {}) {
     filling = true;
     try {
       const r = await source.events(fetched);
-      for (const x of records(r.data)) queue.push(x);
+      for (const x of r.recs) queue.push(x);
       fetched = r.last || fetched;
       more = r.more;
     } finally { filling = false; }
@@ -191,7 +218,7 @@ export async function terminalTab(s, opts = {}) {
     }
     for (;;) {
       const r = await source.events(fetched);
-      for (const x of records(r.data)) { apply(x); pos = Math.max(pos, x.t); }
+      for (const x of r.recs) { apply(x); pos = Math.max(pos, x.t); }
       last = fetched = r.last || fetched;
       if (!r.more) break;
     }

@@ -37,9 +37,9 @@ M.commands = {
   { name = "show", reads = true, args = "ID", options = { { long = "--json", help = "the summary as JSON, for scripts" } },
     help = "a session's summary" },
   { name = "export", reads = true, args = "ID",
-    options = { { long = "--format", arg = "cast|cast3", help = "asciicast v2 (cast, the default) or v3" },
+    options = { { long = "--format", arg = "cast|cast3|html", help = "asciicast v2 (cast, the default), v3, or one HTML file with the monitor's views" },
                 { short = "-o", long = "--output", arg = "FILE", help = "write to FILE, not standard output" } },
-    help = "a session as an asciicast recording (v2, or v3)" },
+    help = "a session as an asciicast recording, or as one self-contained HTML file to share (read-only, offline)" },
   { name = "search", args = "QUERY...",
     options = { { long = "--session", arg = "ID", help = "in one session only" },
                 { long = "--kind", arg = "K", help = "only prompt, answer, tool, call or term hits" },
@@ -308,8 +308,8 @@ function commands.export(args, opts)
   local row, code = one_session(args, "export")
   if not row then return code end
   local format = opts.format or "cast"
-  if format ~= "cast" and format ~= "cast3" then
-    say("--format is cast (asciicast v2) or cast3 (v3), not '", format, "'")
+  if format ~= "cast" and format ~= "cast3" and format ~= "html" then
+    say("--format is cast (asciicast v2), cast3 (v3) or html, not '", format, "'")
     return 2
   end
   local out = io.stdout
@@ -323,7 +323,11 @@ function commands.export(args, opts)
   else
     out:setvbuf("full")
   end
-  require("procy.sessions").export(row, format, function(s) out:write(s) end)
+  if format == "html" then
+    out:write(require("procy.share").html(row))
+  else
+    require("procy.sessions").export(row, format, function(s) out:write(s) end)
+  end
   local ok, err = out:flush()
   if opts.output then out:close() end
   if not ok then

@@ -331,6 +331,11 @@ local function route(s, req)
   handler(req, s)
 end
 
+-- answer(s, req): what the server answers req with (every route but the
+-- proxy's /v1/); procy.share asks it with requests of its own to put the
+-- API's answers in an HTML export
+M.answer = route
+
 -- ---- starting and stopping ------------------------------------------------------
 
 local listeners = {}

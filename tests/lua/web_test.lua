@@ -110,7 +110,15 @@ if not fs.stat(chromium) or not fs.stat(T.src .. "/tests/node/node_modules/playw
 else
   local screens = fs.cwd() .. "/screens"
   fs.mkdir(screens)
-  local p = assert(proc.spawn({ "node", T.src .. "/tests/node/ui.mjs", srv.url, a, screens, job },
+  -- the session as one HTML file, made by the command a person would run
+  local export = dir .. "/session.html"
+  local r = T.procy { "--config", dir .. "/procy.lua", "export", a:sub(1, 8), "--format", "html", "-o", export }
+  T.ok(r.code == 0 and fs.stat(export), "procy export --format html writes one file", r.stderr)
+  local page = T.read(export) or ""
+  T.ok(not page:find('src="', 1, true) and not page:find('href="/', 1, true) and page:find("default-src 'none'", 1, true),
+    "it loads nothing from anywhere, and its policy says so")
+  T.ok(not page:find("sk-test", 1, true), "the API key the calls carried is not in it")
+  local p = assert(proc.spawn({ "node", T.src .. "/tests/node/ui.mjs", srv.url, a, screens, job, export },
     { stdin = true, stderr = "stdout", env = { CHROMIUM = chromium } }))
   local checks = 0
   for line in p:lines() do

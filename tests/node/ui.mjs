@@ -6,7 +6,7 @@ import { chromium } from "playwright-core";
 import http from "node:http";
 import readline from "node:readline";
 
-const [base, session, screens, job] = process.argv.slice(2);
+const [base, session, screens, job, exportFile] = process.argv.slice(2);
 const lines = readline.createInterface({ input: process.stdin });
 const answers = [];
 let waiting = null;
@@ -198,6 +198,37 @@ try {
   evil.close();
 
   check(outside.length === 0, "nothing loaded from outside procy", outside.join(" "));
+
+  // the HTML export, opened from file:// with every request watched
+  const offline = await browser.newContext({ offline: true });
+  const ex = await offline.newPage({ viewport: { width: 1400, height: 900 } });
+  const exErrors = [], requests = [];
+  ex.on("console", (m) => { if (m.type() === "error") exErrors.push(m.text()); });
+  ex.on("pageerror", (e) => exErrors.push(String(e)));
+  ex.on("request", (r) => { if (r.url() !== "file://" + exportFile && !r.url().startsWith("data:")) requests.push(r.url()); });
+  await ex.goto("file://" + exportFile);
+  await ex.waitForSelector("#tab-interactions .turn", { timeout: 10000 }).catch(() => null);
+  check((await ex.locator(".turn").count()) === 2 && (await ex.textContent("#tab-interactions")).includes("fix the parser"),
+    "the export opens offline at the session's interactions");
+  await ex.click('nav.tabs a[href$="/terminal"]');
+  await ex.waitForSelector("#tab-terminal .player[data-ready]", { timeout: 10000 }).catch(() => null);
+  await ex.evaluate(() => { const s = document.querySelector(".scrub"); s.value = s.max; s.dispatchEvent(new Event("input")); s.dispatchEvent(new Event("change")); });
+  await ex.waitForFunction(() => window.procyPlayer && window.procyPlayer.screenText().includes("the end of the session"), null, { timeout: 10000 }).catch(() => null);
+  check((await ex.evaluate(() => window.procyPlayer && window.procyPlayer.screenText())).includes("zebra-quartz-42"),
+    "its terminal replays and seeks");
+  await ex.click("#tab-terminal .tl.prompt >> nth=0");
+  await ex.waitForFunction(() => !window.procyPlayer.screenText().includes("zebra"), null, { timeout: 10000 }).catch(() => null);
+  check((await ex.evaluate(() => window.procyPlayer.screenText())).includes("BEFORE-TURN-ONE"), "to any moment");
+  await ex.click('nav.tabs a[href$="/calls"]');
+  await ex.waitForSelector("#tab-calls tr[data-call]", { timeout: 10000 }).catch(() => null);
+  await ex.click("tr[data-call] >> nth=2");
+  await ex.waitForSelector("#call-new", { timeout: 10000 }).catch(() => null);
+  check((await ex.locator("tr[data-call]").count()) === 3 && (await ex.textContent("#call-new")).includes("now the tests"),
+    "its calls, with what each added");
+  await ex.screenshot({ path: `${screens}/export.png`, fullPage: true });
+  check(requests.length === 0, "the export made no request", requests.join(" "));
+  check(exErrors.length === 0, "and no console error", exErrors.join(" | "));
+  await offline.close();
 } catch (e) {
   check(false, "the browser run", e && e.stack || e);
 } finally {
