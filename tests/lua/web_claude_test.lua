@@ -1,0 +1,90 @@
+-- The monitor of a real session: the real Claude Code through procy in a
+-- real terminal (tmux), offline against the fake upstream, running a Bash
+-- tool; the session's own monitor (the URL !status gives) opened in a
+-- real browser (tests/node/ui_claude.mjs) while Claude Code still runs:
+-- the turn and its tool call, the terminal as Claude Code drew it, a seek
+-- back to the first call, search, and a new prompt's answer arriving live.
+local T = require "lib.tap"
+local tmux = require "lib.tmux"
+local core = require "procy.core"
+local db = require "procy.db"
+local fs = require "procy.fs"
+local json = require "procy.json"
+local proc = require "procy.proc"
+
+local chromium = os.getenv("CHROMIUM") or "/usr/bin/chromium"
+if not fs.stat(chromium) or not fs.stat(T.src .. "/tests/node/node_modules/playwright-core") then
+  T.skip("the browser checks", "chromium or playwright-core is not installed (.ci/setup installs them)")
+  return T.done()
+end
+local agents = require "lib.agents"
+local w = agents.world("claude")
+if not w then return agents.skip("claude") end
+local _ <close> = w.fake.proc
+local dir, work, env, claude = w.dir, w.work, w.env, w.cli
+local record = dir .. "/record.db"
+local q = tmux.quote
+local term = tmux.new { cols = 120, rows = 40, env = env,
+  cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
+    .. " --allowedTools Bash; echo procy-exit=$?" }
+
+local function see(pattern, name, seconds)
+  local screen, last = term:wait_for(pattern, seconds or 20)
+  T.ok(screen, name, last)
+  return screen
+end
+local function rows(sql, ...)
+  local h = assert(db.open(record, { migrations = false }))
+  local r = h:query(sql, ...)
+  h:close()
+  return r
+end
+local function turns_done(n)
+  local deadline = core.now() + 20
+  while core.now() < deadline and #rows("SELECT 1 FROM turns WHERE status = 'done'") < n do core.sleep(0.2) end
+  return #rows("SELECT 1 FROM turns WHERE status = 'done'") >= n
+end
+
+see("\n❯", "Claude Code is ready inside procy")
+core.sleep(0.5)
+term:type("TOOL:bash[echo web-monitor-check]")
+term:keys("Enter")
+T.ok(turns_done(1), "a turn with a Bash tool call, done")
+core.sleep(0.5)
+term:type("!status")
+term:keys("Enter")
+local screen = see("monitor%s+http://127%.0%.0%.1:%d+/", "!status names the session's monitor")
+local url = (screen or ""):match("monitor%s+(http://127%.0%.0%.1:%d+)/")
+term:keys("q")
+core.sleep(0.5)
+local sid = rows("SELECT id FROM sessions")[1].id
+
+local screens = fs.cwd() .. "/screens"
+fs.mkdir(screens)
+local p = assert(proc.spawn({ "node", T.src .. "/tests/node/ui_claude.mjs", url or "", sid, screens },
+  { stdin = true, stderr = "stdout", env = { CHROMIUM = chromium } }))
+local checks = 0
+for line in p:lines() do
+  local what = line:match("^WAIT (%S+)")
+  if what == "type-prompt" then
+    term:type("say live")
+    term:keys("Enter")
+    p:write("ok\n")
+  else
+    local c = line:sub(1, 1) == "{" and json.decode(line)
+    if c then
+      checks = checks + 1
+      T.ok(c.ok, "browser: " .. c.name, c.diag)
+    else
+      io.stderr:write("ui_claude.mjs: ", line, "\n")
+    end
+  end
+end
+local res = p:wait()
+T.ok(res.code == 0 and checks >= 8, "the browser run ended, every check made", checks .. " checks")
+
+term:type("/exit")
+term:keys("Enter")
+see("procy%-exit=0", "/exit ends Claude Code, and procy exits 0")
+proc.run { "rm", "-rf", dir }
+return T.done()
