@@ -213,13 +213,36 @@ function turnsTable(s) {
     })));
 }
 
+const exportFormats = ["trl-sft", "trl-dpo", "trl-kto", "openai-sft", "openai-dpo", "alpaca"];
+
 async function correctionsTab(s, ctx) {
   const list = (await get(`/api/corrections?session=${s.id}&limit=1000`)).corrections;
-  if (!list.length) return el("p.muted", {}, "no corrections yet: click a prompt in Interactions to correct it");
-  return el("table", {}, el("thead", {}, el("tr", {}, ["id", "turn", "kind", "source", "original", "corrected", "note", ""].map((h) => el("th", {}, h)))),
-    el("tbody", {}, list.map((c) => el("tr", { "data-correction": c.id }, el("td", {}, c.id), el("td", {}, c.turn_seq ?? ""), el("td", {}, c.kind),
-      el("td", {}, c.source || ""), el("td", {}, el("pre", {}, c.original)), el("td", {}, el("pre", {}, c.corrected)), el("td", {}, c.note || ""),
-      el("td", {}, el("button", { onclick: async () => { await send("DELETE", `/api/corrections/${c.id}`); ctx.reload(); } }, "delete"))))));
+  const counts = {};
+  for (const c of list) counts[c.kind] = (counts[c.kind] || 0) + 1;
+  const exports = el("p.exports", {}, "training data from this session: ", exportFormats.map((f) =>
+    el("a.button", { href: `/api/training/export?format=${f}&session=${s.id}`, download: `${f}.train.jsonl` }, f)));
+  if (!list.length) return el("div", {}, el("p.muted", {}, "no corrections yet: click a prompt in Interactions to correct it"), exported ? null : exports);
+  const edit = (c, cell) => {
+    const text = el("textarea", {}, c.corrected);
+    const note = el("input", { placeholder: "note", value: c.note || undefined });
+    const msg = el("div");
+    cell.replaceChildren(el("div.form", {}, text, note, el("div", {},
+      el("button", { onclick: async () => {
+        try { await send("PATCH", `/api/corrections/${c.id}`, { corrected: text.value, note: note.value || undefined }); ctx.reload(`correction ${c.id} changed`); }
+        catch (e) { msg.replaceChildren(el("span.error", {}, e.message)); }
+      } }, "save"), " ", el("button", { onclick: () => ctx.reload() }, "cancel")), msg));
+    text.focus();
+  };
+  return el("div", {},
+    el("p.counts", {}, Object.entries(counts).map(([k, n]) => el("span.badge", { "data-kind": k }, `${k} ${n}`)), " ", exported ? null : exports),
+    el("table", {}, el("thead", {}, el("tr", {}, ["id", "turn", "kind", "source", "original", "corrected", "note", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, list.map((c) => {
+        const corrected = el("td", {}, el("pre", {}, c.corrected));
+        return el("tr", { "data-correction": c.id }, el("td", {}, c.id), el("td", {}, c.turn_seq ?? ""), el("td", {}, c.kind),
+          el("td", {}, c.source || ""), el("td", {}, el("pre", {}, c.original)), corrected, el("td", {}, c.note || ""),
+          el("td", {}, el("button", { onclick: () => edit(c, corrected) }, "edit"), " ",
+            el("button", { onclick: async () => { await send("DELETE", `/api/corrections/${c.id}`); ctx.reload(`correction ${c.id} removed`); } }, "delete")));
+      }))));
 }
 
 async function sessionView(id, tab) {
@@ -243,7 +266,20 @@ async function sessionView(id, tab) {
     const n = query.turn && document.getElementById(`turn-${query.turn}`);
     if (n) { n.classList.add("target"); n.scrollIntoView({ block: "center" }); }
   };
-  return { node: box, refresh: null, mounted };
+  // live: the tab drawn again when the record changes (evolve's progress, a
+  // new turn or call), where it was scrolled to; not while a form is open
+  const refresh = async () => {
+    if (box.querySelector(".form")) return;
+    const section = box.querySelector(`#tab-${tab}`);
+    const fresh = await get(`/api/sessions/${id}`);
+    const y = window.scrollY, inner = section.querySelector(".vscroll")?.scrollTop;
+    const body = tab === "calls" ? await calls(fresh) : tab === "turns" ? turnsTable(fresh) : tab === "evolve" ? await evolveTab(fresh)
+      : tab === "corrections" ? await correctionsTab(fresh, ctx) : interactions(fresh, ctx);
+    section.replaceChildren(body);
+    if (inner) section.querySelector(".vscroll").scrollTop = inner;
+    window.scrollTo(0, y);
+  };
+  return { node: box, refresh, mounted };
 }
 
 // ---- search --------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ function promptDiff(run) {
   return el("div", {}, el("h4", {}, "Prompt diff ", pickA, " → ", pickB), out);
 }
 
+const picked = new Map(); // run id -> the try shown
+
 export async function evolveTab(s) {
   const runs = (await get(`/api/runs?session=${s.id}`)).runs;
   if (!runs.length) return el("p.muted", {}, "no evolve run in this session (!evolve N)");
@@ -67,7 +69,9 @@ export async function evolveTab(s) {
     const points = tries.map((t) => ({ x: t.seq, y: t.score ?? null,
       mark: t.feasible === false ? "infeasible" : t.status !== "ok" ? "failed" : t.improved ? "improved" : "" }));
     const detail = el("div", {}, el("p.muted", {}, "pick a try"));
-    const pick = (t) => detail.replaceChildren(tryDetail(run, t));
+    const pick = (t) => { picked.set(run.id, t.seq); detail.replaceChildren(tryDetail(run, t)); };
+    const was = run.tries.find((t) => t.seq === picked.get(run.id));
+    if (was) pick(was); // drawn again (live): the try picked stays picked
     box.append(el("section.run", { "data-run": run.id },
       el("h3", {}, `Run ${run.id.slice(0, 8)} `, el("span.badge", {}, run.status), " ", el("span.muted", {}, run.task || "")),
       el("p.muted", {}, `${tries.length} tries · best try ${run.best_seq ?? "-"} · started ${fmt.time(run.started_at)}`

@@ -158,12 +158,14 @@ local function reach(c, target, minimize)
   end
 end
 
--- compare(ids, {by = "adapter"|nil, target = N}) -> text | nil, err, code:
--- runs on the same task side by side: each run's (or, by adapter, each
--- adapter's mean) best-so-far curve in one text chart, its best, and the
--- tries it took to reach the target score (default: the lowest best among
--- them, which every series reaches)
-function M.compare(ids, o)
+-- comparison(ids, {by = "adapter"|nil, target = N}) -> {by, target, lo,
+-- hi, len, series = {{name, runs (ids), curve, best, tries (mean tries
+-- to the target, or nil), reached (runs that did), adapter}}} | nil, err,
+-- code: runs on the same task side by side (no ids: every run on the
+-- newest run's task): each run's (or, by adapter, each adapter's mean)
+-- best-so-far curve, its best, and the tries it took to reach the target
+-- score (default: the lowest best among them, which every series reaches)
+function M.comparison(ids, o)
   o = o or {}
   local runs = {}
   if #ids == 0 then
@@ -219,20 +221,39 @@ function M.compare(ids, o)
       if sx.best then target = target and (sx.minimize and math.max(target, sx.best) or math.min(target, sx.best)) or sx.best end
     end
   end
+  local out = { by = o.by, target = target, lo = lo, hi = hi, len = len, series = {} }
+  for i, sx in ipairs(series) do
+    local tries = {}
+    for _, c in ipairs(sx.curves) do tries[#tries + 1] = reach(c, target, sx.minimize) end
+    local mean
+    if #tries > 0 then
+      local sum = 0
+      for _, n in ipairs(tries) do sum = sum + n end
+      mean = sum / #tries
+    end
+    local ids_of = {}
+    for k, r in ipairs(sx.runs) do ids_of[k] = r.id end
+    out.series[i] = { name = sx.name, runs = ids_of, curve = sx.curve, best = sx.best, tries = mean, reached = #tries,
+                      adapter = sx.adapter }
+  end
+  return out
+end
+
+-- compare(ids, {by =, target =}) -> the comparison as text: a row per
+-- series and a text chart of the curves | nil, err, code
+function M.compare(ids, o)
+  o = o or {}
+  local c, err, code = M.comparison(ids, o)
+  if not c then return nil, err, code end
+  local lo, hi, len, series = c.lo, c.hi, c.len, c.series
   local out = {}
   local function add(...) out[#out + 1] = string.format(...) end
   local marks = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
   add("%-2s  %-16s  %4s  %5s  %10s  %s", "", o.by == "adapter" and "adapter" or "run", "runs", "tries", "best",
-    ("tries to %.6g"):format(target))
+    ("tries to %.6g"):format(c.target))
   for i, sx in ipairs(series) do
-    local tries = {}
-    for _, c in ipairs(sx.curves) do tries[#tries + 1] = reach(c, target, sx.minimize) end
-    local mean = "never"
-    if #tries > 0 then
-      local sum = 0
-      for _, n in ipairs(tries) do sum = sum + n end
-      mean = ("%.1f"):format(sum / #tries) .. (#tries < #sx.curves and (" (%d of %d runs)"):format(#tries, #sx.curves) or "")
-    end
+    local mean = sx.tries and (("%.1f"):format(sx.tries) .. (sx.reached < #sx.runs and (" (%d of %d runs)"):format(sx.reached, #sx.runs) or ""))
+      or "never"
     add("%-2s  %-16s  %4d  %5d  %10s  %s", marks:sub(i, i), clip(sx.name, 16), #sx.runs, #sx.curve,
       sx.best and ("%.6g"):format(sx.best) or "-", mean)
   end

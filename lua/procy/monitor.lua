@@ -3,7 +3,9 @@
 -- search across the record (procy.search). Reads go through s.reader; the
 -- search index is brought up to date on the process's own connection.
 
+local core = require "procy.core"
 local json = require "procy.json"
+local proc = require "procy.proc"
 local replay = require "procy.replay"
 local store = require "procy.store"
 local web = require "procy.web"
@@ -130,9 +132,116 @@ local function call_diff(req, s, id)
   web.reply(req, 200, { previous = json.null, added = json.array(r.messages) })
 end
 
+-- ---- the writes: corrections, training ---------------------------------------------------
+
+local function body_of(req)
+  if not (req:header("content-type") or ""):find("^application/json") then
+    return core.fail("EINVAL", "a change is posted as application/json")
+  end
+  local b = json.decode(req:body() or "")
+  if type(b) ~= "table" then return core.fail("EINVAL", "the body is a JSON object") end
+  return b
+end
+
+-- procy itself, with this server's record and settings: what a person
+-- would run in a shell (argv, no shell)
+local function procy_argv(...)
+  local argv = { core.exe, "--db", store.path() }
+  local config = require "procy.config"
+  if config.files and config.files[#config.files] then
+    argv[#argv + 1] = "--config"
+    argv[#argv + 1] = config.files[#config.files]
+  end
+  for _, w in ipairs { ... } do argv[#argv + 1] = w end
+  return argv
+end
+
+local function last_line(r)
+  local text = ((r.stderr or "") ~= "" and r.stderr or r.stdout or ""):gsub("%s+$", "")
+  return text:match("([^\n]*)$")
+end
+
+-- GET /api/training/export?format=F[&session=ID][&category=C,...]: the
+-- training file procy train export makes, as a download
+local function export(req)
+  local q = web.query(req)
+  local format = q.format or "trl-sft"
+  if not format:match("^[%w%-]+$") then return web.fail(req, 400, "format is a name like trl-sft") end
+  local dir = os.tmpname()
+  os.remove(dir)
+  local argv = procy_argv("train", "export", "--format", format, "-o", dir)
+  if q.session and q.session ~= "" then argv[#argv + 1] = "--session" argv[#argv + 1] = q.session end
+  if q.category and q.category ~= "" then argv[#argv + 1] = "--category" argv[#argv + 1] = q.category end
+  local r = assert(proc.run(argv))
+  local f = io.open(dir .. "/" .. format .. ".train.jsonl", "rb")
+  local data = f and f:read("a")
+  if f then f:close() end
+  proc.run { "rm", "-rf", dir }
+  if r.code ~= 0 or not data then
+    return web.fail(req, (r.stderr or ""):find("ENODATA", 1, true) and 404 or 400, last_line(r) or "the export failed")
+  end
+  req:respond(200, { ["Content-Type"] = "application/x-ndjson", ["Cache-Control"] = "no-store",
+    ["Content-Disposition"] = ('attachment; filename="%s.train.jsonl"'):format(format) }, data)
+end
+
+local function writes(req, s, path, method)
+  local cid = path:match("^/api/corrections/(%d+)$")
+  if cid and method == "PATCH" then
+    local b, err = body_of(req)
+    if not b then return web.fail(req, 400, err) end
+    local ok, eerr = store.edit_correction(cid, { corrected = b.corrected, note = type(b.note) == "string" and b.note or nil })
+    if not ok then return web.fail(req, eerr:find("^ENOENT") and 404 or 400, eerr) end
+    return web.reply(req, 200, { id = tonumber(cid) })
+  elseif path == "/api/training/jobs" and method == "POST" then
+    local b, err = body_of(req)
+    if not b then return web.fail(req, 400, err) end
+    local m = b.method or "sft"
+    if m ~= "sft" and m ~= "dpo" and m ~= "kto" then return web.fail(req, 400, "method is sft, dpo or kto") end
+    local argv = procy_argv("train", "start", "--method", m)
+    if type(b.base_model) == "string" and b.base_model ~= "" then
+      argv[#argv + 1] = "--base-model"
+      argv[#argv + 1] = b.base_model
+    end
+    local r = assert(proc.run(argv))
+    local job = (r.stdout or ""):match("training job (%x+) started")
+    if r.code ~= 0 or not job then return web.fail(req, 400, last_line(r) or "the job did not start") end
+    return web.reply(req, 201, { id = job })
+  end
+  local jid = path:match("^/api/training/jobs/(%x+)/stop$")
+  if jid and method == "POST" then
+    local train = require "procy.train"
+    local job, err = train.job(jid)
+    if not job then return web.fail(req, 404, err) end
+    local ok, serr = train.stop(job)
+    if not ok then return web.fail(req, 409, serr) end
+    return web.reply(req, 200, { stopped = job.id })
+  end
+  return false
+end
+
 -- serve(req, s, path) -> true when it answered
 function M.serve(req, s, path)
-  if req:method() ~= "GET" and req:method() ~= "HEAD" then return false end
+  local method = req:method()
+  if method ~= "GET" and method ~= "HEAD" then return writes(req, s, path, method) ~= false end
+  if path == "/api/training/export" then
+    export(req)
+    return true
+  end
+  if path == "/api/runs/compare" then
+    local q = web.query(req)
+    local ids = {}
+    for id in (q.runs or ""):gmatch("[^,]+") do ids[#ids + 1] = id end
+    local c, err = require("procy.evolve").comparison(ids, { by = q.by == "adapter" and "adapter" or nil,
+      target = tonumber(q.target or "") })
+    if not c then
+      web.reply(req, 200, { series = json.array(), error = err })
+    else
+      for _, sx in ipairs(c.series) do sx.runs, sx.curve = json.array(sx.runs), json.array(sx.curve) end
+      c.series = json.array(c.series)
+      web.reply(req, 200, c)
+    end
+    return true
+  end
   if path == "/api/search" then
     search(req, s)
     return true

@@ -424,6 +424,20 @@ function M.correction(id, h)
 end
 
 -- uncorrect(id) -> true | nil, "ENOENT: ...": the correction removed
+-- edit_correction(id, {corrected =, note =}) -> true | nil, err, code: a
+-- person's second thoughts on a correction (the original and the context
+-- stay as they were)
+function M.edit_correction(id, f)
+  local row, err, code = M.correction(id)
+  if not row then return nil, err, code end
+  if f.corrected ~= nil and (type(f.corrected) ~= "string" or not f.corrected:find("%S")) then
+    return core.fail("EINVAL", "a correction's text cannot be empty")
+  end
+  assert(M.open()):exec("UPDATE corrections SET corrected = coalesce(?, corrected), note = coalesce(?, note) WHERE id = ?",
+    f.corrected, f.note, row.id)
+  return true
+end
+
 function M.uncorrect(id)
   local ok, err, code = M.correction(id)
   if not ok then return nil, err, code end

@@ -373,6 +373,37 @@ do
   T.ok(st == 200 and #v.lines > 0 and v.lines[1].line:find('"event"', 1, true), "…/log: its lines")
   st, v = get("/api/training/adapters")
   T.ok(st == 200 and v.adapters[1] and v.adapters[1].name == "procy-" .. id, "GET /api/training/adapters")
+
+  -- the monitor's buttons: edit a correction, download an export, start and stop a job, compare runs
+  local function send(method, path, value)
+    local res = assert(http.request { method = method, url = base .. path, body = value and json.encode(value),
+      headers = { ["content-type"] = "application/json", ["x-procy-csrf"] = csrf } })
+    return res.status, json.decode(res.body) or res.body
+  end
+  local last = h:query("SELECT id FROM corrections WHERE kind = 'corrected' ORDER BY id DESC LIMIT 1")[1].id
+  st = send("PATCH", "/api/corrections/" .. last, { corrected = "SET 9, then check it", note = "second thoughts" })
+  local row = h:query("SELECT corrected, note, original FROM corrections WHERE id = ?", last)[1]
+  T.ok(st == 200 and row.corrected == "SET 9, then check it" and row.note == "second thoughts" and row.original == "SET 2",
+    "PATCH /api/corrections/ID changes the text and note, not the original")
+  T.is((send("PATCH", "/api/corrections/" .. last, { corrected = "  " })), 400, "an empty correction is refused")
+  local dl = assert(http.request { url = base .. "/api/training/export?format=trl-sft&session=" .. a })
+  T.ok(dl.status == 200 and dl.body:find("SET 9, then check it", 1, true) and (dl.headers["content-disposition"] or ""):find("trl%-sft%.train%.jsonl"),
+    "GET /api/training/export: the training file, as a download", dl.status .. " " .. dl.body:sub(1, 200))
+  T.is(assert(http.request { url = base .. "/api/training/export?format=trl-sft&session=" .. empty }).status, 404,
+    "an export with nothing in it is 404, said")
+  st, v = get("/api/runs/compare?by=adapter")
+  T.ok(st == 200 and #v.series >= 1 and v.series[1].curve and v.target, "GET /api/runs/compare?by=adapter: the series", json.encode(v))
+  -- a job started from the page runs the trainer of the project's settings (here, this machine's)
+  local conf = T.write(dir .. "/local.lua", ([[return { db = %q, trainer = { workdir = %q,
+    command = { "sh", %q, "{data}", "{method}" } } }]]):format(record, dir .. "/local", dir .. "/fake_train.sh"))
+  assert(config.load { config = conf })
+  st, v = send("POST", "/api/training/jobs", { method = "sft" })
+  local started = type(v) == "table" and v.id or "none"
+  T.ok(st == 201 and started ~= "none", "POST /api/training/jobs starts a job", json.encode(v))
+  T.ok(wait_state(started, "running"), "which runs")
+  st, v = send("POST", "/api/training/jobs/" .. started .. "/stop")
+  T.ok(st == 200 and wait_state(started, "stopped"), "POST /api/training/jobs/ID/stop stops it", json.encode(v))
+  T.is((send("POST", "/api/training/jobs", { method = "ppo" })), 400, "a method procy does not know is refused")
   serve.stop(srv)
 end
 

@@ -144,7 +144,7 @@ else
   local res = p:wait()
   T.ok(res.code == 0 and checks >= 20, "the browser run ended, every check made", checks .. " checks")
   local kept = h:query("SELECT * FROM corrections WHERE session_id = ? AND turn_seq = 1", a)[1] or {}
-  T.ok(kept.corrected == "fix the parser, and add a test for nested quotes" and kept.context,
+  T.ok(kept.corrected == "fix the parser, and test nested quotes twice" and kept.context,
     "the page's correction is in the record, with its context")
   T.ok(fs.stat(screens .. "/interactions.png"), "screenshots of each view in screens/")
 end

@@ -151,6 +151,20 @@ try {
   await page.click('nav.tabs a[href$="/corrections"]');
   await page.waitForSelector("#tab-corrections tr[data-correction]", { timeout: 10000 });
   check((await page.textContent("#tab-corrections")).includes("add a test for nested quotes"), "Corrections: the one made in the page");
+  check((await page.textContent("#tab-corrections p.counts")).includes("corrected 2"), "with the counts by kind");
+  // edit one
+  await page.click('#tab-corrections tr[data-correction] >> nth=0 >> text=edit');
+  await page.fill("#tab-corrections .form textarea", "fix the parser, and test nested quotes twice");
+  await page.click("#tab-corrections .form >> text=save");
+  await page.waitForSelector("#flash >> text=changed", { timeout: 10000 }).catch(() => null);
+  check((await page.textContent("#tab-corrections")).includes("test nested quotes twice"), "a correction edited in the page");
+  // the training data, downloaded
+  const [download] = await Promise.all([page.waitForEvent("download", { timeout: 15000 }),
+    page.click('#tab-corrections a.button[href*="format=trl-sft"]')]);
+  const file = await download.path();
+  const rows = (await import("node:fs")).readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  check(rows.length >= 1 && JSON.stringify(rows).includes("test nested quotes twice") && download.suggestedFilename() === "trl-sft.train.jsonl",
+    "the export button downloads the training file, the edit in it", `${rows.length} rows`);
   await page.screenshot({ path: `${screens}/corrections.png`, fullPage: true });
 
   check(errors.length === 0, "no console errors", errors.join(" | "));
@@ -176,6 +190,9 @@ try {
   check(await page.locator("#job polyline.line").count() === 1 && (await page.textContent("#job pre")).includes('"step":4'),
     "a job's loss curve and its log");
   check((await page.textContent("main")).includes("procy-" + job), "the adapters deployed");
+  check(await page.locator("#train-start button").count() === 1, "a button to start training");
+  check(await page.locator("#compare svg.chart").count() === 1 && (await page.textContent("#compare")).includes("(base model)"),
+    "the evolve runs compared by adapter");
   await page.screenshot({ path: `${screens}/training.png`, fullPage: true });
 
   // the page writes only with its token; without it procy refuses
