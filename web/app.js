@@ -143,8 +143,22 @@ async function calls(s) {
     el("td", {}, el("a", { href: `#/s/${s.id}/terminal?t=${c.started_at - s.started_at}`, title: "the terminal at this call",
       onclick: (e) => e.stopPropagation() }, "▶")));
   if (query.call) showCall(query.call, detail);
-  return el("div.split", {}, virtualRows(head, list, row), detail);
+  const rows = virtualRows(head, list, row);
+  // live: a call recorded now is a row at once (the server's `call`
+  // event); a change the event did not tell of, fetched from the last id
+  const ids = new Set(list.map((c) => c.id));
+  const add = (c) => { if (!ids.has(c.id)) { ids.add(c.id); rows.add({ ...c, session_id: c.session_id || c.session }); } };
+  liveCalls = {
+    sid: s.id,
+    add,
+    more: async () => {
+      const last = list.length ? list[list.length - 1].id : 0;
+      for (const c of (await get(`/api/calls?session=${s.id}&after=${last}&limit=1000`)).calls.reverse()) add(c);
+    },
+  };
+  return el("div.split", {}, rows, detail);
 }
+let liveCalls = null;
 
 // an SSE stream as its events: [{event, data}]
 function sseEvents(text) {
@@ -270,6 +284,7 @@ async function sessionView(id, tab) {
   // new turn or call), where it was scrolled to; not while a form is open
   const refresh = async () => {
     if (box.querySelector(".form")) return;
+    if (tab === "calls" && liveCalls && liveCalls.sid === s.id) return liveCalls.more();
     const section = box.querySelector(`#tab-${tab}`);
     const fresh = await get(`/api/sessions/${id}`);
     const y = window.scrollY, inner = section.querySelector(".vscroll")?.scrollTop;
@@ -279,7 +294,8 @@ async function sessionView(id, tab) {
     if (inner) section.querySelector(".vscroll").scrollTop = inner;
     window.scrollTo(0, y);
   };
-  return { node: box, refresh, mounted };
+  const onCall = (c) => { if (tab === "calls" && liveCalls && liveCalls.sid === s.id && c.session === s.id) liveCalls.add(c); };
+  return { node: box, refresh, mounted, onCall };
 }
 
 // ---- search --------------------------------------------------------------------------------
@@ -337,7 +353,8 @@ window.addEventListener("hashchange", render);
 render();
 
 let pending = null;
-live(() => {
+live((kind, data) => {
+  if (kind === "call" && current && current.onCall) current.onCall(data); // on screen at once
   // many events in a burst: one refresh
   if (pending || !current || !current.refresh) return;
   pending = setTimeout(async () => { pending = null; try { await current.refresh(); } catch (e) { console.warn(e); } }, 100);

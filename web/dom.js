@@ -95,5 +95,7 @@ export function virtualRows(head, items, draw, rowHeight = 29) {
   let queued = false;
   box.addEventListener("scroll", () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; paint(); }); } });
   paint();
+  // add(item): one more row at the end (a call just recorded), drawn now
+  box.add = (item) => { items.push(item); shown = -1; paint(); };
   return box;
 }

@@ -108,9 +108,10 @@ routes["/api/calls"] = function(req, s)
   local q = query_of(req)
   local limit, lerr = int(q, "limit", 1)
   local before, berr = int(q, "before", 1)
+  local after, aerr = int(q, "after", 0)
   local session, serr = session_arg(q, s)
-  if lerr or berr or serr then return fail(req, 400, lerr or berr or serr) end
-  local rows, err = store.calls { session = session, limit = limit, before = before, db = s.reader }
+  if lerr or berr or aerr or serr then return fail(req, 400, lerr or berr or aerr or serr) end
+  local rows, err = store.calls { session = session, limit = limit, before = before, after = after, db = s.reader }
   if not rows then return fail(req, 500, err) end
   local full = #rows == math.max(1, math.min(limit or 50, 1000))
   reply(req, 200, { calls = json.array(rows), next = full and rows[#rows].id or json.null })

@@ -277,13 +277,15 @@ function M.session_stats(ids, h)
   return out
 end
 
--- calls{session =, limit =, before =, db =} -> the newest calls first, at
--- most limit (default 50, at most 1000); before: only ids below it (the
--- next page); db: the handle to read with | nil, err, code
+-- calls{session =, limit =, before =, after =, db =} -> the newest calls
+-- first, at most limit (default 50, at most 1000); before: only ids below
+-- it (the next page); after: only ids above it (what is new); db: the
+-- handle to read with | nil, err, code
 function M.calls(o)
   local where, args = { "1" }, {}
   if o.session then where[#where + 1] = "session_id = ?"; args[#args + 1] = o.session end
   if o.before then where[#where + 1] = "id < ?"; args[#args + 1] = o.before end
+  if o.after then where[#where + 1] = "id > ?"; args[#args + 1] = o.after end
   args[#args + 1] = math.max(1, math.min(o.limit or 50, 1000))
   return (o.db or M.open()):query("SELECT " .. call_columns .. " FROM api_calls WHERE " .. table.concat(where, " AND ")
     .. " ORDER BY id DESC LIMIT ?", table.unpack(args))

@@ -125,6 +125,10 @@ else
     local what = line:match("^WAIT (%S+)")
     if what == "new-session" then
       p:write(assert(store.new_session { argv = { "claude" }, cwd = dir .. "/third", mode = "pty" }) .. "\n")
+    elseif what == "new-call" then
+      assert(http.request { method = "POST", url = srv.url .. "/v1/messages", headers = { ["x-api-key"] = "sk-test" },
+        body = json.encode { model = "claude-haiku-4-5", max_tokens = 50, messages = { { role = "user", content = "one more" } } } })
+      p:write(("%d\n"):format(math.floor(core.time() * 1000)))
     elseif what == "live-output" then
       term(now + 6e6, "o", "LIVE-LINE 7\r\n")
       p:write("ok\n")

@@ -82,6 +82,10 @@ try {
     "a call's diff against the one before it in its conversation: what was new", news);
   check(/event by event \(\d+\)/.test(await page.textContent("#call-events summary")) &&
     (await page.textContent("#call-events")).includes("message_start"), "the raw stream, event by event");
+  // live: a call relayed now is a row of the open list
+  const sent = Number(await ask("new-call"));
+  await page.waitForSelector("tr[data-call] >> nth=3", { timeout: 10000 }).catch(() => null);
+  check(await page.locator("tr[data-call]").count() === 4, "a call relayed now appears in the open list", `${Date.now() - sent} ms`);
   await page.screenshot({ path: `${screens}/calls.png`, fullPage: true });
 
   // the terminal: a call's ▶ opens it at that call, lit in the timeline
