@@ -275,11 +275,12 @@ async function sessionView(id, tab) {
     : tab === "corrections" ? await correctionsTab(s, ctx) : interactions(s, ctx);
   box.append(el("div", { id: "flash" }, flash), el("section", { id: `tab-${tab}` }, body));
   flash = "";
-  // a link to a turn (a search hit): shown, marked
-  const mounted = () => {
-    const n = query.turn && document.getElementById(`turn-${query.turn}`);
-    if (n) { n.classList.add("target"); n.scrollIntoView({ block: "center" }); }
+  // a link to a turn (a search hit): marked, and shown when the view opens
+  const mark = (scroll) => {
+    const n = query.turn && box.querySelector(`#turn-${query.turn}`);
+    if (n) { n.classList.add("target"); if (scroll) n.scrollIntoView({ block: "center" }); }
   };
+  const mounted = () => mark(true);
   // live: the tab drawn again when the record changes (evolve's progress, a
   // new turn or call), where it was scrolled to; not while a form is open
   const refresh = async () => {
@@ -293,6 +294,7 @@ async function sessionView(id, tab) {
     section.replaceChildren(body);
     if (inner) section.querySelector(".vscroll").scrollTop = inner;
     window.scrollTo(0, y);
+    mark(false);
   };
   const onCall = (c) => { if (tab === "calls" && liveCalls && liveCalls.sid === s.id && c.session === s.id) liveCalls.add(c); };
   return { node: box, refresh, mounted, onCall };

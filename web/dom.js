@@ -77,25 +77,40 @@ export function diff(a, b) {
 }
 
 // virtualRows(head, items, draw, [rowHeight]): a scrolling table that holds
-// only the rows in view and a screenful either side, so thousands of rows
-// scroll as smoothly as twenty; draw(item) makes a row
+// only the rows in view and half a screen either side, so thousands of
+// rows scroll as smoothly as twenty: a row is drawn (draw(item)) when it
+// comes into the window and kept while it stays there; the table's layout
+// is fixed, so a row coming in does not lay the others out again
 export function virtualRows(head, items, draw, rowHeight = 29) {
   const body = el("tbody");
-  const box = el("div.vscroll", {}, el("table", {}, head, body));
-  const spacer = (n) => { const tr = el("tr.spacer"); tr.style.height = `${n * rowHeight}px`; return tr; };
-  let shown = -1;
+  const box = el("div.vscroll", {}, el("table.fixed", {}, head, body));
+  const top = el("tr.spacer"), bottom = el("tr.spacer");
+  let shown = -1, drawn = new Map();
   function paint() {
     const view = Math.ceil((box.clientHeight || 800) / rowHeight);
-    const first = Math.max(0, Math.floor(box.scrollTop / rowHeight) - view);
+    const first = Math.max(0, Math.floor(box.scrollTop / rowHeight) - (view >> 1));
     if (first === shown) return;
     shown = first;
-    const last = Math.min(items.length, first + 3 * view);
-    body.replaceChildren(spacer(first), ...items.slice(first, last).map(draw), spacer(items.length - last));
+    const last = Math.min(items.length, first + 2 * view);
+    const next = new Map(), rows = [];
+    for (let i = first; i < last; i++) {
+      const tr = drawn.get(i) || draw(items[i]);
+      next.set(i, tr);
+      rows.push(tr);
+    }
+    drawn = next;
+    top.style.height = `${first * rowHeight}px`;
+    bottom.style.height = `${(items.length - last) * rowHeight}px`;
+    body.replaceChildren(top, ...rows, bottom);
   }
   let queued = false;
   box.addEventListener("scroll", () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; paint(); }); } });
   paint();
   // add(item): one more row at the end (a call just recorded), drawn now
-  box.add = (item) => { items.push(item); shown = -1; paint(); };
+  box.add = (item) => { items.push(item); shown = -1; paint(); box.dataset.rows = items.length; };
+  box.dataset.rows = items.length;
+  // show(i): scrolls row i into view
+  box.show = (i) => { const y = i * rowHeight; if (y < box.scrollTop || y > box.scrollTop + box.clientHeight - rowHeight) box.scrollTop = Math.max(0, y - box.clientHeight / 2); };
+  box.row = (i) => drawn.get(i);
   return box;
 }

@@ -8,7 +8,7 @@
 // output comes as it is recorded.
 import { Terminal } from "/web/vendor/xterm.mjs";
 import { get, bin, allCalls, exported } from "./api.js";
-import { el } from "./dom.js";
+import { el, virtualRows } from "./dom.js";
 
 // records(buffer): the records of procy.replay (t µs float64, length
 // uint32, kind byte, data; little-endian)
@@ -98,19 +98,40 @@ export async function terminalTab(s, opts = {}) {
     ...calls.map((c) => ({ t: c.started_at - start, end: c.started_at - start + (c.duration_us || 0), kind: "call",
       label: `#${c.id} ${c.method} ${c.path} ${c.model || ""} ${c.status ?? c.error ?? ""}`, id: c.id })),
   ].sort((a, b) => a.t - b.t);
-  const marks = el("div.marks");
-  const list = el("div.timeline");
-  for (const it of items) {
-    it.row = el("div.tl." + it.kind, { "data-t": Math.round(it.t), "data-call": it.id, onclick: () => seek(it.t) },
-      el("span.clock", {}, clock(it.t)), " ", el("span.badge", {}, it.kind), " ", it.label);
-    list.append(it.row);
-    it.tick = el("span.tick." + it.kind, { title: `${clock(it.t)} ${it.label}`, onclick: () => seek(it.t) });
-    marks.append(it.tick);
-  }
-  const placeTicks = () => { for (const it of items) it.tick.style.left = `${(100 * it.t / Math.max(1, duration)).toFixed(3)}%`; };
-  placeTicks();
+  items.forEach((it, i) => { it.i = i; });
+  let lit = new Set(); // the prompt and the calls in flight at pos
 
-  let lit = new Set();
+  // the list: thousands of calls, only the rows in view drawn
+  const row = (it) => el("tr.tl." + it.kind + (lit.has(it) ? ".inflight" : ""),
+    { "data-t": Math.round(it.t), "data-call": it.id, onclick: () => seek(it.t) },
+    el("td.clock", {}, clock(it.t)), el("td", {}, el("span.badge", {}, it.kind)), el("td", {}, it.label));
+  const rows = virtualRows(el("thead", {}, el("tr", {}, el("th", {}, "at"), el("th", {}, ""), el("th", {}, "what"))), items, row, 25);
+  const list = el("div.timeline", {}, rows);
+
+  // the markers on the scrubber, on one canvas (thousands of calls are
+  // thousands of lines, not thousands of elements); a click goes to the
+  // nearest within 4 px, else to where it fell
+  const counts = {};
+  for (const it of items) counts[it.kind] = (counts[it.kind] || 0) + 1;
+  const marks = el("canvas.marks", { height: 10, title: "markers: prompts, !mark, API calls", "data-counts": JSON.stringify(counts) });
+  const colors = { call: "rgba(106, 115, 125, .45)", gap: "#cb2431", mark: "#22863a", prompt: "#0366d6" };
+  function placeTicks() {
+    const w = marks.clientWidth || 800;
+    marks.width = w;
+    const g = marks.getContext("2d");
+    g.clearRect(0, 0, w, 10);
+    for (const kind of Object.keys(colors)) {
+      g.fillStyle = colors[kind];
+      for (const it of items) if (it.kind === kind) g.fillRect(Math.round(it.t / Math.max(1, duration) * (w - 3)), 0, kind === "call" ? 1 : 3, 10);
+    }
+  }
+  marks.addEventListener("click", (e) => {
+    const w = marks.clientWidth || 1, t = e.offsetX / w * duration, slack = 4 / w * duration;
+    let best = null;
+    for (const it of items) if (Math.abs(it.t - t) <= slack && (!best || Math.abs(it.t - t) < Math.abs(best.t - t))) best = it;
+    seek(best ? best.t : t);
+  });
+
   function highlight() {
     const now = new Set();
     let prompt = null;
@@ -120,9 +141,11 @@ export async function terminalTab(s, opts = {}) {
       if (it.kind === "prompt") prompt = it;
     }
     if (prompt) now.add(prompt);
-    for (const it of lit) if (!now.has(it)) it.row.classList.remove("inflight");
-    for (const it of now) if (!lit.has(it)) { it.row.classList.add("inflight"); if (!dragging) it.row.scrollIntoView({ block: "nearest" }); }
+    let first = null;
+    for (const it of lit) if (!now.has(it)) rows.row(it.i)?.classList.remove("inflight");
+    for (const it of now) if (!lit.has(it)) { rows.row(it.i)?.classList.add("inflight"); if (!first || it.i < first.i) first = it; }
     lit = now;
+    if (first && !dragging) rows.show(first.i);
   }
 
   function show() {
@@ -240,6 +263,7 @@ export async function terminalTab(s, opts = {}) {
     node: box,
     mounted: async () => {
       term.open(screen);
+      placeTicks();
       const at = opts.t != null ? Number(opts.t) : follow ? Number.MAX_SAFE_INTEGER : 0;
       await seek(at);
       if (opts.t == null && meta.status === "running") { follow = true; live.hidden = false; }

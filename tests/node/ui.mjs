@@ -93,7 +93,9 @@ try {
   await page.click(`tr[data-call="${callId}"] a[title="the terminal at this call"]`);
   await page.waitForSelector("#tab-terminal .player[data-ready]", { timeout: 10000 });
   check(await page.locator(`#tab-terminal .tl.call.inflight[data-call="${callId}"]`).count() === 1,
-    "a call's ▶ opens the terminal at that call, the call lit on the timeline");
+    "a call's ▶ opens the terminal at that call, the call lit on the timeline",
+    JSON.stringify(await page.evaluate(() => ({ hash: location.hash, pos: window.procyPlayer.pos, d: window.procyPlayer.duration,
+      rows: [...document.querySelectorAll(".tl")].map((r) => `${r.className} ${r.dataset.t} ${r.dataset.call || ""}`) }))));
   check((await page.evaluate(() => window.procyPlayer.screenText())).includes("working line"),
     "the terminal shows what was on screen then");
   // seek: to the first prompt, from the timeline
@@ -103,8 +105,8 @@ try {
   let screen = await page.evaluate(() => window.procyPlayer.screenText());
   check(screen.includes("BEFORE-TURN-ONE") && !screen.includes("zebra"), "a click on a prompt seeks the terminal to it", screen);
   check(await page.locator("#tab-terminal .tl.prompt.inflight").count() === 1, "and lights it");
-  check(await page.locator("#tab-terminal .marks .tick.mark").count() === 1 && await page.locator("#tab-terminal .marks .tick.prompt").count() === 2,
-    "the scrubber marks the !mark and each prompt");
+  const counts = JSON.parse(await page.getAttribute("#tab-terminal canvas.marks", "data-counts"));
+  check(counts.mark === 1 && counts.prompt === 2 && counts.call === 4, "the scrubber marks the !mark, each prompt and each call", JSON.stringify(counts));
   // scrub to the end
   await page.evaluate(() => { const s = document.querySelector(".scrub"); s.value = s.max; s.dispatchEvent(new Event("input")); s.dispatchEvent(new Event("change")); });
   await page.waitForFunction(() => window.procyPlayer.screenText().includes("the end of the session"), null, { timeout: 10000 }).catch(() => null);
@@ -237,8 +239,9 @@ try {
   await ex.waitForFunction(() => window.procyPlayer && window.procyPlayer.screenText().includes("the end of the session"), null, { timeout: 10000 }).catch(() => null);
   check((await ex.evaluate(() => window.procyPlayer && window.procyPlayer.screenText())).includes("zebra-quartz-42"),
     "its terminal replays and seeks");
+  const exSeeks = Number(await ex.getAttribute("#tab-terminal .player", "data-seeks"));
   await ex.click("#tab-terminal .tl.prompt >> nth=0");
-  await ex.waitForFunction(() => !window.procyPlayer.screenText().includes("zebra"), null, { timeout: 10000 }).catch(() => null);
+  await ex.waitForFunction((n) => Number(document.querySelector(".player").dataset.seeks) > n, exSeeks, { timeout: 10000 }).catch(() => null);
   check((await ex.evaluate(() => window.procyPlayer.screenText())).includes("BEFORE-TURN-ONE"), "to any moment");
   await ex.click('nav.tabs a[href$="/calls"]');
   await ex.waitForSelector("#tab-calls tr[data-call]", { timeout: 10000 }).catch(() => null);
