@@ -42,11 +42,7 @@ local term = tmux.new { cols = 120, rows = 40, env = env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
     .. " --allowedTools Bash Write; echo procy-exit=$?" }
 
-local function see(pattern, name, seconds)
-  local screen, last = term:wait_for(pattern, seconds or 30)
-  T.ok(screen, name, last)
-  return screen
-end
+local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 30) end
 
 see("\n❯", "Claude Code starts inside procy")
 core.sleep(0.5)

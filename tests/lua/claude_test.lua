@@ -19,11 +19,7 @@ local q = tmux.quote
 local term = tmux.new { cols = 120, rows = 40, env = env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude) .. "; echo procy-exit=$?" }
 
-local function see(pattern, name, seconds)
-  local screen, last = term:wait_for(pattern, seconds or 20)
-  T.ok(screen, name, last)
-  return screen
-end
+local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 20) end
 
 see("Claude Code v2%.1%.330", "Claude Code starts inside procy")
 see("\n❯", "and shows its prompt")

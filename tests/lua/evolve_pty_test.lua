@@ -43,11 +43,7 @@ local term = tmux.new { cols = 140, rows = 40, env = w.env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
     .. " --allowedTools Bash Edit Read Write; echo procy-exit=$?" }
 
-local function see(pattern, name, seconds)
-  local screen, last = term:wait_for(pattern, seconds or 30)
-  T.ok(screen, name, last)
-  return screen
-end
+local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 30) end
 local function command(line)
   term:type("!")
   core.sleep(0.2)

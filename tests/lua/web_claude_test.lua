@@ -9,12 +9,11 @@ local tmux = require "lib.tmux"
 local core = require "procy.core"
 local db = require "procy.db"
 local fs = require "procy.fs"
-local json = require "procy.json"
 local proc = require "procy.proc"
 
-local chromium = os.getenv("CHROMIUM") or "/usr/bin/chromium"
-if not fs.stat(chromium) or not fs.stat(T.src .. "/tests/node/node_modules/playwright-core") then
-  T.skip("the browser checks", "chromium or playwright-core is not installed (.ci/setup installs them)")
+local browser = require "lib.browser"
+if browser.missing() then
+  T.skip("the browser checks", browser.missing())
   return T.done()
 end
 local agents = require "lib.agents"
@@ -28,11 +27,7 @@ local term = tmux.new { cols = 120, rows = 40, env = env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
     .. " --allowedTools Bash; echo procy-exit=$?" }
 
-local function see(pattern, name, seconds)
-  local screen, last = term:wait_for(pattern, seconds or 20)
-  T.ok(screen, name, last)
-  return screen
-end
+local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 20) end
 local function rows(sql, ...)
   local h = assert(db.open(record, { migrations = false }))
   local r = h:query(sql, ...)
@@ -61,26 +56,13 @@ local sid = rows("SELECT id FROM sessions")[1].id
 
 local screens = fs.cwd() .. "/screens"
 fs.mkdir(screens)
-local p = assert(proc.spawn({ "node", T.src .. "/tests/node/ui_claude.mjs", url or "", sid, screens },
-  { stdin = true, stderr = "stdout", env = { CHROMIUM = chromium } }))
-local checks = 0
-for line in p:lines() do
-  local what = line:match("^WAIT (%S+)")
-  if what == "type-prompt" then
+local checks, res = browser.run("ui_claude.mjs", { url or "", sid, screens }, {
+  ["type-prompt"] = function(p)
     term:type("say live")
     term:keys("Enter")
     p:write("ok\n")
-  else
-    local c = line:sub(1, 1) == "{" and json.decode(line)
-    if c then
-      checks = checks + 1
-      T.ok(c.ok, "browser: " .. c.name, c.diag)
-    else
-      io.stderr:write("ui_claude.mjs: ", line, "\n")
-    end
-  end
-end
-local res = p:wait()
+  end,
+})
 T.ok(res.code == 0 and checks >= 8, "the browser run ended, every check made", checks .. " checks")
 
 term:type("/exit")

@@ -104,9 +104,9 @@ T.ok(s.stats and s.stats.calls == 3 and s.stats.turns == 2 and s.stats.correctio
   "GET /api/sessions/ID: the session, its counts and turns")
 
 -- ---- the browser ------------------------------------------------------------------------------
-local chromium = os.getenv("CHROMIUM") or "/usr/bin/chromium"
-if not fs.stat(chromium) or not fs.stat(T.src .. "/tests/node/node_modules/playwright-core") then
-  T.skip("the browser checks", "chromium or playwright-core is not installed (.ci/setup installs them)")
+local browser = require "lib.browser"
+if browser.missing() then
+  T.skip("the browser checks", browser.missing())
 else
   local screens = fs.cwd() .. "/screens"
   fs.mkdir(screens)
@@ -118,34 +118,24 @@ else
   T.ok(not page:find('src="', 1, true) and not page:find('href="/', 1, true) and page:find("default-src 'none'", 1, true),
     "it loads nothing from anywhere, and its policy says so")
   T.ok(not page:find("sk-test", 1, true), "the API key the calls carried is not in it")
-  local p = assert(proc.spawn({ "node", T.src .. "/tests/node/ui.mjs", srv.url, a, screens, job, export },
-    { stdin = true, stderr = "stdout", env = { CHROMIUM = chromium } }))
-  local checks = 0
-  for line in p:lines() do
-    local what = line:match("^WAIT (%S+)")
-    if what == "new-session" then
+  local checks, res = browser.run("ui.mjs", { srv.url, a, screens, job, export }, {
+    ["new-session"] = function(p)
       p:write(assert(store.new_session { argv = { "claude" }, cwd = dir .. "/third", mode = "pty" }) .. "\n")
-    elseif what == "new-call" then
+    end,
+    ["new-call"] = function(p)
       assert(http.request { method = "POST", url = srv.url .. "/v1/messages", headers = { ["x-api-key"] = "sk-test" },
         body = json.encode { model = "claude-haiku-4-5", max_tokens = 50, messages = { { role = "user", content = "one more" } } } })
       p:write(("%d\n"):format(math.floor(core.time() * 1000)))
-    elseif what == "live-output" then
+    end,
+    ["live-output"] = function(p)
       term(now + 6e6, "o", "LIVE-LINE 7\r\n")
       p:write("ok\n")
-    elseif what == "count-evil" then
+    end,
+    ["count-evil"] = function(p)
       core.sleep(0.5)
       p:write(tostring(h:query("SELECT count(*) AS n FROM corrections WHERE corrected = 'evil'")[1].n) .. "\n")
-    else
-      local c = line:sub(1, 1) == "{" and json.decode(line)
-      if c then
-        checks = checks + 1
-        T.ok(c.ok, "browser: " .. c.name, c.diag)
-      else
-        io.stderr:write("ui.mjs: ", line, "\n")
-      end
-    end
-  end
-  local res = p:wait()
+    end,
+  })
   T.ok(res.code == 0 and checks >= 20, "the browser run ended, every check made", checks .. " checks")
   local kept = h:query("SELECT * FROM corrections WHERE session_id = ? AND turn_seq = 1", a)[1] or {}
   T.ok(kept.corrected == "fix the parser, and test nested quotes twice" and kept.context,

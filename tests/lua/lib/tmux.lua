@@ -57,6 +57,14 @@ function M:wait_for(pattern, seconds)
   return nil, screen
 end
 
+-- see(pattern, name, [seconds]) -> the screen: a check that the pane
+-- comes to match pattern (20 s by default), the last screen its diagnostic
+function M:see(pattern, name, seconds)
+  local screen, last = self:wait_for(pattern, seconds or 20)
+  require("lib.tap").ok(screen, name, last)
+  return screen
+end
+
 function M:resize(cols, rows)
   return self:tmux { "resize-window", "-t", "main", "-x", tostring(cols), "-y", tostring(rows) }
 end
