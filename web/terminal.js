@@ -76,7 +76,9 @@ export async function terminalTab(s, opts = {}) {
   const [meta, calls] = await Promise.all([source.meta(), source.calls()]);
   const start = meta.start;
   let duration = meta.duration, pos = 0, last = 0, fetched = 0, queue = [], more = true, filling = false;
-  let playing = false, speed = 1, prev = 0, follow = meta.status === "running", seeks = 0, dragging = false;
+  // follow: showing a running session's output as it comes (set once the
+  // first seek has drawn its end); seeking: a seek is being drawn
+  let playing = false, speed = 1, prev = 0, follow = false, seeks = 0, seeking = 0, dragging = false;
 
   const screen = el("div.screen");
   const term = new Terminal({ cols: meta.cols, rows: meta.rows, scrollback: 5000, disableStdin: true,
@@ -170,6 +172,11 @@ export async function terminalTab(s, opts = {}) {
   // ends when xterm.js has drawn it (box.dataset.seeks counts them)
   async function seek(t) {
     const mine = ++seeks;
+    follow = false;
+    seeking++;
+    try { await draw(mine, t); } finally { seeking--; }
+  }
+  async function draw(mine, t) {
     const r = await source.seek(Math.max(0, Math.min(t, duration)));
     if (mine !== seeks) return; // a later seek won
     term.reset();
@@ -184,7 +191,6 @@ export async function terminalTab(s, opts = {}) {
     queue = [];
     more = true;
     pos = Math.max(0, Math.min(t, duration));
-    follow = false;
     box.dataset.seeks = mine;
     show();
   }
@@ -233,14 +239,31 @@ export async function terminalTab(s, opts = {}) {
     follow = true;
     await refresh();
   }
+  // refresh(): the record changed. Following, what came since is written;
+  // else only the duration grows. One at a time (a change meanwhile runs
+  // it again), and never while a seek is drawn, nor past a seek begun
+  // meanwhile (the seek owns the screen then).
+  let refreshing = false, again = false;
   async function refresh() {
-    if (!follow) {
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    try {
+      do {
+        again = false;
+        await catchUp();
+      } while (again);
+    } finally { refreshing = false; }
+  }
+  async function catchUp() {
+    if (!follow || seeking) {
       duration = Math.max(duration, (await source.meta()).duration);
       placeTicks();
       return show();
     }
+    const mine = seeks;
     for (;;) {
       const r = await source.events(fetched);
+      if (mine !== seeks || !follow) return;
       for (const x of r.recs) { apply(x); pos = Math.max(pos, x.t); }
       last = fetched = r.last || fetched;
       if (!r.more) break;
@@ -264,9 +287,12 @@ export async function terminalTab(s, opts = {}) {
     mounted: async () => {
       term.open(screen);
       placeTicks();
-      const at = opts.t != null ? Number(opts.t) : follow ? Number.MAX_SAFE_INTEGER : 0;
+      const at = opts.t != null ? Number(opts.t) : meta.status === "running" ? Number.MAX_SAFE_INTEGER : 0;
       await seek(at);
-      if (opts.t == null && meta.status === "running") { follow = true; live.hidden = false; }
+      if (opts.t == null && meta.status === "running") {
+        follow = true;
+        await refresh(); // what was recorded while the seek was drawn
+      }
       box.dataset.ready = "1";
     },
     refresh,
