@@ -11,7 +11,6 @@ local json = require "procy.json"
 local proc = require "procy.proc"
 local http = require "procy.http"
 local fs = require "procy.fs"
-local config = require "procy.config"
 local store = require "procy.store"
 
 local M = {}
@@ -166,13 +165,7 @@ function cmd.start(args, opts)
     store.now_us())
   local log = log_path(name)
   fs.mkdir(log:match("^(.*)/"), 448)
-  local argv = { core.exe, "--db", store.path() }
-  if config.files and config.files[#config.files] then
-    argv[#argv + 1] = "--config"
-    argv[#argv + 1] = config.files[#config.files]
-  end
-  for _, w in ipairs { "agent", "run", name } do argv[#argv + 1] = w end
-  local pid, err = proc.daemon(argv, { cwd = cwd, log = log })
+  local pid, err = proc.daemon(store.self_argv("agent", "run", name), { cwd = cwd, log = log })
   if not pid then
     say(err)
     return 1

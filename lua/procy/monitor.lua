@@ -143,19 +143,6 @@ local function body_of(req)
   return b
 end
 
--- procy itself, with this server's record and settings: what a person
--- would run in a shell (argv, no shell)
-local function procy_argv(...)
-  local argv = { core.exe, "--db", store.path() }
-  local config = require "procy.config"
-  if config.files and config.files[#config.files] then
-    argv[#argv + 1] = "--config"
-    argv[#argv + 1] = config.files[#config.files]
-  end
-  for _, w in ipairs { ... } do argv[#argv + 1] = w end
-  return argv
-end
-
 local function last_line(r)
   local text = ((r.stderr or "") ~= "" and r.stderr or r.stdout or ""):gsub("%s+$", "")
   return text:match("([^\n]*)$")
@@ -169,7 +156,7 @@ local function export(req)
   if not format:match("^[%w%-]+$") then return web.fail(req, 400, "format is a name like trl-sft") end
   local dir = os.tmpname()
   os.remove(dir)
-  local argv = procy_argv("train", "export", "--format", format, "-o", dir)
+  local argv = store.self_argv("train", "export", "--format", format, "-o", dir)
   if q.session and q.session ~= "" then argv[#argv + 1] = "--session" argv[#argv + 1] = q.session end
   if q.category and q.category ~= "" then argv[#argv + 1] = "--category" argv[#argv + 1] = q.category end
   local r = assert(proc.run(argv))
@@ -197,7 +184,7 @@ local function writes(req, s, path, method)
     if not b then return web.fail(req, 400, err) end
     local m = b.method or "sft"
     if m ~= "sft" and m ~= "dpo" and m ~= "kto" then return web.fail(req, 400, "method is sft, dpo or kto") end
-    local argv = procy_argv("train", "start", "--method", m)
+    local argv = store.self_argv("train", "start", "--method", m)
     if type(b.base_model) == "string" and b.base_model ~= "" then
       argv[#argv + 1] = "--base-model"
       argv[#argv + 1] = b.base_model

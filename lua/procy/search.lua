@@ -124,17 +124,11 @@ local function term_batch(h)
   return #rows == M.BATCH
 end
 
+-- one batch in h:transaction (BEGIN IMMEDIATE): raises on failure
 local function in_transaction(h, fn)
-  assert(h:exec("BEGIN IMMEDIATE"))
-  local ok, more = pcall(fn)
-  if ok then
-    local cok, err, code = h:exec("COMMIT")
-    if cok then return more end
-    h:exec("ROLLBACK")
-    error(err, 0)
-  end
-  h:exec("ROLLBACK")
-  error(more, 0)
+  local more, err = h:transaction(fn)
+  if more == nil and err then error(err, 0) end
+  return more
 end
 
 -- update([h]) -> rows of the record indexed (the count of batches run) |

@@ -72,14 +72,12 @@ function M.bundle()
   return (table.concat(out):gsub("</([sS][cC][rR][iI][pP][tT])", "<\\/%1"))
 end
 
-local function b64(s) return json.base64(s) end
-
 -- the terminal's frames and events, for the player's export source
 local function terminal(s, row, meta, calls)
   local ix = assert(replay.index(row, s.reader))
   local frames = json.array()
   for i, f in ipairs(ix.frames) do
-    frames[i] = { t = f.t - ix.start, after = f.after, data = b64(replay.record(f.t - ix.start, "r", f.cols .. "x" .. f.rows)
+    frames[i] = { t = f.t - ix.start, after = f.after, data = json.base64(replay.record(f.t - ix.start, "r", f.cols .. "x" .. f.rows)
       .. replay.record(f.t - ix.start, "s", redact.text(f.data))) }
   end
   local recs, ids, after = {}, json.array(), 0
@@ -94,7 +92,7 @@ local function terminal(s, row, meta, calls)
     end
     if #page < 5000 then break end
   end
-  return { meta = meta, calls = calls, frames = frames, events = b64(table.concat(recs)), ids = ids }
+  return { meta = meta, calls = calls, frames = frames, events = json.base64(table.concat(recs)), ids = ids }
 end
 
 -- data(row) -> what the page reads: {api = {path = answer}, terminal = {...}, session}

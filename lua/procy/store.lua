@@ -161,6 +161,19 @@ local function decode_session(row)
   return row
 end
 
+-- self_argv(...) -> procy itself with this process's record and project
+-- settings, then the words given: what a detached helper or a button of the
+-- monitor runs (argv, no shell)
+function M.self_argv(...)
+  local argv = { core.exe, "--db", M.path() }
+  if config.files and config.files[#config.files] then
+    argv[#argv + 1] = "--config"
+    argv[#argv + 1] = config.files[#config.files]
+  end
+  for _, w in ipairs { ... } do argv[#argv + 1] = w end
+  return argv
+end
+
 -- reader() -> the record's reader (db.reader: queries on a thread of their
 -- own, so a long read holds a task, not the loop), opened once | nil, err, code
 local reader
