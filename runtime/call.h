@@ -30,11 +30,18 @@ struct pcall {
 	int          whole;   /* answered in one piece at the end */
 	int64_t      started_us, t0, ttfb, duration;
 	char         error[300];
+	/* A call a route sent elsewhere (made in Lua, srv:record): what was
+	   decided, as JSON, and what the provider got and answered. */
+	char        *routed;
+	buf_t        up_req, up_resp;
 	list_node    node;
 };
 
 /* [-0, +1] A finished call as a table (on any thread's state). */
 void   pcall_push(lua_State *L, const pcall_t *c);
+/* The call a table of pcall_push's shape describes (a call Lua made);
+   NULL when memory runs out. A field of another type is left out. */
+pcall_t *pcall_from(lua_State *L, int idx);
 void   pcall_free(pcall_t *c);
 size_t pcall_size(const pcall_t *c); /* the bytes it holds */
 

@@ -156,6 +156,21 @@ static int srv_stats(lua_State *L)
 	return 1;
 }
 
+/* srv:record(call): a call Lua made itself (a routed one: procy.route),
+   recorded like the proxy's own and told by srv:calls() */
+static int srv_record(lua_State *L)
+{
+	server_t *srv = check_server(L, 0);
+	if (!srv->proxy)
+		return luaL_error(L, "http: srv:record needs a server with a proxy");
+	pcall_t *c = pcall_from(L, 2);
+	if (!c)
+		return procy_fail(L, "ENOMEM", "out of memory");
+	proxy_deliver(srv, c);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int srv_port(lua_State *L)
 {
 	lua_pushinteger(L, check_server(L, 0)->port);
@@ -200,7 +215,7 @@ static int srv_gc(lua_State *L)
 }
 
 /* serve{host = "127.0.0.1", port = 7862, token =, max_body =, idle_timeout = 30, lazy =,
-   proxy = {anthropic =, openai =, stall_timeout = 600},
+   proxy = {anthropic =, openai =, stall_timeout = 600, divert = false},
    record = {db =, session =, redact =, prices =, max_queued = 4096,
    max_queued_bytes = 64 MB}} -> server | nil, err, code */
 static int http_serve(lua_State *L)
@@ -244,6 +259,9 @@ static int http_serve(lua_State *L)
 		srv->proxy = proxy_new(luaL_optstring(L, -2, "https://api.anthropic.com"),
 		                       luaL_optstring(L, -1, "https://api.openai.com"),
 		                       procy_opt_number(L, t, "stall_timeout", 600));
+		lua_getfield(L, t, "divert");
+		if (srv->proxy)
+			proxy_divert(srv->proxy, lua_toboolean(L, -1));
 	}
 	if (srv->proxy && lua_getfield(L, 1, "record") == LUA_TTABLE) {
 		int rec = lua_gettop(L);
@@ -325,6 +343,22 @@ static int req_header(lua_State *L)
 	if (!v)
 		return 0;
 	lua_pushstring(L, v);
+	return 1;
+}
+
+/* req:headers() -> {{name, value}, ...}: every header, as received */
+static int req_headers(lua_State *L)
+{
+	hreq_t *r = check_req(L);
+	lua_createtable(L, (int)r->nhdr, 0);
+	for (size_t i = 0; i < r->nhdr; i++) {
+		lua_createtable(L, 2, 0);
+		lua_pushstring(L, r->hdr[i].name);
+		lua_rawseti(L, -2, 1);
+		lua_pushstring(L, r->hdr[i].value);
+		lua_rawseti(L, -2, 2);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
 	return 1;
 }
 
@@ -467,6 +501,22 @@ static int req_finish(lua_State *L)
 	return 0;
 }
 
+/* req:relay() -> true | nil, err: a diverted /v1/ request (serve{proxy =
+   {divert = true}}) goes the proxy's own way after all, recorded as usual.
+   Its headers and body are the proxy's call's from here on. */
+static int req_relay(lua_State *L)
+{
+	hreq_t *r = check_req(L);
+	if (!r->srv->proxy || !proxy_match(r))
+		return luaL_error(L, "http: req:relay() is for the proxy's /v1/ requests");
+	if (!r->conn || r->answered || r->relayed)
+		return procy_fail(L, "EPIPE", "the client is gone or was answered");
+	r->relayed = 1;
+	proxy_start(r->srv, r);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* req:gone() -> whether the client has left */
 static int req_gone(lua_State *L)
 {
@@ -481,7 +531,9 @@ static int req_gc(lua_State *L)
 	if (!r)
 		return 0;
 	h->r = NULL;
-	if (r->conn && !r->answered) /* a handler that forgot to answer */
+	if (r->relayed)
+		; /* the proxy answers it */
+	else if (r->conn && !r->answered) /* a handler that forgot to answer */
 		hreq_respond_json(r, 500, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
 		                  "\"message\":\"procy: the handler did not answer\"}}");
 	else if (r->conn && r->streaming && !r->out_end)
@@ -498,6 +550,7 @@ static const luaL_Reg server_methods[] = {
 	{ "calls",  srv_calls },
 	{ "inflight", srv_inflight },
 	{ "stats",  srv_stats },
+	{ "record", srv_record },
 	{ "port",   srv_port },
 	{ "close",  srv_close },
 	{ NULL, NULL }
@@ -508,12 +561,14 @@ static const luaL_Reg request_methods[] = {
 	{ "path",    req_path },
 	{ "query",   req_query },
 	{ "header",  req_header },
+	{ "headers", req_headers },
 	{ "body",    req_body },
 	{ "respond", req_respond },
 	{ "file",    req_file },
 	{ "stream",  req_stream },
 	{ "send",    req_send },
 	{ "finish",  req_finish },
+	{ "relay",   req_relay },
 	{ "gone",    req_gone },
 	{ "close",   req_gc },
 	{ NULL, NULL }

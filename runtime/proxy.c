@@ -34,6 +34,7 @@ struct proxy {
 	list_t held;               /* requests waiting for the recorder to catch up */
 	size_t nfinished;
 	size_t relayed, waited;    /* calls ended; calls that were held first */
+	int    divert;             /* POST /v1/messages[/count_tokens] go to Lua first */
 };
 
 
@@ -90,6 +91,23 @@ int proxy_match(const hreq_t *r)
 {
 	const char *uri = r->uri.p, *rest = session_end(uri);
 	return strncmp(rest ? rest : uri, "/v1/", 4) == 0;
+}
+
+void proxy_divert(proxy_t *p, int on)
+{
+	p->divert = on;
+}
+
+/* What a route may send elsewhere: the Messages API's calls. */
+static int diverted(const hreq_t *r)
+{
+	const char *uri = r->uri.p, *rest = session_end(uri), *p = rest ? rest : uri;
+	if (strcmp(r->method, "POST") != 0 || strncmp(p, "/v1/messages", 12) != 0)
+		return 0;
+	p += 12;
+	if (strncmp(p, "/count_tokens", 13) == 0)
+		p += 13;
+	return *p == 0 || *p == '?';
 }
 
 /* The hop-by-hop headers, and those curl sets itself, are not passed on. */
@@ -252,11 +270,18 @@ static void finish(pcall_t *c)
 		c->r = NULL;
 	}
 	c->duration = loop_clock() - c->t0;
-	proxy_t *px = c->px;
-	list_remove(&px->running, &c->node);
+	list_remove(&c->px->running, &c->node);
+	proxy_deliver(c->srv, c);
+}
+
+void proxy_deliver(server_t *srv, pcall_t *c)
+{
+	proxy_t *px = srv->proxy;
+	c->px = px;
+	c->srv = srv;
 	px->relayed++;
-	if (c->srv->capture) { /* recorded on the capture thread */
-		capture_add(c->srv->capture, c);
+	if (srv->capture) { /* recorded on the capture thread */
+		capture_add(srv->capture, c);
 		return;
 	}
 	list_push(&px->finished, &c->node);
@@ -266,8 +291,8 @@ static void finish(pcall_t *c)
 		px->nfinished--;
 		pcall_free(old);
 	}
-	if (c->srv->recorded)
-		c->srv->recorded(c->srv);
+	if (srv->recorded)
+		srv->recorded(srv);
 }
 
 /* A held request whose client left before its turn. */
@@ -284,6 +309,8 @@ int proxy_route(server_t *srv, hreq_t *r)
 {
 	if (!srv->proxy || !proxy_match(r))
 		return 0;
+	if (srv->proxy->divert && diverted(r))
+		return 0; /* Lua looks at it first, and relays it (req:relay()) or routes it */
 	proxy_start(srv, r);
 	return 1;
 }

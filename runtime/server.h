@@ -54,6 +54,7 @@ struct hreq {
 	int64_t                started; /* loop clock, ns */
 	int                    too_big, handed, answered, suspended, aborted;
 	int                    holders; /* Lua handle, proxy call */
+	int                    relayed; /* Lua passed it to the proxy (req:relay) */
 	/* a streamed response */
 	int                    streaming, out_end, out_error;
 	buf_t                  out;
@@ -94,6 +95,13 @@ void        hreq_release(hreq_t *r);
 proxy_t    *proxy_new(const char *anthropic, const char *openai, double stall);
 void        proxy_free(proxy_t *p);
 int         proxy_match(const hreq_t *r);
+/* on: POST /v1/messages and /v1/messages/count_tokens are not relayed at
+   once but handed to Lua (srv->to_lua), which relays them (proxy_start)
+   or answers them itself (a route). */
+void        proxy_divert(proxy_t *p, int on);
+/* A finished call, the proxy's or one Lua made (srv:record), goes to the
+   record: the capture's queue, or the list srv:calls() reads. */
+void        proxy_deliver(server_t *srv, pcall_t *c);
 void        proxy_start(server_t *srv, hreq_t *r);
 /* srv->route: proxy_start for what proxy_match takes. */
 int         proxy_route(server_t *srv, hreq_t *r);

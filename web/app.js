@@ -136,7 +136,9 @@ async function calls(s) {
     ["ttfb", "time", "in", "out", "cache", "cost"].map((h) => el("th.num", {}, h)), el("th", {}, "terminal")));
   const row = (c) => el("tr.row", { "data-call": c.id, onclick: () => showCall(c.id, detail) },
     el("td", {}, c.id), el("td", {}, `${c.method} ${c.path}`), el("td", {}, c.status ?? (c.error ? "error" : "")),
-    el("td", {}, c.model || "", c.routed_model ? ` → ${c.routed_model}` : ""), el("td", {}, c.role || ""),
+    el("td", {}, c.model || "", c.routed_model ? ` → ${c.routed_model}` : "",
+      c.provider ? el("span.badge.routed", { title: `route ${c.route}` }, ` routed: ${c.provider}`) : null),
+    el("td", {}, c.role || ""),
     el("td.num", {}, fmt.ms(c.ttfb_us)), el("td.num", {}, fmt.ms(c.duration_us)),
     el("td.num", {}, fmt.num(c.input_tokens)), el("td.num", {}, fmt.num(c.output_tokens)),
     el("td.num", {}, fmt.num(c.cache_read_tokens)), el("td.num", {}, fmt.cost(c.cost)),
@@ -194,6 +196,9 @@ async function showCall(id, box) {
       + `${fmt.num(c.input_tokens)} in, ${fmt.num(c.output_tokens)} out, ${fmt.num(c.cache_read_tokens)} cache read, `
       + `${fmt.num(c.cache_creation_tokens)} cache write · ${fmt.cost(c.cost)}`),
     c.error ? el("p.error", {}, c.error) : null,
+    c.provider ? el("p#call-route", {}, `routed by ${c.route} to ${c.provider} (${c.routed_model || c.model}), which answered ${c.up_status ?? "nothing"}`) : null,
+    c.provider_request ? el("details", {}, el("summary", {}, "what the provider got"), el("pre", {}, c.provider_request)) : null,
+    c.provider_response ? el("details", {}, el("summary", {}, "what the provider answered"), el("pre", {}, c.provider_response)) : null,
     d ? el("details#call-new", { open: true }, el("summary", {}, d.previous
       ? `new since call ${d.previous}: ${d.added.length} message${d.added.length === 1 ? "" : "s"} (${d.kept} kept${d.dropped ? `, ${d.dropped} dropped` : ""})`
         + `${d.system_changed ? ", the system prompt changed" : ""}${d.model_changed ? ", another model" : ""}`

@@ -126,6 +126,16 @@ function M.prepare(call, store)
   local used = str(out.model) or model
   local u = out.usage
   row.model, row.routed_model = model, out.model ~= model and str(out.model) or nil
+  -- A routed call (procy.routed): the provider's model is what it cost,
+  -- and what that provider got and answered is kept beside the agent's.
+  local routed = str(call.routed) and json.decode(call.routed)
+  if type(routed) == "table" then
+    row.route, row.provider, row.up_status = str(routed.route), str(routed.provider), num(routed.status)
+    used = str(routed.model) or used
+    row.routed_model = used ~= model and used or nil
+    if call.up_req_body and call.up_req_body ~= "" then row.up_request = redact.text(call.up_req_body) end
+    if call.up_resp_body and call.up_resp_body ~= "" then row.up_response = redact.text(call.up_resp_body) end
+  end
   row.content = out.content
   row.stop_reason = str(out.stop_reason)
   row.input_tokens, row.output_tokens = u.input_tokens, u.output_tokens
@@ -164,8 +174,10 @@ end
 local INSERT_CALL = [[INSERT INTO api_calls(session_id, method, path, upstream, status, model, routed_model,
     started_at, ttfb_us, duration_us, req_headers, resp_headers, req_body, resp_body, content,
     stop_reason, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost,
-    ratelimit, error, api, stream, aborted, tag, req_size, resp_size, role, parse_error)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id]]
+    ratelimit, error, api, stream, aborted, tag, req_size, resp_size, role, parse_error,
+    route, provider, up_status, up_request, up_response)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+    ?, ?, ?, ?, ?) RETURNING id]]
 
 -- write(db, row, session) -> api_calls id. Inside a transaction; raises
 -- {err =, code =} on a database error.
@@ -178,7 +190,9 @@ function M.write(db, row, session)
     req_hash, resp_hash, json.encode(json.array(row.content)), row.stop_reason, num(row.input_tokens),
     num(row.output_tokens), num(row.cache_creation_tokens), num(row.cache_read_tokens), num(row.cost),
     row.ratelimit, str(row.error), row.api, row.stream and 1 or 0, row.aborted and 1 or 0, row.tag,
-    row.req_size or #row.req_body, row.resp_size or #row.resp_body, row.role, row.parse_error)
+    row.req_size or #row.req_body, row.resp_size or #row.resp_body, row.role, row.parse_error,
+    row.route, row.provider, row.up_status, row.up_request and blobs.put(db, row.up_request),
+    row.up_response and blobs.put(db, row.up_response))
   check(inserted, ierr, icode)
   local id = inserted[1].id
   local ended = (num(row.started_at) or 0) + (num(row.duration_us) or 0)
@@ -267,7 +281,8 @@ local function summary(row)
     stop_reason = row.stop_reason, input_tokens = row.input_tokens, output_tokens = row.output_tokens,
     cache_creation_tokens = row.cache_creation_tokens, cache_read_tokens = row.cache_read_tokens,
     cost = row.cost, error = row.error, aborted = row.aborted, role = row.role, prompt = row.prompt,
-    text = row.text, tool_uses = row.tool_uses, parse_error = row.parse_error }
+    text = row.text, tool_uses = row.tool_uses, parse_error = row.parse_error, route = row.route,
+    provider = row.provider, routed_model = row.routed_model }
 end
 
 -- One call, in a savepoint of its own: it never costs another its row.

@@ -58,6 +58,12 @@ M.settings = {
     doc = "where /v1/chat/completions and /v1/responses go (PROCY_OPENAI_UPSTREAM overrides)" },
   { name = "upstream_timeout", type = "number", default = 600,
     doc = "seconds an upstream may send nothing before the call fails with 504" },
+  { name = "providers", type = "table", default = {},
+    doc = "where routes send calls: name = {api = \"openai\"|\"anthropic\", url =, key_env = (the key's variable; "
+      .. "never the key), headers =, prices =, reasoning =}; anthropic and openai are built in (lua/procy/route.lua)" },
+  { name = "routes", type = "table", default = {},
+    doc = "calls sent to another provider, the first match wins: {agent =, model = (pattern), role =, min_tokens =, "
+      .. "thinking =, to = \"PROVIDER[:MODEL]\"} or function(call) -> \"PROVIDER:MODEL\" (PROCY_ROUTES, SUBAGENT_MAPPINGS add)" },
   { name = "port", type = "number", default = 7862, doc = "the port `procy serve` listens on" },
   { name = "prices", type = "table", default = {},
     doc = "model prices in $ per million tokens, added to the built-in list (lua/procy/prices.lua)" },

@@ -289,8 +289,36 @@ function M.route(pattern, fn)
   end
 end
 
+-- The project a call comes from (whose .claude/agents a route reads):
+-- its session's directory, else where procy serve runs.
+local function project_of(s, tag)
+  local id = tag or s.session
+  s.projects = s.projects or {}
+  local dir = id and s.projects[id]
+  if dir == nil then
+    local row = id and store.find_session(id, s.reader)
+    dir = row and row.cwd or require("procy.fs").cwd()
+    if id then s.projects[id] = dir end
+  end
+  return dir
+end
+
+-- A diverted POST /v1/messages (routes are set): routed, or relayed by C
+-- as if never diverted. A body that is no JSON is relayed too: the
+-- upstream's answer says what is wrong with it.
+local function divert(s, req, path)
+  local tag = path:match("^/s/([%w_%-]+)/v1/")
+  local sum = s.router:summary(req:body(), req:headers(), path, project_of(s, tag))
+  local r = sum and s.router:pick(sum)
+  if not r then return req:relay() end
+  return require("procy.routed").send(s, req, sum, r)
+end
+
 local function route(s, req)
   local path = req:path()
+  if s.router and req:method() == "POST" and (path:find("^/v1/messages") or path:find("^/s/[%w_%-]+/v1/messages")) then
+    return divert(s, req, path)
+  end
   for _, r in ipairs(M.extra_routes) do
     local caps = table.pack(path:match(r[1]))
     if caps[1] ~= nil then return r[2](req, table.unpack(caps, 1, caps.n)) end
@@ -403,14 +431,27 @@ function M.start(o)
       return nil, "the upstream " .. u .. " is this server itself", "ELOOP"
     end
   end
+  local ok, router = pcall(require("procy.route").new, { routes = cfg.routes, providers = cfg.providers,
+    upstream = up, openai = oup })
+  if not ok then return nil, "routes: " .. tostring(router), "EINVAL" end
+  if router:empty() then router = nil end
+  -- a routed call costs what its provider charges: the providers' prices join the table
+  local price_list = cfg.prices
+  if router then
+    price_list = {}
+    for _, p in pairs(router.providers) do
+      for m, v in pairs(p.prices or {}) do price_list[m] = v end
+    end
+    for m, v in pairs(cfg.prices) do price_list[m] = v end
+  end
   local srv
   srv, err, code = http.serve { host = host, port = port, token = o.token, max_body = o.max_body, lazy = o.lazy,
-    proxy = { anthropic = up, openai = oup, stall_timeout = cfg.upstream_timeout },
-    record = { db = store.path(), session = o.session, redact = cfg.redact, prices = cfg.prices,
+    proxy = { anthropic = up, openai = oup, stall_timeout = cfg.upstream_timeout, divert = router ~= nil },
+    record = { db = store.path(), session = o.session, redact = cfg.redact, prices = price_list,
       max_queued = o.max_queued } }
   if not srv then return nil, err, code end
   local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
-    started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false }
+    started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false, router = router }
   s.url = "http://" .. host .. ":" .. s.port
   s.feed = core.spawn(function()
     while true do

@@ -258,7 +258,7 @@ end
 
 local call_columns = [[id, session_id, tag, api, method, path, upstream, status, model, routed_model,
   started_at, ttfb_us, duration_us, stream, stop_reason, input_tokens, output_tokens,
-  cache_creation_tokens, cache_read_tokens, cost, error, aborted, req_size, resp_size]]
+  cache_creation_tokens, cache_read_tokens, cost, error, aborted, req_size, resp_size, route, provider]]
 
 -- session_stats(ids, [db]) -> id -> {turns, calls, input_tokens,
 -- output_tokens, cache_read_tokens, cost, unpriced, runs, corrections}:
@@ -316,6 +316,9 @@ function M.call(id)
   end
   row.request = row.req_body and blobs.get(h, row.req_body)
   row.response = row.resp_body and blobs.get(h, row.resp_body)
+  -- a routed call: what its provider got and answered
+  row.provider_request = row.up_request and blobs.get(h, row.up_request)
+  row.provider_response = row.up_response and blobs.get(h, row.up_response)
   row.tool_calls = h:query([[SELECT * FROM tool_calls WHERE api_call_id = ? OR result_call_id = ?
                              ORDER BY id]], id, id)
   return row

@@ -2,7 +2,7 @@
 // chat completions and OpenAI Responses. The model is the one part of the
 // stack that cannot run here. Node's standard library only.
 //
-//   node tests/fake/upstream.mjs --log-dir DIR [--port 0] [--delay 0.01]
+//   node tests/fake/upstream.mjs --log-dir DIR [--port 0] [--delay 0.01] [--tool-prefix toolu_fake_]
 //
 // Listens on 127.0.0.1, prints "PORT n" and writes DIR/port. Every request
 // is one JSON line in DIR/requests.jsonl when its answer ends (auth headers
@@ -21,6 +21,7 @@
 //   TOOL:edit:/path:OLD:NEW    -> a Read of the file, then (after its result) an Edit replacing OLD by NEW
 //                                 (both base64), then the answer
 //   TOOL:shell[cmd]            -> Codex's exec_command call (if exec_command is offered)
+//   TOOL:task:NAME[prompt]     -> a Task (or Agent) call handing prompt to the subagent NAME
 //   THINK                      -> a thinking block (with signature) first
 //   SERVER_TOOL                -> a web search server tool block and its result (Anthropic)
 //   SLOW                       -> 20 words, one every 0.5 s
@@ -49,6 +50,7 @@ const opt = (name, def) => {
 const logDir = opt("--log-dir", ".");
 const port = Number(opt("--port", "0"));
 const delay = Number(opt("--delay", "0.01")) * 1000;
+const toolPrefix = opt("--tool-prefix", "toolu_fake_"); // two fakes in one test: ids of their own
 fs.mkdirSync(path.join(logDir, "bodies"), { recursive: true });
 const logFile = fs.openSync(path.join(logDir, "requests.jsonl"), "a");
 
@@ -75,7 +77,11 @@ function lastUser(api, body) {
     const blocks = typeof m.content === "string" ? [] : m.content || [];
     const result = blocks.find((b) => b.type === "tool_result");
     if (result) return { toolResult: text(result.content) };
-    return { text: text(m.content).replace(/<system-reminder>[\s\S]*?<\/system-reminder>/g, "").trim() };
+    // chat completions: a turn of several user messages in a row (a translated
+    // Claude Code subagent's prompt, then its environment) is read as one
+    let t = text(m.content);
+    for (let j = i - 1; api === "chat" && j >= 0 && msgs[j].role === "user"; j--) t = text(msgs[j].content) + "\n" + t;
+    return { text: t.replace(/<system-reminder>[\s\S]*?<\/system-reminder>/g, "").trim() };
   }
   if (typeof body.prompt === "string") return { text: body.prompt };
   return { text: "" };
@@ -121,7 +127,7 @@ function editChain(api, body) {
 function reply(api, body) {
   const u = lastUser(api, body);
   const tools = toolNames(api, body);
-  const id = "toolu_fake_" + String(n).padStart(4, "0");
+  const id = toolPrefix + String(n).padStart(4, "0");
   const r0 = rounds(api, body);
   if (r0.want > 0 && tools.includes("Bash") && (u.toolResult !== undefined || r0.results === 0) && r0.results < r0.want)
     return { blocks: [{ type: "text", text: `FAKE: round ${r0.results + 1} of ${r0.want}.` },
@@ -146,7 +152,13 @@ function reply(api, body) {
   const shell = t.match(/TOOL:shell\[([^\]]*)\]/);
   const write = t.match(/TOOL:write:([^\s:]+)(?::([A-Za-z0-9+/=]+))?/);
   const big = t.match(/BIG:(\d+)/);
-  if (bash && tools.includes("Bash")) {
+  const task = t.match(/TOOL:task:([\w-]+)\[((?:[^[\]]|\[[^\]]*\])*)\]/); // one [...] may nest
+  const taskTool = tools.find((x) => x === "Task" || x === "Agent");
+  if (task && taskTool) {
+    r.blocks.push({ type: "text", text: "FAKE: asking " + task[1] + "." },
+      { type: "tool_use", id, name: taskTool, input: { description: "fake task", prompt: task[2], subagent_type: task[1], run_in_background: false } });
+    r.stop = "tool_use";
+  } else if (bash && tools.includes("Bash")) {
     r.blocks.push({ type: "text", text: "FAKE: running a command." },
       { type: "tool_use", id, name: "Bash", input: { command: bash[1] || "echo hello", description: "fake command" } });
     r.stop = "tool_use";
