@@ -81,6 +81,13 @@ end
 -- env() -> the agent's environment changes: its API through procy, the
 -- hook endpoint for `procy hook`
 -- (the caller's env first: what routes the API through procy wins)
+-- command(argv) -> argv as it is started: inside the sandbox when the
+-- agent has one (checked when it was opened)
+function A:command(argv)
+  if not self.sandbox then return argv end
+  return assert(require("procy.sandbox").wrap(argv, { profile = self.sandbox, cwd = self.cwd }))
+end
+
 function A:env()
   local env = {}
   for k, v in pairs(self.extra_env or {}) do env[k] = v end
@@ -170,10 +177,11 @@ local function attach(a, proxy)
 end
 
 -- open{profile =, mode = "pty"|"headless", cwd =, args =, env =, resume =,
---      mirror =, watchdog =, validator =} -> agent | nil, err, code
+--      mirror =, watchdog =, validator =, sandbox =} -> agent | nil, err, code
 -- profile: a name or a table; mode: "headless" (default) or "pty"; args:
 -- extra arguments; resume: the agent's own session id to continue.
--- mirror, watchdog, validator: see procy.drivers.stream.
+-- mirror, watchdog, validator: see procy.drivers.stream. sandbox: a
+-- sandbox profile's name, or true (default: the `sandbox` setting).
 function M.open(o)
   local profile, err, code = o.profile, nil, nil
   if type(profile) ~= "table" then
@@ -182,6 +190,12 @@ function M.open(o)
   end
   local mode = o.mode or "headless"
   local cwd = o.cwd or assert(fs.cwd())
+  local sandbox = o.sandbox
+  if sandbox == nil then sandbox = config.get().sandbox end
+  if sandbox then
+    local ok, serr, scode = require("procy.sandbox").check(sandbox)
+    if not ok then return nil, serr, scode end
+  end
   local argv = mode == "pty" and (profile.command or { profile.name }) or { profile.name }
   local session
   session, err, code = store.new_session { argv = argv, cwd = cwd, profile = profile.name, mode = mode }
@@ -193,7 +207,7 @@ function M.open(o)
     return nil, err, code
   end
   local a = setmetatable({ profile = profile, mode = mode, cwd = cwd, args = o.args or {}, resume = o.resume,
-    session = session, own_session = true, own_proxy = true, extra_env = o.env, opts = o }, A)
+    sandbox = sandbox or nil, session = session, own_session = true, own_proxy = true, extra_env = o.env, opts = o }, A)
   attach(a, proxy)
   local driver = mode == "pty" and "procy.drivers.pty" or
     (profile.headless == "stream-json" and "procy.drivers.stream" or "procy.drivers.exec")

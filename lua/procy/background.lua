@@ -12,6 +12,7 @@ local proc = require "procy.proc"
 local http = require "procy.http"
 local fs = require "procy.fs"
 local store = require "procy.store"
+local config = require "procy.config"
 
 local M = {}
 
@@ -71,7 +72,7 @@ function M.supervise(name)
   local p, perr = agent.profile(row.profile)
   local a, err = perr and nil, perr
   if p then -- it acts unasked, as a recipe's agent does: nobody is there to approve
-    a, err = agent.open { profile = p, mode = "headless", cwd = row.cwd,
+    a, err = agent.open { profile = p, mode = "headless", cwd = row.cwd, sandbox = row.sandbox or false,
       args = agent.edit_args(p, json.decode(row.args) or {}), mirror = "full" }
   end
   if not a then
@@ -135,7 +136,7 @@ end
 
 local cmd = {}
 
--- start NAME [--profile P] [--cwd DIR] [-- ARGS...]
+-- start NAME [--profile P] [--cwd DIR] [--sandbox] [-- ARGS...]
 function cmd.start(args, opts)
   local name = args[1]
   if not name or not name:match("^[%w_%-]+$") then
@@ -160,9 +161,18 @@ function cmd.start(args, opts)
   end
   local extra = table.move(args, 2, #args, 1, json.array())
   local token = store.random_hex(16)
-  store.open():exec([[INSERT OR REPLACE INTO agents(name, profile, cwd, args, token, status, started_at)
-                      VALUES (?, ?, ?, ?, ?, 'starting', ?)]], name, profile, cwd, json.encode(extra), token,
-    store.now_us())
+  local sandbox = config.get().sandbox
+  if opts.sandbox and not sandbox then sandbox = true end
+  if sandbox then -- refused now, not in the supervisor's log
+    local ok, serr = require("procy.sandbox").check(sandbox)
+    if not ok then
+      say(serr)
+      return 1
+    end
+  end
+  store.open():exec([[INSERT OR REPLACE INTO agents(name, profile, cwd, args, token, status, started_at, sandbox)
+                      VALUES (?, ?, ?, ?, ?, 'starting', ?, ?)]], name, profile, cwd, json.encode(extra), token,
+    store.now_us(), sandbox and (sandbox == true and "default" or sandbox) or nil)
   local log = log_path(name)
   fs.mkdir(log:match("^(.*)/"), 448)
   local pid, err = proc.daemon(store.self_argv("agent", "run", name), { cwd = cwd, log = log })

@@ -22,6 +22,7 @@ M.options = {
   { long = "--model-url", arg = "URL", help = "the proxy model's server (setting model.url)" },
   { long = "--qwen-url", arg = "URL", help = "the same as --model-url, for ProCy's users" },
   { long = "--tunnel", arg = "HOST", help = "reach the proxy model through `ssh -N -L` to HOST while procy runs" },
+  { long = "--sandbox", help = "run the agent in bubblewrap: files read-only but the project, /tmp and the profile's (setting 'sandbox')" },
 }
 
 -- Each command: its positional arguments (args), its options (each with
@@ -67,7 +68,8 @@ M.commands = {
   { name = "agent", help = "named background agents, headless, under a detached supervisor", subcommands = {
       { name = "start", args = "NAME", tail = "ARGS",
         options = { { long = "--profile", arg = "P", help = "the agent's profile (claude, codex, or a project's)" },
-                    { long = "--cwd", arg = "DIR", help = "where it works (this directory)" } },
+                    { long = "--cwd", arg = "DIR", help = "where it works (this directory)" },
+                    { long = "--sandbox", help = "run it in bubblewrap (the 'sandbox' setting's profile, else default)" } },
         help = "a named agent under a detached supervisor; ARGS go to the agent" },
       { name = "send", args = "NAME TEXT|-",
         options = { { long = "--wait", help = "wait for the turn and print the answer" },
@@ -741,6 +743,7 @@ function M.main(argv)
     return 1
   end
   if opts.db then config.set("db", opts.db, "--db") end
+  if opts.sandbox and not config.get().sandbox then config.set("sandbox", true, "--sandbox") end
   local model_url = opts["model-url"] or opts["qwen-url"]
   if model_url then
     local m = {}

@@ -64,6 +64,11 @@ M.settings = {
   { name = "routes", type = "table", default = {},
     doc = "calls sent to another provider, the first match wins: {agent =, model = (pattern), role =, min_tokens =, "
       .. "thinking =, to = \"PROVIDER[:MODEL]\"} or function(call) -> \"PROVIDER:MODEL\" (PROCY_ROUTES, SUBAGENT_MAPPINGS add)" },
+  { name = "sandbox", type = { "boolean", "string" }, default = false,
+    doc = "run agents inside bubblewrap (--sandbox): true for the default profile, or a profile's name" },
+  { name = "sandboxes", type = "table", default = {},
+    doc = "sandbox profiles: name = {writable = {\"~/.claude\", ...}, defaults = (the project and /tmp; true), create =, env =} "
+      .. "(lua/procy/sandbox.lua)" },
   { name = "port", type = "number", default = 7862, doc = "the port `procy serve` listens on" },
   { name = "prices", type = "table", default = {},
     doc = "model prices in $ per million tokens, added to the built-in list (lua/procy/prices.lua)" },

@@ -83,6 +83,17 @@ function M.run(opts)
     if wrapped then agent.unwrap(wrapped) end
     if proxy then serve.stop(proxy) end
   end
+  if cfg.sandbox then -- the agent inside bubblewrap; procy, its record and proxy outside
+    local sandbox = require "procy.sandbox"
+    local boxed, berr, bcode = sandbox.check(cfg.sandbox)
+    if boxed then boxed, berr, bcode = sandbox.wrap(run, { profile = cfg.sandbox, cwd = cwd }) end
+    if not boxed then
+      stop_agent()
+      store.end_session(id, { status = "error" })
+      return nil, berr, bcode
+    end
+    run = boxed
+  end
   local s, serr, scode = pty.session { argv = run, env = env, cwd = cwd, db = store.path(), id = id,
     log = cfg.log, redact = require("procy.json").encode { redact = cfg.redact },
     redact_literals = (function()

@@ -38,7 +38,7 @@ function D:turn(item)
   tracker:begin(item.text, item.source)
   local argv = a.profile.exec(a:ctx { resume = self.thread }, item.text)
   a:record("i", json.encode(argv))
-  local p, err = proc.spawn(argv, { cwd = a.cwd, env = a:env(), stderr = "pipe" })
+  local p, err = proc.spawn(a:command(argv), { cwd = a.cwd, env = a:env(), stderr = "pipe" })
   if not p then
     tracker:finish { status = "error", error = err }
     return

@@ -97,7 +97,7 @@ function D.new(a)
   for _, w in ipairs(args) do argv[#argv + 1] = w end
   for _, w in ipairs(a.args) do argv[#argv + 1] = w end
   local d = driver(a, nil, argv)
-  local io_, err, code = own_io(d, argv, env, a.cwd)
+  local io_, err, code = own_io(d, a:command(argv), env, a.cwd)
   if not io_ then
     core.cancel(d.monitor)
     return nil, err, code

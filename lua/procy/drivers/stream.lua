@@ -47,7 +47,7 @@ end
 function D:start(resume)
   local a = self.a
   local argv = a.profile.headless_args(a:ctx { resume = resume })
-  local p, err, code = proc.spawn(argv, { stdin = true, cwd = a.cwd, env = a:env(), stderr = "pipe" })
+  local p, err, code = proc.spawn(a:command(argv), { stdin = true, cwd = a.cwd, env = a:env(), stderr = "pipe" })
   if not p then return nil, err, code end
   self.p, self.last_io, self.exit = p, core.now(), nil
   self.gen = (self.gen or 0) + 1
