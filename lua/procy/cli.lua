@@ -85,6 +85,16 @@ M.commands = {
         help = "start the agent again" },
       { name = "interrupt", args = "NAME", help = "interrupt the turn under way" },
     } },
+  { name = "claudix", tail = "CLAUDE ARGS",
+    options = { { long = "--mirror", arg = "preview|full|off", help = "Claude Code's text on stderr: a line per message (preview), all, or none" },
+                { long = "--cwd", arg = "DIR", help = "where the agent works (this directory)" },
+                { long = "--sandbox", help = "run it in bubblewrap (the 'sandbox' setting's profile, else default)" } },
+    help = "lproc's claudix proxy: stream-json in on stdin, Claude Code's out on stdout, its RESTART markers; recorded" },
+  { name = "codexx", tail = "CODEX ARGS",
+    options = { { long = "--mirror", arg = "preview|full|off", help = "Codex's answers on stderr: their first line (preview), all, or none" },
+                { long = "--cwd", arg = "DIR", help = "where the agent works (this directory)" },
+                { long = "--sandbox", help = "run it in bubblewrap (the 'sandbox' setting's profile, else default)" } },
+    help = "the same stdin protocol for Codex: codex exec --json per message, Claude-shaped result lines out" },
   { name = "hook", args = "[JSON]",
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
   { name = "runs", reads = true, args = "[RUN...]", options = { { long = "--json", help = "as JSON" },
@@ -485,6 +495,27 @@ function commands.hook(args)
   if not r or r.status ~= 200 then say("hook: ", err or ("HTTP " .. r.status .. " " .. r.body)) end
   return 0
 end
+
+-- procy claudix / codexx [--mirror M] [--cwd DIR] [--sandbox] [-- AGENT ARGS]
+local function stdio_proxy(agent_name, args, opts)
+  local mirror = opts.mirror or "preview"
+  if mirror ~= "preview" and mirror ~= "full" and mirror ~= "off" then
+    say("--mirror is preview, full or off")
+    return 2
+  end
+  local sandbox = config.get().sandbox
+  if opts.sandbox and not sandbox then sandbox = true end
+  local fs = require "procy.fs"
+  local cwd = opts.cwd and fs.realpath(opts.cwd) or fs.cwd()
+  if not cwd or (fs.stat(cwd) or {}).type ~= "dir" then
+    say("no directory ", tostring(opts.cwd))
+    return 2
+  end
+  return require("procy.claudix").run { agent = agent_name, args = args, cwd = cwd,
+    mirror = mirror ~= "off" and mirror or false, sandbox = sandbox or false }
+end
+function commands.claudix(args, opts) return stdio_proxy("claude", args, opts) end
+function commands.codexx(args, opts) return stdio_proxy("codex", args, opts) end
 
 -- procy agent ...
 function commands.agent(args, opts)

@@ -66,6 +66,8 @@ M.settings = {
       .. "thinking =, to = \"PROVIDER[:MODEL]\"} or function(call) -> \"PROVIDER:MODEL\" (PROCY_ROUTES, SUBAGENT_MAPPINGS add)" },
   { name = "sandbox", type = { "boolean", "string" }, default = false,
     doc = "run agents inside bubblewrap (--sandbox): true for the default profile, or a profile's name" },
+  { name = "bwrap", type = "string", default = "bwrap",
+    doc = "the bubblewrap program --sandbox runs: a name looked up on PATH, or a path" },
   { name = "sandboxes", type = "table", default = {},
     doc = "sandbox profiles: name = {writable = {\"~/.claude\", ...}, defaults = (the project and /tmp; true), create =, env =} "
       .. "(lua/procy/sandbox.lua)" },

@@ -47,15 +47,22 @@ function M.profile(p)
   return p
 end
 
--- find() -> bwrap's path | nil, err, code
+-- find() -> bwrap's path (the `bwrap` setting: a path, or a name on
+-- PATH) | nil, err, code
 function M.find()
-  for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do
-    local p = dir .. "/bwrap"
-    local st = fs.stat(p)
-    if st and st.type == "file" then return p end
+  local name = require("procy.config").get().bwrap or "bwrap"
+  local dirs = name:find("/", 1, true) and { "" } or nil
+  if not dirs then
+    dirs = {}
+    for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do dirs[#dirs + 1] = dir .. "/" end
   end
-  return nil, "ENOENT: --sandbox runs the agent in bubblewrap, and bwrap is not on PATH "
-    .. "(Debian: apt-get install bubblewrap); procy does not run it unsandboxed", "ENOENT"
+  for _, dir in ipairs(dirs) do
+    local st = fs.stat(dir .. name)
+    if st and st.type == "file" then return dir .. name end
+  end
+  return nil, ("ENOENT: --sandbox runs the agent in bubblewrap, and %s is not %s (Debian: apt-get install "
+    .. "bubblewrap; or set `bwrap` in procy.lua); procy does not run it unsandboxed")
+    :format(name, dirs[1] == "" and "there" or "on PATH"), "ENOENT"
 end
 
 local function expand(path, cwd)

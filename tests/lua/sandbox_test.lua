@@ -10,9 +10,17 @@ local fs = require "procy.fs"
 local proc = require "procy.proc"
 local json = require "procy.json"
 local sandbox = require "procy.sandbox"
+local config = require "procy.config"
 
+-- .ci/setup unpacks bubblewrap here rather than installing it (Codex's
+-- own sandbox breaks on Debian 12's bwrap on PATH); else the system's
+local bwrap = os.getenv("PROCY_TEST_BWRAP") or "/usr/local/lib/procy-test/bubblewrap/usr/bin/bwrap"
+if not fs.stat(bwrap) then bwrap = "bwrap" end
+local dir = T.tmpdir()
+local conf = T.write(dir .. "/procy.lua", ("return { db = %q, bwrap = %q }"):format(dir .. "/rec.db", bwrap))
+assert(config.load { config = conf })
 if not sandbox.find() then
-  print("1..0 # SKIP bwrap is not installed (.ci/setup installs bubblewrap)")
+  print("1..0 # SKIP bubblewrap is not installed (.ci/setup unpacks it into /usr/local/lib/procy-test)")
   return 0
 end
 local ok, why = sandbox.check(true)
@@ -21,7 +29,6 @@ if not ok then
   return 0
 end
 
-local dir = T.tmpdir()
 local work = dir .. "/work"
 fs.mkdir(work)
 -- outside every allowed path, and writable outside the sandbox (checked):
@@ -54,12 +61,16 @@ print(a and "opened" or err)
 return 0]])
 r = T.procy({ "--db", dir .. "/rec.db", "run", script }, { env = { PATH = "/nonexistent" }, timeout = 20 })
 T.like(r.stdout, "ENOENT: %-%-sandbox runs the agent in bubblewrap, and bwrap is not on PATH", "no bwrap: a clear error", r.stdout .. r.stderr)
+T.write(dir .. "/missing.lua", "return { bwrap = '/nonexistent/bwrap' }")
+r = T.procy({ "--config", dir .. "/missing.lua", "--db", dir .. "/rec.db", "agent", "start", "nobox", "--sandbox" }, { timeout = 20 })
+T.ok(r.code ~= 0 and r.stderr:find("/nonexistent/bwrap is not there", 1, true), "agent start --sandbox without it: refused, saying why",
+  r.stderr)
 
 -- interactive: procy --sandbox -- sh, in a real terminal
 local tmux = require "lib.tmux"
 local q = tmux.quote
 local term = tmux.new { cols = 100, rows = 30, env = { PS1 = "$ " },
-  cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(dir .. "/rec.db") .. " --sandbox -- sh; echo procy-exit=$?" }
+  cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --config " .. q(conf) .. " --sandbox -- sh; echo procy-exit=$?" }
 term:see("^%$", "the shell starts in the sandbox", 20)
 term:type("echo term > term.txt; echo o > " .. outside .. "; echo \"rc=$? $SANDBOX\"")
 term:keys("Enter")
@@ -81,7 +92,7 @@ if not w then
 end
 local _ <close> = w.fake.proc
 w.env.ANTHROPIC_BASE_URL = false
-T.write(w.work .. "/procy.lua", ("return { db = %q, upstream = %q }"):format(w.dir .. "/rec.db", w.fake.url))
+T.write(w.work .. "/procy.lua", ("return { db = %q, upstream = %q, bwrap = %q }"):format(w.dir .. "/rec.db", w.fake.url, bwrap))
 local function procy(...) return T.procy({ ... }, { cwd = w.work, env = w.env, timeout = 120 }) end
 r = procy("agent", "start", "boxed", "--sandbox", "--", "--allowedTools", "Bash")
 T.is(r.code, 0, "agent start --sandbox", r.stderr)

@@ -103,8 +103,14 @@ function D:interrupt()
   return true
 end
 
+-- restart{resume =}: the turn under way (if any) is ended, as
+-- interrupted; the next prompt starts a new thread unless resume.
+-- The process is signalled, not closed: its turn still waits for it.
 function D:restart(o)
-  if self.p then self.p:close() end
+  if self.p then
+    self.interrupted = self.p
+    self.p:kill("TERM")
+  end
   if not o.resume then self.thread = nil end
   return true
 end

@@ -33,7 +33,7 @@ function D.new(a)
   local o = a.opts or {}
   local d = setmetatable({ a = a, expected = 0, seen = 0, queue = {}, next_seq = a.tracker.seq,
     mirror = o.mirror == nil and "preview" or o.mirror, watchdog = o.watchdog, validator = o.validator,
-    agent_session = a.resume, requests = 0 }, D)
+    on_line = o.on_line, on_died = o.on_died, agent_session = a.resume, requests = 0 }, D)
   local ok, err, code = d:start(a.resume)
   if not ok then return nil, err, code end
   if d.watchdog then
@@ -83,6 +83,7 @@ function D:line(line)
   self.last_io = core.now()
   self.a:record("o", line)
   local ev = json.decode(line)
+  if self.on_line then self.on_line(line, type(ev) == "table" and ev or nil) end
   if type(ev) ~= "table" then return end
   if type(ev.session_id) == "string" and ev.session_id ~= self.agent_session then
     self.agent_session = ev.session_id
@@ -130,13 +131,19 @@ function D:result(ev)
 end
 
 function D:send(text, source)
+  return self:send_line(json.encode { type = "user", message = { role = "user",
+    content = { { type = "text", text = text } } } }, text, source)
+end
+
+-- send_line(line, [text], [source]): one stream-json line as it is; with
+-- text (the prompt it carries) it is a user message, and a turn
+function D:send_line(line, text, source)
   if not self.p or self.exit then return nil, "EPIPE: the agent is not running (restart it)", "EPIPE" end
-  local line = json.encode { type = "user", message = { role = "user",
-    content = { { type = "text", text = text } } } }
   local ok, err, code = self.p:write(line .. "\n")
   if not ok then return nil, err, code end
   self.a:record("i", line)
   self.last_io = core.now()
+  if text == nil then return true end
   self.expected = self.expected + 1
   self.next_seq = self.next_seq + 1
   if self.a.tracker.open then
@@ -167,17 +174,23 @@ function D:died(r)
   local why = ("the agent exited (%s)"):format(r and (r.signal and ("signal " .. r.signal) or ("status " .. tostring(r.code))) or "?")
   if self.stderr_tail then why = why .. ": " .. self.stderr_tail end
   self:lose(why)
+  if self.on_died then self.on_died(why) end
   self.a.tracker:watch(0)
 end
 
--- Stops the process: end of input, then TERM and KILL after a grace.
-function D:stop()
+-- Stops the process: end of input, then TERM and KILL after a grace;
+-- forced, TERM and KILL at once.
+function D:stop(force)
   self.gen = (self.gen or 0) + 1 -- its end is not a death
   local p = self.p
   if not p then return end
   self.p = nil
-  p:close_stdin()
-  if not p:wait(3) then p:close() end
+  if force then
+    p:close()
+  else
+    p:close_stdin()
+    if not p:wait(3) then p:close() end
+  end
   core.cancel(self.reader)
   core.cancel(self.errors)
 end
@@ -195,7 +208,7 @@ function D:restart(o)
       self.a.tracker:watch(0.5)
     end
   end
-  self:stop()
+  self:stop(o.force)
   self:lose(o.resume and "procy restarted the agent, resuming its session" or "procy restarted the agent")
   local resume = o.resume and self.agent_session or nil
   if o.resume and not resume then core.log("warn", "agent: no session id seen yet; restarting fresh") end

@@ -1,0 +1,71 @@
+-- `procy codexx`: lproc's stdin protocol for the real Codex CLI — a
+-- `codex exec --json` per user line, `exec resume` for the next, and
+-- Claude-shaped `assistant` and `result` lines out, one result per line,
+-- the restart markers honoured.
+local T = require "lib.tap"
+local core = require "procy.core"
+local json = require "procy.json"
+local proc = require "procy.proc"
+local agents = require "lib.agents"
+local fake = require "lib.fake"
+
+local w = agents.world("codex")
+if not w then return agents.skip("codex") end
+local _ <close> = w.fake.proc
+local dir, work, env = w.dir, w.work, w.env
+T.write(work .. "/procy.lua", ("return { db = %q, openai_upstream = %q }"):format(dir .. "/rec.db", w.fake.url))
+
+local p = assert(proc.spawn({ T.bin, "codexx", "--", "-m", "gpt-5-codex" }, { cwd = work, env = env, stdin = true, stderr = "pipe" }))
+local _p <close> = p
+local out, errs = {}, {}
+local reader = core.spawn(function() for line in p:lines() do out[#out + 1] = json.decode(line) or { bad = line } end end)
+local ereader = core.spawn(function() for line in p:lines("stderr") do errs[#errs + 1] = line end end)
+local function user(text) return json.encode { type = "user", message = { role = "user", content = { { type = "text", text = text } } } } end
+local function results(n)
+  local t0 = core.now()
+  while core.now() - t0 < 90 do
+    local r = {}
+    for _, e in ipairs(out) do if e.type == "result" then r[#r + 1] = e end end
+    if #r >= n then return r end
+    core.sleep(0.05)
+  end
+  return {}
+end
+local function last_body() local b = fake.bodies(dir .. "/fake") return json.decode(b[#b] or "") or {} end
+
+p:write(user("TOOL:shell[echo from-codexx]") .. "\n")
+local r = results(1)
+T.ok(r[1] and r[1].subtype == "success" and not r[1].is_error and tostring(r[1].result):find("from%-codexx")
+  and r[1].session_id, "a user line: one Claude-shaped result, with the answer and the thread as session_id", json.encode(r[1]))
+local asst
+for _, e in ipairs(out) do if e.type == "assistant" then asst = e end end
+T.ok(asst and asst.message.content[1].text == r[1].result, "an assistant line with the answer's text before it")
+
+p:write("garbage\n")
+p:write(user("second") .. "\n")
+r = results(3)
+T.ok(r[2] and r[2].subtype == "CLAUDIX_FAIL", "a line that is not JSON: CLAUDIX_FAIL")
+T.is(r[3] and r[3].result, "FAKE: hello! you said: second", "the second message")
+T.ok(json.encode(last_body()):find("from-codexx", 1, true), "sent with exec resume: the thread goes on")
+
+p:write(user("[CLAUDIX:RESTART] third") .. "\n")
+r = results(4)
+T.is(r[4] and r[4].result, "FAKE: hello! you said: third", "[CLAUDIX:RESTART]: the marker removed")
+T.ok(not json.encode(last_body()):find("from-codexx", 1, true), "a fresh thread")
+
+p:write(user("HANG forever") .. "\n")
+core.sleep(3)
+p:write(user("[CLAUDIX:FORCE_RESTART_NO_SEND] x") .. "\n")
+r = results(6)
+T.ok(r[5] and r[5].subtype == "CLAUDIX_FAIL" and r[6] and tostring(r[6].result):find("NOT sent"),
+  "FORCE_RESTART_NO_SEND during a turn: CLAUDIX_FAIL for it, and the reminder", table.concat(errs, "\n"))
+p:write(user("after") .. "\n")
+p:close_stdin()
+local done = p:wait(90)
+r = results(7)
+T.is(r[7] and r[7].result, "FAKE: hello! you said: after", "the next message works")
+T.is(done and done.code, 0, "end of input: exit 0")
+T.is(#r, 7, "one result per line")
+core.cancel(reader)
+core.cancel(ereader)
+return T.done()
