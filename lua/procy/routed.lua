@@ -81,6 +81,21 @@ end
 
 local function stall(p) return p.timeout or require("procy.config").get().upstream_timeout end
 
+-- The provider's answer begins: st, status, headers; or nil, the agent
+-- answered with the failure.
+local function call(req, rec, p, url, headers, body)
+  rec.upstream, rec.up_req_body = url, body
+  local st, status, rh = http.stream { method = "POST", url = url, headers = headers, body = body,
+    connect_timeout = 30, stall_timeout = stall(p) }
+  if not st then
+    fail(req, rec, status == "ETIMEDOUT" and 504 or 502, "the provider " .. p.name .. " failed: " .. tostring(status))
+    return nil
+  end
+  rec.ttfb_us = math.floor((core.now() - rec.t0) * 1e6)
+  rec.facts.status = status
+  return st, status, rh
+end
+
 -- ---- OpenAI-compatible -------------------------------------------------------------------
 
 local function to_openai(s, req, sum, route, rec)
@@ -96,13 +111,9 @@ local function to_openai(s, req, sum, route, rec)
   local headers = { ["content-type"] = "application/json", accept = sum.stream and "text/event-stream" or "application/json" }
   for k, v in pairs(p.headers) do headers[k] = v end
   if key ~= true then headers.authorization = "Bearer " .. key end
-  rec.upstream, rec.up_req_body = url, body
-  local st, status, rh = http.stream { method = "POST", url = url, headers = headers, body = body,
-    connect_timeout = 30, stall_timeout = stall(p) }
-  if not st then return fail(req, rec, status == "ETIMEDOUT" and 504 or 502, "the provider " .. p.name .. " failed: " .. tostring(status)) end
+  local st, status, rh = call(req, rec, p, url, headers, body)
+  if not st then return end
   local _ <close> = st
-  rec.ttfb_us = math.floor((core.now() - rec.t0) * 1e6)
-  rec.facts.status = status
   if status >= 400 or not sum.stream then
     local text, err = read_all(st)
     rec.up_resp_body = text or ""
@@ -172,13 +183,9 @@ local function to_anthropic(s, req, sum, route, rec, query)
   for k, v in pairs(p.headers) do headers[k] = v end
   if key ~= true then headers["x-api-key"] = key end
   local url = p.url .. rec.path .. (query and ("?" .. query) or "")
-  rec.upstream, rec.up_req_body = url, body
-  local st, status, rh = http.stream { method = "POST", url = url, headers = headers, body = body,
-    connect_timeout = 30, stall_timeout = stall(p) }
-  if not st then return fail(req, rec, status == "ETIMEDOUT" and 504 or 502, "the provider " .. p.name .. " failed: " .. tostring(status)) end
+  local st, status, rh = call(req, rec, p, url, headers, body)
+  if not st then return end
   local _ <close> = st
-  rec.ttfb_us = math.floor((core.now() - rec.t0) * 1e6)
-  rec.facts.status = status
   local out = {}
   for k, v in pairs(rh) do if not SKIP[k] then out[k] = v end end
   rec.status, rec.resp_headers = status, list_of(out)

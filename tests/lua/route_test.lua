@@ -192,12 +192,36 @@ local ab = json.decode(fake.bodies(dir .. "/alt")[1] or "") or {}
 T.ok(ab.model == "claude-alt-model" and (al.headers["x-api-key"] or ""):find("(len 27)", 1, true), "with the route's model and the provider's key",
   T.read(dir .. "/alt/requests.jsonl"))
 
+-- the official SDK through the route: a streamed tool call, read whole
+local sdk = T.src .. "/tests/node/node_modules/@anthropic-ai/sdk/index.mjs"
+local sdk_calls = 0
+if fs.stat(sdk) then
+  local script = T.write(dir .. "/sdk.mjs", ([[
+    import Anthropic from %q;
+    const c = new Anthropic({ baseURL: process.argv[2], apiKey: "sk-ant-sdk", maxRetries: 0 });
+    const s = c.messages.stream({ model: "claude-haiku-4-5", max_tokens: 100, messages: [{ role: "user", content: "TOOL:bash[make test]" }],
+      tools: [{ name: "Bash", description: "run", input_schema: { type: "object", properties: { command: { type: "string" } } } }] });
+    let texts = 0; s.on("text", () => texts++);
+    const m = await s.finalMessage();
+    console.log(JSON.stringify({ texts, m }));
+  ]]):format(sdk))
+  local sr = proc.run({ "node", script, url }, { timeout = 60 })
+  local got = json.decode(sr and sr.stdout or "") or {}
+  local m = got.m or {}
+  T.ok(got.texts and got.texts > 0 and m.stop_reason == "tool_use" and m.content and m.content[2]
+    and m.content[2].input.command == "make test" and m.model == "claude-haiku-4-5",
+    "@anthropic-ai/sdk streams a routed call: text deltas, the tool input whole, the stop reason", sr and (sr.stdout .. sr.stderr))
+  sdk_calls = 1
+else
+  T.skip("the SDK through a route", "tests/node has no @anthropic-ai/sdk (.ci/setup installs it)")
+end
+
 -- the record: once per call, both sides, marked routed, the provider's prices
 local listed
 for _ = 1, 50 do
   local l = http.request { url = url .. "/api/calls?limit=50", timeout = 10 }
   listed = json.decode(l and l.body or "") or {}
-  if listed.calls and #listed.calls >= 10 then break end
+  if listed.calls and #listed.calls >= 10 + sdk_calls then break end
   core.sleep(0.1)
 end
 local oldest = listed.calls and listed.calls[#listed.calls] or {}
@@ -210,7 +234,7 @@ serve:wait()
 local h = assert(db.open(dir .. "/rec.db"))
 local rows = h:query("SELECT id, role, model, routed_model, route, provider, up_status, status, cost, input_tokens, "
   .. "output_tokens, up_request, up_response, req_body, resp_body, upstream, error FROM api_calls ORDER BY id")
-T.is(#rows, 10, "every call recorded once (8 routed, 2 relayed)")
+T.is(#rows, 10 + sdk_calls, "every call recorded once (8 routed, 2 relayed, and the SDK's)")
 local first = rows[1] or {}
 T.ok(first.route == "reviewer" and first.provider == "oai" and first.routed_model == "gpt-test" and first.model == "claude-opus-5-5"
   and first.role == "subagent" and first.up_status == 200, "a routed call: its route, provider, both models, the subagent role")
