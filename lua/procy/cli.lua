@@ -503,6 +503,11 @@ local function stdio_proxy(agent_name, args, opts)
     say("--mirror is preview, full or off")
     return 2
   end
+  if require("procy.pty").isatty(0) then -- its reader (a `cat` child) could not read a terminal
+    say("procy ", agent_name == "claude" and "claudix" or "codexx", " reads stream-json lines from a pipe or a file ",
+      "(lproc's .stdin), not from a terminal: echo '{\"type\":\"user\",...}' | procy ...")
+    return 2
+  end
   local sandbox = config.get().sandbox
   if opts.sandbox and not sandbox then sandbox = true end
   local fs = require "procy.fs"
