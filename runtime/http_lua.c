@@ -259,9 +259,10 @@ static int http_serve(lua_State *L)
 		srv->proxy = proxy_new(luaL_optstring(L, -2, "https://api.anthropic.com"),
 		                       luaL_optstring(L, -1, "https://api.openai.com"),
 		                       procy_opt_number(L, t, "stall_timeout", 600));
-		lua_getfield(L, t, "divert");
+		lua_getfield(L, t, "divert"); /* true: the Messages calls; "all": every one */
 		if (srv->proxy)
-			proxy_divert(srv->proxy, lua_toboolean(L, -1));
+			proxy_divert(srv->proxy, lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "all") == 0 ? 2
+			             : lua_toboolean(L, -1));
 	}
 	if (srv->proxy && lua_getfield(L, 1, "record") == LUA_TTABLE) {
 		int rec = lua_gettop(L);

@@ -34,7 +34,7 @@ struct proxy {
 	list_t held;               /* requests waiting for the recorder to catch up */
 	size_t nfinished;
 	size_t relayed, waited;    /* calls ended; calls that were held first */
-	int    divert;             /* POST /v1/messages[/count_tokens] go to Lua first */
+	int    divert;             /* 1: POST /v1/messages[/count_tokens] go to Lua first; 2: every /v1/ call */
 };
 
 
@@ -93,9 +93,9 @@ int proxy_match(const hreq_t *r)
 	return strncmp(rest ? rest : uri, "/v1/", 4) == 0;
 }
 
-void proxy_divert(proxy_t *p, int on)
+void proxy_divert(proxy_t *p, int mode)
 {
-	p->divert = on;
+	p->divert = mode;
 }
 
 /* What a route may send elsewhere: the Messages API's calls. */
@@ -309,8 +309,8 @@ int proxy_route(server_t *srv, hreq_t *r)
 {
 	if (!srv->proxy || !proxy_match(r))
 		return 0;
-	if (srv->proxy->divert && diverted(r))
-		return 0; /* Lua looks at it first, and relays it (req:relay()) or routes it */
+	if (srv->proxy->divert == 2 || (srv->proxy->divert && diverted(r)))
+		return 0; /* Lua looks at it first, and relays it (req:relay()) or answers it */
 	proxy_start(srv, r);
 	return 1;
 }

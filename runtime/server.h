@@ -95,10 +95,11 @@ void        hreq_release(hreq_t *r);
 proxy_t    *proxy_new(const char *anthropic, const char *openai, double stall);
 void        proxy_free(proxy_t *p);
 int         proxy_match(const hreq_t *r);
-/* on: POST /v1/messages and /v1/messages/count_tokens are not relayed at
+/* 1: POST /v1/messages and /v1/messages/count_tokens are not relayed at
    once but handed to Lua (srv->to_lua), which relays them (proxy_start)
-   or answers them itself (a route). */
-void        proxy_divert(proxy_t *p, int on);
+   or answers them itself (a route); 2: every /v1/ request (a replay);
+   0: none. */
+void        proxy_divert(proxy_t *p, int mode);
 /* A finished call, the proxy's or one Lua made (srv:record), goes to the
    record: the capture's queue, or the list srv:calls() reads. */
 void        proxy_deliver(server_t *srv, pcall_t *c);

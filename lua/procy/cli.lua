@@ -57,7 +57,11 @@ M.commands = {
                 { long = "--upstream", arg = "URL", help = "where Anthropic calls go (setting 'upstream')" },
                 { long = "--openai-upstream", arg = "URL", help = "where OpenAI calls go (setting 'openai_upstream')" },
                 { long = "--host", arg = "IP", help = "listen there, not on 127.0.0.1 (needs --token)" },
-                { long = "--token", arg = "T", help = "the token every request must carry (16+ characters; PROCY_TOKEN)" } },
+                { long = "--token", arg = "T", help = "the token every request must carry (16+ characters; PROCY_TOKEN)" },
+                { long = "--replay", arg = "SESSION|RUN", help = "answer API calls from the record, not an upstream (the agent VCR)" },
+                { long = "--strict", help = "with --replay: an unmatched call gets a 404 naming the closest and what differs (default)" },
+                { long = "--nearest", help = "with --replay: an unmatched call gets the closest recorded answer" },
+                { long = "--fast", help = "with --replay: answers at once, not at their recorded pace" } },
     help = "the API proxy alone: ANTHROPIC_BASE_URL=http://127.0.0.1:7862 claude" },
   { name = "usage", reads = true,
     options = { { long = "--since", arg = "T", help = "calls from T on (2026-11-20, 2026-11-20 14:30, 36h, 7d)" },
@@ -414,8 +418,30 @@ function commands.serve(args, opts)
   end
   local store, serve = require "procy.store", require "procy.serve"
   local argv = { "procy", "serve" }
-  for _, k in ipairs { "port", "upstream", "openai-upstream", "host" } do
+  for _, k in ipairs { "port", "upstream", "openai-upstream", "host", "replay" } do
     if opts[k] then argv[#argv + 1] = "--" .. k .. "=" .. opts[k] end
+  end
+  local replay
+  if opts.strict and opts.nearest then
+    say("--strict or --nearest, not both")
+    return 2
+  end
+  if (opts.strict or opts.nearest or opts.fast) and not opts.replay then
+    say("--strict, --nearest and --fast go with --replay SESSION|RUN")
+    return 2
+  end
+  if opts.replay then -- a session id (or prefix), else an evolve run's
+    local vcr = require "procy.vcr"
+    local c, cerr = vcr.load { session = opts.replay }
+    if not c then
+      local rc = vcr.load { run = opts.replay }
+      if rc then c, cerr = rc, nil end
+    end
+    if not c then
+      say(cerr)
+      return 1
+    end
+    replay = { cassette = c, mode = opts.nearest and "nearest" or "strict", fast = opts.fast and true or false }
   end
   local id, err = store.new_session { argv = argv, cwd = require("procy.fs").cwd(), mode = "serve" }
   if not id then
@@ -423,7 +449,7 @@ function commands.serve(args, opts)
     return 1
   end
   local s, serr = serve.start { port = port, host = opts.host, token = token, upstream = opts.upstream,
-    openai = opts["openai-upstream"], session = id }
+    openai = opts["openai-upstream"], session = id, replay = replay }
   if not s then
     store.end_session(id, { status = "error" })
     say(serr)
@@ -433,9 +459,14 @@ function commands.serve(args, opts)
     serve.stop(s)
     store.end_session(id, { status = "exited", code = 0 })
   end })
-  io.stderr:write(("procy serve: listening on %s, recording into %s (session %s)\n"
-    .. "  upstream %s, OpenAI upstream %s\n  use it:  ANTHROPIC_BASE_URL=%s claude\n"):format(
-    s.url, store.path(), id:sub(1, 8), s.upstream, s.openai, s.url))
+  io.stderr:write(("procy serve: listening on %s, recording into %s (session %s)\n"):format(s.url, store.path(), id:sub(1, 8)))
+  if replay then
+    io.stderr:write(("  replaying the %d calls of %s (%s%s); no call goes upstream\n"):format(#replay.cassette.calls,
+      replay.cassette.label, replay.mode, replay.fast and ", fast" or ", at their recorded pace"))
+  else
+    io.stderr:write(("  upstream %s, OpenAI upstream %s\n"):format(s.upstream, s.openai))
+  end
+  io.stderr:write(("  use it:  ANTHROPIC_BASE_URL=%s claude\n"):format(s.url))
   core.await(s.acceptor) -- until a signal stops procy
   return 0
 end

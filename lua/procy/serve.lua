@@ -316,6 +316,9 @@ end
 
 local function route(s, req)
   local path = req:path()
+  if s.replay and (path:find("^/v1/") or path:find("^/s/[%w_%-]+/v1/")) then
+    return s.replay.cassette:serve(s, req, s.replay)
+  end
   if s.router and req:method() == "POST" and (path:find("^/v1/messages") or path:find("^/s/[%w_%-]+/v1/messages")) then
     return divert(s, req, path)
   end
@@ -412,7 +415,9 @@ end
 M.tell = tell
 
 -- start{port =, host =, token =, upstream =, openai =, session =,
--- agent_env =, max_queued =, lazy =} -> server | nil, err, code. The server's fields: port, url,
+-- agent_env =, max_queued =, lazy =, replay = {cassette =, mode =, fast =}}
+-- -> server | nil, err, code. With replay, every /v1/ call is answered
+-- from the cassette (procy.vcr), none goes upstream. The server's fields: port, url,
 -- upstream, openai, session; close it with stop(server). Its calls are
 -- recorded on the recorder thread (procy.capture) into the record.
 function M.start(o)
@@ -446,12 +451,13 @@ function M.start(o)
   end
   local srv
   srv, err, code = http.serve { host = host, port = port, token = o.token, max_body = o.max_body, lazy = o.lazy,
-    proxy = { anthropic = up, openai = oup, stall_timeout = cfg.upstream_timeout, divert = router ~= nil },
+    proxy = { anthropic = up, openai = oup, stall_timeout = cfg.upstream_timeout,
+      divert = o.replay and "all" or router ~= nil },
     record = { db = store.path(), session = o.session, redact = cfg.redact, prices = price_list,
       max_queued = o.max_queued } }
   if not srv then return nil, err, code end
   local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
-    started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false, router = router }
+    started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false, router = router, replay = o.replay }
   s.url = "http://" .. host .. ":" .. s.port
   s.feed = core.spawn(function()
     while true do
