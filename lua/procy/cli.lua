@@ -41,6 +41,12 @@ M.commands = {
     options = { { long = "--format", arg = "cast|cast3|html", help = "asciicast v2 (cast, the default), v3, or one HTML file with the monitor's views" },
                 { short = "-o", long = "--output", arg = "FILE", help = "write to FILE, not standard output" } },
     help = "a session as an asciicast recording, or as one self-contained HTML file to share (read-only, offline)" },
+  { name = "transcript", reads = true, args = "ID",
+    options = { { long = "--color", help = "colour the roles (also on when stdout is a terminal)" },
+                { long = "--full", help = "thinking, subagents' calls and tool results in full" },
+                { long = "--format", arg = "text|md", help = "text (the default), or Markdown to paste into an issue" },
+                { short = "-o", long = "--output", arg = "FILE", help = "write to FILE, not standard output" } },
+    help = "a session as a readable conversation: prompts, answers, tool calls and results, tokens, cost, time" },
   { name = "search", args = "QUERY...",
     options = { { long = "--session", arg = "ID", help = "in one session only" },
                 { long = "--kind", arg = "K", help = "only prompt, answer, tool, call or term hits" },
@@ -316,6 +322,55 @@ function commands.show(args, opts)
     print(require("procy.json").encode(sessions.summary(row), { indent = true, sort = true }))
   else
     io.stdout:write(sessions.show(row))
+  end
+  return 0
+end
+
+-- A pager for text meant for a terminal: less, when there is one (a
+-- constant command, no data in it: popen's child stays in the terminal's
+-- foreground group, so it can read keys), else the text as it is.
+local function page(text)
+  for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+    local st = require("procy.fs").stat(dir .. "/less")
+    if st and st.type == "file" then
+      local f = io.popen("less -FRX", "w")
+      if f then
+        f:write(text)
+        f:close()
+        return
+      end
+    end
+  end
+  io.stdout:write(text)
+end
+
+function commands.transcript(args, opts)
+  local row, code = one_session(args, "transcript")
+  if not row then return code end
+  local format = opts.format or "text"
+  if format ~= "text" and format ~= "md" then
+    say("--format is text or md")
+    return 2
+  end
+  local tty = not opts.output and require("procy.pty").isatty(1)
+  local text, err = require("procy.transcript").session(row.id, { color = opts.color or (tty and format == "text"),
+    full = opts.full, format = format })
+  if not text then
+    say(err)
+    return 1
+  end
+  if opts.output then
+    local f, ferr = io.open(opts.output, "wb")
+    if not f then
+      say(ferr)
+      return 1
+    end
+    f:write(text)
+    f:close()
+  elseif tty then
+    page(text)
+  else
+    io.stdout:write(text)
   end
   return 0
 end

@@ -1,7 +1,9 @@
--- procy.transcript: a headless agent's recorded lines (stream-json of
--- Claude Code, `codex exec --json`) as a transcript a person reads: each
--- role in its colour, each tool result under its call, labelled with the
--- tool's name.
+-- procy.transcript: the record as a conversation a person reads. A
+-- headless agent's recorded lines (stream-json of Claude Code, `codex
+-- exec --json`: renderer, what `procy agent log` shows), and any session,
+-- interactive or headless, from its turns and API calls (session, what
+-- `procy transcript` shows): each role in its colour, each tool result
+-- under its call, labelled with the tool's name.
 
 local json = require "procy.json"
 
@@ -99,6 +101,153 @@ function M.renderer(o)
     end
     return ""
   end
+end
+
+-- ---- a session, from the record -----------------------------------------------------------
+
+local function fmt_n(n)
+  local s = tostring(math.floor((n or 0) + 0.5))
+  return (s:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
+end
+
+local function secs(d) return type(d) == "number" and (d >= 60 and ("%dm%02ds"):format(d // 60, math.floor(d % 60)) or ("%.1f s"):format(d)) or "?" end
+
+local function money(c) return type(c) == "number" and ("$%.4f"):format(c) or "$?" end
+
+-- session(id, {color =, full =, format = "text"|"md", db =}) -> text |
+-- nil, err, code. Each turn: the prompt; then, call by call, what the
+-- agent said, its thinking (collapsed unless full), each tool call with
+-- its input and result (the first 20 lines unless full); the turn's
+-- tokens, cost and time. Subagents' calls are counted (shown with full).
+-- Redacted again with today's rules.
+function M.session(id, o)
+  o = o or {}
+  local store, turns = require "procy.store", require "procy.turns"
+  local h = o.db or store.open()
+  local row, err, code = store.find_session(id, h)
+  if not row then return nil, err, code end
+  local md = o.format == "md"
+  local colour = o.color and not md
+  local out = {}
+  local function put(s) out[#out + 1] = s end
+  local function paint(role, text)
+    if not colour then return text end
+    return ("\27[1;%dm%s\27[0m"):format(colours[role] or 0, text)
+  end
+  local function cap(text, n)
+    text = tostring(text or "")
+    if o.full then return text end
+    local lines, count = {}, 0
+    for line in (text .. "\n"):gmatch("(.-)\n") do
+      count = count + 1
+      if count <= n then lines[#lines + 1] = line end
+    end
+    if count > n then lines[#lines + 1] = ("… %d more lines (--full shows them)"):format(count - n) end
+    return table.concat(lines, "\n")
+  end
+  local function block(text, fence)
+    text = tostring(text or "")
+    if md then return (fence and ("```" .. fence .. "\n" .. text .. "\n```\n") or (text .. "\n")) .. "\n" end
+    return "    " .. text:gsub("\n", "\n    ") .. "\n"
+  end
+  local function heading(level, role, text)
+    if md then return ("%s %s\n\n"):format(("#"):rep(level), text) end
+    return paint(role, (level == 1 and "# " or level == 2 and "## " or "### ") .. text) .. "\n"
+  end
+  -- What the agent did in these calls, block by block; -> whether it said
+  -- anything, the tool uses shown, the subagent calls left out.
+  local function render(calls, results)
+    local said, shown, subs = false, {}, 0
+    for _, c in ipairs(calls) do
+      if c.role == "subagent" and not o.full then
+        subs = subs + 1
+      else
+        local who = c.role == "subagent" and "subagent" or "assistant"
+        for _, b in ipairs(json.decode(c.content or "[]") or {}) do
+          if type(b) ~= "table" then
+          elseif b.type == "text" and tostring(b.text) ~= "" then
+            put(heading(3, "assistant", who))
+            put(block(b.text))
+            said = true
+          elseif b.type == "thinking" then
+            local th = tostring(b.thinking or "")
+            if o.full then
+              put(heading(3, "dim", "thinking"))
+              put(block(th))
+            elseif md then
+              put(("<details><summary>thinking (%d characters)</summary>\n\n%s\n\n</details>\n\n"):format(#th, th))
+            else
+              put(paint("dim", ("    [thinking, %d characters]"):format(#th)) .. "\n")
+            end
+          elseif b.type == "tool_use" then
+            local r = results[b.id or ""] or {}
+            shown[b.id or ""] = true
+            put(heading(3, "tool", "tool " .. tostring(b.name)))
+            put(block(json.encode(b.input, { sort = true }), "json"))
+            if r.result ~= nil and r.result ~= json.null then
+              put(heading(3, r.is_error and "error" or "result", "result from " .. tostring(b.name) .. (r.is_error and " (error)" or "")))
+              put(block(cap(r.result, 20), ""))
+            end
+          end
+        end
+      end
+    end
+    if subs > 0 then put(paint("dim", ("    [%d subagent call%s: --full shows them]"):format(subs, subs == 1 and "" or "s")) .. "\n") end
+    return said, shown
+  end
+  local argv = type(row.argv) == "table" and table.concat(row.argv, " ") or tostring(row.argv or "")
+  local list = turns.list(row.id, h)
+  local total = 0
+  for _, t in ipairs(list) do total = total + (type(t.cost) == "number" and t.cost or 0) end
+  if #list == 0 then total = h:query("SELECT sum(cost) AS c FROM api_calls WHERE session_id = ?", row.id)[1].c end
+  put(heading(1, "system", ("Session %s · %s · %s · %s · %d turn%s · %s"):format(row.id:sub(1, 8), argv, tostring(row.cwd),
+    os.date("%Y-%m-%d %H:%M", (row.started_at or 0) // 1000000), #list, #list == 1 and "" or "s", money(total))))
+  put("\n")
+  for _, t in ipairs(list) do
+    local u = t.usage or {}
+    put(heading(2, t.status == "done" and "user" or "error", ("Turn %d · %s · %s · %s in / %s out%s · %s%s"):format(t.seq,
+      tostring(t.source), secs(t.duration), fmt_n(u.input_tokens), fmt_n(u.output_tokens),
+      (u.cache_read_tokens or 0) > 0 and (" (" .. fmt_n(u.cache_read_tokens) .. " cached)") or "", money(t.cost),
+      t.status ~= "done" and (" · " .. tostring(t.status)) or "")))
+    if md then put("> " .. tostring(t.prompt ~= json.null and t.prompt or ""):gsub("\n", "\n> ") .. "\n\n")
+    else put(block(t.prompt ~= json.null and t.prompt or "")) end
+    local results = {}
+    for _, tc in ipairs(t.tools or {}) do results[tc.id or ""] = tc end
+    local trow = h:query("SELECT id FROM turns WHERE session_id = ? AND seq = ?", row.id, t.seq)[1]
+    local calls = trow and h:query([[SELECT role, content FROM api_calls WHERE turn_id = ? AND coalesce(role, 'main') <> 'side'
+      ORDER BY id]], trow.id) or {}
+    local said, shown = render(calls, results)
+    for _, tc in ipairs(t.tools or {}) do -- tools whose calls procy did not see (no capture)
+      if not shown[tc.id or ""] then
+        put(heading(3, "tool", "tool " .. tostring(tc.name)))
+        put(block(json.encode(tc.input, { sort = true }), "json"))
+        if tc.result ~= json.null then
+          put(heading(3, "result", "result from " .. tostring(tc.name)))
+          put(block(cap(tc.result, 20), ""))
+        end
+      end
+    end
+    if not said and t.response ~= json.null and t.response then
+      put(heading(3, "assistant", "assistant"))
+      put(block(t.response))
+    end
+    if t.error ~= json.null and t.error then put(heading(3, "error", "error")) put(block(t.error)) end
+    put("\n")
+  end
+  if #list == 0 then -- calls with no turns (procy serve's): each call's answer, in order
+    local results = {}
+    for _, tc in ipairs(h:query("SELECT tool_use_id, result, is_error FROM tool_calls WHERE session_id = ?", row.id)) do
+      results[tc.tool_use_id] = { result = tc.result or json.null, is_error = tc.is_error == 1 }
+    end
+    for _, c in ipairs(h:query([[SELECT id, role, model, content, input_tokens, output_tokens, cost, status FROM api_calls
+        WHERE session_id = ? AND coalesce(role, 'main') <> 'side' ORDER BY id]], row.id)) do
+      put(heading(2, "user", ("Call %d · %s · %s in / %s out · %s%s"):format(c.id, tostring(c.model), fmt_n(c.input_tokens),
+        fmt_n(c.output_tokens), money(c.cost), c.status ~= 200 and (" · HTTP " .. tostring(c.status)) or "")))
+      render({ c }, results)
+      put("\n")
+    end
+  end
+  return require("procy.redact").text(table.concat(out))
 end
 
 return M
