@@ -105,6 +105,12 @@ M.commands = {
                 { long = "--cwd", arg = "DIR", help = "where the agent works (this directory)" },
                 { long = "--sandbox", help = "run it in bubblewrap (the 'sandbox' setting's profile, else default)" } },
     help = "the same stdin protocol for Codex: codex exec --json per message, Claude-shaped result lines out" },
+  { name = "otel", args = "export",
+    options = { { long = "--since", arg = "T", help = "sessions started from T on (2026-11-20, 36h, 7d; default: all)" },
+                { long = "--session", arg = "ID", help = "one session" },
+                { long = "--endpoint", arg = "URL", help = "the collector (setting otel.endpoint, OTEL_EXPORTER_OTLP_ENDPOINT)" },
+                { long = "--content", help = "prompts and answers too, as span events (setting otel.content)" } },
+    help = "the record to OpenTelemetry over OTLP/HTTP JSON: a trace per session, spans per turn, API call and tool call" },
   { name = "hook", args = "[JSON]",
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
   { name = "runs", reads = true, args = "[RUN...]", options = { { long = "--json", help = "as JSON" },
@@ -607,6 +613,39 @@ local function stdio_proxy(agent_name, args, opts)
 end
 function commands.claudix(args, opts) return stdio_proxy("claude", args, opts) end
 function commands.codexx(args, opts) return stdio_proxy("codex", args, opts) end
+
+-- procy otel export [--since T] [--session ID] [--endpoint URL] [--content]
+function commands.otel(args, opts)
+  if args[1] ~= "export" or #args > 1 then
+    say("usage: procy otel export [--since T] [--session ID] [--endpoint URL] [--content]")
+    return 2
+  end
+  local otel, store = require "procy.otel", require "procy.store"
+  local o = otel.settings()
+  o.endpoint = opts.endpoint or o.endpoint
+  if not o.endpoint or o.endpoint == "" then
+    say("no collector: --endpoint URL, otel = { endpoint = ... } in procy.lua, or OTEL_EXPORTER_OTLP_ENDPOINT")
+    return 2
+  end
+  if opts.content then o.content = true end
+  if opts.session then
+    local row, err = store.find_session(opts.session)
+    if not row then say(err) return 1 end
+    o.session = row.id
+  end
+  if opts.since then
+    local t, err = require("procy.usage").time(opts.since)
+    if not t then say("--since: ", err) return 2 end
+    o.since = t
+  end
+  local n, err = otel.export(store.open(), o)
+  if not n then
+    say(err)
+    return 1
+  end
+  io.stdout:write(("exported %d spans to %s\n"):format(n, o.endpoint))
+  return 0
+end
 
 -- procy agent ...
 function commands.agent(args, opts)

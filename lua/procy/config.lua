@@ -71,6 +71,9 @@ M.settings = {
   { name = "sandboxes", type = "table", default = {},
     doc = "sandbox profiles: name = {writable = {\"~/.claude\", ...}, defaults = (the project and /tmp; true), create =, env =} "
       .. "(lua/procy/sandbox.lua)" },
+  { name = "otel", type = "table", default = {},
+    doc = "OpenTelemetry export, live while recording: {endpoint = \"http://collector:4318\" (OTEL_EXPORTER_OTLP_ENDPOINT), "
+      .. "content = false (prompts and answers as span events), headers =, batch =, interval =, max_queue =} (lua/procy/otel.lua)" },
   { name = "port", type = "number", default = 7862, doc = "the port `procy serve` listens on" },
   { name = "prices", type = "table", default = {},
     doc = "model prices in $ per million tokens, added to the built-in list (lua/procy/prices.lua)" },

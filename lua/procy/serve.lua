@@ -2,8 +2,9 @@
 -- are proxied in C and recorded by procy.capture; everything else is the
 -- JSON API below, each request handled in its own task:
 --
---   GET /health                      {ok, version, uptime_s, db, calls (the newest id), upstream, record}: record
---                                    says what the proxy relayed and the record kept (srv:stats())
+--   GET /health                      {ok, version, uptime_s, db, calls (the newest id), upstream, record, otel}:
+--                                    record says what the proxy relayed and the record kept (srv:stats()),
+--                                    otel what the live export sent, holds and dropped
 --   GET /api/sessions?limit=N        the newest sessions
 --   GET /api/calls?session=&limit=&before=   calls, newest first; `next` is
 --                                    the `before` of the following page
@@ -82,7 +83,8 @@ routes["/health"] = function(req, s)
     calls = ok and (rows[1].n or 0) or nil, upstream = s.upstream, openai_upstream = s.openai,
     record = { relayed = st.relayed, recorded = st.recorded, marked = st.marked, lost = st.lost,
       waited = st.waited, waiting = st.held, queued = st.queued, queued_bytes = st.queued_bytes,
-      failures = st.failures, failing = st.failing or json.null } })
+      failures = st.failures, failing = st.failing or json.null },
+    otel = s.otel and s.otel:stats() or nil })
 end
 
 routes["/api/sessions"] = function(req, s)
@@ -459,6 +461,9 @@ function M.start(o)
   local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
     started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false, router = router, replay = o.replay }
   s.url = "http://" .. host .. ":" .. s.port
+  local otel = require "procy.otel"
+  local oo = otel.settings(cfg)
+  if oo.endpoint and oo.endpoint ~= "" and not o.replay then s.otel = otel.live(s, oo) end
   s.feed = core.spawn(function()
     while true do
       local call = srv:calls()
@@ -498,6 +503,7 @@ function M.stop(s)
     if not call then break end
     tell(s, call)
   end
+  if s.otel then s.otel:stop() end
 end
 
 return M
