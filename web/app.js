@@ -269,6 +269,9 @@ async function sessionView(id, tab) {
   const st = s.stats || {};
   const box = el("div", {}, el("h2", {}, `Session ${s.id.slice(0, 8)} `, el("span.muted", {}, `${agentOf(s)} · ${s.cwd || ""} · ${s.status}`)),
     el("p.muted", {}, `${fmt.time(s.started_at)} · ${fmt.num(st.turns)} turns · ${fmt.num(st.calls)} calls · ${fmt.cost(st.cost, st.unpriced)}`),
+    s.parent_id || (s.forks && s.forks.length) ? el("p#family.muted", {},
+      s.parent_id ? ["forked from ", el("a", { href: `#/s/${s.parent_id}` }, s.parent_id.slice(0, 8)), ` at turn ${s.fork_turn}`] : null,
+      (s.forks || []).map((f) => [" · fork ", el("a", { href: `#/s/${f.id}` }, f.id.slice(0, 8)), ` at turn ${f.fork_turn}`])) : null,
     el("nav.tabs", {}, tabs.map((t) => el("a" + (t === tab ? ".on" : ""), { href: `#/s/${s.id}/${t}` }, t[0].toUpperCase() + t.slice(1)))));
   const ctx = { reload: (message) => { flash = message || ""; render(); } };
   if (tab === "terminal") {

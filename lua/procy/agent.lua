@@ -164,6 +164,13 @@ A.__gc = nil
 -- hook endpoint and the feed of its API calls.
 local function attach(a, proxy)
   a.tracker = turns.new(a.session)
+  local mode = config.get().snapshots
+  if mode ~= "off" then -- each turn's workspace, for procy fork
+    a.tracker.on_end = function(turn)
+      local cwd = a.cwd or (store.open():query("SELECT cwd FROM sessions WHERE id = ?", a.session)[1] or {}).cwd
+      require("procy.fork").take(a.session, turn.seq, cwd, mode)
+    end
+  end
   a.hook_key = a.session .. "/" .. store.random_hex(16)
   serve.hooks[a.hook_key] = function(ev) a.driver:hook(ev) end
   a.off_call = serve.on_call(function(c)

@@ -41,6 +41,12 @@ M.commands = {
     options = { { long = "--format", arg = "cast|cast3|html", help = "asciicast v2 (cast, the default), v3, or one HTML file with the monitor's views" },
                 { short = "-o", long = "--output", arg = "FILE", help = "write to FILE, not standard output" } },
     help = "a session as an asciicast recording, or as one self-contained HTML file to share (read-only, offline)" },
+  { name = "fork", args = "SESSION",
+    options = { { long = "--turn", arg = "N", help = "the turn to go on from: its workspace and the conversation up to it" },
+                { long = "--prompt", arg = "TEXT", help = "what the fork does first" },
+                { long = "--headless", help = "run that prompt's turn headless and stop (else go on in this terminal)" },
+                { long = "--dir", arg = "DIR", help = "where the new worktree goes (default: procy's state directory)" } },
+    help = "a new session from turn N of a recorded one, in a git worktree of its own; the person's tree untouched" },
   { name = "transcript", reads = true, args = "ID",
     options = { { long = "--color", help = "colour the roles (also on when stdout is a terminal)" },
                 { long = "--full", help = "thinking, subagents' calls and tool results in full" },
@@ -613,6 +619,34 @@ local function stdio_proxy(agent_name, args, opts)
 end
 function commands.claudix(args, opts) return stdio_proxy("claude", args, opts) end
 function commands.codexx(args, opts) return stdio_proxy("codex", args, opts) end
+
+-- procy fork SESSION --turn N [--prompt TEXT] [--headless] [--dir DIR]
+function commands.fork(args, opts)
+  if #args ~= 1 or not opts.turn then
+    say("usage: procy fork SESSION --turn N [--prompt TEXT] [--headless] [--dir DIR]")
+    return 2
+  end
+  local fork = require "procy.fork"
+  local prompt = opts.prompt
+  local out, err = fork.fork { session = args[1], turn = opts.turn, prompt = prompt, headless = opts.headless,
+    dir = opts.dir and (opts.dir:sub(1, 1) == "/" and opts.dir or (require("procy.fs").cwd() .. "/" .. opts.dir)) }
+  if not out then
+    say(err)
+    return 1
+  end
+  io.stderr:write(("procy: forked session %s at turn %d into %s\n"):format(out.parent:sub(1, 8), out.turn, out.cwd))
+  if out.session then
+    io.stdout:write(("session %s (%s)\n%s\n"):format(out.session, tostring(out.status), tostring(out.answer or "")))
+  end
+  if opts.headless then return out.status == "done" and 0 or 1 end
+  local store = require "procy.store"
+  local code, rerr = require("procy.session").run { argv = out.session and { "claude" } or out.argv, cwd = out.cwd,
+    resume = out.session and store.find_session(out.session) or nil,
+    parent = not out.session and { id = out.parent, turn = out.turn } or nil }
+  if code then return code end
+  say(rerr)
+  return 1
+end
 
 -- procy otel export [--since T] [--session ID] [--endpoint URL] [--content]
 function commands.otel(args, opts)

@@ -74,6 +74,8 @@ M.settings = {
   { name = "otel", type = "table", default = {},
     doc = "OpenTelemetry export, live while recording: {endpoint = \"http://collector:4318\" (OTEL_EXPORTER_OTLP_ENDPOINT), "
       .. "content = false (prompts and answers as span events), headers =, batch =, interval =, max_queue =} (lua/procy/otel.lua)" },
+  { name = "snapshots", type = "string", default = "git", choices = { "git", "turn", "off" },
+    doc = "the workspace after each turn, for procy fork: in git work trees (git), everywhere (turn), or never (off)" },
   { name = "port", type = "number", default = 7862, doc = "the port `procy serve` listens on" },
   { name = "prices", type = "table", default = {},
     doc = "model prices in $ per million tokens, added to the built-in list (lua/procy/prices.lua)" },

@@ -341,6 +341,8 @@ local function route(s, req)
     row.argv = json.array(row.argv or {})
     row.stats = store.session_stats({ row.id }, s.reader)[row.id]
     row.turns = require("procy.turns").list(row.id, s.reader)
+    row.forks = json.array(s.reader:query("SELECT id, fork_turn, cwd, started_at FROM sessions WHERE parent_id = ? ORDER BY started_at",
+      row.id) or {})
     return reply(req, 200, row)
   end
   local id = path:match("^/api/calls/(%d+)$")

@@ -15,7 +15,8 @@ local M = {}
 
 local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
--- run{argv =, cwd =, resume = session row, explain =} -> exit status | nil, err, code
+-- run{argv =, cwd =, resume = session row, explain =, parent = {id =, turn =}}
+-- -> exit status | nil, err, code. parent: the session this one forks.
 -- explain: an agent that fails within M.short seconds gets procy's word on it.
 -- The status is the agent's: its exit code, or 128+N for signal N.
 function M.run(opts)
@@ -35,6 +36,9 @@ function M.run(opts)
     local ierr, code
     id, ierr, code = store.new_session { argv = argv, cwd = cwd, mode = "pty", term = os.getenv("TERM") }
     if not id then return core.wrap("cannot write to the record", ierr, code) end
+    if opts.parent then
+      store.open():exec("UPDATE sessions SET parent_id = ?, fork_turn = ? WHERE id = ?", opts.parent.id, opts.parent.turn, id)
+    end
   end
   fs.mkdir(dirname(cfg.log), 448) -- 0700
   -- The agent's API calls come through procy's proxy, tied to this session

@@ -84,6 +84,12 @@ function M.show(row)
       s.api.unpriced > 0 and s.api.cost ~= json.null and " + unpriced calls" or ""),
   }
   if row.end_reason then out[#out + 1] = "ended     " .. row.end_reason end
+  -- its family: the session it was forked from, and its forks (procy fork)
+  local h = require("procy.store").open()
+  if row.parent_id then out[#out + 1] = ("forked    from %s at turn %s"):format(row.parent_id, tostring(row.fork_turn)) end
+  for _, k in ipairs(h:query("SELECT id, fork_turn, cwd FROM sessions WHERE parent_id = ? ORDER BY started_at", row.id)) do
+    out[#out + 1] = ("fork      %s at turn %s, in %s"):format(k.id, tostring(k.fork_turn), k.cwd)
+  end
   if s.api.marked > 0 or s.lost.api_calls > 0 or s.lost.output_events > 0 then
     out[#out + 1] = ("record    %d call(s) kept with a parse error, %d call(s) lost, %d output event(s) (%s) lost"):format(
       s.api.marked, s.lost.api_calls, s.lost.output_events, commands.bytes(s.lost.output_bytes))

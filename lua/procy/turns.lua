@@ -123,6 +123,12 @@ function T:finish(o)
   store.open():exec("UPDATE turns SET ended_at = ?, status = ?, response = ?, error = ?, meta = ? WHERE id = ?",
     turn.ended_at, turn.status, response, o.error, o.denied and json.encode { denied = o.denied } or nil, turn.id)
   resum(turn)
+  -- the turn's end hook (the workspace snapshot a fork starts from) runs
+  -- before anyone waiting hears of the end: what they do next comes after it
+  if self.on_end then
+    local ok, err = pcall(self.on_end, turn)
+    if not ok then core.log("warn", "turn " .. turn.seq .. ": " .. tostring(err)) end
+  end
   for i = #self.waiters, 1, -1 do
     local w = self.waiters[i]
     if w.seq <= turn.seq then

@@ -83,7 +83,7 @@ do
   for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store", "http", "hash",
                        "capture", "answer", "request", "redact", "blobs", "prices", "usage", "serve", "agent", "turns", "transcript",
                        "background", "corrections", "train", "web", "model", "evaluator", "objective", "snapshot", "evolve", "recipes",
-                       "tunnel", "vt", "replay", "monitor", "search", "share", "translate", "route", "routed", "sandbox", "claudix", "vcr", "otel" } do
+                       "tunnel", "vt", "replay", "monitor", "search", "share", "translate", "route", "routed", "sandbox", "claudix", "vcr", "otel", "fork" } do
     check(require("procy." .. m), m, ".")
   end
   local reg = debug.getregistry()

@@ -1,0 +1,75 @@
+-- procy fork: a three-turn session of the real Claude Code in a git
+-- repository (each turn writes a file; each turn's end takes a snapshot
+-- under refs/procy/sessions/), forked at turn 1 with a new prompt: the new
+-- worktree holds turn 1's files, the person's tree, index and HEAD are
+-- untouched, the agent's first request carries the conversation up to
+-- turn 1 and no further, and the fork is a session linked to its parent.
+local T = require "lib.tap"
+local json = require "procy.json"
+local fs = require "procy.fs"
+local db = require "procy.db"
+local agents = require "lib.agents"
+local fake = require "lib.fake"
+
+local w = agents.world("claude")
+if not w then return agents.skip("claude") end
+local _ <close> = w.fake.proc
+local dir, work, env = w.dir, w.work, w.env
+env.ANTHROPIC_BASE_URL = false
+local record = dir .. "/rec.db"
+T.write(work .. "/procy.lua", ("return { db = %q, upstream = %q }"):format(record, w.fake.url))
+T.write(work .. "/.gitignore", "procy.lua\n")
+T.write(work .. "/README", "base\n")
+T.git(work, "init", "-q")
+T.git(work, "add", "-A")
+T.git(work, "commit", "-qm", "base")
+local head0 = T.git(work, "rev-parse", "HEAD")
+local function procy(...) return T.procy({ ... }, { cwd = work, env = env, timeout = 120 }) end
+
+local r = procy("agent", "start", "tree", "--", "--allowedTools", "Write")
+T.is(r.code, 0, "agent start", r.stderr)
+for i, name in ipairs { "one", "two", "three" } do
+  r = procy("agent", "send", "tree", ("turn %s TOOL:write:%s/%s.txt"):format(name, work, name), "--wait")
+  T.like(r.stdout, "FAKE: got tool result", "turn " .. i .. " writes " .. name .. ".txt", r.stderr)
+end
+procy("agent", "stop", "tree")
+local h = assert(db.open(record))
+local sid = h:query("SELECT session_id FROM agents WHERE name = 'tree'")[1].session_id
+local refs = T.git(work, "for-each-ref", "--format=%(refname)", "refs/procy/sessions/" .. sid)
+T.is(select(2, refs:gsub("turn%-%d", "")), 3, "each turn's end took a snapshot under refs/procy/sessions/", refs)
+local status0 = T.git(work, "status", "--porcelain")
+T.like(status0, "one%.txt.*three%.txt.*two%.txt", "(the person's tree holds all three files, uncommitted)")
+
+local before = #fake.bodies(dir .. "/fake")
+r = procy("fork", sid, "--turn", "1", "--prompt", "forked prompt", "--headless", "--dir", dir .. "/forked")
+T.is(r.code, 0, "procy fork --turn 1 --prompt --headless", r.stderr)
+T.like(r.stdout, "FAKE: hello! you said: forked prompt", "the fork answered its new prompt")
+local wt = dir .. "/forked"
+T.ok(fs.stat(wt .. "/one.txt") and not fs.stat(wt .. "/two.txt") and not fs.stat(wt .. "/three.txt"),
+  "the worktree holds turn 1's files, not later ones")
+T.like(T.git(work, "worktree", "list"), "forked", "as a git worktree of the repository")
+T.is(T.git(work, "rev-parse", "HEAD"), head0, "the person's HEAD is untouched")
+T.is(T.git(work, "status", "--porcelain"), status0, "and their tree and index")
+T.ok(fs.stat(work .. "/three.txt"), "their files stay")
+
+local bodies = fake.bodies(dir .. "/fake")
+local first
+for i = before + 1, #bodies do
+  if bodies[i]:find("forked prompt", 1, true) then first = first or json.decode(bodies[i]) end
+end
+local text = first and json.encode(first.messages) or ""
+T.ok(text:find("turn one", 1, true) and not text:find("turn two", 1, true) and not text:find("turn three", 1, true),
+  "the fork's first request carries the conversation up to turn 1 only", text:sub(1, 300))
+
+local row = h:query("SELECT id, parent_id, fork_turn, cwd FROM sessions WHERE parent_id = ?", sid)[1] or {}
+T.ok(row.id and row.fork_turn == 1 and row.cwd == wt, "the fork is a session of its own, linked to its parent at turn 1")
+local show = procy("show", sid).stdout
+T.like(show, "fork      " .. row.id .. " at turn 1", "procy show lists the fork")
+T.like(procy("show", row.id).stdout, "forked    from " .. sid .. " at turn 1", "and the fork its parent")
+local tree = require("procy.fork").tree(row.id, h)
+T.ok(tree and tree.id == sid and tree.children[1].id == row.id, "fork.tree: the family from its root")
+
+-- what cannot be done is said
+T.like(procy("fork", sid, "--turn", "9", "--prompt", "x", "--headless").stderr, "has no turn 9", "a turn that does not exist")
+T.like(procy("fork", sid, "--turn", "1", "--headless").stderr, "%-%-prompt", "a headless fork without a prompt")
+return T.done()
