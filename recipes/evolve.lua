@@ -224,6 +224,12 @@ function steps.act(ctx, t)
   if not tseq then return core.wrap("the agent cannot take a prompt", serr, scode) end
   local null = require("procy.json").null
   t.turn_seq, t.turn = tseq, turn
+  -- !pause: the person works on before the workspace is taken; what they
+  -- did is part of this try (and kept as a correction candidate of it)
+  if ctx.paused then
+    store.update_try(ctx.run.id, t.seq, { turn_seq = tseq })
+    t.interventions = #evolve.hold(ctx, t)
+  end
   if turn then
     t.response = turn.response ~= null and turn.response or nil
     t.tokens = t.tokens + (turn.usage.input_tokens or 0) + (turn.usage.output_tokens or 0)

@@ -160,16 +160,27 @@ end
 A.__close = A.close
 A.__gc = nil
 
+-- Whether dir is inside a git work tree: a .git above it (no git run).
+local function in_git(dir)
+  while dir and dir ~= "" do
+    if fs.stat(dir .. "/.git") then return true end
+    if dir == "/" then return false end
+    dir = dir:match("^(.*)/[^/]*$")
+    if dir == "" then dir = "/" end
+  end
+  return false
+end
+
 -- The parts every agent has: a session, a proxy tied to it, its turns, the
 -- hook endpoint and the feed of its API calls.
 local function attach(a, proxy)
   a.tracker = turns.new(a.session)
   local mode = config.get().snapshots
-  if mode ~= "off" then -- each turn's workspace, for procy fork
-    a.tracker.on_end = function(turn)
-      local cwd = a.cwd or (store.open():query("SELECT cwd FROM sessions WHERE id = ?", a.session)[1] or {}).cwd
-      require("procy.fork").take(a.session, turn.seq, cwd, mode)
-    end
+  local cwd = a.cwd or (store.open():query("SELECT cwd FROM sessions WHERE id = ?", a.session)[1] or {}).cwd
+  -- each turn's workspace, for procy fork: in a git work tree (found
+  -- without running git: nothing at all happens at a turn's end elsewhere)
+  if mode == "turn" or (mode == "git" and cwd and in_git(cwd)) then
+    a.tracker.on_end = function(turn) require("procy.fork").take(a.session, turn.seq, cwd, mode) end
   end
   a.hook_key = a.session .. "/" .. store.random_hex(16)
   serve.hooks[a.hook_key] = function(ev) a.driver:hook(ev) end

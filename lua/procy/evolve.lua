@@ -350,11 +350,62 @@ function M.answer(verdict, text)
   return true
 end
 
--- ---- ! commands ---------------------------------------------------------------------------
+-- ---- takeover: the person works in the middle of a try ---------------------------------------
 
 local function live_of(session)
   for _, s in pairs(M.live) do if s.session == session then return s end end
 end
+
+-- pause(state) / resume(state): !pause holds the run after the turn under
+-- way (the try goes no further: no snapshot, no evaluation) until !resume
+function M.pause(s)
+  if s.paused then return nil, "EALREADY: the run is paused already", "EALREADY" end
+  s.paused = { at = s.agent and s.agent.tracker.seq or 0 }
+  M.progress(s, "pausing after the turn under way")
+  return true
+end
+
+function M.resume(s)
+  local p = s.paused
+  if not p then return nil, "ENOENT: the run is not paused", "ENOENT" end
+  s.paused = nil
+  if p.op then core.complete(p.op) end
+  return true
+end
+
+-- hold(state, try) -> the turns the person had the agent do while the run
+-- was paused ({} when it was not): called after the try's turn ends and
+-- before its workspace is taken, so what the person did is part of the
+-- try and is scored with it. Each such turn is kept as a correction
+-- candidate of the try's prompt, with its context.
+function M.hold(s, t)
+  local p = s.paused
+  if not p then return {} end
+  M.progress(s, "paused: type to the agent; !resume goes on")
+  if s.notify then s.notify(("evolve %s: paused after try %d's turn — type to the agent; !resume goes on"):format(s.run_id:sub(1, 6), t.seq)) end
+  p.op = core.op()
+  core.await(p.op)
+  local a = s.agent
+  local typed = {}
+  if a.tracker.open then a:wait_turn { seq = a.tracker.open.seq, timeout = 600 } end -- the person's last turn ends first
+  for seq = (t.turn_seq or p.at) + 1, a.tracker.seq do
+    local turn = require("procy.turns").get(a.session, seq)
+    if turn and turn.source == "human" and turn.prompt ~= nil and turn.prompt ~= require("procy.json").null then
+      typed[#typed + 1] = turn
+    end
+  end
+  if #typed > 0 and t.turn_seq then
+    local parts = {}
+    for i, turn in ipairs(typed) do parts[i] = turn.prompt end
+    require("procy.corrections").add { session = a.session, turn = t.turn_seq, corrected = table.concat(parts, "\n\n"),
+      note = ("intervention: typed to the agent while evolve run %s was paused in try %d (turns %d-%d); "
+        .. "what the proxy prompt left to do"):format(s.run_id, t.seq, typed[1].seq, typed[#typed].seq), author = "human" }
+  end
+  M.progress(s, "the agent works")
+  return typed
+end
+
+-- ---- ! commands ---------------------------------------------------------------------------
 
 M.commands = {
   evolve = { args = "[N] [--task TEXT] [--approve] ...", run = function(ctx, args)
@@ -388,6 +439,20 @@ M.commands = {
   reject = { help = "refuse the proposed prompt: the evolve run ends", run = function(ctx)
       local ok, err = M.answer("reject")
       ctx.status(ok and "rejected" or err)
+    end },
+  pause = { help = "hold the evolve run after the turn under way: type to the agent yourself, then !resume",
+    run = function(ctx)
+      local s = live_of(ctx.id)
+      if not s then ctx.status("no evolve run is going on") return end
+      local ok, err = M.pause(s)
+      ctx.status(ok and "evolve pauses after the turn under way: type to the agent, then !resume" or err)
+    end },
+  resume = { help = "go on with the paused evolve run: what you typed is part of the try, kept as a correction",
+    run = function(ctx)
+      local s = live_of(ctx.id)
+      if not s then ctx.status("no evolve run is going on") return end
+      local ok, err = M.resume(s)
+      ctx.status(ok and "evolve goes on" or err)
     end },
 }
 

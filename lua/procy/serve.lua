@@ -440,10 +440,16 @@ function M.start(o)
       return nil, "the upstream " .. u .. " is this server itself", "ELOOP"
     end
   end
-  local ok, router = pcall(require("procy.route").new, { routes = cfg.routes, providers = cfg.providers,
-    upstream = up, openai = oup })
-  if not ok then return nil, "routes: " .. tostring(router), "EINVAL" end
-  if router:empty() then router = nil end
+  -- procy.route is loaded only when there are routes: a session without
+  -- any keeps the memory it had
+  local router
+  if next(cfg.routes) or (os.getenv("PROCY_ROUTES") or "") ~= "" or (os.getenv("SUBAGENT_MAPPINGS") or "") ~= "" then
+    local ok
+    ok, router = pcall(require("procy.route").new, { routes = cfg.routes, providers = cfg.providers,
+      upstream = up, openai = oup })
+    if not ok then return nil, "routes: " .. tostring(router), "EINVAL" end
+    if router:empty() then router = nil end
+  end
   -- a routed call costs what its provider charges: the providers' prices join the table
   local price_list = cfg.prices
   if router then
@@ -463,9 +469,10 @@ function M.start(o)
   local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
     started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false, router = router, replay = o.replay }
   s.url = "http://" .. host .. ":" .. s.port
-  local otel = require "procy.otel"
-  local oo = otel.settings(cfg)
-  if oo.endpoint and oo.endpoint ~= "" and not o.replay then s.otel = otel.live(s, oo) end
+  if ((cfg.otel or {}).endpoint or os.getenv("OTEL_EXPORTER_OTLP_ENDPOINT") or "") ~= "" and not o.replay then
+    local otel = require "procy.otel" -- loaded only when it exports
+    s.otel = otel.live(s, otel.settings(cfg))
+  end
   s.feed = core.spawn(function()
     while true do
       local call = srv:calls()

@@ -1,0 +1,96 @@
+-- Takeover mid-evolve: the real Claude Code in tmux through procy, a fake
+-- proxy model. While try 1's turn runs (a slow answer), !pause; the run
+-- holds after that turn; the person types to the agent directly (an edit
+-- the proxy's prompt never asked for); !resume; the try's workspace and
+-- score include what the person did, and what they typed is kept as a
+-- correction candidate of the try's prompt, with its context.
+local T = require "lib.tap"
+local tmux = require "lib.tmux"
+local core = require "procy.core"
+local db = require "procy.db"
+local agents = require "lib.agents"
+local fakemodel = require "lib.fakemodel"
+
+local w = agents.world("claude")
+if not w then return agents.skip("claude") end
+local _ <close> = w.fake.proc
+local dir, work, claude = w.dir, w.work, w.cli
+local record = dir .. "/record.db"
+local function git(...) return (T.git(work, ...)) end
+local function edit(from, to)
+  return ("TOOL:edit:%s/value.txt:%s:%s"):format(work, T.b64("value=" .. from), T.b64("value=" .. to))
+end
+
+local m = fakemodel.start { "SLOW words while the person watches" }
+git("init", "-q", "-b", "main")
+T.write(work .. "/value.txt", "value=1\n")
+T.write(work .. "/eval.sh", [[
+# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
+echo "{\"value\": $(sed -n 's/^value=//p' value.txt)}"
+]])
+T.write(work .. "/procy.lua", ([[return { upstream = %q, evaluator = "eval.sh", evolve = { patience = 0 },
+  model = { url = %q, name = "fake-proxy", backoff = 0.05 } }]]):format(w.fake.url, m.url))
+git("add", "-A")
+git("commit", "-q", "-m", "start")
+
+local q = tmux.quote
+local term = tmux.new { cols = 140, rows = 40, env = w.env,
+  cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
+    .. " --allowedTools Bash Edit Read Write; echo procy-exit=$?" }
+local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 30) end
+local function command(line)
+  term:type("!")
+  core.sleep(0.2)
+  term:type(line)
+  term:keys("Enter")
+end
+
+see("\n❯", "Claude Code starts inside procy")
+core.sleep(0.5)
+term:type("raise the value in value.txt")
+term:keys("Enter")
+see("you said: raise the value", "the person gives the agent the task")
+core.sleep(1)
+command("evolve 1")
+local h = assert(db.open(record, { migrations = false }))
+local deadline, running = core.now() + 60, nil
+repeat
+  running = h:query("SELECT * FROM tries WHERE seq = 1 AND status = 'running'")[1]
+  core.sleep(0.2)
+until running or core.now() > deadline
+T.ok(running, "try 1 under way (a slow answer)")
+command("pause")
+see("evolve pauses after the turn under way", "!pause: the run will hold after the agent's turn")
+see("paused after try 1's turn", "the turn ended: the run holds, and says so", 60)
+local try = h:query("SELECT status, score FROM tries WHERE seq = 1")[1] or {}
+T.ok(try.status == "running" and try.score == nil, "paused before the try is taken and scored")
+term:type(edit(1, 9))
+term:keys("Enter")
+see("FAKE: got tool result: .-updated", "the person's own prompt goes to the agent while the run holds", 60)
+core.sleep(1)
+command("resume")
+deadline = core.now() + 60
+local done
+repeat
+  done = h:query("SELECT * FROM evolve_runs WHERE status = 'done'")[1]
+  core.sleep(0.2)
+until done or core.now() > deadline
+T.ok(done, "!resume: the run goes on and ends")
+local t1 = h:query("SELECT * FROM tries WHERE run_id = ? AND seq = 1", done and done.id or "")[1] or {}
+T.is(t1.score, 9.0, "the try is scored with what the person did (value 9)")
+T.is(T.read(work .. "/value.txt"), "value=9\n", "and the workspace holds it, the best try")
+local c = h:query("SELECT * FROM corrections ORDER BY id DESC LIMIT 1")[1] or {}
+T.ok(c.corrected and c.corrected:find("TOOL:edit", 1, true) and c.original == "SLOW words while the person watches"
+  and c.try_seq == 1 and tostring(c.note):find("^intervention: typed to the agent while evolve run"),
+  "what the person typed is kept as a correction candidate of the try's prompt", require("procy.json").encode(c))
+T.ok(c.context and c.context:find("Task %(pinned%)"), "with the messages the proxy model was given")
+see("evolve run %x+ ended", "the run's report, in the pager when !evolve ends")
+term:keys("q")
+core.sleep(1)
+term:type("/exit")
+core.sleep(0.3)
+term:keys("Enter")
+see("procy%-exit=0", "the session ends", 20)
+term:kill()
+m.close()
+return T.done()
