@@ -69,6 +69,33 @@ T.like(procy("show", row.id).stdout, "forked    from " .. sid .. " at turn 1", "
 local tree = require("procy.fork").tree(row.id, h)
 T.ok(tree and tree.id == sid and tree.children[1].id == row.id, "fork.tree: the family from its root")
 
+-- in a terminal: the fork's first turn, then Claude Code resuming it there
+local tmux = require "lib.tmux"
+local q = tmux.quote
+local ienv = {}
+for k, v in pairs(env) do if v then ienv[k] = v end end
+ienv.IS_SANDBOX = nil
+local term = tmux.new { cols = 120, rows = 40, env = ienv, cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " fork " .. sid
+  .. " --turn 2 --prompt " .. q("forked in a terminal") .. " --dir " .. q(dir .. "/tforked") .. "; echo procy-exit=$?" }
+term:see("FAKE: hello! you said: forked in a terminal", "an interactive fork: its first turn, then Claude Code on the terminal", 60)
+term:see("\n❯", "at its prompt")
+require("procy.core").sleep(0.5)
+before = #fake.bodies(dir .. "/fake")
+term:type("and then")
+term:keys("Enter")
+term:see("FAKE: hello! you said: and then", "the person goes on in the fork")
+bodies = fake.bodies(dir .. "/fake")
+local last_req = json.encode((json.decode(bodies[#bodies]) or {}).messages or {})
+T.ok(last_req:find("forked in a terminal", 1, true) and last_req:find("turn two", 1, true)
+  and not last_req:find("turn three", 1, true), "its conversation: up to turn 2, the fork's prompt, the new one")
+T.ok(fs.stat(dir .. "/tforked/two.txt") and not fs.stat(dir .. "/tforked/three.txt"), "in turn 2's worktree")
+term:type("/exit")
+term:keys("Enter")
+term:see("procy%-exit=0", "/exit ends it", 20)
+term:kill()
+local irow = h:query("SELECT id, mode, fork_turn FROM sessions WHERE parent_id = ? AND fork_turn = 2", sid)[1] or {}
+T.ok(irow.id, "the interactive fork is linked to its parent too")
+
 -- what cannot be done is said
 T.like(procy("fork", sid, "--turn", "9", "--prompt", "x", "--headless").stderr, "has no turn 9", "a turn that does not exist")
 T.like(procy("fork", sid, "--turn", "1", "--headless").stderr, "%-%-prompt", "a headless fork without a prompt")
