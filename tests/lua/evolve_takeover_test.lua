@@ -65,7 +65,7 @@ see("paused after try 1's turn", "the turn ended: the run holds, and says so", 6
 local try = h:query("SELECT status, score FROM tries WHERE seq = 1")[1] or {}
 T.ok(try.status == "running" and try.score == nil, "paused before the try is taken and scored")
 term:type(edit(1, 9))
-see("❯ TOOL:edit:", "(the person's prompt is in Claude Code's input box)")
+see("❯[^\n]*TOOL:edit:", "(the person's prompt is in Claude Code's input box)")
 core.sleep(0.5) -- typed text and Enter apart: typed together Claude Code may take them as a paste
 term:keys("Enter")
 see("FAKE: got tool result: .-updated", "the person's own prompt goes to the agent while the run holds", 60)
