@@ -52,7 +52,7 @@ h:close()
 print(("record: %d terminal events (%.1f MB of output), %d API calls, 500 turns"):format(events_n, bytes / 1e6, calls_n))
 
 -- ---- procy serve, the fake upstream, the browser ---------------------------------------------
-local fake = assert(proc.spawn({ "node", "tests/fake/upstream.mjs", "--delay", "0" }, { stderr = false }))
+local fake = assert(proc.spawn({ "node", "tests/fake/upstream.mjs", "--delay", "0", "--log-dir", dir }, { stderr = false }))
 local _ <close> = fake
 local fport = assert((fake:lines()() or ""):match("^PORT (%d+)"))
 local srv = assert(proc.spawn({ bin, "--db", record, "serve", "--port", "0", "--upstream", "http://127.0.0.1:" .. fport },
