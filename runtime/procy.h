@@ -209,6 +209,7 @@ typedef struct spawn_opts {
 	int          fds[3]; /* the child's 0, 1, 2: an fd to dup, or SPAWN_FD_* */
 	const char  *tty;   /* a terminal to open as 0, 1, 2 and control */
 	int          session; /* a new session (implied by tty), else a new group */
+	int          foreground; /* its group takes the terminal on fd 0 before it runs */
 } spawn_opts;
 
 /* Starts a child in its own process group (or session), with the loop's

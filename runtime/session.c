@@ -625,7 +625,7 @@ int session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
 	overlay_flash_end(s, 0);
 	/* the program gets the terminal as procy found it, and its stderr
 	   (procy's own goes to the log meanwhile) */
-	spawn_opts o = { .argv = argv, .envp = envp,
+	spawn_opts o = { .argv = argv, .envp = envp, .foreground = 1,
 	                 .fds = { STDIN_FILENO, STDOUT_FILENO, s->saved_stderr >= 0 ? s->saved_stderr : STDERR_FILENO } };
 	loop_io_stop(s->rt->loop, &s->in_io);
 	s->mode = M_RUN;
@@ -637,11 +637,6 @@ int session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
 		procy_log(s->rt->L, "warn", "cannot give the terminal its own mode: %s", strerror(errno));
 	pid_t pid = 0;
 	int e = procy_spawn(&pid, &o);
-	if (!e && give_terminal(pid) < 0) {
-		e = errno;
-		kill(-pid, SIGKILL); /* in the background it could not use the terminal */
-		waitpid(pid, NULL, 0);
-	}
 	if (e) {
 		struct termios now;
 		if (s->raw && tty_raw(&now) < 0)
@@ -650,7 +645,6 @@ int session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
 		overlay_back(s, 0);
 		return err_errno(err, e, "cannot run '%s'", argv[0]);
 	}
-	kill(-pid, SIGCONT); /* had it read before it was in the foreground, it stopped */
 	s->run_pid = pid;
 	loop_child_start(s->rt->loop, &s->run_child, pid, on_run_exit, s);
 	return 0;

@@ -52,9 +52,19 @@ int procy_spawn(pid_t *pid, const spawn_opts *o)
 	}
 	if (!err && o->cwd)
 		err = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+	/* In the child, after it leads its group and before it runs: had the
+	   parent handed the terminal over after the launch, a program that read
+	   it first would find itself in the background (glibc 2.35). */
+	if (!err && o->foreground)
+		err = posix_spawn_file_actions_addtcsetpgrp_np(&fa, STDIN_FILENO);
 	sigset_t none, def = *loop_child_sigmask();
 	sigemptyset(&none);
 	sigaddset(&def, SIGPIPE);
+	/* procy may have been started with these ignored (tmux does, for its
+	   panes); a child would then get EIO, not a stop, on reading the
+	   terminal from the background */
+	sigaddset(&def, SIGTTIN);
+	sigaddset(&def, SIGTTOU);
 	int session = o->session || o->tty;
 	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 	              (session ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP);

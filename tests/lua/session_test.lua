@@ -201,6 +201,39 @@ do
   term:kill()
 end
 
+-- a program procy runs on the terminal (s:run, !correct's editor) has it from its
+-- first instruction, with the job-control signals a shell's child has,
+-- whatever procy was started with (tmux's panes ignore SIGTTIN): else a
+-- read before procy handed the terminal over was EIO, and the editor gone
+do
+  T.write(dir .. "/fg.sh", [==[
+read -r _ _ _ _ pgrp _ _ tpgid _ < /proc/$$/stat
+ign=$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$$/status)
+printf 'fg=%s ign=%s\n' "$([ "$pgrp" = "$tpgid" ] && echo yes || echo no)" "$ign" > "$(dirname "$0")/fg.log"
+IFS= read -r line
+printf 'read=%s\n' "$line" >> "$(dirname "$0")/fg.log"
+]==])
+  T.write(dir .. "/fg.lua", ("return { commands = { fg = function(ctx)\n" ..
+    "  local code = ctx.session:run { 'sh', %q }\n  ctx.status('fg ran: ' .. tostring(code))\nend } }\n"):format(dir .. "/fg.sh"))
+  local term = tmux.new { cmd = procy .. " --config " .. q(dir .. "/fg.lua") .. " -- " .. bash .. "; echo procy-exit=$?",
+    env = env, cols = 80, rows = 24 }
+  see(term, "^%$", "bash ready")
+  term:type("!fg") term:keys("Enter")
+  local deadline = core.now() + 10
+  while core.now() < deadline and not (T.read(dir .. "/fg.log") or ""):find("\n") do core.sleep(0.05) end
+  term:type("weather-line") term:keys("Enter")
+  see(term, "fg ran: 0", "the program ran and ended")
+  local log = T.read(dir .. "/fg.log") or ""
+  T.like(log, "^fg=yes ", "the program's group had the terminal before its first instruction", log)
+  local ign = tonumber(log:match("ign=(%x+)") or "", 16)
+  T.ok(ign and (ign >> 20) & 3 == 0, "SIGTTIN and SIGTTOU at their defaults in it", log)
+  T.like(log, "\nread=weather%-line\n", "the line typed went to the program", log)
+  T.ok(not term:screen():find("weather-line: command not found", 1, true), "and not to the agent", term:screen())
+  term:type("exit") term:keys("Enter")
+  see(term, "procy%-exit=0", "procy exits")
+  term:kill()
+end
+
 -- kill -9 of procy: what was shown before the last flush is on disk, the
 -- record is whole, the agent does not linger, and the next procy ends the
 -- session as crashed
