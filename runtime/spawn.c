@@ -60,11 +60,14 @@ int procy_spawn(pid_t *pid, const spawn_opts *o)
 	sigset_t none, def = *loop_child_sigmask();
 	sigemptyset(&none);
 	sigaddset(&def, SIGPIPE);
-	/* procy may have been started with these ignored (tmux does, for its
-	   panes); a child would then get EIO, not a stop, on reading the
-	   terminal from the background */
-	sigaddset(&def, SIGTTIN);
-	sigaddset(&def, SIGTTOU);
+	/* One that has the terminal gets job control's defaults: procy may have
+	   been started with them ignored (tmux's panes are). The others keep
+	   what procy has, so that touching the terminal from the background is
+	   an error, not a stop that nothing would continue. */
+	if (o->foreground) {
+		sigaddset(&def, SIGTTIN);
+		sigaddset(&def, SIGTTOU);
+	}
 	int session = o->session || o->tty;
 	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 	              (session ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP);
