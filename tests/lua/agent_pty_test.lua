@@ -40,7 +40,7 @@ end
 local q = tmux.quote
 local term = tmux.new { cols = 120, rows = 40, env = env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
-    .. " --allowedTools Bash Write; echo procy-exit=$?" }
+    .. " --permission-mode acceptEdits --allowedTools Bash Write; echo procy-exit=$?" }
 
 local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 30) end
 

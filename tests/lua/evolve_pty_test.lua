@@ -41,7 +41,7 @@ git("commit", "-q", "-m", "start")
 local q = tmux.quote
 local term = tmux.new { cols = 140, rows = 40, env = w.env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
-    .. " --allowedTools Bash Edit Read Write; echo procy-exit=$?" }
+    .. " --permission-mode acceptEdits --allowedTools Bash Edit Read Write; echo procy-exit=$?" }
 
 local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 30) end
 local function command(line)

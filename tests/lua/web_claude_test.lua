@@ -25,7 +25,7 @@ local record = dir .. "/record.db"
 local q = tmux.quote
 local term = tmux.new { cols = 120, rows = 40, env = env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
-    .. " --allowedTools Bash; echo procy-exit=$?" }
+    .. " --permission-mode acceptEdits --allowedTools Bash; echo procy-exit=$?" }
 
 local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 20) end
 local function rows(sql, ...)
