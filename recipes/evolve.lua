@@ -4,6 +4,7 @@
 --   procy run recipes/evolve.lua --task TEXT --iterations N [--agent claude] [--evaluator PATH]
 --   procy run recipes/evolve.lua --resume RUN [--more N]
 --   !evolve N            (in a session: the agent you see, the task you gave it)
+--   procy run recipes/evolve.lua --task TEXT --iterations 6 --parallel 3 [--eval-parallel 1]
 --
 -- Options (defaults from the `evolve` setting of procy.lua): --iterations N,
 -- --patience K (stop after K tries without a new best), --tolerance X (a
@@ -13,7 +14,12 @@
 -- measured N times more and their medians decide; 0: such a gain does not
 -- count; default 2),
 -- --rollback best|never, --budget-time S, --budget-tokens N, --approve,
--- --model-url URL, --turn-timeout S. The `evolve` setting also holds
+-- --model-url URL, --turn-timeout S, --parallel K (K tries at once, each in
+-- a git worktree of its own with a headless agent of its own; default 1),
+-- --eval-parallel J (at most J evaluator runs at once; default K: one for a
+-- benchmark that must not share the CPU). The `evolve` setting also holds
+-- worktree_links (ignored paths a try's worktree links to the person's:
+-- {"node_modules", "data"}),
 -- agent_args (after the profile's edit_args: Claude Code gets
 -- --permission-mode acceptEdits, Codex --sandbox workspace-write), history,
 -- max_prompt, max_words, approve_timeout, eval_timeout.
@@ -25,6 +31,15 @@
 -- the turn, snapshot the workspace (refs/procy/RUN/TRY), evaluate, score,
 -- and restore the best snapshot when the try fell short. When the run ends
 -- the workspace holds the best try.
+--
+-- With --parallel K the tries go in batches of K. Each try of a batch starts
+-- from where the run is, in a worktree of its own (the person's workspace
+-- is not touched meanwhile), its prompt asked knowing the batch's other
+-- prompts; when all have ended they are judged in order in the person's
+-- workspace, exactly as tries one at a time are (keep, report), and the
+-- next batch starts from where that leaves the run. Their parent is the
+-- batch's start. A worktree holds what the snapshot holds: files git
+-- ignores are not there unless worktree_links names them.
 --
 -- A try is six steps — ask, gate, act, judge, keep, report (see "the steps
 -- of a try" below) — and a project replaces any one in its procy.lua,
@@ -51,7 +66,7 @@ local flags = { task = "string", iterations = "number", more = "number", agent =
   resume = "string", patience = "number", tolerance = "number", noise = "number", remeasure = "number",
   rollback = "string", ["budget-time"] = "number",
   ["budget-tokens"] = "number", approve = "boolean", ["model-url"] = "string", ["turn-timeout"] = "number",
-  ["eval-timeout"] = "number", cwd = "string" }
+  ["eval-timeout"] = "number", cwd = "string", parallel = "number", ["eval-parallel"] = "number" }
 
 -- options(args) -> o, given | nil, err: the `evolve` setting, then the
 -- flags (given: the ones on the command line)
@@ -91,7 +106,7 @@ end
 -- join samples
 local function measure(state, seq, n, samples)
   for _ = 1, n do
-    local s = { seq = seq, result = evaluator.run(state.evaluator, { session = state.agent.session,
+    local s = { seq = seq, result = evaluator.run(state.evaluator, { session = state.session,
       run = state.run.id, try = seq, iteration = seq, timeout = state.o.eval_timeout }) }
     local ok, err, code = state.steps.judge(state, s)
     if not ok then return nil, err, code end
@@ -166,7 +181,7 @@ function steps.ask(ctx, t)
     task = run.task, objective = ctx.objective.text, schema = ctx.schema, base = ctx.base, best = ctx.best,
     recent = recent, feedback = last and last.feedback, last_response = last and last.response,
     corrections = store.corrections { cwd = run.cwd, limit = 5 }, next_seq = t.seq,
-    max_words = o.max_words or 200,
+    max_words = o.max_words or 200, batch = ctx.batch and { size = ctx.batch.size, siblings = ctx.batch.prompts },
   }
   local prompt, info, code
   for _ = 1, 2 do -- an empty answer gets one more chance
@@ -306,51 +321,184 @@ function steps.report(ctx, t)
   return true
 end
 
--- one try: the steps in turn, with the record kept between them
-function R.try(state)
-  local st, run, seq = state.steps, state.run, state.seq
+local function step(ctx, t, name)
+  local ok, err, code = ctx.steps[name](ctx, t)
+  if not ok then return nil, err or (name .. " failed"), code end
+  return true
+end
+
+-- attempt(ctx) -> try | nil, err, code: ask, gate, act, the evaluator,
+-- judge, with the record kept between them; what needs the run's best
+-- (keep, report) is conclude's. ctx: the run's state, or a batch's lane
+-- (its own seq, agent, repo, evaluator, start, and the batch's limits)
+function R.attempt(ctx)
+  local run, seq = ctx.run, ctx.seq
   local t = { seq = seq }
-  local function step(name)
-    local ok, err, code = st[name](state, t)
-    if not ok then return nil, err or (name .. " failed"), code end
-    return true
+  -- a batch's prompts are asked in order, each knowing the ones before
+  local b = ctx.batch
+  if b and b.asked[seq - 1] then core.await(b.asked[seq - 1]) end
+  local ok, err, code = step(ctx, t, "ask")
+  if ok then ok, err, code = step(ctx, t, "gate") end
+  if b then
+    if ok then b.prompts[#b.prompts + 1] = t.prompt end
+    core.complete(b.asked[seq])
   end
-  local ok, err, code = step("ask")
-  if ok then ok, err, code = step("gate") end
   if not ok then return nil, err, code end
-  store.add_try(run.id, { seq = seq, parent_seq = state.at.seq, prompt = t.prompt, model = t.model,
-    session_id = state.agent.session, messages = t.messages, adapter = t.adapter, adapter_sha256 = t.adapter_sha256 })
-  ok, err, code = step("act")
+  store.add_try(run.id, { seq = seq, parent_seq = ctx.at.seq, prompt = t.prompt, model = t.model,
+    session_id = ctx.agent.session, messages = t.messages, adapter = t.adapter, adapter_sha256 = t.adapter_sha256 })
+  ok, err, code = step(ctx, t, "act")
   if not ok then return nil, err, code end
   if t.status ~= "agent-failed" then
-    evolve.progress(state, "evaluating")
+    evolve.progress(ctx, "evaluating")
     local files = {}
-    for _, c in ipairs(state.repo:changes(state.at.commit, t.commit_id) or {}) do files[#files + 1] = c.path end
-    t.result = evaluator.run(state.evaluator, { session = state.agent.session, run = run.id, try = seq,
-      iteration = seq, files_changed = files, timeout = state.o.eval_timeout })
+    for _, c in ipairs(ctx.repo:changes(ctx.at.commit, t.commit_id) or {}) do files[#files + 1] = c.path end
+    if ctx.eval_slots then ctx.eval_slots.take() end
+    t.result = evaluator.run(ctx.evaluator, { session = ctx.agent.session, run = run.id, try = seq,
+      iteration = seq, files_changed = files, timeout = ctx.o.eval_timeout })
+    if ctx.eval_slots then ctx.eval_slots.give() end
     t.eval_result_id = t.result.id
-    ok, err, code = step("judge")
+    ok, err, code = step(ctx, t, "judge")
     if not ok then return nil, err, code end
   end
   t.ended_at = require("procy.store").now_us()
   store.update_try(run.id, seq, { turn_seq = t.turn_seq, response = t.response, commit_id = t.commit_id,
     metrics = t.metrics, score = t.score, feasible = t.feasible, status = t.status, feedback = t.feedback,
     eval_result_id = t.eval_result_id, tokens = t.tokens, ended_at = t.ended_at })
+  return t
+end
+
+-- conclude(state, t) -> t | nil, err, code: keep and report, the workspace
+-- being snapshot t.commit_id
+function R.conclude(state, t)
   state.tries[#state.tries + 1] = t
   state.tokens = state.tokens + (t.tokens or 0)
-  ok, err, code = step("keep")
-  if ok then store.update_try(run.id, seq, { improved = t.improved and true or false }) end
-  if ok then ok, err, code = step("report") end
+  local ok, err, code = step(state, t, "keep")
+  if ok then store.update_try(state.run.id, t.seq, { improved = t.improved and true or false }) end
+  if ok then ok, err, code = step(state, t, "report") end
   if not ok then return nil, err, code end
   if t.improved then t.verdict = nil end -- the record's verdict is for a try that did not win
   return t
 end
 
--- a try left running when the run ends early is marked stopped
+-- one try, in the workspace
+function R.try(state)
+  local t, err, code = R.attempt(state)
+  if not t then return nil, err, code end
+  return R.conclude(state, t)
+end
+
+-- ---- parallel tries ---------------------------------------------------------
+
+-- slots(n): at most n tasks between take() and give(), the others wait in turn
+local function slots(n)
+  local free, queue = n, {}
+  return {
+    take = function()
+      if free > 0 then free = free - 1 return end
+      local op = core.op()
+      queue[#queue + 1] = op
+      core.await(op)
+    end,
+    give = function()
+      while #queue > 0 do
+        if core.complete(table.remove(queue, 1)) then return end
+      end
+      free = free + 1
+    end,
+  }
+end
+
+-- the lane's agents stopped and its worktrees removed (what they made is
+-- in the snapshots)
+local function close_lanes(state, b)
+  for _, l in ipairs(b.lanes) do
+    if l.agent then l.agent:close() l.agent = nil end
+    if l.repo then
+      local ok, err = state.repo:remove_worktree(l.repo)
+      if not ok then core.log("warn", "evolve: " .. tostring(err)) end
+      l.repo = nil
+    end
+  end
+  require("procy.proc").run { "rm", "-rf", b.root }
+  state.repo:git { "worktree", "prune" }
+end
+
+-- lane(state, b, l, base) -> ctx | nil, err, code: try l.seq's worktree
+-- at base, its agent, and the evaluator on it
+local function lane(state, b, l, base)
+  local o, repo = state.o, state.repo
+  local wt, err, code = repo:worktree(("%s/%d"):format(b.root, l.seq), base.commit)
+  if not wt then return core.wrap("cannot make try " .. l.seq .. "'s worktree", err, code) end
+  l.repo = wt
+  -- where the run's directory is in the repository, in the worktree
+  local cwd = wt.top .. repo.dir:sub(#repo.top + 1)
+  for _, path in ipairs(o.worktree_links or {}) do
+    if fs.stat(repo.dir .. "/" .. path) and not fs.stat(cwd .. "/" .. path, true) then
+      require("procy.proc").run { "ln", "-s", repo.dir .. "/" .. path, cwd .. "/" .. path }
+    end
+  end
+  local ev = setmetatable({ cwd = cwd }, { __index = state.evaluator })
+  -- an evaluator git ignores is not in the snapshot: the run's own copy
+  if ev.path and ev.path:sub(1, 1) ~= "/" and not fs.stat(cwd .. "/" .. ev.path) then
+    require("procy.proc").run { "cp", "-p", repo.dir .. "/" .. ev.path, cwd .. "/" .. ev.path }
+  end
+  local a
+  a, err, code = evolve.open_agent(o.agent, cwd)
+  if not a then return core.wrap("cannot start try " .. l.seq .. "'s agent", err, code) end
+  l.agent = a
+  return setmetatable({ seq = l.seq, agent = a, repo = wt, at = base, evaluator = ev, own_agent = true,
+    paused = false, batch = b, eval_slots = b.eval_slots }, { __index = state })
+end
+
+-- batch(state, k) -> true | nil, err, code: k tries at once from state.at,
+-- then judged in order in the person's workspace
+local function batch(state, k)
+  local o, base = state.o, state.at
+  local b = { size = k, prompts = {}, lanes = {}, asked = {}, eval_slots = slots(o.eval_parallel or k),
+    root = ("%s/worktrees/%s-%d"):format(store.path():match("^(.*)/[^/]*$") or ".", state.run.id, state.seq) }
+  require("procy.proc").run { "rm", "-rf", b.root }
+  state.lanes = b
+  for i = 1, k do
+    local l = { seq = state.seq + i - 1 }
+    b.lanes[i], b.asked[l.seq] = l, core.op()
+    l.task = core.spawn(function()
+      local ctx, err, code = lane(state, b, l, base)
+      if not ctx then
+        core.complete(b.asked[l.seq]) -- the next one asks all the same
+        return nil, err, code
+      end
+      return R.attempt(ctx)
+    end)
+  end
+  local done = {}
+  for i, l in ipairs(b.lanes) do done[i] = table.pack(core.await(l.task)) end
+  close_lanes(state, b)
+  state.lanes = nil
+  -- judged in order, each brought into the workspace first; keep leaves
+  -- the workspace at state.at
+  local at, failed = base.commit, nil
+  for i, l in ipairs(b.lanes) do
+    local t, err, code = done[i][1], done[i][2], done[i][3]
+    if t then
+      local ok, rerr, rcode = state.repo:restore(at, t.commit_id)
+      if not ok then return core.wrap("cannot bring try " .. l.seq .. " into the workspace", rerr, rcode) end
+      at = t.commit_id
+      ok, err, code = R.conclude(state, t)
+      if not ok then return nil, err, code end
+      at = state.at.commit
+    else
+      failed = failed or { ("try %d: %s"):format(l.seq, tostring(err)), code }
+    end
+  end
+  if failed then return nil, failed[1], failed[2] end
+  return true
+end
+
+-- tries left running when the run ends early are marked stopped
 local function stop_open_try(run_id)
-  local list = store.tries(run_id)
-  local open = list[#list]
-  if open and open.status == "running" then store.update_try(run_id, open.seq, { status = "stopped" }) end
+  for _, t in ipairs(store.tries(run_id)) do
+    if t.status == "running" then store.update_try(run_id, t.seq, { status = "stopped" }) end
+  end
 end
 
 -- the workspace, which is snapshot `now`, back to the best try
@@ -378,6 +526,12 @@ function R.main(args, cmd)
   if not o then return nil, given end
   local st, serr = require("procy.recipes").steps(R, o)
   if not st then return nil, serr, "EINVAL" end
+  for _, k in ipairs { "parallel", "eval_parallel" } do
+    if o[k] ~= nil and (math.type(o[k]) ~= "integer" and o[k] % 1 ~= 0 or o[k] < 1) then
+      return core.fail("EINVAL", ("evolve: --%s must be a whole number of at least 1, not %s"):format(k:gsub("_", "-"), o[k]))
+    end
+  end
+  local parallel = math.tointeger(o.parallel or 1)
   local cwd = o.cwd or (cmd and cmd.cwd) or fs.cwd()
   local a = agent.current()
   local own_agent = false
@@ -412,31 +566,32 @@ function R.main(args, cmd)
   repo, err, code = snapshot.open(cwd)
   if not repo then return nil, err, code end
   state.repo = repo
-  if not a then
+  -- tries of a batch have agents of their own; one at a time, the run's
+  if not a and parallel == 1 then
     a, err, code = evolve.open_agent(o.agent, cwd)
     if not a then return core.wrap("cannot start the agent", err, code) end
     own_agent = true
     state.session, state.own_agent = a.session, true
   end
   state.agent = a
-  local task = o.task or (run and run.task) or (cmd and human_task(a.session))
+  local task = o.task or (run and run.task) or (cmd and a and human_task(a.session))
   if not task or task == "" then
     if own_agent then a:close() end
     return core.fail("EINVAL", "evolve needs a task: --task TEXT" .. (cmd and ", or give the agent your task first" or ""))
   end
   local info = R.recipe or {}
   local keep = { iterations = o.iterations, patience = o.patience, tolerance = o.tolerance, noise = o.noise,
-    remeasure = o.remeasure, rollback = o.rollback,
+    remeasure = o.remeasure, rollback = o.rollback, parallel = o.parallel, eval_parallel = o.eval_parallel,
     budget_time = o.budget_time, budget_tokens = o.budget_tokens, agent = o.agent }
   if not run then
-    run = store.new_run { session = a.session, cwd = cwd, task = task, recipe = info.path or info.name,
+    run = store.new_run { session = state.session, cwd = cwd, task = task, recipe = info.path or info.name,
       recipe_sha256 = info.sha256, evaluator_id = ev.id, objective = config.get().objective, options = keep }
   else
     store.update_run(run.id, { status = "running", options = keep })
   end
   state.run, state.run_id, state.of = run, run.id, o.iterations or 5
   evolve.live[run.id] = state
-  if cmd then evolve.session_run[a.session] = run.id end
+  if cmd and a then evolve.session_run[a.session] = run.id end
   -- the end, however it comes: cancelled (!stop), failed or done
   local finished = false
   local _ <close> = setmetatable({}, { __close = function(_, e)
@@ -448,10 +603,13 @@ function R.main(args, cmd)
     end
     stop_open_try(run.id)
     store.finish_run(run.id, e and "error" or "stopped", e and tostring(e) or "stopped")
+    local b = state.lanes
+    if b then for _, l in ipairs(b.lanes) do core.cancel(l.task) end end
     -- what waits (the agent's interrupt, the workspace back to the best try)
     -- runs in a task of its own: this one is ending and cannot wait
     core.spawn(function()
-      if a.tracker.open then a:interrupt() end
+      if b then close_lanes(state, b) end
+      if a and a.tracker.open then a:interrupt() end
       if own_agent then a:close() end
       if state.at then
         to_best(state, repo:take(("refs/procy/%s/stopped"):format(run.id), "procy evolve stopped", state.at.commit))
@@ -466,8 +624,8 @@ function R.main(args, cmd)
     local base, berr = repo:take(("refs/procy/%s/0"):format(run.id), ("procy evolve %s start"):format(run.id))
     if not base then finished = true store.finish_run(run.id, "error", berr) return nil, berr end
     store.update_run(run.id, { base_commit = base })
-    store.add_try(run.id, { seq = 0, session_id = a.session, status = "running" })
-    local result = evaluator.run(ev, { session = a.session, run = run.id, try = 0, iteration = 0, timeout = o.eval_timeout })
+    store.add_try(run.id, { seq = 0, session_id = state.session, status = "running" })
+    local result = evaluator.run(ev, { session = state.session, run = run.id, try = 0, iteration = 0, timeout = o.eval_timeout })
     local t = { seq = 0, commit_id = base, status = result.status == "ok" and "ok" or "eval-failed",
       metrics = result.metrics, feedback = result.status ~= "ok" and evaluator.feedback(result) or nil }
     done = { t }
@@ -511,17 +669,21 @@ function R.main(args, cmd)
     why = spent(state)
     if why then break end
     local t0 = core.now()
-    local t, terr, tcode = R.try(state)
+    local n = math.min(parallel, state.of - state.seq + 1)
+    local t, terr, tcode
+    if parallel > 1 then t, terr, tcode = batch(state, n) else t, terr, tcode = R.try(state) end
     if not t then
       finished = true
       store.finish_run(run.id, tcode == "EREJECTED" and "stopped" or "error", terr)
       stop_open_try(run.id)
-      to_best(state, state.at.commit)
+      -- a batch may end anywhere in the workspace: what it holds is taken first
+      to_best(state, parallel > 1 and repo:take(("refs/procy/%s/stopped"):format(run.id), "procy evolve stopped",
+        state.at.commit) or state.at.commit)
       say(state, "evolve stopped: " .. tostring(terr))
       return nil, terr
     end
-    state.durations[#state.durations + 1] = core.now() - t0
-    state.seq = state.seq + 1
+    for _ = 1, n do state.durations[#state.durations + 1] = (core.now() - t0) / n end
+    state.seq = state.seq + n
     evolve.progress(state)
   end
   to_best(state, state.at.commit) -- the workspace ends at the best try

@@ -43,7 +43,8 @@ only — no preamble, no quotes, no reasoning — in at most %d words.]]
 
 -- messages(state) -> the chat messages for the proxy model. state: {task,
 -- objective (text), schema, base (try), best (try), recent = {tries},
--- feedback, last_response, corrections = {...}, next_seq, max_words}
+-- feedback, last_response, corrections = {...}, next_seq, max_words,
+-- batch = {size, siblings = {prompts}} for a try of a parallel batch}
 local system_for = {} -- {template, max_words, text}
 function M.messages(s)
   local u = {}
@@ -89,6 +90,15 @@ function M.messages(s)
     for _, c in ipairs(s.corrections) do
       add("- instead of: " .. clip(c.original, 200))
       add("  they wrote: " .. clip(c.corrected, 300))
+    end
+  end
+  if s.batch then
+    add("")
+    add(("This try is one of %d that start together from the same workspace, each with an agent of its own; "
+      .. "the best of them is kept."):format(s.batch.size))
+    if #s.batch.siblings > 0 then
+      add("The others were given these prompts — take a different approach:")
+      for _, p in ipairs(s.batch.siblings) do add("- " .. clip(p, 300)) end
     end
   end
   add("")
@@ -303,8 +313,9 @@ function M.status_line(s)
     left = " · ~" .. d(avg * (s.of - done)) .. " left"
   end
   local best = s.best and s.best.score and ("best %.6g (try %d)"):format(s.best.score, s.best.seq) or "no score yet"
-  return ("evolve %s: try %d/%d ▕%s▏ %s · %s%s%s"):format(s.run_id:sub(1, 6), math.min(s.seq, s.of), s.of,
-    bar(done, s.of, 10), best, d(elapsed), left, s.phase and (" · " .. s.phase) or "")
+  return ("evolve %s: try %d/%d%s ▕%s▏ %s · %s%s%s"):format(s.run_id:sub(1, 6), math.min(s.seq, s.of), s.of,
+    s.batch and (" (" .. s.batch.size .. " at once)") or "", bar(done, s.of, 10), best, d(elapsed), left,
+    s.phase and (" · " .. s.phase) or "")
 end
 
 -- progress(state, [phase]): tells the person where the run is: the bottom
@@ -360,6 +371,9 @@ end
 -- way (the try goes no further: no snapshot, no evaluation) until !resume
 function M.pause(s)
   if s.paused then return nil, "EALREADY: the run is paused already", "EALREADY" end
+  if (s.o and s.o.parallel or 1) > 1 then
+    return nil, "EPARALLEL: a run of parallel tries cannot be paused: their agents are headless (!stop ends it)", "EPARALLEL"
+  end
   s.paused = { at = s.agent and s.agent.tracker.seq or 0 }
   M.progress(s, "pausing after the turn under way")
   return true

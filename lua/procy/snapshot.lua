@@ -152,6 +152,24 @@ function R:restore(from, to)
   return { written = #write, removed = removed }
 end
 
+-- worktree(path, commit) -> repo, or nil, err, code: a git worktree at
+-- path holding commit, detached (no branch moves), sharing this
+-- repository's objects and refs (a snapshot taken in it is one here too).
+-- The person's hooks do not run for it.
+function R:worktree(path, commit)
+  local _, err, code = self:git { "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "-q", path, commit }
+  if err then return nil, err, code end
+  return M.open(path)
+end
+
+-- remove_worktree(wt) -> true, or nil, err, code: the worktree's files
+-- and git's record of it
+function R:remove_worktree(wt)
+  local _, err, code = self:git { "worktree", "remove", "--force", "--force", wt.top }
+  if err then return nil, err, code end
+  return true
+end
+
 -- refs(prefix) -> {ref = commit} under refs/procy/PREFIX
 function R:refs(prefix)
   local out = self:git { "for-each-ref", "--format=%(refname) %(objectname)", "refs/procy/" .. (prefix or "") }

@@ -39,7 +39,9 @@ return function(args)
 return {
   db = %q, evaluator = %q, objective = { maximize = "value" }, evolve = { patience = 0, tolerance = 0 },
   agents = { instant = { headless = "exec", parse = function() return nil end,
-    exec = function(ctx, prompt) return { "sh", "-c", 'printf %%s "${1#SET }" > value.txt; echo done', "sh", prompt } end } },
+    exec = function(ctx, prompt) return { "sh", "-c", 'printf %%s "${1#SET }" > value.txt; echo done', "sh", prompt } end },
+    sleeper = { headless = "exec", parse = function() return nil end,
+    exec = function(ctx, prompt) return { "sh", "-c", 'sleep 1; printf %%s "${1#SET }" > value.txt; echo done', "sh", prompt } end } },
 }]]):format(dir .. "/rec.db", work .. "/eval.sh"))
   assert(config.load { config = dir .. "/procy.lua" })
   local m = fakemodel.start { default = function(_, i) return "SET " .. i end }
@@ -73,6 +75,19 @@ return {
     mt * 1000, per[math.max(1, math.ceil(#per * 0.9))] * 1000, mt / md))
   print(("  evolve's own overhead per try:                     median %6.1f ms  (target <= 50 ms)"):format((mt - md) * 1000))
   print(("  whole run: %.2f s"):format(total))
+
+  -- parallel tries: 6 tries of an agent that works 1 s, one at a time and
+  -- three at once (each in a worktree of its own), the evaluator instant
+  local wall = {}
+  for _, k in ipairs { 1, 3 } do
+    t0 = core.now()
+    assert(R.main({ "--task", "make value big", "--iterations", "6", "--agent", "sleeper", "--cwd", work,
+      "--parallel", tostring(k) }))
+    wall[k] = core.now() - t0
+  end
+  print("parallel tries: 6 tries, an agent that works 1 s, the same git project")
+  print(("  --parallel 1: %5.2f s    --parallel 3: %5.2f s    %.2fx faster (ideal 3x; a batch waits for its slowest)"):format(
+    wall[1], wall[3], wall[1] / wall[3]))
   proc.run { "rm", "-rf", dir }
   return 0
 end

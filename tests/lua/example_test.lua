@@ -50,6 +50,15 @@ example.agents = { copier = { headless = "exec", parse = function() return nil e
   exec = function(ctx, prompt)
     return { "sh", "-c", 'f=$(printf %%s "$1" | sed -n "s/.*USE \\([a-z_.]*\\).*/\\1/p"); ' ..
       '[ -n "$f" ] && cp "$FIXTURES/$f" baseline.py; echo "used $f"', "sh", prompt }
+  end },
+  -- the same, but it waits (20 s at most) until three of it are at work: run one
+  -- at a time, the first would wait alone
+  meeter = { headless = "exec", parse = function() return nil end,
+  exec = function(ctx, prompt)
+    return { "sh", "-c", 'f=$(printf %%s "$1" | sed -n "s/.*USE \\([a-z_.]*\\).*/\\1/p"); ' ..
+      '[ -n "$f" ] && cp "$FIXTURES/$f" baseline.py; touch "$MEET/$$"; i=0; ' ..
+      'while [ "$(ls "$MEET" | wc -l)" -lt 3 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; ' ..
+      'echo "used $f in $(pwd) with $(ls "$MEET" | wc -l) at work"', "sh", prompt }
   end } }
 return example
 ]]):format(work .. "/procy.lua", dir .. "/rec.db", work .. "/eval.py"))
@@ -78,5 +87,55 @@ T.is(run.best_seq, 1, "try 1 is the best")
 T.is(T.read(work .. "/baseline.py"), T.read(T.src .. "/tests/fixtures/text_search_inverted.py"),
   "baseline.py ends as the best try")
 m.close()
+
+-- --parallel 3: three tries at once, each in a worktree of its own with an
+-- agent of its own, one run, judged in order, the best applied
+git("checkout", "--", "baseline.py")
+local before = { head = git("rev-parse", "HEAD"), branch = git("symbolic-ref", "HEAD") }
+local prompts = { "Skip scoring: USE text_search_broken.py", "Build posting lists: USE text_search_inverted.py",
+  "Only tidy the comments." }
+local m2 = fakemodel.start(prompts)
+env.MEET = dir .. "/meet"
+assert(proc.run { "mkdir", env.MEET })
+p = assert(proc.spawn({ T.bin, "--config", conf, "--model-url", m2.url, "run", "recipes/evolve.lua",
+  "--task", "make search faster, keep recall", "--iterations", "3", "--parallel", "3", "--agent", "meeter" },
+  { cwd = work, env = env }))
+r = assert(p:wait(240))
+T.is(r.code, 0, "evolve --parallel 3 on the example", r.stderr .. r.stdout)
+run = h:query("SELECT * FROM evolve_runs ORDER BY started_at DESC LIMIT 1")[1]
+tries = h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id)
+T.is(#tries, 4, "one run: the start and three tries")
+local dirs, sessions = {}, {}
+for i = 2, 4 do
+  local t = tries[i]
+  T.is(t.parent_seq, 0, ("try %d starts from the start"):format(t.seq))
+  local where, n = (t.response or ""):match("in (%S+) with (%d+) at work")
+  T.ok(where and where ~= work and tonumber(n) == 3, ("try %d's agent worked in a worktree, with the two others at work"):format(t.seq),
+    t.response)
+  if where then dirs[where] = true end
+  sessions[t.session_id or "?"] = (h:query("SELECT cwd FROM sessions WHERE id = ?", t.session_id)[1] or {}).cwd
+  T.is(sessions[t.session_id or "?"], where, ("try %d's own agent session, recorded in its worktree"):format(t.seq))
+end
+local nd, ns = 0, 0
+for _ in pairs(dirs) do nd = nd + 1 end
+for _ in pairs(sessions) do ns = ns + 1 end
+T.ok(nd == 3 and ns == 3, "three worktrees, three agents", ("%d, %d"):format(nd, ns))
+T.is(tries[2].status, "infeasible", "the wrong one is infeasible")
+T.is(tries[2].prompt, prompts[1], "each try has its prompt")
+T.is(run.best_seq, 2, "the posting lists are the best")
+T.ok(tries[4].status == "ok" and tries[4].improved == 0, "a try no better is not kept", tries[4].status)
+T.like(m2.requests[1].messages[2].content, "one of 3 that start together", "the proxy model is told the tries run at once")
+T.like(m2.requests[3].messages[2].content, "The others were given these prompts.-\n%- Skip scoring.-\n%- Build posting lists",
+  "and the prompts the others were given")
+T.is(T.read(work .. "/baseline.py"), T.read(T.src .. "/tests/fixtures/text_search_inverted.py"),
+  "the person's workspace ends as the best try")
+T.is(git("status", "--porcelain"), " M baseline.py", "and nothing else changed in it")
+T.ok(git("rev-parse", "HEAD") == before.head and git("symbolic-ref", "HEAD") == before.branch,
+  "its HEAD and branch untouched")
+local wl = git("worktree", "list", "--porcelain")
+T.is(select(2, wl:gsub("worktree ", "")), 1, "the worktrees are gone: only the person's is left", wl)
+local refs = git("for-each-ref", "--format=%(refname)", "refs/procy/" .. run.id)
+T.ok(refs:find("/1\n") and refs:find("/2\n") and refs:find("/3"), "every try's snapshot is kept", refs)
+m2.close()
 proc.run { "rm", "-rf", dir }
 T.done()
