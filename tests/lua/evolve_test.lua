@@ -50,6 +50,9 @@ return {
       end,
       parse = function() return nil end,
     },
+    -- one that says where it works, then works on and on
+    sleeper = { headless = "exec", parse = function() return nil end,
+      exec = function() return { "sh", "-c", 'echo "$$ $PWD" >> "$STARTED"; exec sleep 60' } end },
   },
   evolve = { patience = 0 },
   model = { backoff = 0.05 },
@@ -395,6 +398,79 @@ T.like(r.stdout, "try 1: ok%s+score 103 .- kept, no better than the best %(withi
 run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p9)[1]
 T.is(run.best_seq, nil, "the start stays the best: no try is")
 m.close()
+
+-- --parallel: bad values are refused
+m = fakemodel.start {}
+for _, bad in ipairs { "0", "1.5" } do
+  r = evolve_run(project("pbad" .. bad:gsub("%.", "")), m, { "--task", "t", "--parallel", bad, "--agent", "setter" })
+  T.ok(r.code ~= 0 and (r.stderr .. r.stdout):find("--parallel must be a whole number of at least 1", 1, true),
+    "--parallel " .. bad .. " is refused", r.stderr .. r.stdout)
+end
+m.close()
+-- in a directory that is no git repository (worktrees of the private
+-- one): two batches of two, the second from the first's best
+local pnogit = project("pnogit")
+proc.run { "rm", "-rf", pnogit .. "/.git" }
+m = fakemodel.start { "SET 3", "SET 2", "SET 7", "SET 5" }
+r = evolve_run(pnogit, m, { "--task", "t", "--iterations", "4", "--parallel", "2", "--agent", "setter", "--evaluator", "eval.sh" })
+T.is(r.code, 0, "--parallel 2 where there is no git repository", r.stderr .. r.stdout)
+run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", pnogit)[1]
+local par = {}
+for _, t in ipairs(h:query("SELECT * FROM tries WHERE run_id = ? ORDER BY seq", run.id)) do
+  par[#par + 1] = ("%d<%s:%s"):format(t.seq, t.parent_seq or "-", t.score and ("%g"):format(t.score) or "-")
+end
+T.is(table.concat(par, " "), "0<-:1 1<0:3 2<0:2 3<1:7 4<1:5", "each batch starts from the best so far; every try scored")
+T.is(run.best_seq, 3, "the best of the second batch is the run's best")
+T.is(T.read(pnogit .. "/value.txt"), "7", "and it is in the workspace")
+T.ok(not fs.stat(pnogit .. "/.git"), "the directory is still no repository")
+m.close()
+-- in a subdirectory of a repository, with an evaluator git ignores (each
+-- worktree gets a copy)
+local psub = project("psub")
+fs.mkdir(psub .. "/sub")
+for _, f in ipairs { "value.txt", "eval.sh" } do git(psub, "mv", f, "sub/" .. f) end
+T.write(psub .. "/.gitignore", "cache/\nsub/eval.sh\n")
+git(psub, "rm", "-q", "--cached", "sub/eval.sh")
+git(psub, "commit", "-qam", "into sub")
+m = fakemodel.start { "SET 4", "SET 9" }
+r = evolve_run(psub .. "/sub", m, { "--task", "t", "--iterations", "2", "--parallel", "2", "--agent", "setter",
+  "--evaluator", "eval.sh" })
+T.is(r.code, 0, "--parallel 2 in a subdirectory", r.stderr .. r.stdout)
+T.like(r.stdout, "try 1: ok%s+score 4 .-\ntry 2: ok%s+score 9 .- new best", "both tries worked and were scored there", r.stdout)
+T.is(T.read(psub .. "/sub/value.txt"), "9", "the best is in the person's subdirectory")
+T.is(git(psub, "status", "--porcelain"), " M sub/value.txt\n?? procy.lua", "and nothing else changed (procy.lua is the test's)")
+m.close()
+
+-- stopped mid-batch (SIGTERM): each try's agent is stopped, the worktrees
+-- are gone, the tries and the run are marked stopped
+do
+  local pst = project("pstop")
+  local started = dir .. "/started"
+  m = fakemodel.start {}
+  local sp = assert(proc.spawn({ T.bin, "--model-url", m.url, "run", "recipes/evolve.lua", "--task", "t", "--iterations",
+    "2", "--parallel", "2", "--agent", "sleeper", "--evaluator", "eval.sh" },
+    { cwd = pst, env = { PROCY_LOG = "warn", STARTED = started } }))
+  local deadline = core.now() + 30
+  while core.now() < deadline and select(2, (T.read(started) or ""):gsub("\n", "")) < 2 do core.sleep(0.05) end
+  local lines = {}
+  for pid, where in (T.read(started) or ""):gmatch("(%d+) (%S+)") do lines[#lines + 1] = { tonumber(pid), where } end
+  T.is(#lines, 2, "two agents at work at once")
+  sp:kill("TERM")
+  r = assert(sp:wait(30))
+  T.ok(r.code ~= 0, "procy ends", r.stderr)
+  local gone = true
+  for _, l in ipairs(lines) do gone = gone and T.gone(l[1], 5) and not fs.stat(l[2]) and l[2] ~= pst end
+  T.ok(gone, "each try's agent is stopped and its worktree removed", T.read(started))
+  T.is(select(2, git(pst, "worktree", "list", "--porcelain"):gsub("worktree ", "")), 1, "git knows of no worktree left")
+  run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", pst)[1]
+  local st = {}
+  for _, t in ipairs(h:query("SELECT status FROM tries WHERE run_id = ? AND seq > 0 ORDER BY seq", run.id)) do
+    st[#st + 1] = t.status
+  end
+  T.is(run.status .. ": " .. table.concat(st, " "), "stopped: stopped stopped", "the run and both tries are marked stopped")
+  T.is(T.read(pst .. "/value.txt"), "1", "the workspace is as it was")
+  m.close()
+end
 
 -- procy runs
 r = T.procy({ "runs" }, { cwd = p3 })

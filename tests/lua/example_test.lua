@@ -122,7 +122,7 @@ for _ in pairs(sessions) do ns = ns + 1 end
 T.ok(nd == 3 and ns == 3, "three worktrees, three agents", ("%d, %d"):format(nd, ns))
 T.is(tries[2].status, "infeasible", "the wrong one is infeasible")
 T.is(tries[2].prompt, prompts[1], "each try has its prompt")
-T.is(run.best_seq, 2, "the posting lists are the best")
+T.is(run.best_seq, 2, "the posting lists are the best", json.encode(tries))
 T.ok(tries[4].status == "ok" and tries[4].improved == 0, "a try no better is not kept", tries[4].status)
 T.like(m2.requests[1].messages[2].content, "one of 3 that start together", "the proxy model is told the tries run at once")
 T.like(m2.requests[3].messages[2].content, "The others were given these prompts.-\n%- Skip scoring.-\n%- Build posting lists",
