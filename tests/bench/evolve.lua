@@ -59,15 +59,15 @@ return {
   end
 
   -- the loop
-  local R = require("procy.evolve").recipe("recipes/evolve.lua", work)
+  local recipes = require "procy.recipes"
+  local function evolve(args) return assert(recipes.run("recipes/evolve.lua", args)) end
   local t0 = core.now()
-  assert(R.main({ "--task", "make value big", "--iterations", tostring(n), "--agent", "instant", "--cwd", work }))
+  evolve { "--task", "make value big", "--iterations", tostring(n), "--agent", "instant", "--cwd", work }
   local total = core.now() - t0
   local h = require("procy.store").open()
   local rows = h:query("SELECT seq, started_at FROM tries WHERE run_id = (SELECT id FROM evolve_runs) ORDER BY seq")
   local per = {}
   for i = 3, #rows do per[#per + 1] = (rows[i].started_at - rows[i - 1].started_at) / 1e6 end
-  m.close()
   local md, mt = measure.median(direct), measure.median(per)
   print(("evolve, %d tries, instant fakes, a git project of 200 files"):format(n))
   print(("  fakes called directly (model + agent + evaluator): median %6.1f ms"):format(md * 1000))
@@ -81,13 +81,14 @@ return {
   local wall = {}
   for _, k in ipairs { 1, 3 } do
     t0 = core.now()
-    assert(R.main({ "--task", "make value big", "--iterations", "6", "--agent", "sleeper", "--cwd", work,
-      "--parallel", tostring(k) }))
+    evolve { "--task", "make value big", "--iterations", "6", "--agent", "sleeper", "--cwd", work,
+      "--parallel", tostring(k) }
     wall[k] = core.now() - t0
   end
   print("parallel tries: 6 tries, an agent that works 1 s, the same git project")
   print(("  --parallel 1: %5.2f s    --parallel 3: %5.2f s    %.2fx faster (ideal 3x; a batch waits for its slowest)"):format(
     wall[1], wall[3], wall[1] / wall[3]))
+  m.close()
   proc.run { "rm", "-rf", dir }
   return 0
 end
