@@ -575,6 +575,13 @@ static const luaL_Reg request_methods[] = {
 	{ NULL, NULL }
 };
 
+/* http.hop_by_hop(name) -> whether the proxy never passes the header on */
+static int http_hop_by_hop(lua_State *L)
+{
+	lua_pushboolean(L, proxy_hop_by_hop(luaL_checkstring(L, 1)));
+	return 1;
+}
+
 /* procy.http: the client's request and stream (http_client.c), and serve */
 int luaopen_procy_http(lua_State *L)
 {
@@ -583,5 +590,7 @@ int luaopen_procy_http(lua_State *L)
 	http_client_open(L);
 	lua_pushcfunction(L, http_serve);
 	lua_setfield(L, -2, "serve");
+	lua_pushcfunction(L, http_hop_by_hop);
+	lua_setfield(L, -2, "hop_by_hop");
 	return 1;
 }

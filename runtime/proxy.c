@@ -110,8 +110,7 @@ static int diverted(const hreq_t *r)
 	return *p == 0 || *p == '?';
 }
 
-/* The hop-by-hop headers, and those curl sets itself, are not passed on. */
-static int hop_by_hop(const char *name)
+int proxy_hop_by_hop(const char *name)
 {
 	static const char *const skip[] = {
 		"connection", "keep-alive", "proxy-connection", "te", "trailer", "trailers",
@@ -139,7 +138,7 @@ static xfer_header *pass_on(const xfer_header *h, size_t n, size_t *nout)
 	xfer_header *out = calloc(n ? n : 1, sizeof *out);
 	*nout = 0;
 	for (size_t i = 0; out && i < n; i++)
-		if (!hop_by_hop(h[i].name))
+		if (!proxy_hop_by_hop(h[i].name))
 			out[(*nout)++] = h[i];
 	return out;
 }
@@ -384,7 +383,7 @@ static void start_call(server_t *srv, hreq_t *r)
 	size_t n = 0;
 	for (size_t i = 0; lines && i < c->nreq; i++) {
 		const xfer_header *h = &c->req_hdr[i];
-		if (hop_by_hop(h->name) || (strcasecmp(h->name, "authorization") == 0 && hreq_is_our_token(r, h->value)))
+		if (proxy_hop_by_hop(h->name) || (strcasecmp(h->name, "authorization") == 0 && hreq_is_our_token(r, h->value)))
 			continue; /* procy's own token stays here */
 		if (asprintf(&lines[n], "%s: %s", h->name, h->value) >= 0)
 			n++;

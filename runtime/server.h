@@ -95,6 +95,9 @@ void        hreq_release(hreq_t *r);
 proxy_t    *proxy_new(const char *anthropic, const char *openai, double stall);
 void        proxy_free(proxy_t *p);
 int         proxy_match(const hreq_t *r);
+/* A header the proxy never passes on, either way: hop-by-hop, what curl
+   sets itself, procy's own token (http.hop_by_hop for Lua's relays). */
+int         proxy_hop_by_hop(const char *name);
 /* 1: POST /v1/messages and /v1/messages/count_tokens are not relayed at
    once but handed to Lua (srv->to_lua), which relays them (proxy_start)
    or answers them itself (a route); 2: every /v1/ request (a replay);

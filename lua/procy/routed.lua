@@ -13,10 +13,8 @@ local translate = require "procy.translate"
 
 local M = {}
 
--- Never passed on: hop-by-hop, what curl sets, procy's own token.
-local SKIP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true, trailer = true,
-  ["transfer-encoding"] = true, upgrade = true, ["proxy-authorization"] = true, host = true, ["content-length"] = true,
-  ["accept-encoding"] = true, expect = true, ["x-procy-token"] = true }
+-- Never passed on: the proxy's own list (hop-by-hop, what curl sets, procy's token).
+local skip = http.hop_by_hop
 
 local function error_body(status, msg)
   return json.encode({ type = "error", error = { type = translate.error_types[status] or "api_error", message = msg } })
@@ -177,7 +175,7 @@ local function to_anthropic(s, req, sum, route, rec, query)
   for _, h in ipairs(req:headers()) do
     local n = h[1]:lower()
     local ours = n == "authorization" and s.token and h[2] == "Bearer " .. s.token
-    if not SKIP[n] and not ours and not (key ~= true and (n == "x-api-key" or n == "authorization")) then headers[n] = h[2] end
+    if not skip(n) and not ours and not (key ~= true and (n == "x-api-key" or n == "authorization")) then headers[n] = h[2] end
   end
   headers["accept-encoding"] = "identity" -- the bytes relayed are the bytes recorded
   for k, v in pairs(p.headers) do headers[k] = v end
@@ -187,7 +185,7 @@ local function to_anthropic(s, req, sum, route, rec, query)
   if not st then return end
   local _ <close> = st
   local out = {}
-  for k, v in pairs(rh) do if not SKIP[k] then out[k] = v end end
+  for k, v in pairs(rh) do if not skip(k) then out[k] = v end end
   rec.status, rec.resp_headers = status, list_of(out)
   req:stream(status, out)
   local got = {}

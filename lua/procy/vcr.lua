@@ -173,9 +173,9 @@ function C:match(method, path, body)
   return nil, best, where, was, now
 end
 
--- Never sent again: hop-by-hop, and the length (procy sets it).
-local SKIP = { connection = true, ["keep-alive"] = true, ["transfer-encoding"] = true, ["content-length"] = true,
-  ["content-encoding"] = true }
+-- Never sent again: what the proxy never passes on (the length among
+-- them: procy sets it), and an encoding the recorded bytes may not have.
+local function skip(name) return name == "content-encoding" or require("procy.http").hop_by_hop(name) end
 
 -- c:answer(req, call, {fast =}): the recorded answer, byte for byte; a
 -- stream paced as recorded (its first event at the recorded time to first
@@ -186,7 +186,7 @@ function C:answer(req, call, o)
   local headers, stream = {}, false
   for _, hd in ipairs(call.resp_headers) do
     local name = tostring(hd[1]):lower()
-    if not SKIP[name] then headers[hd[1]] = hd[2] end
+    if not skip(name) then headers[hd[1]] = hd[2] end
     if name == "content-type" and tostring(hd[2]):find("event-stream", 1, true) then stream = true end
   end
   if not o.fast and call.ttfb_us > 0 then core.sleep(call.ttfb_us / 1e6) end
