@@ -209,9 +209,7 @@ end
 -- send(s, req, sum, route): makes the routed call for the request and
 -- records it. s: the server (procy.serve's), with s.srv.
 function M.send(s, req, sum, route)
-  local path = req:path()
-  local tag, rest = path:match("^/s/([%w_%-]+)(/v1/.*)$")
-  rest = rest or path
+  local rest, tag = require("procy.web").api_path(req:path())
   local rec = new_record(s, req, sum, route, rest, tag)
   local ok, err = pcall(route.provider.api == "openai" and to_openai or to_anthropic, s, req, sum, route, rec, req:query())
   if not ok then

@@ -309,7 +309,7 @@ end
 -- as if never diverted. A body that is no JSON is relayed too: the
 -- upstream's answer says what is wrong with it.
 local function divert(s, req, path)
-  local tag = path:match("^/s/([%w_%-]+)/v1/")
+  local _, tag = web.api_path(path)
   local sum = s.router:summary(req:body(), req:headers(), path, project_of(s, tag))
   local r = sum and s.router:pick(sum)
   if not r then return req:relay() end
@@ -318,12 +318,9 @@ end
 
 local function route(s, req)
   local path = req:path()
-  if s.replay and (path:find("^/v1/") or path:find("^/s/[%w_%-]+/v1/")) then
-    return s.replay.cassette:serve(s, req, s.replay)
-  end
-  if s.router and req:method() == "POST" and (path:find("^/v1/messages") or path:find("^/s/[%w_%-]+/v1/messages")) then
-    return divert(s, req, path)
-  end
+  local api = web.api_path(path)
+  if s.replay and api:find("^/v1/") then return s.replay.cassette:serve(s, req, s.replay) end
+  if s.router and req:method() == "POST" and api:find("^/v1/messages") then return divert(s, req, path) end
   for _, r in ipairs(M.extra_routes) do
     local caps = table.pack(path:match(r[1]))
     if caps[1] ~= nil then return r[2](req, table.unpack(caps, 1, caps.n)) end

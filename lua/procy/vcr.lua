@@ -215,9 +215,7 @@ end
 -- that differs.
 function C:serve(s, req, o)
   local t0, started = core.now(), store.now_us()
-  local path = req:path()
-  local tag, rest = path:match("^/s/([%w_%-]+)(/v1/.*)$")
-  rest = rest or path
+  local rest, tag = require("procy.web").api_path(req:path())
   local body = req:body()
   local call, closest, where, was, now = self:match(req:method(), rest, body)
   local rec = { session = tag, method = req:method(), path = rest .. (req:query() and ("?" .. req:query()) or ""),

@@ -62,6 +62,15 @@ function M.query(req)
   return q
 end
 
+-- api_path(path) -> path, tag: a request to procy serve's API as the
+-- upstream sees it: /s/TAG/v1/... is /v1/... of the session (or tag) TAG;
+-- any other path is itself, with no tag
+function M.api_path(path)
+  local tag, rest = path:match("^/s/([%w_%-]+)(/v1/.*)$")
+  if rest then return rest, tag end
+  return path
+end
+
 -- reply(req, status, value): a JSON answer; fail(req, status, msg): {error = msg}
 function M.reply(req, status, value)
   req:respond(status, { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
