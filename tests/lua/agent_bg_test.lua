@@ -11,14 +11,8 @@ local agents = require "lib.agents"
 local w = agents.world("claude")
 if not w then return agents.skip("claude") end
 local _ <close> = w.fake.proc
-local dir, work, fake, env, claude = w.dir, w.work, w.fake, w.env, w.cli
-env.ANTHROPIC_BASE_URL = false
-local record = dir .. "/rec.db"
-T.write(work .. "/procy.lua", ("return { db = %q, upstream = %q }"):format(record, fake.url))
-
-local function procy(...)
-  return T.procy({ ... }, { cwd = work, env = env, timeout = 120 })
-end
+local dir, work, env, claude = w.dir, w.work, w.env, w.cli
+local record, procy = agents.project(w)
 
 local r = procy("agent", "start", "bob", "--", "--allowedTools", "Bash")
 T.is(r.code, 0, "agent start", r.stderr)

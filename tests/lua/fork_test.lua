@@ -15,16 +15,13 @@ local w = agents.world("claude")
 if not w then return agents.skip("claude") end
 local _ <close> = w.fake.proc
 local dir, work, env = w.dir, w.work, w.env
-env.ANTHROPIC_BASE_URL = false
-local record = dir .. "/rec.db"
-T.write(work .. "/procy.lua", ("return { db = %q, upstream = %q }"):format(record, w.fake.url))
+local record, procy = agents.project(w)
 T.write(work .. "/.gitignore", "procy.lua\n")
 T.write(work .. "/README", "base\n")
 T.git(work, "init", "-q")
 T.git(work, "add", "-A")
 T.git(work, "commit", "-qm", "base")
 local head0 = T.git(work, "rev-parse", "HEAD")
-local function procy(...) return T.procy({ ... }, { cwd = work, env = env, timeout = 120 }) end
 
 local r = procy("agent", "start", "tree", "--", "--allowedTools", "Write")
 T.is(r.code, 0, "agent start", r.stderr)

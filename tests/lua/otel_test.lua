@@ -52,14 +52,10 @@ if not w then
   return T.done()
 end
 local _ <close> = w.fake.proc
-local dir, work, env = w.dir, w.work, w.env
-env.ANTHROPIC_BASE_URL = false
+local dir = w.dir
 local rp, rurl = receiver(dir .. "/otlp", 2)
 local _r <close> = rp
-local record = dir .. "/rec.db"
-T.write(work .. "/procy.lua", ("return { db = %q, upstream = %q, otel = { endpoint = %q, interval = 0.2 } }")
-  :format(record, w.fake.url, rurl))
-local function procy(...) return T.procy({ ... }, { cwd = work, env = env, timeout = 120 }) end
+local record, procy = agents.project(w, ("  otel = { endpoint = %q, interval = 0.2 },\n"):format(rurl))
 
 -- ---- live, from a background agent -----------------------------------------------------------
 local r = procy("agent", "start", "tele", "--", "--allowedTools", "Bash")

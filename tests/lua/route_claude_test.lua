@@ -19,9 +19,7 @@ local _ <close> = w.fake.proc
 local dir, work, env = w.dir, w.work, w.env
 local oai = fake.start(dir .. "/oai", { "--tool-prefix", "call_oai_" })
 local _o <close> = oai.proc
-env.ANTHROPIC_BASE_URL = false
 env.ROUTE_KEY = "sk-route-key-0123456789abcdef"
-local record = dir .. "/rec.db"
 fs.mkdir(work .. "/.claude/agents")
 T.write(work .. "/.claude/agents/reviewer.md", [[---
 name: reviewer
@@ -33,15 +31,10 @@ run the checks you need, and say what is wrong with it.
 
 Be brief.
 ]])
-T.write(work .. "/procy.lua", ([[return {
-  db = %q, upstream = %q,
+local record, procy = agents.project(w, ([[
   providers = { oai = { api = "openai", url = %q, key_env = "ROUTE_KEY" } },
   routes = { { agent = "reviewer", to = "oai:gpt-review" } },
-}]]):format(record, w.fake.url, oai.url .. "/v1"))
-
-local function procy(...)
-  return T.procy({ ... }, { cwd = work, env = env, timeout = 120 })
-end
+]]):format(oai.url .. "/v1"))
 local r = procy("agent", "start", "rev", "--", "--allowedTools", "Bash,Agent")
 T.is(r.code, 0, "agent start", r.stderr)
 r = procy("agent", "send", "rev", "please TOOL:task:reviewer[review it TOOL:bash[echo reviewed-ok]]", "--wait")

@@ -12,11 +12,8 @@ local agents = require "lib.agents"
 local w = agents.world("claude")
 if not w then return agents.skip("claude") end
 local _ <close> = w.fake.proc
-local dir, work, env = w.dir, w.work, w.env
-env.ANTHROPIC_BASE_URL = false
-local record = dir .. "/rec.db"
-T.write(work .. "/procy.lua", ("return { db = %q, upstream = %q }"):format(record, w.fake.url))
-local function procy(...) return T.procy({ ... }, { cwd = work, env = env, timeout = 120 }) end
+local dir, work = w.dir, w.work
+local record, procy = agents.project(w)
 
 local r = procy("agent", "start", "scribe", "--", "--allowedTools", "Bash")
 T.is(r.code, 0, "agent start", r.stderr)

@@ -57,6 +57,17 @@ function M.world(name)
   return { dir = dir, work = work, home = home, fake = fake, env = M.env(dir, home, fake.url), cli = cli }
 end
 
+-- project(w, [fields]) -> record, procy: w's work directory as a project
+-- whose procy.lua records into w.dir/rec.db and sends calls to the fake
+-- upstream (fields: more of the table, as Lua text), the agent's base URL
+-- left to procy; procy(...) runs the binary there with w's environment
+function M.project(w, fields)
+  w.env.ANTHROPIC_BASE_URL = false
+  local record = w.dir .. "/rec.db"
+  T.write(w.work .. "/procy.lua", ("return {\n  db = %q, upstream = %q,\n%s}\n"):format(record, w.fake.url, fields or ""))
+  return record, function(...) return T.procy({ ... }, { cwd = w.work, env = w.env, timeout = 120 }) end
+end
+
 -- skip(name): the TAP plan of a test that cannot run here
 function M.skip(name)
   print("1..0 # SKIP the " .. name .. " CLI is not installed (.ci/setup installs it)")
