@@ -462,11 +462,10 @@ local function batch(state, k)
     local l = { seq = state.seq + i - 1 }
     b.lanes[i], b.asked[l.seq] = l, core.op()
     l.task = core.spawn(function()
+      -- however this lane ends (an error, a step that raised), the next one asks
+      local _ <close> = setmetatable({}, { __close = function() core.complete(b.asked[l.seq]) end })
       local ctx, err, code = lane(state, b, l, base)
-      if not ctx then
-        core.complete(b.asked[l.seq]) -- the next one asks all the same
-        return nil, err, code
-      end
+      if not ctx then return nil, err, code end
       return R.attempt(ctx)
     end)
   end

@@ -441,6 +441,26 @@ T.is(T.read(psub .. "/sub/value.txt"), "9", "the best is in the person's subdire
 T.is(git(psub, "status", "--porcelain"), " M sub/value.txt\n?? procy.lua", "and nothing else changed (procy.lua is the test's)")
 m.close()
 
+-- a project's step that raises in one try of a batch: the run ends with
+-- that error, the other try judged, nothing left waiting
+do
+  local praise = project("praise", [[evolve = { patience = 0, ask = function(ctx, try)
+    if try.seq == 1 then error("this ask broke") end
+    return ctx.default.ask(ctx, try)
+  end },]])
+  m = fakemodel.start { "SET 4" }
+  local sp = assert(proc.spawn({ T.bin, "--model-url", m.url, "run", "recipes/evolve.lua", "--task", "t", "--iterations",
+    "2", "--parallel", "2", "--agent", "setter", "--evaluator", "eval.sh" }, { cwd = praise, env = { PROCY_LOG = "warn" } }))
+  r = sp:wait(60)
+  if not r then sp:kill("KILL") r = { code = -1, stdout = "", stderr = "still running after 60 s" } end
+  T.ok(r.code == 1 and r.stdout:find("evolve stopped: try 1: ETASK: .-this ask broke"), "the run ends with the lane's error",
+    r.stdout .. r.stderr)
+  T.like(r.stdout, "try 2: ok%s+score 4 .- new best", "and the other try of the batch was judged", r.stdout)
+  T.is(T.read(praise .. "/value.txt"), "4", "its result is in the workspace")
+  T.is(select(2, git(praise, "worktree", "list", "--porcelain"):gsub("worktree ", "")), 1, "no worktree is left")
+  m.close()
+end
+
 -- stopped mid-batch (SIGTERM): each try's agent is stopped, the worktrees
 -- are gone, the tries and the run are marked stopped
 do
