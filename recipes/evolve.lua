@@ -608,7 +608,7 @@ function R.main(args, cmd)
     -- runs in a task of its own: this one is ending and cannot wait
     core.spawn(function()
       if b then close_lanes(state, b) end
-      if a and a.tracker.open then a:interrupt() end
+      if a and parallel == 1 and a.tracker.open then a:interrupt() end -- a batch has agents of its own
       if own_agent then a:close() end
       if state.at then
         to_best(state, repo:take(("refs/procy/%s/stopped"):format(run.id), "procy evolve stopped", state.at.commit))
