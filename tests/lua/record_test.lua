@@ -238,10 +238,16 @@ do
     headers = { authorization = "Bearer " .. token, ["x-api-key"] = KEY },
     body = json.encode { model = "m", messages = { { role = "user", content = "token check" } } } })
   T.is(r.status, 200, "a proxied call carrying procy's token as Authorization: Bearer")
-  local seen -- the fake's newest request: this one
-  for line in io.lines(fake.log) do
-    local e = json.decode(line)
-    if not seen or e.n > seen.n then seen = e end
+  -- the fake's log line for this request, once written (its answer may come first)
+  local n = tonumber((r.headers["request-id"] or ""):match("%d+$"))
+  local seen
+  for _ = 1, 500 do
+    for line in io.lines(fake.log) do
+      local e = json.decode(line)
+      if e and e.n == n then seen = e end
+    end
+    if seen then break end
+    core.sleep(0.02)
   end
   T.ok(seen and not seen.headers.authorization, "reaches the upstream without it", seen and json.encode(seen.headers))
   -- the token check reads no byte past what was sent

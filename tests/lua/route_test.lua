@@ -127,7 +127,7 @@ T.ok(tu.type == "tool_use" and tu.name == "Bash" and tu.input.command == "git di
 local ob = json.decode(fake.bodies(dir .. "/oai")[1] or "") or {}
 T.ok(ob.model == "gpt-test" and ob.stream and ob.messages[1].role == "system" and ob.tools[1]["function"].name == "Bash",
   "the provider got a chat completions call: its model, the system message, the tools as functions")
-local ol = json.decode(T.read(dir .. "/oai/requests.jsonl"):match("^[^\n]+") or "") or {}
+local ol = fake.requests(dir .. "/oai")[1] or { headers = {} }
 T.ok(ol.path == "/v1/chat/completions" and ol.headers.authorization == "Bearer ...(len 31)" and not ol.headers["x-api-key"],
   "at the provider's URL (its path kept), with the provider's key, not the agent's", json.encode(ol.headers))
 
@@ -187,7 +187,7 @@ T.ok(res and res.status == 401 and res.body:find("ROUTE_TEST_UNSET", 1, true), "
 res = post("/v1/messages", { model = "alt-sonnet", max_tokens = 64, stream = true, messages = { { role = "user", content = "to alt" } } })
 ev = events(res and res.body or "")
 T.like((ev.content[1] or {}).text, "you said: to alt", "routed to the other Anthropic provider, streamed through")
-local al = json.decode(T.read(dir .. "/alt/requests.jsonl") or "") or {}
+local al = fake.requests(dir .. "/alt")[1] or { headers = {} }
 local ab = json.decode(fake.bodies(dir .. "/alt")[1] or "") or {}
 T.ok(ab.model == "claude-alt-model" and (al.headers["x-api-key"] or ""):find("(len 27)", 1, true), "with the route's model and the provider's key",
   T.read(dir .. "/alt/requests.jsonl"))
