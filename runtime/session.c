@@ -326,11 +326,15 @@ static void redraw_answered(session_t *s, const char *p, size_t n)
 {
 	if (s->redraw_phase != 1)
 		return;
-	static const char *const erases[] = { "\x1b[2J", "\x1b[J", "\x1b[0J", "\x1b[2K" };
-	for (int i = 0; i < 4; i++)
-		for (const char *q = p, *end = p + n; (q = memmem(q, (size_t)(end - q), erases[i], strlen(erases[i])));
-		     q += strlen(erases[i]))
-			s->redraw_erased += i < 3 ? s->rows : 1;
+	/* one pass, from Esc to Esc: output without any costs a memchr */
+	for (const char *q = p, *end = p + n; (q = memchr(q, 0x1b, (size_t)(end - q))); q++) {
+		size_t left = (size_t)(end - q);
+		if ((left >= 4 && (memcmp(q, "\x1b[2J", 4) == 0 || memcmp(q, "\x1b[0J", 4) == 0)) ||
+		    (left >= 3 && memcmp(q, "\x1b[J", 3) == 0))
+			s->redraw_erased += s->rows; /* the screen, from here down */
+		else if (left >= 4 && memcmp(q, "\x1b[2K", 4) == 0)
+			s->redraw_erased += 1;       /* a line */
+	}
 	if (s->redraw_erased >= s->rows / 2) {
 		s->redraw_phase = 2;
 		loop_timer_start(s->rt->loop, &s->redraw, REDRAW_NS, on_redraw, s);
