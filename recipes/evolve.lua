@@ -427,7 +427,11 @@ end
 -- at base, its agent, and the evaluator on it
 local function lane(state, b, l, base)
   local o, repo = state.o, state.repo
+  -- one `git worktree add` at a time: two at once in a repository can read
+  -- each other's half-written records (CI saw "failed to read commondir")
+  b.git.take()
   local wt, err, code = repo:worktree(("%s/%d"):format(b.root, l.seq), base.commit)
+  b.git.give()
   if not wt then return core.wrap("cannot make try " .. l.seq .. "'s worktree", err, code) end
   l.repo = wt
   -- where the run's directory is in the repository, in the worktree
@@ -454,7 +458,7 @@ end
 -- then judged in order in the person's workspace
 local function batch(state, k)
   local o, base = state.o, state.at
-  local b = { size = k, prompts = {}, lanes = {}, asked = {}, eval_slots = slots(o.eval_parallel or k),
+  local b = { size = k, prompts = {}, lanes = {}, asked = {}, eval_slots = slots(o.eval_parallel or k), git = slots(1),
     root = ("%s/worktrees/%s-%d"):format(store.path():match("^(.*)/[^/]*$") or ".", state.run.id, state.seq) }
   require("procy.proc").run { "rm", "-rf", b.root }
   state.lanes = b

@@ -155,7 +155,8 @@ end
 -- worktree(path, commit) -> repo, or nil, err, code: a git worktree at
 -- path holding commit, detached (no branch moves), sharing this
 -- repository's objects and refs (a snapshot taken in it is one here too).
--- The person's hooks do not run for it.
+-- The person's hooks do not run for it. Not twice at once on one
+-- repository: git's `worktree add` can read another's half-written record.
 function R:worktree(path, commit)
   local _, err, code = self:git { "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "-q", path, commit }
   if err then return nil, err, code end
