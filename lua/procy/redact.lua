@@ -19,8 +19,9 @@ local M = {}
 M.mask = "[REDACTED]"
 
 local key = "[%w_%-]"
--- {prefix, pattern, literals}: every match starts with prefix and holds
--- one of literals (what lets the terminal's recorder skip text at once)
+-- {prefix, pattern, literals}: every match starts with one of literals
+-- (so the terminal's recorder skips text without them at once, and a
+-- match is looked for only where one is)
 M.default_patterns = {
   { "sk-", "sk%-" .. key:rep(16) .. key .. "*", { "sk-" } },          -- Anthropic and OpenAI keys
   { "gh", "gh[pousr]_" .. ("[%w]"):rep(30) .. "[%w]*",                -- GitHub tokens
@@ -51,15 +52,44 @@ M.secret_params = {
 M.settings = nil
 
 local cached, cached_for
--- {{prefix or false, pattern}, ...}: the defaults and the setting's
+-- {{pattern, anchored, literals} or {pattern}, ...}: the defaults, then
+-- the setting's
 local function patterns()
   local extra = (M.settings or require("procy.config").get()).redact
   if cached_for ~= extra then
-    cached = table.move(M.default_patterns, 1, #M.default_patterns, 1, {})
-    for _, p in ipairs(extra or {}) do cached[#cached + 1] = { false, p } end
+    cached = {}
+    for i, p in ipairs(M.default_patterns) do cached[i] = { p[2], "^" .. p[2], p[3] } end
+    for _, p in ipairs(extra or {}) do cached[#cached + 1] = { p } end
     cached_for = extra
   end
   return cached
+end
+
+-- each(text, p, f): f(a, b) for matches of rule p in text. A default is
+-- tried only where one of its literals is (a plain search, in C), anchored
+-- there: the cost goes with how often they occur, not with the text's
+-- length times the rules (an unanchored find tries the pattern at every
+-- byte). Matches may overlap: spans joins them.
+local function each(text, p, f)
+  if not p[3] then -- a rule of the setting's: no literal known
+    local at = 1
+    while true do
+      local a, b = text:find(p[1], at)
+      if not a or b < a then return end
+      f(a, b)
+      at = b + 1
+    end
+  end
+  for _, lit in ipairs(p[3]) do
+    local at = 1
+    while true do
+      local q = text:find(lit, at, true)
+      if not q then break end
+      local a, b = text:find(p[2], q)
+      if a then f(a, b) end
+      at = a and b + 1 or q + 1
+    end
+  end
 end
 
 -- literals() -> {text, ...} such that a text holding none of them holds
@@ -93,13 +123,7 @@ end
 function M.spans(text)
   local list = {}
   for _, p in ipairs(patterns()) do
-    local at = 1
-    while not p[1] or text:find(p[1], at, true) do
-      local a, b = text:find(p[2], at)
-      if not a or b < a then break end
-      list[#list + 1] = { a, b }
-      at = b + 1
-    end
+    each(text, p, function(a, b) list[#list + 1] = { a, b } end)
   end
   if #list == 0 then return list end
   table.sort(list, function(x, y) return x[1] < y[1] end)
@@ -115,12 +139,19 @@ function M.spans(text)
   return out
 end
 
--- redact(text) -> text with every secret replaced by M.mask
+-- redact(text) -> text with every secret replaced by M.mask: the spans
+-- the terminal's recorder masks, so both channels mask alike
 function M.redact(text)
-  for _, p in ipairs(patterns()) do
-    if (not p[1] or text:find(p[1], 1, true)) and text:find(p[2]) then text = text:gsub(p[2], M.mask) end
+  local sp = M.spans(text)
+  if #sp == 0 then return text end
+  local out, at = {}, 1
+  for i = 1, #sp, 2 do
+    out[#out + 1] = text:sub(at, sp[i] - 1)
+    out[#out + 1] = M.mask
+    at = sp[i + 1] + 1
   end
-  return text
+  out[#out + 1] = text:sub(at)
+  return table.concat(out)
 end
 
 -- headers({{name, value}, ...}) -> a copy, secrets masked. An

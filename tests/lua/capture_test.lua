@@ -64,6 +64,27 @@ do
        "API keys and tokens in a body are masked")
   T.ok(not text:find("ACME-123456", 1, true), "a pattern from the redact setting is masked")
   T.like(text, '"short":"sk%-abc"', "short look-alikes are left alone")
+
+  -- a default rule is looked for only where one of its literals is: each
+  -- rule's match starts with one, wherever it stands in the text
+  local examples = { "sk-ant-api03-" .. ("Ab1_-"):rep(8), "ghs_" .. ("a1"):rep(18), "github_pat_" .. ("B_2"):rep(12),
+                     "AKIA" .. ("Q7"):rep(8), "AIza" .. ("c-_9"):rep(8) .. "xyz", "xoxp-" .. ("12ab-"):rep(3) }
+  T.is(#examples, #redact.default_patterns, "an example for every default rule")
+  local english = ("the knight thought it might rain through the night; "):rep(40)
+  for i, p in ipairs(redact.default_patterns) do
+    local ex, starts = examples[i], false
+    for _, lit in ipairs(p[3]) do starts = starts or ex:sub(1, #lit) == lit end
+    local a, b = ex:find(p[2])
+    T.ok(starts and a == 1 and b == #ex, ("rule %d's match starts with one of its literals (%s)"):format(i, ex:sub(1, 6)))
+    for _, t in ipairs { ex, "x " .. ex, english .. ex .. english, ex .. " " .. ex, "(" .. ex .. ")" } do
+      local r = redact.redact(t)
+      T.ok(not r:find(p[2]) and r:find(redact.mask, 1, true), ("rule %d masks %q"):format(i, t:sub(1, 24)))
+    end
+  end
+  T.is(redact.redact(english), english, "text with none of the literals is returned as it is")
+  T.is(redact.redact("AKIA" .. examples[1]), "AKIA[REDACTED]", "an AKIA too short next to a key: the key alone")
+  T.is(json.encode(redact.spans("ab " .. examples[4] .. examples[4])), json.encode { 4, 3 + 2 * #examples[4] },
+       "matches side by side are joined into one span")
   local h = redact.headers { { "X-Api-Key", key }, { "Authorization", "Bearer " .. key },
     { "Cookie", "a=b" }, { "Proxy-Authorization", "Basic eA==" }, { "anthropic-version", "2023-06-01" },
     { "x-note", "key " .. key } }
