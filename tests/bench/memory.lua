@@ -11,9 +11,9 @@ local http = require "procy.http"
 local json = require "procy.json"
 
 -- The client: TURNS requests to URL, each with the conversation so far;
--- prints the largest body it sent.
+-- returns the size of the largest body it sent, and the conversation.
+local system = ("You are a careful coding agent. Follow the rules. "):rep(100)
 local function converse(url, turns, after)
-  local system = ("You are a careful coding agent. Follow the rules. "):rep(100)
   local msgs, largest = {}, 0
   for i = 1, turns do
     -- a tool result of 4 KB a turn, as a file read would bring
@@ -28,7 +28,7 @@ local function converse(url, turns, after)
     msgs[#msgs + 1] = { role = "assistant", content = { { type = "text", text = table.concat(text) } } }
     if after then after() end
   end
-  return largest
+  return largest, msgs
 end
 
 local function rss_kb(pid, field)
@@ -57,7 +57,7 @@ return function(args)
   local url = assert((px:lines("stderr")() or ""):match("listening on (http://[%d.:]+)"), "procy serve did not start")
   local start = rss_kb(px:pid(), "VmRSS")
   local anon = 0
-  local largest = converse(url, turns, function() anon = math.max(anon, rss_kb(px:pid(), "RssAnon")) end)
+  local largest, msgs = converse(url, turns, function() anon = math.max(anon, rss_kb(px:pid(), "RssAnon")) end)
   local peak = rss_kb(px:pid(), "VmHWM")
   core.sleep(3)
   local idle, idle_anon = rss_kb(px:pid(), "VmRSS"), rss_kb(px:pid(), "RssAnon")
@@ -68,6 +68,24 @@ return function(args)
     .. " idle 3 s after %.1f MB (target <= 15 MB)"):format(mb, start / 1024, peak / 1024, 10 + 3 * mb, idle / 1024))
   print(("  of it procy's own (RssAnon: heap, stacks; the rest is shared library pages): largest seen after a call"
     .. " %.1f MB, idle %.1f MB"):format(anon / 1024, idle_anon / 1024))
+
+  -- The floor libcurl sets, measured now: curl(1) sending the conversation
+  -- once more (the same libcurl and its ~30 libraries, OpenSSL's and
+  -- libssh2's set-up; the body in memory, as procy holds it). Its VmHWM is
+  -- sampled (a child's ru_maxrss would include ours: spawned with vfork,
+  -- it counts the parent's peak); TIMED makes the answer last 0.5 s.
+  msgs[#msgs + 1] = { role = "user", content = "TIMED" }
+  local bodyfile = dir .. "/largest.json"
+  local bf = assert(io.open(bodyfile, "wb"))
+  bf:write(json.encode { model = "claude-sonnet-4-5", max_tokens = 1000, stream = true, system = system,
+                         messages = msgs })
+  bf:close()
+  local c = assert(proc.spawn({ "curl", "-sS", "-o", "/dev/null", "-H", "content-type: application/json",
+    "--data-binary", "@" .. bodyfile, fake_url .. "/v1/messages" }, { stdout = false }))
+  local floor = 0
+  while not c:wait(0.005) do floor = math.max(floor, rss_kb(c:pid(), "VmHWM")) end
+  print(("curl(1) sending that conversation once more: peak RSS %.1f MB, the floor libcurl sets;"
+    .. " procy serve's peak / curl's: %.2fx"):format(floor / 1024, peak / floor))
 
   -- an interactive session, its agent the client
   local cfg = io.open(dir .. "/procy.lua", "w")
@@ -93,6 +111,7 @@ return function(args)
   print(("interactive session: largest body %.2f MB; RSS peak %.1f MB (target <= %.1f MB), idle %.1f MB (target <= 15 MB)")
     :format(slargest, speak / 1024, 10 + 3 * slargest, sidle / 1024))
   print(("  of it procy's own (RssAnon): largest seen %.1f MB, idle %.1f MB"):format(sanon / 1024, sidle_anon / 1024))
+  print(("  peak / curl(1)'s: %.2fx"):format(speak / floor))
   proc.run { "rm", "-rf", dir }
   return 0
 end
