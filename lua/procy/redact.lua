@@ -70,25 +70,38 @@ end
 -- there: the cost goes with how often they occur, not with the text's
 -- length times the rules (an unanchored find tries the pattern at every
 -- byte). Matches may overlap: spans joins them.
+--
+-- After a match the search goes on RETRY bytes before its end, not after
+-- it: a second key may start inside a fixed-length match ("AKIAAKIA...")
+-- and run past it, or a literal may straddle the end of a greedy one
+-- ("ghp_...ghp_..."). A fixed-length default is under RETRY bytes long,
+-- and a greedy one's match from inside another ends where that one does.
+local RETRY = 40
 local function each(text, p, f)
   if not p[3] then -- a rule of the setting's: no literal known
     local at = 1
     while true do
       local a, b = text:find(p[1], at)
-      if not a or b < a then return end
-      f(a, b)
-      at = b + 1
+      if not a then return end
+      if b >= a then f(a, b) end
+      at = math.max(a, b) + 1 -- past an empty match too
     end
   end
   for _, lit in ipairs(p[3]) do
-    local at = 1
+    local at, ca, cb = 1, nil, nil -- the matches so far that touch, joined
     while true do
       local q = text:find(lit, at, true)
       if not q then break end
       local a, b = text:find(p[2], q)
-      if a then f(a, b) end
-      at = a and b + 1 or q + 1
+      if a and ca and a <= cb + 1 then
+        cb = math.max(cb, b)
+      elseif a then
+        if ca then f(ca, cb) end
+        ca, cb = a, b
+      end
+      at = a and math.max(q + 1, b - RETRY) or q + 1
     end
+    if ca then f(ca, cb) end
   end
 end
 

@@ -85,6 +85,18 @@ do
   T.is(redact.redact("AKIA" .. examples[1]), "AKIA[REDACTED]", "an AKIA too short next to a key: the key alone")
   T.is(json.encode(redact.spans("ab " .. examples[4] .. examples[4])), json.encode { 4, 3 + 2 * #examples[4] },
        "matches side by side are joined into one span")
+  -- a key that starts inside another's match, or a literal across its end
+  local A, B, C = ("a"):rep(30), ("b"):rep(30), ("c"):rep(30)
+  for _, t in ipairs { "AKIAAKIAQQQQWWWWEEEERRRR", "AIzaAIza" .. ("k"):rep(35), "gho_" .. A .. "ghp_" .. B .. "ghp_" .. C,
+                       "ghp_" .. A .. "ghp_" .. B } do
+    T.is(redact.redact(t), "[REDACTED]", ("a key overlapping another is masked whole (%s...)"):format(t:sub(1, 8)))
+  end
+  local saved = redact.settings
+  T.ok(redact.check { "[x%d]*" }, "a rule that matches the empty string elsewhere than in \"x\" is accepted")
+  redact.settings = { redact = { "[x%d]*" } }
+  T.is(redact.redact("pin 1234 and 99"), "pin [REDACTED] and [REDACTED]",
+       "such a rule still masks every match after an empty one")
+  redact.settings = saved
   local h = redact.headers { { "X-Api-Key", key }, { "Authorization", "Bearer " .. key },
     { "Cookie", "a=b" }, { "Proxy-Authorization", "Basic eA==" }, { "anthropic-version", "2023-06-01" },
     { "x-note", "key " .. key } }
