@@ -354,10 +354,11 @@ function Live:flush()
 end
 
 function Live:run()
-  while true do
+  while not self.stopping do
     self.wake = core.op()
     core.await(self.wake, self.o.interval)
     self.wake = nil
+    if self.stopping then return end
     self:collect(false)
     self:flush()
   end
@@ -370,25 +371,30 @@ function Live:stats()
 end
 
 -- stop(): the session's span and what is queued sent (3 s at most), then
--- the exporter ends; what could not be sent is counted as dropped
+-- the exporter ends; what could not be sent is counted as dropped. A
+-- cycle under way ends first: cancelled mid-send, its batch (which the
+-- collector may have taken) would be sent again.
 function Live:stop()
   self.off()
-  core.cancel(self.task)
+  self.stopping = true
+  if self.wake then core.complete(self.wake) end
   local o = self.o
+  local saved = o.retries
+  o.retries = 2
   local sender = core.spawn(function()
+    core.await(self.task)
     self:collect(true)
     if self.s.session then self.sessions[self.s.session] = true end
     for id in pairs(self.sessions) do -- sessions end with the server: their spans are whole now
       local row = (self.s.reader:query("SELECT * FROM sessions WHERE id = ?", id) or {})[1]
       if row then self:add(M.session_span(row, require("procy.store").now_us())) end
     end
-    local saved = o.retries
-    o.retries = 2
     self:flush()
-    o.retries = saved
   end)
   core.await(sender, 3)
   core.cancel(sender)
+  core.cancel(self.task)
+  o.retries = saved
   self.dropped = self.dropped + #self.queue
   self.queue = {}
 end

@@ -6,11 +6,13 @@
 // value per AnyValue. A body that breaks any rule gets 400 naming the
 // path. Node's standard library only.
 //
-//   node tests/fake/otlp.mjs --log-dir DIR [--fail-first N]
+//   node tests/fake/otlp.mjs --log-dir DIR [--fail-first N] [--delay S]
 //
 // Prints "PORT n". Accepted spans go to DIR/spans.jsonl, one per line;
 // every request's status to DIR/requests.jsonl. --fail-first N: the first
-// N requests are answered 503 with Retry-After: 0.
+// N requests are answered 503 with Retry-After: 0. --delay S: accepted
+// spans are logged at once, the 200 is sent S seconds later (a send still
+// under way when the exporter stops).
 
 import http from "node:http";
 import fs from "node:fs";
@@ -20,6 +22,7 @@ const args = process.argv.slice(2);
 const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : def; };
 const dir = opt("--log-dir", ".");
 let failFirst = Number(opt("--fail-first", "0"));
+const delay = Number(opt("--delay", "0")) * 1000;
 fs.mkdirSync(dir, { recursive: true });
 const spansLog = fs.openSync(path.join(dir, "spans.jsonl"), "a");
 const reqLog = fs.openSync(path.join(dir, "requests.jsonl"), "a");
@@ -126,7 +129,8 @@ const server = http.createServer((req, res) => {
           n++;
           fs.writeSync(spansLog, JSON.stringify({ resource: rs.resource, scope: ss.scope, span: s }) + "\n");
         }
-    done(200, "{}", { spans: n });
+    if (delay > 0) setTimeout(() => done(200, "{}", { spans: n }), delay);
+    else done(200, "{}", { spans: n });
   });
 });
 server.listen(0, "127.0.0.1", () => console.log("PORT " + server.address().port));

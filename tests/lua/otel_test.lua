@@ -21,9 +21,9 @@ T.is(json.encode(a, { sort = true }), '[{"key":"b","value":{"boolValue":true}},{
 T.is(#otel.trace_id("abc") .. " " .. #otel.span_id("call", 1), "32 16", "ids: 16 and 8 bytes of hex")
 T.is(otel.trace_id("abc"), otel.trace_id("abc"), "the same session, the same trace: exports are idempotent")
 
-local function receiver(dir, fail)
-  local p = assert(proc.spawn({ "node", T.src .. "/tests/fake/otlp.mjs", "--log-dir", dir, "--fail-first", tostring(fail or 0) },
-    { stderr = false }))
+local function receiver(dir, fail, delay)
+  local p = assert(proc.spawn({ "node", T.src .. "/tests/fake/otlp.mjs", "--log-dir", dir, "--fail-first", tostring(fail or 0),
+    "--delay", tostring(delay or 0) }, { stderr = false }))
   local port = assert((p:lines()() or ""):match("^PORT (%d+)"), "the OTLP receiver did not start")
   return p, "http://127.0.0.1:" .. port
 end
@@ -114,12 +114,17 @@ local _r2 <close> = rp2
 r = procy("otel", "export", "--session", sid, "--endpoint", rurl2, "--content")
 T.like(r.stdout, "^exported %d+ spans to ", "procy otel export", r.stderr)
 local again = spans(dir .. "/otlp2")
-local live_ids = {}
-for _, s in ipairs(got) do live_ids[s.span.spanId] = true end
+-- by id: a batch under way when the agent's supervisor was stopped is sent
+-- again (at least once), under the same ids
+local live_ids, nlive = {}, 0
+for _, s in ipairs(got) do
+  if not live_ids[s.span.spanId] then nlive = nlive + 1 end
+  live_ids[s.span.spanId] = true
+end
 local same = 0
 for _, s in ipairs(again) do if live_ids[s.span.spanId] then same = same + 1 end end
-T.ok(#again >= #got and same == #got, "the batch export sends every live span again under the same ids",
-  ("%d live, %d exported, %d shared"):format(#got, #again, same))
+T.ok(#again >= nlive and same == nlive, "the batch export sends every live span again under the same ids",
+  ("%d live (%d sent), %d exported, %d shared"):format(nlive, #got, #again, same))
 local prompt
 for _, s in ipairs(again) do
   for _, e in ipairs(s.span.events or {}) do
@@ -154,4 +159,66 @@ T.ok(health.otel and health.otel.failed > 0 and health.otel.sent == 0 and health
   "/health says the export fails and holds the spans", json.encode(health.otel))
 srv:kill("TERM")
 T.ok(srv:wait(20), "procy serve stops though the collector never answered")
+
+-- ---- a send under way when the server stops ------------------------------------------------
+-- A signal ends every task, the export's too, mid-send: whether the
+-- collector took that batch is not known, so it is sent again (at least
+-- once, under the same ids); what came after it is sent too.
+local rp3, rurl3 = receiver(dir .. "/otlp3", 0, 1)
+local _r3 <close> = rp3
+T.write(dir .. "/slow.lua", ("return { db = %q, otel = { endpoint = %q, interval = 0.1 } }"):format(dir .. "/slow.db", rurl3))
+local srv2 = assert(proc.spawn({ T.bin, "--config", dir .. "/slow.lua", "serve", "--port", "0", "--upstream", w.fake.url },
+  { stderr = "pipe", stdout = false }))
+local _s2 <close> = srv2
+local surl2 = (srv2:lines("stderr")() or ""):match("listening on (http://[%d.:]+)") or "http://127.0.0.1:1"
+local res = http.request { method = "POST", url = surl2 .. "/v1/messages", headers = { ["content-type"] = "application/json" },
+  body = json.encode { model = "claude-sonnet-4-5", max_tokens = 10, messages = { { role = "user", content = "slow" } } },
+  timeout = 20 }
+T.is(res and res.status, 200, "a call through a server whose collector answers a second late")
+for _ = 1, 100 do -- the collector has the call's span and has not answered yet
+  if #spans(dir .. "/otlp3") > 0 then break end
+  core.sleep(0.05)
+end
+srv2:kill("TERM")
+T.ok(srv2:wait(20), "the server stops")
+local seen, names = {}, {}
+for _, s in ipairs(spans(dir .. "/otlp3")) do
+  seen[s.span.spanId] = (seen[s.span.spanId] or 0) + 1
+  names[s.span.name:match("^%S+")] = true
+end
+local most = 0
+for _, n in pairs(seen) do most = math.max(most, n) end
+T.ok(names.chat and names.invoke_agent and most <= 2,
+  "the batch under way is sent again once, under the same ids, and the session's span after it",
+  json.encode { seen = seen, requests = requests(dir .. "/otlp3") })
+
+-- ---- a session that ends while a send is under way: that send ends first -------------------
+-- (no signal: the exporter's stop waits for the cycle under way, so
+-- nothing is sent twice)
+local rp4, rurl4 = receiver(dir .. "/otlp4", 0, 1)
+local _r4 <close> = rp4
+T.write(dir .. "/s4.lua", ("return { db = %q, upstream = %q, otel = { endpoint = %q, interval = 0.1 } }")
+  :format(dir .. "/s4.db", w.fake.url, rurl4))
+T.write(dir .. "/client.lua", [[
+local http, json, core = require "procy.http", require "procy.json", require "procy.core"
+return function()
+  local r = http.request { method = "POST", url = os.getenv("ANTHROPIC_BASE_URL") .. "/v1/messages",
+    headers = { ["content-type"] = "application/json" }, timeout = 20,
+    body = json.encode { model = "claude-sonnet-4-5", max_tokens = 10, messages = { { role = "user", content = "s4" } } } }
+  core.sleep(0.3) -- the span's send is under way when the agent exits
+  return r and r.status == 200 and 0 or 1
+end
+]])
+local sess = proc.run({ T.bin, "--config", dir .. "/s4.lua", "--agent", T.bin .. " run " .. dir .. "/client.lua" },
+  { pty = { cols = 100, rows = 30 }, timeout = 60 })
+T.is(sess.code, 0, "an interactive session whose agent makes a call and exits", sess.stdout)
+local seen4, twice4, names4 = {}, 0, {}
+for _, s in ipairs(spans(dir .. "/otlp4")) do
+  if seen4[s.span.spanId] then twice4 = twice4 + 1 end
+  seen4[s.span.spanId] = true
+  names4[s.span.name:match("^%S+")] = true
+end
+T.ok(twice4 == 0 and names4.chat and names4.invoke_agent,
+  "the session's end waits for the send under way: its spans once each, the session's after",
+  json.encode(requests(dir .. "/otlp4")))
 return T.done()
