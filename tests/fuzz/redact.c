@@ -1,5 +1,6 @@
-/* redact.c — procy.redact on any text: never a raise, and nothing it
-   returns still holds a default secret pattern. */
+/* redact.c — procy.redact on any text: never a raise, nothing it returns
+   still holds a default secret pattern, and every match a default rule
+   has where one of its literals stands is inside a masked span. */
 #include "fuzz.h"
 
 FUZZ_LUA(
@@ -17,4 +18,19 @@ FUZZ_LUA(
 	"  redact.headers { { 'x-api-key', s }, { 'authorization', s }, { 'x-other', s } }\n"
 	"  local sp = redact.spans(s)\n"
 	"  for i = 1, #sp, 2 do assert(sp[i] <= sp[i + 1] and (i == 1 or sp[i] > sp[i - 1]), 'spans sorted, apart') end\n"
+	/* every match a default rule has at any of its literals lies inside
+	   a span: keys that overlap or touch are masked whole */
+	"  local function covered(a, b)\n"
+	"    for i = 1, #sp, 2 do if sp[i] <= a and b <= sp[i + 1] then return true end end\n"
+	"  end\n"
+	"  for _, p in ipairs(redact.default_patterns) do\n"
+	"    for _, lit in ipairs(p[3]) do\n"
+	"      local q = s:find(lit, 1, true)\n"
+	"      while q do\n"
+	"        local a, b = s:find('^' .. p[2], q)\n"
+	"        if a and not covered(a, b) then error('a match left unmasked at ' .. a .. ': ' .. s:sub(a, b)) end\n"
+	"        q = s:find(lit, q + 1, true)\n"
+	"      end\n"
+	"    end\n"
+	"  end\n"
 	"end\n")
