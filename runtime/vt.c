@@ -615,7 +615,9 @@ void vt_feed(vt_t *v, const void *p, size_t n)
 				v->ucp = v->ucp << 6 | (c & 0x3f);
 				if (--v->uneed == 0) {
 					uint32_t cp = v->ucp;
-					if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) cp = 0xfffd;
+					/* an overlong form (E0 80 9B is ESC) is no character: drawn
+					   as one, it would be a control in the snapshot */
+					if (cp < v->umin || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) cp = 0xfffd;
 					if (v->state == GROUND) put(v, cp);
 				}
 				continue;
@@ -631,6 +633,7 @@ void vt_feed(vt_t *v, const void *p, size_t n)
 		} else if (c >= 0xc2 && c <= 0xf4) {
 			v->uneed = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
 			v->ucp = c & (c >= 0xf0 ? 0x07 : c >= 0xe0 ? 0x0f : 0x1f);
+			v->umin = c >= 0xf0 ? 0x10000 : c >= 0xe0 ? 0x800 : 0x80;
 		} else if (v->state == GROUND) {
 			put(v, 0xfffd);
 		}

@@ -39,7 +39,7 @@ struct vt {
 	int      state, cs_target;
 	int      p[MAXP], sub[MAXP], np; /* parameters; sub: joined to the one before by ':' */
 	char     priv, inter;
-	uint32_t ucp;
+	uint32_t ucp, umin;    /* a UTF-8 sequence's code point so far, the least it may be */
 	int      uneed;
 	uint32_t last;         /* the last character drawn, for REP */
 };
