@@ -281,6 +281,9 @@ end
 
 -- keep: the try becomes the best, is kept, or the workspace goes back to
 -- the best (a try that failed, or fell short by more than the tolerance).
+-- In a batch, try.after_sibling (where an earlier try of the same batch
+-- left the run) is where a try that did not win goes back to: it was made
+-- without that try's change, and keeping it would drop it.
 -- Sets try.verdict, try.improved; moves ctx.best, ctx.at, ctx.stale.
 function steps.keep(ctx, t)
   local o, run = ctx.o, ctx.run
@@ -305,6 +308,11 @@ function steps.keep(ctx, t)
       if not ok then return core.wrap("restoring the best try failed", rerr) end
       ctx.at = { seq = ctx.best.seq, commit = ctx.best.commit_id }
       t.verdict = "rolled back to " .. (ctx.best.seq == 0 and "the start" or ("try " .. ctx.best.seq))
+    elseif t.after_sibling then
+      local ok, rerr = ctx.repo:restore(t.commit_id, t.after_sibling.commit)
+      if not ok then return core.wrap("restoring the batch's earlier try failed", rerr) end
+      ctx.at = t.after_sibling
+      t.verdict = ("no better: back to try %d, of the same batch"):format(t.after_sibling.seq)
     else
       ctx.at = { seq = t.seq, commit = t.commit_id }
       t.verdict = "kept" .. (note and (", no better than the best (" .. note .. ")") or "")
@@ -337,10 +345,13 @@ function R.attempt(ctx)
   -- a batch's prompts are asked in order, each knowing the ones before
   local b = ctx.batch
   if b and b.asked[seq - 1] then core.await(b.asked[seq - 1]) end
+  -- a prompt of the batch rejected ends the run: the tries after it ask nothing
+  if b and b.rejected then return core.fail("EREJECTED", ("try %d was rejected: try %d is not asked"):format(b.rejected, seq)) end
   local ok, err, code = step(ctx, t, "ask")
   if ok then ok, err, code = step(ctx, t, "gate") end
   if b then
     if ok then b.prompts[#b.prompts + 1] = t.prompt end
+    if code == "EREJECTED" then b.rejected = seq end
     core.complete(b.asked[seq])
   end
   if not ok then return nil, err, code end
@@ -352,10 +363,11 @@ function R.attempt(ctx)
     evolve.progress(ctx, "evaluating")
     local files = {}
     for _, c in ipairs(ctx.repo:changes(ctx.at.commit, t.commit_id) or {}) do files[#files + 1] = c.path end
-    if ctx.eval_slots then ctx.eval_slots.take() end
-    t.result = evaluator.run(ctx.evaluator, { session = ctx.agent.session, run = run.id, try = seq,
-      iteration = seq, files_changed = files, timeout = ctx.o.eval_timeout })
-    if ctx.eval_slots then ctx.eval_slots.give() end
+    do
+      local _ <close> = ctx.eval_slots and ctx.eval_slots.held()
+      t.result = evaluator.run(ctx.evaluator, { session = ctx.agent.session, run = run.id, try = seq,
+        iteration = seq, files_changed = files, timeout = ctx.o.eval_timeout })
+    end
     t.eval_result_id = t.result.id
     ok, err, code = step(ctx, t, "judge")
     if not ok then return nil, err, code end
@@ -389,21 +401,28 @@ end
 
 -- ---- parallel tries ---------------------------------------------------------
 
--- slots(n): at most n tasks between take() and give(), the others wait in turn
+-- slots(n): at most n tasks hold one at a time. held() takes one, and
+-- returns what gives it back when closed (`local _ <close> = s.held()`),
+-- so an error in between cannot keep it
 local function slots(n)
   local free, queue = n, {}
+  local function give()
+    while #queue > 0 do
+      if core.complete(table.remove(queue, 1)) then return end
+    end
+    free = free + 1
+  end
+  local back = setmetatable({}, { __close = give })
   return {
-    take = function()
-      if free > 0 then free = free - 1 return end
-      local op = core.op()
-      queue[#queue + 1] = op
-      core.await(op)
-    end,
-    give = function()
-      while #queue > 0 do
-        if core.complete(table.remove(queue, 1)) then return end
+    held = function()
+      if free > 0 then
+        free = free - 1
+      else
+        local op = core.op()
+        queue[#queue + 1] = op
+        core.await(op)
       end
-      free = free + 1
+      return back
     end,
   }
 end
@@ -413,14 +432,15 @@ end
 local function close_lanes(state, b)
   for _, l in ipairs(b.lanes) do
     if l.agent then l.agent:close() l.agent = nil end
-    if l.repo then
-      local ok, err = state.repo:remove_worktree(l.repo)
-      if not ok then core.log("warn", "evolve: " .. tostring(err)) end
-      l.repo = nil
+    if l.path then
+      local ok, err = state.repo:remove_worktree(l.path)
+      if not ok and l.repo then core.log("warn", "evolve: " .. tostring(err)) end
+      l.repo, l.path = nil, nil
     end
   end
+  -- by path, only procy's own: `git worktree prune` would drop any of the
+  -- person's worktrees whose directory is away (an unmounted disk)
   require("procy.proc").run { "rm", "-rf", b.root }
-  state.repo:git { "worktree", "prune" }
 end
 
 -- lane(state, b, l, base) -> ctx | nil, err, code: try l.seq's worktree
@@ -429,22 +449,39 @@ local function lane(state, b, l, base)
   local o, repo = state.o, state.repo
   -- one `git worktree add` at a time: two at once in a repository can read
   -- each other's half-written records (CI saw "failed to read commondir")
-  b.git.take()
-  local wt, err, code = repo:worktree(("%s/%d"):format(b.root, l.seq), base.commit)
-  b.git.give()
+  l.path = ("%s/%d"):format(b.root, l.seq)
+  local wt, err, code
+  do
+    local _ <close> = b.git.held()
+    -- what a run that procy could not end (SIGKILL) left at this path
+    repo:remove_worktree(l.path)
+    wt, err, code = repo:worktree(l.path, base.commit)
+  end
   if not wt then return core.wrap("cannot make try " .. l.seq .. "'s worktree", err, code) end
   l.repo = wt
   -- where the run's directory is in the repository, in the worktree
-  local cwd = wt.top .. repo.dir:sub(#repo.top + 1)
+  local rel = repo.dir:sub(#repo.top + 2)
+  local cwd = wt.top .. (rel ~= "" and "/" .. rel or "")
+  -- links to the person's ignored directories are never part of a try:
+  -- a snapshot holding one would, when judged, put a symlink where the
+  -- person's directory is
+  wt.exclude = {}
   for _, path in ipairs(o.worktree_links or {}) do
     if fs.stat(repo.dir .. "/" .. path) and not fs.stat(cwd .. "/" .. path, true) then
-      require("procy.proc").run { "ln", "-s", repo.dir .. "/" .. path, cwd .. "/" .. path }
+      local r = require("procy.proc").run { "ln", "-s", repo.dir .. "/" .. path, cwd .. "/" .. path }
+      if not r or r.code ~= 0 then
+        return core.fail("EIO", ("cannot link %s into try %d's worktree: %s"):format(path, l.seq, r and r.stderr or "?"))
+      end
+      wt.exclude[#wt.exclude + 1] = (rel ~= "" and rel .. "/" or "") .. path
     end
   end
   local ev = setmetatable({ cwd = cwd }, { __index = state.evaluator })
   -- an evaluator git ignores is not in the snapshot: the run's own copy
   if ev.path and ev.path:sub(1, 1) ~= "/" and not fs.stat(cwd .. "/" .. ev.path) then
-    require("procy.proc").run { "cp", "-p", repo.dir .. "/" .. ev.path, cwd .. "/" .. ev.path }
+    local r = require("procy.proc").run { "cp", "-p", repo.dir .. "/" .. ev.path, cwd .. "/" .. ev.path }
+    if not r or r.code ~= 0 then
+      return core.fail("EIO", ("cannot copy the evaluator into try %d's worktree: %s"):format(l.seq, r and r.stderr or "?"))
+    end
   end
   local a
   a, err, code = evolve.open_agent(o.agent, cwd)
@@ -486,6 +523,7 @@ local function batch(state, k)
       local ok, rerr, rcode = state.repo:restore(at, t.commit_id)
       if not ok then return core.wrap("cannot bring try " .. l.seq .. " into the workspace", rerr, rcode) end
       at = t.commit_id
+      if state.at.commit ~= base.commit then t.after_sibling = state.at end
       ok, err, code = R.conclude(state, t)
       if not ok then return nil, err, code end
       at = state.at.commit
@@ -529,12 +567,6 @@ function R.main(args, cmd)
   if not o then return nil, given end
   local st, serr = require("procy.recipes").steps(R, o)
   if not st then return nil, serr, "EINVAL" end
-  for _, k in ipairs { "parallel", "eval_parallel" } do
-    if o[k] ~= nil and (math.type(o[k]) ~= "integer" and o[k] % 1 ~= 0 or o[k] < 1) then
-      return core.fail("EINVAL", ("evolve: --%s must be a whole number of at least 1, not %s"):format(k:gsub("_", "-"), o[k]))
-    end
-  end
-  local parallel = math.tointeger(o.parallel or 1)
   local cwd = o.cwd or (cmd and cmd.cwd) or fs.cwd()
   local a = agent.current()
   local own_agent = false
@@ -550,6 +582,13 @@ function R.main(args, cmd)
     for k, v in pairs(run.options) do if not given[k] then o[k] = v end end
     if o.more then o.iterations = (o.iterations or 0) + o.more end
   end
+  -- a resumed run goes on as it ran (its --parallel too) unless told
+  for _, k in ipairs { "parallel", "eval_parallel" } do
+    if o[k] ~= nil and (math.type(o[k]) ~= "integer" and o[k] % 1 ~= 0 or o[k] < 1) then
+      return core.fail("EINVAL", ("evolve: --%s must be a whole number of at least 1, not %s"):format(k:gsub("_", "-"), o[k]))
+    end
+  end
+  local parallel = math.tointeger(o.parallel or 1)
   -- the model, the evaluator and the objective, checked before any work
   if o.model_url then
     local m = {}
@@ -652,13 +691,19 @@ function R.main(args, cmd)
     else
       state.tries[#state.tries + 1] = t
     end
-    if t.metrics and (t.status == "ok" or t.status == "infeasible") and objective.better(obj, t, state.best) then
+    -- a try never judged (its batch was stopped) cannot be the best: it
+    -- was not measured again within the noise
+    if t.metrics and (t.status == "ok" or t.status == "infeasible") and (t.seq == 0 or t.improved ~= nil)
+      and objective.better(obj, t, state.best) then
       state.best = t
     end
   end
   state.base = state.base or done[1]
-  -- the workspace starts from the best (a resumed run may have stopped elsewhere)
-  local last = done[#done]
+  -- the workspace starts from the best (a resumed run may have stopped
+  -- elsewhere); the last try with a snapshot is where it stands (tries a
+  -- stopped batch left have none)
+  local last = done[1]
+  for _, t in ipairs(done) do if t.commit_id then last = t end end
   state.at = { seq = last.seq, commit = last.commit_id }
   if state.best and last.seq ~= state.best.seq and last.commit_id and state.best.commit_id then
     to_best(state, repo:take(("refs/procy/%s/resume"):format(run.id), "procy evolve resume", last.commit_id))

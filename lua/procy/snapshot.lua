@@ -90,10 +90,16 @@ function R:head()
 end
 
 -- take(ref, message, [parent]) -> commit, or nil, err, code: the
--- workspace as it is now, as a commit that ref names
+-- workspace as it is now, as a commit that ref names; r.exclude (paths
+-- from the top) are left out
 function R:take(ref, message, parent)
   return self:with_index(function(env)
-    local _, err, code = self:git({ "add", "-A" }, env)
+    local add = { "add", "-A" }
+    if self.exclude and #self.exclude > 0 then
+      add[#add + 1], add[#add + 2] = "--", ":/"
+      for _, path in ipairs(self.exclude) do add[#add + 1] = ":(top,exclude)" .. path end
+    end
+    local _, err, code = self:git(add, env)
     if err then return nil, err, code end
     local tree
     tree, err, code = self:git({ "write-tree" }, env)
@@ -163,10 +169,11 @@ function R:worktree(path, commit)
   return M.open(path)
 end
 
--- remove_worktree(wt) -> true, or nil, err, code: the worktree's files
--- and git's record of it
-function R:remove_worktree(wt)
-  local _, err, code = self:git { "worktree", "remove", "--force", "--force", wt.top }
+-- remove_worktree(path) -> true, or nil, err, code: the worktree's files
+-- and git's record of it (also when its directory is gone already);
+-- symlinks in it are removed, not followed
+function R:remove_worktree(path)
+  local _, err, code = self:git { "worktree", "remove", "--force", "--force", path }
   if err then return nil, err, code end
   return true
 end

@@ -425,11 +425,15 @@ T.is(T.read(pnogit .. "/value.txt"), "7", "and it is in the workspace")
 T.ok(not fs.stat(pnogit .. "/.git"), "the directory is still no repository")
 m.close()
 -- in a subdirectory of a repository, with an evaluator git ignores (each
--- worktree gets a copy)
-local psub = project("psub")
+-- worktree gets a copy) and an ignored directory each worktree links to
+-- (`data/` ignores a directory, not the link to it: the link must stay
+-- out of the tries, or judging one would put it over the person's data)
+local psub = project("psub", [[evolve = { patience = 0, worktree_links = { "data" } },]])
 fs.mkdir(psub .. "/sub")
+fs.mkdir(psub .. "/sub/data")
+T.write(psub .. "/sub/data/keep.txt", "precious")
 for _, f in ipairs { "value.txt", "eval.sh" } do git(psub, "mv", f, "sub/" .. f) end
-T.write(psub .. "/.gitignore", "cache/\nsub/eval.sh\n")
+T.write(psub .. "/.gitignore", "cache/\nsub/eval.sh\nsub/data/\n")
 git(psub, "rm", "-q", "--cached", "sub/eval.sh")
 git(psub, "commit", "-qam", "into sub")
 m = fakemodel.start { "SET 4", "SET 9" }
@@ -439,7 +443,35 @@ T.is(r.code, 0, "--parallel 2 in a subdirectory", r.stderr .. r.stdout)
 T.like(r.stdout, "try 1: ok%s+score 4 .-\ntry 2: ok%s+score 9 .- new best", "both tries worked and were scored there", r.stdout)
 T.is(T.read(psub .. "/sub/value.txt"), "9", "the best is in the person's subdirectory")
 T.is(git(psub, "status", "--porcelain"), " M sub/value.txt\n?? procy.lua", "and nothing else changed (procy.lua is the test's)")
+local dst = fs.stat(psub .. "/sub/data", true)
+T.ok(dst and dst.type == "dir" and T.read(psub .. "/sub/data/keep.txt") == "precious",
+  "the linked ignored directory is still the person's, untouched", dst and dst.type)
+local linked = 0
+for _, t in ipairs(h:query("SELECT commit_id FROM tries WHERE run_id = (SELECT id FROM evolve_runs WHERE cwd = ?"
+  .. " ORDER BY started_at DESC LIMIT 1) AND seq > 0", psub .. "/sub")) do
+  if (git(psub, "ls-tree", "-r", "--name-only", t.commit_id) or ""):find("sub/data", 1, true) then linked = linked + 1 end
+end
+T.is(linked, 0, "no try's snapshot holds the link")
 m.close()
+
+-- a try that did not win, made beside the batch's new best, does not
+-- become where the run goes on: it lacks the new best's change
+do
+  local psib = project("psib")
+  m = fakemodel.start { "SET 100", "SET 99.5", "SET 3", "SET 2" }
+  r = evolve_run(psib, m, { "--task", "t", "--iterations", "4", "--parallel", "2", "--agent", "setter",
+    "--evaluator", "eval.sh" })
+  T.like(r.stdout, "try 2: ok%s+score 99.5 .- no better: back to try 1, of the same batch",
+    "a sibling within the tolerance of the new best goes back to it", r.stdout)
+  run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", psib)[1]
+  local ps = {}
+  for _, t in ipairs(h:query("SELECT seq, parent_seq FROM tries WHERE run_id = ? AND seq > 2 ORDER BY seq", run.id)) do
+    ps[#ps + 1] = t.seq .. "<" .. t.parent_seq
+  end
+  T.is(table.concat(ps, " "), "3<1 4<1", "the next batch starts from the new best")
+  T.is(T.read(psib .. "/value.txt"), "100", "which ends in the workspace")
+  m.close()
+end
 
 -- a project's step that raises in one try of a batch: the run ends with
 -- that error, the other try judged, nothing left waiting
@@ -458,6 +490,29 @@ do
   T.like(r.stdout, "try 2: ok%s+score 4 .- new best", "and the other try of the batch was judged", r.stdout)
   T.is(T.read(praise .. "/value.txt"), "4", "its result is in the workspace")
   T.is(select(2, git(praise, "worktree", "list", "--porcelain"):gsub("worktree ", "")), 1, "no worktree is left")
+  m.close()
+end
+
+-- a prompt rejected in a batch: the tries after it are not asked
+do
+  local prej = project("prej", ([[evolve = { patience = 0,
+    ask = function(ctx, try)
+      local f = io.open(%q, "a") f:write(try.seq, "\n") f:close()
+      return ctx.default.ask(ctx, try)
+    end,
+    gate = function(ctx, try)
+      if try.seq == 1 then return nil, "EREJECTED: the person rejected the prompt", "EREJECTED" end
+      return ctx.default.gate(ctx, try)
+    end },]]):format(dir .. "/prej-asked"))
+  m = fakemodel.start { "SET 4", "SET 5", "SET 6" }
+  r = evolve_run(prej, m, { "--task", "t", "--iterations", "3", "--parallel", "3", "--agent", "setter",
+    "--evaluator", "eval.sh" })
+  T.ok(r.code ~= 0 and r.stdout:find("evolve stopped: try 1: EREJECTED", 1, true), "a rejected prompt stops the run",
+    r.stdout .. r.stderr)
+  T.is(T.read(dir .. "/prej-asked"), "1\n", "and the batch's later tries ask nothing")
+  run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", prej)[1]
+  T.is(run.status, "stopped", "the run is marked stopped")
+  T.is(T.read(prej .. "/value.txt"), "1", "the workspace is as it was")
   m.close()
 end
 
@@ -489,6 +544,22 @@ do
   end
   T.is(run.status .. ": " .. table.concat(st, " "), "stopped: stopped stopped", "the run and both tries are marked stopped")
   T.is(T.read(pst .. "/value.txt"), "1", "the workspace is as it was")
+  m.close()
+  -- resumed: it goes on from where the stopped batch left it (its tries
+  -- have no snapshot), still two at a time
+  m = fakemodel.start { "SET 6", "SET 8" }
+  r = evolve_run(pst, m, { "--resume", run.id, "--more", "2", "--agent", "setter", "--evaluator", "eval.sh" })
+  T.is(r.code, 0, "the stopped run resumes", r.stdout .. r.stderr)
+  local res, sessions = {}, {}
+  for _, t in ipairs(h:query("SELECT * FROM tries WHERE run_id = ? AND seq > 2 ORDER BY seq", run.id)) do
+    res[#res + 1] = ("%d<%s:%s"):format(t.seq, t.parent_seq or "-", t.score and ("%g"):format(t.score) or "-")
+    sessions[t.session_id or "?"] = true
+  end
+  T.is(table.concat(res, " "), "3<0:6 4<0:8", "two more tries from the start, both scored")
+  local n = 0
+  for _ in pairs(sessions) do n = n + 1 end
+  T.is(n, 2, "at once, each with its agent, as the run was started (--parallel 2)")
+  T.is(T.read(pst .. "/value.txt"), "8", "the best is in the workspace")
   m.close()
 end
 
