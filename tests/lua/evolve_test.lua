@@ -546,7 +546,11 @@ do
   T.is(T.read(pst .. "/value.txt"), "1", "the workspace is as it was")
   m.close()
   -- resumed: it goes on from where the stopped batch left it (its tries
-  -- have no snapshot), still two at a time
+  -- have no snapshot), still two at a time; a worktree that a killed run
+  -- left registered where a lane goes is cleared first
+  local left = ("%s/worktrees/%s-3/3"):format(db_path:match("^(.*)/[^/]*$"), run.id)
+  git(pst, "worktree", "add", "-q", "--detach", left)
+  proc.run { "rm", "-rf", left }
   m = fakemodel.start { "SET 6", "SET 8" }
   r = evolve_run(pst, m, { "--resume", run.id, "--more", "2", "--agent", "setter", "--evaluator", "eval.sh" })
   T.is(r.code, 0, "the stopped run resumes", r.stdout .. r.stderr)
@@ -560,6 +564,7 @@ do
   for _ in pairs(sessions) do n = n + 1 end
   T.is(n, 2, "at once, each with its agent, as the run was started (--parallel 2)")
   T.is(T.read(pst .. "/value.txt"), "8", "the best is in the workspace")
+  T.is(select(2, git(pst, "worktree", "list", "--porcelain"):gsub("worktree ", "")), 1, "and no worktree is left")
   m.close()
 end
 
