@@ -97,7 +97,7 @@ function R:take(ref, message, parent)
     local add = { "add", "-A" }
     if self.exclude and #self.exclude > 0 then
       add[#add + 1], add[#add + 2] = "--", ":/"
-      for _, path in ipairs(self.exclude) do add[#add + 1] = ":(top,exclude)" .. path end
+      for _, path in ipairs(self.exclude) do add[#add + 1] = ":(top,exclude,literal)" .. path end
     end
     local _, err, code = self:git(add, env)
     if err then return nil, err, code end
