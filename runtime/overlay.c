@@ -83,7 +83,7 @@ void overlay_flash_end(session_t *s, int repaint)
 	draw_unpin(&s->draw, s->rows); /* a clear bottom row, the cursor where it was */
 	overlay_flush(s);
 	if (repaint)
-		session_redraw_agent(s); /* the agent's own bottom row comes back */
+		s->up.redraw_agent(s); /* the agent's own bottom row comes back */
 }
 
 /* Back to passing keys through: output held meanwhile is written, the
@@ -91,9 +91,9 @@ void overlay_flash_end(session_t *s, int repaint)
 void overlay_back(session_t *s, int repaint)
 {
 	s->mode = M_PASS;
-	session_release_held(s);
+	s->up.release_held(s);
 	if (repaint)
-		session_redraw_agent(s);
+		s->up.redraw_agent(s);
 	if (s->later.len) {
 		buf_t t = s->later;
 		memset(&s->later, 0, sizeof s->later);
@@ -216,7 +216,7 @@ static int editor_keys(session_t *s, const term_key *k)
 	case EDIT_LITERAL:
 		close_editor(s);
 		track_byte(&s->track, '!');
-		session_type(s, "!", 1, 0);
+		s->up.type(s, "!", 1, 0);
 		return 1;
 	default:
 		draw_editor(&s->draw, &s->ed, s->cols, s->rows);

@@ -59,13 +59,9 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* ---- events for the owner ---------------------------------------------------------- */
-
-void session_post(session_t *s, int type, const char *text, size_t len, int code, int sig)
-{
-	if (s->on_event)
-		s->on_event(s->owner, type, text, len, code, sig);
-}
+static void session_release_held(session_t *s);
+static void session_redraw_agent(session_t *s);
+static void session_type(session_t *s, const char *p, size_t n, int secret);
 
 /* ---- recording ------------------------------------------------------------------- */
 
@@ -158,7 +154,7 @@ static uint32_t master_events(session_t *s)
 	return (out ? EPOLLIN : 0) | (s->typed.len ? EPOLLOUT : 0);
 }
 
-void session_release_held(session_t *s)
+static void session_release_held(session_t *s)
 {
 	to_terminal(s, s->held.p, s->held.len);
 	s->held.len = 0;
@@ -267,7 +263,7 @@ static int agent_reads(session_t *s)
 	return t.c_lflag & ECHO ? COOKED : SECRET;
 }
 
-void session_type(session_t *s, const char *p, size_t n, int secret)
+static void session_type(session_t *s, const char *p, size_t n, int secret)
 {
 	if (n == 0)
 		return;
@@ -309,7 +305,7 @@ static void on_redraw(loop_t *loop, loop_timer *t)
    size when it gets to the signal, and a full-screen agent (Claude Code
    is one, on the alternate screen) then repaints only what it thinks
    changed, leaving procy's pager on its screen. */
-void session_redraw_agent(session_t *s)
+static void session_redraw_agent(session_t *s)
 {
 	if (agent_rows(s) < 2 || s->redraw_phase)
 		return;
@@ -716,6 +712,9 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	s->owned = 1;
 	s->on_event = fn;
 	s->owner = owner;
+	s->up.release_held = session_release_held;
+	s->up.redraw_agent = session_redraw_agent;
+	s->up.type = session_type;
 	loop_timer_init(&s->flush);
 	loop_timer_init(&s->linger);
 	loop_timer_init(&s->redraw);

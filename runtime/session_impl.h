@@ -21,6 +21,13 @@ struct session {
 	int         owned;        /* the owner (pty.c) still holds it */
 	session_event_fn on_event;
 	void       *owner;
+	/* What the overlay asks of the relay beneath it, filled in by
+	   session.c: overlay.c draws over the session and never names it */
+	struct {
+		void (*release_held)(session_t *s);  /* write the output held meanwhile */
+		void (*redraw_agent)(session_t *s);  /* make the agent repaint */
+		void (*type)(session_t *s, const char *p, size_t n, int secret); /* bytes for the agent */
+	} up;
 	loop_child  child;
 	loop_io     in_io, m_io;
 	loop_signal winch;
@@ -69,11 +76,12 @@ struct session {
 	list_node   all;
 };
 
-/* session.c, for the overlay */
-void session_post(session_t *s, int type, const char *text, size_t len, int code, int sig);
-void session_release_held(session_t *s);  /* write the output held meanwhile */
-void session_redraw_agent(session_t *s);  /* make the agent repaint */
-void session_type(session_t *s, const char *p, size_t n, int secret); /* bytes for the agent */
+/* An event for the session's owner (a command, a typed line, the end) */
+static inline void session_post(session_t *s, int type, const char *text, size_t len, int code, int sig)
+{
+	if (s->on_event)
+		s->on_event(s->owner, type, text, len, code, sig);
+}
 
 /* typed.c: typed input into the record once the agent has shown it */
 void typed_record(session_t *s, char kind, const char *p, size_t n, int raw);
