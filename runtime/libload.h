@@ -7,7 +7,10 @@
 ** never speak HTTP. So they are opened with dlopen when a transfer or a
 ** connection first needs them, and called through pointers that have the
 ** libraries' own prototypes (typeof), so every call is still type-checked.
-** libcrypto (OpenSSL, which libcurl brings anyway) is there only for its
+** Debian builds libcurl on GnuTLS (libcurl3-gnutls, which git needs too)
+** and on OpenSSL (libcurl4); the first is taken when both are there, as
+** libmicrohttpd brings GnuTLS anyway (libload.c).
+** libcrypto (OpenSSL, which libcurl's libssh2 brings anyway) is there only for its
 ** SHA-256, which uses the CPU's SHA instructions: the record names every
 ** body by its digest, and the portable code in hash.c costs ~60
 ** instructions a byte. Without libcrypto hash.c's own code is used.
