@@ -25,6 +25,7 @@ typedef struct xfer_req {
 	char *const *headers;        /* "Name: value", NULL-terminated, or NULL */
 	const char  *body;
 	size_t       body_len;
+	int          body_kept;       /* body outlives the transfer: read in place, not copied */
 	double       connect_timeout; /* seconds; 0: 30 */
 	double       timeout;         /* whole transfer, seconds; 0: none */
 	double       stall_timeout;   /* abort when nothing arrives this long; 0: none */
@@ -46,6 +47,8 @@ struct xfer {
 	void         *ud;
 	char          err[256];
 	int           got_headers, aborting, paused;
+	const char   *body;           /* a kept body, and how much curl has read of it */
+	size_t        body_len, body_at;
 	int64_t       stall_ns;       /* 0: no stall timeout */
 	loop_timer    stall;
 	list_node     all;

@@ -9,6 +9,7 @@
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h> /* SEEK_SET */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -263,6 +264,31 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 	return x->aborting ? 0 : size * n;
 }
 
+/* A kept body (xfer_req.body_kept) goes to curl through these, not as a
+   copy: a request of 800 KB is not held twice while it is relayed. curl
+   reads only through the callback, so once the transfer is aborted (its
+   owner may free the body next) nothing more is read; and it can start
+   over, as it does on a reused connection that turned out closed. */
+static size_t read_cb(char *p, size_t size, size_t n, void *ud)
+{
+	xfer_t *x = ud;
+	if (x->aborting)
+		return CURL_READFUNC_ABORT;
+	size_t left = x->body_len - x->body_at, take = size * n < left ? size * n : left;
+	memcpy(p, x->body + x->body_at, take);
+	x->body_at += take;
+	return take;
+}
+
+static int seek_cb(void *ud, curl_off_t off, int origin)
+{
+	xfer_t *x = ud;
+	if (origin != SEEK_SET || off < 0 || (curl_off_t)x->body_len < off)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->body_at = (size_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
 xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud, err_t *err)
 {
 	if (!multi) {
@@ -289,6 +315,7 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
 	x->ud = ud;
 	x->started = loop_clock();
 	curl_easy_setopt(e, CURLOPT_URL, r->url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https"); /* never file:, scp: and the rest */
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -307,7 +334,16 @@ xfer_t *xfer_start(runtime_t *rt, const xfer_req *r, const xfer_cb *cb, void *ud
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	else if (strcmp(method, "GET") != 0)
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-	if (r->body || (strcmp(method, "GET") && strcmp(method, "HEAD"))) {
+	if (r->body && r->body_kept) {
+		x->body = r->body;
+		x->body_len = r->body_len;
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(e, CURLOPT_READDATA, x);
+		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_cb);
+		curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
+	} else if (r->body || (strcmp(method, "GET") && strcmp(method, "HEAD"))) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 		curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, r->body ? r->body : "");
 	}

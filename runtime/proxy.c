@@ -391,7 +391,7 @@ static void start_call(server_t *srv, hreq_t *r)
 	if (lines && asprintf(&lines[n], "Accept-Encoding: identity") >= 0)
 		n++;
 	xfer_req req = { .method = c->method, .url = c->url, .headers = lines,
-	                 .body = c->req_body.p, .body_len = c->req_body.len,
+	                 .body = c->req_body.p, .body_len = c->req_body.len, .body_kept = 1, /* until the record's */
 	                 .connect_timeout = 30, .stall_timeout = px->stall };
 	err_t err = { "ENOMEM", "out of memory" };
 	c->x = lines && c->url ? xfer_start(srv->rt, &req, &upstream_cb, c, &err) : NULL;

@@ -384,6 +384,7 @@ function routeOf(method, url) {
   return null;
 }
 
+const dropped = new Set(); // DROPONCE tags seen
 const server = http.createServer((req, res) => {
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
@@ -398,6 +399,16 @@ const server = http.createServer((req, res) => {
     let body = {};
     try { body = raw ? JSON.parse(raw) : {}; } catch { body = {}; }
     const url = req.url;
+    // DROPONCE:tag: the first request carrying it is read whole, then its
+    // connection is closed with no answer (as a server that timed the
+    // kept-alive connection out would); the next one is answered
+    const drop = raw.match(/DROPONCE:(\w+)/);
+    if (drop && !dropped.has(drop[1])) {
+      dropped.add(drop[1]);
+      log({ n: id, t: Date.now() / 1000, method: req.method, path: url, body_len: buf.length, ended: "dropped",
+            req_sha256: crypto.createHash("sha256").update(buf).digest("hex") });
+      return req.socket.destroy();
+    }
     const entry = { n: id, t: Date.now() / 1000, method: req.method, path: url, headers, body_len: buf.length,
                     req_sha256: crypto.createHash("sha256").update(buf).digest("hex") };
     const json = (status, obj) => {

@@ -180,6 +180,21 @@ do -- an upstream that trickles: one byte every 100 ms
   T.is(hash.sha256(table.concat(got)), upstream { headers = hd }.resp_sha256, "and whole in the end")
 end
 
+do -- an upstream that closes a kept-alive connection as the next request comes
+  -- (the body, 300 KB, is read in place from the client's request: curl
+  -- takes it again from its start for the fresh connection)
+  local small = assert(http.request { method = "POST", url = base .. "/v1/messages",
+    body = messages { model = "m", messages = { { role = "user", content = "hi" } } } })
+  T.is(small.status, 200, "a call that leaves a connection to the upstream open")
+  local big = messages { model = "m", messages = { { role = "user", content = "DROPONCE:rewind " .. ("x"):rep(300000) } } }
+  local got = assert(http.request { method = "POST", url = base .. "/v1/messages", body = big })
+  T.is(got.status, 200, "the call is sent again on a fresh connection, and answered", got.body:sub(1, 200))
+  local n = tonumber((got.headers["request-id"] or ""):match("%d+$")) or 0
+  local first, again = upstream(n - 1), upstream(n)
+  T.is(first and first.ended, "dropped", "the upstream closed the first try")
+  T.is(again and again.req_sha256, hash.sha256(big), "and got the whole body again, byte for byte")
+end
+
 do -- reset mid-stream
   local s, _, hd = assert(http.stream { method = "POST", url = base .. "/v1/messages",
     body = messages { model = "m", stream = true, messages = { { role = "user", content = "RESET" } } } })
