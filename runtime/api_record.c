@@ -186,18 +186,32 @@ static size_t take(capture_t *cap, pcall_t **batch)
 	return n;
 }
 
-/* Runs record(batch) in L: 0 with the summaries noted, or -1 with the
-   database's complaint in err (the batch is to be tried again). */
-static int record_batch(capture_t *cap, lua_State *L, int record, pcall_t **batch, size_t n,
-                        char *err, size_t errlen)
+/* [-0, +1] The batch as a Lua list of calls (in a protected call: out of
+   memory is an error there, not a panic). */
+typedef struct batch_ref {
+	pcall_t **calls;
+	size_t    n;
+} batch_ref;
+
+static int push_batch(lua_State *L)
+{
+	const batch_ref *b = lua_touserdata(L, 1);
+	lua_createtable(L, (int)b->n, 0);
+	for (size_t i = 0; i < b->n; i++) {
+		pcall_push(L, b->calls[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+/* Runs record(calls) in L, calls a list in the registry: 0 with the
+   summaries noted, or -1 with the database's complaint in err (the batch
+   is to be tried again), or -2 (the worker itself failed). */
+static int record_batch(capture_t *cap, lua_State *L, int record, int calls, char *err, size_t errlen)
 {
 	lua_settop(L, 0);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, record);
-	lua_createtable(L, (int)n, 0);
-	for (size_t i = 0; i < n; i++) {
-		pcall_push(L, batch[i]);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, calls);
 	if (lua_pcall(L, 1, 3, 0) != LUA_OK) { /* a bug in the worker itself: nothing can be kept */
 		snprintf(err, errlen, "%s", lua_tostring(L, -1));
 		return -2;
@@ -258,10 +272,26 @@ static void work(worker_t *w)
 		pthread_mutex_unlock(&w->mu);
 		if (!n)
 			break; /* stopping, and nothing left */
+		/* The calls become Lua values once, and their C copies go now: a
+		   body of 800 KB is not held twice while it is recorded, and a
+		   retry is given the same list. */
+		int calls = LUA_NOREF;
+		if (record != LUA_NOREF) {
+			lua_settop(L, 0);
+			lua_pushcfunction(L, push_batch);
+			lua_pushlightuserdata(L, &(batch_ref){ batch, n });
+			if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+				calls = luaL_ref(L, LUA_REGISTRYINDEX);
+			else
+				snprintf(err, sizeof err, "%s", lua_tostring(L, -1));
+			lua_settop(L, 0);
+		}
+		for (size_t i = 0; i < n; i++)
+			pcall_free(batch[i]);
 		double pause = 0.05;
 		int64_t stop_by = 0;
 		for (;;) {
-			int rc = record == LUA_NOREF ? -2 : record_batch(cap, L, record, batch, n, err, sizeof err);
+			int rc = calls == LUA_NOREF ? -2 : record_batch(cap, L, record, calls, err, sizeof err);
 			if (rc == 0)
 				break;
 			pthread_mutex_lock(&w->mu);
@@ -287,8 +317,8 @@ static void work(worker_t *w)
 			pthread_mutex_unlock(&w->mu);
 			pause = pause < 1 ? pause * 2 : 1;
 		}
-		for (size_t i = 0; i < n; i++)
-			pcall_free(batch[i]);
+		if (calls != LUA_NOREF)
+			luaL_unref(L, LUA_REGISTRYINDEX, calls);
 		pthread_mutex_lock(&w->mu);
 		cap->working = cap->working_calls = 0;
 		note_add(cap, "", 0, n); /* the batch is told once Lua has read up to here */
