@@ -68,6 +68,8 @@ return function(args)
     .. " idle 3 s after %.1f MB (target <= 15 MB)"):format(mb, start / 1024, peak / 1024, 10 + 3 * mb, idle / 1024))
   print(("  of it procy's own (RssAnon: heap, stacks; the rest is shared library pages): largest seen after a call"
     .. " %.1f MB, idle %.1f MB"):format(anon / 1024, idle_anon / 1024))
+  print(("  the peak over the idle: %.1f MB, %.1fx the largest body (target <= 3x); the libraries' pages: %.1f MB")
+    :format((peak - idle) / 1024, (peak - idle) / largest * 1024, (idle - idle_anon) / 1024))
 
   -- The floor libcurl sets, measured now: curl(1) sending the conversation
   -- once more (the same libcurl and its ~30 libraries, OpenSSL's and
@@ -111,6 +113,8 @@ return function(args)
   print(("interactive session: largest body %.2f MB; RSS peak %.1f MB (target <= %.1f MB), idle %.1f MB (target <= 15 MB)")
     :format(slargest, speak / 1024, 10 + 3 * slargest, sidle / 1024))
   print(("  of it procy's own (RssAnon): largest seen %.1f MB, idle %.1f MB"):format(sanon / 1024, sidle_anon / 1024))
+  print(("  the peak over the idle: %.1f MB, %.1fx the largest body (target <= 3x); the libraries' pages: %.1f MB")
+    :format((speak - sidle) / 1024, (speak - sidle) / (slargest * 1048576) * 1024, (sidle - sidle_anon) / 1024))
   print(("  peak / curl(1)'s: %.2fx"):format(speak / floor))
   proc.run { "rm", "-rf", dir }
   return 0
