@@ -66,7 +66,7 @@ const char *xfer_get_header(const xfer_t *x, const char *name); /* case-insensit
 void    http_shutdown(void);
 
 /* procy.http (http_lua.c, the binding): the client's functions from
-   http_client_open (http_client.c), and serve. */
+   http_client_open (http_request.c), and serve. */
 int  luaopen_procy_http(lua_State *L);
 void http_client_open(lua_State *L);
 /* Stops every server still listening (after lua_close). */

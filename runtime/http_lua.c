@@ -582,7 +582,7 @@ static int http_hop_by_hop(lua_State *L)
 	return 1;
 }
 
-/* procy.http: the client's request and stream (http_client.c), and serve */
+/* procy.http: the client's request and stream (http_request.c), and serve */
 int luaopen_procy_http(lua_State *L)
 {
 	procy_class(L, PROCY_SERVER_MT, server_methods, srv_gc, NULL);
