@@ -1,15 +1,18 @@
 /*
 ** fs.c — the `procy.fs` module: the few file-system calls Lua's io and os
-** libraries lack (cwd, stat, realpath, mkdir, directory listing). All are
-** synchronous and quick; failures return nil, "ECODE: path: reason", code.
+** libraries lack (cwd, stat, realpath, mkdir, directory listing, a lock
+** between processes). All are synchronous and quick; failures return nil,
+** "ECODE: path: reason", code.
 */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "procy.h"
@@ -159,6 +162,43 @@ static int fs_shipped(lua_State *L)
 	return 1;
 }
 
+/* A lock is flock(2) on a file of its own: the kernel lets it go when the
+   holder exits, however it exits, so a killed procy leaves nothing stale.
+   It is a lock per open file, so two holders in one process exclude each
+   other too. */
+#define LOCK_MT "procy.fs.lock"
+
+static int lock_close(lua_State *L)
+{
+	int *fd = luaL_checkudata(L, 1, LOCK_MT);
+	if (*fd >= 0)
+		close(*fd); /* releases the lock; nothing to do if it fails */
+	*fd = -1;
+	return 0;
+}
+
+/* lock(path) -> lock | false (another holds it) | nil, err. Never waits:
+   the caller decides how long to try (the Lua loop must not block). */
+static int fs_lock(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	int *ud = lua_newuserdatauv(L, sizeof *ud, 0);
+	*ud = -1;
+	luaL_setmetatable(L, LOCK_MT);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return procy_fail_errno(L, errno, path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return lua_pushboolean(L, 0), 1;
+		return procy_fail_errno(L, e, path);
+	}
+	*ud = fd;
+	return 1;
+}
+
 static const luaL_Reg fs_funcs[] = {
 	{ "cwd",      fs_cwd },
 	{ "stat",     fs_stat },
@@ -166,11 +206,23 @@ static const luaL_Reg fs_funcs[] = {
 	{ "mkdir",    fs_mkdir },
 	{ "dir",      fs_dir },
 	{ "shipped",  fs_shipped },
+	{ "lock",     fs_lock },
 	{ NULL, NULL }
 };
 
 int luaopen_procy_fs(lua_State *L)
 {
+	if (luaL_newmetatable(L, LOCK_MT)) {
+		lua_pushcfunction(L, lock_close);
+		lua_setfield(L, -2, "__close");
+		lua_pushcfunction(L, lock_close);
+		lua_setfield(L, -2, "__gc");
+		lua_newtable(L);
+		lua_pushcfunction(L, lock_close);
+		lua_setfield(L, -2, "release");
+		lua_setfield(L, -2, "__index");
+	}
+	lua_pop(L, 1);
 	luaL_newlib(L, fs_funcs);
 	return 1;
 }

@@ -20,5 +20,34 @@ T.is(table.concat(fs.dir(dir .. "/a/b"), ","), "c,y,z", "dir lists sorted names"
 T.is(fs.realpath(dir .. "/a/b/../file"), fs.realpath(dir) .. "/a/file", "realpath")
 local here = fs.cwd()
 T.ok(here:sub(1, 1) == "/", "cwd is absolute")
-require("procy.proc").run { "rm", "-rf", dir }
+-- lock: one holder at a time, in this process or another; the kernel lets
+-- it go when the holder exits
+local proc, core = require "procy.proc", require "procy.core"
+local lf = dir .. "/lock"
+local a = fs.lock(lf)
+T.ok(a, "lock: a free lock is taken")
+T.is(fs.lock(lf), false, "a held lock is refused at once (false), also in the process holding it")
+a:release()
+do
+  local b <close> = fs.lock(lf)
+  T.ok(b, "a released lock can be taken again")
+end
+-- free(): whether the lock can be had now, not keeping it
+local function free()
+  local l = fs.lock(lf)
+  if l then l:release() end
+  return l ~= false
+end
+T.ok(free(), "a <close> local lets it go")
+local holder = assert(proc.spawn { "flock", "-o", lf, "sleep", "60" })
+local t0 = core.now()
+while free() and core.now() - t0 < 30 do core.sleep(0.02) end
+T.is(fs.lock(lf), false, "a lock another process holds (flock(1)) is refused")
+holder:kill("KILL")
+holder:wait()
+T.ok(free(), "the holder killed, the lock is free: nothing stale is left")
+r, err, code = fs.lock(dir .. "/nope/lock")
+T.is(code, "ENOENT", "a lock in a missing directory fails with ENOENT")
+T.like(err, "nope/lock", "naming the path")
+proc.run { "rm", "-rf", dir }
 return T.done()
