@@ -97,7 +97,11 @@ local function checkout(parent, n, into)
     return into
   end
   fs.mkdir(into:match("^(.*)/[^/]*$"))
+  local lock
+  lock, err, code = r:worktree_lock() -- an evolve run may be adding its own
+  if not lock then return nil, err, code end
   _, err, code = r:git { "worktree", "add", "--detach", into, commit }
+  lock:release()
   if err then return nil, err, code end
   local rel = parent.cwd:sub(#r.top + 2)
   return rel ~= "" and (into .. "/" .. rel) or into

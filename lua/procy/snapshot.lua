@@ -8,6 +8,7 @@
 -- newer one added. A directory that is no git repository gets a private
 -- one under procy's data directory, with the directory as its work tree.
 
+local core = require "procy.core"
 local fs = require "procy.fs"
 local hash = require "procy.hash"
 local proc = require "procy.proc"
@@ -158,14 +159,41 @@ function R:restore(from, to)
   return { written = #write, removed = removed }
 end
 
+-- worktree_lock() -> lock (close it, or hold it in a <close> local), or
+-- nil, err, code: the repository's `git worktree add` to oneself. Two at
+-- once can read each other's half-written records ("failed to read
+-- commondir"), and they may come from two procy processes (an evolve run
+-- and a `procy fork`), so the lock is a file in git's common directory
+-- that the kernel lets go when its holder exits. Waits up to a minute.
+function R:worktree_lock()
+  if not self.common then
+    local dir, err, code = self:git { "rev-parse", "--path-format=absolute", "--git-common-dir" }
+    if not dir then return nil, err, code end
+    self.common = dir
+  end
+  local path, t0 = self.common .. "/procy-worktree.lock", core.now()
+  while true do
+    local lock, err, code = fs.lock(path)
+    if lock then return lock end
+    if lock == nil then return nil, err, code end
+    if core.now() - t0 > 60 then
+      return nil, "ETIMEDOUT: another process has held " .. path .. " for a minute", "ETIMEDOUT"
+    end
+    core.sleep(0.02)
+  end
+end
+
 -- worktree(path, commit) -> repo, or nil, err, code: a git worktree at
 -- path holding commit, detached (no branch moves), sharing this
 -- repository's objects and refs (a snapshot taken in it is one here too).
--- The person's hooks do not run for it. Not twice at once on one
--- repository: git's `worktree add` can read another's half-written record.
+-- The person's hooks do not run for it. One at a time on a repository,
+-- across processes too (worktree_lock).
 function R:worktree(path, commit)
-  local _, err, code = self:git { "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "-q", path, commit }
-  if err then return nil, err, code end
+  local lock, err, code = self:worktree_lock()
+  if not lock then return nil, err, code end
+  local _ <close> = lock
+  local _, gerr, gcode = self:git { "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "-q", path, commit }
+  if gerr then return nil, gerr, gcode end
   return M.open(path)
 end
 

@@ -37,9 +37,26 @@ T.is(select(2, refs:gsub("turn%-%d", "")), 3, "each turn's end took a snapshot u
 local status0 = T.git(work, "status", "--porcelain")
 T.like(status0, "one%.txt.*three%.txt.*two%.txt", "(the person's tree holds all three files, uncommitted)")
 
+-- another process (an evolve run) is adding a worktree: the fork waits for
+-- it, then goes on. flock(1) holds the repository's lock for a second.
+local core, proc = require "procy.core", require "procy.proc"
+local holder = assert(proc.spawn { "flock", "-o", work .. "/.git/procy-worktree.lock", "sleep", "60" })
+while true do -- until flock(1) has it
+  local probe = fs.lock(work .. "/.git/procy-worktree.lock")
+  if not probe then break end
+  probe:release()
+  core.sleep(0.02)
+end
+local early
+core.spawn(function()
+  core.sleep(1)
+  early = fs.stat(dir .. "/forked") ~= nil
+  holder:kill("KILL")
+end)
 local before = #fake.bodies(dir .. "/fake")
 r = procy("fork", sid, "--turn", "1", "--prompt", "forked prompt", "--headless", "--dir", dir .. "/forked")
 T.is(r.code, 0, "procy fork --turn 1 --prompt --headless", r.stderr)
+T.is(early, false, "the fork added no worktree while another process held the repository's worktree lock")
 T.like(r.stdout, "FAKE: hello! you said: forked prompt", "the fork answered its new prompt")
 local wt = dir .. "/forked"
 T.ok(fs.stat(wt .. "/one.txt") and not fs.stat(wt .. "/two.txt") and not fs.stat(wt .. "/three.txt"),
