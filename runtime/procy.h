@@ -295,6 +295,21 @@ checkpointer_t *ckpt_start(const char *path, struct sqlite3 *writer, err_t *err)
 void            ckpt_stop(checkpointer_t *c, struct sqlite3 *writer); /* before writer closes */
 uint64_t        ckpt_passes(checkpointer_t *c); /* checkpoints run so far */
 
+/* ---- the terminal tape beside the record (tape.c) ------------------------------ */
+
+typedef struct tape tape_t;
+
+/* Opens the tape of the record at db_path (PATH-term) for appending,
+   made with the database's permissions if missing. NULL with err filled. */
+tape_t *tape_open(const char *db_path, err_t *err);
+/* Appends n bytes; *at: where they start. 0, or -1 with err filled (and
+   nothing to name: bytes a short write left are never read). */
+int     tape_append(tape_t *t, const void *p, size_t n, int64_t *at, err_t *err);
+void    tape_close(tape_t *t);
+/* Gives a connection tape(at, len): those bytes of its record's tape. An
+   SQLite result code. */
+int     tape_sql(struct sqlite3 *db);
+
 /* ---- the terminal recorder (term_record.c) ------------------------------------ */
 
 typedef struct recorder recorder_t;

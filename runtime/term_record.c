@@ -9,14 +9,17 @@
 **    in a Lua state of the writer's own): output and input are each one
 **    stream, so a secret split across reads is found; a word still being
 **    written at the end of a round waits for the next (up to HOLD_US);
-**  - writes it in transactions of at most CHUNK bytes, so a nearly full
-**    disk still takes what fits, and a refused write keeps the rest;
-**  - bounds its memory: past MEM_MAX waiting (the database refuses writes)
-**    the oldest events go to a spill file next to the record, written
-**    back first once the database takes writes again; if that fails too
-**    (a full disk), the oldest output is dropped and a 'g' (gap) event
-**    says how much and when, counted in `losses`. Input, markers and the
-**    rest are never dropped.
+**  - appends the output to the record's tape (tape.c: written once, at the
+**    end of a file beside the database), then writes the rows, the
+**    output's naming where on the tape it is, in transactions of at most
+**    CHUNK bytes, so a nearly full disk still takes what fits, and a
+**    refused write keeps the rest;
+**  - bounds its memory: past MEM_MAX bytes or EV_MAX events waiting (the
+**    database refuses writes) the oldest events go to a spill file next to
+**    the record, written back first once the database takes writes again;
+**    if that fails too (a full disk), the oldest output not on the tape is
+**    dropped and a 'g' (gap) event says how much and when, counted in
+**    `losses`. Input, markers and the rest are never dropped.
 ** So SQLite's work, and the disk's, never sits on the relay's path.
 */
 #define _GNU_SOURCE
@@ -32,27 +35,72 @@
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
-/* Writes b's events from the first, in transactions of at most CHUNK
-   bytes, until all are in or one fails; returns how many went in. */
-static size_t write_events(recorder_t *r, const batch *b, int *rc, char *err, size_t errlen)
+/* Appends b's output that is not on the tape yet, from the first event, a
+   run of adjacent output at a time (its bytes lie together in b's data).
+   Returns how many of b's events are ready for their rows: all, or those
+   before the first output that could not be written (err says why). b
+   holds no bytes of what went. */
+static size_t tape_out(recorder_t *r, batch *b, err_t *err)
+{
+	size_t i = 0, ready = b->nev;
+	while (i < b->nev) {
+		const queued *q = &b->ev[i];
+		if (q->kind != 'o' || q->at >= 0) {
+			i++;
+			continue;
+		}
+		size_t j = i + 1, bytes = q->len;
+		while (j < b->nev && b->ev[j].kind == 'o' && b->ev[j].at < 0 && bytes + b->ev[j].len <= CHUNK)
+			bytes += b->ev[j++].len;
+		int64_t at;
+		if (tape_append(r->tape, b->data.p + q->off, bytes, &at, err) < 0) {
+			ready = i;
+			break;
+		}
+		for (; i < j; i++) {
+			b->ev[i].at = at;
+			at += (int64_t)b->ev[i].len;
+		}
+	}
+	batch_compact(b);
+	return ready;
+}
+
+/* What a row costs the database: its bytes, and about this much more. */
+#define ROW_COST(e) (held(e) + 64)
+
+/* Writes b's events from the first (their output to the tape first), in
+   transactions of at most CHUNK bytes, until all are in or one fails;
+   returns how many went in. */
+static size_t write_events(recorder_t *r, batch *b, int *rc, char *err, size_t errlen)
 {
 	size_t done = 0;
+	err_t why = { NULL, "" };
+	size_t ready = tape_out(r, b, &why);
 	*rc = SQLITE_OK;
-	while (done < b->nev && *rc == SQLITE_OK) {
+	while (done < ready && *rc == SQLITE_OK) {
 		*rc = sqlite3_exec(r->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		size_t i = done, bytes = 0;
-		for (; *rc == SQLITE_OK && i < b->nev && (i == done || bytes + b->ev[i].len <= CHUNK); i++) {
+		for (; *rc == SQLITE_OK && i < ready && (i == done || bytes + ROW_COST(&b->ev[i]) <= CHUNK); i++) {
 			const queued *e = &b->ev[i];
 			char kind[2] = { e->kind, 0 };
 			sqlite3_bind_text(r->insert, 1, r->session, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(r->insert, 2, e->t);
 			sqlite3_bind_text(r->insert, 3, kind, 1, SQLITE_TRANSIENT);
-			sqlite3_bind_blob64(r->insert, 4, e->len ? b->data.p + e->off : "", e->len, SQLITE_STATIC);
+			if (e->at >= 0) { /* on the tape */
+				sqlite3_bind_null(r->insert, 4);
+				sqlite3_bind_int64(r->insert, 5, e->at);
+				sqlite3_bind_int64(r->insert, 6, (sqlite3_int64)e->len);
+			} else {
+				sqlite3_bind_blob64(r->insert, 4, e->len ? b->data.p + e->off : "", e->len, SQLITE_STATIC);
+				sqlite3_bind_null(r->insert, 5);
+				sqlite3_bind_null(r->insert, 6);
+			}
 			*rc = sqlite3_step(r->insert);
 			sqlite3_reset(r->insert);
 			if (*rc == SQLITE_DONE)
 				*rc = SQLITE_OK;
-			bytes += e->len;
+			bytes += ROW_COST(e);
 		}
 		if (*rc == SQLITE_OK && r->lost_events && i == b->nev) { /* what was dropped, counted */
 			sqlite3_bind_text(r->loss, 1, r->session, -1, SQLITE_STATIC);
@@ -75,6 +123,10 @@ static size_t write_events(recorder_t *r, const batch *b, int *rc, char *err, si
 			r->lost_events = r->lost_bytes = 0;
 		done = i;
 	}
+	if (*rc == SQLITE_OK && ready < b->nev) { /* the tape refused: the rest waits */
+		*rc = SQLITE_IOERR;
+		snprintf(err, errlen, "%s", why.msg);
+	}
 	return done;
 }
 
@@ -82,12 +134,19 @@ static size_t write_events(recorder_t *r, const batch *b, int *rc, char *err, si
 
 typedef struct spilled_head {
 	int64_t  t;
+	int64_t  at;  /* on the tape (no bytes follow); -1: len bytes follow */
 	uint32_t len;
 	char     kind;
 } spilled_head;
 
+/* Is more waiting than memory should hold? */
+static int too_much(const batch *b)
+{
+	return b->data.len > MEM_MAX || b->nev > EV_MAX;
+}
+
 /* Moves the oldest events of pending to the spill file until less than
-   half of MEM_MAX waits. 0, or -1 (the disk refuses too). */
+   half of MEM_MAX and of EV_MAX waits. 0, or -1 (the disk refuses too). */
 static int spill(recorder_t *r)
 {
 	if (r->spill_fd < 0) {
@@ -97,17 +156,18 @@ static int spill(recorder_t *r)
 	}
 	size_t n = 0;
 	off_t end = lseek(r->spill_fd, 0, SEEK_END);
-	while (end >= 0 && n < r->pending.nev && r->pending.data.len - r->pending.ev[n].off > MEM_MAX / 2) {
+	while (end >= 0 && n < r->pending.nev &&
+	       (r->pending.data.len - r->pending.ev[n].off > MEM_MAX / 2 || r->pending.nev - n > EV_MAX / 2)) {
 		const queued *q = &r->pending.ev[n];
-		spilled_head h = { q->t, (uint32_t)q->len, q->kind };
+		spilled_head h = { q->t, q->at, (uint32_t)q->len, q->kind };
 		if (write(r->spill_fd, &h, sizeof h) != (ssize_t)sizeof h ||
-		    write(r->spill_fd, r->pending.data.p + q->off, q->len) != (ssize_t)q->len) {
+		    write(r->spill_fd, r->pending.data.p + q->off, held(q)) != (ssize_t)held(q)) {
 			/* a short write is undone: the file ends at the last whole event */
 			if (ftruncate(r->spill_fd, end) < 0 || lseek(r->spill_fd, end, SEEK_SET) < 0)
 				end = -1;
 			break;
 		}
-		end += (off_t)(sizeof h + q->len);
+		end += (off_t)(sizeof h + held(q));
 		n++;
 	}
 	r->spilled += n;
@@ -123,25 +183,46 @@ static int unspill(recorder_t *r, int *rc, char *err, size_t errlen)
 	if (lseek(r->spill_fd, 0, SEEK_SET) < 0)
 		return -1;
 	batch b = { 0 };
-	off_t read_to = 0;
+	off_t read_to = 0; /* what is in the record from the file's start */
+	off_t *ends = NULL; /* where each of b's events ends in the file */
+	size_t capends = 0;
 	int failed = 0;
 	for (;;) {
 		spilled_head h;
 		ssize_t got = read(r->spill_fd, &h, sizeof h);
-		char *data = got == (ssize_t)sizeof h ? malloc(h.len ? h.len : 1) : NULL;
-		if (data && read(r->spill_fd, data, h.len) == (ssize_t)h.len)
-			batch_add(&b, h.t, h.kind, data, h.len, 0);
-		free(data);
-		if (got != (ssize_t)sizeof h || b.data.len >= CHUNK) {
+		size_t before = b.nev;
+		if (got == (ssize_t)sizeof h && h.at >= 0) {
+			batch_add_taped(&b, h.t, h.kind, h.len, h.at);
+		} else {
+			char *data = got == (ssize_t)sizeof h ? malloc(h.len ? h.len : 1) : NULL;
+			if (data && read(r->spill_fd, data, h.len) == (ssize_t)h.len)
+				batch_add(&b, h.t, h.kind, data, h.len, 0);
+			free(data);
+		}
+		if (b.nev > before) {
+			if (b.nev > capends) {
+				off_t *e = realloc(ends, b.capev * sizeof *e);
+				if (!e) { /* the event stays in the file for the next round */
+					b.nev--;
+					got = 0;
+				} else {
+					ends = e, capends = b.capev;
+				}
+			}
+			if (b.nev > before)
+				ends[before] = lseek(r->spill_fd, 0, SEEK_CUR);
+		}
+		if (got != (ssize_t)sizeof h || b.data.len >= CHUNK || b.nev >= EV_MAX / 2) {
 			size_t done = write_events(r, &b, rc, err, errlen);
 			r->spilled -= done;
 			if (done == 0 && read_to == 0) { /* nothing went in: the file stays as it is */
 				batch_free(&b);
+				free(ends);
 				return -1;
 			}
 			if (done < b.nev) {
-				for (size_t k = 0; k < done; k++) /* those are in the record now */
-					read_to += (off_t)(sizeof(spilled_head) + b.ev[k].len);
+				if (done) /* those are in the record now */
+					read_to = ends[done - 1];
 				failed = 1;
 				break;
 			}
@@ -151,6 +232,7 @@ static int unspill(recorder_t *r, int *rc, char *err, size_t errlen)
 				break;
 		}
 	}
+	free(ends);
 	batch_free(&b);
 	if (failed) {
 		/* what went in is out of the file: keep the rest at its start */
@@ -174,39 +256,51 @@ static int unspill(recorder_t *r, int *rc, char *err, size_t errlen)
 }
 
 /* Nothing else will take them: the oldest output goes, a gap event in its
-   place, until less than half of MEM_MAX waits. Input and the rest stay. */
+   place, until less than half of MEM_MAX and of EV_MAX waits. Output on
+   the tape goes only for the count (dropping it frees no bytes). Input
+   and the rest stay. */
 static void drop_output(recorder_t *r)
 {
-	size_t left = r->pending.data.len, upto = 0, first = SIZE_MAX;
+	batch *p = &r->pending;
+	char *drop = calloc(p->nev ? p->nev : 1, 1);
+	if (!drop)
+		return;
+	size_t left = p->data.len, events = p->nev, first = SIZE_MAX;
 	uint64_t n = 0, bytes = 0;
 	int64_t from = 0, to = 0;
-	for (size_t i = 0; i < r->pending.nev && left > MEM_MAX / 2; i++) {
-		const queued *q = &r->pending.ev[i];
-		if (q->kind != 'o')
+	for (size_t i = 0; i < p->nev && (left > MEM_MAX / 2 || events > EV_MAX / 2); i++) {
+		const queued *q = &p->ev[i];
+		if (q->kind != 'o' || (events <= EV_MAX / 2 && !held(q)))
 			continue;
 		if (first == SIZE_MAX)
 			first = i, from = q->t;
 		to = q->t;
-		n++, bytes += q->len, left -= q->len;
-		upto = i + 1;
+		n++, bytes += q->len, left -= held(q), events--;
+		drop[i] = 1;
 	}
-	if (!n)
+	if (!n) {
+		free(drop);
 		return;
+	}
 	batch kept = { 0 };
-	for (size_t i = 0; i < r->pending.nev; i++) {
-		const queued *q = &r->pending.ev[i];
+	for (size_t i = 0; i < p->nev; i++) {
+		const queued *q = &p->ev[i];
 		if (i == first) { /* the gap goes where the output was */
 			char g[160];
 			int len = snprintf(g, sizeof g, "{\"events\":%llu,\"bytes\":%llu,\"from\":%lld,\"to\":%lld}",
 			                   (unsigned long long)n, (unsigned long long)bytes, (long long)from, (long long)to);
 			batch_add(&kept, from, 'g', g, (size_t)len, 0);
 		}
-		if (q->kind == 'o' && i < upto)
+		if (drop[i])
 			continue;
-		batch_add(&kept, q->t, q->kind, r->pending.data.p + q->off, q->len, 0);
+		if (q->at >= 0)
+			batch_add_taped(&kept, q->t, q->kind, q->len, q->at);
+		else
+			batch_add(&kept, q->t, q->kind, p->data.p + q->off, q->len, 0);
 	}
-	batch_free(&r->pending);
-	r->pending = kept;
+	free(drop);
+	batch_free(p);
+	*p = kept;
 	r->lost_events += n;
 	r->lost_bytes += bytes;
 	pthread_mutex_lock(&r->w.mu);
@@ -262,7 +356,7 @@ static void writer(worker_t *w)
 			written = write_events(r, &r->pending, &rc, err, sizeof err);
 			batch_drop(&r->pending, written);
 		}
-		if (r->pending.data.len > MEM_MAX && spill(r) < 0)
+		if (too_much(&r->pending) && spill(r) < 0)
 			drop_output(r);
 		pthread_mutex_lock(&w->mu);
 		batch_clear(&in); /* empty (its events are pending now): the next queue's buffers */
@@ -352,9 +446,11 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		                  "PRAGMA cache_size = -512; PRAGMA journal_size_limit = 16777216", NULL, NULL, NULL);
 	if (rc == SQLITE_OK && !(r->ckpt = ckpt_start(path, r->db, &why)))
 		rc = SQLITE_CANTOPEN;
+	if (rc == SQLITE_OK && !(r->tape = tape_open(path, &why)))
+		rc = SQLITE_CANTOPEN;
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(r->db,
-		        "INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, ?, ?)",
+		        "INSERT INTO term_events(session_id, t, kind, data, at, len) VALUES (?, ?, ?, ?, ?, ?)",
 		        -1, SQLITE_PREPARE_PERSISTENT, &r->insert, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(r->db,
@@ -368,6 +464,7 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		else
 			err_set(err, db_code_name(rc), "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
 		ckpt_stop(r->ckpt, r->db);
+		tape_close(r->tape);
 		sqlite3_finalize(r->insert);
 		sqlite3_finalize(r->loss);
 		sqlite3_close_v2(r->db);
@@ -468,6 +565,7 @@ int rec_close(recorder_t *r)
 	sqlite3_finalize(r->insert);
 	sqlite3_finalize(r->loss);
 	sqlite3_close_v2(r->db);
+	tape_close(r->tape);
 	if (r->spill_fd >= 0) {
 		close(r->spill_fd);
 		if (!r->spilled)

@@ -13,18 +13,29 @@
 #define REC_FLUSH_BYTES (64 * 1024)  /* the longest row of output */
 #define REC_WAKE_BYTES  (256 * 1024) /* queued, the writer comes without being asked */
 #define REC_MERGE_US    1000       /* output this close together is one row */
-#define CHUNK           (1 << 20)  /* bytes per transaction */
+#define CHUNK           (1 << 20)  /* bytes per transaction, and per write to the tape */
 #define MEM_MAX         (8 << 20)  /* waiting in memory before spilling */
+#define EV_MAX          (1 << 18)  /* events waiting (32 bytes each, the tape's too) */
 #define QUEUE_MAX       (16 << 20) /* the relay's queue, if the writer never comes */
 #define HOLD_US         1000000    /* a trailing word waits at most this long */
 #define HOLD_MAX        512        /* and is at most this long */
 #define CLOSE_TRIES_NS  2000000000LL
 
+/* An event: its bytes are in the batch's data (at < 0), or on the tape
+   from at (output once written there: the batch holds none of them then,
+   and off only marks its place). */
 typedef struct queued {
 	int64_t t;
 	char    kind;
 	size_t  off, len; /* in the batch's data */
+	int64_t at;       /* on the tape; -1: not there */
 } queued;
+
+/* The bytes of q the batch holds. */
+static inline size_t held(const queued *q)
+{
+	return q->at < 0 ? q->len : 0;
+}
 
 typedef struct batch {
 	queued *ev;
@@ -55,6 +66,7 @@ struct recorder {
 	char            spill_path[4096];
 	uint64_t        spilled;   /* events in the spill file */
 	uint64_t        lost_events, lost_bytes; /* dropped, not yet counted in `losses` */
+	tape_t         *tape;      /* where output goes (tape.c) */
 	sqlite3        *db;
 	checkpointer_t *ckpt;      /* copies db's WAL back while the writer writes */
 	sqlite3_stmt   *insert, *loss;
@@ -67,6 +79,8 @@ struct recorder {
    time joins the last event) */
 int64_t rec_now_us(void);
 int     batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge);
+int     batch_add_taped(batch *b, int64_t t, char kind, size_t len, int64_t at); /* bytes on the tape */
+void    batch_compact(batch *b); /* the bytes of events now on the tape go */
 void    batch_clear(batch *b);
 void    batch_free(batch *b);
 void    batch_drop(batch *b, size_t n); /* the first n events */

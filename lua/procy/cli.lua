@@ -18,7 +18,7 @@ M.options = {
   { short = "-V", long = "--version", help = "print the version and exit" },
   { long = "--agent", arg = "CMD", help = "the agent to wrap, as one string (setting 'agent')" },
   { long = "--resume", arg = "ID", help = "continue a recorded session: same agent, same directory, its conversation" },
-  { long = "--db", arg = "PATH", help = "SQLite file to record into (setting 'db')" },
+  { long = "--db", arg = "PATH", help = "SQLite file to record into, the terminal's output on PATH-term beside it (setting 'db')" },
   { long = "--config", arg = "FILE", help = "project config to use instead of the nearest procy.lua" },
   { long = "--model-url", arg = "URL", help = "the proxy model's server (setting model.url)" },
   { long = "--qwen-url", arg = "URL", help = "the same as --model-url, for ProCy's users" },

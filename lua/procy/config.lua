@@ -36,7 +36,7 @@ end
 M.settings = {
   { name = "db", type = "string", path = true,
     default = function() return data_home() .. "/procy/procy.db" end,
-    doc = "SQLite file holding the record" },
+    doc = "SQLite file holding the record (the terminal's output on its tape, PATH-term)" },
   { name = "log_level", type = "string", default = "info",
     choices = { "debug", "info", "warn", "error" },
     doc = "least severe log line written to stderr (PROCY_LOG overrides)" },

@@ -221,9 +221,10 @@ end
 -- events_page(id, after, [kinds], limit, [h], [until_t]) -> up to limit
 -- {id, t, kind, data} after event id `after`, in order (at or before
 -- until_t, µs, when given) | nil, err, code. kinds: a string of kind
--- letters ("om"), or all.
+-- letters ("om"), or all. Output the relay recorded is read from the
+-- record's tape (tape(at, len), runtime/tape.c), the rest from the row.
 function M.events_page(session, after, kinds, limit, h, until_t)
-  return (h or M.open()):query([[SELECT id, t, kind, data FROM term_events
+  return (h or M.open()):query([[SELECT id, t, kind, coalesce(data, tape(at, len)) AS data FROM term_events
       WHERE session_id = ?1 AND id > ?2 AND (?3 IS NULL OR instr(?3, kind) > 0) AND (?4 IS NULL OR t <= ?4)
       ORDER BY id LIMIT ?5]], session, after, kinds, until_t, limit)
 end
@@ -247,7 +248,7 @@ end
 -- event_summary(id) -> {events, output_bytes, input_bytes, first_t, last_t}
 function M.event_summary(session)
   return M.open():query([[SELECT count(*) AS events,
-      coalesce(sum(CASE kind WHEN 'o' THEN length(data) END), 0) AS output_bytes,
+      coalesce(sum(CASE kind WHEN 'o' THEN coalesce(len, length(data)) END), 0) AS output_bytes,
       coalesce(sum(CASE kind WHEN 'i' THEN length(data) END), 0) AS input_bytes,
       min(t) AS first_t, max(t) AS last_t
     FROM term_events WHERE session_id = ?]], session)[1]

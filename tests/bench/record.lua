@@ -230,7 +230,7 @@ os.write(1, b"END\n")
   if other then other:exec("COMMIT") other:close() end
   p:wait(120)
   local h = assert(db.open(record, { migrations = false }))
-  local rec = h:query("SELECT sum(length(data)) AS n FROM term_events WHERE kind = 'o' AND session_id = ?", sid)[1].n or 0
+  local rec = h:query("SELECT sum(coalesce(len, length(data))) AS n FROM term_events WHERE kind = 'o' AND session_id = ?", sid)[1].n or 0
   local gaps = h:query("SELECT count(*) AS n FROM term_events WHERE kind = 'g' AND session_id = ?", sid)[1].n
   h:close()
   print(("terminal, database held by another writer for %d s while the agent wrote %.1f MB/s: procy's peak RSS %.1f MB "

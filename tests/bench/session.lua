@@ -107,7 +107,7 @@ return function(args)
   end
   if shm then proc.run { "rm", "-rf", shm } end
   local h = assert(require("procy.db").open(db, { migrations = false }))
-  local rows = h:query([[SELECT count(*) AS n, sum(length(data)) AS bytes FROM term_events
+  local rows = h:query([[SELECT count(*) AS n, sum(coalesce(len, length(data))) AS bytes FROM term_events
     WHERE kind = 'o' AND session_id = (SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1)]])[1]
   h:close()
   print(("  %-34s %8s %8s"):format("to the exit", "best", "median"))
@@ -121,7 +121,7 @@ return function(args)
       :format("the same, its record on tmpfs", best(m_exit), median(m_exit), best(s_exit) / best(m_exit),
               median(s_exit) / median(m_exit)))
   end
-  print(("  recorded: %.1f MB of output in %d rows (last run); the WAL grew to at most %.1f MB")
+  print(("  recorded: %.1f MB of output in %d rows (last run), the bytes on the tape beside the record; the WAL grew to at most %.1f MB")
     :format((rows.bytes or 0) / 1048576, rows.n, math.max(table.unpack(wal)) / 1048576))
   print(("  procy peak RSS: %.1f MB (target <= 10 MB)"):format(math.max(table.unpack(rss)) / 1024))
 

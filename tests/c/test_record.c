@@ -1,5 +1,6 @@
 /* test_record.c — the recorder: batches, the 256 KB flush, a failure that
-   keeps events for later, the WAL copied back while it writes, close. */
+   keeps events for later, output on the tape, the WAL copied back while it
+   writes, close. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <unistd.h>
@@ -78,9 +79,8 @@ int main(void)
 	ok(st.error[0] == 0, "and the error is cleared");
 	is_int((long long)st.written, 21, "21 rows written");
 
-	/* 12 MB of output: the checkpointer copies the WAL back into the
-	   database file while the writer goes on (the WAL then starts over:
-	   tests/bench/session shows how large it grew) */
+	/* 12 MB of output go to the tape beside the record as they come, and
+	   the database holds only their rows */
 	static char mb[1 << 16];
 	memset(mb, 'w', sizeof mb);
 	for (int i = 0; i < 12 * 16; i++) {
@@ -88,18 +88,64 @@ int main(void)
 		if (i % 16 == 15)
 			rec_sync(r);
 	}
-	struct stat sb = { 0 };
+	rec_sync(r);
+	char tape[300];
+	snprintf(tape, sizeof tape, "%s-term", path);
+	struct stat sb = { 0 }, db = { 0 };
+	ok(stat(tape, &sb) == 0 && sb.st_size >= 12 * (1 << 20), "the output is on the tape before close (%lld bytes)",
+	   (long long)sb.st_size);
+	is_int(count(path, "kind = 'o' AND data IS NULL AND at >= 0 AND len > 0"), count(path, "kind = 'o'"),
+	       "each output row names its bytes on the tape");
+	/* 12 MB of input (a paste, say) stay in the database: the checkpointer
+	   copies the WAL back into the database file while the writer goes on
+	   (the WAL then starts over) */
+	memset(mb, 'k', sizeof mb);
+	for (int i = 0; i < 12 * 16; i++) {
+		rec_event(r, 800000 + 2000 * i, 'i', mb, sizeof mb);
+		if (i % 16 == 15)
+			rec_sync(r);
+	}
 	/* the first checkpoint comes at 4 MB of WAL and copies all there is;
 	   what the last rounds add may stay in the WAL (under the mark) until
 	   close, so 4 MB is what is certain */
 	for (int i = 0; i < 3000; i++) {
 		rec_stats(r, &st);
-		if (stat(path, &sb) == 0 && sb.st_size >= (4 << 20) && st.checkpoints >= 1)
+		if (stat(path, &db) == 0 && db.st_size >= (4 << 20) && st.checkpoints >= 1)
 			break;
 		usleep(10000);
 	}
-	ok(sb.st_size >= (4 << 20), "the output reaches the database file before close (%lld bytes)", (long long)sb.st_size);
+	ok(db.st_size >= (4 << 20), "input reaches the database file before close (%lld bytes)", (long long)db.st_size);
 	ok(st.checkpoints >= 1, "copied back by the checkpointer");
+	/* the database refuses writes while 10 MB of input wait (a paste):
+	   past 8 MB in memory the oldest go to a spill file beside the record,
+	   written back first once the database takes writes again */
+	sqlite3_open(path, &other);
+	sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	char spill[300];
+	snprintf(spill, sizeof spill, "%s-spill-s1", path);
+	memset(mb, 'p', sizeof mb);
+	int before = count(path, "kind = 'i'");
+	for (int i = 0; i < 160; i++) {
+		rec_event(r, 900000 + i, 'i', mb, sizeof mb);
+		if (i % 16 == 15)
+			rec_flush(r);
+	}
+	for (int i = 0; i < 500; i++) {
+		rec_stats(r, &st);
+		if (st.spilled > 0)
+			break;
+		rec_flush(r);
+		usleep(10000);
+	}
+	ok(st.spilled > 0 && stat(spill, &sb) == 0, "past 8 MB waiting, the oldest events are spilled to a file (%llu)",
+	   (unsigned long long)st.spilled);
+	ok(st.waiting >= 160 && st.dropped == 0, "nothing is let go");
+	sqlite3_exec(other, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(other);
+	is_int(rec_sync(r), 0, "the database takes writes again");
+	is_int(count(path, "kind = 'i'") - before, 160, "every spilled event is written back");
+	is_int(count(path, "kind = 'i' AND t BETWEEN 900000 AND 900159 AND length(data) = 65536 AND data = CAST(replace(hex(zeroblob(65536)), '00', 'p') AS BLOB)"), 160, "byte for byte");
+	ok(stat(spill, &sb) != 0 || sb.st_size == 0, "and the spill file is empty");
 	rec_event(r, 200000, 'x', "0", 1);
 	is_int(rec_close(r), 0, "close flushes");
 	is_int(count(path, "kind = 'x'"), 1, "the last event is there");

@@ -46,7 +46,7 @@ end
 local function last_session()
   local h = assert(db.open(record, { migrations = false }))
   local row = h:query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
-  local out = h:query("SELECT group_concat(data, '') AS o, count(*) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", row.id)[1]
+  local out = h:query("SELECT group_concat(coalesce(data, tape(at, len)), '') AS o, count(*) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", row.id)[1]
   h:close()
   return row, out
 end
@@ -65,6 +65,32 @@ do
        ("%d bytes shown, %d written"):format(#shown, #blob))
   local _, out = last_session()
   T.ok(out.o == blob, "and the recording holds the same bytes")
+end
+
+-- the output is on the record's tape, beside it: search, export and the
+-- summary read it there; a tape that is gone is named, not guessed at
+do
+  local p = procy { "sh", "-c", "stty raw -echo; printf 'tape-word-%s\\r\\n' 7 11" }
+  drain(p)
+  p:wait(10)
+  local row, out = last_session()
+  T.ok(fs.stat(record .. "-term"), "the output went to the tape beside the record")
+  T.is(out.o, "tape-word-7\r\ntape-word-11\r\n", "its rows read back from it")
+  local found = T.procy({ "--db", record, "search", "tape-word-11", "--json" }, { env = env })
+  T.ok(found.code == 0 and found.stdout:find(row.id, 1, true), "procy search finds it", found.stdout .. found.stderr)
+  local cast = T.procy({ "--db", record, "export", row.id }, { env = env })
+  T.ok(cast.code == 0 and cast.stdout:find("tape-word-7", 1, true), "procy export has it")
+  local h = assert(db.open(record, { migrations = false }))
+  local rows = h:query("SELECT count(*) AS n, sum(len) AS bytes FROM term_events WHERE session_id = ? AND kind = 'o' AND data IS NULL", row.id)[1]
+  h:close()
+  T.ok(rows.n >= 1 and rows.bytes == 27, "its rows hold where the bytes are, not the bytes", ("%d rows, %s bytes"):format(rows.n, rows.bytes))
+  assert(os.rename(record .. "-term", record .. "-term.away"))
+  local lost = T.procy({ "--db", record, "export", row.id }, { env = env })
+  T.ok(lost.code ~= 0 and lost.stderr:find(record .. "-term", 1, true) and lost.stderr:find("No such file", 1, true),
+       "without its tape, export says which file is missing", lost.stderr)
+  local shown = T.procy({ "--db", record, "show", row.id }, { env = env })
+  T.ok(shown.code == 0, "and procy show still summarises the session", shown.stderr)
+  assert(os.rename(record .. "-term.away", record .. "-term"))
 end
 
 -- a 100 MB line with no newline neither stalls nor balloons

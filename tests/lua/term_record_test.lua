@@ -1,9 +1,10 @@
 -- The terminal's record, with procy on a pty of the test's own: secrets
 -- printed or typed never reach the disk (one rule set with the API), input
--- at a hidden prompt of a full-screen program is not recorded, and a
--- database that refuses writes costs bounded memory and nothing else
--- (spilled, then written back), or, when even the spill fails, only
--- output, with a gap event saying so.
+-- at a hidden prompt of a full-screen program is not recorded, output goes
+-- to the record's tape, a database that refuses writes costs bounded
+-- memory and nothing else, and a full disk costs only output, with a gap
+-- event saying so. (The spill file, for what memory cannot hold while the
+-- database refuses writes, is tested in tests/c/test_record.c.)
 local T = require "lib.tap"
 local core = require "procy.core"
 local db = require "procy.db"
@@ -36,7 +37,7 @@ local function session_data(kinds)
   local row = h:query("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
   local out = {}
   for k in kinds:gmatch(".") do
-    out[k] = h:query("SELECT group_concat(data, '') AS d FROM (SELECT data FROM term_events WHERE session_id = ? AND kind = ? ORDER BY id)",
+    out[k] = h:query("SELECT group_concat(data, '') AS d FROM (SELECT coalesce(data, tape(at, len)) AS data FROM term_events WHERE session_id = ? AND kind = ? ORDER BY id)",
       row.id, k)[1].d or ""
   end
   h:close()
@@ -142,7 +143,8 @@ do
 end
 
 -- a database another writer holds for 4 s while the agent writes 4 MB/s:
--- memory stays bounded (the rest is spilled), and everything is recorded
+-- the output goes to the tape meanwhile, memory holds only the rows, and
+-- everything is recorded
 -- ~4 MB/s for that long, of lines with nothing a rule could mask
 local burst = T.write(dir .. "/burst.py", [[
 import os, sys, time
@@ -188,95 +190,104 @@ local function locked(seconds, held, before, each)
 end
 
 do
-  local peak, spilled = 0, false
-  local n, sid = locked(5, 4, nil, function(p, id)
-    peak = peak_kb(p:pid(), peak)
-    if not spilled and require("procy.fs").stat(record .. "-spill-" .. id) then spilled = true end
-  end)
+  local peak, spilled, tape = 0, false, 0
+  local fs = require "procy.fs"
+  local n, sid = locked(5, 4, function() tape = (fs.stat(record .. "-term") or { size = 0 }).size end,
+    function(p, id)
+      peak = peak_kb(p:pid(), peak)
+      if not spilled and fs.stat(record .. "-spill-" .. id) then spilled = true end
+    end)
   local d = session_data("og")
   T.ok(n > 15e6, "the agent wrote its output meanwhile", n .. " bytes")
-  T.ok(spilled, "past 8 MB waiting, the recorder spilled to a file beside the record")
+  T.ok(fs.stat(record .. "-term").size - tape >= burst_size(5), "its output went to the record's tape as it came",
+       ("%d bytes"):format(fs.stat(record .. "-term").size - tape))
+  T.ok(not spilled, "nothing waited in a spill file: memory held only the rows")
   if T.sanitized then T.skip("procy's memory stays bounded", "under " .. os.getenv("PROCY_SANITIZED"))
   else T.ok(peak < 24 * 1024, "procy's memory stays bounded meanwhile", ("peak %d KB"):format(peak)) end
   T.is(#d.o, burst_size(5), "once it can write again, every byte is recorded")
   T.is(d.g, "", "with no gap")
-  T.ok(not require("procy.fs").stat(record .. "-spill-" .. sid), "and the spill file is gone")
-end
-
--- the same, when the spill cannot be written either: output is let go,
--- a gap event says how much, input stays
-do
-  local _, sid = locked(4, 3.5, function(id)
-    assert(proc.run { "mkdir", "-p", record .. "-spill-" .. id }) -- a directory where the spill would go
-  end)
-  local d = session_data("ogi")
-  local gaps, ok = { bytes = 0, events = 0 }, d.g ~= ""
-  for g in d.g:gmatch("{[^}]*}") do
-    local x = require("procy.json").decode(g)
-    ok = ok and x and x.bytes > 0 and x.events > 0 and x.from <= x.to
-    gaps.bytes, gaps.events = gaps.bytes + (x and x.bytes or 0), gaps.events + (x and x.events or 0)
-  end
-  T.ok(ok, "gap events say what output was let go", d.g)
-  T.is(#d.o + gaps.bytes, burst_size(4), "the rest of the output is recorded")
-  T.like(d.i, "go", "the input is kept")
   local h = assert(db.open(record, { migrations = false }))
-  local loss = h:query("SELECT sum(count) AS n, sum(bytes) AS b FROM losses WHERE session_id = ? AND what = 'output'", sid)[1]
+  local rows = h:query("SELECT count(*) AS n, sum(data IS NULL AND at >= 0) AS taped FROM term_events WHERE session_id = ? AND kind = 'o'", sid)[1]
   h:close()
-  T.is(loss.b, gaps.bytes, "and the loss is counted in the record")
-  local shown = T.procy { "--db", record, "show", sid }
-  T.like(shown.stdout, "output event", "procy show says so")
+  T.is(rows.taped, rows.n, "each output row names its bytes on the tape", rows.n .. " rows")
 end
 
 -- a full disk (a small tmpfs): the output goes in as far as it fits, the
--- rest waits, and once there is room again it goes in too
-do
-  local small = dir .. "/small"
+-- rest waits in memory, and once there is room again it goes in too; with
+-- more than memory holds (8 MB), the oldest output is let go, a gap event
+-- says how much and when, and the loss is counted
+local function full_disk(name, chunks, full_for, check)
+  local small = dir .. "/" .. name
   proc.run { "mkdir", "-p", small }
-  local m = proc.run { "mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", small }
+  local m = proc.run { "mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small }
   if not m or m.code ~= 0 then
-    T.skip("a full disk: the output goes in as it fits", "cannot mount a tmpfs here: " .. (m and m.stderr or "?"))
-  else
-    local rec = small .. "/r.db"
-    local chunk = T.write(dir .. "/chunks.py", [[
+    T.skip("a full disk: " .. name, "cannot mount a tmpfs here: " .. (m and m.stderr or "?"))
+    return
+  end
+  local rec = small .. "/r.db"
+  local chunk = T.write(dir .. "/chunks.py", [[
 import os, sys, time
-for i in range(20):
+for i in range(int(sys.argv[1])):
     os.write(1, (("%04d:" % i) + "0123456789abcdef" * 16384 + "\n").encode())
     time.sleep(0.15)
 os.write(1, b"END\n")
 ]])
-    local p = assert(proc.spawn({ T.bin, "--db", rec, "--", "sh", "-c",
-      "stty raw -echo; printf ready; read go; exec python3 " .. chunk }, { pty = { cols = 100, rows = 30 }, env = env }))
-    local shown = ""
-    while not shown:find("ready", 1, true) do shown = shown .. assert(p:read(), "the agent never got ready") end
-    -- fill the disk but for about 1 MB
-    local df = proc.run { "df", "--output=avail", "-B1", small }
-    local avail = tonumber(df.stdout:match("(%d+)%s*$"))
-    assert(proc.run { "sh", "-c", ("head -c %d /dev/zero > %s/filler"):format(avail - (1 << 20), small) })
-    p:write("go\n")
-    local n, freed, least = 0, false, avail
-    local t0 = core.now()
-    while true do
-      local c = p:read()
-      if not c then break end
-      n = n + #c
-      if not freed then
-        local d = proc.run { "df", "--output=avail", "-B1", small }
-        least = math.min(least, tonumber(d.stdout:match("(%d+)%s*$")) or least)
-      end
-      if not freed and core.now() - t0 > 2 then -- the disk has room again
-        proc.run { "rm", "-f", small .. "/filler" }
-        freed = true
-      end
+  local p = assert(proc.spawn({ T.bin, "--db", rec, "--", "sh", "-c",
+    "stty raw -echo; printf ready; read go; exec python3 " .. chunk .. " " .. chunks }, { pty = { cols = 100, rows = 30 }, env = env }))
+  local shown = ""
+  while not shown:find("ready", 1, true) do shown = shown .. assert(p:read(), "the agent never got ready") end
+  -- fill the disk but for about 1 MB
+  local df = proc.run { "df", "--output=avail", "-B1", small }
+  local avail = tonumber(df.stdout:match("(%d+)%s*$"))
+  assert(proc.run { "sh", "-c", ("head -c %d /dev/zero > %s/filler"):format(avail - (1 << 20), small) })
+  p:write("go\n")
+  local n, freed, least = 0, false, avail
+  local t0 = core.now()
+  while true do
+    local c = p:read()
+    if not c then break end
+    n = n + #c
+    if not freed then
+      local d = proc.run { "df", "--output=avail", "-B1", small }
+      least = math.min(least, tonumber(d.stdout:match("(%d+)%s*$")) or least)
     end
-    p:wait(30)
-    local h = assert(db.open(rec, { migrations = false }))
-    local o = h:query("SELECT sum(length(data)) AS n, count(*) AS c FROM term_events WHERE kind = 'o'")[1]
-    h:close()
-    T.ok(least < 64 * 1024, "the disk was full meanwhile", least .. " bytes free at the least")
-    T.is(o.n, #"ready" + 20 * (5 + 16 * 16384 + 1) + 4, "a full disk: every chunk is recorded once it has room again")
-    proc.run { "umount", small }
+    if not freed and core.now() - t0 > full_for then -- the disk has room again
+      proc.run { "rm", "-f", small .. "/filler" }
+      freed = true
+    end
   end
+  p:wait(30)
+  T.ok(least < 64 * 1024, "the disk was full meanwhile", least .. " bytes free at the least")
+  check(rec, #"ready" + chunks * (5 + 16 * 16384 + 1) + 4)
+  proc.run { "umount", small }
 end
+
+full_disk("small", 20, 2, function(rec, size)
+  local h = assert(db.open(rec, { migrations = false }))
+  local o = h:query("SELECT sum(coalesce(len, length(data))) AS n, count(*) AS c FROM term_events WHERE kind = 'o'")[1]
+  h:close()
+  T.is(o.n, size, "a full disk: every chunk is recorded once it has room again")
+end)
+
+full_disk("tiny", 60, 8, function(rec, size)
+  local h = assert(db.open(rec, { migrations = false }))
+  local sid = h:query("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1")[1].id
+  local o = h:query("SELECT coalesce(sum(coalesce(len, length(data))), 0) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", sid)[1].n
+  local g = h:query("SELECT group_concat(data, '') AS g FROM term_events WHERE session_id = ? AND kind = 'g'", sid)[1].g or ""
+  local loss = h:query("SELECT sum(count) AS n, sum(bytes) AS b FROM losses WHERE session_id = ? AND what = 'output'", sid)[1]
+  h:close()
+  local gaps, ok = { bytes = 0, events = 0 }, g ~= ""
+  for one in g:gmatch("{[^}]*}") do
+    local x = require("procy.json").decode(one)
+    ok = ok and x and x.bytes > 0 and x.events > 0 and x.from <= x.to
+    gaps.bytes, gaps.events = gaps.bytes + (x and x.bytes or 0), gaps.events + (x and x.events or 0)
+  end
+  T.ok(ok, "past 8 MB waiting on a full disk, gap events say what output was let go", g)
+  T.is(o + gaps.bytes, size, "the rest of the output is recorded")
+  T.is(loss.b, gaps.bytes, "and the loss is counted in the record")
+  local shown = T.procy { "--db", rec, "show", sid }
+  T.like(shown.stdout, "output event", "procy show says so")
+end)
 
 proc.run { "rm", "-rf", dir }
 return T.done()

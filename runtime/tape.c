@@ -1,0 +1,176 @@
+/*
+** tape.c — the record's terminal tape: the agent's output, redacted,
+** appended to one file beside the SQLite record (PATH-term, as SQLite's
+** own PATH-wal sits there), and read back in SQL as tape(at, len).
+**
+** Why a file of its own: in WAL mode SQLite writes every byte twice (into
+** the WAL, then into the database when the WAL is copied back) with a sync
+** between; a flood of output (a build log, a `cat` of a large file) cost
+** the writer threads 0.23 s of CPU per 40 MB, and on two cores the relay
+** lost a quarter of its speed to it. Here each byte is written once, at the
+** end of a file, and the term_events row (session, time, kind, at, len)
+** stays in SQLite with everything else: the record is still queried in
+** SQL, and the database stays the size of what is worth indexing.
+**
+** Any number of procy processes append to one tape: O_APPEND makes each
+** write land whole at the end (a local file system's guarantee), and the
+** file offset after it says where. Bytes a failed write left are never
+** referenced by a row: harmless. A tape shorter than a row says (a crash
+** of the machine before the kernel wrote it) reads as what is there.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "procy.h"
+
+#define TAPE_SUFFIX "-term"
+
+struct tape {
+	int fd;
+};
+
+/* db_path's tape name into out; -1 if it does not fit. */
+static int tape_name(char *out, size_t size, const char *db_path)
+{
+	int n = snprintf(out, size, "%s" TAPE_SUFFIX, db_path);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+tape_t *tape_open(const char *db_path, err_t *err)
+{
+	char path[PATH_MAX];
+	if (tape_name(path, sizeof path, db_path) < 0) {
+		err_set(err, "ENAMETOOLONG", "%s: name too long", db_path);
+		return NULL;
+	}
+	/* the database's permissions, as SQLite gives its -wal and -shm */
+	struct stat st;
+	mode_t mode = stat(db_path, &st) == 0 ? st.st_mode & 0777 : 0600;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode);
+	if (fd < 0) {
+		err_errno(err, errno, "%s", path);
+		return NULL;
+	}
+	tape_t *t = malloc(sizeof *t);
+	if (!t) {
+		close(fd);
+		err_set(err, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	t->fd = fd;
+	return t;
+}
+
+int tape_append(tape_t *t, const void *p, size_t n, int64_t *at, err_t *err)
+{
+	if (n == 0) {
+		*at = 0;
+		return 0;
+	}
+	ssize_t w;
+	do
+		w = write(t->fd, p, n);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return err_errno(err, errno, "the terminal tape");
+	off_t end = lseek(t->fd, 0, SEEK_CUR);
+	if (end < 0)
+		return err_errno(err, errno, "the terminal tape");
+	if ((size_t)w < n) /* a full disk, most likely: what went is never named */
+		return err_set(err, "ENOSPC", "the terminal tape: %zu of %zu bytes written", (size_t)w, n);
+	*at = (int64_t)end - (int64_t)n;
+	return 0;
+}
+
+void tape_close(tape_t *t)
+{
+	if (!t)
+		return;
+	close(t->fd);
+	free(t);
+}
+
+/* ---- tape(at, len) in SQL ------------------------------------------------------------ */
+
+typedef struct tape_reader {
+	int  fd;              /* opened on first use; -1 before */
+	char path[PATH_MAX];  /* "" for a database in memory */
+} tape_reader;
+
+static void reader_free(void *p)
+{
+	tape_reader *r = p;
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r);
+}
+
+/* tape(at, len) -> the len bytes at offset at of the record's tape, as a
+   blob; NULL when at is NULL (the row's bytes are in its data); fewer when
+   the tape ends sooner. An error names the tape when it cannot be read. */
+static void sql_tape(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc;
+	if (sqlite3_value_type(argv[0]) == SQLITE_NULL)
+		return; /* NULL */
+	tape_reader *r = sqlite3_user_data(ctx);
+	sqlite3_int64 at = sqlite3_value_int64(argv[0]), len = sqlite3_value_int64(argv[1]);
+	if (at < 0 || len < 0 || len > 1000000000 /* SQLite's longest value */) {
+		sqlite3_result_error(ctx, "tape(at, len): at and len must be offsets within the tape", -1);
+		return;
+	}
+	if (!r->path[0]) {
+		sqlite3_result_error(ctx, "tape(): a record in memory has no terminal tape", -1);
+		return;
+	}
+	if (r->fd < 0 && (r->fd = open(r->path, O_RDONLY | O_CLOEXEC)) < 0) {
+		char msg[PATH_MAX + 64];
+		snprintf(msg, sizeof msg, "%s: %s (the record's terminal output)", r->path, strerror(errno));
+		sqlite3_result_error(ctx, msg, -1);
+		return;
+	}
+	char *p = sqlite3_malloc64(len ? (sqlite3_uint64)len : 1);
+	if (!p) {
+		sqlite3_result_error_nomem(ctx);
+		return;
+	}
+	sqlite3_int64 got = 0;
+	while (got < len) {
+		ssize_t k = pread(r->fd, p + got, (size_t)(len - got), (off_t)(at + got));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			char msg[PATH_MAX + 64];
+			snprintf(msg, sizeof msg, "%s: %s (the record's terminal output)", r->path, strerror(errno));
+			sqlite3_free(p);
+			sqlite3_result_error(ctx, msg, -1);
+			return;
+		}
+		if (k == 0)
+			break; /* the tape ends here */
+		got += k;
+	}
+	sqlite3_result_blob64(ctx, p, (sqlite3_uint64)got, sqlite3_free);
+}
+
+int tape_sql(struct sqlite3 *db)
+{
+	tape_reader *r = calloc(1, sizeof *r);
+	if (!r)
+		return SQLITE_NOMEM;
+	r->fd = -1;
+	const char *file = sqlite3_db_filename(db, "main");
+	if (file && file[0] && tape_name(r->path, sizeof r->path, file) < 0)
+		r->path[0] = 0;
+	/* xDestroy frees r, also when the registration fails */
+	return sqlite3_create_function_v2(db, "tape", 2, SQLITE_UTF8, r, sql_tape, NULL, NULL, reader_free);
+}
