@@ -310,6 +310,23 @@ local function parse_command(argv, i, opts, spec)
   return rest
 end
 
+-- run(fn, ...) -> fn(...)'s status. What failed in the world rather than
+-- in procy (an assert on a `nil, "ECODE: message"` result: a file gone, a
+-- record locked) ends the command with that message, not a traceback; a
+-- bug keeps its traceback.
+local function run(fn, ...)
+  local ok, res = xpcall(fn, function(e)
+    local msg = type(e) == "string" and (e:match("^[^\n:]+:%d+: (%u[%u%d_]+: [^\n]*)$") or e:match("^(%u[%u%d_]+: [^\n]*)$"))
+    return msg and { said = msg } or debug.traceback(e, 2)
+  end, ...)
+  if ok then return res end
+  if type(res) == "table" then
+    say(res.said)
+    return 1
+  end
+  error(res, 0)
+end
+
 function M.main(argv)
   local opts, rest, spec = {}, {}, nil
   local i, dashdash = parse_options(argv, 1, opts)
@@ -392,7 +409,7 @@ function M.main(argv)
       return 1
     end
   end
-  return commands[cmd](rest, opts)
+  return run(commands[cmd], rest, opts)
 end
 
 return M
