@@ -695,7 +695,7 @@ static int db_open(lua_State *L)
 		if (rc == SQLITE_OK)
 			rc = exec_plain(db, "PRAGMA foreign_keys = ON; SELECT count(*) FROM sqlite_master");
 	}
-	if (rc == SQLITE_OK) /* tape(at, len): the terminal's output (tape.c) */
+	if (rc == SQLITE_OK) /* tape(tape_id, at, len): the terminal's output (tape.c) */
 		rc = tape_sql(db->h);
 	int n = rc != SQLITE_OK ? db_fail(L, db->h, rc, path)
 	      : readonly && do_migrate ? check_schema(L, db, dir, path)

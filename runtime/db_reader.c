@@ -382,7 +382,7 @@ int db_reader_open(lua_State *L)
 		rc = sqlite3_exec(r->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_busy_timeout(r->db, 5000);
-	if (rc == SQLITE_OK) /* tape(at, len): the terminal's output (tape.c) */
+	if (rc == SQLITE_OK) /* tape(tape_id, at, len): the terminal's output (tape.c) */
 		rc = tape_sql(r->db);
 	if (rc != SQLITE_OK) {
 		int n = procy_fail(L, db_code_name(rc), "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));

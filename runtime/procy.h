@@ -300,14 +300,16 @@ uint64_t        ckpt_passes(checkpointer_t *c); /* checkpoints run so far */
 typedef struct tape tape_t;
 
 /* Opens the tape of the record at db_path (PATH-term) for appending,
-   made with the database's permissions if missing. NULL with err filled. */
+   made (with a new id, and the database's permissions) if missing. NULL
+   with err filled (EBADTAPE: a file there that is not a tape). */
 tape_t *tape_open(const char *db_path, err_t *err);
+int64_t tape_id(const tape_t *t); /* what its first line names it */
 /* Appends n bytes; *at: where they start. 0, or -1 with err filled (and
    nothing to name: bytes a short write left are never read). */
 int     tape_append(tape_t *t, const void *p, size_t n, int64_t *at, err_t *err);
 void    tape_close(tape_t *t);
-/* Gives a connection tape(at, len): those bytes of its record's tape. An
-   SQLite result code. */
+/* Gives a connection tape(id, at, len): those bytes of its record's tape,
+   if that is tape id. An SQLite result code. */
 int     tape_sql(struct sqlite3 *db);
 
 /* ---- the terminal recorder (term_record.c) ------------------------------------ */

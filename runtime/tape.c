@@ -1,31 +1,37 @@
 /*
 ** tape.c — the record's terminal tape: the agent's output, redacted,
 ** appended to one file beside the SQLite record (PATH-term, as SQLite's
-** own PATH-wal sits there), and read back in SQL as tape(at, len).
+** own PATH-wal sits there), and read back in SQL as tape(id, at, len).
 **
 ** Why a file of its own: in WAL mode SQLite writes every byte twice (into
 ** the WAL, then into the database when the WAL is copied back) with a sync
 ** between; a flood of output (a build log, a `cat` of a large file) cost
 ** the writer threads 0.23 s of CPU per 40 MB, and on two cores the relay
 ** lost a quarter of its speed to it. Here each byte is written once, at the
-** end of a file, and the term_events row (session, time, kind, at, len)
-** stays in SQLite with everything else: the record is still queried in
-** SQL, and the database stays the size of what is worth indexing.
+** end of a file, and the term_events row (session, time, kind; tape_id, at,
+** len) stays in SQLite with everything else: the record is still queried
+** in SQL, and the database stays the size of what is worth indexing.
 **
-** Any number of procy processes append to one tape: O_APPEND makes each
-** write land whole at the end (a local file system's guarantee), and the
-** file offset after it says where. Bytes a failed write left are never
-** referenced by a row: harmless. A tape shorter than a row says (a crash
-** of the machine before the kernel wrote it) reads as what is there.
+** A tape's first line names it ("procy tape ID"), and each row names the
+** tape it points into: a record copied without its tape, then recorded
+** into again, has a new tape, and its old rows say theirs is gone rather
+** than read someone else's bytes. Any number of procy processes append to
+** one tape: O_APPEND makes each write land whole at the end (a local file
+** system's guarantee), and the file offset after it says where. Bytes a
+** failed write left are never referenced by a row: harmless. A tape
+** shorter than a row says (a crash of the machine before the kernel wrote
+** it) reads as what is there.
 */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include <sqlite3.h>
@@ -33,9 +39,12 @@
 #include "procy.h"
 
 #define TAPE_SUFFIX "-term"
+#define TAPE_HEAD   "procy tape %016llx\n" /* the first line: the tape's id */
+#define TAPE_HEAD_LEN 28
 
 struct tape {
-	int fd;
+	int     fd;
+	int64_t id;
 };
 
 /* db_path's tape name into out; -1 if it does not fit. */
@@ -43,6 +52,57 @@ static int tape_name(char *out, size_t size, const char *db_path)
 {
 	int n = snprintf(out, size, "%s" TAPE_SUFFIX, db_path);
 	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* The id in fd's first line: 0, or -1 if it is not a tape's. */
+static int read_id(int fd, int64_t *id)
+{
+	char head[TAPE_HEAD_LEN + 1] = "";
+	unsigned long long v;
+	ssize_t n;
+	do
+		n = pread(fd, head, TAPE_HEAD_LEN, 0);
+	while (n < 0 && errno == EINTR);
+	if (n != TAPE_HEAD_LEN || sscanf(head, "procy tape %16llx\n", &v) != 1 || head[TAPE_HEAD_LEN - 1] != '\n' ||
+	    v == 0 || v > INT64_MAX)
+		return -1;
+	*id = (int64_t)v;
+	return 0;
+}
+
+/* Makes path a new tape, whole or not at all: its first line is written
+   to a file of its own, which then takes the name (another process making
+   it at the same time wins or loses as a whole). 0, or -1 with errno. */
+static int make_tape(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX + 16];
+	snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+	int fd = mkstemp(tmp);
+	if (fd < 0)
+		return -1;
+	unsigned long long v = 0;
+	int e = 0;
+	while (v == 0) { /* a random id, 63 bits: an SQLite integer */
+		ssize_t n = getrandom(&v, sizeof v, 0);
+		if (n != (ssize_t)sizeof v && !(n < 0 && errno == EINTR)) {
+			e = n < 0 ? errno : EIO;
+			break;
+		}
+		v &= (unsigned long long)INT64_MAX;
+	}
+	char head[TAPE_HEAD_LEN + 1];
+	snprintf(head, sizeof head, TAPE_HEAD, v);
+	if (!e && (fchmod(fd, mode) < 0 || write(fd, head, TAPE_HEAD_LEN) != TAPE_HEAD_LEN || fsync(fd) < 0))
+		e = errno ? errno : EIO;
+	close(fd);
+	if (!e && link(tmp, path) < 0 && errno != EEXIST)
+		e = errno;
+	unlink(tmp);
+	if (e) {
+		errno = e;
+		return -1;
+	}
+	return 0;
 }
 
 tape_t *tape_open(const char *db_path, err_t *err)
@@ -55,9 +115,17 @@ tape_t *tape_open(const char *db_path, err_t *err)
 	/* the database's permissions, as SQLite gives its -wal and -shm */
 	struct stat st;
 	mode_t mode = stat(db_path, &st) == 0 ? st.st_mode & 0777 : 0600;
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode);
+	int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && make_tape(path, mode) == 0)
+		fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
 	if (fd < 0) {
 		err_errno(err, errno, "%s", path);
+		return NULL;
+	}
+	int64_t id;
+	if (read_id(fd, &id) < 0) {
+		close(fd);
+		err_set(err, "EBADTAPE", "%s is not a procy tape (its first line is not 'procy tape ID'): move it away", path);
 		return NULL;
 	}
 	tape_t *t = malloc(sizeof *t);
@@ -67,7 +135,13 @@ tape_t *tape_open(const char *db_path, err_t *err)
 		return NULL;
 	}
 	t->fd = fd;
+	t->id = id;
 	return t;
+}
+
+int64_t tape_id(const tape_t *t)
+{
+	return t->id;
 }
 
 int tape_append(tape_t *t, const void *p, size_t n, int64_t *at, err_t *err)
@@ -99,11 +173,12 @@ void tape_close(tape_t *t)
 	free(t);
 }
 
-/* ---- tape(at, len) in SQL ------------------------------------------------------------ */
+/* ---- tape(id, at, len) in SQL ---------------------------------------------------------- */
 
 typedef struct tape_reader {
-	int  fd;              /* opened on first use; -1 before */
-	char path[PATH_MAX];  /* "" for a database in memory */
+	int     fd;              /* opened on first use; -1 before */
+	int64_t id;              /* its id */
+	char    path[PATH_MAX];  /* "" for a database in memory */
 } tape_reader;
 
 static void reader_free(void *p)
@@ -114,28 +189,48 @@ static void reader_free(void *p)
 	free(r);
 }
 
-/* tape(at, len) -> the len bytes at offset at of the record's tape, as a
-   blob; NULL when at is NULL (the row's bytes are in its data); fewer when
-   the tape ends sooner. An error names the tape when it cannot be read. */
+static void fail(sqlite3_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(sqlite3_context *ctx, const char *fmt, ...)
+{
+	char msg[PATH_MAX + 160];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	sqlite3_result_error(ctx, msg, -1);
+}
+
+/* tape(id, at, len) -> the len bytes at offset at of the record's tape, as
+   a blob, if the tape there is tape id; NULL when at is NULL (the row's
+   bytes are in its data); fewer when the tape ends sooner. An error names
+   the tape when it cannot be read or is another. */
 static void sql_tape(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	(void)argc;
-	if (sqlite3_value_type(argv[0]) == SQLITE_NULL)
+	if (sqlite3_value_type(argv[1]) == SQLITE_NULL)
 		return; /* NULL */
 	tape_reader *r = sqlite3_user_data(ctx);
-	sqlite3_int64 at = sqlite3_value_int64(argv[0]), len = sqlite3_value_int64(argv[1]);
-	if (at < 0 || len < 0 || len > 1000000000 /* SQLite's longest value */) {
-		sqlite3_result_error(ctx, "tape(at, len): at and len must be offsets within the tape", -1);
+	sqlite3_int64 id = sqlite3_value_int64(argv[0]), at = sqlite3_value_int64(argv[1]),
+	              len = sqlite3_value_int64(argv[2]);
+	if (at < TAPE_HEAD_LEN || len < 0 || len > 1000000000 /* SQLite's longest value */) {
+		sqlite3_result_error(ctx, "tape(id, at, len): at and len must be offsets within the tape", -1);
 		return;
 	}
 	if (!r->path[0]) {
 		sqlite3_result_error(ctx, "tape(): a record in memory has no terminal tape", -1);
 		return;
 	}
-	if (r->fd < 0 && (r->fd = open(r->path, O_RDONLY | O_CLOEXEC)) < 0) {
-		char msg[PATH_MAX + 64];
-		snprintf(msg, sizeof msg, "%s: %s (the record's terminal output)", r->path, strerror(errno));
-		sqlite3_result_error(ctx, msg, -1);
+	if (r->fd < 0) {
+		if ((r->fd = open(r->path, O_RDONLY | O_CLOEXEC)) < 0) {
+			fail(ctx, "%s: %s (the record's terminal output)", r->path, strerror(errno));
+			return;
+		}
+		if (read_id(r->fd, &r->id) < 0)
+			r->id = 0;
+	}
+	if (r->id != id) {
+		fail(ctx, "%s is not the tape this output was written to (tape %016llx; it is %s%016llx): was it moved or "
+		     "replaced?", r->path, (unsigned long long)id, r->id ? "tape " : "no tape, ", (unsigned long long)r->id);
 		return;
 	}
 	char *p = sqlite3_malloc64(len ? (sqlite3_uint64)len : 1);
@@ -149,10 +244,8 @@ static void sql_tape(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
-			char msg[PATH_MAX + 64];
-			snprintf(msg, sizeof msg, "%s: %s (the record's terminal output)", r->path, strerror(errno));
 			sqlite3_free(p);
-			sqlite3_result_error(ctx, msg, -1);
+			fail(ctx, "%s: %s (the record's terminal output)", r->path, strerror(errno));
 			return;
 		}
 		if (k == 0)
@@ -172,5 +265,5 @@ int tape_sql(struct sqlite3 *db)
 	if (file && file[0] && tape_name(r->path, sizeof r->path, file) < 0)
 		r->path[0] = 0;
 	/* xDestroy frees r, also when the registration fails */
-	return sqlite3_create_function_v2(db, "tape", 2, SQLITE_UTF8, r, sql_tape, NULL, NULL, reader_free);
+	return sqlite3_create_function_v2(db, "tape", 3, SQLITE_UTF8, r, sql_tape, NULL, NULL, reader_free);
 }

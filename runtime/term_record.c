@@ -11,7 +11,7 @@
 **    written at the end of a round waits for the next (up to HOLD_US);
 **  - appends the output to the record's tape (tape.c: written once, at the
 **    end of a file beside the database), then writes the rows, the
-**    output's naming where on the tape it is, in transactions of at most
+**    output's naming the tape and where on it, in transactions of at most
 **    CHUNK bytes, so a nearly full disk still takes what fits, and a
 **    refused write keeps the rest;
 **  - bounds its memory: past MEM_MAX bytes or EV_MAX events waiting (the
@@ -89,12 +89,14 @@ static size_t write_events(recorder_t *r, batch *b, int *rc, char *err, size_t e
 			sqlite3_bind_text(r->insert, 3, kind, 1, SQLITE_TRANSIENT);
 			if (e->at >= 0) { /* on the tape */
 				sqlite3_bind_null(r->insert, 4);
-				sqlite3_bind_int64(r->insert, 5, e->at);
-				sqlite3_bind_int64(r->insert, 6, (sqlite3_int64)e->len);
+				sqlite3_bind_int64(r->insert, 5, tape_id(r->tape));
+				sqlite3_bind_int64(r->insert, 6, e->at);
+				sqlite3_bind_int64(r->insert, 7, (sqlite3_int64)e->len);
 			} else {
 				sqlite3_bind_blob64(r->insert, 4, e->len ? b->data.p + e->off : "", e->len, SQLITE_STATIC);
 				sqlite3_bind_null(r->insert, 5);
 				sqlite3_bind_null(r->insert, 6);
+				sqlite3_bind_null(r->insert, 7);
 			}
 			*rc = sqlite3_step(r->insert);
 			sqlite3_reset(r->insert);
@@ -450,7 +452,7 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		rc = SQLITE_CANTOPEN;
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(r->db,
-		        "INSERT INTO term_events(session_id, t, kind, data, at, len) VALUES (?, ?, ?, ?, ?, ?)",
+		        "INSERT INTO term_events(session_id, t, kind, data, tape_id, at, len) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		        -1, SQLITE_PREPARE_PERSISTENT, &r->insert, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(r->db,

@@ -99,7 +99,7 @@ end
 
 -- the terminal: consecutive output of a session as text, a hit per CHUNK
 local function term_batch(h)
-  local rows = assert(h:query([[SELECT id, session_id, t, coalesce(data, tape(at, len)) AS data FROM term_events WHERE kind = 'o' AND id > ?
+  local rows = assert(h:query([[SELECT id, session_id, t, coalesce(data, tape(tape_id, at, len)) AS data FROM term_events WHERE kind = 'o' AND id > ?
     ORDER BY id LIMIT ?]], watermark(h, "term"), M.BATCH))
   if #rows == 0 then return false end
   local open = {} -- session -> {parts, size, ref, t}

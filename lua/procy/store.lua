@@ -222,9 +222,9 @@ end
 -- {id, t, kind, data} after event id `after`, in order (at or before
 -- until_t, µs, when given) | nil, err, code. kinds: a string of kind
 -- letters ("om"), or all. Output the relay recorded is read from the
--- record's tape (tape(at, len), runtime/tape.c), the rest from the row.
+-- record's tape (tape(tape_id, at, len), runtime/tape.c), the rest from the row.
 function M.events_page(session, after, kinds, limit, h, until_t)
-  return (h or M.open()):query([[SELECT id, t, kind, coalesce(data, tape(at, len)) AS data FROM term_events
+  return (h or M.open()):query([[SELECT id, t, kind, coalesce(data, tape(tape_id, at, len)) AS data FROM term_events
       WHERE session_id = ?1 AND id > ?2 AND (?3 IS NULL OR instr(?3, kind) > 0) AND (?4 IS NULL OR t <= ?4)
       ORDER BY id LIMIT ?5]], session, after, kinds, until_t, limit)
 end

@@ -94,8 +94,14 @@ int main(void)
 	struct stat sb = { 0 }, db = { 0 };
 	ok(stat(tape, &sb) == 0 && sb.st_size >= 12 * (1 << 20), "the output is on the tape before close (%lld bytes)",
 	   (long long)sb.st_size);
-	is_int(count(path, "kind = 'o' AND data IS NULL AND at >= 0 AND len > 0"), count(path, "kind = 'o'"),
-	       "each output row names its bytes on the tape");
+	is_int(count(path, "kind = 'o' AND data IS NULL AND tape_id > 0 AND at >= 28 AND len > 0"), count(path, "kind = 'o'"),
+	       "each output row names the tape and its bytes there");
+	FILE *tf = fopen(tape, "rb");
+	char head[32] = "";
+	ok(tf && fread(head, 1, 28, tf) == 28 && !strncmp(head, "procy tape ", 11) && head[27] == '\n',
+	   "the tape's first line names it: %.27s", head);
+	if (tf)
+		fclose(tf);
 	/* 12 MB of input (a paste, say) stay in the database: the checkpointer
 	   copies the WAL back into the database file while the writer goes on
 	   (the WAL then starts over) */

@@ -56,7 +56,7 @@ see("procy%-exit=0", "/exit ends Claude Code, and procy exits 0")
 
 local h = assert(db.open(record, { migrations = false }))
 local row = h:query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
-local out = h:query("SELECT group_concat(coalesce(data, tape(at, len)), '') AS o FROM term_events WHERE session_id = ? AND kind = 'o'", row.id)[1].o
+local out = h:query("SELECT group_concat(coalesce(data, tape(tape_id, at, len)), '') AS o FROM term_events WHERE session_id = ? AND kind = 'o'", row.id)[1].o
 local lines = h:query("SELECT data FROM term_events WHERE session_id = ? AND kind = 'l' ORDER BY id", row.id)
 h:close()
 T.is(row.exit_code, 0, "the session is recorded with exit 0")

@@ -46,7 +46,7 @@ end
 local function last_session()
   local h = assert(db.open(record, { migrations = false }))
   local row = h:query("SELECT * FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
-  local out = h:query("SELECT group_concat(coalesce(data, tape(at, len)), '') AS o, count(*) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", row.id)[1]
+  local out = h:query("SELECT group_concat(coalesce(data, tape(tape_id, at, len)), '') AS o, count(*) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", row.id)[1]
   h:close()
   return row, out
 end
@@ -90,7 +90,34 @@ do
        "without its tape, export says which file is missing", lost.stderr)
   local shown = T.procy({ "--db", record, "show", row.id }, { env = env })
   T.ok(shown.code == 0, "and procy show still summarises the session", shown.stderr)
+  -- recorded into again meanwhile: a new tape, and the old rows know it is not theirs
+  p = procy { "sh", "-c", "stty raw -echo; printf 'new-tape-word\\r\\n'" }
+  drain(p)
+  p:wait(10)
+  local new_row, new_out = last_session()
+  T.is(new_out.o, "new-tape-word\r\n", "a session after that records on a new tape")
+  lost = T.procy({ "--db", record, "export", row.id }, { env = env })
+  T.ok(lost.code ~= 0 and lost.stderr:find("is not the tape this output was written to", 1, true),
+       "and the old session's output is not read from it", lost.stderr)
+  assert(os.rename(record .. "-term", record .. "-term.new"))
   assert(os.rename(record .. "-term.away", record .. "-term"))
+  cast = T.procy({ "--db", record, "export", row.id }, { env = env })
+  T.ok(cast.code == 0 and cast.stdout:find("tape-word-7", 1, true), "with its own tape back, it reads again")
+  assert(os.rename(record .. "-term", record .. "-term.away"))
+  assert(os.rename(record .. "-term.new", record .. "-term"))
+  cast = T.procy({ "--db", record, "export", new_row.id }, { env = env })
+  T.ok(cast.code == 0 and cast.stdout:find("new-tape-word", 1, true), "as the new session does from its own")
+  -- a file at the tape's name that is no tape is not written into
+  assert(os.rename(record .. "-term", record .. "-term.new"))
+  T.write(record .. "-term", "someone's notes\n")
+  p = procy { "sh", "-c", "echo never" }
+  local said = drain(p)
+  local r = p:wait(10)
+  T.ok(r.code ~= 0 and said:find("is not a procy tape", 1, true) and said:find(record .. "-term", 1, true),
+       "procy refuses to record into a file that is not a tape, and names it", said)
+  T.is(io.open(record .. "-term"):read("a"), "someone's notes\n", "and leaves it as it was")
+  assert(os.remove(record .. "-term"))
+  assert(os.rename(record .. "-term.new", record .. "-term"))
 end
 
 -- a 100 MB line with no newline neither stalls nor balloons

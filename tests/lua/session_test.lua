@@ -23,7 +23,7 @@ end
 
 local function events(kinds)
   local h = assert(db.open(record, { migrations = false }))
-  local rows = h:query([[SELECT kind, coalesce(data, tape(at, len)) AS data FROM term_events WHERE session_id =
+  local rows = h:query([[SELECT kind, coalesce(data, tape(tape_id, at, len)) AS data FROM term_events WHERE session_id =
     (SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1) AND instr(?, kind) > 0 ORDER BY id]], kinds)
   h:close()
   local parts = {}
@@ -250,7 +250,7 @@ do
   local h = assert(db.open(record, { migrations = false }))
   T.is(h:query("PRAGMA integrity_check")[1].integrity_check, "ok", "the record passes integrity_check after kill -9")
   local sid = h:query("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1")[1].id
-  local out = h:query("SELECT group_concat(coalesce(data, tape(at, len)), '') AS o, max(t) AS t FROM term_events WHERE kind = 'o' AND session_id = ?", sid)[1]
+  local out = h:query("SELECT group_concat(coalesce(data, tape(tape_id, at, len)), '') AS o, max(t) AS t FROM term_events WHERE kind = 'o' AND session_id = ?", sid)[1]
   T.ok(shown and (out.o or ""):find("tick-" .. shown .. "\r\n", 1, true), "what was on the screen before the last flush is on disk",
        ("tick-%s shown"):format(tostring(shown)))
   T.is(h:query("SELECT status FROM sessions WHERE id = ?", sid)[1].status, "running", "the session is left running")

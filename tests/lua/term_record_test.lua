@@ -37,7 +37,7 @@ local function session_data(kinds)
   local row = h:query("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1")[1]
   local out = {}
   for k in kinds:gmatch(".") do
-    out[k] = h:query("SELECT group_concat(data, '') AS d FROM (SELECT coalesce(data, tape(at, len)) AS data FROM term_events WHERE session_id = ? AND kind = ? ORDER BY id)",
+    out[k] = h:query("SELECT group_concat(data, '') AS d FROM (SELECT coalesce(data, tape(tape_id, at, len)) AS data FROM term_events WHERE session_id = ? AND kind = ? ORDER BY id)",
       row.id, k)[1].d or ""
   end
   h:close()

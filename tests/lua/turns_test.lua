@@ -87,7 +87,7 @@ local turn = assert(a:wait_turn { seq = seq, timeout = 20 })
 T.is(turn.status, "done", "a generic agent's turn ends on quiet output and its idle pattern")
 T.ok(turn.duration >= 1.5, "not during its sleep", ("%.2f s"):format(turn.duration))
 T.is(turn.prompt, "echo first; sleep 1.5; echo second", "with the prompt it was sent")
-local out = h:query("SELECT group_concat(coalesce(data, tape(at, len)), '') AS o FROM term_events WHERE session_id = ? AND kind = 'o'",
+local out = h:query("SELECT group_concat(coalesce(data, tape(tape_id, at, len)), '') AS o FROM term_events WHERE session_id = ? AND kind = 'o'",
   a.session)[1].o or ""
 T.ok(out:find("second", 1, true), "its terminal is recorded")
 a:close()
