@@ -177,7 +177,35 @@ static int spill(recorder_t *r)
 	return n ? 0 : -1;
 }
 
-/* Writes the spill file back, oldest first. 0 when it is empty after. */
+/* Reads the spill file's next event into b, and where it ends into
+   *end: 1, 0 at its end (or a torn last event), -1 without memory. */
+static int read_spilled(int fd, batch *b, off_t *end)
+{
+	spilled_head h;
+	if (read(fd, &h, sizeof h) != (ssize_t)sizeof h)
+		return 0;
+	if (h.at >= 0) {
+		if (batch_add_taped(b, h.t, h.kind, h.len, h.at) < 0)
+			return -1;
+	} else {
+		char *data = malloc(h.len ? h.len : 1);
+		if (!data)
+			return -1;
+		int got = read(fd, data, h.len) == (ssize_t)h.len;
+		int added = got && batch_add(b, h.t, h.kind, data, h.len, 0) == 0;
+		free(data);
+		if (!got)
+			return 0;
+		if (!added)
+			return -1;
+	}
+	*end = lseek(fd, 0, SEEK_CUR);
+	return 1;
+}
+
+/* Writes the spill file back, oldest first, a batch at a time. 0 when it
+   is empty after; -1 when some is left (the database refused, or no
+   memory), kept at the file's start. */
 static int unspill(recorder_t *r, int *rc, char *err, size_t errlen)
 {
 	if (!r->spilled)
@@ -185,59 +213,43 @@ static int unspill(recorder_t *r, int *rc, char *err, size_t errlen)
 	if (lseek(r->spill_fd, 0, SEEK_SET) < 0)
 		return -1;
 	batch b = { 0 };
-	off_t read_to = 0; /* what is in the record from the file's start */
+	off_t read_to = 0;  /* what is in the record, from the file's start */
 	off_t *ends = NULL; /* where each of b's events ends in the file */
 	size_t capends = 0;
-	int failed = 0;
-	for (;;) {
-		spilled_head h;
-		ssize_t got = read(r->spill_fd, &h, sizeof h);
-		size_t before = b.nev;
-		if (got == (ssize_t)sizeof h && h.at >= 0) {
-			batch_add_taped(&b, h.t, h.kind, h.len, h.at);
-		} else {
-			char *data = got == (ssize_t)sizeof h ? malloc(h.len ? h.len : 1) : NULL;
-			if (data && read(r->spill_fd, data, h.len) == (ssize_t)h.len)
-				batch_add(&b, h.t, h.kind, data, h.len, 0);
-			free(data);
-		}
-		if (b.nev > before) {
-			if (b.nev > capends) {
-				off_t *e = realloc(ends, b.capev * sizeof *e);
-				if (!e) { /* the event stays in the file for the next round */
-					b.nev--;
-					got = 0;
-				} else {
-					ends = e, capends = b.capev;
+	int more = 1, left = 0;
+	while (more && !left) {
+		while (b.data.len < CHUNK && b.nev < EV_MAX / 2) {
+			if (b.nev == capends) {
+				size_t cap = capends ? 2 * capends : 256;
+				off_t *e = realloc(ends, cap * sizeof *e);
+				if (!e) {
+					left = 1;
+					break;
 				}
+				ends = e, capends = cap;
 			}
-			if (b.nev > before)
-				ends[before] = lseek(r->spill_fd, 0, SEEK_CUR);
-		}
-		if (got != (ssize_t)sizeof h || b.data.len >= CHUNK || b.nev >= EV_MAX / 2) {
-			size_t done = write_events(r, &b, rc, err, errlen);
-			r->spilled -= done;
-			if (done == 0 && read_to == 0) { /* nothing went in: the file stays as it is */
-				batch_free(&b);
-				free(ends);
-				return -1;
-			}
-			if (done < b.nev) {
-				if (done) /* those are in the record now */
-					read_to = ends[done - 1];
-				failed = 1;
+			int got = read_spilled(r->spill_fd, &b, &ends[b.nev]);
+			if (got <= 0) {
+				more = 0;
+				left = got < 0;
 				break;
 			}
-			batch_clear(&b);
-			read_to = lseek(r->spill_fd, 0, SEEK_CUR);
-			if (got != (ssize_t)sizeof h)
-				break;
 		}
+		if (!b.nev)
+			break;
+		size_t done = write_events(r, &b, rc, err, errlen);
+		r->spilled -= done;
+		if (done)
+			read_to = ends[done - 1];
+		left = left || done < b.nev;
+		batch_clear(&b);
 	}
 	free(ends);
 	batch_free(&b);
-	if (failed) {
+	if (left) {
 		/* what went in is out of the file: keep the rest at its start */
+		if (read_to == 0)
+			return -1;
 		off_t end = lseek(r->spill_fd, 0, SEEK_END);
 		char buf[65536];
 		off_t from = read_to, to = 0;

@@ -15,7 +15,7 @@
 #define REC_MERGE_US    1000       /* output this close together is one row */
 #define CHUNK           (1 << 20)  /* bytes per transaction, and per write to the tape */
 #define MEM_MAX         (8 << 20)  /* waiting in memory before spilling */
-#define EV_MAX          (1 << 18)  /* events waiting (32 bytes each, the tape's too) */
+#define EV_MAX          (1 << 18)  /* events waiting, those on the tape too (40 bytes each) */
 #define QUEUE_MAX       (16 << 20) /* the relay's queue, if the writer never comes */
 #define HOLD_US         1000000    /* a trailing word waits at most this long */
 #define HOLD_MAX        512        /* and is at most this long */
