@@ -120,6 +120,41 @@ do
   assert(os.rename(record .. "-term.new", record .. "-term"))
 end
 
+-- two sessions recording at once into one record append to one tape:
+-- each session's rows read back its own bytes, whole and in order
+do
+  -- 6 MB each, over a second: the two overlap whatever their start
+  local function pattern(c)
+    return ("stty raw -echo; for i in $(seq 20); do head -c 300000 /dev/zero | tr '\\0' %s; sleep 0.05; done"):format(c)
+  end
+  local a, b = procy { "sh", "-c", pattern("a") }, procy { "sh", "-c", pattern("b") }
+  local na, nb = 0, 0
+  local ra, rb
+  while not (ra and rb) do -- read both as they come, or one would wait on its terminal
+    if not ra then
+      local c = a:read("stdout", 0.01)
+      if c then na = na + #c elseif a:wait(0) then ra = true end
+    end
+    if not rb then
+      local c = b:read("stdout", 0.01)
+      if c then nb = nb + #c elseif b:wait(0) then rb = true end
+    end
+  end
+  local h = assert(db.open(record, { migrations = false }))
+  local good, spans = true, {}
+  for _, s in ipairs(h:query("SELECT id, argv FROM sessions ORDER BY started_at DESC LIMIT 2")) do
+    local letter = s.argv:match("tr '\\\\0' (%a)")
+    local r = h:query([[SELECT group_concat(CAST(tape(tape_id, at, len) AS TEXT), '') AS o, min(at) AS first, max(at) AS last
+      FROM (SELECT tape_id, at, len FROM term_events WHERE session_id = ? AND kind = 'o' ORDER BY id)]], s.id)[1]
+    good = good and letter and r.o == letter:rep(6000000)
+    spans[#spans + 1] = r
+  end
+  h:close()
+  T.ok(na == 6000000 and nb == 6000000 and good, "two sessions at once: each one's rows hold its 6 MB, no byte of the other's")
+  T.ok(#spans == 2 and spans[1].first < spans[2].last and spans[2].first < spans[1].last,
+       "written into one tape at the same time")
+end
+
 -- a 100 MB line with no newline neither stalls nor balloons
 do
   local mb = 100
