@@ -304,11 +304,12 @@ typedef struct tape tape_t;
    with err filled (EBADTAPE: a file there that is not a tape). */
 tape_t *tape_open(const char *db_path, err_t *err);
 int64_t tape_id(const tape_t *t); /* what its first line names it */
-/* Appends n bytes; *at: where they start. 0, or -1 with err filled (and
-   nothing to name: bytes a short write left are never read). */
-int     tape_append(tape_t *t, const void *p, size_t n, int64_t *at, err_t *err);
+/* Appends n (> 0) bytes; *at: where they start, *written: how many went
+   (all, or on a short write the first *written, there whole). 0, or -1
+   with err filled. */
+int     tape_append(tape_t *t, const void *p, size_t n, int64_t *at, size_t *written, err_t *err);
 void    tape_close(tape_t *t);
-/* Gives a connection tape(id, at, len): those bytes of its record's tape,
+/* Gives a connection tape(id, at, len[, otherwise]): those bytes of its record's tape,
    if that is tape id. An SQLite result code. */
 int     tape_sql(struct sqlite3 *db);
 

@@ -11,15 +11,17 @@
 **    written at the end of a round waits for the next (up to HOLD_US);
 **  - appends the output to the record's tape (tape.c: written once, at the
 **    end of a file beside the database), then writes the rows, the
-**    output's naming the tape and where on it, in transactions of at most
-**    CHUNK bytes, so a nearly full disk still takes what fits, and a
-**    refused write keeps the rest;
+**    output's naming the tape and where on it (output the tape refused
+**    keeps its bytes in its row), in transactions of at most CHUNK bytes,
+**    so a nearly full disk still takes what fits, and a refused write
+**    keeps the rest;
 **  - bounds its memory: past MEM_MAX bytes or EV_MAX events waiting (the
 **    database refuses writes) the oldest events go to a spill file next to
 **    the record, written back first once the database takes writes again;
-**    if that fails too (a full disk), the oldest output not on the tape is
-**    dropped and a 'g' (gap) event says how much and when, counted in
-**    `losses`. Input, markers and the rest are never dropped.
+**    if that fails too (a full disk), the oldest output is dropped (output
+**    on the tape only when there are too many events, its bytes then left
+**    unnamed there) and a 'g' (gap) event says how much and when, counted
+**    in `losses`. Input, markers and the rest are never dropped.
 ** So SQLite's work, and the disk's, never sits on the relay's path.
 */
 #define _GNU_SOURCE
@@ -35,35 +37,39 @@
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
-/* Appends b's output that is not on the tape yet, from the first event, a
-   run of adjacent output at a time (its bytes lie together in b's data).
-   Returns how many of b's events are ready for their rows: all, or those
-   before the first output that could not be written (err says why). b
-   holds no bytes of what went. */
-static size_t tape_out(recorder_t *r, batch *b, err_t *err)
+/* Appends b's output that is not on the tape yet to it, a run of adjacent
+   output at a time (its bytes lie together in b's data), and lets go of
+   those bytes. What the tape refuses keeps its bytes: its row holds them
+   (the database may well take what the tape did not), and the next round
+   tries the tape again if the row could not be written either. */
+static void tape_out(recorder_t *r, batch *b)
 {
-	size_t i = 0, ready = b->nev;
+	size_t i = 0;
 	while (i < b->nev) {
 		const queued *q = &b->ev[i];
-		if (q->kind != 'o' || q->at >= 0) {
+		if (q->kind != 'o' || q->at >= 0 || !q->len) { /* nothing to write: an empty row keeps '' */
 			i++;
 			continue;
 		}
 		size_t j = i + 1, bytes = q->len;
-		while (j < b->nev && b->ev[j].kind == 'o' && b->ev[j].at < 0 && bytes + b->ev[j].len <= CHUNK)
+		while (j < b->nev && b->ev[j].kind == 'o' && b->ev[j].at < 0 && bytes + b->ev[j].len <= CHUNK &&
+		       b->ev[j].off == b->ev[j - 1].off + b->ev[j - 1].len)
 			bytes += b->ev[j++].len;
 		int64_t at;
-		if (tape_append(r->tape, b->data.p + q->off, bytes, &at, err) < 0) {
-			ready = i;
-			break;
+		size_t went;
+		err_t why = { NULL, "" };
+		int ok = tape_append(r->tape, b->data.p + q->off, bytes, &at, &went, &why) == 0;
+		for (size_t k = i; k < j && b->ev[k].len <= went; k++) { /* whole on the tape: named there */
+			went -= b->ev[k].len;
+			if (b->ev[k].len)
+				b->ev[k].at = at;
+			at += (int64_t)b->ev[k].len;
 		}
-		for (; i < j; i++) {
-			b->ev[i].at = at;
-			at += (int64_t)b->ev[i].len;
-		}
+		if (!ok)
+			break; /* the rest waits for the next round */
+		i = j;
 	}
 	batch_compact(b);
-	return ready;
 }
 
 /* What a row costs the database: its bytes, and about this much more. */
@@ -75,13 +81,12 @@ static size_t tape_out(recorder_t *r, batch *b, err_t *err)
 static size_t write_events(recorder_t *r, batch *b, int *rc, char *err, size_t errlen)
 {
 	size_t done = 0;
-	err_t why = { NULL, "" };
-	size_t ready = tape_out(r, b, &why);
+	tape_out(r, b);
 	*rc = SQLITE_OK;
-	while (done < ready && *rc == SQLITE_OK) {
+	while (done < b->nev && *rc == SQLITE_OK) {
 		*rc = sqlite3_exec(r->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		size_t i = done, bytes = 0;
-		for (; *rc == SQLITE_OK && i < ready && (i == done || bytes + ROW_COST(&b->ev[i]) <= CHUNK); i++) {
+		for (; *rc == SQLITE_OK && i < b->nev && (i == done || bytes + ROW_COST(&b->ev[i]) <= CHUNK); i++) {
 			const queued *e = &b->ev[i];
 			char kind[2] = { e->kind, 0 };
 			sqlite3_bind_text(r->insert, 1, r->session, -1, SQLITE_STATIC);
@@ -124,10 +129,6 @@ static size_t write_events(recorder_t *r, batch *b, int *rc, char *err, size_t e
 		if (i == b->nev)
 			r->lost_events = r->lost_bytes = 0;
 		done = i;
-	}
-	if (*rc == SQLITE_OK && ready < b->nev) { /* the tape refused: the rest waits */
-		*rc = SQLITE_IOERR;
-		snprintf(err, errlen, "%s", why.msg);
 	}
 	return done;
 }
@@ -177,13 +178,21 @@ static int spill(recorder_t *r)
 	return n ? 0 : -1;
 }
 
-/* Reads the spill file's next event into b, and where it ends into
-   *end: 1, 0 at its end (or a torn last event), -1 without memory. */
-static int read_spilled(int fd, batch *b, off_t *end)
+/* Reads the spill file's event at *off into b, and moves *off past it: 1;
+   0 at the file's end; -1 when it cannot be read (errno), or no memory. */
+static int read_spilled(int fd, batch *b, off_t *off)
 {
 	spilled_head h;
-	if (read(fd, &h, sizeof h) != (ssize_t)sizeof h)
+	ssize_t n;
+	while ((n = pread(fd, &h, sizeof h, *off)) < 0 && errno == EINTR)
+		;
+	if (n == 0)
 		return 0;
+	if (n != (ssize_t)sizeof h) {
+		if (n >= 0)
+			errno = EIO; /* torn: spill() undoes a short write, so something else cut it */
+		return -1;
+	}
 	if (h.at >= 0) {
 		if (batch_add_taped(b, h.t, h.kind, h.len, h.at) < 0)
 			return -1;
@@ -191,81 +200,61 @@ static int read_spilled(int fd, batch *b, off_t *end)
 		char *data = malloc(h.len ? h.len : 1);
 		if (!data)
 			return -1;
-		int got = read(fd, data, h.len) == (ssize_t)h.len;
-		int added = got && batch_add(b, h.t, h.kind, data, h.len, 0) == 0;
+		while ((n = pread(fd, data, h.len, *off + (off_t)sizeof h)) < 0 && errno == EINTR)
+			;
+		int added = n == (ssize_t)h.len && batch_add(b, h.t, h.kind, data, h.len, 0) == 0;
 		free(data);
-		if (!got)
-			return 0;
-		if (!added)
+		if (!added) {
+			if (n >= 0 && n != (ssize_t)h.len)
+				errno = EIO;
 			return -1;
+		}
 	}
-	*end = lseek(fd, 0, SEEK_CUR);
+	*off += (off_t)(sizeof h + held(&b->ev[b->nev - 1]));
 	return 1;
 }
 
-/* Writes the spill file back, oldest first, a batch at a time. 0 when it
-   is empty after; -1 when some is left (the database refused, or no
-   memory), kept at the file's start. */
+/* Writes the spill file back, oldest first, a batch at a time: first what
+   a round read before and the database refused (r->carry, its output on
+   the tape by now), then the file from r->spill_from. 0 when all is in;
+   -1 when some is left for the next round. */
 static int unspill(recorder_t *r, int *rc, char *err, size_t errlen)
 {
+	*rc = SQLITE_OK;
 	if (!r->spilled)
 		return 0;
-	if (lseek(r->spill_fd, 0, SEEK_SET) < 0)
-		return -1;
-	batch b = { 0 };
-	off_t read_to = 0;  /* what is in the record, from the file's start */
-	off_t *ends = NULL; /* where each of b's events ends in the file */
-	size_t capends = 0;
-	int more = 1, left = 0;
-	while (more && !left) {
-		while (b.data.len < CHUNK && b.nev < EV_MAX / 2) {
-			if (b.nev == capends) {
-				size_t cap = capends ? 2 * capends : 256;
-				off_t *e = realloc(ends, cap * sizeof *e);
-				if (!e) {
-					left = 1;
-					break;
-				}
-				ends = e, capends = cap;
-			}
-			int got = read_spilled(r->spill_fd, &b, &ends[b.nev]);
-			if (got <= 0) {
-				more = 0;
-				left = got < 0;
-				break;
-			}
+	batch *b = &r->carry;
+	for (;;) {
+		if (b->nev) {
+			size_t done = write_events(r, b, rc, err, errlen);
+			r->spilled -= done;
+			batch_drop(b, done);
+			if (b->nev)
+				return -1;
 		}
-		if (!b.nev)
-			break;
-		size_t done = write_events(r, &b, rc, err, errlen);
-		r->spilled -= done;
-		if (done)
-			read_to = ends[done - 1];
-		left = left || done < b.nev;
-		batch_clear(&b);
-	}
-	free(ends);
-	batch_free(&b);
-	if (left) {
-		/* what went in is out of the file: keep the rest at its start */
-		if (read_to == 0)
+		int got = 1;
+		while (b->data.len < CHUNK && b->nev < EV_MAX / 2 && (got = read_spilled(r->spill_fd, b, &r->spill_from)) > 0)
+			;
+		if (got < 0 && !b->nev) {
+			int e = errno;
+			snprintf(err, errlen, "%s (the spill file %.*s)", strerror(e), (int)(errlen / 2), r->spill_path);
+			*rc = SQLITE_IOERR;
 			return -1;
-		off_t end = lseek(r->spill_fd, 0, SEEK_END);
-		char buf[65536];
-		off_t from = read_to, to = 0;
-		while (from < end) {
-			ssize_t k = pread(r->spill_fd, buf, sizeof buf, from);
-			if (k <= 0 || pwrite(r->spill_fd, buf, (size_t)k, to) != k)
-				break;
-			from += k, to += k;
 		}
-		if (ftruncate(r->spill_fd, to) < 0 || lseek(r->spill_fd, to, SEEK_SET) < 0)
-			return -1;
-		return -1;
+		if (!b->nev)
+			break; /* its end */
 	}
-	r->spilled = 0;
-	if (ftruncate(r->spill_fd, 0) < 0 || lseek(r->spill_fd, 0, SEEK_SET) < 0)
-		return -1;
+	batch_free(b);
+	if (r->spilled) { /* events the file said it held and did not give: lost */
+		r->lost_events += r->spilled;
+		pthread_mutex_lock(&r->w.mu);
+		r->stats.dropped += r->spilled;
+		pthread_mutex_unlock(&r->w.mu);
+		r->spilled = 0;
+	}
+	if (ftruncate(r->spill_fd, 0) < 0)
+		return -1; /* what it holds stays behind spill_from, never read again */
+	r->spill_from = 0;
 	return 0;
 }
 
@@ -363,6 +352,7 @@ static void writer(worker_t *w)
 			r->lost_bytes += gap_b;
 		}
 		rules_take_in(r, &in);
+		tape_out(r, &r->pending); /* whatever the database does: output waits as rows, not bytes */
 		char err[256] = "";
 		int rc = SQLITE_OK;
 		size_t written = 0;
@@ -460,7 +450,8 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		                  "PRAGMA cache_size = -512; PRAGMA journal_size_limit = 16777216", NULL, NULL, NULL);
 	if (rc == SQLITE_OK && !(r->ckpt = ckpt_start(path, r->db, &why)))
 		rc = SQLITE_CANTOPEN;
-	if (rc == SQLITE_OK && !(r->tape = tape_open(path, &why)))
+	/* named as SQLite names the database (links resolved), as readers do */
+	if (rc == SQLITE_OK && !(r->tape = tape_open(sqlite3_db_filename(r->db, "main"), &why)))
 		rc = SQLITE_CANTOPEN;
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(r->db,
@@ -589,6 +580,7 @@ int rec_close(recorder_t *r)
 	batch_free(&r->queue);
 	batch_free(&r->spare);
 	batch_free(&r->pending);
+	batch_free(&r->carry);
 	for (size_t i = 0; i < r->nlits; i++)
 		free(r->lits[i]);
 	free(r->lits);

@@ -64,7 +64,9 @@ struct recorder {
 	size_t          npairs;       /* or a literal of one byte: the byte-wise scan) */
 	int             spill_fd;
 	char            spill_path[4096];
-	uint64_t        spilled;   /* events in the spill file */
+	uint64_t        spilled;   /* events in the spill file, and in carry */
+	off_t           spill_from; /* where its events not yet read back start */
+	batch           carry;     /* read back from it, refused by the database */
 	uint64_t        lost_events, lost_bytes; /* dropped, not yet counted in `losses` */
 	tape_t         *tape;      /* where output goes (tape.c) */
 	sqlite3        *db;

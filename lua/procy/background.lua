@@ -322,8 +322,8 @@ function cmd.log(args, opts)
   local render = require("procy.transcript").renderer { color = color }
   local last = 0
   while true do
-    local rows = store.open():query([[SELECT id, kind, coalesce(data, tape(tape_id, at, len)) AS data FROM term_events WHERE session_id = ? AND id > ?
-                                      ORDER BY id LIMIT 500]], row.session_id, last)
+    local rows = assert(store.open():query([[SELECT id, kind, coalesce(data, tape(tape_id, at, len)) AS data FROM term_events
+                                             WHERE session_id = ? AND id > ? ORDER BY id LIMIT 500]], row.session_id, last))
     for _, e in ipairs(rows) do
       last = e.id
       io.stdout:write(render(e.kind, e.data))

@@ -98,8 +98,10 @@ local function batch(h, src)
 end
 
 -- the terminal: consecutive output of a session as text, a hit per CHUNK
+-- (output whose tape is gone is left out: one lost tape does not stop the
+-- index)
 local function term_batch(h)
-  local rows = assert(h:query([[SELECT id, session_id, t, coalesce(data, tape(tape_id, at, len)) AS data FROM term_events WHERE kind = 'o' AND id > ?
+  local rows = assert(h:query([[SELECT id, session_id, t, coalesce(data, tape(tape_id, at, len, '')) AS data FROM term_events WHERE kind = 'o' AND id > ?
     ORDER BY id LIMIT ?]], watermark(h, "term"), M.BATCH))
   if #rows == 0 then return false end
   local open = {} -- session -> {parts, size, ref, t}

@@ -3,6 +3,7 @@
    writes, close. */
 #define _GNU_SOURCE
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sqlite3.h>
@@ -19,6 +20,36 @@ static int count(const char *path, const char *where)
 	sqlite3_open(path, &db);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* The bytes of the rows where `where`, in order, as readers get them
+   (coalesce(data, tape(...))), into out (at most size); their length, or
+   -1 if the query fails (err: why). */
+static long read_back(const char *path, const char *where, char *out, size_t size, char *err, size_t errlen)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char sql[512];
+	long n = 0;
+	snprintf(sql, sizeof sql,
+	         "SELECT coalesce(data, tape(tape_id, at, len)) FROM term_events WHERE %s ORDER BY id", where);
+	sqlite3_open(path, &db);
+	tape_sql(db);
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		size_t k = (size_t)sqlite3_column_bytes(st, 0);
+		if ((size_t)n + k <= size)
+			memcpy(out + n, sqlite3_column_blob(st, 0), k);
+		n += (long)k;
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		n = -1;
+	}
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return n;
@@ -152,6 +183,48 @@ int main(void)
 	is_int(count(path, "kind = 'i'") - before, 160, "every spilled event is written back");
 	is_int(count(path, "kind = 'i' AND t BETWEEN 900000 AND 900159 AND length(data) = 65536 AND data = CAST(replace(hex(zeroblob(65536)), '00', 'p') AS BLOB)"), 160, "byte for byte");
 	ok(stat(spill, &sb) != 0 || sb.st_size == 0, "and the spill file is empty");
+	/* an empty output event (a read redaction left nothing of) after
+	   input: a row of no bytes, read as such */
+	rec_event(r, 1500000, 'i', "q", 1);
+	rec_event(r, 1502000, 'o', "", 0);
+	rec_event(r, 1504000, 'i', "r", 1);
+	is_int(rec_sync(r), 0, "an empty output event is written");
+	char got[64], why[256] = "";
+	long back = read_back(path, "t BETWEEN 1500000 AND 1504000", got, sizeof got, why, sizeof why);
+	ok(back == 2 && !memcmp(got, "qr", 2), "and reads back as nothing (%ld bytes in all) %s", back, why);
+
+	/* the database refuses writes while 300,000 events of output come
+	   (more than EV_MAX): their bytes go to the tape as they come, their
+	   rows past EV_MAX to the spill file, and once the database takes
+	   writes again every row is written, each naming its own byte */
+	sqlite3_open(path, &other);
+	sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	enum { MANY = 300000 };
+	static char want[MANY], seen[MANY + 1];
+	for (int i = 0; i < MANY; i++) {
+		want[i] = (char)('a' + i % 26);
+		rec_event(r, 2000000 + 2000LL * i, 'o', &want[i], 1); /* 2 ms apart: a row each */
+		if (i % 20000 == 19999) {
+			rec_flush(r);
+			usleep(20000);
+		}
+	}
+	for (int i = 0; i < 500; i++) {
+		rec_stats(r, &st);
+		if (st.spilled > 0)
+			break;
+		rec_flush(r);
+		usleep(10000);
+	}
+	ok(st.spilled > 0 && st.dropped == 0, "past EV_MAX rows waiting, the oldest are spilled (%llu), none let go",
+	   (unsigned long long)st.spilled);
+	ok(stat(tape, &sb) == 0 && sb.st_size >= (off_t)MANY + 12 * (1 << 20), "the output itself is on the tape meanwhile");
+	sqlite3_exec(other, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(other);
+	is_int(rec_sync(r), 0, "the database takes writes again");
+	is_int(count(path, "kind = 'o' AND t >= 2000000 AND tape_id > 0"), MANY, "every row is written");
+	long n = read_back(path, "kind = 'o' AND t >= 2000000", seen, sizeof seen, why, sizeof why);
+	ok(n == MANY && memcmp(seen, want, MANY) == 0, "each reads back its byte, in order (%ld) %s", n, why);
 	rec_event(r, 200000, 'x', "0", 1);
 	is_int(rec_close(r), 0, "close flushes");
 	is_int(count(path, "kind = 'x'"), 1, "the last event is there");

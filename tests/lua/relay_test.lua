@@ -120,6 +120,24 @@ do
   assert(os.rename(record .. "-term.new", record .. "-term"))
 end
 
+-- a search index brought up to date over rows whose tape is gone goes on
+-- past them: one lost tape does not stop search
+do
+  local rec2 = dir .. "/second.db"
+  local function session(word)
+    local p = assert(proc.spawn({ T.bin, "--db", rec2, "--", "sh", "-c", "stty raw -echo; echo " .. word },
+      { pty = { cols = 100, rows = 30 }, env = env }))
+    drain(p)
+    p:wait(10)
+  end
+  session("first-tape-word")
+  assert(os.rename(rec2 .. "-term", rec2 .. "-term.away"))
+  session("second-tape-word")
+  local found = T.procy({ "--db", rec2, "search", "second-tape-word" }, { env = env })
+  T.ok(found.code == 0 and found.stdout:find("second-tape-word", 1, true),
+       "procy search finds what is on the tape there, past output whose tape is gone", found.stdout .. found.stderr)
+end
+
 -- two sessions recording at once into one record append to one tape:
 -- each session's rows read back its own bytes, whole and in order
 do

@@ -265,8 +265,14 @@ end
 full_disk("small", 20, 2, function(rec, size)
   local h = assert(db.open(rec, { migrations = false }))
   local o = h:query("SELECT sum(coalesce(len, length(data))) AS n, count(*) AS c FROM term_events WHERE kind = 'o'")[1]
+  local bytes = assert(h:query([[SELECT group_concat(coalesce(data, tape(tape_id, at, len)), '') AS o
+    FROM (SELECT data, tape_id, at, len FROM term_events WHERE kind = 'o' ORDER BY id)]]))[1].o
   h:close()
   T.is(o.n, size, "a full disk: every chunk is recorded once it has room again")
+  local want = { "ready" }
+  for i = 0, 19 do want[#want + 1] = ("%04d:"):format(i) .. ("0123456789abcdef"):rep(16384) .. "\n" end
+  want[#want + 1] = "END\n"
+  T.ok(bytes == table.concat(want), "byte for byte, in order", ("%d bytes read back"):format(#(bytes or "")))
 end)
 
 full_disk("tiny", 60, 8, function(rec, size)
