@@ -55,6 +55,18 @@ static long read_back(const char *path, const char *where, char *out, size_t siz
 	return n;
 }
 
+/* Asks the writer to write until it has spilled something (5 s at most). */
+static void wait_spilled(recorder_t *r, rec_stats_t *st)
+{
+	for (int i = 0; i < 500; i++) {
+		rec_stats(r, st);
+		if (st->spilled > 0)
+			return;
+		rec_flush(r);
+		usleep(10000);
+	}
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/procy-test-rec-XXXXXX";
@@ -167,13 +179,7 @@ int main(void)
 		if (i % 16 == 15)
 			rec_flush(r);
 	}
-	for (int i = 0; i < 500; i++) {
-		rec_stats(r, &st);
-		if (st.spilled > 0)
-			break;
-		rec_flush(r);
-		usleep(10000);
-	}
+	wait_spilled(r, &st);
 	ok(st.spilled > 0 && stat(spill, &sb) == 0, "past 8 MB waiting, the oldest events are spilled to a file (%llu)",
 	   (unsigned long long)st.spilled);
 	ok(st.waiting >= 160 && st.dropped == 0, "nothing is let go");
@@ -209,13 +215,7 @@ int main(void)
 			usleep(20000);
 		}
 	}
-	for (int i = 0; i < 500; i++) {
-		rec_stats(r, &st);
-		if (st.spilled > 0)
-			break;
-		rec_flush(r);
-		usleep(10000);
-	}
+	wait_spilled(r, &st);
 	ok(st.spilled > 0 && st.dropped == 0, "past EV_MAX rows waiting, the oldest are spilled (%llu), none let go",
 	   (unsigned long long)st.spilled);
 	ok(stat(tape, &sb) == 0 && sb.st_size >= (off_t)MANY + 12 * (1 << 20), "the output itself is on the tape meanwhile");
