@@ -41,7 +41,7 @@ static long read_back(const char *path, const char *where, char *out, size_t siz
 	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		size_t k = (size_t)sqlite3_column_bytes(st, 0);
-		if ((size_t)n + k <= size)
+		if (k && (size_t)n + k <= size) /* an empty blob is NULL */
 			memcpy(out + n, sqlite3_column_blob(st, 0), k);
 		n += (long)k;
 		rc = SQLITE_OK;
