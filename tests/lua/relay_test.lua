@@ -138,6 +138,23 @@ do
        "procy search finds what is on the tape there, past output whose tape is gone", found.stdout .. found.stderr)
 end
 
+-- a record named through a link: the writer and the readers name one tape,
+-- beside the file the link points to, as SQLite names the database
+do
+  fs.mkdir(dir .. "/real")
+  local real, link = dir .. "/real/linked.db", dir .. "/linked.db"
+  assert(db.open(real)):close()
+  assert(proc.run { "ln", "-s", real, link }.code == 0)
+  local p = assert(proc.spawn({ T.bin, "--db", link, "--", "sh", "-c", "stty raw -echo; echo through-a-link" },
+    { pty = { cols = 100, rows = 30 }, env = env }))
+  drain(p)
+  p:wait(10)
+  local id = T.procy({ "--db", link, "sessions" }, { env = env }).stdout:match("\n(%x+)")
+  local cast = T.procy({ "--db", link, "export", id or "?" }, { env = env })
+  T.ok(fs.stat(real .. "-term") and not fs.stat(link .. "-term") and cast.stdout:find("through-a-link", 1, true),
+       "--db through a link: the tape is beside the real file, and reads back", cast.stderr)
+end
+
 -- two sessions recording at once into one record append to one tape:
 -- each session's rows read back its own bytes, whole and in order
 do
