@@ -151,16 +151,6 @@ local ROLES = { main = true, side = true, subagent = true }
 
 local function bad(what, msg) error(what .. ": " .. msg, 0) end
 
--- The providers every router knows: `anthropic`, the proxy's own upstream
--- (the agent's key), and `openai`, its OpenAI upstream (OPENAI_API_KEY).
-local function builtin(o)
-  return {
-    anthropic = { api = "anthropic", url = o.upstream or "https://api.anthropic.com" },
-    openai = { api = "openai", url = (o.openai or "https://api.openai.com"):gsub("/+$", "") .. "/v1",
-               key_env = "OPENAI_API_KEY" },
-  }
-end
-
 local function check_provider(name, p)
   local what = "providers." .. tostring(name)
   if type(p) ~= "table" then bad(what, "a provider is a table {api =, url =, key_env =}") end
@@ -177,6 +167,18 @@ local function check_provider(name, p)
   end
   return { name = name, api = p.api, url = p.url:gsub("/+$", ""), key_env = p.key_env, headers = tbl(p.headers) or {},
            prices = tbl(p.prices), reasoning = p.reasoning == true, timeout = tonumber(p.timeout) }
+end
+
+-- The providers every router knows: `anthropic`, the proxy's own upstream
+-- (the agent's key), and `openai`, its OpenAI upstream (OPENAI_API_KEY).
+-- They are checked and filled in as a configured one is, so every
+-- provider a route reaches has the same fields.
+local function builtin(o)
+  return {
+    anthropic = check_provider("anthropic", { api = "anthropic", url = o.upstream or "https://api.anthropic.com" }),
+    openai = check_provider("openai", { api = "openai", key_env = "OPENAI_API_KEY",
+      url = (o.openai or "https://api.openai.com"):gsub("/+$", "") .. "/v1" }),
+  }
 end
 
 -- "PROVIDER" or "PROVIDER:MODEL" (a model may hold ":", as Ollama's do)

@@ -21,7 +21,8 @@
 //   TOOL:edit:/path:OLD:NEW    -> a Read of the file, then (after its result) an Edit replacing OLD by NEW
 //                                 (both base64), then the answer
 //   TOOL:shell[cmd]            -> Codex's exec_command call (if exec_command is offered)
-//   TOOL:task:NAME[prompt]     -> a Task (or Agent) call handing prompt to the subagent NAME
+//   TOOL:task:NAME[prompt]     -> a Task (or Agent) call handing prompt to the subagent NAME, in the foreground
+//   TOOL:bgtask:NAME[prompt]   -> the same, run_in_background left out: Claude Code's default, the background
 //   THINK                      -> a thinking block (with signature) first
 //   SERVER_TOOL                -> a web search server tool block and its result (Anthropic)
 //   SLOW                       -> 20 words, one every 0.5 s
@@ -152,11 +153,12 @@ function reply(api, body) {
   const shell = t.match(/TOOL:shell\[([^\]]*)\]/);
   const write = t.match(/TOOL:write:([^\s:]+)(?::([A-Za-z0-9+/=]+))?/);
   const big = t.match(/BIG:(\d+)/);
-  const task = t.match(/TOOL:task:([\w-]+)\[((?:[^[\]]|\[[^\]]*\])*)\]/); // one [...] may nest
+  const task = t.match(/TOOL:(bg)?task:([\w-]+)\[((?:[^[\]]|\[[^\]]*\])*)\]/); // one [...] may nest
   const taskTool = tools.find((x) => x === "Task" || x === "Agent");
   if (task && taskTool) {
-    r.blocks.push({ type: "text", text: "FAKE: asking " + task[1] + "." },
-      { type: "tool_use", id, name: taskTool, input: { description: "fake task", prompt: task[2], subagent_type: task[1], run_in_background: false } });
+    const input = { description: "fake task", prompt: task[3], subagent_type: task[2] };
+    if (!task[1]) input.run_in_background = false;
+    r.blocks.push({ type: "text", text: "FAKE: asking " + task[2] + "." }, { type: "tool_use", id, name: taskTool, input });
     r.stop = "tool_use";
   } else if (bash && tools.includes("Bash")) {
     r.blocks.push({ type: "text", text: "FAKE: running a command." },
