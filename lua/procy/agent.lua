@@ -146,9 +146,15 @@ function A:status()
   return s
 end
 
+-- The agents M.open made and nobody has closed yet: `procy run` closes
+-- them when its recipe returns, so a recipe that forgets to is not left
+-- waiting on its agent (a weak set: one dropped and collected is gone).
+local opened = setmetatable({}, { __mode = "k" })
+
 function A:close()
   if self.closed then return end
   self.closed = true
+  opened[self] = nil
   self.driver:close()
   if self.tracker.open then self.tracker:finish { status = "interrupted", error = "the agent was closed" } end
   self.off_call()
@@ -239,7 +245,16 @@ function M.open(o)
     a:close()
     return nil, err, code
   end
+  opened[a] = true
   return a
+end
+
+-- close_all(): closes every agent open() made that is still open (their
+-- sessions end as a close ends them)
+function M.close_all()
+  local list = {}
+  for a in pairs(opened) do list[#list + 1] = a end
+  for _, a in ipairs(list) do a:close() end
 end
 
 -- ---- the interactive session's agent ---------------------------------------------------

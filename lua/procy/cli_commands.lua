@@ -23,6 +23,8 @@ function commands.run(args)
   local task = core.spawn(function() return require("procy.recipes").run(file, rargs) end)
   task:label(file)
   local r = table.pack(core.await(task))
+  -- the agents it opened and left open end with it
+  if package.loaded["procy.agent"] then package.loaded["procy.agent"].close_all() end
   -- logged with its traceback; what it started must not keep procy waiting
   if r[1] == nil and r[3] == "ETASK" then core.exit(1) end
   if r[1] == nil and r[2] ~= nil then
