@@ -60,7 +60,7 @@ M.settings = {
     doc = "seconds an upstream may send nothing before the call fails with 504" },
   { name = "providers", type = "table", default = {},
     doc = "where routes send calls: name = {api = \"openai\"|\"anthropic\", url =, key_env = (the key's variable; "
-      .. "never the key), headers =, prices =, reasoning =}; anthropic and openai are built in (lua/procy/route.lua)" },
+      .. "never the key), headers =, prices =, reasoning =, max_tokens_field =, max_output =, models =, timeout =}; anthropic and openai are built in (lua/procy/route.lua)" },
   { name = "routes", type = "table", default = {},
     doc = "calls sent to another provider, the first match wins: {agent =, model = (pattern), role =, min_tokens =, "
       .. "thinking =, to = \"PROVIDER[:MODEL]\"} or function(call) -> \"PROVIDER:MODEL\" (PROCY_ROUTES, SUBAGENT_MAPPINGS add)" },

@@ -144,7 +144,7 @@ end
 -- ---- providers and routes ----------------------------------------------------------------
 
 local PROVIDER_FIELDS = { api = true, url = true, key_env = true, headers = true, prices = true, reasoning = true,
-                          timeout = true }
+                          timeout = true, max_tokens_field = true, max_output = true, models = true }
 local ROUTE_FIELDS = { name = true, agent = true, model = true, role = true, min_tokens = true, thinking = true,
                        to = true }
 local ROLES = { main = true, side = true, subagent = true }
@@ -165,8 +165,46 @@ local function check_provider(name, p)
   if p.key_env ~= nil and (type(p.key_env) ~= "string" or not p.key_env:match("^[%a_][%w_]*$")) then
     bad(what, "key_env must name an environment variable")
   end
-  return { name = name, api = p.api, url = p.url:gsub("/+$", ""), key_env = p.key_env, headers = tbl(p.headers) or {},
-           prices = tbl(p.prices), reasoning = p.reasoning == true, timeout = tonumber(p.timeout) }
+  if p.reasoning ~= nil and type(p.reasoning) ~= "boolean"
+     and not (type(p.reasoning) == "string" and pcall(string.find, "", p.reasoning)) then
+    bad(what, "reasoning must be true, false or a Lua pattern on the model's name")
+  end
+  if p.max_tokens_field ~= nil and p.max_tokens_field ~= "max_tokens" and p.max_tokens_field ~= "max_completion_tokens" then
+    bad(what, "max_tokens_field must be \"max_tokens\" or \"max_completion_tokens\"")
+  end
+  if p.max_output ~= nil and type(p.max_output) ~= "number" and type(p.max_output) ~= "table" then
+    bad(what, "max_output must be a number of tokens or a table model = tokens")
+  end
+  if p.models ~= nil and type(p.models) ~= "boolean" then bad(what, "models must be true or false") end
+  local url = p.url:gsub("/+$", "")
+  -- OpenAI's own API wants max_completion_tokens (its reasoning models
+  -- refuse max_tokens); the servers that copy it (vLLM, Ollama,
+  -- llama.cpp, OpenRouter) take max_tokens
+  local openai = url:match("^https?://api%.openai%.com[:/]") or url:match("^https?://api%.openai%.com$")
+  return { name = name, api = p.api, url = url, key_env = p.key_env, headers = tbl(p.headers) or {},
+           prices = tbl(p.prices), timeout = tonumber(p.timeout),
+           reasoning = p.reasoning,
+           max_tokens_field = p.max_tokens_field or (openai and "max_completion_tokens" or "max_tokens"),
+           max_output = p.max_output, models = p.models ~= false }
+end
+
+-- The models that take reasoning_effort and refuse temperature, top_p and
+-- stop, when a provider's `reasoning` does not say: by name, OpenAI's
+-- o-series and GPT-5 (also under a vendor prefix, "openai/o3")
+local REASONING_NAMES = { "^o%d", "^gpt%-5", "^codex" }
+
+-- reasoning(provider, model) -> whether the model is a reasoning model:
+-- the provider's `reasoning` (true, false, or a pattern on the model's
+-- name), else by name
+function M.reasoning(p, model)
+  local r = p.reasoning
+  if type(r) == "boolean" then return r end
+  local name = (model or ""):match("[^/]*$")
+  if type(r) == "string" then return name:find(r) ~= nil end
+  for _, pat in ipairs(REASONING_NAMES) do
+    if name:find(pat) then return true end
+  end
+  return false
 end
 
 -- The providers every router knows: `anthropic`, the proxy's own upstream

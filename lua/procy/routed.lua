@@ -96,6 +96,64 @@ end
 
 -- ---- OpenAI-compatible -------------------------------------------------------------------
 
+-- What a provider's model list (GET URL/models) says of each model's
+-- limits: {out = the most it writes, ctx = its context}. vLLM names its
+-- context max_model_len, OpenRouter context_length and
+-- top_provider.max_completion_tokens, others max_output_tokens. Read
+-- once per provider (again 5 minutes after a failure); callers that come
+-- meanwhile wait for the first one's answer.
+local LIST_RETRY = 300
+
+local function model_list(p, key)
+  local l = p.listed
+  if l and (l.ok or core.now() - l.at < LIST_RETRY) then
+    while l.busy do core.sleep(0.05) end
+    return l.models
+  end
+  l = { busy = true, at = core.now(), models = {} }
+  p.listed = l
+  local headers = { accept = "application/json" }
+  for k, v in pairs(p.headers) do headers[k] = v end
+  if key and key ~= true then headers.authorization = "Bearer " .. key end
+  local r = http.request { method = "GET", url = p.url .. "/models", headers = headers, timeout = 10 }
+  local v = r and r.status == 200 and json.decode(r.body)
+  for _, m in ipairs(type(v) == "table" and type(v.data) == "table" and v.data or {}) do
+    if type(m) == "table" and type(m.id) == "string" then
+      local top = type(m.top_provider) == "table" and m.top_provider or {}
+      l.models[m.id] = { out = tonumber(m.max_completion_tokens) or tonumber(m.max_output_tokens)
+                           or tonumber(top.max_completion_tokens),
+                         ctx = tonumber(m.max_model_len) or tonumber(m.context_length) or tonumber(m.context_window)
+                           or tonumber(top.context_length) }
+    end
+  end
+  l.ok, l.busy = v ~= nil, false
+  return l.models
+end
+
+-- output_limit(p, model, tokens, key) -> the most the model may be asked
+-- to write, or nil: the provider's max_output (a number, or by model),
+-- else its model list's output limit, else its context less the request
+-- (tokens: an estimate of its size)
+local function output_limit(p, model, tokens, key)
+  local mo = p.max_output
+  if type(mo) == "number" then return mo end
+  if type(mo) == "table" and tonumber(mo[model]) then return tonumber(mo[model]) end
+  if not p.models then return nil end
+  local m = model_list(p, key)[model]
+  if not m then return nil end
+  if m.out then return m.out end
+  if m.ctx and m.ctx - tokens > 0 then return m.ctx - tokens end
+end
+
+-- The limit a provider's refusal names ("... supports at most 16384
+-- completion tokens", vLLM's "... maximum context length is N tokens"
+-- is not one): a second try asks for no more.
+local function limit_refused(status, text)
+  if status ~= 400 then return nil end
+  local n = text:match("at most (%d+) completion tokens") or text:match("max_tokens is too large: %d+%. This model supports at most (%d+)")
+  return tonumber(n)
+end
+
 local function to_openai(s, req, sum, route, rec)
   local p = route.provider
   if sum.count_tokens then -- chat completions has no count endpoint: an estimate
@@ -104,31 +162,57 @@ local function to_openai(s, req, sum, route, rec)
   end
   local key, why = key_of(p)
   if not key then return fail(req, rec, 401, why) end
-  local body = json.encode(translate.request(sum.request, { model = rec.facts.model, reasoning = p.reasoning }))
+  local model = rec.facts.model
+  local reasoning = require("procy.route").reasoning(p, model)
+  local opts = { model = model, reasoning = reasoning, max_tokens_field = p.max_tokens_field,
+                 max_output = output_limit(p, model, sum.tokens, key) }
+  local up, stops = translate.request(sum.request, opts)
+  if #stops > 0 then rec.facts.stops_by_procy = #stops end
   local url = p.url .. "/chat/completions"
   local headers = { ["content-type"] = "application/json", accept = sum.stream and "text/event-stream" or "application/json" }
   for k, v in pairs(p.headers) do headers[k] = v end
   if key ~= true then headers.authorization = "Bearer " .. key end
-  local st, status, rh = call(req, rec, p, url, headers, body)
-  if not st then return end
-  local _ <close> = st
-  if status >= 400 or not sum.stream then
-    local text, err = read_all(st)
+  local st, status, rh, text, err
+  for _ = 1, 2 do
+    st, status, rh = call(req, rec, p, url, headers, json.encode(up))
+    if not st then return end
+    if status < 400 then break end
+    text, err = read_all(st)
+    st:close()
     rec.up_resp_body = text or ""
     if not text then return fail(req, rec, 502, "the provider " .. p.name .. " broke off: " .. tostring(err)) end
-    if status >= 400 then
-      rec.error = ("HTTP %d from %s"):format(status, p.name)
-      return answer(req, rec, status, { { "content-type", "application/json" } }, json.encode(translate.error(status, text)))
+    local most = limit_refused(status, text)
+    local field = p.max_tokens_field
+    if not most or not up[field] or up[field] <= most then break end
+    up[field], rec.facts.clamped = most, most -- asked too much: once more, asking what it allows
+    text = nil
+  end
+  if text then
+    rec.error = ("HTTP %d from %s"):format(status, p.name)
+    return answer(req, rec, status, { { "content-type", "application/json" } }, json.encode(translate.error(status, text)))
+  end
+  local _ <close> = st
+  local function noted(notes)
+    for k, v in pairs(notes) do rec.facts[k] = v end
+    if notes.invalid_tool_arguments then
+      rec.error = rec.error or ("the provider's tool call arguments were not JSON: " .. table.concat(notes.invalid_tool_arguments, ", "))
     end
+  end
+  if not sum.stream then
+    local err2
+    text, err2 = read_all(st)
+    rec.up_resp_body = text or ""
+    if not text then return fail(req, rec, 502, "the provider " .. p.name .. " broke off: " .. tostring(err2)) end
     local v = json.decode(text)
     if type(v) ~= "table" then return fail(req, rec, 502, "the provider " .. p.name .. " answered no JSON object") end
-    return answer(req, rec, 200, { { "content-type", "application/json" } },
-      json.encode(translate.response(v, { model = sum.model })))
+    local msg, notes = translate.response(v, { model = sum.model, stops = stops })
+    noted(notes)
+    return answer(req, rec, 200, { { "content-type", "application/json" } }, json.encode(msg))
   end
   rec.status = 200
   rec.resp_headers = { { "content-type", "text/event-stream" }, { "cache-control", "no-cache" } }
   req:stream(200, { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" })
-  local t = translate.stream { model = sum.model }
+  local t = translate.stream { model = sum.model, stops = stops }
   local got, sent = {}, {}
   local function pass(out)
     if out == "" then return true end
@@ -141,9 +225,9 @@ local function to_openai(s, req, sum, route, rec)
     return true
   end
   local broke
-  while true do
-    local d, err = st:read()
-    if not d then broke = err break end
+  while not t.cut do -- a stop sequence procy watches for ends the answer: read no more
+    local d, err2 = st:read()
+    if not d then broke = err2 break end
     got[#got + 1] = d
     if not pass(t:feed(d)) then break end
   end
@@ -157,6 +241,7 @@ local function to_openai(s, req, sum, route, rec)
     end
     req:finish()
   end
+  noted(t.notes)
   rec.up_resp_body, rec.resp_body = table.concat(got), table.concat(sent)
 end
 

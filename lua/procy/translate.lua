@@ -8,7 +8,9 @@
 -- dropped from the history (a reasoning target gets reasoning_effort
 -- instead), server tools (web search and the like) are not offered, a
 -- tool result's images become "[image]", and OpenAI does not say which
--- stop sequence ended an answer (stop_sequence stays null).
+-- of the stop sequences it was given ended an answer (stop_sequence stays
+-- null; the ones procy watches for itself, past OpenAI's four or for a
+-- reasoning model that takes none, are named).
 
 local json = require "procy.json"
 local answer = require "procy.answer"
@@ -98,26 +100,56 @@ local function tool_choice(tc)
   elseif tc.type == "tool" then return { type = "function", ["function"] = { name = tc.name } } end
 end
 
--- request(body, {model =, reasoning =}) -> the OpenAI chat completions
--- body for an Anthropic Messages body. model: the target's name (default
--- the one asked); reasoning: the target takes reasoning_effort, which
--- thinking's budget sets
+-- OpenAI's chat completions take at most four stop sequences.
+M.STOP_LIMIT = 4
+
+-- request(body, {model =, reasoning =, max_tokens_field =, max_output =})
+-- -> the OpenAI chat completions body for an Anthropic Messages body, and
+-- the stop sequences it could not send (procy.translate.stream and
+-- response end the answer at them instead). model: the target's name
+-- (default the one asked); reasoning: the target is a reasoning model:
+-- thinking's budget sets reasoning_effort, and temperature, top_p and
+-- stop, which such models refuse, are not sent; max_tokens_field: the
+-- name the target wants the output limit under ("max_tokens", the
+-- default, or OpenAI's "max_completion_tokens"); max_output: the
+-- target's own limit, the request's clamped to it.
+--
+-- A system message inside `messages` (Claude Code puts its environment
+-- there) joins the system prompt, in order: it is never a user turn.
 function M.request(b, o)
   o = o or {}
-  local msgs = json.array()
+  local msgs, system = json.array(), {}
   if b.system then
     local sys = text_of(b.system)
-    if sys ~= "" then msgs[1] = { role = "system", content = sys } end
+    if sys ~= "" then system[1] = sys end
   end
+  msgs[1] = false -- the system message's place
   for _, m in ipairs(tbl(b.messages) or {}) do
     if type(m) == "table" then
-      if m.role == "assistant" then assistant_message(m, msgs) else user_messages(m, msgs) end
+      if m.role == "assistant" then assistant_message(m, msgs)
+      elseif m.role == "system" or m.role == "developer" then
+        local sys = text_of(m.content)
+        if sys ~= "" then system[#system + 1] = sys end
+      else user_messages(m, msgs) end
     end
   end
-  local r = { model = o.model or b.model, messages = msgs, max_tokens = b.max_tokens, temperature = b.temperature,
-              top_p = b.top_p, stream = b.stream or nil }
+  if #system > 0 then msgs[1] = { role = "system", content = table.concat(system, "\n\n") }
+  else table.remove(msgs, 1) end
+  local r = { model = o.model or b.model, messages = msgs, stream = b.stream or nil }
+  local limit = math.tointeger(b.max_tokens)
+  if limit and o.max_output and o.max_output > 0 then limit = math.min(limit, math.floor(o.max_output)) end
+  r[o.max_tokens_field or "max_tokens"] = limit
   if b.stream then r.stream_options = { include_usage = true } end
-  if type(b.stop_sequences) == "table" and #b.stop_sequences > 0 then r.stop = b.stop_sequences end
+  local stops, rest = json.array(), {}
+  if type(b.stop_sequences) == "table" then
+    for _, s in ipairs(b.stop_sequences) do
+      if str(s) and s ~= "" then
+        if not o.reasoning and #stops < M.STOP_LIMIT then stops[#stops + 1] = s else rest[#rest + 1] = s end
+      end
+    end
+  end
+  if #stops > 0 then r.stop = stops end
+  if not o.reasoning then r.temperature, r.top_p = b.temperature, b.top_p end
   local tools = json.array()
   for _, t in ipairs(tbl(b.tools) or {}) do
     if type(t) == "table" and t.input_schema then -- a server tool has none
@@ -136,7 +168,7 @@ function M.request(b, o)
     local budget = tonumber(th.budget_tokens) or 0
     r.reasoning_effort = budget >= 16000 and "high" or budget >= 4000 and "medium" or "low"
   end
-  return r
+  return r, rest
 end
 
 M.stop_reasons = { stop = "end_turn", length = "max_tokens", tool_calls = "tool_use", function_call = "tool_use",
@@ -152,26 +184,76 @@ end
 
 local function msg_id(id) return "msg_" .. (str(id) or "procy"):gsub("[^%w_%-]", "") end
 
+-- tool_input(arguments) -> the tool's input, the arguments' own JSON text
+-- (nil when it had to be made), and false when they are no JSON object:
+-- then the text is kept whole under raw_arguments (the client's check of
+-- the input then fails, and says so to the model) rather than becoming {}
 local function tool_input(arguments)
-  local v = type(arguments) == "string" and json.decode(arguments)
-  return type(v) == "table" and v or json.object()
+  if type(arguments) == "table" then -- a server that sends an object
+    local enc = json.encode(arguments)
+    if json.spans(enc) == "object" then return arguments, enc, true end
+    return { raw_arguments = enc }, nil, false
+  end
+  if arguments == nil or arguments == "" then return json.object(), "{}", true end
+  local text = tostring(arguments)
+  local v = json.spans(text) == "object" and json.decode(text)
+  if type(v) == "table" then return v, text, true end
+  return { raw_arguments = text }, nil, false
 end
 
--- response(body, {model =}) -> the Anthropic message for an OpenAI chat
--- completion. model: the name the agent asked for (it is answered with it)
+-- The first of the stop sequences in text: where it starts, which it is.
+local function first_stop(text, stops)
+  local at, which
+  for _, s in ipairs(stops or {}) do
+    local i = text:find(s, 1, true)
+    if i and (not at or i < at) then at, which = i, s end
+  end
+  return at, which
+end
+
+-- The text an answer holds beside its content: the reasoning models'
+-- (vLLM, DeepSeek, OpenRouter name it reasoning_content or reasoning).
+local function reasoning_of(m)
+  return str(m.reasoning_content) or str(m.reasoning)
+end
+
+-- response(body, {model =, stops =}) -> the Anthropic message for an
+-- OpenAI chat completion, and notes on what was changed on the way
+-- ({invalid_tool_arguments = {ids}, reasoning_as_text = true, stop =
+-- the sequence procy stopped at}). model: the name the agent asked for
+-- (it is answered with it); stops: the stop sequences the provider was
+-- not given (request's second result): the text ends at the first.
+-- An answer with reasoning and nothing else gives its reasoning as text
+-- rather than no content at all.
 function M.response(b, o)
   o = o or {}
+  local notes = {}
   local choice = tbl(tbl(b.choices) and b.choices[1]) or {}
   local m = tbl(choice.message) or {}
   local content = json.array()
-  if str(m.content) and m.content ~= "" then content[#content + 1] = { type = "text", text = m.content } end
-  for _, c in ipairs(tbl(m.tool_calls) or {}) do
+  local text = str(m.content) or ""
+  local stop, stop_seq = M.stop_reasons[choice.finish_reason] or "end_turn", json.null
+  local at, which = first_stop(text, o.stops)
+  if at then
+    text, stop, stop_seq, notes.stop = text:sub(1, at - 1), "stop_sequence", which, which
+  end
+  if text ~= "" then content[#content + 1] = { type = "text", text = text } end
+  for _, c in ipairs(not at and tbl(m.tool_calls) or {}) do
     local f = tbl(c["function"]) or {}
-    content[#content + 1] = { type = "tool_use", id = str(c.id) or "", name = str(f.name) or "", input = tool_input(f.arguments) }
+    local input, _, ok = tool_input(f.arguments)
+    local id = str(c.id) or ("toolu_procy_" .. #content)
+    if not ok then
+      notes.invalid_tool_arguments = notes.invalid_tool_arguments or {}
+      table.insert(notes.invalid_tool_arguments, id)
+    end
+    content[#content + 1] = { type = "tool_use", id = id, name = str(f.name) or "", input = input }
+  end
+  local reasoning = reasoning_of(m)
+  if #content == 0 and reasoning and reasoning ~= "" then
+    content[1], notes.reasoning_as_text = { type = "text", text = reasoning }, true
   end
   return { id = msg_id(b.id), type = "message", role = "assistant", model = o.model or b.model, content = content,
-           stop_reason = M.stop_reasons[choice.finish_reason] or "end_turn", stop_sequence = json.null,
-           usage = usage_of(b.usage) }
+           stop_reason = stop, stop_sequence = stop_seq, usage = usage_of(b.usage) }, notes
 end
 
 M.error_types = { [400] = "invalid_request_error", [401] = "authentication_error", [403] = "permission_error",
@@ -201,13 +283,36 @@ local function event(name, value)
   return "event: " .. name .. "\ndata: " .. json.encode(value) .. "\n\n"
 end
 
--- stream({model =}) -> a translator: t:feed(text) -> the Anthropic events
--- (SSE text) for the OpenAI stream's bytes so far, pieces split anywhere;
--- t:finish() -> the events that end it. Each chunk is translated as it
--- arrives: nothing waits for the end.
+-- UTF-8: the length of text's longest prefix of at most n bytes that
+-- does not end inside a character
+local function whole_chars(text, n)
+  while n > 0 and n < #text do
+    local c = text:byte(n + 1)
+    if c < 0x80 or c >= 0xC0 then break end
+    n = n - 1
+  end
+  return n
+end
+
+-- stream({model =, stops =}) -> a translator: t:feed(text) -> the
+-- Anthropic events (SSE text) for the OpenAI stream's bytes so far,
+-- pieces split anywhere; t:finish() -> the events that end it; t.notes,
+-- as response's; t.cut: a stop sequence ended the answer (read no more).
+--
+-- Text goes out as it arrives (but for the few bytes a stop sequence in
+-- `stops` could still begin with). A tool call is gathered by its index
+-- for the whole stream, however the provider interleaves the calls'
+-- pieces, and goes out whole when the answer ends: each block then
+-- starts, holds its complete input (checked, as response does) and
+-- stops, in the order of the calls' indexes.
 function M.stream(o)
   o = o or {}
-  local t = { buf = "", started = false, open = nil, index = -1, blocks = {}, stop = nil, usage = nil, done = false }
+  local t = { buf = "", started = false, index = -1, text = nil, pending = "", tools = {}, order = {}, by_id = {},
+              reasoning = {}, emitted = false, stop = nil, stop_seq = nil, usage = nil, done = false, cut = false,
+              notes = {} }
+  local stops = o.stops or {}
+  local hold = 0
+  for _, s in ipairs(stops) do hold = math.max(hold, #s - 1) end
 
   local function start(out, id, model)
     if t.started then return end
@@ -217,17 +322,92 @@ function M.stream(o)
       stop_sequence = json.null, usage = { input_tokens = 0, output_tokens = 0 } } })
     out[#out + 1] = event("ping", { type = "ping" })
   end
-  local function close(out)
-    if t.open then
-      out[#out + 1] = event("content_block_stop", { type = "content_block_stop", index = t.open.index })
-      t.open = nil
+  local function open(out, block)
+    t.index = t.index + 1
+    out[#out + 1] = event("content_block_start", { type = "content_block_start", index = t.index, content_block = block })
+    return t.index
+  end
+  local function stop_block(out, index)
+    out[#out + 1] = event("content_block_stop", { type = "content_block_stop", index = index })
+  end
+  local function emit_text(out, text)
+    if text == "" then return end
+    if not t.text then t.text = open(out, { type = "text", text = "" }) end
+    t.emitted = true
+    out[#out + 1] = event("content_block_delta", { type = "content_block_delta", index = t.text,
+      delta = { type = "text_delta", text = text } })
+  end
+  local function close_text(out)
+    emit_text(out, t.pending)
+    t.pending = ""
+    if t.text then stop_block(out, t.text) t.text = nil end
+  end
+
+  -- text as it comes; the tail a stop sequence may begin with waits
+  local function text_piece(out, piece)
+    if t.cut then return end
+    if #stops == 0 then return emit_text(out, piece) end
+    t.pending = t.pending .. piece
+    local at, which = first_stop(t.pending, stops)
+    if at then
+      t.pending = t.pending:sub(1, at - 1)
+      close_text(out)
+      t.cut, t.stop, t.stop_seq, t.notes.stop = true, "stop_sequence", which, which
+      return
+    end
+    local n = whole_chars(t.pending, #t.pending - hold)
+    if n > 0 then
+      emit_text(out, t.pending:sub(1, n))
+      t.pending = t.pending:sub(n + 1)
     end
   end
-  local function open(out, key, block)
-    close(out)
-    t.index = t.index + 1
-    t.open = { key = key, index = t.index }
-    out[#out + 1] = event("content_block_start", { type = "content_block_start", index = t.index, content_block = block })
+
+  local function tool_piece(tc)
+    if t.cut then return end
+    local idx = math.tointeger(tc.index) or (str(tc.id) and t.by_id[tc.id])
+    if not idx then -- no index (some servers): a new id is a new call, else the last one goes on
+      idx = t.order[#t.order] or 0
+      if str(tc.id) and t.tools[idx] then
+        for _, i in ipairs(t.order) do idx = math.max(idx, i + 1) end
+      end
+    end
+    local call = t.tools[idx]
+    if not call then
+      call = { index = idx, parts = {} }
+      t.tools[idx] = call
+      t.order[#t.order + 1] = idx
+    end
+    local f = tbl(tc["function"]) or {}
+    if str(tc.id) and tc.id ~= "" and not call.id then call.id = tc.id t.by_id[tc.id] = idx end
+    if str(f.name) and f.name ~= "" and not call.name then call.name = f.name end
+    if type(f.arguments) == "table" then call.object = f.arguments
+    elseif str(f.arguments) then call.parts[#call.parts + 1] = f.arguments end
+  end
+
+  -- the answer is over: its text ends, its tool calls go out whole
+  local function flush(out)
+    if not t.cut and not t.emitted and #t.order == 0 and t.pending == "" and #t.reasoning > 0 then
+      t.notes.reasoning_as_text = true
+      emit_text(out, table.concat(t.reasoning))
+      t.reasoning = {}
+    end
+    close_text(out)
+    table.sort(t.order)
+    for _, idx in ipairs(t.order) do
+      local call = t.tools[idx]
+      local input, raw, ok = tool_input(call.object or table.concat(call.parts))
+      local id = call.id or ("toolu_procy_" .. idx)
+      if not ok then
+        t.notes.invalid_tool_arguments = t.notes.invalid_tool_arguments or {}
+        table.insert(t.notes.invalid_tool_arguments, id)
+      end
+      local index = open(out, { type = "tool_use", id = id, name = call.name or "", input = json.object() })
+      out[#out + 1] = event("content_block_delta", { type = "content_block_delta", index = index,
+        delta = { type = "input_json_delta", partial_json = raw or json.encode(input) } })
+      stop_block(out, index)
+      t.emitted = true
+    end
+    t.order, t.tools = {}, {}
   end
 
   local function chunk(out, c)
@@ -240,26 +420,15 @@ function M.stream(o)
     if tbl(c.usage) then t.usage = usage_of(c.usage) end
     for _, ch in ipairs(tbl(c.choices) or {}) do
       local d = tbl(ch.delta) or {}
-      if str(d.content) and d.content ~= "" then
-        if not t.open or t.open.key ~= "text" then open(out, "text", { type = "text", text = "" }) end
-        out[#out + 1] = event("content_block_delta", { type = "content_block_delta", index = t.open.index,
-          delta = { type = "text_delta", text = d.content } })
-      end
+      local r = reasoning_of(d)
+      if r and r ~= "" and not t.cut then t.reasoning[#t.reasoning + 1] = r end
+      if str(d.content) and d.content ~= "" then text_piece(out, d.content) end
       for _, tc in ipairs(tbl(d.tool_calls) or {}) do
-        local key = "tool" .. tostring(math.tointeger(tc.index) or 0)
-        local f = tbl(tc["function"]) or {}
-        if not t.open or t.open.key ~= key then
-          open(out, key, { type = "tool_use", id = str(tc.id) or ("toolu_" .. key), name = str(f.name) or "",
-            input = json.object() })
-        end
-        if str(f.arguments) and f.arguments ~= "" then
-          out[#out + 1] = event("content_block_delta", { type = "content_block_delta", index = t.open.index,
-            delta = { type = "input_json_delta", partial_json = f.arguments } })
-        end
+        if type(tc) == "table" then tool_piece(tc) end
       end
       if str(ch.finish_reason) then
-        t.stop = M.stop_reasons[ch.finish_reason] or "end_turn"
-        close(out)
+        if not t.cut then t.stop = M.stop_reasons[ch.finish_reason] or "end_turn" end
+        flush(out)
       end
     end
   end
@@ -286,10 +455,10 @@ function M.stream(o)
   function t.finish()
     local out = { t:feed("\n") }
     start(out, nil, nil)
-    close(out)
+    flush(out)
     local u = t.usage or { input_tokens = 0, output_tokens = 0 }
     out[#out + 1] = event("message_delta", { type = "message_delta",
-      delta = { stop_reason = t.stop or "end_turn", stop_sequence = json.null }, usage = u })
+      delta = { stop_reason = t.stop or "end_turn", stop_sequence = t.stop_seq or json.null }, usage = u })
     out[#out + 1] = event("message_stop", { type = "message_stop" })
     return table.concat(out)
   end

@@ -11,6 +11,10 @@
 // clock when the last event was written), its body in DIR/bodies/NNNN.json.
 // Any path prefix is accepted before /v1/.
 //
+// GET …/v1/models lists claude-fake-1..3 and gpt-small (max_model_len 8192,
+// as vLLM says it); a chat call to gpt-limited asking more than 4096
+// tokens is refused with OpenAI's 400, which names the limit.
+//
 // POST …/v1/messages, …/v1/chat/completions and …/v1/responses answer from
 // the last user message's text (<system-reminder> parts removed):
 //   a tool result              -> "FAKE: got tool result: <first 200 chars>"
@@ -55,7 +59,7 @@ const toolPrefix = opt("--tool-prefix", "toolu_fake_"); // two fakes in one test
 fs.mkdirSync(path.join(logDir, "bodies"), { recursive: true });
 const logFile = fs.openSync(path.join(logDir, "requests.jsonl"), "a");
 
-let n = 0;
+let n = 0, gets = 0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const secret = /^(x-api-key|authorization|proxy-authorization|cookie)$/i;
 const log = (entry) => fs.writeSync(logFile, JSON.stringify(entry) + "\n");
@@ -78,10 +82,7 @@ function lastUser(api, body) {
     const blocks = typeof m.content === "string" ? [] : m.content || [];
     const result = blocks.find((b) => b.type === "tool_result");
     if (result) return { toolResult: text(result.content) };
-    // chat completions: a turn of several user messages in a row (a translated
-    // Claude Code subagent's prompt, then its environment) is read as one
-    let t = text(m.content);
-    for (let j = i - 1; api === "chat" && j >= 0 && msgs[j].role === "user"; j--) t = text(msgs[j].content) + "\n" + t;
+    const t = text(m.content);
     return { text: t.replace(/<system-reminder>[\s\S]*?<\/system-reminder>/g, "").trim() };
   }
   if (typeof body.prompt === "string") return { text: body.prompt };
@@ -393,11 +394,14 @@ const server = http.createServer((req, res) => {
   req.on("end", async () => {
     const buf = Buffer.concat(chunks);
     const raw = buf.toString("utf8");
-    const id = ++n;
+    // a GET (a model list, say) has no body and takes no number: the
+    // calls' numbers (and the tool ids made from them) stay as they were
+    const get = req.method === "GET" || req.method === "HEAD";
+    const id = get ? "get" + ++gets : ++n;
     const headers = {};
     for (const [k, v] of Object.entries(req.headers))
       headers[k] = secret.test(k) ? String(v).slice(0, 7) + `...(len ${String(v).length})` : v;
-    fs.writeFileSync(path.join(logDir, "bodies", String(id).padStart(4, "0") + ".json"), buf);
+    if (!get) fs.writeFileSync(path.join(logDir, "bodies", String(id).padStart(4, "0") + ".json"), buf);
     let body = {};
     try { body = raw ? JSON.parse(raw) : {}; } catch { body = {}; }
     const url = req.url;
@@ -441,6 +445,11 @@ const server = http.createServer((req, res) => {
                              resp_sha256: crypto.createHash("sha256").update(bytes).digest("hex") });
       return log(entry);
     }
+    // "gpt-limited" writes at most 4096 tokens and says so as OpenAI does
+    const asked = body.max_completion_tokens ?? body.max_tokens;
+    if (api === "chat" && body.model === "gpt-limited" && asked > 4096)
+      return json(400, { error: { message: `max_tokens is too large: ${asked}. This model supports at most 4096 completion `
+        + `tokens, whereas you provided ${asked}.`, type: "invalid_request_error", param: "max_tokens", code: "invalid_value" } });
     if (api) {
       const r = reply(api, body);
       entry.summary = r.error ? "error " + r.error : r.blocks.map((b) => b.type).join(",") + " " + r.stop;
@@ -454,7 +463,9 @@ const server = http.createServer((req, res) => {
       return json(200, apis[api].json(body, raw, r, id));
     }
     if ((req.method === "GET" || req.method === "HEAD") && /\/v1\/models(\?|$)/.test(url))
-      return json(200, { data: ["claude-fake-1", "claude-fake-2", "claude-fake-3"].map((m) => ({ id: m, type: "model" })),
+      return json(200, { data: [...["claude-fake-1", "claude-fake-2", "claude-fake-3"].map((m) => ({ id: m, type: "model" })),
+                                // a model list that says a limit, as vLLM's does
+                                { id: "gpt-small", object: "model", max_model_len: 8192 }],
                          has_more: false });
     if (req.method === "GET" && /\/v1\/echo(\?|$)/.test(url))
       return json(200, { method: req.method, url, headers: req.headers });

@@ -58,6 +58,16 @@ end
 T.ok(#bodies >= 2, "the background subagent's calls reached the OpenAI server", tostring(#bodies))
 local first = json.decode(bodies[1] or "{}") or {}
 T.is(first.model, "gpt-4o", "with the mapped model")
+local msgs = first.messages or {}
+local env_as_user = false
+for _, m in ipairs(msgs) do
+  if m.role == "user" and tostring(m.content):find("# Environment", 1, true) then env_as_user = true end
+end
+T.ok(msgs[1] and msgs[1].role == "system" and msgs[1].content:find("careful code reviewer", 1, true)
+  and msgs[1].content:find("# Environment", 1, true) and not env_as_user,
+  "Claude Code's environment block (a system message in messages) joins the system prompt, never a user turn")
+T.ok(msgs[#msgs] and msgs[#msgs].role == "user" and tostring(msgs[#msgs].content):find("review it", 1, true),
+  "so the last user message is the subagent's prompt", json.encode(msgs[#msgs]))
 local log = T.read(dir .. "/oai/requests.jsonl") or ""
 T.like(log, '"authorization":"Bearer %.%.%.%(len 39%)"', "with the OpenAI key as a bearer token")
 local calls

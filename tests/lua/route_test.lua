@@ -83,6 +83,8 @@ T.write(dir .. "/procy.lua", ([[return {
     { model = "haiku", to = "oai:gpt-test" },
     { model = "^alt%%-", to = "alt:claude-alt-model" },
     { model = "^nokey", to = "nokey:m" },
+    { model = "^small%%-", to = "oai:gpt-small" },
+    { model = "^limited%%-", to = "oai:gpt-limited" },
   },
 }]]):format(dir .. "/rec.db", oai.url .. "/v1", alt.url, oai.url .. "/v1"))
 
@@ -127,7 +129,10 @@ T.ok(tu.type == "tool_use" and tu.name == "Bash" and tu.input.command == "git di
 local ob = json.decode(fake.bodies(dir .. "/oai")[1] or "") or {}
 T.ok(ob.model == "gpt-test" and ob.stream and ob.messages[1].role == "system" and ob.tools[1]["function"].name == "Bash",
   "the provider got a chat completions call: its model, the system message, the tools as functions")
-local ol = fake.requests(dir .. "/oai")[1] or { headers = {} }
+local ol = { headers = {} }
+for _, e in ipairs(fake.requests(dir .. "/oai", 2)) do
+  if e.method == "POST" then ol = e break end
+end
 T.ok(ol.path == "/v1/chat/completions" and ol.headers.authorization == "Bearer ...(len 31)" and not ol.headers["x-api-key"],
   "at the provider's URL (its path kept), with the provider's key, not the agent's", json.encode(ol.headers))
 
@@ -216,12 +221,32 @@ else
   T.skip("the SDK through a route", "tests/node has no @anthropic-ai/sdk (.ci/setup installs it)")
 end
 
+-- the output limit: clamped to what the provider's model list says
+-- (vLLM's max_model_len less the request), or, refused with the limit
+-- named, asked again with it
+local function last_oai()
+  local b = fake.bodies(dir .. "/oai")
+  return json.decode(b[#b] or "") or {}, #b
+end
+local _, n0 = last_oai()
+res = post("/v1/messages", { model = "small-x", max_tokens = 128000, messages = { { role = "user", content = ("w"):rep(4000) } } })
+local sb = last_oai()
+T.ok(res and res.status == 200 and sb.model == "gpt-small" and sb.max_tokens and sb.max_tokens < 8192 - 900
+  and sb.max_tokens > 6000, "max_tokens 128000 to a model whose list says 8192: clamped to its context less the request",
+  tostring(sb.max_tokens))
+res = post("/v1/messages", { model = "limited-x", max_tokens = 128000, messages = { { role = "user", content = "hello limited" } } })
+local lb, n2 = last_oai()
+local lev = json.decode(res and res.body or "") or { content = {} }
+T.ok(res and res.status == 200 and (lev.content[1] or {}).text and lev.content[1].text:find("you said: hello limited", 1, true),
+  "a provider that refuses the ask, naming its limit: asked again within it, and answered", res and res.body)
+T.ok(n2 == n0 + 3 and lb.max_tokens == 4096, "the second ask: max_tokens 4096", tostring(n2 - n0) .. " " .. tostring(lb.max_tokens))
+
 -- the record: once per call, both sides, marked routed, the provider's prices
 local listed
 for _ = 1, 50 do
   local l = http.request { url = url .. "/api/calls?limit=50", timeout = 10 }
   listed = json.decode(l and l.body or "") or {}
-  if listed.calls and #listed.calls >= 10 + sdk_calls then break end
+  if listed.calls and #listed.calls >= 12 + sdk_calls then break end
   core.sleep(0.1)
 end
 local oldest = listed.calls and listed.calls[#listed.calls] or {}
@@ -234,7 +259,7 @@ serve:wait()
 local h = assert(db.open(dir .. "/rec.db"))
 local rows = h:query("SELECT id, role, model, routed_model, route, provider, up_status, status, cost, input_tokens, "
   .. "output_tokens, up_request, up_response, req_body, resp_body, upstream, error FROM api_calls ORDER BY id")
-T.is(#rows, 10 + sdk_calls, "every call recorded once (8 routed, 2 relayed, and the SDK's)")
+T.is(#rows, 12 + sdk_calls, "every call recorded once (10 routed, 2 relayed, and the SDK's)")
 local first = rows[1] or {}
 T.ok(first.route == "reviewer" and first.provider == "oai" and first.routed_model == "gpt-test" and first.model == "claude-opus-5-5"
   and first.role == "subagent" and first.up_status == 200, "a routed call: its route, provider, both models, the subagent role")

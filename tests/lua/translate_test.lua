@@ -44,10 +44,42 @@ T.ok(req.messages[4].role == "tool" and req.messages[4].tool_call_id == "toolu_0
 T.is(req.messages[5].content, "and now?", "then the rest of the user's turn")
 T.ok(#req.tools == 1 and req.tools[1]["function"].parameters.properties.command, "tools as functions; a server tool not offered")
 T.ok(req.tool_choice == "required" and req.parallel_tool_calls == false, "tool_choice any: required, no parallel calls")
-T.ok(req.stop[1] == "\n\nHuman:" and req.max_tokens == 4096 and req.temperature == 0.2 and req.top_p == 0.9 and req.user == "user_abc",
-  "stop sequences, max_tokens, temperature, top_p, the user")
+T.ok(req.stop == nil and req.temperature == nil and req.top_p == nil and req.max_tokens == 4096 and req.user == "user_abc",
+  "a reasoning target: no stop, temperature or top_p (such models refuse them); max_tokens, the user")
 T.ok(req.stream and req.stream_options.include_usage, "a stream asks for its usage")
 T.is(req.reasoning_effort, "medium", "thinking's budget: a reasoning target's effort")
+local plain, rest = tr.request({ model = "m", max_tokens = 4096, temperature = 0.2, top_p = 0.9, stop_sequences = { "\n\nHuman:" },
+  messages = {} }, { model = "gpt-4o" })
+T.ok(plain.stop[1] == "\n\nHuman:" and #plain.stop == 1 and #rest == 0 and plain.temperature == 0.2 and plain.top_p == 0.9
+  and plain.max_tokens == 4096, "another target: stop sequences, temperature, top_p, max_tokens")
+
+-- Claude Code's environment block, a system message after the prompt
+local cc = tr.request({ model = "claude-opus-5-5", system = { { type = "text", text = "You are a reviewer." } }, messages = {
+  { role = "user", content = { { type = "text", text = "<system-reminder>attribution</system-reminder>" },
+                               { type = "text", text = "review the change" } } },
+  { role = "system", content = { { type = "text", text = "# Environment\nPrimary working directory: /w" } } } } }, {})
+T.is(#cc.messages, 2, "the system message inside messages is no message of its own", json.encode(cc.messages))
+T.ok(cc.messages[1].role == "system" and cc.messages[1].content == "You are a reviewer.\n\n# Environment\nPrimary working directory: /w",
+  "it joins the system prompt, after it")
+T.ok(cc.messages[2].role == "user" and cc.messages[2].content:find("review the change$"), "the prompt is the last user message")
+local only = tr.request({ model = "m", messages = { { role = "system", content = "be brief" }, { role = "user", content = "hi" } } }, {})
+T.ok(only.messages[1].role == "system" and only.messages[1].content == "be brief" and #only.messages == 2,
+  "a system message with no system prompt becomes it")
+
+-- the output limit: under the name the target wants, clamped to its limit
+local big = tr.request({ model = "m", max_tokens = 128000, messages = {} },
+  { model = "gpt-4o", max_tokens_field = "max_completion_tokens", max_output = 16384 })
+T.ok(big.max_completion_tokens == 16384 and big.max_tokens == nil, "max_completion_tokens, clamped to the target's 16384",
+  json.encode(big))
+T.is(tr.request({ model = "m", max_tokens = 1000, messages = {} }, { max_output = 16384 }).max_tokens, 1000, "a smaller ask is kept")
+
+-- more stop sequences than OpenAI takes: four sent, the rest procy's to watch for
+local six = { "S1", "S2", "S3", "S4", "S5", "S6" }
+local r6, rest6 = tr.request({ model = "m", stop_sequences = six, messages = {} }, {})
+T.ok(#r6.stop == 4 and r6.stop[4] == "S4" and #rest6 == 2 and rest6[1] == "S5" and rest6[2] == "S6",
+  "six stop sequences: four sent, two kept for procy", json.encode { r6.stop, rest6 })
+local _, rrest = tr.request({ model = "o3", stop_sequences = { "A", "B" }, messages = {} }, { reasoning = true })
+T.is(#rrest, 2, "a reasoning target takes none: procy watches for all")
 T.is(tr.request({ model = "m", messages = {}, thinking = { type = "enabled", budget_tokens = 1 } }).reasoning_effort, nil,
   "no reasoning effort for a target without reasoning")
 T.is(tr.request({ model = "m", tools = { { name = "x", input_schema = {} } }, tool_choice = { type = "tool", name = "x" }, messages = {} })
@@ -70,17 +102,39 @@ T.ok(e.type == "error" and e.error.type == "rate_limit_error" and e.error.messag
 T.is(tr.error(502, "<html>bad gateway</html>").error.type, "api_error", "a 5xx that is not JSON: api_error, its text kept")
 T.ok(tr.count_tokens({ messages = { { role = "user", content = ("word "):rep(400) } } }).input_tokens > 400, "count_tokens: an estimate")
 
+-- an answer with reasoning only; tool arguments that are no JSON object; a stop sequence procy watches for
+local ro, rnotes = tr.response({ choices = { { finish_reason = "stop", message = { content = json.null,
+  reasoning_content = "The answer is 42." } } } })
+T.ok(#ro.content == 1 and ro.content[1].text == "The answer is 42." and rnotes.reasoning_as_text,
+  "reasoning and nothing else: the reasoning as text, not an empty answer", json.encode(ro))
+local wa = tr.response({ choices = { { finish_reason = "stop", message = { content = "ok", reasoning_content = "thinking" } } } })
+T.ok(#wa.content == 1 and wa.content[1].text == "ok", "with content: the content alone")
+local bad, bnotes = tr.response({ choices = { { finish_reason = "tool_calls", message = { tool_calls = {
+  { id = "call_x", ["function"] = { name = "Bash", arguments = '{"command": "ls' } },
+  { id = "call_y", ["function"] = { name = "Bash", arguments = '["ls"]' } },
+  { id = "call_z", ["function"] = { name = "Read", arguments = { file_path = "a.c" } } } } } } } })
+T.ok(bad.content[1].input.raw_arguments == '{"command": "ls' and bad.content[2].input.raw_arguments == '["ls"]'
+  and bad.content[3].input.file_path == "a.c", "arguments that are no JSON object kept as text (raw_arguments), not {}; an object taken",
+  json.encode(bad.content))
+T.ok(bnotes.invalid_tool_arguments and bnotes.invalid_tool_arguments[1] == "call_x" and #bnotes.invalid_tool_arguments == 2,
+  "and the calls marked", json.encode(bnotes))
+local cut, cnotes = tr.response({ choices = { { finish_reason = "stop", message = { content = "one two S5 three" } } } }, { stops = { "S6", "S5" } })
+T.ok(cut.content[1].text == "one two " and cut.stop_reason == "stop_sequence" and cut.stop_sequence == "S5" and cnotes.stop == "S5",
+  "a stop sequence procy watches for ends the text, and is named", json.encode(cut))
+
 -- ---- the stream ---------------------------------------------------------------------------------
 local chunks = {
   { id = "chatcmpl-s1", model = "gpt-4o", choices = { { index = 0, delta = { role = "assistant", content = "" } } } },
   { id = "chatcmpl-s1", choices = { { index = 0, delta = { content = "Let me " } } } },
   { id = "chatcmpl-s1", choices = { { index = 0, delta = { content = "check. é✻" } } } },
+  -- two parallel calls, their pieces interleaved (index 0, 1, 0, 1), as some servers send them
   { id = "chatcmpl-s1", choices = { { index = 0, delta = { tool_calls = { { index = 0, id = "call_a", type = "function",
     ["function"] = { name = "Bash", arguments = "" } } } } } } },
-  { id = "chatcmpl-s1", choices = { { index = 0, delta = { tool_calls = { { index = 0, ["function"] = { arguments = '{"comm' } } } } } } },
-  { id = "chatcmpl-s1", choices = { { index = 0, delta = { tool_calls = { { index = 0, ["function"] = { arguments = 'and":"ls"}' } } } } } } },
   { id = "chatcmpl-s1", choices = { { index = 0, delta = { tool_calls = { { index = 1, id = "call_b", type = "function",
-    ["function"] = { name = "Read", arguments = '{"file_path":"a.c"}' } } } } } } },
+    ["function"] = { name = "Read", arguments = '{"file_' } } } } } } },
+  { id = "chatcmpl-s1", choices = { { index = 0, delta = { tool_calls = { { index = 0, ["function"] = { arguments = '{"comm' } } } } } } },
+  { id = "chatcmpl-s1", choices = { { index = 0, delta = { tool_calls = { { index = 1, ["function"] = { arguments = 'path":"a.c"}' } } } } } } },
+  { id = "chatcmpl-s1", choices = { { index = 0, delta = { tool_calls = { { index = 0, ["function"] = { arguments = 'and":"ls"}' } } } } } } },
   { id = "chatcmpl-s1", choices = { { index = 0, delta = {}, finish_reason = "tool_calls" } } },
   { id = "chatcmpl-s1", choices = {}, usage = { prompt_tokens = 50, completion_tokens = 12 } },
 }
@@ -101,18 +155,45 @@ T.ok(early and early < #sse / 3, "and each event as soon as its chunk is in (not
 local names = {}
 for _, ev in ipairs(answer.sse(out)) do names[#names + 1] = ev.event end
 T.is(table.concat(names, " "), "message_start ping content_block_start content_block_delta content_block_delta content_block_stop "
-  .. "content_block_start content_block_delta content_block_delta content_block_stop content_block_start content_block_delta "
-  .. "content_block_stop message_delta message_stop", "the Anthropic event sequence: text, then each tool_use with input_json_delta")
+  .. "content_block_start content_block_delta content_block_stop content_block_start content_block_delta "
+  .. "content_block_stop message_delta message_stop", "the Anthropic event sequence: text, then each tool_use whole, one after the other")
 local parsed = { content = {}, usage = {}, bad = 0, odd = 0, events = 0 }
 answer.parse.anthropic(parsed, out, true)
-T.ok(parsed.content[1].text == "Let me check. é✻" and parsed.content[2].name == "Bash" and parsed.content[2].input.command == "ls"
-  and parsed.content[3].id == "call_b" and parsed.content[3].input.file_path == "a.c", "procy's own parser reads it: text and both tool calls",
+T.ok(#parsed.content == 3 and parsed.content[1].text == "Let me check. é✻" and parsed.content[2].name == "Bash"
+  and parsed.content[2].input.command == "ls" and parsed.content[3].id == "call_b" and parsed.content[3].name == "Read"
+  and parsed.content[3].input.file_path == "a.c", "procy's own parser reads it: text and both interleaved tool calls, each whole",
   json.encode(parsed.content))
 T.ok(parsed.stop_reason == "tool_use" and parsed.bad == 0, "stop_reason tool_use, no bad event", json.encode(parsed))
 local err = tr.stream {}
 local eo = err:feed('data: {"error":{"message":"model overloaded"}}\n\n') .. err:finish()
 T.ok(eo:find("event: error", 1, true) and eo:find("model overloaded", 1, true) and eo:find("message_stop", 1, true),
   "an error chunk: an Anthropic error event")
+
+local function stream_of(list, o)
+  local text = {}
+  for _, c in ipairs(list) do text[#text + 1] = "data: " .. json.encode(c) .. "\n\n" end
+  local tt = tr.stream(o or {})
+  local all = {}
+  for _, piece in ipairs(text) do all[#all + 1] = tt:feed(piece) end
+  all[#all + 1] = tt:finish()
+  local p = { content = {}, usage = {}, bad = 0, odd = 0, events = 0 }
+  answer.parse.anthropic(p, table.concat(all), true)
+  return p, tt
+end
+-- a stop sequence procy watches for, split across chunks
+local sp, st = stream_of({ { choices = { { delta = { content = "alpha be" } } } }, { choices = { { delta = { content = "ta END" } } } },
+  { choices = { { delta = { content = "_MARK gamma" } } } }, { choices = { { delta = { content = " delta" } } } },
+  { choices = { { delta = {}, finish_reason = "stop" } } } }, { stops = { "END_MARK" } })
+T.ok(sp.content[1].text == "alpha beta " and sp.stop_reason == "stop_sequence" and st.cut and st.notes.stop == "END_MARK",
+  "stream: the text ends where a watched stop sequence begins, split across chunks; stop_sequence", json.encode(sp))
+local rp, rt = stream_of({ { choices = { { delta = { reasoning_content = "Thinking it " } } } },
+  { choices = { { delta = { reasoning_content = "over: 42." } } } }, { choices = { { delta = {}, finish_reason = "stop" } } } })
+T.ok(#rp.content == 1 and rp.content[1].text == "Thinking it over: 42." and rt.notes.reasoning_as_text,
+  "stream: reasoning and nothing else: the reasoning as text", json.encode(rp.content))
+local ip, it = stream_of({ { choices = { { delta = { tool_calls = { { index = 0, id = "call_q", ["function"] = { name = "Bash",
+  arguments = '{"command":' } } } } } } }, { choices = { { delta = {}, finish_reason = "tool_calls" } } } })
+T.ok(ip.content[1] and ip.content[1].input.raw_arguments == '{"command":' and it.notes.invalid_tool_arguments[1] == "call_q"
+  and ip.bad == 0, "stream: broken arguments kept as text, the call marked, the stream still valid", json.encode(ip))
 
 -- the official SDK reads the translated stream, served as an upstream would
 if fs.stat(T.src .. "/tests/node/node_modules/@anthropic-ai/sdk") then
