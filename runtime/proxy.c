@@ -304,6 +304,46 @@ static void on_held_close(hreq_t *r)
 
 static void start_call(server_t *srv, hreq_t *r);
 
+static const char *header_of(const xfer_header *h, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(h[i].name, name) == 0)
+			return h[i].value;
+	return NULL;
+}
+
+/* Which API a call belongs to, so it goes to that family's upstream: the
+   path where it says (the Messages API is Anthropic's; chat completions,
+   responses, completions and embeddings are OpenAI's), else the client's
+   own marks: Anthropic's SDKs always send anthropic-version, and its key
+   goes in x-api-key; a bearer token with neither is OpenAI's. So an
+   OpenAI client's GET /v1/models reaches the OpenAI upstream, and Claude
+   Code's reaches Anthropic. */
+static int openai_family(const char *p, const xfer_header *h, size_t n, const hreq_t *r)
+{
+	if (strncmp(p, "/v1/messages", 12) == 0 || strncmp(p, "/v1/complete", 12) == 0)
+		return strncmp(p, "/v1/completions", 15) == 0;
+	if (strncmp(p, "/v1/chat/completions", 20) == 0 || strncmp(p, "/v1/responses", 13) == 0 ||
+	    strncmp(p, "/v1/completions", 15) == 0 || strncmp(p, "/v1/embeddings", 14) == 0)
+		return 1;
+	if (header_of(h, n, "anthropic-version") || header_of(h, n, "x-api-key"))
+		return 0;
+	const char *auth = header_of(h, n, "authorization");
+	return auth && strncasecmp(auth, "bearer ", 7) == 0 && !hreq_is_our_token(r, auth);
+}
+
+/* Whether a request header may go to its family's upstream: an OpenAI
+   call never carries an x-api-key (an Anthropic key), and an Anthropic
+   call that has one does not also pass a bearer token on (it would be
+   another service's key; without x-api-key the bearer is the Anthropic
+   auth token, ANTHROPIC_AUTH_TOKEN's way, and goes). */
+static int family_key(int openai, const char *name, const xfer_header *h, size_t n)
+{
+	if (openai)
+		return strcasecmp(name, "x-api-key") != 0;
+	return strcasecmp(name, "authorization") != 0 || !header_of(h, n, "x-api-key");
+}
+
 int proxy_route(server_t *srv, hreq_t *r)
 {
 	if (!srv->proxy || !proxy_match(r))
@@ -354,8 +394,7 @@ static void start_call(server_t *srv, hreq_t *r)
 		snprintf(c->session, sizeof c->session, "%.*s", (int)(rest - uri - 3), uri + 3);
 	c->path = strdup(rest ? rest : uri);
 	const char *p = c->path ? c->path : "/";
-	int openai = strncmp(p, "/v1/chat/completions", 20) == 0 || strncmp(p, "/v1/responses", 13) == 0 ||
-	             strncmp(p, "/v1/completions", 15) == 0 || strncmp(p, "/v1/embeddings", 14) == 0;
+	int openai = openai_family(p, r->hdr, r->nhdr, r);
 	if (asprintf(&c->url, "%s%s", openai ? px->openai : px->anthropic, p) < 0)
 		c->url = NULL;
 	snprintf(c->method, sizeof c->method, "%s", r->method);
@@ -385,6 +424,8 @@ static void start_call(server_t *srv, hreq_t *r)
 		const xfer_header *h = &c->req_hdr[i];
 		if (proxy_hop_by_hop(h->name) || (strcasecmp(h->name, "authorization") == 0 && hreq_is_our_token(r, h->value)))
 			continue; /* procy's own token stays here */
+		if (!family_key(openai, h->name, c->req_hdr, c->nreq))
+			continue; /* another family's key never leaves for this one's upstream */
 		if (asprintf(&lines[n], "%s: %s", h->name, h->value) >= 0)
 			n++;
 	}

@@ -247,6 +247,59 @@ do -- two streams at once (Claude Code runs a title stream beside the main one)
        and rows[2].started_at < rows[1].started_at + rows[1].duration_us, "their times overlap")
 end
 
+do -- each API family's calls to its own upstream, with its own key only
+  local oai = require("lib.fake").start(dir .. "/oai")
+  local _o <close> = oai.proc
+  local two = assert(serve.start { port = 0, upstream = fake.url, openai = oai.url, session = session })
+  local OKEY = "sk-proj-" .. ("o"):rep(40)
+  local function count(d)
+    local n = 0
+    for _ in io.lines(d .. "/requests.jsonl") do n = n + 1 end
+    return n
+  end
+  local seen = {}
+  -- the log line of the next request d's fake answers (written as its answer ends)
+  local function last(d)
+    local e
+    for _ = 1, 150 do
+      local n = 0
+      for line in io.lines(d .. "/requests.jsonl") do n, e = n + 1, json.decode(line) end
+      if n > (seen[d] or 0) then seen[d] = n return e end
+      core.sleep(0.02)
+    end
+  end
+  local na = count(dir .. "/fake")
+  seen[dir .. "/fake"] = na
+  r = assert(http.request { url = two.url .. "/v1/models", headers = { authorization = "Bearer " .. OKEY } })
+  local e = last(dir .. "/oai")
+  T.ok(r.status == 200 and e and e.path == "/v1/models" and e.headers.authorization == "Bearer ...(len 55)",
+    "an OpenAI client's GET /v1/models (a bearer key, no anthropic-version) goes to the OpenAI upstream", json.encode(e))
+  T.is(count(dir .. "/fake"), na, "not to the Anthropic one")
+  r = assert(http.request { url = two.url .. "/v1/models", headers = { ["x-api-key"] = KEY, ["anthropic-version"] = "2023-06-01" } })
+  e = last(dir .. "/fake")
+  T.ok(r.status == 200 and e.path == "/v1/models" and e.headers["x-api-key"] and count(dir .. "/oai") == 1,
+    "an Anthropic client's (anthropic-version, x-api-key) goes to the Anthropic upstream", json.encode(e))
+  r = assert(http.request { method = "POST", url = two.url .. "/v1/chat/completions", body = json.encode { model = "gpt-4o",
+    messages = { { role = "user", content = "hi" } } }, headers = { authorization = "Bearer " .. OKEY, ["x-api-key"] = KEY,
+    ["content-type"] = "application/json" } })
+  e = last(dir .. "/oai")
+  T.ok(r.status == 200 and e.path == "/v1/chat/completions" and e.headers.authorization and not e.headers["x-api-key"],
+    "an OpenAI call carries its bearer key, never an x-api-key", json.encode(e))
+  r = assert(http.request { method = "POST", url = two.url .. "/v1/messages", body = messages { model = "claude-x", max_tokens = 5,
+    messages = { { role = "user", content = "hi" } } }, headers = { authorization = "Bearer " .. OKEY, ["x-api-key"] = KEY,
+    ["anthropic-version"] = "2023-06-01", ["content-type"] = "application/json" } })
+  e = last(dir .. "/fake")
+  T.ok(r.status == 200 and e.path == "/v1/messages" and e.headers["x-api-key"] and not e.headers.authorization,
+    "an Anthropic call with an x-api-key passes no bearer token on", json.encode(e))
+  r = assert(http.request { method = "POST", url = two.url .. "/v1/messages", body = messages { model = "claude-x", max_tokens = 5,
+    messages = { { role = "user", content = "hi" } } }, headers = { authorization = "Bearer sk-ant-oat01-" .. ("t"):rep(30),
+    ["anthropic-version"] = "2023-06-01", ["content-type"] = "application/json" } })
+  e = last(dir .. "/fake")
+  T.ok(r.status == 200 and e.headers.authorization, "one whose key is a bearer token (ANTHROPIC_AUTH_TOKEN) keeps it",
+    json.encode(e))
+  serve.stop(two)
+end
+
 do -- an upstream that is not there
   local dead = assert(serve.start { port = 0, upstream = "http://127.0.0.1:1", openai = "http://127.0.0.1:1", session = session })
   r = assert(http.request { method = "POST", url = dead.url .. "/v1/messages", body = "{}" })
