@@ -100,10 +100,11 @@ local Front = {}
 Front.__index = Front
 
 local function new_front(o)
+  local name = o.agent == "codex" and "codexx" or "claudix"
   return setmetatable({ expected = 0, seen = 0, out = o.out or function(s)
     io.stdout:write(s, "\n")
     io.stdout:flush()
-  end, say = o.say or function(s) io.stderr:write("[claudix] ", s, "\n") end, changed = nil }, Front)
+  end, say = o.say or function(s) io.stderr:write("[", name, "] ", s, "\n") end, changed = nil }, Front)
 end
 
 function Front:emit(obj) self.out(json.encode(obj)) end
@@ -128,12 +129,18 @@ function Front:fail_outstanding(text, session)
   return missing
 end
 
--- Waits until every user line sent has its result.
-function Front:drain()
+-- drain(why): waits until every user line sent has its result, saying
+-- why it waits and for how many, once, and again only when that changes
+function Front:drain(why)
+  local said
   while self.seen < self.expected do
+    local n = self.expected - self.seen
+    if n ~= said then
+      self.say(("%s: waiting for %d result(s)"):format(why, n))
+      said = n
+    end
     self.changed = core.op()
     core.await(self.changed, 2)
-    if self.seen < self.expected then self.say(("RESTART requested; waiting for %d result(s)"):format(self.expected - self.seen)) end
   end
 end
 
@@ -158,7 +165,8 @@ local function claude_backend(front, o)
     end,
     on_died = function(why)
       b.dead = why
-      front.say("Claude Code died: " .. why .. "; it is started again, resuming its session, at the next line")
+      front.say("Claude Code died: " .. why .. "; it is started again at the next line"
+        .. (b:session() and (", resuming session " .. b:session()) or ""))
       front:fail_outstanding(M.texts.fail_resume, b:session())
     end }
   if not a then return nil, err, code end
@@ -171,10 +179,15 @@ local function claude_backend(front, o)
   end
   function b:restart(force, resume)
     self.muted = true
+    local session = resume and self:session() or nil -- what a resume continues: none seen yet, a fresh start
     local ok, rerr = a:restart { force = force, resume = resume }
     self.muted, self.dead = false, nil
-    if ok then front.say(("restarted%s: PID %s"):format(resume and " resuming its session" or "", tostring(a:status().pid)))
-    else front.say("the restart failed: " .. tostring(rerr)) end
+    if not ok then front.say("the restart failed: " .. tostring(rerr))
+    elseif session then front.say(("restarted, resuming session %s: PID %s"):format(session, tostring(a:status().pid)))
+    else
+      front.say(("restarted fresh%s: PID %s"):format(resume and " (no session id seen yet to resume)" or "",
+        tostring(a:status().pid)))
+    end
     return ok, rerr
   end
   function b:close() a:close() end
@@ -276,8 +289,7 @@ function M.run(o)
         front:fail_outstanding(r.resume and M.texts.fail_resume or M.texts.fail, b:session())
         b:restart(true, r.resume)
       elseif r then
-        front:drain()
-        front.say("RESTART: every result is in; restarting fresh")
+        front:drain("RESTART requested")
         b:restart(false, false)
       elseif b.dead then -- died since the last line: back, with its session
         b:restart(false, true)
@@ -296,7 +308,7 @@ function M.run(o)
     end
   end
   -- end of input: the answers still coming are waited for, as claude -p does
-  front:drain()
+  front:drain("end of input")
   b:close()
   if cat then cat:close() end
   return 0

@@ -331,8 +331,22 @@ function commands.hook(args)
   return 0
 end
 
--- procy claudix / codexx [--mirror M] [--cwd DIR] [--sandbox] [-- AGENT ARGS]
+-- The flags lproc's own proxies start the agent with (claudix4, codexx4):
+-- `--lproc` puts them before the ones given, so procy takes a proxy's
+-- place in an lproc command line as it is.
+local LPROC_ARGS = {
+  claude = { "--dangerously-skip-permissions", "--model", "sonnet" },
+  codex = { "--dangerously-bypass-approvals-and-sandbox", "-m", "gpt-5" },
+}
+
+-- procy claudix / codexx [--mirror M] [--cwd DIR] [--sandbox] [--lproc] [-- AGENT ARGS]
 local function stdio_proxy(agent_name, args, opts)
+  if opts.lproc then
+    local all = {}
+    for _, a in ipairs(LPROC_ARGS[agent_name]) do all[#all + 1] = a end
+    for _, a in ipairs(args) do all[#all + 1] = a end
+    args = all
+  end
   local mirror = opts.mirror or "preview"
   if mirror ~= "preview" and mirror ~= "full" and mirror ~= "off" then
     say("--mirror is preview, full or off")

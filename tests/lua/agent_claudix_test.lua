@@ -135,19 +135,82 @@ r = wait_results(15, 60)
 T.is(said(r[15]), "FAKE: hello! you said: after the death", "the next line starts it again")
 T.ok(json.encode(last_request().messages or {}):find("after force", 1, true), "resuming its session")
 
--- end of input: the answers are waited for, then it exits 0
-send(user("the last one"))
+-- bursts: Claude Code takes lines that come while a turn runs into that
+-- turn (three lines, two results); each line is held until the one
+-- before it has its result, so every line still gets its own
+local function burst(...)
+  local lines = {}
+  for i, t in ipairs { ... } do lines[i] = user(t) end
+  send(table.concat(lines, "\n"))
+end
+burst("burst one", "burst two", "burst three")
+r = wait_results(18, 60)
+T.ok(said(r[16]) == "FAKE: hello! you said: burst one" and said(r[17]) == "FAKE: hello! you said: burst two"
+  and said(r[18]) == "FAKE: hello! you said: burst three", "three lines at once: three results, each its own line's answer",
+  said(r[16]) .. " | " .. said(r[17]) .. " | " .. said(r[18]))
+burst("SLOW b1", "b2", "[CLAUDIX:RESTART] b3", "b4")
+r = wait_results(22, 90)
+T.ok(said(r[19]):find("^word0") and said(r[20]) == "FAKE: hello! you said: b2" and said(r[21]) == "FAKE: hello! you said: b3"
+  and said(r[22]) == "FAKE: hello! you said: b4", "a RESTART inside a burst: the lines before it answered, then the restart, then the rest",
+  said(r[19]) .. " | " .. said(r[20]) .. " | " .. said(r[21]) .. " | " .. said(r[22]))
+T.ok(not json.encode(last_request().messages or {}):find("b2", 1, true), "the lines after the RESTART went to the fresh process")
+before = requests()
+burst("HANG f1", "f2", "[CLAUDIX:FORCE_RESTART] f3", "f4")
+r = wait_results(26, 90)
+T.ok(r[23] and r[23].subtype == "CLAUDIX_FAIL" and r[24] and r[24].subtype == "CLAUDIX_FAIL"
+  and said(r[25]) == "FAKE: hello! you said: f3" and said(r[26]) == "FAKE: hello! you said: f4",
+  "a FORCE_RESTART inside a burst: CLAUDIX_FAIL for the hung line and the one held behind it, then the rest answered",
+  said(r[23]) .. " | " .. said(r[24]) .. " | " .. said(r[25]) .. " | " .. said(r[26]))
+local f2_sent = false
+for i, b in ipairs(fake.bodies(dir .. "/fake")) do
+  if i > before and b:find('"f2"', 1, true) then f2_sent = true end
+end
+T.ok(not f2_sent, "the held line never reached the agent it was failed for")
+
+-- end of input with lines still held: each answered, then it exits 0
+burst("e1", "e2", "the last one")
 p:close_stdin()
-local done = p:wait(60)
+local done = p:wait(90)
 T.is(done and done.code, 0, "end of input: claudix exits 0")
 core.sleep(0.2)
 r = results()
-T.is(#r, 16, "one result for each of the 16 lines that asked for one (14 user lines, 2 not JSON)")
-T.is(said(r[16]), "FAKE: hello! you said: the last one", "the last answer came before it exited")
+T.is(#r, 29, "one result for each of the 29 lines that asked for one (27 user lines, 2 not JSON)")
+T.ok(said(r[27]) == "FAKE: hello! you said: e1" and said(r[28]) == "FAKE: hello! you said: e2", "the held lines answered in order")
+T.is(said(r[29]), "FAKE: hello! you said: the last one", "the last answer came before it exited")
 local text = table.concat(errs, "\n")
 T.like(text, "%[claudix%] FAKE: hello! you said: say one", "stderr: claudix4's one-line previews")
 T.like(text, "started PID %d+: claude %-p %-%-input%-format stream%-json %-%-output%-format stream%-json %-%-verbose",
   "the claudix defaults")
+T.like(text, "end of input: waiting for %d result%(s%)", "end of input: stderr says what it waits for")
+local eof_at
+for i, l in ipairs(errs) do if l:find("end of input", 1, true) then eof_at = eof_at or i end end
+local restart_after = false
+for i, l in ipairs(errs) do if eof_at and i > eof_at and l:find("RESTART requested", 1, true) then restart_after = true end end
+T.ok(eof_at and not restart_after, "and never that a RESTART was requested when none was")
+local repeated
+for i = 2, #errs do if errs[i] == errs[i - 1] and errs[i]:find("waiting", 1, true) then repeated = errs[i] end end
+T.is(repeated, nil, "no waiting line said twice in a row")
+T.like(text, "restarted, resuming session %x+", "a resume names the session it resumes")
+T.ok(not text:find("restarting fresh", 1, true) and not text:find("resuming its session", 1, true),
+  "never both 'fresh' and 'resuming' for one restart")
+
+-- the mirror's preview: the first line with something on it
+local D = require "procy.drivers.stream"
+T.is(D.preview("\n\n  Here it is.\nmore"), "Here it is. ...", "a text that starts with blank lines: its first non-blank line")
+T.is(D.preview("one line\n\n"), "one line", "trailing blank lines: nothing more to show")
+
+-- --lproc: claudix4's own flags, so procy takes its place in an lproc command line as it is
+local lp = assert(proc.spawn({ T.bin, "claudix", "--lproc", "--", "--replay-user-messages" },
+  { cwd = work, env = env, stdin = true, stderr = "pipe" }))
+assert(lp:write(user("lproc style") .. "\n"))
+lp:close_stdin()
+local lerr = {}
+for line in lp:lines("stderr") do lerr[#lerr + 1] = line end
+local lres = lp:wait(60)
+T.ok(lres and lres.code == 0, "procy claudix --lproc runs to the end of its input")
+T.like(table.concat(lerr, "\n"), "started PID %d+: claude .*%-%-dangerously%-skip%-permissions %-%-model sonnet %-%-replay%-user%-messages",
+  "with --dangerously-skip-permissions --model sonnet before the flags given", table.concat(lerr, "\n"))
+lp:close()
 
 local h = assert(db.open(record))
 local s = h:query("SELECT count(*) AS n FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.profile = 'claude'")[1]

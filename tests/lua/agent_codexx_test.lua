@@ -66,6 +66,11 @@ r = results(7)
 T.is(r[7] and r[7].result, "FAKE: hello! you said: after", "the next message works")
 T.is(done and done.code, 0, "end of input: exit 0")
 T.is(#r, 7, "one result per line")
+local named, other = 0, {}
+for _, l in ipairs(errs) do
+  if l:find("^%[codexx%]") then named = named + 1 elseif l:find("^%[claudix%]") then other[#other + 1] = l end
+end
+T.ok(named > 0 and #other == 0, "its stderr says codexx, never claudix", table.concat(errs, "\n"))
 core.cancel(reader)
 core.cancel(ereader)
 return T.done()

@@ -4,7 +4,9 @@
 --
 -- * one user line per prompt, one `result` per user line: the counts
 --   (expected, seen) say what is outstanding, and every turn ends with its
---   result, exactly;
+--   result, exactly. Claude Code takes user lines that arrive while a turn
+--   runs into that turn (three lines at once, two results), so a user line
+--   is held while a turn runs and written when its result is in;
 -- * restart, gracefully (after the outstanding results) or forced (at once:
 --   each lost turn gets a synthetic error result, so counts stay right),
 --   fresh or resuming the agent's last session_id;
@@ -67,14 +69,21 @@ function D:start(resume)
   return true
 end
 
+-- preview(text) -> text's first line with something on it, " ..." after
+-- it when more follows: what the mirror prints of a message (claudix4's)
+function D.preview(text)
+  local first, rest = text:match("^%s*\n([^\n]*%S[^\n]*)\n?(.*)$")
+  if not first then first, rest = text:match("^([^\n]*)\n?(.*)$") end
+  return (first:gsub("^%s+", "")) .. (rest:match("%S") and " ..." or "")
+end
+
 local function mirror(self, text)
   if not self.mirror or not text or text == "" then return end
   local who = "[" .. (self.a.name or self.a.session:sub(1, 8)) .. "] "
   if self.mirror == "full" then
     io.stderr:write(who, (text:gsub("\n", "\n" .. who)), "\n")
   else
-    local first, rest = text:match("^([^\n]*)\n?(.*)$")
-    io.stderr:write(who, first, rest ~= "" and " ..." or "", "\n")
+    io.stderr:write(who, D.preview(text), "\n")
   end
 end
 
@@ -117,8 +126,7 @@ function D:result(ev)
   tracker:finish { status = status, denied = denied[1] and denied or nil,
     response = type(ev.result) == "string" and ev.result or nil,
     error = status == "error" and tostring(ev.result or ev.subtype) or nil }
-  local nextq = table.remove(self.queue, 1)
-  if nextq then tracker:begin(nextq.text, nextq.source) end
+  self:next_line()
   if turn and self.validator then
     local seq = turn.seq
     core.spawn(function()
@@ -135,23 +143,57 @@ function D:send(text, source)
     content = { { type = "text", text = text } } } }, text, source)
 end
 
--- send_line(line, [text], [source]): one stream-json line as it is; with
--- text (the prompt it carries) it is a user message, and a turn
+-- send_line(line, [text], [source]) -> true, or the turn's seq for a user
+-- message | nil, err, code: one stream-json line as it is; with text (the
+-- prompt it carries) it is a user message, and a turn: written now if no
+-- turn runs, else held until the turns before it have their results
 function D:send_line(line, text, source)
   if not self.p or self.exit then return nil, "EPIPE: the agent is not running (restart it)", "EPIPE" end
-  local ok, err, code = self.p:write(line .. "\n")
-  if not ok then return nil, err, code end
-  self.a:record("i", line)
-  self.last_io = core.now()
-  if text == nil then return true end
+  if text == nil then return self:write(line) end
+  local busy = self.seen < self.expected
+  if not busy then
+    local ok, err, code = self:write(line)
+    if not ok then return nil, err, code end
+  end
   self.expected = self.expected + 1
   self.next_seq = self.next_seq + 1
-  if self.a.tracker.open then
-    self.queue[#self.queue + 1] = { text = text, source = source } -- the agent takes it after the turn under way
+  if busy then
+    self.queue[#self.queue + 1] = { line = line, text = text, source = source }
   else
     self.a.tracker:begin(text, source)
   end
   return self.next_seq
+end
+
+-- write(line) -> true | nil, err, code: the line to the agent now, recorded
+function D:write(line)
+  local ok, err, code = self.p:write(line .. "\n")
+  if not ok then return nil, err, code end
+  self.a:record("i", line)
+  self.last_io = core.now()
+  return true
+end
+
+-- The oldest held user line goes to the agent, its turn begun (a result
+-- came in). One the agent cannot take is lost like a turn under way.
+function D:next_line()
+  local nextq = table.remove(self.queue, 1)
+  if not nextq then return end
+  if not self.p or self.exit then
+    table.insert(self.queue, 1, nextq) -- its death is being told: lose() answers it
+    return
+  end
+  self.a.tracker:begin(nextq.text, nextq.source)
+  local ok, err = self:write(nextq.line)
+  if not ok then core.log("warn", "agent: a held line could not be sent: " .. tostring(err)) end
+end
+
+-- inject(text): a user line into the turn under way, now (Claude Code
+-- takes it into that turn: no result of its own is awaited). What the
+-- idle watchdog nudges with.
+function D:inject(text)
+  if not self.p or self.exit then return nil, "EPIPE: the agent is not running", "EPIPE" end
+  return self:write(json.encode { type = "user", message = { role = "user", content = { { type = "text", text = text } } } })
 end
 
 -- Synthetic results for the turns a restart or a death lost, so every
@@ -223,8 +265,7 @@ function D:interrupt()
     request = { subtype = "interrupt" } }
   self.control = core.op()
   if self.seen < self.expected then self.interrupting = true end
-  self.p:write(line .. "\n")
-  self.a:record("i", line)
+  self:write(line)
   local ev, err, code = core.await(self.control, 10)
   self.control = nil
   if not ev then return nil, err, code end
@@ -240,9 +281,13 @@ function D:watch()
     if self.seen < self.expected and not self.exit and core.now() - self.last_io > w.idle then
       core.log("warn", ("agent %s: no I/O for %d s: %s"):format(self.a.session:sub(1, 8), w.idle,
         w.action == "restart" and "restarting it with its session" or "nudging it"))
-      if w.action == "restart" then self:restart { force = true, resume = true } end
       self.last_io = core.now()
-      self.a:send(nudge, "recipe")
+      if w.action == "restart" then
+        self:restart { force = true, resume = true }
+        self.a:send(nudge, "recipe")
+      else
+        self:inject(nudge)
+      end
     end
   end
 end
