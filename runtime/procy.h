@@ -248,6 +248,11 @@ void tty_write(const void *p, size_t n);
 int  tty_divert_stderr(const char *log);
 void tty_restore_stderr(int saved);
 
+/* ---- replaying to the person's terminal (play.c) ------------------------------ */
+
+/* [-0, +0] Adds player() to the module table on top of the stack (procy.pty). */
+void play_open(lua_State *L);
+
 /* ---- work off the loop thread (worker.c) ---------------------------------- */
 
 #include <pthread.h>

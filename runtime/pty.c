@@ -337,5 +337,6 @@ int luaopen_procy_pty(lua_State *L)
 {
 	procy_class(L, PROCY_SESSION_MT, session_methods, s_close, s_tostring);
 	luaL_newlib(L, pty_funcs);
+	play_open(L);
 	return 1;
 }

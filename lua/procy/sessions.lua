@@ -169,12 +169,9 @@ end
 function M.play(row, opts)
   local speed = opts.speed or 1
   local idle = opts.idle_limit
-  local out = io.stdout
-  out:setvbuf("no")
-  local restore <close> = setmetatable({}, { __close = function()
-    out:write("\27[0m\27[?25h") -- whatever the recording left, the cursor comes back
-    out:setvbuf("line")
-  end })
+  -- the recording's queries never reach the terminal, and the terminal is
+  -- given back as it was however play ends (procy.pty's player)
+  local player <close> = require("procy.pty").player()
   local prev
   for ev in store.events(row.id, "ox") do
     if prev then
@@ -183,7 +180,7 @@ function M.play(row, opts)
       if gap > 0 then core.sleep(gap / speed) end
     end
     prev = ev.t
-    if ev.kind == "o" then out:write(ev.data) end
+    if ev.kind == "o" then player:write(ev.data) end
   end
 end
 

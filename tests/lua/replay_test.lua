@@ -130,5 +130,62 @@ T.is(assert(http.request { url = srv.url .. "/api/sessions/" .. sid .. "/termina
 T.is(assert(http.request { url = srv.url .. "/api/sessions/ffff0000/terminal" }).status, 404, "an unknown session is 404")
 serve.stop(srv)
 
+-- ---- procy play: queries never reach the terminal, which is given back ---------------------
+local pty = require "procy.pty"
+local pl = pty.player()
+local queries = {
+  { "\27[c", "DA1" }, { "\27[0c", "DA1 with 0" }, { "\27[>c", "DA2" }, { "\27[=c", "DA3" }, { "\27Z", "DECID" },
+  { "\27[5n", "status report" }, { "\27[6n", "cursor position" }, { "\27[?6n", "DEC cursor position" },
+  { "\27[?2004$p", "DECRQM" }, { "\27[12$p", "ANSI DECRQM" }, { "\27[>0q", "XTVERSION" }, { "\27[14t", "window size in pixels" },
+  { "\27[18t", "text area size" }, { "\27[21t", "title report" }, { "\27[?u", "kitty keyboard flags" },
+  { "\27]10;?\7", "foreground colour (BEL)" }, { "\27]11;?\27\\", "background colour (ST)" },
+  { "\27]4;1;?\7", "palette entry" }, { "\27]52;c;?\7", "clipboard" }, { "\27P$qm\27\\", "DECRQSS" },
+  { "\27P+q544e\27\\", "XTGETTCAP" }, { "\27_Gi=31,a=q;AAAA\27\\", "kitty graphics query" }, { "\5", "ENQ" },
+}
+for _, q in ipairs(queries) do
+  T.is(pl:filter("a" .. q[1] .. "b"), "ab", "play: a " .. q[2] .. " is not passed on")
+end
+local kept = "\27[?1049h\27[?1000h\27[1;31mred\27[0m\27[2J\27[H\27[5;10H\27]0;title\7\27]8;;http://x\27\\link\27]8;;\27\\"
+  .. "\27[22t\27[23t\27[>4;1m\27[>1u\27[3 q\27(0lq\27(B\27P1;2|17/ab\27\\\27[?25l"
+T.is(pl:filter(kept), kept, "play: everything else passes as recorded (modes, colours, titles, links, pushes, DCS data)")
+local split = ""
+for i = 1, #"x\27[6ny\27]11;?\7z" do split = split .. pl:filter(("x\27[6ny\27]11;?\7z"):sub(i, i)) end
+T.is(split, "xyz", "play: a query split across writes is still taken out")
+local long = "\27]52;c;" .. ("QUJD"):rep(3000) .. "\7"
+T.is(pl:filter("<" .. long .. ">"), "<" .. long .. ">", "play: a long string (a clipboard set) passes whole")
+pl:close()
+pl:close()
+T.ok(not pcall(pl.filter, pl, "x"), "play: a closed player raises")
+
+-- in a real terminal (tmux answers the queries a terminal answers): to the
+-- end, and stopped by Ctrl-C halfway
+local tmux = require "lib.tmux"
+local function recording(late)
+  local id = assert(store.new_session { argv = { "agent" }, cwd = dir, cols = 80, rows = 24, mode = "pty" })
+  local st = store.find_session(id).started_at
+  local function ev(dt, kind, data)
+    assert(h:exec("INSERT INTO term_events(session_id, t, kind, data) VALUES (?, ?, ?, ?)", id, st + dt, kind, data))
+  end
+  ev(0, "r", "80x24")
+  ev(1000, "o", "\27[?1049h\27[?1000h\27[?1006h\27[?2004h\27[?25l\27[3;10rplaying here\27[c\27[>c\27[6n\27]11;?\7\27[14t")
+  ev(300000, "o", " and more")
+  if late then ev(60e6, "o", " much later") end
+  return id
+end
+local q = tmux.quote
+for _, case in ipairs { { "to its end", false }, { "stopped by Ctrl-C", true } } do
+  local id = recording(case[2])
+  local term = tmux.new { cols = 80, rows = 24, cmd = "bash -c " .. q(q(T.bin) .. " --db " .. q(dir .. "/rec.db") .. " play " .. id
+    .. "; stty -icanon min 0 time 10; x=$(dd bs=256 count=1 2>/dev/null | od -An -c | tr -s ' \\n' ' '); stty icanon;"
+    .. " echo \"got[$x]\"; echo end-of-test") }
+  term:see("playing here", "procy play " .. case[1] .. ": the recording shows", 10)
+  if case[2] then term:keys("C-c") end
+  local screen = term:see("end%-of%-test", "procy play " .. case[1] .. ": it ends and the shell goes on", 15) or ""
+  T.like(screen, "got%[%]", "procy play " .. case[1] .. ": nothing was typed into the shell (no terminal answered a query)")
+  local flags = term:tmux { "display-message", "-p", "-t", "main", "#{alternate_on} #{mouse_any_flag} #{cursor_flag} #{scroll_region_upper}" }
+  T.is(flags and flags:gsub("%s+$", ""), "0 0 1 0", "procy play " .. case[1] .. ": main screen, no mouse tracking, cursor shown, no scroll region")
+  term:kill()
+end
+
 proc.run { "rm", "-rf", dir }
 return T.done()
