@@ -33,6 +33,26 @@ local function blocks(file)
   return out
 end
 
+-- the Quick start leaves procy runnable by name: .ci/setup installs what
+-- meson installs, and every document's commands call it `procy`
+local readme = T.read(T.src .. "/README.md")
+local quick = readme:match("## Quick start.-```sh\n(.-)\n```")
+T.is(quick, ".ci/setup && procy", "the Quick start's first command runs procy by name")
+T.like(T.read(T.src .. "/.ci/setup"), "\nif %[ \"%$%(id %-u%)\" = 0 %]; then\n  meson install %-C build", ".ci/setup installs it as root")
+local installed = require("procy.proc").run { "meson", "introspect", T.src .. "/build", "--installed" }
+if installed and installed.code == 0 then
+  T.like(installed.stdout, '/procy": "/[%w/]+/bin/procy"', "as a program in a bin directory", installed.stdout)
+else
+  T.skip("where meson installs procy", "meson introspect did not run here")
+end
+for _, f in ipairs { "README.md", "lua/README.md", "examples/text-search/README.md" } do
+  local n = 0
+  for line in (T.read(T.src .. "/" .. f) or ""):gmatch("[^\n]+") do
+    if line:find("^%s*build/procy") or line:find("[`$] *build/procy ") then n = n + 1 end
+  end
+  T.is(n, 0, f .. ": its commands call procy by name, not build/procy")
+end
+
 local all = {}
 for _, f in ipairs { "README.md", "lua/README.md" } do
   for _, b in ipairs(blocks(f)) do all[#all + 1] = b end
