@@ -40,7 +40,7 @@ function steps.export(ctx, job)
   if ctx.o.export then
     job.export_dir = ctx.o.export
   else
-    job.export_dir = store.path() .. "-exports/" .. job.id
+    job.export_dir = require("procy.config").data_dir() .. "/exports/train-" .. job.id
     local ok, err, code = require("procy.recipes").run("recipes/train_export.lua",
       { "--format", "trl-" .. job.method, "-o", job.export_dir }, ctx.cmd)
     if not ok then return core.wrap("the export failed", err, code) end
@@ -117,8 +117,8 @@ function R.main(args, cmd)
   end
   if o.base_model then t.base_model = o.base_model end
   local job = { method = method, host = t.host, argv = R.argv(t, method, extra), id = store.random_hex(5) }
-  -- over ssh a relative workdir is under the host's home; here, next to the record
-  local workdir = t.workdir or (t.host and "procy-train" or store.path() .. "-train")
+  -- over ssh a relative workdir is under the host's home; here, in procy's data directory
+  local workdir = t.workdir or (t.host and "procy-train" or require("procy.config").data_dir() .. "/train")
   if not t.host and workdir:sub(1, 1) ~= "/" then workdir = fs.cwd() .. "/" .. workdir end
   job.dir = workdir .. "/" .. job.id
   local ctx = { o = o, cmd = cmd, trainer = t, steps = st, default = steps }

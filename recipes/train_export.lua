@@ -347,7 +347,11 @@ function R.main(args, cmd)
   o.eval_fraction = o.eval_fraction or 0
   if o.eval_fraction < 0 or o.eval_fraction >= 1 then return core.fail("EINVAL", "--eval-fraction is from 0 to below 1") end
   o.seed = o.seed or "procy"
-  o.o = o.output or o.o or ((cmd and cmd.cwd or fs.cwd()) .. "/procy-export-" .. os.date("%Y%m%d-%H%M%S"))
+  -- procy's own output: under its data directory, never in the project's
+  -- tree (where a snapshot would commit it), unless -o names a place
+  o.o = o.output or o.o or (require("procy.config").data_dir() .. "/exports/" .. os.date("%Y%m%d-%H%M%S") .. "-"
+    .. store.random_hex(2))
+  if o.o:sub(1, 1) ~= "/" then o.o = (cmd and cmd.cwd or fs.cwd()) .. "/" .. o.o end
   local usage = require "procy.usage"
   for _, k in ipairs { "since", "until" } do
     if o[k] then

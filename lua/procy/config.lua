@@ -114,6 +114,12 @@ M.settings = {
 local by_name = {}
 for _, s in ipairs(M.settings) do by_name[s.name] = s end
 
+-- data_dir() -> procy's own data directory ($XDG_DATA_HOME/procy, else
+-- ~/.local/share/procy): where what procy makes goes unless a person
+-- names a place (training exports, training runs here), never the
+-- project's tree
+function M.data_dir() return data_home() .. "/procy" end
+
 local function exists(path)
   local st = fs.stat(path)
   return st and st.type == "file"

@@ -165,6 +165,20 @@ local tr, ev = #jsonl(dir .. "/split1/trl-sft.train.jsonl"), #jsonl(dir .. "/spl
 T.ok(tr + ev == 7 and tr > 0 and ev > 0, "--eval-fraction holds some rows out", tr .. " + " .. ev)
 T.is(split[1], split[2], "the same split every time")
 
+-- no -o: under procy's data directory, never in the project's tree (a
+-- snapshot would commit it), and it says where
+local proj = dir .. "/project"
+require("procy.fs").mkdir(proj)
+T.git(proj, "init", "-q")
+r = T.procy({ "--db", record, "train", "export" }, { cwd = proj })
+local where = r.stdout:match("exported %d+ examples to (%S+)")
+local data = os.getenv("XDG_DATA_HOME") .. "/procy/exports/"
+T.ok(r.code == 0 and where and where:sub(1, #data) == data and T.read(where .. "/trl-sft.train.jsonl"),
+  "without -o the export goes under procy's data directory, and says where", r.stdout .. r.stderr)
+T.is(T.git(proj, "status", "--porcelain", "--untracked-files=all"), "", "nothing lands in the project's tree")
+r = T.procy({ "--db", record, "train", "export", "-o", "mine" }, { cwd = proj })
+T.ok(r.code == 0 and T.read(proj .. "/mine/trl-sft.train.jsonl"), "-o DIR, relative: where it was asked, in the working directory")
+
 -- ---- bad input -----------------------------------------------------------------------------
 r = procy { "--session", empty:sub(1, 8), "-o", dir .. "/none" }
 T.ok(r.code == 1 and r.stderr:find("ENODATA: nothing to export", 1, true), "nothing to export: a clear error, exit 1", r.stderr)
@@ -231,7 +245,8 @@ T.like(job.progress or "", '"event":"done"', "its last progress line kept")
 local log = {}
 for _, l in ipairs(h:query("SELECT line FROM train_log WHERE job_id = ? ORDER BY id", id)) do log[#log + 1] = l.line end
 T.like(table.concat(log, "\n"), '"step": 4, "total": 4', "the trainer's log is in the record, line by line")
-T.is(T.read(dir .. "/remote/" .. id .. "/data.jsonl"), T.read(record .. "-exports/" .. id .. "/trl-sft.train.jsonl"),
+T.is(T.read(dir .. "/remote/" .. id .. "/data.jsonl"),
+  T.read(os.getenv("XDG_DATA_HOME") .. "/procy/exports/train-" .. id .. "/trl-sft.train.jsonl"),
   "a fresh export, staged as it is")
 T.ok(T.read(dir .. "/remote/" .. id .. "/train_lora.py"):find("SFTTrainer", 1, true), "with the shipped training script")
 local sshlog = T.read(dir .. "/ssh.log") or ""
