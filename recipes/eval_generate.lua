@@ -1,12 +1,14 @@
 -- recipes/eval_generate.lua — the agent writes the project's evaluator.
 --
 --   !eval generate [DESC]
---   procy run recipes/eval_generate.lua [--file eval.py] [--agent claude] [--timeout S] [DESC...]
+--   procy run recipes/eval_generate.lua [--file eval.py] [--force] [--agent claude] [--timeout S] [DESC...]
 --
 -- Asks the agent to write FILE to procy's evaluator contract, waits for the
 -- exact end of its turn, checks the file is there and new, runs it once,
 -- and registers it as the project's evaluator only if that run gave
--- metrics. Prints the metrics it found.
+-- metrics. Prints the metrics it found. A FILE that is already there (a
+-- working evaluator, often) is never replaced without --force: name a new
+-- file instead, or say --force.
 
 local core = require "procy.core"
 local agent = require "procy.agent"
@@ -17,7 +19,7 @@ local turns = require "procy.turns"
 
 local R = {}
 
-R.contract = [[Write an evaluator script for this project at %s (create or replace the file).
+R.contract = [[Write an evaluator script for this project at %s (%s).
 What it must measure: %s
 
 The contract procy runs it under:
@@ -52,7 +54,8 @@ R.step_names = { "ask", "check", "register" }
 -- ask: the agent writes the file to the contract. Sets gen.text.
 function steps.ask(ctx, gen)
   local before = read(gen.full)
-  local seq, serr = ctx.agent:send(R.contract:format(gen.file, gen.desc, gen.command, gen.file), "recipe")
+  local how = before and "replace the file that is there: the person asked for a new one" or "a new file"
+  local seq, serr = ctx.agent:send(R.contract:format(gen.file, how, gen.desc, gen.command, gen.file), "recipe")
   if not seq then return core.wrap("the agent cannot take a prompt", serr) end
   if ctx.cmd and ctx.cmd.status then ctx.cmd.status("eval generate: the agent writes " .. gen.file .. " ...") end
   local turn, terr = ctx.agent:wait_turn { seq = seq, timeout = gen.timeout }
@@ -96,13 +99,25 @@ function steps.register(ctx, gen)
 end
 
 function R.main(args, cmd)
-  local o, words = require("procy.recipes").flags(args, { file = "string", agent = "string", timeout = "number" },
-    "eval_generate")
-  if not o then return core.wrap("eval_generate [--file PATH] [--agent NAME] [--timeout SECONDS] WHAT", words, "EINVAL") end
+  local o, words = require("procy.recipes").flags(args, { file = "string", agent = "string", timeout = "number",
+    force = "boolean" }, "eval_generate")
+  if not o then return core.wrap("eval_generate [--file PATH] [--force] [--agent NAME] [--timeout SECONDS] WHAT", words, "EINVAL") end
   local st, serr = require("procy.recipes").steps(R, require("procy.config").get().eval_generate or {})
   if not st then return core.wrap("eval_generate", serr, "EINVAL") end
   local file, profile, timeout = o.file or "eval.py", o.agent, o.timeout or 600
   local cwd = (cmd and cmd.cwd) or fs.cwd()
+  local full = file:sub(1, 1) == "/" and file or (cwd .. "/" .. file)
+  if fs.stat(full) and not o.force then
+    local is_ev = false -- registered here, or the `evaluator` setting
+    for _, e in ipairs(evaluator.list(cwd)) do
+      if e.path and (e.path == full or cwd .. "/" .. e.path == full) then is_ev = true end
+    end
+    local set = require("procy.config").get().evaluator
+    if type(set) == "string" and (set == full or cwd .. "/" .. set == full) then is_ev = true end
+    return core.fail("EEXIST", ("eval generate: %s is already there%s; it is not replaced without your word: "
+      .. "--file NEW_NAME for a new evaluator, or --force to have the agent replace it"):format(file,
+      is_ev and " (the project's evaluator)" or ""))
+  end
   local a, own = agent.current(), false
   if not a then
     local err, code
@@ -120,7 +135,7 @@ function R.main(args, cmd)
   if desc == "" then return core.fail("EINVAL", "eval generate needs a description of what to measure (or give the agent its task first)") end
   local ctx = { args = args, cmd = cmd, cwd = cwd, agent = a, out = cmd and cmd.print or print, steps = st,
     default = steps }
-  local gen = { file = file, full = file:sub(1, 1) == "/" and file or (cwd .. "/" .. file), desc = desc,
+  local gen = { file = file, full = full, desc = desc,
     command = table.concat(evaluator.command_for(file), " "), timeout = timeout }
   for _, name in ipairs(R.step_names) do
     local ok, err, code = st[name](ctx, gen)

@@ -391,13 +391,13 @@ local function eval_cmd(ctx, args)
       end
     end
   else
-    ctx.print("usage: !eval set PATH [--name N] | generate [DESC] | show | run | metrics [N]")
+    ctx.print("usage: !eval set PATH [--name N] | generate [--file F] [--force] [DESC] | show | run | metrics [N]")
   end
 end
 
 M.commands = {
   eval = { args = "set|generate|show|run|metrics", run = eval_cmd,
-    help = "the project's evaluator: set PATH [--name N], generate [DESC], show, run, metrics" },
+    help = "the project's evaluator: set PATH [--name N], generate [--file F] [--force] [DESC], show, run, metrics" },
 }
 
 return M

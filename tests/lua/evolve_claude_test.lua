@@ -114,4 +114,19 @@ local ev = require("procy.evaluator").current(work)
 T.is(ev.name .. " " .. ev.created_by, "gen_eval.sh agent", "and it is the project's evaluator now")
 local prompt = h:query("SELECT prompt FROM turns WHERE prompt LIKE 'Write an evaluator%' ORDER BY id DESC LIMIT 1")[1]
 T.like(prompt and prompt.prompt or "", "METRICS_SCHEMA", "the prompt gives the contract")
+T.like(prompt and prompt.prompt or "", "gen_eval.sh %(a new file%)", "for a new file")
+
+-- the working evaluator is never replaced without the person's word
+local turns_before = h:query("SELECT count(*) AS n FROM turns")[1].n
+r = generate("count the words TOOL:write:" .. work .. "/gen_eval.sh:" .. b64("echo '{\"words\": 1}'\n"))
+T.is(r.code, 1, "eval generate onto the project's evaluator: refused")
+T.like(r.stderr, "gen_eval.sh is already there %(the project's evaluator%).-%-%-file NEW_NAME.-%-%-force", "saying how to go on")
+T.is(T.read(work .. "/gen_eval.sh"), script, "the evaluator is as it was")
+T.is(h:query("SELECT count(*) AS n FROM turns")[1].n, turns_before, "and the agent was never asked")
+local g = assert(proc.spawn({ T.bin, "run", "recipes/eval_generate.lua", "--file", "gen_eval.sh", "--force", "--agent", "claude",
+  "count the lines again TOOL:write:" .. work .. "/gen_eval.sh:" .. b64(script .. "# v2\n") }, { cwd = work, env = env }))
+r = assert(g:wait(120))
+T.is(r.code, 0, "with --force the agent replaces it", r.stderr)
+prompt = h:query("SELECT prompt FROM turns WHERE prompt LIKE 'Write an evaluator%' ORDER BY id DESC LIMIT 1")[1]
+T.like(prompt and prompt.prompt or "", "replace the file that is there", "and is told it replaces one")
 T.done()
