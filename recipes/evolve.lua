@@ -226,6 +226,9 @@ function steps.act(ctx, t)
   local tseq, serr, scode, turn, terr
   for attempt = 1, 2 do
     tseq, serr, scode = a:send(t.prompt, "proxy")
+    -- the try is that turn from now on, whatever ends it (a !stop
+    -- mid-turn too): !correct finds the messages it was asked with
+    if tseq then store.update_try(ctx.run.id, t.seq, { turn_seq = tseq }) end
     if tseq then turn, terr = a:wait_turn { seq = tseq, timeout = ctx.o.turn_timeout } end
     -- the agent died (since the last try, or in this one): a new one,
     -- resuming its session, gets the prompt again, once
@@ -241,10 +244,7 @@ function steps.act(ctx, t)
   t.turn_seq, t.turn = tseq, turn
   -- !pause: the person works on before the workspace is taken; what they
   -- did is part of this try (and kept as a correction candidate of it)
-  if ctx.paused then
-    store.update_try(ctx.run.id, t.seq, { turn_seq = tseq })
-    t.interventions = #evolve.hold(ctx, t)
-  end
+  if ctx.paused then t.interventions = #evolve.hold(ctx, t) end
   if turn then
     t.response = turn.response ~= null and turn.response or nil
     t.tokens = t.tokens + (turn.usage.input_tokens or 0) + (turn.usage.output_tokens or 0)

@@ -34,10 +34,16 @@ function M.turn(session, n)
   return t
 end
 
--- try_of(turn) -> the evolve try that turn was, or nil
+-- try_of(turn) -> the evolve try that turn was, or nil: the try linked to
+-- it, else (a try whose act step never linked its turn: an older record,
+-- a project's own act) the newest unlinked try of the session that asked
+-- for exactly this prompt
 function M.try_of(turn)
-  return db():query("SELECT * FROM tries WHERE session_id = ? AND turn_seq = ? ORDER BY id DESC LIMIT 1",
+  local h = db()
+  return h:query("SELECT * FROM tries WHERE session_id = ? AND turn_seq = ? ORDER BY id DESC LIMIT 1",
     turn.session_id, turn.seq)[1]
+    or (turn.source == "proxy" and turn.prompt and h:query([[SELECT * FROM tries WHERE session_id = ? AND turn_seq IS NULL
+      AND prompt = ? AND messages IS NOT NULL ORDER BY id DESC LIMIT 1]], turn.session_id, turn.prompt)[1]) or nil
 end
 
 -- state_of(task, last_response, seq) -> what evolve.messages renders for

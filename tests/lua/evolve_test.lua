@@ -543,6 +543,25 @@ do
     st[#st + 1] = t.status
   end
   T.is(run.status .. ": " .. table.concat(st, " "), "stopped: stopped stopped", "the run and both tries are marked stopped")
+  -- !correct on a stopped try: its context is the messages the proxy model was given, as recorded
+  local corrections = require "procy.corrections"
+  local exact = 0
+  for _, t in ipairs(h:query("SELECT * FROM tries WHERE run_id = ? AND seq > 0 ORDER BY seq", run.id)) do
+    local turn = t.turn_seq and h:query("SELECT * FROM turns WHERE session_id = ? AND seq = ?", t.session_id, t.turn_seq)[1]
+    local msgs, linked
+    if turn then msgs, linked = corrections.messages(turn) end
+    if msgs and linked and linked.id == t.id and t.messages
+       and json.encode(msgs, { sort = true }) == json.encode(json.decode(t.messages), { sort = true }) then
+      exact = exact + 1
+    end
+  end
+  T.is(exact, 2, "each stopped try is linked to its turn, and a correction of it gets the messages the model was given")
+  local t1 = h:query("SELECT * FROM tries WHERE run_id = ? AND seq = 1", run.id)[1]
+  local turn1 = h:query("SELECT * FROM turns WHERE session_id = ? AND seq = ?", t1.session_id, t1.turn_seq)[1]
+  h:exec("UPDATE tries SET turn_seq = NULL WHERE id = ?", t1.id) -- as an older record, or a project's act step, left it
+  local _, found = corrections.messages(turn1)
+  T.ok(found and found.id == t1.id, "a try never linked to its turn is still found by its prompt, so its messages are used")
+  h:exec("UPDATE tries SET turn_seq = ? WHERE id = ?", t1.turn_seq, t1.id)
   T.is(T.read(pst .. "/value.txt"), "1", "the workspace is as it was")
   m.close()
   -- resumed: it goes on from where the stopped batch left it (its tries
