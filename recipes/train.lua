@@ -13,10 +13,15 @@
 -- Steps (a project replaces one in procy.lua: train = { stage = ... }):
 --   export(ctx, job)  the dataset: --export DIR, or a fresh export (recipes/train_export.lua)
 --   stage(ctx, job)   the dataset and train_lora.py into the job's directory on the host
+--   check(ctx, job)   the trainer's own check, run there as the job will run (train_lora.py --check:
+--                     the data, and that torch, transformers, datasets, peft and trl import); a
+--                     missing library stops it here, named (trainer.check = ARGV gives a `command`
+--                     its check; false skips it)
 --   launch(ctx, job)  the trainer started there; its pid
 
 local core = require "procy.core"
 local fs = require "procy.fs"
+local proc = require "procy.proc"
 local store = require "procy.store"
 local train = require "procy.train"
 
@@ -24,7 +29,7 @@ local R = {}
 local steps = {}
 R.steps = steps
 R.setting = "train"
-R.step_names = { "export", "stage", "launch" }
+R.step_names = { "export", "stage", "check", "launch" }
 
 local files = { sft = "trl-sft.train.jsonl", dpo = "trl-dpo.train.jsonl", kto = "trl-kto.train.jsonl" }
 
@@ -59,6 +64,22 @@ function steps.stage(ctx, job)
     if not ok then return core.wrap("staging " .. f[1], err, code) end
   end
   return true
+end
+
+function steps.check(ctx, job)
+  if not job.check then return true end
+  local r, err, code = proc.run(train.argv(job.host, train.CHECK, { job.dir, table.unpack(job.check) }), { timeout = 300 })
+  if not r then return core.wrap("the trainer's check did not run", err, code) end
+  if r.code == 0 then return true end
+  if job.host and r.code == 255 then
+    return core.fail("EHOST", ("ssh to %s failed: %s"):format(job.host, (r.stderr:gsub("%s+$", ""))))
+  end
+  local cause
+  for line in (r.stderr .. "\n" .. r.stdout):gmatch("[^\n]+") do
+    if line:match("%S") and not line:match("^{") then cause = line end
+  end
+  return core.fail("ETRAINER", ("the trainer cannot run %s: %s (checked with: %s)"):format(
+    job.host and ("on " .. job.host) or "here", cause or ("it exited with " .. r.code), table.concat(job.check, " ")))
 end
 
 function steps.launch(ctx, job)
@@ -117,16 +138,31 @@ function R.main(args, cmd)
   end
   if o.base_model then t.base_model = o.base_model end
   local job = { method = method, host = t.host, argv = R.argv(t, method, extra), id = store.random_hex(5) }
+  -- the check runs the trainer's argv with --check (train_lora.py's), or trainer.check
+  if type(t.check) == "table" then
+    job.check = R.argv({ command = t.check, image = t.image, docker_args = t.docker_args, base_model = t.base_model }, method)
+  elseif t.check ~= false then
+    for _, w in ipairs(job.argv) do
+      if tostring(w):match("train_lora%.py$") then job.check = R.argv(t, method, { "--check" }) end
+    end
+  end
   -- over ssh a relative workdir is under the host's home; here, in procy's data directory
   local workdir = t.workdir or (t.host and "procy-train" or require("procy.config").data_dir() .. "/train")
   if not t.host and workdir:sub(1, 1) ~= "/" then workdir = fs.cwd() .. "/" .. workdir end
   job.dir = workdir .. "/" .. job.id
   local ctx = { o = o, cmd = cmd, trainer = t, steps = st, default = steps }
   local say = cmd and cmd.print or print
+  local made = false
   for _, name in ipairs(R.step_names) do
     local ok, err, code = st[name](ctx, job)
-    if not ok then return nil, err or (name .. " failed"), code end
+    if not ok then
+      err = err or (name .. " failed")
+      -- a job already in the record says why it never ran (procy train status)
+      if made then train.update(job.id, { state = "failed", error = tostring(err):gsub("^E[%u_]+: ", ""), ended_at = store.now_us() }) end
+      return nil, err, code
+    end
     if name == "stage" then
+      made = true
       job.id = train.new { id = job.id, host = job.host, dir = job.dir, argv = job.argv, method = method,
                            export_dir = job.export_dir }
     end

@@ -12,7 +12,11 @@ Progress goes to standard output as JSON lines procy reads (`procy train
 status` and `log`): {"event": "progress", "step", "total", "epoch",
 "loss", "learning_rate"}, then {"event": "done", "output"}. A bad row is
 named by file and line, and nothing is trained. --dry-run checks the data
-and says what it would train, without torch or TRL installed.
+and says what it would train, without torch or TRL installed. --check
+checks the data and that every library training needs imports here
+(procy runs it before it starts a job, the way the job will run): each
+one missing is named, {"event": "missing", "modules": [...], "error"},
+and it exits 3.
 
 It runs where the GPU is (procy stages it there with the export:
 `procy train start`); this file is procy's, shipped in its binary.
@@ -125,6 +129,28 @@ def train(args, rows):
     say(event="done", output=args.output)
 
 
+# what train() imports, in the order a person installs them
+NEEDED = ["torch", "transformers", "datasets", "peft", "trl"]
+
+
+def check():
+    """Imports what training needs; names each library that fails."""
+    import importlib
+    missing, first = [], None
+    for name in NEEDED:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # an ImportError, or a library broken on import
+            missing.append(name)
+            first = first or "%s: %s" % (type(e).__name__, e)
+    if missing:
+        say(event="missing", modules=missing, error=first)
+        print("train_lora.py: cannot train here: %s (missing: %s; pip install %s)"
+              % (first, ", ".join(missing), " ".join(missing)), file=sys.stderr)
+        return 3
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the export's JSONL (trl-sft, trl-dpo or trl-kto)")
@@ -137,6 +163,7 @@ def main():
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-alpha", type=int, default=32)
     p.add_argument("--dry-run", action="store_true", help="check the data, say what would be trained")
+    p.add_argument("--check", action="store_true", help="check the data and that training's libraries import")
     args = p.parse_args()
     if not args.method:
         for m in ("sft", "dpo", "kto"):
@@ -154,6 +181,8 @@ def main():
     if args.dry_run:
         say(event="dry-run", **summary)
         return 0
+    if args.check:
+        return check()
     say(event="start", **summary)
     train(args, rows)
     return 0

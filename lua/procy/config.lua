@@ -101,7 +101,8 @@ M.settings = {
     doc = "steps of recipes/train_export.lua a project replaces: collect, row, card" },
   { name = "trainer", type = "table", default = {},
     doc = "where the proxy model is trained: {host = (ssh; none: here), workdir = \"procy-train\", python = \"python3\", "
-      .. "base_model =, image = (docker), docker_args = {}, command = {argv, {data} {method} {output} {base_model} filled in}}" },
+      .. "base_model =, image = (docker), docker_args = {}, command = {argv, {data} {method} {output} {base_model} filled in}, "
+      .. "check = {argv} (the trainer's check before a job starts; train_lora.py --check by default) or false}" },
   { name = "train", type = "table", default = {},
     doc = "steps of recipes/train.lua a project replaces: export, stage, launch" },
   { name = "train_deploy", type = "table", default = {},

@@ -64,6 +64,10 @@ M.PUT = [[mkdir -p -- "$1" && cat > "$1/$2"]]
 M.LAUNCH = [[cd -- "$1" || exit 1; shift
 setsid sh -c '"$@" > train.log 2>&1; echo $? > exit.code' trainer "$@" < /dev/null > /dev/null 2>&1 &
 echo $!]]
+-- check DIR ARGV...: the trainer's check in the job's directory, in the
+-- foreground (its output is the answer)
+M.CHECK = [[cd -- "$1" || exit 1; shift
+exec "$@" < /dev/null]]
 -- follow DIR PID OFFSET: the log from byte OFFSET on while PID runs, then
 -- how it ended
 M.FOLLOW = [[cd -- "$1" || exit 1
@@ -128,12 +132,26 @@ end
 
 -- ---- the watcher ------------------------------------------------------------------------------
 
+-- The cause a failed trainer gave: its log's last line that is not one
+-- of its JSON progress lines (a Python error's last line, "CUDA error:
+-- out of memory", ...), or nil.
+local function cause_of(id)
+  for _, r in ipairs(db():query("SELECT line FROM train_log WHERE job_id = ? ORDER BY id DESC LIMIT 50", id)) do
+    local line = r.line:gsub("%s+$", "")
+    if line:match("%S") and not line:match("^%s*{") then return line end
+  end
+end
+
 local function ended(job, code)
   local stopped = job.state == "stopped" or M.job(job.id).state == "stopped"
   local state = stopped and "stopped" or code == 0 and "done" or "failed"
-  M.update(job.id, { state = state, exit_code = code, ended_at = store.now_us(),
-    error = state == "failed" and (code and ("the trainer exited with " .. code) or "the trainer is gone, with no exit code")
-      or nil })
+  local err
+  if state == "failed" then
+    err = code and ("the trainer exited with " .. code) or "the trainer is gone, with no exit code"
+    local cause = cause_of(job.id)
+    if cause then err = err .. ": " .. cause end
+  end
+  M.update(job.id, { state = state, exit_code = code, ended_at = store.now_us(), error = err })
 end
 
 -- watch(id): what `procy train watch JOB` runs, detached: the log into
@@ -273,7 +291,8 @@ function cli.status(args)
   print(("%-10s  %-8s  %-10s  %-4s  %s"):format("job", "state", "host", "how", "progress"))
   for _, j in ipairs(jobs) do
     j = M.refresh(j)
-    print(("%-10s  %-8s  %-10s  %-4s  %s"):format(j.id, j.state, j.host or "here", j.method or "?", progress_text(j.progress)))
+    print(("%-10s  %-8s  %-10s  %-4s  %s"):format(j.id, j.state, j.host or "here", j.method or "?",
+      j.state == "failed" and j.error or progress_text(j.progress)))
   end
   return 0
 end

@@ -264,8 +264,29 @@ r = train { "start", "--method", "sft" }
 local died = r.stdout:match("training job (%x+) started") or "none"
 T.ok(wait_state(died, "failed"), "a trainer that dies mid-run: the job fails")
 job = h:query("SELECT * FROM train_jobs WHERE id = ?", died)[1] or {}
-T.ok(job.exit_code == 3 and (job.error or ""):find("exited with 3", 1, true), "with its exit code and why", job.error)
+T.ok(job.exit_code == 3 and (job.error or ""):find("exited with 3: CUDA error: out of memory", 1, true),
+  "with its exit code and the cause it gave", job.error)
 T.like(train({ "log", died }).stdout, "CUDA error: out of memory", "and its log kept, the error in it")
+T.like(train({ "status", died }).stdout, "error:   the trainer exited with 3: CUDA error: out of memory", "procy train status JOB says the cause")
+T.like(train({ "status" }).stdout, died .. "%s+failed%s+gpu1%s+sft%s+the trainer exited with 3: CUDA error", "and the list does")
+
+-- the trainer's libraries are checked where it will run, as it will run
+-- (over ssh), before a job starts: a missing one is named at once
+T.write(dir .. "/nopkg-python", "#!/bin/sh\nexec python3 -S -I \"$@\"\n") -- a python with no site-packages
+proc.run { "chmod", "+x", dir .. "/nopkg-python" }
+T.write(dir .. "/train2.lua", ([[return { db = %q, trainer = { host = "gpu1", workdir = %q, python = %q } }]]):format(
+  record, dir .. "/remote", dir .. "/nopkg-python"))
+local jobs_before = h:query("SELECT count(*) AS n FROM train_jobs")[1].n
+r = train({ "start", "--method", "sft" }, dir .. "/train2.lua")
+T.is(r.code, 1, "procy train start with the trainer's libraries missing: refused")
+T.like(r.stderr, "the trainer cannot run on gpu1: .*No module named 'torch'.*missing: torch, transformers, datasets, peft, trl",
+  "naming what is missing, as the host's python said it")
+T.like(r.stderr, "checked with: .*nopkg%-python train_lora%.py .*%-%-check", "and how it checked")
+local nojob = h:query("SELECT * FROM train_jobs ORDER BY created_at DESC LIMIT 1")[1] or {}
+T.ok(h:query("SELECT count(*) AS n FROM train_jobs")[1].n == jobs_before + 1 and nojob.state == "failed" and not nojob.pid,
+  "the job never started: it is in the record as failed", nojob.state)
+T.like(train({ "status", nojob.id or "none" }, dir .. "/train2.lua").stdout, "error:   the trainer cannot run on gpu1: .*No module named 'torch'",
+  "and procy train status says why")
 
 T.write(dir .. "/mode", "long")
 r = train { "start", "--method", "kto" }
@@ -381,7 +402,7 @@ do
   T.is(del.status, 200, "DELETE /api/corrections/ID")
   T.is(#h:query("SELECT 1 FROM corrections WHERE id = ?", made.id or 0), 0, "removes it")
   st, v = get("/api/training/jobs")
-  T.ok(st == 200 and #v.jobs == 3, "GET /api/training/jobs")
+  T.ok(st == 200 and #v.jobs == 4, "GET /api/training/jobs (the one that never started among them)")
   st, v = get("/api/training/jobs/" .. id)
   T.ok(st == 200 and v.state == "done" and #v.losses == 4, "GET /api/training/jobs/ID: its state and losses")
   st, v = get("/api/training/jobs/" .. id .. "/log?after=0")
