@@ -290,10 +290,16 @@ function steps.keep(ctx, t)
   local improved = t.status ~= "agent-failed" and t.status ~= "eval-failed"
     and objective.better(ctx.objective, t, ctx.best)
   local g, note = improved and gain(ctx.objective, t, ctx.best)
-  if g and g <= (o.noise or 0.05) then
+  -- a try whose agent changed no file runs the code it started from: its
+  -- gain is the evaluator's scatter until measuring again says otherwise
+  local same = improved and t.files_changed == 0
+  if same or (g and g <= (o.noise or 0.05)) then
     local code
     improved, note, code = settle(ctx, t, t.commit_id)
     if improved == nil then return nil, note, code end
+    if same then note = "no file changed" .. (note and ("; " .. note) or "") end
+  elseif t.files_changed == 0 then
+    note = "no file changed"
   end
   if improved then
     ctx.best, ctx.at, ctx.stale = t, { seq = t.seq, commit = t.commit_id }, 0
@@ -308,6 +314,7 @@ function steps.keep(ctx, t)
       if not ok then return core.wrap("restoring the best try failed", rerr) end
       ctx.at = { seq = ctx.best.seq, commit = ctx.best.commit_id }
       t.verdict = "rolled back to " .. (ctx.best.seq == 0 and "the start" or ("try " .. ctx.best.seq))
+        .. (note and (" (" .. note .. ")") or "")
     elseif t.after_sibling then
       local ok, rerr = ctx.repo:restore(t.commit_id, t.after_sibling.commit)
       if not ok then return core.wrap("restoring the batch's earlier try failed", rerr) end
@@ -362,7 +369,9 @@ function R.attempt(ctx)
   if t.status ~= "agent-failed" then
     evolve.progress(ctx, "evaluating")
     local files = {}
-    for _, c in ipairs(ctx.repo:changes(ctx.at.commit, t.commit_id) or {}) do files[#files + 1] = c.path end
+    local changes = ctx.repo:changes(ctx.at.commit, t.commit_id)
+    for _, c in ipairs(changes or {}) do files[#files + 1] = c.path end
+    t.files_changed = changes and #files or nil
     do
       local _ <close> = ctx.eval_slots and ctx.eval_slots.held()
       t.result = evaluator.run(ctx.evaluator, { session = ctx.agent.session, run = run.id, try = seq,
@@ -374,6 +383,7 @@ function R.attempt(ctx)
   end
   t.ended_at = require("procy.store").now_us()
   store.update_try(run.id, seq, { turn_seq = t.turn_seq, response = t.response, commit_id = t.commit_id,
+    files_changed = t.files_changed,
     metrics = t.metrics, score = t.score, feasible = t.feasible, status = t.status, feedback = t.feedback,
     eval_result_id = t.eval_result_id, tokens = t.tokens, ended_at = t.ended_at })
   return t

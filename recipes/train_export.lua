@@ -396,8 +396,9 @@ function R.main(args, cmd)
     return nil, tostring(err), code or (tostring(err):match("^(E[%u_]+):"))
   end
   local say = cmd and cmd.print or print
-  say(("exported %d examples to %s"):format(S.examples, o.o))
-  for _, f in ipairs(S.list) do say(("  %-28s %d rows"):format(f.name, f.rows)) end
+  local count = require("procy.commands").count
+  say(("exported %s to %s"):format(count(S.examples, "example"), o.o))
+  for _, f in ipairs(S.list) do say(("  %-28s %s"):format(f.name, count(f.rows, "row"))) end
   say("  dataset.md, dataset.json")
   return true
 end

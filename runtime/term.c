@@ -537,22 +537,72 @@ int draw_editor_close(buf_t *out, const screen_t *s, int rows)
 	return r;
 }
 
-/* Calls fn for each display line of text wrapped at cols; stops early when
-   fn returns non-zero. Returns the number of lines seen. */
+/* Where a logical line's continuation lines start, in columns: a line laid
+   out in two columns (text, two or more spaces, text) hangs under its second
+   column; other lines under their own indent. Too deep to leave room for
+   text (half the width), it starts at 0. */
+static int hang(const char *s, size_t len, int cols)
+{
+	size_t i = 0;
+	while (i < len && s[i] == ' ')
+		i++;
+	size_t lead = i;
+	for (size_t j = i; j + 2 < len; j++)
+		if (s[j] != ' ' && s[j + 1] == ' ' && s[j + 2] == ' ') {
+			size_t k = j + 1;
+			while (k < len && s[k] == ' ')
+				k++;
+			if (k < len) {
+				lead = k;
+				break;
+			}
+		}
+	int c = columns(s, lead);
+	if (c * 2 > cols) {
+		c = columns(s, i);
+		if (c * 2 > cols)
+			c = 0;
+	}
+	return c;
+}
+
+/* Calls fn for each display line of text wrapped at cols, with the indent
+   its text goes after; stops early when fn returns non-zero. A line breaks
+   after its last space that fits (a word wider than the room is cut), and
+   continues at its hang(). Returns the number of display lines. So a
+   page laid out for one width reads right at any other: procy wraps it
+   again when the terminal is resized. */
 static int wrap(const char *text, size_t len, int cols,
-                int (*fn)(void *, int, const char *, size_t), void *ud)
+                int (*fn)(void *, int, int, const char *, size_t), void *ud)
 {
 	int line = 0;
 	size_t i = 0;
+	if (cols < 1)
+		cols = 1;
 	while (i < len || (i == 0 && len == 0)) {
 		const char *nl = memchr(text + i, '\n', len - i);
 		size_t end = nl ? (size_t)(nl - text) : len;
+		int indent = 0, under = hang(text + i, end - i, cols);
 		do { /* one logical line, maybe several display lines */
-			size_t n = fit(text + i, end - i, cols, NULL);
-			if (fn && fn(ud, line, text + i, n))
+			int room = cols - indent;
+			size_t n = fit(text + i, end - i, room, NULL);
+			if (i + n < end && text[i + n] != ' ') { /* inside a word: break at a space */
+				size_t b = n;
+				while (b > 0 && text[i + b - 1] != ' ')
+					b--;
+				if (b > 0)
+					n = b;
+			}
+			size_t shown = n;
+			while (i + n < end && shown > 0 && text[i + shown - 1] == ' ')
+				shown--; /* the space it broke at stays off the screen */
+			if (fn && fn(ud, line, indent, text + i, shown))
 				return line;
 			line++;
 			i += n;
+			while (i < end && text[i] == ' ')
+				i++; /* a continuation starts at its text */
+			indent = under;
 		} while (i < end);
 		i = end + 1;
 		if (!nl)
@@ -566,14 +616,14 @@ typedef struct page {
 	int    first, rows, err;
 } page_t;
 
-static int page_line(void *ud, int line, const char *s, size_t n)
+static int page_line(void *ud, int line, int indent, const char *s, size_t n)
 {
 	page_t *pg = ud;
 	if (line < pg->first)
 		return 0;
 	if (line >= pg->first + pg->rows - 1)
 		return 1;
-	pg->err |= addf(pg->out, "\x1b[%d;%dH", line - pg->first + 1, 1);
+	pg->err |= addf(pg->out, "\x1b[%d;%dH", line - pg->first + 1, 1 + indent);
 	pg->err |= buf_add(pg->out, s, n);
 	return 0;
 }

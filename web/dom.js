@@ -1,18 +1,32 @@
 // dom.js: how the monitor draws: elements from data with textContent only
 // (what the record holds is never HTML), small SVG charts, and formats.
 
-// el("tag#id.class", {attrs}, ...children): an element; strings become text
+// visible(text): the bidirectional controls a recorded text may hold
+// (U+202A-202E embeddings and overrides, U+2066-2069 isolates, the marks
+// U+200E, U+200F, U+061C) written out as ⟨U+202E⟩: shown raw they reorder
+// what is around them, so a prompt would read other than it is.
+const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+export function visible(text) {
+  return String(text).replace(BIDI, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`);
+}
+
+// el("tag#id.class", {attrs}, ...children): an element; strings become
+// text, made visible() — but in a textarea or an input, where the person
+// edits the text itself
 export function el(spec, attrs, ...kids) {
   const [name, ...classes] = spec.split(".");
   const [tag, id] = name.split("#");
   const n = document.createElement(tag || "div");
+  const raw = tag === "textarea" || tag === "input";
   if (id) n.id = id;
   if (classes.length) n.className = classes.join(" ");
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) n.setAttribute(k, v === true ? "" : v);
+    else if (v !== undefined && v !== null && v !== false) n.setAttribute(k, v === true ? "" : k === "title" ? visible(v) : v);
   }
-  for (const k of kids.flat()) if (k !== undefined && k !== null && k !== false) n.append(k instanceof Node ? k : String(k));
+  for (const k of kids.flat()) {
+    if (k !== undefined && k !== null && k !== false) n.append(k instanceof Node ? k : raw ? String(k) : visible(k));
+  }
   return n;
 }
 
@@ -30,7 +44,7 @@ const SVG = "http://www.w3.org/2000/svg";
 export function svg(tag, attrs, ...kids) {
   const n = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) n.setAttribute(k, v);
-  for (const k of kids.flat()) if (k !== undefined && k !== null && k !== false) n.append(k instanceof Node ? k : String(k));
+  for (const k of kids.flat()) if (k !== undefined && k !== null && k !== false) n.append(k instanceof Node ? k : visible(k));
   return n;
 }
 

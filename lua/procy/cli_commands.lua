@@ -143,15 +143,27 @@ function commands.export(args, opts)
   else
     out:setvbuf("full")
   end
-  if format == "html" then
-    out:write(require("procy.share").html(row))
-  else
-    require("procy.sessions").export(row, format, function(s) out:write(s) end)
+  -- a reader that stops early (`| head`) closes the pipe: stop writing,
+  -- quietly, as a program SIGPIPE ended would (procy ignores SIGPIPE)
+  local failed, errno
+  local function write(s)
+    if failed then return end
+    local ok, err, en = out:write(s)
+    if not ok then failed, errno = err, en end
   end
-  local ok, err = out:flush()
+  if format == "html" then
+    write(require("procy.share").html(row))
+  else
+    require("procy.sessions").export(row, format, write)
+  end
+  if not failed then
+    local ok, err, en = out:flush()
+    if not ok then failed, errno = err, en end
+  end
   if opts.output then out:close() end
-  if not ok then
-    say(err)
+  if failed and errno == 32 and not opts.output then return 141 end -- EPIPE: 128 + SIGPIPE
+  if failed then
+    say(opts.output and (opts.output .. ": ") or "", failed)
     return 1
   end
   return 0
@@ -265,7 +277,8 @@ function commands.serve(args, opts)
   end })
   io.stderr:write(("procy serve: listening on %s, recording into %s (session %s)\n"):format(s.url, store.path(), id:sub(1, 8)))
   if replay then
-    io.stderr:write(("  replaying the %d calls of %s (%s%s); no call goes upstream\n"):format(#replay.cassette.calls,
+    io.stderr:write(("  replaying %s of %s (%s%s); no call goes upstream\n"):format(
+      require("procy.commands").count(#replay.cassette.calls, "recorded call"),
       replay.cassette.label, replay.mode, replay.fast and ", fast" or ", at their recorded pace"))
   else
     io.stderr:write(("  upstream %s, OpenAI upstream %s\n"):format(s.upstream, s.openai))
@@ -428,7 +441,7 @@ function commands.otel(args, opts)
     say(err)
     return 1
   end
-  io.stdout:write(("exported %d spans to %s\n"):format(n, o.endpoint))
+  io.stdout:write(("exported %s to %s\n"):format(require("procy.commands").count(n, "span"), o.endpoint))
   return 0
 end
 

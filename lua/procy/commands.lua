@@ -59,6 +59,11 @@ local function bytes(n)
 end
 M.bytes = bytes
 
+-- count(n, word, [plural]) -> "1 call", "2 calls": n and its word as it is said
+function M.count(n, word, plural)
+  return ("%d %s"):format(n, n == 1 and word or (plural or word .. "s"))
+end
+
 -- fill(text, width) -> lines of at most width characters (UTF-8), broken
 -- at spaces; a word longer than width is cut.
 function M.fill(text, width)
@@ -104,10 +109,9 @@ end
 
 M.builtin = {
   help = { help = "list the commands", run = function(ctx)
-    local width = math.max(40, ((ctx.session and ctx.session:info()) or {}).cols or 80) - 1
-    for _, l in ipairs(M.fill("procy commands (type ! at the start of an empty line; !! types a !):", width)) do
-      ctx.print(l)
-    end
+    -- logical lines, not filled to a width: the pager wraps them at the
+    -- terminal's width (the two columns kept), again when it is resized
+    ctx.print("procy commands (type ! at the start of an empty line; !! types a !):")
     local names, rows = {}, {}
     for name in pairs(ctx.commands) do names[#names + 1] = name end
     table.sort(names)
@@ -115,10 +119,9 @@ M.builtin = {
       local c = ctx.commands[name]
       rows[#rows + 1] = { "!" .. name .. (c.args and (" " .. c.args) or ""), c.help or "" }
     end
-    for _, l in ipairs(M.columns(rows, width)) do ctx.print(l) end
+    for _, l in ipairs(M.columns(rows, math.huge)) do ctx.print(l) end
     ctx.print("")
-    for _, l in ipairs(M.fill("In the command line: arrows, Home/End, Ctrl-A/E/U/K/W; Enter runs; Esc or Ctrl-C leaves.",
-      width)) do ctx.print(l) end
+    ctx.print("In the command line: arrows, Home/End, Ctrl-A/E/U/K/W; Enter runs; Esc or Ctrl-C leaves.")
   end },
 
   status = { help = "this session: id, agent, time, bytes, where it is recorded", run = function(ctx)
@@ -128,13 +131,13 @@ M.builtin = {
     ctx.print("running   " .. duration(core.time() - ctx.started))
     ctx.print(("terminal  %dx%d%s"):format(i.cols, i.rows, i.alt_screen and ", full screen" or ""))
     ctx.print(("bytes     %s typed, %s shown"):format(bytes(i.bytes_in), bytes(i.bytes_out)))
-    ctx.print(("recorded  %d events in %s%s"):format(i.events, store.path(),
+    ctx.print(("recorded  %s in %s%s"):format(M.count(i.events, "event"), store.path(),
       i.dropped > 0 and (" (" .. i.dropped .. " dropped)") or ""))
     if i.record_error then ctx.print("record    FAILING: " .. i.record_error) end
     if ctx.monitor then ctx.print("monitor   " .. ctx.monitor) end
     if ctx.proxy then
       local u = require("procy.usage").report { session = ctx.id }.total
-      ctx.print(("api       %s: %d calls, %d in / %d out tokens, %s"):format(ctx.proxy, u.calls,
+      ctx.print(("api       %s: %s, %d in / %d out tokens, %s"):format(ctx.proxy, M.count(u.calls, "call"),
         u.input_tokens + u.cache_creation_tokens + u.cache_read_tokens, u.output_tokens,
         u.cost and ("$%.4f%s"):format(u.cost, u.unpriced > 0 and "+" or "") or "cost unknown"))
     else

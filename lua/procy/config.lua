@@ -72,6 +72,8 @@ M.settings = {
     doc = "sandbox profiles: name = {writable = {\"~/.claude\", ...}, defaults = (the project and /tmp; true), create =, env =} "
       .. "(lua/procy/sandbox.lua)" },
   { name = "otel", type = "table", default = {},
+    fields = { endpoint = "string", content = "boolean", headers = "table", batch = "number", interval = "number",
+               max_queue = "number", timeout = "number", retries = "number", service = "string" },
     doc = "OpenTelemetry export, live while recording: {endpoint = \"http://collector:4318\" (OTEL_EXPORTER_OTLP_ENDPOINT), "
       .. "content = false (prompts and answers as span events), headers =, batch =, interval =, max_queue =} (lua/procy/otel.lua)" },
   { name = "snapshots", type = "string", default = "git", choices = { "git", "turn", "off" },
@@ -82,6 +84,10 @@ M.settings = {
   { name = "redact", type = "table", default = {},
     doc = "more Lua patterns to mask in recorded headers and bodies (API keys always are)" },
   { name = "model", type = "table", default = {},
+    fields = { url = "string", name = "string", model = "string", api = { "openai", "anthropic" }, key_env = "string",
+               temperature = "number", max_tokens = "number", timeout = "number", retries = "number", backoff = "number",
+               max_wait = "number", stream = "boolean", headers = "table", extra = "table", adapter = "string" },
+    secret = "key",
     doc = "the proxy model: {url =, name =, api = \"openai\"|\"anthropic\", key_env =, temperature =, max_tokens =, "
       .. "adapter = (a LoRA the server serves under this name: procy train deploy)}" },
   { name = "tunnel", type = "string", default = "",
@@ -90,7 +96,17 @@ M.settings = {
     doc = "the project's evaluator: a script path, an argv table, or a Lua function(ctx) -> metrics" },
   { name = "objective", type = "table", default = {},
     doc = "what evolve optimizes: {maximize = \"qps\", subject_to = {recall_at_10 = \">= 0.95\"}}" },
-  { name = "evolve", type = "table", default = {
+  { name = "evolve", type = "table",
+    fields = { iterations = "number", patience = "number", tolerance = "number", noise = "number", remeasure = "number",
+               rollback = { "best", "never" }, approve = "boolean", approve_timeout = "number", turn_timeout = "number",
+               eval_timeout = "number", budget_time = "number", budget_tokens = "number", history = "number",
+               max_prompt = "number", max_words = "number", agent_args = "table", agent = "string", parallel = "number",
+               eval_parallel = "number", model_url = "string", evaluator = "string", task = "string",
+               more = "number", resume = "string", cwd = "string", worktree_links = "table",
+               -- the steps of recipes/evolve.lua a project replaces
+               ask = "function", gate = "function", act = "function", judge = "function", keep = "function",
+               report = "function" },
+    default = {
       iterations = 5, patience = 3, tolerance = 0.02, noise = 0.05, remeasure = 2, rollback = "best", approve = false,
       approve_timeout = 0, turn_timeout = 1800, eval_timeout = 600, budget_time = 0, budget_tokens = 0,
       history = 8, max_prompt = 4000, max_words = 200, agent_args = {} },
@@ -100,6 +116,8 @@ M.settings = {
   { name = "train_export", type = "table", default = {},
     doc = "steps of recipes/train_export.lua a project replaces: collect, row, card" },
   { name = "trainer", type = "table", default = {},
+    fields = { host = "string", workdir = "string", python = "string", base_model = "string", image = "string",
+               docker_args = "table", command = "table", check = { "table", "boolean" } },
     doc = "where the proxy model is trained: {host = (ssh; none: here), workdir = \"procy-train\", python = \"python3\", "
       .. "base_model =, image = (docker), docker_args = {}, command = {argv, {data} {method} {output} {base_model} filled in}, "
       .. "check = {argv} (the trainer's check before a job starts; train_lora.py --check by default) or false}" },
@@ -213,6 +231,53 @@ local function read_file(path)
   return t
 end
 
+-- Whether value is of a field's kind: a type name, a list of type names,
+-- or a list of the strings it may be; and the kind said for a message.
+local TYPES = { string = true, number = true, boolean = true, table = true, ["function"] = true }
+local function fits(kind, value)
+  if type(kind) == "string" then return type(value) == kind, kind end
+  if TYPES[kind[1]] then
+    for _, t in ipairs(kind) do if type(value) == t then return true end end
+    return false, table.concat(kind, " or a ")
+  end
+  for _, c in ipairs(kind) do if value == c then return true end end
+  return false, "one of \"" .. table.concat(kind, "\", \"") .. "\""
+end
+
+local function suggest_in(name, fields)
+  local best, bestd
+  for k in pairs(fields) do
+    local d = distance(name, k)
+    if d <= 2 and (not bestd or d < bestd) then best, bestd = k, d end
+  end
+  return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
+-- A table setting's fields, when the setting names them: each key known,
+-- each value of its kind. nil, "message" naming setting.key.
+local function check_fields(s, value)
+  if s.secret and value[s.secret] ~= nil then
+    return nil, ("'%s.%s': keys are never read from a config file: export the key and name its variable "
+      .. "with %s.key_env = \"VAR\""):format(s.name, s.secret, s.name)
+  end
+  for k, v in pairs(value) do
+    local kind = type(k) == "string" and s.fields[k]
+    if not kind then
+      local names = {}
+      for n in pairs(s.fields) do names[#names + 1] = n end
+      table.sort(names)
+      return nil, ("'%s.%s' is not a field of '%s'%s (its fields: %s)"):format(s.name, tostring(k), s.name,
+        type(k) == "string" and suggest_in(k, s.fields) or "", table.concat(names, ", ")), k
+    end
+    local ok, said = fits(kind, v)
+    if not ok then
+      return nil, ("'%s.%s' must be %s%s, not %s"):format(s.name, k, TYPES[said] and "a " or "", said,
+        type(v) == "string" and ("\"" .. v .. "\"") or ("a " .. type(v))), k
+    end
+  end
+  return true
+end
+
 -- Checks a file's table against M.settings and folds it into cfg.
 local function apply(cfg, origin, t, path)
   local base = path:match("^(.*)/[^/]*$")
@@ -236,6 +301,10 @@ local function apply(cfg, origin, t, path)
         return nil, where(path, key) .. ": setting '" .. key .. "' must be one of "
           .. table.concat(s.choices, ", ")
       end
+    end
+    if s.fields and type(value) == "table" then
+      local ok, ferr, field = check_fields(s, value)
+      if not ok then return nil, where(path, type(field) == "string" and field or key) .. ": " .. ferr end
     end
     if s.path and type(value) == "string" then value = expand(value, base) end
     merge(cfg, { [key] = value })

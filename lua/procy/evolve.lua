@@ -129,13 +129,14 @@ function M.report(id, limit)
   end
   local r, err, code = store.run(id)
   if not r then return nil, err, code end
-  add("run       %s (%s)%s", r.id, r.status, r.error and ("  " .. r.error) or "")
+  add("run       %s (%s)%s", r.id, r.status, r.error and r.error ~= r.status and ("  " .. r.error) or "")
   add("task      %s", clip(r.task, 200))
   add("in        %s", r.cwd)
   add("recipe    %s  sha256 %s", tostring(r.recipe), tostring(r.recipe_sha256):sub(1, 12))
   for _, t in ipairs(store.tries(r.id)) do
-    add("%3d  %-12s %-10s %-8s %s%s", t.seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
-      t.commit_id and t.commit_id:sub(1, 8) or "-", metrics_text(t.metrics), t.seq == r.best_seq and "  [best]" or "")
+    add("%3d  %-12s %-10s %-8s %s%s%s", t.seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
+      t.commit_id and t.commit_id:sub(1, 8) or "-", metrics_text(t.metrics), t.seq == r.best_seq and "  [best]" or "",
+      t.files_changed == 0 and t.seq > 0 and "  (no file changed)" or "")
     if t.prompt then add("     %s", clip(t.prompt, 110)) end
   end
   add("refs      refs/procy/%s/SEQ (git diff refs/procy/%s/0 refs/procy/%s/%s)", r.id, r.id, r.id, r.best_seq or "N")

@@ -26,8 +26,12 @@ local function index_of(req, s, sid)
   return ix, row
 end
 
+local TERMINAL_ARGS = { [""] = {}, ["/seek"] = { t = "number" }, ["/events"] = { after = "index", max = "count" } }
+
 local function terminal(req, s, sid, rest)
-  local q = web.query(req)
+  if not TERMINAL_ARGS[rest] then return web.fail(req, 404, "no route " .. req:path()) end
+  local q, qerr = web.args(req, TERMINAL_ARGS[rest], s)
+  if not q then return web.fail(req, 400, qerr) end
   local ix, row = index_of(req, s, sid)
   if not ix then return end
   if rest == "" then
@@ -40,15 +44,13 @@ local function terminal(req, s, sid, rest)
       duration = ix.last_t - ix.start, bytes = ix.bytes, last = ix.last, status = row.status,
       frames = frames, marks = marks })
   elseif rest == "/seek" then
-    local t = tonumber(q.t)
+    local t = q.t
     if not t then return web.fail(req, 400, "seek needs t (µs since the session's start)") end
     local body, last = replay.seek(ix, ix.start + t, s.reader)
     if not body then return web.fail(req, 500, last) end
     return binary(req, body, { ["X-Procy-Last"] = tostring(last) })
   elseif rest == "/events" then
-    local after = math.tointeger(tonumber(q.after or "0"))
-    local max = math.tointeger(tonumber(q.max or "")) or 256 * 1024
-    if not after or after < 0 then return web.fail(req, 400, "after must be an event id") end
+    local after, max = q.after or 0, q.max or 256 * 1024
     local body, last, more = replay.events(ix, after, math.max(1024, math.min(max, 4 * 1024 * 1024)), s.reader)
     if not body then return web.fail(req, 500, last) end
     return binary(req, body, { ["X-Procy-Last"] = tostring(last), ["X-Procy-More"] = more and "1" or "0" })
@@ -57,14 +59,11 @@ local function terminal(req, s, sid, rest)
 end
 
 local function search(req, s)
-  local q = web.query(req)
+  local q, qerr = web.args(req, { q = "string", kind = { "prompt", "answer", "tool", "call", "term" }, limit = "count",
+    raw = "flag", session = "session" }, s)
+  if not q then return web.fail(req, 400, qerr) end
   if not q.q or not q.q:find("%S") then return web.fail(req, 400, "search needs q") end
-  local o = { kind = q.kind ~= "" and q.kind or nil, limit = tonumber(q.limit or "50"), raw = q.raw == "1" }
-  if q.session and q.session ~= "" then
-    local row, err = store.find_session(q.session, s.reader)
-    if not row then return web.fail(req, 404, err) end
-    o.session = row.id
-  end
+  local o = { kind = q.kind, limit = q.limit or 50, raw = q.raw, session = q.session }
   local hits, err = require("procy.search").search(q.q, o, s.reader)
   if not hits then return web.fail(req, 400, err) end
   web.reply(req, 200, { hits = hits })
@@ -150,15 +149,21 @@ end
 
 -- GET /api/training/export?format=F[&session=ID][&category=C,...]: the
 -- training file procy train export makes, as a download
-local function export(req)
-  local q = web.query(req)
+local function export(req, s)
+  local q, qerr = web.args(req, { format = { "trl-sft", "trl-dpo", "trl-kto", "openai-sft", "openai-dpo", "alpaca" },
+    session = "session", category = "list" }, s)
+  if not q then return web.fail(req, 400, qerr) end
+  for _, c in ipairs(q.category or {}) do
+    if c ~= "human" and c ~= "corrected" and c ~= "proxy" then
+      return web.fail(req, 400, "parameter 'category': each is human, corrected or proxy, not " .. c)
+    end
+  end
   local format = q.format or "trl-sft"
-  if not format:match("^[%w%-]+$") then return web.fail(req, 400, "format is a name like trl-sft") end
   local dir = os.tmpname()
   os.remove(dir)
   local argv = store.self_argv("train", "export", "--format", format, "-o", dir)
-  if q.session and q.session ~= "" then argv[#argv + 1] = "--session" argv[#argv + 1] = q.session end
-  if q.category and q.category ~= "" then argv[#argv + 1] = "--category" argv[#argv + 1] = q.category end
+  if q.session then argv[#argv + 1] = "--session" argv[#argv + 1] = q.session end
+  if q.category then argv[#argv + 1] = "--category" argv[#argv + 1] = table.concat(q.category, ",") end
   local r = assert(proc.run(argv))
   local f = io.open(dir .. "/" .. format .. ".train.jsonl", "rb")
   local data = f and f:read("a")
@@ -211,15 +216,13 @@ function M.serve(req, s, path)
   local method = req:method()
   if method ~= "GET" and method ~= "HEAD" then return writes(req, s, path, method) ~= false end
   if path == "/api/training/export" then
-    export(req)
+    export(req, s)
     return true
   end
   if path == "/api/runs/compare" then
-    local q = web.query(req)
-    local ids = {}
-    for id in (q.runs or ""):gmatch("[^,]+") do ids[#ids + 1] = id end
-    local c, err = require("procy.evolve").comparison(ids, { by = q.by == "adapter" and "adapter" or nil,
-      target = tonumber(q.target or "") })
+    local q, qerr = web.args(req, { runs = "list", by = { "adapter" }, target = "number" }, s)
+    if not q then web.fail(req, 400, qerr) return true end
+    local c, err = require("procy.evolve").comparison(q.runs or {}, { by = q.by, target = q.target })
     if not c then
       web.reply(req, 200, { series = json.array(), error = err })
     else

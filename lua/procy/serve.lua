@@ -60,13 +60,7 @@ end
 local reply, fail, query_of = web.reply, web.fail, web.query
 M.reply, M.fail, M.query = reply, fail, query_of
 
-local function int(q, name, lo)
-  local v = q[name]
-  if v == nil then return nil end
-  local n = math.tointeger(tonumber(v))
-  if not n or n < (lo or 0) then return core.fail("EINVAL", name .. " must be a whole number") end
-  return n
-end
+local args_of = web.args
 
 local routes = {}
 
@@ -88,9 +82,9 @@ routes["/health"] = function(req, s)
 end
 
 routes["/api/sessions"] = function(req, s)
-  local limit, err = int(query_of(req), "limit", 1)
-  if err then return fail(req, 400, err) end
-  local rows, rerr = store.sessions(math.min(limit or 50, 1000), s.reader)
+  local a, err = args_of(req, { limit = "count" }, s)
+  if not a then return fail(req, 400, err) end
+  local rows, rerr = store.sessions(math.min(a.limit or 50, 1000), s.reader)
   if not rows then return fail(req, 500, rerr) end
   local ids = {}
   for i, r in ipairs(rows) do ids[i] = r.id end
@@ -99,64 +93,48 @@ routes["/api/sessions"] = function(req, s)
   reply(req, 200, { sessions = json.array(rows) })
 end
 
-local function session_arg(q, s)
-  if not q.session or q.session == "" then return nil end
-  local row, err = store.find_session(q.session, s.reader)
-  if not row then return nil, err end
-  return row.id
-end
-
 routes["/api/calls"] = function(req, s)
-  local q = query_of(req)
-  local limit, lerr = int(q, "limit", 1)
-  local before, berr = int(q, "before", 1)
-  local after, aerr = int(q, "after", 0)
-  local session, serr = session_arg(q, s)
-  if lerr or berr or aerr or serr then return fail(req, 400, lerr or berr or aerr or serr) end
-  local rows, err = store.calls { session = session, limit = limit, before = before, after = after, db = s.reader }
+  local a, aerr = args_of(req, { limit = "count", before = "count", after = "index", session = "session" }, s)
+  if not a then return fail(req, 400, aerr) end
+  local rows, err = store.calls { session = a.session, limit = a.limit, before = a.before, after = a.after, db = s.reader }
   if not rows then return fail(req, 500, err) end
-  local full = #rows == math.max(1, math.min(limit or 50, 1000))
+  local full = #rows == math.max(1, math.min(a.limit or 50, 1000))
   reply(req, 200, { calls = json.array(rows), next = full and rows[#rows].id or json.null })
 end
 
 routes["/api/usage"] = function(req, s)
-  local usage = require "procy.usage"
-  local q = query_of(req)
-  local since, err1 = q.since and usage.time(q.since)
-  local until_, err2 = q["until"] and usage.time(q["until"])
-  local session, err3 = session_arg(q, s)
-  if err1 or err2 or err3 then return fail(req, 400, err1 or err2 or err3) end
-  local r, err = usage.report { since = since, until_ = until_, session = session, db = s.reader }
+  local a, aerr = args_of(req, { since = "time", ["until"] = "time", session = "session" }, s)
+  if not a then return fail(req, 400, aerr) end
+  local r, err = require("procy.usage").report { since = a.since, until_ = a["until"], session = a.session, db = s.reader }
   if not r then return fail(req, 500, err) end
   r.models, r.sessions = json.array(r.models), json.array(r.sessions)
   reply(req, 200, r)
 end
 
+local KINDS = { "corrected", "edited", "accepted", "rejected" }
+
 routes["/api/corrections"] = function(req, s)
-  local q = query_of(req)
-  local limit, lerr = int(q, "limit", 1)
-  local session, serr = session_arg(q, s)
-  if lerr or serr then return fail(req, 400, lerr or serr) end
-  local kinds = { "corrected", "edited", "accepted", "rejected" }
-  if q.kind then kinds = { q.kind } end
-  local rows, err = store.corrections { session = session, run = q.run, kinds = kinds,
-    limit = math.min(limit or 100, 1000), db = s.reader }
+  local a, aerr = args_of(req, { limit = "count", session = "session", kind = KINDS, run = "string" }, s)
+  if not a then return fail(req, 400, aerr) end
+  local rows, err = store.corrections { session = a.session, run = a.run, kinds = a.kind and { a.kind } or KINDS,
+    limit = math.min(a.limit or 100, 1000), db = s.reader }
   if not rows then return fail(req, 500, err) end
   for _, r in ipairs(rows) do r.context = nil end -- in the detail: a list stays small
   reply(req, 200, { corrections = json.array(rows) })
 end
 
 routes["/api/runs"] = function(req, s)
-  local q = query_of(req)
-  local session, serr = session_arg(q, s)
-  if serr then return fail(req, 400, serr) end
-  local rows, err = store.runs { session = session, limit = 200, db = s.reader }
+  local a, aerr = args_of(req, { session = "session" }, s)
+  if not a then return fail(req, 400, aerr) end
+  local rows, err = store.runs { session = a.session, limit = 200, db = s.reader }
   if not rows then return fail(req, 500, err) end
   for _, r in ipairs(rows) do r.objective = r.objective and json.decode(r.objective) or json.null end
   reply(req, 200, { runs = json.array(rows) })
 end
 
 routes["/api/training/jobs"] = function(req, s)
+  local a, aerr = args_of(req, {}, s)
+  if not a then return fail(req, 400, aerr) end
   local train = require "procy.train"
   local rows, err = train.jobs(100, s.reader)
   if not rows then return fail(req, 500, err) end
@@ -214,8 +192,9 @@ local function api_item(req, s, path)
     local job, err = train.job(jid, s.reader)
     if not job then return fail(req, 404, err) end
     if rest == "/log" then
-      local after = int(query_of(req), "after", 0)
-      local lines = train.log(job.id, after, s.reader)
+      local a, aerr = args_of(req, { after = "index" }, s)
+      if not a then return fail(req, 400, aerr) end
+      local lines = train.log(job.id, a.after, s.reader)
       return reply(req, 200, { lines = json.array(lines), state = job.state })
     elseif rest == "" then
       job.argv, job.losses = json.array(job.argv or {}), json.array(train.losses(job.id, s.reader))

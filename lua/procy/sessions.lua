@@ -75,11 +75,11 @@ function M.show(row)
     "cwd       " .. s.cwd,
     "started   " .. started(row) .. (row.ended_at and ("  (" .. commands.duration(s.duration) .. ")") or ""),
     "status    " .. s.status .. (row.exit_code and ("  exit " .. exit_text(row)) or ""),
-    ("terminal  %s, %s typed, %s shown, %d events"):format(
+    ("terminal  %s, %s typed, %s shown, %s"):format(
       row.cols and (row.cols .. "x" .. row.rows) or "?", commands.bytes(s.bytes_in),
-      commands.bytes(s.bytes_out), s.events),
-    ("api       %d calls, %d in / %d out tokens (cache: %d written, %d read), %s%s"):format(
-      s.api.calls, s.api.input_tokens, s.api.output_tokens, s.api.cache_creation_tokens,
+      commands.bytes(s.bytes_out), commands.count(s.events, "event")),
+    ("api       %s, %d in / %d out tokens (cache: %d written, %d read), %s%s"):format(
+      commands.count(s.api.calls, "call"), s.api.input_tokens, s.api.output_tokens, s.api.cache_creation_tokens,
       s.api.cache_read_tokens, s.api.cost ~= json.null and ("$%.4f"):format(s.api.cost) or "cost unknown",
       s.api.unpriced > 0 and s.api.cost ~= json.null and " + unpriced calls" or ""),
   }

@@ -44,6 +44,14 @@ local function copy_index(from, to)
   if not r or r.code ~= 0 then os.remove(to) end
 end
 
+-- The index files of procies that are gone (killed mid-snapshot).
+local function sweep(git_dir)
+  for _, name in ipairs(fs.dir(git_dir) or {}) do
+    local pid = tonumber(name:match("^procy%-index%-(%d+)%-%x+$") or name:match("^procy%-index%-(%d+)%-%x+%.lock$"))
+    if pid and not store.process_id(pid) then os.remove(git_dir .. "/" .. name) end
+  end
+end
+
 -- open(dir) -> repo, or nil, err, code
 function M.open(dir)
   dir = assert(fs.realpath(dir or fs.cwd()))
@@ -64,6 +72,7 @@ function M.open(dir)
       if ierr then return nil, ierr, icode end
     end
   end
+  sweep(r.git_dir)
   return r
 end
 
@@ -74,15 +83,19 @@ function R:git(args, extra, stdin)
   return git(self.top, args, env, stdin)
 end
 
--- An index file of procy's own for one operation, removed after.
+-- An index file of procy's own for one operation, removed after however
+-- the operation ends: an error, or its task cancelled (procy told to stop
+-- mid-snapshot: the coroutine is closed, and <close> runs). Its name
+-- holds procy's pid, so one a killed procy left is removed by the next
+-- (M.open).
 function R:with_index(fn)
-  local idx = ("%s/procy-index-%s"):format(self.git_dir, store.random_hex(6))
+  local idx = ("%s/procy-index-%d-%s"):format(self.git_dir, select(2, store.process_id("self")) or 0, store.random_hex(6))
+  local _ <close> = setmetatable({}, { __close = function()
+    os.remove(idx)
+    os.remove(idx .. ".lock")
+  end })
   copy_index(self.git_dir .. "/index", idx)
-  local ok, a, b, c = pcall(fn, { GIT_INDEX_FILE = idx })
-  os.remove(idx)
-  os.remove(idx .. ".lock")
-  if not ok then error(a, 0) end
-  return a, b, c
+  return fn({ GIT_INDEX_FILE = idx })
 end
 
 -- head() -> the commit HEAD names, or nil in a repository with none

@@ -28,7 +28,11 @@ function M.open()
   if M.read_only then
     h, err, code = db.open(M.path(), { readonly = true })
   else
+    -- the record's directory is made when missing (0700): said, not silent
+    local dir = M.path():match("^(.*)/[^/]*$")
+    local made = dir and dir ~= "" and not require("procy.fs").stat(dir)
     h, err, code = db.open(M.path())
+    if h and made then core.log("info", "made the directory " .. dir .. " for the record (setting 'db')") end
   end
   if not h then return nil, err, code end
   handle = h
@@ -63,10 +67,12 @@ function M.reap()
       local last = h:query([[SELECT max(t) AS t FROM (
           SELECT max(t) AS t FROM term_events WHERE session_id = ?1
           UNION ALL SELECT max(started_at + coalesce(duration_us, 0)) FROM api_calls WHERE session_id = ?1)]], r.id)[1].t
-      h:exec([[UPDATE sessions SET status = 'crashed', ended_at = ?, end_reason = ?
+      -- its byte counts, which a clean end writes, from what it recorded
+      local sum = M.event_summary(r.id)
+      h:exec([[UPDATE sessions SET status = 'crashed', ended_at = ?, end_reason = ?, bytes_in = ?, bytes_out = ?
                WHERE id = ? AND status = 'running']], last or r.started_at,
         ("procy (pid %d) ended without closing it (killed or crashed): the record ends at its last event"):format(r.pid),
-        r.id)
+        sum.input_bytes, sum.output_bytes, r.id)
     end
   end
 end

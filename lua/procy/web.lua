@@ -62,6 +62,63 @@ function M.query(req)
   return q
 end
 
+-- args(req, spec, [s]) -> the query's values checked, or nil, "EINVAL:
+-- ...": the one way the JSON API reads its parameters, as strictly as the
+-- CLI reads its flags. spec maps each parameter a route takes to its kind:
+-- "count" (a whole number from 1), "index" (from 0), "number", "time" (as
+-- --since takes it: 2026-11-20, 36h, 7d; µs), "session" (an id or prefix,
+-- resolved with s.reader: the full id), "flag" (1 or 0: a boolean),
+-- "string" (not empty), "list" (comma-separated, not empty), or a list of
+-- the words it may be. A parameter the route does not take, given twice,
+-- or not of its kind, is refused by name: never ignored, never all-time.
+function M.args(req, spec, s)
+  local out, seen = {}, {}
+  for k, v in (req:query() or ""):gmatch("([^&=]+)=?([^&]*)") do
+    k, v = unescape(k), unescape(v)
+    local kind = spec[k]
+    if not kind then
+      local names = {}
+      for n in pairs(spec) do names[#names + 1] = n end
+      table.sort(names)
+      return require("procy.core").fail("EINVAL", ("unknown parameter '%s' (this takes: %s)"):format(k,
+        #names > 0 and table.concat(names, ", ") or "none"))
+    end
+    if seen[k] then return require("procy.core").fail("EINVAL", "parameter '" .. k .. "' given twice") end
+    seen[k] = true
+    local val, err
+    if type(kind) == "table" then
+      for _, w in ipairs(kind) do if v == w then val = v end end
+      err = not val and ("must be one of " .. table.concat(kind, ", ")) or nil
+    elseif kind == "count" or kind == "index" then
+      val = math.tointeger(tonumber(v))
+      if not val or val < (kind == "count" and 1 or 0) or not v:match("^%d+$") then
+        val, err = nil, "must be a whole number" .. (kind == "count" and " from 1" or "")
+      end
+    elseif kind == "number" then
+      val = tonumber(v)
+      err = not (val and val == val and val ~= math.huge and val ~= -math.huge) and "must be a number" or nil
+    elseif kind == "time" then
+      val, err = require("procy.usage").time(v)
+      err = err and err:gsub("^EINVAL: ", "")
+    elseif kind == "session" then
+      local row, rerr = require("procy.store").find_session(v, s and s.reader)
+      val, err = row and row.id, rerr and rerr:gsub("^E[%u_]+: ", "")
+    elseif kind == "flag" then
+      if v == "1" or v == "true" then val = true elseif v == "0" or v == "false" then val = false
+      else err = "must be 1 or 0" end
+    elseif kind == "list" then
+      val = {}
+      for w in v:gmatch("[^,]+") do val[#val + 1] = w end
+      err = #val == 0 and "must not be empty" or nil
+    else -- string
+      val, err = v, v == "" and "must not be empty" or nil
+    end
+    if err then return require("procy.core").fail("EINVAL", ("parameter '%s': %s"):format(k, err)) end
+    out[k] = val
+  end
+  return out
+end
+
 -- api_path(path) -> path, tag: a request to procy serve's API as the
 -- upstream sees it: /s/TAG/v1/... is /v1/... of the session (or tag) TAG;
 -- any other path is itself, with no tag

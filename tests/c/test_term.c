@@ -202,6 +202,26 @@ static void test_draw(void)
 	memset(wide, 'w', 150);
 	total = draw_pager(&b, wide, 150, 0, 80, 10);
 	is_int(total, 2, "a long line wraps");
+
+	/* a two-column line (as !help prints it) at two widths: words kept
+	   whole, continuations under the second column */
+	const char *row = "  !correct [N]    correct the prompt of turn N in your editor and keep it";
+	b.len = 0;
+	total = draw_pager(&b, row, strlen(row), 0, 40, 10);
+	buf_add(&b, "", 1);
+	is_int(total, 3, "a two-column line at 40 columns: three display lines");
+	ok(strstr(b.p, "\x1b[1;1H  !correct [N]    correct the prompt of\x1b[2;19Hturn N in your editor\x1b[3;19Hand keep it"),
+	   "broken at spaces, each continuation under the second column");
+	b.len = 0;
+	total = draw_pager(&b, row, strlen(row), 0, 100, 10);
+	buf_add(&b, "", 1);
+	is_int(total, 1, "the same page at 100 columns (a resize): one line again");
+	const char *para = "In the command line: arrows, Home/End; Enter runs; Esc leaves.";
+	b.len = 0;
+	total = draw_pager(&b, para, strlen(para), 0, 30, 10);
+	buf_add(&b, "", 1);
+	ok(total == 3 && strstr(b.p, "\x1b[1;1HIn the command line: arrows,\x1b[2;1HHome/End; Enter runs; Esc\x1b[3;1Hleaves."),
+	   "a paragraph wraps at its words, under its own indent");
 	buf_free(&b);
 }
 

@@ -191,9 +191,13 @@ do
     store.end_session(id, { status = "exited", code = 0 })
     print(id)]]) }
   local id = r.stdout:match("%x+")
+  T.like(r.stderr, "made the directory " .. dir:gsub("%p", "%%%0") .. "/reading for the record", "a record's missing directory is made, and said")
   r = T.procy { "--db", rec, "show", id }
   T.is(r.code, 0, "procy show of a session with no API calls")
   T.like(r.stdout, "api%s+0 calls", "says it had none")
+  local count = require("procy.commands").count
+  T.is(count(1, "call") .. ", " .. count(2, "call") .. ", " .. count(1, "entry", "entries") .. ", " .. count(3, "entry", "entries"),
+    "1 call, 2 calls, 1 entry, 3 entries", "counts said as they are said")
   assert(proc.run { "chmod", "755", dir, dir .. "/reading" })
   assert(proc.run { "chmod", "644", rec })
   local as_nobody = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", T.bin, "--db", rec }

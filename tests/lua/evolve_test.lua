@@ -50,6 +50,8 @@ return {
       end,
       parse = function() return nil end,
     },
+    -- one that does nothing at all
+    idle = { headless = "exec", parse = function() return nil end, exec = function() return { "true" } end },
     -- one that says where it works, then works on and on
     sleeper = { headless = "exec", parse = function() return nil end,
       exec = function() return { "sh", "-c", 'echo "$$ $PWD" >> "$STARTED"; exec sleep 60' } end },
@@ -210,6 +212,25 @@ T.ok(T.read(p2 .. "/.git/index") == index_before, "the index file untouched, byt
 T.is(git(p2, "diff", "--cached", "--name-only"), "notes.txt", "what the person staged stays staged")
 T.is(T.read(p2 .. "/cache/big.bin"), "ignored", "ignored files untouched")
 T.is(git(p2, "rev-parse", "refs/procy/t/1^"), c0, "a snapshot's parent is the one given")
+-- procy stopped mid-snapshot: its index file goes with the task; one a
+-- killed procy left goes when the next opens the repository
+local function index_files()
+  local n = {}
+  for _, f in ipairs(fs.dir(p2 .. "/.git") or {}) do if f:match("^procy%-index") then n[#n + 1] = f end end
+  return n
+end
+local mid = core.spawn(function() return repo:with_index(function() core.sleep(30) end) end)
+core.sleep(0.1)
+T.is(#index_files(), 1, "(a snapshot under way has its own index file)")
+core.cancel(mid)
+T.is(#index_files(), 0, "a snapshot's task cancelled: its index file is gone")
+local dead = assert(proc.spawn({ "true" }))
+local dead_pid = dead:pid()
+dead:wait()
+T.write(p2 .. "/.git/procy-index-" .. dead_pid .. "-abcdef", "left by a killed procy")
+T.write(p2 .. "/.git/procy-index-" .. dead_pid .. "-abcdef.lock", "")
+assert(snapshot.open(p2))
+T.is(#index_files(), 0, "one a dead procy left is removed when the repository is opened next")
 local plain = dir .. "/plain"
 fs.mkdir(plain)
 T.write(plain .. "/a.txt", "a")
@@ -372,7 +393,7 @@ local p7 = noisy("p7", { 0, 3, -1, 0, 1, 0, 0 })
 m = fakemodel.start { "SET 100", "SET 150" }
 r = evolve_run(p7, m, { "--task", "t", "--iterations", "2", "--agent", "setter", "--evaluator", "noisy.sh" })
 T.is(r.code, 0, "a run with a noisy evaluator", r.stderr .. r.stdout)
-T.like(r.stdout, "try 1: ok%s+score 100 .- kept, no better than the best %(median of 3: 100 against the best's 100%)",
+T.like(r.stdout, "try 1: ok%s+score 100 .- kept, no better than the best %(no file changed; median of 3: 100 against the best's 100%)",
   "a gain within the noise is measured again, with the best, and the medians decide", r.stdout)
 T.like(r.stdout, "try 2: ok%s+score 150 .- new best\n", "a gain beyond the noise counts at once")
 run = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", p7)[1]
@@ -543,6 +564,8 @@ do
     st[#st + 1] = t.status
   end
   T.is(run.status .. ": " .. table.concat(st, " "), "stopped: stopped stopped", "the run and both tries are marked stopped")
+  T.like(T.procy({ "runs", run.id }, { cwd = pst }).stdout, "^run       " .. run.id .. " %(stopped%)\n",
+    "procy runs RUN says stopped once")
   -- !correct on a stopped try: its context is the messages the proxy model was given, as recorded
   local corrections = require "procy.corrections"
   local exact = 0
@@ -697,8 +720,12 @@ T.like(r.stdout, "steps: ask, gate, act, judge %(procy.lua's%), keep, report", "
 T.write(p10 .. "/procy.lua", T.read(p10 .. "/procy.lua"):gsub("judge = function", "jduge = function"))
 m = fakemodel.start { "SET 5" }
 r = evolve_run(p10, m, { "--task", "t", "--iterations", "1", "--agent", "setter", "--evaluator", "eval.sh" })
-T.ok(r.code ~= 0 and r.stderr:find("no step named jduge (the steps: ask, gate, act, judge, keep, report)", 1, true),
-  "a step by a name the recipe has not is an error naming the steps", r.stderr)
+T.ok(r.code ~= 0 and r.stderr:find("'evolve.jduge' is not a field of 'evolve' (did you mean 'judge'?)", 1, true)
+  and r.stderr:find("procy.lua:%d+:"), "a step by a name the recipe has not: procy.lua is refused where it says it, naming the step",
+  r.stderr)
+local steps_ok, serr = require("procy.recipes").steps({ steps = { judge = function() end }, step_names = { "judge" },
+  setting = "evolve" }, { jduge = function() end })
+T.ok(not steps_ok and tostring(serr):find("no step named jduge", 1, true), "and recipes.steps itself names it too", tostring(serr))
 m.close()
 
 -- after procy train deploy: the setting names the adapter; the proxy model
@@ -735,6 +762,36 @@ T.like(r.stdout, "registered gen.sh %(bash gen.sh%) as this project's evaluator"
 T.like(r.stdout, "value%s+1%s+maximize", "with the metrics its run gave")
 r = T.procy({ "recipes" }, { cwd = p11 })
 T.like(r.stdout, "steps: ask %(procy.lua's%), check, register", "procy recipes names it")
+
+-- a try whose agent changed no file, scored higher by a scattering
+-- evaluator, is marked and never the best without being measured again
+do
+  local pn = project("pnoise")
+  T.write(pn .. "/noisy.sh", ([[
+# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
+n=$(cat %q 2>/dev/null || echo 0); n=$((n + 1)); echo $n > %q
+echo "{\"value\": $n}"
+]]):format(dir .. "/noise.count", dir .. "/noise.count"))
+  git(pn, "add", "-A")
+  git(pn, "commit", "-q", "-m", "noisy evaluator")
+  local mn = fakemodel.start { "do nothing", "do nothing again" }
+  local rn = evolve_run(pn, mn, { "--task", "t", "--iterations", "1", "--agent", "idle", "--evaluator", "noisy.sh",
+    "--remeasure", "0" })
+  T.is(rn.code, 0, "a run whose agent changes nothing", rn.stdout .. rn.stderr)
+  T.like(rn.stdout, "try 1:.-no file changed", "the try is reported as having changed no file", rn.stdout)
+  T.ok(not rn.stdout:find("new best", 1, true), "and is no new best, though it scored higher (no re-measure asked)", rn.stdout)
+  local nrun = h:query("SELECT * FROM evolve_runs WHERE cwd = ? ORDER BY started_at DESC LIMIT 1", pn)[1]
+  local t1 = h:query("SELECT * FROM tries WHERE run_id = ? AND seq = 1", nrun.id)[1]
+  T.ok(t1.files_changed == 0 and t1.score > h:query("SELECT score FROM tries WHERE run_id = ? AND seq = 0", nrun.id)[1].score
+    and nrun.best_seq ~= 1, "the record marks it (files_changed 0); its higher score did not make it the best")
+  T.like(T.procy({ "runs", nrun.id }, { cwd = pn }).stdout, "  1  ok .-no file changed", "procy runs RUN marks it")
+  -- measured again (remeasure 2): the medians decide, the scatter does not
+  rn = evolve_run(pn, mn, { "--task", "t", "--iterations", "1", "--agent", "idle", "--evaluator", "noisy.sh",
+    "--remeasure", "2" })
+  T.like(rn.stdout, "try 1:.-%(no file changed; median of 3: ", "with re-measuring, an unchanged try is measured again before it can win",
+    rn.stdout)
+  mn.close()
+end
 
 -- the project's own copy of the recipe is the one that runs
 r = T.procy({ "recipes", "copy", "evolve" }, { cwd = p5 })

@@ -179,6 +179,20 @@ T.ok(one.request and one.request.messages and one.response and one.content and o
 T.is(one.request.messages[1].content, "hello 5", "the request as JSON")
 local usage = json.decode(assert(http.request { url = surl .. "/api/usage" }).body)
 T.is(usage.total.calls, 5, "/api/usage counts the calls")
+-- every parameter checked, as the CLI checks its flags: never all-time on garbage
+for _, bad in ipairs {
+  { "/api/usage?since=garbage", "parameter 'since': 'garbage' is not a time" },
+  { "/api/usage?sine=7d", "unknown parameter 'sine' %(this takes: session, since, until%)" },
+  { "/api/calls?limit=0", "parameter 'limit': must be a whole number from 1" },
+  { "/api/calls?limit=5&limit=6", "parameter 'limit' given twice" },
+  { "/api/calls?after=-1", "parameter 'after': must be a whole number" },
+  { "/api/calls?session=zz", "parameter 'session': 'zz' is not a session id" },
+  { "/api/corrections?kind=nice", "parameter 'kind': must be one of corrected, edited, accepted, rejected" },
+  { "/api/sessions?limit=ten", "parameter 'limit'" },
+} do
+  local br = assert(http.request { url = surl .. bad[1] })
+  T.ok(br.status == 400 and br.body:find(bad[2]), bad[1] .. ": 400, saying what is wrong", br.status .. " " .. br.body)
+end
 T.ok(usage.total.cost > 0 and usage.models[1].model == "claude-haiku-4-5", "with cost by model")
 local sessions = json.decode(assert(http.request { url = surl .. "/api/sessions" }).body)
 T.is(sessions.sessions[1].mode, "serve", "/api/sessions lists the serve session")

@@ -257,9 +257,12 @@ do
   h:close()
   T.procy { "--db", record, "run", T.write(dir .. "/nothing.lua", "require('procy.store').open()") }
   h = assert(db.open(record, { migrations = false }))
-  local row = h:query("SELECT status, ended_at, end_reason FROM sessions WHERE id = ?", sid)[1]
+  local row = h:query("SELECT status, ended_at, end_reason, bytes_out FROM sessions WHERE id = ?", sid)[1]
+  local recorded = h:query("SELECT sum(coalesce(len, length(data))) AS n FROM term_events WHERE kind = 'o' AND session_id = ?", sid)[1].n
   h:close()
   T.is(row.status, "crashed", "the next procy marks it crashed")
+  T.ok(row.bytes_out and row.bytes_out > 0 and row.bytes_out == recorded, "with the bytes it recorded as its output (not 0 B)",
+    tostring(row.bytes_out) .. " / " .. tostring(recorded))
   T.is(row.ended_at, out.t, "ended at its last recorded event")
   T.like(row.end_reason or "", "killed or crashed", "and says so")
   term:kill()
@@ -292,6 +295,13 @@ do
   local player = tmux.new { cmd = "asciinema play -i 0.2 " .. q(dir .. "/s.cast") .. "; sleep 30" }
   see(player, "café cast%-check", "asciinema play shows it in a terminal")
   player:kill()
+  -- a reader that stops early: procy stops writing, quietly
+  local piped = assert(proc.run { "sh", "-c", q(T.bin) .. " --db " .. q(record) .. " export " .. id
+    .. " | head -c 20 > /dev/null; echo \"status ${PIPESTATUS:-?}\"" })
+  T.ok(piped.stderr == "", "procy export | head: no 'Broken pipe' or other complaint", piped.stderr)
+  local big = assert(proc.run { "bash", "-c", "set -o pipefail; " .. q(T.bin) .. " --db " .. q(record) .. " export " .. id
+    .. " --format html | head -c 1 > /dev/null; echo $?" })
+  T.ok(big.stderr == "" and big.stdout:match("^(%d+)") == "141", "and ends as SIGPIPE would end it (141)", big.stdout .. big.stderr)
   r = T.procy { "--db", record, "export", id, "--format", "cast3" }
   local h3 = json.decode(r.stdout:match("^[^\n]+"))
   T.ok(h3 and h3.version == 3 and h3.term.cols == 100, "--format cast3 gives a v3 header")

@@ -74,7 +74,7 @@ T.ok(recorded >= 6, "the calls are in the record", tostring(recorded))
 -- replay, the fake gone: the same tool calls, the same answers
 T.write(notes, "alpha\n")
 local rp, rurl, rsid, rlines = serve { "--replay", sid, "--fast" }
-T.like(rlines() or "", "replaying the " .. recorded .. " calls of session " .. sid, "procy serve --replay says what it replays")
+T.like(rlines() or "", "replaying " .. recorded .. " recorded calls? of session " .. sid, "procy serve --replay says what it replays")
 local p1 = claude(rurl, BASH)
 local p2 = claude(rurl, EDIT)
 T.is(p1.stdout, r1.stdout, "replayed offline: Claude Code ends with the same answer", p1.stderr)

@@ -35,7 +35,7 @@ for i, messages in ipairs(asks) do
 end
 local now = store.now_us()
 h:exec([[INSERT INTO turns(session_id, seq, source, prompt, response, started_at, ended_at, status)
-  VALUES (?, 1, 'human', 'fix the parser', 'I fixed it.', ?, ?, 'done'), (?, 2, 'proxy', 'run the tests', 'They pass.', ?, ?, 'done')]],
+  VALUES (?, 1, 'human', 'fix the parser', 'I fixed it.', ?, ?, 'done'), (?, 2, 'proxy', 'run the tests', 'They pass. ' || char(8238) || 'txt.exe', ?, ?, 'done')]],
   a, now, now + 2e6, a, now + 3e6, now + 5e6)
 local t1 = h:query("SELECT id FROM turns WHERE session_id = ? AND seq = 1", a)[1].id
 h:exec([[INSERT INTO tool_calls(session_id, turn_id, tool_use_id, name, input, result, started_at)

@@ -54,6 +54,8 @@ try {
   const turns = await page.locator(".turn").count();
   const text = await page.textContent("#tab-interactions");
   check(turns === 2 && text.includes("fix the parser") && text.includes("I fixed it."), "Interactions: the turns, prompts and answers", `${turns} turns`);
+  check(text.includes("They pass. ⟨U+202E⟩txt.exe") && !text.includes("\u202E"),
+    "a bidirectional override in a recorded text is shown escaped, never applied", text.slice(0, 300));
   check(await page.locator(".tool .add").first().textContent() === "+ return parse(s, strict)", "an Edit tool call as a diff",
     await page.locator(".tool").first().textContent());
   check((await page.textContent(".tool >> nth=1")).includes("$ make test"), "a Bash call as its command");
