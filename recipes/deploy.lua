@@ -1,19 +1,29 @@
--- recipes/deploy.lua — a trained adapter served by the proxy model's vLLM.
+-- recipes/deploy.lua — what the proxy model's vLLM serves procy: a trained
+-- adapter, or the base model.
 --
---   procy train deploy [JOB] [--adapter PATH] [--name NAME] [--url URL]
+--   procy train deploy [trained] [JOB] [--adapter PATH] [--name NAME] [--url URL]
+--   procy train deploy base [--url URL]
+--   procy train deploy status [--url URL]
+--   !deploy trained [JOB] | base | status     (in a session)
 --
--- Loads the adapter with vLLM's runtime LoRA API: POST /v1/unload_lora_adapter
--- (a name is replaced by unloading it first: loading over a loaded name is
--- unreliable), then POST /v1/load_lora_adapter {lora_name, lora_path}, then
--- checks that GET /v1/models lists it. A server that refuses runtime
--- updates (VLLM_ALLOW_RUNTIME_LORA_UPDATING unset) gets the line to restart
--- it with instead. JOB (default: the newest job that is done) gives the
--- path, JOB's directory/adapter as the trainer's host sees it; --adapter
--- gives another (as the server sees it). NAME defaults to procy-JOB, URL
--- to the model setting's. The adapter's files are hashed where they are,
--- and name, path and hash kept in the record (adapters): with
--- model = { adapter = NAME } in procy.lua, every proxy-model call asks
--- for the adapter, and every try records its name and hash.
+-- trained (the default) loads the adapter with vLLM's runtime LoRA API:
+-- POST /v1/unload_lora_adapter (a name is replaced by unloading it first:
+-- loading over a loaded name is unreliable), then POST
+-- /v1/load_lora_adapter {lora_name, lora_path}, then checks that GET
+-- /v1/models lists it, and makes it what procy asks the server for from
+-- then on (the record's `serving`: every proxy-model call asks for it,
+-- every try records its name and hash). A server that refuses runtime
+-- updates (VLLM_ALLOW_RUNTIME_LORA_UPDATING unset) gets the line to
+-- restart it with instead. JOB (default: the newest job that is done)
+-- gives the path, JOB's directory/adapter as the trainer's host sees it;
+-- --adapter gives another (as the server sees it). NAME defaults to
+-- procy-JOB, URL to the model setting's. The adapter's files are hashed
+-- where they are, and name, path and hash kept in the record (adapters).
+-- base: procy asks the server for its base model again (the adapter stays
+-- loaded, ready for `trained`). status: what procy asks for, and what
+-- the server lists. Every request to the server carries the model
+-- setting's key (key_env), as the proxy model's calls do, when URL is the
+-- setting's server.
 -- Steps (train_deploy = { load = ... } in procy.lua): unload, load, check.
 
 local core = require "procy.core"
@@ -34,9 +44,26 @@ printf '%s  ' "$f"; sha256sum < "$f" | cut -d' ' -f1; done | sha256sum | cut -d'
 
 local function post(ctx, path, body)
   local r, err, code = http.request { method = "POST", url = ctx.url .. path, timeout = 120,
-    headers = { ["content-type"] = "application/json" }, body = json.encode(body) }
+    headers = ctx.headers, body = json.encode(body) }
   if not r then return core.wrap("the model server at " .. ctx.url .. " cannot be reached", err, code) end
+  if r.status == 401 or r.status == 403 then
+    return core.fail("EAUTH", ("%s refused procy (%d): %s"):format(ctx.url, r.status, ctx.keyed
+      and "the key in the model setting's key_env is not one it takes" or "it wants a key: name its variable with model.key_env"))
+  end
   return r
+end
+
+-- models(ctx) -> the ids the server's /v1/models lists | nil, err, code
+local function models(ctx)
+  local r, err, code = http.request { url = ctx.url .. "/v1/models", timeout = 30, headers = ctx.headers }
+  if not r then return core.wrap("listing the server's models", err, code) end
+  if r.status ~= 200 then return core.fail("EHTTP", ("%s/v1/models answered %d: %s"):format(ctx.url, r.status, r.body:sub(1, 200))) end
+  local list = json.decode(r.body)
+  local ids = {}
+  for _, m in ipairs(type(list) == "table" and type(list.data) == "table" and list.data or {}) do
+    if type(m) == "table" and type(m.id) == "string" then ids[#ids + 1] = m.id end
+  end
+  return ids
 end
 
 function steps.unload(ctx, a)
@@ -66,23 +93,74 @@ function steps.load(ctx, a)
 end
 
 function steps.check(ctx, a)
-  local r, err, code = http.request { url = ctx.url .. "/v1/models", timeout = 30 }
-  if not r then return core.wrap("listing the server's models", err, code) end
-  local list = r.status == 200 and json.decode(r.body)
-  for _, m in ipairs(type(list) == "table" and type(list.data) == "table" and list.data or {}) do
-    if type(m) == "table" and m.id == a.name then return true end
+  local ids, err, code = models(ctx)
+  if not ids then return nil, err, code end
+  for _, id in ipairs(ids) do
+    if id == a.name then return true end
   end
   return core.fail("EFAIL", ("%s loaded %s but /v1/models does not list it"):format(ctx.url, a.name))
+end
+
+-- base: the server's base model, asked for from now on
+local function base(ctx)
+  local model = require "procy.model"
+  model.serve(ctx.url, nil, "deploy base")
+  local name = (ctx.cfg.model or {}).name or (ctx.cfg.model or {}).model or "default"
+  ctx.say(("procy now asks %s for its base model (%s); the adapters stay loaded: deploy trained to go back"):format(ctx.url, name))
+  return true
+end
+
+-- status: what procy asks the server for, and what it lists
+local function status(ctx)
+  local model = require "procy.model"
+  local served = model.serving(ctx.url)
+  local m = ctx.cfg.model or {}
+  local asked, why
+  if served then asked, why = served.adapter, ("set by %s, %s"):format(served.set_by or "?", os.date("%Y-%m-%d %H:%M", served.set_at // 1000000))
+  else asked, why = m.adapter, "the model setting" end
+  local row = asked and store.open():query("SELECT * FROM adapters WHERE name = ? AND url = ?", asked, ctx.url)[1]
+  ctx.say("server    " .. ctx.url)
+  ctx.say(("procy asks %s (%s)"):format(asked and ("the adapter " .. asked) or ("the base model " .. (m.name or m.model or "default")), why))
+  if row then
+    ctx.say(("adapter   %s%s%s"):format(row.path, row.sha256 and ("  sha256 " .. row.sha256:sub(1, 12)) or "",
+      row.job_id and ("  job " .. row.job_id) or ""))
+  end
+  local ids, err = models(ctx)
+  if not ids then
+    ctx.say("served    ? (" .. tostring(err):gsub("^E[%u_]+: ", "") .. ")")
+    return true
+  end
+  local listed = false
+  for _, id in ipairs(ids) do listed = listed or id == asked end
+  ctx.say("served    " .. (#ids > 0 and table.concat(ids, ", ") or "nothing listed"))
+  if asked and not listed then ctx.say("warning   the server does not list " .. asked .. ": deploy trained loads it again") end
+  return true
 end
 
 function R.main(args, cmd)
   local recipes = require "procy.recipes"
   local o, words = recipes.flags(args, { adapter = "string", name = "string", url = "string" }, "train deploy")
   if not o then return nil, words, "EINVAL" end
-  if #words > 1 then return core.fail("EINVAL", "train deploy: one job at most") end
+  local what = "trained"
+  if words[1] == "trained" or words[1] == "base" or words[1] == "status" then what = table.remove(words, 1) end
+  if #words > 1 or (what ~= "trained" and #words > 0) then
+    return core.fail("EINVAL", "train deploy [trained] [JOB] | base | status: one job at most, and only for trained")
+  end
   local st, serr = recipes.steps(R, require("procy.config").get().train_deploy or {})
   if not st then return core.wrap("train deploy", serr, "EINVAL") end
   local cfg = require("procy.config").get()
+  local model = require "procy.model"
+  local url = model.server_url(o.url or (cfg.model or {}).url or "")
+  if url == "" then return core.fail("ENOMODEL", "no model server: --url URL or model = { url = ... } in procy.lua") end
+  -- the setting's key goes to the setting's server only
+  local m = cfg.model or {}
+  local own = url == model.server_url(m.url)
+  local headers = model.headers { api = "openai", key_env = own and m.key_env or nil, headers = own and m.headers or nil }
+  local say = cmd and cmd.print or print
+  local ctx = { o = o, url = url, base = (cfg.trainer or {}).base_model, say = say, steps = st, default = steps,
+                headers = headers, keyed = headers.authorization ~= nil, cfg = cfg }
+  if what == "base" then return base(ctx) end
+  if what == "status" then return status(ctx) end
   local job
   if words[1] then
     local err, code
@@ -98,10 +176,6 @@ function R.main(args, cmd)
   end
   local a = { name = o.name or ("procy-" .. (job and job.id or "adapter")), path = o.adapter or (job.dir .. "/adapter"),
               job = job and job.id }
-  local url = (o.url or (cfg.model or {}).url or ""):gsub("/+$", ""):gsub("/v1$", "")
-  if url == "" then return core.fail("ENOMODEL", "no model server: --url URL or model = { url = ... } in procy.lua") end
-  local say = cmd and cmd.print or print
-  local ctx = { o = o, url = url, base = (cfg.trainer or {}).base_model, say = say, steps = st, default = steps }
   -- the hash of what is loaded, taken where the files are (the trainer's host)
   local host = job and job.host or (not o.adapter and (cfg.trainer or {}).host) or nil
   local h = train.run(host, R.HASH, { a.path })
@@ -113,8 +187,9 @@ function R.main(args, cmd)
   store.open():exec([[INSERT INTO adapters(name, url, path, sha256, job_id, deployed_at) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT(name, url) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256, job_id = excluded.job_id,
       deployed_at = excluded.deployed_at]], a.name, url, a.path, a.sha256, a.job, store.now_us())
+  model.serve(url, a.name, "deploy trained")
   say(("%s serves %s (from %s%s)"):format(url, a.name, a.path, a.sha256 and (", sha256 " .. a.sha256:sub(1, 12)) or ""))
-  say(("use it: model = { url = %q, adapter = %q } in procy.lua"):format(url, a.name))
+  say(("procy asks for it from now on (deploy base: the base model again; deploy status: what is served)"))
   return true
 end
 

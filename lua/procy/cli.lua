@@ -24,6 +24,9 @@ M.options = {
   { long = "--qwen-url", arg = "URL", help = "the same as --model-url, for ProCy's users" },
   { long = "--tunnel", arg = "HOST", help = "reach the proxy model through `ssh -N -L` to HOST while procy runs" },
   { long = "--sandbox", help = "run the agent in bubblewrap: files read-only but the project, /tmp and the profile's (setting 'sandbox')" },
+  { long = "--cwd", arg = "DIR", help = "where the interactive session's agent works (its procy.lua is the project's)" },
+  { long = "--no-ui", help = "no web monitor on the session's (or serve's) server (setting 'ui')" },
+  { long = "--ui-port", arg = "PORT", help = "the port the monitor is served on (setting 'port')" },
 }
 
 -- Each command: its positional arguments (args), its options (each with
@@ -145,7 +148,7 @@ M.commands = {
     args = "export [--format F,...] [--category C,...] [--session ID] [--run RUN] [--since T] [--until T] "
       .. "[--min-score X] [--no-dedupe] [--eval-fraction F] [--seed S] [-o DIR] | start [--method sft|dpo|kto] "
       .. "[--export DIR] [--base-model NAME] [-- ARGS] | status [JOB] | log JOB [--follow] | stop JOB "
-      .. "| deploy [JOB] [--adapter PATH] [--name NAME] [--url URL]",
+      .. "| deploy [trained] [JOB] [--adapter PATH] [--name NAME] [--url URL] | deploy base|status [--url URL]",
     help = "training data and training jobs for the proxy model (procy train export|start --help)" },
   { name = "recipes", args = "[copy NAME]",
     help = "the recipes shipped with procy, and which ones this project overrides; copy one here to edit it" },
@@ -332,6 +335,7 @@ end
 function M.main(argv)
   local opts, rest, spec = {}, {}, nil
   local i, dashdash = parse_options(argv, 1, opts)
+  local session_cwd = opts.cwd -- procy's own --cwd (a command may take one of its own)
   local cmd = i and not dashdash and argv[i]
   if not i then
     say(dashdash, "\nTry 'procy --help'.")
@@ -374,12 +378,35 @@ function M.main(argv)
     return 2
   end
   if cmd == "hook" then return commands.hook(rest) end -- runs for agents: no config needed
-  local cfg, cerr = config.load { config = opts.config }
+  local cwd
+  if session_cwd then
+    if cmd then
+      say("--cwd is the interactive session's: procy --cwd DIR [-- AGENT ARGS] (a command runs where it is started)")
+      return 2
+    end
+    local fs = require "procy.fs"
+    cwd = fs.realpath(session_cwd)
+    if not cwd or (fs.stat(cwd) or {}).type ~= "dir" then
+      say("--cwd ", session_cwd, ": no such directory")
+      return 2
+    end
+    opts.cwd = cwd
+  end
+  local cfg, cerr = config.load { config = opts.config, cwd = cwd }
   if not cfg then
     say(cerr)
     return 1
   end
   if opts.db then config.set("db", opts.db, "--db") end
+  if opts["no-ui"] then config.set("ui", false, "--no-ui") end
+  if opts["ui-port"] then
+    local port = math.tointeger(tonumber(opts["ui-port"]))
+    if not port or port < 1 or port > 65535 then
+      say("--ui-port takes a port number (1 to 65535), not ", opts["ui-port"])
+      return 2
+    end
+    config.set("port", port, "--ui-port")
+  end
   if opts.sandbox and not config.get().sandbox then config.set("sandbox", true, "--sandbox") end
   local model_url = opts["model-url"] or opts["qwen-url"]
   if model_url then

@@ -610,7 +610,7 @@ local function interactive(argv, opts)
     end
   end
   local code, err, ecode = require("procy.session").run {
-    argv = argv, cwd = resume and resume.cwd, resume = resume, explain = not own }
+    argv = argv, cwd = resume and resume.cwd or opts.cwd, resume = resume, explain = not own }
   if code then return code end
   say(err)
   if ecode == "ENOENT" or ecode == "EACCES" then

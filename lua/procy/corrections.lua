@@ -205,6 +205,14 @@ M.commands = {
       for i, a in ipairs(args) do argv[i] = a end
       require("procy.recipes").command(ctx, "recipes/train_export.lua", argv)
     end },
+  deploy = { args = "trained [JOB]|base|status", help = "what the proxy model's server serves procy: a trained adapter, "
+      .. "the base model, or what it is now (procy train deploy)",
+    run = function(ctx, args)
+      local argv = {}
+      for i, a in ipairs(args) do argv[i] = a end
+      if #argv == 0 then argv[1] = "status" end
+      require("procy.recipes").command(ctx, "recipes/deploy.lua", argv)
+    end },
   corrections = { help = "this session's corrections (procy corrections for all)", run = function(ctx)
       local rows = store.corrections { session = ctx.id, limit = -1,
         kinds = { "corrected", "edited", "accepted", "rejected" } }

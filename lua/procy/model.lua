@@ -133,13 +133,39 @@ local function record(call, row, session)
   return id
 end
 
+-- server_url(url) -> the server's base, as the record keys it (no /v1)
+function M.server_url(url)
+  return (tostring(url or ""):gsub("/+$", ""):gsub("/v1$", ""))
+end
+
+-- serving(url) -> what procy asks url's server for, when a deploy said:
+-- {adapter = NAME or nil (the base model), set_at, set_by}; nil when no
+-- deploy ever did (then the `model` setting's adapter holds)
+function M.serving(url)
+  local ok, h = pcall(require("procy.store").open)
+  return ok and h and h:query("SELECT * FROM serving WHERE url = ?", M.server_url(url))[1] or nil
+end
+
+-- serve(url, adapter, by): from now on procy asks url's server for
+-- adapter (nil: its base model)
+function M.serve(url, adapter, by)
+  require("procy.store").open():exec([[INSERT INTO serving(url, adapter, set_at, set_by) VALUES (?, ?, ?, ?)
+    ON CONFLICT(url) DO UPDATE SET adapter = excluded.adapter, set_at = excluded.set_at, set_by = excluded.set_by]],
+    M.server_url(url), adapter, require("procy.store").now_us(), by)
+end
+
+-- headers(o) -> the headers a call to the model server o describes
+-- carries: its key (o.key_env's variable) as the server's API wants it
+function M.headers(o)
+  return headers_of(o)
+end
+
 -- adapter_sha256(o) -> the digest procy train deploy took of the adapter
 -- o.adapter names on o.url's server, or nil
 function M.adapter_sha256(o)
   if not o.adapter then return nil end
   local ok, h = pcall(require("procy.store").open)
-  local url = tostring(o.url or ""):gsub("/+$", ""):gsub("/v1$", "")
-  local row = ok and h and h:query("SELECT sha256 FROM adapters WHERE name = ? AND url = ?", o.adapter, url)[1]
+  local row = ok and h and h:query("SELECT sha256 FROM adapters WHERE name = ? AND url = ?", o.adapter, M.server_url(o.url))[1]
   return row and row.sha256 or nil
 end
 
@@ -169,6 +195,10 @@ function M.chat(messages, opts)
   local base = require("procy.config").get().model or {}
   for k, v in pairs(base) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
+  -- what a deploy made current on this server (!deploy trained|base)
+  -- holds over the setting's adapter; a caller's own choice over both
+  local served = (opts or {}).adapter == nil and M.serving(o.url)
+  if served then o.adapter = served.adapter end
   -- an adapter served under its own name (vLLM's LoRA) is asked for by it
   o.model = o.adapter or o.model or o.name
   o.api = o.api or "openai"

@@ -413,6 +413,47 @@ do
   term:kill()
 end
 
+-- ProCy's flags: --cwd (where the agent works, and its project's
+-- procy.lua), --no-ui and --ui-port; !deploy in a session
+do
+  local proj = dir .. "/elsewhere"
+  require("procy.fs").mkdir(proj)
+  T.write(proj .. "/procy.lua", "return { log_level = 'warn' }\n")
+  local term = tmux.new { cmd = "cd / && " .. procy .. " --cwd " .. q(proj) .. " --no-ui -- sh -c 'pwd; exec sh'", env = env }
+  see(term, proj:gsub("%p", "%%%0") .. "\n", "--cwd DIR: the agent works there")
+  term:type("!status") term:keys("Enter")
+  local st = see(term, "session%s+%x+", "!status")
+  T.ok(st and not st:find("monitor ", 1, true), "--no-ui: no monitor on the session's server", st)
+  term:keys("q")
+  core.sleep(0.3)
+  term:type("!deploy status") term:keys("Enter")
+  see(term, "!deploy: ENOMODEL: no model server", "!deploy is a session command (here: no proxy model configured, said)")
+  term:keys("q")
+  core.sleep(0.3)
+  term:type("exit") term:keys("Enter")
+  core.sleep(0.5)
+  term:kill()
+  local row = last_session()
+  T.is(row.cwd, proj, "the session is recorded in that directory")
+  local free = require("procy.http").serve { port = 0 }
+  local port = free:port()
+  free:close()
+  term = tmux.new { cmd = procy .. " --ui-port " .. port .. " -- sh", env = env }
+  core.sleep(0.5)
+  term:type("!status") term:keys("Enter")
+  see(term, "monitor%s+http://127%.0%.0%.1:" .. port .. "/", "--ui-port PORT: the monitor on that port")
+  term:keys("q")
+  core.sleep(0.3)
+  term:type("exit") term:keys("Enter")
+  core.sleep(0.5)
+  term:kill()
+  local bad = T.procy { "--cwd", proj, "sessions" }
+  T.ok(bad.code == 2 and bad.stderr:find("--cwd is the interactive session's", 1, true), "--cwd with a command: refused, saying why")
+  bad = T.procy { "--ui-port", "99999", "--", "true" }
+  T.ok(bad.code == 2 and bad.stderr:find("--ui-port takes a port number", 1, true), "--ui-port out of range: refused")
+end
+
+
 -- bad starts: no terminal, no agent, no writable record
 do
   local r = T.procy({ "--db", record, "--", "bash" }, { env = env })

@@ -366,6 +366,45 @@ T.is(vllm.asked[#vllm.asked], "procy-" .. id, "asks the server for the adapter b
 T.is(info and info.adapter_sha256, ad.sha256, "and knows the adapter's hash (what a try records)")
 T.is((h:query("SELECT model FROM api_calls WHERE role = 'proxy-model' ORDER BY id DESC LIMIT 1")[1] or {}).model,
   "procy-" .. id, "the recorded call names the adapter")
+
+-- a server started with --api-key: every request carries the model's key
+vllm.key = "vllm-key-0123456789"
+local keyed = T.write(dir .. "/keyed.lua", ([[return { db = %q, model = { url = %q, name = "Qwen/base", key_env = "VLLM_KEY" } }]])
+  :format(record, vllm.url))
+local function deploy_with(conf, args, env)
+  local argv = { "--config", conf, "train", "deploy" }
+  for _, x in ipairs(args) do argv[#argv + 1] = x end
+  local res
+  core.await(core.spawn(function() res = T.procy(argv, { cwd = dir, env = env or tenv }) end))
+  return res
+end
+local kenv = {}
+for k, v in pairs(tenv) do kenv[k] = v end
+kenv.VLLM_KEY = vllm.key
+r = deploy_with(keyed, { id }, tenv)
+T.ok(r.code == 1 and r.stderr:find("refused procy (401)", 1, true) and r.stderr:find("key_env", 1, true),
+  "without the key a --api-key server refuses: said, naming key_env", r.stderr)
+r = deploy_with(keyed, { "trained", id }, kenv)
+T.is(r.code, 0, "with model.key_env set, deploy sends the key (Authorization: Bearer)", r.stderr)
+-- both directions, and what is served
+r = deploy_with(keyed, { "status" }, kenv)
+T.like(r.stdout, "procy asks the adapter procy%-" .. id .. " %(set by deploy trained", "deploy status: what procy asks for", r.stdout)
+T.like(r.stdout, "served    base, procy%-" .. id, "and what the server lists")
+r = deploy_with(keyed, { "base" }, kenv)
+T.ok(r.code == 0 and r.stdout:find("procy now asks " .. vllm.url .. " for its base model (Qwen/base)", 1, true),
+  "deploy base: the base model from now on", r.stdout .. r.stderr)
+assert(config.load { config = keyed })
+local function chat_env(key) -- (the key given as the caller's: this process has no VLLM_KEY)
+  return require("procy.model").chat({ { role = "user", content = "next?" } }, { key = key })
+end
+chat_env(vllm.key)
+T.is(vllm.asked[#vllm.asked], "Qwen/base", "the proxy model's calls ask for the base model")
+T.like(deploy_with(keyed, { "status" }, kenv).stdout, "procy asks the base model Qwen/base %(set by deploy base", "status says so")
+r = deploy_with(keyed, { "trained", id }, kenv)
+T.is(r.code, 0, "deploy trained: back to the adapter", r.stderr)
+chat_env(vllm.key)
+T.is(vllm.asked[#vllm.asked], "procy-" .. id, "the calls ask for the adapter again")
+vllm.key = nil
 vllm.close()
 
 -- ---- the JSON API: corrections and training, as the web UI will read them -------------

@@ -3,7 +3,8 @@
 -- POST /v1/load_lora_adapter, /v1/unload_lora_adapter, GET /v1/models,
 -- POST /v1/chat/completions (answers "SET 5", remembering the model asked).
 -- m.mode: "ok", "refuse" (no runtime updates: 404 on the LoRA routes),
--- "error" (500 on load).
+-- "error" (500 on load). m.key: a key every request must carry as
+-- Authorization: Bearer (vLLM's --api-key), else 401.
 -- fakevllm.start() -> {url, port, mode, loaded = {name = path}, calls = {"METHOD PATH body"}, asked = {model}, close()}
 local core = require "procy.core"
 local http = require "procy.http"
@@ -24,7 +25,9 @@ function M.start()
       m.calls[#m.calls + 1] = req:method() .. " " .. req:path() .. " " .. body
       local b = json.decode(body) or {}
       local lora = req:path():find("lora_adapter", 1, true)
-      if lora and m.mode == "refuse" then
+      if m.key and req:header("authorization") ~= "Bearer " .. m.key then
+        reply(req, 401, { error = "Unauthorized" })
+      elseif lora and m.mode == "refuse" then
         reply(req, 404, { detail = "Not Found" })
       elseif req:path() == "/v1/load_lora_adapter" and m.mode == "error" then
         reply(req, 500, { error = { message = "CUDA out of memory while loading" } })
