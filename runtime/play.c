@@ -236,15 +236,22 @@ static int l_player(lua_State *L)
 	return 1;
 }
 
+/* [-0, +1] The bytes at stack index 2 through p's filter, in a buffer
+   pushed on the stack; NULL when memory ran out. */
+static buf_t *filtered(lua_State *L, player_t *p)
+{
+	size_t n;
+	const char *s = luaL_checklstring(L, 2, &n);
+	buf_t *b = buf_push(L);
+	return play_filter(p, (const unsigned char *)s, n, b) < 0 ? NULL : b;
+}
+
 /* [-0, +1] p:filter(bytes) -> the bytes that may reach the terminal (for
    tests: write() sends them) */
 static int l_filter(lua_State *L)
 {
-	player_t *p = check(L);
-	size_t n;
-	const char *s = luaL_checklstring(L, 2, &n);
-	buf_t *b = buf_push(L);
-	if (play_filter(p, (const unsigned char *)s, n, b) < 0)
+	buf_t *b = filtered(L, check(L));
+	if (!b)
 		return procy_fail_errno(L, ENOMEM, "play");
 	lua_pushlstring(L, b->p ? b->p : "", b->len);
 	return 1;
@@ -255,10 +262,8 @@ static int l_filter(lua_State *L)
 static int l_write(lua_State *L)
 {
 	player_t *p = check(L);
-	size_t n;
-	const char *s = luaL_checklstring(L, 2, &n);
-	buf_t *b = buf_push(L);
-	if (play_filter(p, (const unsigned char *)s, n, b) < 0)
+	buf_t *b = filtered(L, p);
+	if (!b)
 		return procy_fail_errno(L, ENOMEM, "play");
 	screen_scan(&p->screen, (const unsigned char *)b->p, b->len);
 	tty_write(b->p, b->len);

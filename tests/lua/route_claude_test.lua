@@ -7,7 +7,6 @@
 -- the main agent's stay on Anthropic; all recorded with both sides.
 local T = require "lib.tap"
 local core = require "procy.core"
-local fs = require "procy.fs"
 local json = require "procy.json"
 local db = require "procy.db"
 local agents = require "lib.agents"
@@ -20,17 +19,7 @@ local dir, work, env = w.dir, w.work, w.env
 local oai = fake.start(dir .. "/oai", { "--tool-prefix", "call_oai_" })
 local _o <close> = oai.proc
 env.ROUTE_KEY = "sk-route-key-0123456789abcdef"
-fs.mkdir(work .. "/.claude/agents")
-T.write(work .. "/.claude/agents/reviewer.md", [[---
-name: reviewer
-description: Reviews a change. Use it for every review.
-tools: Bash
----
-You are a careful code reviewer. Look at the change you are given,
-run the checks you need, and say what is wrong with it.
-
-Be brief.
-]])
+agents.reviewer(work)
 local record, procy = agents.project(w, ([[
   providers = { oai = { api = "openai", url = %q, key_env = "ROUTE_KEY" } },
   routes = { { agent = "reviewer", to = "oai:gpt-review" } },

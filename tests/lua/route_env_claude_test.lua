@@ -23,17 +23,7 @@ local _o <close> = oai.proc
 env.SUBAGENT_MAPPINGS = "reviewer:gpt-4o"
 env.OPENAI_BASE_URL = oai.url .. "/v1"
 env.OPENAI_API_KEY = "sk-openai-route-0123456789abcdef"
-fs.mkdir(work .. "/.claude/agents")
-T.write(work .. "/.claude/agents/reviewer.md", [[---
-name: reviewer
-description: Reviews a change. Use it for every review.
-tools: Bash
----
-You are a careful code reviewer. Look at the change you are given,
-run the checks you need, and say what is wrong with it.
-
-Be brief.
-]])
+agents.reviewer(work)
 T.ok(not fs.stat(work .. "/procy.lua") and not fs.stat(dir .. "/config/procy/procy.lua"), "no procy.lua anywhere")
 
 local record = dir .. "/rec.db"

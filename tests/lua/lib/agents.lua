@@ -68,6 +68,22 @@ function M.project(w, fields)
   return record, function(...) return T.procy({ ... }, { cwd = w.work, env = w.env, timeout = 120 }) end
 end
 
+-- reviewer(work): a project subagent, .claude/agents/reviewer.md, with the
+-- Bash tool (what the routing tests hand work to)
+function M.reviewer(work)
+  fs.mkdir(work .. "/.claude/agents")
+  return T.write(work .. "/.claude/agents/reviewer.md", [[---
+name: reviewer
+description: Reviews a change. Use it for every review.
+tools: Bash
+---
+You are a careful code reviewer. Look at the change you are given,
+run the checks you need, and say what is wrong with it.
+
+Be brief.
+]])
+end
+
 -- skip(name): the TAP plan of a test that cannot run here
 function M.skip(name)
   print("1..0 # SKIP the " .. name .. " CLI is not installed (.ci/setup installs it)")
