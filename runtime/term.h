@@ -110,6 +110,33 @@ int  screen_in_sequence(const screen_t *s);
    bracketed paste, the keyboard protocols popped. Nothing if none is set. */
 int  draw_reset(buf_t *out, const screen_t *s);
 
+/* ---- replaying to a real terminal (unask.c) ------------------------------------- */
+
+#define UNASK_MAX 4096 /* a query is short: a longer sequence is passed on as it comes */
+
+typedef struct unask {
+	int           state;
+	unsigned char kind;            /* the string's introducer: ']' OSC, 'P' DCS, '_' APC, '^' PM, 'X' SOS */
+	unsigned char seq[UNASK_MAX];  /* the sequence under way, ESC included */
+	size_t        len;
+	unsigned char prev;            /* the byte before (a C1 ST is C2 9C) */
+} unask_t;
+
+/* Adds to out the bytes of in that may reach a real terminal: everything
+   but the sequences a terminal answers — device attributes (CSI c, > c,
+   = c, ESC Z), status and cursor reports (CSI n), mode queries (CSI $ p),
+   XTVERSION (CSI > q), window reports (CSI 11..21 t), kitty's keyboard
+   query (CSI ? u), DECREQTPARM (CSI x), colour, palette and clipboard
+   queries (an OSC with a "?" field), DECRQSS and XTGETTCAP (DCS $ q,
+   DCS + q), kitty graphics queries (APC G with a=q) and ENQ; in their
+   7-bit form or with a UTF-8 C1 introducer (U+009B for CSI, ...). A
+   sequence longer than UNASK_MAX is passed on as it comes, to its end,
+   and whatever starts a new sequence breaks a string off (as terminals
+   do). A sequence split across calls waits for its end. Start from a
+   zeroed unask_t.
+   0, or -1 (ENOMEM). */
+int unask(unask_t *u, const unsigned char *in, size_t n, buf_t *out);
+
 /* ---- drawing (into a buffer, written by the caller) ------------------------------- */
 
 /* The editor on the bottom row, cursor placed in it. The caller saves the

@@ -153,6 +153,12 @@ for i = 1, #"x\27[6ny\27]11;?\7z" do split = split .. pl:filter(("x\27[6ny\27]11
 T.is(split, "xyz", "play: a query split across writes is still taken out")
 local long = "\27]52;c;" .. ("QUJD"):rep(3000) .. "\7"
 T.is(pl:filter("<" .. long .. ">"), "<" .. long .. ">", "play: a long string (a clipboard set) passes whole")
+T.is(pl:filter("a\27[" .. ("1;"):rep(3000) .. "m\27[6nb"), "a\27[" .. ("1;"):rep(3000) .. "mb",
+  "play: an overlong CSI passes to its final byte, and a query after it is still taken out")
+T.is(pl:filter("a" .. long:sub(1, -2) .. "\27[6nb"), "a" .. long:sub(1, -2) .. "b",
+  "play: a long string broken off by a new sequence (as terminals take it): that query is taken out")
+T.is(pl:filter("a\194\15556n\194\157\49\49;?\194\156b"), "ab", "play: queries with UTF-8 C1 introducers (U+009B CSI, U+009D OSC ... U+009C ST) too")
+T.is(pl:filter("price \194\162 5"), "price \194\162 5", "play: other characters that start with C2 pass")
 pl:close()
 pl:close()
 T.ok(not pcall(pl.filter, pl, "x"), "play: a closed player raises")
