@@ -116,10 +116,14 @@ int  draw_reset(buf_t *out, const screen_t *s);
 
 typedef struct unask {
 	int           state;
-	unsigned char kind;            /* the string's introducer: ']' OSC, 'P' DCS, '_' APC, '^' PM, 'X' SOS */
-	unsigned char seq[UNASK_MAX];  /* the sequence under way, ESC included */
-	size_t        len;
-	unsigned char prev;            /* the byte before (a C1 ST is C2 9C) */
+	unsigned char kind;            /* the sequence's letter: '[' CSI, ']' OSC, 'P' DCS, '_' APC, '^' PM, 'X' SOS */
+	unsigned char seq[UNASK_MAX];  /* the sequence under way, its introducer (ESC X, C2 XX or a C1 byte) first */
+	size_t        len, at;         /* bytes in seq; where its parameters or text begin */
+	int           over, drop;      /* longer than seq: passed on as it comes, or (drop) dropped to its end */
+	int           c2;              /* an over-long string's last byte was C2, held (a C1 may follow) */
+	unsigned char prev_text;       /* an over-long string's last byte passed ("?" after ";" or "=" asks) */
+	unsigned char prev;            /* the byte before (C2 XX is a C1 control) */
+	unsigned char last;            /* the last byte passed on: what the terminal sees before what comes */
 } unask_t;
 
 /* Adds to out the bytes of in that may reach a real terminal: everything
@@ -129,10 +133,10 @@ typedef struct unask {
    query (CSI ? u), DECREQTPARM (CSI x), colour, palette and clipboard
    queries (an OSC with a "?" field), DECRQSS and XTGETTCAP (DCS $ q,
    DCS + q), kitty graphics queries (APC G with a=q) and ENQ; in their
-   7-bit form or with a UTF-8 C1 introducer (U+009B for CSI, ...). A
-   sequence longer than UNASK_MAX is passed on as it comes, to its end,
-   and whatever starts a new sequence breaks a string off (as terminals
-   do). A sequence split across calls waits for its end. Start from a
+   7-bit form or with a C1 introducer (U+009B for CSI, ...), whole or cut
+   short. A string longer than UNASK_MAX goes on as it comes, unless its
+   start already asks (then it is dropped whole); a CSI that long is
+   dropped. A sequence split across calls waits for its end. Start from a
    zeroed unask_t.
    0, or -1 (ENOMEM). */
 int unask(unask_t *u, const unsigned char *in, size_t n, buf_t *out);

@@ -153,10 +153,26 @@ for i = 1, #"x\27[6ny\27]11;?\7z" do split = split .. pl:filter(("x\27[6ny\27]11
 T.is(split, "xyz", "play: a query split across writes is still taken out")
 local long = "\27]52;c;" .. ("QUJD"):rep(3000) .. "\7"
 T.is(pl:filter("<" .. long .. ">"), "<" .. long .. ">", "play: a long string (a clipboard set) passes whole")
-T.is(pl:filter("a\27[" .. ("1;"):rep(3000) .. "m\27[6nb"), "a\27[" .. ("1;"):rep(3000) .. "mb",
-  "play: an overlong CSI passes to its final byte, and a query after it is still taken out")
-T.is(pl:filter("a" .. long:sub(1, -2) .. "\27[6nb"), "a" .. long:sub(1, -2) .. "b",
-  "play: a long string broken off by a new sequence (as terminals take it): that query is taken out")
+T.ok(pl:filter("a\27[" .. ("1;"):rep(3000) .. "m\27[6nb") == "ab",
+  "play: an overlong CSI (no query is) is dropped to its final byte, and a query after it still taken out")
+for _, q in ipairs {
+  { "\27]11;?\27[m", "\27[m", "a query cut short by a new sequence (terminals may act on it)" },
+  { "\27P$qm\24", "\24", "a DCS query cut short by CAN" },
+  { "\27[>\194\1556n", "", "a UTF-8 C1 CSI inside a CSI starts a new one (the one cut short is dropped, as terminals drop it)" },
+  { "\27]0;x\194\1556n\7", "\27]0;x\27\\\7", "... and inside an OSC, which ends there (an ST, so nothing after runs on into it)" },
+  { "\27]11\27[6n;?\7", "\27]11\27\\;?\7", "a string cut short, its cutter a dropped query: what follows does not become its text" },
+  { "\27\27[6nZ", "Z", "an ESC another one cut short does not join what follows (ESC Z would ask)" },
+  { "\27]4;0;?;1;?" .. (";2;?"):rep(2000) .. "\7", "", "a query longer than the buffer is dropped whole" },
+  { "\27P+q" .. ("544e;"):rep(2000) .. "\27\\", "", "a long XTGETTCAP too" },
+  { "\27[1$w\27[2$u\27[1;1;2;2*y\27[#|\27[?4m\27[?1;1S", "", "DECRQPSR, DECRQTSR, DECRQCRA, XTREPORTSGR, XTQMODKEYS, XTSMGRAPHICS" },
+  { "\27]21;fg=?;bg=?\27\\\27]1337;ReportCellSize\7", "", "kitty's key=? and iTerm2's Report" },
+  { " \1556n", " ", "a raw 8-bit C1 CSI where no UTF-8 character is under way" },
+  { "\226\156\1556n", "\226\156\1556n", "but the same byte inside a UTF-8 character is text" },
+} do
+  T.is(pl:filter("<" .. q[1] .. ">"), "<" .. q[2] .. ">", "play: " .. q[3])
+end
+T.is(pl:filter("a" .. long:sub(1, -2) .. "\27[6nb"), "a" .. long:sub(1, -2) .. "\27\\b",
+  "play: a long string broken off by a new sequence (as terminals take it): ended there, that query taken out")
 T.is(pl:filter("a\194\15556n\194\157\49\49;?\194\156b"), "ab", "play: queries with UTF-8 C1 introducers (U+009B CSI, U+009D OSC ... U+009C ST) too")
 T.is(pl:filter("price \194\162 5"), "price \194\162 5", "play: other characters that start with C2 pass")
 pl:close()
