@@ -48,21 +48,19 @@ local function post(ctx, path, body)
   if not r then return core.wrap("the model server at " .. ctx.url .. " cannot be reached", err, code) end
   if r.status == 401 or r.status == 403 then
     return core.fail("EAUTH", ("%s refused procy (%d): %s"):format(ctx.url, r.status, ctx.keyed
-      and "the key in the model setting's key_env is not one it takes" or "it wants a key: name its variable with model.key_env"))
+      and "the key in the model setting's key_env is not one it takes"
+      or ctx.own and "it wants a key: name its variable with model.key_env"
+      or "it wants a key, and procy sends model.key_env's key to model.url's server only"))
   end
   return r
 end
 
 -- models(ctx) -> the ids the server's /v1/models lists | nil, err, code
 local function models(ctx)
-  local r, err, code = http.request { url = ctx.url .. "/v1/models", timeout = 30, headers = ctx.headers }
-  if not r then return core.wrap("listing the server's models", err, code) end
-  if r.status ~= 200 then return core.fail("EHTTP", ("%s/v1/models answered %d: %s"):format(ctx.url, r.status, r.body:sub(1, 200))) end
-  local list = json.decode(r.body)
+  local list, err, code = require("procy.model").list(ctx.url .. "/v1/models", ctx.headers)
+  if not list then return nil, err, code end
   local ids = {}
-  for _, m in ipairs(type(list) == "table" and type(list.data) == "table" and list.data or {}) do
-    if type(m) == "table" and type(m.id) == "string" then ids[#ids + 1] = m.id end
-  end
+  for i, m in ipairs(list) do ids[i] = m.id end
   return ids
 end
 
@@ -158,7 +156,7 @@ function R.main(args, cmd)
   local headers = model.headers { api = "openai", key_env = own and m.key_env or nil, headers = own and m.headers or nil }
   local say = cmd and cmd.print or print
   local ctx = { o = o, url = url, base = (cfg.trainer or {}).base_model, say = say, steps = st, default = steps,
-                headers = headers, keyed = headers.authorization ~= nil, cfg = cfg }
+                headers = headers, keyed = headers.authorization ~= nil, own = own, cfg = cfg }
   if what == "base" then return base(ctx) end
   if what == "status" then return status(ctx) end
   local job

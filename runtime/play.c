@@ -106,6 +106,7 @@ static int l_close(lua_State *L)
 	p->open = 0;
 	if (p->wrote) {
 		buf_t b = { 0 };
+		unask_end(&p->filter, &b); /* a long string cut off mid-way: ended, or it would take in the rest */
 		draw_reset(&b, &p->screen);
 		/* DECSTR (origin, keypad, insert, charsets), the scroll region where
 		   DECSTR does not reach it (the cursor kept), the cursor, a fresh line */

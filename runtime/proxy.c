@@ -315,10 +315,11 @@ static const char *header_of(const xfer_header *h, size_t n, const char *name)
 /* Which API a call belongs to, so it goes to that family's upstream: the
    path where it says (the Messages API is Anthropic's; chat completions,
    responses, completions and embeddings are OpenAI's), else the client's
-   own marks: Anthropic's SDKs always send anthropic-version, and its key
-   goes in x-api-key; a bearer token with neither is OpenAI's. So an
-   OpenAI client's GET /v1/models reaches the OpenAI upstream, and Claude
-   Code's reaches Anthropic. */
+   own marks. Anthropic's: an anthropic-* header (its SDKs always send
+   anthropic-version), x-api-key, a bearer key of its (sk-ant-...).
+   OpenAI's: an openai-* header, or a bearer key that is one of its
+   (sk-..., not sk-ant-). Anything else goes where it always went, the
+   Anthropic upstream: a key is never sent to OpenAI on a guess. */
 static int openai_family(const char *p, const xfer_header *h, size_t n, const hreq_t *r)
 {
 	if (strncmp(p, "/v1/messages", 12) == 0 || strncmp(p, "/v1/complete", 12) == 0)
@@ -326,10 +327,21 @@ static int openai_family(const char *p, const xfer_header *h, size_t n, const hr
 	if (strncmp(p, "/v1/chat/completions", 20) == 0 || strncmp(p, "/v1/responses", 13) == 0 ||
 	    strncmp(p, "/v1/completions", 15) == 0 || strncmp(p, "/v1/embeddings", 14) == 0)
 		return 1;
-	if (header_of(h, n, "anthropic-version") || header_of(h, n, "x-api-key"))
-		return 0;
+	int openai_mark = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (strncasecmp(h[i].name, "anthropic-", 10) == 0 || strcasecmp(h[i].name, "x-api-key") == 0)
+			return 0;
+		openai_mark |= strncasecmp(h[i].name, "openai-", 7) == 0;
+	}
 	const char *auth = header_of(h, n, "authorization");
-	return auth && strncasecmp(auth, "bearer ", 7) == 0 && !hreq_is_our_token(r, auth);
+	if (auth && strncasecmp(auth, "bearer ", 7) == 0 && !hreq_is_our_token(r, auth)) {
+		const char *key = auth + 7;
+		if (strncmp(key, "sk-ant-", 7) == 0)
+			return 0;
+		if (strncmp(key, "sk-", 3) == 0)
+			return 1;
+	}
+	return openai_mark;
 }
 
 /* Whether a request header may go to its family's upstream: an OpenAI

@@ -537,9 +537,9 @@ int draw_editor_close(buf_t *out, const screen_t *s, int rows)
 	return r;
 }
 
-/* Where a logical line's continuation lines start, in columns: a line laid
-   out in two columns (text, two or more spaces, text) hangs under its second
-   column; other lines under their own indent. Too deep to leave room for
+/* Where a logical line's continuation lines start, in columns: an indented
+   line laid out in two columns (text, two or more spaces, text: a row of
+   !help) hangs under its second column; other lines under their own indent. Too deep to leave room for
    text (half the width), it starts at 0. */
 static int hang(const char *s, size_t len, int cols)
 {
@@ -547,7 +547,7 @@ static int hang(const char *s, size_t len, int cols)
 	while (i < len && s[i] == ' ')
 		i++;
 	size_t lead = i;
-	for (size_t j = i; j + 2 < len; j++)
+	for (size_t j = i; i >= 2 && j + 2 < len; j++) /* a row of a table is indented; prose is not */
 		if (s[j] != ' ' && s[j + 1] == ' ' && s[j + 2] == ' ') {
 			size_t k = j + 1;
 			while (k < len && s[k] == ' ')
@@ -587,10 +587,12 @@ static int wrap(const char *text, size_t len, int cols,
 			int room = cols - indent;
 			size_t n = fit(text + i, end - i, room, NULL);
 			if (i + n < end && text[i + n] != ' ') { /* inside a word: break at a space */
-				size_t b = n;
+				size_t b = n, lead = 0;
+				while (lead < n && text[i + lead] == ' ')
+					lead++;
 				while (b > 0 && text[i + b - 1] != ' ')
 					b--;
-				if (b > 0)
+				if (b > lead) /* (a word too long for the line, after its indent: cut) */
 					n = b;
 			}
 			size_t shown = n;

@@ -140,6 +140,10 @@ typedef struct unask {
    zeroed unask_t.
    0, or -1 (ENOMEM). */
 int unask(unask_t *u, const unsigned char *in, size_t n, buf_t *out);
+/* The output stops here (the end, Ctrl-C): adds to out what ends a string
+   a part of which was passed on (ST), so what is written next is not taken
+   into it. 0, or -1 (ENOMEM). */
+int unask_end(unask_t *u, buf_t *out);
 
 /* ---- drawing (into a buffer, written by the caller) ------------------------------- */
 

@@ -351,3 +351,11 @@ int unask(unask_t *u, const unsigned char *in, size_t n, buf_t *out)
 		r |= put(u, out, in + run, n - run);
 	return r;
 }
+
+/* See term.h. */
+int unask_end(unask_t *u, buf_t *out)
+{
+	int open = (u->state == U_STRING || u->state == U_STRING_ESC) && u->over && !u->drop;
+	u->state = U_GROUND;
+	return open ? buf_add(out, "\x1b\\", 2) : 0;
+}

@@ -69,7 +69,8 @@ function M.parse(line)
     m.line = next(obj) ~= nil and json.encode(obj) or nil
   end
   local msg = type(obj.message) == "table" and obj.message
-  if obj.type == "user" and msg and msg.role == "user" then
+  -- a user message (Claude Code takes one with no role as the user's too)
+  if obj.type == "user" and msg and (msg.role == "user" or msg.role == nil) then
     m.kind = "user"
     local texts = {}
     if type(msg.content) == "string" then
@@ -160,6 +161,13 @@ local function claude_backend(front, o)
     mirror = o.mirror, sandbox = o.sandbox, env = o.env,
     on_line = function(line, ev)
       if b.muted then return end -- a process being stopped: its late lines answer nothing now
+      if ev and ev.type == "result" and front.seen >= front.expected then
+        -- a turn Claude Code took of its own (a background agent's report):
+        -- no line asked for it, so it goes out as a system line, not a
+        -- result, and every line keeps its one result
+        front.say("a result no line asked for: passed on as a system line")
+        return front:emit { type = "system", subtype = "procy_unasked_result", result = ev }
+      end
       front.out(line)
       if ev and ev.type == "result" then front:result_seen() end
     end,

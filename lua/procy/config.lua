@@ -87,7 +87,7 @@ M.settings = {
     fields = { url = "string", name = "string", model = "string", api = { "openai", "anthropic" }, key_env = "string",
                temperature = "number", max_tokens = "number", timeout = "number", retries = "number", backoff = "number",
                max_wait = "number", stream = "boolean", headers = "table", extra = "table", adapter = "string",
-               remote_port = "number" },
+               remote_port = "number", connect_timeout = "number" },
     secret = "key",
     doc = "the proxy model: {url =, name =, api = \"openai\"|\"anthropic\", key_env =, temperature =, max_tokens =, "
       .. "adapter = (a LoRA the server serves under this name: procy train deploy)}" },

@@ -154,6 +154,26 @@ function M.serve(url, adapter, by)
     M.server_url(url), adapter, require("procy.store").now_us(), by)
 end
 
+-- list(url, [headers], [timeout]) -> the entries (tables with a string
+-- id) of the model list at url (an OpenAI-style GET .../models: {data =
+-- [...]}) | nil, err, code: what vLLM, OpenRouter, Ollama and OpenAI say
+-- they serve, with whatever they say of each (limits, parents)
+function M.list(url, headers, timeout)
+  local r, err, code = require("procy.http").request { url = url, headers = headers, timeout = timeout or 30 }
+  if not r then return core.wrap("listing the models at " .. url, err, code) end
+  if r.status == 401 or r.status == 403 then
+    return core.fail("EAUTH", ("%s refused procy (%d)"):format(url, r.status))
+  end
+  if r.status ~= 200 then return core.fail("EHTTP", ("%s answered %d: %s"):format(url, r.status, r.body:sub(1, 200))) end
+  local v = json.decode(r.body)
+  if type(v) ~= "table" or type(v.data) ~= "table" then return core.fail("EJSON", url .. " answered no model list") end
+  local out = {}
+  for _, m in ipairs(v.data) do
+    if type(m) == "table" and type(m.id) == "string" then out[#out + 1] = m end
+  end
+  return out
+end
+
 -- headers(o) -> the headers a call to the model server o describes
 -- carries: its key (o.key_env's variable) as the server's API wants it
 function M.headers(o)

@@ -158,7 +158,12 @@ local function check_provider(name, p)
     bad(what, "keys are never read from a config file: export the key and name its variable with key_env = \"VAR\"")
   end
   for k in pairs(p) do
-    if not PROVIDER_FIELDS[k] then bad(what, ("unknown field %q (api, url, key_env, headers, prices, reasoning, timeout)"):format(tostring(k))) end
+    if not PROVIDER_FIELDS[k] then
+      local names = {}
+      for f in pairs(PROVIDER_FIELDS) do names[#names + 1] = f end
+      table.sort(names)
+      bad(what, ("unknown field %q (%s)"):format(tostring(k), table.concat(names, ", ")))
+    end
   end
   if p.api ~= "openai" and p.api ~= "anthropic" then bad(what, "api must be \"openai\" or \"anthropic\"") end
   if type(p.url) ~= "string" or not p.url:match("^https?://[^/]") then bad(what, "url must be an http(s) URL") end

@@ -101,32 +101,31 @@ end
 -- context max_model_len, OpenRouter context_length and
 -- top_provider.max_completion_tokens, others max_output_tokens. Read
 -- once per provider (again 5 minutes after a failure); callers that come
--- meanwhile wait for the first one's answer.
-local LIST_RETRY = 300
+-- meanwhile wait for the first one's answer (10 s at most).
+local LIST_RETRY, LIST_WAIT = 300, 10
 
 local function model_list(p, key)
   local l = p.listed
   if l and (l.ok or core.now() - l.at < LIST_RETRY) then
-    while l.busy do core.sleep(0.05) end
+    local deadline = core.now() + LIST_WAIT
+    while l.busy and core.now() < deadline do core.sleep(0.05) end
     return l.models
   end
   l = { busy = true, at = core.now(), models = {} }
   p.listed = l
+  local _ <close> = setmetatable({}, { __close = function() l.busy = false end }) -- an error or a cancel too
   local headers = { accept = "application/json" }
   for k, v in pairs(p.headers) do headers[k] = v end
   if key and key ~= true then headers.authorization = "Bearer " .. key end
-  local r = http.request { method = "GET", url = p.url .. "/models", headers = headers, timeout = 10 }
-  local v = r and r.status == 200 and json.decode(r.body)
-  for _, m in ipairs(type(v) == "table" and type(v.data) == "table" and v.data or {}) do
-    if type(m) == "table" and type(m.id) == "string" then
-      local top = type(m.top_provider) == "table" and m.top_provider or {}
-      l.models[m.id] = { out = tonumber(m.max_completion_tokens) or tonumber(m.max_output_tokens)
-                           or tonumber(top.max_completion_tokens),
-                         ctx = tonumber(m.max_model_len) or tonumber(m.context_length) or tonumber(m.context_window)
-                           or tonumber(top.context_length) }
-    end
+  local list = require("procy.model").list(p.url .. "/models", headers, 10)
+  for _, m in ipairs(list or {}) do
+    local top = type(m.top_provider) == "table" and m.top_provider or {}
+    l.models[m.id] = { out = tonumber(m.max_completion_tokens) or tonumber(m.max_output_tokens)
+                         or tonumber(top.max_completion_tokens),
+                       ctx = tonumber(m.max_model_len) or tonumber(m.context_length) or tonumber(m.context_window)
+                         or tonumber(top.context_length) }
   end
-  l.ok, l.busy = v ~= nil, false
+  l.ok = list ~= nil -- a refusal or an error is tried again later
   return l.models
 end
 

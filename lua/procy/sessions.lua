@@ -91,8 +91,9 @@ function M.show(row)
     out[#out + 1] = ("fork      %s at turn %s, in %s"):format(k.id, tostring(k.fork_turn), k.cwd)
   end
   if s.api.marked > 0 or s.lost.api_calls > 0 or s.lost.output_events > 0 then
-    out[#out + 1] = ("record    %d call(s) kept with a parse error, %d call(s) lost, %d output event(s) (%s) lost"):format(
-      s.api.marked, s.lost.api_calls, s.lost.output_events, commands.bytes(s.lost.output_bytes))
+    local count = commands.count
+    out[#out + 1] = ("record    %s kept with a parse error, %s lost, %s (%s) lost"):format(count(s.api.marked, "call"),
+      count(s.lost.api_calls, "call"), count(s.lost.output_events, "output event"), commands.bytes(s.lost.output_bytes))
   end
   for _, m in ipairs(s.markers) do
     out[#out + 1] = ("marker    %s  %s"):format(os.date("%H:%M:%S", math.floor(m.t)), m.text)

@@ -44,11 +44,24 @@ local function copy_index(from, to)
   if not r or r.code ~= 0 then os.remove(to) end
 end
 
--- The index files of procies that are gone (killed mid-snapshot).
+-- The index files of procies that are gone (killed mid-snapshot): the
+-- pid its name holds runs no more (or it is of the older kind, with no
+-- pid), and it has not changed for ten minutes — a snapshot under way
+-- touches its file, so one from a procy whose pid this one cannot see
+-- (another pid namespace) is left alone.
+local STALE = 600
+
 local function sweep(git_dir)
+  local now = os.time()
   for _, name in ipairs(fs.dir(git_dir) or {}) do
-    local pid = tonumber(name:match("^procy%-index%-(%d+)%-%x+$") or name:match("^procy%-index%-(%d+)%-%x+%.lock$"))
-    if pid and not store.process_id(pid) then os.remove(git_dir .. "/" .. name) end
+    local base = name:gsub("%.lock$", "")
+    local pid = base:match("^procy%-index%-(%d+)%-%x+$")
+    local old = base:match("^procy%-index%-%x+$")
+    if pid or old then
+      local st = fs.stat(git_dir .. "/" .. name)
+      local idle = st and st.mtime and now - st.mtime >= STALE
+      if idle and (old or not store.process_id(tonumber(pid))) then os.remove(git_dir .. "/" .. name) end
+    end
   end
 end
 

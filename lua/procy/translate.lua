@@ -196,7 +196,7 @@ local function tool_input(arguments)
   end
   if arguments == nil or arguments == "" then return json.object(), "{}", true end
   local text = tostring(arguments)
-  local v = json.spans(text) == "object" and json.decode(text)
+  local v = json.spans(text) == "object" and answer.tool_input({ text }) -- the record's own reading
   if type(v) == "table" then return v, text, true end
   return { raw_arguments = text }, nil, false
 end
@@ -393,7 +393,9 @@ function M.stream(o)
     end
     close_text(out)
     table.sort(t.order)
-    for _, idx in ipairs(t.order) do
+    -- a stop sequence ended the answer in its text: the calls after it are
+    -- not the answer's (as response drops them)
+    for _, idx in ipairs(t.cut and {} or t.order) do
       local call = t.tools[idx]
       local input, raw, ok = tool_input(call.object or table.concat(call.parts))
       local id = call.id or ("toolu_procy_" .. idx)

@@ -122,7 +122,7 @@ function M.format(r)
     line("Add prices to procy.lua ($ per million tokens):")
     line("  prices = { [\"%s\"] = { input = 3, output = 15, cache_read = 0.3 } }", first or "model-name")
   end
-  if r.total.errors > 0 then line("%d call(s) ended in an error.", r.total.errors) end
+  if r.total.errors > 0 then line("%s ended in an error.", require("procy.commands").count(r.total.errors, "call")) end
   return table.concat(out, "\n") .. "\n"
 end
 

@@ -222,6 +222,16 @@ static void test_draw(void)
 	buf_add(&b, "", 1);
 	ok(total == 3 && strstr(b.p, "\x1b[1;1HIn the command line: arrows,\x1b[2;1HHome/End; Enter runs; Esc\x1b[3;1Hleaves."),
 	   "a paragraph wraps at its words, under its own indent");
+	const char *prose = "Two spaces  after a stop do not make a column of prose at all here";
+	b.len = 0;
+	draw_pager(&b, prose, strlen(prose), 0, 30, 10);
+	buf_add(&b, "", 1);
+	ok(strstr(b.p, "\x1b[2;1H") != NULL, "prose with two spaces in it continues under its own indent, not a column");
+	const char *longword = "    abcdefghijklmnopqrstuvwxyz0123456789";
+	b.len = 0;
+	draw_pager(&b, longword, strlen(longword), 0, 20, 10);
+	buf_add(&b, "", 1);
+	ok(strstr(b.p, "\x1b[1;1H    abcdefghijklmnop") != NULL, "an indented word too long for the line is cut, not left for an empty line");
 	buf_free(&b);
 }
 

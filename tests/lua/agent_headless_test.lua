@@ -81,6 +81,36 @@ T.ok(said:find("after a fresh start", 1, true), "with its history: it resumed it
 T.is(store.open():query("SELECT agent_session_id AS id FROM sessions WHERE id = ?", a.session)[1].id, fresh_id,
      "the same session id")
 
+-- prompts sent while a turn runs are held (Claude Code would take them
+-- into one turn after it), each a turn with its number; a forced restart
+-- ends the held ones as lost too, and the numbers after stay right
+local h1 = assert(a:send("SLOW held first"))
+local h2 = assert(a:send("held second"))
+local h3 = assert(a:send("held third"))
+T.ok(h2 == h1 + 1 and h3 == h1 + 2, "each prompt gets the next number", h1 .. " " .. h2 .. " " .. h3)
+core.sleep(1)
+assert(a:restart { force = true, resume = true })
+local lost = {}
+for _, sq in ipairs { h1, h2, h3 } do
+  local t = a:wait_turn { seq = sq, timeout = 5 }
+  lost[#lost + 1] = t and (t.prompt .. "=" .. t.status) or "none"
+end
+T.is(table.concat(lost, ", "), "SLOW held first=error, held second=error, held third=error",
+  "the turn under way and the two held behind it end as lost, each its own turn")
+local sx = assert(a:send("after the held ones"))
+T.is(sx, h3 + 1, "the next prompt's number follows them")
+local tx = assert(a:wait_turn { seq = sx, timeout = 60 })
+T.is(tx.prompt .. " | " .. tostring(tx.response), "after the held ones | FAKE: hello! you said: after the held ones",
+  "and waiting on it gives its own answer")
+local hb = assert(a:send("burst one"))
+assert(a:send("burst two"))
+local hb3 = assert(a:send("burst three"))
+local tb = assert(a:wait_turn { seq = hb3, timeout = 60 })
+T.is(tostring(tb.response), "FAKE: hello! you said: burst three", "three at once: the last one's turn is its own answer")
+T.is(tostring(assert(a:wait_turn { seq = hb, timeout = 5 }).response), "FAKE: hello! you said: burst one", "and the first's")
+st = a:status()
+T.is(st.expected - st.seen, 0, "nothing outstanding")
+
 -- interrupt, out of band
 local s7 = assert(a:send("SLOW to be interrupted"))
 core.sleep(1)

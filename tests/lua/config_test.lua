@@ -74,6 +74,18 @@ do
   T.like(r.stderr, "procy.lua: a config file must return a table %(it returned number%)", "a file not returning a table")
   r = broken("return { db = undefined_name }\n")
   T.like(r.stderr, "procy.lua:1: undefined global 'undefined_name'", "globals are strict in config files too")
+  -- the fields of table settings too
+  r = broken("return {\n  evolve = {\n    iterations = 'five' } }\n")
+  T.like(r.stderr, "procy.lua:3: 'evolve.iterations' must be a number, not \"five\"", "a nested field's type, at its line")
+  r = broken("return { evolve = { iteratons = 5 } }\n")
+  T.like(r.stderr, "'evolve.iteratons' is not a field of 'evolve' %(did you mean 'iterations'%?%)", "a misspelt nested field")
+  r = broken("return { evolve = { rollback = 'last' } }\n")
+  T.like(r.stderr, "'evolve.rollback' must be one of \"best\", \"never\"", "a nested field's choices")
+  r = broken("return { model = { url = 'http://h', key = 'sk-1' } }\n")
+  T.like(r.stderr, "'model.key': keys are never read from a config file", "a key in model is refused")
+  r = broken("return { model = { url = 'http://h', connect_timeout = 5, remote_port = 8001 }, "
+    .. "evolve = { judge = function() end, worktree_links = { 'data' } }, trainer = { check = false }, otel = { content = true } }\n")
+  T.is(r.code, 0, "every field procy reads is taken", r.stderr)
 end
 
 proc.run { "rm", "-rf", dir }

@@ -227,10 +227,13 @@ T.is(#index_files(), 0, "a snapshot's task cancelled: its index file is gone")
 local dead = assert(proc.spawn({ "true" }))
 local dead_pid = dead:pid()
 dead:wait()
-T.write(p2 .. "/.git/procy-index-" .. dead_pid .. "-abcdef", "left by a killed procy")
-T.write(p2 .. "/.git/procy-index-" .. dead_pid .. "-abcdef.lock", "")
+local stale = { "procy-index-" .. dead_pid .. "-abcdef", "procy-index-" .. dead_pid .. "-abcdef.lock", "procy-index-0a1b2c" }
+for _, f in ipairs(stale) do T.write(p2 .. "/.git/" .. f, "left by a killed procy") end
 assert(snapshot.open(p2))
-T.is(#index_files(), 0, "one a dead procy left is removed when the repository is opened next")
+T.is(#index_files(), 3, "a fresh one is left alone (it could be a snapshot under way, in another pid namespace)")
+for _, f in ipairs(stale) do proc.run { "touch", "-d", "20 minutes ago", p2 .. "/.git/" .. f } end
+assert(snapshot.open(p2))
+T.is(#index_files(), 0, "ones a dead procy left, ten minutes untouched, go when the repository is opened next (the older kind too)")
 local plain = dir .. "/plain"
 fs.mkdir(plain)
 T.write(plain .. "/a.txt", "a")

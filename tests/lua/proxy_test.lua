@@ -275,9 +275,17 @@ do -- each API family's calls to its own upstream, with its own key only
   T.ok(r.status == 200 and e and e.path == "/v1/models" and e.headers.authorization == "Bearer ...(len 55)",
     "an OpenAI client's GET /v1/models (a bearer key, no anthropic-version) goes to the OpenAI upstream", json.encode(e))
   T.is(count(dir .. "/fake"), na, "not to the Anthropic one")
+  local na2 = count(dir .. "/oai")
+  r = assert(http.request { url = two.url .. "/v1/models", headers = { authorization = "Bearer sk-ant-oat01-" .. ("t"):rep(30) } })
+  e = last(dir .. "/fake")
+  T.ok(r.status == 200 and e.path == "/v1/models" and e.headers.authorization and count(dir .. "/oai") == na2,
+    "an Anthropic bearer key (sk-ant-, no anthropic-version) stays with Anthropic: never sent to OpenAI", json.encode(e))
+  r = assert(http.request { url = two.url .. "/v1/models", headers = { authorization = "Bearer some-local-token" } })
+  e = last(dir .. "/fake")
+  T.ok(r.status == 200 and count(dir .. "/oai") == na2, "a bearer that is nobody's for sure goes where it always went (Anthropic)")
   r = assert(http.request { url = two.url .. "/v1/models", headers = { ["x-api-key"] = KEY, ["anthropic-version"] = "2023-06-01" } })
   e = last(dir .. "/fake")
-  T.ok(r.status == 200 and e.path == "/v1/models" and e.headers["x-api-key"] and count(dir .. "/oai") == 1,
+  T.ok(r.status == 200 and e.path == "/v1/models" and e.headers["x-api-key"] and count(dir .. "/oai") == na2,
     "an Anthropic client's (anthropic-version, x-api-key) goes to the Anthropic upstream", json.encode(e))
   r = assert(http.request { method = "POST", url = two.url .. "/v1/chat/completions", body = json.encode { model = "gpt-4o",
     messages = { { role = "user", content = "hi" } } }, headers = { authorization = "Bearer " .. OKEY, ["x-api-key"] = KEY,

@@ -186,6 +186,11 @@ local sp, st = stream_of({ { choices = { { delta = { content = "alpha be" } } } 
   { choices = { { delta = {}, finish_reason = "stop" } } } }, { stops = { "END_MARK" } })
 T.ok(sp.content[1].text == "alpha beta " and sp.stop_reason == "stop_sequence" and st.cut and st.notes.stop == "END_MARK",
   "stream: the text ends where a watched stop sequence begins, split across chunks; stop_sequence", json.encode(sp))
+local cp = stream_of({ { choices = { { delta = { content = "done END_MARK more" } } } },
+  { choices = { { delta = { tool_calls = { { index = 0, id = "call_after", ["function"] = { name = "Bash", arguments = "{}" } } } } } } },
+  { choices = { { delta = {}, finish_reason = "tool_calls" } } } }, { stops = { "END_MARK" } })
+T.ok(#cp.content == 1 and cp.content[1].text == "done " and cp.stop_reason == "stop_sequence",
+  "stream: after a watched stop sequence no tool call is sent (as the whole answer drops them)", json.encode(cp.content))
 local rp, rt = stream_of({ { choices = { { delta = { reasoning_content = "Thinking it " } } } },
   { choices = { { delta = { reasoning_content = "over: 42." } } } }, { choices = { { delta = {}, finish_reason = "stop" } } } })
 T.ok(#rp.content == 1 and rp.content[1].text == "Thinking it over: 42." and rt.notes.reasoning_as_text,

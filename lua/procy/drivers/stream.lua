@@ -112,6 +112,13 @@ end
 
 -- A result ends the oldest outstanding turn; the next queued one begins.
 function D:result(ev)
+  if self.seen >= self.expected then
+    -- a result no line of ours asked for (the agent took a turn of its own:
+    -- a background agent's report, say): it ends no turn of ours and moves
+    -- no count, so each line keeps its one result
+    core.log("info", "agent " .. self.a.session:sub(1, 8) .. ": a result no prompt asked for (" .. tostring(ev.subtype) .. ")")
+    return false
+  end
   self.seen = self.seen + 1
   local tracker = self.a.tracker
   local turn = tracker.open
@@ -174,26 +181,18 @@ function D:write(line)
   return true
 end
 
--- The oldest held user line goes to the agent, its turn begun (a result
--- came in). One the agent cannot take is lost like a turn under way.
+-- The oldest held user line's turn begins (a result came in), and the line
+-- goes to the agent. With no agent to take it (stopped, dead: lose() is
+-- answering the lines under way) the turn begins all the same and the
+-- next synthetic result ends it as lost: every line keeps its turn and its
+-- number, and whoever waits on it is answered.
 function D:next_line()
   local nextq = table.remove(self.queue, 1)
   if not nextq then return end
-  if not self.p or self.exit then
-    table.insert(self.queue, 1, nextq) -- its death is being told: lose() answers it
-    return
-  end
   self.a.tracker:begin(nextq.text, nextq.source)
+  if not self.p or self.exit then return end
   local ok, err = self:write(nextq.line)
   if not ok then core.log("warn", "agent: a held line could not be sent: " .. tostring(err)) end
-end
-
--- inject(text): a user line into the turn under way, now (Claude Code
--- takes it into that turn: no result of its own is awaited). What the
--- idle watchdog nudges with.
-function D:inject(text)
-  if not self.p or self.exit then return nil, "EPIPE: the agent is not running", "EPIPE" end
-  return self:write(json.encode { type = "user", message = { role = "user", content = { { type = "text", text = text } } } })
 end
 
 -- Synthetic results for the turns a restart or a death lost, so every
@@ -282,12 +281,11 @@ function D:watch()
       core.log("warn", ("agent %s: no I/O for %d s: %s"):format(self.a.session:sub(1, 8), w.idle,
         w.action == "restart" and "restarting it with its session" or "nudging it"))
       self.last_io = core.now()
-      if w.action == "restart" then
-        self:restart { force = true, resume = true }
-        self.a:send(nudge, "recipe")
-      else
-        self:inject(nudge)
-      end
+      -- Claude Code takes a line that comes mid-turn as a turn after it:
+      -- the nudge is one (held, counted); a turn that never ends needs
+      -- the restart
+      if w.action == "restart" then self:restart { force = true, resume = true } end
+      self.a:send(nudge, "recipe")
     end
   end
 end
