@@ -137,7 +137,7 @@ a:close()
 
 -- the watchdog and the validator
 local fixes = 0
-local b = open { watchdog = { idle = 2, action = "restart", nudge = "nudged: go on" },
+local b = open { watchdog = { idle = 6, action = "restart", nudge = "nudged: go on" },
   validator = function(turn)
     if turn.prompt == "check me" and fixes == 0 then
       fixes = fixes + 1
@@ -145,7 +145,7 @@ local b = open { watchdog = { idle = 2, action = "restart", nudge = "nudged: go 
     end
   end }
 local h1 = assert(b:send("HANG forever"))
-local th = assert(b:wait_turn { seq = h1, timeout = 20 })
+local th = assert(b:wait_turn { seq = h1, timeout = 40 })
 T.is(th.status, "error", "a turn silent for longer than the watchdog's idle time is restarted")
 local tn = assert(b:wait_turn { seq = h1 + 1, timeout = 60 })
 T.is(tn.prompt .. " " .. tn.status, "nudged: go on done", "and the nudge goes in after it")
@@ -155,11 +155,22 @@ local fix = assert(b:wait_turn { seq = c1 + 1, timeout = 60 })
 T.is(fix.prompt .. " " .. fix.source, "fix: use fewer words recipe", "the validator's correction is sent by itself")
 b:close()
 
+-- the nudge action: one nudge per stuck turn, held behind it (Claude Code
+-- would take it as a turn after), however long it stays stuck
+local d = open { watchdog = { idle = 2, action = "nudge", nudge = "nudged once" } }
+assert(d:send("HANG for the nudge"))
+local deadline = core.now() + 40
+while core.now() < deadline and d:status().expected < 2 do core.sleep(0.2) end
+core.sleep(5) -- more than two idle periods more
+st = d:status()
+T.is(st.expected - st.seen, 2, "a stuck turn gets one nudge, not one per idle period")
+d:close()
+
 -- on a terminal of its own (no person): hooks end the turns; a restart
 -- resumes its session
 local c = open { mode = "pty" }
 local p1 = assert(c:send("TOOL:bash[echo on-a-pty]"))
-local tp = assert(c:wait_turn { seq = p1, timeout = 60 })
+local tp = assert(c:wait_turn { seq = p1, timeout = 120 })
 T.is(tp.status .. " " .. tostring(tp.tools[1] and tp.tools[1].result), "done on-a-pty",
      "an agent on its own terminal: a tool turn, ended by its Stop hook")
 local out = store.open():query("SELECT count(*) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", c.session)[1].n

@@ -31,15 +31,18 @@ local q = tmux.quote
 local term = tmux.new { cols = 120, rows = 40, env = env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(w.cli)
     .. " --permission-mode acceptEdits --allowedTools Bash Agent; echo procy-exit=$?" }
-term:see("\n❯", "Claude Code starts inside procy", 30)
+term:see("\n❯", "Claude Code starts inside procy", 60)
 core.sleep(0.5)
-term:type("please TOOL:bgtask:reviewer[review it TOOL:bash[echo reviewed-ok]]")
+-- typed, and seen on its prompt line, before Enter (a busy machine is slow to draw it)
+local prompt = "please TOOL:bgtask:reviewer[review it TOOL:bash[echo reviewed-ok]]"
+term:type(prompt)
+term:wait_for("reviewed%-ok%]%]", 30)
 term:keys("Enter")
 
 -- the subagent's two calls (its Bash call, then its report) reach the
 -- OpenAI server; Claude Code then tells the main agent it is done
 local bodies = {}
-local deadline = core.now() + 45
+local deadline = core.now() + 90
 while core.now() < deadline do
   bodies = fake.bodies(dir .. "/oai")
   if #bodies >= 2 then break end
@@ -84,7 +87,7 @@ for _, b in ipairs(fake.bodies(dir .. "/fake")) do
   if b:find("careful code reviewer", 1, true) and not b:find('"Agent"', 1, true) then main_sub = main_sub + 1 end
 end
 T.is(main_sub, 0, "no subagent call reached the Anthropic upstream")
-term:see('Agent "fake task" finished', "Claude Code says the background agent finished", 30)
+term:see('Agent "fake task" finished', "Claude Code says the background agent finished", 60)
 local told
 deadline = core.now() + 30
 repeat
@@ -97,6 +100,6 @@ T.ok(told, "and hands the main agent the subagent's report, on the Anthropic ups
 core.sleep(0.5)
 term:type("/exit")
 term:keys("Enter")
-term:see("procy%-exit=0", "/exit ends Claude Code, and procy exits 0", 20)
+term:see("procy%-exit=0", "/exit ends Claude Code, and procy exits 0", 40)
 term:kill()
 return T.done()

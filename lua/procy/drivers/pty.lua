@@ -107,11 +107,14 @@ function D.new(a)
 end
 
 -- Ready for a prompt: no turn under way, and the agent looks idle (its
--- idle title, or quiet output).
+-- idle title, or quiet output). With the title, quiet for half a second
+-- too: an agent starting (resuming a long conversation, on a busy
+-- machine) may set its idle title while it still draws, and what is typed
+-- then can be lost.
 function D:idle()
   if self.a.tracker.open then return false end
   local l = self.io.look()
-  if self.profile.idle_title and l.titles > 0 then return l.title:find(self.profile.idle_title) ~= nil end
+  if self.profile.idle_title and l.titles > 0 then return l.title:find(self.profile.idle_title) ~= nil and l.quiet >= 0.5 end
   if self.profile.idle_output and not l.tail:find(self.profile.idle_output) then return false end
   return l.quiet >= math.min(self.profile.quiet or 1.5, 1)
 end

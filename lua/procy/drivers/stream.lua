@@ -51,7 +51,7 @@ function D:start(resume)
   local argv = a.profile.headless_args(a:ctx { resume = resume })
   local p, err, code = proc.spawn(a:command(argv), { stdin = true, cwd = a.cwd, env = a:env(), stderr = "pipe" })
   if not p then return nil, err, code end
-  self.p, self.last_io, self.exit = p, core.now(), nil
+  self.p, self.last_io, self.exit, self.heard = p, core.now(), nil, false
   self.gen = (self.gen or 0) + 1
   local gen = self.gen
   self.reader = core.spawn(function()
@@ -89,7 +89,7 @@ end
 
 -- One line of the agent's output.
 function D:line(line)
-  self.last_io = core.now()
+  self.last_io, self.heard = core.now(), true
   self.a:record("o", line)
   local ev = json.decode(line)
   if self.on_line then self.on_line(line, type(ev) == "table" and ev or nil) end
@@ -277,14 +277,20 @@ function D:watch()
   local nudge = w.nudge or "Continue the task."
   while true do
     core.sleep(math.min(1, w.idle / 4))
-    if self.seen < self.expected and not self.exit and core.now() - self.last_io > w.idle then
-      core.log("warn", ("agent %s: no I/O for %d s: %s"):format(self.a.session:sub(1, 8), w.idle,
+    -- a process that has not said a word since it started is starting
+    -- (slowly, on a busy machine): it gets longer before it counts as stuck
+    local limit = self.heard and w.idle or math.max(3 * w.idle, 30)
+    local turn = self.a.tracker.open
+    if self.seen < self.expected and not self.exit and core.now() - self.last_io > limit
+       and not (w.action ~= "restart" and turn and self.nudged == turn.seq) then
+      core.log("warn", ("agent %s: no I/O for %d s: %s"):format(self.a.session:sub(1, 8), math.floor(limit),
         w.action == "restart" and "restarting it with its session" or "nudging it"))
       self.last_io = core.now()
       -- Claude Code takes a line that comes mid-turn as a turn after it:
-      -- the nudge is one (held, counted); a turn that never ends needs
-      -- the restart
-      if w.action == "restart" then self:restart { force = true, resume = true } end
+      -- the nudge is one (held, counted), once per turn; a turn that never
+      -- ends needs the restart
+      if w.action == "restart" then self:restart { force = true, resume = true }
+      else self.nudged = turn and turn.seq end
       self.a:send(nudge, "recipe")
     end
   end
