@@ -144,8 +144,8 @@ do
   local pid = term:find("procy")
   T.ok(pid, "procy's pid")
   proc.run { "kill", "-TERM", tostring(pid) }
-  local deadline = core.now() + 5
-  while not T.read(dir .. "/after") and core.now() < deadline do core.sleep(0.05) end
+  local deadline = core.now() + 15 -- until stty has written the settings (the file is made before)
+  while not (T.read(dir .. "/after") or ""):find("\n$") and core.now() < deadline do core.sleep(0.05) end
   T.is(T.read(dir .. "/rc"), "143\n", "procy exits 128+SIGTERM")
   T.is(T.read(dir .. "/after"), T.read(dir .. "/before"), "the terminal's settings are back as they were")
   deadline = core.now() + 3 -- procy does not wait for the agent's handler

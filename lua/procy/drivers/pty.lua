@@ -138,8 +138,29 @@ function D:send(text, source)
   self.sent_at = core.now()
   local ok, err, code = self.io.write(PASTE_START .. text .. PASTE_END)
   if not ok then return nil, err, code end
-  core.sleep(0.05) -- a long paste swallows an Enter in the same write
+  -- Enter once the agent has taken the paste in (drawn it, then quiet a
+  -- moment; 3 s at most): an Enter that comes while it still handles the
+  -- paste is swallowed (in the same write; on a busy machine, 50 ms later)
+  core.sleep(0.05)
+  local t1 = core.now()
+  while core.now() - t1 < 3 do
+    local l = self.io.look()
+    if l.quiet >= 0.2 and core.now() - l.quiet > self.sent_at then break end
+    core.sleep(0.05)
+  end
   self.io.write("\r")
+  if self.hooks then
+    -- its UserPromptSubmit hook says the prompt was taken; until it comes,
+    -- Enter again now and then (an empty prompt's Enter does nothing)
+    local tracker = self.a.tracker
+    core.spawn(function()
+      for _ = 1, 5 do
+        core.sleep(3)
+        if tracker.seq >= seq or not self.io.look().running then return end
+        if self.io.look().quiet >= 1 then self.io.write("\r") end
+      end
+    end):label("agent enter " .. self.a.session)
+  end
   return seq
 end
 
