@@ -67,7 +67,16 @@ local routes = {}
 -- The routes read the record with s.reader (store.reader): on its own
 -- thread, so a long read holds its request's task, not the loop the relay
 -- and the proxy run on.
+-- none(req) -> true | nil: a route that takes no parameter answered 400
+-- for one it was given (web.args: as strict as the others)
+local function none(req, s)
+  local a, err = args_of(req, {}, s)
+  if not a then fail(req, 400, err) end
+  return a ~= nil
+end
+
 routes["/health"] = function(req, s)
+  if not none(req, s) then return end
   -- the newest call's id, not a count: counting a large table takes long
   local rows, err = s.reader:query("SELECT max(id) AS n FROM api_calls")
   local ok = rows ~= nil
@@ -143,6 +152,7 @@ routes["/api/training/jobs"] = function(req, s)
 end
 
 routes["/api/training/adapters"] = function(req, s)
+  if not none(req, s) then return end
   local rows, err = s.reader:query("SELECT * FROM adapters ORDER BY deployed_at DESC")
   if not rows then return fail(req, 500, err) end
   reply(req, 200, { adapters = json.array(rows) })
@@ -179,6 +189,7 @@ local function api_item(req, s, path)
   end
   local rid = path:match("^/api/runs/(%x+)$")
   if rid and method == "GET" then
+    if not none(req, s) then return end
     local run, err = store.run(rid, s.reader)
     if not run then return fail(req, 404, err) end
     local tries = store.tries(run.id, s.reader)
@@ -197,6 +208,7 @@ local function api_item(req, s, path)
       local lines = train.log(job.id, a.after, s.reader)
       return reply(req, 200, { lines = json.array(lines), state = job.state })
     elseif rest == "" then
+      if not none(req, s) then return end
       job.argv, job.losses = json.array(job.argv or {}), json.array(train.losses(job.id, s.reader))
       return reply(req, 200, job)
     end
@@ -312,6 +324,7 @@ local function route(s, req)
   if s.ui and require("procy.monitor").serve(req, s, path) then return end
   local sid = path:match("^/api/sessions/([%x]+)$")
   if sid and req:method() == "GET" then
+    if not none(req, s) then return end
     local row, err = store.find_session(sid, s.reader)
     if not row then return fail(req, 404, err) end
     row.argv = json.array(row.argv or {})
@@ -332,6 +345,7 @@ local function route(s, req)
     return fail(req, 405, "only GET here; API calls go under /v1/")
   end
   if id then
+    if not none(req, s) then return end
     local row = store.call(math.tointeger(tonumber(id)))
     if not row then return fail(req, 404, "no call " .. id) end
     row.request = json.decode(row.request or "") or row.request

@@ -189,6 +189,7 @@ for _, bad in ipairs {
   { "/api/calls?session=zz", "parameter 'session': 'zz' is not a session id" },
   { "/api/corrections?kind=nice", "parameter 'kind': must be one of corrected, edited, accepted, rejected" },
   { "/api/sessions?limit=ten", "parameter 'limit'" },
+  { "/health?verbose=1", "unknown parameter 'verbose' %(this takes: none%)" },
 } do
   local br = assert(http.request { url = surl .. bad[1] })
   T.ok(br.status == 400 and br.body:find(bad[2]), bad[1] .. ": 400, saying what is wrong", br.status .. " " .. br.body)

@@ -118,7 +118,7 @@ try {
   await page.click("#tab-terminal .tl.prompt >> nth=0");
   await page.selectOption("#tab-terminal select", "16");
   await page.click("#tab-terminal button >> text=play");
-  await page.waitForFunction(() => window.procyPlayer.screenText().includes("zebra"), null, { timeout: 10000 }).catch(() => null);
+  await page.waitForFunction(() => window.procyPlayer.screenText().includes("zebra"), null, { timeout: 30000 }).catch(() => null);
   check((await page.evaluate(() => window.procyPlayer.screenText())).includes("zebra-quartz-42"), "play goes on from there");
   await page.screenshot({ path: `${screens}/terminal.png`, fullPage: true });
   // live: output recorded now reaches the open terminal
