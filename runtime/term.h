@@ -117,7 +117,8 @@ int  draw_reset(buf_t *out, const screen_t *s);
 typedef struct unask {
 	int           state;
 	unsigned char kind;            /* the sequence's letter: '[' CSI, ']' OSC, 'P' DCS, '_' APC, '^' PM, 'X' SOS */
-	unsigned char seq[UNASK_MAX];  /* the sequence under way, its introducer (ESC X, C2 XX or a C1 byte) first */
+	unsigned char seq[UNASK_MAX + 1]; /* the sequence under way, its introducer first (and room for a string's
+	                                     terminator after UNASK_MAX bytes of it) */
 	size_t        len, at;         /* bytes in seq; where its parameters or text begin */
 	int           over, drop;      /* longer than seq: passed on as it comes, or (drop) dropped to its end */
 	int           c2;              /* an over-long string's last byte was C2, held (a C1 may follow) */

@@ -175,6 +175,10 @@ T.is(pl:filter("a" .. long:sub(1, -2) .. "\27[6nb"), "a" .. long:sub(1, -2) .. "
   "play: a long string broken off by a new sequence (as terminals take it): ended there, that query taken out")
 T.is(pl:filter("a\194\15556n\194\157\49\49;?\194\156b"), "ab", "play: queries with UTF-8 C1 introducers (U+009B CSI, U+009D OSC ... U+009C ST) too")
 T.is(pl:filter("price \194\162 5"), "price \194\162 5", "play: other characters that start with C2 pass")
+for _, at in ipairs { 4090, 4091, 4092, 4093, 4094 } do -- a string that ends right where the buffer does
+  local osc = "\27]0;" .. ("x"):rep(at) .. "\7"
+  T.is(pl:filter("<" .. osc .. ">"), "<" .. osc .. ">", "play: a string of " .. #osc .. " bytes ending at the buffer's edge passes whole")
+end
 pl:close()
 pl:close()
 T.ok(not pcall(pl.filter, pl, "x"), "play: a closed player raises")
