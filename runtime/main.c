@@ -61,7 +61,7 @@ static int pmain(lua_State *L)
 	luaL_requiref(L, "procy.core", luaopen_procy_core, 0);
 	lua_getfield(L, -1, "spawn");
 	lua_getglobal(L, "require");
-	lua_pushliteral(L, "procy.cli");
+	lua_pushliteral(L, "procy.cli.main");
 	lua_call(L, 1, 1);
 	lua_getfield(L, -1, "main");
 	lua_remove(L, -2);

@@ -124,7 +124,7 @@ local function record(call, row, session)
   if not db then return nil end
   row.role = "proxy-model"
   local ok, id = pcall(db.transaction, db, function()
-    return require("procy.capture").write(db, row, session)
+    return require("procy.record.capture").write(db, row, session)
   end)
   if not ok then
     core.log("warn", "the proxy-model call was not recorded: " .. tostring(type(id) == "table" and id.err or id))
@@ -250,7 +250,7 @@ function M.chat(messages, opts)
       retryable = retry_status[status] or false
       after = retry_after(rh["retry-after"])
     end
-    local row = require("procy.capture").prepare(call)
+    local row = require("procy.record.capture").prepare(call)
     local id = record(call, row, o.session)
     if status and status < 300 and not row.error then
       local raw = {}

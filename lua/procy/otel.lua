@@ -129,7 +129,7 @@ function M.call_span(c, o)
     local req = not c.turn_id and o.h and c.req_body and require("procy.blobs").get(o.h, c.req_body)
     local v = req and json.decode(req)
     if type(v) == "table" then
-      local request = require "procy.request"
+      local request = require "procy.record.request"
       local prompt = request.prompt(c.api or "anthropic", v)
       if prompt and prompt ~= "" then
         events[#events + 1] = { name = "gen_ai.content.prompt", timeUnixNano = nanos(c.started_at),

@@ -16,7 +16,7 @@ local core = require "procy.core"
 local fs = require "procy.fs"
 local http = require "procy.http"
 local json = require "procy.json"
-local request = require "procy.request"
+local request = require "procy.record.request"
 local translate = require "procy.translate"
 
 local M = {}

@@ -13,7 +13,7 @@
 -- reasoning model that takes none, are named).
 
 local json = require "procy.json"
-local answer = require "procy.answer"
+local answer = require "procy.record.answer"
 
 local str, tbl = answer.str, answer.tbl
 

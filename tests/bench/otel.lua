@@ -20,7 +20,7 @@ local f = assert(io.open(dir .. "/procy.lua", "w"))
 f:write(("return { db = %q }"):format(dir .. "/rec.db"))
 f:close()
 assert(config.load { config = dir .. "/procy.lua" })
-local store, capture, otel = require "procy.store", require "procy.capture", require "procy.otel"
+local store, capture, otel = require "procy.store", require "procy.record.capture", require "procy.otel"
 local h = assert(store.open())
 local sid = assert(store.new_session { argv = { "bench" }, cwd = dir, mode = "serve" })
 h:transaction(function()

@@ -1,7 +1,7 @@
 -- tests/bench/translate: see the shell script next to it.
 local core = require "procy.core"
 local json = require "procy.json"
-local answer = require "procy.answer"
+local answer = require "procy.record.answer"
 local tr = require "procy.translate"
 
 local parts = {}

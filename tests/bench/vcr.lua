@@ -14,7 +14,7 @@ local f = assert(io.open(dir .. "/procy.lua", "w"))
 f:write(("return { db = %q }"):format(dir .. "/rec.db"))
 f:close()
 assert(config.load { config = dir .. "/procy.lua" })
-local store, capture, vcr = require "procy.store", require "procy.capture", require "procy.vcr"
+local store, capture, vcr = require "procy.store", require "procy.record.capture", require "procy.vcr"
 local h = assert(store.open())
 local sid = assert(store.new_session { argv = { "bench" }, cwd = dir, mode = "serve" })
 

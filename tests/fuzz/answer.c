@@ -3,7 +3,7 @@
 #include "fuzz.h"
 
 FUZZ_LUA(
-	"local answer = require 'procy.answer'\n"
+	"local answer = require 'procy.record.answer'\n"
 	"require('procy.redact').settings = { redact = {} }\n"
 	"return function(s)\n"
 	"  answer.sse(s)\n"

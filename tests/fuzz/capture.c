@@ -5,7 +5,7 @@
 #include "fuzz.h"
 
 FUZZ_LUA(
-	"local capture = require 'procy.capture'\n"
+	"local capture = require 'procy.record.capture'\n"
 	"require('procy.redact').settings = { redact = {} }\n"
 	"require('procy.prices').extra = {}\n"
 	"local paths = { '/v1/messages', '/v1/chat/completions', '/v1/responses', '/v1/models?key=x' }\n"

@@ -42,7 +42,7 @@ end
 -- from the table, is a row of it; and each command has its own help
 do
   local readme = assert(T.read(T.src .. "/README.md"))
-  local cli = require "procy.cli"
+  local cli = require "procy.cli.main"
   local missing, rows = {}, 0
   cli.each(function(c, sub)
     local line = "| `" .. cli.synopsis(c, sub):gsub("|", "\\|") .. "` |"

@@ -5,7 +5,7 @@
 -- questions of a request before it is sent.
 
 local json = require "procy.json"
-local answer = require "procy.answer"
+local answer = require "procy.record.answer"
 
 local M = {}
 

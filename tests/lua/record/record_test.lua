@@ -11,7 +11,7 @@ local proc = require "procy.proc"
 local config = require "procy.config"
 local store = require "procy.store"
 local serve = require "procy.serve"
-local capture = require "procy.capture"
+local capture = require "procy.record.capture"
 
 local dir = T.tmpdir()
 local fake = require("lib.fake").start(dir .. "/fake")

@@ -150,12 +150,12 @@ static void note_lost(capture_t *cap, size_t lost, const char *why)
 
 /* ---- the worker ------------------------------------------------------------------------ */
 
-/* [-0, +2] require("procy.capture").worker(settings) -> record, checkpoint(idle) */
+/* [-0, +2] require("procy.record.capture").worker(settings) -> record, checkpoint(idle) */
 static int open_worker(lua_State *L)
 {
 	const char *settings = lua_touserdata(L, 1);
 	lua_getglobal(L, "require");
-	lua_pushliteral(L, "procy.capture");
+	lua_pushliteral(L, "procy.record.capture");
 	lua_call(L, 1, 1);
 	lua_getfield(L, -1, "worker");
 	lua_pushstring(L, settings);

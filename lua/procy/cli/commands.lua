@@ -59,14 +59,14 @@ function commands.sessions(args, opts)
     say("--limit needs a number")
     return 2
   end
-  io.stdout:write(require("procy.sessions").list(limit))
+  io.stdout:write(require("procy.record.sessions").list(limit))
   return 0
 end
 
 function commands.show(args, opts)
   local row, code = one_session(args, "show")
   if not row then return code end
-  local sessions = require "procy.sessions"
+  local sessions = require "procy.record.sessions"
   if opts.json then
     print(require("procy.json").encode(sessions.summary(row), { indent = true, sort = true }))
   else
@@ -102,7 +102,7 @@ function commands.transcript(args, opts)
     return 2
   end
   local tty = not opts.output and require("procy.pty").isatty(1)
-  local text, err = require("procy.transcript").session(row.id, { color = opts.color or (tty and format == "text"),
+  local text, err = require("procy.record.transcript").session(row.id, { color = opts.color or (tty and format == "text"),
     full = opts.full, format = format })
   if not text then
     say(err)
@@ -154,7 +154,7 @@ function commands.export(args, opts)
   if format == "html" then
     write(require("procy.share").html(row))
   else
-    require("procy.sessions").export(row, format, write)
+    require("procy.record.sessions").export(row, format, write)
   end
   if not failed then
     local ok, err, en = out:flush()
@@ -212,7 +212,7 @@ function commands.play(args, opts)
     say("--speed and --idle-limit need positive numbers")
     return 2
   end
-  require("procy.sessions").play(row, { speed = speed, idle_limit = idle })
+  require("procy.record.sessions").play(row, { speed = speed, idle_limit = idle })
   return 0
 end
 
@@ -404,7 +404,7 @@ function commands.fork(args, opts)
   end
   if opts.headless then return out.status == "done" and 0 or 1 end
   local store = require "procy.store"
-  local code, rerr = require("procy.session").run { argv = out.session and { "claude" } or out.argv, cwd = out.cwd,
+  local code, rerr = require("procy.cli.session").run { argv = out.session and { "claude" } or out.argv, cwd = out.cwd,
     resume = out.session and store.find_session(out.session) or nil,
     parent = not out.session and { id = out.parent, turn = out.turn } or nil }
   if code then return code end
@@ -447,7 +447,7 @@ end
 
 -- procy agent ...
 function commands.agent(args, opts)
-  return require("procy.background").main(args, opts)
+  return require("procy.cli.background").main(args, opts)
 end
 
 -- procy train export ...: the training recipes, run with the words as given
@@ -609,7 +609,7 @@ local function interactive(argv, opts)
       return 2
     end
   end
-  local code, err, ecode = require("procy.session").run {
+  local code, err, ecode = require("procy.cli.session").run {
     argv = argv, cwd = resume and resume.cwd or opts.cwd, resume = resume, explain = not own }
   if code then return code end
   say(err)

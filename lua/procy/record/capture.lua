@@ -14,8 +14,8 @@ local json = require "procy.json"
 local blobs = require "procy.blobs"
 local prices = require "procy.prices"
 local redact = require "procy.redact"
-local answer = require "procy.answer"
-local request = require "procy.request"
+local answer = require "procy.record.answer"
+local request = require "procy.record.request"
 
 local M = {}
 

@@ -12,7 +12,7 @@ local http = require "procy.http"
 local json = require "procy.json"
 local proc = require "procy.proc"
 local db = require "procy.db"
-local answer = require "procy.answer"
+local answer = require "procy.record.answer"
 local route = require "procy.route"
 
 -- ---- the pieces, in process ---------------------------------------------------------------

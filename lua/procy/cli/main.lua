@@ -6,7 +6,7 @@
 -- checks the README against --help).
 -- What each command does is procy.cli_commands.
 
-require "procy.env"
+require "procy.cli.env"
 local core = require "procy.core"
 local config = require "procy.config"
 local bang = require "procy.commands" -- its text helpers (columns)
@@ -281,7 +281,7 @@ local function parse_options(args, i, opts, extra)
   return i
 end
 
-local handlers = require "procy.cli_commands"
+local handlers = require "procy.cli.commands"
 local commands, interactive = handlers.commands, handlers.interactive
 
 -- The words after a command: its options anywhere (until "--"), the rest

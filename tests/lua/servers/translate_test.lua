@@ -9,7 +9,7 @@ local fs = require "procy.fs"
 local http = require "procy.http"
 local json = require "procy.json"
 local proc = require "procy.proc"
-local answer = require "procy.answer"
+local answer = require "procy.record.answer"
 local tr = require "procy.translate"
 
 -- ---- the request ------------------------------------------------------------------------------

@@ -319,7 +319,7 @@ function cmd.log(args, opts)
   local row = named(args, "log")
   if not row then return 1 end
   local color = opts.color or require("procy.pty").isatty(1)
-  local render = require("procy.transcript").renderer { color = color }
+  local render = require("procy.record.transcript").renderer { color = color }
   local last = 0
   while true do
     local rows = assert(store.open():query([[SELECT id, kind, coalesce(data, tape(tape_id, at, len)) AS data FROM term_events
