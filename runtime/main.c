@@ -15,7 +15,21 @@
 #include <unistd.h>
 
 #include "procy.h"
+#include "store.h"
+#include "session.h"
+#include "vt.h"
 #include "http.h"
+
+/* The C modules a Lua state of any thread gets (procy_open_modules): the
+   binary, the top, names them for the layers below. */
+static const luaL_Reg worker_modules[] = {
+	{ "procy.json",  luaopen_procy_json },
+	{ "procy.db",    luaopen_procy_db },
+	{ "procy.hash",  luaopen_procy_hash },
+	{ "procy.blobs", luaopen_procy_blobs },
+	{ "procy.vt",    luaopen_procy_vt },
+	{ NULL, NULL }
+};
 
 /* SIGINT, SIGTERM, SIGHUP: cancel every task (their __close handlers run)
    and exit 128+signo. A second signal stops without waiting further. */
@@ -106,6 +120,7 @@ int main(int argc, char **argv)
 	   big free and keep every later burst in the heap for good. */
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+	procy_preload(worker_modules);
 	rt.loop = loop_new();
 	if (!rt.loop) {
 		fprintf(stderr, "procy: cannot start the event loop: %s\n", strerror(errno));

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "procy.h"
-#include "http.h"
 
 static const embedded_file *find_embedded(const char *path)
 {
@@ -60,22 +59,23 @@ static int search_procy(lua_State *L)
 	return 2;
 }
 
-/* The modules every Lua state may have, loop or not (a worker's too); the
-   loop's own (core, proc, fs, pty, http) the loop's state adds (main.c),
-   so nothing here reaches up into what a worker runs under. */
+static const luaL_Reg *preloaded; /* set once, before any thread starts */
+
+void procy_preload(const luaL_Reg *modules)
+{
+	preloaded = modules;
+}
+
+/* The modules every Lua state may have, loop or not (a worker's too): the
+   standard libraries, the C modules the binary named (procy_preload) and
+   the procy.* Lua modules. The loop's own (core, proc, fs, pty, http) the
+   loop's state adds (main.c), so nothing here reaches up into what a
+   worker runs under. */
 void procy_open_modules(lua_State *L)
 {
-	static const luaL_Reg preload[] = {
-		{ "procy.json",  luaopen_procy_json },
-		{ "procy.db",    luaopen_procy_db },
-		{ "procy.hash",  luaopen_procy_hash },
-		{ "procy.blobs", luaopen_procy_blobs },
-		{ "procy.vt",    luaopen_procy_vt },
-		{ NULL, NULL }
-	};
 	luaL_openlibs(L);
 	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-	for (const luaL_Reg *r = preload; r->name; r++) {
+	for (const luaL_Reg *r = preloaded; r && r->name; r++) {
 		lua_pushcfunction(L, r->func);
 		lua_setfield(L, -2, r->name);
 	}

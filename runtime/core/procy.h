@@ -234,25 +234,6 @@ int spawn_pipe(int fds[2], int parent_end);
    close-on-exec) and the slave's path. 0, or an errno. */
 int pty_open(int cols, int rows, int *master, char *slave, size_t len);
 
-/* ---- the person's terminal (tty.c) ------------------------------------------- */
-
-#include <termios.h>
-
-/* Saves stdin's terminal settings in saved and makes it raw. 0 or -1. */
-int  tty_raw(struct termios *saved);
-int  tty_restore(const struct termios *saved);
-/* Writes all of p to stdout, waiting for room if it must. */
-void tty_write(const void *p, size_t n);
-/* Sends stderr to the file log (appended); returns the old stderr to give
-   back to tty_restore_stderr, or -1 (nothing changed). */
-int  tty_divert_stderr(const char *log);
-void tty_restore_stderr(int saved);
-
-/* ---- replaying to the person's terminal (play.c) ------------------------------ */
-
-/* [-0, +0] Adds player() to the module table on top of the stack (procy.pty). */
-void play_open(lua_State *L);
-
 /* ---- work off the loop thread (worker.c) ---------------------------------- */
 
 #include <pthread.h>
@@ -287,76 +268,6 @@ int  worker_wait(worker_t *w, pthread_cond_t *cond, double seconds);
 /* Sets stopping, wakes the thread and joins it. */
 void worker_stop(worker_t *w);
 void worker_free(worker_t *w);   /* stops it first; safe on a worker never started */
-
-/* ---- the WAL copied back off the writer's thread (checkpoint.c) ---------- */
-
-struct sqlite3;
-typedef struct checkpointer checkpointer_t;
-
-/* Watches writer's commits (its WAL hook: no autocheckpoint on it then) and
-   past a few MB of WAL runs a PASSIVE checkpoint on a thread and a
-   connection of its own to path. NULL with err filled on failure. */
-checkpointer_t *ckpt_start(const char *path, struct sqlite3 *writer, err_t *err);
-void            ckpt_stop(checkpointer_t *c, struct sqlite3 *writer); /* before writer closes */
-uint64_t        ckpt_passes(checkpointer_t *c); /* checkpoints run so far */
-
-/* ---- the terminal tape beside the record (tape.c) ------------------------------ */
-
-typedef struct tape tape_t;
-
-/* Opens the tape of the record at db_path (PATH-term) for appending,
-   made (with a new id, and the database's permissions) if missing. NULL
-   with err filled (EBADTAPE: a file there that is not a tape). */
-tape_t *tape_open(const char *db_path, err_t *err);
-int64_t tape_id(const tape_t *t); /* what its first line names it */
-/* Appends n (> 0) bytes; *at: where they start, *written: how many went
-   (all, or on a short write the first *written, there whole). 0, or -1
-   with err filled. */
-int     tape_append(tape_t *t, const void *p, size_t n, int64_t *at, size_t *written, err_t *err);
-void    tape_close(tape_t *t);
-/* Gives a connection tape(id, at, len[, otherwise]): those bytes of its record's tape,
-   if that is tape id. An SQLite result code. */
-int     tape_sql(struct sqlite3 *db);
-
-/* ---- the terminal recorder (term_record.c) ------------------------------------ */
-
-typedef struct recorder recorder_t;
-
-/* The rule set that keeps secrets out (procy.redact): settings, JSON
-   {"redact": [patterns]} as the setting has them; literals, what
-   redact.literals() says, one per line (NULL: every text is looked at).
-   The rules' Lua state is made only when some text holds a literal. */
-typedef struct rec_rules {
-	const char *settings;
-	const char *literals;
-} rec_rules;
-
-/* Opens its own connection to the record at path (schema already applied)
-   for session, redacting with rules (NULL: no redaction). NULL with err
-   filled. */
-recorder_t *rec_open(const char *path, const char *session, const rec_rules *rules, err_t *err);
-/* Queues one term_events row: t in µs since the epoch, kind o/i/r/m/x/l.
-   Never blocks on the disk: the recorder's writer thread writes. */
-void rec_event(recorder_t *r, int64_t t_us, char kind, const void *data, size_t len);
-/* Bytes queued for the writer: the relay stops reading the agent when the
-   writer falls this far behind. */
-size_t rec_backlog(recorder_t *r);
-/* Asks the writer to write what is queued now, and returns at once: 0, or
-   -1 while writes keep failing (see rec_stats). */
-int  rec_flush(recorder_t *r);
-/* Like rec_flush, but waits for that write (held words too). 0 or -1. */
-int  rec_sync(recorder_t *r);
-typedef struct rec_stats {
-	uint64_t written;       /* rows written */
-	uint64_t waiting;       /* events not yet written (in memory or spilled) */
-	uint64_t spilled;       /* of those, in the spill file */
-	uint64_t dropped;       /* output events let go (a gap event says where) */
-	uint64_t dropped_bytes;
-	uint64_t checkpoints;   /* WAL copied back while writing (checkpoint.c) */
-	char     error[256];    /* the last failure, "" when writes succeed */
-} rec_stats_t;
-void rec_stats(recorder_t *r, rec_stats_t *out);
-int  rec_close(recorder_t *r);         /* writes the rest; 0, or -1 if any was lost */
 
 /* ---- tasks and ops (sched.c) --------------------------------------------- */
 
@@ -469,42 +380,25 @@ int  procy_log_level(const char *level); /* sets the threshold; -1 if unknown */
    break a JSON string, into out (size bytes). */
 void procy_json_safe(char *out, size_t size, const char *msg);
 
-/* ---- for C modules that work on a procy.db handle (db.c) ------------------- */
-
-struct sqlite3;
-struct sqlite3_stmt;
-/* The connection of the db userdata at idx; raises if it is closed. */
-struct sqlite3 *db_conn(lua_State *L, int idx);
-/* A statement from the handle's cache (reset, no bindings left over after
-   the caller resets it); raises if sql does not compile. */
-struct sqlite3_stmt *db_cached(lua_State *L, int idx, const char *sql);
-/* Raises {err = message, code = "SQLITE_..."} for a failed call. */
-void db_raise(lua_State *L, struct sqlite3 *h, int rc);
 /* "SQLITE_BUSY" and the like, for an SQLite result code (util.c). */
 const char *db_code_name(int rc);
-/* db_reader.c: db.reader(path), reads on a thread of their own. */
-int  db_reader_open(lua_State *L);
-void db_reader_register(lua_State *L);
 
 /* ---- modules --------------------------------------------------------------- */
 
 int luaopen_procy_core(lua_State *L);
 int luaopen_procy_json(lua_State *L);
-int luaopen_procy_db(lua_State *L);
 int luaopen_procy_proc(lua_State *L);
 /* proc.daemon (spawn.c): a program detached from procy, for good. */
 int proc_daemon(lua_State *L);
 int luaopen_procy_fs(lua_State *L);
-int luaopen_procy_pty(lua_State *L);
 int luaopen_procy_hash(lua_State *L);
-int luaopen_procy_blobs(lua_State *L);
-int luaopen_procy_vt(lua_State *L);    /* vt_draw.c: the screen model */
-/* Makes procy's modules loadable in L: all of them, or (all = 0, for a
-   state with no loop, on another thread) procy.json, procy.db, procy.hash,
-   procy.blobs, procy.vt and the Lua modules. */
-void procy_open_modules(lua_State *L); /* modules.c: those that need no loop */
-/* After lua_close: puts back any terminal a session left in raw mode. */
-void session_shutdown(void);
+/* The C modules every Lua state gets, a worker's too (those that need no
+   loop), named by the binary at startup, before any thread starts: the
+   layers above core are named from above, never from here. */
+void procy_preload(const luaL_Reg *modules); /* {name, luaopen}, ..., {NULL, NULL} */
+/* Makes procy's modules loadable in L: the standard libraries, the
+   preloaded C modules and the procy.* Lua modules (modules.c). */
+void procy_open_modules(lua_State *L);
 /* mkdir -p: creates path and its missing parents. 0 or -1 with errno. */
 int procy_mkdirs(const char *path, mode_t mode);
 /* After lua_close, before loop_free: signals and frees leftover children. */
@@ -512,7 +406,7 @@ void proc_shutdown(void);
 
 /* Embedded files (generated from lua/ and store/ at build time). */
 typedef struct embedded_file {
-	const char          *path;  /* "lua/procy/cli.lua", "store/0001_init.sql" */
+	const char          *path;  /* "lua/procy/cli/main.lua", "store/0001_init.sql" */
 	const unsigned char *data;
 	size_t               len;
 } embedded_file;

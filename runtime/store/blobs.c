@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "procy.h"
+#include "store.h"
 
 #define PIECE_MIN 256            /* values and elements smaller than this stay inline */
 #define BODY_MIN  (8 << 10)     /* a body smaller than this is kept whole */

@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "procy.h"
+#include "store.h"
 
 #define CKPT_FRAMES 1024 /* 4 MB of 4 KB pages */
 

@@ -24,6 +24,7 @@
 #include <sqlite3.h>
 
 #include "procy.h"
+#include "store.h"
 
 #define PROCY_DB_MT "procy.db"
 #define BLOB_MT     "procy.db.blob"

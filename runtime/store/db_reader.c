@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "procy.h"
+#include "store.h"
 
 #define PROCY_READER_MT "procy.db.reader"
 

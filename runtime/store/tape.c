@@ -36,6 +36,7 @@
 #include <sqlite3.h>
 
 #include "procy.h"
+#include "store.h"
 
 #define TAPE_SUFFIX "-term"
 #define TAPE_HEAD   "procy tape %016llx\n" /* the first line: the tape's id */

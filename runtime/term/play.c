@@ -22,6 +22,7 @@
 
 #include "procy.h"
 #include "term.h"
+#include "tty.h"
 
 #define PLAYER_MT "procy.player"
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "session.h"
+#include "tty.h"
 
 #define PROCY_SESSION_MT "procy.session"
 

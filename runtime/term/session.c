@@ -36,15 +36,63 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "session_impl.h"
+#include "session.h"
+#include "term.h"
+#include "tty.h"
+#include "overlay.h"
+#include "typed.h"
+#include "redraw.h"
+
+struct session {
+	runtime_t  *rt;
+	pid_t       pid;
+	int         master;       /* -1 once closed */
+	int         master_eof, exited, status, finished;
+	int         owned;        /* the owner (pty.c) still holds it */
+	session_event_fn on_event;
+	void       *owner;
+	loop_child  child;
+	loop_io     in_io, m_io;
+	loop_signal winch;
+	loop_timer  flush, linger, rec_wait;
+	int         rec_paused;   /* the recorder is behind: the agent's output waits */
+	redraw_t    redraw;       /* making the agent repaint (redraw.c) */
+	struct termios saved;
+	int         raw;
+	buf_t       typed;        /* for the agent, not yet taken by the pty */
+	buf_t       held;         /* agent output held back while procy draws */
+	buf_t       partial;      /* an escape sequence the agent's output ended in (to_terminal) */
+	tracker_t   track;
+	screen_t    screen;       /* the agent's, as its output says */
+	overlay_t   ov;           /* what procy draws over it (overlay.c) */
+	typed_t     in;           /* what the person typed, waiting to be shown (typed.c) */
+	recorder_t *rec;
+	int         rec_reported;
+	int64_t     rec_failing;   /* since when flushes fail (0: they don't) */
+	int64_t     started, last_output; /* loop clock */
+	int64_t     last_key;     /* loop clock: the last read from the keyboard */
+	char        tail[256];    /* the agent's last output bytes (idle patterns) */
+	size_t      tail_len;
+	uint64_t    bytes_in, bytes_out;
+	int         saved_stderr; /* procy's stderr, while it goes to the log */
+	pid_t       run_pid;      /* session_run's program, 0: none */
+	loop_child  run_child;
+	int         finish_after_run; /* the agent ended while it ran */
+	list_node   all;
+};
+
+/* An event for the session's owner (a command, a typed line, the end) */
+static void session_post(session_t *s, int type, const char *text, size_t len, int code, int sig)
+{
+	if (s->on_event)
+		s->on_event(s->owner, type, text, len, code, sig);
+}
 
 #define HOLD_MAX   (4 << 20)   /* agent output held back while procy draws */
 #define PARTIAL_MAX 4096       /* an escape sequence the output ends in, held for its rest */
 #define TYPED_MAX  (1 << 20)   /* typed bytes the agent has not read yet */
 #define LINGER_NS  200000000   /* after the exit, wait this long for the last output */
 #define FLUSH_NS   50000000    /* recorder flush period */
-#define REDRAW_NS  40000000    /* after the agent answers a shrink, the size goes back */
-#define REDRAW_MAX_NS 500000000 /* or after this, if it does not */
 #define REC_PATIENCE 2000000000 /* recording failing this long gets reported */
 #define REC_PAUSE_AT  (2 << 20) /* output queued for the recorder: stop reading the agent */
 #define REC_RESUME_AT (512 << 10)
@@ -69,7 +117,7 @@ static void report(session_t *s, const char *fmt, const char *what)
 {
 	char msg[512];
 	snprintf(msg, sizeof msg, fmt, what ? what : "");
-	overlay_status(s, msg);
+	overlay_status(&s->ov, msg);
 	session_post(s, SESSION_ERROR, msg, strlen(msg), 0, 0);
 }
 
@@ -83,7 +131,7 @@ static void rec(session_t *s, char kind, const void *p, size_t n)
 static void on_flush(loop_t *loop, loop_timer *t)
 {
 	session_t *s = t->data;
-	typed_tick(s, 0);
+	typed_tick(&s->in, 0);
 	if (rec_flush(s->rec) == 0) {
 		s->rec_failing = 0;
 	} else if (!s->rec_failing) {
@@ -107,7 +155,7 @@ static void on_flush(loop_t *loop, loop_timer *t)
    waits in s->partial for the rest of it (up to PARTIAL_MAX). */
 static void to_terminal(session_t *s, const char *p, size_t n)
 {
-	overlay_flash_hide(s); /* the message must not scroll up with the agent's lines */
+	overlay_flash_hide(&s->ov); /* the message must not scroll up with the agent's lines */
 	screen_scan(&s->screen, (const unsigned char *)p, n);
 	size_t keep = screen_in_sequence(&s->screen) ? (size_t)(s->screen.scanned - s->screen.seq_at) : 0;
 	if (keep > PARTIAL_MAX)
@@ -124,22 +172,20 @@ static void to_terminal(session_t *s, const char *p, size_t n)
 		tty_write(p, n);
 		s->partial.len = 0;
 	}
-	if (s->pin[0] && s->screen.repaints != s->pin_seen)
-		overlay_pin(s); /* the agent may have wiped it, or reset the scroll region */
-	overlay_flash_again(s); /* or painted over the message */
+	if (s->ov.pin[0] && s->screen.repaints != s->ov.pin_seen)
+		overlay_pin(&s->ov); /* the agent may have wiped it, or reset the scroll region */
+	overlay_flash_again(&s->ov); /* or painted over the message */
 }
-
-static void redraw_answered(session_t *s, const char *p, size_t n);
 
 static void agent_output(session_t *s, const char *p, size_t n)
 {
-	redraw_answered(s, p, n);
-	typed_output(s, p, n); /* what it shows of the input goes first */
+	redraw_output(&s->redraw, p, n, s->ov.rows);
+	typed_output(&s->in, p, n); /* what it shows of the input goes first */
 	rec(s, 'o', p, n);
 	s->bytes_out += n;
 	s->last_output = loop_now(s->rt->loop);
 	keep_last(s->tail, sizeof s->tail, &s->tail_len, p, n);
-	if (s->mode == M_PASS)
+	if (s->ov.mode == M_PASS)
 		to_terminal(s, p, n);
 	else if (buf_add(&s->held, p, n) < 0)
 		to_terminal(s, p, n); /* out of memory: show it rather than lose it */
@@ -150,7 +196,7 @@ static void agent_output(session_t *s, const char *p, size_t n)
    paused, the agent blocks on its writes meanwhile); room for input. */
 static uint32_t master_events(session_t *s)
 {
-	int out = (s->mode == M_PASS || s->held.len < HOLD_MAX) && !s->rec_paused;
+	int out = (s->ov.mode == M_PASS || s->held.len < HOLD_MAX) && !s->rec_paused;
 	return (out ? EPOLLIN : 0) | (s->typed.len ? EPOLLOUT : 0);
 }
 
@@ -184,7 +230,7 @@ static void read_agent(session_t *s)
 {
 	char chunk[65536];
 	for (int i = 0; i < 16 && !s->master_eof; i++) {
-		if (s->mode != M_PASS && s->held.len >= HOLD_MAX) {
+		if (s->ov.mode != M_PASS && s->held.len >= HOLD_MAX) {
 			/* like a paused terminal: the agent blocks until we draw less */
 			loop_io_modify(s->rt->loop, &s->m_io, master_events(s));
 			return;
@@ -268,73 +314,31 @@ static void session_type(session_t *s, const char *p, size_t n, int secret)
 	if (n == 0)
 		return;
 	if (!secret)
-		typed_record(s, 'i', p, n, agent_reads(s) == RAW);
+		typed_record(&s->in, 'i', p, n, agent_reads(s) == RAW);
 	s->bytes_in += n;
 	if (buf_add(&s->typed, p, n) < 0)
 		return;
 	write_agent(s);
 }
 
-/* ---- redraw: make the agent paint its screen again ------------------------------- */
+/* ---- the agent's size ------------------------------------------------------------- */
 
 /* The rows the agent has: one less while a row is pinned. */
 static int agent_rows(session_t *s)
 {
-	return s->rows - (s->pin[0] && s->rows > 2);
+	return s->ov.rows - (s->ov.pin[0] && s->ov.rows > 2);
 }
 
 static void set_size(session_t *s, int rows)
 {
-	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)s->cols };
-	if (s->master >= 0)
-		ioctl(s->master, TIOCSWINSZ, &ws);
+	redraw_stop(&s->redraw); /* a real change repaints anyway */
+	pty_resize(s->master, s->ov.cols, rows);
 }
 
-static void on_redraw(loop_t *loop, loop_timer *t)
-{
-	(void)loop;
-	session_t *s = t->data;
-	s->redraw_phase = 0;
-	set_size(s, agent_rows(s));
-}
-
-/* One row shorter, then back: programs redraw on a size change, and many
-   ignore a SIGWINCH that changes nothing. The size goes back only once the
-   agent has answered the first change (or REDRAW_MAX_NS passed): both
-   changes seen at once are no change at all to a program that reads the
-   size when it gets to the signal, and a full-screen agent (Claude Code
-   is one, on the alternate screen) then repaints only what it thinks
-   changed, leaving procy's pager on its screen. */
+/* What procy drew is gone: the agent paints its screen again (redraw.c). */
 static void session_redraw_agent(session_t *s)
 {
-	if (agent_rows(s) < 2 || s->redraw_phase)
-		return;
-	set_size(s, agent_rows(s) - 1);
-	s->redraw_phase = 1;
-	s->redraw_erased = 0;
-	loop_timer_start(s->rt->loop, &s->redraw, REDRAW_MAX_NS, on_redraw, s);
-}
-
-/* The agent wrote p: is it the repaint that answers the shrink (a clear
-   of the screen, or of most of its lines)? Then the size goes back once
-   the repaint has had a moment to come out. */
-static void redraw_answered(session_t *s, const char *p, size_t n)
-{
-	if (s->redraw_phase != 1)
-		return;
-	/* one pass, from Esc to Esc: output without any costs a memchr */
-	for (const char *q = p, *end = p + n; (q = memchr(q, 0x1b, (size_t)(end - q))); q++) {
-		size_t left = (size_t)(end - q);
-		if ((left >= 4 && (memcmp(q, "\x1b[2J", 4) == 0 || memcmp(q, "\x1b[0J", 4) == 0)) ||
-		    (left >= 3 && memcmp(q, "\x1b[J", 3) == 0))
-			s->redraw_erased += s->rows; /* the screen, from here down */
-		else if (left >= 4 && memcmp(q, "\x1b[2K", 4) == 0)
-			s->redraw_erased += 1;       /* a line */
-	}
-	if (s->redraw_erased >= s->rows / 2) {
-		s->redraw_phase = 2;
-		loop_timer_start(s->rt->loop, &s->redraw, REDRAW_NS, on_redraw, s);
-	}
+	redraw_start(&s->redraw, s->master, s->ov.cols, agent_rows(s));
 }
 
 /* ---- keys ------------------------------------------------------------------------------ */
@@ -343,7 +347,7 @@ static void redraw_answered(session_t *s, const char *p, size_t n)
    Returns the bytes used (the `!` included when it opened the editor). */
 static size_t pass_keys(session_t *s, const char *p, size_t n)
 {
-	overlay_flash_end(s, 1); /* a message stays until the next key */
+	overlay_flash_end(&s->ov, 1); /* a message stays until the next key */
 	int reads = agent_reads(s), secret = reads == SECRET;
 	size_t i = 0;
 	for (; i < n; i++) {
@@ -352,12 +356,12 @@ static size_t pass_keys(session_t *s, const char *p, size_t n)
 		if (p[i] == '!' && track_at_line_start(&s->track))
 			break;
 		if (track_byte(&s->track, (unsigned char)p[i]) == TRACK_SUBMIT)
-			typed_record(s, 'l', s->track.line, s->track.len, reads == RAW);
+			typed_record(&s->in, 'l', s->track.line, s->track.len, reads == RAW);
 	}
 	session_type(s, p, i, secret);
 	if (i == n)
 		return n;
-	overlay_editor(s);
+	overlay_editor(&s->ov);
 	return i + 1;
 }
 
@@ -382,8 +386,8 @@ static void on_keyboard(loop_t *loop, loop_io *w, uint32_t events)
 	const char *p = chunk;
 	size_t left = (size_t)n;
 	while (left > 0 && !s->finished) {
-		size_t used = s->mode == M_PASS ? pass_keys(s, p, left)
-		            : overlay_keys(s, p, left);
+		size_t used = s->ov.mode == M_PASS ? pass_keys(s, p, left)
+		            : overlay_keys(&s->ov, p, left);
 		p += used;
 		left -= used;
 	}
@@ -397,17 +401,15 @@ static void on_winch(loop_t *loop, loop_signal *sig, int signo)
 	struct winsize ws;
 	if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) < 0 || ws.ws_col == 0 || ws.ws_row == 0)
 		return;
-	if (ws.ws_col == s->cols && ws.ws_row == s->rows)
+	if (ws.ws_col == s->ov.cols && ws.ws_row == s->ov.rows)
 		return;
-	s->cols = ws.ws_col;
-	s->rows = ws.ws_row;
-	loop_timer_stop(s->rt->loop, &s->redraw); /* the real change repaints anyway */
-	s->redraw_phase = 0;
+	s->ov.cols = ws.ws_col;
+	s->ov.rows = ws.ws_row;
 	set_size(s, agent_rows(s));
 	char size[32];
-	int len = snprintf(size, sizeof size, "%dx%d", s->cols, s->rows);
+	int len = snprintf(size, sizeof size, "%dx%d", s->ov.cols, s->ov.rows);
 	rec(s, 'r', size, (size_t)len);
-	overlay_resized(s);
+	overlay_resized(&s->ov);
 }
 
 /* ---- the end ------------------------------------------------------------------------ */
@@ -430,11 +432,9 @@ static void session_free(session_t *s)
 	list_remove(&all_sessions, &s->all);
 	buf_free(&s->typed);
 	buf_free(&s->held);
-	buf_free(&s->echo);
 	buf_free(&s->partial);
-	buf_free(&s->draw);
-	buf_free(&s->later);
-	free(s->pager);
+	typed_free(&s->in);
+	overlay_free(&s->ov);
 	free(s);
 }
 
@@ -452,32 +452,32 @@ static void finish(session_t *s)
 	if (s->master >= 0 && !s->master_eof)
 		read_agent(s);
 	s->finished = 1;
-	if (s->mode == M_EDIT) {
-		draw_editor_close(&s->draw, &s->screen, s->rows);
-		overlay_flush(s);
-	} else if (s->mode == M_PAGER && s->pager_alt) {
+	if (s->ov.mode == M_EDIT) {
+		draw_editor_close(&s->ov.draw, &s->screen, s->ov.rows);
+		overlay_flush(&s->ov);
+	} else if (s->ov.mode == M_PAGER && s->ov.pager_alt) {
 		tty_write("\x1b[?1049l", 8);
 	}
-	s->mode = M_PASS;
+	s->ov.mode = M_PASS;
 	session_release_held(s);
-	overlay_flash_end(s, 0); /* no message outlives procy */
+	overlay_flash_end(&s->ov, 0); /* no message outlives procy */
 	if (s->partial.len) { /* the agent ended inside a sequence: it is written as it is */
 		tty_write(s->partial.p, s->partial.len);
 		s->partial.len = 0;
 	}
-	if (s->pin[0])
-		draw_unpin(&s->draw, s->rows);
-	draw_reset(&s->draw, &s->screen); /* what a killed agent left set */
-	overlay_flush(s);
+	if (s->ov.pin[0])
+		draw_unpin(&s->ov.draw, s->ov.rows);
+	draw_reset(&s->ov.draw, &s->screen); /* what a killed agent left set */
+	overlay_flush(&s->ov);
 	restore_terminal(s);
 	loop_io_stop(loop, &s->in_io);
 	loop_io_stop(loop, &s->m_io);
 	loop_signal_stop(loop, &s->winch);
 	loop_timer_stop(loop, &s->linger);
-	loop_timer_stop(loop, &s->redraw);
+	redraw_stop(&s->redraw);
 	loop_timer_stop(loop, &s->flush);
 	loop_timer_stop(loop, &s->rec_wait);
-	loop_timer_stop(loop, &s->flash_timer);
+	loop_timer_stop(loop, &s->ov.flash_timer);
 	if (s->master >= 0) {
 		close(s->master);
 		s->master = -1;
@@ -486,14 +486,14 @@ static void finish(session_t *s)
 	char what[32] = "closed";
 	if (code >= 0)
 		snprintf(what, sizeof what, "%d", code);
-	typed_tick(s, 1); /* input never shown by now was hidden */
+	typed_tick(&s->in, 1); /* input never shown by now was hidden */
 	rec(s, 'x', what, strlen(what));
 	if (rec_close(s->rec) < 0 && !s->rec_reported)
 		session_post(s, SESSION_ERROR, "recording failed at the end", 28, 0, 0);
 	s->rec = NULL;
 	session_post(s, SESSION_EXIT, NULL, 0, code, sig);
-	if (s->later.len) /* output for a pager that never opened */
-		tty_write(s->later.p, s->later.len);
+	if (s->ov.later.len) /* output for a pager that never opened */
+		tty_write(s->ov.later.p, s->ov.later.len);
 }
 
 static void on_linger(loop_t *loop, loop_timer *t)
@@ -546,29 +546,29 @@ void session_show(session_t *s, const char *text, size_t len)
 {
 	while (len > 0 && text[len - 1] == '\n')
 		len--;
-	overlay_pager(s, text, len);
+	overlay_pager(&s->ov, text, len);
 }
 
 void session_status(session_t *s, const char *text)
 {
 	if (!s->finished)
-		overlay_status(s, text);
+		overlay_status(&s->ov, text);
 }
 
 /* A pinned bottom row (text), or none (NULL or ""): the agent's terminal
    is one row shorter meanwhile, so nothing it draws covers the row. */
 void session_pin(session_t *s, const char *text)
 {
-	int was = s->pin[0] != 0;
+	int was = s->ov.pin[0] != 0;
 	if (s->finished)
 		return;
-	snprintf(s->pin, sizeof s->pin, "%s", text ? text : "");
-	if (!s->pin[0] && was && draw_unpin(&s->draw, s->rows) == 0)
-		overlay_flush(s);
-	if (!s->pin[0] != !was)
+	snprintf(s->ov.pin, sizeof s->ov.pin, "%s", text ? text : "");
+	if (!s->ov.pin[0] && was && draw_unpin(&s->ov.draw, s->ov.rows) == 0)
+		overlay_flush(&s->ov);
+	if (!s->ov.pin[0] != !was)
 		set_size(s, agent_rows(s)); /* the agent repaints for its new size */
-	if (s->pin[0] && s->mode == M_PASS)
-		overlay_pin(s);
+	if (s->ov.pin[0] && s->ov.mode == M_PASS)
+		overlay_pin(&s->ov);
 }
 
 void session_mark(session_t *s, const char *label, size_t len)
@@ -609,7 +609,7 @@ static void on_run_exit(loop_t *loop, loop_child *c, int status)
 	if (s->raw && tty_raw(&now) < 0)
 		procy_log(s->rt->L, "warn", "cannot put the terminal in raw mode again: %s", strerror(errno));
 	loop_io_start(loop, &s->in_io, STDIN_FILENO, EPOLLIN, on_keyboard, s);
-	overlay_back(s, 1); /* the program drew over everything: the agent repaints, the pinned row too */
+	overlay_back(&s->ov, 1); /* the program drew over everything: the agent repaints, the pinned row too */
 	int sig = 0, code = procy_exit_code(status, &sig);
 	session_post(s, SESSION_RAN, NULL, 0, code, sig);
 	if (s->finish_after_run)
@@ -620,15 +620,15 @@ int session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
 {
 	if (s->finished)
 		return err_set(err, "EPIPE", "the session has ended");
-	if (s->run_pid || s->mode != M_PASS)
+	if (s->run_pid || s->ov.mode != M_PASS)
 		return err_set(err, "EBUSY", s->run_pid ? "another program has the terminal" : "procy is drawing over the agent");
-	overlay_flash_end(s, 0);
+	overlay_flash_end(&s->ov, 0);
 	/* the program gets the terminal as procy found it, and its stderr
 	   (procy's own goes to the log meanwhile) */
 	spawn_opts o = { .argv = argv, .envp = envp, .foreground = 1,
 	                 .fds = { STDIN_FILENO, STDOUT_FILENO, s->saved_stderr >= 0 ? s->saved_stderr : STDERR_FILENO } };
 	loop_io_stop(s->rt->loop, &s->in_io);
-	s->mode = M_RUN;
+	s->ov.mode = M_RUN;
 	/* keys typed before the program had the terminal are not its own: a
 	   stray Enter would be its first line */
 	if (tcflush(STDIN_FILENO, TCIFLUSH) < 0)
@@ -642,7 +642,7 @@ int session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
 		if (s->raw && tty_raw(&now) < 0)
 			procy_log(s->rt->L, "warn", "cannot put the terminal in raw mode again: %s", strerror(errno));
 		loop_io_start(s->rt->loop, &s->in_io, STDIN_FILENO, EPOLLIN, on_keyboard, s);
-		overlay_back(s, 0);
+		overlay_back(&s->ov, 0);
 		return err_errno(err, e, "cannot run '%s'", argv[0]);
 	}
 	s->run_pid = pid;
@@ -653,8 +653,8 @@ int session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
 void session_info(session_t *s, session_info_t *out)
 {
 	out->pid = s->pid;
-	out->cols = s->cols;
-	out->rows = s->rows;
+	out->cols = s->ov.cols;
+	out->rows = s->ov.rows;
 	out->bytes_in = s->bytes_in;
 	out->bytes_out = s->bytes_out;
 	rec_stats(s->rec, &out->rec);
@@ -665,6 +665,38 @@ void session_info(session_t *s, session_info_t *out)
 	out->titles = s->screen.titles;
 	memcpy(out->tail, s->tail, s->tail_len);
 	out->tail_len = s->tail_len;
+}
+
+/* ---- what the overlay and the typed input ask of the relay ------------------------- */
+
+static void up_release_held(void *ctx)
+{
+	session_release_held(ctx);
+}
+
+static void up_redraw_agent(void *ctx)
+{
+	session_redraw_agent(ctx);
+}
+
+/* A key the command line hands back (a `!` typed twice): the agent's, and
+   the typed line's. */
+static void up_type(void *ctx, const char *p, size_t n)
+{
+	session_t *s = ctx;
+	for (size_t i = 0; i < n; i++)
+		track_byte(&s->track, (unsigned char)p[i]);
+	session_type(s, p, n, 0);
+}
+
+static void up_command(void *ctx, const char *line, size_t len)
+{
+	session_post(ctx, SESSION_COMMAND, line, len, 0, 0);
+}
+
+static void up_line(void *ctx, const char *p, size_t n)
+{
+	session_post(ctx, SESSION_LINE, p, n, 0, 0);
 }
 
 int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w,
@@ -706,20 +738,26 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	s->started = loop_clock();
 	s->pid = pid;
 	s->master = master;
-	s->cols = ws.ws_col;
-	s->rows = ws.ws_row;
 	s->rec = r;
 	s->owned = 1;
 	s->on_event = fn;
 	s->owner = owner;
-	s->up.release_held = session_release_held;
-	s->up.redraw_agent = session_redraw_agent;
-	s->up.type = session_type;
+	overlay_init(&s->ov, rt->loop, &s->screen);
+	s->ov.cols = ws.ws_col;
+	s->ov.rows = ws.ws_row;
+	s->ov.up.ctx = s;
+	s->ov.up.release_held = up_release_held;
+	s->ov.up.redraw_agent = up_redraw_agent;
+	s->ov.up.type = up_type;
+	s->ov.up.command = up_command;
+	s->in.loop = rt->loop;
+	s->in.rec = r;
+	s->in.ctx = s;
+	s->in.line = up_line;
 	loop_timer_init(&s->flush);
 	loop_timer_init(&s->linger);
-	loop_timer_init(&s->redraw);
+	redraw_init(&s->redraw, rt->loop);
 	loop_timer_init(&s->rec_wait);
-	loop_timer_init(&s->flash_timer);
 	list_push(&all_sessions, &s->all);
 	/* While the terminal belongs to the agent, procy's own log lines
 	   would scribble over its screen: they go to the log file. */
@@ -733,7 +771,7 @@ int session_start(runtime_t *rt, const spawn_opts *spawn, const session_where *w
 	if (r)
 		loop_timer_start(loop, &s->flush, FLUSH_NS, on_flush, s);
 	char size[32];
-	int len = snprintf(size, sizeof size, "%dx%d", s->cols, s->rows);
+	int len = snprintf(size, sizeof size, "%dx%d", s->ov.cols, s->ov.rows);
 	rec(s, 'r', size, (size_t)len);
 	*out = s;
 	return 0;

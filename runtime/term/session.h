@@ -6,6 +6,7 @@
 #define PROCY_SESSION_H
 
 #include "procy.h"
+#include "term_record.h"
 
 typedef struct session session_t;
 
@@ -59,5 +60,10 @@ int  session_run(session_t *s, char *const *argv, char *const *envp, err_t *err)
 void session_hang_up(session_t *s);
 /* The owner lets go: no more events; freed once the agent is reaped. */
 void session_release(session_t *s);
+
+/* procy.pty, the session's Lua binding (pty.c) */
+int  luaopen_procy_pty(lua_State *L);
+/* After lua_close: puts back any terminal a session left in raw mode. */
+void session_shutdown(void);
 
 #endif

@@ -33,7 +33,46 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
+#include "store.h"
 #include "term_record.h"
+#include "term_record_batch.h"
+#include "term_record_rules.h"
+
+#define REC_WAKE_BYTES  (256 * 1024) /* queued, the writer comes without being asked */
+#define CHUNK           (1 << 20)  /* bytes per transaction, and per write to the tape */
+#define MEM_MAX         (8 << 20)  /* waiting in memory before spilling */
+#define EV_MAX          (1 << 18)  /* events waiting, those on the tape too (40 bytes each) */
+#define QUEUE_MAX       (16 << 20) /* the relay's queue, if the writer never comes */
+#define CLOSE_TRIES_NS  2000000000LL
+
+struct recorder {
+	worker_t        w;
+	uint64_t        rounds_started, rounds_done; /* writer rounds, for rec_sync (under mu) */
+	int             flush_asked, busy;           /* under mu */
+	int             force;     /* under mu: the next round holds no word back (rec_sync) */
+	batch           queue;     /* the relay appends here (under mu) */
+	batch           spare;     /* an empty batch whose buffers the next queue reuses */
+	uint64_t        gap_events, gap_bytes; /* output the queue had no room for (under mu) */
+	int64_t         gap_from, gap_to;
+	/* the writer's own */
+	batch           pending;   /* redacted, not yet written, oldest first */
+	rules_t         rules;     /* what it is redacted with (term_record_rules.c) */
+	int             spill_fd;
+	char            spill_path[4096];
+	uint64_t        spilled;   /* events in the spill file, and in carry */
+	off_t           spill_from; /* where its events not yet read back start */
+	batch           carry;     /* read back from it, refused by the database */
+	uint64_t        lost_events, lost_bytes; /* dropped, not yet counted in `losses` */
+	tape_t         *tape;      /* where output goes (tape.c) */
+	sqlite3        *db;
+	checkpointer_t *ckpt;      /* copies db's WAL back while the writer writes */
+	sqlite3_stmt   *insert, *loss;
+	char            session[40];
+	rec_stats_t     stats;     /* under mu */
+};
+
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
@@ -330,7 +369,7 @@ static void writer(worker_t *w)
 		r->queue = r->spare;
 		memset(&r->spare, 0, sizeof r->spare);
 		if (hold)
-			rules_hold_last_word(r, &in);
+			rules_hold_last_word(&in, &r->queue);
 		uint64_t gap_n = r->gap_events, gap_b = r->gap_bytes;
 		int64_t gap_from = r->gap_from, gap_to = r->gap_to;
 		r->gap_events = r->gap_bytes = 0;
@@ -351,7 +390,13 @@ static void writer(worker_t *w)
 			r->lost_events += gap_n;
 			r->lost_bytes += gap_b;
 		}
-		rules_take_in(r, &in);
+		rules_take_in(&r->rules, &in, &r->pending);
+		if (r->rules.error[0]) { /* shown as the recorder's failure */
+			pthread_mutex_lock(&w->mu);
+			snprintf(r->stats.error, sizeof r->stats.error, "%s", r->rules.error);
+			pthread_mutex_unlock(&w->mu);
+			r->rules.error[0] = 0;
+		}
 		tape_out(r, &r->pending); /* whatever the database does: output waits as rows, not bytes */
 		char err[256] = "";
 		int rc = SQLITE_OK;
@@ -392,9 +437,7 @@ static void writer(worker_t *w)
 			r->flush_asked = 1;
 	}
 	pthread_mutex_unlock(&w->mu);
-	if (r->L)
-		lua_close(r->L);
-	r->L = NULL;
+	rules_close_state(&r->rules);
 }
 
 /* ---- the relay's side ---------------------------------------------------------------------- */
@@ -409,31 +452,11 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 	snprintf(r->session, sizeof r->session, "%s", session);
 	snprintf(r->spill_path, sizeof r->spill_path, "%s-spill-%s", path, session);
 	r->spill_fd = -1;
-	r->spans = LUA_NOREF;
-	r->settings = rules && rules->settings ? strdup(rules->settings) : NULL;
-	if (rules && rules->literals) { /* one per line */
-		const char *p = rules->literals;
-		size_t n = 1;
-		for (const char *q = p; *q; q++)
-			n += *q == '\n';
-		r->lits = calloc(n, sizeof *r->lits);
-		while (r->lits && *p && r->nlits < 32) {
-			size_t len = strcspn(p, "\n");
-			if (len && (r->lits[r->nlits] = strndup(p, len))) {
-				r->lit_len[r->nlits] = len;
-				r->lit_first[(unsigned char)p[0]] |= 1u << r->nlits;
-				r->nlits++;
-			}
-			p += len + (p[len] == '\n');
-		}
-		if (*p) { /* more than 32: look at every text */
-			for (size_t i = 0; i < r->nlits; i++)
-				free(r->lits[i]);
-			free(r->lits);
-			r->lits = NULL;
-			r->nlits = 0;
-		}
-		rules_pairs(r);
+	if (rules_init(&r->rules, rules) < 0) {
+		err_set(err, "ENOMEM", "out of memory");
+		rules_free(&r->rules);
+		free(r);
+		return NULL;
 	}
 	/* No busy wait: a batch that meets another writer's lock is kept for
 	   the next round. The checkpoint (copying the WAL into the database,
@@ -473,7 +496,7 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		sqlite3_finalize(r->insert);
 		sqlite3_finalize(r->loss);
 		sqlite3_close_v2(r->db);
-		free(r->settings);
+		rules_free(&r->rules);
 		free(r);
 		return NULL;
 	}
@@ -581,10 +604,7 @@ int rec_close(recorder_t *r)
 	batch_free(&r->spare);
 	batch_free(&r->pending);
 	batch_free(&r->carry);
-	for (size_t i = 0; i < r->nlits; i++)
-		free(r->lits[i]);
-	free(r->lits);
-	free(r->settings);
+	rules_free(&r->rules);
 	free(r);
 	return lost ? -1 : 0;
 }

@@ -5,123 +5,75 @@
 ** the rules' literals (most sessions never print anything a rule could
 ** match, and most rounds are not copied at all). Output and input are
 ** each one stream, so a secret split across reads is found; a word the
-** queue ends in waits for the next round (up to HOLD_US). The batches the
-** relay queues and the writer writes live here too, below both.
+** queue ends in waits for the next round (up to HOLD_US). It works on
+** batches (term_record_batch.c) and knows nothing of the recorder.
 */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "term_record.h"
-
-/* ---- batches of events ----------------------------------------------------------------- */
-
-int64_t rec_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* ---- batches ------------------------------------------------------------------------- */
-
-void batch_clear(batch *b)
-{
-	b->nev = 0;
-	b->data.len = 0;
-	if (b->data.cap > (1 << 20))
-		buf_free(&b->data); /* give back what a burst took */
-}
-
-void batch_free(batch *b)
-{
-	free(b->ev);
-	buf_free(&b->data);
-	memset(b, 0, sizeof *b);
-}
-
-/* Room for one more event: 0, or -1. */
-static int room(batch *b)
-{
-	if (b->nev < b->capev)
-		return 0;
-	size_t cap = b->capev ? b->capev * 2 : 256;
-	queued *ev = realloc(b->ev, cap * sizeof *ev);
-	if (!ev)
-		return -1;
-	b->ev = ev;
-	b->capev = cap;
-	return 0;
-}
-
-/* Appends an event; merge: output following output within a millisecond
-   joins its row (the pty hands output over in pieces of a few KB; one
-   row halves what the disk writes and keeps the timing a replay shows). */
-int batch_add(batch *b, int64_t t, char kind, const void *data, size_t len, int merge)
-{
-	queued *last = b->nev ? &b->ev[b->nev - 1] : NULL;
-	if (merge && last && kind == 'o' && last->kind == 'o' && last->at < 0 && t - last->t < REC_MERGE_US &&
-	    last->len + len <= REC_FLUSH_BYTES && last->off + last->len == b->data.len) {
-		if (buf_add(&b->data, data, len) < 0)
-			return -1;
-		last->len += len;
-		return 0;
-	}
-	if (room(b) < 0)
-		return -1;
-	size_t off = b->data.len;
-	if (buf_add(&b->data, data, len) < 0)
-		return -1;
-	b->ev[b->nev++] = (queued){ t, kind, off, len, -1 };
-	return 0;
-}
-
-int batch_add_taped(batch *b, int64_t t, char kind, size_t len, int64_t at)
-{
-	if (room(b) < 0)
-		return -1;
-	b->ev[b->nev++] = (queued){ t, kind, b->data.len, len, at };
-	return 0;
-}
-
-void batch_compact(batch *b)
-{
-	size_t w = 0;
-	for (size_t i = 0; i < b->nev; i++) {
-		queued *q = &b->ev[i];
-		size_t h = held(q);
-		if (h && q->off != w)
-			memmove(b->data.p + w, b->data.p + q->off, h);
-		q->off = w;
-		w += h;
-	}
-	b->data.len = w;
-}
-
-/* Drops the first n events. */
-void batch_drop(batch *b, size_t n)
-{
-	if (n >= b->nev) {
-		batch_clear(b);
-		return;
-	}
-	size_t off = b->ev[n].off;
-	if (off && b->data.len > off)
-		memmove(b->data.p, b->data.p + off, b->data.len - off);
-	b->data.len -= off;
-	memmove(b->ev, b->ev + n, (b->nev - n) * sizeof *b->ev);
-	b->nev -= n;
-	for (size_t i = 0; i < b->nev; i++)
-		b->ev[i].off -= off;
-}
+#include "term_record_rules.h"
 
 /* ---- the rule set ------------------------------------------------------------------------ */
 
+static void pairs(rules_t *r);
+
+int rules_init(rules_t *r, const rec_rules *given)
+{
+	memset(r, 0, sizeof *r);
+	r->spans = LUA_NOREF;
+	if (given && given->settings && !(r->settings = strdup(given->settings)))
+		return -1;
+	if (!given || !given->literals)
+		return 0;
+	const char *p = given->literals; /* one per line */
+	size_t n = 1;
+	for (const char *q = p; *q; q++)
+		n += *q == '\n';
+	if (!(r->lits = calloc(n, sizeof *r->lits)))
+		return -1;
+	while (*p && r->nlits < 32) {
+		size_t len = strcspn(p, "\n");
+		if (len && (r->lits[r->nlits] = strndup(p, len))) {
+			r->lit_len[r->nlits] = len;
+			r->lit_first[(unsigned char)p[0]] |= 1u << r->nlits;
+			r->nlits++;
+		}
+		p += len + (p[len] == '\n');
+	}
+	if (*p) { /* more than 32: look at every text */
+		for (size_t i = 0; i < r->nlits; i++)
+			free(r->lits[i]);
+		free(r->lits);
+		r->lits = NULL;
+		r->nlits = 0;
+	}
+	pairs(r);
+	return 0;
+}
+
+void rules_close_state(rules_t *r)
+{
+	if (r->L)
+		lua_close(r->L);
+	r->L = NULL;
+	r->spans = LUA_NOREF;
+}
+
+void rules_free(rules_t *r)
+{
+	rules_close_state(r);
+	for (size_t i = 0; i < r->nlits; i++)
+		free(r->lits[i]);
+	free(r->lits);
+	free(r->settings);
+	memset(r, 0, sizeof *r);
+}
+
 /* The rule set's Lua state, made when a text first needs it (most
    sessions never print anything a rule could match). */
-static int open_redaction(recorder_t *r)
+static int open_redaction(rules_t *r)
 {
 	if (r->L)
 		return r->spans != LUA_NOREF;
@@ -148,15 +100,13 @@ static int open_redaction(recorder_t *r)
 	lua_settop(L, 0);
 	return 1;
 fail:
-	pthread_mutex_lock(&r->w.mu);
-	snprintf(r->stats.error, sizeof r->stats.error, "no redaction: %s", lua_tostring(L, -1));
-	pthread_mutex_unlock(&r->w.mu);
+	snprintf(r->error, sizeof r->error, "no redaction: %s", lua_tostring(L, -1));
 	lua_settop(L, 0);
 	return 0;
 }
 
 /* Does a literal start at u[i]? */
-static int literal_at(const recorder_t *r, const unsigned char *u, size_t n, size_t i)
+static int literal_at(const rules_t *r, const unsigned char *u, size_t n, size_t i)
 {
 	uint32_t m = r->lit_first[u[i]];
 	while (m) {
@@ -186,7 +136,7 @@ typedef int8_t  v16m __attribute__((vector_size(16)));
 /* Could text hold a secret? Without rules of its own (the `redact`
    setting) procy.redact names the literals every default match holds
    (redact.literals()): a stream with none of them needs no Lua. */
-static int may_hold(const recorder_t *r, const char *p, size_t n)
+static int may_hold(const rules_t *r, const char *p, size_t n)
 {
 	if (n == 0)
 		return 0;
@@ -227,7 +177,7 @@ static int may_hold(const recorder_t *r, const char *p, size_t n)
 /* The literals' distinct first two bytes, for may_hold's block scan; none
    (the byte-wise scan) if a literal is one byte long or there are more
    than 16 pairs. */
-void rules_pairs(recorder_t *r)
+static void pairs(rules_t *r)
 {
 	r->npairs = 0;
 	for (size_t k = 0; k < r->nlits; k++) {
@@ -254,16 +204,14 @@ void rules_pairs(recorder_t *r)
 /* [-0, +0] The secrets in the string on top of r->L (popped) as spans
    (1-based, inclusive) into *out; their count, 0 if none (or the rule set
    failed: then nothing is masked, and the failure is kept). */
-static size_t spans_of_top(recorder_t *r, size_t **out)
+static size_t spans_of_top(rules_t *r, size_t **out)
 {
 	lua_State *L = r->L;
 	*out = NULL;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->spans);
 	lua_insert(L, -2);
 	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-		pthread_mutex_lock(&r->w.mu);
-		snprintf(r->stats.error, sizeof r->stats.error, "redaction failed: %s", lua_tostring(L, -1));
-		pthread_mutex_unlock(&r->w.mu);
+		snprintf(r->error, sizeof r->error, "redaction failed: %s", lua_tostring(L, -1));
 		lua_settop(L, 0);
 		return 0;
 	}
@@ -289,7 +237,7 @@ static int word_byte(unsigned char c)
 
 /* Does the stream of kind in `in` need the rule set? Its events are
    looked at one by one, and across each boundary. */
-static int stream_may_hold(const recorder_t *r, const batch *in, char kind)
+static int stream_may_hold(const rules_t *r, const batch *in, char kind)
 {
 	const char *prev = NULL;
 	size_t prevlen = 0;
@@ -316,7 +264,7 @@ static int stream_may_hold(const recorder_t *r, const batch *in, char kind)
 /* The events of kind in `in`, redacted as one stream (a secret split
    across reads is found), into *out by index: out[i] is the new data of
    in->ev[i] for the events of kind, in a buffer of its own. */
-static void redact_stream(recorder_t *r, const batch *in, char kind, buf_t *out)
+static void redact_stream(rules_t *r, const batch *in, char kind, buf_t *out)
 {
 	lua_State *L = r->L;
 	luaL_Buffer lb;
@@ -355,10 +303,10 @@ static void redact_stream(recorder_t *r, const batch *in, char kind, buf_t *out)
 	free(sp);
 }
 
-/* The round's events into r->pending, redacted, in order. Output and
+/* The round's events into pending, redacted, in order. Output and
    input are each one stream; a typed line is its own text. Streams in
    which no rule can match (the usual case) are not copied at all. */
-void rules_take_in(recorder_t *r, batch *in)
+void rules_take_in(rules_t *r, batch *in, batch *pending)
 {
 	int need[2], lines = 0;
 	need[0] = stream_may_hold(r, in, 'o');
@@ -368,14 +316,14 @@ void rules_take_in(recorder_t *r, batch *in)
 	if ((need[0] || need[1] || lines) && !open_redaction(r))
 		need[0] = need[1] = lines = 0; /* the failure is the recorder's error: shown */
 	if (!need[0] && !need[1] && !lines) {
-		if (!r->pending.nev) { /* nothing to change: the queue's buffers become pending */
-			batch t = r->pending;
-			r->pending = *in;
+		if (!pending->nev) { /* nothing to change: the queue's buffers become pending */
+			batch t = *pending;
+			*pending = *in;
 			*in = t;
 			return;
 		}
 		for (size_t i = 0; i < in->nev; i++)
-			batch_add(&r->pending, in->ev[i].t, in->ev[i].kind, in->data.p + in->ev[i].off, in->ev[i].len, 0);
+			batch_add(pending, in->ev[i].t, in->ev[i].kind, in->data.p + in->ev[i].off, in->ev[i].len, 0);
 		return;
 	}
 	buf_t *redone = calloc(in->nev ? in->nev : 1, sizeof *redone);
@@ -394,9 +342,9 @@ void rules_take_in(recorder_t *r, batch *in)
 			done = 1;
 		}
 		if (done)
-			batch_add(&r->pending, q->t, q->kind, redone[i].p ? redone[i].p : "", redone[i].len, 0);
+			batch_add(pending, q->t, q->kind, redone[i].p ? redone[i].p : "", redone[i].len, 0);
 		else
-			batch_add(&r->pending, q->t, q->kind, in->data.p + q->off, q->len, 0);
+			batch_add(pending, q->t, q->kind, in->data.p + q->off, q->len, 0);
 		buf_free(&redone[i]);
 	}
 	free(redone);
@@ -404,9 +352,8 @@ void rules_take_in(recorder_t *r, batch *in)
 
 /* A word at the very end of what is queued may be the start of a secret
    whose rest is still to come: it stays in the queue, for the next round
-   (unless it has waited HOLD_US already). Under mu: moves it from `in`
-   into the relay's fresh queue. */
-void rules_hold_last_word(recorder_t *r, batch *in)
+   (unless it has waited HOLD_US already): moved from `in` into `queue`. */
+void rules_hold_last_word(batch *in, batch *queue)
 {
 	queued *q = in->nev ? &in->ev[in->nev - 1] : NULL;
 	if (!q || (q->kind != 'o' && q->kind != 'i') || rec_now_us() - q->t >= HOLD_US)
@@ -415,7 +362,7 @@ void rules_hold_last_word(recorder_t *r, batch *in)
 	size_t hold = 0;
 	while (hold < q->len && hold < HOLD_MAX && word_byte(p[q->len - 1 - hold]))
 		hold++;
-	if (!hold || batch_add(&r->queue, q->t, q->kind, p + q->len - hold, hold, 0) < 0)
+	if (!hold || batch_add(queue, q->t, q->kind, p + q->len - hold, hold, 0) < 0)
 		return;
 	q->len -= hold;
 	if (!q->len)

@@ -9,7 +9,7 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include "procy.h"
+#include "tty.h"
 
 int tty_raw(struct termios *saved)
 {

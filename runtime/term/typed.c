@@ -22,14 +22,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "session_impl.h"
+#include "typed.h"
 
 #define ECHO_WAIT_NS   300000000  /* a typed byte not shown this long, while the agent drew, was hidden */
 #define ECHO_SILENT_NS 2000000000 /* the agent drew nothing at all: a busy one may take this long to echo */
 #define ECHO_MAX     4096      /* more than this waiting is no password: a paste or a program */
 
 typedef struct waiting {
-	int64_t t; /* unused: released events are stamped when released */
+	int64_t unused; /* unused: released events are stamped when released */
 	char    kind;
 	size_t  len;
 } waiting_t;
@@ -72,18 +72,18 @@ static unsigned char last_shown(const char *p, size_t n)
 /* Everything waiting goes to the record, stamped now (so rows stay in time
    order with the output recorded meanwhile): shown, with its bytes; or
    hidden: input without its printable bytes, and no lines. */
-static void release(session_t *s, int hidden)
+static void release(typed_t *t, int hidden)
 {
-	const char *p = s->echo.p, *end = s->echo.p + s->echo.len;
-	int64_t t = now_us();
+	const char *p = t->echo.p, *end = t->echo.p + t->echo.len;
+	int64_t now = now_us();
 	while (p < end) {
 		waiting_t w;
 		memcpy(&w, p, sizeof w);
 		p += sizeof w;
 		if (!hidden) {
-			rec_event(s->rec, t, w.kind, p, w.len);
+			rec_event(t->rec, now, w.kind, p, w.len);
 			if (w.kind == 'l')
-				session_post(s, SESSION_LINE, p, w.len, 0, 0);
+				t->line(t->ctx, p, w.len);
 		} else if (w.kind == 'i') {
 			char keys[4096];
 			size_t n = 0;
@@ -91,65 +91,70 @@ static void release(session_t *s, int hidden)
 				if (!printable((unsigned char)p[i]))
 					keys[n++] = p[i];
 			if (n)
-				rec_event(s->rec, t, 'i', keys, n);
+				rec_event(t->rec, now, 'i', keys, n);
 		}
 		p += w.len;
 	}
-	s->echo.len = 0;
-	s->echo_last = 0;
-	s->echo_since = 0;
-	s->echo_other = 0;
-	if (s->echo.cap > 65536)
-		buf_free(&s->echo);
+	t->echo.len = 0;
+	t->last = 0;
+	t->since = 0;
+	t->other = 0;
+	if (t->echo.cap > 65536)
+		buf_free(&t->echo);
 }
 
-void typed_record(session_t *s, char kind, const char *p, size_t n, int raw)
+void typed_record(typed_t *t, char kind, const char *p, size_t n, int raw)
 {
-	if (!raw && !s->echo.len) {
-		rec_event(s->rec, now_us(), kind, p, n);
+	if (!raw && !t->echo.len) {
+		rec_event(t->rec, now_us(), kind, p, n);
 		if (kind == 'l')
-			session_post(s, SESSION_LINE, p, n, 0, 0);
+			t->line(t->ctx, p, n);
 		return;
 	}
 	waiting_t w = { 0, kind, n };
-	if (buf_add(&s->echo, &w, sizeof w) < 0 || buf_add(&s->echo, p, n) < 0) {
-		s->echo.len = 0; /* no memory: drop it all rather than record it unchecked */
+	if (buf_add(&t->echo, &w, sizeof w) < 0 || buf_add(&t->echo, p, n) < 0) {
+		t->echo.len = 0; /* no memory: drop it all rather than record it unchecked */
 		return;
 	}
-	if (!s->echo_since)
-		s->echo_since = loop_now(s->rt->loop);
+	if (!t->since)
+		t->since = loop_now(t->loop);
 	unsigned char last = kind == 'i' ? last_shown(p, n) : 0;
 	if (last)
-		s->echo_last = last;
+		t->last = last;
 	/* A line comes before the keys that end it: it waits for them. Keys
 	   with nothing to show (Enter alone), or far too much waiting to be a
 	   password, go now, with what waited. */
-	if ((kind == 'i' && !s->echo_last) || s->echo.len > ECHO_MAX)
-		release(s, 0);
+	if ((kind == 'i' && !t->last) || t->echo.len > ECHO_MAX)
+		release(t, 0);
 }
 
 /* The agent wrote p: does it show what was typed? */
-void typed_output(session_t *s, const char *p, size_t n)
+void typed_output(typed_t *t, const char *p, size_t n)
 {
-	if (!s->echo.len || !s->echo_last)
+	if (!t->echo.len || !t->last)
 		return;
-	if (memchr(p, s->echo_last, n)) {
-		release(s, 0);
+	if (memchr(p, t->last, n)) {
+		release(t, 0);
 		return;
 	}
 	static const char *const masks[] = { "*", "\xe2\x80\xa2", "\xe2\x97\x8f", "\xe2\x97\x89", NULL };
 	for (const char *const *m = masks; *m; m++)
 		if (memmem(p, n, *m, strlen(*m))) {
-			release(s, 1);
+			release(t, 1);
 			return;
 		}
-	s->echo_other = 1;
+	t->other = 1;
 }
 
 /* Called now and then (and at the end, with end set): input still not
    shown was hidden. */
-void typed_tick(session_t *s, int end)
+void typed_tick(typed_t *t, int end)
 {
-	if (s->echo.len && (end || loop_now(s->rt->loop) - s->echo_since > (s->echo_other ? ECHO_WAIT_NS : ECHO_SILENT_NS)))
-		release(s, s->echo_last != 0);
+	if (t->echo.len && (end || loop_now(t->loop) - t->since > (t->other ? ECHO_WAIT_NS : ECHO_SILENT_NS)))
+		release(t, t->last != 0);
+}
+
+void typed_free(typed_t *t)
+{
+	buf_free(&t->echo);
 }

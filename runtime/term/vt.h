@@ -64,4 +64,7 @@ void  vt_cursor(const vt_t *v, int *x, int *y, int *visible);
 int   vt_alt(const vt_t *v);
 int   vt_scrollback(const vt_t *v); /* lines held */
 
+/* procy.vt, the screen model's Lua binding (vt_draw.c) */
+int luaopen_procy_vt(lua_State *L);
+
 #endif

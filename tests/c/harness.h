@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "procy.h"
+#include "store.h"
 
 /* Runs code (returning one value) in a plain Lua state; gives the value as
    a string, or "error: <message>". */

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sqlite3.h>
 #include "harness.h"
+#include "term_record.h"
 #include "tap.h"
 
 static int count(const char *path, const char *where)

@@ -1,0 +1,37 @@
+/*
+** term_record_rules.h — the rule set the terminal recorder's writer masks
+** output and input with (term_record_rules.c): procy.redact, in a Lua
+** state of its own made on first need. Used on the writer's thread only.
+*/
+#ifndef PROCY_TERM_RECORD_RULES_H
+#define PROCY_TERM_RECORD_RULES_H
+
+#include "term_record.h"
+#include "term_record_batch.h"
+
+#define HOLD_US  1000000 /* a trailing word waits at most this long */
+#define HOLD_MAX 512     /* and is at most this long */
+
+typedef struct rules {
+	lua_State *L;
+	int        spans;         /* registry ref: procy.redact.spans */
+	char     **lits;          /* redact.literals(): none in a text, no secret in it */
+	size_t     nlits;
+	uint32_t   lit_first[256]; /* for each byte, the literals starting with it */
+	size_t     lit_len[32];
+	uint8_t    pair[16][2];   /* the literals' distinct first two bytes (npairs 0: none, */
+	size_t     npairs;        /* or a literal of one byte: the byte-wise scan) */
+	char      *settings;      /* JSON, as rec_rules has it */
+	char       error[256];    /* the last failure ("": none); the owner takes it and clears it */
+} rules_t;
+
+/* Copies what given says (NULL: no rules). 0, or -1: no memory. */
+int  rules_init(rules_t *r, const rec_rules *given);
+void rules_close_state(rules_t *r); /* the Lua state, on the thread that used it */
+void rules_free(rules_t *r);
+/* The round's events in `in` into `pending`, redacted, in order. */
+void rules_take_in(rules_t *r, batch *in, batch *pending);
+/* A word `in` ends in, moved to `queue` for the next round. */
+void rules_hold_last_word(batch *in, batch *queue);
+
+#endif
