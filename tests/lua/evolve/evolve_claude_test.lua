@@ -17,16 +17,7 @@ local _ <close> = w.fake.proc
 local work, db_path = w.work, w.dir .. "/rec.db"
 
 local function git(...) return (T.git(work, ...)) end
-git("init", "-q", "-b", "main")
-T.write(work .. "/value.txt", "value=1\n")
-T.write(work .. "/eval.sh", [[
-# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
-v=$(sed -n 's/^value=//p' value.txt)
-echo "{\"value\": $v}"
-]])
-T.write(work .. "/procy.lua", ("return { db = %q, upstream = %q, model = { backoff = 0.05 } }"):format(db_path, w.fake.url))
-git("add", "-A")
-git("commit", "-q", "-m", "start")
+agents.value_project(work, ("return { db = %q, upstream = %q, model = { backoff = 0.05 } }"):format(db_path, w.fake.url))
 T.write(work .. "/mine.txt", "the person's\n")
 git("add", "mine.txt")
 local head, index = git("rev-parse", "HEAD"), T.read(work .. "/.git/index")

@@ -14,13 +14,8 @@ if not w then return agents.skip("codex") end
 local _ <close> = w.fake.proc
 local work = w.work
 local function git(...) return (T.git(work, ...)) end
-git("init", "-q", "-b", "main")
-T.write(work .. "/value.txt", "value=1\n")
-T.write(work .. "/eval.sh", 'echo "{\\"value\\": $(sed -n s/^value=//p value.txt)}"\n')
-T.write(work .. "/procy.lua", ([[return { db = %q, openai_upstream = %q, model = { backoff = 0.05 },
+agents.value_project(work, ([[return { db = %q, openai_upstream = %q, model = { backoff = 0.05 },
   evolve = { agent_args = { "-m", "gpt-5-codex" } } }]]):format(w.dir .. "/rec.db", w.fake.url))
-git("add", "-A")
-git("commit", "-q", "-m", "start")
 assert(config.load { config = work .. "/procy.lua" })
 
 local m = fakemodel.start { "TOOL:shell[printf 'value=5\\n' > value.txt]", "TOOL:shell[printf 'value=3\\n' > value.txt]" }

@@ -27,16 +27,8 @@ local function edit(from, to)
 end
 
 local m = fakemodel.start { edit(1, 5), "TOOL:bash[timeout 60 tail -f /dev/null; echo slow]", "a proposal to edit" }
-git("init", "-q", "-b", "main")
-T.write(work .. "/value.txt", "value=1\n")
-T.write(work .. "/eval.sh", [[
-# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
-echo "{\"value\": $(sed -n 's/^value=//p' value.txt)}"
-]])
-T.write(work .. "/procy.lua", ([[return { upstream = %q, evaluator = "eval.sh", evolve = { patience = 0 },
+agents.value_project(work, ([[return { upstream = %q, evaluator = "eval.sh", evolve = { patience = 0 },
   model = { url = %q, name = "fake-proxy", backoff = 0.05 } }]]):format(w.fake.url, m.url))
-git("add", "-A")
-git("commit", "-q", "-m", "start")
 
 local q = tmux.quote
 local term = tmux.new { cols = 140, rows = 40, env = w.env,
@@ -44,12 +36,7 @@ local term = tmux.new { cols = 140, rows = 40, env = w.env,
     .. " --permission-mode acceptEdits --allowedTools Bash Edit Read Write; echo procy-exit=$?" }
 
 local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 30) end
-local function command(line)
-  term:type("!")
-  core.sleep(0.2)
-  term:type(line)
-  term:keys("Enter")
-end
+local function command(line) term:command(line) end
 local function close_pager()
   term:keys("q")
   for _ = 1, 100 do -- under load the pager may take a moment to go

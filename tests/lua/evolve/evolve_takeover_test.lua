@@ -22,28 +22,15 @@ local function edit(from, to)
 end
 
 local m = fakemodel.start { "SLOW words while the person watches" }
-git("init", "-q", "-b", "main")
-T.write(work .. "/value.txt", "value=1\n")
-T.write(work .. "/eval.sh", [[
-# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
-echo "{\"value\": $(sed -n 's/^value=//p' value.txt)}"
-]])
-T.write(work .. "/procy.lua", ([[return { upstream = %q, evaluator = "eval.sh", evolve = { patience = 0 },
+agents.value_project(work, ([[return { upstream = %q, evaluator = "eval.sh", evolve = { patience = 0 },
   model = { url = %q, name = "fake-proxy", backoff = 0.05 } }]]):format(w.fake.url, m.url))
-git("add", "-A")
-git("commit", "-q", "-m", "start")
 
 local q = tmux.quote
 local term = tmux.new { cols = 140, rows = 40, env = w.env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " -- " .. q(claude)
     .. " --permission-mode acceptEdits --allowedTools Bash Edit Read Write; echo procy-exit=$?" }
 local function see(pattern, name, seconds) return term:see(pattern, name, seconds or 30) end
-local function command(line)
-  term:type("!")
-  core.sleep(0.2)
-  term:type(line)
-  term:keys("Enter")
-end
+local function command(line) term:command(line) end
 
 see("\n❯", "Claude Code starts inside procy")
 core.sleep(0.5)

@@ -84,6 +84,25 @@ Be brief.
 ]])
 end
 
+-- value_project(work, procy_lua): work as a git project evolve can try:
+-- value.txt holding value=1, eval.sh printing it as the metric `value`
+-- (declared, to maximize), procy.lua as given; all committed
+function M.value_project(work, procy_lua)
+  local function git(...)
+    local _, code, err = T.git(work, ...)
+    assert(code == 0, err)
+  end
+  git("init", "-q", "-b", "main")
+  T.write(work .. "/value.txt", "value=1\n")
+  T.write(work .. "/eval.sh", [[
+# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
+echo "{\"value\": $(sed -n 's/^value=//p' value.txt)}"
+]])
+  T.write(work .. "/procy.lua", procy_lua)
+  git("add", "-A")
+  git("commit", "-q", "-m", "start")
+end
+
 -- skip(name): the TAP plan of a test that cannot run here
 function M.skip(name)
   print("1..0 # SKIP the " .. name .. " CLI is not installed (.ci/setup installs it)")

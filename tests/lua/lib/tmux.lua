@@ -43,6 +43,14 @@ function M:keys(...) return self:tmux { "send-keys", "-t", "main", ... } end
 function M:type(text) return self:tmux { "send-keys", "-t", "main", "-l", text } end
 
 -- screen() -> what the pane shows, one line per row
+-- a `!` command typed as a person does: `!`, a moment for procy's command
+-- line to open, the line, Enter
+function M:command(line)
+  self:type("!")
+  core.sleep(0.2)
+  self:type(line)
+  return self:keys("Enter")
+end
 function M:screen() return self:tmux { "capture-pane", "-p", "-t", "main" } or "" end
 
 -- wait_for(pattern, [seconds]) -> the screen once it matches, or nil and the last screen
