@@ -4,7 +4,7 @@
 **
 **   procy-embed OUT.c SRCROOT FILE...
 **
-** Each file is named by its path relative to SRCROOT ("lua/procy/cli.lua"),
+** Each file is named by its path relative to SRCROOT ("lua/procy/cli/main.lua"),
 ** and the table is sorted by that name. Lua files are compiled here, with
 ** that name as their chunk name and their debug information kept: a syntax
 ** error fails the build, and procy starts without parsing its own code.

@@ -110,7 +110,7 @@ end
 -- fork{session =, turn =, prompt =, headless =, dir =} -> {session, cwd,
 -- agent_session, answer, argv} | nil, err, code. headless: the new prompt's
 -- turn only (then the fork ends); else the caller goes on with argv in a
--- terminal (procy.session, resuming the fork). dir: where the worktree
+-- terminal (procy.cli.session, resuming the fork). dir: where the worktree
 -- goes (default: procy's state directory, forks/).
 function M.fork(o)
   local parent, err, code = store.find_session(o.session)

@@ -2,7 +2,7 @@
 -- for the agent. OpenAI-compatible /v1/chat/completions (vLLM, Ollama,
 -- llama.cpp's server, OpenAI) or Anthropic /v1/messages, over procy.http.
 --
--- The answer is parsed by procy.capture, the same code that reads the
+-- The answer is parsed by procy.record.capture, the same code that reads the
 -- agent's own calls, and the call is recorded as an API call of role
 -- "proxy-model" (redacted like every other). Reasoning (<think>...</think>,
 -- thinking blocks) never reaches the caller's text.

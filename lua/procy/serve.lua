@@ -1,5 +1,5 @@
 -- procy.serve: procy's HTTP server. Requests under /v1/ (or /s/ID/v1/)
--- are proxied in C and recorded by procy.capture; everything else is the
+-- are proxied in C and recorded by procy.record.capture; everything else is the
 -- JSON API below, each request handled in its own task:
 --
 --   GET /health                      {ok, version, uptime_s, db, calls (the newest id), upstream, record, otel}:
@@ -267,7 +267,7 @@ local function hook(req, key)
 end
 
 -- Routes others add: {pattern, fn(req, captures...)}, tried in order
--- before the API's own (procy.background's control endpoint).
+-- before the API's own (procy.cli.background's control endpoint).
 M.extra_routes = {}
 
 -- route(pattern, fn): requests whose path matches pattern (any method) go
@@ -413,7 +413,7 @@ M.tell = tell
 -- -> server | nil, err, code. With replay, every /v1/ call is answered
 -- from the cassette (procy.vcr), none goes upstream. The server's fields: port, url,
 -- upstream, openai, session; close it with stop(server). Its calls are
--- recorded on the recorder thread (procy.capture) into the record.
+-- recorded on the recorder thread (procy.record.capture) into the record.
 function M.start(o)
   local db, err, code = store.open()
   if not db then return core.wrap("cannot open the record", err, code) end

@@ -30,7 +30,7 @@ static int search_procy(lua_State *L)
 		luaL_addchar(&b, *p == '.' ? '/' : *p);
 	luaL_addstring(&b, ".lua");
 	luaL_pushresult(&b);
-	const char *rel = lua_tostring(L, -1); /* procy/cli.lua */
+	const char *rel = lua_tostring(L, -1); /* procy/cli/main.lua */
 	const char *dir = getenv("PROCY_LUA_PATH");
 	int status;
 	if (dir && *dir) {

@@ -1,6 +1,6 @@
 /*
 ** api_record.c — the proxy's recorder: finished calls are queued here by the
-** loop and recorded on a worker thread (worker.c) by `procy.capture`'s
+** loop and recorded on a worker thread (worker.c) by `procy.record.capture`'s
 ** worker, in a Lua state of its own with its own SQLite connection:
 ** redaction, parsing, hashing and writing never hold up the loop, which
 ** keeps relaying bytes (and the terminal) meanwhile. What the worker

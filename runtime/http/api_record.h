@@ -9,7 +9,7 @@
 
 typedef struct capture capture_t;
 
-/* api_record.c: calls recorded on a worker thread, by procy.capture's
+/* api_record.c: calls recorded on a worker thread, by procy.record.capture's
    worker, so parsing and SQLite never hold up the loop. settings: JSON
    for capture.worker (db, session, redact, prices); ready(ud) is called
    in the loop when summaries wait for capture_next: the sink, whoever it

@@ -1,7 +1,7 @@
 /* vt.c — the screen model (runtime/vt.c) on any bytes: the first two
    bytes choose the screen's size, the rest is output, with a resize half
    way. Traps when the snapshot, fed to a fresh screen, does not show the
-   same (tests/c/vt_same.h), or when anything reads or writes out of bounds. */
+   same (tests/c/term/vt_same.h), or when anything reads or writes out of bounds. */
 #include "vt_same.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)

@@ -1,4 +1,4 @@
--- procy.background: named background agents (`procy agent ...`), lproc's
+-- procy.cli.background: named background agents (`procy agent ...`), lproc's
 -- job. `start` records the agent in the `agents` table and starts a
 -- detached supervisor (`procy agent run NAME`, reparented to init) that
 -- runs it headless (procy.agent) and answers on 127.0.0.1 — its proxy's

@@ -1,6 +1,6 @@
--- procy.cli_commands: what each of procy's commands does, and the
+-- procy.cli.commands: what each of procy's commands does, and the
 -- interactive session when no command is given. The command line itself
--- (the option and command tables, parsing, help, dispatch) is procy.cli,
+-- (the option and command tables, parsing, help, dispatch) is procy.cli.main,
 -- which calls these with the words and options it parsed.
 
 local core = require "procy.core"

@@ -1,4 +1,4 @@
--- procy.env: the Lua environment recipes, commands and config files run in.
+-- procy.cli.env: the Lua environment recipes, commands and config files run in.
 --
 -- Globals are strict: reading an undefined global, or creating one from
 -- inside a function, is an error; a main chunk (a recipe's top level, a

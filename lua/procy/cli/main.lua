@@ -1,10 +1,10 @@
--- procy.cli: the command line. main(args) runs as the first task; the
+-- procy.cli.main: the command line. main(args) runs as the first task; the
 -- process exits with what it returns once every task has ended.
 --
 -- Options and commands live in the tables below: parsing, `procy --help`
--- and the README's command list all come from them (tests/lua/cli_test.lua
+-- and the README's command list all come from them (tests/lua/cli/cli_test.lua
 -- checks the README against --help).
--- What each command does is procy.cli_commands.
+-- What each command does is procy.cli.commands.
 
 require "procy.cli.env"
 local core = require "procy.core"

@@ -1,4 +1,4 @@
--- procy.session: an interactive session. The agent runs on a pty with the
+-- procy.cli.session: an interactive session. The agent runs on a pty with the
 -- person's terminal relayed in C (procy.pty); this task records the session
 -- row, turns `!` lines into command tasks, and keeps what was typed.
 

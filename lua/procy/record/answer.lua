@@ -1,4 +1,4 @@
--- procy.answer: an API's answer, as the record keeps it. A stream is
+-- procy.record.answer: an API's answer, as the record keeps it. A stream is
 -- split into its events; a secret the model wrote across several events
 -- is masked (redact_stream); and the answer of each API (Anthropic
 -- Messages, OpenAI chat completions and Responses, streamed or not) is

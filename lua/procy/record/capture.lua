@@ -1,9 +1,9 @@
--- procy.capture: turns the proxy's finished calls into the record. The
+-- procy.record.capture: turns the proxy's finished calls into the record. The
 -- bytes went to the client in C; here, off that path, each call is
 -- redacted, parsed and written: an api_calls row, its bodies as blobs,
 -- and tool_calls linking every tool_use to the tool_result that answers it.
--- The rules are procy.redact's, the answer's parsers procy.answer's, what
--- a request says procy.request's; this file is the recording.
+-- The rules are procy.redact's, the answer's parsers procy.record.answer's, what
+-- a request says procy.record.request's; this file is the recording.
 --
 -- Parsed content is the same shape for every API: a list of blocks
 -- {type = "text", text}, {type = "thinking", thinking, signature},

@@ -1,4 +1,4 @@
--- procy.request: what a recorded request says: its view (only the new
+-- procy.record.request: what a recorded request says: its view (only the new
 -- part of a conversation decoded), the prompt it carries, the role of the
 -- call (the agent's own, a side call, a subagent's) and the tool results
 -- it sends. The recorder uses it on every call; routing asks the same

@@ -1,4 +1,4 @@
--- procy.sessions: recorded sessions — listing, summaries, asciicast export
+-- procy.record.sessions: recorded sessions — listing, summaries, asciicast export
 -- and replay in the terminal.
 
 local core = require "procy.core"

@@ -1,4 +1,4 @@
--- procy.transcript: the record as a conversation a person reads. A
+-- procy.record.transcript: the record as a conversation a person reads. A
 -- headless agent's recorded lines (stream-json of Claude Code, `codex
 -- exec --json`: renderer, what `procy agent log` shows), and any session,
 -- interactive or headless, from its turns and API calls (session, what

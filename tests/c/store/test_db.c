@@ -1,6 +1,6 @@
 /* test_db.c — procy.db in a bare Lua state: migrations (applied once,
    refused when broken or too new), the statement cache, parameters and
-   transactions. Multi-process behaviour is in tests/lua/db_test.lua. */
+   transactions. Multi-process behaviour is in tests/lua/store/db_test.lua. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <unistd.h>

@@ -67,12 +67,30 @@ do
   T.is(T.procy({ "agent", "ls", "--wait" }).code, 2, "an option of another subcommand is refused")
 end
 
--- the recipe reference describes every primitive
+-- The layout is the contract: lua/procy/NAME.lua (and the C modules but
+-- procy.blobs) are the recipe API, each in lua/README.md, each of their
+-- functions and fields described there (or, the few procy alone calls, in
+-- INTERNALS.md); lua/procy/CONCERN/ holds procy's insides, described in
+-- INTERNALS.md under their full names (`record.capture.prepare`) and never
+-- offered to recipes. The lists come from the tree, so a module added
+-- anywhere is held to its place's rule.
 do
-  -- recipe authors' modules in README.md, procy's own in INTERNALS.md
-  local ref = assert(T.read(T.src .. "/lua/README.md")) .. assert(T.read(T.src .. "/lua/INTERNALS.md"))
+  local readme = assert(T.read(T.src .. "/lua/README.md"))
+  local internals = assert(T.read(T.src .. "/lua/INTERNALS.md"))
+  local public, inside = { "core", "json", "db", "proc", "fs", "pty", "http", "hash", "vt" }, { "blobs" }
+  for _, name in ipairs(assert(fs.dir(T.src .. "/lua/procy"))) do
+    local mod = name:match("^(.-)%.lua$")
+    if mod then public[#public + 1] = mod
+    elseif name ~= "agents" then -- agents/: the built-in profiles, data a project's `agents` setting replaces
+      for _, f in ipairs(assert(fs.dir(T.src .. "/lua/procy/" .. name))) do
+        if f:match("%.lua$") then inside[#inside + 1] = name .. "." .. f:sub(1, -5) end
+      end
+    end
+  end
+  table.sort(public)
+  table.sort(inside)
   local missing = {}
-  local function check(names, prefix, sep)
+  local function check(ref, names, prefix, sep)
     for name in pairs(names) do
       if not name:match("^__") and not ref:find("`" .. prefix .. sep .. name, 1, true)
          and not ref:find("| `" .. prefix .. sep .. name, 1, true) then
@@ -80,26 +98,39 @@ do
       end
     end
   end
-  for _, m in ipairs { "core", "json", "db", "proc", "fs", "pty", "store", "http", "hash",
-                       "capture", "answer", "request", "redact", "blobs", "prices", "usage", "serve", "agent", "turns", "transcript",
-                       "background", "corrections", "train", "web", "model", "evaluator", "objective", "snapshot", "evolve", "recipes",
-                       "tunnel", "vt", "replay", "monitor", "search", "share", "translate", "route", "routed", "sandbox", "claudix", "vcr", "otel", "fork" } do
-    check(require("procy." .. m), m, ".")
+  local offered = {}
+  local by_concern = readme:match("The modules by concern:(.-)\n## ") or ""
+  for _, m in ipairs(public) do
+    T.ok(by_concern:find("`procy." .. m .. "`", 1, true), "procy." .. m .. " is in the recipe reference, under its concern")
+    check(readme .. internals, require("procy." .. m), m, ".")
   end
+  for _, m in ipairs(inside) do
+    T.ok(internals:find("procy." .. m, 1, true), "procy." .. m .. " is in INTERNALS.md")
+    local mod = require("procy." .. m)
+    if type(mod) == "table" then check(internals, mod, m, ".") end
+    if readme:find('require "procy.' .. m, 1, true) then offered[#offered + 1] = m end
+  end
+  for _, dir in ipairs { "recipes", "examples" } do
+    for _, f in ipairs(assert(fs.dir(T.src .. "/" .. dir))) do
+      local text = f:match("%.lua$") and T.read(T.src .. "/" .. dir .. "/" .. f) or ""
+      for m in text:gmatch('require%s*%(?%s*"procy%.([%w_]+%.[%w_.]+)"') do offered[#offered + 1] = dir .. "/" .. f .. ": " .. m end
+    end
+  end
+  T.is(table.concat(offered, " "), "", "no recipe, example or reference requires one of procy's insides")
   local reg = debug.getregistry()
   local srv = require("procy.http").serve { port = 0 }
-  check(getmetatable(srv).__index, "srv", ":")
+  check(readme, getmetatable(srv).__index, "srv", ":")
   srv:close()
-  check(reg["procy.http.req"].__index, "req", ":")
-  check(reg["procy.http.stream"].__index, "s", ":")
+  check(readme, reg["procy.http.req"].__index, "req", ":")
+  check(readme, reg["procy.http.stream"].__index, "s", ":")
   local h = require("procy.db").open(":memory:", { migrations = false })
-  check(getmetatable(h).__index, "h", ":")
+  check(readme, getmetatable(h).__index, "h", ":")
   local p = require("procy.proc").spawn { "true" }
-  check(getmetatable(p).__index, "p", ":")
+  check(readme, getmetatable(p).__index, "p", ":")
   p:wait()
-  check(getmetatable(core.current()).__index, "t", ":")
+  check(readme, getmetatable(core.current()).__index, "t", ":")
   table.sort(missing)
-  T.is(table.concat(missing, " "), "", "lua/README.md and INTERNALS.md describe every function and field of every module")
+  T.is(table.concat(missing, " "), "", "lua/README.md describes every function and field of the recipe API, INTERNALS.md those of procy's insides")
 end
 
 -- every Lua module and migration is compiled in
@@ -166,8 +197,8 @@ end
 do
   local tree = dir .. "/lua"
   proc.run { "cp", "-r", T.src .. "/lua", tree }
-  local cli = T.read(tree .. "/procy/cli.lua")
-  T.write(tree .. "/procy/cli.lua", (cli:gsub("show this help and exit", "PATCHED HELP")))
+  local cli = T.read(tree .. "/procy/cli/main.lua")
+  T.write(tree .. "/procy/cli/main.lua", (cli:gsub("show this help and exit", "PATCHED HELP")))
   T.write(tree .. "/procy/extra.lua", "return 'extra module'")
   local env = { PROCY_LUA_PATH = tree }
   T.like(T.procy({ "--help" }, { env = env }).stdout, "PATCHED HELP", "an edited cli.lua takes effect without a rebuild")

@@ -4,7 +4,7 @@
 -- to the record's tape, a database that refuses writes costs bounded
 -- memory and nothing else, and a full disk costs only output, with a gap
 -- event saying so. (The spill file, for what memory cannot hold while the
--- database refuses writes, is tested in tests/c/test_record.c.)
+-- database refuses writes, is tested in tests/c/term/test_record.c.)
 local T = require "lib.tap"
 local core = require "procy.core"
 local db = require "procy.db"
