@@ -113,4 +113,32 @@ do
   T.ok(not ok, "a string instead of an argv raises")
 end
 
+-- lines of any length up to max_output come whole, however the reads cut
+-- them (a line of 1 MiB and more once hung p:lines(): its reading stopped
+-- at 1 MiB with no line to give); past max_output a line is cut there,
+-- with an error beside it, and the next line is whole
+do
+  local function lines_of(script, opts)
+    local p = assert(proc.spawn({ "python3", "-c", script }, opts or { stdout = "pipe" }))
+    local got = {}
+    for line, err in p:lines() do got[#got + 1] = { line = line, err = err } end
+    return got, p:wait()
+  end
+  for _, size in ipairs { 1048575, 1048576, 1048577, 2 * 1048576, 3000000, 20 * 1048576 } do
+    local got = lines_of(("import sys; sys.stdout.write('a' * %d + '\\n' + 'next\\n')"):format(size))
+    T.ok(#got == 2 and #got[1].line == size and got[1].line:match("^a+$") and not got[1].err and got[2].line == "next",
+         ("a line of %d bytes comes whole, and the next one after it"):format(size),
+         #got .. " lines: " .. (got[1] and #got[1].line or "none"))
+  end
+  local got, r = lines_of("import sys; sys.stdout.write('b' * 300 + '\\nafter\\n' + 'c' * 250)", { stdout = "pipe", max_output = 100 })
+  T.ok(#got == 3 and #got[1].line == 100 and got[1].err and got[1].err:match("^E2BIG: a line of python3's output passed 100 bytes")
+       and got[2].line == "after" and #got[3].line == 100 and got[3].err, "past max_output: cut there, said beside it, the next line whole (at the end too)",
+       got[1] and got[1].err)
+  T.is(r.cut_lines, 2, "and the result counts the lines cut")
+  got = lines_of("import sys\nfor i in range(40): sys.stdout.write('x' * 70000 + '\\n')\nsys.stdout.write('end\\n')", { stdout = "pipe", max_output = 100000 })
+  local whole = #got == 41 and got[41].line == "end"
+  for i = 1, 40 do whole = whole and #got[i].line == 70000 and not got[i].err end
+  T.ok(whole, "many lines near max_output, each whole (2.8 MB in all, more than is read ahead)")
+end
+
 return T.done()
