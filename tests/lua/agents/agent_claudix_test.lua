@@ -212,6 +212,32 @@ T.like(table.concat(lerr, "\n"), "started PID %d+: claude .*%-%-dangerously%-ski
   "with --dangerously-skip-permissions --model sonnet before the flags given", table.concat(lerr, "\n"))
 lp:close()
 
+-- a 3 MB prompt: a line on claudix's input, on the agent's, and its echo
+-- on the agent's output, all far past 1 MiB (such a line once hung procy's
+-- line reader, and a 1 MB one lost its result). Claude Code answers it
+-- itself (it is past the model's context): that answer comes back, and
+-- claudix ends as it should.
+do
+  local big = "BIG " .. string.rep("0123456789", 300000)
+  local bp = assert(proc.spawn({ T.bin, "claudix", "--", "--dangerously-skip-permissions", "--replay-user-messages" },
+    { cwd = work, env = env, stdin = true, stderr = "pipe" }))
+  local berr = core.spawn(function() for _ in bp:lines("stderr") do end end)
+  assert(bp:write(user(big) .. "\n"))
+  bp:close_stdin()
+  local results_seen, echo = {}, false
+  for line in bp:lines() do
+    local e = json.decode(line)
+    if type(e) == "table" and e.type == "result" then results_seen[#results_seen + 1] = e end
+    if type(e) == "table" and e.type == "user" and line:find(big, 1, true) then echo = true end
+  end
+  local bres = bp:wait(120)
+  core.cancel(berr)
+  T.ok(echo, "a 3 MB prompt reaches the agent whole: its echo (--replay-user-messages) comes back whole")
+  T.ok(#results_seen == 1 and type(results_seen[1].result) == "string" and results_seen[1].subtype ~= "CLAUDIX_FAIL",
+       "its one result comes back (the agent's own answer)", tostring(results_seen[1] and results_seen[1].result))
+  T.is(bres and bres.code, 0, "and claudix exits 0 at the end of its input")
+end
+
 local h = assert(db.open(record))
 local s = h:query("SELECT count(*) AS n FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.profile = 'claude'")[1]
 T.ok(s.n >= 10, "recorded like any procy agent: its turns in the record", tostring(s.n))
