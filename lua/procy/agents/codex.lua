@@ -46,7 +46,7 @@ end
 -- Interactively, `codex resume THREAD ...` continues its conversation.
 function P.resume_args(id) return { "resume", id } end
 
--- One headless turn: `codex exec --json ... [resume THREAD] -- PROMPT`
+-- One headless turn: `codex exec --json ... [resume THREAD] -`, the prompt on its stdin
 function P.exec(ctx, prompt)
   local argv = { "codex", "exec", "--json", "--skip-git-repo-check" }
   for _, a in ipairs(provider(ctx)) do argv[#argv + 1] = a end
@@ -55,9 +55,8 @@ function P.exec(ctx, prompt)
     argv[#argv + 1] = "resume"
     argv[#argv + 1] = ctx.resume
   end
-  argv[#argv + 1] = "--"
-  argv[#argv + 1] = prompt
-  return argv
+  argv[#argv + 1] = "-" -- the prompt on stdin: any size, and not on the process list
+  return argv, prompt
 end
 
 -- parse(ev) -> what a `codex exec --json` line means for the turn

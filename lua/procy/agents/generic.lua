@@ -24,8 +24,10 @@
 --   headless       "stream-json" (Claude Code), "exec" (a process per turn)
 --   headless_args(ctx) -> argv for stream-json (ctx.resume: the session to
 --                  continue)
---   exec(ctx, prompt) -> argv for one headless turn (with ctx.resume, the
---                  agent's session id to go on from, when there is one)
+--   exec(ctx, prompt) -> argv, [stdin] for one headless turn (with
+--                  ctx.resume, the agent's session id to go on from, when
+--                  there is one); stdin, a string, is written to it and closed
+--                  (how a prompt of any size goes, off the process list)
 --   parse(line, state) -> events for one output line of a headless turn
 --   resume_args(id) -> arguments that continue the agent's session id
 

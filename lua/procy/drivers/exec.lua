@@ -36,9 +36,11 @@ end
 function D:turn(item)
   local a, tracker = self.a, self.a.tracker
   tracker:begin(item.text, item.source)
-  local argv = a.profile.exec(a:ctx { resume = self.thread }, item.text)
+  -- the prompt goes on stdin when the profile says so: no size limit (an
+  -- argument is at most 128 KiB) and not in the process list
+  local argv, input = a.profile.exec(a:ctx { resume = self.thread }, item.text)
   a:record("i", json.encode(argv))
-  local p, err = proc.spawn(a:command(argv), { cwd = a.cwd, env = a:env(), stderr = "pipe" })
+  local p, err = proc.spawn(a:command(argv), { cwd = a.cwd, env = a:env(), stderr = "pipe", stdin = input })
   if not p then
     tracker:finish { status = "error", error = err }
     return
@@ -46,7 +48,14 @@ function D:turn(item)
   self.p = p
   local text, failed, done, plain = nil, nil, false, {}
   local errors = core.spawn(function()
-    for line in p:lines("stderr") do self.stderr_tail = line end
+    -- its last words: the last line that says something (a Rust backtrace's
+    -- frames and blank lines after an error are not)
+    for line in p:lines("stderr") do
+      if line:find("%S") and not line:match("^%s*%d+: ") and not line:match("^%s*at ")
+         and not line:match("^Stack backtrace:") then
+        self.stderr_tail = line
+      end
+    end
   end)
   for line in p:lines() do
     self.last_io = core.now()

@@ -71,6 +71,39 @@ for _, l in ipairs(errs) do
   if l:find("^%[codexx%]") then named = named + 1 elseif l:find("^%[claudix%]") then other[#other + 1] = l end
 end
 T.ok(named > 0 and #other == 0, "its stderr says codexx, never claudix", table.concat(errs, "\n"))
+
+-- prompts far past what an argument holds (128 KiB) go to Codex on its
+-- stdin, off the process list: one of 1,000,000 characters is answered
+-- (the API got all of it); one of 3 MB, past Codex's own limit (1,048,576
+-- characters), comes back as a failed result in Codex's words, and codexx
+-- goes on to the end of its input
+do
+  local function run(text)
+    local bp = assert(proc.spawn({ T.bin, "codexx", "--", "-m", "gpt-5-codex" }, { cwd = work, env = env, stdin = true, stderr = "pipe" }))
+    local berr = core.spawn(function() for _ in bp:lines("stderr") do end end)
+    assert(bp:write(user(text) .. "\n"))
+    bp:close_stdin()
+    local got = {}
+    for line in bp:lines() do
+      local e = json.decode(line)
+      if type(e) == "table" and e.type == "result" then got[#got + 1] = e end
+    end
+    local bres = bp:wait(120)
+    core.cancel(berr)
+    return got, bres
+  end
+  local million = "M" .. string.rep("0123456789", 99999) .. "123456789"
+  local got, bres = run(million)
+  T.ok(#got == 1 and not got[1].is_error and tostring(got[1].result):find("^FAKE: hello! you said: M0123456789"),
+       "a prompt of 1,000,000 characters is answered", json.encode(got[1] or {}):sub(1, 300))
+  T.ok(json.encode(last_body()):find(million, 1, true), "the API got all of it")
+  local big = "BIG " .. string.rep("0123456789", 300000)
+  got, bres = run(big)
+  T.ok(#got == 1 and got[1].is_error and tostring(got[1].result):find("Input exceeds the maximum length", 1, true),
+       "a 3 MB prompt: one failed result, in Codex's words (its limit), not a backtrace", json.encode(got[1] or {}):sub(1, 400))
+  T.is(bres and bres.code, 0, "then codexx exits 0 at the end of its input")
+end
+
 core.cancel(reader)
 core.cancel(ereader)
 return T.done()
