@@ -143,15 +143,25 @@ end
 
 -- ---- providers and routes ----------------------------------------------------------------
 
-local PROVIDER_FIELDS = { api = true, url = true, key_env = true, headers = true, prices = true, reasoning = true,
-                          timeout = true, max_tokens_field = true, max_output = true, models = true }
+local PROVIDER_FIELDS = { api = true, url = true, key_env = true, forward_key = true, headers = true, prices = true,
+                          reasoning = true, timeout = true, max_tokens_field = true, max_output = true, models = true }
 local ROUTE_FIELDS = { name = true, agent = true, model = true, role = true, min_tokens = true, thinking = true,
                        to = true }
 local ROLES = { main = true, side = true, subagent = true }
 
 local function bad(what, msg) error(what .. ": " .. msg, 0) end
 
-local function check_provider(name, p)
+-- An Anthropic-compatible provider without a key of its own would be sent
+-- the agent's: allowed to Anthropic's API, to the proxy's own upstream
+-- (where the agent's calls go anyway), and where the provider says
+-- forward_key = true
+local function forwards_key(p, url, upstream)
+  if p.key_env or p.forward_key == true then return true end
+  if url:match("^https://api%.anthropic%.com$") or url:match("^https://api%.anthropic%.com[:/]") then return true end
+  return upstream ~= nil and url == (upstream:gsub("/+$", ""))
+end
+
+local function check_provider(name, p, upstream)
   local what = "providers." .. tostring(name)
   if type(p) ~= "table" then bad(what, "a provider is a table {api =, url =, key_env =}") end
   if p.key ~= nil then
@@ -181,7 +191,12 @@ local function check_provider(name, p)
     bad(what, "max_output must be a number of tokens or a table model = tokens")
   end
   if p.models ~= nil and type(p.models) ~= "boolean" then bad(what, "models must be true or false") end
+  if p.forward_key ~= nil and type(p.forward_key) ~= "boolean" then bad(what, "forward_key must be true or false") end
   local url = p.url:gsub("/+$", "")
+  if p.api == "anthropic" and not forwards_key(p, url, upstream) then
+    bad(what, ("%s would be sent the agent's own Anthropic key: give it its own with key_env = \"VAR\", "
+      .. "or set forward_key = true to send it the agent's"):format(url))
+  end
   -- OpenAI's own API wants max_completion_tokens (its reasoning models
   -- refuse max_tokens); the servers that copy it (vLLM, Ollama,
   -- llama.cpp, OpenRouter) take max_tokens
@@ -218,7 +233,8 @@ end
 -- provider a route reaches has the same fields.
 local function builtin(o)
   return {
-    anthropic = check_provider("anthropic", { api = "anthropic", url = o.upstream or "https://api.anthropic.com" }),
+    anthropic = check_provider("anthropic", { api = "anthropic", url = o.upstream or "https://api.anthropic.com" },
+      o.upstream),
     openai = check_provider("openai", { api = "openai", key_env = "OPENAI_API_KEY",
       url = (o.openai or "https://api.openai.com"):gsub("/+$", "") .. "/v1" }),
   }
@@ -313,7 +329,7 @@ Router.__index = Router
 -- PROCY_ROUTES and SUBAGENT_MAPPINGS; their routes come first).
 function M.new(o)
   local providers = builtin(o)
-  for name, p in pairs(o.providers or {}) do providers[name] = check_provider(name, p) end
+  for name, p in pairs(o.providers or {}) do providers[name] = check_provider(name, p, o.upstream) end
   local getenv = o.env or os.getenv
   local list = {}
   local env_routes = getenv("PROCY_ROUTES")

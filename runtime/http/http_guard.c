@@ -52,6 +52,35 @@ int hreq_authorized(const hreq_t *r)
 	return 0;
 }
 
+/* Takes every token= parameter out of path's query, in place: procy's
+   token is for procy, and a query parameter of that name is never sent on,
+   whether or not it matched (an agent's client that puts procy's token
+   in its base URL would otherwise hand it to every upstream). Done once,
+   by hreq_refusal, for every request it lets in: the proxy, Lua's handlers (routes,
+   the API) and the record all see the path without it. */
+static void strip_token(char *path)
+{
+	char *q = strchr(path, '?');
+	if (!q)
+		return;
+	char *w = q + 1, *r = q + 1;
+	while (*r && *r != '#') {
+		size_t n = strcspn(r, "&#");
+		if (!(n >= 6 && strncmp(r, "token=", 6) == 0) && !(n == 5 && strncmp(r, "token", 5) == 0)) {
+			if (w > q + 1)
+				*w++ = '&';
+			memmove(w, r, n);
+			w += n;
+		}
+		r += n;
+		if (*r == '&')
+			r++;
+	}
+	memmove(w, r, strlen(r) + 1); /* the fragment, if any */
+	if (w == q + 1 && !*w)
+		*q = 0; /* nothing left: no '?' either */
+}
+
 /* Is the Authorization header procy's own token? (Not to be sent on.) */
 int hreq_is_our_token(const hreq_t *r, const char *value)
 {
@@ -162,5 +191,8 @@ int hreq_refusal(hreq_t *r, const char **type, const char **msg)
 		*msg = "procy: a path with . or .. segments is refused";
 		return 400;
 	}
+	/* checked: from here on no handler, upstream or record sees the token */
+	strip_token(r->uri.p);
+	r->uri.len = strlen(r->uri.p) + 1;
 	return 0;
 }

@@ -127,6 +127,21 @@ r = assert(call("/v1/echo?a=1&b=%20x", nil, { ["x-procy-token"] = "not-for-upstr
 local echo = json.decode(r.body)
 T.is(echo.url, "/v1/echo?a=1&b=%20x", "the query string arrives as sent")
 T.ok(echo.headers["x-trace"] == "t1" and not echo.headers["x-procy-token"], "procy's own token header stays home")
+-- ?token= is procy's: never sent on, nor recorded, wherever it stands
+for _, case in ipairs {
+  { "/v1/echo?token=procy-secret-1&a=1", "/v1/echo?a=1" },
+  { "/v1/echo?a=1&token=procy-secret-2&b=2", "/v1/echo?a=1&b=2" },
+  { "/v1/echo?a=1&token=procy-secret-3", "/v1/echo?a=1" },
+  { "/v1/echo?token=procy-secret-4", "/v1/echo" },
+  { "/v1/echo?token=procy-secret-5&token=again", "/v1/echo" },
+  { "/v1/echo?tokens=1&a_token=2", "/v1/echo?tokens=1&a_token=2" },
+} do
+  r = assert(call(case[1], nil, nil, "GET"))
+  T.is(json.decode(r.body).url, case[2], "upstream gets " .. case[2] .. " for " .. case[1])
+end
+T.ok(recorded(nil, "path = '/v1/echo?tokens=1&a_token=2'"), "the calls are recorded")
+T.is(#h:query("SELECT id FROM api_calls WHERE path LIKE '%procy-secret%' OR path LIKE '%token=again%'"), 0,
+     "and their recorded paths hold no token= either")
 
 do -- THINK and SERVER_TOOL
   local a = assert(call("/v1/messages", { model = "claude-opus-4-5", stream = true, messages = { { role = "user", content = "THINK please" } } }))

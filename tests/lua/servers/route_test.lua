@@ -38,6 +38,21 @@ bad({ routes = { { model = "a", to = "nope:m" } } }, "no provider \"nope\"", "a 
 bad({ routes = { { modle = "a", to = "openai" } } }, "unknown field \"modle\"", "a misspelt field is named")
 bad({ routes = { { model = "[", to = "openai" } } }, "Lua pattern", "a broken pattern is refused")
 bad({ env = function(k) return k == "PROCY_ROUTES" and "agent=openai" or nil end }, "PROCY_ROUTES", "a broken PROCY_ROUTES")
+-- the agent's own Anthropic key goes only where it is meant to
+bad({ providers = { gw = { api = "anthropic", url = "https://gateway.example/" } } },
+  "providers%.gw: https://gateway%.example would be sent the agent's own Anthropic key: .*key_env.*forward_key = true",
+  "an Anthropic-compatible provider without key_env elsewhere: refused, naming key_env and forward_key")
+bad({ providers = { gw = { api = "anthropic", url = "https://gateway.example", forward_key = "yes" } } },
+  "forward_key must be true or false", "forward_key is a boolean")
+for _, p in ipairs {
+  { api = "anthropic", url = "https://gateway.example", forward_key = true },
+  { api = "anthropic", url = "https://api.anthropic.com" },
+  { api = "anthropic", url = "http://127.0.0.1:9/", key_env = "GW_KEY" },
+} do
+  T.ok(pcall(route.new, { providers = { gw = p } }), "allowed: " .. p.url .. (p.forward_key and " with forward_key" or p.key_env and " with key_env" or ""))
+end
+T.ok(pcall(route.new, { upstream = "http://127.0.0.1:9/", providers = { up2 = { api = "anthropic", url = "http://127.0.0.1:9" } } }),
+  "allowed: the proxy's own upstream, where the agent's calls go anyway")
 
 local rt = route.new { routes = { { model = "haiku", to = "openai:small" }, { min_tokens = 1000, to = "openai:long" },
   { thinking = true, to = "anthropic:thinker" }, { role = "side", to = "openai:titles" },
