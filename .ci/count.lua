@@ -1,12 +1,15 @@
--- count.lua LOG... — TAP results from meson's testlog.json files (and
--- plain .tap files): prints
--- "passed failed skipped". A test program that failed without a failing TAP
+-- count.lua [--failing] LOG... — TAP results from meson's testlog.json
+-- files (and plain .tap files): prints "passed failed skipped"; with
+-- --failing, the name of each test program that failed instead, a line
+-- each. A test program that failed without a failing TAP
 -- line (a crash, a timeout, a bad plan) counts as one failure; a skipped
 -- check or program is not a pass.
 local json = require "procy.json"
 
 return function(args)
   local passed, failed, skipped = 0, 0, 0
+  local failing = args[1] == "--failing" and {}
+  if failing then table.remove(args, 1) end
   for _, path in ipairs(args) do
     local f = io.open(path)
     if not f then
@@ -29,10 +32,15 @@ return function(args)
           elseif l:match("^1%.%.0 # SKIP") then skip = skip + 1 end
         end
         if t.result ~= "OK" and t.result ~= "SKIP" and bad == 0 then bad = 1 end
+        if failing and bad > 0 then failing[#failing + 1] = tostring(t.name) end
         passed, failed, skipped = passed + ok, failed + bad, skipped + skip
       end
       f:close()
     end
+  end
+  if failing then
+    for _, name in ipairs(failing) do print(name) end
+    return
   end
   print(passed .. " " .. failed .. " " .. skipped)
 end
