@@ -31,6 +31,16 @@ M.default_patterns = {
   { "AIza", "AIza" .. key:rep(35), { "AIza" } },                     -- Google API keys
   { "xox", "xox[baprs]%-" .. ("[%w%-]"):rep(10) .. "[%w%-]*",         -- Slack tokens
     { "xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-" } },
+  { "eyJ", "eyJ" .. key:rep(7) .. key .. "*%.eyJ" .. key:rep(7) .. key .. "*%." .. key:rep(10) .. key .. "*",
+    { "eyJ" } },                                                     -- JWTs (header.payload.signature)
+  -- a PEM private key: its BEGIN line and the key after it (the END
+  -- line says nothing); newlines as they are or JSON-escaped
+  { "-----BEGIN", "%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-[%w%s+/=\\]*", { "-----BEGIN" } },
+  -- an AWS secret access key: 40 characters, known by the name before it
+  { "aws_", "[Aa][Ww][Ss]_[Ss][Ee][Cc][Rr][Ee][Tt]_[Aa][Cc][Cc][Ee][Ss][Ss]_[Kk][Ee][Yy][\"'\\]*%s*[:=]%s*[\"'\\]*"
+    .. ("[%w/+]"):rep(40), { "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY" } },
+  { "ecretAccessKey", "[Ss]ecretAccessKey[\"'\\]*%s*[:=]%s*[\"'\\]*" .. ("[%w/+]"):rep(40),
+    { "SecretAccessKey", "secretAccessKey" } },
 }
 
 -- Headers whose whole value is a secret.
@@ -230,6 +240,15 @@ end
 -- escapes hide
 function M.text(s)
   return M.json_escapes(M.redact(s))
+end
+
+-- boundary() -> the `redact` option of db.open for procy's record: every
+-- text and blob a write binds goes through text() unless it holds none of
+-- literals() (checked in C). procy.store's connection and the API
+-- recorder's have it, so no table, column or path writes a secret.
+function M.boundary()
+  local lits = M.literals()
+  return { rule = M.text, literals = lits and table.concat(lits, "\n") or nil }
 end
 
 return M

@@ -31,7 +31,8 @@ function M.open()
     -- the record's directory is made when missing (0700): said, not silent
     local dir = M.path():match("^(.*)/[^/]*$")
     local made = dir and dir ~= "" and not require("procy.fs").stat(dir)
-    h, err, code = db.open(M.path())
+    -- the write boundary: nothing secret is written, whatever the table
+    h, err, code = db.open(M.path(), { redact = require("procy.redact").boundary() })
     if h and made then core.log("info", "made the directory " .. dir .. " for the record (setting 'db')") end
   end
   if not h then return nil, err, code end

@@ -33,16 +33,12 @@ static char inherit_token; /* proc.inherit */
 typedef struct stream {
 	int     fd;       /* -1 once closed */
 	loop_io io;
-	buf_t   buf;
-	size_t  off;      /* consumed bytes at the front of buf */
+	lines_t in;       /* what came and was not yet taken (lines.c) */
 	int     truncated;
 	int     captured; /* stdout/stderr was a pipe (or the pty) */
 	op_t   *reader;   /* a task waiting in lines() or read() */
 	int     by_line;  /* what the reader wants: a line, or any bytes */
 	int     streamed; /* read by read()/lines(): read ahead at most STREAM_AHEAD */
-	size_t  scan;     /* bytes after off known to hold no newline */
-	int     skip;     /* a line was cut: its rest is dropped up to its newline */
-	uint64_t cut;     /* lines cut so far */
 	int     paused;   /* EPOLLIN off until the consumer catches up */
 	struct proc *p;
 } stream_t;
@@ -97,7 +93,7 @@ static void proc_free(proc_t *p)
 	loop_t *loop = p->rt->loop;
 	for (int i = 0; i < 2; i++) {
 		stream_close(p, &p->out[i]);
-		buf_free(&p->out[i].buf);
+		lines_free(&p->out[i].in);
 	}
 	stdin_close(p);
 	buf_free(&p->in_buf);
@@ -156,15 +152,15 @@ static void push_result(lua_State *L, proc_t *p)
 	static const char *const names[2] = { "stdout", "stderr" };
 	for (int i = 0; i < 2; i++) {
 		stream_t *s = &p->out[i];
-		lua_pushlstring(L, s->buf.p ? s->buf.p + s->off : "", s->buf.len - s->off);
+		lua_pushlstring(L, s->in.buf.p ? s->in.buf.p + s->in.off : "", lines_waiting(&s->in));
 		lua_setfield(L, -2, names[i]);
 		if (s->truncated) {
 			lua_pushboolean(L, 1);
 			lua_setfield(L, -2, "truncated");
 		}
 	}
-	if (p->out[0].cut + p->out[1].cut) { /* lines p:lines() gave cut */
-		lua_pushinteger(L, (lua_Integer)(p->out[0].cut + p->out[1].cut));
+	if (p->out[0].in.cut + p->out[1].in.cut) { /* lines p:lines() gave cut */
+		lua_pushinteger(L, (lua_Integer)(p->out[0].in.cut + p->out[1].in.cut));
 		lua_setfield(L, -2, "cut_lines");
 	}
 	lua_pushboolean(L, p->timed_out);
@@ -249,87 +245,35 @@ static void on_deadline(loop_t *loop, loop_timer *t)
 
 /* ---- pipes -------------------------------------------------------------------- */
 
-/* The end of the line starting at s->off, looked for only in what came
-   since the last look (a long line costs one pass, not one per read). */
-static char *line_end(stream_t *s)
-{
-	size_t avail = s->buf.len - s->off;
-	if (s->scan >= avail)
-		return NULL;
-	char *from = s->buf.p + s->off;
-	char *nl = memchr(from + s->scan, '\n', avail - s->scan);
-	s->scan = nl ? (size_t)(nl - from) : avail;
-	return nl;
-}
-
-static void consumed(stream_t *s, size_t n)
-{
-	s->off += n;
-	s->scan = 0;
-	if (s->off == s->buf.len) {
-		s->buf.len = s->off = 0;
-	} else if (s->off > 65536 && s->off > s->buf.len / 2) {
-		buf_consume(&s->buf, s->off);
-		s->off = 0;
-	}
-}
-
-/* Drops what is left of a cut line, up to and with its newline. */
-static void skip_rest(stream_t *s)
-{
-	char *nl = line_end(s);
-	if (!nl) {
-		consumed(s, s->buf.len - s->off);
-		return;
-	}
-	consumed(s, (size_t)(nl - (s->buf.p + s->off)) + 1);
-	s->skip = 0;
-}
-
-/* Pushes the next complete line of s (without "\n" or "\r\n"), or at EOF
-   what is left; a line longer than max_output goes cut there, with
-   "E2BIG: ..." beside it, and its rest is dropped. Returns the values
-   pushed: 0 when there is nothing to give yet. */
+/* Pushes the next line of s, or at EOF what is left; a line longer than
+   max_output goes cut there, with "E2BIG: ..." beside it. Returns the
+   values pushed: 0 when there is nothing to give yet. */
 static int push_line(lua_State *L, stream_t *s)
 {
-	size_t avail = s->buf.len - s->off;
-	char *start = s->buf.p ? s->buf.p + s->off : NULL;
-	char *nl = line_end(s);
-	size_t max = s->p->max_output;
-	if (nl && (size_t)(nl - start) <= max) {
-		size_t n = (size_t)(nl - start);
-		lua_pushlstring(L, start, n > 0 && start[n - 1] == '\r' ? n - 1 : n);
-		consumed(s, n + 1);
+	const char *p;
+	size_t n, max = s->p->max_output;
+	int got = lines_next(&s->in, max, s->fd < 0, &p, &n);
+	if (!got)
+		return 0;
+	lua_pushlstring(L, p, n);
+	lines_take(&s->in);
+	if (got != LINE_CUT)
 		return 1;
-	}
-	if (nl || avail > max) { /* too long to hold: cut */
-		lua_pushlstring(L, start, max);
-		lua_pushfstring(L, "E2BIG: a line of %s's output passed %I bytes (max_output): cut there, its rest dropped",
-		                s->p->name, (lua_Integer)max);
-		procy_log(L, "error", "proc: a line of %s's output passed %lld bytes: cut", s->p->name, (long long)max);
-		consumed(s, max);
-		s->cut++;
-		s->skip = 1;
-		skip_rest(s);
-		return 2;
-	}
-	if (s->fd < 0 && avail) {
-		lua_pushlstring(L, start, avail);
-		consumed(s, avail);
-		return 1;
-	}
-	return 0;
+	lua_pushfstring(L, "E2BIG: a line of %s's output passed %I bytes (max_output): cut there, its rest dropped",
+	                s->p->name, (lua_Integer)max);
+	procy_log(L, "error", "proc: a line of %s's output passed %lld bytes: cut", s->p->name, (long long)max);
+	return 2;
 }
 
 /* Pushes everything buffered in s, or at EOF nothing. Returns 0 when
    there is nothing to give yet. */
 static int push_chunk(lua_State *L, stream_t *s)
 {
-	size_t avail = s->buf.len - s->off;
+	size_t avail = lines_waiting(&s->in);
 	if (!avail)
 		return 0;
-	lua_pushlstring(L, s->buf.p + s->off, avail);
-	s->buf.len = s->off = 0;
+	lua_pushlstring(L, s->in.buf.p + s->in.off, avail);
+	lines_drain(&s->in);
 	return 1;
 }
 
@@ -339,9 +283,8 @@ static int push_chunk(lua_State *L, stream_t *s)
    long to hold): a long line is read to its end first. */
 static void pace(stream_t *s)
 {
-	size_t waiting = s->buf.len - s->off;
-	int full = s->streamed && waiting >= STREAM_AHEAD &&
-	           (!s->by_line || line_end(s) || waiting > s->p->max_output);
+	int full = s->streamed && lines_waiting(&s->in) >= STREAM_AHEAD &&
+	           (!s->by_line || lines_ready(&s->in, s->p->max_output));
 	if (s->fd >= 0 && full != s->paused) {
 		s->paused = full;
 		loop_io_modify(s->p->rt->loop, &s->io, full ? 0 : EPOLLIN);
@@ -372,24 +315,12 @@ static void on_readable(loop_t *loop, loop_io *w, uint32_t events)
 			stream_close(p, s);
 			break;
 		}
-		const char *from = chunk;
-		if (s->skip) { /* the rest of a cut line */
-			const char *nl = memchr(chunk, '\n', (size_t)n);
-			if (!nl)
-				continue;
-			s->skip = 0;
-			n -= nl + 1 - chunk;
-			from = nl + 1;
-		}
 		/* a line reader holds up to STREAM_AHEAD of whole lines (pace)
 		   and a line up to a read past max_output (cut there, what
-		   follows it kept) */
+		   follows it kept); past the cap bytes are read and dropped,
+		   so the child never blocks */
 		size_t cap = p->max_output + (s->by_line && s->streamed ? STREAM_AHEAD + sizeof chunk : 0);
-		size_t room = cap > s->buf.len - s->off ? cap - (s->buf.len - s->off) : 0;
-		size_t keep = (size_t)n < room ? (size_t)n : room;
-		if (keep < (size_t)n)
-			s->truncated = 1; /* keep draining so the child never blocks */
-		if (buf_add(&s->buf, from, keep) < 0)
+		if (lines_add(&s->in, chunk, (size_t)n, cap))
 			s->truncated = 1;
 		pace(s);
 	}

@@ -66,6 +66,33 @@ void keep_last(char *dst, size_t cap, size_t *len, const char *p, size_t n);
    error unwinds past it: safe scratch space for code that may raise. */
 buf_t *buf_push(lua_State *L);
 
+/* ---- a child's output, kept until taken (lines.c) ------------------------ */
+
+typedef struct lines {
+	buf_t    buf;
+	size_t   off;    /* taken bytes at the front of buf */
+	size_t   scan;   /* bytes after off known to hold no newline */
+	size_t   taking; /* what the last lines_next gave, for lines_take */
+	int      skip;   /* a line was cut: its rest is dropped up to its newline */
+	uint64_t cut;    /* lines cut so far */
+} lines_t;
+
+enum { LINE_WHOLE = 1, LINE_CUT, LINE_LAST };
+size_t lines_waiting(const lines_t *l);
+/* Keeps n bytes of p, up to cap waiting in all (the rest of a cut line
+   dropped first): 1 when some were not kept, else 0. */
+int    lines_add(lines_t *l, const char *p, size_t n, size_t cap);
+/* A line to give: a whole one, or one longer than max (to be cut). */
+int    lines_ready(lines_t *l, size_t max);
+/* The next line in *p, *n (without "\n" or "\r\n"), valid until
+   lines_take: LINE_WHOLE; LINE_CUT, its first max bytes (its rest is
+   dropped by lines_take and as it comes); LINE_LAST, at eof what is left;
+   0 when there is none yet. */
+int    lines_next(lines_t *l, size_t max, int eof, const char **p, size_t *n);
+void   lines_take(lines_t *l);
+void   lines_drain(lines_t *l); /* everything waiting taken at once */
+void   lines_free(lines_t *l);
+
 /* ---- SHA-256 (hash.c) ------------------------------------------------------ */
 
 typedef struct sha256 {
@@ -121,6 +148,24 @@ void list_push(list_t *l, list_node *n);   /* append */
 void list_remove(list_t *l, list_node *n); /* unlink; a no-op if not linked */
 #define list_item(node, type, member) \
 	((type *)(void *)((char *)(node) - offsetof(type, member)))
+
+/* ---- secrets' literals, the cheap first look (secrets.c) ------------------ */
+
+typedef struct secrets {
+	char   **lits;      /* none in a text: no secret in it (NULL: look at every text) */
+	size_t   n;
+	uint32_t first[256]; /* for each byte, the literals starting with it */
+	size_t   len[32];
+	uint8_t  pair[16][2]; /* the literals' distinct first two bytes (npairs 0: none, */
+	size_t   npairs;      /* or a literal of one byte: the byte-wise scan) */
+} secrets_t;
+
+/* literals: redact.literals(), one a line, or NULL (every text is looked
+   at). 0, or -1: no memory. */
+int  secrets_init(secrets_t *s, const char *literals);
+void secrets_free(secrets_t *s);
+/* Could p hold a secret? 0 only when it holds none of the literals. */
+int  secrets_may_hold(const secrets_t *s, const char *p, size_t n);
 
 /* ---- the event loop (loop.c) --------------------------------------------- */
 

@@ -257,6 +257,8 @@ static int blobs_put(lua_State *L)
 {
 	size_t n;
 	const char *p = luaL_checklstring(L, 2, &n);
+	if (db_redact(L, 1, &p, &n)) /* the record's write boundary (db.c) */
+		lua_replace(L, 2);
 	store_t st = { L, 1, db_conn(L, 1), p };
 	char hex[65];
 	put_whole(&st, p, n, hex);
@@ -274,8 +276,10 @@ static int blobs_put_body(lua_State *L)
 {
 	size_t n;
 	const char *s = luaL_checklstring(L, 2, &n);
-	store_t st = { L, 1, db_conn(L, 1), s };
 	lua_settop(L, 2);
+	if (db_redact(L, 1, &s, &n)) /* the record's write boundary (db.c): the spans are the masked body's */
+		lua_replace(L, 2);
+	store_t st = { L, 1, db_conn(L, 1), s };
 	char hex[65];
 	sha256_hex_of(s, n, hex);
 	int seen = exists(&st, hex);

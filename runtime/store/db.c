@@ -38,11 +38,13 @@ typedef struct cached {
 } cached;
 
 typedef struct db {
-	sqlite3 *h;
-	cached   cache[CACHE_SIZE];
-	int      ncache;
-	uint64_t tick;
-	int      txdepth;
+	sqlite3  *h;
+	cached    cache[CACHE_SIZE];
+	int       ncache;
+	uint64_t  tick;
+	int       txdepth;
+	int       redact;  /* the write boundary: its rule is the handle's user value 1 */
+	secrets_t lits;    /* what the rule can match holds one of these (secrets.c) */
 } db_t;
 
 
@@ -60,6 +62,31 @@ static db_t *check_db(lua_State *L)
 	if (!db->h)
 		luaL_error(L, "db is closed");
 	return db;
+}
+
+/* ---- the write boundary -------------------------------------------------------- */
+
+/* A connection opened with `redact` (procy's record: procy.store, the API
+   recorder) masks every text and blob a write binds: whatever table or
+   column it goes to, nothing secret reaches the file. Text holding none of
+   the rule's literals (the usual case) is bound as it is, with no Lua. */
+static int redact_value(lua_State *L, db_t *db, int handle, const char **p, size_t *n)
+{
+	if (!db->redact || !secrets_may_hold(&db->lits, *p, *n))
+		return 0;
+	lua_getiuservalue(L, handle, 1);
+	lua_pushlstring(L, *p, *n);
+	lua_call(L, 1, 1);
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "db: the record's redaction rule gave a %s, not text", luaL_typename(L, -1));
+	*p = lua_tolstring(L, -1, n);
+	return 1;
+}
+
+int db_redact(lua_State *L, int idx, const char **p, size_t *n)
+{
+	db_t *db = luaL_checkudata(L, idx, PROCY_DB_MT);
+	return redact_value(L, db, lua_absindex(L, idx), p, n);
 }
 
 /* ---- statements ------------------------------------------------------------- */
@@ -173,10 +200,13 @@ static int is_blob(lua_State *L, int idx)
 }
 
 /* Binds the value at idx to parameter i. The values stay on the stack for
-   the statement's whole run, so strings are bound without copying. */
-static void bind_one(lua_State *L, sqlite3_stmt *st, int i, int idx)
+   the statement's whole run, so strings are bound without copying; one the
+   boundary masked (write: a writing statement on a redacting connection)
+   is bound as a copy. */
+static void bind_one(lua_State *L, db_t *db, sqlite3_stmt *st, int i, int idx, int write)
 {
 	int rc;
+	idx = lua_absindex(L, idx);
 	switch (lua_type(L, idx)) {
 	case LUA_TNIL:
 	case LUA_TNONE:
@@ -199,6 +229,11 @@ static void bind_one(lua_State *L, sqlite3_stmt *st, int i, int idx)
 	case LUA_TSTRING: {
 		size_t n;
 		const char *s = lua_tolstring(L, idx, &n);
+		if (write && redact_value(L, db, 1, &s, &n)) {
+			rc = sqlite3_bind_text64(st, i, s, n, SQLITE_TRANSIENT, SQLITE_UTF8);
+			lua_pop(L, 1);
+			break;
+		}
 		rc = sqlite3_bind_text64(st, i, s, n, SQLITE_STATIC, SQLITE_UTF8);
 		break;
 	}
@@ -208,6 +243,11 @@ static void bind_one(lua_State *L, sqlite3_stmt *st, int i, int idx)
 			size_t n;
 			const char *s = lua_tolstring(L, -1, &n);
 			lua_pop(L, 1); /* the blob table still holds the string */
+			if (write && redact_value(L, db, 1, &s, &n)) {
+				rc = sqlite3_bind_blob64(st, i, s, n, SQLITE_TRANSIENT);
+				lua_pop(L, 1);
+				break;
+			}
 			rc = sqlite3_bind_blob64(st, i, s, n, SQLITE_STATIC);
 			break;
 		}
@@ -223,8 +263,9 @@ static void bind_one(lua_State *L, sqlite3_stmt *st, int i, int idx)
 
 /* Binds the arguments from index first on: one table binds by name
    (:name, $name, @name) or by position for '?', else one value each. */
-static void bind_args(lua_State *L, sqlite3_stmt *st, int first)
+static void bind_args(lua_State *L, db_t *db, sqlite3_stmt *st, int first)
 {
+	int write = db->redact && !sqlite3_stmt_readonly(st);
 	int top = lua_gettop(L);
 	int want = sqlite3_bind_parameter_count(st);
 	if (top == first && lua_istable(L, first) && !is_blob(L, first)) {
@@ -234,7 +275,7 @@ static void bind_args(lua_State *L, sqlite3_stmt *st, int first)
 				lua_getfield(L, first, name + 1);
 			else
 				lua_rawgeti(L, first, i);
-			bind_one(L, st, i, -1);
+			bind_one(L, db, st, i, -1, write);
 			lua_pop(L, 1); /* the table keeps the value alive */
 		}
 		return;
@@ -243,7 +284,7 @@ static void bind_args(lua_State *L, sqlite3_stmt *st, int first)
 	if (have != want)
 		luaL_error(L, "db: statement takes %d parameter(s), got %d", want, have);
 	for (int i = 1; i <= want; i++)
-		bind_one(L, st, i, first + i - 1);
+		bind_one(L, db, st, i, first + i - 1, write);
 }
 
 static void push_column(lua_State *L, sqlite3_stmt *st, int c)
@@ -316,7 +357,7 @@ static int db_exec(lua_State *L)
 	} else {
 		if (!st)
 			return db_fail(L, db->h, sqlite3_errcode(db->h), NULL);
-		bind_args(L, st, 3);
+		bind_args(L, db, st, 3);
 		int rc = run(L, db, st, 0);
 		if (rc)
 			return db_fail(L, db->h, rc, NULL);
@@ -338,7 +379,7 @@ static int db_query(lua_State *L)
 		return luaL_error(L, "db: query takes a single statement (in: %s)", sql);
 	if (!st)
 		return db_fail(L, db->h, sqlite3_errcode(db->h), NULL);
-	bind_args(L, st, 3);
+	bind_args(L, db, st, 3);
 	int rc = run(L, db, st, 1);
 	if (rc)
 		return db_fail(L, db->h, rc, NULL);
@@ -396,6 +437,7 @@ static int db_close(lua_State *L)
 		sqlite3_close_v2(db->h);
 		db->h = NULL;
 	}
+	secrets_free(&db->lits); /* a closed handle writes nothing */
 	return 0;
 }
 
@@ -417,212 +459,6 @@ static int db_path(lua_State *L)
 	return 1;
 }
 
-/* ---- migrations ------------------------------------------------------------- */
-
-typedef struct migration {
-	int         version;
-	const char *name;
-	const char *sql;
-} migration;
-
-static int migration_version(const char *base)
-{
-	/* NNNN_name.sql */
-	int v = 0, digits = 0;
-	for (; *base >= '0' && *base <= '9'; base++, digits++)
-		v = v * 10 + (*base - '0');
-	size_t n = strlen(base);
-	if (digits == 0 || *base != '_' || n < 5 || strcmp(base + n - 4, ".sql") != 0)
-		return -1;
-	return v;
-}
-
-static int cmp_migration(const void *a, const void *b)
-{
-	const migration *x = a, *y = b;
-	return (x->version > y->version) - (x->version < y->version);
-}
-
-/* Pushes a table that keeps the names and SQL texts alive and fills *out
-   with the migrations from dir (NULL: the embedded store/). Returns the
-   count, or raises on an unreadable directory or a duplicate version. */
-static int load_migrations(lua_State *L, const char *dir, migration **out)
-{
-	lua_newtable(L);
-	int keep = lua_gettop(L), n = 0;
-	if (!dir) {
-		for (const embedded_file *f = procy_embedded; f->path; f++) {
-			if (strncmp(f->path, "store/", 6) != 0)
-				continue;
-			lua_pushstring(L, f->path);
-			lua_rawseti(L, keep, ++n);
-			lua_pushlstring(L, (const char *)f->data, f->len);
-			lua_rawseti(L, keep, ++n);
-		}
-	} else {
-		DIR *d = opendir(dir);
-		if (!d)
-			return luaL_error(L, "db: migrations directory '%s': %s", dir, strerror(errno));
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			if (migration_version(e->d_name) < 0)
-				continue;
-			lua_pushfstring(L, "%s/%s", dir, e->d_name);
-			FILE *fp = fopen(lua_tostring(L, -1), "rb");
-			if (!fp) {
-				closedir(d);
-				return luaL_error(L, "db: %s: %s", lua_tostring(L, -1), strerror(errno));
-			}
-			luaL_Buffer b;
-			luaL_buffinit(L, &b);
-			char chunk[4096];
-			size_t got;
-			while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0)
-				luaL_addlstring(&b, chunk, got);
-			int bad = ferror(fp);
-			fclose(fp);
-			luaL_pushresult(&b);
-			if (bad) {
-				closedir(d);
-				return luaL_error(L, "db: reading %s failed", lua_tostring(L, -2));
-			}
-			lua_rawseti(L, keep, n + 2);
-			lua_rawseti(L, keep, n + 1);
-			n += 2;
-		}
-		closedir(d);
-	}
-	int count = n / 2;
-	migration *m = lua_newuserdatauv(L, sizeof *m * (size_t)(count ? count : 1), 0);
-	lua_rawseti(L, keep, ++n);
-	for (int i = 0; i < count; i++) {
-		lua_rawgeti(L, keep, 2 * i + 1);
-		m[i].name = lua_tostring(L, -1);
-		const char *base = strrchr(m[i].name, '/');
-		m[i].version = migration_version(base ? base + 1 : m[i].name);
-		lua_rawgeti(L, keep, 2 * i + 2);
-		m[i].sql = lua_tostring(L, -1);
-		lua_pop(L, 2);
-	}
-	qsort(m, (size_t)count, sizeof *m, cmp_migration);
-	for (int i = 1; i < count; i++)
-		if (m[i].version == m[i - 1].version)
-			return luaL_error(L, "db: migrations %s and %s share version %d",
-			                  m[i - 1].name, m[i].name, m[i].version);
-	*out = m;
-	return count;
-}
-
-static int user_version(db_t *db)
-{
-	sqlite3_stmt *st;
-	int v = -1;
-	if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-/* Applies the migrations newer than the database, each in its own
-   BEGIN IMMEDIATE transaction; the version is read again under the write
-   lock so two processes opening a new database apply each one once.
-   Returns 0, or pushes a failure tuple and returns its count. */
-static int migrate_each(lua_State *L, db_t *db, migration *m, int count, int latest);
-
-/* A record opened read-only cannot be migrated: it must be current. */
-static int check_schema(lua_State *L, db_t *db, const char *dir, const char *path)
-{
-	migration *m;
-	int count = load_migrations(L, dir, &m);
-	int latest = count ? m[count - 1].version : 0, v = user_version(db);
-	lua_pop(L, 1);
-	if (v < 0)
-		return db_fail(L, db->h, sqlite3_errcode(db->h), path);
-	if (v < latest)
-		return procy_fail(L, "ESCHEMA", "the record at %s is from an older procy (schema %d, this one "
-		                  "needs %d): run procy once where it may write the file, to bring it up to date",
-		                  path, v, latest);
-	if (v > latest)
-		return procy_fail(L, "ESCHEMA", "database schema version %d is newer than this procy knows (%d); "
-		                  "upgrade procy", v, latest);
-	return 0;
-}
-
-static int migrate(lua_State *L, db_t *db, const char *dir)
-{
-	migration *m;
-	int count = load_migrations(L, dir, &m);
-	int latest = count ? m[count - 1].version : 0;
-	int current = user_version(db);
-	if (current == latest) {
-		lua_pop(L, 1);
-		return 0; /* the usual case: no write lock needed */
-	}
-	/* Foreign keys are off while a migration runs (SQLite cannot rebuild a
-	   table they point at otherwise: a DROP would cascade or fail) and
-	   checked as a whole before it commits. */
-	exec_plain(db, "PRAGMA foreign_keys = OFF");
-	int n = migrate_each(L, db, m, count, latest);
-	exec_plain(db, "PRAGMA foreign_keys = ON");
-	if (n)
-		return n;
-	lua_pop(L, 1);
-	return 0;
-}
-
-/* 1 when the record has no row pointing at a row that is not there. */
-static int keys_hold(db_t *db)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db->h, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
-		return 0;
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE;
-}
-
-static int migrate_each(lua_State *L, db_t *db, migration *m, int count, int latest)
-{
-	for (int i = 0; i < count; i++) {
-		int rc = exec_plain(db, "BEGIN IMMEDIATE");
-		if (rc != SQLITE_OK)
-			return db_fail(L, db->h, rc, "migrate: begin");
-		int v = user_version(db);
-		if (v > latest) {
-			exec_plain(db, "ROLLBACK");
-			return procy_fail(L, "ESCHEMA", "database schema version %d is newer than "
-			                  "this procy knows (%d); upgrade procy", v, latest);
-		}
-		if (m[i].version <= v) {
-			exec_plain(db, "ROLLBACK");
-			continue;
-		}
-		char *err = NULL;
-		rc = sqlite3_exec(db->h, m[i].sql, NULL, NULL, &err);
-		if (rc == SQLITE_OK && !keys_hold(db)) {
-			rc = SQLITE_CONSTRAINT;
-			err = sqlite3_mprintf("it leaves rows pointing at rows that are not there");
-		}
-		if (rc == SQLITE_OK) {
-			char pragma[64];
-			snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", m[i].version);
-			rc = exec_plain(db, pragma);
-		}
-		if (rc == SQLITE_OK)
-			rc = exec_plain(db, "COMMIT");
-		if (rc != SQLITE_OK) {
-			lua_pushstring(L, err ? err : sqlite3_errmsg(db->h));
-			sqlite3_free(err);
-			exec_plain(db, "ROLLBACK");
-			return procy_fail(L, db_code_name(rc), "migration %s failed: %s",
-			                  m[i].name, lua_tostring(L, -1));
-		}
-	}
-	return 0;
-}
-
 /* Creates the directory that will hold path (mode 0700: it holds
    everything the agent was told and answered). */
 static int make_parents(const char *path)
@@ -642,7 +478,10 @@ static int make_parents(const char *path)
 
 /* open(path, [opts]) -> db | nil, err, code
    opts.busy_timeout: seconds to wait for another writer (default 5);
-   opts.migrations: false (none), a directory, or nil (procy's store/). */
+   opts.migrations: false (none), a directory, or nil (procy's store/);
+   opts.redact: {rule = fn(text) -> text, literals = "a\nb"|nil}: the write
+   boundary (every text and blob a write binds goes through rule, unless
+   it holds none of the literals). */
 static int db_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -665,10 +504,23 @@ static int db_open(lua_State *L)
 		return procy_fail(L, "ENOENT", "no record at %s (nothing was recorded there yet)", path);
 	if (!readonly && strcmp(path, ":memory:") != 0 && make_parents(path) < 0)
 		return procy_fail_errno(L, errno, path);
-	db_t *db = lua_newuserdatauv(L, sizeof *db, 0);
+	db_t *db = lua_newuserdatauv(L, sizeof *db, 1);
 	memset(db, 0, sizeof *db);
 	luaL_setmetatable(L, PROCY_DB_MT);
 	int udx = lua_gettop(L);
+	if (lua_istable(L, 2) && lua_getfield(L, 2, "redact") != LUA_TNIL) {
+		luaL_checktype(L, -1, LUA_TTABLE);
+		lua_getfield(L, -1, "rule");
+		luaL_checktype(L, -1, LUA_TFUNCTION);
+		lua_setiuservalue(L, udx, 1);
+		lua_getfield(L, -1, "literals");
+		const char *lits = lua_tostring(L, -1);
+		if (secrets_init(&db->lits, lits) < 0)
+			return luaL_error(L, "db: out of memory");
+		db->redact = 1;
+		lua_pop(L, 1);
+	}
+	lua_settop(L, udx);
 	int rc = sqlite3_open_v2(path, &db->h, (readonly ? SQLITE_OPEN_READONLY :
 	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -699,8 +551,8 @@ static int db_open(lua_State *L)
 	if (rc == SQLITE_OK) /* tape(tape_id, at, len): the terminal's output (tape.c) */
 		rc = tape_sql(db->h);
 	int n = rc != SQLITE_OK ? db_fail(L, db->h, rc, path)
-	      : readonly && do_migrate ? check_schema(L, db, dir, path)
-	      : do_migrate ? migrate(L, db, dir) : 0;
+	      : readonly && do_migrate ? db_check_schema(L, db->h, dir, path)
+	      : do_migrate ? db_migrate(L, db->h, dir) : 0;
 	if (n) {
 		cache_clear(db);
 		sqlite3_close_v2(db->h);
@@ -725,14 +577,7 @@ static int db_blob(lua_State *L)
 /* version() -> the newest schema version compiled into procy */
 static int db_schema_version(lua_State *L)
 {
-	int v = 0;
-	for (const embedded_file *f = procy_embedded; f->path; f++)
-		if (strncmp(f->path, "store/", 6) == 0) {
-			int x = migration_version(f->path + 6);
-			if (x > v)
-				v = x;
-		}
-	lua_pushinteger(L, v);
+	lua_pushinteger(L, db_schema_latest());
 	return 1;
 }
 

@@ -22,8 +22,19 @@ struct sqlite3 *db_conn(lua_State *L, int idx);
 /* A statement from the handle's cache (reset, no bindings left over after
    the caller resets it); raises if sql does not compile. */
 struct sqlite3_stmt *db_cached(lua_State *L, int idx, const char *sql);
+/* The write boundary of the db userdata at idx, on text a C module is
+   about to write: 1 and the masked text pushed (p, n point into it), or
+   0 when it is written as it is (nothing pushed). */
+int db_redact(lua_State *L, int idx, const char **p, size_t *n);
 /* Raises {err = message, code = "SQLITE_..."} for a failed call. */
 void db_raise(lua_State *L, struct sqlite3 *h, int rc);
+
+/* migrate.c: procy's migrations (dir NULL: those built in) applied to h,
+   or (check) h's schema checked to be theirs; 0, or the failure's values
+   pushed (nil, err, code), their count. */
+int db_migrate(lua_State *L, struct sqlite3 *h, const char *dir);
+int db_check_schema(lua_State *L, struct sqlite3 *h, const char *dir, const char *path);
+int db_schema_latest(void); /* the newest migration built in */
 
 /* db_reader.c: db.reader(path), reads on a thread of their own. */
 int  db_reader_open(lua_State *L);

@@ -17,40 +17,13 @@
 
 /* ---- the rule set ------------------------------------------------------------------------ */
 
-static void pairs(rules_t *r);
-
 int rules_init(rules_t *r, const rec_rules *given)
 {
 	memset(r, 0, sizeof *r);
 	r->spans = LUA_NOREF;
 	if (given && given->settings && !(r->settings = strdup(given->settings)))
 		return -1;
-	if (!given || !given->literals)
-		return 0;
-	const char *p = given->literals; /* one per line */
-	size_t n = 1;
-	for (const char *q = p; *q; q++)
-		n += *q == '\n';
-	if (!(r->lits = calloc(n, sizeof *r->lits)))
-		return -1;
-	while (*p && r->nlits < 32) {
-		size_t len = strcspn(p, "\n");
-		if (len && (r->lits[r->nlits] = strndup(p, len))) {
-			r->lit_len[r->nlits] = len;
-			r->lit_first[(unsigned char)p[0]] |= 1u << r->nlits;
-			r->nlits++;
-		}
-		p += len + (p[len] == '\n');
-	}
-	if (*p) { /* more than 32: look at every text */
-		for (size_t i = 0; i < r->nlits; i++)
-			free(r->lits[i]);
-		free(r->lits);
-		r->lits = NULL;
-		r->nlits = 0;
-	}
-	pairs(r);
-	return 0;
+	return secrets_init(&r->lits, given ? given->literals : NULL);
 }
 
 void rules_close_state(rules_t *r)
@@ -64,9 +37,7 @@ void rules_close_state(rules_t *r)
 void rules_free(rules_t *r)
 {
 	rules_close_state(r);
-	for (size_t i = 0; i < r->nlits; i++)
-		free(r->lits[i]);
-	free(r->lits);
+	secrets_free(&r->lits);
 	free(r->settings);
 	memset(r, 0, sizeof *r);
 }
@@ -103,102 +74,6 @@ fail:
 	snprintf(r->error, sizeof r->error, "no redaction: %s", lua_tostring(L, -1));
 	lua_settop(L, 0);
 	return 0;
-}
-
-/* Does a literal start at u[i]? */
-static int literal_at(const rules_t *r, const unsigned char *u, size_t n, size_t i)
-{
-	uint32_t m = r->lit_first[u[i]];
-	while (m) {
-		int k = __builtin_ctz(m);
-		m &= m - 1;
-		size_t len = r->lit_len[k];
-		if (len <= n - i && (len < 2 || u[i + 1] == (unsigned char)r->lits[k][1]) &&
-		    memcmp(u + i, r->lits[k], len) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* Sixteen bytes at a time, the first two bytes of every literal looked for
-   at once (GCC vector extensions: SSE2 on x86-64, NEON on arm64); a block
-   where a pair starts is looked at byte by byte. Output of base64 or
-   compressed text, where the literals' first bytes are common, costs a
-   third of the byte-wise scan (measured). */
-typedef uint8_t v16u __attribute__((vector_size(16)));
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define LANE(byte) (size_t)(7 - (byte)) /* a lane's byte within its 64-bit half */
-#else
-#define LANE(byte) (size_t)(byte)
-#endif
-typedef int8_t  v16m __attribute__((vector_size(16)));
-
-/* Could text hold a secret? Without rules of its own (the `redact`
-   setting) procy.redact names the literals every default match holds
-   (redact.literals()): a stream with none of them needs no Lua. */
-static int may_hold(const rules_t *r, const char *p, size_t n)
-{
-	if (n == 0)
-		return 0;
-	if (!r->lits)
-		return 1;
-	const unsigned char *u = (const unsigned char *)p;
-	size_t i = 0;
-	if (r->npairs) {
-		v16u first[16], second[16];
-		for (size_t k = 0; k < r->npairs; k++) {
-			for (int j = 0; j < 16; j++)
-				first[k][j] = r->pair[k][0], second[k][j] = r->pair[k][1];
-		}
-		for (; i + 17 <= n; i += 16) {
-			v16u a, b;
-			memcpy(&a, u + i, 16);
-			memcpy(&b, u + i + 1, 16);
-			v16m hit = { 0 };
-			for (size_t k = 0; k < r->npairs; k++)
-				hit |= (v16m)(a == first[k]) & (v16m)(b == second[k]);
-			uint64_t w[2];
-			memcpy(w, &hit, sizeof w);
-			if (!(w[0] | w[1]))
-				continue;
-			/* only where a pair starts (a hit lane is 0xff: its low bit) */
-			for (int half = 0; half < 2; half++)
-				for (uint64_t m = w[half] & 0x0101010101010101ULL; m; m &= m - 1)
-					if (literal_at(r, u, n, i + 8 * (size_t)half + LANE(__builtin_ctzll(m) >> 3)))
-						return 1;
-		}
-	}
-	for (; i < n; i++)
-		if (literal_at(r, u, n, i))
-			return 1;
-	return 0;
-}
-
-/* The literals' distinct first two bytes, for may_hold's block scan; none
-   (the byte-wise scan) if a literal is one byte long or there are more
-   than 16 pairs. */
-static void pairs(rules_t *r)
-{
-	r->npairs = 0;
-	for (size_t k = 0; k < r->nlits; k++) {
-		const uint8_t *l = (const uint8_t *)r->lits[k];
-		size_t j = 0;
-		if (r->lit_len[k] < 2) {
-			r->npairs = 0;
-			return;
-		}
-		while (j < r->npairs && !(r->pair[j][0] == l[0] && r->pair[j][1] == l[1]))
-			j++;
-		if (j < r->npairs)
-			continue;
-		if (r->npairs == 16) {
-			r->npairs = 0;
-			return;
-		}
-		r->pair[r->npairs][0] = l[0];
-		r->pair[r->npairs][1] = l[1];
-		r->npairs++;
-	}
 }
 
 /* [-0, +0] The secrets in the string on top of r->L (popped) as spans
@@ -246,14 +121,14 @@ static int stream_may_hold(const rules_t *r, const batch *in, char kind)
 		if (q->kind != kind)
 			continue;
 		const char *p = in->data.p + q->off;
-		if (may_hold(r, p, q->len))
+		if (secrets_may_hold(&r->lits, p, q->len))
 			return 1;
 		if (prev && prevlen && q->len) {
 			char edge[64];
 			size_t a = prevlen < 31 ? prevlen : 31, b = q->len < 32 ? q->len : 32;
 			memcpy(edge, prev + prevlen - a, a);
 			memcpy(edge + a, p, b);
-			if (may_hold(r, edge, a + b))
+			if (secrets_may_hold(&r->lits, edge, a + b))
 				return 1;
 		}
 		prev = p, prevlen = q->len;
@@ -312,7 +187,7 @@ void rules_take_in(rules_t *r, batch *in, batch *pending)
 	need[0] = stream_may_hold(r, in, 'o');
 	need[1] = stream_may_hold(r, in, 'i');
 	for (size_t i = 0; i < in->nev && !lines; i++)
-		lines = in->ev[i].kind == 'l' && may_hold(r, in->data.p + in->ev[i].off, in->ev[i].len);
+		lines = in->ev[i].kind == 'l' && secrets_may_hold(&r->lits, in->data.p + in->ev[i].off, in->ev[i].len);
 	if ((need[0] || need[1] || lines) && !open_redaction(r))
 		need[0] = need[1] = lines = 0; /* the failure is the recorder's error: shown */
 	if (!need[0] && !need[1] && !lines) {

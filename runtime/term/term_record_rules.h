@@ -15,12 +15,7 @@
 typedef struct rules {
 	lua_State *L;
 	int        spans;         /* registry ref: procy.redact.spans */
-	char     **lits;          /* redact.literals(): none in a text, no secret in it */
-	size_t     nlits;
-	uint32_t   lit_first[256]; /* for each byte, the literals starting with it */
-	size_t     lit_len[32];
-	uint8_t    pair[16][2];   /* the literals' distinct first two bytes (npairs 0: none, */
-	size_t     npairs;        /* or a literal of one byte: the byte-wise scan) */
+	secrets_t  lits;          /* the first look (secrets.c) */
 	char      *settings;      /* JSON, as rec_rules has it */
 	char       error[256];    /* the last failure ("": none); the owner takes it and clears it */
 } rules_t;

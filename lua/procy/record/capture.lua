@@ -335,7 +335,8 @@ function M.worker(settings)
   redact.settings = { redact = s.redact }
   prices.extra = s.prices or {}
   -- a short busy wait: a refusal is reported and tried again (api_record.c)
-  local h = assert(require("procy.db").open(s.db, { migrations = false, busy_timeout = 0.5 }))
+  local h = assert(require("procy.db").open(s.db, { migrations = false, busy_timeout = 0.5,
+    redact = redact.boundary() })) -- the record's write boundary, as procy.store's
   -- this connection writes in batches and checkpoints itself (api_record.c)
   h:exec("PRAGMA wal_autocheckpoint = 0")
   -- a page cache of 2 MB: what the blob lookups touch again (the index's

@@ -68,7 +68,10 @@ do
   -- a default rule is looked for only where one of its literals is: each
   -- rule's match starts with one, wherever it stands in the text
   local examples = { "sk-ant-api03-" .. ("Ab1_-"):rep(8), "ghs_" .. ("a1"):rep(18), "github_pat_" .. ("B_2"):rep(12),
-                     "AKIA" .. ("Q7"):rep(8), "AIza" .. ("c-_9"):rep(8) .. "xyz", "xoxp-" .. ("12ab-"):rep(3) }
+                     "AKIA" .. ("Q7"):rep(8), "AIza" .. ("c-_9"):rep(8) .. "xyz", "xoxp-" .. ("12ab-"):rep(3),
+                     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+                     "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB+/xyz0123456789abcdef==",
+                     "aws_secret_access_key = " .. ("wJalrXUtnF"):rep(4), 'SecretAccessKey":"' .. ("K7MDENG/bP"):rep(4) }
   T.is(#examples, #redact.default_patterns, "an example for every default rule")
   local english = ("the knight thought it might rain through the night; "):rep(40)
   for i, p in ipairs(redact.default_patterns) do
