@@ -31,8 +31,10 @@ M.default_patterns = {
   { "AIza", "AIza" .. key:rep(35), { "AIza" } },                     -- Google API keys
   { "xox", "xox[baprs]%-" .. ("[%w%-]"):rep(10) .. "[%w%-]*",         -- Slack tokens
     { "xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-" } },
+  -- JWTs (header.payload.signature), known by their header's first field
+  -- ({"alg", {"typ", {"kid"): "eyJ" alone is common in any base64
   { "eyJ", "eyJ" .. key:rep(7) .. key .. "*%.eyJ" .. key:rep(7) .. key .. "*%." .. key:rep(10) .. key .. "*",
-    { "eyJ" } },                                                     -- JWTs (header.payload.signature)
+    { "eyJhbGci", "eyJ0eXAi", "eyJraWQi" } },
   -- a PEM private key: its BEGIN line and the key after it (the END
   -- line says nothing); newlines as they are or JSON-escaped
   { "-----BEGIN", "%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-[%w%s+/=\\]*", { "-----BEGIN" } },

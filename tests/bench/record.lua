@@ -32,8 +32,8 @@ local function write(path, text)
   return path
 end
 
-local function start_procy(name, upstream)
-  local p = assert(proc.spawn({ bin, "--db", dir .. "/" .. name .. ".db", "serve", "--port", "0",
+local function start_procy(name, upstream, with)
+  local p = assert(proc.spawn({ with or bin, "--db", dir .. "/" .. name .. ".db", "serve", "--port", "0",
     "--upstream", upstream, "--openai-upstream", upstream }, { stderr = "pipe", stdout = false }))
   local url = (p:lines("stderr")() or ""):match("listening on (http://[%d.:]+)")
   return p, assert(url, "procy serve did not start")
@@ -86,6 +86,26 @@ local function part_wrk(seconds)
     rates[tuned] = wrk("http://127.0.0.1:" .. ng_port, seconds)
     ng:kill("QUIT")
     ng:wait(10)
+  end
+  -- PROCY_BASELINE=BIN: an earlier build measured the same way, its rounds
+  -- between this build's, to measure a change
+  local base_bin = os.getenv("PROCY_BASELINE")
+  if base_bin then
+    local bp, burl = start_procy("baseline", up_url, base_bin)
+    local mine, theirs = {}, {}
+    local tp, turl = start_procy("paired", up_url)
+    for round = 1, 3 do
+      theirs[round] = wrk(burl, seconds)
+      mine[round] = wrk(turl, seconds)
+    end
+    table.sort(mine)
+    table.sort(theirs)
+    print(("paired with %s, 3 rounds each, interleaved: this build %.0f req/s, it %.0f req/s (medians): %.2fx")
+      :format(base_bin, mine[2], theirs[2], mine[2] / theirs[2]))
+    bp:kill("TERM")
+    tp:kill("TERM")
+    bp:wait(30)
+    tp:wait(30)
   end
   local px, url = start_procy("wrk", up_url)
   local record = dir .. "/wrk.db"

@@ -91,6 +91,12 @@ return function(args)
   local shm_db = shm and shm .. "/record.db"
   local inner_shm = shm and quoted(core.exe) .. " --db " .. quoted(shm_db) .. " --agent " .. quoted("cat " .. quoted(file))
 
+  -- PROCY_BASELINE=BIN: another procy (an earlier build) run beside this
+  -- one, interleaved, to measure a change
+  local base_bin = os.getenv("PROCY_BASELINE")
+  local base_db = dir .. "/baseline.db"
+  local inner_base = base_bin and quoted(base_bin) .. " --db " .. quoted(base_db) .. " --agent " .. quoted("cat " .. quoted(file))
+  local b_exit = {}
   local runs = 9 -- on a busy machine the median of 5 wandered by 10 %
   print(("throughput: cat of %d MB of base64 (%d lines), %d runs each, interleaved, inside an outer script(1)")
     :format(mb, size // 77, runs))
@@ -104,6 +110,7 @@ return function(args)
     assert(r.code == 0, "procy failed: " .. tostring(r.code))
     p_exit[run], rss[run], wal[run] = exit, peak, walmax
     if shm then m_exit[run] = timed(outer(inner_shm)) end
+    if base_bin then b_exit[run] = timed(outer(inner_base)) end
   end
   if shm then proc.run { "rm", "-rf", shm } end
   -- each procy run against the script run just before it: the machine's
@@ -127,6 +134,10 @@ return function(args)
     print(("  %-34s %7.3fs %7.3fs  (%.2fx best, %.2fx median: the rest of the cost is the disk's)")
       :format("the same, its record on tmpfs", best(m_exit), median(m_exit), best(s_exit) / best(m_exit),
               median(s_exit) / median(m_exit)))
+  end
+  if base_bin then
+    print(("  %-34s %7.3fs %7.3fs  (this build / it: %.2fx best, %.2fx median)"):format("the baseline, " .. base_bin:match("[^/]*/[^/]*$"),
+      best(b_exit), median(b_exit), best(b_exit) / best(p_exit), median(b_exit) / median(p_exit)))
   end
   print(("  recorded: %.1f MB of output in %d rows (last run), the bytes on the tape beside the record; the WAL grew to at most %.1f MB")
     :format((rows.bytes or 0) / 1048576, rows.n, math.max(table.unpack(wal)) / 1048576))
