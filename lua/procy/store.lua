@@ -70,9 +70,11 @@ function M.reap()
           UNION ALL SELECT max(started_at + coalesce(duration_us, 0)) FROM api_calls WHERE session_id = ?1)]], r.id)[1].t
       -- its byte counts, which a clean end writes, from what it recorded
       local sum = M.event_summary(r.id)
+      local lost = M.loss_note(r.id)
       h:exec([[UPDATE sessions SET status = 'crashed', ended_at = ?, end_reason = ?, bytes_in = ?, bytes_out = ?
                WHERE id = ? AND status = 'running']], last or r.started_at,
-        ("procy (pid %d) ended without closing it (killed or crashed): the record ends at its last event"):format(r.pid),
+        ("procy (pid %d) ended without closing it (killed, crashed, or its disk full): the record ends at its last event%s")
+          :format(r.pid, lost and ("; " .. lost) or ""),
         sum.input_bytes, sum.output_bytes, r.id)
     end
   end
@@ -159,8 +161,22 @@ end
 -- end_session(id, {status =, code =, signal =, bytes_in =, bytes_out =})
 function M.end_session(id, e)
   return M.open():exec([[UPDATE sessions SET ended_at = ?, status = ?, exit_code = ?, exit_signal = ?,
-                           bytes_in = bytes_in + ?, bytes_out = bytes_out + ? WHERE id = ?]],
-    M.now_us(), e.status, e.code, e.signal, e.bytes_in or 0, e.bytes_out or 0, id)
+                           bytes_in = bytes_in + ?, bytes_out = bytes_out + ?, end_reason = coalesce(?, end_reason)
+                         WHERE id = ?]],
+    M.now_us(), e.status, e.code, e.signal, e.bytes_in or 0, e.bytes_out or 0, M.loss_note(id), id)
+end
+
+-- loss_note(id) -> what the record could not keep of a session, as its
+-- end_reason says it, or nil when it kept everything
+function M.loss_note(id)
+  local l = M.losses(id)
+  local parts = {}
+  if l.output_events > 0 then
+    parts[#parts + 1] = ("%d terminal event(s), %d bytes of output, could not be recorded (see its gap events)")
+      :format(l.output_events, l.output_bytes)
+  end
+  if l.api_calls > 0 then parts[#parts + 1] = ("%d API call(s) could not be recorded"):format(l.api_calls) end
+  return #parts > 0 and table.concat(parts, "; ") or nil
 end
 
 local function decode_session(row)

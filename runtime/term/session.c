@@ -488,8 +488,9 @@ static void finish(session_t *s)
 		snprintf(what, sizeof what, "%d", code);
 	typed_tick(&s->in, 1); /* input never shown by now was hidden */
 	rec(s, 'x', what, strlen(what));
-	if (rec_close(s->rec) < 0 && !s->rec_reported)
-		session_post(s, SESSION_ERROR, "recording failed at the end", 28, 0, 0);
+	char lost[512];
+	if (rec_finish(s->rec, lost, sizeof lost) < 0) /* said even when a failure was said before */
+		session_post(s, SESSION_ERROR, lost, strlen(lost), 0, 0);
 	s->rec = NULL;
 	session_post(s, SESSION_EXIT, NULL, 0, code, sig);
 	if (s->ov.later.len) /* output for a pager that never opened */

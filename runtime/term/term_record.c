@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -46,6 +47,7 @@
 #define EV_MAX          (1 << 18)  /* events waiting, those on the tape too (40 bytes each) */
 #define QUEUE_MAX       (16 << 20) /* the relay's queue, if the writer never comes */
 #define CLOSE_TRIES_NS  2000000000LL
+#define RESERVE_BYTES   (1 << 20)  /* the ballast: room for the last words on a full disk */
 
 struct recorder {
 	worker_t        w;
@@ -61,6 +63,7 @@ struct recorder {
 	rules_t         rules;     /* what it is redacted with (term_record_rules.c) */
 	int             spill_fd;
 	char            spill_path[4096];
+	char            reserve[4096]; /* the ballast beside the record ("": none; see rec_finish) */
 	uint64_t        spilled;   /* events in the spill file, and in carry */
 	off_t           spill_from; /* where its events not yet read back start */
 	batch           carry;     /* read back from it, refused by the database */
@@ -452,6 +455,18 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 	snprintf(r->session, sizeof r->session, "%s", session);
 	snprintf(r->spill_path, sizeof r->spill_path, "%s-spill-%s", path, session);
 	r->spill_fd = -1;
+	/* A megabyte of ballast, given back when the disk is full at the end,
+	   so what could not be written is at least counted in the record. No
+	   room for it now: none. */
+	snprintf(r->reserve, sizeof r->reserve, "%s-reserve-%s", path, session);
+	int rfd = open(r->reserve, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (rfd < 0 || posix_fallocate(rfd, 0, RESERVE_BYTES) != 0) {
+		if (rfd >= 0)
+			unlink(r->reserve);
+		r->reserve[0] = 0;
+	}
+	if (rfd >= 0)
+		close(rfd);
 	if (rules_init(&r->rules, rules) < 0) {
 		err_set(err, "ENOMEM", "out of memory");
 		rules_free(&r->rules);
@@ -582,12 +597,79 @@ void rec_stats(recorder_t *r, rec_stats_t *out)
 
 /* Writes the rest (trying for up to 2 s if the record refuses), ends the
    writer, then checkpoints what the checkpointer has not. 0, or -1 if events were lost. */
-int rec_close(recorder_t *r)
+/* What the writer could not write by the end (the disk full, the database
+   refusing): the ballast goes, to make room, and it is tried once more;
+   what still does not go is dropped, and a gap event and a `losses` row
+   say how much, when there is room for them. msg says what happened. */
+static int last_words(recorder_t *r, char *msg, size_t len)
 {
+	int rc = SQLITE_OK;
+	char err[256] = "";
+	for (size_t i = 0; i < r->queue.nev; i++) { /* none, as a rule: the last round took them */
+		const queued *q = &r->queue.ev[i];
+		batch_add(&r->pending, q->t, q->kind, r->queue.data.p + q->off, q->len, 0);
+	}
+	batch_clear(&r->queue);
+	if (!r->pending.nev && !r->carry.nev && !r->spilled)
+		return 0;
+	/* once more, as it is (the writer has tried for CLOSE_TRIES_NS) */
+	if (unspill(r, &rc, err, sizeof err) == 0 && rc == SQLITE_OK)
+		batch_drop(&r->pending, write_events(r, &r->pending, &rc, err, sizeof err));
+	/* the output among them is counted as output lost (gap, losses); the
+	   rest (the exit, input typed at the very end) only in msg */
+	uint64_t events = r->spilled, bytes = 0, other = 0;
+	for (int k = 0; k < 2; k++) {
+		const batch *b = k ? &r->carry : &r->pending;
+		for (size_t i = 0; i < b->nev; i++) {
+			if (b->ev[i].kind == 'o')
+				events++, bytes += b->ev[i].len;
+			else
+				other++;
+		}
+	}
+	if (!events && !other)
+		return 0;
+	/* what is left is let go; the ballast makes room to say so */
+	if (r->reserve[0]) {
+		unlink(r->reserve);
+		r->reserve[0] = 0;
+	}
+	int64_t from = r->carry.nev ? r->carry.ev[0].t : r->pending.nev ? r->pending.ev[0].t : rec_now_us();
+	batch_clear(&r->pending);
+	batch_clear(&r->carry);
+	uint64_t spilled = r->spilled;
+	r->spilled = 0; /* those stay in the spill file, for a person */
+	r->lost_events += events;
+	r->lost_bytes += bytes;
+	batch gap = { 0 };
+	char g[160], err2[256];
+	int n = snprintf(g, sizeof g, "{\"events\":%llu,\"bytes\":%llu,\"from\":%lld,\"to\":%lld}",
+	                 (unsigned long long)events, (unsigned long long)bytes, (long long)from, (long long)rec_now_us());
+	int told = batch_add(&gap, rec_now_us(), 'g', g, (size_t)n, 0) == 0 &&
+	           write_events(r, &gap, &rc, err2, sizeof err2) == 1;
+	batch_free(&gap);
+	if (msg)
+		snprintf(msg, len, "the last %llu output event(s) of the terminal (%llu bytes) and %llu other(s) could not be recorded%s%s%s; %s",
+		         (unsigned long long)events, (unsigned long long)bytes, (unsigned long long)other,
+		         err[0] ? " (" : "", err, err[0] ? ")" : "",
+		         told ? "a gap event and the losses table say so" :
+		         spilled ? "what waited in the spill file is still there" : "the record could not even say so");
+	return -1;
+}
+
+int rec_finish(recorder_t *r, char *msg, size_t len)
+{
+	if (msg && len)
+		msg[0] = 0;
 	if (!r)
 		return 0;
 	worker_stop(&r->w);
-	int lost = r->pending.nev || r->spilled || r->queue.nev || r->stats.dropped;
+	int lost = last_words(r, msg, len) < 0 || r->stats.dropped;
+	if (lost && msg && !msg[0])
+		snprintf(msg, len, "%llu output event(s) were let go while the disk was full (gap events say where)",
+		         (unsigned long long)r->stats.dropped);
+	if (r->reserve[0])
+		unlink(r->reserve);
 	ckpt_stop(r->ckpt, r->db);
 	sqlite3_wal_checkpoint_v2(r->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL); /* the rest */
 	sqlite3_finalize(r->insert);
@@ -596,7 +678,8 @@ int rec_close(recorder_t *r)
 	tape_close(r->tape);
 	if (r->spill_fd >= 0) {
 		close(r->spill_fd);
-		if (!r->spilled)
+		struct stat st;
+		if (stat(r->spill_path, &st) == 0 && st.st_size == 0)
 			unlink(r->spill_path); /* else it is what is left: kept for a person to see */
 	}
 	worker_free(&r->w);
@@ -607,4 +690,9 @@ int rec_close(recorder_t *r)
 	rules_free(&r->rules);
 	free(r);
 	return lost ? -1 : 0;
+}
+
+int rec_close(recorder_t *r)
+{
+	return rec_finish(r, NULL, 0);
 }

@@ -45,5 +45,9 @@ typedef struct rec_stats {
 } rec_stats_t;
 void rec_stats(recorder_t *r, rec_stats_t *out);
 int  rec_close(recorder_t *r);         /* writes the rest; 0, or -1 if any was lost */
+/* rec_close, and msg (len bytes) says what was lost, if anything: output
+   the disk had no room for at the end is counted (a gap event, a losses
+   row) in room the recorder kept for it. */
+int  rec_finish(recorder_t *r, char *msg, size_t len);
 
 #endif

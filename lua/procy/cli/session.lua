@@ -145,8 +145,13 @@ function M.run(opts)
   s:close()
   stop_agent()
   ended = true
-  store.end_session(id, { status = exit.signal and "killed" or "exited", code = exit.code,
+  -- on a full disk this may fail too: said, and the next procy closes it
+  local closed, cerr = pcall(store.end_session, id, { status = exit.signal and "killed" or "exited", code = exit.code,
     signal = exit.signal, bytes_in = info.bytes_in, bytes_out = info.bytes_out })
+  if not closed then
+    io.stderr:write(("procy: session %s could not be closed in the record (%s): the next procy that opens it closes it, "
+      .. "with what was lost\n"):format(id, type(cerr) == "table" and tostring(cerr.err) or tostring(cerr)))
+  end
   if opts.explain and core.time() - ctx.started < M.short and (exit.code or 1) ~= 0 then
     io.stderr:write(M.why_so_short(id, argv, core.time() - ctx.started, exit, proxy))
   end

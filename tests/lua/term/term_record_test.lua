@@ -8,6 +8,7 @@
 local T = require "lib.tap"
 local core = require "procy.core"
 local db = require "procy.db"
+local json = require "procy.json"
 local proc = require "procy.proc"
 
 local dir = T.tmpdir()
@@ -216,7 +217,7 @@ end
 -- rest waits in memory, and once there is room again it goes in too; with
 -- more than memory holds (8 MB), the oldest output is let go, a gap event
 -- says how much and when, and the loss is counted
-local function full_disk(name, chunks, full_for, check)
+local function full_disk(name, chunks, full_for, check, keep_full)
   local small = dir .. "/" .. name
   proc.run { "mkdir", "-p", small }
   local m = proc.run { "mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", small }
@@ -242,11 +243,12 @@ os.write(1, b"END\n")
   assert(proc.run { "sh", "-c", ("head -c %d /dev/zero > %s/filler"):format(avail - (1 << 20), small) })
   p:write("go\n")
   local n, freed, least = 0, false, avail
-  local t0, full_at = core.now(), nil
+  local t0, full_at, tail = core.now(), nil, ""
   while true do
     local c = p:read()
     if not c then break end
     n = n + #c
+    tail = (tail .. c):sub(-8192)
     if not freed then
       local d = proc.run { "df", "--output=avail", "-B1", small }
       least = math.min(least, tonumber(d.stdout:match("(%d+)%s*$")) or least)
@@ -254,14 +256,15 @@ os.write(1, b"END\n")
     end
     -- the disk has room again once it has been full for full_for seconds
     -- (on a busy machine the agent is slow to fill it: its time, not the clock's)
-    if not freed and ((full_at and core.now() - full_at > full_for) or core.now() - t0 > full_for + 60) then
+    if not freed and not keep_full and ((full_at and core.now() - full_at > full_for) or core.now() - t0 > full_for + 60) then
       proc.run { "rm", "-f", small .. "/filler" }
       freed = true
     end
   end
-  p:wait(30)
+  local r = p:wait(30)
   T.ok(least < 64 * 1024, "the disk was full meanwhile", least .. " bytes free at the least")
-  check(rec, #"ready" + chunks * (5 + 16 * 16384 + 1) + 4)
+  if keep_full then proc.run { "rm", "-f", small .. "/filler" } end
+  check(rec, #"ready" + chunks * (5 + 16 * 16384 + 1) + 4, r, tail)
   proc.run { "umount", small }
 end
 
@@ -297,6 +300,32 @@ full_disk("tiny", 60, 8, function(rec, size)
   local shown = T.procy { "--db", rec, "show", sid }
   T.like(shown.stdout, "output event", "procy show says so")
 end)
+
+-- the disk still full when the agent exits: what waited is not dropped
+-- unsaid. The recorder's ballast (a megabyte it kept beside the record)
+-- makes room to count it: a gap event and a losses row; procy says so on
+-- its way out, and its exit status stays the agent's; the session is
+-- closed (or, when even that had no room, the next procy closes it) with
+-- an end_reason naming the loss.
+full_disk("atend", 12, 0, function(rec, size, r, shown)
+  T.is(r and r.code, 0, "full at the end: procy exits with the agent's status")
+  T.ok(shown:find("could not be recorded", 1, true), "and says on its way out that the end of the output could not be recorded",
+       shown:sub(-300))
+  local sid = assert(db.open(rec, { migrations = false })):query("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1")[1].id
+  -- a procy that writes to the record again (and closes what was left open)
+  assert(proc.run({ T.bin, "--db", rec, "--agent", "true" }, { pty = true }))
+  local h = assert(db.open(rec, { migrations = false }))
+  local s = h:query("SELECT status, end_reason FROM sessions WHERE id = ?", sid)[1]
+  local loss = h:query("SELECT sum(count) AS n, sum(bytes) AS b FROM losses WHERE session_id = ? AND what = 'output'", sid)[1]
+  local gaps = h:query("SELECT count(*) AS n FROM term_events WHERE session_id = ? AND kind = 'g'", sid)[1].n
+  local o = h:query("SELECT coalesce(sum(coalesce(len, length(data))), 0) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", sid)[1].n
+  h:close()
+  T.ok((loss.n or 0) > 0 and gaps > 0, "the loss is in the record: a gap event and a losses row",
+       ("%s events lost, %d gap events"):format(tostring(loss.n), gaps))
+  T.is(o + (loss.b or 0), size, "what is recorded and what is counted lost add up to all the output")
+  T.ok(s.status ~= "running" and (s.end_reason or ""):find("could not be recorded", 1, true),
+       "the session is closed, its end_reason naming the loss", json.encode(s))
+end, true)
 
 proc.run { "rm", "-rf", dir }
 return T.done()
