@@ -264,7 +264,7 @@ do
   T.ok(row.bytes_out and row.bytes_out > 0 and row.bytes_out == recorded, "with the bytes it recorded as its output (not 0 B)",
     tostring(row.bytes_out) .. " / " .. tostring(recorded))
   T.is(row.ended_at, out.t, "ended at its last recorded event")
-  T.like(row.end_reason or "", "killed or crashed", "and says so")
+  T.like(row.end_reason or "", "killed, crashed, or its disk full", "and says so")
   term:kill()
 end
 
