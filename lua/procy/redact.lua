@@ -23,7 +23,10 @@ local key = "[%w_%-]"
 -- (so the terminal's recorder skips text without them at once, and a
 -- match is looked for only where one is)
 M.default_patterns = {
-  { "sk-", "sk%-" .. key:rep(16) .. key .. "*", { "sk-" } },          -- Anthropic and OpenAI keys
+  -- Anthropic, OpenAI and OpenRouter keys: random, so they hold a digit or
+  -- a capital, and where a word runs into them, both (a word's end is no
+  -- key's start: "task-management-system", "disk-usage-analyzer-v2")
+  { "sk-", "sk%-" .. key:rep(16) .. key .. "*", { "sk-" }, keyish = true },
   { "gh", "gh[pousr]_" .. ("[%w]"):rep(30) .. "[%w]*",                -- GitHub tokens
     { "ghp_", "gho_", "ghu_", "ghs_", "ghr_" } },
   { "github_pat_", "github_pat_" .. ("[%w_]"):rep(30) .. "[%w_]*", { "github_pat_" } },
@@ -35,12 +38,15 @@ M.default_patterns = {
   -- ({"alg", {"typ", {"kid"): "eyJ" alone is common in any base64
   { "eyJ", "eyJ" .. key:rep(7) .. key .. "*%.eyJ" .. key:rep(7) .. key .. "*%." .. key:rep(10) .. key .. "*",
     { "eyJhbGci", "eyJ0eXAi", "eyJraWQi" } },
-  -- a PEM private key: its BEGIN line and the key after it (the END
-  -- line says nothing); newlines as they are or JSON-escaped
-  { "-----BEGIN", "%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-[%w%s+/=\\]*", { "-----BEGIN" } },
+  -- a PEM private key: from its BEGIN line to its END marker (newlines
+  -- as they are or JSON-escaped), or, cut short, the key's first run
+  { "-----BEGIN", "%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-.-%-%-%-%-%-END", { "-----BEGIN" } },
+  { "-----BEGIN", "%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-[%w%s+/=]*", { "-----BEGIN" } },
   -- an AWS secret access key: 40 characters, known by the name before it
-  { "aws_", "[Aa][Ww][Ss]_[Ss][Ee][Cc][Rr][Ee][Tt]_[Aa][Cc][Cc][Ee][Ss][Ss]_[Kk][Ee][Yy][\"'\\]*%s*[:=]%s*[\"'\\]*"
-    .. ("[%w/+]"):rep(40), { "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY" } },
+  { "aws_", "aws_secret_access_key[\"'\\]*%s*[:=]%s*[\"'\\]*" .. ("[%w/+]"):rep(40), { "aws_secret_access_key" },
+  },
+  { "AWS_", "AWS_SECRET_ACCESS_KEY[\"'\\]*%s*[:=]%s*[\"'\\]*" .. ("[%w/+]"):rep(40), { "AWS_SECRET_ACCESS_KEY" },
+  },
   { "ecretAccessKey", "[Ss]ecretAccessKey[\"'\\]*%s*[:=]%s*[\"'\\]*" .. ("[%w/+]"):rep(40),
     { "SecretAccessKey", "secretAccessKey" } },
 }
@@ -70,7 +76,7 @@ local function patterns()
   local extra = (M.settings or require("procy.config").get()).redact
   if cached_for ~= extra then
     cached = {}
-    for i, p in ipairs(M.default_patterns) do cached[i] = { p[2], "^" .. p[2], p[3] } end
+    for i, p in ipairs(M.default_patterns) do cached[i] = { p[2], "^" .. p[2], p[3], p.keyish } end
     for _, p in ipairs(extra or {}) do cached[#cached + 1] = { p } end
     cached_for = extra
   end
@@ -105,6 +111,12 @@ local function each(text, p, f)
       local q = text:find(lit, at, true)
       if not q then break end
       local a, b = text:find(p[2], q)
+      if a and p[4] then -- a key looks random (see the rule)
+        local m = text:sub(a, b)
+        local glued = q > 1 and text:sub(q - 1, q - 1):match("%w")
+        local d, u = m:find("%d"), m:find("%u")
+        if not (glued and d and u or not glued and (d or u)) then a, b = nil, nil end
+      end
       if a and ca and a <= cb + 1 then
         cb = math.max(cb, b)
       elseif a then
@@ -123,10 +135,15 @@ end
 function M.literals()
   local extra = (M.settings or require("procy.config").get()).redact
   if extra and #extra > 0 then return nil end
-  local out = {}
+  local out, seen = {}, {}
   for _, p in ipairs(M.default_patterns) do
-    for _, l in ipairs(p[3] or {}) do out[#out + 1] = l end
+    for _, l in ipairs(p[3] or {}) do
+      if not seen[l] then out[#out + 1], seen[l] = l, true end
+    end
   end
+  -- a JSON escape can hide a key's characters ("sk\u002dant-..."):
+  -- text with one is looked at (text() decodes them)
+  out[#out + 1] = "\\u00"
   return out
 end
 

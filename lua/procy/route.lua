@@ -157,7 +157,11 @@ local function bad(what, msg) error(what .. ": " .. msg, 0) end
 -- forward_key = true
 local function forwards_key(p, url, upstream)
   if p.key_env or p.forward_key == true then return true end
-  if url:match("^https://api%.anthropic%.com$") or url:match("^https://api%.anthropic%.com[:/]") then return true end
+  -- the host, as a client reads the URL (no user part: "api.anthropic.com:@evil.example" is evil.example's)
+  local authority = url:match("^https://([^/?#]*)")
+  if authority and not authority:find("@", 1, true) and (authority == "api.anthropic.com" or authority == "api.anthropic.com:443") then
+    return true
+  end
   return upstream ~= nil and url == (upstream:gsub("/+$", ""))
 end
 

@@ -70,6 +70,8 @@ function M.reap()
           UNION ALL SELECT max(started_at + coalesce(duration_us, 0)) FROM api_calls WHERE session_id = ?1)]], r.id)[1].t
       -- its byte counts, which a clean end writes, from what it recorded
       local sum = M.event_summary(r.id)
+      -- the terminal recorder's ballast, left by a procy that could not end
+      os.remove(M.path() .. "-reserve-" .. r.id)
       local lost = M.loss_note(r.id)
       h:exec([[UPDATE sessions SET status = 'crashed', ended_at = ?, end_reason = ?, bytes_in = ?, bytes_out = ?
                WHERE id = ? AND status = 'running']], last or r.started_at,

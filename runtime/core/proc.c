@@ -35,6 +35,7 @@ typedef struct stream {
 	loop_io io;
 	lines_t in;       /* what came and was not yet taken (lines.c) */
 	int     truncated;
+	int     told;     /* p:lines() has said that bytes were dropped */
 	int     captured; /* stdout/stderr was a pipe (or the pty) */
 	op_t   *reader;   /* a task waiting in lines() or read() */
 	int     by_line;  /* what the reader wants: a line, or any bytes */
@@ -257,6 +258,14 @@ static int push_line(lua_State *L, stream_t *s)
 		return 0;
 	lua_pushlstring(L, p, n);
 	lines_take(&s->in);
+	if (got != LINE_CUT && s->truncated && !s->told) {
+		/* output came faster than anyone read it, past max_output, before
+		   the lines were asked for: some of it is gone, and the reader hears so */
+		s->told = 1;
+		lua_pushfstring(L, "E2BIG: %s wrote more than max_output (%I bytes) before its lines were read: some were dropped",
+		                s->p->name, (lua_Integer)max);
+		return 2;
+	}
 	if (got != LINE_CUT)
 		return 1;
 	lua_pushfstring(L, "E2BIG: a line of %s's output passed %I bytes (max_output): cut there, its rest dropped",

@@ -45,8 +45,10 @@ int hreq_authorized(const hreq_t *r)
 	const char *auth = hreq_header(r, "authorization");
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && token_matches(t, auth + 7, strlen(auth + 7)))
 		return 1;
-	const char *q = strchr(r->uri.p, '?');
-	for (const char *p = q; p; p = strchr(p + 1, '&'))
+	/* the query ends at '#', as strip_token reads it */
+	size_t qlen = strcspn(r->uri.p, "#");
+	const char *q = memchr(r->uri.p, '?', qlen), *end = r->uri.p + qlen;
+	for (const char *p = q; p && p < end; p = memchr(p + 1, '&', (size_t)(end - p - 1)))
 		if (strncmp(p + 1, "token=", 6) == 0 && token_matches(t, p + 7, strcspn(p + 7, "&#")))
 			return 1;
 	return 0;

@@ -459,7 +459,7 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 	   so what could not be written is at least counted in the record. No
 	   room for it now: none. */
 	snprintf(r->reserve, sizeof r->reserve, "%s-reserve-%s", path, session);
-	int rfd = open(r->reserve, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int rfd = strcmp(path, ":memory:") == 0 ? -1 : open(r->reserve, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (rfd < 0 || posix_fallocate(rfd, 0, RESERVE_BYTES) != 0) {
 		if (rfd >= 0)
 			unlink(r->reserve);
@@ -467,9 +467,13 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 	}
 	if (rfd >= 0)
 		close(rfd);
+	else
+		r->reserve[0] = 0;
 	if (rules_init(&r->rules, rules) < 0) {
 		err_set(err, "ENOMEM", "out of memory");
 		rules_free(&r->rules);
+		if (r->reserve[0])
+			unlink(r->reserve);
 		free(r);
 		return NULL;
 	}
@@ -512,6 +516,8 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		sqlite3_finalize(r->loss);
 		sqlite3_close_v2(r->db);
 		rules_free(&r->rules);
+		if (r->reserve[0])
+			unlink(r->reserve);
 		free(r);
 		return NULL;
 	}
@@ -605,19 +611,20 @@ static int last_words(recorder_t *r, char *msg, size_t len)
 {
 	int rc = SQLITE_OK;
 	char err[256] = "";
-	for (size_t i = 0; i < r->queue.nev; i++) { /* none, as a rule: the last round took them */
-		const queued *q = &r->queue.ev[i];
-		batch_add(&r->pending, q->t, q->kind, r->queue.data.p + q->off, q->len, 0);
-	}
+	/* the queue is empty, as a rule (the last round took it); what is
+	   there never met the rule set, so it is counted, never written */
+	uint64_t unread = r->queue.nev, unread_bytes = 0;
+	for (size_t i = 0; i < r->queue.nev; i++)
+		unread_bytes += r->queue.ev[i].len;
 	batch_clear(&r->queue);
-	if (!r->pending.nev && !r->carry.nev && !r->spilled)
+	if (!r->pending.nev && !r->carry.nev && !r->spilled && !unread)
 		return 0;
 	/* once more, as it is (the writer has tried for CLOSE_TRIES_NS) */
 	if (unspill(r, &rc, err, sizeof err) == 0 && rc == SQLITE_OK)
 		batch_drop(&r->pending, write_events(r, &r->pending, &rc, err, sizeof err));
 	/* the output among them is counted as output lost (gap, losses); the
 	   rest (the exit, input typed at the very end) only in msg */
-	uint64_t events = r->spilled, bytes = 0, other = 0;
+	uint64_t events = r->spilled + unread, bytes = unread_bytes, other = 0;
 	for (int k = 0; k < 2; k++) {
 		const batch *b = k ? &r->carry : &r->pending;
 		for (size_t i = 0; i < b->nev; i++) {

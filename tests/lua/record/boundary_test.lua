@@ -11,7 +11,7 @@ local T = require "lib.tap"
 local json = require "procy.json"
 local proc = require "procy.proc"
 
--- name -> {secret as planted, what must never be seen of it}
+-- {name, secret as planted, what must never be seen of it (default: all)}
 local SECRETS = {
   { "anthropic", "sk-ant-api03-" .. ("A1b2C3d4"):rep(10) },
   { "openai project", "sk-proj-" .. ("Z9y8X7w6"):rep(6) },
@@ -26,6 +26,9 @@ local SECRETS = {
     "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U" },
   { "pem", "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAxyzPRIVATEKEYMATERIAL0123\n-----END RSA PRIVATE KEY-----",
     "MIIEowIBAAKCAQEAxyzPRIVATEKEYMATERIAL0123" },
+  -- a key behind a JSON escape, in a JSON string (planted once: encoding
+  -- it again would make the escape a backslash)
+  { "escaped", '{"k": "sk\\u002dant-api03-' .. ("E5c4P3d2"):rep(8) .. '"}', ("E5c4P3d2"):rep(8), once = true },
   { "own pattern", "ACME-INTERNAL-7f3a9c2e11", own = true },
 }
 
@@ -96,11 +99,13 @@ local script = T.write(dir .. "/sweep.lua", SWEEP)
 local function run(name, with_own)
   local d = dir .. "/" .. name
   assert(proc.run { "mkdir", "-p", d })
-  local parts = {}
+  local parts, once = {}, {}
   for _, s in ipairs(SECRETS) do
-    if with_own or not s.own then parts[#parts + 1] = "[" .. s[1] .. ": " .. s[2] .. "]" end
+    if s.once then once[#once + 1] = s[2]
+    elseif with_own or not s.own then parts[#parts + 1] = "[" .. s[1] .. ": " .. s[2] .. "]" end
   end
-  local planted = T.write(d .. "/planted.txt", table.concat(parts, " | ") .. " | in JSON: " .. json.encode(table.concat(parts, " ")))
+  local planted = T.write(d .. "/planted.txt", table.concat(parts, " | ") .. " | in JSON: " .. json.encode(table.concat(parts, " "))
+    .. " | " .. table.concat(once, " | "))
   local cfg = T.write(d .. "/procy.lua", ("return { db = %q%s }"):format(d .. "/rec.db",
     with_own and ', redact = { "ACME%-INTERNAL%-%x+" }' or ""))
   local r = T.procy({ "--config", cfg, "run", script, planted }, { cwd = d })

@@ -70,8 +70,10 @@ do
   local examples = { "sk-ant-api03-" .. ("Ab1_-"):rep(8), "ghs_" .. ("a1"):rep(18), "github_pat_" .. ("B_2"):rep(12),
                      "AKIA" .. ("Q7"):rep(8), "AIza" .. ("c-_9"):rep(8) .. "xyz", "xoxp-" .. ("12ab-"):rep(3),
                      "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+                     "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB+/xyz\n-----END",
                      "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB+/xyz0123456789abcdef==",
-                     "aws_secret_access_key = " .. ("wJalrXUtnF"):rep(4), 'SecretAccessKey":"' .. ("K7MDENG/bP"):rep(4) }
+                     "aws_secret_access_key = " .. ("wJalrXUtnF"):rep(4), "AWS_SECRET_ACCESS_KEY=" .. ("wJalrXUtnF"):rep(4),
+                     'SecretAccessKey":"' .. ("K7MDENG/bP"):rep(4) }
   T.is(#examples, #redact.default_patterns, "an example for every default rule")
   local english = ("the knight thought it might rain through the night; "):rep(40)
   for i, p in ipairs(redact.default_patterns) do
@@ -85,6 +87,13 @@ do
     end
   end
   T.is(redact.redact(english), english, "text with none of the literals is returned as it is")
+  for _, word in ipairs { "/home/u/task-management-system", "flask-react-boilerplate", "disk-usage-analyzer-tool-v2",
+                          "risk-assessment-framework-docs" } do
+    T.is(redact.text(word), word, "a word's end is no key's start: " .. word)
+  end
+  local body = '{"c":"grep \\"-----BEGIN PRIVATE KEY-----\\" key.pem"}'
+  T.ok(json.decode(redact.text(body)), "a PEM marker inside a JSON string leaves the JSON valid", redact.text(body))
+  T.is(redact.text('{"k":"sk\\u002dant-api03-Ab1_Ab1_Ab1_Ab1_Ab1_"}'), '{"k":"[REDACTED]"}', "a key behind a JSON escape")
   T.is(redact.redact("AKIA" .. examples[1]), "AKIA[REDACTED]", "an AKIA too short next to a key: the key alone")
   T.is(json.encode(redact.spans("ab " .. examples[4] .. examples[4])), json.encode { 4, 3 + 2 * #examples[4] },
        "matches side by side are joined into one span")

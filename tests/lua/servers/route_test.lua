@@ -42,6 +42,11 @@ bad({ env = function(k) return k == "PROCY_ROUTES" and "agent=openai" or nil end
 bad({ providers = { gw = { api = "anthropic", url = "https://gateway.example/" } } },
   "providers%.gw: https://gateway%.example would be sent the agent's own Anthropic key: .*key_env.*forward_key = true",
   "an Anthropic-compatible provider without key_env elsewhere: refused, naming key_env and forward_key")
+for _, evil in ipairs { "https://api.anthropic.com:@evil.example", "https://api.anthropic.com:443@evil.example/x",
+                       "https://api.anthropic.com.evil.example" } do
+  bad({ providers = { gw = { api = "anthropic", url = evil } } }, "would be sent the agent's own Anthropic key",
+    "not Anthropic's host, whatever the URL starts with: " .. evil)
+end
 bad({ providers = { gw = { api = "anthropic", url = "https://gateway.example", forward_key = "yes" } } },
   "forward_key must be true or false", "forward_key is a boolean")
 for _, p in ipairs {
