@@ -51,13 +51,14 @@ example.agents = { copier = { headless = "exec", parse = function() return nil e
     return { "sh", "-c", 'f=$(printf %%s "$1" | sed -n "s/.*USE \\([a-z_.]*\\).*/\\1/p"); ' ..
       '[ -n "$f" ] && cp "$FIXTURES/$f" baseline.py; echo "used $f"', "sh", prompt }
   end },
-  -- the same, but it waits (20 s at most) until three of it are at work: run one
-  -- at a time, the first would wait alone
+  -- the same, but it waits (90 s at most: three worktrees are made one
+  -- after another, slow on a loaded disk) until three of it are at work:
+  -- run one at a time, the first would wait alone
   meeter = { headless = "exec", parse = function() return nil end,
   exec = function(ctx, prompt)
     return { "sh", "-c", 'f=$(printf %%s "$1" | sed -n "s/.*USE \\([a-z_.]*\\).*/\\1/p"); ' ..
       '[ -n "$f" ] && cp "$FIXTURES/$f" baseline.py; touch "$MEET/$$"; i=0; ' ..
-      'while [ "$(ls "$MEET" | wc -l)" -lt 3 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; ' ..
+      'while [ "$(ls "$MEET" | wc -l)" -lt 3 ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done; ' ..
       'echo "used $f in $(pwd) with $(ls "$MEET" | wc -l) at work"', "sh", prompt }
   end } }
 return example
