@@ -99,7 +99,11 @@ local m2 = fakemodel.start(prompts)
 env.MEET = dir .. "/meet"
 assert(proc.run { "mkdir", env.MEET })
 p = assert(proc.spawn({ T.bin, "--config", conf, "--model-url", m2.url, "run", "recipes/evolve.lua",
-  "--task", "make search faster, keep recall", "--iterations", "3", "--parallel", "3", "--agent", "meeter" },
+  -- a benchmark's evaluations must not share the CPU (--eval-parallel 1):
+  -- measured three at once, each try had a third of it and the posting
+  -- lists lost to the start, measured alone (seen under load)
+  "--task", "make search faster, keep recall", "--iterations", "3", "--parallel", "3", "--eval-parallel", "1",
+  "--agent", "meeter" },
   { cwd = work, env = env }))
 r = assert(p:wait(240))
 T.is(r.code, 0, "evolve --parallel 3 on the example", r.stderr .. r.stdout)
@@ -123,7 +127,7 @@ for _ in pairs(sessions) do ns = ns + 1 end
 T.ok(nd == 3 and ns == 3, "three worktrees, three agents", ("%d, %d"):format(nd, ns))
 T.is(tries[2].status, "infeasible", "the wrong one is infeasible")
 T.is(tries[2].prompt, prompts[1], "each try has its prompt")
-T.is(run.best_seq, 2, "the posting lists are the best", json.encode(tries))
+T.ok(run.best_seq == 2, "the posting lists are the best", json.encode(tries))
 T.ok(tries[4].status == "ok" and tries[4].improved == 0, "a try no better is not kept", tries[4].status)
 T.like(m2.requests[1].messages[2].content, "one of 3 that start together", "the proxy model is told the tries run at once")
 T.like(m2.requests[3].messages[2].content, "The others were given these prompts.-\n%- Skip scoring.-\n%- Build posting lists",
