@@ -7,6 +7,8 @@
 #include <stdlib.h>
 
 #include "procy.h"
+#include "store.h"
+#include "vt.h"
 
 static lua_State *fuzz_L;
 static int fuzz_fn = LUA_NOREF;
@@ -14,6 +16,12 @@ static int fuzz_fn = LUA_NOREF;
 /* script returns function(data) ... end */
 static void fuzz_lua_init(const char *script)
 {
+	/* what the binary hands the recorder threads' states (main.c) */
+	static const luaL_Reg worker_modules[] = {
+		{ "procy.json", luaopen_procy_json }, { "procy.db", luaopen_procy_db }, { "procy.hash", luaopen_procy_hash },
+		{ "procy.blobs", luaopen_procy_blobs }, { "procy.vt", luaopen_procy_vt }, { NULL, NULL }
+	};
+	procy_preload(worker_modules);
 	lua_State *L = fuzz_L = luaL_newstate();
 	procy_rt(L) = NULL;
 	procy_open_modules(L);
