@@ -8,7 +8,8 @@
 ** lines they end) wait here until the agent's output shows the last
 ** printable byte typed. Output that shows only a mask, output without it
 ** for ECHO_WAIT_NS, or no output at all for ECHO_SILENT_NS (a busy agent
-** echoes late: 300 ms lost a prompt typed into Claude Code under load)
+** echoes late: 300 ms lost a prompt typed into Claude Code under load, and
+** so did 300 ms of other drawing first)
 ** means the input was hidden: its printable bytes are
 ** not recorded (the keys that edit and submit are) and neither are the
 ** lines they were part of. More than ECHO_MAX bytes typed unseen is not
@@ -24,8 +25,10 @@
 
 #include "typed.h"
 
-#define ECHO_WAIT_NS   300000000  /* a typed byte not shown this long, while the agent drew, was hidden */
-#define ECHO_SILENT_NS 2000000000 /* the agent drew nothing at all: a busy one may take this long to echo */
+#define ECHO_WAIT_NS   2000000000 /* a typed byte not shown this long, while the agent drew, was hidden
+                                     (300 ms lost a line typed into Claude Code, which drew its status first,
+                                     under load) */
+#define ECHO_SILENT_NS 5000000000LL /* the agent drew nothing at all: a busy one may take this long to echo */
 #define ECHO_MAX     4096      /* more than this waiting is no password: a paste or a program */
 
 typedef struct waiting {
