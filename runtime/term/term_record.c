@@ -469,7 +469,7 @@ recorder_t *rec_open(const char *path, const char *session, const rec_rules *rul
 		close(rfd);
 	else
 		r->reserve[0] = 0;
-	if (rules_init(&r->rules, rules) < 0) {
+	if (rules_init(&r->rules, rules ? rules->settings : NULL, rules ? rules->literals : NULL) < 0) {
 		err_set(err, "ENOMEM", "out of memory");
 		rules_free(&r->rules);
 		if (r->reserve[0])

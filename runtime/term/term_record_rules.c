@@ -17,13 +17,13 @@
 
 /* ---- the rule set ------------------------------------------------------------------------ */
 
-int rules_init(rules_t *r, const rec_rules *given)
+int rules_init(rules_t *r, const char *settings, const char *literals)
 {
 	memset(r, 0, sizeof *r);
 	r->spans = LUA_NOREF;
-	if (given && given->settings && !(r->settings = strdup(given->settings)))
+	if (settings && !(r->settings = strdup(settings)))
 		return -1;
-	return secrets_init(&r->lits, given ? given->literals : NULL);
+	return secrets_init(&r->lits, literals);
 }
 
 void rules_close_state(rules_t *r)

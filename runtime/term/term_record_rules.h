@@ -6,7 +6,7 @@
 #ifndef PROCY_TERM_RECORD_RULES_H
 #define PROCY_TERM_RECORD_RULES_H
 
-#include "term_record.h"
+#include "procy.h"
 #include "term_record_batch.h"
 
 #define HOLD_US  1000000 /* a trailing word waits at most this long */
@@ -16,12 +16,13 @@ typedef struct rules {
 	lua_State *L;
 	int        spans;         /* registry ref: procy.redact.spans */
 	secrets_t  lits;          /* the first look (secrets.c) */
-	char      *settings;      /* JSON, as rec_rules has it */
+	char      *settings;      /* JSON {"redact": [patterns]}, as the setting has them */
 	char       error[256];    /* the last failure ("": none); the owner takes it and clears it */
 } rules_t;
 
-/* Copies what given says (NULL: no rules). 0, or -1: no memory. */
-int  rules_init(rules_t *r, const rec_rules *given);
+/* Copies the settings (JSON) and the literals (one a line); NULL: none.
+   0, or -1: no memory. */
+int  rules_init(rules_t *r, const char *settings, const char *literals);
 void rules_close_state(rules_t *r); /* the Lua state, on the thread that used it */
 void rules_free(rules_t *r);
 /* The round's events in `in` into `pending`, redacted, in order. */
