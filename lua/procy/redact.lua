@@ -69,7 +69,7 @@ M.secret_params = {
 -- nil: procy.config's, in the loop's state.
 M.settings = nil
 
-local cached, cached_for
+local cached, cached_for = nil, false -- false: not made yet (nil is a setting: none)
 -- {{pattern, anchored, literals} or {pattern}, ...}: the defaults, then
 -- the setting's
 local function patterns()
@@ -160,12 +160,120 @@ function M.check(list)
   return true
 end
 
--- spans(text) -> {a1, b1, a2, b2, ...}: where the secrets are, sorted,
--- overlapping ones joined (byte positions, inclusive).
-function M.spans(text)
+-- A terminal's rows. An agent's screen wraps a long key across rows: its
+-- head ends one row (perhaps before a border, "│"), its tail starts the
+-- next (after a line break or a cursor move, indentation, a border), and
+-- styling may sit inside it. Matched as bytes, the head is found (or, for
+-- a fixed-length rule, not even that) and the tail stays. rows() joins
+-- each such gap: between two key characters, escape sequences alone, or a
+-- row change from a row as wide as the screen (within ROW_SLACK columns:
+-- borders and padding), which is what wrapping looks like; a key that
+-- ends a short line is left where it ends.
+local ROW_SLACK = 8
+local KEYCH = "[%w_%-%+/=]"
+
+local function visible_width(s)
+  s = s:gsub("\27%[[%d;?<>=]*[%a@`~]", ""):gsub("\27[^%[]", "")
+  local _, cont = s:gsub("[\128-\191]", "")
+  return #s - cont
+end
+
+-- gap(text, i) -> the end of the gap starting at i and whether it changes
+-- row; nil when none starts there
+local function gap(text, i)
+  local j, row, n = i, false, #text
+  while j <= n do
+    local c = text:byte(j)
+    if c == 27 then
+      local _, e, final = text:find("^\27%[[%d;?<>=]*([%a@`~])", j)
+      if not e then _, e = text:find("^\27[^%[]", j) end
+      if not e then break end
+      if final and final ~= "m" then row = true end
+      j = e + 1
+    elseif c == 13 or c == 10 then
+      row = true
+      j = j + 1
+    elseif c == 32 then
+      j = j + 1
+    elseif text:find("^\226\148[\130\131]", j) or text:find("^\226\149[\145\142]", j) then -- │ ┃ ║ ╎
+      j = j + 3
+    else
+      break
+    end
+  end
+  if j == i then return nil end
+  return j - 1, row
+end
+
+-- rows(text, cols) -> joined text, cuts: {{at, skipped}, ...} (at: the
+-- joined text's byte after the cut; skipped: the bytes left out there)
+local function rows(text, cols)
+  local out, cuts, at, removed = {}, {}, 1, 0
+  local i, row_start, scan = 1, 1, 1
+  while true do
+    local k = text:find(KEYCH .. "[\27\r\n \226]", i)
+    if not k then break end
+    local e, row = gap(text, k + 1)
+    if e and e < #text and text:sub(e + 1, e + 1):match(KEYCH) then
+      while true do -- the row k is on starts after the last line break before it
+        local q = text:find("[\r\n]", scan)
+        if not q or q > k then break end
+        row_start, scan = q + 1, q + 1
+      end
+      local joins
+      if row then
+        joins = visible_width(text:sub(row_start, k)) >= math.max(cols - ROW_SLACK, 16)
+      else
+        joins = not text:sub(k + 1, e):find(" ", 1, true) -- styling inside a word
+      end
+      if joins then
+        out[#out + 1] = text:sub(at, k)
+        cuts[#cuts + 1] = { k + 1 - removed, e - k }
+        removed = removed + (e - k)
+        at = e + 1
+      end
+      i = e + 1
+    else
+      i = k + 1
+    end
+  end
+  if #cuts == 0 then return nil end
+  out[#out + 1] = text:sub(at)
+  return table.concat(out), cuts
+end
+
+-- the original bytes of joined span [a, b]: one span per piece, the gaps
+-- between them (line breaks, borders) left as they are
+local function unjoin(a, b, cuts, list)
+  local shift, piece = 0, a
+  for _, c in ipairs(cuts) do
+    if c[1] > b then break end
+    if c[1] <= piece then
+      shift = shift + c[2]
+    else
+      list[#list + 1] = { piece + shift, c[1] - 1 + shift }
+      piece = c[1]
+      shift = shift + c[2]
+    end
+  end
+  list[#list + 1] = { piece + shift, b + shift }
+end
+
+-- spans(text, [cols]) -> {a1, b1, a2, b2, ...}: where the secrets are,
+-- sorted, overlapping ones joined (byte positions, inclusive). cols: the
+-- text is a terminal's output on a screen that wide (rows(): a key
+-- wrapped across rows is found whole).
+function M.spans(text, cols)
   local list = {}
   for _, p in ipairs(patterns()) do
     each(text, p, function(a, b) list[#list + 1] = { a, b } end)
+  end
+  local joined, cuts
+  if cols and cols > 0 and text:find("[\27\r\n]") then joined, cuts = rows(text, cols) end
+  if joined then
+    for _, p in ipairs(patterns()) do
+      each(joined, p, function(a, b) unjoin(a, b, cuts, list) end)
+    end
   end
   if #list == 0 then return list end
   table.sort(list, function(x, y) return x[1] < y[1] end)

@@ -26,7 +26,7 @@ function M.open()
   if handle then return handle end
   local h, err, code
   if M.read_only then
-    h, err, code = db.open(M.path(), { readonly = true })
+    h, err, code = db.open(M.path(), { readonly = true, redact = require("procy.redact").boundary() })
   else
     -- the record's directory is made when missing (0700): said, not silent
     local dir = M.path():match("^(.*)/[^/]*$")
@@ -204,7 +204,7 @@ end
 local reader
 function M.reader()
   if reader then return reader end
-  local r, err, code = require("procy.db").reader(M.path())
+  local r, err, code = require("procy.db").reader(M.path(), { redact = require("procy.redact").boundary() })
   if not r then return nil, err, code end
   reader = r
   return r

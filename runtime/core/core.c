@@ -193,6 +193,17 @@ static int core_set_log_level(lua_State *L)
 	return 0;
 }
 
+/* set_log_filter(fn | nil): every log line of this state goes through
+   fn(line) -> line first (procy.redact's rule set: util.c log_line) */
+static int core_set_log_filter(lua_State *L)
+{
+	if (!lua_isnoneornil(L, 1))
+		luaL_checktype(L, 1, LUA_TFUNCTION);
+	lua_settop(L, 1);
+	lua_setfield(L, LUA_REGISTRYINDEX, "procy.log_filter");
+	return 0;
+}
+
 /* set_run_limit(seconds) -> previous; 0 turns the watchdog off */
 static int core_set_run_limit(lua_State *L)
 {
@@ -331,6 +342,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "fail",          core_fail },
 	{ "wrap",          core_wrap },
 	{ "set_run_limit", core_set_run_limit },
+	{ "set_log_filter", core_set_log_filter },
 	{ "set_log_level", core_set_log_level },
 	{ NULL, NULL }
 };

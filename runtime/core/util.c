@@ -277,9 +277,33 @@ int procy_log_level(const char *level)
 	return rank;
 }
 
+/* A log line holds what procy was told (a bad line of JSON, an agent's
+   error), so it goes through the record's rule set like everything else
+   procy writes: the function procy.redact put in L's registry
+   (core.set_log_filter), when there is one. A line the filter cannot
+   take is written as "[unfiltered log line withheld]", never as it is. */
+static void log_line(lua_State *L, const char *level, const char *msg)
+{
+	static int filtering; /* a filter that logs is not filtered again */
+	if (!L || filtering || !lua_checkstack(L, 3)) {
+		fprintf(stderr, "procy: %s: %s\n", level, msg);
+		return;
+	}
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "procy.log_filter") != LUA_TFUNCTION) {
+		lua_pop(L, 1);
+		fprintf(stderr, "procy: %s: %s\n", level, msg);
+		return;
+	}
+	filtering = 1;
+	lua_pushstring(L, msg);
+	int ok = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING;
+	filtering = 0;
+	fprintf(stderr, "procy: %s: %s\n", level, ok ? lua_tostring(L, -1) : "[unfiltered log line withheld]");
+	lua_pop(L, 1);
+}
+
 void procy_log(lua_State *L, const char *level, const char *fmt, ...)
 {
-	(void)L;
 	if (threshold == -2) {
 		const char *env = getenv("PROCY_LOG");
 		threshold = env ? level_rank(env) : 1;
@@ -291,10 +315,11 @@ void procy_log(lua_State *L, const char *level, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "procy: %s: ", level);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	char *msg = NULL;
+	int n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
+	log_line(L, level, n < 0 ? "(a log line that could not be made: out of memory)" : msg);
+	free(msg);
 }
 
 /* ---- SQLite result codes, by name (db.c and db_reader.c share them) ---------- */

@@ -43,7 +43,7 @@ typedef struct db {
 	int       ncache;
 	uint64_t  tick;
 	int       txdepth;
-	int       redact;  /* the write boundary: its rule is the handle's user value 1 */
+	int       redact;  /* the boundary, both ways: its rule is the handle's user value 1 */
 	secrets_t lits;    /* what the rule can match holds one of these (secrets.c) */
 } db_t;
 
@@ -64,12 +64,15 @@ static db_t *check_db(lua_State *L)
 	return db;
 }
 
-/* ---- the write boundary -------------------------------------------------------- */
+/* ---- the boundary ------------------------------------------------------------- */
 
 /* A connection opened with `redact` (procy's record: procy.store, the API
-   recorder) masks every text and blob a write binds: whatever table or
-   column it goes to, nothing secret reaches the file. Text holding none of
-   the rule's literals (the usual case) is bound as it is, with no Lua. */
+   recorder, the monitor's reader) masks every text and blob a write binds,
+   and every one a query reads: whatever table or column it goes to,
+   nothing secret reaches the file, and whatever reads the record (every
+   export, the monitor, a recipe) sees it through today's rules — a record
+   an older procy wrote, or a pattern added since, included. Text holding
+   none of the rule's literals (the usual case) passes as it is, no Lua. */
 static int redact_value(lua_State *L, db_t *db, int handle, const char **p, size_t *n)
 {
 	if (!db->redact || !secrets_may_hold(&db->lits, *p, *n))
@@ -287,7 +290,8 @@ static void bind_args(lua_State *L, db_t *db, sqlite3_stmt *st, int first)
 		bind_one(L, db, st, i, first + i - 1, write);
 }
 
-static void push_column(lua_State *L, sqlite3_stmt *st, int c)
+/* Pushes column c; text and blobs through the boundary (db at index 1). */
+static void push_column(lua_State *L, db_t *db, sqlite3_stmt *st, int c)
 {
 	switch (sqlite3_column_type(st, c)) {
 	case SQLITE_INTEGER:
@@ -297,12 +301,14 @@ static void push_column(lua_State *L, sqlite3_stmt *st, int c)
 		lua_pushnumber(L, sqlite3_column_double(st, c));
 		break;
 	case SQLITE_TEXT:
-		lua_pushlstring(L, (const char *)sqlite3_column_text(st, c),
-		                (size_t)sqlite3_column_bytes(st, c));
-		break;
 	case SQLITE_BLOB: {
-		const void *p = sqlite3_column_blob(st, c);
-		lua_pushlstring(L, p ? p : "", (size_t)sqlite3_column_bytes(st, c));
+		const char *p = sqlite3_column_type(st, c) == SQLITE_TEXT ? (const char *)sqlite3_column_text(st, c)
+		                                                           : sqlite3_column_blob(st, c);
+		size_t n = (size_t)sqlite3_column_bytes(st, c);
+		if (!p)
+			p = "";
+		if (!redact_value(L, db, 1, &p, &n)) /* else the rule's text is pushed */
+			lua_pushlstring(L, p, n);
 		break;
 	}
 	default:
@@ -322,12 +328,11 @@ static int run(lua_State *L, db_t *db, sqlite3_stmt *st, int rows)
 			continue;
 		lua_createtable(L, 0, ncol);
 		for (int c = 0; c < ncol; c++) {
-			push_column(L, st, c);
+			push_column(L, db, st, c);
 			lua_setfield(L, -2, sqlite3_column_name(st, c));
 		}
 		lua_rawseti(L, -2, ++n);
 	}
-	(void)db;
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc == SQLITE_DONE ? 0 : rc;
@@ -479,9 +484,9 @@ static int make_parents(const char *path)
 /* open(path, [opts]) -> db | nil, err, code
    opts.busy_timeout: seconds to wait for another writer (default 5);
    opts.migrations: false (none), a directory, or nil (procy's store/);
-   opts.redact: {rule = fn(text) -> text, literals = "a\nb"|nil}: the write
-   boundary (every text and blob a write binds goes through rule, unless
-   it holds none of the literals). */
+   opts.redact: {rule = fn(text) -> text, literals = "a\nb"|nil}: the
+   boundary (every text and blob a write binds or a query reads goes
+   through rule, unless it holds none of the literals). */
 static int db_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);

@@ -54,6 +54,8 @@ struct reader {
 	job_t   *queue, *queue_tail; /* for the thread (under w.mu) */
 	job_t   *done, *done_tail;   /* for the loop (under w.mu) */
 	int      closed;
+	int      redact;  /* the record's boundary (db.c): its rule is the userdata's user value 1 */
+	secrets_t lits;
 };
 
 static void cells_free(cell_t *c, size_t n)
@@ -202,8 +204,16 @@ static void run(worker_t *w)
 
 /* ---- the loop's side ------------------------------------------------------------------------ */
 
-static void push_rows(lua_State *L, const job_t *j)
+/* push_rows(job, reader's userdata) -> rows: text and blobs through the
+   record's boundary, as db:query reads them (a protected call: the rule
+   may fail, the loop must not) */
+static int push_rows(lua_State *L)
 {
+	const job_t *j = lua_touserdata(L, 1);
+	int redact = j->r->redact;
+	if (redact)
+		lua_getiuservalue(L, 2, 1);
+	int rule = lua_gettop(L);
 	size_t rows = j->ncol ? j->ncells / (size_t)j->ncol : 0;
 	lua_createtable(L, (int)rows, 0);
 	for (size_t i = 0; i < rows; i++) {
@@ -214,7 +224,14 @@ static void push_rows(lua_State *L, const job_t *j)
 				lua_pushinteger(L, c->i);
 			else if (c->type == SQLITE_FLOAT)
 				lua_pushnumber(L, c->d);
-			else if (c->type == SQLITE_TEXT || c->type == SQLITE_BLOB)
+			else if ((c->type == SQLITE_TEXT || c->type == SQLITE_BLOB) && redact &&
+			         secrets_may_hold(&j->r->lits, c->p, c->n)) {
+				lua_pushvalue(L, rule);
+				lua_pushlstring(L, c->p, c->n);
+				lua_call(L, 1, 1);
+				if (lua_type(L, -1) != LUA_TSTRING)
+					luaL_error(L, "db: the record's redaction rule gave a %s, not text", luaL_typename(L, -1));
+			} else if (c->type == SQLITE_TEXT || c->type == SQLITE_BLOB)
 				lua_pushlstring(L, c->p, c->n);
 			else
 				continue; /* NULL: no field, as db:query gives it */
@@ -222,6 +239,7 @@ static void push_rows(lua_State *L, const job_t *j)
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
+	return 1;
 }
 
 /* The results the thread finished, to the tasks that wait for them. */
@@ -240,8 +258,15 @@ static void on_done(worker_t *w)
 		j->op = NULL;
 		pthread_mutex_unlock(&w->mu);
 		if (op && j->rc == SQLITE_OK) {
-			push_rows(L, j);
-			op_complete(L, op, 1);
+			lua_pushcfunction(L, push_rows);
+			lua_pushlightuserdata(L, j);
+			lua_rawgeti(L, LUA_REGISTRYINDEX, j->anchor);
+			if (lua_pcall(L, 2, 1, 0) == LUA_OK) {
+				op_complete(L, op, 1);
+			} else {
+				op_fail(L, op, "EINVAL", "%s", lua_tostring(L, -1));
+				lua_pop(L, 1);
+			}
 		} else if (op) {
 			op_fail(L, op, db_code_name(j->rc), "%s", j->err);
 		}
@@ -363,20 +388,35 @@ static int rd_close(lua_State *L)
 	}
 	worker_free(&r->w);
 	sqlite3_close_v2(r->db);
+	secrets_free(&r->lits);
 	free(r);
 	return 0;
 }
 
-/* db.reader(path) -> reader | nil, err, code */
+/* db.reader(path, [opts]) -> reader | nil, err, code
+   opts.redact: as db.open's, for what queries read */
 int db_reader_open(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	runtime_t *rt = procy_rt(L);
 	if (!rt || !rt->loop)
 		return luaL_error(L, "db.reader needs the loop (not on a worker)");
+	int rule = 0;
+	if (lua_istable(L, 2) && lua_getfield(L, 2, "redact") != LUA_TNIL) {
+		luaL_checktype(L, -1, LUA_TTABLE);
+		lua_getfield(L, -1, "rule");
+		luaL_checktype(L, -1, LUA_TFUNCTION);
+		rule = lua_gettop(L);
+		lua_getfield(L, -2, "literals");
+	}
 	reader_t *r = calloc(1, sizeof *r);
 	if (!r)
 		return luaL_error(L, "db: out of memory");
+	if (rule && secrets_init(&r->lits, lua_tostring(L, rule + 1)) < 0) {
+		free(r);
+		return luaL_error(L, "db: out of memory");
+	}
+	r->redact = rule != 0;
 	r->rt = rt;
 	int rc = sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc == SQLITE_OK) /* a first read: where a record we cannot read fails */
@@ -388,17 +428,23 @@ int db_reader_open(lua_State *L)
 	if (rc != SQLITE_OK) {
 		int n = procy_fail(L, db_code_name(rc), "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
 		sqlite3_close_v2(r->db);
+		secrets_free(&r->lits);
 		free(r);
 		return n;
 	}
 	err_t err;
 	if (worker_start(&r->w, rt->loop, run, on_done, r, &err) < 0) {
 		sqlite3_close_v2(r->db);
+		secrets_free(&r->lits);
 		free(r);
 		return procy_fail_err(L, &err);
 	}
-	reader_t **h = lua_newuserdatauv(L, sizeof *h, 0);
+	reader_t **h = lua_newuserdatauv(L, sizeof *h, 1);
 	*h = r;
+	if (rule) {
+		lua_pushvalue(L, rule);
+		lua_setiuservalue(L, -2, 1);
+	}
 	luaL_setmetatable(L, PROCY_READER_MT);
 	return 1;
 }

@@ -78,14 +78,20 @@ fail:
 
 /* [-0, +0] The secrets in the string on top of r->L (popped) as spans
    (1-based, inclusive) into *out; their count, 0 if none (or the rule set
-   failed: then nothing is masked, and the failure is kept). */
-static size_t spans_of_top(rules_t *r, size_t **out)
+   failed: then nothing is masked, and the failure is kept). cols: the
+   screen's width when the text is its output (a key the agent wrapped
+   across rows is found whole), else 0. */
+static size_t spans_of_top(rules_t *r, int cols, size_t **out)
 {
 	lua_State *L = r->L;
 	*out = NULL;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->spans);
 	lua_insert(L, -2);
-	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+	if (cols > 0)
+		lua_pushinteger(L, cols);
+	else
+		lua_pushnil(L);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
 		snprintf(r->error, sizeof r->error, "redaction failed: %s", lua_tostring(L, -1));
 		lua_settop(L, 0);
 		return 0;
@@ -148,7 +154,7 @@ static void redact_stream(rules_t *r, const batch *in, char kind, buf_t *out)
 		if (in->ev[i].kind == kind)
 			luaL_addlstring(&lb, in->data.p + in->ev[i].off, in->ev[i].len);
 	luaL_pushresult(&lb);
-	size_t *sp, nsp = spans_of_top(r, &sp);
+	size_t *sp, nsp = spans_of_top(r, kind == 'o' ? r->cols : 0, &sp);
 	/* each event again: the mask where a secret starts, nothing where it
 	   goes on */
 	size_t at = 0, s = 0;
@@ -184,6 +190,15 @@ static void redact_stream(rules_t *r, const batch *in, char kind, buf_t *out)
 void rules_take_in(rules_t *r, batch *in, batch *pending)
 {
 	int need[2], lines = 0;
+	for (size_t i = 0; i < in->nev; i++) /* the screen's width: "COLSxROWS" */
+		if (in->ev[i].kind == 'r') {
+			int cols = 0;
+			const char *p = in->data.p + in->ev[i].off;
+			for (size_t k = 0; k < in->ev[i].len && k < 6 && p[k] >= '0' && p[k] <= '9'; k++)
+				cols = cols * 10 + (p[k] - '0');
+			if (cols > 0)
+				r->cols = cols;
+		}
 	need[0] = stream_may_hold(r, in, 'o');
 	need[1] = stream_may_hold(r, in, 'i');
 	for (size_t i = 0; i < in->nev && !lines; i++)
@@ -227,16 +242,37 @@ void rules_take_in(rules_t *r, batch *in, batch *pending)
 
 /* A word at the very end of what is queued may be the start of a secret
    whose rest is still to come: it stays in the queue, for the next round
-   (unless it has waited HOLD_US already): moved from `in` into `queue`. */
+   (unless it has waited HOLD_US already): moved from `in` into `queue`.
+   So does a long word before a row's end (a line break, spaces, a border
+   "│"): the head of a key the agent wraps onto the next row. */
+#define WRAP_MIN 16 /* a word that long before a row's end may go on on the next */
 void rules_hold_last_word(batch *in, batch *queue)
 {
 	queued *q = in->nev ? &in->ev[in->nev - 1] : NULL;
 	if (!q || (q->kind != 'o' && q->kind != 'i') || rec_now_us() - q->t >= HOLD_US)
 		return;
 	const unsigned char *p = (const unsigned char *)in->data.p + q->off;
-	size_t hold = 0;
-	while (hold < q->len && hold < HOLD_MAX && word_byte(p[q->len - 1 - hold]))
-		hold++;
+	size_t hold = 0, edge = 0, word;
+	while (edge < q->len && edge < 16) { /* the row's end: \r \n spaces │ */
+		const unsigned char *c = p + q->len - 1 - edge;
+		if (*c == '\r' || *c == '\n' || *c == ' ')
+			edge++;
+		else if (edge + 3 <= q->len && c[-2] == 0xe2 && c[-1] == 0x94 && c[0] == 0x82)
+			edge += 3;
+		else
+			break;
+	}
+	for (int pass = 0; pass < 2; pass++) { /* the word right at the end, else one before the row's end */
+		size_t skip = pass ? edge : 0;
+		if (pass && !edge)
+			break;
+		for (word = 0; skip + word < q->len && skip + word < HOLD_MAX && word_byte(p[q->len - 1 - skip - word]);)
+			word++;
+		if (word && (!pass || word >= WRAP_MIN)) {
+			hold = skip + word;
+			break;
+		}
+	}
 	if (!hold || batch_add(queue, q->t, q->kind, p + q->len - hold, hold, 0) < 0)
 		return;
 	q->len -= hold;

@@ -18,6 +18,7 @@ typedef struct rules {
 	secrets_t  lits;          /* the first look (secrets.c) */
 	char      *settings;      /* JSON {"redact": [patterns]}, as the setting has them */
 	char       error[256];    /* the last failure ("": none); the owner takes it and clears it */
+	int        cols;          /* the screen's width, from the last 'r' event (0: not known) */
 } rules_t;
 
 /* Copies the settings (JSON) and the literals (one a line); NULL: none.

@@ -428,6 +428,9 @@ function M.main(argv)
   local _ <close> = tunnel
   core.set_run_limit(cfg.task_run_limit)
   if not os.getenv("PROCY_LOG") then core.set_log_level(cfg.log_level) end
+  -- procy's log (the terminal's stderr, or the log file while an agent
+  -- has the terminal) holds what it was told: the record's rule set first
+  core.set_log_filter(require("procy.redact").text)
   if not spec then return interactive(rest, opts) end
   if spec.reads then -- only reading: a record that is missing or not ours to write still reads
     local store = require "procy.store"

@@ -95,6 +95,44 @@ do
 end
 
 -- a full-screen program's password prompt (raw mode, no echo: '*'), then a
+
+-- a key the agent's screen wraps across rows (the pty is 100 columns): at
+-- the row's edge and on, inside a box's borders, with a cursor move between
+-- its pieces, styled in its middle, and the head written a moment before
+-- the tail; a short line that ends in a key keeps the next line's words
+do
+  local g = "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4o5p6q" -- fixed length: its head alone matches nothing
+  local long = KEY .. ("Xy9_"):rep(10)
+  local head = 100 - #"wrapped: "
+  local lines = {
+    "wrapped: " .. long:sub(1, head) .. "\r\n" .. long:sub(head + 1) .. " after-one\r\n",
+    "\226\148\130 boxed: " .. ("p"):rep(65) .. " " .. g:sub(1, 20) .. " \226\148\130\r\n\226\148\130   "
+      .. g:sub(21) .. " after-two \226\148\130\r\n",
+    ("m"):rep(80) .. g:sub(1, 18) .. "\27[1B\27[1G" .. g:sub(19) .. " after-three\r\n",
+    "styled: " .. KEY:sub(1, 30) .. "\27[1m" .. KEY:sub(31) .. "\27[0m after-four\r\n",
+    "short " .. KEY .. "\r\nkeepme after-five\r\n",
+  }
+  local f = T.write(dir .. "/wrapped.txt", table.concat(lines))
+  local tail = T.write(dir .. "/tail.txt", long:sub(head + 1) .. " after-six\r\n")
+  local p = procy { "sh", "-c", ('cat "$0"; printf "%%s\\r\\n" "slow: %s"; sleep 0.3; cat "$1"'):format(long:sub(1, 100 - #"slow: ")),
+    f, tail }
+  while p:read() do end
+  p:wait(10)
+  local d = session_data("o")
+  local left = {}
+  for _, piece in ipairs { long:sub(head + 1, head + 12), long:sub(-12), g:sub(-12), g:sub(1, 12), KEY:sub(-12), KEY:sub(14, 26) } do
+    if d.o:find(piece, 1, true) then left[#left + 1] = piece end
+  end
+  T.is(table.concat(left, " "), "", "no piece of a wrapped, boxed, moved or styled key reaches the record")
+  local kept = {}
+  for i = 1, 6 do
+    if not d.o:find("after-" .. ({ "one", "two", "three", "four", "five", "six" })[i], 1, true) then kept[#kept + 1] = i end
+  end
+  T.is(table.concat(kept, " "), "", "the words after each are kept")
+  T.ok(d.o:find("\r\nkeepme after-five", 1, true), "a key that ends a short line leaves the next line as it was")
+  T.ok(d.o:find("p %[REDACTED%] \226\148\130\r*\n\226\148\130   %[REDACTED%] after%-two"),
+    "the rows and borders stay, each piece masked", ("%q"):format(d.o:match("boxed.-after%-two") or ""))
+end
 -- question it echoes
 do
   local prog = T.write(dir .. "/prompt.py", [[
