@@ -338,8 +338,9 @@ function M.url(path)
 end
 
 -- json_escapes(text) -> text: a secret written with JSON escapes
--- ("sk\u002dant...") is in no pattern's sight until decoded. Each string
--- literal holding an escape is decoded, redacted, and written back
+-- ("sk\u002dant...", or "sk\\u002dant..." in JSON inside a JSON string)
+-- is in no pattern's sight until decoded. Each string literal holding an
+-- escape is decoded, redacted (its own escapes too), and written back
 -- (re-encoded) only when it held a secret; everything else keeps its bytes.
 function M.json_escapes(text)
   if not text:find("\\", 1, true) then return text end
@@ -350,7 +351,9 @@ function M.json_escapes(text)
     local a, b = list[i], list[i + 1]
     local s = json.decode(text:sub(a, b))
     if type(s) == "string" then
-      local r = M.redact(s)
+      -- decoded, it may be JSON itself (a tool's result, a body in a
+      -- body): its own escapes too, one level down each time
+      local r = M.json_escapes(M.redact(s))
       if r ~= s then
         out[#out + 1] = text:sub(at, a - 1)
         out[#out + 1] = json.encode(r)
