@@ -135,10 +135,24 @@ local function stdin_driver(cmd, extra, user_text, want)
 end
 if claude then
   way "claudix" way "tool"
-  stdin_driver("claudix", { "--dangerously-skip-permissions" },
+  local said = stdin_driver("claudix", { "--dangerously-skip-permissions" },
     "TOOL:bash[echo " .. planted("tool"):gsub("[;()]", "") .. "] " .. planted "claudix")
+  T.ok(said:find("got tool result: way-tool-1 ", 1, true), "claudix: Bash ran the tool with the keys and answered")
+  -- a recipe driving the agent headless (procy.agent), a tool call again
+  way "headless"
+  T.write(dir .. "/headless.lua", ([[
+local agent = require "procy.agent"
+local a = assert(agent.open { profile = "claude", mode = "headless", cwd = %q, mirror = false, args = { "--allowedTools", "Bash" } })
+local t = assert(a:wait_turn { seq = assert(a:send(%q)), timeout = 90 })
+print(t.response)
+a:close()
+return 0
+]]):format(work, "TOOL:bash[echo " .. planted("headless"):gsub("[;()]", "") .. "]"))
+  local hr = run { "run", dir .. "/headless.lua" }
+  T.ok(hr.code == 0 and hr.stdout:find("got tool result: way-headless-1 ", 1, true), "headless: a recipe's agent ran the tool",
+    hr.stderr)
 else
-  T.skip("claudix", "no claude CLI here")
+  T.skip("claudix and headless", "no claude CLI here")
 end
 if codex then
   way "codexx"
@@ -171,7 +185,40 @@ r = run { "corrections", "add", "--session", (r.stdout:gsub("%s", "")), "--turn"
 way "note"
 T.ok(r.code == 0, "a correction from a file", r.stderr)
 
--- 4. every export, and the monitor's JSON, into outputs
+-- 4. evolve: the task holds keys, the proxy model writes a prompt that
+-- holds them (and the try's agent echoes it), the evaluator prints them
+way "task" way "evolve" way "eval"
+do
+  local evo = dir .. "/evo"
+  fs.mkdir(evo)
+  T.git(evo, "init", "-q", "-b", "main")
+  T.write(evo .. "/value.txt", "1")
+  T.write(evo .. "/eval.sh", ([[
+# METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
+echo %q >&2
+echo "{\"value\": $(cat value.txt)}"
+]]):format(planted "eval"))
+  T.git(evo, "add", "-A")
+  T.git(evo, "commit", "-q", "-m", "start")
+  T.write(evo .. "/procy.lua", ([[
+return {
+  db = %q, log = %q, redact = { %q }, model = { backoff = 0.05 }, evolve = { patience = 0 },
+  agents = { setter = { headless = "exec", parse = function() return nil end,
+    exec = function(ctx, prompt)
+      return { "sh", "-c", 'printf %%s 5 > value.txt; printf "agent-said %%s\n" "$1"', "sh", prompt }
+    end } },
+}
+]]):format(record, log, secrets.own))
+  local m = require("lib.fakemodel").start { planted "evolve" .. " SET 5" }
+  local p = assert(proc.spawn({ T.bin, "--model-url", m.url, "run", "recipes/evolve.lua", "--task", planted "task",
+    "--iterations", "1", "--agent", "setter", "--evaluator", "eval.sh" }, { cwd = evo, env = env }))
+  local er = assert(p:wait(120))
+  m.close()
+  T.ok(er.code == 0 and (er.stdout or ""):find("score 5", 1, true), "evolve: a try, its prompt the proxy model's",
+    (er.stderr or "") .. (er.stdout or ""))
+end
+
+-- 5. every export, and the monitor's JSON, into outputs
 local exports = dir .. "/exports"
 fs.mkdir(exports)
 local ids_script = T.write(dir .. "/ids.lua", [[
@@ -202,6 +249,10 @@ local function export_all(tag)
   outs.search = run({ "search", "way", "--json", "--limit", "500" }).stdout
   outs["search raw"] = run({ "search", "way", "--raw", "--limit", "500" }).stdout
   outs.usage = run({ "usage", "--json" }).stdout
+  outs.runs = run({ "runs", "--json" }).stdout
+  for i, rrow in ipairs(json.decode(outs.runs) or {}) do
+    if type(rrow) == "table" and rrow.id then outs["run " .. i] = run({ "runs", rrow.id, "--json" }).stdout end
+  end
   outs.corrections = run({ "corrections", "ls", "--json" }).stdout
   outs["correction 1"] = run({ "corrections", "show", "1", "--json" }).stdout
   local tdir = exports .. "/train-" .. tag
@@ -225,6 +276,7 @@ local function export_all(tag)
   outs["api sessions"] = get "/api/sessions"
   outs["api calls"] = get "/api/calls"
   outs["api corrections"] = get "/api/corrections"
+  outs["api runs"] = get "/api/runs"
   outs["api search"] = get "/api/search?q=way"
   for i, id in ipairs(ids) do
     outs["api session " .. i] = get("/api/sessions/" .. id)
