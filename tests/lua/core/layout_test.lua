@@ -48,7 +48,7 @@ T.is(table.concat(misplaced, " "), "", "runtime/ holds main.c, embed.c and the f
 T.ok(next(layer_of) ~= nil, "the layers' files are found")
 
 -- ---- includes ---------------------------------------------------------------------
-local bad, long = {}, {}
+local bad, long, included = {}, {}, {}
 local function check_includes(path, layer)
   local n = 0
   for line in (T.read(T.src .. "/runtime/" .. path) .. "\n"):gmatch("(.-)\n") do
@@ -58,6 +58,13 @@ local function check_includes(path, layer)
       local to = header_at[h]
       if not to then bad[#bad + 1] = path .. ":" .. n .. " includes " .. h .. ", no header of runtime/"
       elseif not allowed(layer, to) then bad[#bad + 1] = path .. ":" .. n .. " (" .. layer .. ") includes " .. to .. "/" .. h end
+      -- a header with a file of its own name (tty.h, tty.c) is that file's:
+      -- taking its types ties the includer to it as a call does
+      local owner = to and (to .. "/" .. h:gsub("%.h$", ".c"))
+      if owner and layer_of[owner] and owner ~= path and path:match("%.c$") then
+        included[path] = included[path] or {}
+        included[path][owner] = "#include " .. h
+      end
     end
   end
   if path:match("%.c$") and n > MAX_LINES then long[#long + 1] = "runtime/" .. path .. " " .. n end
@@ -98,7 +105,13 @@ end
 table.sort(wrong)
 T.is(table.concat(wrong, "\n"), "", "every call between files goes down a layer or stays in its folder")
 
--- circles: a depth-first walk over the files' calls
+-- circles: a depth-first walk over the files' calls and includes
+for from, tos in pairs(included) do
+  for to, why in pairs(tos) do
+    uses[from] = uses[from] or {}
+    uses[from][to] = uses[from][to] or why
+  end
+end
 local circles, state = {}, {}
 local function walk(f, stack)
   state[f] = "open"
@@ -124,7 +137,7 @@ local all = {}
 for f in pairs(uses) do all[#all + 1] = f end
 table.sort(all)
 for _, f in ipairs(all) do if not state[f] then walk(f, {}) end end
-T.is(table.concat(circles, "\n"), "", "no circle of files: no two files of runtime/ call each other, directly or around")
+T.is(table.concat(circles, "\n"), "", "no circle of files: no two files of runtime/ call each other or take each other's types, directly or around")
 
 -- ---- sizes --------------------------------------------------------------------------
 for _, path in ipairs(files(T.src .. "/lua")) do

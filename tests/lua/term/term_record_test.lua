@@ -280,7 +280,7 @@ os.write(1, b"END\n")
   local avail = tonumber(df.stdout:match("(%d+)%s*$"))
   assert(proc.run { "sh", "-c", ("head -c %d /dev/zero > %s/filler"):format(avail - (1 << 20), small) })
   p:write("go\n")
-  local n, freed, least = 0, false, avail
+  local n, freed, least, full_n = 0, false, avail, 0
   local t0, full_at, tail = core.now(), nil, ""
   while true do
     local c = p:read()
@@ -290,11 +290,15 @@ os.write(1, b"END\n")
     if not freed then
       local d = proc.run { "df", "--output=avail", "-B1", small }
       least = math.min(least, tonumber(d.stdout:match("(%d+)%s*$")) or least)
-      if least < 64 * 1024 and not full_at then full_at = core.now() end
+      if least < 64 * 1024 and not full_at then full_at, full_n = core.now(), n end
     end
-    -- the disk has room again once it has been full for full_for seconds
-    -- (on a busy machine the agent is slow to fill it: its time, not the clock's)
-    if not freed and not keep_full and ((full_at and core.now() - full_at > full_for) or core.now() - t0 > full_for + 60) then
+    -- the disk has room again once it has been full for full_for seconds,
+    -- or (full_for = {bytes = N}) once the agent wrote N bytes while it was:
+    -- what waited is measured, not guessed from the clock (a loaded machine
+    -- slows the agent down)
+    local long_enough = full_at and (type(full_for) == "table" and n - full_n > full_for.bytes
+      or type(full_for) == "number" and core.now() - full_at > full_for)
+    if not freed and not keep_full and (long_enough or core.now() - t0 > 120) then
       proc.run { "rm", "-f", small .. "/filler" }
       freed = true
     end
@@ -319,7 +323,8 @@ full_disk("small", 20, 2, function(rec, size)
   T.ok(bytes == table.concat(want), "byte for byte, in order", ("%d bytes read back"):format(#(bytes or "")))
 end)
 
-full_disk("tiny", 60, 8, function(rec, size)
+-- 12 MB written while the disk is full: past the 8 MB the recorder holds
+full_disk("tiny", 60, { bytes = 12 << 20 }, function(rec, size)
   local h = assert(db.open(rec, { migrations = false }))
   local sid = h:query("SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1")[1].id
   local o = h:query("SELECT coalesce(sum(coalesce(len, length(data))), 0) AS n FROM term_events WHERE session_id = ? AND kind = 'o'", sid)[1].n
