@@ -48,14 +48,6 @@ typedef struct db {
 } db_t;
 
 
-static int db_fail(lua_State *L, sqlite3 *h, int rc, const char *context)
-{
-	const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
-	if (context)
-		return procy_fail(L, db_code_name(rc), "%s: %s", context, msg);
-	return procy_fail(L, db_code_name(rc), "%s", msg);
-}
-
 static db_t *check_db(lua_State *L)
 {
 	db_t *db = luaL_checkudata(L, 1, PROCY_DB_MT);

@@ -15,7 +15,9 @@
 #include "procy.h"
 #include "store.h"
 
-static int fail(lua_State *L, sqlite3 *h, int rc, const char *context)
+/* db_fail(L, h, rc, context) -> nil, "SQLITE_...: context: message", code:
+   SQLite's failure as procy's tuple (here, below db.c, which uses it too) */
+int db_fail(lua_State *L, sqlite3 *h, int rc, const char *context)
 {
 	const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
 	if (context)
@@ -145,7 +147,7 @@ int db_check_schema(lua_State *L, sqlite3 *h, const char *dir, const char *path)
 	int latest = count ? m[count - 1].version : 0, v = user_version(h);
 	lua_pop(L, 1);
 	if (v < 0)
-		return fail(L, h, sqlite3_errcode(h), path);
+		return db_fail(L, h, sqlite3_errcode(h), path);
 	if (v < latest)
 		return procy_fail(L, "ESCHEMA", "the record at %s is from an older procy (schema %d, this one "
 		                  "needs %d): run procy once where it may write the file, to bring it up to date",
@@ -194,7 +196,7 @@ static int migrate_each(lua_State *L, sqlite3 *h, migration *m, int count, int l
 	for (int i = 0; i < count; i++) {
 		int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
-			return fail(L, h, rc, "migrate: begin");
+			return db_fail(L, h, rc, "migrate: begin");
 		int v = user_version(h);
 		if (v > latest) {
 			sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);

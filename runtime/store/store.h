@@ -32,6 +32,7 @@ void db_raise(lua_State *L, struct sqlite3 *h, int rc);
 /* migrate.c: procy's migrations (dir NULL: those built in) applied to h,
    or (check) h's schema checked to be theirs; 0, or the failure's values
    pushed (nil, err, code), their count. */
+int db_fail(lua_State *L, struct sqlite3 *h, int rc, const char *context); /* migrate.c */
 int db_migrate(lua_State *L, struct sqlite3 *h, const char *dir);
 int db_check_schema(lua_State *L, struct sqlite3 *h, const char *dir, const char *path);
 int db_schema_latest(void); /* the newest migration built in */
