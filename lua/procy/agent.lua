@@ -122,6 +122,24 @@ function A:interrupt() return self.driver:interrupt() end
 -- its session's term_events (headless drivers; `procy agent log` reads them)
 function A:record(kind, line) store.event(self.session, kind, line .. "\n") end
 
+-- a:mirror(text, how): the agent's words on procy's stderr ("full": all
+-- of them, else the first line with something on it), each line under
+-- the agent's name. stderr may be a file procy keeps (a background
+-- agent's log): the record's rule set first, as for every text procy
+-- writes.
+function A:mirror(text, how)
+  if not how or not text or text == "" then return end
+  text = require("procy.redact").text(text)
+  local who = "[" .. (self.name or self.session:sub(1, 8)) .. "] "
+  if how == "full" then
+    io.stderr:write(who, (text:gsub("\n", "\n" .. who)), "\n")
+  else
+    local first, rest = text:match("^%s*\n([^\n]*%S[^\n]*)\n?(.*)$")
+    if not first then first, rest = text:match("^([^\n]*)\n?(.*)$") end
+    io.stderr:write(who, (first:gsub("^%s+", "")) .. (rest:match("%S") and " ..." or ""), "\n")
+  end
+end
+
 -- settle([seconds]): waits (at most 2 s) until every API call that has
 -- ended has been recorded and told — so a turn ended now holds all of them
 function A:settle(max)

@@ -19,6 +19,8 @@ local M = {}
 M.mask = "[REDACTED]"
 
 local key = "[%w_%-]"
+local AWS_SEP = "[\"'\\]*%s*[:=%s]%s*[\"'\\]*()"
+local AWS_VALUE = ("\\?[%w/+]"):rep(40)
 -- {prefix, pattern, literals}: every match starts with one of literals
 -- (so the terminal's recorder skips text without them at once, and a
 -- match is looked for only where one is)
@@ -42,13 +44,13 @@ M.default_patterns = {
   -- as they are or JSON-escaped), or, cut short, the key's first run
   { "-----BEGIN", "%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-.-%-%-%-%-%-END", { "-----BEGIN" } },
   { "-----BEGIN", "%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-[%w%s+/=]*", { "-----BEGIN" } },
-  -- an AWS secret access key: 40 characters, known by the name before it
-  { "aws_", "aws_secret_access_key[\"'\\]*%s*[:=]%s*[\"'\\]*" .. ("[%w/+]"):rep(40), { "aws_secret_access_key" },
-  },
-  { "AWS_", "AWS_SECRET_ACCESS_KEY[\"'\\]*%s*[:=]%s*[\"'\\]*" .. ("[%w/+]"):rep(40), { "AWS_SECRET_ACCESS_KEY" },
-  },
-  { "ecretAccessKey", "[Ss]ecretAccessKey[\"'\\]*%s*[:=]%s*[\"'\\]*" .. ("[%w/+]"):rep(40),
-    { "SecretAccessKey", "secretAccessKey" } },
+  -- an AWS secret access key: 40 characters (a "/" may be written "\/"),
+  -- known by the name before it (= or : or a space between: a setting, a
+  -- JSON field, `aws configure set`). The position capture says where the
+  -- secret starts: the name and its quotes stay, so JSON stays JSON.
+  { "aws_", "aws_secret_access_key" .. AWS_SEP .. AWS_VALUE, { "aws_secret_access_key" } },
+  { "AWS_", "AWS_SECRET_ACCESS_KEY" .. AWS_SEP .. AWS_VALUE, { "AWS_SECRET_ACCESS_KEY" } },
+  { "ecretAccessKey", "[Ss]ecretAccessKey" .. AWS_SEP .. AWS_VALUE, { "SecretAccessKey", "secretAccessKey" } },
 }
 
 -- Headers whose whole value is a secret.
@@ -110,7 +112,8 @@ local function each(text, p, f)
     while true do
       local q = text:find(lit, at, true)
       if not q then break end
-      local a, b = text:find(p[2], q)
+      local a, b, from = text:find(p[2], q)
+      if type(from) == "number" then a = from end -- the secret starts there
       if a and p[4] then -- a key looks random (see the rule)
         local m = text:sub(a, b)
         local glued = q > 1 and text:sub(q - 1, q - 1):match("%w")
@@ -172,10 +175,40 @@ end
 local ROW_SLACK = 8
 local KEYCH = "[%w_%-%+/=]"
 
-local function visible_width(s)
+-- Wide characters (CJK, Hangul, fullwidth forms, emoji) take two columns.
+local WIDE = { { 0x1100, 0x115F }, { 0x2E80, 0x303E }, { 0x3041, 0x33FF }, { 0x3400, 0x4DBF }, { 0x4E00, 0x9FFF },
+  { 0xA000, 0xA4CF }, { 0xAC00, 0xD7A3 }, { 0xF900, 0xFAFF }, { 0xFE30, 0xFE4F }, { 0xFF00, 0xFF60 }, { 0xFFE0, 0xFFE6 } }
+local function columns(s)
   s = s:gsub("\27%[[%d;?<>=]*[%a@`~]", ""):gsub("\27[^%[]", "")
   local _, cont = s:gsub("[\128-\191]", "")
-  return #s - cont
+  local n = #s - cont
+  if cont == 0 then return n end
+  for a, b, c in s:gmatch("([\224-\239])([\128-\191])([\128-\191])") do
+    local cp = (a:byte() & 15) << 12 | (b:byte() & 63) << 6 | (c:byte() & 63)
+    for _, r in ipairs(WIDE) do
+      if cp >= r[1] and cp <= r[2] then n = n + 1 break end
+    end
+  end
+  local _, four = s:gsub("[\240-\247]", "")
+  return n + four
+end
+
+-- widths(text) -> width(k): how wide the row is up to byte k, from its
+-- start (after the last line break or carriage return, or the last cursor
+-- move that starts a row); k only grows, and each byte is looked at once,
+-- so a screenful of cursor moves costs one pass, not one per move
+local function widths(text)
+  local pos, width = 0, 0
+  return function(k)
+    local seg = text:sub(pos + 1, k)
+    pos = k
+    local start = seg:match(".*[\r\n]()")
+    for after in seg:gmatch("\27%[[%d;?]*[HfGdEF]()") do
+      if not start or after > start then start = after end
+    end
+    if start then width = columns(seg:sub(start)) else width = width + columns(seg) end
+    return width
+  end
 end
 
 -- gap(text, i) -> the end of the gap starting at i and whether it changes
@@ -209,27 +242,22 @@ end
 -- joined text's byte after the cut; skipped: the bytes left out there)
 local function rows(text, cols)
   local out, cuts, at, removed = {}, {}, 1, 0
-  local i, row_start, scan = 1, 1, 1
+  local i, width = 1, widths(text)
   while true do
     local k = text:find(KEYCH .. "[\27\r\n \226]", i)
     if not k then break end
     local e, row = gap(text, k + 1)
     if e and e < #text and text:sub(e + 1, e + 1):match(KEYCH) then
-      while true do -- the row k is on starts after the last line break before it
-        local q = text:find("[\r\n]", scan)
-        if not q or q > k then break end
-        row_start, scan = q + 1, q + 1
-      end
       local joins
       if row then
-        joins = visible_width(text:sub(row_start, k)) >= math.max(cols - ROW_SLACK, 16)
+        joins = width(k) >= math.max(cols - ROW_SLACK, 16)
       else
         joins = not text:sub(k + 1, e):find(" ", 1, true) -- styling inside a word
       end
       if joins then
         out[#out + 1] = text:sub(at, k)
-        cuts[#cuts + 1] = { k + 1 - removed, e - k }
         removed = removed + (e - k)
+        cuts[#cuts + 1] = { k + 1 - (removed - (e - k)), e - k, removed } -- {at, skipped, skipped so far}
         at = e + 1
       end
       i = e + 1
@@ -245,24 +273,26 @@ end
 -- the original bytes of joined span [a, b]: one span per piece, the gaps
 -- between them (line breaks, borders) left as they are
 local function unjoin(a, b, cuts, list)
-  local shift, piece = 0, a
-  for _, c in ipairs(cuts) do
+  local lo, hi = 1, #cuts + 1 -- the first cut after a (binary search)
+  while lo < hi do
+    local mid = (lo + hi) // 2
+    if cuts[mid][1] <= a then lo = mid + 1 else hi = mid end
+  end
+  local shift, piece = lo > 1 and cuts[lo - 1][3] or 0, a
+  for i = lo, #cuts do
+    local c = cuts[i]
     if c[1] > b then break end
-    if c[1] <= piece then
-      shift = shift + c[2]
-    else
-      list[#list + 1] = { piece + shift, c[1] - 1 + shift }
-      piece = c[1]
-      shift = shift + c[2]
-    end
+    list[#list + 1] = { piece + shift, c[1] - 1 + shift }
+    piece, shift = c[1], c[3]
   end
   list[#list + 1] = { piece + shift, b + shift }
 end
 
 -- spans(text, [cols]) -> {a1, b1, a2, b2, ...}: where the secrets are,
 -- sorted, overlapping ones joined (byte positions, inclusive). cols: the
--- text is a terminal's output on a screen that wide (rows(): a key
--- wrapped across rows is found whole).
+-- text is a terminal's stream, its screen that wide (0: not known): a key
+-- wrapped across rows is found whole (rows()), and a JSON string whose
+-- escapes hide one is masked whole.
 function M.spans(text, cols)
   local list = {}
   for _, p in ipairs(patterns()) do
@@ -273,6 +303,16 @@ function M.spans(text, cols)
   if joined then
     for _, p in ipairs(patterns()) do
       each(joined, p, function(a, b) unjoin(a, b, cuts, list) end)
+    end
+  end
+  -- a terminal's text cannot be re-encoded as text() does a body: a JSON
+  -- string whose escapes hide a secret is masked whole (its quotes kept)
+  if cols and text:find("\\u00") then
+    local lits = json.escaped(text)
+    for i = 1, #lits, 2 do
+      local a, b = lits[i], lits[i + 1]
+      local ok, v = pcall(json.decode, text:sub(a, b))
+      if ok and type(v) == "string" and M.text(v) ~= v and b - a >= 2 then list[#list + 1] = { a + 1, b - 1 } end
     end
   end
   if #list == 0 then return list end
@@ -342,8 +382,10 @@ end
 -- is in no pattern's sight until decoded. Each string literal holding an
 -- escape is decoded, redacted (its own escapes too), and written back
 -- (re-encoded) only when it held a secret; everything else keeps its bytes.
-function M.json_escapes(text)
-  if not text:find("\\", 1, true) then return text end
+local ESCAPE_DEPTH = 8 -- JSON in a string in JSON ...: deeper is not looked into
+function M.json_escapes(text, depth)
+  depth = depth or 1
+  if depth > ESCAPE_DEPTH or not text:find("\\", 1, true) then return text end
   local list = json.escaped(text)
   if #list == 0 then return text end
   local out, at = {}, 1
@@ -353,7 +395,7 @@ function M.json_escapes(text)
     if type(s) == "string" then
       -- decoded, it may be JSON itself (a tool's result, a body in a
       -- body): its own escapes too, one level down each time
-      local r = M.json_escapes(M.redact(s))
+      local r = M.json_escapes(M.redact(s), depth + 1)
       if r ~= s then
         out[#out + 1] = text:sub(at, a - 1)
         out[#out + 1] = json.encode(r)

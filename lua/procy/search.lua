@@ -206,6 +206,12 @@ function M.search(text, o, h)
   for _, r in ipairs(rows) do
     local parts, at = json.array(), 1
     local s = r.snippet or ""
+    -- the marks around the hits are in the text before the boundary reads
+    -- it, and could break a secret in two: looked at without them, and
+    -- when anything is masked, shown masked with no hit marked
+    local plain = s:gsub("[\2\3]", "")
+    local masked = require("procy.redact").text(plain)
+    if masked ~= plain then s = masked:gsub("[\2\3]", "") end
     while true do
       local a, b = s:find("\2", at, true)
       if not a then parts[#parts + 1] = s:sub(at) break end

@@ -229,7 +229,7 @@ routes["/api/events"] = function(req, s)
   req:send(": procy " .. core.version .. "\n\n")
   local gone = false
   local stop <close> = setmetatable({ off = M.on_call(function(call)
-    if not gone and not req:send("event: call\ndata: " .. json.encode(call) .. "\n\n") then gone = true end
+    if not gone and not req:send("event: call\ndata: " .. web.json(call) .. "\n\n") then gone = true end
   end) }, { __close = function(t) t.off() end })
   -- `change` when the record changed (the id says to what, so a client
   -- that reconnects with Last-Event-ID hears of what it missed, once); a

@@ -128,11 +128,17 @@ function M.api_path(path)
   return path
 end
 
--- reply(req, status, value): a JSON answer; fail(req, status, msg): {error = msg}
+-- reply(req, status, value): a JSON answer; fail(req, status, msg): {error = msg}.
+-- The monitor's one door for JSON: what it says passes the record's rule
+-- set (what comes from the record did already; an error quoting a
+-- request, or anything else, does here).
 function M.reply(req, status, value)
   req:respond(status, { ["Content-Type"] = "application/json", ["Cache-Control"] = "no-store" },
-    json.encode(value) .. "\n")
+    M.json(value) .. "\n")
 end
+
+-- json(value) -> the JSON the monitor sends of value, secrets masked
+function M.json(value) return require("procy.redact").text(json.encode(value)) end
 
 function M.fail(req, status, msg)
   M.reply(req, status, { error = msg })

@@ -65,23 +65,33 @@ static db_t *check_db(lua_State *L)
    export, the monitor, a recipe) sees it through today's rules — a record
    an older procy wrote, or a pattern added since, included. Text holding
    none of the rule's literals (the usual case) passes as it is, no Lua. */
-static int redact_value(lua_State *L, db_t *db, int handle, const char **p, size_t *n)
+/* st: the statement under way, reset before a failure of the rule is
+   raised (a raise would leave it mid-step: its next use would go on from
+   there, and its read would hold the WAL back meanwhile). */
+static int redact_value(lua_State *L, db_t *db, int handle, const char **p, size_t *n, sqlite3_stmt *st)
 {
 	if (!db->redact || !secrets_may_hold(&db->lits, *p, *n))
 		return 0;
 	lua_getiuservalue(L, handle, 1);
 	lua_pushlstring(L, *p, *n);
-	lua_call(L, 1, 1);
-	if (lua_type(L, -1) != LUA_TSTRING)
-		luaL_error(L, "db: the record's redaction rule gave a %s, not text", luaL_typename(L, -1));
-	*p = lua_tolstring(L, -1, n);
-	return 1;
+	int rc = lua_pcall(L, 1, 1, 0);
+	if (rc == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+		*p = lua_tolstring(L, -1, n);
+		return 1;
+	}
+	if (st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+	if (rc != LUA_OK)
+		return lua_error(L);
+	return luaL_error(L, "db: the record's redaction rule gave a %s, not text", luaL_typename(L, -1));
 }
 
 int db_redact(lua_State *L, int idx, const char **p, size_t *n)
 {
 	db_t *db = luaL_checkudata(L, idx, PROCY_DB_MT);
-	return redact_value(L, db, lua_absindex(L, idx), p, n);
+	return redact_value(L, db, lua_absindex(L, idx), p, n, NULL);
 }
 
 /* ---- statements ------------------------------------------------------------- */
@@ -224,7 +234,7 @@ static void bind_one(lua_State *L, db_t *db, sqlite3_stmt *st, int i, int idx, i
 	case LUA_TSTRING: {
 		size_t n;
 		const char *s = lua_tolstring(L, idx, &n);
-		if (write && redact_value(L, db, 1, &s, &n)) {
+		if (write && redact_value(L, db, 1, &s, &n, st)) {
 			rc = sqlite3_bind_text64(st, i, s, n, SQLITE_TRANSIENT, SQLITE_UTF8);
 			lua_pop(L, 1);
 			break;
@@ -238,7 +248,7 @@ static void bind_one(lua_State *L, db_t *db, sqlite3_stmt *st, int i, int idx, i
 			size_t n;
 			const char *s = lua_tolstring(L, -1, &n);
 			lua_pop(L, 1); /* the blob table still holds the string */
-			if (write && redact_value(L, db, 1, &s, &n)) {
+			if (write && redact_value(L, db, 1, &s, &n, st)) {
 				rc = sqlite3_bind_blob64(st, i, s, n, SQLITE_TRANSIENT);
 				lua_pop(L, 1);
 				break;
@@ -299,7 +309,7 @@ static void push_column(lua_State *L, db_t *db, sqlite3_stmt *st, int c)
 		size_t n = (size_t)sqlite3_column_bytes(st, c);
 		if (!p)
 			p = "";
-		if (!redact_value(L, db, 1, &p, &n)) /* else the rule's text is pushed */
+		if (!redact_value(L, db, 1, &p, &n, st)) /* else the rule's text is pushed */
 			lua_pushlstring(L, p, n);
 		break;
 	}

@@ -372,7 +372,7 @@ static void writer(worker_t *w)
 		r->queue = r->spare;
 		memset(&r->spare, 0, sizeof r->spare);
 		if (hold)
-			rules_hold_last_word(&in, &r->queue);
+			rules_hold_last_word(&r->rules, &in, &r->queue);
 		uint64_t gap_n = r->gap_events, gap_b = r->gap_bytes;
 		int64_t gap_from = r->gap_from, gap_to = r->gap_to;
 		r->gap_events = r->gap_bytes = 0;

@@ -80,17 +80,14 @@ fail:
    (1-based, inclusive) into *out; their count, 0 if none (or the rule set
    failed: then nothing is masked, and the failure is kept). cols: the
    screen's width when the text is its output (a key the agent wrapped
-   across rows is found whole), else 0. */
+   across rows is found whole), else 0 (typed input). */
 static size_t spans_of_top(rules_t *r, int cols, size_t **out)
 {
 	lua_State *L = r->L;
 	*out = NULL;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->spans);
 	lua_insert(L, -2);
-	if (cols > 0)
-		lua_pushinteger(L, cols);
-	else
-		lua_pushnil(L);
+	lua_pushinteger(L, cols); /* a terminal's stream (procy.redact.spans) */
 	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
 		snprintf(r->error, sizeof r->error, "redaction failed: %s", lua_tostring(L, -1));
 		lua_settop(L, 0);
@@ -116,8 +113,107 @@ static int word_byte(unsigned char c)
 	       c == '_' || c == '-' || c == '.' || c == '+' || c == '/' || c == '=';
 }
 
+/* ---- a row's end ------------------------------------------------------------------------ */
+
+/* What an agent's screen puts between a key's head and its tail when it
+   wraps the key onto the next row: a line break, carriage returns,
+   spaces, a box's borders (│ ┃ ║ ╎) and escape sequences (ESC [ ... X).
+   procy.redact joins them (spans with the screen's width); here the first
+   look learns whether a literal straddles one, and the hold keeps a row
+   whose end may go on in the next round. */
+#define GAP_MAX 64
+
+static int border_at(const unsigned char *c)
+{
+	return c[0] == 0xe2 && ((c[1] == 0x94 && (c[2] == 0x82 || c[2] == 0x83)) ||
+	                        (c[1] == 0x95 && (c[2] == 0x91 || c[2] == 0x8e)));
+}
+
+/* The gap's length ending at p[n - 1] (looking back). */
+static size_t gap_back(const unsigned char *p, size_t n)
+{
+	size_t k = 0;
+	while (k < n && k < GAP_MAX) {
+		const unsigned char *c = p + n - 1 - k;
+		if (*c == '\r' || *c == '\n' || *c == ' ') {
+			k++;
+		} else if (k + 3 <= n && border_at(c - 2)) {
+			k += 3;
+		} else if (*c >= '@' && *c <= '~') { /* the final byte of ESC [ params X? */
+			size_t j = k + 1;
+			while (j < n && p[n - 1 - j] >= '0' && p[n - 1 - j] <= '?')
+				j++;
+			if (j + 2 <= n && p[n - 1 - j] == '[' && p[n - 2 - j] == 0x1b)
+				k = j + 2;
+			else
+				break;
+		} else {
+			break;
+		}
+	}
+	return k;
+}
+
+/* The gap's length starting at p[0]. */
+static size_t gap_fwd(const unsigned char *p, size_t n)
+{
+	size_t k = 0;
+	while (k < n && k < GAP_MAX) {
+		if (p[k] == '\r' || p[k] == '\n' || p[k] == ' ') {
+			k++;
+		} else if (k + 3 <= n && border_at(p + k)) {
+			k += 3;
+		} else if (p[k] == 0x1b && k + 2 < n && p[k + 1] == '[') {
+			size_t j = k + 2;
+			while (j < n && p[j] >= '0' && p[j] <= '?')
+				j++;
+			if (j < n && p[j] >= '@' && p[j] <= '~')
+				k = j + 1;
+			else
+				break;
+		} else {
+			break;
+		}
+	}
+	return k;
+}
+
+/* Does a literal straddle a line break in p[0..n)? The key characters
+   before the break's gap and after it, put together, are looked at. full:
+   only breaks that end a row as wide as the screen (in bytes, within 8:
+   escapes only make a row longer), the rows an agent wraps a word at. */
+static int rows_may_hold(const rules_t *r, const unsigned char *p, size_t n, int full)
+{
+	size_t row = 0, at = 0;
+	const unsigned char *nl;
+	while (at < n && (nl = memchr(p + at, '\n', n - at))) {
+		size_t x = (size_t)(nl - p);
+		at = x + 1;
+		if (full && (r->cols <= 0 || x - row + 8 < (size_t)r->cols)) {
+			row = x + 1;
+			continue;
+		}
+		row = x + 1;
+		size_t end = x + 1 - gap_back(p, x + 1), start = x + 1 + gap_fwd(p + x + 1, n - x - 1);
+		if (!end || start >= n || !word_byte(p[end - 1]) || !word_byte(p[start]))
+			continue;
+		char join[48];
+		size_t h = 0, t = 0;
+		while (h < 24 && h < end && word_byte(p[end - 1 - h]))
+			h++;
+		while (t < 24 && start + t < n && word_byte(p[start + t]))
+			t++;
+		memcpy(join, p + end - h, h);
+		memcpy(join + h, p + start, t);
+		if (secrets_may_hold(&r->lits, join, h + t))
+			return 1;
+	}
+	return 0;
+}
+
 /* Does the stream of kind in `in` need the rule set? Its events are
-   looked at one by one, and across each boundary. */
+   looked at one by one, and across each boundary; output also across the
+   rows its screen wraps. */
 static int stream_may_hold(const rules_t *r, const batch *in, char kind)
 {
 	const char *prev = NULL;
@@ -129,12 +225,16 @@ static int stream_may_hold(const rules_t *r, const batch *in, char kind)
 		const char *p = in->data.p + q->off;
 		if (secrets_may_hold(&r->lits, p, q->len))
 			return 1;
+		if (kind == 'o' && rows_may_hold(r, (const unsigned char *)p, q->len, 1))
+			return 1;
 		if (prev && prevlen && q->len) {
-			char edge[64];
-			size_t a = prevlen < 31 ? prevlen : 31, b = q->len < 32 ? q->len : 32;
+			char edge[2 * GAP_MAX + 64];
+			size_t a = prevlen < GAP_MAX + 31 ? prevlen : GAP_MAX + 31, b = q->len < GAP_MAX + 32 ? q->len : GAP_MAX + 32;
 			memcpy(edge, prev + prevlen - a, a);
 			memcpy(edge + a, p, b);
 			if (secrets_may_hold(&r->lits, edge, a + b))
+				return 1;
+			if (kind == 'o' && rows_may_hold(r, (const unsigned char *)edge, a + b, 0))
 				return 1;
 		}
 		prev = p, prevlen = q->len;
@@ -184,13 +284,10 @@ static void redact_stream(rules_t *r, const batch *in, char kind, buf_t *out)
 	free(sp);
 }
 
-/* The round's events into pending, redacted, in order. Output and
-   input are each one stream; a typed line is its own text. Streams in
-   which no rule can match (the usual case) are not copied at all. */
-void rules_take_in(rules_t *r, batch *in, batch *pending)
+/* The screen's width, from the round's resize events ("COLSxROWS"). */
+static void track_cols(rules_t *r, const batch *in)
 {
-	int need[2], lines = 0;
-	for (size_t i = 0; i < in->nev; i++) /* the screen's width: "COLSxROWS" */
+	for (size_t i = 0; i < in->nev; i++)
 		if (in->ev[i].kind == 'r') {
 			int cols = 0;
 			const char *p = in->data.p + in->ev[i].off;
@@ -199,6 +296,15 @@ void rules_take_in(rules_t *r, batch *in, batch *pending)
 			if (cols > 0)
 				r->cols = cols;
 		}
+}
+
+/* The round's events into pending, redacted, in order. Output and
+   input are each one stream; a typed line is its own text. Streams in
+   which no rule can match (the usual case) are not copied at all. */
+void rules_take_in(rules_t *r, batch *in, batch *pending)
+{
+	int need[2], lines = 0;
+	track_cols(r, in);
 	need[0] = stream_may_hold(r, in, 'o');
 	need[1] = stream_may_hold(r, in, 'i');
 	for (size_t i = 0; i < in->nev && !lines; i++)
@@ -243,34 +349,39 @@ void rules_take_in(rules_t *r, batch *in, batch *pending)
 /* A word at the very end of what is queued may be the start of a secret
    whose rest is still to come: it stays in the queue, for the next round
    (unless it has waited HOLD_US already): moved from `in` into `queue`.
-   So does a long word before a row's end (a line break, spaces, a border
-   "│"): the head of a key the agent wraps onto the next row. */
-#define WRAP_MIN 16 /* a word that long before a row's end may go on on the next */
-void rules_hold_last_word(batch *in, batch *queue)
+   So does a row as wide as the screen that ends in a word and a gap (a
+   line break, a border, escapes): the head of a key the agent wraps onto
+   the next row, kept whole so its width can be told; with the width not
+   known yet, a long word and its gap. */
+#define WRAP_MIN 16  /* with no width known: a word that long before a gap may go on */
+#define HOLD_ROW 4096 /* a row is held up to this long */
+void rules_hold_last_word(rules_t *r, batch *in, batch *queue)
 {
+	track_cols(r, in);
 	queued *q = in->nev ? &in->ev[in->nev - 1] : NULL;
 	if (!q || (q->kind != 'o' && q->kind != 'i') || rec_now_us() - q->t >= HOLD_US)
 		return;
 	const unsigned char *p = (const unsigned char *)in->data.p + q->off;
-	size_t hold = 0, edge = 0, word;
-	while (edge < q->len && edge < 16) { /* the row's end: \r \n spaces │ */
-		const unsigned char *c = p + q->len - 1 - edge;
-		if (*c == '\r' || *c == '\n' || *c == ' ')
-			edge++;
-		else if (edge + 3 <= q->len && c[-2] == 0xe2 && c[-1] == 0x94 && c[0] == 0x82)
-			edge += 3;
-		else
-			break;
-	}
-	for (int pass = 0; pass < 2; pass++) { /* the word right at the end, else one before the row's end */
-		size_t skip = pass ? edge : 0;
-		if (pass && !edge)
-			break;
-		for (word = 0; skip + word < q->len && skip + word < HOLD_MAX && word_byte(p[q->len - 1 - skip - word]);)
+	size_t hold = 0, word = 0;
+	while (word < q->len && word < HOLD_MAX && word_byte(p[q->len - 1 - word]))
+		word++;
+	if (word) {
+		hold = word;
+	} else if (q->kind == 'o') {
+		size_t gap = gap_back(p, q->len), end = q->len - gap;
+		while (word < end && word < HOLD_MAX && word_byte(p[end - 1 - word]))
 			word++;
-		if (word && (!pass || word >= WRAP_MIN)) {
-			hold = skip + word;
-			break;
+		if (word && r->cols > 0) {
+			const unsigned char *nl = NULL; /* the row's start: after the line break before it */
+			size_t from = end - word, back = from < HOLD_ROW ? from : HOLD_ROW;
+			for (size_t k = 0; k < back && !nl; k++)
+				if (p[from - 1 - k] == '\n')
+					nl = p + from - 1 - k;
+			size_t start = nl ? (size_t)(nl - p) + 1 : from - back;
+			if (end - start + 8 >= (size_t)r->cols && (nl || from <= HOLD_ROW))
+				hold = q->len - start;
+		} else if (word >= WRAP_MIN) {
+			hold = gap + word;
 		}
 	}
 	if (!hold || batch_add(queue, q->t, q->kind, p + q->len - hold, hold, 0) < 0)
@@ -279,4 +390,3 @@ void rules_hold_last_word(batch *in, batch *queue)
 	if (!q->len)
 		in->nev--;
 }
-

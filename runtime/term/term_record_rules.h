@@ -28,7 +28,8 @@ void rules_close_state(rules_t *r); /* the Lua state, on the thread that used it
 void rules_free(rules_t *r);
 /* The round's events in `in` into `pending`, redacted, in order. */
 void rules_take_in(rules_t *r, batch *in, batch *pending);
-/* A word `in` ends in, moved to `queue` for the next round. */
-void rules_hold_last_word(batch *in, batch *queue);
+/* A word `in` ends in (or a full row ending in a word and a gap), moved
+   to `queue` for the next round. */
+void rules_hold_last_word(rules_t *r, batch *in, batch *queue);
 
 #endif

@@ -71,10 +71,7 @@ function D:turn(item)
       end
       if info.text then
         text = info.text
-        if self.mirror then
-          io.stderr:write("[", a.name or a.session:sub(1, 8), "] ",
-            self.mirror == "full" and info.text or info.text:match("^[^\n]*"), "\n")
-        end
+        a:mirror(info.text, self.mirror)
       end
       failed = info.failed or failed
       done = done or info.done

@@ -69,23 +69,7 @@ function D:start(resume)
   return true
 end
 
--- preview(text) -> text's first line with something on it, " ..." after
--- it when more follows: what the mirror prints of a message (claudix4's)
-function D.preview(text)
-  local first, rest = text:match("^%s*\n([^\n]*%S[^\n]*)\n?(.*)$")
-  if not first then first, rest = text:match("^([^\n]*)\n?(.*)$") end
-  return (first:gsub("^%s+", "")) .. (rest:match("%S") and " ..." or "")
-end
-
-local function mirror(self, text)
-  if not self.mirror or not text or text == "" then return end
-  local who = "[" .. (self.a.name or self.a.session:sub(1, 8)) .. "] "
-  if self.mirror == "full" then
-    io.stderr:write(who, (text:gsub("\n", "\n" .. who)), "\n")
-  else
-    io.stderr:write(who, D.preview(text), "\n")
-  end
-end
+local function mirror(self, text) self.a:mirror(text, self.mirror) end
 
 -- One line of the agent's output.
 function D:line(line)

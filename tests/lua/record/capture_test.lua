@@ -97,6 +97,39 @@ do
   T.is(redact.redact("AKIA" .. examples[1]), "AKIA[REDACTED]", "an AKIA too short next to a key: the key alone")
   T.is(json.encode(redact.spans("ab " .. examples[4] .. examples[4])), json.encode { 4, 3 + 2 * #examples[4] },
        "matches side by side are joined into one span")
+  -- an AWS secret: the value masked, its name and quotes kept (JSON stays
+  -- JSON), with "\/" for "/", and after a space (aws configure set)
+  local aws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+  T.is(redact.text('{"aws_secret_access_key":"' .. aws .. '","region":"us-east-1"}'),
+       '{"aws_secret_access_key":"[REDACTED]","region":"us-east-1"}', "an AWS secret in JSON: the value alone")
+  T.is(redact.text('{"aws_secret_access_key":"' .. aws:gsub("/", "\\/") .. '"}'), '{"aws_secret_access_key":"[REDACTED]"}',
+       "and written with \\/")
+  T.is(redact.text("aws configure set aws_secret_access_key " .. aws), "aws configure set aws_secret_access_key [REDACTED]",
+       "and after a space")
+  -- JSON inside a JSON string inside a JSON string: each level decoded
+  local inner = '{"k":"sk\\u002dant-api03-' .. ("Ab1_"):rep(8) .. '"}'
+  T.ok(not redact.text(json.encode { c = json.encode { r = inner } }):find("Ab1_Ab1_", 1, true), "a key escaped three levels down")
+  -- a terminal's output (spans with the screen's width): a key wrapped
+  -- after a row of wide characters, a row placed by a cursor move, a key
+  -- JSON-escaped in printed JSON
+  local g = "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4o5p6q"
+  local function masked(t, cols)
+    local sp, out, at = redact.spans(t, cols), {}, 1
+    for i = 1, #sp, 2 do out[#out + 1] = t:sub(at, sp[i] - 1) .. "#" at = sp[i + 1] + 1 end
+    return table.concat(out) .. t:sub(at)
+  end
+  T.is(masked(("密"):rep(34) .. " " .. g:sub(1, 31) .. "\r\n" .. g:sub(32) .. " next", 100),
+       ("密"):rep(34) .. " #\r\n# next", "a key wrapped after wide characters (two columns each)")
+  T.is(masked("\27[5;1H" .. ("m"):rep(80) .. g:sub(1, 18) .. "\27[6;1H" .. g:sub(19) .. " next", 100),
+       "\27[5;1H" .. ("m"):rep(80) .. "#\27[6;1H# next", "a row a cursor move starts, the key on the next")
+  T.is(masked("short " .. g:sub(1, 18) .. "\27[6;1H" .. g:sub(19) .. " next", 100),
+       "short " .. g:sub(1, 18) .. "\27[6;1H" .. g:sub(19) .. " next", "a short row is no wrapped one")
+  T.is(masked('cat creds.json\r\n{"k": "sk\\u002dant-api03-' .. ("Ab1_"):rep(8) .. '"}\r\n', 0),
+       'cat creds.json\r\n{"k": "#"}\r\n', "a terminal's JSON string whose escapes hide a key: masked whole")
+  -- a full screen of cursor moves holding a literal: measured once, not
+  -- once per move (this took minutes when each gap measured its row again)
+  local screen = "sk-" .. ("ab\27[Ccd\27[C"):rep(40000)
+  T.ok(#redact.spans(screen, 100) >= 0, "a screenful of cursor moves with a literal is looked at in one pass")
   -- a key that starts inside another's match, or a literal across its end
   local A, B, C = ("a"):rep(30), ("b"):rep(30), ("c"):rep(30)
   for _, t in ipairs { "AKIAAKIAQQQQWWWWEEEERRRR", "AIzaAIza" .. ("k"):rep(35), "gho_" .. A .. "ghp_" .. B .. "ghp_" .. C,

@@ -89,5 +89,19 @@ r = T.procy { "--config", cfg, "search", "nothing-like-this" }
 T.ok(r.code == 1 and r.stderr:find("no hit", 1, true), "no hit: exit 1, said", r.stderr)
 T.is(T.procy({ "--config", cfg, "search" }).code, 2, "no query: a usage error")
 
+-- a secret indexed before its pattern was set: the hit's marks do not
+-- break the pattern; the snippet is shown masked, with no hit marked
+do
+  h:exec([[INSERT INTO turns(session_id, seq, source, prompt, started_at, status)
+    VALUES (?, 2, 'human', 'deploy with ACME-INTERNAL-7f3a9c2e11 tonight', ?, 'done')]], b, t0 + 30)
+  assert(search.update())
+  local own = T.write(dir .. "/own.lua", ("return { db = %q, redact = { 'ACME%%-INTERNAL%%-%%x+' } }"):format(dir .. "/rec.db"))
+  for _, q in ipairs { "INTERNAL", "7f3a9c2e11", "tonight" } do
+    local r = T.procy { "--config", own, "search", q, "--json" }
+    T.ok(r.code == 0 and not r.stdout:find("7f3a9c2e11", 1, true) and r.stdout:find("[REDACTED]", 1, true),
+      "searching '" .. q .. "' after the pattern was set: the secret masked in the snippet", r.stdout .. r.stderr)
+  end
+end
+
 proc.run { "rm", "-rf", dir }
 return T.done()

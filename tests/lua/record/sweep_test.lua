@@ -151,8 +151,15 @@ return 0
   local hr = run { "run", dir .. "/headless.lua" }
   T.ok(hr.code == 0 and hr.stdout:find("got tool result: way-headless-1 ", 1, true), "headless: a recipe's agent ran the tool",
     hr.stderr)
+  -- a background agent (procy agent): its supervisor's log is procy's too
+  way "background"
+  local br = run { "agent", "start", "sweeper", "--", "--allowedTools", "Bash" }
+  T.ok(br.code == 0, "agent start", br.stderr)
+  br = run { "agent", "send", "sweeper", planted "background", "--wait", "--timeout", "90" }
+  T.ok(br.code == 0, "agent send: the turn ended", br.stderr)
+  run { "agent", "stop", "sweeper" }
 else
-  T.skip("claudix and headless", "no claude CLI here")
+  T.skip("claudix, headless and background", "no claude CLI here")
 end
 if codex then
   way "codexx"
@@ -302,14 +309,15 @@ local function export_all(tag)
 end
 
 -- the places procy wrote: its record's files (database, WAL, tape, any
--- spill), its log
+-- spill), everything under its state directory (its log, the background
+-- agents' logs)
 local function written()
   local out = {}
-  local rdir = record:match("^(.*)/")
-  for f in (assert(proc.run { "sh", "-c", 'ls -1 "$0"', rdir }).stdout):gmatch("[^\n]+") do
-    out[#out + 1] = { f, T.read(rdir .. "/" .. f) or "" }
+  for _, d in ipairs { record:match("^(.*)/"), dir .. "/state" } do
+    for f in (assert(proc.run { "sh", "-c", 'find "$0" -type f 2>/dev/null', d }).stdout):gmatch("[^\n]+") do
+      out[#out + 1] = { f:sub(#dir + 2), T.read(f) or "" }
+    end
   end
-  out[#out + 1] = { "procy.log", T.read(log) or "" }
   return out
 end
 
@@ -332,6 +340,12 @@ probes[#probes + 1] = { "a wrapped key's tail", ("Qw3_"):rep(20) }
 local outs = export_all("written")
 local places = written()
 for name, text in pairs(outs) do places[#places + 1] = { "export " .. name, text } end
+if claude then
+  local agent_log = ""
+  for _, p in ipairs(places) do if p[1]:find("agents/sweeper.log", 1, true) then agent_log = p[2] end end
+  T.ok(agent_log:find("way-background-1 [REDACTED]", 1, true), "the background agent's log mirrors its answer, masked",
+    agent_log:sub(1, 400))
+end
 local hits = search(places, probes)
 T.is(table.concat(hits, "\n"), "", ("no secret in %d places (the record's files, the log, %d exports)")
   :format(#places, #places - #written()))

@@ -135,5 +135,24 @@ do
   T.ok(counts.sessions and counts.api_calls and counts.term_events, "store.open applies the schema")
 end
 
+-- the boundary on the way out: a rule that fails mid-query fails that
+-- query, and the statement starts afresh the next time (not from the row
+-- after, with a read left open)
+do
+  local h = assert(db.open(dir .. "/boom.db", { migrations = false, redact = { rule = function(s)
+    if s:find("BOOM", 1, true) then error("the rule failed") end
+    return (s:gsub("secret", "[REDACTED]"))
+  end } }))
+  h:exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+  h:exec("INSERT INTO t(v) VALUES ('a secret'), ('BOOM'), ('c'), ('d')") -- in the SQL text: past the boundary
+  local ok1, e1 = pcall(h.query, h, "SELECT v FROM t ORDER BY id")
+  local ok2, e2 = pcall(h.query, h, "SELECT v FROM t ORDER BY id")
+  T.ok(not ok1 and not ok2 and tostring(e2):find("the rule failed", 1, true), "a rule that fails fails the query, each time",
+    tostring(e2))
+  local rows = h:query("SELECT v FROM t WHERE id <> ? ORDER BY id", 2)
+  T.is(#rows .. " " .. rows[1].v, "3 a [REDACTED]", "and the connection reads on, through the rule")
+  h:close()
+end
+
 proc.run { "rm", "-rf", dir }
 return T.done()

@@ -98,7 +98,7 @@ end
 
 -- a key the agent's screen wraps across rows (the pty is 100 columns): at
 -- the row's edge and on, inside a box's borders, with a cursor move between
--- its pieces, styled in its middle, and the head written a moment before
+-- its pieces, styled in its middle, and the head written a round before
 -- the tail; a short line that ends in a key keeps the next line's words
 do
   local g = "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4o5p6q" -- fixed length: its head alone matches nothing
@@ -112,21 +112,35 @@ do
     "styled: " .. KEY:sub(1, 30) .. "\27[1m" .. KEY:sub(31) .. "\27[0m after-four\r\n",
     "short " .. KEY .. "\r\nkeepme after-five\r\n",
   }
+  -- and rows whose tail comes a round later: a long head, a short one, one
+  -- styled and one with its line erased at the row's end
+  local slow = {
+    { "slow: " .. long:sub(1, 100 - #"slow: ") .. "\r\n", long:sub(100 - #"slow: " + 1) .. " after-six\r\n" },
+    { ("s"):rep(87) .. " " .. g:sub(1, 12) .. "\r\n", g:sub(13) .. " after-seven\r\n" },
+    { ("s"):rep(69) .. " \27[36m" .. g:sub(1, 30) .. "\27[39m\r\n", "\27[36m" .. g:sub(31) .. "\27[39m after-eight\r\n" },
+    { ("s"):rep(69) .. " " .. g:sub(1, 30) .. "\27[K\r\n", g:sub(31) .. " after-nine\r\n" },
+  }
   local f = T.write(dir .. "/wrapped.txt", table.concat(lines))
-  local tail = T.write(dir .. "/tail.txt", long:sub(head + 1) .. " after-six\r\n")
-  local p = procy { "sh", "-c", ('cat "$0"; printf "%%s\\r\\n" "slow: %s"; sleep 0.3; cat "$1"'):format(long:sub(1, 100 - #"slow: ")),
-    f, tail }
+  local argv, script = { "sh", "-c", 'cat "$0"', f }, {}
+  for i, sl in ipairs(slow) do
+    argv[#argv + 1] = T.write(dir .. "/slow-head-" .. i, sl[1])
+    argv[#argv + 1] = T.write(dir .. "/slow-tail-" .. i, sl[2])
+    script[#script + 1] = ('; cat "$%d"; sleep 0.3; cat "$%d"'):format(2 * i - 1, 2 * i)
+  end
+  argv[3] = argv[3] .. table.concat(script)
+  local p = procy(argv)
   while p:read() do end
   p:wait(10)
   local d = session_data("o")
   local left = {}
-  for _, piece in ipairs { long:sub(head + 1, head + 12), long:sub(-12), g:sub(-12), g:sub(1, 12), KEY:sub(-12), KEY:sub(14, 26) } do
+  for _, piece in ipairs { long:sub(head + 1, head + 12), long:sub(-12), g:sub(-12), g:sub(5, 12), g:sub(13, 24), KEY:sub(-12),
+                           KEY:sub(14, 26) } do
     if d.o:find(piece, 1, true) then left[#left + 1] = piece end
   end
   T.is(table.concat(left, " "), "", "no piece of a wrapped, boxed, moved or styled key reaches the record")
   local kept = {}
-  for i = 1, 6 do
-    if not d.o:find("after-" .. ({ "one", "two", "three", "four", "five", "six" })[i], 1, true) then kept[#kept + 1] = i end
+  for i, word in ipairs { "one", "two", "three", "four", "five", "six", "seven", "eight", "nine" } do
+    if not d.o:find("after-" .. word, 1, true) then kept[#kept + 1] = i end
   end
   T.is(table.concat(kept, " "), "", "the words after each are kept")
   T.ok(d.o:find("\r\nkeepme after-five", 1, true), "a key that ends a short line leaves the next line as it was")
