@@ -134,10 +134,16 @@ function A:mirror(text, how)
   if how == "full" then
     io.stderr:write(who, (text:gsub("\n", "\n" .. who)), "\n")
   else
-    local first, rest = text:match("^%s*\n([^\n]*%S[^\n]*)\n?(.*)$")
-    if not first then first, rest = text:match("^([^\n]*)\n?(.*)$") end
-    io.stderr:write(who, (first:gsub("^%s+", "")) .. (rest:match("%S") and " ..." or ""), "\n")
+    io.stderr:write(who, M.preview(text), "\n")
   end
+end
+
+-- preview(text) -> text's first line with something on it, " ..." after
+-- it when more follows: what the mirror prints of a message (claudix4's)
+function M.preview(text)
+  local first, rest = text:match("^%s*\n([^\n]*%S[^\n]*)\n?(.*)$")
+  if not first then first, rest = text:match("^([^\n]*)\n?(.*)$") end
+  return (first:gsub("^%s+", "")) .. (rest:match("%S") and " ..." or "")
 end
 
 -- settle([seconds]): waits (at most 2 s) until every API call that has

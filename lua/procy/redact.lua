@@ -288,21 +288,69 @@ local function unjoin(a, b, cuts, list)
   list[#list + 1] = { piece + shift, b + shift }
 end
 
--- spans(text, [cols]) -> {a1, b1, a2, b2, ...}: where the secrets are,
--- sorted, overlapping ones joined (byte positions, inclusive). cols: the
--- text is a terminal's stream, its screen that wide (0: not known): a key
--- wrapped across rows is found whole (rows()), and a JSON string whose
--- escapes hide one is masked whole.
-function M.spans(text, cols)
+-- windows(text, cols, breaks) -> {{from, to}, ...}: where rows() needs
+-- to look. A secret wrapped across rows starts with one of the rules'
+-- literals, before the first row's end or across it (breaks: the line
+-- feeds the recorder saw a literal straddle); each window runs from the
+-- start of that row to WINDOW bytes on. With a pattern of the person's
+-- own (no literals known), the whole text. Output whose every row is
+-- full (base64, a log on a narrow screen) then costs rows() only near a
+-- literal, not a join at every line.
+local WINDOW = 8192
+local function windows(text, cols, breaks)
+  local lits = M.literals()
+  if not lits then return { { 1, #text } } end
+  local starts = {}
+  for _, lit in ipairs(lits) do
+    local at = 1
+    while true do
+      local q = text:find(lit, at, true)
+      if not q then break end
+      starts[#starts + 1] = q
+      at = q + #lit
+    end
+  end
+  for _, b in ipairs(breaks or {}) do starts[#starts + 1] = math.max(1, b - 48) end
+  if #starts == 0 then return {} end
+  table.sort(starts)
+  local out, reach = {}, 8 * cols
+  for _, q in ipairs(starts) do
+    local back = math.max(1, q - reach)
+    local from = text:sub(back, q):match(".*()\n")
+    from = from and back + from or back -- the row's start
+    local to = math.min(#text, q + WINDOW)
+    local last = out[#out]
+    if last and from <= last[2] + 1 then
+      if to > last[2] then last[2] = to end
+    else
+      out[#out + 1] = { from, to }
+    end
+  end
+  return out
+end
+
+-- spans(text, [cols], [breaks]) -> {a1, b1, a2, b2, ...}: where the
+-- secrets are, sorted, overlapping ones joined (byte positions,
+-- inclusive). cols: the text is a terminal's stream, its screen that wide
+-- (0: not known): a key wrapped across rows is found whole (rows(), where
+-- windows() says; breaks: see there), and a JSON string whose escapes
+-- hide one is masked whole.
+function M.spans(text, cols, breaks)
   local list = {}
   for _, p in ipairs(patterns()) do
     each(text, p, function(a, b) list[#list + 1] = { a, b } end)
   end
-  local joined, cuts
-  if cols and cols > 0 and text:find("[\27\r\n]") then joined, cuts = rows(text, cols) end
-  if joined then
-    for _, p in ipairs(patterns()) do
-      each(joined, p, function(a, b) unjoin(a, b, cuts, list) end)
+  if cols and cols > 0 and text:find("[\27\r\n]") then
+    for _, w in ipairs(windows(text, cols, breaks)) do
+      local part = w[1] == 1 and w[2] == #text and text or text:sub(w[1], w[2])
+      local joined, cuts = rows(part, cols)
+      if joined then
+        local found = {}
+        for _, p in ipairs(patterns()) do
+          each(joined, p, function(a, b) unjoin(a, b, cuts, found) end)
+        end
+        for _, f in ipairs(found) do list[#list + 1] = { f[1] + w[1] - 1, f[2] + w[1] - 1 } end
+      end
     end
   end
   -- a terminal's text cannot be re-encoded as text() does a body: a JSON

@@ -156,6 +156,7 @@ typedef struct secrets {
 	size_t   n;
 	uint32_t first[256]; /* for each byte, the literals starting with it */
 	size_t   len[32];
+	size_t   maxlen;      /* the longest literal */
 	uint8_t  pair[16][2]; /* the literals' distinct first two bytes (npairs 0: none, */
 	size_t   npairs;      /* or a literal of one byte: the byte-wise scan) */
 } secrets_t;
@@ -166,6 +167,7 @@ int  secrets_init(secrets_t *s, const char *literals);
 void secrets_free(secrets_t *s);
 /* Could p hold a secret? 0 only when it holds none of the literals. */
 int  secrets_may_hold(const secrets_t *s, const char *p, size_t n);
+int  secrets_start_in(const secrets_t *s, const char *p, size_t n, size_t from, size_t to);
 
 /* ---- the event loop (loop.c) --------------------------------------------- */
 

@@ -80,6 +80,21 @@ int secrets_may_hold(const secrets_t *r, const char *p, size_t n)
 	return 0;
 }
 
+/* Does a literal start in p[from..to) and run past to? (A literal a break
+   the caller took out had cut: the rest was looked at whole already.) */
+int secrets_start_in(const secrets_t *r, const char *p, size_t n, size_t from, size_t to)
+{
+	if (!r->lits)
+		return n > 0;
+	const unsigned char *u = (const unsigned char *)p;
+	if (to > r->maxlen && from < to - r->maxlen + 1)
+		from = to - r->maxlen + 1;
+	for (size_t i = from; i < to && i < n; i++)
+		if (r->first[u[i]] && literal_at(r, u, n, i))
+			return 1;
+	return 0;
+}
+
 /* The literals' distinct first two bytes, for may_hold's block scan; none
    (the byte-wise scan) if a literal is one byte long or there are more
    than 16 pairs. */
@@ -123,6 +138,8 @@ int secrets_init(secrets_t *r, const char *literals)
 		size_t len = strcspn(p, "\n");
 		if (len && (r->lits[r->n] = strndup(p, len))) {
 			r->len[r->n] = len;
+			if (len > r->maxlen)
+				r->maxlen = len;
 			r->first[(unsigned char)p[0]] |= 1u << r->n;
 			r->n++;
 		}

@@ -76,7 +76,8 @@ fail:
 	return 0;
 }
 
-/* [-0, +0] The secrets in the string on top of r->L (popped) as spans
+/* [-2, +0] The secrets in the string below the top of r->L as spans (the
+   top: the rows' breaks a literal straddles, or nil; both popped)
    (1-based, inclusive) into *out; their count, 0 if none (or the rule set
    failed: then nothing is masked, and the failure is kept). cols: the
    screen's width when the text is its output (a key the agent wrapped
@@ -86,9 +87,10 @@ static size_t spans_of_top(rules_t *r, int cols, size_t **out)
 	lua_State *L = r->L;
 	*out = NULL;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->spans);
-	lua_insert(L, -2);
+	lua_insert(L, -3);
 	lua_pushinteger(L, cols); /* a terminal's stream (procy.redact.spans) */
-	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+	lua_insert(L, -2);
+	if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
 		snprintf(r->error, sizeof r->error, "redaction failed: %s", lua_tostring(L, -1));
 		lua_settop(L, 0);
 		return 0;
@@ -107,11 +109,12 @@ static size_t spans_of_top(rules_t *r, int cols, size_t **out)
 	return n / 2;
 }
 
-static int word_byte(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '-' || c == '.' || c == '+' || c == '/' || c == '=';
-}
+/* A key's characters (a table: the row scan asks for every byte of a row's end) */
+static const unsigned char WORD[256] = {
+	['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1,
+	['_'] = 1, ['-'] = 1, ['.'] = 1, ['+'] = 1, ['/'] = 1, ['='] = 1,
+};
+static inline int word_byte(unsigned char c) { return WORD[c]; }
 
 /* ---- a row's end ------------------------------------------------------------------------ */
 
@@ -122,6 +125,7 @@ static int word_byte(unsigned char c)
    look learns whether a literal straddles one, and the hold keeps a row
    whose end may go on in the next round. */
 #define GAP_MAX 64
+#define MAX_BREAKS 256 /* straddled breaks handed to redact.spans a round */
 
 static int border_at(const unsigned char *c)
 {
@@ -181,10 +185,11 @@ static size_t gap_fwd(const unsigned char *p, size_t n)
 /* Does a literal straddle a line break in p[0..n)? The key characters
    before the break's gap and after it, put together, are looked at. full:
    only breaks that end a row as wide as the screen (in bytes, within 8:
-   escapes only make a row longer), the rows an agent wraps a word at. */
-static int rows_may_hold(const rules_t *r, const unsigned char *p, size_t n, int full)
+   escapes only make a row longer), the rows an agent wraps a word at.
+   hits: where (the line feeds), up to max; NULL: whether any. */
+static size_t rows_scan(const rules_t *r, const unsigned char *p, size_t n, int full, size_t *hits, size_t max)
 {
-	size_t row = 0, at = 0;
+	size_t row = 0, at = 0, found = 0;
 	const unsigned char *nl;
 	while (at < n && (nl = memchr(p + at, '\n', n - at))) {
 		size_t x = (size_t)(nl - p);
@@ -205,10 +210,22 @@ static int rows_may_hold(const rules_t *r, const unsigned char *p, size_t n, int
 			t++;
 		memcpy(join, p + end - h, h);
 		memcpy(join + h, p + start, t);
-		if (secrets_may_hold(&r->lits, join, h + t))
-			return 1;
+		/* a literal wholly on either side was seen by the plain look: one
+		   that starts in the head and runs on into the tail is looked for */
+		if (secrets_start_in(&r->lits, join, h + t, 0, h)) {
+			if (!hits)
+				return 1;
+			if (found < max)
+				hits[found] = x;
+			found++;
+		}
 	}
-	return 0;
+	return found < max ? found : max;
+}
+
+static int rows_may_hold(const rules_t *r, const unsigned char *p, size_t n, int full)
+{
+	return rows_scan(r, p, n, full, NULL, 0) > 0;
 }
 
 /* Does the stream of kind in `in` need the rule set? Its events are
@@ -254,7 +271,17 @@ static void redact_stream(rules_t *r, const batch *in, char kind, buf_t *out)
 		if (in->ev[i].kind == kind)
 			luaL_addlstring(&lb, in->data.p + in->ev[i].off, in->ev[i].len);
 	luaL_pushresult(&lb);
-	size_t *sp, nsp = spans_of_top(r, kind == 'o' ? r->cols : 0, &sp);
+	int cols = kind == 'o' ? r->cols : 0;
+	size_t n, hits[MAX_BREAKS], nh = 0;
+	const char *text = lua_tolstring(L, -1, &n);
+	if (cols > 0) /* where a literal straddles a wrapped row's end: redact.spans looks there */
+		nh = rows_scan(r, (const unsigned char *)text, n, 1, hits, MAX_BREAKS);
+	lua_createtable(L, (int)nh, 0);
+	for (size_t i = 0; i < nh; i++) {
+		lua_pushinteger(L, (lua_Integer)hits[i] + 1);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	size_t *sp, nsp = spans_of_top(r, cols, &sp);
 	/* each event again: the mask where a secret starts, nothing where it
 	   goes on */
 	size_t at = 0, s = 0;

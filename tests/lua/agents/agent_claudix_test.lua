@@ -195,7 +195,7 @@ T.ok(not text:find("restarting fresh", 1, true) and not text:find("resuming its 
   "never both 'fresh' and 'resuming' for one restart")
 
 -- the mirror's preview: the first line with something on it
-local D = require "procy.drivers.stream"
+local D = require "procy.agent"
 T.is(D.preview("\n\n  Here it is.\nmore"), "Here it is. ...", "a text that starts with blank lines: its first non-blank line")
 T.is(D.preview("one line\n\n"), "one line", "trailing blank lines: nothing more to show")
 

@@ -111,6 +111,7 @@ do
     ("m"):rep(80) .. g:sub(1, 18) .. "\27[1B\27[1G" .. g:sub(19) .. " after-three\r\n",
     "styled: " .. KEY:sub(1, 30) .. "\27[1m" .. KEY:sub(31) .. "\27[0m after-four\r\n",
     "short " .. KEY .. "\r\nkeepme after-five\r\n",
+    ("q"):rep(96) .. " AI\r\n" .. g:sub(3) .. " after-ten\r\n", -- the literal itself cut by the row's end
   }
   -- and rows whose tail comes a round later: a long head, a short one, one
   -- styled and one with its line erased at the row's end
@@ -133,13 +134,13 @@ do
   p:wait(10)
   local d = session_data("o")
   local left = {}
-  for _, piece in ipairs { long:sub(head + 1, head + 12), long:sub(-12), g:sub(-12), g:sub(5, 12), g:sub(13, 24), KEY:sub(-12),
+  for _, piece in ipairs { long:sub(head + 1, head + 12), long:sub(-12), g:sub(-12), g:sub(5, 12), g:sub(13, 24), g:sub(3, 14), KEY:sub(-12),
                            KEY:sub(14, 26) } do
     if d.o:find(piece, 1, true) then left[#left + 1] = piece end
   end
   T.is(table.concat(left, " "), "", "no piece of a wrapped, boxed, moved or styled key reaches the record")
   local kept = {}
-  for i, word in ipairs { "one", "two", "three", "four", "five", "six", "seven", "eight", "nine" } do
+  for i, word in ipairs { "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten" } do
     if not d.o:find("after-" .. word, 1, true) then kept[#kept + 1] = i end
   end
   T.is(table.concat(kept, " "), "", "the words after each are kept")
