@@ -235,11 +235,6 @@ print(require("procy.json").encode(ids))
 return 0
 ]])
 local function sessions() return json.decode(run({ "run", ids_script }).stdout) or {} end
-local function otlp_receiver(d)
-  local p = assert(proc.spawn({ "node", T.src .. "/tests/fake/otlp.mjs", "--log-dir", d }, { stderr = false }))
-  local port = assert((p:lines()() or ""):match("^PORT (%d+)"), "the OTLP receiver did not start")
-  return p, "http://127.0.0.1:" .. port
-end
 
 local function export_all(tag)
   local outs = {} -- name -> text
@@ -269,7 +264,7 @@ local function export_all(tag)
     outs["train " .. f] = T.read(tdir .. "/" .. f) or ""
   end
   local odir = exports .. "/otlp-" .. tag
-  local op, ourl = otlp_receiver(odir)
+  local op, ourl = require("lib.otlp").receiver(odir)
   local orr = run { "otel", "export", "--content", "--endpoint", ourl }
   T.ok(orr.code == 0, tag .. ": otel export ran", orr.stderr)
   op:kill()

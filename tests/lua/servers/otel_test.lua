@@ -21,12 +21,7 @@ T.is(json.encode(a, { sort = true }), '[{"key":"b","value":{"boolValue":true}},{
 T.is(#otel.trace_id("abc") .. " " .. #otel.span_id("call", 1), "32 16", "ids: 16 and 8 bytes of hex")
 T.is(otel.trace_id("abc"), otel.trace_id("abc"), "the same session, the same trace: exports are idempotent")
 
-local function receiver(dir, fail, delay)
-  local p = assert(proc.spawn({ "node", T.src .. "/tests/fake/otlp.mjs", "--log-dir", dir, "--fail-first", tostring(fail or 0),
-    "--delay", tostring(delay or 0) }, { stderr = false }))
-  local port = assert((p:lines()() or ""):match("^PORT (%d+)"), "the OTLP receiver did not start")
-  return p, "http://127.0.0.1:" .. port
-end
+local receiver = require("lib.otlp").receiver
 local function spans(dir)
   local out = {}
   for line in (T.read(dir .. "/spans.jsonl") or ""):gmatch("[^\n]+") do out[#out + 1] = json.decode(line) end
