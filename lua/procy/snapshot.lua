@@ -10,6 +10,7 @@
 
 local core = require "procy.core"
 local fs = require "procy.fs"
+local gitx = require "procy.git"
 local hash = require "procy.hash"
 local proc = require "procy.proc"
 local store = require "procy.store"
@@ -21,18 +22,10 @@ R.__index = R
 local identity = { GIT_AUTHOR_NAME = "procy", GIT_AUTHOR_EMAIL = "procy@localhost",
   GIT_COMMITTER_NAME = "procy", GIT_COMMITTER_EMAIL = "procy@localhost" }
 
-local function git(dir, args, env, stdin)
-  local argv = { "git" }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local e = { GIT_INDEX_FILE = false, GIT_DIR = false, GIT_WORK_TREE = false, GIT_OPTIONAL_LOCKS = "0",
-    LC_ALL = "C" }
-  for k, v in pairs(env or {}) do e[k] = v end
-  local r, err, code = proc.run(argv, { cwd = dir, env = e, stdin = stdin, timeout = 120 })
-  if not r then return nil, err, code end
-  if r.code ~= 0 then
-    return nil, ("EGIT: git %s: %s"):format(args[1], (r.stderr ~= "" and r.stderr or r.stdout):gsub("%s+$", "")), "EGIT"
-  end
-  return (r.stdout:gsub("\n$", ""))
+-- Every git command goes through procy.git: the repository's own config
+-- (the agent's to write) starts no program.
+local function git(r, args, env, stdin)
+  return gitx.run(args, { top = r.top, git_dir = r.git_dir, env = env, stdin = stdin })
 end
 
 -- The copy keeps the index's mtime: git trusts an entry's stat data only
@@ -68,20 +61,17 @@ end
 -- open(dir) -> repo, or nil, err, code
 function M.open(dir)
   dir = assert(fs.realpath(dir or fs.cwd()))
-  local out = git(dir, { "rev-parse", "--show-toplevel", "--absolute-git-dir" })
   local r = setmetatable({ dir = dir, env = {} }, R)
-  if out then
-    r.top, r.git_dir = out:match("^([^\n]*)\n([^\n]*)$")
-  else
+  r.top, r.git_dir = gitx.find(dir)
+  if not r.top then
     -- not a repository: a private one, keyed by the directory
     local data = store.path():match("^(.*)/[^/]*$") or "."
     r.git_dir = ("%s/git/%s.git"):format(data, hash.sha256(dir):sub(1, 16))
     r.top, r.private = dir, true
-    r.env = { GIT_DIR = r.git_dir, GIT_WORK_TREE = dir }
     if not fs.stat(r.git_dir) then
       local ok, err, code = fs.mkdir(r.git_dir)
       if not ok then return nil, err, code end
-      local _, ierr, icode = git(dir, { "init", "-q" }, r.env)
+      local _, ierr, icode = git(r, { "init", "-q" })
       if ierr then return nil, ierr, icode end
     end
   end
@@ -90,10 +80,7 @@ function M.open(dir)
 end
 
 function R:git(args, extra, stdin)
-  local env = {}
-  for k, v in pairs(self.env) do env[k] = v end
-  for k, v in pairs(extra or {}) do env[k] = v end
-  return git(self.top, args, env, stdin)
+  return git(self, args, extra, stdin)
 end
 
 -- An index file of procy's own for one operation, removed after however
@@ -155,6 +142,19 @@ function R:changes(from, to)
   return list
 end
 
+-- plain(top, rel) -> whether every directory on the way from top to rel
+-- is one (no symbolic link the agent put there: a removal must not
+-- follow it out of the work tree)
+local function plain(top, rel)
+  local at = top
+  for part in rel:gmatch("([^/]+)/") do
+    at = at .. "/" .. part
+    local st = fs.stat(at, true)
+    if not st or st.type ~= "dir" then return false end
+  end
+  return true
+end
+
 -- restore(from, to) -> {written = n, removed = n}, or nil, err, code: the
 -- workspace, which is snapshot `from`, becomes snapshot `to`
 function R:restore(from, to)
@@ -164,7 +164,7 @@ function R:restore(from, to)
   for _, c in ipairs(list) do
     if c.status == "D" then
       local path = self.top .. "/" .. c.path
-      if os.remove(path) then removed = removed + 1 end
+      if plain(self.top, c.path) and os.remove(path) then removed = removed + 1 end
       -- directories the removal left empty go too (os.remove fails on the first that is not)
       local d = path:match("^(.*)/[^/]*$")
       while d and #d > #self.top and os.remove(d) do d = d:match("^(.*)/[^/]*$") end
@@ -218,7 +218,7 @@ function R:worktree(path, commit)
   local lock, err, code = self:worktree_lock()
   if not lock then return nil, err, code end
   local _ <close> = lock
-  local _, gerr, gcode = self:git { "-c", "core.hooksPath=/dev/null", "worktree", "add", "--detach", "-q", path, commit }
+  local _, gerr, gcode = self:git { "worktree", "add", "--detach", "-q", path, commit }
   if gerr then return nil, gerr, gcode end
   return M.open(path)
 end
