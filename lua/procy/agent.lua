@@ -72,7 +72,7 @@ A.__index = A
 
 -- ctx(a) -> what a profile's functions are given
 function A:ctx(extra)
-  local c = { base_url = self.proxy.url .. "/s/" .. self.session, exe = core.exe, args = self.args,
+  local c = { base_url = self.proxy.url .. "/s/" .. self.key, exe = core.exe, args = self.args,
               session = self.session, resume = self.resume, env = self.extra_env }
   for k, v in pairs(extra or {}) do c[k] = v end
   return c
@@ -94,6 +94,7 @@ function A:env()
   for k, v in pairs(self.profile.env(self:ctx())) do env[k] = v end
   env.PROCY_HOOK_URL = self.proxy.url .. "/hooks/" .. self.hook_key
   env.PROCY_SESSION = self.session
+  env.PROCY_TOKEN = false -- the person's token is never the agent's
   return env
 end
 
@@ -183,6 +184,7 @@ function A:close()
   if self.tracker.open then self.tracker:finish { status = "interrupted", error = "the agent was closed" } end
   self.off_call()
   serve.hooks[self.hook_key] = nil
+  if not self.proxy.stopped then self.proxy.srv:key(self.key) end
   if self.own_proxy then serve.stop(self.proxy) end
   if self.own_session then store.end_session(self.session, { status = "exited" }) end
 end
@@ -213,6 +215,10 @@ local function attach(a, proxy)
     a.tracker.on_end = function(turn) require("procy.fork").take(a.session, turn.seq, cwd, mode) end
   end
   a.hook_key = a.session .. "/" .. store.random_hex(16)
+  -- the session's key: its base URL is /s/KEY, which opens this session's
+  -- routes alone (procy.serve); /s/ID is refused from now on
+  a.key = store.random_hex(16)
+  proxy.srv:key(a.key, a.session)
   serve.hooks[a.hook_key] = function(ev) a.driver:hook(ev) end
   a.off_call = serve.on_call(function(c)
     if c.session == a.session then

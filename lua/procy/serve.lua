@@ -30,6 +30,7 @@ local json = require "procy.json"
 local store = require "procy.store"
 local config = require "procy.config"
 local web = require "procy.web"
+local fs = require "procy.fs"
 
 local M = {}
 
@@ -77,6 +78,10 @@ end
 
 routes["/health"] = function(req, s)
   if not none(req, s) then return end
+  -- anyone may ask whether it runs; what it holds is for its person
+  if req:auth() ~= "token" and req:auth() ~= "cookie" and req:auth() ~= "link" then
+    return reply(req, 200, { ok = true, version = core.version })
+  end
   -- the newest call's id, not a count: counting a large table takes long
   local rows, err = s.reader:query("SELECT max(id) AS n FROM api_calls")
   local ok = rows ~= nil
@@ -310,7 +315,14 @@ end
 local function route(s, req)
   local path = req:path()
   local api = web.api_path(path)
-  if s.replay and api:find("^/v1/") then return s.replay.cassette:serve(s, req, s.replay) end
+  if s.replay and api:find("^/v1/") then
+    -- its answers are the record's: for the person, or an agent procy
+    -- gave a session key, never any client of the plain proxy
+    if not req:auth() then
+      return fail(req, 401, "a replaying server answers from the record: send the person's token (x-procy-token)")
+    end
+    return s.replay.cassette:serve(s, req, s.replay)
+  end
   if s.router and req:method() == "POST" and api:find("^/v1/messages") then return divert(s, req, path) end
   for _, r in ipairs(M.extra_routes) do
     local caps = table.pack(path:match(r[1]))
@@ -408,6 +420,44 @@ local function tell(s, call)
 end
 M.tell = tell
 
+-- ---- the running servers' links (procy link) -----------------------------------
+
+-- A file per running server in the record's directory (0700, hidden from
+-- sandboxed agents), holding its link: how `procy link` prints it again.
+local function links_dir()
+  return (store.path():match("^(.*)/[^/]*$") or ".") .. "/servers"
+end
+
+local function announce(s)
+  local dir = links_dir()
+  fs.mkdir(dir, 448) -- 0700
+  s.link_file = ("%s/%d.json"):format(dir, s.port)
+  local f = io.open(s.link_file, "wb")
+  if not f then s.link_file = nil return end
+  f:write(json.encode { url = s.url, link = s.link, pid = select(2, store.process_id("self")),
+    pid_start = store.process_id("self"), session = s.session, started = os.time() })
+  f:close()
+end
+
+-- running() -> {{url, link, pid, session, started}, ...}: the servers of
+-- this record that still run (a file a killed procy left is removed)
+function M.running()
+  local out = {}
+  for _, name in ipairs(fs.dir(links_dir()) or {}) do
+    local path = links_dir() .. "/" .. name
+    local f = name:match("^%d+%.json$") and io.open(path, "rb")
+    local e = f and json.decode(f:read("a"))
+    if f then f:close() end
+    if type(e) == "table" and e.pid and store.process_id(e.pid) == e.pid_start then
+      out[#out + 1] = e
+    elseif f then
+      os.remove(path)
+    end
+  end
+  table.sort(out, function(a, b) return (a.started or 0) > (b.started or 0) end)
+  return out
+end
+
 -- start{port =, host =, token =, upstream =, openai =, session =,
 -- agent_env =, max_queued =, lazy =, replay = {cassette =, mode =, fast =}}
 -- -> server | nil, err, code. With replay, every /v1/ call is answered
@@ -459,6 +509,10 @@ function M.start(o)
   local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
     started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false, router = router, replay = o.replay }
   s.url = "http://" .. host .. ":" .. s.port
+  s.token = srv:token()
+  -- the monitor's link: its token, which the page trades for a cookie
+  s.link = s.url .. "/?token=" .. s.token
+  if s.ui then announce(s) end
   if ((cfg.otel or {}).endpoint or os.getenv("OTEL_EXPORTER_OTLP_ENDPOINT") or "") ~= "" and not o.replay then
     local otel = require "procy.otel" -- loaded only when it exports
     s.otel = otel.live(s, otel.settings(cfg))
@@ -494,6 +548,7 @@ end
 function M.stop(s)
   if s.stopped then return end
   s.stopped = true
+  if s.link_file then os.remove(s.link_file) end
   core.cancel(s.acceptor)
   core.cancel(s.feed)
   s.srv:close() -- waits for the recorder thread to finish

@@ -151,10 +151,11 @@ function M.csrf(s)
 end
 
 -- write_ok(req, s) -> true | nil, why: a request that changes something
--- carries the server's CSRF token (X-Procy-CSRF), or the server has an
--- API token, which the guard has checked already
+-- carries the person's token in a header (a script, procy's commands), or
+-- comes from the monitor's page with its cookie and the server's CSRF
+-- token (X-Procy-CSRF). The guard (http_guard.c) let in only the person.
 function M.write_ok(req, s)
-  if s.token then return true end
+  if req:auth() == "token" then return true end
   local given = req:header("x-procy-csrf")
   if given and given == M.csrf(s) then return true end
   return nil, "a change needs the X-Procy-CSRF header (the token the monitor's page is given; GET /api/csrf)"
@@ -169,6 +170,14 @@ end
 -- serve(req, s, path) -> true when it answered: the page and its files
 function M.serve(req, s, path)
   if req:method() ~= "GET" and req:method() ~= "HEAD" or not s.ui then return false end
+  -- the link procy printed (?token=): the browser is given the token as an
+  -- HttpOnly, SameSite=Strict cookie and sent on without it in its address
+  if req:auth() == "link" then
+    local q = req:query()
+    req:respond(303, { Location = path .. (q and q ~= "" and "?" .. q or ""), ["Set-Cookie"] = req:cookie(),
+      ["Cache-Control"] = "no-store", ["Referrer-Policy"] = "no-referrer" }, "")
+    return true
+  end
   if path == "/" or path == "/index.html" then
     local text = M.file("index.html")
     if not text then return page(req, 404, "procy was built without its web monitor", "text/plain") or true end

@@ -1,6 +1,8 @@
 /*
 ** http_guard.c — what a request must show before procy's server reads its
-** body or answers it: the token (when the server has one), a Host that
+** body or answers it: the person's token (or its cookie) on the person's
+** routes, an agent's session key on its session's (every route beyond
+** loopback needs one or the other), a Host that
 ** names this server (a web page cannot reach it by DNS rebinding), an
 ** Origin of this server or none (a page the person visits cannot post to
 ** it), one Content-Length within bounds, and a path with no dot segments
@@ -34,24 +36,140 @@ const char *hreq_header(const hreq_t *r, const char *name)
 	return NULL;
 }
 
-/* The token, when the server has one: "Authorization: Bearer TOKEN", an
-   "x-procy-token" header, or ?token=TOKEN. */
-int hreq_authorized(const hreq_t *r)
+/* The n bytes at p are the value of cookie `name` in a Cookie header. */
+static const char *cookie_value(const char *header, const char *name, size_t *n)
+{
+	size_t nl = strlen(name);
+	for (const char *p = header; p && *p;) {
+		p += strspn(p, " \t;");
+		size_t len = strcspn(p, ";");
+		if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+			*n = len - nl - 1;
+			while (*n && (p[nl + 1 + *n - 1] == ' ' || p[nl + 1 + *n - 1] == '\t'))
+				(*n)--;
+			return p + nl + 1;
+		}
+		p += len;
+	}
+	return NULL;
+}
+
+/* How the request shows the person's token: "x-procy-token" or
+   "Authorization: Bearer TOKEN" (scripts, procy's own commands), ?token=
+   (the link procy prints), or the cookie the monitor's page was given for
+   it. AUTH_NONE when it does not. */
+static int person_auth(const hreq_t *r)
 {
 	const char *t = r->srv->token;
 	const char *given = hreq_header(r, "x-procy-token");
 	if (given && token_matches(t, given, strlen(given)))
-		return 1;
+		return AUTH_TOKEN;
 	const char *auth = hreq_header(r, "authorization");
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && token_matches(t, auth + 7, strlen(auth + 7)))
-		return 1;
+		return AUTH_TOKEN;
 	/* the query ends at '#', as strip_token reads it */
 	size_t qlen = strcspn(r->uri.p, "#");
 	const char *q = memchr(r->uri.p, '?', qlen), *end = r->uri.p + qlen;
 	for (const char *p = q; p && p < end; p = memchr(p + 1, '&', (size_t)(end - p - 1)))
 		if (strncmp(p + 1, "token=", 6) == 0 && token_matches(t, p + 7, strcspn(p + 7, "&#")))
-			return 1;
+			return AUTH_QUERY;
+	const char *cookie = hreq_header(r, "cookie");
+	size_t n;
+	const char *v = cookie ? cookie_value(cookie, r->srv->cookie, &n) : NULL;
+	if (v && token_matches(t, v, n))
+		return AUTH_COOKIE;
+	return AUTH_NONE;
+}
+
+int hreq_authorized(const hreq_t *r)
+{
+	return person_auth(r) != AUTH_NONE;
+}
+
+/* ---- the agents' session keys ---------------------------------------------------- */
+
+struct skey {
+	char key[72];
+	char id[72];
+};
+
+int server_key(server_t *srv, const char *key, const char *id)
+{
+	for (size_t i = 0; i < srv->nkeys; i++)
+		if (strcmp(srv->keys[i].key, key) == 0) {
+			if (id) {
+				snprintf(srv->keys[i].id, sizeof srv->keys[i].id, "%s", id);
+			} else {
+				srv->keys[i] = srv->keys[--srv->nkeys];
+			}
+			return 0;
+		}
+	if (!id)
+		return 0;
+	struct skey *k = realloc(srv->keys, (srv->nkeys + 1) * sizeof *k);
+	if (!k)
+		return -1;
+	srv->keys = k;
+	snprintf(k[srv->nkeys].key, sizeof k->key, "%s", key);
+	snprintf(k[srv->nkeys].id, sizeof k->id, "%s", id);
+	srv->nkeys++;
 	return 0;
+}
+
+void server_keys_free(server_t *srv)
+{
+	free(srv->keys);
+	srv->keys = NULL;
+	srv->nkeys = 0;
+}
+
+/* /s/TAG/...: TAG a session's key opens its session (the path becomes
+   /s/ID/..., so nothing after this sees the key, the record neither);
+   TAG the id of a session that has a key is refused (its routes are its
+   agent's alone). Any other TAG is a label, as on /v1/. 0 or 403. */
+static int session_key(hreq_t *r)
+{
+	char *uri = r->uri.p;
+	if (strncmp(uri, "/s/", 3) != 0 || !r->srv->nkeys)
+		return 0;
+	char *tag = uri + 3;
+	size_t n = strcspn(tag, "/?#");
+	struct skey *hit = NULL;
+	for (size_t i = 0; i < r->srv->nkeys; i++) /* every key compared, in constant time */
+		if (token_matches(r->srv->keys[i].key, tag, n) && !hit)
+			hit = &r->srv->keys[i];
+	if (!hit) {
+		for (size_t i = 0; i < r->srv->nkeys; i++)
+			if (strlen(r->srv->keys[i].id) == n && strncmp(r->srv->keys[i].id, tag, n) == 0)
+				return 403;
+		return 0;
+	}
+	size_t idn = strlen(hit->id), tail = strlen(tag + n) + 1;
+	if (idn > n && buf_reserve(&r->uri, idn - n) < 0)
+		return 403;
+	tag = r->uri.p + 3;
+	memmove(tag + idn, tag + n, tail);
+	memcpy(tag, hit->id, idn);
+	r->uri.len = strlen(r->uri.p) + 1;
+	r->auth = AUTH_KEY;
+	return 0;
+}
+
+/* What a route needs: the proxy's (/v1/, /s/TAG/v1/) and the routes that
+   check a key of their own (an agent's hooks, a background agent's
+   control) need no token on loopback; /health says more with one; every
+   other route is the person's. */
+static int persons_route(const char *uri)
+{
+	const char *rest = uri;
+	if (strncmp(uri, "/s/", 3) == 0)
+		rest = uri + 3 + strcspn(uri + 3, "/?#");
+	if (strncmp(rest, "/v1/", 4) == 0)
+		return 0;
+	if (strncmp(uri, "/hooks/", 7) == 0 || strncmp(uri, "/agent/", 7) == 0)
+		return 0;
+	size_t n = strcspn(uri, "?#");
+	return !(n == 7 && strncmp(uri, "/health", 7) == 0);
 }
 
 /* Takes every token= parameter out of path's query, in place: procy's
@@ -86,7 +204,7 @@ static void strip_token(char *path)
 /* Is the Authorization header procy's own token? (Not to be sent on.) */
 int hreq_is_our_token(const hreq_t *r, const char *value)
 {
-	return r->srv->token && strncasecmp(value, "Bearer ", 7) == 0 &&
+	return strncasecmp(value, "Bearer ", 7) == 0 &&
 	       token_matches(r->srv->token, value + 7, strlen(value + 7));
 }
 
@@ -149,16 +267,31 @@ int hreq_refusal(hreq_t *r, const char **type, const char **msg)
 {
 	server_t *srv = r->srv;
 	*type = "invalid_request_error";
-	if (srv->token && !hreq_authorized(r)) {
+	if (has_dot_segment(r->uri.p)) { /* first: no route is judged by a path that is not its own */
+		*msg = "procy: a path with . or .. segments is refused";
+		return 400;
+	}
+	if (session_key(r)) {
+		*type = "permission_error";
+		*msg = "procy: this session's routes take its key (the base URL procy gave its agent)";
+		return 403;
+	}
+	if (r->auth != AUTH_KEY)
+		r->auth = person_auth(r);
+	int person = persons_route(r->uri.p); /* a key opens its session's proxy alone */
+	int shown = r->auth == AUTH_KEY ? !person : r->auth != AUTH_NONE;
+	if (!shown && (srv->public || person)) {
 		*type = "authentication_error";
-		*msg = "procy: a token is needed (Authorization: Bearer ...)";
+		*msg = srv->public ? "procy: a token is needed (Authorization: Bearer ...)"
+		                   : "procy: this is its person's monitor: open the link procy printed "
+		                     "(procy link prints it again), or send the token (x-procy-token)";
 		return 401;
 	}
-	/* A server reached by name (another host, with a token) takes any Host;
-	   on loopback only names of this server, so a page whose name turns
-	   into 127.0.0.1 (DNS rebinding) is refused. */
+	/* On loopback only names of this server, so a page whose name turns
+	   into 127.0.0.1 (DNS rebinding) is refused; a server reached by name
+	   (another host) takes any Host, with its token. */
 	const char *host = hreq_header(r, "host");
-	if (!srv->token || !srv->public) {
+	if (!srv->public) {
 		if (!host || !our_host(srv, host, strlen(host))) {
 			*type = "permission_error";
 			*msg = "procy: this Host is not procy's (a web page cannot reach procy by another name)";
@@ -188,10 +321,6 @@ int hreq_refusal(hreq_t *r, const char **type, const char **msg)
 		*type = "request_too_large";
 		*msg = "procy: request body too large";
 		return 413;
-	}
-	if (has_dot_segment(r->uri.p)) {
-		*msg = "procy: a path with . or .. segments is refused";
-		return 400;
 	}
 	/* checked: from here on no handler, upstream or record sees the token */
 	strip_token(r->uri.p);

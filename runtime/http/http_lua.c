@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "api_record.h"
@@ -177,6 +178,30 @@ static int srv_port(lua_State *L)
 	return 1;
 }
 
+/* srv:token() -> the person's token (given to serve, or made there) */
+static int srv_token(lua_State *L)
+{
+	lua_pushstring(L, check_server(L, 0)->token);
+	return 1;
+}
+
+/* srv:key(key, id): /s/KEY/... opens session id's routes (and /s/ID/...
+   is refused from now on); srv:key(key) takes it away. key: 16 to 64
+   characters of letters and digits. */
+static int srv_key(lua_State *L)
+{
+	server_t *srv = check_server(L, 0);
+	const char *key = luaL_checkstring(L, 2), *id = luaL_optstring(L, 3, NULL);
+	size_t n = strlen(key);
+	if (n < 16 || n > 64 || strspn(key, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
+		return luaL_error(L, "http: a session key is 16 to 64 letters and digits");
+	if (id && (strlen(id) > 64 || !*id))
+		return luaL_error(L, "http: a session id is 1 to 64 characters");
+	if (server_key(srv, key, id) < 0)
+		return procy_fail_errno(L, ENOMEM, "session key");
+	return 0;
+}
+
 /* srv:close() (also __close): stops listening; open requests end, and
    the calls they were making are finished for srv:calls(). */
 static int srv_close(lua_State *L)
@@ -206,6 +231,7 @@ static int srv_gc(lua_State *L)
 	if (srv->proxy)
 		proxy_free(srv->proxy);
 	free(srv->token);
+	server_keys_free(srv);
 	/* requests still held by Lua handles keep their memory until collected */
 	if (!srv->live.head)
 		free(srv);
@@ -250,8 +276,26 @@ static int http_serve(lua_State *L)
 	srv->to_lua = hand_to_lua;
 	srv->on_stop = stop_layers;
 	srv->recorded = record_ready;
-	if (token)
-		srv->token = strdup(token);
+	/* the person's token: given, or made here (the monitor is never open) */
+	char made[33];
+	if (!token) {
+		unsigned char raw[16];
+		if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+			server_stop(srv);
+			free(srv);
+			return procy_fail_errno(L, errno, "getrandom");
+		}
+		for (int i = 0; i < 16; i++)
+			snprintf(made + 2 * i, 3, "%02x", raw[i]);
+		token = made;
+	}
+	srv->token = strdup(token);
+	snprintf(srv->cookie, sizeof srv->cookie, "procy-%d", srv->port);
+	if (!srv->token) {
+		server_stop(srv);
+		free(srv);
+		return procy_fail_errno(L, ENOMEM, "token");
+	}
 	if (lua_getfield(L, 1, "proxy") == LUA_TTABLE) {
 		int t = lua_gettop(L);
 		lua_getfield(L, t, "anthropic");
@@ -313,6 +357,28 @@ static hreq_t *check_req(lua_State *L)
 	if (!h->r)
 		luaL_error(L, "http: request is closed");
 	return h->r;
+}
+
+/* req:auth() -> how it showed who sent it: "token" (a header), "link"
+   (?token=), "cookie", "key" (a session's), or nil */
+static int req_auth(lua_State *L)
+{
+	static const char *const names[] = { NULL, "token", "link", "cookie", "key" };
+	int a = check_req(L)->auth;
+	if (a > 0 && a < 5)
+		lua_pushstring(L, names[a]);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+/* req:cookie() -> the cookie the person's browser keeps the token in, as
+   a Set-Cookie value: HttpOnly, SameSite=Strict, this server's name */
+static int req_cookie(lua_State *L)
+{
+	server_t *srv = check_req(L)->srv;
+	lua_pushfstring(L, "%s=%s; Path=/; HttpOnly; SameSite=Strict", srv->cookie, srv->token);
+	return 1;
 }
 
 static int req_method(lua_State *L)
@@ -553,12 +619,16 @@ static const luaL_Reg server_methods[] = {
 	{ "stats",  srv_stats },
 	{ "record", srv_record },
 	{ "port",   srv_port },
+	{ "token",  srv_token },
+	{ "key",    srv_key },
 	{ "close",  srv_close },
 	{ NULL, NULL }
 };
 
 static const luaL_Reg request_methods[] = {
 	{ "method",  req_method },
+	{ "auth",    req_auth },
+	{ "cookie",  req_cookie },
 	{ "path",    req_path },
 	{ "query",   req_query },
 	{ "header",  req_header },

@@ -26,7 +26,11 @@ struct server {
 	int                public;  /* bound to an address that is not loopback */
 	size_t             max_body;
 	unsigned           idle_timeout; /* seconds an idle connection is kept */
-	char              *token;   /* needed by every request when set */
+	char              *token;   /* the person's: the monitor's routes need it (or its cookie);
+	                               beyond loopback every route does */
+	char               cookie[24]; /* the cookie a browser keeps it in: procy-PORT */
+	struct skey       *keys;    /* the agents' session keys (http_guard.c) */
+	size_t             nkeys;
 	proxy_t           *proxy;   /* NULL: /v1/ is not proxied */
 	capture_t         *capture; /* NULL: srv:calls() hands out raw calls */
 	/* The layers above, set by whoever builds the server (http_lua.c):
@@ -55,6 +59,7 @@ struct hreq {
 	int                    too_big, handed, answered, suspended, aborted;
 	int                    holders; /* Lua handle, proxy call */
 	int                    relayed; /* Lua passed it to the proxy (req:relay) */
+	int                    auth;    /* how it showed who sent it: AUTH_* */
 	/* a streamed response */
 	int                    streaming, out_end, out_error;
 	buf_t                  out;
@@ -70,7 +75,16 @@ struct hreq {
 server_t   *server_start(runtime_t *rt, const char *host, int port, err_t *err);
 void        server_stop(server_t *srv);
 
+/* How a request showed who sent it (hreq->auth): nothing, the person's
+   token (a header, or ?token= in the link procy prints), the cookie the
+   browser was given for it, or an agent's session key (in its base URL). */
+enum { AUTH_NONE, AUTH_TOKEN, AUTH_QUERY, AUTH_COOKIE, AUTH_KEY };
+
 const char *hreq_header(const hreq_t *r, const char *name); /* http_guard.c */
+/* A session's key opens its routes (/s/KEY/... reaches /s/ID/...); id
+   NULL takes the key away. 0, or -1 (ENOMEM). */
+int         server_key(server_t *srv, const char *key, const char *id);
+void        server_keys_free(server_t *srv);
 /* http_guard.c: the checks every request passes once its headers are in.
    0, or the status to refuse it with, and the error's type and message. */
 int         hreq_refusal(hreq_t *r, const char **type, const char **msg);

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,6 +529,13 @@ static int db_open(lua_State *L)
 		lua_pop(L, 1);
 	}
 	lua_settop(L, udx);
+	/* a new record is its person's alone (0600; SQLite gives its -wal and
+	   -shm the same), whatever the umask */
+	if (!readonly && path[0] && path[0] != ':' && strncmp(path, "file:", 5) != 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
 	int rc = sqlite3_open_v2(path, &db->h, (readonly ? SQLITE_OPEN_READONLY :
 	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

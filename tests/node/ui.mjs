@@ -6,7 +6,7 @@ import { chromium } from "playwright-core";
 import http from "node:http";
 import readline from "node:readline";
 
-const [base, session, screens, job, exportFile] = process.argv.slice(2);
+const [base, session, screens, job, exportFile, link] = process.argv.slice(2);
 const lines = readline.createInterface({ input: process.stdin });
 const answers = [];
 let waiting = null;
@@ -26,6 +26,21 @@ try {
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("request", (r) => { if (!r.url().startsWith(base) && !r.url().startsWith("data:")) outside.push(r.url()); });
+
+  // the monitor is its person's: without the link's token, nothing
+  const anon = await browser.newContext();
+  const stranger = await anon.newPage();
+  const refused = await stranger.goto(base + "/");
+  check(refused.status() === 401 && !(await stranger.content()).includes("app.js"),
+    "without the link's token the monitor's page is refused", refused.status());
+  const api = await stranger.evaluate(async () => (await fetch("/api/csrf")).status);
+  check(api === 401, "and so is its CSRF token", api);
+  await anon.close();
+  // the link procy printed: its token becomes an HttpOnly cookie, and the
+  // address the person sees (and bookmarks, and shares) holds it no more
+  await page.goto(link);
+  check(page.url() === base + "/" && !(await page.evaluate(() => document.cookie)).includes(link.split("token=")[1]),
+    "the link's token is traded for a cookie the page's scripts cannot read", page.url());
 
   // the sessions list
   await page.goto(base + "/");

@@ -1,11 +1,13 @@
 // ui_claude.mjs: a running Claude Code session's own monitor in a real
-// browser. Usage: node ui_claude.mjs MONITOR_URL SESSION SCREENS_DIR.
+// browser. Usage: node ui_claude.mjs MONITOR_LINK SESSION SCREENS_DIR (the
+// link procy printed, with its token).
 // Prints one JSON line per check; "WAIT type-prompt" asks the Lua test to
 // type a prompt into Claude Code and answer with a line.
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
-const [base, session, screens] = process.argv.slice(2);
+const [link, session, screens] = process.argv.slice(2);
+const base = link.split("/?")[0];
 const lines = readline.createInterface({ input: process.stdin });
 const ask = (what) => new Promise((res) => { lines.once("line", res); console.log("WAIT " + what); });
 const check = (ok, name, diag) => console.log(JSON.stringify({ ok: !!ok, name, diag: diag === undefined ? undefined : String(diag) }));
@@ -20,6 +22,7 @@ try {
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));
 
+  await page.goto(link); // its token becomes the page's cookie
   await page.goto(`${base}/#/s/${session}/interactions`);
   await page.waitForSelector("#tab-interactions .turn", { timeout: 15000 });
   const tool = await page.textContent("#tab-interactions .tool").catch(() => "");

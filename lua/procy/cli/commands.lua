@@ -283,8 +283,42 @@ function commands.serve(args, opts)
   else
     io.stderr:write(("  upstream %s, OpenAI upstream %s\n"):format(s.upstream, s.openai))
   end
-  io.stderr:write(("  use it:  ANTHROPIC_BASE_URL=%s claude\n"):format(s.url))
+  -- a replaying server answers from the record: only to a client with
+  -- its key (in the base URL it prints) or the person's token
+  local base = s.url
+  if replay then
+    local key = store.random_hex(16)
+    s.srv:key(key, id)
+    base = s.url .. "/s/" .. key
+  end
+  io.stderr:write(("  use it:  ANTHROPIC_BASE_URL=%s claude\n"):format(base))
+  io.stderr:write(("  monitor: %s  (its token is yours: procy link prints it again)\n"):format(s.link))
   core.await(s.acceptor) -- until a signal stops procy
+  return 0
+end
+
+-- procy link [--no-open]: the monitor's link (with its token) of every
+-- server of this record that runs, newest first; the newest opened in
+-- the browser when there is a display
+function commands.link(args, opts)
+  if #args > 0 then
+    say("link takes no arguments")
+    return 2
+  end
+  local list = require("procy.serve").running()
+  if #list == 0 then
+    say("no procy server of this record runs (procy serve, or a session, starts one)")
+    return 1
+  end
+  for _, e in ipairs(list) do
+    print(e.link .. (e.session and ("  (session %s)"):format(tostring(e.session):sub(1, 8)) or ""))
+  end
+  local display = (os.getenv("DISPLAY") or "") ~= "" or (os.getenv("WAYLAND_DISPLAY") or "") ~= ""
+  if display and not opts["no-open"] then
+    local proc = require "procy.proc"
+    local ok = pcall(proc.daemon, { "xdg-open", list[1].link }, { cwd = "/" })
+    if not ok then say("cannot start xdg-open: open the link above") end
+  end
   return 0
 end
 

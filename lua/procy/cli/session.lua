@@ -126,8 +126,8 @@ function M.run(opts)
   store.open():exec("UPDATE sessions SET cols = coalesce(cols, ?), rows = coalesce(rows, ?) WHERE id = ?",
     info.cols, info.rows, id)
   local ctx = commands.context(s, { id = id, argv = argv, cwd = cwd, started = core.time(),
-    proxy = proxy and proxy.url, monitor = proxy and cfg.ui and (proxy.url .. "/#/s/" .. id) or nil })
-  if ctx.monitor then s:status("monitor: " .. proxy.url .. "/") end
+    proxy = proxy and proxy.url, monitor = proxy and cfg.ui and (proxy.link .. "#/s/" .. id) or nil })
+  if ctx.monitor then s:status("monitor: " .. proxy.link) end
   local exit = { code = 1 }
   for ev in function() return s:event() end do
     if ev.type == "command" then

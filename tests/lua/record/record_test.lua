@@ -134,7 +134,7 @@ do
   local st = px.srv:stats()
   T.is(st.lost, 0, "none is lost")
   T.ok(st.marked >= bad, "the malformed ones are marked", st.marked .. " marked of " .. bad)
-  local health = json.decode(assert(http.request { url = base .. "/health" }).body)
+  local health = json.decode(assert(http.request { url = base .. "/health", headers = { ["x-procy-token"] = px.token } }).body)
   T.ok(health.record and health.record.recorded == st.recorded and health.record.lost == 0
        and health.record.relayed == st.relayed, "/health says what was relayed, recorded and lost", json.encode(health.record))
 end
@@ -184,7 +184,7 @@ do
   T.ok(st.failing, "a locked database: the recorder says it is refused", tostring(st.failing))
   T.ok(st.held > 0, "and new calls wait for it rather than go unrecorded", st.held .. " held")
   T.ok(done < 12, "so their clients wait too", done .. " answered")
-  local health = json.decode(assert(http.request { url = locked.url .. "/health" }).body)
+  local health = json.decode(assert(http.request { url = locked.url .. "/health", headers = { ["x-procy-token"] = locked.token } }).body)
   T.is(health.ok, false, "/health is not ok meanwhile")
   core.sleep(1)
   assert(other:exec("COMMIT"))
@@ -252,7 +252,7 @@ do
   T.ok(seen and not seen.headers.authorization, "reaches the upstream without it", seen and json.encode(seen.headers))
   -- the token check reads no byte past what was sent
   for _, given in ipairs { token:sub(1, 4), token .. "x", "", ("z"):rep(200) } do
-    local rr = assert(http.request { url = url .. "/health", headers = { ["x-procy-token"] = given } })
+    local rr = assert(http.request { url = url .. "/api/calls", headers = { ["x-procy-token"] = given } })
     T.is(rr.status, 401, ("a token of %d bytes that is not procy's: 401"):format(#given))
   end
   local rr = assert(http.request { url = url .. "/v1/models?token=" .. token })
@@ -277,13 +277,16 @@ local function talk(port, bytes, wait)
 end
 local port = px.port
 local function status(text) return tonumber(text:match("^HTTP/1%.%d (%d+)")) end
-T.is(status(talk(port, "GET /api/calls HTTP/1.1\r\nHost: evil.example:" .. port .. "\r\n\r\n")), 403,
+local tok = "x-procy-token: " .. px.token .. "\r\n"
+T.is(status(talk(port, "GET /api/calls HTTP/1.1\r\nHost: evil.example:" .. port .. "\r\n" .. tok .. "\r\n")), 403,
      "a Host that is not procy's is refused (DNS rebinding)")
 T.is(status(talk(port, "POST /v1/messages HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}")), 403,
      "on the proxy too")
-T.is(status(talk(port, "GET /api/calls HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\n\r\n")), 200,
+T.is(status(talk(port, "GET /api/calls HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\n\r\n")), 401,
+     "the person's routes without the token: 401")
+T.is(status(talk(port, "GET /api/calls HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\n" .. tok .. "\r\n")), 200,
      "procy's own Host is answered")
-T.is(status(talk(port, "GET /api/calls HTTP/1.1\r\nHost: localhost:" .. port .. "\r\n\r\n")), 200, "and localhost")
+T.is(status(talk(port, "GET /api/calls HTTP/1.1\r\nHost: localhost:" .. port .. "\r\n" .. tok .. "\r\n")), 200, "and localhost")
 T.is(status(talk(port, "POST /hooks/x/0 HTTP/1.1\r\nHost: 127.0.0.1:" .. port
   .. "\r\nOrigin: http://evil.example\r\nContent-Length: 2\r\n\r\n{}")), 403, "a request from another web page is refused")
 T.is(status(talk(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\nOrigin: http://127.0.0.1:"
@@ -321,7 +324,7 @@ do -- idle connections are closed
     end
   end)
   local t0 = core.now()
-  local out = talk(isrv:port(), "GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 8000)
+  local out = talk(isrv:port(), "GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\nx-procy-token: " .. isrv:token() .. "\r\n\r\n", 8000)
   local took = core.now() - t0
   T.ok(status(out) == 200 and took < 6, "an idle kept-alive connection is closed by procy", ("%.1f s"):format(took))
   isrv:close()

@@ -132,7 +132,7 @@ rp2:kill("TERM")
 -- ---- the collector down: the relay goes on ------------------------------------------------
 T.write(dir .. "/down.lua", ("return { db = %q, otel = { endpoint = 'http://127.0.0.1:9', interval = 0.1 } }"):format(dir .. "/down.db"))
 local srv = assert(proc.spawn({ T.bin, "--config", dir .. "/down.lua", "serve", "--port", "0", "--upstream", w.fake.url },
-  { stderr = "pipe", stdout = false }))
+  { stderr = "pipe", stdout = false, env = { PROCY_TOKEN = "otel-test-person-token-0123456789" } }))
 local _s <close> = srv
 local surl = (srv:lines("stderr")() or ""):match("listening on (http://[%d.:]+)") or "http://127.0.0.1:1"
 local ok = 0
@@ -145,7 +145,7 @@ end
 T.is(ok, 20, "with the collector down, every call is relayed")
 local health
 for _ = 1, 50 do
-  health = json.decode((http.request { url = surl .. "/health", timeout = 5 } or {}).body or "") or {}
+  health = json.decode((http.request { url = surl .. "/health", timeout = 5, headers = { ["x-procy-token"] = "otel-test-person-token-0123456789" } } or {}).body or "") or {}
   if health.record and health.record.recorded == 20 and health.otel and health.otel.failed > 0 then break end
   core.sleep(0.1)
 end

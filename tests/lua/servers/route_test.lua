@@ -108,8 +108,11 @@ T.write(dir .. "/procy.lua", ([[return {
   },
 }]]):format(dir .. "/rec.db", oai.url .. "/v1", alt.url, oai.url .. "/v1"))
 
+-- the person's token, given (PROCY_TOKEN), for the monitor's API
+local person_token = "route-test-person-token-0123456789"
+local person = { ["x-procy-token"] = person_token }
 local env = { ROUTE_TEST_KEY = "sk-route-test-0123456789", ALT_KEY = "sk-ant-alt-0123456789abcdef", PROCY_ROUTES = "",
-  SUBAGENT_MAPPINGS = "" }
+  SUBAGENT_MAPPINGS = "", PROCY_TOKEN = person_token }
 local serve = assert(proc.spawn({ T.bin, "--config", dir .. "/procy.lua", "serve", "--port", "0", "--upstream", up.url },
   { cwd = work, env = env, stderr = "pipe", stdout = false }))
 local _s <close> = serve
@@ -264,14 +267,14 @@ T.ok(n2 == n0 + 3 and lb.max_tokens == 4096, "the second ask: max_tokens 4096", 
 -- the record: once per call, both sides, marked routed, the provider's prices
 local listed
 for _ = 1, 50 do
-  local l = http.request { url = url .. "/api/calls?limit=50", timeout = 10 }
+  local l = http.request { headers = person, url = url .. "/api/calls?limit=50", timeout = 10 }
   listed = json.decode(l and l.body or "") or {}
   if listed.calls and #listed.calls >= 12 + sdk_calls then break end
   core.sleep(0.1)
 end
 local oldest = listed.calls and listed.calls[#listed.calls] or {}
 T.ok(oldest.route == "reviewer" and oldest.provider == "oai", "/api/calls says which calls were routed, and where")
-local one = json.decode((http.request { url = url .. "/api/calls/" .. tostring(oldest.id), timeout = 10 } or {}).body or "") or {}
+local one = json.decode((http.request { headers = person, url = url .. "/api/calls/" .. tostring(oldest.id), timeout = 10 } or {}).body or "") or {}
 T.ok(tostring(one.provider_request):find('"gpt-test"', 1, true) and tostring(one.provider_response):find("chat.completion.chunk", 1, true),
   "/api/calls/ID has what the provider got and answered")
 serve:kill("TERM")

@@ -10,6 +10,8 @@ local dir = T.tmpdir()
 
 -- ---- the server primitives -----------------------------------------------------------
 local srv = assert(http.serve { port = 0, max_body = 1000 })
+-- every route here is the person's: each request shows the server's token
+local tok = srv:token()
 local base = "http://127.0.0.1:" .. srv:port()
 T.ok(srv:port() > 0, "port 0 picks a free port")
 T.write(dir .. "/index.html", "<h1>procy</h1>")
@@ -60,27 +62,27 @@ core.spawn(function()
   end
 end)
 
-local r = assert(http.request { method = "PUT", url = base .. "/echo?a=1", body = "hello", headers = { ["x-thing"] = "t" } })
+local r = assert(http.request { method = "PUT", url = base .. "/echo?a=1", body = "hello", headers = { ["x-procy-token"] = tok, ["x-thing"] = "t" } })
 T.is(r.status .. " " .. r.body, "201 /echo|a=1|t|hello", "a Lua handler sees method, path, query, headers and body")
 T.is(r.headers["x-method"], "PUT", "and sets the answer's headers")
-r = assert(http.request { method = "POST", url = base .. "/echo", body = ("b"):rep(2000) })
+r = assert(http.request { headers = { ["x-procy-token"] = tok }, method = "POST", url = base .. "/echo", body = ("b"):rep(2000) })
 T.is(r.status, 413, "a body over max_body is refused with 413")
 for name, ctype in pairs { ["index.html"] = "text/html; charset=utf-8", ["app.js"] = "text/javascript; charset=utf-8",
                            ["style.css"] = "text/css; charset=utf-8", ["data.json"] = "application/json" } do
-  r = assert(http.request { url = base .. "/file?name=" .. name })
+  r = assert(http.request { headers = { ["x-procy-token"] = tok }, url = base .. "/file?name=" .. name })
   T.is(r.status .. " " .. r.headers["content-type"], "200 " .. ctype, "static " .. name .. " with its MIME type")
 end
-r = assert(http.request { url = base .. "/file?name=index.html" })
+r = assert(http.request { headers = { ["x-procy-token"] = tok }, url = base .. "/file?name=index.html" })
 local etag = r.headers.etag
 T.ok(etag and r.body == "<h1>procy</h1>", "a file comes with an ETag", tostring(etag))
-r = assert(http.request { url = base .. "/file?name=index.html", headers = { ["if-none-match"] = etag } })
+r = assert(http.request { url = base .. "/file?name=index.html", headers = { ["x-procy-token"] = tok, ["if-none-match"] = etag } })
 T.is(r.status .. " " .. #r.body, "304 0", "304 when the client has it")
-r = assert(http.request { url = base .. "/file?name=nothere.txt" })
+r = assert(http.request { headers = { ["x-procy-token"] = tok }, url = base .. "/file?name=nothere.txt" })
 T.is(r.status, 404, "a missing file is the handler's to answer")
-r = assert(http.request { url = base .. "/stream" })
+r = assert(http.request { headers = { ["x-procy-token"] = tok }, url = base .. "/stream" })
 T.is(r.body, "data: 1\n\ndata: 2\n\ndata: 3\n\n", "a streamed answer")
 do
-  local t = core.spawn(function() return http.request { url = base .. "/forget" } end)
+  local t = core.spawn(function() return http.request { headers = { ["x-procy-token"] = tok }, url = base .. "/forget" } end)
   core.sleep(0.2)
   collectgarbage()
   r = assert(core.await(t, 5))
@@ -91,7 +93,7 @@ do -- the flood: a client that stops reading
   local client = assert(proc.spawn({ "node", "-e", [[
     const net = require("net");
     const s = net.connect(]] .. srv:port() .. [[, "127.0.0.1", () => {
-      s.write("GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      s.write("GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\nx-procy-token: ]] .. tok .. [[\r\n\r\n");
       s.once("data", () => s.pause());
     });
     setTimeout(() => process.exit(0), 20000);
@@ -99,7 +101,7 @@ do -- the flood: a client that stops reading
   local t0 = core.now()
   local answered
   while not seen.flood_sent and core.now() - t0 < 15 do
-    r = http.request { url = base .. "/echo", timeout = 2 }
+    r = http.request { headers = { ["x-procy-token"] = tok }, url = base .. "/echo", timeout = 2 }
     answered = answered ~= false and r and r.status == 201
     core.sleep(0.1)
   end
@@ -143,13 +145,29 @@ local banner = p:lines("stderr")()
 local surl = banner and banner:match("listening on (http://[%d.:]+)")
 T.ok(surl, "procy serve says where it listens", banner)
 surl = surl or "http://127.0.0.1:1"
+-- it prints the monitor's link, with the person's token; procy link again
+local lines, link = p:lines("stderr"), nil
+for _ = 1, 5 do
+  local l = lines()
+  link = l and l:match("monitor: (http://%S+%?token=%x+)")
+  if link or not l then break end
+end
+T.ok(link and link:sub(1, #surl) == surl, "procy serve prints the monitor's link with its token", link)
+link = link or surl
+local again = T.procy { "--db", db, "link", "--no-open" }
+T.ok(again.code == 0 and again.stdout:find(link, 1, true), "procy link prints it again", again.stdout .. again.stderr)
+local person = { ["x-procy-token"] = link:match("token=(%x+)") }
+local anon = json.decode(assert(http.request { url = surl .. "/health" }).body)
+T.ok(anon.ok and anon.version and not anon.db_path and not anon.calls and not anon.upstream,
+  "/health without the token: that it runs, nothing of what it holds", json.encode(anon))
+T.is(assert(http.request { url = surl .. "/api/calls" }).status, 401, "the API without the token: 401")
 
-local health = json.decode(assert(http.request { url = surl .. "/health" }).body)
+local health = json.decode(assert(http.request { headers = person, url = surl .. "/health" }).body)
 T.ok(health.ok and health.db == "ok" and health.version and health.upstream == fake.url, "/health: version, DB, upstream",
      json.encode(health))
 
 -- the live feed, listening before the calls
-local feed = assert(http.stream { url = surl .. "/api/events" })
+local feed = assert(http.stream { headers = person, url = surl .. "/api/events" })
 local events = {}
 local reader = core.spawn(function()
   for ev in feed:events() do
@@ -167,17 +185,17 @@ end
 T.is(#events, 5, "/api/events: an event per call, as it is recorded")
 T.is(events[1] and events[1].model, "claude-haiku-4-5", "with its summary")
 
-local page1 = json.decode(assert(http.request { url = surl .. "/api/calls?limit=3" }).body)
+local page1 = json.decode(assert(http.request { headers = person, url = surl .. "/api/calls?limit=3" }).body)
 T.is(#page1.calls, 3, "/api/calls?limit=3")
 T.ok(page1.calls[1].id > page1.calls[2].id, "newest first")
-local page2 = json.decode(assert(http.request { url = surl .. "/api/calls?limit=3&before=" .. page1.next }).body)
+local page2 = json.decode(assert(http.request { headers = person, url = surl .. "/api/calls?limit=3&before=" .. page1.next }).body)
 T.is(#page2.calls, 2, "the next page with before=")
 T.ok(page2.calls[1].id < page1.calls[3].id, "without overlap")
 T.is(page2.next, json.null, "and no page after the last")
-local one = json.decode(assert(http.request { url = surl .. "/api/calls/" .. page1.calls[1].id }).body)
+local one = json.decode(assert(http.request { headers = person, url = surl .. "/api/calls/" .. page1.calls[1].id }).body)
 T.ok(one.request and one.request.messages and one.response and one.content and one.req_headers, "/api/calls/ID: everything about a call")
 T.is(one.request.messages[1].content, "hello 5", "the request as JSON")
-local usage = json.decode(assert(http.request { url = surl .. "/api/usage" }).body)
+local usage = json.decode(assert(http.request { headers = person, url = surl .. "/api/usage" }).body)
 T.is(usage.total.calls, 5, "/api/usage counts the calls")
 -- every parameter checked, as the CLI checks its flags: never all-time on garbage
 for _, bad in ipairs {
@@ -191,19 +209,22 @@ for _, bad in ipairs {
   { "/api/sessions?limit=ten", "parameter 'limit'" },
   { "/health?verbose=1", "unknown parameter 'verbose' %(this takes: none%)" },
 } do
-  local br = assert(http.request { url = surl .. bad[1] })
+  local br = assert(http.request { headers = person, url = surl .. bad[1] })
   T.ok(br.status == 400 and br.body:find(bad[2]), bad[1] .. ": 400, saying what is wrong", br.status .. " " .. br.body)
 end
 T.ok(usage.total.cost > 0 and usage.models[1].model == "claude-haiku-4-5", "with cost by model")
-local sessions = json.decode(assert(http.request { url = surl .. "/api/sessions" }).body)
+local sessions = json.decode(assert(http.request { headers = person, url = surl .. "/api/sessions" }).body)
 T.is(sessions.sessions[1].mode, "serve", "/api/sessions lists the serve session")
-T.is(assert(http.request { url = surl .. "/api/nope" }).status, 404, "an unknown route is a 404")
-T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", body = "{}" }).status, 403,
-  "POST on the API without the CSRF token: 403")
-local csrf = json.decode(assert(http.request { url = surl .. "/api/csrf" }).body).csrf
-T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", headers = { ["x-procy-csrf"] = csrf },
+T.is(assert(http.request { headers = person, url = surl .. "/api/nope" }).status, 404, "an unknown route is a 404")
+-- the browser's way in: the link's token traded for a cookie; its writes
+-- also need the page's CSRF token
+local cookie = (assert(http.request { url = link }).headers["set-cookie"] or ""):match("^[^;]+")
+T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", headers = { cookie = cookie }, body = "{}" }).status, 403,
+  "POST on the API with the cookie but without the CSRF token: 403")
+local csrf = json.decode(assert(http.request { headers = { cookie = cookie }, url = surl .. "/api/csrf" }).body).csrf
+T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", headers = { ["x-procy-csrf"] = csrf, cookie = cookie },
   body = "{}" }).status, 405, "with it, POST where only GET is: 405")
-T.is(assert(http.request { url = surl .. "/api/calls?limit=x" }).status, 400, "a bad parameter: 400")
+T.is(assert(http.request { headers = person, url = surl .. "/api/calls?limit=x" }).status, 400, "a bad parameter: 400")
 
 -- keep-alive: one connection carries several calls
 do

@@ -45,7 +45,14 @@ local function serve(args)
   local lines = p:lines("stderr")
   local head = lines() or ""
   local url, sid = head:match("listening on (http://[%d.:]+), recording into .- %(session (%x+)%)")
-  return p, url or "http://127.0.0.1:1", sid, lines
+  -- what it says after: a replaying server's base URL carries its key
+  local said = {}
+  for _ = 1, 3 do
+    said[#said + 1] = lines() or ""
+    if said[#said]:find("use it:", 1, true) then break end
+  end
+  local base = said[#said]:match("ANTHROPIC_BASE_URL=(%S+)")
+  return p, base or url or "http://127.0.0.1:1", sid, table.concat(said, "\n"), url
 end
 local function claude(url, prompt)
   env.ANTHROPIC_BASE_URL = url
@@ -73,8 +80,14 @@ T.ok(recorded >= 6, "the calls are in the record", tostring(recorded))
 
 -- replay, the fake gone: the same tool calls, the same answers
 T.write(notes, "alpha\n")
-local rp, rurl, rsid, rlines = serve { "--replay", sid, "--fast" }
-T.like(rlines() or "", "replaying " .. recorded .. " recorded calls? of session " .. sid, "procy serve --replay says what it replays")
+local rp, rurl, rsid, rsaid, plain_url = serve { "--replay", sid, "--fast" }
+T.like(rsaid, "replaying " .. recorded .. " recorded calls? of session " .. sid, "procy serve --replay says what it replays")
+-- its answers are the record's: the plain proxy route gives none, the base
+-- URL it prints (with its key) does
+local plain = require("procy.http").request { method = "POST", url = plain_url .. "/v1/messages", body = "{}",
+  headers = { ["content-type"] = "application/json" } }
+T.is(plain and plain.status, 401, "a replaying server answers no client without its key", plain and plain.body)
+T.like(rurl, "/s/%x+$", "it prints a base URL with its key")
 local p1 = claude(rurl, BASH)
 local p2 = claude(rurl, EDIT)
 T.is(p1.stdout, r1.stdout, "replayed offline: Claude Code ends with the same answer", p1.stderr)

@@ -114,20 +114,21 @@ T.ok(#ix.frames > frames and ix.last == n, "a running session's new output makes
 -- ---- the routes -------------------------------------------------------------------------------
 local serve = require "procy.serve"
 local srv = assert(serve.start { port = 0, upstream = "http://127.0.0.1:9", session = sid })
-local r = assert(http.request { url = srv.url .. "/api/sessions/" .. sid:sub(1, 8) .. "/terminal" })
+local person = { ["x-procy-token"] = srv.token } -- the person's monitor routes need its token
+local r = assert(http.request { headers = person, url = srv.url .. "/api/sessions/" .. sid:sub(1, 8) .. "/terminal" })
 local meta = json.decode(r.body)
 T.ok(r.status == 200 and meta.cols == 100 and #meta.frames == #ix.frames and meta.marks[1].label == "here",
   "GET /api/sessions/ID/terminal: size, frames, markers", r.body:sub(1, 200))
-r = assert(http.request { url = srv.url .. "/api/sessions/" .. sid .. "/terminal/seek?t=" .. (900 * 1000) })
+r = assert(http.request { headers = person, url = srv.url .. "/api/sessions/" .. sid .. "/terminal/seek?t=" .. (900 * 1000) })
 T.ok(r.status == 200 and r.headers["content-type"] == "application/octet-stream" and tonumber(r.headers["x-procy-last"]) <= 900,
   "…/terminal/seek?t=: the records that draw that moment")
 T.is(drawn(r.body):text(), truth(t0 + 900 * 1000):text(), "which draw the screen at t")
-r = assert(http.request { url = srv.url .. "/api/sessions/" .. sid .. "/terminal/events?after=" .. (before - 5) })
+r = assert(http.request { headers = person, url = srv.url .. "/api/sessions/" .. sid .. "/terminal/events?after=" .. (before - 5) })
 local count = 0
 for _ in replay.records(r.body) do count = count + 1 end
 T.ok(count == 405 and r.headers["x-procy-more"] == "0", "…/terminal/events?after=: what came after", count)
-T.is(assert(http.request { url = srv.url .. "/api/sessions/" .. sid .. "/terminal/seek" }).status, 400, "a seek without t is refused")
-T.is(assert(http.request { url = srv.url .. "/api/sessions/ffff0000/terminal" }).status, 404, "an unknown session is 404")
+T.is(assert(http.request { headers = person, url = srv.url .. "/api/sessions/" .. sid .. "/terminal/seek" }).status, 400, "a seek without t is refused")
+T.is(assert(http.request { headers = person, url = srv.url .. "/api/sessions/ffff0000/terminal" }).status, 404, "an unknown session is 404")
 serve.stop(srv)
 
 -- ---- procy play: queries never reach the terminal, which is given back ---------------------

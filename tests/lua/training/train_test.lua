@@ -413,9 +413,10 @@ do
   local serve = require "procy.serve"
   local srv = assert(serve.start { port = 0, upstream = "http://127.0.0.1:1", openai = "http://127.0.0.1:1" })
   local base = srv.url
-  local csrf = json.decode(assert(http.request { url = base .. "/api/csrf" }).body).csrf
+  local cookie = ("procy-%d=%s"):format(srv.port, srv.token) -- as the monitor's page has it
+  local csrf = json.decode(assert(http.request { headers = { cookie = cookie }, url = base .. "/api/csrf" }).body).csrf
   local function get(path)
-    local res = assert(http.request { url = base .. path })
+    local res = assert(http.request { headers = { cookie = cookie }, url = base .. path })
     return res.status, json.decode(res.body)
   end
   local st, v = get("/api/corrections")
@@ -424,20 +425,20 @@ do
   st, v = get("/api/corrections/" .. first)
   T.ok(st == 200 and type(v.context) == "table" and v.context[1].role == "system", "GET /api/corrections/ID: with its context")
   local post = assert(http.request { method = "POST", url = base .. "/api/corrections",
-    headers = { ["content-type"] = "application/json", ["x-procy-csrf"] = csrf },
+    headers = { cookie = cookie, ["content-type"] = "application/json", ["x-procy-csrf"] = csrf },
     body = json.encode { session = b:sub(1, 8), turn = 1, corrected = "write the docs, with examples", note = "from the API" } })
   local made = json.decode(post.body) or {}
   T.ok(post.status == 201 and made.id, "POST /api/corrections adds one", post.body)
   local c = made.id and h:query("SELECT * FROM corrections WHERE id = ?", made.id)[1] or {}
   T.ok(c.session_id == b and c.corrected == "write the docs, with examples" and c.context, "with its context, as !correct keeps it")
   local form = assert(http.request { method = "POST", url = base .. "/api/corrections",
-    headers = { ["content-type"] = "text/plain", ["x-procy-csrf"] = csrf }, body = "{}" })
+    headers = { cookie = cookie, ["content-type"] = "text/plain", ["x-procy-csrf"] = csrf }, body = "{}" })
   T.is(form.status, 415, "a body that is not JSON is refused (what a form on another site could send)")
   local evil = assert(http.request { method = "POST", url = base .. "/api/corrections",
-    headers = { ["content-type"] = "application/json", origin = "http://evil.example" }, body = "{}" })
+    headers = { cookie = cookie, ["content-type"] = "application/json", origin = "http://evil.example" }, body = "{}" })
   T.is(evil.status, 403, "a request from another origin is refused")
   local del = assert(http.request { method = "DELETE", url = base .. "/api/corrections/" .. tostring(made.id),
-    headers = { ["x-procy-csrf"] = csrf } })
+    headers = { cookie = cookie, ["x-procy-csrf"] = csrf } })
   T.is(del.status, 200, "DELETE /api/corrections/ID")
   T.is(#h:query("SELECT 1 FROM corrections WHERE id = ?", made.id or 0), 0, "removes it")
   st, v = get("/api/training/jobs")
@@ -452,7 +453,7 @@ do
   -- the monitor's buttons: edit a correction, download an export, start and stop a job, compare runs
   local function send(method, path, value)
     local res = assert(http.request { method = method, url = base .. path, body = value and json.encode(value),
-      headers = { ["content-type"] = "application/json", ["x-procy-csrf"] = csrf } })
+      headers = { cookie = cookie, ["content-type"] = "application/json", ["x-procy-csrf"] = csrf } })
     return res.status, json.decode(res.body) or res.body
   end
   local last = h:query("SELECT id FROM corrections WHERE kind = 'corrected' ORDER BY id DESC LIMIT 1")[1].id
@@ -461,10 +462,10 @@ do
   T.ok(st == 200 and row.corrected == "SET 9, then check it" and row.note == "second thoughts" and row.original == "SET 2",
     "PATCH /api/corrections/ID changes the text and note, not the original")
   T.is((send("PATCH", "/api/corrections/" .. last, { corrected = "  " })), 400, "an empty correction is refused")
-  local dl = assert(http.request { url = base .. "/api/training/export?format=trl-sft&session=" .. a })
+  local dl = assert(http.request { headers = { cookie = cookie }, url = base .. "/api/training/export?format=trl-sft&session=" .. a })
   T.ok(dl.status == 200 and dl.body:find("SET 9, then check it", 1, true) and (dl.headers["content-disposition"] or ""):find("trl%-sft%.train%.jsonl"),
     "GET /api/training/export: the training file, as a download", dl.status .. " " .. dl.body:sub(1, 200))
-  T.is(assert(http.request { url = base .. "/api/training/export?format=trl-sft&session=" .. empty }).status, 404,
+  T.is(assert(http.request { headers = { cookie = cookie }, url = base .. "/api/training/export?format=trl-sft&session=" .. empty }).status, 404,
     "an export with nothing in it is 404, said")
   st, v = get("/api/runs/compare?by=adapter")
   T.ok(st == 200 and #v.series >= 1 and v.series[1].curve and v.target, "GET /api/runs/compare?by=adapter: the series", json.encode(v))
