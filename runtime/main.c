@@ -17,6 +17,7 @@
 #include "procy.h"
 #include "store.h"
 #include "session.h"
+#include "relay.h"
 #include "vt.h"
 #include "http.h"
 
@@ -113,6 +114,11 @@ static int pcleanup(lua_State *L)
 int main(int argc, char **argv)
 {
 	runtime_t rt = { 0 };
+	/* the sandbox's relay: no Lua, no loop (relay.c) */
+	if (argc > 1 && strcmp(argv[1], "__relay") == 0)
+		return relay_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "__box") == 0)
+		return box_main(argc, argv);
 	/* A recipe's progress lines should reach a pipe as they are printed. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* Big buffers (bodies, batches) come from mmap and go back to the system

@@ -85,7 +85,11 @@ end
 -- agent has one (checked when it was opened)
 function A:command(argv)
   if not self.sandbox then return argv end
-  return assert(require("procy.sandbox").wrap(argv, { profile = self.sandbox, cwd = self.cwd }))
+  if self.box then self.box:finish() end -- the run before (a restart, exec's next turn) is over
+  local boxed, box = assert(require("procy.sandbox").wrap(argv, { profile = self.sandbox, cwd = self.cwd,
+    port = self.proxy.port, pty = self.mode == "pty" }))
+  self.box = box
+  return boxed
 end
 
 function A:env()
@@ -181,6 +185,7 @@ function A:close()
   self.closed = true
   opened[self] = nil
   self.driver:close()
+  if self.box then self.box:finish() end
   if self.tracker.open then self.tracker:finish { status = "interrupted", error = "the agent was closed" } end
   self.off_call()
   serve.hooks[self.hook_key] = nil

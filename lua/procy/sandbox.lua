@@ -1,25 +1,77 @@
--- procy.sandbox: an agent run inside bubblewrap (bwrap), as lproc's `sand`
--- ran it. The whole filesystem is there, read-only; the project
--- directory, /tmp and the profile's writable paths can be written; the
--- network is kept (the agent reaches procy's proxy and its API); SANDBOX=1
--- tells the agent where it is. Only the agent is inside: procy, its
--- record and its proxy stay out.
+-- procy.sandbox: an agent run inside bubblewrap (bwrap). What it holds:
+--
+--   * the whole filesystem read-only; the project directory and the
+--     profile's writable paths writable, except what procy or the person
+--     later runs or loads as configuration (procy.lua, the project's
+--     .git/config and hooks, agents' settings, hooks, commands and MCP
+--     lists), which stay read-only over them; one of those the agent
+--     makes where there was none is moved aside when it ends (finish);
+--   * procy's record, its tape and procy's data directory hidden, and so
+--     are ~/.ssh, ~/.aws, ~/.gnupg, ~/.config/gcloud, ~/.netrc, ~/.docker,
+--     ~/.kube and the other credential stores in M.hidden (a profile's
+--     `show` lists the ones to keep);
+--   * a /tmp, /dev/shm and /run/user of its own, a /dev with only the
+--     harmless devices (not the person's terminals), a /proc of its own;
+--   * new PID, IPC and UTS namespaces (procy and the person's processes
+--     are not there to signal or ptrace), every capability dropped, no new
+--     privileges, a user namespace of its own when procy runs as root;
+--     killed with procy (--die-with-parent); in a session
+--     of its own (--new-session), taking its terminal (procy's, never the
+--     person's) as its own controlling one inside; TIOCSTI and TIOCLINUX
+--     refused (seccomp);
+--   * the network (the profile's `network`): "proxy" (default) — a
+--     network namespace whose only way out is procy's server, through a
+--     Unix socket bound into the sandbox and procy's relay on its
+--     loopback at the port of the agent's base URL; "none" — no way out
+--     at all; "full" — the host's network (its loopback included: see
+--     README).
 --
 -- Profiles are tables in the `sandboxes` setting; `default` is built in.
 -- A missing bwrap is an error, never an unsandboxed run.
 
+local core = require "procy.core"
 local fs = require "procy.fs"
 local proc = require "procy.proc"
 
 local M = {}
 
--- What an agent writes besides the project: its settings and sessions,
--- caches, package managers' stores.
+-- What an agent writes besides the project: its own settings and
+-- sessions. Caches and package stores the person later runs from
+-- (~/.cache, ~/.npm, ~/.cargo) are not among them: the agent gets
+-- ~/.cache and npm's cache of its own, empty, in its /tmp.
 M.defaults = {
-  default = { writable = { "~/.claude", "~/.claude.json", "~/.codex", "~/.cache", "~/.npm", "~/.cargo" } },
+  default = { writable = { "~/.claude", "~/.claude.json", "~/.codex" }, network = "proxy" },
 }
 
-local FIELDS = { writable = true, defaults = true, create = true, env = true }
+-- Where credentials live: hidden unless the profile's `show` names one.
+M.hidden = { "~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gcloud", "~/.netrc", "~/.docker", "~/.kube",
+  "~/.config/gh", "~/.git-credentials", "~/.config/git/credentials", "~/.npmrc", "~/.pypirc",
+  "~/.cargo/credentials.toml", "~/.cargo/credentials", "~/.azure", "~/.config/doctl", "~/.terraform.d",
+  "~/.vault-token", "~/.password-store", "~/.local/share/keyrings", "~/.mozilla", "~/.config/chromium",
+  "~/.config/google-chrome" }
+
+-- What procy or the person later runs or loads, relative to the project
+-- and to each writable path: read-only inside.
+M.guarded = { "procy.lua", ".procy", ".git/config", ".git/hooks", ".git/info", ".gitmodules",
+  ".claude/settings.json", ".claude/settings.local.json", ".claude/commands", ".claude/agents",
+  ".claude/hooks", ".claude/skills", ".claude/plugins", ".claude/output-styles", ".mcp.json",
+  ".codex/config.toml", ".codex/prompts", ".codex/rules", ".gemini/settings.json", ".qwen/settings.json",
+  ".opencode.json", "opencode.json", ".vscode/tasks.json", ".vscode/settings.json", ".envrc" }
+
+-- The same, by an agent's home directory (its settings, hooks, commands,
+-- plugins, MCP servers and instructions).
+M.guarded_home = { "~/.claude/settings.json", "~/.claude/settings.local.json", "~/.claude/commands",
+  "~/.claude/agents", "~/.claude/hooks", "~/.claude/skills", "~/.claude/plugins", "~/.claude/output-styles",
+  "~/.claude/CLAUDE.md", "~/.codex/config.toml", "~/.codex/AGENTS.md", "~/.codex/prompts", "~/.codex/rules",
+  "~/.bashrc", "~/.profile", "~/.bash_profile", "~/.zshrc", "~/.gitconfig", "~/.config/git" }
+
+-- Files the agent rewrites as it runs, but which also hold what the
+-- person's next agent runs (~/.claude.json: its MCP servers): the agent
+-- writes a copy of its own, dropped when it ends.
+M.private_copies = { "~/.claude.json" }
+
+local FIELDS = { writable = true, defaults = true, create = true, env = true, network = true, show = true }
+local NETWORKS = { proxy = true, none = true, full = true }
 
 -- profile(p) -> the profile table for a name (the `sandboxes` setting,
 -- then the built-in ones) or a table | nil, err, code
@@ -41,8 +93,13 @@ function M.profile(p)
   end
   for k in pairs(p) do
     if not FIELDS[k] then
-      return nil, ("EINVAL: sandbox profile: unknown field %q (writable, defaults, create, env)"):format(tostring(k)), "EINVAL"
+      return nil, ("EINVAL: sandbox profile: unknown field %q (writable, defaults, create, env, network, show)")
+        :format(tostring(k)), "EINVAL"
     end
+  end
+  if p.network ~= nil and not NETWORKS[p.network] then
+    return nil, ("EINVAL: sandbox profile: network is \"proxy\", \"none\" or \"full\", not %q"):format(tostring(p.network)),
+      "EINVAL"
   end
   return p
 end
@@ -65,18 +122,86 @@ function M.find()
     :format(name, dirs[1] == "" and "there" or "on PATH"), "ENOENT"
 end
 
+local function home() return os.getenv("HOME") or "" end
+
+-- procy's effective user id (from /proc: no call for it is worth a binding)
+local function euid()
+  for line in io.lines("/proc/self/status") do
+    local e = line:match("^Uid:%s+%d+%s+(%d+)")
+    if e then return tonumber(e) end
+  end
+end
+
 local function expand(path, cwd)
-  local home = os.getenv("HOME") or ""
-  if path == "~" then return home end
-  if path:sub(1, 2) == "~/" then return home .. path:sub(2) end
+  if path == "~" then return home() end
+  if path:sub(1, 2) == "~/" then return home() .. path:sub(2) end
   if path:sub(1, 1) ~= "/" then return cwd .. "/" .. path end
   return path
 end
 
--- wrap(argv, {profile =, cwd =}) -> the argv that runs argv in the
--- sandbox | nil, err, code. profile: a name, true (default) or a table.
--- A writable path that does not exist is left out (made first, as a
--- directory, with create = true).
+local function under(path, dir)
+  return path == dir or path:sub(1, #dir + 1) == dir .. "/"
+end
+
+local function dirname(p) return p:match("^(.*)/[^/]*$") or "/" end
+
+-- The directories procy keeps what it trusts in: the record's (its tape,
+-- its servers' links, the private git repositories), and procy's data
+-- and config directories.
+local function procy_dirs()
+  local list = {}
+  local ok, store = pcall(require, "procy.store")
+  if ok and store.path then list[#list + 1] = dirname(fs.realpath(store.path()) or store.path()) end
+  local data = os.getenv("XDG_DATA_HOME")
+  list[#list + 1] = ((data and data ~= "") and data or home() .. "/.local/share") .. "/procy"
+  return list
+end
+
+-- A box: what one sandboxed run needs around it, and what is done when it
+-- ends (box:finish()).
+local B = {}
+B.__index = B
+
+-- finish(): the run is over. A guarded path that was not there before and
+-- is now (the agent made it) is moved aside as NAME.sandboxed-TIME and
+-- said; the relay and the private copies go.
+function B:finish()
+  if self.finished then return end
+  self.finished = true
+  if self.relay then
+    self.relay:kill("KILL")
+    pcall(self.relay.wait, self.relay, 2)
+  end
+  for _, path in ipairs(self.absent) do
+    if fs.stat(path, true) then
+      local aside = ("%s.sandboxed-%d"):format(path, os.time())
+      if os.rename(path, aside) then
+        io.stderr:write(("procy: the sandboxed agent made %s, which procy or you would later run or load: "
+          .. "moved to %s\n"):format(path, aside))
+      end
+    end
+  end
+  if self.private then proc.run { "rm", "-rf", self.private } end
+end
+
+local function private_dir()
+  local base = os.getenv("XDG_RUNTIME_DIR")
+  if not base or base == "" or not fs.stat(base) then base = "/tmp" end
+  local dir = ("%s/procy-sandbox-%s"):format(base, require("procy.store").random_hex(8))
+  local ok, err, code = fs.mkdir(dir, 448) -- 0700
+  if not ok then return nil, err, code end
+  return dir
+end
+
+-- wrap(argv, {profile =, cwd =, port =, pty =}) -> the argv that runs argv
+-- in the sandbox, box | nil, err, code. profile: a name, true (default)
+-- or a table. port: procy's server, the agent's way out with network
+-- "proxy" (none: no way out). pty: the agent runs in a terminal procy
+-- opened for it without making it its controlling one (pty.session{ctty
+-- = false}, proc.spawn{pty = {ctty = false}}): procy's box inside takes
+-- it. A writable path that does not exist is left out (made first, as a
+-- directory, with create = true). Call box:finish() once the agent has
+-- ended.
 function M.wrap(argv, o)
   o = o or {}
   local bwrap, err, code = M.find()
@@ -84,9 +209,20 @@ function M.wrap(argv, o)
   local p
   p, err, code = M.profile(o.profile)
   if not p then return nil, err, code end
-  local cwd = o.cwd or assert(fs.cwd())
-  local out = { bwrap, "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc" }
-  local seen = {}
+  local cwd = fs.realpath(o.cwd or assert(fs.cwd())) or o.cwd
+  local network = p.network or "proxy"
+  local box = setmetatable({ absent = {} }, B)
+  local out = { bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL", "--die-with-parent" }
+  local function add(...) for _, w in ipairs { ... } do out[#out + 1] = w end end
+  if euid() == 0 then -- root keeps no capability over the host: a user namespace of its own
+    add("--unshare-user", "--uid", "0", "--gid", "0")
+  end
+  if network ~= "full" then add("--unshare-net") end
+  add("--new-session") -- no terminal of the person's: a terminal's keystrokes are the agent's own (relay.c's box)
+  add("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm")
+  if fs.stat("/run/user") then add("--tmpfs", "/run/user") end
+  -- writable: the project and the profile's paths
+  local writable, seen = {}, {}
   local function bind(path)
     path = expand(path, cwd)
     if seen[path] then return end
@@ -94,31 +230,162 @@ function M.wrap(argv, o)
     if not fs.stat(path) and p.create then fs.mkdir(path) end
     local real = fs.stat(path) and fs.realpath(path)
     if real then
-      out[#out + 1], out[#out + 2], out[#out + 3] = "--bind", real, real
+      writable[#writable + 1] = real
+      add("--bind", real, real)
     end
   end
-  if p.defaults ~= false then
-    bind(cwd)
-    bind("/tmp")
-  end
+  if p.defaults ~= false then bind(cwd) end
   for _, w in ipairs(p.writable or {}) do bind(w) end
+  local function in_writable(path)
+    for _, w in ipairs(writable) do if under(path, w) then return true end end
+    return false
+  end
+  -- a private copy for the files the agent rewrites but the person's
+  -- next agent trusts
+  local private
+  for _, f in ipairs(M.private_copies) do
+    local path = expand(f, cwd)
+    if in_writable(path) and fs.stat(path, true) and fs.stat(path, true).type == "file" then
+      if not private then
+        private, err, code = private_dir()
+        if not private then return nil, err, code end
+        box.private = private
+      end
+      local copy = private .. "/" .. path:gsub("/", "_")
+      local r = proc.run { "cp", "-p", path, copy }
+      if not r or r.code ~= 0 then return nil, "EIO: cannot copy " .. path .. " for the sandbox", "EIO" end
+      add("--bind", copy, path)
+    end
+  end
+  -- read-only over the writable paths: what is later run or loaded
+  local guarded, gseen = {}, {}
+  local function guard(path)
+    if gseen[path] then return end
+    gseen[path] = true
+    guarded[#guarded + 1] = path
+  end
+  for _, w in ipairs(writable) do
+    for _, g in ipairs(M.guarded) do guard(w .. "/" .. g) end
+  end
+  for _, g in ipairs(M.guarded_home) do guard(expand(g, cwd)) end
+  -- procy.lua anywhere from the project up to the repository's top (procy
+  -- takes the nearest one), and the repository's own config and hooks
+  local top, git_dir = require("procy.git").find(cwd)
+  if top then
+    local d = cwd
+    while under(d, top) do
+      guard(d .. "/procy.lua")
+      if d == top then break end
+      d = dirname(d)
+    end
+    for _, g in ipairs { "/config", "/hooks", "/info", "/config.worktree" } do guard(git_dir .. g) end
+    local common = fs.stat(git_dir .. "/commondir") and io.open(git_dir .. "/commondir")
+    if common then
+      local c = common:read("l")
+      common:close()
+      if c then
+        c = c:sub(1, 1) == "/" and c or git_dir .. "/" .. c
+        c = fs.realpath(c) or c
+        for _, g in ipairs { "/config", "/hooks", "/info", "/config.worktree" } do guard(c .. g) end
+      end
+    end
+  end
+  table.sort(guarded)
+  for _, path in ipairs(guarded) do
+    if in_writable(path) then
+      local st = fs.stat(path, true)
+      if st and st.type ~= "link" then
+        add("--ro-bind", path, path)
+      elseif st then -- a link: the link itself cannot be bound; where it points is, read-only
+        local real = fs.realpath(path)
+        if real and in_writable(real) then add("--ro-bind", real, real) end
+      else
+        box.absent[#box.absent + 1] = path
+      end
+    end
+  end
+  -- hidden: credentials, procy's own directories (the record and its
+  -- tape among them)
+  local show = {}
+  for _, s in ipairs(p.show or {}) do show[expand(s, cwd)] = true end
+  local hide = {}
+  for _, h in ipairs(M.hidden) do
+    local path = expand(h, cwd)
+    if not show[path] then hide[#hide + 1] = path end
+  end
+  for _, d in ipairs(procy_dirs()) do
+    if in_writable(d) or (function() for _, w in ipairs(writable) do if under(w, d) then return true end end end)() then
+      -- the record in a writable directory (or one around it): its files
+      -- hidden one by one, and any the agent makes there moved aside
+      local rec = require("procy.store").path()
+      for _, suffix in ipairs { "", "-wal", "-shm", "-journal", "-term" } do
+        if fs.stat(rec .. suffix) then hide[#hide + 1] = rec .. suffix end
+      end
+    else
+      hide[#hide + 1] = d
+    end
+  end
+  for _, path in ipairs(hide) do
+    local st = fs.stat(path)
+    if st and st.type == "dir" then
+      add("--tmpfs", fs.realpath(path) or path, "--remount-ro", fs.realpath(path) or path)
+    elseif st then
+      add("--ro-bind", "/dev/null", fs.realpath(path) or path)
+    end
+  end
+  -- procy itself where it is (its relay, and `procy hook` that an agent's
+  -- hooks run), whatever the mounts above hid
+  local exe = fs.realpath(core.exe) or core.exe
+  add("--ro-bind", exe, exe)
+  -- an agent's caches of its own
+  add("--setenv", "XDG_CACHE_HOME", "/tmp/.cache", "--setenv", "npm_config_cache", "/tmp/.npm")
   local env = {}
   for k, v in pairs(p.env or {}) do env[#env + 1] = { k, tostring(v) } end
   table.sort(env, function(a, b) return a[1] < b[1] end)
-  for _, kv in ipairs(env) do
-    out[#out + 1], out[#out + 2], out[#out + 3] = "--setenv", kv[1], kv[2]
+  for _, kv in ipairs(env) do add("--setenv", kv[1], kv[2]) end
+  add("--setenv", "SANDBOX", "1", "--chdir", cwd)
+  -- procy's box in front of the agent (relay.c): no TIOCSTI, the
+  -- terminal its own, and with network "proxy" the way out: procy's
+  -- relay, outside from a Unix socket to procy's server, inside from the
+  -- namespace's loopback to it
+  local shim = { exe, "__box" }
+  if o.pty then shim[#shim + 1] = "--tty" end
+  if network == "proxy" and o.port then
+    if not box.private then
+      box.private, err, code = private_dir()
+      if not box.private then return nil, err, code end
+    end
+    local sock = box.private .. "/api.sock"
+    local relay
+    relay, err, code = proc.spawn({ exe, "__relay", "unix:" .. sock, "tcp:127.0.0.1:" .. o.port },
+      { stdout = false, stderr = false })
+    if not relay then return nil, err, code end
+    box.relay = relay
+    for _ = 1, 400 do -- until it listens
+      if fs.stat(sock) then break end
+      core.sleep(0.005)
+    end
+    if not fs.stat(sock) then
+      box:finish()
+      return nil, "EIO: procy's relay for the sandbox did not start", "EIO"
+    end
+    add("--dir", "/tmp/.procy", "--bind", sock, "/tmp/.procy/api.sock")
+    for _, w in ipairs { "--relay", "tcp:127.0.0.1:" .. o.port, "unix:/tmp/.procy/api.sock" } do shim[#shim + 1] = w end
   end
-  for _, w in ipairs { "--setenv", "SANDBOX", "1", "--die-with-parent", "--chdir", cwd, "--" } do out[#out + 1] = w end
+  add("--")
+  for _, w in ipairs(shim) do out[#out + 1] = w end
+  out[#out + 1] = "--"
   for _, a in ipairs(argv) do out[#out + 1] = a end
-  return out
+  return out, box
 end
 
 -- check(profile) -> true | nil, err, code: whether a sandbox can start
 -- here (bwrap found, the profile known, the kernel lets it make one)
 function M.check(profile)
-  local argv, err, code = M.wrap({ "true" }, { profile = profile, cwd = "/" })
-  if not argv then return nil, err, code end
+  local argv, box, code = M.wrap({ "true" }, { profile = profile, cwd = "/" })
+  if not argv then return nil, box, code end
   local r = proc.run(argv, { timeout = 10 })
+  box:finish()
   if not r or r.code ~= 0 then
     return nil, "EPERM: bwrap cannot make a sandbox here: " .. ((r and r.stderr or ""):gsub("%s+$", "")), "EPERM"
   end

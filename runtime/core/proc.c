@@ -400,11 +400,17 @@ static int io_mode(lua_State *L, int opts, const char *field, int is_stdin)
 	return mode;
 }
 
-/* Reads opts.pty: nil/false, true (80x24) or {cols=, rows=}. 1 if set. */
-static int pty_size(lua_State *L, int opts, int *cols, int *rows)
+/* Reads opts.pty: nil/false, true (80x24) or {cols=, rows=, ctty=}. 1 if
+   set; *noctty when ctty = false (the child's shim makes it its own). */
+static int pty_size(lua_State *L, int opts, int *cols, int *rows, int *noctty)
 {
 	lua_getfield(L, opts, "pty");
 	int on = lua_toboolean(L, -1), sized = lua_istable(L, -1);
+	if (sized) {
+		lua_getfield(L, -1, "ctty");
+		*noctty = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+		lua_pop(L, 1);
+	}
 	*cols = sized ? (int)procy_opt_number(L, -1, "cols", 80) : 80;
 	*rows = sized ? (int)procy_opt_number(L, -1, "rows", 24) : 24;
 	luaL_argcheck(L, *cols > 0 && *rows > 0 && *cols < 10000 && *rows < 10000, 2, "bad pty size");
@@ -424,7 +430,7 @@ static proc_t *spawn(lua_State *L)
 	luaL_checktype(L, 2, LUA_TTABLE);
 	lua_settop(L, 2);
 	char **argv = spawn_argv(L, 1);
-	int cols, rows, use_pty = pty_size(L, 2, &cols, &rows);
+	int cols, rows, noctty = 0, use_pty = pty_size(L, 2, &cols, &rows, &noctty);
 	int in_mode = io_mode(L, 2, "stdin", 1);
 	int out_mode = use_pty ? IO_PIPE : io_mode(L, 2, "stdout", 0);
 	int err_mode = use_pty ? IO_PIPE : io_mode(L, 2, "stderr", 0);
@@ -459,6 +465,7 @@ static proc_t *spawn(lua_State *L)
 		if (!err && (ours[0] = fcntl(ours[1], F_DUPFD_CLOEXEC, 0)) < 0)
 			err = errno;
 		o.tty = slave;
+		o.noctty = noctty;
 	} else {
 		int pp[2];
 		if ((in_mode == IO_PIPE || in_mode == IO_DATA) && !(err = spawn_pipe(pp, 1) < 0 ? errno : 0))

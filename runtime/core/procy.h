@@ -255,6 +255,7 @@ typedef struct spawn_opts {
 	const char  *cwd;   /* NULL: ours */
 	int          fds[3]; /* the child's 0, 1, 2: an fd to dup, or SPAWN_FD_* */
 	const char  *tty;   /* a terminal to open as 0, 1, 2 and control */
+	int          noctty; /* with tty: not its controlling one (a sandbox's shim takes it: relay.c) */
 	int          session; /* a new session (implied by tty), else a new group */
 	int          foreground; /* its group takes the terminal on fd 0 before it runs */
 } spawn_opts;

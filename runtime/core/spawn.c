@@ -35,7 +35,7 @@ int procy_spawn(pid_t *pid, const spawn_opts *o)
 	static const int modes[3] = { O_RDONLY, O_WRONLY, O_WRONLY };
 	if (o->tty) {
 		/* After setsid, opening a terminal makes it the controlling one. */
-		err = posix_spawn_file_actions_addopen(&fa, 0, o->tty, O_RDWR, 0);
+		err = posix_spawn_file_actions_addopen(&fa, 0, o->tty, O_RDWR | (o->noctty ? O_NOCTTY : 0), 0);
 		if (!err)
 			err = posix_spawn_file_actions_adddup2(&fa, 0, 1);
 		if (!err)
@@ -55,7 +55,7 @@ int procy_spawn(pid_t *pid, const spawn_opts *o)
 	/* In the child, after it leads its group and before it runs: had the
 	   parent handed the terminal over after the launch, a program that read
 	   it first would find itself in the background (glibc 2.35). */
-	if (!err && o->foreground)
+	if (!err && o->foreground && !o->noctty)
 		err = posix_spawn_file_actions_addtcsetpgrp_np(&fa, STDIN_FILENO);
 	sigset_t none, def = *loop_child_sigmask();
 	sigemptyset(&none);

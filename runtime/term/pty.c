@@ -270,7 +270,7 @@ static int s_tostring(lua_State *L)
 	return 1;
 }
 
-/* session{argv =, env =, cwd =, db = path, id = session id, log = path,
+/* session{argv =, env =, cwd =, ctty =, db = path, id = session id, log = path,
    redact = JSON {"redact": [patterns]}, redact_literals = "sk-\n..."}:
    the record's rule set (procy.redact: settings, literals())
    -> s | nil, err, code. Needs a terminal on stdin. Nothing is changed in
@@ -283,6 +283,8 @@ static int pty_session(lua_State *L)
 	spawn_opts o = { .argv = spawn_argv(L, -1), .envp = spawn_env(L, 1) };
 	lua_getfield(L, 1, "cwd");
 	o.cwd = luaL_optstring(L, -1, NULL);
+	lua_getfield(L, 1, "ctty"); /* false: the agent's sandbox shim takes the terminal (relay.c) */
+	o.noctty = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
 	int e = spawn_cwd_ok(o.cwd);
 	if (e)
 		return procy_fail(L, procy_errname(e), "cwd '%s': %s", o.cwd, strerror(e));

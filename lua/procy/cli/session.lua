@@ -90,7 +90,14 @@ function M.run(opts)
   if cfg.sandbox then -- the agent inside bubblewrap; procy, its record and proxy outside
     local sandbox = require "procy.sandbox"
     local boxed, berr, bcode = sandbox.check(cfg.sandbox)
-    if boxed then boxed, berr, bcode = sandbox.wrap(run, { profile = cfg.sandbox, cwd = cwd }) end
+    local box
+    if boxed then boxed, box, bcode = sandbox.wrap(run, { profile = cfg.sandbox, cwd = cwd, port = proxy and proxy.port, pty = true }) end
+    if boxed then
+      local stop = stop_agent
+      stop_agent = function() stop() box:finish() end
+    else
+      berr = box
+    end
     if not boxed then
       stop_agent()
       store.end_session(id, { status = "error" })
@@ -99,6 +106,7 @@ function M.run(opts)
     run = boxed
   end
   local s, serr, scode = pty.session { argv = run, env = env, cwd = cwd, db = store.path(), id = id,
+    ctty = not cfg.sandbox, -- in the sandbox, procy's box takes the terminal
     log = cfg.log, redact = require("procy.json").encode { redact = cfg.redact },
     redact_literals = (function()
       local l = require("procy.redact").literals()

@@ -36,7 +36,7 @@ end
 -- A pty of the agent's own: its output read here, recorded as term_events,
 -- the window title picked out of it.
 local function own_io(d, argv, env, cwd)
-  local p, err, code = proc.spawn(argv, { pty = { cols = 120, rows = 40 }, env = env, cwd = cwd })
+  local p, err, code = proc.spawn(argv, { pty = { cols = 120, rows = 40, ctty = not d.a.sandbox }, env = env, cwd = cwd })
   if not p then return nil, err, code end
   local io_ = { p = p, last = core.now(), title = "", titles = 0, running = true }
   local session = d.a.session
