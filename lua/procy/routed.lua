@@ -29,7 +29,7 @@ end
 
 -- The record of one routed call, filled in as it goes.
 local function new_record(s, req, sum, route, rest, tag)
-  return { session = tag, method = "POST", path = rest, req_headers = req:headers(), req_body = req:body(),
+  return { session = tag, keyed = req:auth() ~= nil, method = "POST", path = rest, req_headers = req:headers(), req_body = req:body(),
            started_at = store.now_us(), t0 = core.now(), resp_headers = {}, resp_body = "",
            facts = { route = route.name, provider = route.provider.name, api = route.provider.api,
                      model = route.model or sum.model, asked = sum.model } }

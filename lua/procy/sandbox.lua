@@ -172,6 +172,25 @@ function B:finish()
     self.relay:kill("KILL")
     pcall(self.relay.wait, self.relay, 2)
   end
+  -- procy takes the nearest procy.lua from where it starts: one the agent
+  -- made anywhere under its writable paths is moved aside as well
+  for _, root in ipairs(self.writable or {}) do
+    local budget = 200000
+    local function walk(d)
+      for _, name in ipairs(fs.dir(d) or {}) do
+        budget = budget - 1
+        if budget < 0 then return end
+        local path = d .. "/" .. name
+        local st = fs.stat(path, true)
+        if name == "procy.lua" and st and st.mtime and st.mtime >= self.started and not self.present[path] then
+          self.absent[#self.absent + 1] = path
+        elseif st and st.type == "dir" and name ~= ".git" and name ~= "node_modules" then
+          walk(path)
+        end
+      end
+    end
+    walk(root)
+  end
   for _, path in ipairs(self.absent) do
     if fs.stat(path, true) then
       local aside = ("%s.sandboxed-%d"):format(path, os.time())
@@ -211,7 +230,7 @@ function M.wrap(argv, o)
   if not p then return nil, err, code end
   local cwd = fs.realpath(o.cwd or assert(fs.cwd())) or o.cwd
   local network = p.network or "proxy"
-  local box = setmetatable({ absent = {} }, B)
+  local box = setmetatable({ absent = {}, present = {}, started = os.time() - 1 }, B)
   local out = { bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL", "--die-with-parent" }
   local function add(...) for _, w in ipairs { ... } do out[#out + 1] = w end end
   if euid() == 0 then -- root keeps no capability over the host: a user namespace of its own
@@ -236,6 +255,7 @@ function M.wrap(argv, o)
   end
   if p.defaults ~= false then bind(cwd) end
   for _, w in ipairs(p.writable or {}) do bind(w) end
+  box.writable = p.defaults ~= false and { writable[1] } or {} -- the project, where procy starts from
   local function in_writable(path)
     for _, w in ipairs(writable) do if under(path, w) then return true end end
     return false
@@ -294,6 +314,7 @@ function M.wrap(argv, o)
   for _, path in ipairs(guarded) do
     if in_writable(path) then
       local st = fs.stat(path, true)
+      if st then box.present[path] = true end
       if st and st.type ~= "link" then
         add("--ro-bind", path, path)
       elseif st then -- a link: the link itself cannot be bound; where it points is, read-only

@@ -218,7 +218,7 @@ function C:serve(s, req, o)
   local rest, tag = require("procy.web").api_path(req:path())
   local body = req:body()
   local call, closest, where, was, now = self:match(req:method(), rest, body)
-  local rec = { session = tag, method = req:method(), path = rest .. (req:query() and ("?" .. req:query()) or ""),
+  local rec = { session = tag, keyed = req:auth() ~= nil, method = req:method(), path = rest .. (req:query() and ("?" .. req:query()) or ""),
     req_headers = req:headers(), req_body = body, started_at = started, upstream = "replay:" .. self.label }
   local facts = { route = "replay", provider = "vcr" }
   if not call and o.mode == "nearest" and closest then call = closest end

@@ -62,6 +62,10 @@ void pcall_push(lua_State *L, const pcall_t *c)
 	lua_createtable(L, 0, 18);
 	if (c->session[0])
 		SET_STR("session", c->session);
+	if (c->keyed) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "keyed");
+	}
 	SET_STR("method", c->method);
 	SET_STR("path", c->path ? c->path : "");
 	SET_STR("upstream", c->url ? c->url : "");
@@ -172,6 +176,9 @@ pcall_t *pcall_from(lua_State *L, int idx)
 	size_t len = 0;
 	const char *s = opt_str(L, t, "session", &len);
 	snprintf(c->session, sizeof c->session, "%s", s ? s : "");
+	lua_getfield(L, t, "keyed");
+	c->keyed = lua_toboolean(L, -1);
+	lua_pop(L, 1);
 	snprintf(c->method, sizeof c->method, "%s", (s = opt_str(L, t, "method", &len)) ? s : "POST");
 	if ((s = opt_str(L, t, "error", &len)))
 		snprintf(c->error, sizeof c->error, "%s", s);

@@ -19,6 +19,8 @@ struct pcall {
 	hreq_t      *r;       /* NULL once the client side is done */
 	xfer_t      *x;       /* NULL once the upstream side is done */
 	char         session[64];
+	int          keyed;   /* the request showed a key of session's or the person's token:
+	                         only then may /s/ID/ file the call under session ID */
 	char        *path;    /* upstream path and query */
 	char        *url;
 	char         method[16];

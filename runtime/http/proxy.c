@@ -404,6 +404,7 @@ static void start_call(server_t *srv, hreq_t *r)
 	const char *uri = r->uri.p, *rest = session_end(uri);
 	if (rest)
 		snprintf(c->session, sizeof c->session, "%.*s", (int)(rest - uri - 3), uri + 3);
+	c->keyed = r->auth != AUTH_NONE;
 	c->path = strdup(rest ? rest : uri);
 	const char *p = c->path ? c->path : "/";
 	int openai = openai_family(p, r->hdr, r->nhdr, r);

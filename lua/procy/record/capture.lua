@@ -257,9 +257,12 @@ end
 local known = {}
 
 -- The session a call belongs to: its /s/ID/ prefix when that names a
--- session, else the default one (and the prefix is kept as its tag).
-local function session_of(db, tag, default)
+-- session and the request showed that session's key (or the person's
+-- token), else the default one (and the prefix is kept as its tag): a
+-- client cannot file calls under another session by naming it.
+local function session_of(db, tag, default, keyed)
   if not tag then return default, nil end
+  if not keyed then return default, tag end
   if known[tag] == nil then
     known[tag] = #db:query("SELECT 1 FROM sessions WHERE id = ?", tag) > 0
   end
@@ -287,7 +290,7 @@ end
 
 -- One call, in a savepoint of its own: it never costs another its row.
 local function record_one(db, default, call)
-  local session, tag = session_of(db, call.session, default)
+  local session, tag = session_of(db, call.session, default, call.keyed)
   local ok, row = pcall(db.transaction, db, function()
     local r = M.prepare(call, function(b) return blobs.put_body(db, b) end)
     r.session, r.tag = session, tag

@@ -1,0 +1,129 @@
+-- escape_run.lua: what escape_test.lua runs as root and as an ordinary
+-- user (`procy run` it, with ESCAPE_DIR a directory of that user's and
+-- HOME inside it). procy's server with a session and its key, another
+-- session, a service on the host's loopback, the person's tmux server, a
+-- git repository as the project; escape_probe.sh in the sandbox, in a
+-- terminal and headless: every way out refused, the agent's work done.
+-- Then, outside: nothing the agent planted ran, what it made where procy
+-- loads from was moved aside, its API call recorded in its session.
+local T = require "lib.tap"
+local core = require "procy.core"
+local fs = require "procy.fs"
+local proc = require "procy.proc"
+local http = require "procy.http"
+local config = require "procy.config"
+
+local dir = assert(os.getenv("ESCAPE_DIR"), "ESCAPE_DIR")
+local home = os.getenv("HOME")
+local who = os.getenv("ESCAPE_WHO") or "root"
+local work, out = dir .. "/work", dir .. "/out"
+for _, d in ipairs { work, out, home, home .. "/.claude", home .. "/.ssh" } do fs.mkdir(d) end
+T.write(home .. "/.claude/settings.json", "{}\n")
+T.write(home .. "/.ssh/id_test", "PRIVATE\n")
+assert(config.load { config = T.write(dir .. "/procy.lua", ("return { db = %q, bwrap = %q }"):format(
+  dir .. "/data/rec.db", os.getenv("PROCY_TEST_BWRAP"))) })
+local store = require "procy.store"
+local serve = require "procy.serve"
+local sandbox = require "procy.sandbox"
+T.git(work, "init", "-q")
+T.write(work .. "/README", "project\n")
+T.write(work .. "/procy.lua", "return {}\n") -- the person's own
+T.git(work, "add", "-A")
+T.git(work, "-c", "user.name=p", "-c", "user.email=p@l", "commit", "-qm", "base")
+
+local fake = require("lib.fake").start(dir .. "/fake")
+local _f <close> = fake.proc
+local id = assert(store.new_session { argv = { "bash" }, cwd = work, mode = "headless" })
+local other = assert(store.new_session { argv = { "bash" }, cwd = work, mode = "headless" })
+local old = assert(store.new_session { argv = { "bash" }, cwd = work, mode = "headless" }) -- one with no key
+local s = assert(serve.start { port = 0, session = id, upstream = fake.url, openai = fake.url })
+local key = store.random_hex(16)
+s.srv:key(key, id)
+s.srv:key(store.random_hex(16), other)
+-- a service of the host's, on its loopback
+local host = assert(http.serve { port = 0 })
+core.spawn(function()
+  while true do
+    local req = host:accept()
+    if not req then return end
+    req:respond(200, {}, "host")
+  end
+end)
+-- the person's tmux server, its socket in a directory of /tmp
+local tmuxdir = "/tmp/procy-escape-" .. store.random_hex(6)
+fs.mkdir(tmuxdir, 448)
+local sock = tmuxdir .. "/default"
+local tmux = proc.run { "tmux", "-S", sock, "new-session", "-d", "sleep 300" }
+T.ok(tmux and tmux.code == 0, who .. ": (the person's tmux server runs)", tmux and tmux.stderr)
+
+local env = { BASE = s.url .. "/s/" .. key, PORT = tostring(s.port), OTHER = other, HOSTPORT = tostring(host:port()),
+  OLD = old, OUT = out, TMUXSOCK = sock, PROCY_PID = tostring(select(2, store.process_id("self"))), RECORD = store.path() }
+local probe = T.src .. "/tests/lua/agents/escape_probe.sh"
+
+local function results(text, how)
+  local n = 0
+  for name, verdict, what in text:gmatch("RESULT (%S+) (%S+) ?([^\n]*)") do
+    n = n + 1
+    T.ok(verdict == "held" or verdict == "works", ("%s, %s: %s %s"):format(who, how, name,
+      verdict == "works" and "works" or "refused"), verdict .. " " .. what)
+  end
+  T.ok(text:find("RESULT end works", 1, true), ("%s, %s: the probe ran to its end"):format(who, how), text:sub(-2000))
+  return n
+end
+
+-- headless
+local argv, box = assert(sandbox.wrap({ "bash", probe }, { cwd = work, port = s.port }))
+local r = assert(proc.run(argv, { env = env, timeout = 120 }))
+box:finish()
+results(r.stdout, "headless")
+if r.stderr ~= "" then io.stderr:write(r.stderr) end
+
+-- in a terminal, as procy runs an agent (its box takes the terminal)
+argv, box = assert(sandbox.wrap({ "bash", probe }, { cwd = work, port = s.port, pty = true }))
+local p = assert(proc.spawn(argv, { env = env, pty = { cols = 200, rows = 50, ctty = false } }))
+local text = {}
+while true do
+  local chunk = p:read()
+  if not chunk then break end
+  text[#text + 1] = chunk
+end
+p:wait(60)
+box:finish()
+results(table.concat(text):gsub("\r", ""), "in a terminal")
+
+-- outside: nothing ran, what was made was moved aside, the work recorded
+local marks = fs.dir(out) or {}
+T.is(table.concat(marks, " "), "", who .. ": no program the agent planted ran, no file outside was written")
+T.is(T.read(work .. "/procy.lua"), "return {}\n", who .. ": the person's procy.lua as it was")
+local aside = {}
+for _, f in ipairs(fs.dir(work .. "/sub") or {}) do if f:find("^procy%.lua%.sandboxed%-") then aside[#aside + 1] = f end end
+T.ok(not fs.stat(work .. "/sub/procy.lua") and #aside >= 1, who .. ": a procy.lua the agent made in a subdirectory was moved aside",
+  table.concat(fs.dir(work .. "/sub") or {}, " "))
+local snap = assert(require("procy.snapshot").open(work))
+T.ok(snap:take("refs/procy/escape/1", "after the agent"), who .. ": procy's snapshot of the agent's tree")
+T.is(table.concat(fs.dir(out) or {}, " "), "", who .. ": and no planted filter, fsmonitor or hook ran in it")
+T.is(T.read(home .. "/.claude/settings.json"), "{}\n", who .. ": the agent's settings as they were")
+T.ok(not fs.stat(sock) or proc.run({ "tmux", "-S", sock, "list-windows" }).stdout:match("^[^\n]*\n?$"),
+  who .. ": the person's tmux server has no new window")
+local deadline = core.now() + 10
+local calls
+repeat
+  calls = store.open():query("SELECT count(*) AS n FROM api_calls WHERE session_id = ?", id)[1].n
+  if calls >= 4 then break end
+  core.sleep(0.1)
+until core.now() > deadline
+T.is(calls, 4, who .. ": the agent's model calls recorded in its session (a run's own, and the one it tagged with another session's id)")
+T.is(store.open():query("SELECT count(*) AS n FROM api_calls WHERE session_id = ?", old)[1].n, 0,
+  who .. ": none filed under the session it named without that session's key")
+T.is(store.open():query("SELECT count(*) AS n FROM api_calls WHERE session_id = ?", other)[1].n, 0,
+  who .. ": none in the other session")
+local st = fs.stat(store.path())
+T.is(st and st.mode, 384, who .. ": the record is 0600")
+local dst = fs.stat(dir .. "/data")
+T.is(dst and dst.mode, 448, who .. ": in a 0700 directory")
+
+proc.run { "tmux", "-S", sock, "kill-server" }
+proc.run { "rm", "-rf", tmuxdir }
+host:close()
+serve.stop(s)
+return T.done()
