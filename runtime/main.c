@@ -119,6 +119,8 @@ int main(int argc, char **argv)
 		return relay_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "__box") == 0)
 		return box_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "__net") == 0)
+		return net_main(argc, argv);
 	/* A recipe's progress lines should reach a pipe as they are printed. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* Big buffers (bodies, batches) come from mmap and go back to the system

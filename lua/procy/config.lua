@@ -68,8 +68,11 @@ M.settings = {
     doc = "run agents inside bubblewrap (--sandbox): true for the default profile, or a profile's name" },
   { name = "bwrap", type = "string", default = "bwrap",
     doc = "the bubblewrap program --sandbox runs: a name looked up on PATH, or a path" },
+  { name = "slirp4netns", type = "string", default = "slirp4netns",
+    doc = "what gives a sandbox with network = \"full\" the host's network without its loopback: a name on PATH, or a path" },
   { name = "sandboxes", type = "table", default = {},
-    doc = "sandbox profiles: name = {writable = {\"~/.claude\", ...}, defaults = (the project and /tmp; true), create =, env =} "
+    doc = "sandbox profiles: name = {writable = {\"~/.claude\", ...}, defaults = (the project; true), create =, env =, "
+      .. "network = \"proxy\"|\"none\"|\"full\", show = {\"~/.ssh\", ...}} "
       .. "(lua/procy/sandbox.lua)" },
   { name = "otel", type = "table", default = {},
     fields = { endpoint = "string", content = "boolean", headers = "table", batch = "number", interval = "number",

@@ -23,8 +23,8 @@
 --     network namespace whose only way out is procy's server, through a
 --     Unix socket bound into the sandbox and procy's relay on its
 --     loopback at the port of the agent's base URL; "none" — no way out
---     at all; "full" — the host's network (its loopback included: see
---     README).
+--     at all; "full" — the host's network without the host's loopback
+--     (slirp4netns), procy's server through the relay as with "proxy".
 --
 -- Profiles are tables in the `sandboxes` setting; `default` is built in.
 -- A missing bwrap is an error, never an unsandboxed run.
@@ -120,6 +120,22 @@ function M.find()
   return nil, ("ENOENT: --sandbox runs the agent in bubblewrap, and %s is not %s (Debian: apt-get install "
     .. "bubblewrap; or set `bwrap` in procy.lua); procy does not run it unsandboxed")
     :format(name, dirs[1] == "" and "there" or "on PATH"), "ENOENT"
+end
+
+-- find_slirp() -> slirp4netns's path (the `slirp4netns` setting, or on
+-- PATH) | nil, err, code: what network = "full" needs
+function M.find_slirp()
+  local name = require("procy.config").get().slirp4netns or "slirp4netns"
+  local dirs = name:find("/", 1, true) and { "" } or {}
+  if #dirs == 0 then
+    for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do dirs[#dirs + 1] = dir .. "/" end
+  end
+  for _, dir in ipairs(dirs) do
+    local st = fs.stat(dir .. name)
+    if st and st.type == "file" then return dir .. name end
+  end
+  return nil, "ENOENT: a sandbox with network = \"full\" reaches the network through slirp4netns, and " .. name
+    .. " is not found (Debian: apt-get install slirp4netns; or set `slirp4netns` in procy.lua)", "ENOENT"
 end
 
 local function home() return os.getenv("HOME") or "" end
@@ -236,7 +252,19 @@ function M.wrap(argv, o)
   if euid() == 0 then -- root keeps no capability over the host: a user namespace of its own
     add("--unshare-user", "--uid", "0", "--gid", "0")
   end
-  if network ~= "full" then add("--unshare-net") end
+  add("--unshare-net")
+  local slirp
+  if network == "full" then -- the host's network without its loopback: slirp4netns (relay.c's __net)
+    slirp, err, code = M.find_slirp()
+    if not slirp then return nil, err, code end
+    local tun = io.open("/dev/net/tun", "r+b")
+    if not tun then
+      return nil, "EACCES: a sandbox with network = \"full\" needs /dev/net/tun, which this user cannot open "
+        .. "(slirp4netns makes the sandbox's network device with it)", "EACCES"
+    end
+    tun:close()
+    add("--info-fd", "3", "--block-fd", "4")
+  end
   add("--new-session") -- no terminal of the person's: a terminal's keystrokes are the agent's own (relay.c's box)
   add("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm")
   if fs.stat("/run/user") then add("--tmpfs", "/run/user") end
@@ -371,7 +399,7 @@ function M.wrap(argv, o)
   -- namespace's loopback to it
   local shim = { exe, "__box" }
   if o.pty then shim[#shim + 1] = "--tty" end
-  if network == "proxy" and o.port then
+  if network ~= "none" and o.port then
     if not box.private then
       box.private, err, code = private_dir()
       if not box.private then return nil, err, code end
@@ -397,6 +425,7 @@ function M.wrap(argv, o)
   for _, w in ipairs(shim) do out[#out + 1] = w end
   out[#out + 1] = "--"
   for _, a in ipairs(argv) do out[#out + 1] = a end
+  if slirp then out = table.move(out, 1, #out, 5, { exe, "__net", slirp, "--" }) end
   return out, box
 end
 

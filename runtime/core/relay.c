@@ -21,6 +21,13 @@
 ** procy's: the agent's job control and SIGWINCH work in its own PID
 ** namespace), starts the relay with --relay (it dies with the agent:
 ** PR_SET_PDEATHSIG, and holds none of its descriptors), then runs ARGV.
+**
+** `procy __net SLIRP4NETNS -- BWRAP ARGS`: network = "full". Starts bwrap
+** (whose ARGS hold --info-fd 3 --block-fd 4), learns the sandbox's pid
+** from it, joins slirp4netns to its network namespace — the host's
+** network without the host's loopback (--disable-host-loopback) — and only
+** then lets bwrap run the agent. Signals are passed to bwrap; its status
+** is this one's.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,7 +43,9 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <linux/audit.h>
+#include <linux/nsfs.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/socket.h>
@@ -298,4 +307,131 @@ int box_main(int argc, char **argv)
 	execvp(run[0], run);
 	fprintf(stderr, "procy: cannot run %s: %s\n", run[0], strerror(errno));
 	return 127;
+}
+
+static pid_t net_child;
+
+static void pass_on(int sig)
+{
+	if (net_child > 0)
+		kill(net_child, sig);
+}
+
+static void into(int from, int to)
+{
+	if (from != to) {
+		dup2(from, to); /* clears close-on-exec on to */
+		close(from);
+	}
+}
+
+int net_main(int argc, char **argv)
+{
+	if (argc < 5 || strcmp(argv[3], "--") != 0) {
+		fprintf(stderr, "procy: usage: procy __net SLIRP4NETNS -- BWRAP ARGS...\n");
+		return 2;
+	}
+	int info[2], block[2], ready[2];
+	if (pipe2(info, O_CLOEXEC) < 0 || pipe2(block, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0) {
+		fprintf(stderr, "procy: sandbox network: pipe: %s\n", strerror(errno));
+		return 1;
+	}
+	signal(SIGTERM, pass_on);
+	signal(SIGINT, pass_on);
+	signal(SIGHUP, pass_on);
+	net_child = fork();
+	if (net_child < 0) {
+		fprintf(stderr, "procy: sandbox network: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (net_child == 0) {
+		/* fds 3 and 4 as bwrap's ARGS name them; the pipes' other ends stay ours */
+		int i = fcntl(info[1], F_DUPFD_CLOEXEC, 10), b = fcntl(block[0], F_DUPFD_CLOEXEC, 10);
+		if (i < 0 || b < 0)
+			_exit(127);
+		into(i, 3);
+		into(b, 4);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		execvp(argv[4], argv + 4);
+		fprintf(stderr, "procy: cannot run %s: %s\n", argv[4], strerror(errno));
+		_exit(127);
+	}
+	close(info[1]);
+	close(block[0]);
+	/* {"child-pid": N, ...} */
+	char text[512];
+	size_t n = 0;
+	ssize_t got;
+	while (n < sizeof text - 1 && (got = read(info[0], text + n, sizeof text - 1 - n)) != 0) {
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			break;
+		n += (size_t)got;
+		text[n] = 0;
+		if (strchr(text, '}'))
+			break;
+	}
+	text[n] = 0;
+	const char *at = strstr(text, "\"child-pid\"");
+	long pid = at ? strtol(at + 11 + strspn(at + 11, ": \t"), NULL, 10) : 0;
+	pid_t slirp = -1;
+	if (pid > 0) {
+		slirp = fork();
+		if (slirp == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			int nul = open("/dev/null", O_RDWR);
+			if (nul >= 0) {
+				dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
+			}
+			int r = fcntl(ready[1], F_DUPFD, 10); /* without close-on-exec */
+			char ready_arg[32], pid_arg[32], userns[64];
+			snprintf(ready_arg, sizeof ready_arg, "--ready-fd=%d", r);
+			snprintf(pid_arg, sizeof pid_arg, "%ld", pid);
+			/* bwrap made the network namespace in the user namespace around
+			   the sandbox's own (a nested one): slirp4netns joins the owner */
+			char netns[64];
+			snprintf(netns, sizeof netns, "/proc/%ld/ns/net", pid);
+			int nfd = open(netns, O_RDONLY | O_CLOEXEC);
+			int ufd = nfd >= 0 ? ioctl(nfd, NS_GET_USERNS) : -1;
+			snprintf(userns, sizeof userns, "--userns-path=/proc/self/fd/%d", ufd);
+			char *args[10];
+			int k = 0;
+			args[k++] = argv[2];
+			args[k++] = "--configure";
+			args[k++] = "--mtu=65520";
+			args[k++] = "--disable-host-loopback";
+			args[k++] = ready_arg;
+			if (geteuid() != 0) /* root joins the network namespace as it is */
+				args[k++] = userns;
+			args[k++] = pid_arg;
+			args[k++] = "tap0";
+			args[k] = NULL;
+			execvp(args[0], args);
+			_exit(127);
+		}
+	}
+	close(ready[1]);
+	char c;
+	ssize_t r;
+	do {
+		r = read(ready[0], &c, 1); /* slirp4netns is up, or gone */
+	} while (r < 0 && errno == EINTR);
+	if (slirp < 0 || r != 1)
+		fprintf(stderr, "procy: sandbox network: slirp4netns did not start (%s): the agent has no network\n", argv[2]);
+	/* the agent runs now */
+	if (write(block[1], "1", 1) < 0) {
+		/* bwrap is gone already: its status says why */
+	}
+	close(block[1]);
+	int st = 0;
+	while (waitpid(net_child, &st, 0) < 0 && errno == EINTR)
+		;
+	if (slirp > 0) {
+		kill(slirp, SIGTERM);
+		waitpid(slirp, NULL, 0);
+	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

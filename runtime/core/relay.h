@@ -9,5 +9,6 @@
    (the box runs ARGV in its place, when it can). */
 int relay_main(int argc, char **argv);
 int box_main(int argc, char **argv);
+int net_main(int argc, char **argv);
 
 #endif

@@ -49,6 +49,10 @@ core.spawn(function()
     req:respond(200, {}, "host")
   end
 end)
+-- a service on the machine's other address: the network beyond the
+-- host's loopback (reached only with network = "full")
+local addr = (proc.run { "hostname", "-I" } or { stdout = "" }).stdout:match("^(%d+%.%d+%.%d+%.%d+)")
+local wide = addr and http.serve { host = "0.0.0.0", port = 0, token = "escape-test-wide-token-0123456789" }
 -- the person's tmux server, its socket in a directory of /tmp
 local tmuxdir = "/tmp/procy-escape-" .. store.random_hex(6)
 fs.mkdir(tmuxdir, 448)
@@ -57,8 +61,8 @@ local tmux = proc.run { "tmux", "-S", sock, "new-session", "-d", "sleep 300" }
 T.ok(tmux and tmux.code == 0, who .. ": (the person's tmux server runs)", tmux and tmux.stderr)
 
 local env = { BASE = s.url .. "/s/" .. key, PORT = tostring(s.port), OTHER = other, HOSTPORT = tostring(host:port()),
-  OLD = old, OUT = out, TMUXSOCK = sock, PROCY_PID = tostring(select(2, store.process_id("self"))), RECORD = store.path() }
-local probe = T.src .. "/tests/lua/agents/escape_probe.sh"
+  OLD = old, OUT = out, TMUXSOCK = sock, OUTSIDE_URL = wide and ("http://%s:%d/"):format(addr, wide:port()) or false, PROCY_PID = tostring(select(2, store.process_id("self"))), RECORD = store.path() }
+local probe = T.src .. "/tests/lua/lib/escape_probe.sh"
 
 local function results(text, how)
   local n = 0
@@ -91,6 +95,25 @@ p:wait(60)
 box:finish()
 results(table.concat(text):gsub("\r", ""), "in a terminal")
 
+-- network "full": the machine's other addresses, and not its loopback
+local full = { writable = { "~/.claude", "~/.claude.json", "~/.codex" }, network = "full" }
+local tun = io.open("/dev/net/tun", "r+b")
+if tun then tun:close() end
+local can_full = require("procy.sandbox").find_slirp() and tun
+if can_full then
+  argv, box = assert(sandbox.wrap({ "bash", probe }, { cwd = work, port = s.port, profile = full }))
+  env.NETWORK = "full"
+  r = assert(proc.run(argv, { env = env, timeout = 120 }))
+  box:finish()
+  results(r.stdout, "network full")
+  env.NETWORK = false
+elseif not tun then
+  local _, err = sandbox.wrap({ "true" }, { cwd = work, profile = full })
+  T.like(err, "needs /dev/net/tun", who .. ", network full: refused, saying why (this machine's /dev/net/tun is not this user's)")
+else
+  T.skip(who .. ", network full", "slirp4netns is not installed (.ci/setup installs it)")
+end
+
 -- outside: nothing ran, what was made was moved aside, the work recorded
 local marks = fs.dir(out) or {}
 T.is(table.concat(marks, " "), "", who .. ": no program the agent planted ran, no file outside was written")
@@ -109,10 +132,10 @@ local deadline = core.now() + 10
 local calls
 repeat
   calls = store.open():query("SELECT count(*) AS n FROM api_calls WHERE session_id = ?", id)[1].n
-  if calls >= 4 then break end
+  if calls >= 6 then break end
   core.sleep(0.1)
 until core.now() > deadline
-T.is(calls, 4, who .. ": the agent's model calls recorded in its session (a run's own, and the one it tagged with another session's id)")
+T.is(calls, can_full and 6 or 4, who .. ": the agent's model calls recorded in its session (a run's own, and the one it tagged with another session's id)")
 T.is(store.open():query("SELECT count(*) AS n FROM api_calls WHERE session_id = ?", old)[1].n, 0,
   who .. ": none filed under the session it named without that session's key")
 T.is(store.open():query("SELECT count(*) AS n FROM api_calls WHERE session_id = ?", other)[1].n, 0,
@@ -125,5 +148,6 @@ T.is(dst and dst.mode, 448, who .. ": in a 0700 directory")
 proc.run { "tmux", "-S", sock, "kill-server" }
 proc.run { "rm", "-rf", tmuxdir }
 host:close()
+if wide then wide:close() end
 serve.stop(s)
 return T.done()

@@ -35,6 +35,15 @@ c=$(code -X POST -H 'content-type: application/json' -H 'x-api-key: sk-test' \
   -d '{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"forged"}]}' "http://127.0.0.1:$PORT/s/$OLD/v1/messages" >/dev/null
 # the rest of the host
 c=$(code "http://127.0.0.1:$HOSTPORT/"); [ "$c" = 000 ] && held host-loopback || escaped host-loopback "$c"
+# beyond the host's loopback: only with network "full" (NETWORK=full)
+if [ -n "$OUTSIDE_URL" ]; then
+  c=$(code "$OUTSIDE_URL")
+  if [ "$NETWORK" = full ]; then
+    [ "$c" != 000 ] && echo "RESULT network-out works" || echo "RESULT network-out BROKEN $c"
+  else
+    [ "$c" = 000 ] && held network-out || escaped network-out "$c"
+  fi
+fi
 # the person's /tmp and tmux server
 check host-tmp ls "$(dirname "$TMUXSOCK")"
 check tmux tmux -S "$TMUXSOCK" new-window "$(mark tmux)"
