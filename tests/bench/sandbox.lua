@@ -29,16 +29,28 @@ return function(args)
   assert(config.load { config = conf })
   local store, serve, sandbox = require "procy.store", require "procy.serve", require "procy.sandbox"
   assert(sandbox.check(true))
-  local agents = require "lib.agents"
-  local cli = agents.find("claude")
-  local fake = require("lib.fake").start(dir .. "/fake")
-  local _f <close> = fake.proc
+  local json = require "procy.json"
+  local found = proc.run { "sh", "-c", "command -v claude" }
+  local cli = found and found.code == 0 and found.stdout:gsub("%s+$", "") or nil
+  local fake_p = assert(proc.spawn({ "node", "tests/fake/upstream.mjs", "--log-dir", dir .. "/fake" }, { stderr = false }))
+  local _f <close> = fake_p
+  local fake = { url = "http://127.0.0.1:" .. assert((fake_p:lines()() or ""):match("^PORT (%d+)"), "the fake API did not start") }
   local id = assert(store.new_session { argv = { "bench" }, cwd = dir .. "/work", mode = "headless" })
   local s = assert(serve.start { port = 0, session = id, upstream = fake.url, lazy = false })
   local key = store.random_hex(16)
   s.srv:key(key, id)
-  local home = agents.home(dir, dir .. "/work")
-  local env = agents.env(dir, home, s.url .. "/s/" .. key)
+  -- a home where Claude Code starts at once, offline (as tests/lua/lib/agents.lua makes)
+  local home = dir .. "/home"
+  fs.mkdir(home)
+  local hf = assert(io.open(home .. "/.claude.json", "w"))
+  hf:write(json.encode { hasCompletedOnboarding = true,
+    customApiKeyResponses = { approved = json.array { "sk-test-fake" }, rejected = json.array() },
+    projects = { [dir .. "/work"] = { hasTrustDialogAccepted = true } } })
+  hf:close()
+  local env = { HOME = home, XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config",
+    ANTHROPIC_BASE_URL = s.url .. "/s/" .. key, ANTHROPIC_API_KEY = "sk-test-fake", DISABLE_TELEMETRY = "1",
+    DISABLE_ERROR_REPORTING = "1", DISABLE_AUTOUPDATER = "1", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1",
+    IS_SANDBOX = "1" }
   local cases = { { name = "true", argv = { "true" } } }
   if cli then
     cases[#cases + 1] = { name = "claude -p", argv = { cli, "-p", "--dangerously-skip-permissions", "hello" } }
