@@ -20,8 +20,10 @@
 --
 -- What is left is a race: a process the agent left running could add a
 -- new driver to a config file between the look and the command. An
--- agent in procy's sandbox cannot: the sandbox shows it .git/config
--- read-only (procy.sandbox).
+-- agent in procy's sandbox cannot: the sandbox shows it the repository's
+-- config, commondir and hooks read-only, its directories unmovable
+-- (procy.sandbox), and git is told the common directory (no commondir
+-- file is read mid-way).
 
 local fs = require "procy.fs"
 local proc = require "procy.proc"
@@ -49,16 +51,30 @@ local UNSET = { "GIT_CONFIG_PARAMETERS", "GIT_CONFIG", "GIT_EXTERNAL_DIFF", "GIT
   "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR",
   "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_ATTR_SOURCE", "GIT_EXEC_PATH" }
 
--- find(dir) -> top, git_dir | nil: the work tree holding dir and its git
--- directory, found by looking for .git upwards (a directory, or a file
--- saying `gitdir: PATH` as a worktree's does) — not by asking git, which
--- would take the repository's core.worktree
+-- The common directory of a git directory: its `commondir` file's, read
+-- once here (a worktree's), else itself.
+local function common_of(git_dir)
+  local f = io.open(git_dir .. "/commondir", "rb")
+  if not f then return git_dir end
+  local c = (f:read("l") or ""):gsub("%s+$", "")
+  f:close()
+  if c == "" then return git_dir end
+  if c:sub(1, 1) ~= "/" then c = git_dir .. "/" .. c end
+  return fs.realpath(c) or c
+end
+
+-- find(dir) -> top, git_dir, common_dir | nil: the work tree holding dir,
+-- its git directory and their common one, found by looking for .git
+-- upwards (a directory, or a file saying `gitdir: PATH` as a worktree's
+-- does) — not by asking git, which would take the repository's
+-- core.worktree. run() names all three to git, so that git reads no file
+-- that could send it elsewhere in the middle of procy's work.
 function M.find(dir)
   dir = fs.realpath(dir) or dir
   while true do
     local dot = (dir == "/" and "" or dir) .. "/.git"
     local st = fs.stat(dot, true)
-    if st and st.type == "dir" then return dir, dot end
+    if st and st.type == "dir" then return dir, dot, common_of(dot) end
     if st and st.type == "file" then
       local f = io.open(dot, "rb")
       local text = f and f:read(4096) or ""
@@ -66,7 +82,8 @@ function M.find(dir)
       local to = text:match("^gitdir: *([^\r\n]+)")
       if to then
         if to:sub(1, 1) ~= "/" then to = dir .. "/" .. to end
-        return dir, fs.realpath(to) or to
+        to = fs.realpath(to) or to
+        return dir, to, common_of(to)
       end
     end
     if dir == "/" or dir == "" then return nil end
@@ -80,6 +97,7 @@ local function base_env(o)
     GIT_OPTIONAL_LOCKS = "0", GIT_PAGER = "cat", PAGER = "cat", GIT_CONFIG_GLOBAL = "/dev/null",
     GIT_DIR = o.git_dir, GIT_WORK_TREE = o.top or false, GIT_CONFIG_COUNT = false }
   for _, k in ipairs(UNSET) do e[k] = false end
+  e.GIT_COMMON_DIR = o.git_dir and (o.common or common_of(o.git_dir)) or false
   return e
 end
 
@@ -134,8 +152,8 @@ end
 local DIFFS = { diff = true, ["diff-tree"] = true, ["diff-index"] = true, ["diff-files"] = true, log = true, show = true }
 
 -- run(args, o) -> stdout (its last newline taken off) | nil, err, code.
--- o: top (the work tree), git_dir (both as M.find gives them, or a
--- private repository's), cwd (when neither: where git runs), env (more
+-- o: top (the work tree), git_dir, common (as M.find gives them, or a
+-- private repository's; common defaults to what git_dir's commondir says), cwd (when neither: where git runs), env (more
 -- environment: GIT_INDEX_FILE, GIT_WORK_TREE, identity), stdin, timeout.
 function M.run(args, o)
   o = o or {}

@@ -70,6 +70,14 @@ M.guarded_home = { "~/.claude/settings.json", "~/.claude/settings.local.json", "
 -- writes a copy of its own, dropped when it ends.
 M.private_copies = { "~/.claude.json" }
 
+-- In a git directory (and each submodule's): its config, hooks, and what
+-- sends git elsewhere (commondir, gitdir) or adds config.
+M.guarded_git = { "config", "hooks", "info", "commondir", "gitdir", "config.worktree" }
+
+-- What a file directly in an agent's home is run as, by its name
+local SCRIPT = { sh = true, bash = true, zsh = true, py = true, js = true, mjs = true, cjs = true, ts = true,
+  rb = true, pl = true, lua = true }
+
 local FIELDS = { writable = true, defaults = true, create = true, env = true, network = true, show = true }
 local NETWORKS = { proxy = true, none = true, full = true }
 
@@ -104,38 +112,37 @@ function M.profile(p)
   return p
 end
 
+-- program(setting) -> the path of the program a setting names (a path, or
+-- a name looked up on PATH), or nil; and where it was looked for
+local function program(setting)
+  local name = require("procy.config").get()[setting] or setting
+  if name:find("/", 1, true) then
+    local st = fs.stat(name)
+    return st and st.type == "file" and name or nil, name .. " is not there"
+  end
+  for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do
+    local st = fs.stat(dir .. "/" .. name)
+    if st and st.type == "file" then return dir .. "/" .. name end
+  end
+  return nil, name .. " is not on PATH"
+end
+
 -- find() -> bwrap's path (the `bwrap` setting: a path, or a name on
 -- PATH) | nil, err, code
 function M.find()
-  local name = require("procy.config").get().bwrap or "bwrap"
-  local dirs = name:find("/", 1, true) and { "" } or nil
-  if not dirs then
-    dirs = {}
-    for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do dirs[#dirs + 1] = dir .. "/" end
-  end
-  for _, dir in ipairs(dirs) do
-    local st = fs.stat(dir .. name)
-    if st and st.type == "file" then return dir .. name end
-  end
-  return nil, ("ENOENT: --sandbox runs the agent in bubblewrap, and %s is not %s (Debian: apt-get install "
-    .. "bubblewrap; or set `bwrap` in procy.lua); procy does not run it unsandboxed")
-    :format(name, dirs[1] == "" and "there" or "on PATH"), "ENOENT"
+  local path, where = program("bwrap")
+  if path then return path end
+  return nil, ("ENOENT: --sandbox runs the agent in bubblewrap, and %s (Debian: apt-get install "
+    .. "bubblewrap; or set `bwrap` in procy.lua); procy does not run it unsandboxed"):format(where), "ENOENT"
 end
 
 -- find_slirp() -> slirp4netns's path (the `slirp4netns` setting, or on
 -- PATH) | nil, err, code: what network = "full" needs
 function M.find_slirp()
-  local name = require("procy.config").get().slirp4netns or "slirp4netns"
-  local dirs = name:find("/", 1, true) and { "" } or {}
-  if #dirs == 0 then
-    for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do dirs[#dirs + 1] = dir .. "/" end
-  end
-  for _, dir in ipairs(dirs) do
-    local st = fs.stat(dir .. name)
-    if st and st.type == "file" then return dir .. name end
-  end
-  return nil, "ENOENT: a sandbox with network = \"full\" reaches the network through slirp4netns, and " .. name
-    .. " is not found (Debian: apt-get install slirp4netns; or set `slirp4netns` in procy.lua)", "ENOENT"
+  local path, where = program("slirp4netns")
+  if path then return path end
+  return nil, ("ENOENT: a sandbox with network = \"full\" reaches the network through slirp4netns, and %s "
+    .. "(Debian: apt-get install slirp4netns; or set `slirp4netns` in procy.lua)"):format(where), "ENOENT"
 end
 
 local function home() return os.getenv("HOME") or "" end
@@ -188,27 +195,47 @@ function B:finish()
     self.relay:kill("KILL")
     pcall(self.relay.wait, self.relay, 2)
   end
-  -- procy takes the nearest procy.lua from where it starts: one the agent
-  -- made anywhere under its writable paths is moved aside as well
+  -- a guarded path that was a link, now something else (the link is in
+  -- a writable directory: only what it named was read-only)
+  for path, st in pairs(self.present) do
+    if st.type == "link" then
+      local now = fs.stat(path, true)
+      if now and (now.ino ~= st.ino or now.type ~= st.type) then self.absent[#self.absent + 1] = path end
+    end
+  end
+  -- procy takes the nearest procy.lua from where it starts, an agent its
+  -- settings from where it starts: one the agent made (or changed: the
+  -- inode's change time, which no program sets back) anywhere in the
+  -- project is moved aside as well
+  local names = {}
+  for _, g in ipairs(M.guarded) do names[g:match("[^/]+$")] = true end
+  local budget = 1000000
   for _, root in ipairs(self.writable or {}) do
-    local budget = 200000
     local function walk(d)
       for _, name in ipairs(fs.dir(d) or {}) do
         budget = budget - 1
         if budget < 0 then return end
         local path = d .. "/" .. name
         local st = fs.stat(path, true)
-        if name == "procy.lua" and st and st.mtime and st.mtime >= self.started and not self.present[path] then
-          self.absent[#self.absent + 1] = path
-        elseif st and st.type == "dir" and name ~= ".git" and name ~= "node_modules" then
-          walk(path)
+        if st and st.type == "dir" then
+          if name ~= ".git" and name ~= "node_modules" then walk(path) end
+        elseif st and names[name] and st.ctime >= self.started and not self.present[path] then
+          for _, g in ipairs(M.guarded) do
+            if path:sub(-#g - 1) == "/" .. g then self.absent[#self.absent + 1] = path break end
+          end
         end
       end
     end
     walk(root)
   end
+  if budget < 0 then
+    io.stderr:write("procy: the sandboxed agent's project holds over a million files: procy did not look at them all "
+      .. "for a procy.lua or agent settings it made\n")
+  end
+  local moved = {}
   for _, path in ipairs(self.absent) do
-    if fs.stat(path, true) then
+    if not moved[path] and fs.stat(path, true) then
+      moved[path] = true
       local aside = ("%s.sandboxed-%d"):format(path, os.time())
       if os.rename(path, aside) then
         io.stderr:write(("procy: the sandboxed agent made %s, which procy or you would later run or load: "
@@ -219,12 +246,16 @@ function B:finish()
   if self.private then proc.run { "rm", "-rf", self.private } end
 end
 
-local function private_dir()
+-- box:dir() -> the run's private directory (0700: the relay's socket,
+-- private copies, a resolv.conf), made once | nil, err, code
+function B:dir()
+  if self.private then return self.private end
   local base = os.getenv("XDG_RUNTIME_DIR")
   if not base or base == "" or not fs.stat(base) then base = "/tmp" end
   local dir = ("%s/procy-sandbox-%s"):format(base, require("procy.store").random_hex(8))
   local ok, err, code = fs.mkdir(dir, 448) -- 0700
   if not ok then return nil, err, code end
+  self.private = dir
   return dir
 end
 
@@ -264,10 +295,22 @@ function M.wrap(argv, o)
     end
     tun:close()
     add("--info-fd", "3", "--block-fd", "4")
+    -- slirp4netns's resolver: the host's (127.0.0.53, or under /run) is
+    -- not there
+    local dir
+    dir, err, code = box:dir()
+    if not dir then return nil, err, code end
+    local rf = assert(io.open(dir .. "/resolv.conf", "w"))
+    rf:write("nameserver 10.0.2.3\n")
+    rf:close()
+    box.resolv = dir .. "/resolv.conf"
   end
   add("--new-session") -- no terminal of the person's: a terminal's keystrokes are the agent's own (relay.c's box)
   add("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm")
-  if fs.stat("/run/user") then add("--tmpfs", "/run/user") end
+  -- /run holds the host's sockets (D-Bus, systemd, docker, databases): a
+  -- network namespace does not keep a program from a socket's path
+  add("--tmpfs", "/run")
+  if fs.stat("/var/run", true) and fs.stat("/var/run", true).type == "dir" then add("--tmpfs", "/var/run") end
   -- writable: the project and the profile's paths
   local writable, seen = {}, {}
   local function bind(path)
@@ -283,42 +326,78 @@ function M.wrap(argv, o)
   end
   if p.defaults ~= false then bind(cwd) end
   for _, w in ipairs(p.writable or {}) do bind(w) end
-  box.writable = p.defaults ~= false and { writable[1] } or {} -- the project, where procy starts from
+  -- the project, where procy starts from (not for check()'s probe of "/")
+  box.writable = (p.defaults ~= false and not o.probe) and { writable[1] } or {}
   local function in_writable(path)
     for _, w in ipairs(writable) do if under(path, w) then return true end end
     return false
   end
+  local function is_root(d) for _, w in ipairs(writable) do if d == w then return true end end end
+  -- procy's own directories (the record, its tape, its servers' links, its
+  -- private repositories): hidden. One that is a writable path, or holds
+  -- one, cannot be: procy refuses rather than let the agent write the
+  -- record (or read the monitor's link)
+  local hide = {}
+  for _, d in ipairs(procy_dirs()) do
+    d = fs.realpath(d) or d
+    local holds = is_root(d)
+    for _, w in ipairs(writable) do holds = holds or under(w, d) end
+    if holds then
+      return nil, ("EINVAL: procy's record is in %s, which the sandboxed agent could write: give the record a "
+        .. "directory of its own (db = \".procy/record.db\" in procy.lua)"):format(d), "EINVAL"
+    end
+    hide[#hide + 1] = d
+  end
   -- a private copy for the files the agent rewrites but the person's
-  -- next agent trusts
-  local private
+  -- next agent trusts (a link: a copy of what it names)
+  local copies = {}
   for _, f in ipairs(M.private_copies) do
     local path = expand(f, cwd)
-    if in_writable(path) and fs.stat(path, true) and fs.stat(path, true).type == "file" then
-      if not private then
-        private, err, code = private_dir()
-        if not private then return nil, err, code end
-        box.private = private
+    local real = fs.realpath(path)
+    local st = real and fs.stat(real)
+    if in_writable(path) or (real and in_writable(real)) then
+      if st and st.type == "file" then
+        local dir
+        dir, err, code = box:dir()
+        if not dir then return nil, err, code end
+        local copy = dir .. "/" .. path:gsub("/", "_")
+        local r = proc.run { "cp", "-pL", path, copy }
+        if not r or r.code ~= 0 then return nil, "EIO: cannot copy " .. path .. " for the sandbox", "EIO" end
+        copies[#copies + 1] = { copy, real }
       end
-      local copy = private .. "/" .. path:gsub("/", "_")
-      local r = proc.run { "cp", "-p", path, copy }
-      if not r or r.code ~= 0 then return nil, "EIO: cannot copy " .. path .. " for the sandbox", "EIO" end
-      add("--bind", copy, path)
     end
   end
-  -- read-only over the writable paths: what is later run or loaded
+  -- guarded: what procy or the person later runs or loads, read-only over
+  -- the writable paths; found where it really is (a linked directory)
   local guarded, gseen = {}, {}
   local function guard(path)
-    if gseen[path] then return end
-    gseen[path] = true
-    guarded[#guarded + 1] = path
+    local real = fs.realpath(dirname(path))
+    if real then path = (real == "/" and "" or real) .. "/" .. path:match("[^/]*$") end
+    if not gseen[path] then
+      gseen[path] = true
+      guarded[#guarded + 1] = path
+    end
   end
   for _, w in ipairs(writable) do
     for _, g in ipairs(M.guarded) do guard(w .. "/" .. g) end
   end
   for _, g in ipairs(M.guarded_home) do guard(expand(g, cwd)) end
-  -- procy.lua anywhere from the project up to the repository's top (procy
-  -- takes the nearest one), and the repository's own config and hooks
-  local top, git_dir = require("procy.git").find(cwd)
+  -- programs an agent's settings run from its home (a status line script,
+  -- a local install): every program or script directly in it
+  for _, d in ipairs { "~/.claude", "~/.codex" } do
+    local dir = expand(d, cwd)
+    for _, name in ipairs(fs.dir(dir) or {}) do
+      local st = fs.stat(dir .. "/" .. name, true)
+      if st and st.type == "file" and (st.mode & 73 ~= 0 or SCRIPT[name:match("%.(%w+)$") or ""]) then
+        guard(dir .. "/" .. name)
+      end
+    end
+  end
+  -- git: procy.lua from the project up to the repository's top (procy
+  -- takes the nearest one); the git directories' config, hooks and what
+  -- points git elsewhere, submodules' too; a .git file; core.hooksPath
+  local gitx = require "procy.git"
+  local top, git_dir, common = gitx.find(cwd)
   if top then
     local d = cwd
     while under(d, top) do
@@ -326,53 +405,55 @@ function M.wrap(argv, o)
       if d == top then break end
       d = dirname(d)
     end
-    for _, g in ipairs { "/config", "/hooks", "/info", "/config.worktree" } do guard(git_dir .. g) end
-    local common = fs.stat(git_dir .. "/commondir") and io.open(git_dir .. "/commondir")
-    if common then
-      local c = common:read("l")
-      common:close()
-      if c then
-        c = c:sub(1, 1) == "/" and c or git_dir .. "/" .. c
-        c = fs.realpath(c) or c
-        for _, g in ipairs { "/config", "/hooks", "/info", "/config.worktree" } do guard(c .. g) end
-      end
+    local dot = fs.stat(top .. "/.git", true)
+    if dot and dot.type == "file" then guard(top .. "/.git") end
+    local function git_dir_guard(gd, depth)
+      for _, g in ipairs(M.guarded_git) do guard(gd .. "/" .. g) end
+      if depth > 4 then return end
+      for _, name in ipairs(fs.dir(gd .. "/modules") or {}) do git_dir_guard(gd .. "/modules/" .. name, depth + 1) end
     end
+    git_dir_guard(git_dir, 0)
+    if common ~= git_dir then git_dir_guard(common, 0) end
+    local hooks = gitx.run({ "config", "--file", common .. "/config", "--get", "core.hooksPath" }, { cwd = top })
+    if hooks and hooks ~= "" then guard(hooks:sub(1, 1) == "/" and hooks or top .. "/" .. hooks) end
   end
   table.sort(guarded)
+  local parents, ro = {}, {}
   for _, path in ipairs(guarded) do
     if in_writable(path) then
       local st = fs.stat(path, true)
-      if st then box.present[path] = true end
-      if st and st.type ~= "link" then
-        add("--ro-bind", path, path)
-      elseif st then -- a link: the link itself cannot be bound; where it points is, read-only
-        local real = fs.realpath(path)
-        if real and in_writable(real) then add("--ro-bind", real, real) end
+      if st then
+        box.present[path] = st
+        -- its directories below the writable path: mount points (bound
+        -- onto themselves), which the agent cannot rename away
+        local d = dirname(path)
+        while in_writable(d) and not is_root(d) do
+          parents[d] = true
+          d = dirname(d)
+        end
+        if st.type ~= "link" then
+          ro[#ro + 1] = path
+        else -- a link: where it points, read-only; the link itself is checked at finish
+          local real = fs.realpath(path)
+          if real and in_writable(real) then ro[#ro + 1] = real end
+        end
       else
         box.absent[#box.absent + 1] = path
       end
     end
   end
-  -- hidden: credentials, procy's own directories (the record and its
-  -- tape among them)
+  local plist = {}
+  for d in pairs(parents) do plist[#plist + 1] = d end
+  table.sort(plist, function(x, y) return #x < #y or #x == #y and x < y end)
+  for _, d in ipairs(plist) do add("--bind", d, d) end
+  for _, c in ipairs(copies) do add("--bind", c[1], c[2]) end
+  for _, path in ipairs(ro) do add("--ro-bind", path, path) end
+  -- hidden: credentials (unless shown), and procy's own directories
   local show = {}
-  for _, s in ipairs(p.show or {}) do show[expand(s, cwd)] = true end
-  local hide = {}
+  for _, sh in ipairs(p.show or {}) do show[expand(sh, cwd)] = true end
   for _, h in ipairs(M.hidden) do
     local path = expand(h, cwd)
     if not show[path] then hide[#hide + 1] = path end
-  end
-  for _, d in ipairs(procy_dirs()) do
-    if in_writable(d) or (function() for _, w in ipairs(writable) do if under(w, d) then return true end end end)() then
-      -- the record in a writable directory (or one around it): its files
-      -- hidden one by one, and any the agent makes there moved aside
-      local rec = require("procy.store").path()
-      for _, suffix in ipairs { "", "-wal", "-shm", "-journal", "-term" } do
-        if fs.stat(rec .. suffix) then hide[#hide + 1] = rec .. suffix end
-      end
-    else
-      hide[#hide + 1] = d
-    end
   end
   for _, path in ipairs(hide) do
     local st = fs.stat(path)
@@ -382,6 +463,7 @@ function M.wrap(argv, o)
       add("--ro-bind", "/dev/null", fs.realpath(path) or path)
     end
   end
+  if box.resolv then add("--ro-bind", box.resolv, "/etc/resolv.conf") end
   -- procy itself where it is (its relay, and `procy hook` that an agent's
   -- hooks run), whatever the mounts above hid
   local exe = fs.realpath(core.exe) or core.exe
@@ -400,11 +482,10 @@ function M.wrap(argv, o)
   local shim = { exe, "__box" }
   if o.pty then shim[#shim + 1] = "--tty" end
   if network ~= "none" and o.port then
-    if not box.private then
-      box.private, err, code = private_dir()
-      if not box.private then return nil, err, code end
-    end
-    local sock = box.private .. "/api.sock"
+    local dir
+    dir, err, code = box:dir()
+    if not dir then return nil, err, code end
+    local sock = dir .. "/api.sock"
     local relay
     relay, err, code = proc.spawn({ exe, "__relay", "unix:" .. sock, "tcp:127.0.0.1:" .. o.port },
       { stdout = false, stderr = false })
@@ -432,7 +513,7 @@ end
 -- check(profile) -> true | nil, err, code: whether a sandbox can start
 -- here (bwrap found, the profile known, the kernel lets it make one)
 function M.check(profile)
-  local argv, box, code = M.wrap({ "true" }, { profile = profile, cwd = "/" })
+  local argv, box, code = M.wrap({ "true" }, { profile = profile, cwd = "/", probe = true })
   if not argv then return nil, box, code end
   local r = proc.run(argv, { timeout = 10 })
   box:finish()

@@ -25,7 +25,7 @@ local identity = { GIT_AUTHOR_NAME = "procy", GIT_AUTHOR_EMAIL = "procy@localhos
 -- Every git command goes through procy.git: the repository's own config
 -- (the agent's to write) starts no program.
 local function git(r, args, env, stdin)
-  return gitx.run(args, { top = r.top, git_dir = r.git_dir, env = env, stdin = stdin })
+  return gitx.run(args, { top = r.top, git_dir = r.git_dir, common = r.common_dir, env = env, stdin = stdin })
 end
 
 -- The copy keeps the index's mtime: git trusts an entry's stat data only
@@ -62,12 +62,12 @@ end
 function M.open(dir)
   dir = assert(fs.realpath(dir or fs.cwd()))
   local r = setmetatable({ dir = dir, env = {} }, R)
-  r.top, r.git_dir = gitx.find(dir)
+  r.top, r.git_dir, r.common_dir = gitx.find(dir)
   if not r.top then
     -- not a repository: a private one, keyed by the directory
     local data = store.path():match("^(.*)/[^/]*$") or "."
     r.git_dir = ("%s/git/%s.git"):format(data, hash.sha256(dir):sub(1, 16))
-    r.top, r.private = dir, true
+    r.top, r.private, r.common_dir = dir, true, r.git_dir
     if not fs.stat(r.git_dir) then
       local ok, err, code = fs.mkdir(r.git_dir)
       if not ok then return nil, err, code end
@@ -167,7 +167,9 @@ function R:restore(from, to)
       if plain(self.top, c.path) and os.remove(path) then removed = removed + 1 end
       -- directories the removal left empty go too (os.remove fails on the first that is not)
       local d = path:match("^(.*)/[^/]*$")
-      while d and #d > #self.top and os.remove(d) do d = d:match("^(.*)/[^/]*$") end
+      while d and #d > #self.top and plain(self.top, d:sub(#self.top + 2) .. "/") and os.remove(d) do
+        d = d:match("^(.*)/[^/]*$")
+      end
     else
       write[#write + 1] = c.path
     end

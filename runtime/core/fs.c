@@ -28,8 +28,9 @@ static int fs_cwd(lua_State *L)
 	return 1;
 }
 
-/* stat(path) -> {type="file"|"dir"|"link"|"other", size, mtime, mode} |
-   nil, err. Links are followed unless the second argument is true. */
+/* stat(path) -> {type="file"|"dir"|"link"|"other", size, mtime, ctime,
+   mode, ino} | nil, err. Links are followed unless the second argument is
+   true. ctime: when the inode last changed (no program can set it back). */
 static int fs_stat(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -37,7 +38,7 @@ static int fs_stat(lua_State *L)
 	int r = lua_toboolean(L, 2) ? lstat(path, &sb) : stat(path, &sb);
 	if (r < 0)
 		return procy_fail_errno(L, errno, path);
-	lua_createtable(L, 0, 4);
+	lua_createtable(L, 0, 6);
 	const char *type = S_ISREG(sb.st_mode) ? "file" : S_ISDIR(sb.st_mode) ? "dir"
 	                 : S_ISLNK(sb.st_mode) ? "link" : "other";
 	lua_pushstring(L, type);
@@ -48,6 +49,10 @@ static int fs_stat(lua_State *L)
 	lua_setfield(L, -2, "mtime");
 	lua_pushinteger(L, sb.st_mode & 07777);
 	lua_setfield(L, -2, "mode");
+	lua_pushnumber(L, (double)sb.st_ctim.tv_sec + (double)sb.st_ctim.tv_nsec / 1e9);
+	lua_setfield(L, -2, "ctime");
+	lua_pushinteger(L, (lua_Integer)sb.st_ino);
+	lua_setfield(L, -2, "ino");
 	return 1;
 }
 

@@ -253,8 +253,10 @@ static int http_serve(lua_State *L)
 	int port = (int)procy_opt_number(L, 1, "port", 7862);
 	lua_getfield(L, 1, "token");
 	const char *token = luaL_optstring(L, -1, NULL);
-	if (strcmp(host, "127.0.0.1") != 0 && (!token || strlen(token) < 16))
+	if (strcmp(host, "127.0.0.1") != 0 && !token)
 		return luaL_error(L, "http: listening on %s needs a token of 16 or more characters", host);
+	if (token && strlen(token) < 16) /* a guessable one opens the person's routes */
+		return luaL_error(L, "http: a token is 16 or more characters");
 	err_t err;
 	server_t *srv = server_start(procy_rt(L), host, port, &err);
 	if (!srv)

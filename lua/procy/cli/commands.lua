@@ -228,8 +228,13 @@ function commands.serve(args, opts)
     return 2
   end
   local token = opts.token or os.getenv("PROCY_TOKEN")
-  if opts.host and opts.host ~= "127.0.0.1" and (not token or #token < 16) then
+  if token == "" then token = nil end
+  if opts.host and opts.host ~= "127.0.0.1" and not token then
     say("listening on ", opts.host, " needs --token (or PROCY_TOKEN) of 16 or more characters")
+    return 2
+  end
+  if token and #token < 16 then
+    say("--token (or PROCY_TOKEN) is 16 or more characters: a shorter one could be guessed")
     return 2
   end
   local store, serve = require "procy.store", require "procy.serve"

@@ -17,7 +17,8 @@ local config = require "procy.config"
 local bwrap = os.getenv("PROCY_TEST_BWRAP") or "/usr/local/lib/procy-test/bubblewrap/usr/bin/bwrap"
 if not fs.stat(bwrap) then bwrap = "bwrap" end
 local dir = T.tmpdir()
-local conf = T.write(dir .. "/procy.lua", ("return { db = %q, bwrap = %q }"):format(dir .. "/rec.db", bwrap))
+-- (the record in a directory of its own: the project is inside dir)
+local conf = T.write(dir .. "/procy.lua", ("return { db = %q, bwrap = %q }"):format(dir .. "/data/rec.db", bwrap))
 assert(config.load { config = conf })
 if not sandbox.find() then
   print("1..0 # SKIP bubblewrap is not installed (.ci/setup unpacks it into /usr/local/lib/procy-test)")
@@ -51,6 +52,19 @@ r = assert(proc.run(argv, { timeout = 20 }))
 T.ok(not fs.stat(dir .. "/elsewhere.txt") and T.read(work .. "/w/ok.txt") == "b\n",
   "a profile without the defaults: /tmp read-only, its writable list (made) writable", r.stdout .. r.stderr)
 
+-- the record where the agent could write it: refused, saying where to put it
+do
+  local nested = dir .. "/nested"
+  fs.mkdir(nested .. "/proj")
+  local c2 = T.write(dir .. "/nested.lua", ("return { db = %q, bwrap = %q }"):format(nested .. "/rec.db", bwrap))
+  local r2 = T.procy({ "--config", c2, "run", T.write(dir .. "/nested_run.lua", ([[
+    local a, b = require("procy.sandbox").wrap({ "true" }, { cwd = %q })
+    print(a and "wrapped" or b)
+    return 0]]):format(nested .. "/proj")) }, { timeout = 20 })
+  T.like(r2.stdout, "EINVAL: procy's record is in .*nested, which the sandboxed agent could write", "the record around the project: refused",
+    r2.stdout .. r2.stderr)
+end
+
 local bad, berr = sandbox.profile("nosuch")
 T.ok(not bad and berr:find("no sandbox profile \"nosuch\" %(there are: default"), "an unknown profile is named", berr)
 
@@ -59,10 +73,10 @@ local script = T.write(dir .. "/nobwrap.lua", [[
 local a, err = require("procy.agent").open { profile = "claude", cwd = ]] .. ("%q"):format(work) .. [[, sandbox = true }
 print(a and "opened" or err)
 return 0]])
-r = T.procy({ "--db", dir .. "/rec.db", "run", script }, { env = { PATH = "/nonexistent" }, timeout = 20 })
+r = T.procy({ "--db", dir .. "/data/rec.db", "run", script }, { env = { PATH = "/nonexistent" }, timeout = 20 })
 T.like(r.stdout, "ENOENT: %-%-sandbox runs the agent in bubblewrap, and bwrap is not on PATH", "no bwrap: a clear error", r.stdout .. r.stderr)
 T.write(dir .. "/missing.lua", "return { bwrap = '/nonexistent/bwrap' }")
-r = T.procy({ "--config", dir .. "/missing.lua", "--db", dir .. "/rec.db", "agent", "start", "nobox", "--sandbox" }, { timeout = 20 })
+r = T.procy({ "--config", dir .. "/missing.lua", "--db", dir .. "/data/rec.db", "agent", "start", "nobox", "--sandbox" }, { timeout = 20 })
 T.ok(r.code ~= 0 and r.stderr:find("/nonexistent/bwrap is not there", 1, true), "agent start --sandbox without it: refused, saying why",
   r.stderr)
 
@@ -92,7 +106,7 @@ if not w then
 end
 local _ <close> = w.fake.proc
 w.env.ANTHROPIC_BASE_URL = false
-T.write(w.work .. "/procy.lua", ("return { db = %q, upstream = %q, bwrap = %q }"):format(w.dir .. "/rec.db", w.fake.url, bwrap))
+T.write(w.work .. "/procy.lua", ("return { db = %q, upstream = %q, bwrap = %q }"):format(w.dir .. "/data/rec.db", w.fake.url, bwrap))
 local function procy(...) return T.procy({ ... }, { cwd = w.work, env = w.env, timeout = 120 }) end
 r = procy("agent", "start", "boxed", "--sandbox", "--", "--allowedTools", "Bash")
 T.is(r.code, 0, "agent start --sandbox", r.stderr)

@@ -72,8 +72,27 @@ check remount-userns unshare -Urm sh -c "mount -o remount,bind,rw / && touch /$(
 grep -q '^CapEff:[[:space:]]*0*$' /proc/self/status && held capabilities || escaped capabilities "$(grep CapEff /proc/self/status)"
 # what procy or the person later runs or loads
 check procy-lua sh -c 'echo "os.execute(\"'"$(mark procy-lua)"'\")" > procy.lua'
-# (one where there was none: procy moves it aside when the agent ends)
-mkdir -p sub && echo "os.execute(\"$(mark sub-procy-lua)\")" > sub/procy.lua
+# (one where there was none, even back-dated: procy moves it aside when the agent ends)
+mkdir -p sub && echo "os.execute(\"$(mark sub-procy-lua)\")" > sub/procy.lua && touch -d 2001-01-01 sub/procy.lua
+check record-dir ls "$(dirname "$RECORD")/servers"
+# directories holding what is guarded cannot be moved away and remade
+check move-git mv .git .git-moved
+check move-claude mv .claude .claude-moved
+# a commondir sending the person's next git to a config of the agent's
+# (there was none: allowed, and moved aside when the agent ends)
+mkdir -p .evilcommon && printf '[core]\n\tfsmonitor = %s\n' "$(mark commondir-fsmonitor)" > .evilcommon/config
+echo ../.evilcommon > .git/commondir 2>/dev/null
+# the host's sockets under /run (D-Bus, systemd, docker, ...)
+if [ -n "$RUNSOCK" ]; then
+  python3 - "$RUNSOCK" <<'PY' && escaped run-socket || held run-socket
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1]); sys.exit(0)
+except OSError:
+    sys.exit(1)
+PY
+fi
 check record sh -c "echo forged >> '$RECORD'"
 check record-read sh -c "grep -q . '$RECORD'"
 check tape sh -c "echo forged >> '$RECORD-term'"

@@ -28,6 +28,8 @@ local sandbox = require "procy.sandbox"
 T.git(work, "init", "-q")
 T.write(work .. "/README", "project\n")
 T.write(work .. "/procy.lua", "return {}\n") -- the person's own
+fs.mkdir(work .. "/.claude")
+T.write(work .. "/.claude/settings.json", "{}\n")
 T.git(work, "add", "-A")
 T.git(work, "-c", "user.name=p", "-c", "user.email=p@l", "commit", "-qm", "base")
 
@@ -53,6 +55,11 @@ end)
 -- host's loopback (reached only with network = "full")
 local addr = (proc.run { "hostname", "-I" } or { stdout = "" }).stdout:match("^(%d+%.%d+%.%d+%.%d+)")
 local wide = addr and http.serve { host = "0.0.0.0", port = 0, token = "escape-test-wide-token-0123456789" }
+-- a socket of the host's under /run (root may make one there)
+local runsock = "/run/procy-escape-" .. store.random_hex(6) .. ".sock"
+local runsrv = proc.spawn({ "python3", "-c", "import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
+  .. "s.listen(); print('up', flush=True); time.sleep(300)", runsock }, { stderr = false })
+if not (runsrv and (runsrv:lines()() or ""):find("up")) then runsock = nil end
 -- the person's tmux server, its socket in a directory of /tmp
 local tmuxdir = "/tmp/procy-escape-" .. store.random_hex(6)
 fs.mkdir(tmuxdir, 448)
@@ -61,7 +68,7 @@ local tmux = proc.run { "tmux", "-S", sock, "new-session", "-d", "sleep 300" }
 T.ok(tmux and tmux.code == 0, who .. ": (the person's tmux server runs)", tmux and tmux.stderr)
 
 local env = { BASE = s.url .. "/s/" .. key, PORT = tostring(s.port), OTHER = other, HOSTPORT = tostring(host:port()),
-  OLD = old, OUT = out, TMUXSOCK = sock, OUTSIDE_URL = wide and ("http://%s:%d/"):format(addr, wide:port()) or false, PROCY_PID = tostring(select(2, store.process_id("self"))), RECORD = store.path() }
+  OLD = old, RUNSOCK = runsock or false, OUT = out, TMUXSOCK = sock, OUTSIDE_URL = wide and ("http://%s:%d/"):format(addr, wide:port()) or false, PROCY_PID = tostring(select(2, store.process_id("self"))), RECORD = store.path() }
 local probe = T.src .. "/tests/lua/lib/escape_probe.sh"
 
 local function results(text, how)
@@ -126,6 +133,10 @@ local snap = assert(require("procy.snapshot").open(work))
 T.ok(snap:take("refs/procy/escape/1", "after the agent"), who .. ": procy's snapshot of the agent's tree")
 T.is(table.concat(fs.dir(out) or {}, " "), "", who .. ": and no planted filter, fsmonitor or hook ran in it")
 T.is(T.read(home .. "/.claude/settings.json"), "{}\n", who .. ": the agent's settings as they were")
+T.is(T.read(work .. "/.claude/settings.json"), "{}\n", who .. ": the project's agent settings as they were")
+T.ok(not fs.stat(work .. "/.git/commondir"), who .. ": the commondir the agent made was moved aside")
+T.git(work, "status", "--short")
+T.is(table.concat(fs.dir(out) or {}, " "), "", who .. ": the person's own git status after it runs nothing of the agent's")
 T.ok(not fs.stat(sock) or proc.run({ "tmux", "-S", sock, "list-windows" }).stdout:match("^[^\n]*\n?$"),
   who .. ": the person's tmux server has no new window")
 local deadline = core.now() + 10
@@ -148,6 +159,8 @@ T.is(dst and dst.mode, 448, who .. ": in a 0700 directory")
 proc.run { "tmux", "-S", sock, "kill-server" }
 proc.run { "rm", "-rf", tmuxdir }
 host:close()
+if runsrv then runsrv:kill("KILL") end
+if runsock then os.remove(runsock) end
 if wide then wide:close() end
 serve.stop(s)
 return T.done()
