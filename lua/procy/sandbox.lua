@@ -491,10 +491,8 @@ function M.wrap(argv, o)
       { stdout = false, stderr = false })
     if not relay then return nil, err, code end
     box.relay = relay
-    for _ = 1, 400 do -- until it listens
-      if fs.stat(sock) then break end
-      core.sleep(0.005)
-    end
+    local deadline = core.now() + 20 -- until it listens (a loaded machine, a sanitized build: slow)
+    while not fs.stat(sock) and core.now() < deadline do core.sleep(0.005) end
     if not fs.stat(sock) then
       box:finish()
       return nil, "EIO: procy's relay for the sandbox did not start", "EIO"
