@@ -83,7 +83,8 @@ T.is(r.code, 0, "agent start --sandbox", r.stderr)
 local h = assert(require("procy.db").open(w.dir .. "/data/rec.db", { migrations = false }))
 local supervisor = (h:query("SELECT pid FROM agents WHERE name = 'boxed'")[1] or {}).pid or 1
 h:close()
-local probe = T.src .. "/tests/lua/lib/escape_probe.sh"
+local probe = w.work .. "/.escape_probe.sh" -- in the project: the sandbox's /tmp is its own
+T.write(probe, T.read(T.src .. "/tests/lua/lib/escape_probe.sh"))
 -- (its port is its base URL's; "another session" is its own by its bare
 -- id, which only its key opens; the host service and procy's pid are
 -- stand-ins here: the runs above try the real ones)

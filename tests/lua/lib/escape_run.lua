@@ -69,7 +69,10 @@ T.ok(tmux and tmux.code == 0, who .. ": (the person's tmux server runs)", tmux a
 
 local env = { BASE = s.url .. "/s/" .. key, PORT = tostring(s.port), OTHER = other, HOSTPORT = tostring(host:port()),
   OLD = old, RUNSOCK = runsock or false, OUT = out, TMUXSOCK = sock, OUTSIDE_URL = wide and ("http://%s:%d/"):format(addr, wide:port()) or false, PROCY_PID = tostring(select(2, store.process_id("self"))), RECORD = store.path() }
-local probe = T.src .. "/tests/lua/lib/escape_probe.sh"
+-- the probe in the project (the sandbox's /tmp is its own: a checkout
+-- under /tmp is not there)
+local probe = work .. "/.escape_probe.sh"
+T.write(probe, T.read(T.src .. "/tests/lua/lib/escape_probe.sh"))
 
 local function results(text, how)
   local n = 0
