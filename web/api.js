@@ -11,6 +11,11 @@ export const exported = (() => {
   return n ? JSON.parse(n.textContent) : null;
 })();
 
+// here(path) -> "/api/x" as a path relative to the page: the page is served
+// under the server's secret mount (/p/SECRET/), where alone the browser
+// sends the cookie holding the person's token
+export const here = (path) => path.replace(/^\//, "");
+
 function fromExport(path) {
   const v = exported.api[path];
   if (v === undefined) throw new Error(`not in this export: ${path}`);
@@ -19,7 +24,7 @@ function fromExport(path) {
 
 export async function get(path) {
   if (exported) return fromExport(path);
-  const r = await fetch(path, { headers: { accept: "application/json" } });
+  const r = await fetch(here(path), { headers: { accept: "application/json" } });
   const body = await r.json().catch(() => ({ error: r.statusText }));
   if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
   return body;
@@ -27,7 +32,7 @@ export async function get(path) {
 
 export async function send(method, path, value) {
   if (exported) throw new Error("this is an export: it cannot change the record");
-  const r = await fetch(path, {
+  const r = await fetch(here(path), {
     method,
     headers: { "content-type": "application/json", "x-procy-csrf": csrf },
     body: value === undefined ? undefined : JSON.stringify(value),
@@ -41,7 +46,7 @@ export async function send(method, path, value) {
 // itself (EventSource sends Last-Event-ID); returns a function that stops it
 export function live(fn, onstate) {
   if (exported) return () => {};
-  const es = new EventSource("/api/events");
+  const es = new EventSource(here("/api/events"));
   for (const kind of ["call", "change"]) {
     es.addEventListener(kind, (e) => { try { fn(kind, JSON.parse(e.data)); } catch (err) { console.warn(err); } });
   }
@@ -53,7 +58,7 @@ export function live(fn, onstate) {
 // bin(path) -> {data: ArrayBuffer, headers}: a binary answer (the
 // terminal's records, procy.replay)
 export async function bin(path) {
-  const r = await fetch(path);
+  const r = await fetch(here(path));
   if (!r.ok) {
     const body = await r.json().catch(() => ({ error: r.statusText }));
     throw new Error(body.error || `${r.status} ${r.statusText}`);

@@ -1,7 +1,7 @@
 // app.js: the procy monitor. Hash routes: #/ (sessions), #/s/ID/TAB (a
 // session: interactions, calls, turns, corrections). Everything is drawn
 // with DOM nodes and textContent: what the record holds is never HTML.
-import { get, send, live, allCalls, exported } from "./api.js";
+import { get, send, live, allCalls, exported, here } from "./api.js";
 import { el, fmt, virtualRows } from "./dom.js";
 import { evolveTab } from "./evolve.js";
 import { trainingView } from "./training.js";
@@ -239,7 +239,7 @@ async function correctionsTab(s, ctx) {
   const counts = {};
   for (const c of list) counts[c.kind] = (counts[c.kind] || 0) + 1;
   const exports = el("p.exports", {}, "training data from this session: ", exportFormats.map((f) =>
-    el("a.button", { href: `/api/training/export?format=${f}&session=${s.id}`, download: `${f}.train.jsonl` }, f)));
+    el("a.button", { href: here(`/api/training/export?format=${f}&session=${s.id}`), download: `${f}.train.jsonl` }, f)));
   if (!list.length) return el("div", {}, el("p.muted", {}, "no corrections yet: click a prompt in Interactions to correct it"), exported ? null : exports);
   const edit = (c, cell) => {
     const text = el("textarea", {}, c.corrected);

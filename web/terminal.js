@@ -6,7 +6,7 @@
 // clock: click one and the terminal goes there; as it plays, or as you
 // scrub, the call in flight at that moment is lit. A running session's
 // output comes as it is recorded.
-import { Terminal } from "/web/vendor/xterm.mjs";
+import { Terminal } from "./vendor/xterm.mjs";
 import { get, bin, allCalls, exported } from "./api.js";
 import { el, virtualRows } from "./dom.js";
 

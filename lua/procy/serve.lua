@@ -510,6 +510,7 @@ function M.start(o)
     started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false, router = router, replay = o.replay }
   s.url = "http://" .. host .. ":" .. s.port
   s.token = srv:token()
+  s.mount = srv:mount()
   -- the monitor's link: its token, which the page trades for a cookie
   s.link = s.url .. "/?token=" .. s.token
   if s.ui then announce(s) end

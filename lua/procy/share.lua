@@ -150,10 +150,10 @@ function M.html(row)
   page = page:gsub('<meta charset="utf%-8">', function(m)
     return m .. '\n<meta http-equiv="Content-Security-Policy" content="' .. csp .. '">'
   end, 1)
-  page = page:gsub('<link rel="stylesheet" href="/web/([^"]+)">', function(name)
+  page = page:gsub('<link rel="stylesheet" href="web/([^"]+)">', function(name)
     return "<style>\n" .. assert(web.file(name)):gsub("</", "<\\/") .. "\n</style>"
   end)
-  page = page:gsub('<script type="module" src="/web/app.js"></script>\n?', "")
+  page = page:gsub('<script type="module" src="web/app.js"></script>\n?', "")
   page = page:gsub("<title>[^<]*</title>", function()
     return "<title>procy: session " .. row.id:sub(1, 8) .. "</title>"
   end)

@@ -171,10 +171,12 @@ end
 function M.serve(req, s, path)
   if req:method() ~= "GET" and req:method() ~= "HEAD" or not s.ui then return false end
   -- the link procy printed (?token=): the browser is given the token as an
-  -- HttpOnly, SameSite=Strict cookie and sent on without it in its address
+  -- HttpOnly, SameSite=Strict cookie for the server's secret mount
+  -- (/p/SECRET/: cookies are not kept apart by port, paths are) and sent
+  -- there, without the token in its address
   if req:auth() == "link" then
     local q = req:query()
-    req:respond(303, { Location = path .. (q and q ~= "" and "?" .. q or ""), ["Set-Cookie"] = req:cookie(),
+    req:respond(303, { Location = s.mount .. path .. (q and q ~= "" and "?" .. q or ""), ["Set-Cookie"] = req:cookie(),
       ["Cache-Control"] = "no-store", ["Referrer-Policy"] = "no-referrer" }, "")
     return true
   end

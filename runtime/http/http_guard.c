@@ -73,7 +73,10 @@ static int person_auth(const hreq_t *r)
 	for (const char *p = q; p && p < end; p = memchr(p + 1, '&', (size_t)(end - p - 1)))
 		if (strncmp(p + 1, "token=", 6) == 0 && token_matches(t, p + 7, strcspn(p + 7, "&#")))
 			return AUTH_QUERY;
-	const char *cookie = hreq_header(r, "cookie");
+	/* a browser sends the cookie only under the server's mount (its Path):
+	   cookies are not kept apart by port, and any other server on this
+	   machine would be sent one that held for every path */
+	const char *cookie = r->mounted ? hreq_header(r, "cookie") : NULL;
 	size_t n;
 	const char *v = cookie ? cookie_value(cookie, r->srv->cookie, &n) : NULL;
 	if (v && token_matches(t, v, n))
@@ -270,6 +273,14 @@ int hreq_refusal(hreq_t *r, const char **type, const char **msg)
 	if (has_dot_segment(r->uri.p)) { /* first: no route is judged by a path that is not its own */
 		*msg = "procy: a path with . or .. segments is refused";
 		return 400;
+	}
+	/* the monitor's pages under its mount: /p/SECRET/x is /x, as a browser
+	   holding the cookie asks for it */
+	size_t ml = strlen(srv->mount);
+	if (ml && strncmp(r->uri.p, srv->mount, ml) == 0 && r->uri.p[ml] == '/') {
+		memmove(r->uri.p, r->uri.p + ml, strlen(r->uri.p + ml) + 1);
+		r->uri.len = strlen(r->uri.p) + 1;
+		r->mounted = 1;
 	}
 	if (session_key(r)) {
 		*type = "permission_error";

@@ -185,6 +185,14 @@ static int srv_token(lua_State *L)
 	return 1;
 }
 
+/* srv:mount() -> "/p/SECRET": where the monitor's pages are for a browser
+   with the cookie (req:cookie() sets it for that path alone) */
+static int srv_mount(lua_State *L)
+{
+	lua_pushstring(L, check_server(L, 0)->mount);
+	return 1;
+}
+
 /* srv:key(key, id): /s/KEY/... opens session id's routes (and /s/ID/...
    is refused from now on); srv:key(key) takes it away. key: 16 to 64
    characters of letters and digits. */
@@ -293,6 +301,14 @@ static int http_serve(lua_State *L)
 	}
 	srv->token = strdup(token);
 	snprintf(srv->cookie, sizeof srv->cookie, "procy-%d", srv->port);
+	unsigned char m[8];
+	if (getrandom(m, sizeof m, 0) != (ssize_t)sizeof m) {
+		server_stop(srv);
+		free(srv);
+		return procy_fail_errno(L, errno, "getrandom");
+	}
+	snprintf(srv->mount, sizeof srv->mount, "/p/%02x%02x%02x%02x%02x%02x%02x%02x", m[0], m[1], m[2], m[3], m[4], m[5],
+	         m[6], m[7]);
 	if (!srv->token) {
 		server_stop(srv);
 		free(srv);
@@ -375,11 +391,12 @@ static int req_auth(lua_State *L)
 }
 
 /* req:cookie() -> the cookie the person's browser keeps the token in, as
-   a Set-Cookie value: HttpOnly, SameSite=Strict, this server's name */
+   a Set-Cookie value: HttpOnly, SameSite=Strict, this server's name, sent
+   only under this server's secret mount (srv:mount()) */
 static int req_cookie(lua_State *L)
 {
 	server_t *srv = check_req(L)->srv;
-	lua_pushfstring(L, "%s=%s; Path=/; HttpOnly; SameSite=Strict", srv->cookie, srv->token);
+	lua_pushfstring(L, "%s=%s; Path=%s/; HttpOnly; SameSite=Strict", srv->cookie, srv->token, srv->mount);
 	return 1;
 }
 
@@ -622,6 +639,7 @@ static const luaL_Reg server_methods[] = {
 	{ "record", srv_record },
 	{ "port",   srv_port },
 	{ "token",  srv_token },
+	{ "mount",  srv_mount },
 	{ "key",    srv_key },
 	{ "close",  srv_close },
 	{ NULL, NULL }

@@ -29,6 +29,7 @@ struct server {
 	char              *token;   /* the person's: the monitor's routes need it (or its cookie);
 	                               beyond loopback every route does */
 	char               cookie[24]; /* the cookie a browser keeps it in: procy-PORT */
+	char               mount[24]; /* /p/SECRET: the monitor's pages for that cookie (http_guard.c) */
 	struct skey       *keys;    /* the agents' session keys (http_guard.c) */
 	size_t             nkeys;
 	proxy_t           *proxy;   /* NULL: /v1/ is not proxied */
@@ -60,6 +61,7 @@ struct hreq {
 	int                    holders; /* Lua handle, proxy call */
 	int                    relayed; /* Lua passed it to the proxy (req:relay) */
 	int                    auth;    /* how it showed who sent it: AUTH_* */
+	int                    mounted; /* it came under srv->mount (which is taken off its path) */
 	/* a streamed response */
 	int                    streaming, out_end, out_error;
 	buf_t                  out;

@@ -39,11 +39,13 @@ try {
   // the link procy printed: its token becomes an HttpOnly cookie, and the
   // address the person sees (and bookmarks, and shares) holds it no more
   await page.goto(link);
-  check(page.url() === base + "/" && !(await page.evaluate(() => document.cookie)).includes(link.split("token=")[1]),
-    "the link's token is traded for a cookie the page's scripts cannot read", page.url());
+  const home = page.url();
+  check(/^http:\/\/127\.0\.0\.1:\d+\/p\/[0-9a-f]{16}\/$/.test(home) && home.startsWith(base)
+    && !(await page.evaluate(() => document.cookie)).includes(link.split("token=")[1]),
+    "the link's token is traded for a cookie the page's scripts cannot read, for the server's secret mount", home);
 
   // the sessions list
-  await page.goto(base + "/");
+  await page.goto(home);
   await page.waitForSelector(`tr[data-id="${session}"]`, { timeout: 10000 });
   const row = await page.textContent(`tr[data-id="${session}"]`);
   check(/claude/.test(row) && /running|exited|crashed/.test(row), "the sessions list shows the session", row);
@@ -207,7 +209,7 @@ try {
   await page.screenshot({ path: `${screens}/evolve.png`, fullPage: true });
 
   // training: the jobs, a job's loss curve and log, the adapters
-  await page.goto(base + "/#/training/" + job);
+  await page.goto(home + "#/training/" + job);
   await page.waitForSelector("#job", { timeout: 10000 });
   check(await page.locator(`tr[data-job="${job}"]`).count() === 1, "Training: the jobs");
   check(await page.locator("#job polyline.line").count() === 1 && (await page.textContent("#job pre")).includes('"step":4'),
@@ -219,7 +221,7 @@ try {
   await page.screenshot({ path: `${screens}/training.png`, fullPage: true });
 
   // the page writes only with its token; without it procy refuses
-  const status = await page.evaluate(async () => (await fetch("/api/corrections", { method: "POST",
+  const status = await page.evaluate(async () => (await fetch("api/corrections", { method: "POST",
     headers: { "content-type": "application/json" }, body: JSON.stringify({ session: "x", corrected: "y" }) })).status);
   check(status === 403, "a write without the page's CSRF token is refused", status);
 

@@ -22,8 +22,9 @@ try {
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));
 
-  await page.goto(link); // its token becomes the page's cookie
-  await page.goto(`${base}/#/s/${session}/interactions`);
+  await page.goto(link); // its token becomes the page's cookie, for the server's secret mount
+  const home = page.url().split("#")[0];
+  await page.goto(`${home}#/s/${session}/interactions`);
   await page.waitForSelector("#tab-interactions .turn", { timeout: 15000 });
   const tool = await page.textContent("#tab-interactions .tool").catch(() => "");
   check(tool.includes("Bash") && tool.includes("$ echo web-monitor-check"), "Interactions: the real turn's Bash call", tool);
@@ -42,7 +43,7 @@ try {
   check((await screenText(page)).includes("you said: say live"), "a new prompt's answer arrives live", `${Date.now() - t0} ms`);
 
   // back to the first call: the screen before the second prompt
-  await page.goto(`${base}/#/s/${session}/terminal`);
+  await page.goto(`${home}#/s/${session}/terminal`);
   await page.waitForSelector("#tab-terminal .player[data-ready]", { timeout: 15000 });
   const seeks = Number(await page.getAttribute("#tab-terminal .player", "data-seeks"));
   await page.click("#tab-terminal .tl.call >> nth=0");

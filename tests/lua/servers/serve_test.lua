@@ -218,11 +218,13 @@ T.is(sessions.sessions[1].mode, "serve", "/api/sessions lists the serve session"
 T.is(assert(http.request { headers = person, url = surl .. "/api/nope" }).status, 404, "an unknown route is a 404")
 -- the browser's way in: the link's token traded for a cookie; its writes
 -- also need the page's CSRF token
-local cookie = (assert(http.request { url = link }).headers["set-cookie"] or ""):match("^[^;]+")
-T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", headers = { cookie = cookie }, body = "{}" }).status, 403,
+local given = assert(http.request { url = link })
+local cookie = (given.headers["set-cookie"] or ""):match("^[^;]+")
+local mount = surl .. (given.headers.location or "/"):gsub("/$", "")
+T.is(assert(http.request { method = "POST", url = mount .. "/api/calls", headers = { cookie = cookie }, body = "{}" }).status, 403,
   "POST on the API with the cookie but without the CSRF token: 403")
-local csrf = json.decode(assert(http.request { headers = { cookie = cookie }, url = surl .. "/api/csrf" }).body).csrf
-T.is(assert(http.request { method = "POST", url = surl .. "/api/calls", headers = { ["x-procy-csrf"] = csrf, cookie = cookie },
+local csrf = json.decode(assert(http.request { headers = { cookie = cookie }, url = mount .. "/api/csrf" }).body).csrf
+T.is(assert(http.request { method = "POST", url = mount .. "/api/calls", headers = { ["x-procy-csrf"] = csrf, cookie = cookie },
   body = "{}" }).status, 405, "with it, POST where only GET is: 405")
 T.is(assert(http.request { headers = person, url = surl .. "/api/calls?limit=x" }).status, 400, "a bad parameter: 400")
 

@@ -86,40 +86,49 @@ for _, path in ipairs { "/", "/web/app.js", "/api/sessions", "/api/csrf", "/api/
   local r = assert(http.request { url = srv.url .. path, timeout = 5 })
   T.is(r.status, 401, path .. " without the token: 401")
 end
-T.is(assert(http.request { url = srv.url .. "/", headers = { cookie = "procy-" .. srv.port .. "=" .. ("0"):rep(32) } }).status,
+T.is(assert(http.request { url = srv.url .. srv.mount .. "/", headers = { cookie = "procy-" .. srv.port .. "=" .. ("0"):rep(32) } }).status,
   401, "a wrong cookie: 401")
-T.is(assert(http.request { url = srv.url .. "/", headers = { cookie = "procy-1=" .. srv.token } }).status,
+T.is(assert(http.request { url = srv.url .. srv.mount .. "/", headers = { cookie = "procy-1=" .. srv.token } }).status,
   401, "the token under another server's cookie name: 401")
 -- the link procy prints: the token is traded for an HttpOnly, SameSite=Strict
--- cookie named for this server, and the browser sent to the page without it
+-- cookie of this server's, for its secret mount alone (a browser sends a
+-- cookie to every port of a host: a path it sends it to only there), and
+-- the browser sent to the mount without the token
 local r = assert(http.request { url = srv.link })
-T.ok(r.status == 303 and r.headers.location == "/", "the link: sent on to / without its token", r.headers.location)
+T.ok(r.status == 303 and r.headers.location == srv.mount .. "/" and srv.mount:match("^/p/%x+$"),
+  "the link: sent on to the server's secret mount without its token", r.headers.location)
 local set = r.headers["set-cookie"] or ""
-T.ok(set:find("^procy%-" .. srv.port .. "=" .. srv.token .. ";") and set:find("HttpOnly", 1, true) and set:find("SameSite=Strict", 1, true),
-  "with the token as an HttpOnly, SameSite=Strict cookie of this server's", set)
+T.ok(set:find("^procy%-" .. srv.port .. "=" .. srv.token .. ";") and set:find("HttpOnly", 1, true)
+  and set:find("SameSite=Strict", 1, true) and set:find("Path=" .. srv.mount .. "/;", 1, true),
+  "with the token as an HttpOnly, SameSite=Strict cookie of this server's, for its mount alone", set)
 local person = { cookie = set:match("^[^;]+") }
+T.is(assert(http.request { url = srv.url .. "/api/sessions", headers = person }).status, 401,
+  "the cookie outside the mount opens nothing")
+T.is(assert(http.request { url = srv.url .. "/p/0123456789abcdef/api/sessions", headers = person }).status, 401,
+  "nor under another mount")
+local mbase = srv.url .. srv.mount
 
 -- ---- the page, as served ----------------------------------------------------------------
-r = assert(http.request { headers = person, url = srv.url .. "/" })
-T.ok(r.status == 200 and r.body:find('<script type="module" src="/web/app.js">', 1, true), "GET / is the monitor's page")
+r = assert(http.request { headers = person, url = mbase .. "/" })
+T.ok(r.status == 200 and r.body:find('<script type="module" src="web/app.js">', 1, true), "GET / is the monitor's page")
 T.like(r.headers["content-security-policy"] or "", "default%-src 'none'; script%-src 'self'", "with a policy that loads only procy's own files")
 local csrf = r.body:match('name="procy%-csrf" content="(%x+)"')
 T.ok(csrf and #csrf == 32, "and the server's CSRF token for its writes")
-r = assert(http.request { headers = person, url = srv.url .. "/web/app.js" })
+r = assert(http.request { headers = person, url = mbase .. "/web/app.js" })
 T.ok(r.status == 200 and r.headers["content-type"]:find("javascript", 1, true), "its modules, built into procy")
-T.is(assert(http.request { headers = person, url = srv.url .. "/web/../procy.lua" }).status, 404, "nothing outside web/")
-r = assert(http.request { url = srv.url .. "/api/sessions", headers = { host = "evil.example:" .. srv.port, cookie = person.cookie } })
+T.is(assert(http.request { headers = person, url = mbase .. "/web/../procy.lua" }).status, 404, "nothing outside web/")
+r = assert(http.request { url = mbase .. "/api/sessions", headers = { host = "evil.example:" .. srv.port, cookie = person.cookie } })
 T.is(r.status, 403, "a Host that is not procy's is refused (DNS rebinding)")
-r = assert(http.request { method = "POST", url = srv.url .. "/api/corrections", headers = { ["content-type"] = "application/json", cookie = person.cookie },
+r = assert(http.request { method = "POST", url = mbase .. "/api/corrections", headers = { ["content-type"] = "application/json", cookie = person.cookie },
   body = json.encode { session = a, turn = 1, corrected = "x" } })
 T.is(r.status, 403, "a write without the CSRF token is refused")
-r = assert(http.request { method = "POST", url = srv.url .. "/api/corrections",
+r = assert(http.request { method = "POST", url = mbase .. "/api/corrections",
   headers = { ["content-type"] = "application/json", ["x-procy-csrf"] = csrf, cookie = person.cookie },
   body = json.encode { session = b, corrected = "x" } })
 T.is(r.status, 404, "with it, the write is procy's to judge (a session with no turn: 404)")
 local ok, err = pcall(serve.start, { port = 0, host = "0.0.0.0", upstream = fake.url })
 T.ok(not ok and tostring(err):find("needs a token", 1, true), "listening beyond loopback without a token is refused", err)
-local s = json.decode(assert(http.request { headers = person, url = srv.url .. "/api/sessions/" .. a:sub(1, 8) }).body)
+local s = json.decode(assert(http.request { headers = person, url = mbase .. "/api/sessions/" .. a:sub(1, 8) }).body)
 T.ok(s.stats and s.stats.calls == 3 and s.stats.turns == 2 and s.stats.corrections == 1 and #s.turns == 2,
   "GET /api/sessions/ID: the session, its counts and turns")
 

@@ -412,7 +412,7 @@ do
   local http = require "procy.http"
   local serve = require "procy.serve"
   local srv = assert(serve.start { port = 0, upstream = "http://127.0.0.1:1", openai = "http://127.0.0.1:1" })
-  local base = srv.url
+  local base = srv.url .. srv.mount -- the monitor's page's own place, where its cookie is sent
   local cookie = ("procy-%d=%s"):format(srv.port, srv.token) -- as the monitor's page has it
   local csrf = json.decode(assert(http.request { headers = { cookie = cookie }, url = base .. "/api/csrf" }).body).csrf
   local function get(path)
