@@ -117,4 +117,21 @@ T.ok(not fs.stat(outside), "nothing outside")
 local ls = procy("agent", "ls").stdout
 procy("agent", "stop", "boxed")
 T.like(ls, "boxed", "listed")
+
+-- the real Claude Code in a terminal, sandboxed: procy's box gives it the
+-- terminal (its screen, keys and job control), its Bash runs inside, its
+-- calls reach the model through procy's relay, and /exit ends it
+local cterm = tmux.new { cols = 120, rows = 40, env = w.env,
+  cmd = "cd " .. q(w.work) .. " && " .. q(T.bin) .. " --sandbox -- " .. q(w.cli)
+    .. " --permission-mode acceptEdits --allowedTools Bash; echo procy-exit=$?" }
+cterm:see("\n❯", "interactive Claude Code starts in the sandbox", 30)
+core.sleep(0.5)
+cterm:type("TOOL:bash[echo in-the-box-$SANDBOX > tty.txt; tty -s && echo has-tty]")
+cterm:keys("Enter")
+cterm:see("FAKE: got tool result", "its Bash call runs and the answer comes back through procy", 30)
+T.is(T.read(w.work .. "/tty.txt"), "in-the-box-1\n", "inside the sandbox")
+cterm:type("/exit")
+cterm:keys("Enter")
+cterm:see("procy%-exit=0", "/exit ends it, and procy exits 0", 20)
+cterm:kill()
 return T.done()
