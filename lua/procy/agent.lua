@@ -73,7 +73,7 @@ A.__index = A
 -- ctx(a) -> what a profile's functions are given
 function A:ctx(extra)
   local c = { base_url = self.proxy.url .. "/s/" .. self.key, exe = core.exe, args = self.args,
-              session = self.session, resume = self.resume, env = self.extra_env }
+              session = self.session, resume = store.agent_id(self.resume), env = self.extra_env }
   for k, v in pairs(extra or {}) do c[k] = v end
   return c
 end

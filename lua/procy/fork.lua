@@ -122,7 +122,7 @@ function M.fork(o)
     return nil, ("ENOTSUP: a fork goes on with the agent's own conversation cut at the turn, which procy can do for "
       .. "Claude Code; session %s ran %s"):format(parent.id:sub(1, 8), tostring(parent.profile)), "ENOTSUP"
   end
-  local aid = parent.agent_session_id
+  local aid = store.agent_id(parent.agent_session_id)
   if not aid then return nil, "ENOENT: procy never learned Claude Code's session id for " .. parent.id:sub(1, 8), "ENOENT" end
   local at
   at, err, code = M.claude_message(aid, n)

@@ -48,7 +48,8 @@ M.hidden = { "~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gcloud", "~/.netrc", "~/
   "~/.config/gh", "~/.git-credentials", "~/.config/git/credentials", "~/.npmrc", "~/.pypirc",
   "~/.cargo/credentials.toml", "~/.cargo/credentials", "~/.azure", "~/.config/doctl", "~/.terraform.d",
   "~/.vault-token", "~/.password-store", "~/.local/share/keyrings", "~/.mozilla", "~/.config/chromium",
-  "~/.config/google-chrome" }
+  "~/.config/google-chrome", "~/.bash_history", "~/.zsh_history", "~/.local/share/fish", "~/.python_history",
+  "~/.psql_history", "~/.mysql_history", "~/.config/procy" }
 
 -- What procy or the person later runs or loads, relative to the project
 -- and to each writable path: read-only inside.
@@ -56,13 +57,14 @@ M.guarded = { "procy.lua", ".procy", ".git/config", ".git/hooks", ".git/info", "
   ".claude/settings.json", ".claude/settings.local.json", ".claude/commands", ".claude/agents",
   ".claude/hooks", ".claude/skills", ".claude/plugins", ".claude/output-styles", ".mcp.json",
   ".codex/config.toml", ".codex/prompts", ".codex/rules", ".gemini/settings.json", ".qwen/settings.json",
-  ".opencode.json", "opencode.json", ".vscode/tasks.json", ".vscode/settings.json", ".envrc" }
+  ".opencode.json", "opencode.json", ".vscode/tasks.json", ".vscode/settings.json", ".envrc",
+  ".husky", ".pre-commit-config.yaml", "lefthook.yml", ".lefthook.yml" }
 
 -- The same, by an agent's home directory (its settings, hooks, commands,
 -- plugins, MCP servers and instructions).
 M.guarded_home = { "~/.claude/settings.json", "~/.claude/settings.local.json", "~/.claude/commands",
   "~/.claude/agents", "~/.claude/hooks", "~/.claude/skills", "~/.claude/plugins", "~/.claude/output-styles",
-  "~/.claude/CLAUDE.md", "~/.codex/config.toml", "~/.codex/AGENTS.md", "~/.codex/prompts", "~/.codex/rules",
+  "~/.claude/CLAUDE.md", "~/.claude/local", "~/.codex/config.toml", "~/.codex/AGENTS.md", "~/.codex/prompts", "~/.codex/rules",
   "~/.bashrc", "~/.profile", "~/.bash_profile", "~/.zshrc", "~/.gitconfig", "~/.config/git" }
 
 -- Files the agent rewrites as it runs, but which also hold what the
@@ -188,6 +190,60 @@ B.__index = B
 -- finish(): the run is over. A guarded path that was not there before and
 -- is now (the agent made it) is moved aside as NAME.sandboxed-TIME and
 -- said; the relay and the private copies go.
+-- scan(root) -> {path = stat}, whether it stopped short: every path under
+-- root named as a guarded path ends (procy.lua, .claude/settings.json,
+-- .mcp.json, ...) or `.git`; links are not followed, .git directories not
+-- entered (at most a million entries)
+local function scan(root)
+  local names = {}
+  for _, g in ipairs(M.guarded) do names[g:match("[^/]+$")] = true end
+  local found, left = {}, 1000000
+  local function walk(d)
+    for _, name in ipairs(fs.dir(d) or {}) do
+      left = left - 1
+      if left < 0 then return end
+      local path = d .. "/" .. name
+      local st = fs.stat(path, true)
+      if st then
+        if name == ".git" then
+          found[path] = st
+        elseif names[name] then
+          for _, g in ipairs(M.guarded) do
+            if path:sub(-#g - 1) == "/" .. g then found[path] = st break end
+          end
+        end
+        if st.type == "dir" and name ~= ".git" then walk(path) end
+      end
+    end
+  end
+  walk(root)
+  return found, left < 0
+end
+
+-- The first link on the way to path inside a writable path (what must be
+-- moved aside in its place: never what the link names), else path.
+local function first_link(path, roots)
+  for _, root in ipairs(roots) do
+    if path ~= root and path:sub(1, #root + 1) == root .. "/" then
+      local at = root
+      for part in path:sub(#root + 2):gmatch("[^/]+") do
+        at = at .. "/" .. part
+        local st = fs.stat(at, true)
+        if not st then return path end
+        if st.type == "link" then return at end
+      end
+    end
+  end
+  return path
+end
+
+-- finish(): the run is over. What procy or the person would later run or
+-- load that the agent made or changed is moved aside as NAME.sandboxed-TIME
+-- and said: a guarded path that was not there before; a guarded link that
+-- now is another, or names another file; anywhere in the project, a path
+-- named as a guarded one (a procy.lua, agent settings, a .git) that was
+-- not there before the run or (a file) changed during it. The relay and
+-- the private copies go.
 function B:finish()
   if self.finished then return end
   self.finished = true
@@ -195,51 +251,40 @@ function B:finish()
     self.relay:kill("KILL")
     pcall(self.relay.wait, self.relay, 2)
   end
-  -- a guarded path that was a link, now something else (the link is in
-  -- a writable directory: only what it named was read-only)
+  local aside = {}
+  for _, path in ipairs(self.absent) do aside[#aside + 1] = first_link(path, self.roots or {}) end
   for path, st in pairs(self.present) do
     if st.type == "link" then
       local now = fs.stat(path, true)
-      if now and (now.ino ~= st.ino or now.type ~= st.type) then self.absent[#self.absent + 1] = path end
-    end
-  end
-  -- procy takes the nearest procy.lua from where it starts, an agent its
-  -- settings from where it starts: one the agent made (or changed: the
-  -- inode's change time, which no program sets back) anywhere in the
-  -- project is moved aside as well
-  local names = {}
-  for _, g in ipairs(M.guarded) do names[g:match("[^/]+$")] = true end
-  local budget = 1000000
-  for _, root in ipairs(self.writable or {}) do
-    local function walk(d)
-      for _, name in ipairs(fs.dir(d) or {}) do
-        budget = budget - 1
-        if budget < 0 then return end
-        local path = d .. "/" .. name
-        local st = fs.stat(path, true)
-        if st and st.type == "dir" then
-          if name ~= ".git" and name ~= "node_modules" then walk(path) end
-        elseif st and names[name] and st.ctime >= self.started and not self.present[path] then
-          for _, g in ipairs(M.guarded) do
-            if path:sub(-#g - 1) == "/" .. g then self.absent[#self.absent + 1] = path break end
-          end
-        end
+      local target = fs.realpath(path)
+      local tst = target and fs.stat(target, true)
+      if now and (now.ino ~= st.ino or now.type ~= st.type or target ~= st.target or (tst and tst.ino) ~= st.target_ino) then
+        aside[#aside + 1] = first_link(path, self.roots or {})
       end
     end
-    walk(root)
   end
-  if budget < 0 then
-    io.stderr:write("procy: the sandboxed agent's project holds over a million files: procy did not look at them all "
-      .. "for a procy.lua or agent settings it made\n")
+  for _, root in ipairs(self.writable or {}) do
+    local after, short = scan(root)
+    local before = self.before and self.before[root] or {}
+    for path, st in pairs(after) do
+      local was = before[path]
+      if not was or (st.type ~= "dir" and was.type ~= "dir" and (st.ctime ~= was.ctime or st.ino ~= was.ino)) then
+        if not self.present[path] then aside[#aside + 1] = path end
+      end
+    end
+    if short then
+      io.stderr:write("procy: the sandboxed agent's project holds over a million files: procy did not look at them all "
+        .. "for a procy.lua, agent settings or a .git it made\n")
+    end
   end
   local moved = {}
-  for _, path in ipairs(self.absent) do
+  for _, path in ipairs(aside) do
     if not moved[path] and fs.stat(path, true) then
       moved[path] = true
-      local aside = ("%s.sandboxed-%d"):format(path, os.time())
-      if os.rename(path, aside) then
+      local to = ("%s.sandboxed-%d"):format(path, os.time())
+      if os.rename(path, to) then
         io.stderr:write(("procy: the sandboxed agent made %s, which procy or you would later run or load: "
-          .. "moved to %s\n"):format(path, aside))
+          .. "moved to %s\n"):format(path, to))
       end
     end
   end
@@ -326,8 +371,12 @@ function M.wrap(argv, o)
   end
   if p.defaults ~= false then bind(cwd) end
   for _, w in ipairs(p.writable or {}) do bind(w) end
-  -- the project, where procy starts from (not for check()'s probe of "/")
+  -- the project, where procy starts from (not for check()'s probe of "/"):
+  -- what is named as a guarded path there now, to compare at finish
   box.writable = (p.defaults ~= false and not o.probe) and { writable[1] } or {}
+  box.roots = writable
+  box.before = {}
+  for _, root in ipairs(box.writable) do box.before[root] = scan(root) end
   local function in_writable(path)
     for _, w in ipairs(writable) do if under(path, w) then return true end end
     return false
@@ -414,8 +463,21 @@ function M.wrap(argv, o)
     end
     git_dir_guard(git_dir, 0)
     if common ~= git_dir then git_dir_guard(common, 0) end
-    local hooks = gitx.run({ "config", "--file", common .. "/config", "--get", "core.hooksPath" }, { cwd = top })
-    if hooks and hooks ~= "" then guard(hooks:sub(1, 1) == "/" and hooks or top .. "/" .. hooks) end
+    local hooks = gitx.run({ "config", "--file", common .. "/config", "--includes", "--get", "core.hooksPath" }, { cwd = top })
+    if hooks and hooks ~= "" then
+      if hooks:sub(1, 2) == "~/" then hooks = home() .. hooks:sub(2) end
+      guard(hooks:sub(1, 1) == "/" and hooks or top .. "/" .. hooks)
+    end
+    -- every file the repository's config includes (a shared config kept in
+    -- the work tree): as much the repository's config as .git/config
+    local list = gitx.run({ "config", "--file", common .. "/config", "--includes", "--list", "--show-origin", "-z" },
+      { cwd = common })
+    local fields = {}
+    for f in (list or ""):gmatch("([^%z]*)%z") do fields[#fields + 1] = f end
+    for i = 1, #fields - 1, 2 do -- origin, then "key\nvalue"
+      local origin = fields[i]:match("^file:(.+)$")
+      if origin then guard(origin:sub(1, 1) == "/" and origin or common .. "/" .. origin) end
+    end
   end
   table.sort(guarded)
   local parents, ro = {}, {}
@@ -424,6 +486,11 @@ function M.wrap(argv, o)
       local st = fs.stat(path, true)
       if st then
         box.present[path] = st
+        if st.type == "link" then
+          st.target = fs.realpath(path)
+          local tst = st.target and fs.stat(st.target, true)
+          st.target_ino = tst and tst.ino
+        end
         -- its directories below the writable path: mount points (bound
         -- onto themselves), which the agent cannot rename away
         local d = dirname(path)

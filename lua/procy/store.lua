@@ -157,7 +157,21 @@ end
 
 -- agent_session(id, agent_id): the agent's own session id, for resuming it
 function M.agent_session(id, agent_id)
+  if not M.agent_id(agent_id) then
+    require("procy.core").log("warn", ("session %s: the agent said its session id is %q, which is none: not kept")
+      :format(tostring(id):sub(1, 8), tostring(agent_id):sub(1, 80)))
+    return nil
+  end
   return M.open():exec("UPDATE sessions SET agent_session_id = ? WHERE id = ?", agent_id, id)
+end
+
+-- agent_id(id) -> id when it can be an agent's own session id (letters,
+-- digits, - and _; a UUID), else nil. It becomes an argument of the
+-- agent's command line (--resume ID, resume ID), sometimes outside any
+-- sandbox (procy fork): what a sandboxed agent reports through its hooks
+-- must never be an option.
+function M.agent_id(id)
+  return type(id) == "string" and #id <= 128 and id:match("^[%w][%w_%-]*$") and id or nil
 end
 
 -- end_session(id, {status =, code =, signal =, bytes_in =, bytes_out =})

@@ -339,6 +339,7 @@ int net_main(int argc, char **argv)
 	signal(SIGTERM, pass_on);
 	signal(SIGINT, pass_on);
 	signal(SIGHUP, pass_on);
+	signal(SIGPIPE, SIG_IGN); /* bwrap gone before it read the go-ahead: its status says why */
 	net_child = fork();
 	if (net_child < 0) {
 		fprintf(stderr, "procy: sandbox network: fork: %s\n", strerror(errno));

@@ -435,8 +435,9 @@ static void start_call(server_t *srv, hreq_t *r)
 	size_t n = 0;
 	for (size_t i = 0; lines && i < c->nreq; i++) {
 		const xfer_header *h = &c->req_hdr[i];
-		if (proxy_hop_by_hop(h->name) || (strcasecmp(h->name, "authorization") == 0 && hreq_is_our_token(r, h->value)))
-			continue; /* procy's own token stays here */
+		if (proxy_hop_by_hop(h->name) || (strcasecmp(h->name, "authorization") == 0 && hreq_is_our_token(r, h->value)) ||
+		    (strcasecmp(h->name, "cookie") == 0 && r->mounted))
+			continue; /* procy's own token stays here (a browser's cookie under the mount holds it) */
 		if (!family_key(openai, h->name, c->req_hdr, c->nreq))
 			continue; /* another family's key never leaves for this one's upstream */
 		if (asprintf(&lines[n], "%s: %s", h->name, h->value) >= 0)

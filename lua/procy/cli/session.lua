@@ -68,7 +68,7 @@ function M.run(opts)
       -- codex resume ID); else it starts a new one, and procy says so
       -- (a generic agent, a shell, has no conversation to go on with)
       if opts.resume then
-        local aid = opts.resume.agent_session_id
+        local aid = store.agent_id(opts.resume.agent_session_id)
         if aid and profile.resume_args then
           table.move(profile.resume_args(aid), 1, #profile.resume_args(aid), 2, run)
           io.stderr:write(("procy: resuming %s's own session %s\n"):format(profile.name, aid))

@@ -74,6 +74,13 @@ T.write(w.work .. "/procy.lua", ("return { db = %q, upstream = %q, bwrap = %q }"
 local out = w.dir .. "/out"
 fs.mkdir(out)
 local function procy(...) return T.procy({ ... }, { cwd = w.work, env = w.env, timeout = 180 }) end
+-- the project a git repository that includes a config from its work tree;
+-- Claude Code's local install in its home
+T.git(w.work, "init", "-q")
+T.write(w.work .. "/.shared.gitconfig", "[core]\n\tautocrlf = false\n")
+T.git(w.work, "config", "include.path", "../.shared.gitconfig")
+fs.mkdir(w.env.HOME .. "/.claude/local")
+T.write(w.env.HOME .. "/.claude/local/claude", "#!/bin/sh\nexec true\n")
 local settings = w.env.HOME .. "/.claude/settings.json"
 if not fs.stat(settings) then fs.mkdir(w.env.HOME .. "/.claude") T.write(settings, "{}\n") end
 local settings_before = T.read(settings)

@@ -104,6 +104,19 @@ check git-include git config include.path "$PWD/evil.cfg"
 printf '[core]\n\tfsmonitor = %s\n[filter "x"]\n\tclean = %s\n' "$(mark include-fsmonitor)" "$(mark include-filter)" > evil.cfg
 echo '* filter=x diff=x' > .gitattributes
 check outside-write sh -c "echo x > '$OUT/direct'"
+# a config file the repository includes from the work tree, and the
+# agent's local install the person runs
+check git-included-config sh -c "printf '[core]\n\tfsmonitor = %s\n' '$(mark included)' >> .shared.gitconfig"
+check claude-local sh -c "echo '$(mark claude-local)' >> ~/.claude/local/claude"
+# a repository of the agent's inside the project (its .git a file naming a
+# git directory with a config of the agent's), a procy.lua stashed where
+# nobody looks, and a link out under a guarded name (procy moves the link,
+# never what it names)
+mkdir -p sub2/.x/objects sub2/.x/refs && echo 'ref: refs/heads/main' > sub2/.x/HEAD &&
+  printf '[core]\n\trepositoryformatversion = 0\n\tfsmonitor = %s\n' "$(mark nested-git)" > sub2/.x/config &&
+  echo 'gitdir: .x' > sub2/.git
+mkdir -p node_modules/stash && echo "os.exit(1)" > node_modules/stash/procy.lua
+[ -n "$VICTIM" ] && ln -sfn "$VICTIM" .gemini
 
 # the agent's own work
 echo work > made.txt && [ "$(cat made.txt)" = work ] && echo "RESULT edit works" || echo "RESULT edit BROKEN"

@@ -30,8 +30,16 @@ T.write(work .. "/README", "project\n")
 T.write(work .. "/procy.lua", "return {}\n") -- the person's own
 fs.mkdir(work .. "/.claude")
 T.write(work .. "/.claude/settings.json", "{}\n")
+T.write(work .. "/.shared.gitconfig", "[core]\n\tautocrlf = false\n") -- a config the repository includes
+fs.mkdir(home .. "/.claude/local")
+T.write(home .. "/.claude/local/claude", "#!/bin/sh\nexec true\n") -- Claude Code's local install
+-- the person's own files where a link the agent makes could point
+local victim = dir .. "/victim"
+fs.mkdir(victim)
+T.write(victim .. "/settings.json", "{\"mine\": true}\n")
 T.git(work, "add", "-A")
 T.git(work, "-c", "user.name=p", "-c", "user.email=p@l", "commit", "-qm", "base")
+T.git(work, "config", "include.path", "../.shared.gitconfig")
 
 local fake = require("lib.fake").start(dir .. "/fake")
 local _f <close> = fake.proc
@@ -68,7 +76,7 @@ local tmux = proc.run { "tmux", "-S", sock, "new-session", "-d", "sleep 300" }
 T.ok(tmux and tmux.code == 0, who .. ": (the person's tmux server runs)", tmux and tmux.stderr)
 
 local env = { BASE = s.url .. "/s/" .. key, PORT = tostring(s.port), OTHER = other, HOSTPORT = tostring(host:port()),
-  OLD = old, RUNSOCK = runsock or false, OUT = out, TMUXSOCK = sock, OUTSIDE_URL = wide and ("http://%s:%d/"):format(addr, wide:port()) or false, PROCY_PID = tostring(select(2, store.process_id("self"))), RECORD = store.path() }
+  OLD = old, VICTIM = victim, RUNSOCK = runsock or false, OUT = out, TMUXSOCK = sock, OUTSIDE_URL = wide and ("http://%s:%d/"):format(addr, wide:port()) or false, PROCY_PID = tostring(select(2, store.process_id("self"))), RECORD = store.path() }
 -- the probe in the project (the sandbox's /tmp is its own: a checkout
 -- under /tmp is not there)
 local probe = work .. "/.escape_probe.sh"
@@ -138,6 +146,12 @@ T.is(table.concat(fs.dir(out) or {}, " "), "", who .. ": and no planted filter, 
 T.is(T.read(home .. "/.claude/settings.json"), "{}\n", who .. ": the agent's settings as they were")
 T.is(T.read(work .. "/.claude/settings.json"), "{}\n", who .. ": the project's agent settings as they were")
 T.ok(not fs.stat(work .. "/.git/commondir"), who .. ": the commondir the agent made was moved aside")
+T.ok(not fs.stat(work .. "/sub2/.git"), who .. ": the repository the agent made in the project was moved aside")
+T.ok(not fs.stat(work .. "/node_modules/stash/procy.lua"), who .. ": a procy.lua stashed in node_modules was moved aside")
+T.is(T.read(victim .. "/settings.json"), "{\"mine\": true}\n", who .. ": a link the agent made is moved, never what it names")
+T.ok(not fs.stat(work .. "/.gemini", true), who .. ": (the link itself moved aside)")
+local nested = proc.run({ "git", "status", "--short" }, { cwd = work .. "/sub2" })
+T.is(table.concat(fs.dir(out) or {}, " "), "", who .. ": the person's git in that directory runs nothing of the agent's")
 T.git(work, "status", "--short")
 T.is(table.concat(fs.dir(out) or {}, " "), "", who .. ": the person's own git status after it runs nothing of the agent's")
 T.ok(not fs.stat(sock) or proc.run({ "tmux", "-S", sock, "list-windows" }).stdout:match("^[^\n]*\n?$"),
@@ -154,6 +168,13 @@ T.is(store.open():query("SELECT count(*) AS n FROM api_calls WHERE session_id = 
   who .. ": none filed under the session it named without that session's key")
 T.is(store.open():query("SELECT count(*) AS n FROM api_calls WHERE session_id = ?", other)[1].n, 0,
   who .. ": none in the other session")
+-- what an agent says its own session id is goes on a command line (its
+-- --resume, procy fork's outside any sandbox): never an option
+store.agent_session(id, "--settings={\"hooks\":{}}")
+T.is(store.open():query("SELECT agent_session_id FROM sessions WHERE id = ?", id)[1].agent_session_id, nil,
+  who .. ": an agent session id that is an option is not kept")
+T.ok(store.agent_id("0b9e6a52-7c1d-4f3e-9a8b-2d5c6e7f8a9b") and not store.agent_id("-x") and not store.agent_id("a b"),
+  who .. ": ids are letters, digits, - and _")
 local st = fs.stat(store.path())
 T.is(st and st.mode, 384, who .. ": the record is 0600")
 local dst = fs.stat(dir .. "/data")
