@@ -39,7 +39,7 @@ M.off = {
   { "commit.gpgSign", "false" }, { "tag.gpgSign", "false" }, { "gpg.program", "false" },
   { "gpg.ssh.program", "false" }, { "gpg.x509.program", "false" }, { "gc.auto", "0" },
   { "maintenance.auto", "false" }, { "core.editor", "false" }, { "sequence.editor", "false" },
-  { "uploadpack.packObjectsHook", "" }, { "core.untrackedCache", "false" },
+  { "uploadpack.packObjectsHook", "" }, { "core.untrackedCache", "false" }, { "submodule.recurse", "false" },
 }
 
 -- The keys of a driver section, each blanked for every driver name found.
