@@ -84,11 +84,6 @@ static int person_auth(const hreq_t *r)
 	return AUTH_NONE;
 }
 
-int hreq_authorized(const hreq_t *r)
-{
-	return person_auth(r) != AUTH_NONE;
-}
-
 /* ---- the agents' session keys ---------------------------------------------------- */
 
 struct skey {

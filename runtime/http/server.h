@@ -90,7 +90,6 @@ void        server_keys_free(server_t *srv);
 /* http_guard.c: the checks every request passes once its headers are in.
    0, or the status to refuse it with, and the error's type and message. */
 int         hreq_refusal(hreq_t *r, const char **type, const char **msg);
-int         hreq_authorized(const hreq_t *r);
 /* Whether an Authorization value is procy's own token (never sent on). */
 int         hreq_is_our_token(const hreq_t *r, const char *value);
 int         hreq_respond(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
