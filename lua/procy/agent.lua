@@ -186,7 +186,16 @@ function A:close()
   opened[self] = nil
   self.driver:close()
   if self.box then self.box:finish() end
-  if self.tracker.open then self.tracker:finish { status = "interrupted", error = "the agent was closed" } end
+  if self.tracker.open then
+    -- an agent that exits right after answering (a headless run) ended its
+    -- turn: its calls recorded, the API says whether it had
+    if not self.proxy.stopped then self:settle() end
+    if self.tracker:api_done(0) then
+      self.tracker:finish { status = "done" }
+    else
+      self.tracker:finish { status = "interrupted", error = "the agent was closed" }
+    end
+  end
   self.off_call()
   serve.hooks[self.hook_key] = nil
   if not self.proxy.stopped then self.proxy.srv:key(self.key) end

@@ -56,6 +56,8 @@ M.settings = {
     doc = "where the proxy sends API calls (PROCY_UPSTREAM and --upstream override)" },
   { name = "openai_upstream", type = "string", default = "https://api.openai.com",
     doc = "where /v1/chat/completions and /v1/responses go (PROCY_OPENAI_UPSTREAM overrides)" },
+  { name = "google_upstream", type = "string", default = "https://generativelanguage.googleapis.com",
+    doc = "where Gemini API calls (/v1beta/models/...) go (PROCY_GOOGLE_UPSTREAM overrides)" },
   { name = "upstream_timeout", type = "number", default = 600,
     doc = "seconds an upstream may send nothing before the call fails with 504" },
   { name = "providers", type = "table", default = {},

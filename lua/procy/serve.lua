@@ -41,7 +41,8 @@ end
 
 local function strip(url) return (url:gsub("/+$", "")) end
 
--- upstreams{upstream =, openai =, agent_env = true} -> anthropic, openai.
+-- upstreams{upstream =, openai =, google =, agent_env = true} -> anthropic,
+-- openai, google.
 -- Order: the flag, PROCY_UPSTREAM, `upstream` from a config file, then for
 -- a wrapped agent the base URL it would have used (ANTHROPIC_BASE_URL,
 -- OPENAI_BASE_URL), then the default.
@@ -53,7 +54,8 @@ function M.upstreams(o)
   end
   local a = pick(o.upstream, "PROCY_UPSTREAM", "upstream", "ANTHROPIC_BASE_URL")
   local oa = pick(o.openai, "PROCY_OPENAI_UPSTREAM", "openai_upstream", "OPENAI_BASE_URL")
-  return strip(a), (strip(oa):gsub("/v1$", ""))
+  local g = pick(o.google, "PROCY_GOOGLE_UPSTREAM", "google_upstream", "GOOGLE_GEMINI_BASE_URL")
+  return strip(a), (strip(oa):gsub("/v1$", "")), strip(g)
 end
 
 -- ---- the JSON API ---------------------------------------------------------------
@@ -89,6 +91,7 @@ routes["/health"] = function(req, s)
   reply(req, 200, { ok = ok and not st.failing, version = core.version,
     uptime_s = core.now() - s.started, db = ok and "ok" or tostring(err), db_path = store.path(),
     calls = ok and (rows[1].n or 0) or nil, upstream = s.upstream, openai_upstream = s.openai,
+    google_upstream = s.google,
     record = { relayed = st.relayed, recorded = st.recorded, marked = st.marked, lost = st.lost,
       waited = st.waited, waiting = st.held, queued = st.queued, queued_bytes = st.queued_bytes,
       failures = st.failures, failing = st.failing or json.null },
@@ -471,10 +474,10 @@ function M.start(o)
   reader, err, code = store.reader()
   if not reader then return core.wrap("cannot read the record", err, code) end
   local cfg = config.get()
-  local up, oup = M.upstreams(o)
+  local up, oup, gup = M.upstreams(o)
   local host = o.host or "127.0.0.1"
   local port = o.port or cfg.port
-  for _, u in ipairs { up, oup } do
+  for _, u in ipairs { up, oup, gup } do
     local h, p = u:match("^https?://([^/:]*):?(%d*)")
     if port ~= 0 and (h == host or h == "localhost" and host == "127.0.0.1") and tonumber(p) == port then
       return nil, "the upstream " .. u .. " is this server itself", "ELOOP"
@@ -501,12 +504,12 @@ function M.start(o)
   end
   local srv
   srv, err, code = http.serve { host = host, port = port, token = o.token, max_body = o.max_body, lazy = o.lazy,
-    proxy = { anthropic = up, openai = oup, stall_timeout = cfg.upstream_timeout,
+    proxy = { anthropic = up, openai = oup, google = gup, stall_timeout = cfg.upstream_timeout,
       divert = o.replay and "all" or router ~= nil },
     record = { db = store.path(), session = o.session, redact = cfg.redact, prices = price_list,
       max_queued = o.max_queued } }
   if not srv then return nil, err, code end
-  local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, session = o.session,
+  local s = { srv = srv, port = srv:port(), upstream = up, openai = oup, google = gup, session = o.session,
     started = core.now(), reader = reader, token = o.token, ui = o.ui ~= false, router = router, replay = o.replay }
   s.url = "http://" .. host .. ":" .. s.port
   s.token = srv:token()

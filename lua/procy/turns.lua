@@ -71,15 +71,88 @@ local function resum(turn)
     (s.unpriced or 0) == 0 and s.cost or nil, turn.calls, turn.side_calls, turn.id)
 end
 
+-- ---- main or side: decided from the wire ------------------------------------------
+--
+-- The agent's own conversation (main) is told from the calls on the side
+-- by what every API's traffic shows, not by who sent it: a call carries a
+-- conversation (its first message's digest, `head`) and a tool set.
+--   * a call of the main conversation (same head) with at least its tools
+--     goes on with it: main; with fewer tools (the conversation handed to
+--     a helper: memory extraction, a summary) it is a side call;
+--   * a new conversation with the main's very tool set is the agent
+--     starting afresh (a new session, /clear): main;
+--   * with no tools, while the main has some (a title, a classifier, a
+--     router's check): side; with tools of its own (a subagent, or a
+--     helper agent): subagent;
+--   * before any main, a call with tools is the main; one without is main
+--     only for now: when a call with tools comes in the same turn, that one
+--     is, and the first becomes the side call it was (opencode's title
+--     comes before its first answer; Gemini CLI's classifier too).
+-- The profile's guess (c.role: Claude Code's and Codex's traffic) counts
+-- only where the wire says nothing (a call with no conversation).
+
+local function set_role(c, role)
+  if c.role ~= role then
+    store.open():exec("UPDATE api_calls SET role = ? WHERE id = ?", role, c.id)
+    c.role = role
+  end
+end
+
+function T:judge(c)
+  local main = self.main
+  if not c.thread_head or c.api == "other" then return c.role or "main" end
+  local th = { head = c.thread_head, tools = c.thread_tools or 0, sig = c.thread_sig or "" }
+  if not main or (main.provisional and th.tools > 0 and main.tools == 0) then
+    if c.role == "side" and th.tools == 0 then return "side" end -- the profile knows it (a title)
+    local demoted = main and main.call
+    self.main = { head = th.head, tools = th.tools, sig = th.sig, provisional = th.tools == 0, call = c }
+    if demoted then self:demote(demoted, c) end
+    return "main"
+  end
+  if th.head == main.head then
+    if th.tools >= main.tools then
+      main.tools, main.sig, main.call = th.tools, th.sig, c
+      return "main"
+    end
+    return "side"
+  end
+  if th.sig == main.sig and (th.tools > 0 or not self.open) then
+    main.head, main.call = th.head, c
+    return "main"
+  end
+  if th.tools == 0 then return "side" end
+  return "subagent"
+end
+
+-- demote(old, new): a call taken for the main one (before any call with
+-- tools came) was on the side: it leaves the turn's main calls, and the
+-- turn's prompt becomes the real main call's.
+function T:demote(old, new)
+  set_role(old, "side")
+  local turn = self.open
+  if not turn or old.turn_id ~= turn.id then return end
+  turn.calls, turn.side_calls = turn.calls - 1, turn.side_calls + 1
+  if turn.last_main == old then turn.last_main = nil end
+  if turn.prompt_from == old and new.prompt then
+    turn.prompt, turn.prompt_from = new.prompt, new
+    store.open():exec("UPDATE turns SET prompt = ? WHERE id = ?", new.prompt, turn.id)
+  end
+end
+
 -- call(summary): a recorded API call of this session (serve.on_call)
 function T:call(c)
+  set_role(c, self:judge(c))
   local turn = self.open
   -- calls are recorded a moment after they end: one that started before
   -- the last turn ended belongs to it (a title, or its final answer)
   local late = not turn and self.last and c.started_at <= (self.last.ended_at or 0) and self.last
   if late then turn = late end
-  if not turn and c.role == "main" and c.prompt then turn = self:begin(c.prompt) end
+  if not turn and c.role == "main" and c.prompt then
+    turn = self:begin(c.prompt)
+    turn.prompt_from = c
+  end
   if not turn then return end
+  c.turn_id = turn.id
   local h = store.open()
   h:exec("UPDATE api_calls SET turn_id = ? WHERE id = ?", turn.id, c.id)
   h:exec("UPDATE tool_calls SET turn_id = ? WHERE api_call_id = ? AND turn_id IS NULL", turn.id, c.id)
@@ -87,7 +160,7 @@ function T:call(c)
     turn.calls = turn.calls + 1
     turn.last_main = c
     if not turn.prompt and c.prompt then
-      turn.prompt = c.prompt
+      turn.prompt, turn.prompt_from = c.prompt, c
       h:exec("UPDATE turns SET prompt = ? WHERE id = ?", c.prompt, turn.id)
     end
   else

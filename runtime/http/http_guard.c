@@ -153,7 +153,43 @@ static int session_key(hreq_t *r)
 	return 0;
 }
 
-/* What a route needs: the proxy's (/v1/, /s/TAG/v1/) and the routes that
+int hreq_api_path(const char *p)
+{
+	return strncmp(p, "/v1/", 4) == 0 || strncmp(p, "/v1beta/", 8) == 0 || strncmp(p, "/v1alpha/", 9) == 0;
+}
+
+/* A base URL without its API version: clients of the same API disagree on
+   whether /v1 belongs to it (Anthropic's SDKs add it, the AI SDK expects
+   it in the base), so /messages, /chat/completions, /responses,
+   /completions, /embeddings and /models, at the root or under /s/TAG/,
+   are the /v1/ ones. 0, or -1 out of memory. */
+static int add_version(hreq_t *r)
+{
+	char *uri = r->uri.p, *rest = uri;
+	if (strncmp(uri, "/s/", 3) == 0)
+		rest = uri + 3 + strcspn(uri + 3, "/?#");
+	if (hreq_api_path(rest))
+		return 0;
+	static const char *const bare[] = { "/messages", "/chat/completions", "/responses", "/completions",
+	                                    "/embeddings", "/models", NULL };
+	int hit = 0;
+	for (const char *const *b = bare; *b && !hit; b++) {
+		size_t n = strlen(*b);
+		hit = strncmp(rest, *b, n) == 0 && (rest[n] == 0 || rest[n] == '/' || rest[n] == '?');
+	}
+	if (!hit)
+		return 0;
+	size_t at = (size_t)(rest - uri);
+	if (buf_reserve(&r->uri, 3) < 0)
+		return -1;
+	uri = r->uri.p;
+	memmove(uri + at + 3, uri + at, strlen(uri + at) + 1);
+	memcpy(uri + at, "/v1", 3);
+	r->uri.len = strlen(uri) + 1;
+	return 0;
+}
+
+/* What a route needs: the proxy's (/v1/, /v1beta/, /s/TAG/v1/...) and the routes that
    check a key of their own (an agent's hooks, a background agent's
    control) need no token on loopback; /health says more with one; every
    other route is the person's. */
@@ -162,7 +198,7 @@ static int persons_route(const char *uri)
 	const char *rest = uri;
 	if (strncmp(uri, "/s/", 3) == 0)
 		rest = uri + 3 + strcspn(uri + 3, "/?#");
-	if (strncmp(rest, "/v1/", 4) == 0)
+	if (hreq_api_path(rest))
 		return 0;
 	if (strncmp(uri, "/hooks/", 7) == 0 || strncmp(uri, "/agent/", 7) == 0)
 		return 0;
@@ -281,6 +317,11 @@ int hreq_refusal(hreq_t *r, const char **type, const char **msg)
 		*type = "permission_error";
 		*msg = "procy: this session's routes take its key (the base URL procy gave its agent)";
 		return 403;
+	}
+	if (add_version(r) < 0) {
+		*type = "api_error";
+		*msg = "procy: out of memory";
+		return 503;
 	}
 	if (r->auth != AUTH_KEY)
 		r->auth = person_auth(r);

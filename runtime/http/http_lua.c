@@ -249,7 +249,7 @@ static int srv_gc(lua_State *L)
 }
 
 /* serve{host = "127.0.0.1", port = 7862, token =, max_body =, idle_timeout = 30, lazy =,
-   proxy = {anthropic =, openai =, stall_timeout = 600, divert = false},
+   proxy = {anthropic =, openai =, google =, stall_timeout = 600, divert = false},
    record = {db =, session =, redact =, prices =, max_queued = 4096,
    max_queued_bytes = 64 MB}} -> server | nil, err, code */
 static int http_serve(lua_State *L)
@@ -318,8 +318,10 @@ static int http_serve(lua_State *L)
 		int t = lua_gettop(L);
 		lua_getfield(L, t, "anthropic");
 		lua_getfield(L, t, "openai");
-		srv->proxy = proxy_new(luaL_optstring(L, -2, "https://api.anthropic.com"),
-		                       luaL_optstring(L, -1, "https://api.openai.com"),
+		lua_getfield(L, t, "google");
+		srv->proxy = proxy_new(luaL_optstring(L, -3, "https://api.anthropic.com"),
+		                       luaL_optstring(L, -2, "https://api.openai.com"),
+		                       luaL_optstring(L, -1, "https://generativelanguage.googleapis.com"),
 		                       procy_opt_number(L, t, "stall_timeout", 600));
 		lua_getfield(L, t, "divert"); /* true: the Messages calls; "all": every one */
 		if (srv->proxy)

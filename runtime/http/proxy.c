@@ -28,7 +28,7 @@
 #define WHOLE_MAX  (256 << 10) /* answers up to this size may be sent whole */
 
 struct proxy {
-	char  *anthropic, *openai; /* upstream bases, without a trailing slash */
+	char  *base[3];            /* upstream bases by family (FAM_*), without a trailing slash */
 	double stall;              /* seconds the upstream may send nothing */
 	list_t running, finished;
 	list_t held;               /* requests waiting for the recorder to catch up */
@@ -39,24 +39,22 @@ struct proxy {
 
 
 
-proxy_t *proxy_new(const char *anthropic, const char *openai, double stall)
+proxy_t *proxy_new(const char *anthropic, const char *openai, const char *google, double stall)
 {
 	proxy_t *p = calloc(1, sizeof *p);
 	if (!p)
 		return NULL;
 	p->stall = stall > 0 ? stall : 600;
-	p->anthropic = strdup(anthropic);
-	p->openai = strdup(openai);
-	if (!p->anthropic || !p->openai) {
-		proxy_free(p);
-		return NULL;
+	const char *given[3] = { anthropic, openai, google };
+	for (int f = 0; f < 3; f++) {
+		if (!(p->base[f] = strdup(given[f]))) {
+			proxy_free(p);
+			return NULL;
+		}
+		size_t n = strlen(p->base[f]);
+		while (n > 0 && p->base[f][n - 1] == '/')
+			p->base[f][--n] = 0;
 	}
-	for (char *s = p->anthropic; *s; s++)
-		if (s[0] == '/' && s[1] == 0)
-			*s = 0;
-	for (char *s = p->openai; *s; s++)
-		if (s[0] == '/' && s[1] == 0)
-			*s = 0;
 	return p;
 }
 
@@ -70,8 +68,8 @@ void proxy_free(proxy_t *p)
 		list_remove(&p->finished, &c->node);
 		pcall_free(c);
 	}
-	free(p->anthropic);
-	free(p->openai);
+	for (int f = 0; f < 3; f++)
+		free(p->base[f]);
 	free(p);
 }
 
@@ -90,7 +88,7 @@ static const char *session_end(const char *uri)
 int proxy_match(const hreq_t *r)
 {
 	const char *uri = r->uri.p, *rest = session_end(uri);
-	return strncmp(rest ? rest : uri, "/v1/", 4) == 0;
+	return hreq_api_path(rest ? rest : uri);
 }
 
 void proxy_divert(proxy_t *p, int mode)
@@ -312,46 +310,60 @@ static const char *header_of(const xfer_header *h, size_t n, const char *name)
 	return NULL;
 }
 
+enum { FAM_ANTHROPIC, FAM_OPENAI, FAM_GOOGLE };
+
 /* Which API a call belongs to, so it goes to that family's upstream: the
    path where it says (the Messages API is Anthropic's; chat completions,
-   responses, completions and embeddings are OpenAI's), else the client's
+   responses, completions and embeddings are OpenAI's; /v1beta/, /v1alpha/
+   and /v1/models/NAME:VERB are Google's Gemini API), else the client's
    own marks. Anthropic's: an anthropic-* header (its SDKs always send
    anthropic-version), x-api-key, a bearer key of its (sk-ant-...).
-   OpenAI's: an openai-* header, or a bearer key that is one of its
-   (sk-..., not sk-ant-). Anything else goes where it always went, the
-   Anthropic upstream: a key is never sent to OpenAI on a guess. */
-static int openai_family(const char *p, const xfer_header *h, size_t n, const hreq_t *r)
+   Google's: x-goog-api-key or x-goog-api-client. OpenAI's: an openai-*
+   header, or a bearer key that is one of its (sk-..., not sk-ant-).
+   Anything else goes where it always went, the Anthropic upstream: a key
+   is never sent to another provider on a guess. */
+static int family(const char *p, const xfer_header *h, size_t n, const hreq_t *r)
 {
 	if (strncmp(p, "/v1/messages", 12) == 0 || strncmp(p, "/v1/complete", 12) == 0)
-		return strncmp(p, "/v1/completions", 15) == 0;
+		return strncmp(p, "/v1/completions", 15) == 0 ? FAM_OPENAI : FAM_ANTHROPIC;
 	if (strncmp(p, "/v1/chat/completions", 20) == 0 || strncmp(p, "/v1/responses", 13) == 0 ||
 	    strncmp(p, "/v1/completions", 15) == 0 || strncmp(p, "/v1/embeddings", 14) == 0)
-		return 1;
+		return FAM_OPENAI;
+	if (strncmp(p, "/v1beta/", 8) == 0 || strncmp(p, "/v1alpha/", 9) == 0)
+		return FAM_GOOGLE;
+	if ((strncmp(p, "/v1/models/", 11) == 0 || strncmp(p, "/v1/tunedModels/", 16) == 0) &&
+	    memchr(p, ':', strcspn(p, "?")))
+		return FAM_GOOGLE;
 	int openai_mark = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (strncasecmp(h[i].name, "anthropic-", 10) == 0 || strcasecmp(h[i].name, "x-api-key") == 0)
-			return 0;
+			return FAM_ANTHROPIC;
+		if (strcasecmp(h[i].name, "x-goog-api-key") == 0 || strcasecmp(h[i].name, "x-goog-api-client") == 0)
+			return FAM_GOOGLE;
 		openai_mark |= strncasecmp(h[i].name, "openai-", 7) == 0;
 	}
 	const char *auth = header_of(h, n, "authorization");
 	if (auth && strncasecmp(auth, "bearer ", 7) == 0 && !hreq_is_our_token(r, auth)) {
 		const char *key = auth + 7;
 		if (strncmp(key, "sk-ant-", 7) == 0)
-			return 0;
+			return FAM_ANTHROPIC;
 		if (strncmp(key, "sk-", 3) == 0)
-			return 1;
+			return FAM_OPENAI;
 	}
-	return openai_mark;
+	return openai_mark ? FAM_OPENAI : FAM_ANTHROPIC;
 }
 
-/* Whether a request header may go to its family's upstream: an OpenAI
-   call never carries an x-api-key (an Anthropic key), and an Anthropic
-   call that has one does not also pass a bearer token on (it would be
-   another service's key; without x-api-key the bearer is the Anthropic
-   auth token, ANTHROPIC_AUTH_TOKEN's way, and goes). */
-static int family_key(int openai, const char *name, const xfer_header *h, size_t n)
+/* Whether a request header may go to its family's upstream: no call
+   carries another family's key header (x-api-key is Anthropic's,
+   x-goog-api-key Google's), and an Anthropic call that has x-api-key does
+   not also pass a bearer token on (it would be another service's key;
+   without x-api-key the bearer is the Anthropic auth token,
+   ANTHROPIC_AUTH_TOKEN's way, and goes). */
+static int family_key(int fam, const char *name, const xfer_header *h, size_t n)
 {
-	if (openai)
+	if (strcasecmp(name, "x-goog-api-key") == 0)
+		return fam == FAM_GOOGLE;
+	if (fam != FAM_ANTHROPIC)
 		return strcasecmp(name, "x-api-key") != 0;
 	return strcasecmp(name, "authorization") != 0 || !header_of(h, n, "x-api-key");
 }
@@ -407,8 +419,8 @@ static void start_call(server_t *srv, hreq_t *r)
 	c->keyed = r->auth != AUTH_NONE;
 	c->path = strdup(rest ? rest : uri);
 	const char *p = c->path ? c->path : "/";
-	int openai = openai_family(p, r->hdr, r->nhdr, r);
-	if (asprintf(&c->url, "%s%s", openai ? px->openai : px->anthropic, p) < 0)
+	int fam = family(p, r->hdr, r->nhdr, r);
+	if (asprintf(&c->url, "%s%s", px->base[fam], p) < 0)
 		c->url = NULL;
 	snprintf(c->method, sizeof c->method, "%s", r->method);
 	c->px = px;
@@ -438,7 +450,7 @@ static void start_call(server_t *srv, hreq_t *r)
 		if (proxy_hop_by_hop(h->name) || (strcasecmp(h->name, "authorization") == 0 && hreq_is_our_token(r, h->value)) ||
 		    (strcasecmp(h->name, "cookie") == 0 && r->mounted))
 			continue; /* procy's own token stays here (a browser's cookie under the mount holds it) */
-		if (!family_key(openai, h->name, c->req_hdr, c->nreq))
+		if (!family_key(fam, h->name, c->req_hdr, c->nreq))
 			continue; /* another family's key never leaves for this one's upstream */
 		if (asprintf(&lines[n], "%s: %s", h->name, h->value) >= 0)
 			n++;

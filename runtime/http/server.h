@@ -92,6 +92,8 @@ void        server_keys_free(server_t *srv);
 int         hreq_refusal(hreq_t *r, const char **type, const char **msg);
 /* Whether an Authorization value is procy's own token (never sent on). */
 int         hreq_is_our_token(const hreq_t *r, const char *value);
+/* Whether a path (after /s/TAG) is an API's: /v1/, /v1beta/, /v1alpha/. */
+int         hreq_api_path(const char *p);
 int         hreq_respond(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
                          const char *body, size_t len);
 int         hreq_respond_json(hreq_t *r, unsigned status, const char *json);
@@ -107,7 +109,7 @@ void        hreq_resume(hreq_t *r);
 void        hreq_release(hreq_t *r);
 
 /* proxy.c */
-proxy_t    *proxy_new(const char *anthropic, const char *openai, double stall);
+proxy_t    *proxy_new(const char *anthropic, const char *openai, const char *google, double stall);
 void        proxy_free(proxy_t *p);
 int         proxy_match(const hreq_t *r);
 /* A header the proxy never passes on, either way: hop-by-hop, what curl

@@ -1,5 +1,7 @@
 // upstream.mjs — a fake model API for tests: Anthropic Messages, OpenAI
-// chat completions and OpenAI Responses. The model is the one part of the
+// chat completions, OpenAI Responses and Google's Gemini API
+// (generateContent, streamGenerateContent as SSE with alt=sse or as one
+// JSON array, countTokens). The model is the one part of the
 // stack that cannot run here. Node's standard library only.
 //
 //   node tests/fake/upstream.mjs --log-dir DIR [--port 0] [--delay 0.01] [--tool-prefix toolu_fake_]
@@ -19,7 +21,8 @@
 // the last user message's text (<system-reminder> parts removed):
 //   a tool result              -> "FAKE: got tool result: <first 200 chars>"
 //   FAKE_ERROR:<status>        -> that HTTP status, an error body in the API's shape
-//   TOOL:bash[cmd] / TOOL:bash -> text + a Bash tool call (if a Bash tool is offered)
+//   TOOL:bash[cmd] / TOOL:bash -> text + a Bash tool call (if a Bash tool is offered; else the
+//                                 shell tool the client offers: bash, run_shell_command, shell)
 //   TOOLS:N:bash[cmd]          -> N Bash calls in a row, each after the last one's result
 //   TOOL:write:/path[:B64]     -> a Write tool call (if Write is offered): "hello from fake", or the base64 content
 //   TOOL:edit:/path:OLD:NEW    -> a Read of the file, then (after its result) an Edit replacing OLD by NEW
@@ -71,6 +74,7 @@ function text(c) {
 
 // The last user turn: its text, or the tool result it carries.
 function lastUser(api, body) {
+  if (api === "gemini") return geminiLastUser(body);
   let msgs = api === "responses" ? body.input : body.messages;
   if (typeof msgs === "string") msgs = [{ role: "user", content: msgs }];
   msgs = Array.isArray(msgs) ? msgs : [];
@@ -90,7 +94,67 @@ function lastUser(api, body) {
 }
 
 function toolNames(api, body) {
+  if (api === "gemini") return (body.tools || []).flatMap((t) => (t.functionDeclarations || []).map((f) => f.name));
   return (body.tools || []).map((t) => t.name || (t.function && t.function.name));
+}
+
+// The tool's declared parameters (JSON schema), for the arguments a call
+// must carry: a required one the test did not give is filled with an
+// empty value of its type.
+function toolSchema(api, body, name) {
+  for (const t of body.tools || []) {
+    if (api === "gemini")
+      for (const f of t.functionDeclarations || []) if (f.name === name) return f.parameters || f.parametersJsonSchema;
+    if (t.name === name) return t.input_schema || t.parameters;
+    if (t.function && t.function.name === name) return t.function.parameters;
+  }
+  return null;
+}
+function fillRequired(schema, input) {
+  const empty = { boolean: false, string: "", number: 0, integer: 0, array: [], object: {} };
+  for (const k of (schema && schema.required) || []) {
+    if (k in input) continue;
+    const ty = String(((schema.properties || {})[k] || {}).type || "string").toLowerCase();
+    input[k] = empty[ty] ?? "";
+  }
+  return input;
+}
+// A request that asks for JSON (a classifier, a router: Gemini's
+// responseMimeType, OpenAI's response_format) gets a JSON value of the
+// schema it gives: the smallest that has every required field.
+function jsonAsked(api, body) {
+  const g = body.generationConfig || {};
+  if (api === "gemini" && /json/.test(g.responseMimeType || "")) return g.responseJsonSchema || g.responseSchema || {};
+  const f = body.response_format || (body.text && body.text.format);
+  if (f && /json/.test(f.type || "")) return (f.json_schema && f.json_schema.schema) || f.schema || {};
+  return null;
+}
+function fromSchema(s) {
+  const ty = String((s && s.type) || "object").toLowerCase();
+  if (s && Array.isArray(s.enum) && s.enum.length) return s.enum[0];
+  if (ty === "string") return "fake";
+  if (ty === "integer" || ty === "number") return 1;
+  if (ty === "boolean") return false;
+  if (ty === "array") return [];
+  const out = {};
+  for (const k of (s && s.required) || Object.keys((s && s.properties) || {}))
+    out[k] = fromSchema(((s && s.properties) || {})[k] || { type: "string" });
+  return out;
+}
+const shellTools = ["Bash", "bash", "run_shell_command", "shell"];
+
+// Gemini: the last user content: its text, or the function response it carries.
+function geminiLastUser(body) {
+  const contents = Array.isArray(body.contents) ? body.contents : [];
+  for (let i = contents.length - 1; i >= 0; i--) {
+    const c = contents[i];
+    if (c.role && c.role !== "user") continue;
+    const parts = c.parts || [];
+    const fr = parts.find((p) => p.functionResponse);
+    if (fr) return { toolResult: JSON.stringify(fr.functionResponse.response ?? {}) };
+    return { text: parts.filter((p) => typeof p.text === "string" && !p.thought).map((p) => p.text).join("\n").trim() };
+  }
+  return { text: "" };
 }
 
 // What the model says, in the API's neutral terms.
@@ -142,6 +206,8 @@ function reply(api, body) {
     return { blocks: [{ type: "tool_use", id, name: "Edit",
                         input: { file_path: ed.path, old_string: ed.old, new_string: ed.new } }], stop: "tool_use" };
   }
+  const schema = jsonAsked(api, body);
+  if (schema) return { blocks: [{ type: "text", text: JSON.stringify(fromSchema(schema)) }], stop: "end_turn" };
   if (u.toolResult !== undefined)
     return { blocks: [{ type: "text", text: "FAKE: got tool result: " + u.toolResult.slice(0, 200) }], stop: "end_turn" };
   const t = u.text;
@@ -161,9 +227,10 @@ function reply(api, body) {
     if (!task[1]) input.run_in_background = false;
     r.blocks.push({ type: "text", text: "FAKE: asking " + task[2] + "." }, { type: "tool_use", id, name: taskTool, input });
     r.stop = "tool_use";
-  } else if (bash && tools.includes("Bash")) {
-    r.blocks.push({ type: "text", text: "FAKE: running a command." },
-      { type: "tool_use", id, name: "Bash", input: { command: bash[1] || "echo hello", description: "fake command" } });
+  } else if (bash && shellTools.some((x) => tools.includes(x))) {
+    const name = shellTools.find((x) => tools.includes(x));
+    const input = fillRequired(toolSchema(api, body, name), { command: bash[1] || "echo hello", description: "fake command" });
+    r.blocks.push({ type: "text", text: "FAKE: running a command." }, { type: "tool_use", id, name, input });
     r.stop = "tool_use";
   } else if (shell && tools.includes("exec_command")) { // Codex's shell tool
     r.blocks.push({ type: "tool_use", id: "call_fake_" + String(n).padStart(4, "0"), name: "exec_command",
@@ -195,7 +262,12 @@ const usage = (raw, out) => ({ input: Math.floor(raw.length / 4), output: out })
 const anthropicErrors = { 400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error",
                           529: "overloaded_error" };
 
+const googleStatus = { 400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                       429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE" };
+
 function errorBody(api, status) {
+  if (api === "gemini")
+    return { error: { code: status, message: "fake error " + status, status: googleStatus[status] || "UNKNOWN" } };
   if (api === "anthropic")
     return { type: "error", error: { type: anthropicErrors[status] || "api_error", message: "fake error " + status } };
   return { error: { message: "fake error " + status, type: status === 429 ? "rate_limit_exceeded" : "server_error",
@@ -322,7 +394,42 @@ function responsesEvents(body, raw, r, id) {
   return ev.map((d) => `event: ${d.type}\ndata: ${JSON.stringify(d)}\n\n`);
 }
 
+// Gemini: the chunks of one streamed answer (each a GenerateContentResponse).
+function geminiParts(r) {
+  return r.blocks.map((b) => {
+    if (b.type === "thinking") return { text: b.thinking, thought: true };
+    if (b.type === "tool_use") return { functionCall: { name: b.name, args: b.input } };
+    return { text: b.text };
+  });
+}
+function geminiUsage(raw, out) {
+  const input = usage(raw).input;
+  return { promptTokenCount: input, candidatesTokenCount: out, totalTokenCount: input + out + 3,
+           cachedContentTokenCount: 0, thoughtsTokenCount: 3 };
+}
+function geminiChunks(body, raw, r, id) {
+  const out = [];
+  const model = body.model || "gemini-fake";
+  const chunk = (parts, finish) => ({ candidates: [{ content: { role: "model", parts }, ...(finish ? { finishReason: finish } : {}),
+    index: 0 }], modelVersion: model, responseId: "fake_" + id });
+  for (const p of geminiParts(r)) {
+    if (typeof p.text === "string") for (const t of pieces(p.text, 12)) out.push(chunk([{ ...p, text: t }]));
+    else out.push(chunk([p]));
+  }
+  const last = chunk([], "STOP");
+  last.candidates[0].content.parts = [{ text: "" }];
+  last.usageMetadata = geminiUsage(raw, out.length);
+  out.push(last);
+  return out;
+}
+function geminiJson(body, raw, r, id) {
+  return { candidates: [{ content: { role: "model", parts: geminiParts(r) }, finishReason: "STOP", index: 0 }],
+           usageMetadata: geminiUsage(raw, 5), modelVersion: body.model || "gemini-fake", responseId: "fake_" + id };
+}
+
 const apis = {
+  gemini: { events: (body, raw, r, id) => geminiChunks(body, raw, r, id).map((d) => `data: ${JSON.stringify(d)}\r\n\r\n`),
+            json: geminiJson },
   anthropic: { events: anthropicEvents, json: anthropicJson },
   chat: { events: chatEvents, json: chatJson },
   responses: { events: responsesEvents,
@@ -336,7 +443,9 @@ async function stream(req, res, api, body, raw, r, entry) {
   let bytes = 0, closed = false;
   res.on("close", () => { if (!res.writableFinished) closed = true; });
   const write = (s) => { if (!closed) { hash.update(s); bytes += Buffer.byteLength(s); res.write(s); } };
-  res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
+  const array = api === "gemini" && body.jsonArray; // Gemini's stream without alt=sse: one JSON array, sent in pieces
+  res.writeHead(200, { "content-type": array ? "application/json; charset=UTF-8" : "text/event-stream; charset=utf-8",
+                       "cache-control": "no-cache",
                        "request-id": "req_fake_" + entry.n,
                        "anthropic-ratelimit-requests-remaining": "49", "x-ratelimit-remaining-requests": "49" });
   if (r.mode === "HANG") {
@@ -353,7 +462,9 @@ async function stream(req, res, api, body, raw, r, entry) {
     if (!closed) res.end();
     return;
   }
-  const events = apis[api].events(body, raw, r, entry.n);
+  const events = array ? geminiChunks(body, raw, r, entry.n).map((d, i, a) => (i ? ",\r\n" : "[") + JSON.stringify(d)
+                                                                     + (i === a.length - 1 ? "]" : ""))
+                       : apis[api].events(body, raw, r, entry.n);
   for (let i = 0; i < events.length && !closed; i++) {
     if (r.mode === "TRICKLE" && i === 0) { // its first 30 bytes, one every 100 ms
       for (const c of events[0].slice(0, 30)) { write(c); await sleep(100); }
@@ -378,8 +489,17 @@ async function stream(req, res, api, body, raw, r, entry) {
   if (!closed) res.end();
 }
 
+// Gemini's paths: /v1beta/models/MODEL:VERB (or /v1/...), VERB one of
+// generateContent, streamGenerateContent, countTokens.
+function geminiRoute(url) {
+  const m = url.match(/\/v1(?:beta|alpha)?\/models\/([^/:?]+):(generateContent|streamGenerateContent|countTokens)(\?|$)/);
+  return m && { model: decodeURIComponent(m[1]), verb: m[2], sse: /[?&]alt=sse(&|$)/.test(url) };
+}
+
 function routeOf(method, url) {
   if (method !== "POST") return null;
+  const g = geminiRoute(url);
+  if (g) return g.verb === "countTokens" ? "gemini-count" : "gemini";
   if (/\/v1\/messages\/count_tokens(\?|$)/.test(url)) return "count";
   if (/\/v1\/messages(\?|$)/.test(url)) return "anthropic";
   if (/\/v1\/chat\/completions(\?|$)/.test(url)) return "chat";
@@ -431,6 +551,9 @@ const server = http.createServer((req, res) => {
     };
     const api = routeOf(req.method, url);
     if (api === "count") return json(200, { input_tokens: Math.floor(raw.length / 4) });
+    if (api === "gemini-count") return json(200, { totalTokens: Math.floor(raw.length / 4) });
+    const gem = api === "gemini" && geminiRoute(url);
+    if (gem) { body.model = gem.model; body.stream = gem.verb === "streamGenerateContent"; body.jsonArray = !gem.sse; }
     const rawAnswer = api && raw.match(/RAW:(\d{3}):([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]*)/);
     const junk = api && raw.match(/JUNK:(\d+)/);
     if (rawAnswer || junk) {

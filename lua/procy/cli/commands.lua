@@ -270,7 +270,7 @@ function commands.serve(args, opts)
     return 1
   end
   local s, serr = serve.start { port = port, host = opts.host, token = token, upstream = opts.upstream,
-    openai = opts["openai-upstream"], session = id, replay = replay }
+    openai = opts["openai-upstream"], google = opts["google-upstream"], session = id, replay = replay }
   if not s then
     store.end_session(id, { status = "error" })
     say(serr)

@@ -72,6 +72,7 @@ M.commands = {
     options = { { long = "--port", arg = "N", help = "the port (7862; 0: a free one)" },
                 { long = "--upstream", arg = "URL", help = "where Anthropic calls go (setting 'upstream')" },
                 { long = "--openai-upstream", arg = "URL", help = "where OpenAI calls go (setting 'openai_upstream')" },
+                { long = "--google-upstream", arg = "URL", help = "where Gemini API calls go (setting 'google_upstream')" },
                 { long = "--host", arg = "IP", help = "listen there, not on 127.0.0.1 (needs --token)" },
                 { long = "--token", arg = "T", help = "your token, for the monitor's routes (with --host: every route; 16+ characters; PROCY_TOKEN); else one is made" },
                 { long = "--replay", arg = "SESSION|RUN", help = "answer API calls from the record, not an upstream (the agent VCR)" },
@@ -188,6 +189,7 @@ M.environment = {
   { name = "PROCY_LOG", help = "least severe log line to print: debug, info, warn, error" },
   { name = "PROCY_UPSTREAM", help = "where the proxy sends API calls (setting 'upstream')" },
   { name = "PROCY_OPENAI_UPSTREAM", help = "where OpenAI-style calls go (setting 'openai_upstream')" },
+  { name = "PROCY_GOOGLE_UPSTREAM", help = "where Gemini API calls go (setting 'google_upstream')" },
   { name = "PROCY_TOKEN", help = "your token for procy serve (the monitor's routes; with --host, every route); never passed to an agent" },
 }
 

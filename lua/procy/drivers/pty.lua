@@ -222,8 +222,13 @@ function D:watch_end()
       elseif self.hooks and l.quiet >= quiet * 10 and tracker:api_done(inflight) then
         tracker:finish { status = "done", error = "no Stop hook came; ended by the API and quiet output" }
       end
-      if not l.running then
-        tracker:finish { status = "error", error = "the agent exited" }
+      if not l.running and tracker.open then
+        self.a:settle()
+        if tracker:api_done(0) then
+          tracker:finish { status = "done" } -- it answered, then exited
+        else
+          tracker:finish { status = "error", error = "the agent exited" }
+        end
       end
     elseif self.stop then
       self.stop = nil -- a Stop for a turn procy did not see begin

@@ -1,8 +1,8 @@
 -- procy.record.answer: an API's answer, as the record keeps it. A stream is
 -- split into its events; a secret the model wrote across several events
 -- is masked (redact_stream); and the answer of each API (Anthropic
--- Messages, OpenAI chat completions and Responses, streamed or not) is
--- parsed into one content shape:  a list of blocks {type = "text", text},
+-- Messages, OpenAI chat completions and Responses, Google's Gemini,
+-- streamed or not) is parsed into one content shape:  a list of blocks {type = "text", text},
 -- {type = "thinking", thinking, signature}, {type = "tool_use", id, name,
 -- input}, or a provider's own block (server tools) kept as it came.
 --
@@ -72,6 +72,12 @@ local function pieces(d)
     add(("r%s:%s:%s"):format(d.item_id, d.output_index, d.content_index), d, "delta")
   elseif type(d.delta) == "table" then
     for _, f in ipairs { "text", "thinking", "partial_json" } do add(("a%s%s"):format(d.index, f), d.delta, f) end
+  end
+  for k, c in ipairs(tbl(d.candidates) or EMPTY) do -- Gemini: a part per chunk
+    local content = type(c) == "table" and tbl(c.content)
+    for _, p in ipairs(content and tbl(content.parts) or EMPTY) do
+      if type(p) == "table" then add(("g%d%s"):format(k, p.thought and "t" or ""), p, "text") end
+    end
   end
   for k, c in ipairs(tbl(d.choices) or EMPTY) do
     local dl = type(c) == "table" and tbl(c.delta)
@@ -164,6 +170,10 @@ end
 -- Anthropic usage into the record's terms (input_tokens excludes the cache).
 local function anthropic_usage(into, u)
   if type(u) ~= "table" then return end
+  local raw = {} -- a stream says it twice (message_start, message_delta): the later wins
+  for k, v in pairs(tbl(into.raw) or EMPTY) do raw[k] = v end
+  for k, v in pairs(u) do raw[k] = v end
+  into.raw = raw
   into.input_tokens = num(u.input_tokens) or into.input_tokens
   into.output_tokens = num(u.output_tokens) or into.output_tokens
   into.cache_creation_tokens = num(u.cache_creation_input_tokens) or into.cache_creation_tokens
@@ -173,9 +183,16 @@ local function anthropic_usage(into, u)
   end
 end
 
+-- The record's usage, one meaning for every API: input_tokens the input
+-- not read from a cache, cache_read_tokens and cache_creation_tokens the
+-- cached input read and written, output_tokens all output (reasoning
+-- included, as every provider bills it), reasoning_tokens the part of it
+-- spent thinking. usage.raw is the provider's own object, as it came.
+
 -- OpenAI counts cached tokens inside the prompt's; split them out.
 local function openai_usage(into, u)
   if type(u) ~= "table" then return end
+  into.raw = u
   local input = num(u.prompt_tokens) or num(u.input_tokens)
   local details = tbl(u.prompt_tokens_details) or tbl(u.input_tokens_details)
   local cached = details and num(details.cached_tokens) or 0
@@ -184,6 +201,25 @@ local function openai_usage(into, u)
     into.cache_read_tokens = cached
   end
   into.output_tokens = num(u.completion_tokens) or num(u.output_tokens) or into.output_tokens
+  local out = tbl(u.completion_tokens_details) or tbl(u.output_tokens_details)
+  into.reasoning_tokens = out and num(out.reasoning_tokens) or into.reasoning_tokens
+end
+
+-- Gemini's promptTokenCount holds the cached part; its thoughts are
+-- output outside candidatesTokenCount.
+local function gemini_usage(into, u)
+  if type(u) ~= "table" then return end
+  into.raw = u
+  local prompt = num(u.promptTokenCount)
+  local cached = num(u.cachedContentTokenCount) or 0
+  if prompt then
+    into.input_tokens = prompt - cached + (num(u.toolUsePromptTokenCount) or 0)
+    into.cache_read_tokens = cached
+  end
+  local thoughts = num(u.thoughtsTokenCount)
+  local out = num(u.candidatesTokenCount)
+  if out or thoughts then into.output_tokens = (out or 0) + (thoughts or 0) end
+  into.reasoning_tokens = thoughts or into.reasoning_tokens
 end
 
 -- A tool's input from its streamed JSON pieces; the pieces as a string when
@@ -399,6 +435,66 @@ parse["openai-responses"] = function(out, body, stream, events)
   local last = 0
   for i in pairs(items) do last = math.type(i) == "integer" and i <= 10000 and math.max(last, i) or last end
   for i = 1, last do response_item(out, items[i]) end
+end
+
+-- Gemini: a GenerateContentResponse's first candidate, into blocks that
+-- grow as the stream goes (text and thoughts joined, each call whole).
+local function gemini_chunk(out, d, st)
+  out.id = str(d.responseId) or out.id
+  out.model = str(d.modelVersion) or out.model
+  if d.error ~= nil and d.error ~= json.null then out.error = d.error end
+  gemini_usage(out.usage, d.usageMetadata)
+  local fb = tbl(d.promptFeedback)
+  if fb and str(fb.blockReason) then out.stop_reason = fb.blockReason end
+  local c = tbl(d.candidates) and d.candidates[1]
+  if type(c) ~= "table" then return end
+  out.stop_reason = str(c.finishReason) or out.stop_reason
+  local content = tbl(c.content)
+  for _, p in ipairs(content and blocks_of(out, content.parts) or EMPTY) do
+    local last = out.content[#out.content]
+    if tbl(p.functionCall) then
+      out.content[#out.content + 1] = { type = "tool_use", id = str(p.functionCall.id), name = str(p.functionCall.name),
+        input = p.functionCall.args ~= nil and p.functionCall.args or json.object(), signature = str(p.thoughtSignature) }
+    elseif str(p.text) and p.thought then
+      if last and last.type == "thinking" and last == st.open then
+        last.thinking = last.thinking .. p.text
+      else
+        out.content[#out.content + 1] = { type = "thinking", thinking = p.text }
+        st.open = out.content[#out.content]
+      end
+      if str(p.thoughtSignature) then out.content[#out.content].signature = p.thoughtSignature end
+    elseif str(p.text) then
+      if last and last.type == "text" and last == st.open then
+        last.text = last.text .. p.text
+      elseif p.text ~= "" or str(p.thoughtSignature) then
+        out.content[#out.content + 1] = { type = "text", text = p.text }
+        st.open = out.content[#out.content]
+      end
+      if str(p.thoughtSignature) and st.open then st.open.signature = p.thoughtSignature end
+    else
+      out.content[#out.content + 1] = p -- code execution, inline data: kept as they came
+    end
+  end
+end
+
+-- streamGenerateContent answers SSE (alt=sse) or one JSON array of
+-- responses; generateContent one response.
+function parse.gemini(out, body, stream, events)
+  local st = {}
+  if stream then
+    for _, d in ipairs(stream_events(out, body, events)) do gemini_chunk(out, d, st) end
+    return
+  end
+  local m = whole(out, body)
+  if not m then return end
+  if getmetatable(m) == getmetatable(json.array()) or (m[1] ~= nil and next(m) == 1) then
+    out.events = #m
+    for _, d in ipairs(m) do
+      if type(d) == "table" then gemini_chunk(out, d, st) else out.bad = out.bad + 1 end
+    end
+  else
+    gemini_chunk(out, m, st)
+  end
 end
 
 function parse.other(out, body)

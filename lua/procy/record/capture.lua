@@ -35,8 +35,17 @@ end
 
 -- ---- recording -------------------------------------------------------------------
 
+-- Gemini's calls: /v1beta/models/MODEL:VERB (v1, v1alpha too).
+local function gemini_path(p)
+  local model, verb = p:match("^/v1[a-z]*/models/([^/:]+):(%a+)$")
+  if not model then model, verb = p:match("^/v1[a-z]*/tunedModels/([^/:]+):(%a+)$") end
+  return model, verb
+end
+
 local function api_of(path)
   local p = path:match("^[^?]*")
+  local _, verb = gemini_path(p)
+  if verb == "generateContent" or verb == "streamGenerateContent" then return "gemini" end
   if p:match("^/v1/messages/?$") then return "anthropic" end
   if p:match("^/v1/chat/completions/?$") then return "openai-chat" end
   if p:match("^/v1/responses/?$") then return "openai-responses" end
@@ -78,6 +87,7 @@ function M.prepare(call, store)
   local api = api_of(call.path)
   local ctype = header(call.resp_headers, "content-type") or ""
   local stream = ctype:find("text/event-stream", 1, true) ~= nil
+  local gemini_model, verb = gemini_path(call.path:match("^[^?]*"))
   local errors = {}
   local function guard(what, fn, ...)
     local ok, err = pcall(fn, ...)
@@ -122,7 +132,8 @@ function M.prepare(call, store)
       errors[#errors + 1] = "answer: a stream with no events"
     end
   end
-  local model = str(req.model)
+  local model = str(req.model) or (gemini_model and gemini_model:gsub("%%(%x%x)", function(h)
+    return string.char(tonumber(h, 16)) end))
   local used = str(out.model) or model
   local u = out.usage
   row.model, row.routed_model = model, out.model ~= model and str(out.model) or nil
@@ -138,7 +149,23 @@ function M.prepare(call, store)
   end
   row.content = out.content
   row.stop_reason = str(out.stop_reason)
+  if api == "gemini" then
+    -- a function call's id, when the model gave none: where it will stand
+    -- in the next request (procy.record.request.gemini_calls)
+    local list = request.list(api, req)
+    local at, seen = (type(list) == "table" and #list or 0) + 1, {}
+    for _, b in ipairs(out.content) do
+      if type(b) == "table" and b.type == "tool_use" then
+        local name = str(b.name) or "?"
+        seen[name] = (seen[name] or 0) + 1
+        b.id = b.id or request.gemini_id(at, name, seen[name])
+      end
+    end
+    row.stream = stream or verb == "streamGenerateContent"
+  end
   row.input_tokens, row.output_tokens = u.input_tokens, u.output_tokens
+  row.reasoning_tokens = u.reasoning_tokens
+  row.usage = type(u.raw) == "table" and json.encode(u.raw, { sort = true }) or nil
   row.cache_creation_tokens, row.cache_read_tokens = u.cache_creation_tokens, u.cache_read_tokens
   guard("cost", function() row.cost = (u.input_tokens or u.output_tokens) and prices.cost(used, u) or nil end)
   row.ratelimit = rate_limits(call.resp_headers)
@@ -150,6 +177,7 @@ function M.prepare(call, store)
   end
   guard("request analysis", function()
     row.role, row.prompt = role_of(req, call.req_headers), prompt_of(api, req)
+    row.thread = request.thread(api, req)
     row.results = results_in_request(api, req)
   end)
   row.results = row.results or {}
@@ -175,9 +203,9 @@ local INSERT_CALL = [[INSERT INTO api_calls(session_id, method, path, upstream, 
     started_at, ttfb_us, duration_us, req_headers, resp_headers, req_body, resp_body, content,
     stop_reason, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost,
     ratelimit, error, api, stream, aborted, tag, req_size, resp_size, role, parse_error,
-    route, provider, up_status, up_request, up_response)
+    route, provider, up_status, up_request, up_response, reasoning_tokens, usage)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-    ?, ?, ?, ?, ?) RETURNING id]]
+    ?, ?, ?, ?, ?, ?, ?) RETURNING id]]
 
 -- write(db, row, session) -> api_calls id. Inside a transaction; raises
 -- {err =, code =} on a database error.
@@ -192,7 +220,7 @@ function M.write(db, row, session)
     row.ratelimit, str(row.error), row.api, row.stream and 1 or 0, row.aborted and 1 or 0, row.tag,
     row.req_size or #row.req_body, row.resp_size or #row.resp_body, row.role, row.parse_error,
     row.route, row.provider, row.up_status, row.up_request and blobs.put(db, row.up_request),
-    row.up_response and blobs.put(db, row.up_response))
+    row.up_response and blobs.put(db, row.up_response), num(row.reasoning_tokens), row.usage)
   check(inserted, ierr, icode)
   local id = inserted[1].id
   local ended = (num(row.started_at) or 0) + (num(row.duration_us) or 0)
@@ -283,7 +311,10 @@ local function summary(row)
     started_at = row.started_at, ttfb_us = row.ttfb_us, duration_us = row.duration_us,
     stop_reason = row.stop_reason, input_tokens = row.input_tokens, output_tokens = row.output_tokens,
     cache_creation_tokens = row.cache_creation_tokens, cache_read_tokens = row.cache_read_tokens,
-    cost = row.cost, error = row.error, aborted = row.aborted, role = row.role, prompt = row.prompt,
+    reasoning_tokens = row.reasoning_tokens, cost = row.cost,
+    -- the conversation it carries, for procy.turns (a summary's values are scalars)
+    thread_n = row.thread and row.thread.n, thread_head = row.thread and row.thread.head,
+    thread_tools = row.thread and row.thread.tools, thread_sig = row.thread and row.thread.sig, error = row.error, aborted = row.aborted, role = row.role, prompt = row.prompt,
     text = row.text, tool_uses = row.tool_uses, parse_error = row.parse_error, route = row.route,
     provider = row.provider, routed_model = row.routed_model }
 end

@@ -70,6 +70,14 @@ local function request_view(body, info)
   return req
 end
 
+-- The conversation a request carries: messages (Anthropic, OpenAI chat),
+-- input (Responses), contents (Gemini).
+local function list_of(api, req)
+  if api == "openai-responses" then return req.input end
+  if api == "gemini" then return req.contents end
+  return req.messages
+end
+
 -- A tool result's content as text.
 local function result_text(c)
   if type(c) == "string" then return c end
@@ -103,6 +111,10 @@ local function find_use(api, list, i, id)
           return { name = str(f.name), input = tool_input({ str(f.arguments) }) }
         end
       end
+    elseif api == "gemini" then
+      for _, c in ipairs(type(m) == "table" and M.gemini_calls(m, k) or EMPTY) do
+        if c.id == id then return { name = str(c.fc.name), input = c.fc.args } end
+      end
     elseif type(m) == "table" and m.call_id == id then
       if m.type == "local_shell_call" then return { name = "local_shell", input = m.action } end
       if m.type == "function_call" or m.type == "custom_tool_call" then
@@ -116,8 +128,19 @@ end
 -- is_error, use = the tool_use asked for, when found}.
 local function results_in_request(api, req)
   local results = {}
-  local list = api == "openai-responses" and req.input or req.messages
+  local list = list_of(api, req)
   if type(list) ~= "table" then return results end
+  local calls = api == "gemini" and {} -- a function response answers the call of its name before it
+  if calls then
+    for k = math.max(from(list) - 1, 1), #list do -- the model's calls the new responses answer
+      local m = list[k]
+      for _, c in ipairs(type(m) == "table" and m.role == "model" and M.gemini_calls(m, k) or EMPTY) do
+        local q = calls[str(c.fc.name) or "?"] or {}
+        calls[str(c.fc.name) or "?"] = q
+        q[#q + 1] = c.id
+      end
+    end
+  end
   for i = from(list), #list do
     local m = list[i]
     if type(m) == "table" then
@@ -131,6 +154,23 @@ local function results_in_request(api, req)
         end
       elseif api == "openai-chat" then
         if m.role == "tool" then add(m.tool_call_id, m.content, false) end
+      elseif api == "gemini" then
+        for _, p in ipairs(m.role ~= "model" and tbl(m.parts) or EMPTY) do
+          local fr = type(p) == "table" and tbl(p.functionResponse)
+          if fr then
+            local q = calls[str(fr.name) or "?"]
+            local r = fr.response
+            local err = type(r) == "table" and r.error ~= nil and r.output == nil
+            local id = str(fr.id) or (q and table.remove(q, 1))
+            for k = math.max(from(list) - 2, 0), 1, -1 do -- a call further back (decoded only now)
+              if id then break end
+              for _, c in ipairs(type(list[k]) == "table" and list[k].role == "model" and M.gemini_calls(list[k], k) or EMPTY) do
+                if c.fc.name == fr.name then id = c.id end
+              end
+            end
+            add(id, type(r) == "table" and (r.output or r.error or r) or r, err)
+          end
+        end
       elseif m.type == "function_call_output" or m.type == "custom_tool_call_output" then
         add(m.call_id, m.output, false)
       end
@@ -155,6 +195,14 @@ end
 -- new prompt) or no text.
 local function user_text(content)
   if type(content) == "string" then return content end
+  if type(content) == "table" and content.parts then -- a Gemini content
+    local parts = {}
+    for _, p in ipairs(tbl(content.parts) or EMPTY) do
+      if type(p) ~= "table" or p.functionResponse then return nil end
+      if str(p.text) and not p.thought then parts[#parts + 1] = p.text end
+    end
+    return #parts > 0 and table.concat(parts, "\n") or nil
+  end
   if type(content) ~= "table" then return nil end
   local parts = {}
   for _, b in ipairs(content) do
@@ -171,12 +219,13 @@ end
 -- The prompt a request carries: its last message, when that is the user's
 -- text (a call that sends tool results carries none).
 local function prompt_of(api, req)
-  local list = api == "openai-responses" and req.input or req.messages
+  local list = list_of(api, req)
   if type(list) == "string" then return list end
   if type(list) ~= "table" then return nil end
   for i = #list, 1, -1 do
     local m = list[i]
     if type(m) == "table" and m.role ~= "system" and m.role ~= "developer" then
+      if api == "gemini" then return m.role ~= "model" and user_text(m) or nil end
       if m.role == "user" then return user_text(m.content) end
       return nil
     end
@@ -194,12 +243,23 @@ local function tools_of(req)
   local key = m and m.hash
   local f = key and tool_facts[key]
   if f then return f end
-  f = { n = #tools }
-  for i = 1, #tools do
-    local t = tools[i]
-    local name = type(t) == "table" and t.name
+  f = { n = 0 }
+  local names = {}
+  local function add(name)
+    f.n = f.n + 1
+    names[#names + 1] = type(name) == "string" and name or "?"
     if name == "Task" or name == "Agent" then f.task = true end
   end
+  for i = 1, #tools do
+    local t = tools[i]
+    if type(t) == "table" and tbl(t.functionDeclarations) then -- Gemini: declarations grouped
+      for _, d in ipairs(t.functionDeclarations) do add(type(d) == "table" and d.name) end
+    elseif type(t) == "table" then
+      add(t.name or (tbl(t["function"]) and t["function"].name) or t.type)
+    end
+  end
+  table.sort(names)
+  f.sig = table.concat(names, ",")
   if key then
     if tool_facts_n >= 1000 then tool_facts, tool_facts_n = {}, 0 end
     tool_facts[key], tool_facts_n = f, tool_facts_n + 1
@@ -219,7 +279,52 @@ local function role_of(req, headers)
   return tools.task and "main" or "subagent"
 end
 
+-- gemini_calls(content, k) -> {{fc =, id =}, ...}: the function calls of
+-- a Gemini content that stands k-th in its conversation. Gemini's calls
+-- often carry no id: one is made of where the call stands (the content,
+-- its name, how many of that name came before it there), which is the
+-- same when the answer is recorded (k: the request's length + 1) and when
+-- the next request sends the call back with its response.
+function M.gemini_id(k, name, nth) return ("gemini-%d-%s-%d"):format(k, name, nth) end
+
+function M.gemini_calls(content, k)
+  local out, seen = {}, {}
+  for _, p in ipairs(tbl(content.parts) or EMPTY) do
+    local fc = type(p) == "table" and tbl(p.functionCall)
+    if fc then
+      local name = str(fc.name) or "?"
+      seen[name] = (seen[name] or 0) + 1
+      out[#out + 1] = { fc = fc, id = str(fc.id) or M.gemini_id(k, name, seen[name]) }
+    end
+  end
+  return out
+end
+
+-- thread(api, req) -> what says which conversation a request belongs to:
+-- {n = its messages, head = a digest of the first, tools = how many tools
+-- it offers, sig = their names}. procy.turns compares calls by these.
+local hash = require "procy.hash"
+
+local function head_of(list)
+  local m = getmetatable(list)
+  if m and m.spans and m.spans[1] then return hash.sha256(m.body:sub(m.spans[1], m.spans[2])):sub(1, 16) end
+  local first = list[1]
+  if first == nil then return nil end
+  return hash.sha256(json.encode(first, { sort = true })):sub(1, 16)
+end
+
+local function thread_of(api, req)
+  local list = list_of(api, req)
+  local t = tools_of(req)
+  local n, head = 0, nil
+  if type(list) == "table" then n, head = #list, head_of(list)
+  elseif type(list) == "string" then n, head = 1, hash.sha256(list):sub(1, 16) end
+  return { n = n, head = head, tools = t.n, sig = t.sig or "" }
+end
+
 M.header = header
+M.list = list_of
+M.thread = thread_of
 -- view(body, info) -> the request as a table (info: what blobs.put_body
 -- said of its big arrays), or nil when it is no JSON object.
 M.view = request_view
