@@ -26,10 +26,18 @@ local function openai(input, output, cached)
   return { input = input, output = output, cache_read = cached or input }
 end
 
+-- A Gemini price: cache reads as given (context caching), a long tier
+-- above 200k prompt tokens where Google has one. Thoughts are output.
+local function google(input, output, cached, long)
+  return { input = input, output = output, cache_read = cached, long = long }
+end
+
 -- Anthropic's, as Claude Code 2.1.330 (the client procy pins) prices them
 -- in its own model catalog; OpenAI's as published. Codex 0.169.0's models
 -- (gpt-5.5, gpt-5.6-*, gpt-6*) have no published price procy knows: `procy
--- usage` names them, and `prices` in procy.lua adds them.
+-- usage` names them, and `prices` in procy.lua adds them. Google's as
+-- published for the Gemini API's paid tier; Gemini CLI 0.61.0's newest
+-- (gemini-3.1-*, 3.5-*, 3.8-*) have none procy knows, the same way.
 M.defaults = {
   ["claude-opus-5-5"] = anthropic(4, 20, nil, 0.2),
   ["claude-opus-5"] = anthropic(5, 25),
@@ -70,6 +78,13 @@ M.defaults = {
   ["gpt-4o-mini"] = openai(0.15, 0.6, 0.075),
   ["o3"] = openai(2, 8, 0.5),
   ["o4-mini"] = openai(1.1, 4.4, 0.275),
+  ["gemini-3-pro-preview"] = google(2, 12, 0.2, { above = 200000, input = 4, output = 18 }),
+  ["gemini-3-flash-preview"] = google(0.5, 3, 0.05),
+  ["gemini-2.5-pro"] = google(1.25, 10, 0.125, { above = 200000, input = 2.5, output = 15 }),
+  ["gemini-2.5-flash"] = google(0.3, 2.5, 0.03),
+  ["gemini-2.5-flash-lite"] = google(0.1, 0.4, 0.01),
+  ["gemini-2.0-flash"] = google(0.1, 0.4, 0.025),
+  ["gemini-2.0-flash-lite"] = google(0.075, 0.3),
 }
 
 -- The project's prices: the `prices` setting, or (on the recorder

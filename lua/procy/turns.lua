@@ -170,15 +170,20 @@ function T:call(c)
   changed(self)
 end
 
+-- Stop reasons that end an answer (a call that asks for a tool says so
+-- too: Gemini's is STOP): Anthropic's, OpenAI's, Responses' statuses,
+-- Gemini's finish reasons (compared in lower case).
 local ended_reasons = { end_turn = true, stop_sequence = true, max_tokens = true, refusal = true,
-                        stop = true, length = true, completed = true, incomplete = true }
+                        stop = true, length = true, completed = true, incomplete = true,
+                        safety = true, recitation = true, blocklist = true, prohibited_content = true,
+                        spii = true, language = true, other = true, malformed_function_call = true }
 
 -- api_done(inflight) -> whether the API says the open turn is over: its
 -- last main call ended without asking for a tool, and no call of the
 -- session is under way (inflight: srv:inflight(tag)).
 function T:api_done(inflight)
   local m = self.open and self.open.last_main
-  return m ~= nil and not m.aborted and ended_reasons[m.stop_reason] == true and (m.tool_uses or 0) == 0
+  return m ~= nil and not m.aborted and ended_reasons[(m.stop_reason or ""):lower()] == true and (m.tool_uses or 0) == 0
     and (inflight or 0) == 0
 end
 

@@ -1,6 +1,6 @@
 -- The generic profile: any program on a terminal. procy knows its turns
--- from the API calls it makes through procy (when it speaks Anthropic or
--- OpenAI and honours their base-URL variables) and from its terminal: a
+-- from the API calls it makes through procy (when it speaks Anthropic's,
+-- OpenAI's or Gemini's API and honours their base-URL variables) and from its terminal: a
 -- turn has ended when the output has been quiet for `quiet` seconds (and,
 -- with `idle_title`, the window title says it is idle). Other profiles
 -- start from this one; a project's profiles (the `agents` setting) too.
@@ -37,7 +37,8 @@ local P = {
 }
 
 function P.env(ctx)
-  return { ANTHROPIC_BASE_URL = ctx.base_url, OPENAI_BASE_URL = ctx.base_url .. "/v1" }
+  return { ANTHROPIC_BASE_URL = ctx.base_url, OPENAI_BASE_URL = ctx.base_url .. "/v1",
+           GOOGLE_GEMINI_BASE_URL = ctx.base_url }
 end
 
 function P.args() return {} end

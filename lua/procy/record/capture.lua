@@ -158,7 +158,8 @@ function M.prepare(call, store)
       if type(b) == "table" and b.type == "tool_use" then
         local name = str(b.name) or "?"
         seen[name] = (seen[name] or 0) + 1
-        b.id = b.id or request.gemini_id(at, name, seen[name])
+        b.call_id = b.id -- the model's own, if it gave one
+        b.id = request.gemini_id(at, name, seen[name])
       end
     end
     row.stream = stream or verb == "streamGenerateContent"

@@ -161,7 +161,7 @@ local function results_in_request(api, req)
             local q = calls[str(fr.name) or "?"]
             local r = fr.response
             local err = type(r) == "table" and r.error ~= nil and r.output == nil
-            local id = str(fr.id) or (q and table.remove(q, 1))
+            local id = q and table.remove(q, 1)
             for k = math.max(from(list) - 2, 0), 1, -1 do -- a call further back (decoded only now)
               if id then break end
               for _, c in ipairs(type(list[k]) == "table" and list[k].role == "model" and M.gemini_calls(list[k], k) or EMPTY) do
@@ -190,21 +190,37 @@ local function header(list, name)
   end
 end
 
+-- A text part that is wholly one tagged block (<system-reminder>…</system-reminder>,
+-- <session_context>…</session_context>): context the agent put beside the
+-- person's words, not them.
+local function tagged(t)
+  local tag = t:match("^%s*<([%w_%-]+)>")
+  return tag ~= nil and t:match("</" .. tag:gsub("%-", "%%-") .. ">%s*$") ~= nil
+end
+
+-- The person's text among a message's text parts: the parts that are not
+-- a tagged context block (all of them when every one is).
+local function words(parts)
+  local out = {}
+  for _, t in ipairs(parts) do if not tagged(t) then out[#out + 1] = t end end
+  if #out == 0 then out = parts end -- nothing but tagged blocks: they are what was said
+  return #out > 0 and table.concat(out, "\n") or nil
+end
+
 -- The text of a user message, without the <system-reminder> blocks an
 -- agent adds; nil when it carries tool results (the agent going on, not a
 -- new prompt) or no text.
 local function user_text(content)
   if type(content) == "string" then return content end
-  if type(content) == "table" and content.parts then -- a Gemini content
-    local parts = {}
+  if type(content) ~= "table" then return nil end
+  local parts = {}
+  if content.parts then -- a Gemini content
     for _, p in ipairs(tbl(content.parts) or EMPTY) do
       if type(p) ~= "table" or p.functionResponse then return nil end
       if str(p.text) and not p.thought then parts[#parts + 1] = p.text end
     end
-    return #parts > 0 and table.concat(parts, "\n") or nil
+    return words(parts)
   end
-  if type(content) ~= "table" then return nil end
-  local parts = {}
   for _, b in ipairs(content) do
     if type(b) ~= "table" then return nil end
     if b.type == "tool_result" or b.type == "function_call_output" then return nil end
@@ -213,7 +229,7 @@ local function user_text(content)
       parts[#parts + 1] = t
     end
   end
-  return #parts > 0 and table.concat(parts, "\n") or nil
+  return words(parts)
 end
 
 -- The prompt a request carries: its last message, when that is the user's
@@ -281,10 +297,12 @@ end
 
 -- gemini_calls(content, k) -> {{fc =, id =}, ...}: the function calls of
 -- a Gemini content that stands k-th in its conversation. Gemini's calls
--- often carry no id: one is made of where the call stands (the content,
--- its name, how many of that name came before it there), which is the
--- same when the answer is recorded (k: the request's length + 1) and when
--- the next request sends the call back with its response.
+-- often carry no id, and a client may give them its own (Gemini CLI does)
+-- that the answer never had: their id in the record is made of where the
+-- call stands (the content, its name, how many of that name came before
+-- it there), the same when the answer is recorded (k: the request's
+-- length + 1) and when the next request sends the call back with its
+-- response.
 function M.gemini_id(k, name, nth) return ("gemini-%d-%s-%d"):format(k, name, nth) end
 
 function M.gemini_calls(content, k)
@@ -294,7 +312,7 @@ function M.gemini_calls(content, k)
     if fc then
       local name = str(fc.name) or "?"
       seen[name] = (seen[name] or 0) + 1
-      out[#out + 1] = { fc = fc, id = str(fc.id) or M.gemini_id(k, name, seen[name]) }
+      out[#out + 1] = { fc = fc, id = M.gemini_id(k, name, seen[name]) }
     end
   end
   return out
