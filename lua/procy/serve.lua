@@ -315,6 +315,31 @@ local function divert(s, req, path)
   return require("procy.routed").send(s, req, sum, r)
 end
 
+-- A request at an API path procy does not serve (under an agent's base
+-- URL /s/KEY/, or an API's own /v1/, /v1beta/ beyond what the proxy
+-- takes): answered in the caller's API's error shape — its client shows
+-- the message — naming what procy serves there.
+local SERVED = "procy relays POST /v1/messages (Anthropic), /v1/chat/completions and /v1/responses (OpenAI), "
+  .. "/v1beta/models/MODEL:generateContent and :streamGenerateContent (Gemini), and every other /v1/ or "
+  .. "/v1beta/ path to its API's upstream, under the base URL it gave the agent (http://HOST:PORT/s/KEY)"
+
+local function api_refusal(req, path)
+  local h = {}
+  for _, kv in ipairs(req:headers()) do h[kv[1]:lower()] = kv[2] end
+  local p = path:match("^/s/[%w_%-]+(.*)$") or path
+  local msg = ("procy: nothing is served at %s %s. %s"):format(req:method(), p, SERVED)
+  local status = (req:method() == "GET" or req:method() == "POST" or req:method() == "HEAD") and 404 or 405
+  local body
+  if p:find("/messages", 1, true) or h["anthropic-version"] or h["x-api-key"] then
+    body = { type = "error", error = { type = "not_found_error", message = msg } }
+  elseif p:find("^/v1beta/") or p:find("^/v1alpha/") or h["x-goog-api-key"] or h["x-goog-api-client"] then
+    body = { error = { code = status, message = msg, status = status == 404 and "NOT_FOUND" or "UNIMPLEMENTED" } }
+  else
+    body = { error = { message = msg, type = "invalid_request_error", code = status == 404 and "not_found" or "method_not_allowed" } }
+  end
+  return reply(req, status, body)
+end
+
 local function route(s, req)
   local path = req:path()
   local api = web.api_path(path)
@@ -330,6 +355,9 @@ local function route(s, req)
   for _, r in ipairs(M.extra_routes) do
     local caps = table.pack(path:match(r[1]))
     if caps[1] ~= nil then return r[2](req, table.unpack(caps, 1, caps.n)) end
+  end
+  if path:find("^/s/[%w_%-]+") or path:find("^/v1/") or path:find("^/v1beta/") or path:find("^/v1alpha/") then
+    return api_refusal(req, path)
   end
   if web.serve(req, s, path) then return end
   if req:method() ~= "GET" and req:method() ~= "HEAD" and path:find("^/api/") then

@@ -195,10 +195,9 @@ static int add_version(hreq_t *r)
    other route is the person's. */
 static int persons_route(const char *uri)
 {
-	const char *rest = uri;
 	if (strncmp(uri, "/s/", 3) == 0)
-		rest = uri + 3 + strcspn(uri + 3, "/?#");
-	if (hreq_api_path(rest))
+		return 0; /* an agent's base URL: its API calls, or an API error naming what is served */
+	if (hreq_api_path(uri))
 		return 0;
 	if (strncmp(uri, "/hooks/", 7) == 0 || strncmp(uri, "/agent/", 7) == 0)
 		return 0;

@@ -286,7 +286,7 @@ function commands.serve(args, opts)
       require("procy.commands").count(#replay.cassette.calls, "recorded call"),
       replay.cassette.label, replay.mode, replay.fast and ", fast" or ", at their recorded pace"))
   else
-    io.stderr:write(("  upstream %s, OpenAI upstream %s\n"):format(s.upstream, s.openai))
+    io.stderr:write(("  upstream %s, OpenAI upstream %s, Google upstream %s\n"):format(s.upstream, s.openai, s.google))
   end
   -- a replaying server answers from the record: only to a client with
   -- its key (in the base URL it prints) or the person's token
