@@ -70,6 +70,68 @@ t:finish { status = "error", error = "boom" }
 T.is(turns.get(session, 4).error, "boom", "an error turn keeps its error")
 T.is(#turns.list(session), 4, "list() has every turn")
 
+-- ---- main, side or subagent: from the wire -------------------------------------------------
+-- Calls as any agent's traffic shows them (a conversation's first-message
+-- digest, its tools), with no profile's help: the rules of procy.turns.
+do
+  local s2 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
+  local n = 100
+  local function wire(o)
+    n = n + 1
+    local us = store.now_us()
+    h:exec([[INSERT INTO api_calls(id, session_id, method, path, started_at, role) VALUES (?, ?, 'POST', '/v1/messages', ?, ?)]],
+      n, s2, us, o.hint or "main") -- as the recorder writes it: the profile's guess
+    return { id = n, session = s2, role = o.hint or "main", api = "anthropic", started_at = us, stop_reason = o.stop or "end_turn",
+             tool_uses = o.tool_uses or 0, prompt = o.prompt, text = o.text, thread_head = o.head, thread_tools = o.tools or 0,
+             thread_sig = o.sig or "", thread_n = o.n or 1 }
+  end
+  local function role(id) return h:query("SELECT role FROM api_calls WHERE id = ?", id)[1].role end
+  local tr = turns.new(s2)
+  local ten = "bash,edit,glob,grep,read,skill,task,todowrite,webfetch,write"
+  -- a title comes first (no tools), then the agent's first answer
+  local title = wire { head = "t1", prompt = "Generate a title for this conversation: fix it", text = "Fixing" }
+  tr:call(title)
+  T.is(tr.open and tr.open.prompt, "Generate a title for this conversation: fix it",
+       "before any call with tools, one without is taken for the main one")
+  tr:call(wire { head = "m1", tools = 10, sig = ten, prompt = "fix it", stop = "tool_use", tool_uses = 1 })
+  T.is(role(title.id) .. " " .. tr.open.prompt, "side fix it",
+       "the first call with tools is the main one: the title becomes a side call, the turn's prompt the real one")
+  T.is(tr.open.calls .. " " .. tr.open.side_calls, "1 1", "and the turn counts them so")
+  local helper = wire { head = "m1", tools = 7, sig = "edit,glob,grep,read,write,x,y", prompt = "fix it", text = "memories" }
+  tr:call(helper)
+  T.is(role(helper.id), "side", "the same conversation with fewer tools (memory extraction) is a side call")
+  local sub = wire { head = "s1", tools = 5, sig = "bash,glob,grep,read,write", prompt = "look around", stop = "tool_use", tool_uses = 1 }
+  tr:call(sub)
+  T.is(role(sub.id), "subagent", "a conversation of its own with tools of its own: a subagent")
+  local check = wire { head = "c1", tools = 0, prompt = "is the answer done?", text = "{}" }
+  tr:call(check)
+  T.is(role(check.id), "side", "a one-off with no tools while the main has some (a classifier): side")
+  local last = wire { head = "m1", tools = 11, sig = ten .. ",more", text = "fixed" }
+  tr:call(last)
+  T.is(role(last.id), "main", "the main conversation goes on (its tools may grow)")
+  T.ok(tr:api_done(0), "its answer ends the turn")
+  tr:finish { status = "done" }
+  local got = turns.get(s2, 1)
+  T.is(got.prompt .. " | " .. got.response .. " | " .. got.calls .. " " .. got.side_calls, "fix it | fixed | 2 4",
+       "the turn: the person's prompt, the main conversation's answer; side calls counted, never its prompt or answer")
+  -- a new conversation with the agent's very tools: a new prompt (after /clear)
+  local again = wire { head = "m2", tools = 11, sig = ten .. ",more", prompt = "now the docs", stop = "tool_use", tool_uses = 1 }
+  tr:call(again)
+  T.is(role(again.id) .. " " .. (tr.open and tr.open.prompt or "-"), "main now the docs",
+       "a new conversation with the main's tools is the agent starting afresh: a new turn")
+  tr:finish { status = "done" }
+  -- Gemini's finish reason ends a turn as Anthropic's does
+  tr:call(wire { head = "m3", tools = 11, sig = ten .. ",more", prompt = "and again", stop = "STOP", text = "ok" })
+  T.ok(tr:api_done(0), "Gemini's STOP (no function call) ends the turn")
+  tr:finish { status = "done" }
+  -- a profile that knows its title call says so before any main call
+  local tr2 = turns.new(assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" }))
+  local t2 = wire { hint = "side", head = "x", prompt = "Generate a concise title" }
+  t2.session = tr2.session
+  tr2:call(t2)
+  T.is(tostring(tr2.open) .. " " .. role(t2.id), "nil side", "a profile's hint counts where the wire says nothing yet")
+end
+
 -- ---- profiles -----------------------------------------------------------------------------
 T.is(agent.profile("claude").name, "claude", "a built-in profile")
 T.is(agent.profile("sheller").quiet, 0.3, "a project's profile")
