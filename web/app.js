@@ -103,7 +103,7 @@ function interactions(s, ctx) {
     box.append(el("div.turn", { id: `turn-${t.seq}` },
       el("h3", {}, `Turn ${t.seq} `, el("span.badge." + t.source, {}, t.source), " ",
         el("span.badge" + (t.status === "error" ? ".error" : ""), {}, t.status), " ",
-        el("span.muted", {}, `${fmt.num(t.usage?.input_tokens)} in · ${fmt.num(t.usage?.output_tokens)} out · ${fmt.cost(t.cost)}`)),
+        el("span.muted", {}, `${fmt.tokens(t.usage)} · ${fmt.cost(t.cost)}`)),
       prompt,
       (t.tools || []).map(toolView),
       t.response && t.response !== null ? el("div.answer", {}, t.response) : null));
@@ -133,7 +133,7 @@ async function calls(s) {
   const detail = el("div#call-detail", {}, el("p.muted", {}, "pick a call"));
   if (!list.length) return el("p.muted", {}, "no API calls in this session");
   const head = el("thead", {}, el("tr", {}, ["#", "path", "status", "model", "role"].map((h) => el("th", {}, h)),
-    ["ttfb", "time", "in", "out", "cache", "cost"].map((h) => el("th.num", {}, h)), el("th", {}, "terminal")));
+    ["ttfb", "time", "in", "out", "cache read", "cost"].map((h) => el("th.num", {}, h)), el("th", {}, "terminal")));
   const row = (c) => el("tr.row", { "data-call": c.id, onclick: () => showCall(c.id, detail) },
     el("td", {}, c.id), el("td", {}, `${c.method} ${c.path}`), el("td", {}, c.status ?? (c.error ? "error" : "")),
     el("td", {}, c.model || "", c.routed_model ? ` → ${c.routed_model}` : "",
@@ -193,8 +193,7 @@ async function showCall(id, box) {
   const limits = c.ratelimit && typeof c.ratelimit === "object" ? Object.entries(c.ratelimit) : [];
   box.replaceChildren(...[el("h3", {}, `Call ${c.id}: ${c.method} ${c.path} → ${c.status ?? c.error ?? ""}`),
     el("p", {}, `model ${c.model || "?"}${c.routed_model ? " → " + c.routed_model : ""} · ttfb ${fmt.ms(c.ttfb_us)} · ${fmt.ms(c.duration_us)} · `
-      + `${fmt.num(c.input_tokens)} in, ${fmt.num(c.output_tokens)} out, ${fmt.num(c.cache_read_tokens)} cache read, `
-      + `${fmt.num(c.cache_creation_tokens)} cache write · ${fmt.cost(c.cost)}`),
+      + `${fmt.tokens(c)} · ${fmt.cost(c.cost)}`),
     c.error ? el("p.error", {}, c.error) : null,
     c.provider ? el("p#call-route", {}, `routed by ${c.route} to ${c.provider} (${c.routed_model || c.model}), which answered ${c.up_status ?? "nothing"}`) : null,
     c.provider_request ? el("details", {}, el("summary", {}, "what the provider got"), el("pre", {}, c.provider_request)) : null,
@@ -268,7 +267,8 @@ async function sessionView(id, tab) {
   const s = await get(`/api/sessions/${id}`);
   const st = s.stats || {};
   const box = el("div", {}, el("h2", {}, `Session ${s.id.slice(0, 8)} `, el("span.muted", {}, `${agentOf(s)} · ${s.cwd || ""} · ${s.status}`)),
-    el("p.muted", {}, `${fmt.time(s.started_at)} · ${fmt.num(st.turns)} turns · ${fmt.num(st.calls)} calls · ${fmt.cost(st.cost, st.unpriced)}`),
+    el("p.muted", {}, `${fmt.time(s.started_at)} · ${fmt.num(st.turns)} turns · ${fmt.num(st.calls)} calls · ${fmt.tokens(st)} · ${fmt.cost(st.cost, st.unpriced)}`
+      + (s.agent_session_id ? ` · the agent's session ${s.agent_session_id}` : "")),
     s.parent_id || (s.forks && s.forks.length) ? el("p#family.muted", {},
       s.parent_id ? ["forked from ", el("a", { href: `#/s/${s.parent_id}` }, s.parent_id.slice(0, 8)), ` at turn ${s.fork_turn}`] : null,
       (s.forks || []).map((f) => [" · fork ", el("a", { href: `#/s/${f.id}` }, f.id.slice(0, 8)), ` at turn ${f.fork_turn}`])) : null,

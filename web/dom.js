@@ -35,7 +35,15 @@ export const fmt = {
   dur: (s) => s == null ? "" : s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
     : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`,
   num: (n) => n == null ? "" : Number(n).toLocaleString(),
-  cost: (c, unpriced) => c == null ? "?" : `$${Number(c).toFixed(4)}${unpriced ? "+" : ""}`,
+  // one meaning per number (procy.usage.money): unknown is never $0
+  cost: (c, unpriced) => c == null || (unpriced && !c) ? "$?"
+    : unpriced ? `≥ $${Number(c).toFixed(4)} (${unpriced} unpriced)` : `$${Number(c).toFixed(4)}`,
+  // procy.usage.tokens: in (not cached) · cache read · cache write · out (reasoning)
+  tokens: (u) => u ? [`${fmt.num(u.input_tokens || 0)} in`,
+    u.cache_read_tokens ? `${fmt.num(u.cache_read_tokens)} cache read` : null,
+    u.cache_creation_tokens ? `${fmt.num(u.cache_creation_tokens)} cache write` : null,
+    `${fmt.num(u.output_tokens || 0)} out` + (u.reasoning_tokens ? ` (${fmt.num(u.reasoning_tokens)} reasoning)` : "")]
+    .filter(Boolean).join(" · ") : "",
   ms: (us) => us == null ? "" : `${(us / 1000).toFixed(1)} ms`,
 };
 

@@ -236,6 +236,12 @@ local function attach(a, proxy)
   serve.hooks[a.hook_key] = function(ev) a.driver:hook(ev) end
   a.off_call = serve.on_call(function(c)
     if c.session == a.session then
+      -- the agent's own session id, from its requests when no hook said it
+      if c.client_session and not a.agent_session_seen and store.agent_id(c.client_session) then
+        a.agent_session_seen = true
+        store.open():exec("UPDATE sessions SET agent_session_id = coalesce(agent_session_id, ?) WHERE id = ?",
+          c.client_session, a.session)
+      end
       a.tracker:call(c)
       if a.driver.on_call then a.driver:on_call(c) end
     end

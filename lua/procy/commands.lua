@@ -136,10 +136,10 @@ M.builtin = {
     if i.record_error then ctx.print("record    FAILING: " .. i.record_error) end
     if ctx.monitor then ctx.print("monitor   " .. ctx.monitor) end
     if ctx.proxy then
-      local u = require("procy.usage").report { session = ctx.id }.total
-      ctx.print(("api       %s: %s, %d in / %d out tokens, %s"):format(ctx.proxy, M.count(u.calls, "call"),
-        u.input_tokens + u.cache_creation_tokens + u.cache_read_tokens, u.output_tokens,
-        u.cost and ("$%.4f%s"):format(u.cost, u.unpriced > 0 and "+" or "") or "cost unknown"))
+      local usage = require "procy.usage"
+      local u = usage.report { session = ctx.id }.total
+      ctx.print(("api       %s: %s, %s tokens, %s"):format(ctx.proxy, M.count(u.calls, "call"), usage.tokens(u),
+        usage.money(u.cost, u.unpriced)))
     else
       ctx.print("api       not captured (setting capture = false, or the proxy failed: see the log)")
     end
@@ -173,12 +173,11 @@ M.builtin = {
   turns = { help = "this session's turns: status, time, tools, tokens, cost", run = function(ctx)
     local list = require("procy.turns").list(ctx.id)
     if #list == 0 then ctx.print("no turn yet") return end
+    local usage = require "procy.usage"
     for _, t in ipairs(list) do
       local dur = t.duration ~= require("procy.json").null and duration(t.duration) or "..."
-      ctx.print(("%3d  %-11s %-6s %6s  %2d tools  %7d in %6d out  %s  %s"):format(t.seq, t.status, t.source, dur,
-        #t.tools, t.usage.input_tokens + t.usage.cache_creation_tokens + t.usage.cache_read_tokens,
-        t.usage.output_tokens, t.cost ~= require("procy.json").null and ("$%.4f"):format(t.cost) or "   $?  ",
-        (tostring(t.prompt):gsub("%s+", " ")):sub(1, 50)))
+      ctx.print(("%3d  %-11s %-8s %6s  %2d tools  %s  %s  %s"):format(t.seq, t.status, t.source, dur,
+        #t.tools, usage.tokens(t.usage), usage.money(t.cost), (tostring(t.prompt):gsub("%s+", " ")):sub(1, 50)))
     end
   end },
 

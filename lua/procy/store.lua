@@ -298,18 +298,20 @@ end
 
 local call_columns = [[id, session_id, tag, api, method, path, upstream, status, model, routed_model,
   started_at, ttfb_us, duration_us, stream, stop_reason, input_tokens, output_tokens,
-  cache_creation_tokens, cache_read_tokens, cost, error, aborted, req_size, resp_size, route, provider]]
+  cache_creation_tokens, cache_read_tokens, reasoning_tokens, cost, error, aborted, req_size, resp_size, route, provider,
+  role, turn_id]]
 
 -- session_stats(ids, [db]) -> id -> {turns, calls, input_tokens,
--- output_tokens, cache_read_tokens, cost, unpriced, runs, corrections}:
+-- output_tokens, cache_read_tokens, cache_creation_tokens, reasoning_tokens,
+-- cost (null when nothing is priced), unpriced, runs, corrections}:
 -- what the monitor's list shows of each session, in four queries
 function M.session_stats(ids, h)
   h = h or M.open()
   local list = json.encode(json.array(ids))
   local out = {}
   for _, id in ipairs(ids) do
-    out[id] = { turns = 0, calls = 0, input_tokens = 0, output_tokens = 0, cache_read_tokens = 0, cost = 0,
-                unpriced = 0, runs = 0, corrections = 0 }
+    out[id] = { turns = 0, calls = 0, input_tokens = 0, output_tokens = 0, cache_read_tokens = 0,
+                cache_creation_tokens = 0, reasoning_tokens = 0, cost = json.null, unpriced = 0, runs = 0, corrections = 0 }
   end
   local function each(sql, fn)
     for _, r in ipairs(assert(h:query(sql, list))) do if out[r.session_id] then fn(out[r.session_id], r) end end
@@ -317,11 +319,15 @@ function M.session_stats(ids, h)
   local ins = "session_id IN (SELECT value FROM json_each(?1))"
   each("SELECT session_id, count(*) AS n FROM turns WHERE " .. ins .. " GROUP BY session_id",
     function(o, r) o.turns = r.n end)
-  each([[SELECT session_id, count(*) AS n, sum(coalesce(input_tokens, 0) + coalesce(cache_creation_tokens, 0)) AS i,
-      sum(coalesce(output_tokens, 0)) AS o, sum(coalesce(cache_read_tokens, 0)) AS c, sum(coalesce(cost, 0)) AS cost,
+  -- the record's normalised usage (procy.usage's labels); cost the sum of
+  -- what is priced, null when nothing is: never 0 for unknown
+  each([[SELECT session_id, count(*) AS n, sum(coalesce(input_tokens, 0)) AS i, sum(coalesce(output_tokens, 0)) AS o,
+      sum(coalesce(cache_read_tokens, 0)) AS c, sum(coalesce(cache_creation_tokens, 0)) AS w,
+      sum(coalesce(reasoning_tokens, 0)) AS r, sum(cost) AS cost,
       sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)) AS unpriced
     FROM api_calls WHERE ]] .. ins .. " GROUP BY session_id", function(o, r)
-      o.calls, o.input_tokens, o.output_tokens, o.cache_read_tokens, o.cost, o.unpriced = r.n, r.i, r.o, r.c, r.cost, r.unpriced
+      o.calls, o.input_tokens, o.output_tokens, o.cache_read_tokens, o.unpriced = r.n, r.i, r.o, r.c, r.unpriced
+      o.cache_creation_tokens, o.reasoning_tokens, o.cost = r.w, r.r, r.cost or json.null
     end)
   each("SELECT session_id, count(*) AS n FROM evolve_runs WHERE " .. ins .. " GROUP BY session_id",
     function(o, r) o.runs = r.n end)

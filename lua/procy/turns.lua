@@ -63,11 +63,11 @@ end
 local function resum(turn)
   local h = store.open()
   local s = h:query([[SELECT sum(input_tokens) AS i, sum(output_tokens) AS o, sum(cache_creation_tokens) AS cw,
-      sum(cache_read_tokens) AS cr, sum(cost) AS cost,
+      sum(cache_read_tokens) AS cr, sum(reasoning_tokens) AS r, sum(cost) AS cost,
       sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)) AS unpriced
     FROM api_calls WHERE turn_id = ?]], turn.id)[1]
   h:exec([[UPDATE turns SET input_tokens = ?, output_tokens = ?, cache_creation_tokens = ?, cache_read_tokens = ?,
-      cost = ?, calls = ?, side_calls = ? WHERE id = ?]], s.i, s.o, s.cw, s.cr,
+      reasoning_tokens = ?, cost = ?, calls = ?, side_calls = ? WHERE id = ?]], s.i, s.o, s.cw, s.cr, s.r,
     (s.unpriced or 0) == 0 and s.cost or nil, turn.calls, turn.side_calls, turn.id)
 end
 
@@ -251,7 +251,8 @@ local function shape(t, tools)
     duration = t.ended_at and (t.ended_at - t.started_at) / 1e6 or json.null,
     tools = json.array(tools),
     usage = { input_tokens = t.input_tokens or 0, output_tokens = t.output_tokens or 0,
-              cache_creation_tokens = t.cache_creation_tokens or 0, cache_read_tokens = t.cache_read_tokens or 0 },
+              cache_creation_tokens = t.cache_creation_tokens or 0, cache_read_tokens = t.cache_read_tokens or 0,
+              reasoning_tokens = t.reasoning_tokens or 0 },
     cost = t.cost or json.null, calls = t.calls, side_calls = t.side_calls,
   }
 end

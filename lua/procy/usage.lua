@@ -35,6 +35,7 @@ local sums = [[count(*) AS calls,
   coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
   coalesce(sum(cache_creation_tokens), 0) AS cache_creation_tokens,
   coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+  coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
   sum(cost) AS cost,
   coalesce(sum(cost IS NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)), 0) AS unpriced,
   coalesce(sum(error IS NOT NULL), 0) AS errors,
@@ -70,6 +71,7 @@ function M.report(opts)
 end
 
 local function commas(n)
+  n = math.type(n) and n or tonumber(n) or 0
   local s = tostring(math.floor(n or 0))
   while true do
     local k
@@ -78,9 +80,48 @@ local function commas(n)
   end
 end
 
+-- ---- one meaning per number ---------------------------------------------------------
+--
+-- Every view (`!turns`, `!status`, `procy show`, transcripts, `procy
+-- usage`, the monitor) names the record's normalised usage the same way:
+-- "in" the input not read from a cache, "cache read", "cache write", "out"
+-- all output (reasoning included), "reasoning" the part of it spent
+-- thinking. A cost is never shown as 0 when it is not known.
+
+M.labels = { input_tokens = "in", cache_read_tokens = "cache read", cache_creation_tokens = "cache write",
+             output_tokens = "out", reasoning_tokens = "reasoning" }
+
+local function n_of(v) return math.type(v) and v or 0 end
+
+-- tokens(u) -> "12,345 in · 67,890 cache read · 1,234 out (56 reasoning)":
+-- the cache and reasoning parts only when there are some.
+function M.tokens(u)
+  u = u or {}
+  local parts = { commas(n_of(u.input_tokens)) .. " in" }
+  if n_of(u.cache_read_tokens) > 0 then parts[#parts + 1] = commas(u.cache_read_tokens) .. " cache read" end
+  if n_of(u.cache_creation_tokens) > 0 then parts[#parts + 1] = commas(u.cache_creation_tokens) .. " cache write" end
+  local out = commas(n_of(u.output_tokens)) .. " out"
+  if n_of(u.reasoning_tokens) > 0 then out = out .. " (" .. commas(u.reasoning_tokens) .. " reasoning)" end
+  parts[#parts + 1] = out
+  return table.concat(parts, " · ")
+end
+
+-- money(cost, [unpriced]) -> "$0.0123"; "$?" when nothing is priced;
+-- "≥ $0.0123 (2 calls unpriced)" when some calls are not. cost may be nil
+-- or json.null.
+function M.money(cost, unpriced)
+  unpriced = math.type(unpriced) and unpriced or 0
+  local known = type(cost) == "number" and cost or nil
+  if not known or (known == 0 and unpriced > 0) then return "$?" end
+  if unpriced > 0 then
+    return ("≥ $%.4f (%d call%s unpriced)"):format(known, unpriced, unpriced == 1 and "" or "s")
+  end
+  return ("$%.4f"):format(known)
+end
+
 local function dollars(r)
-  if r.cost == nil then return r.unpriced > 0 and "unknown" or "-" end
-  return ("$%.4f%s"):format(r.cost, r.unpriced > 0 and "+" or "")
+  if r.cost == nil and r.unpriced == 0 then return "-" end
+  return M.money(r.cost, r.unpriced)
 end
 
 local function when(us)
@@ -93,18 +134,21 @@ function M.format(r)
   local function line(...) out[#out + 1] = string.format(...) end
   line("usage from %s to %s%s", r.since and when(r.since) or "the start", r.until_ and when(r.until_) or "now",
     r.session and (" in session " .. r.session:sub(1, 8)) or "")
-  local cols = "%-30s %6s %12s %10s %12s %12s %12s"
+  local cols = "%-30s %6s %12s %12s %12s %10s %10s  %s"
   local function row(name, x)
-    line(cols, name, commas(x.calls), commas(x.input_tokens), commas(x.output_tokens),
-      commas(x.cache_creation_tokens), commas(x.cache_read_tokens), dollars(x))
+    line(cols, name, commas(x.calls), commas(x.input_tokens), commas(x.cache_read_tokens),
+      commas(x.cache_creation_tokens), commas(x.output_tokens), commas(x.reasoning_tokens), dollars(x))
   end
+  local L = M.labels
   line("")
-  line(cols, "model", "calls", "input", "output", "cache write", "cache read", "cost")
+  line(cols, "model", "calls", L.input_tokens, L.cache_read_tokens, L.cache_creation_tokens, L.output_tokens,
+    L.reasoning_tokens, "cost")
   for _, m in ipairs(r.models) do row(m.model:sub(1, 30), m) end
   row("total", r.total)
   if #r.sessions > 1 or (#r.sessions == 1 and not r.session) then
     line("")
-    line(cols, "session", "calls", "input", "output", "cache write", "cache read", "cost")
+    line(cols, "session", "calls", L.input_tokens, L.cache_read_tokens, L.cache_creation_tokens, L.output_tokens,
+      L.reasoning_tokens, "cost")
     for _, s in ipairs(r.sessions) do
       row((s.session or "(none)"):sub(1, 8) .. "  " .. when(s.started_at), s)
     end
@@ -118,7 +162,7 @@ function M.format(r)
       end
     end
     line("")
-    line("No known price for: %s. '+' marks a cost that leaves them out.", table.concat(names, ", "))
+    line("No known price for: %s. A cost marked ≥ leaves them out.", table.concat(names, ", "))
     line("Add prices to procy.lua ($ per million tokens):")
     line("  prices = { [\"%s\"] = { input = 3, output = 15, cache_read = 0.3 } }", first or "model-name")
   end

@@ -179,6 +179,7 @@ function M.prepare(call, store)
   guard("request analysis", function()
     row.role, row.prompt = role_of(req, call.req_headers), prompt_of(api, req)
     row.thread = request.thread(api, req)
+    row.client_session = request.client_session(call.req_headers)
     row.results = results_in_request(api, req)
   end)
   row.results = row.results or {}
@@ -315,7 +316,8 @@ local function summary(row)
     reasoning_tokens = row.reasoning_tokens, cost = row.cost,
     -- the conversation it carries, for procy.turns (a summary's values are scalars)
     thread_n = row.thread and row.thread.n, thread_head = row.thread and row.thread.head,
-    thread_tools = row.thread and row.thread.tools, thread_sig = row.thread and row.thread.sig, error = row.error, aborted = row.aborted, role = row.role, prompt = row.prompt,
+    thread_tools = row.thread and row.thread.tools, thread_sig = row.thread and row.thread.sig,
+    client_session = row.client_session, error = row.error, aborted = row.aborted, role = row.role, prompt = row.prompt,
     text = row.text, tool_uses = row.tool_uses, parse_error = row.parse_error, route = row.route,
     provider = row.provider, routed_model = row.routed_model }
 end

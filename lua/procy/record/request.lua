@@ -340,7 +340,22 @@ local function thread_of(api, req)
   return { n = n, head = head, tools = t.n, sig = t.sig or "" }
 end
 
+-- client_session(headers) -> the client's own session id, when its
+-- requests say it: Claude Code's X-Claude-Code-Session-Id, Codex's
+-- session-id, the AI SDK's (opencode's) x-session-id; any header whose
+-- name ends in session-id.
+local function client_session(headers)
+  local best
+  for _, h in ipairs(headers) do
+    local n = h[1]:lower()
+    if n == "x-claude-code-session-id" then return h[2] end
+    if not best and (n == "session-id" or n == "session_id" or n:find("[%-_]session[%-_]id$")) then best = h[2] end
+  end
+  return best
+end
+
 M.header = header
+M.client_session = client_session
 M.list = list_of
 M.thread = thread_of
 -- view(body, info) -> the request as a table (info: what blobs.put_body

@@ -52,6 +52,9 @@ function M.summary(row)
   return {
     id = row.id, status = row.status, cwd = row.cwd, argv = json.array(row.argv),
     profile = row.profile or json.null, mode = row.mode,
+    -- the agent's own id for this session (Claude Code's, Codex's thread):
+    -- what joins the record with the agent's own logs
+    agent_session_id = row.agent_session_id or json.null,
     started_at = secs(row.started_at), ended_at = secs(row.ended_at) or json.null,
     duration = row.ended_at and (row.ended_at - row.started_at) / 1e6 or json.null,
     exit_code = row.exit_code or json.null, exit_signal = row.exit_signal or json.null,
@@ -60,6 +63,7 @@ function M.summary(row)
     events = sum.events, markers = markers, typed_lines = lines, turns = turns,
     api = { calls = api.calls, input_tokens = api.input_tokens, output_tokens = api.output_tokens,
             cache_creation_tokens = api.cache_creation_tokens, cache_read_tokens = api.cache_read_tokens,
+            reasoning_tokens = api.reasoning_tokens,
             cost = api.cost or json.null, unpriced = api.unpriced, errors = api.errors,
             marked = api.marked },
     lost = lost, end_reason = row.end_reason or json.null,
@@ -71,17 +75,15 @@ function M.show(row)
   local s = M.summary(row)
   local out = {
     "session   " .. s.id,
-    "agent     " .. table.concat(row.argv, " "),
+    "agent     " .. table.concat(row.argv, " ") .. (row.agent_session_id and ("  (its session " .. row.agent_session_id .. ")") or ""),
     "cwd       " .. s.cwd,
     "started   " .. started(row) .. (row.ended_at and ("  (" .. commands.duration(s.duration) .. ")") or ""),
     "status    " .. s.status .. (row.exit_code and ("  exit " .. exit_text(row)) or ""),
     ("terminal  %s, %s typed, %s shown, %s"):format(
       row.cols and (row.cols .. "x" .. row.rows) or "?", commands.bytes(s.bytes_in),
       commands.bytes(s.bytes_out), commands.count(s.events, "event")),
-    ("api       %s, %d in / %d out tokens (cache: %d written, %d read), %s%s"):format(
-      commands.count(s.api.calls, "call"), s.api.input_tokens, s.api.output_tokens, s.api.cache_creation_tokens,
-      s.api.cache_read_tokens, s.api.cost ~= json.null and ("$%.4f"):format(s.api.cost) or "cost unknown",
-      s.api.unpriced > 0 and s.api.cost ~= json.null and " + unpriced calls" or ""),
+    ("api       %s, %s tokens, %s"):format(commands.count(s.api.calls, "call"),
+      require("procy.usage").tokens(s.api), require("procy.usage").money(s.api.cost, s.api.unpriced)),
   }
   if row.end_reason then out[#out + 1] = "ended     " .. row.end_reason end
   -- its family: the session it was forked from, and its forks (procy fork)

@@ -105,14 +105,10 @@ end
 
 -- ---- a session, from the record -----------------------------------------------------------
 
-local function fmt_n(n)
-  local s = tostring(math.floor((n or 0) + 0.5))
-  return (s:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
-end
-
 local function secs(d) return type(d) == "number" and (d >= 60 and ("%dm%02ds"):format(d // 60, math.floor(d % 60)) or ("%.1f s"):format(d)) or "?" end
 
-local function money(c) return type(c) == "number" and ("$%.4f"):format(c) or "$?" end
+local usage = require "procy.usage"
+local money = usage.money
 
 -- session(id, {color =, full =, format = "text"|"md", db =}) -> text |
 -- nil, err, code. Each turn: the prompt; then, call by call, what the
@@ -197,17 +193,15 @@ function M.session(id, o)
   end
   local argv = type(row.argv) == "table" and table.concat(row.argv, " ") or tostring(row.argv or "")
   local list = turns.list(row.id, h)
-  local total = 0
-  for _, t in ipairs(list) do total = total + (type(t.cost) == "number" and t.cost or 0) end
-  if #list == 0 then total = h:query("SELECT sum(cost) AS c FROM api_calls WHERE session_id = ?", row.id)[1].c end
-  put(heading(1, "system", ("Session %s · %s · %s · %s · %d turn%s · %s"):format(row.id:sub(1, 8), argv, tostring(row.cwd),
-    os.date("%Y-%m-%d %H:%M", (row.started_at or 0) // 1000000), #list, #list == 1 and "" or "s", money(total))))
+  local total = usage.report({ session = row.id, db = h }).total
+  put(heading(1, "system", ("Session %s · %s · %s · %s · %d turn%s · %s · %s"):format(row.id:sub(1, 8), argv, tostring(row.cwd),
+    os.date("%Y-%m-%d %H:%M", (row.started_at or 0) // 1000000), #list, #list == 1 and "" or "s", usage.tokens(total),
+    money(total.cost, total.unpriced))))
   put("\n")
   for _, t in ipairs(list) do
     local u = t.usage or {}
-    put(heading(2, t.status == "done" and "user" or "error", ("Turn %d · %s · %s · %s in / %s out%s · %s%s"):format(t.seq,
-      tostring(t.source), secs(t.duration), fmt_n(u.input_tokens), fmt_n(u.output_tokens),
-      (u.cache_read_tokens or 0) > 0 and (" (" .. fmt_n(u.cache_read_tokens) .. " cached)") or "", money(t.cost),
+    put(heading(2, t.status == "done" and "user" or "error", ("Turn %d · %s · %s · %s · %s%s"):format(t.seq,
+      tostring(t.source), secs(t.duration), usage.tokens(u), money(t.cost),
       t.status ~= "done" and (" · " .. tostring(t.status)) or "")))
     if md then put("> " .. tostring(t.prompt ~= json.null and t.prompt or ""):gsub("\n", "\n> ") .. "\n\n")
     else put(block(t.prompt ~= json.null and t.prompt or "")) end
@@ -239,10 +233,11 @@ function M.session(id, o)
     for _, tc in ipairs(h:query("SELECT tool_use_id, result, is_error FROM tool_calls WHERE session_id = ?", row.id)) do
       results[tc.tool_use_id] = { result = tc.result or json.null, is_error = tc.is_error == 1 }
     end
-    for _, c in ipairs(h:query([[SELECT id, role, model, content, input_tokens, output_tokens, cost, status FROM api_calls
+    for _, c in ipairs(h:query([[SELECT id, role, model, content, input_tokens, output_tokens, cache_read_tokens,
+        cache_creation_tokens, reasoning_tokens, cost, status FROM api_calls
         WHERE session_id = ? AND coalesce(role, 'main') <> 'side' ORDER BY id]], row.id)) do
-      put(heading(2, "user", ("Call %d · %s · %s in / %s out · %s%s"):format(c.id, tostring(c.model), fmt_n(c.input_tokens),
-        fmt_n(c.output_tokens), money(c.cost), c.status ~= 200 and (" · HTTP " .. tostring(c.status)) or "")))
+      put(heading(2, "user", ("Call %d · %s · %s · %s%s"):format(c.id, tostring(c.model), usage.tokens(c),
+        money(c.cost), c.status ~= 200 and (" · HTTP " .. tostring(c.status)) or "")))
       render({ c }, results)
       put("\n")
     end

@@ -30,9 +30,9 @@ end
 
 local text = procy("transcript", sid).stdout
 T.is(masked(text), masked(([[
-# Session ID · claude · DIR/work · N-N-N N:N · N turns · $N
+# Session ID · claude · DIR/work · N-N-N N:N · N turns · N in · N out · $N
 
-## Turn 1 · human · 1.0 s · 1 in / 1 out · $1.0
+## Turn 1 · human · 1.0 s · 1 in · 1 out · $1.0
     THINK then TOOL:bash[echo transcript-ok %s]
     [thinking, 1 characters]
 ### assistant
@@ -44,7 +44,7 @@ T.is(masked(text), masked(([[
 ### assistant
     FAKE: got tool result: transcript-ok %s
 
-## Turn 2 · human · 1.0 s · 1 in / 1 out · $1.0
+## Turn 2 · human · 1.0 s · 1 in · 1 out · $1.0
     and a second one
 ### assistant
     FAKE: hello! you said: and a second one
