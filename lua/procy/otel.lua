@@ -6,7 +6,14 @@
 -- (gen_ai.operation.name, gen_ai.provider.name and gen_ai.system,
 -- gen_ai.request.model, gen_ai.response.model, gen_ai.usage.*,
 -- gen_ai.response.finish_reasons, gen_ai.tool.*). Prompts and answers go
--- out only with `content = true`, as span events.
+-- out only with `content = true`, as the conventions now put them:
+-- gen_ai.input.messages and gen_ai.output.messages (JSON, messages of
+-- typed parts), not the deprecated gen_ai.content.* events. Usage as the
+-- conventions count it: gen_ai.usage.input_tokens all input, its cached
+-- parts in gen_ai.usage.cache_read.input_tokens and
+-- gen_ai.usage.cache_creation.input_tokens; procy's own normalised
+-- figures (procy.usage: in, cache read, cache write, out, reasoning) as
+-- procy.usage.* beside them, the same numbers every other view shows.
 --
 -- Ids are digests of the record's own (a session's trace id, a call's span
 -- id), so exporting twice, or live then again in a batch, sends the same
@@ -76,7 +83,51 @@ end
 
 -- ---- spans from the record -----------------------------------------------------------------
 
-local providers = { anthropic = "anthropic", ["openai-chat"] = "openai", ["openai-responses"] = "openai" }
+local providers = { anthropic = "anthropic", ["openai-chat"] = "openai", ["openai-responses"] = "openai",
+                    gemini = "gcp.gemini" }
+
+-- usage_attrs(into, row): a call's or a turn's usage, the conventions' way
+-- and procy's (see the top).
+local function usage_attrs(into, r)
+  local function n(v) return math.type(v) and v or 0 end
+  if r.input_tokens or r.cache_read_tokens or r.cache_creation_tokens then
+    into["gen_ai.usage.input_tokens"] = n(r.input_tokens) + n(r.cache_read_tokens) + n(r.cache_creation_tokens)
+  end
+  into["gen_ai.usage.output_tokens"] = r.output_tokens
+  into["gen_ai.usage.cache_read.input_tokens"] = r.cache_read_tokens
+  into["gen_ai.usage.cache_creation.input_tokens"] = r.cache_creation_tokens
+  into["procy.usage.input_tokens"] = r.input_tokens
+  into["procy.usage.cache_read_tokens"] = r.cache_read_tokens
+  into["procy.usage.cache_creation_tokens"] = r.cache_creation_tokens
+  into["procy.usage.output_tokens"] = r.output_tokens
+  into["procy.usage.reasoning_tokens"] = r.reasoning_tokens
+  return into
+end
+
+-- Messages as gen_ai.input.messages / gen_ai.output.messages want them:
+-- {role, parts = {{type = "text", content}, {type = "tool_call", id, name,
+-- arguments}, {type = "reasoning", content}}, finish_reason}.
+local function text_message(role, text, finish)
+  return json.encode(json.array { { role = role, parts = json.array { { type = "text", content = text } },
+    finish_reason = finish } })
+end
+
+local function output_message(content, finish)
+  local parts = json.array()
+  for _, b in ipairs(type(content) == "table" and content or {}) do
+    if type(b) == "table" then
+      if b.type == "text" and type(b.text) == "string" then
+        parts[#parts + 1] = { type = "text", content = b.text }
+      elseif b.type == "thinking" and type(b.thinking) == "string" then
+        parts[#parts + 1] = { type = "reasoning", content = b.thinking }
+      elseif b.type == "tool_use" then
+        parts[#parts + 1] = { type = "tool_call", id = b.id, name = b.name, arguments = b.input }
+      end
+    end
+  end
+  if #parts == 0 then return nil end
+  return json.encode(json.array { { role = "assistant", parts = parts, finish_reason = finish } })
+end
 
 -- session_span(row, [now]), turn_span(session, row, {content =}),
 -- call_span(row, {content =, h =}), tool_span(session, row): one span
@@ -92,70 +143,42 @@ function M.session_span(row, now)
 end
 
 function M.turn_span(session, t, o)
-  local events
+  local a = usage_attrs({ ["procy.turn.seq"] = t.seq, ["procy.turn.source"] = t.source, ["procy.turn.status"] = t.status,
+    ["procy.cost_usd"] = t.cost }, t)
   if o and o.content then -- the prompt exactly as the agent got it, and its answer
-    events = json.array()
-    if t.prompt then
-      events[#events + 1] = { name = "gen_ai.content.prompt", timeUnixNano = nanos(t.started_at), attributes = attrs { ["gen_ai.prompt"] = t.prompt } }
-    end
-    if t.response then
-      events[#events + 1] = { name = "gen_ai.content.completion", timeUnixNano = nanos(t.ended_at or t.started_at),
-        attributes = attrs { ["gen_ai.completion"] = t.response } }
-    end
+    a["gen_ai.input.messages"] = t.prompt and text_message("user", t.prompt) or nil
+    a["gen_ai.output.messages"] = t.response and text_message("assistant", t.response,
+      t.status == "done" and "stop" or t.status) or nil
   end
   return span { trace = trace_id(session), id = span_id("turn", t.id), parent = span_id("session", session),
-    name = "turn " .. t.seq, start = t.started_at, stop = t.ended_at or t.started_at, events = events,
-    error = t.status == "error" and (t.error or "the turn failed") or nil,
-    attributes = { ["procy.turn.seq"] = t.seq, ["procy.turn.source"] = t.source, ["procy.turn.status"] = t.status,
-      ["gen_ai.usage.input_tokens"] = t.input_tokens, ["gen_ai.usage.output_tokens"] = t.output_tokens,
-      ["procy.cost_usd"] = t.cost } }
-end
-
-local function text_of(content)
-  local out = {}
-  for _, b in ipairs(type(content) == "table" and content or {}) do
-    if type(b) == "table" and b.type == "text" and type(b.text) == "string" then out[#out + 1] = b.text end
-  end
-  return table.concat(out, "\n")
+    name = "turn " .. t.seq, start = t.started_at, stop = t.ended_at or t.started_at,
+    error = t.status == "error" and (t.error or "the turn failed") or nil, attributes = a }
 end
 
 function M.call_span(c, o)
   o = o or {}
   local session = c.session_id or ("tag:" .. tostring(c.tag))
   local provider = c.provider or providers[c.api] or "anthropic"
-  local events
+  local a = usage_attrs({ ["gen_ai.operation.name"] = "chat", ["gen_ai.provider.name"] = provider,
+    ["gen_ai.request.model"] = c.model, ["gen_ai.response.model"] = c.routed_model or c.model,
+    ["gen_ai.response.finish_reasons"] = c.stop_reason and { c.stop_reason } or nil,
+    ["http.response.status_code"] = c.status, ["procy.call.id"] = c.id, ["procy.call.role"] = c.role,
+    ["procy.cost_usd"] = c.cost, ["procy.ttfb_ms"] = c.ttfb_us and c.ttfb_us / 1000 or nil,
+    ["procy.route"] = c.route, ["url.path"] = c.path }, c)
   if o.content then -- the answer; the prompt too for a call outside any turn (a turn's span has it)
-    events = json.array()
     local req = not c.turn_id and o.h and c.req_body and require("procy.blobs").get(o.h, c.req_body)
     local v = req and json.decode(req)
     if type(v) == "table" then
-      local request = require "procy.record.request"
-      local prompt = request.prompt(c.api or "anthropic", v)
-      if prompt and prompt ~= "" then
-        events[#events + 1] = { name = "gen_ai.content.prompt", timeUnixNano = nanos(c.started_at),
-          attributes = attrs { ["gen_ai.prompt"] = prompt } }
-      end
+      local prompt = require("procy.record.request").prompt(c.api or "anthropic", v)
+      if prompt and prompt ~= "" then a["gen_ai.input.messages"] = text_message("user", prompt) end
     end
-    local answer = text_of(json.decode(c.content or "[]"))
-    if answer ~= "" then
-      events[#events + 1] = { name = "gen_ai.content.completion",
-        timeUnixNano = nanos((c.started_at or 0) + (c.duration_us or 0)), attributes = attrs { ["gen_ai.completion"] = answer } }
-    end
+    a["gen_ai.output.messages"] = output_message(json.decode(c.content or "[]"), c.stop_reason)
   end
   local err = c.error or ((tonumber(c.status) or 0) >= 400 and ("HTTP " .. c.status)) or nil
   return span { trace = trace_id(session), id = span_id("call", c.id),
     parent = c.turn_id and span_id("turn", c.turn_id) or span_id("session", session), kind = KIND_CLIENT,
     name = "chat " .. tostring(c.model or "?"), start = c.started_at, stop = (c.started_at or 0) + (c.duration_us or 0),
-    error = err, events = events,
-    attributes = { ["gen_ai.operation.name"] = "chat", ["gen_ai.provider.name"] = provider, ["gen_ai.system"] = provider,
-      ["gen_ai.request.model"] = c.model, ["gen_ai.response.model"] = c.routed_model or c.model,
-      ["gen_ai.usage.input_tokens"] = c.input_tokens, ["gen_ai.usage.output_tokens"] = c.output_tokens,
-      ["gen_ai.usage.cache_read.input_tokens"] = c.cache_read_tokens,
-      ["gen_ai.usage.cache_creation.input_tokens"] = c.cache_creation_tokens,
-      ["gen_ai.response.finish_reasons"] = c.stop_reason and { c.stop_reason } or nil,
-      ["http.response.status_code"] = c.status, ["procy.call.id"] = c.id, ["procy.call.role"] = c.role,
-      ["procy.cost_usd"] = c.cost, ["procy.ttfb_ms"] = c.ttfb_us and c.ttfb_us / 1000 or nil,
-      ["procy.route"] = c.route, ["url.path"] = c.path } }
+    error = err, attributes = a }
 end
 
 function M.tool_span(session, t)
@@ -177,7 +200,8 @@ function M.payload(spans, o)
 end
 
 local CALL_COLUMNS = [[id, session_id, tag, turn_id, api, method, path, status, model, routed_model, started_at, ttfb_us,
-  duration_us, stop_reason, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost, error, role, route,
+  duration_us, stop_reason, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, reasoning_tokens, cost,
+  error, role, route,
   provider, content, req_body]]
 
 -- spans(h, {session =, since = µs, content =}) -> every span of the

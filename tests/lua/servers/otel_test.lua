@@ -98,9 +98,17 @@ for _, c in ipairs(by.call) do if c.spanId == tool.parentSpanId then asked = c e
 T.ok(attr(tool, "gen_ai.tool.name") == "Bash" and tool.name == "execute_tool Bash" and asked
   and attr(asked, "gen_ai.response.finish_reasons").values[1].stringValue == "tool_use",
   "the tool call: execute_tool Bash, a child of the call that asked for it", json.encode(tool))
-local events = 0
-for _, c in ipairs(by.call) do events = events + #(c.events or {}) end
-T.is(events, 0, "no prompt or answer leaves without content = true")
+local content = 0
+for _, list in pairs(by) do
+  for _, sp in ipairs(list) do
+    content = content + #(sp.events or {}) + (attr(sp, "gen_ai.input.messages") and 1 or 0)
+      + (attr(sp, "gen_ai.output.messages") and 1 or 0)
+  end
+end
+T.is(content, 0, "no prompt or answer leaves without content = true")
+T.ok(tonumber(attr(main, "gen_ai.usage.input_tokens")) == tonumber(attr(main, "procy.usage.input_tokens"))
+  + tonumber(attr(main, "procy.usage.cache_read_tokens") or 0) + tonumber(attr(main, "procy.usage.cache_creation_tokens") or 0),
+  "usage: the conventions' input (all of it) is procy's in + cache read + cache write, both sent", json.encode(main))
 T.ok(got[1].resource.attributes[1].key == "service.name", "the resource names the service")
 
 -- ---- the batch export: the same spans, and content when asked -----------------------------
@@ -120,13 +128,27 @@ local same = 0
 for _, s in ipairs(again) do if live_ids[s.span.spanId] then same = same + 1 end end
 T.ok(#again >= nlive and same == nlive, "the batch export sends every live span again under the same ids",
   ("%d live (%d sent), %d exported, %d shared"):format(nlive, #got, #again, same))
-local prompt
+local input, output, events = nil, nil, 0
 for _, s in ipairs(again) do
-  for _, e in ipairs(s.span.events or {}) do
-    if e.name == "gen_ai.content.prompt" then prompt = e.attributes[1].value.stringValue end
+  events = events + #(s.span.events or {})
+  if s.span.name:find("^turn ") then
+    input = json.decode(attr(s.span, "gen_ai.input.messages") or "null")
+    output = json.decode(attr(s.span, "gen_ai.output.messages") or "null")
   end
 end
-T.like(prompt, "TOOL:bash%[echo otel%-ok%]", "--content: the prompt as a gen_ai.content.prompt event")
+T.ok(type(input) == "table" and input[1].role == "user" and input[1].parts[1].type == "text"
+  and input[1].parts[1].content:find("TOOL:bash[echo otel-ok]", 1, true),
+  "--content: the prompt as gen_ai.input.messages (a user message of text parts)", json.encode(input))
+T.ok(type(output) == "table" and output[1].role == "assistant" and output[1].parts[1].content:find("FAKE", 1, true),
+  "and the answer as gen_ai.output.messages", json.encode(output))
+local tool_part
+for _, s in ipairs(again) do
+  local out = json.decode(attr(s.span, "gen_ai.output.messages") or "null")
+  for _, p in ipairs(type(out) == "table" and out[1].parts or {}) do if p.type == "tool_call" then tool_part = p end end
+end
+T.ok(tool_part and tool_part.name == "Bash" and tool_part.arguments.command == "echo otel-ok",
+  "a call's tool use as a tool_call part with its arguments", json.encode(tool_part))
+T.is(events, 0, "no deprecated gen_ai.content.* events")
 rp2:kill("TERM")
 
 -- ---- the collector down: the relay goes on ------------------------------------------------
