@@ -190,7 +190,11 @@ function A:close()
     -- an agent that exits right after answering (a headless run) ended its
     -- turn: its calls recorded, the API says whether it had
     if not self.proxy.stopped then self:settle() end
-    if self.tracker:api_done(0) then
+    -- (the terminal may be closed already: then nothing says it was quiet)
+    local ok, st = pcall(function() return self.driver.status and self.driver:status() end)
+    st = ok and type(st) == "table" and st or {}
+    local quiet = self.tracker.open.known_from == "terminal" and (st.quiet or 0) >= (self.profile.quiet or 1.5)
+    if self.tracker:api_done(0) or quiet then
       self.tracker:finish { status = "done" }
     else
       self.tracker:finish { status = "interrupted", error = "the agent was closed" }

@@ -35,19 +35,21 @@ function T:watch(timeout)
   return core.await(op, timeout)
 end
 
--- begin(prompt, [source]) -> the new open turn. A turn still open ends as
--- interrupted: a new prompt came before its end. source: what was given,
--- else what expect() announced, else "human".
-function T:begin(prompt, source)
+-- begin(prompt, [source], [known_from]) -> the new open turn. A turn still
+-- open ends as interrupted: a new prompt came before its end. source: what
+-- was given, else what expect() announced, else "human". known_from
+-- "terminal": the prompt is a line the person typed, all procy knows until
+-- an API call brings the exact one.
+function T:begin(prompt, source, known_from)
   if self.open then self:finish { status = "interrupted" } end
   source = source or self.next_source or "human"
+  local now = store.now_us()
+  local row = assert(store.open():query([[INSERT INTO turns(session_id, seq, source, prompt, started_at, status, known_from)
+    VALUES (?, ?, ?, ?, ?, 'running', ?) RETURNING id]], self.session, self.seq + 1, source, prompt, now, known_from))[1]
   self.next_source = nil
   self.seq = self.seq + 1
-  local now = store.now_us()
-  local row = assert(store.open():query([[INSERT INTO turns(session_id, seq, source, prompt, started_at, status)
-    VALUES (?, ?, ?, ?, ?, 'running') RETURNING id]], self.session, self.seq, source, prompt, now))[1]
   self.open = { id = row.id, seq = self.seq, source = source, prompt = prompt, started_at = now,
-                calls = 0, side_calls = 0 }
+                calls = 0, side_calls = 0, known_from = known_from }
   changed(self)
   return self.open
 end
@@ -159,7 +161,11 @@ function T:call(c)
   if c.role == "main" then
     turn.calls = turn.calls + 1
     turn.last_main = c
-    if not turn.prompt and c.prompt then
+    if turn.known_from == "terminal" and c.prompt then
+      -- the line as typed was all procy knew: the API has the exact prompt
+      turn.prompt, turn.prompt_from, turn.known_from = c.prompt, c, nil
+      h:exec("UPDATE turns SET prompt = ?, known_from = NULL WHERE id = ?", c.prompt, turn.id)
+    elseif not turn.prompt and c.prompt then
       turn.prompt, turn.prompt_from = c.prompt, c
       h:exec("UPDATE turns SET prompt = ? WHERE id = ?", c.prompt, turn.id)
     end
@@ -254,6 +260,8 @@ local function shape(t, tools)
               cache_creation_tokens = t.cache_creation_tokens or 0, cache_read_tokens = t.cache_read_tokens or 0,
               reasoning_tokens = t.reasoning_tokens or 0 },
     cost = t.cost or json.null, calls = t.calls, side_calls = t.side_calls,
+    -- "terminal": procy saw only the terminal (no API: no tokens, no tools)
+    known_from = t.known_from or "api",
   }
 end
 

@@ -142,6 +142,7 @@ function M.run(opts)
       commands.run(ctx, ev.text)
     elseif ev.type == "line" then
       ctx.lines[#ctx.lines + 1] = { t = core.time(), text = ev.text }
+      if wrapped and wrapped.driver.typed then wrapped.driver:typed(ev.text) end
     elseif ev.type == "error" then
       core.log("error", "session " .. id .. ": " .. ev.text)
     elseif ev.type == "exit" then

@@ -164,6 +164,26 @@ function D:send(text, source)
   return seq
 end
 
+-- typed(line): the person submitted a line on the session's terminal (as
+-- the agent echoed it). For an agent without hooks, a line typed while no
+-- turn is open begins one, known from the terminal until its API call
+-- (if procy sees one) brings the exact prompt; it ends when the agent is
+-- idle again (watch_end).
+function D:typed(text)
+  if self.hooks or self.a.tracker.open or not text:find("%S") then return end
+  -- on the relay's thread: a record another process holds locked is not
+  -- waited for (the line itself is on the tape; only its turn row is let go)
+  local h = store.open()
+  h:exec("PRAGMA busy_timeout = 0")
+  local ok, err = pcall(self.a.tracker.begin, self.a.tracker, text, "human", "terminal")
+  h:exec("PRAGMA busy_timeout = 5000")
+  if ok then
+    self.sent_at = core.now()
+  else
+    core.log("warn", "a typed line is no turn: the record is busy (" .. tostring(err) .. ")")
+  end
+end
+
 -- Hook events (`procy hook` posts them): Claude Code's, and Codex's notify.
 function D:hook(ev)
   local tracker = self.a.tracker
@@ -224,8 +244,8 @@ function D:watch_end()
       end
       if not l.running and tracker.open then
         self.a:settle()
-        if tracker:api_done(0) then
-          tracker:finish { status = "done" } -- it answered, then exited
+        if tracker:api_done(0) or (tracker.open.known_from == "terminal" and l.quiet >= quiet) then
+          tracker:finish { status = "done" } -- it answered (or went quiet), then exited
         else
           tracker:finish { status = "error", error = "the agent exited" }
         end
