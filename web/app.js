@@ -98,12 +98,18 @@ function toolView(t) {
 function interactions(s, ctx) {
   const box = el("div");
   if (!s.turns.length) box.append(el("p.muted", {}, "no turns yet"));
+  // turns known from the terminal alone (procy.turns.terminal_note)
+  if (!(s.stats || {}).calls && s.turns.some((t) => t.known_from === "terminal")) {
+    box.append(el("p#api-unseen.notice", {}, "procy does not see this agent's API: its turns come from the terminal "
+      + "(the line the person typed, until the agent was idle again), with no tokens, no tool calls and no cost"));
+  }
   for (const t of s.turns) {
     const prompt = el("div.prompt", { title: "click to correct this prompt", onclick: () => correctForm(s, t, box, ctx) }, t.prompt || "");
     box.append(el("div.turn", { id: `turn-${t.seq}` },
       el("h3", {}, `Turn ${t.seq} `, el("span.badge." + t.source, {}, t.source), " ",
         el("span.badge" + (t.status === "error" ? ".error" : ""), {}, t.status), " ",
-        el("span.muted", {}, `${fmt.tokens(t.usage)} · ${fmt.cost(t.cost)}`)),
+        t.known_from === "terminal" ? el("span.badge.terminal", { title: "known from the terminal alone" }, "terminal") : null, " ",
+        el("span.muted", {}, t.known_from === "terminal" ? "" : `${fmt.tokens(t.usage)} · ${fmt.cost(t.cost)}`)),
       prompt,
       (t.tools || []).map(toolView),
       t.response && t.response !== null ? el("div.answer", {}, t.response) : null));

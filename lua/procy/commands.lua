@@ -140,6 +140,10 @@ M.builtin = {
       local u = usage.report { session = ctx.id }.total
       ctx.print(("api       %s: %s, %s tokens, %s"):format(ctx.proxy, M.count(u.calls, "call"), usage.tokens(u),
         usage.money(u.cost, u.unpriced)))
+      local list = require("procy.turns").list(ctx.id)
+      if u.calls == 0 and require("procy.turns").from_terminal(list) then
+        ctx.print("          " .. require("procy.turns").terminal_note)
+      end
     else
       ctx.print("api       not captured (setting capture = false, or the proxy failed: see the log)")
     end
@@ -176,9 +180,12 @@ M.builtin = {
     local usage = require "procy.usage"
     for _, t in ipairs(list) do
       local dur = t.duration ~= require("procy.json").null and duration(t.duration) or "..."
-      ctx.print(("%3d  %-11s %-8s %6s  %2d tools  %s  %s  %s"):format(t.seq, t.status, t.source, dur,
-        #t.tools, usage.tokens(t.usage), usage.money(t.cost), (tostring(t.prompt):gsub("%s+", " ")):sub(1, 50)))
+      local figures = t.known_from == "terminal" and "(from the terminal)"
+        or (usage.tokens(t.usage) .. "  " .. usage.money(t.cost))
+      ctx.print(("%3d  %-11s %-8s %6s  %2d tools  %s  %s"):format(t.seq, t.status, t.source, dur,
+        #t.tools, figures, (tostring(t.prompt):gsub("%s+", " ")):sub(1, 50)))
     end
+    if require("procy.turns").from_terminal(list) then ctx.print("(" .. require("procy.turns").terminal_note .. ")") end
   end },
 
   run = { args = "FILE.lua [ARGS...]", help = "run a recipe here: agent.current() is this session's agent",

@@ -128,10 +128,28 @@ end
 
 -- demote(old, new): a call taken for the main one (before any call with
 -- tools came) was on the side: it leaves the turn's main calls, and the
--- turn's prompt becomes the real main call's.
+-- turn's prompt becomes the real main call's. A turn that call began and
+-- that has ended with no other main call was none (a summary an agent
+-- asks for as it starts): it goes, and the turns after it move up.
 function T:demote(old, new)
   set_role(old, "side")
   local turn = self.open
+  if old.turn_id and (not turn or old.turn_id ~= turn.id) then
+    local h = store.open()
+    local t = h:query("SELECT id, seq, calls FROM turns WHERE id = ?", old.turn_id)[1]
+    if t and (t.calls or 0) <= 1 and #h:query("SELECT 1 FROM api_calls WHERE turn_id = ? AND role = 'main'", t.id) == 0 then
+      h:exec("UPDATE api_calls SET turn_id = NULL WHERE turn_id = ?", t.id)
+      h:exec("UPDATE tool_calls SET turn_id = NULL WHERE turn_id = ?", t.id)
+      h:exec("DELETE FROM turns WHERE id = ?", t.id)
+      -- through negatives: (session, seq) is unique at every row's step
+      h:exec("UPDATE turns SET seq = 1 - seq WHERE session_id = ? AND seq > ?", self.session, t.seq)
+      h:exec("UPDATE turns SET seq = -seq WHERE session_id = ? AND seq <= 0", self.session)
+      self.seq = self.seq - 1
+      if turn and turn.seq > t.seq then turn.seq = turn.seq - 1 end
+      if self.last and self.last.id == t.id then self.last = nil end
+    end
+    return
+  end
   if not turn or old.turn_id ~= turn.id then return end
   turn.calls, turn.side_calls = turn.calls - 1, turn.side_calls + 1
   if turn.last_main == old then turn.last_main = nil end
@@ -243,6 +261,17 @@ function T:wait(seq, timeout)
 end
 
 -- ---- reading turns ------------------------------------------------------------------
+
+-- What every view says of turns known from the terminal alone.
+M.terminal_note = "procy does not see this agent's API: its turns come from the terminal (the line the person "
+  .. "typed, until the agent was idle again), with no tokens, no tool calls and no cost"
+
+-- from_terminal(list) -> whether any turn of the list (M.list) was known
+-- from the terminal alone
+function M.from_terminal(list)
+  for _, t in ipairs(list) do if t.known_from == "terminal" then return true end end
+  return false
+end
 
 local function secs(us) return us and us / 1e6 or json.null end
 

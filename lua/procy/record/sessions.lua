@@ -61,6 +61,9 @@ function M.summary(row)
     cols = row.cols or json.null, rows = row.rows or json.null,
     bytes_in = row.bytes_in, bytes_out = row.bytes_out,
     events = sum.events, markers = markers, typed_lines = lines, turns = turns,
+    -- false: no API call of the agent reached procy while it had turns
+    -- (they come from the terminal: no tokens, no tools, no cost)
+    api_visible = api.calls > 0 or not require("procy.turns").from_terminal(turns),
     api = { calls = api.calls, input_tokens = api.input_tokens, output_tokens = api.output_tokens,
             cache_creation_tokens = api.cache_creation_tokens, cache_read_tokens = api.cache_read_tokens,
             reasoning_tokens = api.reasoning_tokens,
@@ -82,8 +85,9 @@ function M.show(row)
     ("terminal  %s, %s typed, %s shown, %s"):format(
       row.cols and (row.cols .. "x" .. row.rows) or "?", commands.bytes(s.bytes_in),
       commands.bytes(s.bytes_out), commands.count(s.events, "event")),
-    ("api       %s, %s tokens, %s"):format(commands.count(s.api.calls, "call"),
-      require("procy.usage").tokens(s.api), require("procy.usage").money(s.api.cost, s.api.unpriced)),
+    s.api_visible and ("api       %s, %s tokens, %s"):format(commands.count(s.api.calls, "call"),
+      require("procy.usage").tokens(s.api), require("procy.usage").money(s.api.cost, s.api.unpriced))
+      or ("api       none seen: " .. require("procy.turns").terminal_note),
   }
   if row.end_reason then out[#out + 1] = "ended     " .. row.end_reason end
   -- its family: the session it was forked from, and its forks (procy fork)

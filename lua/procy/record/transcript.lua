@@ -197,6 +197,7 @@ function M.session(id, o)
   put(heading(1, "system", ("Session %s · %s · %s · %s · %d turn%s · %s · %s"):format(row.id:sub(1, 8), argv, tostring(row.cwd),
     os.date("%Y-%m-%d %H:%M", (row.started_at or 0) // 1000000), #list, #list == 1 and "" or "s", usage.tokens(total),
     money(total.cost, total.unpriced))))
+  if total.calls == 0 and turns.from_terminal(list) then put(paint("dim", "(" .. turns.terminal_note .. ")") .. "\n") end
   put("\n")
   for _, t in ipairs(list) do
     local u = t.usage or {}

@@ -124,6 +124,19 @@ do
   tr:call(wire { head = "m3", tools = 11, sig = ten .. ",more", prompt = "and again", stop = "STOP", text = "ok" })
   T.ok(tr:api_done(0), "Gemini's STOP (no function call) ends the turn")
   tr:finish { status = "done" }
+  -- an agent that asks for a summary as it starts, before the person types
+  local s3 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
+  local tr3 = turns.new(s3)
+  local function on3(o) local c = wire(o) c.session = s3 h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", s3, c.id) return c end
+  local startup = on3 { head = "sum", prompt = "Summarize the user's primary intent", text = "nothing yet" }
+  tr3:call(startup)
+  tr3:finish { status = "done" } -- quiet: the driver ends it
+  tr3:begin("fix the bug", "human", "terminal") -- the person types
+  tr3:call(on3 { head = "g1", tools = 15, sig = "a,b,c", prompt = "fix the bug", stop = "tool_use", tool_uses = 1 })
+  local list3 = turns.list(s3)
+  T.is(#list3 .. " " .. list3[1].seq .. " " .. list3[1].prompt .. " " .. list3[1].known_from .. " " .. role(startup.id),
+       "1 1 fix the bug api side",
+       "a turn a side call began on its own (no main call in it) goes once the main calls show: the person's turn is turn 1")
   -- a profile that knows its title call says so before any main call
   local tr2 = turns.new(assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" }))
   local t2 = wire { hint = "side", head = "x", prompt = "Generate a concise title" }
