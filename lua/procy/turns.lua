@@ -89,7 +89,12 @@ end
 --   * before any main, a call with tools is the main; one without is main
 --     only for now: when a call with tools comes in the same turn, that one
 --     is, and the first becomes the side call it was (opencode's title
---     comes before its first answer; Gemini CLI's classifier too).
+--     comes before its first answer; Gemini CLI's classifier too);
+--   * a call of the main conversation that brings a new user text of its
+--     own is the agent asking for itself (Qwen Code's "suggest the next
+--     prompt"), a side call: within a turn whose main call has been seen,
+--     when its text is not the turn's prompt; outside any turn, when the
+--     person's prompts come from the terminal (they begin the turns).
 -- The profile's guess (c.role: Claude Code's and Codex's traffic) counts
 -- only where the wire says nothing (a call with no conversation).
 
@@ -112,11 +117,14 @@ function T:judge(c)
     return "main"
   end
   if th.head == main.head then
-    if th.tools >= main.tools then
-      main.tools, main.sig, main.call = th.tools, th.sig, c
-      return "main"
+    if th.tools < main.tools then return "side" end
+    local open = self.open
+    if c.prompt and ((open and open.calls > 0 and open.prompt and c.prompt ~= open.prompt)
+                     or (not open and self.typed)) then
+      return "side" -- a request of the agent's own, appended to the conversation
     end
-    return "side"
+    main.tools, main.sig, main.call = th.tools, th.sig, c
+    return "main"
   end
   if th.sig == main.sig and (th.tools > 0 or not self.open) then
     main.head, main.call = th.head, c
@@ -161,13 +169,14 @@ end
 
 -- call(summary): a recorded API call of this session (serve.on_call)
 function T:call(c)
+  self.api_seen = true
   set_role(c, self:judge(c))
   local turn = self.open
   -- calls are recorded a moment after they end: one that started before
   -- the last turn ended belongs to it (a title, or its final answer)
   local late = not turn and self.last and c.started_at <= (self.last.ended_at or 0) and self.last
   if late then turn = late end
-  if not turn and c.role == "main" and c.prompt then
+  if not turn and c.role == "main" and c.prompt and not self.typed then
     turn = self:begin(c.prompt)
     turn.prompt_from = c
   end
@@ -219,6 +228,18 @@ end
 function T:finish(o)
   local turn = self.open
   if not turn then return end
+  if turn.known_from == "terminal" and turn.calls == 0 and turn.side_calls == 0 and self.api_seen then
+    -- a line the agent handled without its model (/quit, /help), in a
+    -- session whose API procy sees: a command to the agent, not a turn
+    self.open = nil
+    store.open():exec("DELETE FROM turns WHERE id = ?", turn.id)
+    self.seq = self.seq - 1
+    for i = #self.waiters, 1, -1 do
+      if self.waiters[i].seq >= turn.seq then core.complete(table.remove(self.waiters, i).op) end
+    end
+    changed(self)
+    return
+  end
   self.open, self.last = nil, turn
   turn.status, turn.ended_at = o.status or "done", store.now_us()
   local response = o.response or (turn.last_main and turn.last_main.text)

@@ -170,7 +170,9 @@ end
 -- (if procy sees one) brings the exact prompt; it ends when the agent is
 -- idle again (watch_end).
 function D:typed(text)
-  if self.hooks or self.a.tracker.open or not text:find("%S") then return end
+  if self.hooks then return end
+  self.a.tracker.typed = true -- the person's prompts come from here: calls alone begin no turn
+  if self.a.tracker.open or not text:find("%S") then return end
   -- on the relay's thread: a record another process holds locked is not
   -- waited for (the line itself is on the tape; only its turn row is let go)
   local h = store.open()

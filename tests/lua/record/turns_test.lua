@@ -137,6 +137,26 @@ do
   T.is(#list3 .. " " .. list3[1].seq .. " " .. list3[1].prompt .. " " .. list3[1].known_from .. " " .. role(startup.id),
        "1 1 fix the bug api side",
        "a turn a side call began on its own (no main call in it) goes once the main calls show: the person's turn is turn 1")
+  -- the agent appends a request of its own to the conversation (Qwen Code's
+  -- next-prompt suggestion): not the person's
+  local s4 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
+  local tr4 = turns.new(s4)
+  local function on4(o) local c = wire(o) c.session = s4 h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", s4, c.id) return c end
+  tr4.typed = true
+  tr4:begin("run the tests", "human", "terminal")
+  tr4:call(on4 { head = "q1", tools = 20, sig = "q", prompt = "run the tests", stop = "tool_use", tool_uses = 1 })
+  tr4:call(on4 { head = "q1", tools = 20, sig = "q", text = "all pass" })
+  local suggest = on4 { head = "q1", tools = 20, sig = "q", prompt = "[SUGGESTION MODE: what would the user type next?]",
+                        text = "commit it" }
+  tr4:call(suggest)
+  T.is(role(suggest.id) .. " " .. tr4.open.prompt, "side run the tests",
+       "a new user text the agent appends mid-turn is a side call; the turn keeps the person's prompt")
+  tr4:finish { status = "done" }
+  T.is(turns.get(s4, 1).response, "all pass", "and its answer is the main conversation's")
+  local later = on4 { head = "q1", tools = 20, sig = "q", prompt = "[SUGGESTION MODE: again]", text = "push it" }
+  tr4:call(later)
+  T.is(role(later.id) .. " " .. #turns.list(s4), "side 1",
+       "after the turn, with the person's prompts typed, such a call begins no turn")
   -- a profile that knows its title call says so before any main call
   local tr2 = turns.new(assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" }))
   local t2 = wire { hint = "side", head = "x", prompt = "Generate a concise title" }
