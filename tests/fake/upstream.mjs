@@ -64,7 +64,7 @@ const logFile = fs.openSync(path.join(logDir, "requests.jsonl"), "a");
 
 let n = 0, gets = 0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const secret = /^(x-api-key|authorization|proxy-authorization|cookie)$/i;
+const secret = /^(x-api-key|x-goog-api-key|authorization|proxy-authorization|cookie)$/i;
 const log = (entry) => fs.writeSync(logFile, JSON.stringify(entry) + "\n");
 
 function text(c) {
