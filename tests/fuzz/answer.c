@@ -8,7 +8,7 @@ FUZZ_LUA(
 	"return function(s)\n"
 	"  answer.sse(s)\n"
 	"  answer.redact_stream(s)\n"
-	"  for _, api in ipairs { 'anthropic', 'openai-chat', 'openai-responses', 'other' } do\n"
+	"  for _, api in ipairs { 'anthropic', 'openai-chat', 'openai-responses', 'gemini', 'other' } do\n"
 	"    for _, stream in ipairs { true, false } do\n"
 	"      local out = { content = {}, usage = {}, bad = 0, odd = 0, events = 0 }\n"
 	"      answer.parse[api](out, s, stream)\n"

@@ -31,7 +31,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	}
 	srv->max_body = 1 << 20;
-	srv->proxy = proxy_new("http://127.0.0.1:1", "http://127.0.0.1:1", 1); /* refused: 502 */
+	srv->proxy = proxy_new("http://127.0.0.1:1", "http://127.0.0.1:1", "http://127.0.0.1:1", 1); /* refused: 502 */
 	return 0;
 }
 

@@ -1,7 +1,7 @@
 -- seeds.lua — the fuzzers' first inputs, made fresh in a directory:
 --   build/procy run tests/fuzz/seeds.lua OUT_DIR
 -- Answers of every shape the fake upstream gives (the shapes of the real
--- APIs: Anthropic, OpenAI chat and Responses, streamed and whole, tool
+-- APIs: Anthropic, OpenAI chat and Responses, Gemini, streamed and whole, tool
 -- calls, thinking, server tools, errors), the requests that asked for
 -- them, typed key sequences, and HTTP requests a hostile client sends.
 local proc = require "procy.proc"
@@ -41,6 +41,14 @@ return function(args)
     { "/v1/responses", { model = "gpt-5", stream = true, tools = { { type = "function", name = "exec_command" } },
         input = { { role = "user", content = { { type = "input_text", text = "TOOL:shell[ls]" } } } } } },
     { "/v1/responses", { model = "gpt-5", input = "hello" } },
+    { "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", { tools = { { functionDeclarations = {
+        { name = "run_shell_command" } } } }, contents = { { role = "user", parts = { { text = "THINK TOOL:bash[ls]" } } } } } },
+    { "/v1beta/models/gemini-2.5-flash:streamGenerateContent", { contents = { { role = "user", parts = { { text = "hi" } } },
+        { role = "model", parts = { { functionCall = { name = "f", args = {} } } } },
+        { role = "user", parts = { { functionResponse = { name = "f", response = { output = "x" } } } } } } } },
+    { "/v1beta/models/gemini-2.5-flash:generateContent", { contents = { { role = "user", parts = { { text = "hello" } } } },
+        generationConfig = { responseMimeType = "application/json", responseJsonSchema = { type = "OBJECT",
+          properties = { score = { type = "INTEGER" } }, required = { "score" } } } } },
   }
   for i, a in ipairs(asks) do
     local body = json.encode(a[2])
@@ -68,6 +76,10 @@ return function(args)
     .. "5\r\nhello\r\n0\r\n\r\n")
   write(out .. "/http/two-lengths", "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}")
   write(out .. "/http/dots", "GET /v1/%2e%2e/x HTTP/1.1\r\nHost: evil.example\r\nOrigin: http://evil.example\r\n\r\n")
+  write(out .. "/http/versionless", "POST /s/tag-1/messages?beta=true HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}"
+    .. "POST /s/x/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+  write(out .. "/http/gemini", "POST /v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=AIzaX HTTP/1.1\r\n"
+    .. "Host: 127.0.0.1\r\nx-goog-api-key: k\r\nContent-Length: 2\r\n\r\n{}")
   write(out .. "/http/pipelined", "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /x HTTP/1.0\r\n\r\n")
   fake:kill("TERM")
   fake:wait(5)

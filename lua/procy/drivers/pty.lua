@@ -237,7 +237,12 @@ function D:watch_end()
       elseif m and m.aborted and inflight == 0 and l.quiet >= 1 then
         tracker:finish { status = "interrupted" }
       elseif not self.hooks and l.quiet >= quiet and inflight == 0
-             and (not m or tracker:api_done(inflight))
+             -- with the API in sight (this turn's calls, or the session's),
+             -- its answer ends the turn; a quiet terminal alone only when
+             -- procy sees no API, or after ten times as long without a main call
+             and (m and tracker:api_done(inflight)
+                  or not m and not (turn.side_calls > 0 or tracker.api_seen)
+                  or not m and l.quiet >= quiet * 10)
              and (not self.profile.idle_title or l.titles == 0 or l.title:find(self.profile.idle_title))
              and (not self.profile.idle_output or l.tail:find(self.profile.idle_output)) then
         tracker:finish { status = "done" }

@@ -53,28 +53,12 @@ a:close()
 local tmux = require "lib.tmux"
 local record = dir .. "/tui.db"
 local q = tmux.quote
--- Types a prompt into the Codex TUI and submits it. Codex takes an Enter
--- that comes right after a burst of keys as part of a paste (a newline):
--- under load tmux's keys arrive late and in one burst, so Enter waits until
--- the text is on screen and the burst is over, and is pressed again while
--- the prompt still sits in the input box.
-local function submit(term, text, done)
-  term:type(text)
-  term:wait_for(text:gsub("%p", "%%%0"), 10)
-  for _ = 1, 3 do
-    core.sleep(0.6)
-    term:keys("Enter")
-    if term:wait_for(done, 10) then return true end
-  end
-  return false
-end
-
 local term = tmux.new { cols = 120, rows = 40, env = env,
   cmd = "cd " .. q(work) .. " && " .. q(T.bin) .. " --db " .. q(record) .. " --config " .. q(dir .. "/procy.lua")
     .. " -- " .. q(codex) .. " -m gpt-5-codex; echo procy-exit=$?" }
 T.ok(term:wait_for("Ask Codex to do anything", 30), "the Codex TUI starts inside procy", term:screen())
 core.sleep(0.5)
-T.ok(submit(term, "TOOL:shell[echo tui-tool]", "Worked for"), "it runs the tool and answers", term:screen())
+T.ok(term:submit("TOOL:shell[echo tui-tool]", "Worked for"), "it runs the tool and answers", term:screen())
 local h = require("procy.db").open(record, { migrations = false })
 local row
 for _ = 1, 50 do
@@ -112,7 +96,7 @@ term = tmux.new { cols = 120, rows = 40, env = env,
     .. " --resume " .. srow.id:sub(1, 8) .. "; echo procy-exit=$?" }
 T.ok(term:wait_for("tui%-tool", 30), "the resumed Codex shows the earlier conversation", term:screen())
 core.sleep(0.5)
-T.ok(submit(term, "resumed turn", "you said: resumed turn"), "and answers a new prompt", term:screen())
+T.ok(term:submit("resumed turn", "you said: resumed turn"), "and answers a new prompt", term:screen())
 local asked
 for _, b in ipairs(require("lib.fake").bodies(dir .. "/fake")) do
   if b:find("resumed turn", 1, true) and b:find('"tools"', 1, true) and (not asked or b:find("tui-tool", 1, true)) then

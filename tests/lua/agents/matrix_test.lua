@@ -71,9 +71,25 @@ local function show(id)
   return json.decode(r.stdout) or {}
 end
 
+-- settled(id) -> show --json once the session's first turn has ended (an
+-- interactive turn ends when the agent is quiet again), and that turn
+local function settled(id)
+  local s, t
+  for _ = 1, 100 do
+    s = show(id)
+    t = (s.turns or {})[1]
+    if t and t.status ~= "running" then break end
+    core.sleep(0.1)
+  end
+  return s, t or {}
+end
+
 -- The same numbers in every view: show --json's totals, usage --json's,
--- the transcript's header (procy.usage.tokens, procy.usage.money).
+-- the transcript's header (procy.usage.tokens, procy.usage.money); the JSON
+-- API's and OTLP's at the end (checked).
+local checked = {}
 local function agree(name, id, s)
+  checked[#checked + 1] = { name = name, id = id, api = s.api }
   local u = json.decode(procy("usage", "--session", id, "--json").stdout) or {}
   local total = u.total or {}
   local same = true
@@ -82,17 +98,10 @@ local function agree(name, id, s)
     if total[k] ~= s.api[k] then same = false end
   end
   T.ok(same, name .. ": show --json and usage --json give the same figures", json.encode { show = s.api, usage = total })
-  local function commas(n)
-    local t = tostring(math.floor(n or 0))
-    while true do
-      local k
-      t, k = t:gsub("^(%d+)(%d%d%d)", "%1,%2")
-      if k == 0 then return t end
-    end
-  end
+  local usage = require "procy.usage"
   local head = procy("transcript", id).stdout:match("^[^\n]*")
-  T.ok(head:find(commas(s.api.input_tokens) .. " in", 1, true) and head:find(commas(s.api.output_tokens) .. " out", 1, true)
-    and (s.api.unpriced == 0 or head:find("$?", 1, true) or head:find("unpriced", 1, true)),
+  T.ok(head:find(" · " .. usage.tokens(s.api) .. " · " .. usage.money(s.api.cost, s.api.unpriced), 1, true)
+    and (s.api.unpriced == 0 or not head:find("$0.0000", 1, true)),
     name .. ": the transcript's header says them under the same labels, an unknown cost never $0", head)
 end
 
@@ -138,19 +147,6 @@ for _, r in ipairs(runs) do
 end
 
 -- ---- interactive, in tmux -----------------------------------------------------------------
--- Types a prompt and Enter (again while the prompt still sits in the box:
--- a TUI may take an Enter in the same burst as part of a paste).
-local function submit(term, text, done)
-  term:type(text)
-  term:wait_for(text:gsub("%p", "%%%0"), 15)
-  for _ = 1, 3 do
-    core.sleep(0.6)
-    term:keys("Enter")
-    if term:wait_for(done, 20) then return true end
-  end
-  return false
-end
-
 local tuis = {
   { name = "qwen", argv = { "qwen", "--yolo" }, ready = "Type your message", tool = "run_shell_command", quit = "/quit" },
   { name = "opencode", argv = { "opencode", "-m", "anthropic/claude-sonnet-4-5" }, ready = "Ask anything", tool = "bash" },
@@ -163,17 +159,10 @@ for _, r in ipairs(tuis) do
     T.ok(term:wait_for(r.ready, 60), r.name .. " TUI: starts inside procy", term:screen())
     core.sleep(1)
     local word = "tui-" .. r.name
-    T.ok(submit(term, "TOOL:bash[echo " .. word .. "]", "got tool result"), r.name .. " TUI: runs the tool and answers",
+    T.ok(term:submit("TOOL:bash[echo " .. word .. "]", "got tool result"), r.name .. " TUI: runs the tool and answers",
       term:screen())
     local id = newest_session()
-    local s, t
-    for _ = 1, 100 do -- the turn ends once the agent is quiet again
-      s = show(id)
-      t = (s.turns or {})[1]
-      if t and t.status ~= "running" then break end
-      core.sleep(0.1)
-    end
-    t = t or {}
+    local s, t = settled(id)
     T.is(tostring(t.status) .. " " .. tostring(t.prompt), "done TOOL:bash[echo " .. word .. "]",
       r.name .. " TUI: the turn, done, with the exact prompt (as the API carried it)", json.encode(s.turns))
     local tool = (t.tools or {})[1] or {}
@@ -181,7 +170,7 @@ for _, r in ipairs(tuis) do
       json.encode(tool))
     T.like(t.response, "^FAKE: got tool result:", r.name .. " TUI: the answer is the main conversation's, no side call's")
     if r.quit then
-      submit(term, r.quit, "procy%-exit=%d+")
+      term:submit(r.quit, "procy%-exit=%d+")
     else
       term:keys("C-c")
       term:wait_for("procy%-exit=%d+", 20)
@@ -191,6 +180,40 @@ for _, r in ipairs(tuis) do
     s = show(id)
     T.is(#s.turns, 1, r.name .. " TUI: a command to the agent (its quit) is no turn when procy sees the API")
   end
+end
+
+-- ---- the monitor's JSON API and OTLP: the same figures -------------------------------------------
+if #checked > 0 then
+  local token = "matrix-person-token-0123456789"
+  local srv = assert(require("procy.proc").spawn({ T.bin, "--config", config, "serve", "--port", "0" },
+    { stderr = "pipe", stdout = false, env = { PROCY_TOKEN = token } }))
+  local _s <close> = srv
+  local url = (srv:lines("stderr")() or ""):match("listening on (http://[%d.:]+)")
+  local r = url and require("procy.http").request { url = url .. "/api/sessions?limit=1000", headers = { ["x-procy-token"] = token } }
+  local listed = {}
+  for _, row in ipairs(r and (json.decode(r.body) or {}).sessions or {}) do listed[row.id] = row.stats end
+  local h = require("procy.db").open(record, { migrations = false })
+  local otel = require "procy.otel"
+  for _, c in ipairs(checked) do
+    local st = listed[c.id] or {}
+    local same = st.calls == c.api.calls and st.input_tokens == c.api.input_tokens and st.output_tokens == c.api.output_tokens
+      and st.cache_read_tokens == c.api.cache_read_tokens and st.reasoning_tokens == c.api.reasoning_tokens
+      and st.unpriced == c.api.unpriced and (st.cost == json.null) == (c.api.cost == json.null)
+    T.ok(same, c.name .. ": /api/sessions (the monitor) gives the same figures", json.encode { api = st, show = c.api })
+    local sum = { i = 0, o = 0 }
+    for _, sp in ipairs(otel.spans(h, { session = c.id })) do
+      local a = {}
+      for _, kv in ipairs(sp.attributes or {}) do a[kv.key] = kv.value.intValue or kv.value.stringValue end
+      if a["gen_ai.operation.name"] == "chat" then
+        sum.i = sum.i + tonumber(a["procy.usage.input_tokens"] or 0)
+        sum.o = sum.o + tonumber(a["procy.usage.output_tokens"] or 0)
+      end
+    end
+    T.ok(sum.i == c.api.input_tokens and sum.o == c.api.output_tokens, c.name .. ": OTLP's procy.usage.* sum to them",
+      json.encode(sum))
+  end
+  h:close()
+  srv:kill("TERM")
 end
 
 -- ---- an agent whose API procy cannot see: turns from the terminal ------------------------------
@@ -206,17 +229,10 @@ if found.gemini then
   local term = session({ found.gemini, "--yolo" }, blind, { env = benv })
   T.ok(term:wait_for("Type your message", 60), "blind: Gemini CLI starts", term:screen())
   core.sleep(1)
-  T.ok(submit(term, "TOOL:bash[echo blind-gemini]", "got tool result"), "blind: it answers, through its own connection",
+  T.ok(term:submit("TOOL:bash[echo blind-gemini]", "got tool result"), "blind: it answers, through its own connection",
     term:screen())
   local id = newest_session()
-  local s, t
-  for _ = 1, 100 do
-    s = show(id)
-    t = (s.turns or {})[1]
-    if t and t.status ~= "running" then break end
-    core.sleep(0.1)
-  end
-  t = t or {}
+  local s, t = settled(id)
   T.is(tostring(t.status) .. " " .. tostring(t.known_from) .. " " .. tostring(t.prompt),
     "done terminal TOOL:bash[echo blind-gemini]",
     "blind: the turn comes from the terminal: the line typed, ended when the agent was idle again", json.encode(s.turns))

@@ -65,6 +65,22 @@ function M:wait_for(pattern, seconds)
   return nil, screen
 end
 
+-- submit(text, done, [seconds]) -> whether the screen came to match done:
+-- a prompt typed into an agent's TUI and submitted. Enter waits until the
+-- prompt shows and is pressed again while it still sits in the box: a TUI
+-- takes an Enter that comes in the same burst as the keys (under load,
+-- tmux's keys arrive late and together) as part of a paste.
+function M:submit(text, done, seconds)
+  self:type(text)
+  self:wait_for(text:gsub("%p", "%%%0"), 15)
+  for _ = 1, 3 do
+    core.sleep(0.6)
+    self:keys("Enter")
+    if self:wait_for(done, seconds or 20) then return true end
+  end
+  return false
+end
+
 -- see(pattern, name, [seconds]) -> the screen: a check that the pane
 -- comes to match pattern (20 s by default), the last screen its diagnostic
 function M:see(pattern, name, seconds)
