@@ -138,24 +138,24 @@ end
 -- tools came) was on the side: it leaves the turn's main calls, and the
 -- turn's prompt becomes the real main call's. A turn that call began and
 -- that has ended with no other main call was none (a summary an agent
--- asks for as it starts): it goes, and the turns after it move up.
+-- asks for as it starts): it goes. Turn numbers are not reused (waiters,
+-- snapshots and the person know turns by them): the next is one more.
 function T:demote(old, new)
   set_role(old, "side")
   local turn = self.open
   if old.turn_id and (not turn or old.turn_id ~= turn.id) then
     local h = store.open()
-    local t = h:query("SELECT id, seq, calls FROM turns WHERE id = ?", old.turn_id)[1]
-    if t and (t.calls or 0) <= 1 and #h:query("SELECT 1 FROM api_calls WHERE turn_id = ? AND role = 'main'", t.id) == 0 then
-      h:exec("UPDATE api_calls SET turn_id = NULL WHERE turn_id = ?", t.id)
-      h:exec("UPDATE tool_calls SET turn_id = NULL WHERE turn_id = ?", t.id)
-      h:exec("DELETE FROM turns WHERE id = ?", t.id)
-      -- through negatives: (session, seq) is unique at every row's step
-      h:exec("UPDATE turns SET seq = 1 - seq WHERE session_id = ? AND seq > ?", self.session, t.seq)
-      h:exec("UPDATE turns SET seq = -seq WHERE session_id = ? AND seq <= 0", self.session)
-      self.seq = self.seq - 1
-      if turn and turn.seq > t.seq then turn.seq = turn.seq - 1 end
-      if self.last and self.last.id == t.id then self.last = nil end
-    end
+    local ok, err = pcall(h.transaction, h, function()
+      local t = h:query("SELECT id FROM turns WHERE id = ? AND session_id = ?", old.turn_id, self.session)[1]
+      if not t or #h:query("SELECT 1 FROM api_calls WHERE turn_id = ? AND role = 'main'", t.id) > 0 then return end
+      for _, sql in ipairs { "UPDATE api_calls SET turn_id = NULL WHERE turn_id = ?",
+                             "UPDATE tool_calls SET turn_id = NULL WHERE turn_id = ?", "DELETE FROM turns WHERE id = ?" } do
+        local done, e, code = h:exec(sql, t.id)
+        if not done then error({ err = e, code = code }) end
+      end
+    end)
+    if not ok then core.log("warn", "a side call's turn stays: " .. tostring(type(err) == "table" and err.err or err)) end
+    if ok and self.last and self.last.id == old.turn_id then self.last = nil end
     return
   end
   if not turn or old.turn_id ~= turn.id then return end
@@ -228,14 +228,14 @@ end
 function T:finish(o)
   local turn = self.open
   if not turn then return end
-  if turn.known_from == "terminal" and turn.calls == 0 and turn.side_calls == 0 and self.api_seen then
+  if turn.known_from == "terminal" and turn.calls == 0 and turn.side_calls == 0 and self.api_seen
+     and store.open():exec("DELETE FROM turns WHERE id = ?", turn.id) then
     -- a line the agent handled without its model (/quit, /help), in a
     -- session whose API procy sees: a command to the agent, not a turn
+    -- (its number is not reused; a record that refuses the delete keeps it)
     self.open = nil
-    store.open():exec("DELETE FROM turns WHERE id = ?", turn.id)
-    self.seq = self.seq - 1
     for i = #self.waiters, 1, -1 do
-      if self.waiters[i].seq >= turn.seq then core.complete(table.remove(self.waiters, i).op) end
+      if self.waiters[i].seq <= turn.seq then core.complete(table.remove(self.waiters, i).op) end
     end
     changed(self)
     return

@@ -312,14 +312,76 @@ static const char *header_of(const xfer_header *h, size_t n, const char *name)
 
 enum { FAM_ANTHROPIC, FAM_OPENAI, FAM_GOOGLE };
 
+/* Whether the path's query has parameter name (name=... or name alone). */
+static int query_has(const char *p, const char *name)
+{
+	const char *q = strchr(p, '?');
+	size_t n = strlen(name);
+	while (q && *q) {
+		q++;
+		if (strncmp(q, name, n) == 0 && (q[n] == '=' || q[n] == '&' || q[n] == 0))
+			return 1;
+		q = strchr(q, '&');
+	}
+	return 0;
+}
+
+/* Takes every name= (or bare name) parameter out of url's query, in place. */
+static void drop_param(char *url, const char *name)
+{
+	char *q = strchr(url, '?');
+	if (!q)
+		return;
+	size_t n = strlen(name);
+	char *w = q + 1, *r = q + 1;
+	while (*r && *r != '#') {
+		size_t len = strcspn(r, "&#");
+		if (!(strncmp(r, name, n) == 0 && (r[n] == '=' || len == n))) {
+			if (w > q + 1)
+				*w++ = '&';
+			memmove(w, r, len);
+			w += len;
+		}
+		r += len;
+		if (*r == '&')
+			r++;
+	}
+	memmove(w, r, strlen(r) + 1);
+	if (w == q + 1 && !*w)
+		*q = 0;
+}
+
+/* /v1/models/NAME:VERB (or tunedModels) with a verb of the Gemini API's:
+   a colon alone is not Google's (OpenAI's fine-tuned models are named
+   ft:gpt-4o:org::id, Ollama's llama3:8b). */
+static int gemini_verb(const char *p)
+{
+	static const char *const verbs[] = { "generateContent", "streamGenerateContent", "countTokens",
+	                                     "embedContent", "batchEmbedContents", NULL };
+	if (strncmp(p, "/v1/models/", 11) != 0 && strncmp(p, "/v1/tunedModels/", 16) != 0)
+		return 0;
+	size_t end = strcspn(p, "?#");
+	const char *colon = NULL;
+	for (const char *c = p; c < p + end; c++)
+		if (*c == ':')
+			colon = c;
+	if (!colon || memchr(colon, '/', (size_t)(p + end - colon)))
+		return 0;
+	for (const char *const *v = verbs; *v; v++)
+		if (strlen(*v) == (size_t)(p + end - colon - 1) && strncmp(colon + 1, *v, strlen(*v)) == 0)
+			return 1;
+	return 0;
+}
+
 /* Which API a call belongs to, so it goes to that family's upstream: the
    path where it says (the Messages API is Anthropic's; chat completions,
    responses, completions and embeddings are OpenAI's; /v1beta/, /v1alpha/
-   and /v1/models/NAME:VERB are Google's Gemini API), else the client's
-   own marks. Anthropic's: an anthropic-* header (its SDKs always send
-   anthropic-version), x-api-key, a bearer key of its (sk-ant-...).
-   Google's: x-goog-api-key or x-goog-api-client. OpenAI's: an openai-*
-   header, or a bearer key that is one of its (sk-..., not sk-ant-).
+   and /v1/models/NAME:VERB with a Gemini verb are Google's Gemini API),
+   else the client's own marks. Anthropic's: an anthropic-* header (its
+   SDKs always send anthropic-version), x-api-key, a bearer key of its
+   (sk-ant-...). Google's: x-goog-api-key or x-goog-api-client. OpenAI's:
+   an openai-* header, or a bearer key that is one of its (sk-..., not
+   sk-ant-). Then a ?key= parameter (Google's way to pass its key).
    Anything else goes where it always went, the Anthropic upstream: a key
    is never sent to another provider on a guess. */
 static int family(const char *p, const xfer_header *h, size_t n, const hreq_t *r)
@@ -331,8 +393,7 @@ static int family(const char *p, const xfer_header *h, size_t n, const hreq_t *r
 		return FAM_OPENAI;
 	if (strncmp(p, "/v1beta/", 8) == 0 || strncmp(p, "/v1alpha/", 9) == 0)
 		return FAM_GOOGLE;
-	if ((strncmp(p, "/v1/models/", 11) == 0 || strncmp(p, "/v1/tunedModels/", 16) == 0) &&
-	    memchr(p, ':', strcspn(p, "?")))
+	if (gemini_verb(p))
 		return FAM_GOOGLE;
 	int openai_mark = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -350,19 +411,24 @@ static int family(const char *p, const xfer_header *h, size_t n, const hreq_t *r
 		if (strncmp(key, "sk-", 3) == 0)
 			return FAM_OPENAI;
 	}
-	return openai_mark ? FAM_OPENAI : FAM_ANTHROPIC;
+	if (openai_mark)
+		return FAM_OPENAI;
+	return query_has(p, "key") ? FAM_GOOGLE : FAM_ANTHROPIC; /* ?key= is Google's API key */
 }
 
 /* Whether a request header may go to its family's upstream: no call
    carries another family's key header (x-api-key is Anthropic's,
-   x-goog-api-key Google's), and an Anthropic call that has x-api-key does
+   x-goog-api-key Google's), a Google call no sk- bearer key (Anthropic's,
+   OpenAI's), and an Anthropic call that has x-api-key does
    not also pass a bearer token on (it would be another service's key;
    without x-api-key the bearer is the Anthropic auth token,
    ANTHROPIC_AUTH_TOKEN's way, and goes). */
-static int family_key(int fam, const char *name, const xfer_header *h, size_t n)
+static int family_key(int fam, const char *name, const char *value, const xfer_header *h, size_t n)
 {
 	if (strcasecmp(name, "x-goog-api-key") == 0)
 		return fam == FAM_GOOGLE;
+	if (fam == FAM_GOOGLE && strcasecmp(name, "authorization") == 0)
+		return !(strncasecmp(value, "bearer sk-", 10) == 0); /* an Anthropic or OpenAI key; Vertex's OAuth token goes */
 	if (fam != FAM_ANTHROPIC)
 		return strcasecmp(name, "x-api-key") != 0;
 	return strcasecmp(name, "authorization") != 0 || !header_of(h, n, "x-api-key");
@@ -422,6 +488,8 @@ static void start_call(server_t *srv, hreq_t *r)
 	int fam = family(p, r->hdr, r->nhdr, r);
 	if (asprintf(&c->url, "%s%s", px->base[fam], p) < 0)
 		c->url = NULL;
+	else if (fam != FAM_GOOGLE)
+		drop_param(c->url, "key"); /* a Google key in the query never leaves for another provider */
 	snprintf(c->method, sizeof c->method, "%s", r->method);
 	c->px = px;
 	c->srv = srv;
@@ -450,7 +518,7 @@ static void start_call(server_t *srv, hreq_t *r)
 		if (proxy_hop_by_hop(h->name) || (strcasecmp(h->name, "authorization") == 0 && hreq_is_our_token(r, h->value)) ||
 		    (strcasecmp(h->name, "cookie") == 0 && r->mounted))
 			continue; /* procy's own token stays here (a browser's cookie under the mount holds it) */
-		if (!family_key(fam, h->name, c->req_hdr, c->nreq))
+		if (!family_key(fam, h->name, h->value, c->req_hdr, c->nreq))
 			continue; /* another family's key never leaves for this one's upstream */
 		if (asprintf(&lines[n], "%s: %s", h->name, h->value) >= 0)
 			n++;

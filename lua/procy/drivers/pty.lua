@@ -170,19 +170,21 @@ end
 -- (if procy sees one) brings the exact prompt; it ends when the agent is
 -- idle again (watch_end).
 function D:typed(text)
-  if self.hooks then return end
-  self.a.tracker.typed = true -- the person's prompts come from here: calls alone begin no turn
-  if self.a.tracker.open or not text:find("%S") then return end
-  -- on the relay's thread: a record another process holds locked is not
-  -- waited for (the line itself is on the tape; only its turn row is let go)
+  local tracker = self.a.tracker
+  if self.hooks or tracker.open or not text:find("%S") then return end
+  -- on the relay's thread: a record another process holds locked is waited
+  -- for 200 ms at most (the line itself is on the tape); then the turn is
+  -- left to the API call that carries the prompt, if procy sees one
   local h = store.open()
-  h:exec("PRAGMA busy_timeout = 0")
-  local ok, err = pcall(self.a.tracker.begin, self.a.tracker, text, "human", "terminal")
-  h:exec("PRAGMA busy_timeout = 5000")
+  local was = (h:query("PRAGMA busy_timeout")[1] or {}).timeout or 5000
+  h:exec("PRAGMA busy_timeout = 200")
+  local ok, err = pcall(tracker.begin, tracker, text, "human", "terminal")
+  h:exec("PRAGMA busy_timeout = " .. math.tointeger(was))
   if ok then
+    tracker.typed = true -- the person's prompts come from here: calls alone begin no turn
     self.sent_at = core.now()
   else
-    core.log("warn", "a typed line is no turn: the record is busy (" .. tostring(err) .. ")")
+    core.log("warn", "a typed line begins no turn: the record is busy (" .. tostring(err) .. ")")
   end
 end
 

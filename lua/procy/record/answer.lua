@@ -104,6 +104,21 @@ function M.events(body)
   return events
 end
 
+-- array_events(body) -> the elements of a JSON array as events (Gemini's
+-- stream without alt=sse is one array of responses, sent piece by piece):
+-- {first =, last = its bytes in body, text =, data = decoded}, the list
+-- marked `array`; nil when body is no JSON array.
+function M.array_events(body)
+  local kind, list = json.spans(body)
+  if kind ~= "array" then return nil end
+  local events = { array = true }
+  for i, sp in ipairs(list) do
+    local text = body:sub(sp[1], sp[2])
+    events[i] = { first = sp[1], last = sp[2], text = text, data = json.decode(text) }
+  end
+  return events
+end
+
 -- redact_stream(body, [events]) -> body: a secret the model wrote across several
 -- streamed events is in no single event, so the pattern pass cannot see
 -- it. Here each streamed text is put together, secrets found in it, and
@@ -147,6 +162,18 @@ function M.redact_stream(body, events)
     end
   end
   if not changed then return body end
+  if events.array then -- the array's elements that held a secret, re-encoded in place
+    local out, pos = {}, 1
+    for _, ev in ipairs(events) do
+      if ev.dirty then
+        out[#out + 1] = body:sub(pos, ev.first - 1)
+        out[#out + 1] = json.encode(ev.data)
+        pos = ev.last + 1
+      end
+    end
+    out[#out + 1] = body:sub(pos)
+    return table.concat(out)
+  end
   local out = {}
   for i, ev in ipairs(events) do
     if ev.dirty then

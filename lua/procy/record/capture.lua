@@ -110,6 +110,14 @@ function M.prepare(call, store)
   if events and not guard("stream redaction", function() resp = answer.redact_stream(resp, events) end) then
     resp, events = call.resp_body, nil
   end
+  -- Gemini's stream without alt=sse: one JSON array, a secret possibly
+  -- split across its elements as across SSE events (parsed whole after)
+  if not stream and parsable and verb == "streamGenerateContent" then
+    guard("stream redaction", function()
+      local elements = answer.array_events(resp)
+      if elements then resp = answer.redact_stream(resp, elements) end
+    end)
+  end
   row.resp_body = redact.text(resp)
   if row.resp_body ~= resp then events = nil end -- the pattern pass changed it: parse what is kept
   local info
@@ -153,13 +161,13 @@ function M.prepare(call, store)
     -- a function call's id, when the model gave none: where it will stand
     -- in the next request (procy.record.request.gemini_calls)
     local list = request.list(api, req)
-    local at, seen = (type(list) == "table" and #list or 0) + 1, {}
+    local at, seen, head = (type(list) == "table" and #list or 0) + 1, {}, request.thread(api, req).head
     for _, b in ipairs(out.content) do
       if type(b) == "table" and b.type == "tool_use" then
         local name = str(b.name) or "?"
         seen[name] = (seen[name] or 0) + 1
         b.call_id = b.id -- the model's own, if it gave one
-        b.id = request.gemini_id(at, name, seen[name])
+        b.id = request.gemini_id(head, at, name, seen[name])
       end
     end
     row.stream = stream or verb == "streamGenerateContent"

@@ -78,6 +78,19 @@ local function list_of(api, req)
   return req.messages
 end
 
+-- head_of(list) -> a digest of a conversation's first message (16 hex):
+-- which conversation a request carries. A lazy list's first element is
+-- hashed as it stands in the body, without decoding it.
+local hash = require "procy.hash"
+
+local function head_of(list)
+  local m = getmetatable(list)
+  if m and m.spans and m.spans[1] then return hash.sha256(m.body:sub(m.spans[1], m.spans[2])):sub(1, 16) end
+  local first = list[1]
+  if first == nil then return nil end
+  return hash.sha256(json.encode(first, { sort = true })):sub(1, 16)
+end
+
 -- A tool result's content as text.
 local function result_text(c)
   if type(c) == "string" then return c end
@@ -98,6 +111,7 @@ end
 -- old part of a view is decoded only here, when procy did not see the
 -- call that asked for it).
 local function find_use(api, list, i, id)
+  local head = api == "gemini" and head_of(list)
   for k = i, 1, -1 do
     local m = list[k]
     if api == "anthropic" then
@@ -112,7 +126,7 @@ local function find_use(api, list, i, id)
         end
       end
     elseif api == "gemini" then
-      for _, c in ipairs(type(m) == "table" and M.gemini_calls(m, k) or EMPTY) do
+      for _, c in ipairs(type(m) == "table" and M.gemini_calls(m, k, head) or EMPTY) do
         if c.id == id then return { name = str(c.fc.name), input = c.fc.args } end
       end
     elseif type(m) == "table" and m.call_id == id then
@@ -131,10 +145,11 @@ local function results_in_request(api, req)
   local list = list_of(api, req)
   if type(list) ~= "table" then return results end
   local calls = api == "gemini" and {} -- a function response answers the call of its name before it
+  local head = calls and head_of(list)
   if calls then
     for k = math.max(from(list) - 1, 1), #list do -- the model's calls the new responses answer
       local m = list[k]
-      for _, c in ipairs(type(m) == "table" and m.role == "model" and M.gemini_calls(m, k) or EMPTY) do
+      for _, c in ipairs(type(m) == "table" and m.role == "model" and M.gemini_calls(m, k, head) or EMPTY) do
         local q = calls[str(c.fc.name) or "?"] or {}
         calls[str(c.fc.name) or "?"] = q
         q[#q + 1] = c.id
@@ -162,10 +177,12 @@ local function results_in_request(api, req)
             local r = fr.response
             local err = type(r) == "table" and r.error ~= nil and r.output == nil
             local id = q and table.remove(q, 1)
-            for k = math.max(from(list) - 2, 0), 1, -1 do -- a call further back (decoded only now)
+            -- a call further back, decoded only now (8 contents at most: an
+            -- answer to a name never called costs no walk through the history)
+            for k = math.max(from(list) - 2, 0), math.max(from(list) - 10, 1), -1 do
               if id then break end
-              for _, c in ipairs(type(list[k]) == "table" and list[k].role == "model" and M.gemini_calls(list[k], k) or EMPTY) do
-                if c.fc.name == fr.name then id = c.id end
+              for _, c in ipairs(type(list[k]) == "table" and list[k].role == "model" and M.gemini_calls(list[k], k, head) or EMPTY) do
+                if c.fc.name == fr.name then id = c.id break end
               end
             end
             add(id, type(r) == "table" and (r.output or r.error or r) or r, err)
@@ -295,24 +312,25 @@ local function role_of(req, headers)
   return tools.task and "main" or "subagent"
 end
 
--- gemini_calls(content, k) -> {{fc =, id =}, ...}: the function calls of
--- a Gemini content that stands k-th in its conversation. Gemini's calls
+-- gemini_calls(content, k, head) -> {{fc =, id =}, ...}: the function calls
+-- of a Gemini content that stands k-th in its conversation (head: the
+-- conversation's, head_of: two conversations' calls never share an id). Gemini's calls
 -- often carry no id, and a client may give them its own (Gemini CLI does)
 -- that the answer never had: their id in the record is made of where the
 -- call stands (the content, its name, how many of that name came before
 -- it there), the same when the answer is recorded (k: the request's
 -- length + 1) and when the next request sends the call back with its
 -- response.
-function M.gemini_id(k, name, nth) return ("gemini-%d-%s-%d"):format(k, name, nth) end
+function M.gemini_id(head, k, name, nth) return ("gemini-%s-%d-%s-%d"):format(head or "-", k, name, nth) end
 
-function M.gemini_calls(content, k)
+function M.gemini_calls(content, k, head)
   local out, seen = {}, {}
   for _, p in ipairs(tbl(content.parts) or EMPTY) do
     local fc = type(p) == "table" and tbl(p.functionCall)
     if fc then
       local name = str(fc.name) or "?"
       seen[name] = (seen[name] or 0) + 1
-      out[#out + 1] = { fc = fc, id = M.gemini_id(k, name, seen[name]) }
+      out[#out + 1] = { fc = fc, id = M.gemini_id(head, k, name, seen[name]) }
     end
   end
   return out
@@ -321,15 +339,6 @@ end
 -- thread(api, req) -> what says which conversation a request belongs to:
 -- {n = its messages, head = a digest of the first, tools = how many tools
 -- it offers, sig = their names}. procy.turns compares calls by these.
-local hash = require "procy.hash"
-
-local function head_of(list)
-  local m = getmetatable(list)
-  if m and m.spans and m.spans[1] then return hash.sha256(m.body:sub(m.spans[1], m.spans[2])):sub(1, 16) end
-  local first = list[1]
-  if first == nil then return nil end
-  return hash.sha256(json.encode(first, { sort = true })):sub(1, 16)
-end
 
 local function thread_of(api, req)
   local list = list_of(api, req)

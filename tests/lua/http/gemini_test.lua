@@ -35,6 +35,28 @@ local function upstream(n)
   end
 end
 
+-- logged(pattern) -> the fake's newest log line whose path matches, once
+-- it is written (a line is written as its answer ends, after the client has it)
+local function logged(pattern, after)
+  for _ = 1, 150 do
+    local hit
+    local i = 0
+    for line in io.lines(fake.log) do
+      i = i + 1
+      local e = json.decode(line)
+      if i > (after or 0) and e.path:find(pattern) then hit = e end
+    end
+    if hit then return hit end
+    core.sleep(0.02)
+  end
+  return {}
+end
+local function log_size()
+  local i = 0
+  for _ in io.lines(fake.log) do i = i + 1 end
+  return i
+end
+
 local function recorded(path_like)
   for _ = 1, 150 do
     local row = h:query("SELECT * FROM api_calls WHERE path LIKE ? ORDER BY id DESC LIMIT 1", path_like)[1]
@@ -70,7 +92,8 @@ local content = json.decode(c1.content)
 T.is(content[1].type, "thinking", "its thought as thinking")
 local use
 for _, b in ipairs(content) do if b.type == "tool_use" then use = b end end
-T.ok(use and use.name == "run_shell_command" and use.input.command == "echo gem-ok" and use.id == "gemini-2-run_shell_command-1",
+T.ok(use and use.name == "run_shell_command" and use.input.command == "echo gem-ok"
+  and use.id:match("^gemini%-%x+%-2%-run_shell_command%-1$"),
   "its function call as a tool use, keyed by where it will stand", json.encode(content))
 T.ok(c1.input_tokens > 0 and c1.output_tokens > 0 and c1.reasoning_tokens == 3,
   "usage normalised: in, out (thoughts included), reasoning", json.encode(c1))
@@ -89,7 +112,7 @@ r = call("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", { cont
 T.like(r.body, "FAKE: got to", "the function's response answered")
 local tc
 for _ = 1, 100 do
-  tc = h:query("SELECT * FROM tool_calls WHERE tool_use_id = 'gemini-2-run_shell_command-1'")[1]
+  tc = h:query("SELECT * FROM tool_calls WHERE tool_use_id = ?", use and use.id or "?")[1]
   if tc and tc.result then break end
   core.sleep(0.02)
 end
@@ -111,6 +134,48 @@ T.is(json.decode(r.body).candidates[1].finishReason .. " " .. c3.stop_reason, "S
 r = call("/v1beta/models/gemini-2.5-flash:countTokens", { contents = { { role = "user", parts = { { text = "count" } } } } },
   { ["x-goog-api-key"] = KEY })
 T.ok(r.status == 200 and json.decode(r.body).totalTokens, "countTokens relayed")
+
+-- a secret the model writes across the pieces of the JSON-array stream
+local ANT = "sk-ant-api03-" .. ("SplitKey9_"):rep(5) -- the fake echoes 80 characters
+r = call("/v1beta/models/gemini-2.5-flash:streamGenerateContent", { contents = { { role = "user", parts = { { text = ANT } } } } },
+  { ["x-goog-api-key"] = KEY })
+local whole = {}
+for piece in r.body:gmatch('"text":"([^"]*)"') do whole[#whole + 1] = piece end
+T.ok(table.concat(whole):find(ANT, 1, true) and not r.body:find(ANT, 1, true), "(the fake wrote the key in pieces)", r.body:sub(1, 400))
+local c4
+for _ = 1, 100 do
+  c4 = h:query("SELECT * FROM api_calls WHERE path LIKE '%streamGenerateContent' ORDER BY id DESC LIMIT 1")[1]
+  if c4 and (blobs.get(h, c4.req_body) or ""):find("REDACTED", 1, true) then break end
+  core.sleep(0.02)
+end
+local kept = blobs.get(h, c4.resp_body) or ""
+local kept_text = {}
+for piece in kept:gmatch('"text":"([^"]*)"') do kept_text[#kept_text + 1] = piece end
+kept_text = table.concat(kept_text)
+T.ok(not kept_text:find("SplitKey9_Spl", 1, true) and kept_text:find("[REDACTED]", 1, true),
+  "a key split across the array's elements is masked in the record", kept_text)
+
+-- ---- keys go only to their own provider ----------------------------------------------------------
+-- OpenAI's fine-tuned models have colons: not Google's
+local before = log_size()
+r = assert(http.request { method = "GET", url = base .. "/v1/models/ft:gpt-4o-mini:acme::abc123",
+  headers = { authorization = "Bearer sk-proj-openai-key" } })
+T.ok(r.status == 404 and logged("^/v1/models/ft:", before).path == "/v1/models/ft:gpt-4o-mini:acme::abc123",
+  "a colon in a model's name is no Gemini call")
+local px2 = assert(serve.start { port = 0, upstream = fake.url, openai = fake.url, google = "http://127.0.0.1:1", session = session })
+r = assert(http.request { method = "GET", url = px2.url .. "/v1/models/ft:gpt-4o-mini:acme::abc123",
+  headers = { authorization = "Bearer sk-proj-openai-key" } })
+T.is(r.status, 404, "(it went to OpenAI's upstream, not Google's, with its key)")
+r = assert(http.request { method = "POST", url = base .. "/v1/messages?key=AIzaLeak&beta=true", body = json.encode {
+  model = "claude-fake-1", max_tokens = 5, messages = { { role = "user", content = "keyed" } } },
+  headers = { ["content-type"] = "application/json", ["anthropic-version"] = "2023-06-01" } })
+T.is(logged("^/v1/messages", before).path, "/v1/messages?beta=true", "a Google ?key= never leaves with another provider's call")
+before = log_size()
+r = call("/v1beta/models/gemini-2.5-flash:generateContent", { contents = { { role = "user", parts = { { text = "b" } } } } },
+  { authorization = "Bearer sk-ant-api03-notGoogles" })
+local last = logged(":generateContent$", before)
+T.ok(last.headers and last.headers.authorization == nil, "nor an sk- bearer key with a Google call", json.encode(last))
+serve.stop(px2)
 
 -- ---- base URLs without a version, and paths procy does not serve ---------------------------------
 r = assert(http.request { method = "POST", url = base .. "/messages", headers = { ["content-type"] = "application/json",

@@ -82,14 +82,15 @@ local env = { BASE = s.url .. "/s/" .. key, PORT = tostring(s.port), OTHER = oth
 local probe = work .. "/.escape_probe.sh"
 T.write(probe, T.read(T.src .. "/tests/lua/lib/escape_probe.sh"))
 
-local function results(text, how)
+local function results(text, how, err)
   local n = 0
   for name, verdict, what in text:gmatch("RESULT (%S+) (%S+) ?([^\n]*)") do
     n = n + 1
     T.ok(verdict == "held" or verdict == "works", ("%s, %s: %s %s"):format(who, how, name,
       verdict == "works" and "works" or "refused"), verdict .. " " .. what)
   end
-  T.ok(text:find("RESULT end works", 1, true), ("%s, %s: the probe ran to its end"):format(who, how), text:sub(-2000))
+  T.ok(text:find("RESULT end works", 1, true), ("%s, %s: the probe ran to its end"):format(who, how),
+    text:sub(-2000) .. "\n--- stderr:\n" .. tostring(err or ""):sub(-2000))
   return n
 end
 
@@ -97,7 +98,7 @@ end
 local argv, box = assert(sandbox.wrap({ "bash", probe }, { cwd = work, port = s.port }))
 local r = assert(proc.run(argv, { env = env, timeout = 120 }))
 box:finish()
-results(r.stdout, "headless")
+results(r.stdout, "headless", r.stderr)
 if r.stderr ~= "" then io.stderr:write(r.stderr) end
 
 -- in a terminal, as procy runs an agent (its box takes the terminal)
@@ -121,9 +122,10 @@ local can_full = require("procy.sandbox").find_slirp() and tun
 if can_full then
   argv, box = assert(sandbox.wrap({ "bash", probe }, { cwd = work, port = s.port, profile = full }))
   env.NETWORK = "full"
-  r = assert(proc.run(argv, { env = env, timeout = 120 }))
+  -- (its probe waits out unreachable addresses: on a loaded machine, minutes)
+  r = assert(proc.run(argv, { env = env, timeout = 240 }))
   box:finish()
-  results(r.stdout, "network full")
+  results(r.stdout, "network full", ("exit %s, %s"):format(tostring(r.code), tostring(r.stderr)))
   env.NETWORK = false
 elseif not tun then
   local _, err = sandbox.wrap({ "true" }, { cwd = work, profile = full })

@@ -135,8 +135,8 @@ do
   tr3:call(on3 { head = "g1", tools = 15, sig = "a,b,c", prompt = "fix the bug", stop = "tool_use", tool_uses = 1 })
   local list3 = turns.list(s3)
   T.is(#list3 .. " " .. list3[1].seq .. " " .. list3[1].prompt .. " " .. list3[1].known_from .. " " .. role(startup.id),
-       "1 1 fix the bug api side",
-       "a turn a side call began on its own (no main call in it) goes once the main calls show: the person's turn is turn 1")
+       "1 2 fix the bug api side",
+       "a turn a side call began on its own (no main call in it) goes once the main calls show (numbers are not reused)")
   -- the agent appends a request of its own to the conversation (Qwen Code's
   -- next-prompt suggestion): not the person's
   local s4 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
