@@ -167,9 +167,27 @@ function T:demote(old, new)
   end
 end
 
+-- reopen(turn): an ended turn goes on (its status back to running)
+function T:reopen(turn)
+  local done = store.open():exec("UPDATE turns SET status = 'running', ended_at = NULL, response = NULL WHERE id = ?", turn.id)
+  if not done then return end
+  turn.status, turn.ended_at = "running", nil
+  self.open, self.last = turn, nil
+  changed(self)
+end
+
 -- call(summary): a recorded API call of this session (serve.on_call)
 function T:call(c)
   self.api_seen = true
+  -- a turn typed on the terminal that ended on quiet before the session
+  -- showed its API (the first API call may come seconds after the Enter):
+  -- the call that carries its very prompt is that turn's, which goes on
+  local last = self.last
+  if not self.open and last and last.known_from == "terminal" and last.calls == 0 and last.side_calls == 0
+     and type(c.prompt) == "string" and last.prompt and last.prompt:find("%S")
+     and c.prompt:find(last.prompt:match("^%s*(.-)%s*$"), 1, true) then
+    self:reopen(last)
+  end
   set_role(c, self:judge(c))
   local turn = self.open
   -- calls are recorded a moment after they end: one that started before

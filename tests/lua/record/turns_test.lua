@@ -157,6 +157,22 @@ do
   tr4:call(later)
   T.is(role(later.id) .. " " .. #turns.list(s4), "side 1",
        "after the turn, with the person's prompts typed, such a call begins no turn")
+  -- a typed turn that ended on quiet before the agent's first API call came
+  local s5 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
+  local tr5 = turns.new(s5)
+  local function on5(o) local c = wire(o) c.session = s5 h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", s5, c.id) return c end
+  tr5.typed = true
+  tr5:begin("fix the docs ", "human", "terminal")
+  tr5:finish { status = "done" } -- quiet, and no API seen yet
+  tr5:call(on5 { head = "t", tools = 0, prompt = "Generate a title for: fix the docs", text = "Docs" })
+  local real = on5 { head = "o1", tools = 10, sig = "o", prompt = "fix the docs", stop = "tool_use", tool_uses = 1 }
+  tr5:call(real)
+  T.ok(tr5.open and tr5.open.seq == 1 and role(real.id) == "main", "the call carrying its prompt takes the turn up again")
+  tr5:call(on5 { head = "o1", tools = 10, sig = "o", text = "docs fixed" })
+  tr5:finish { status = "done" }
+  local t5 = turns.get(s5, 1)
+  T.is(#turns.list(s5) .. " " .. t5.status .. " " .. t5.response .. " " .. t5.calls, "1 done docs fixed 2",
+       "one turn, ended by the API's answer, with its calls")
   -- a profile that knows its title call says so before any main call
   local tr2 = turns.new(assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" }))
   local t2 = wire { hint = "side", head = "x", prompt = "Generate a concise title" }
