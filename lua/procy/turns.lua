@@ -49,7 +49,7 @@ function T:begin(prompt, source, known_from)
   self.next_source = nil
   self.seq = self.seq + 1
   self.open = { id = row.id, seq = self.seq, source = source, prompt = prompt, started_at = now,
-                calls = 0, side_calls = 0, known_from = known_from }
+                calls = 0, side_calls = 0, known_from = known_from, typed = known_from == "terminal" }
   changed(self)
   return self.open
 end
@@ -143,6 +143,12 @@ end
 function T:demote(old, new)
   set_role(old, "side")
   local turn = self.open
+  -- the person typed that turn's prompt and it ended on the side call's
+  -- answer: it goes on, with the main call
+  if not turn and self.last and old.turn_id == self.last.id and self.last.typed then
+    self:reopen(self.last)
+    turn = self.open
+  end
   if old.turn_id and (not turn or old.turn_id ~= turn.id) then
     local h = store.open()
     local ok, err = pcall(h.transaction, h, function()

@@ -166,8 +166,11 @@ for _, r in ipairs(tuis) do
     T.is(tostring(t.status) .. " " .. tostring(t.prompt), "done TOOL:bash[echo " .. word .. "]",
       r.name .. " TUI: the turn, done, with the exact prompt (as the API carried it)", json.encode(s.turns))
     local tool = (t.tools or {})[1] or {}
-    T.ok(tool.name == r.tool and tostring(tool.result):find(word, 1, true), r.name .. " TUI: its tool call and result",
-      json.encode(tool))
+    -- (Gemini CLI's shell tool can lose its command's output on a loaded
+    -- machine and sends "Output: (empty)": procy records what was sent)
+    T.ok(tool.name == r.tool and tostring(tool.input and tool.input.command):find("echo " .. word, 1, true)
+      and (tostring(tool.result):find(word, 1, true) or tostring(tool.result):find("Output: (empty)", 1, true)),
+      r.name .. " TUI: its tool call and result", json.encode(tool))
     T.like(t.response, "^FAKE: got tool result:", r.name .. " TUI: the answer is the main conversation's, no side call's")
     if r.quit then
       term:submit(r.quit, "procy%-exit=%d+")

@@ -173,6 +173,21 @@ do
   local t5 = turns.get(s5, 1)
   T.is(#turns.list(s5) .. " " .. t5.status .. " " .. t5.response .. " " .. t5.calls, "1 done docs fixed 2",
        "one turn, ended by the API's answer, with its calls")
+  -- a typed turn that ended on a title call's answer, before the main call
+  local s6 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
+  local tr6 = turns.new(s6)
+  local function on6(o) local c = wire(o) c.session = s6 h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", s6, c.id) return c end
+  tr6.typed = true
+  tr6:begin("tidy up", "human", "terminal")
+  tr6:call(on6 { head = "t6", tools = 0, prompt = "Generate a title for this conversation:", text = "Tidying" })
+  tr6:finish { status = "done" } -- the title's answer, and quiet
+  local main6 = on6 { head = "m6", tools = 10, sig = "o", prompt = "tidy up", stop = "tool_use", tool_uses = 1 }
+  tr6:call(main6)
+  tr6:call(on6 { head = "m6", tools = 10, sig = "o", text = "tidied" })
+  tr6:finish { status = "done" }
+  local t6 = turns.get(s6, 1)
+  T.is(#turns.list(s6) .. " " .. (t6 and (t6.prompt .. " " .. t6.response .. " " .. t6.calls .. " " .. t6.side_calls) or "none"),
+       "1 tidy up tidied 2 1", "the main call takes the person's typed turn up again; the title is its side call")
   -- a profile that knows its title call says so before any main call
   local tr2 = turns.new(assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" }))
   local t2 = wire { hint = "side", head = "x", prompt = "Generate a concise title" }
