@@ -67,7 +67,7 @@ static int person_auth(const hreq_t *r)
 	const char *auth = hreq_header(r, "authorization");
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && token_matches(t, auth + 7, strlen(auth + 7)))
 		return AUTH_TOKEN;
-	/* the query ends at '#', as strip_token reads it */
+	/* the query ends at '#', as hreq_drop_param reads it */
 	size_t qlen = strcspn(r->uri.p, "#");
 	const char *q = memchr(r->uri.p, '?', qlen), *end = r->uri.p + qlen;
 	for (const char *p = q; p && p < end; p = memchr(p + 1, '&', (size_t)(end - p - 1)))
@@ -205,27 +205,29 @@ static int persons_route(const char *uri)
 	return !(n == 7 && strncmp(uri, "/health", 7) == 0);
 }
 
-/* Takes every token= parameter out of path's query, in place: procy's
-   token is for procy, and a query parameter of that name is never sent on,
-   whether or not it matched (an agent's client that puts procy's token
-   in its base URL would otherwise hand it to every upstream). Done once,
-   by hreq_refusal, for every request it lets in: the proxy, Lua's handlers (routes,
-   the API) and the record all see the path without it. */
-static void strip_token(char *path)
+/* Takes every name= (or bare name) parameter out of path's query, in
+   place. hreq_refusal takes token= out of every request it lets in:
+   procy's token is for procy, never sent on whether or not it matched (an
+   agent's client that puts it in its base URL would otherwise hand it to
+   every upstream); the proxy, Lua's handlers and the record all see the
+   path without it. The proxy takes a Google key= out of other providers'
+   URLs. */
+void hreq_drop_param(char *path, const char *name)
 {
 	char *q = strchr(path, '?');
 	if (!q)
 		return;
+	size_t n = strlen(name);
 	char *w = q + 1, *r = q + 1;
 	while (*r && *r != '#') {
-		size_t n = strcspn(r, "&#");
-		if (!(n >= 6 && strncmp(r, "token=", 6) == 0) && !(n == 5 && strncmp(r, "token", 5) == 0)) {
+		size_t len = strcspn(r, "&#");
+		if (!(len >= n + 1 && strncmp(r, name, n) == 0 && r[n] == '=') && !(len == n && strncmp(r, name, n) == 0)) {
 			if (w > q + 1)
 				*w++ = '&';
-			memmove(w, r, n);
-			w += n;
+			memmove(w, r, len);
+			w += len;
 		}
-		r += n;
+		r += len;
 		if (*r == '&')
 			r++;
 	}
@@ -369,7 +371,7 @@ int hreq_refusal(hreq_t *r, const char **type, const char **msg)
 		return 413;
 	}
 	/* checked: from here on no handler, upstream or record sees the token */
-	strip_token(r->uri.p);
+	hreq_drop_param(r->uri.p, "token");
 	r->uri.len = strlen(r->uri.p) + 1;
 	return 0;
 }

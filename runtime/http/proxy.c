@@ -326,31 +326,6 @@ static int query_has(const char *p, const char *name)
 	return 0;
 }
 
-/* Takes every name= (or bare name) parameter out of url's query, in place. */
-static void drop_param(char *url, const char *name)
-{
-	char *q = strchr(url, '?');
-	if (!q)
-		return;
-	size_t n = strlen(name);
-	char *w = q + 1, *r = q + 1;
-	while (*r && *r != '#') {
-		size_t len = strcspn(r, "&#");
-		if (!(strncmp(r, name, n) == 0 && (r[n] == '=' || len == n))) {
-			if (w > q + 1)
-				*w++ = '&';
-			memmove(w, r, len);
-			w += len;
-		}
-		r += len;
-		if (*r == '&')
-			r++;
-	}
-	memmove(w, r, strlen(r) + 1);
-	if (w == q + 1 && !*w)
-		*q = 0;
-}
-
 /* /v1/models/NAME:VERB (or tunedModels) with a verb of the Gemini API's:
    a colon alone is not Google's (OpenAI's fine-tuned models are named
    ft:gpt-4o:org::id, Ollama's llama3:8b). */
@@ -489,7 +464,7 @@ static void start_call(server_t *srv, hreq_t *r)
 	if (asprintf(&c->url, "%s%s", px->base[fam], p) < 0)
 		c->url = NULL;
 	else if (fam != FAM_GOOGLE)
-		drop_param(c->url, "key"); /* a Google key in the query never leaves for another provider */
+		hreq_drop_param(c->url, "key"); /* a Google key in the query never leaves for another provider */
 	snprintf(c->method, sizeof c->method, "%s", r->method);
 	c->px = px;
 	c->srv = srv;

@@ -94,6 +94,8 @@ int         hreq_refusal(hreq_t *r, const char **type, const char **msg);
 int         hreq_is_our_token(const hreq_t *r, const char *value);
 /* Whether a path (after /s/TAG) is an API's: /v1/, /v1beta/, /v1alpha/. */
 int         hreq_api_path(const char *p);
+/* Takes every name= (or bare name) parameter out of path's query, in place. */
+void        hreq_drop_param(char *path, const char *name);
 int         hreq_respond(hreq_t *r, unsigned status, const xfer_header *hdr, size_t nhdr,
                          const char *body, size_t len);
 int         hreq_respond_json(hreq_t *r, unsigned status, const char *json);

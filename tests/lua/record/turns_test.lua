@@ -86,6 +86,15 @@ do
              thread_sig = o.sig or "", thread_n = o.n or 1 }
   end
   local function role(id) return h:query("SELECT role FROM api_calls WHERE id = ?", id)[1].role end
+  -- wire_in(session) -> wire() for calls of that session
+  local function wire_in(sid)
+    return function(o)
+      local c = wire(o)
+      c.session = sid
+      h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", sid, c.id)
+      return c
+    end
+  end
   local tr = turns.new(s2)
   local ten = "bash,edit,glob,grep,read,skill,task,todowrite,webfetch,write"
   -- a title comes first (no tools), then the agent's first answer
@@ -127,7 +136,7 @@ do
   -- an agent that asks for a summary as it starts, before the person types
   local s3 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
   local tr3 = turns.new(s3)
-  local function on3(o) local c = wire(o) c.session = s3 h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", s3, c.id) return c end
+  local on3 = wire_in(s3)
   local startup = on3 { head = "sum", prompt = "Summarize the user's primary intent", text = "nothing yet" }
   tr3:call(startup)
   tr3:finish { status = "done" } -- quiet: the driver ends it
@@ -141,7 +150,7 @@ do
   -- next-prompt suggestion): not the person's
   local s4 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
   local tr4 = turns.new(s4)
-  local function on4(o) local c = wire(o) c.session = s4 h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", s4, c.id) return c end
+  local on4 = wire_in(s4)
   tr4.typed = true
   tr4:begin("run the tests", "human", "terminal")
   tr4:call(on4 { head = "q1", tools = 20, sig = "q", prompt = "run the tests", stop = "tool_use", tool_uses = 1 })
@@ -160,7 +169,7 @@ do
   -- a typed turn that ended on quiet before the agent's first API call came
   local s5 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
   local tr5 = turns.new(s5)
-  local function on5(o) local c = wire(o) c.session = s5 h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", s5, c.id) return c end
+  local on5 = wire_in(s5)
   tr5.typed = true
   tr5:begin("fix the docs ", "human", "terminal")
   tr5:finish { status = "done" } -- quiet, and no API seen yet
@@ -176,7 +185,7 @@ do
   -- a typed turn that ended on a title call's answer, before the main call
   local s6 = assert(store.new_session { argv = { "x" }, cwd = dir, mode = "headless" })
   local tr6 = turns.new(s6)
-  local function on6(o) local c = wire(o) c.session = s6 h:exec("UPDATE api_calls SET session_id = ? WHERE id = ?", s6, c.id) return c end
+  local on6 = wire_in(s6)
   tr6.typed = true
   tr6:begin("tidy up", "human", "terminal")
   tr6:call(on6 { head = "t6", tools = 0, prompt = "Generate a title for this conversation:", text = "Tidying" })
