@@ -232,8 +232,11 @@ if found.gemini then
   local term = session({ found.gemini, "--yolo" }, blind, { env = benv })
   T.ok(term:wait_for("Type your message", 60), "blind: Gemini CLI starts", term:screen())
   core.sleep(1)
+  -- (on failure, what the terminal's environment says of CI: Gemini CLI
+  -- starts headless under CI=true)
   T.ok(term:submit("TOOL:bash[echo blind-gemini]", "got tool result"), "blind: it answers, through its own connection",
-    term:screen())
+    term:screen() .. "\n" .. ((term:tmux { "show-environment", "-g" } or ""):gsub("[^\n]*\n", function(l)
+      return (l:find("CI") or l:find("GITHUB") or l:find("^TERM")) and l or "" end)))
   local id = newest_session()
   local s, t = settled(id)
   T.is(tostring(t.status) .. " " .. tostring(t.known_from) .. " " .. tostring(t.prompt),

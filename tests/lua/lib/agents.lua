@@ -40,6 +40,9 @@ function M.env(dir, home, upstream)
     DISABLE_TELEMETRY = "1", DISABLE_ERROR_REPORTING = "1", DISABLE_AUTOUPDATER = "1",
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", CLAUDE_CODE_MAX_RETRIES = "1",
     IS_SANDBOX = "1", -- root may skip permissions
+    -- a person's terminal, not CI's: Gemini CLI (isHeadlessMode) takes
+    -- CI=true or GITHUB_ACTIONS=true for "no TTY" and will not start its TUI
+    CI = false, GITHUB_ACTIONS = false, CONTINUOUS_INTEGRATION = false,
   }
 end
 

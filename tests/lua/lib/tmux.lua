@@ -15,6 +15,7 @@ function M.quote(s)
 end
 
 -- new{cmd = "shell command", cols =, rows =, env = {K = v}} -> a terminal
+-- (v false: K unset, as spawn's env does)
 function M.new(o)
   count = count + 1
   local self = setmetatable({ socket = ("procy-test-%d-%d"):format(math.floor(core.time() * 1000) % 100000000, count) }, M)
@@ -24,7 +25,9 @@ function M.new(o)
   assert(self:tmux { "new-session", "-d", "-s", "main", "-x", tostring(o.cols or 100),
                      "-y", tostring(o.rows or 30), "sleep 600" })
   local exports = {}
-  for k, v in pairs(o.env or {}) do exports[#exports + 1] = "export " .. k .. "=" .. M.quote(v) .. "; " end
+  for k, v in pairs(o.env or {}) do
+    exports[#exports + 1] = v == false and ("unset " .. k .. "; ") or ("export " .. k .. "=" .. M.quote(v) .. "; ")
+  end
   assert(self:tmux { "respawn-pane", "-k", "-t", "main", table.concat(exports) .. o.cmd .. "; exec sleep 600" })
   return self
 end
