@@ -57,6 +57,7 @@ local store = require "procy.store"
 local evaluator = require "procy.evaluator"
 local model = require "procy.model"
 local objective = require "procy.objective"
+local population = require "procy.population"
 local snapshot = require "procy.snapshot"
 local turns = require "procy.turns"
 
@@ -66,7 +67,8 @@ local flags = { task = "string", iterations = "number", more = "number", agent =
   resume = "string", patience = "number", tolerance = "number", noise = "number", remeasure = "number",
   rollback = "string", ["budget-time"] = "number",
   ["budget-tokens"] = "number", approve = "boolean", ["model-url"] = "string", ["turn-timeout"] = "number",
-  ["eval-timeout"] = "number", cwd = "string", parallel = "number", ["eval-parallel"] = "number" }
+  ["eval-timeout"] = "number", cwd = "string", parallel = "number", ["eval-parallel"] = "number",
+  policy = "string", model = "string", ["template-file"] = "string" }
 
 -- options(args) -> o, given | nil, err: the `evolve` setting, then the
 -- flags (given: the ones on the command line)
@@ -169,31 +171,18 @@ R.steps = steps
 R.setting = "evolve" -- where a project's steps are (procy recipes lists them)
 R.step_names = { "ask", "gate", "act", "judge", "keep", "report" }
 
--- ask: the proxy model writes the prompt. Sets try.prompt, try.messages
--- (what the model was given), try.model, try.tokens.
+-- ask: the policy in force (ctx.policy: agent, population, model; see
+-- "policies" below) picks the parent and writes the prompt. Sets
+-- try.prompt, try.parent (the try whose snapshot the agent starts from),
+-- try.policy, and what the policy says of itself: try.messages (what a
+-- model was given), try.model, try.tokens, try.island, try.selection.
 function steps.ask(ctx, t)
-  local o, run = ctx.o, ctx.run
-  evolve.progress(ctx, "asking the proxy model")
-  local recent = {}
-  for i = math.max(1, #ctx.tries - (o.history or 8) + 1), #ctx.tries do recent[#recent + 1] = ctx.tries[i] end
-  local last = ctx.tries[#ctx.tries]
-  t.messages = evolve.messages {
-    task = run.task, objective = ctx.objective.text, schema = ctx.schema, base = ctx.base, best = ctx.best,
-    recent = recent, feedback = last and last.feedback, last_response = last and last.response,
-    corrections = store.corrections { cwd = run.cwd, limit = 5 }, next_seq = t.seq,
-    max_words = o.max_words or 200, batch = ctx.batch and { size = ctx.batch.size, siblings = ctx.batch.prompts },
-  }
-  local prompt, info, code
-  for _ = 1, 2 do -- an empty answer gets one more chance
-    prompt, info, code = model.chat(t.messages, { url = o.model_url, session = ctx.agent.session })
-    if not prompt then return core.wrap("the proxy model failed", info, code) end
-    if prompt ~= "" then break end
+  local policy = R.policies[ctx.policy]
+  if not policy then
+    return core.fail("EINVAL", ("evolve: no policy '%s' (agent, population, model)"):format(tostring(ctx.policy)))
   end
-  if prompt == "" then return core.fail("EEMPTY", "the proxy model answered with an empty prompt twice") end
-  t.prompt = #prompt > (o.max_prompt or 4000) and prompt:sub(1, o.max_prompt or 4000) or prompt
-  t.model, t.tokens = info.model, info.usage.input_tokens + info.usage.output_tokens
-  t.adapter, t.adapter_sha256 = info.adapter, info.adapter_sha256
-  return true
+  t.policy, t.tokens = ctx.policy, 0
+  return policy(ctx, t)
 end
 
 -- gate: with --approve, a person approves, edits (a correction is kept)
@@ -245,6 +234,18 @@ function steps.act(ctx, t)
   -- !pause: the person works on before the workspace is taken; what they
   -- did is part of this try (and kept as a correction candidate of it)
   if ctx.paused then t.interventions = #evolve.hold(ctx, t) end
+  -- text the person typed while the agent worked joined the try's turn
+  -- (the turn went on): an intervention on this try, kept as what the
+  -- prompt should have said — the proxy's prompt with the addition
+  local added = turn and type(turn.added) == "table" and turn.added or {}
+  if #added > 0 then
+    local parts = { t.prompt }
+    for _, x in ipairs(added) do parts[#parts + 1] = x.text end
+    require("procy.corrections").add { session = a.session, turn = tseq, corrected = table.concat(parts, "\n\n"),
+      note = ("intervention: a person added to try %d's prompt while the agent worked (an addition, "
+        .. "not a replacement)"):format(t.seq), author = "human" }
+  end
+  t.intervened = (t.interventions or 0) > 0 or #added > 0 or nil
   if turn then
     t.response = turn.response ~= null and turn.response or nil
     t.tokens = t.tokens + (turn.usage.input_tokens or 0) + (turn.usage.output_tokens or 0)
@@ -287,18 +288,17 @@ end
 -- Sets try.verdict, try.improved; moves ctx.best, ctx.at, ctx.stale.
 function steps.keep(ctx, t)
   local o, run = ctx.o, ctx.run
-  local improved = t.status ~= "agent-failed" and t.status ~= "eval-failed"
+  -- a try whose agent changed no file runs the code it started from: it
+  -- is marked, and never the best (its gain is the evaluator's scatter)
+  local same = t.files_changed == 0
+  local improved = not same and t.status ~= "agent-failed" and t.status ~= "eval-failed"
     and objective.better(ctx.objective, t, ctx.best)
   local g, note = improved and gain(ctx.objective, t, ctx.best)
-  -- a try whose agent changed no file runs the code it started from: its
-  -- gain is the evaluator's scatter until measuring again says otherwise
-  local same = improved and t.files_changed == 0
-  if same or (g and g <= (o.noise or 0.05)) then
+  if g and g <= (o.noise or 0.05) then
     local code
     improved, note, code = settle(ctx, t, t.commit_id)
     if improved == nil then return nil, note, code end
-    if same then note = "no file changed" .. (note and ("; " .. note) or "") end
-  elseif t.files_changed == 0 then
+  elseif same then
     note = "no file changed"
   end
   if improved then
@@ -336,6 +336,146 @@ function steps.report(ctx, t)
   return true
 end
 
+-- ---- policies: who picks the parent and writes the prompt -----------------------
+--
+-- Each is an implementation of ask(ctx, t). agent: no second model — procy
+-- writes a directive from the template (procy.evolve.template, or the
+-- `evolve.template` setting) and the agent starts from the best try.
+-- population: the parent comes from islands and a MAP-Elites archive
+-- (procy.population, `evolve.population` setting), with inspirations from
+-- other islands in the directive. model: the proxy model writes the prompt
+-- (a served one at model.url, or a hosted one: model = "anthropic:NAME").
+local policies = {}
+R.policies = policies
+
+-- programs(ctx) -> the tries a parent can be: scored, with a snapshot, the
+-- agent's work done, something changed (and the starting point)
+local function programs(ctx)
+  local list = {}
+  if ctx.base and ctx.base.score and ctx.base.commit_id then list[1] = ctx.base end
+  for _, x in ipairs(ctx.tries) do
+    if x.score and x.commit_id and (x.status == "ok" or x.status == "infeasible") and x.files_changed ~= 0 then
+      list[#list + 1] = x
+    end
+  end
+  return list
+end
+
+local function try_of(ctx, seq)
+  if seq == 0 or seq == nil then return ctx.base end
+  for _, x in ipairs(ctx.tries) do if x.seq == seq then return x end end
+end
+
+-- diffs(ctx, tries, budget) -> {{try, diff}}: what each try changed from
+-- its parent, the budget shared among them
+local function diffs(ctx, list, budget)
+  local out = {}
+  for _, x in ipairs(list) do
+    local from = try_of(ctx, x.parent_seq or 0)
+    if from and from.commit_id and x.commit_id then
+      out[#out + 1] = { try = x, diff = ctx.repo:diff(from.commit_id, x.commit_id, budget // math.max(1, #list)) or "" }
+    end
+  end
+  return out
+end
+
+local function ranked(ctx, list)
+  local out = {}
+  for _, x in ipairs(list) do if x.seq > 0 and x.feasible then out[#out + 1] = x end end
+  table.sort(out, function(a, b) return objective.better(ctx.objective, a, b) end)
+  return out
+end
+
+local function template(ctx)
+  local o = ctx.o
+  if o.template_file then
+    local path = o.template_file:sub(1, 1) == "/" and o.template_file or (ctx.run.cwd .. "/" .. o.template_file)
+    local f, err = io.open(path, "rb")
+    if not f then return core.fail("ENOENT", "evolve: template_file cannot be read: " .. tostring(err)) end
+    local text = f:read("a")
+    f:close()
+    return text
+  end
+  return o.template or evolve.template
+end
+
+-- the directive for try t from parent p (why: how p was chosen), with
+-- inspirations ({tries}) shown
+local function directive(ctx, t, p, why, inspirations)
+  local o = ctx.o
+  local tpl, err, code = template(ctx)
+  if not tpl then return nil, err, code end
+  local recent = {}
+  for i = math.max(1, #ctx.tries - (o.history or 8) + 1), #ctx.tries do recent[#recent + 1] = ctx.tries[i] end
+  local last = ctx.tries[#ctx.tries]
+  local best_ones = table.move(ranked(ctx, programs(ctx)), 1, o.show_best or 3, 1, {})
+  local ev = ctx.evaluator
+  local fields = evolve.directive {
+    task = ctx.run.task, objective = ctx.objective.text, schema = ctx.schema, base = ctx.base, best = ctx.best,
+    evaluator = ev.argv and table.concat(ev.argv, " ") or ev.path or "procy's evaluator (procy.lua)",
+    parent = p, why = why, changes = diffs(ctx, best_ones, o.diff_budget or 4000),
+    inspirations = inspirations and diffs(ctx, inspirations, (o.diff_budget or 4000) // 2),
+    recent = recent, feedback = last and last.feedback,
+    trace = last and evolve.trace(last.session_id or ctx.agent.session, last.turn_seq, o.trace_budget),
+  }
+  t.prompt = evolve.render(tpl, fields)
+  return true
+end
+
+-- agent: the best so far is the parent; procy writes the directive
+function policies.agent(ctx, t)
+  evolve.progress(ctx, "writing the prompt")
+  t.parent = ctx.best or try_of(ctx, ctx.at.seq) or ctx.base
+  return directive(ctx, t, t.parent, t.parent.seq > 0 and "being the best so far" or nil)
+end
+
+-- population: the parent from islands and the archive, with why
+function policies.population(ctx, t)
+  evolve.progress(ctx, "choosing a parent")
+  local list = programs(ctx)
+  if #list == 0 then return policies.agent(ctx, t) end
+  local o = ctx.o
+  local po = o.population or {}
+  local ok, choice = pcall(population.select, po, list, t.seq, po.seed or population.seed_of(ctx.run.id),
+    ctx.objective.goal == "minimize", po.features)
+  if not ok then return core.fail("EINVAL", tostring(choice)) end
+  t.parent, t.island = choice.parent, choice.island
+  local insp = {}
+  for i, x in ipairs(choice.inspirations) do insp[i] = x.seq end
+  t.selection = { why = choice.why, draw = choice.draw, cell = choice.cell, inspirations = insp,
+    migrations = #choice.migrations > 0 and choice.migrations or nil }
+  return directive(ctx, t, t.parent, choice.why, choice.inspirations)
+end
+
+-- model: the proxy model writes the prompt from procy.evolve.messages (the
+-- one template its training export renders too); the parent is where the
+-- run is
+function policies.model(ctx, t)
+  local o, run = ctx.o, ctx.run
+  evolve.progress(ctx, "asking the proxy model")
+  local recent = {}
+  for i = math.max(1, #ctx.tries - (o.history or 8) + 1), #ctx.tries do recent[#recent + 1] = ctx.tries[i] end
+  local last = ctx.tries[#ctx.tries]
+  t.messages = evolve.messages {
+    task = run.task, objective = ctx.objective.text, schema = ctx.schema, base = ctx.base, best = ctx.best,
+    recent = recent, feedback = last and last.feedback, last_response = last and last.response,
+    trace = last and evolve.trace(last.session_id or ctx.agent.session, last.turn_seq, o.trace_budget),
+    corrections = store.corrections { cwd = run.cwd, limit = 5 }, next_seq = t.seq,
+    max_words = o.max_words or 200, batch = ctx.batch and { size = ctx.batch.size, siblings = ctx.batch.prompts },
+  }
+  local prompt, info, code
+  for _ = 1, 2 do -- an empty answer gets one more chance
+    prompt, info, code = model.chat(t.messages, { url = ctx.model_url, session = ctx.agent.session })
+    if not prompt then return core.wrap("the proxy model failed", info, code) end
+    if prompt ~= "" then break end
+  end
+  if prompt == "" then return core.fail("EEMPTY", "the proxy model answered with an empty prompt twice") end
+  t.prompt = #prompt > (o.max_prompt or 4000) and prompt:sub(1, o.max_prompt or 4000) or prompt
+  t.model, t.tokens = info.model, info.usage.input_tokens + info.usage.output_tokens
+  t.adapter, t.adapter_sha256 = info.adapter, info.adapter_sha256
+  return true
+end
+
 local function step(ctx, t, name)
   local ok, err, code = ctx.steps[name](ctx, t)
   if not ok then return nil, err or (name .. " failed"), code end
@@ -362,8 +502,18 @@ function R.attempt(ctx)
     core.complete(b.asked[seq])
   end
   if not ok then return nil, err, code end
+  -- the agent works from the parent the policy chose: its snapshot comes
+  -- into the workspace (the try's worktree, in a batch) first
+  local p = t.parent
+  if p and p.commit_id and p.commit_id ~= ctx.at.commit then
+    local rok, rerr, rcode = ctx.repo:restore(ctx.at.commit, p.commit_id)
+    if not rok then return core.wrap(("cannot bring %s into the workspace"):format(evolve.name(p)), rerr, rcode) end
+    ctx.at = { seq = p.seq, commit = p.commit_id }
+  end
+  t.parent_seq = ctx.at.seq
   store.add_try(run.id, { seq = seq, parent_seq = ctx.at.seq, prompt = t.prompt, model = t.model,
     session_id = ctx.agent.session, messages = t.messages, adapter = t.adapter, adapter_sha256 = t.adapter_sha256 })
+  store.update_try(run.id, seq, { policy = t.policy, island = t.island, selection = t.selection })
   ok, err, code = step(ctx, t, "act")
   if not ok then return nil, err, code end
   if t.status ~= "agent-failed" then
@@ -383,6 +533,7 @@ function R.attempt(ctx)
   end
   t.ended_at = require("procy.store").now_us()
   store.update_try(run.id, seq, { turn_seq = t.turn_seq, response = t.response, commit_id = t.commit_id,
+    intervened = t.intervened,
     files_changed = t.files_changed,
     metrics = t.metrics, score = t.score, feasible = t.feasible, status = t.status, feedback = t.feedback,
     eval_result_id = t.eval_result_id, tokens = t.tokens, ended_at = t.ended_at })
@@ -395,7 +546,10 @@ function R.conclude(state, t)
   state.tries[#state.tries + 1] = t
   state.tokens = state.tokens + (t.tokens or 0)
   local ok, err, code = step(state, t, "keep")
-  if ok then store.update_try(state.run.id, t.seq, { improved = t.improved and true or false }) end
+  if ok then
+    store.update_try(state.run.id, t.seq, { improved = t.improved and true or false,
+      verdict = not t.improved and t.verdict or nil })
+  end
   if ok then ok, err, code = step(state, t, "report") end
   if not ok then return nil, err, code end
   if t.improved then t.verdict = nil end -- the record's verdict is for a try that did not win
@@ -590,7 +744,6 @@ function R.main(args, cmd)
     if not run then return nil, err, code end
     cwd = run.cwd
     for k, v in pairs(run.options) do if not given[k] then o[k] = v end end
-    if o.more then o.iterations = (o.iterations or 0) + o.more end
   end
   -- a resumed run goes on as it ran (its --parallel too) unless told
   for _, k in ipairs { "parallel", "eval_parallel" } do
@@ -599,17 +752,26 @@ function R.main(args, cmd)
     end
   end
   local parallel = math.tointeger(o.parallel or 1)
-  -- the model, the evaluator and the objective, checked before any work
-  if o.model_url then
+  -- the policy (--policy, evolve.policy; else model when a proxy model is
+  -- configured, agent when not), its model, the evaluator and the
+  -- objective, checked before any work
+  if o.model_url or o.model then
     local m = {}
     for k, v in pairs(config.get().model or {}) do m[k] = v end
-    m.url = o.model_url
-    config.set("model", m, "--model-url")
+    if o.model then m = { name = o.model } end
+    m.url = o.model_url or m.url
+    config.set("model", m, o.model and "--model" or "--model-url")
   end
-  if not (config.get().model or {}).url then
+  local has_model = model.settings() ~= nil
+  local policy = o.policy or (has_model and "model" or "agent")
+  if not R.policies[policy] then
+    return core.fail("EINVAL", ("evolve: --policy must be agent, population or model, not '%s'"):format(policy))
+  end
+  if policy == "model" and not has_model then
     local _, why = model.settings()
-    return nil, why
+    return nil, why .. " (or --policy agent: the agent alone, no second model)", "ENOMODEL"
   end
+  state.policy, state.model_url = policy, nil
   local ev
   ev, err, code = evaluator.current(cwd, o.evaluator)
   if not ev then return nil, err, code end
@@ -634,12 +796,14 @@ function R.main(args, cmd)
   local info = R.recipe or {}
   local keep = { iterations = o.iterations, patience = o.patience, tolerance = o.tolerance, noise = o.noise,
     remeasure = o.remeasure, rollback = o.rollback, parallel = o.parallel, eval_parallel = o.eval_parallel,
-    budget_time = o.budget_time, budget_tokens = o.budget_tokens, agent = o.agent }
+    budget_time = o.budget_time, budget_tokens = o.budget_tokens, agent = o.agent, policy = policy,
+    population = o.population }
   if not run then
     run = store.new_run { session = state.session, cwd = cwd, task = task, recipe = info.path or info.name,
       recipe_sha256 = info.sha256, evaluator_id = ev.id, objective = config.get().objective, options = keep }
+    store.update_run(run.id, { policy = policy })
   else
-    store.update_run(run.id, { status = "running", options = keep })
+    store.resume_run(run.id, { options = keep, policy = policy })
   end
   state.run, state.run_id, state.of = run, run.id, o.iterations or 5
   evolve.live[run.id] = state
@@ -722,6 +886,14 @@ function R.main(args, cmd)
   say(state, ("evolve run %s: %s\nobjective: %s\nstart: %s"):format(run.id, evolve.clip(task, 100), obj.text,
     evaluator.metrics_text(state.base.metrics)))
   state.seq = (#done > 0 and done[#done].seq or 0) + 1
+  -- --more N: N tries after the last one (a run stopped early does not
+  -- also run what it left)
+  if o.resume and o.more then
+    state.of = state.seq - 1 + o.more
+    o.iterations = state.of
+    keep.iterations = state.of
+    store.update_run(run.id, { options = keep })
+  end
   local why
   while true do
     why = spent(state)

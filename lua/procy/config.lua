@@ -88,13 +88,16 @@ M.settings = {
     doc = "model prices in $ per million tokens, added to the built-in list (lua/procy/prices.lua)" },
   { name = "redact", type = "table", default = {},
     doc = "more Lua patterns to mask in recorded headers and bodies (API keys always are)" },
-  { name = "model", type = "table", default = {},
+  { name = "model", type = { "table", "string" }, default = {},
+    -- "anthropic:claude-haiku-4-5": a hosted model through the person's key
+    from_string = function(v) return { name = v } end,
     fields = { url = "string", name = "string", model = "string", api = { "openai", "anthropic" }, key_env = "string",
                temperature = "number", max_tokens = "number", timeout = "number", retries = "number", backoff = "number",
                max_wait = "number", stream = "boolean", headers = "table", extra = "table", adapter = "string",
                remote_port = "number", connect_timeout = "number" },
     secret = "key",
     doc = "the proxy model: {url =, name =, api = \"openai\"|\"anthropic\", key_env =, temperature =, max_tokens =, "
+      .. "...}, or a hosted one by name through the person's key: \"anthropic:claude-haiku-4-5\", \"openai:gpt-5-mini\"; "
       .. "adapter = (a LoRA the server serves under this name: procy train deploy)}" },
   { name = "tunnel", type = "string", default = "",
     doc = "ssh host that serves the proxy model: `ssh -N -L` forwards model.url's port to it (--tunnel)" },
@@ -109,6 +112,9 @@ M.settings = {
                max_prompt = "number", max_words = "number", agent_args = "table", agent = "string", parallel = "number",
                eval_parallel = "number", model_url = "string", evaluator = "string", task = "string",
                more = "number", resume = "string", cwd = "string", worktree_links = "table",
+               policy = { "agent", "population", "model" }, model = "string", template = "string",
+               template_file = "string", population = "table", diff_budget = "number", trace_budget = "number",
+               show_best = "number",
                -- the steps of recipes/evolve.lua a project replaces
                ask = "function", gate = "function", act = "function", judge = "function", keep = "function",
                report = "function" },
@@ -308,6 +314,7 @@ local function apply(cfg, origin, t, path)
           .. table.concat(s.choices, ", ")
       end
     end
+    if s.from_string and type(value) == "string" then value = s.from_string(value) end
     if s.fields and type(value) == "table" then
       local ok, ferr, field = check_fields(s, value)
       if not ok then return nil, where(path, type(field) == "string" and field or key) .. ": " .. ferr end

@@ -71,6 +71,7 @@ function M.messages(s)
       elseif t.verdict then verdict = verdict .. ", " .. t.verdict end
       add(("#%d [%s] score=%s %s"):format(t.seq, verdict, t.score and ("%.6g"):format(t.score) or "none",
         metrics_text(t.metrics)))
+      if t.intervened then verdict = verdict .. ", a person added to its prompt while the agent worked" end
       add("   prompt: " .. clip(t.prompt, 300))
       if t.status ~= "ok" and t.feedback and t.feedback ~= "" then add("   problem: " .. clip(t.feedback, 300)) end
       if t.response and t.response ~= "" then add("   agent said: " .. clip(t.response, 200)) end
@@ -79,6 +80,10 @@ function M.messages(s)
   if s.feedback and s.feedback ~= "" then
     add("")
     add("Evaluator feedback on the last try:\n" .. s.feedback)
+  end
+  if s.trace and s.trace ~= "" then
+    add("")
+    add("What the agent did in the last try:\n" .. s.trace)
   end
   if s.last_response and s.last_response ~= "" then
     add("")
@@ -113,6 +118,134 @@ function M.messages(s)
   }
 end
 
+-- ---- what the agent did: its tool calls, to a budget ----------------------------------------
+
+local function brief(v, n)
+  if v == nil or v == json.null then return "" end
+  if type(v) == "table" then
+    -- a shell tool's command, an edit's path: the field that says most
+    v = v.command or v.cmd or v.file_path or v.path or v.pattern or json.encode(v)
+    if type(v) == "table" then v = table.concat(v, " ") end
+  end
+  return clip(v, n)
+end
+
+-- trace(session, turn_seq, [budget]) -> text: the tool calls of an agent's
+-- turn, a line each ("- Bash: make test → 3 passed"), cut at budget bytes
+-- (default 1500) with how many were left out; "" when it made none
+function M.trace(session, seq, budget)
+  if not (session and seq) then return "" end
+  local turn = require("procy.turns").get(session, seq)
+  if not turn or #turn.tools == 0 then return "" end
+  budget = budget or 1500
+  local lines, used = {}, 0
+  for i, tool in ipairs(turn.tools) do
+    local line = ("- %s: %s → %s%s"):format(tool.name, brief(tool.input, 160), tool.is_error and "error: " or "",
+      brief(tool.result, 160))
+    if used + #line > budget then
+      lines[#lines + 1] = ("[… %d more tool calls]"):format(#turn.tools - i + 1)
+      break
+    end
+    lines[#lines + 1], used = line, used + #line + 1
+  end
+  return table.concat(lines, "\n")
+end
+
+-- ---- the directive: the prompt procy writes itself (policies agent, population) --------------
+
+-- The template of the agent and population policies' prompt. {name} is a
+-- field of directive(); a field that is empty takes its line with it. A
+-- project overrides it: `evolve = { template = "..." }` (or template_file).
+M.template = [[{task}
+
+Objective: {objective}{metrics}
+Evaluator: {evaluator} (it prints the metrics; run it to check your change before you finish).
+{best}
+{parent}
+
+{changes}
+
+{inspirations}
+
+{history}
+
+{feedback}
+
+{trace}
+
+Make one focused change that improves the objective, starting from the workspace as it is now.
+Build on what worked above; where the last tries stalled, take a different approach from theirs.]]
+
+-- render(template, fields) -> text: {name} replaced by fields[name] ({name}
+-- that is no field stays as it is); lines left empty by an empty field go,
+-- and so do runs of blank lines
+function M.render(template, fields)
+  local out = {}
+  for line in (template .. "\n"):gmatch("(.-)\n") do
+    local empty = false
+    local text = line:gsub("{([%w_]+)}", function(k)
+      local v = fields[k]
+      if v == nil then return nil end
+      if v == "" then empty = true end
+      return tostring(v)
+    end)
+    if not (empty and not text:find("%S")) then out[#out + 1] = text end
+  end
+  return (table.concat(out, "\n"):gsub("\n\n\n+", "\n\n"):gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+local function score_of(t) return t.score and ("%.6g"):format(t.score) or "none" end
+
+-- name(t) -> "try 3" or "the starting point"
+local function name(t) return t.seq == 0 and "the starting point" or ("try " .. t.seq) end
+M.name = name
+
+-- directive(s) -> the fields of the template. s: {task, objective (text),
+-- schema, evaluator (how to run it), base, best, parent (a try) and why
+-- (the selection's reason), changes = {{try, diff}} (what the best tries
+-- changed), inspirations = {{try, diff}}, recent = {tries}, feedback,
+-- trace (the last try's tool calls)}
+function M.directive(s)
+  local f = { task = s.task, objective = s.objective or "?", evaluator = s.evaluator or "?", metrics = "" }
+  if s.schema then
+    local ms = {}
+    for _, m in ipairs(s.schema) do ms[#ms + 1] = m.name .. " (" .. m.goal .. ")" end
+    f.metrics = " — metrics: " .. table.concat(ms, ", ")
+  end
+  local best = s.best
+  f.best = best and best.seq > 0
+    and ("Best so far: try %d, score %s (%s); the starting point scored %s."):format(best.seq, score_of(best),
+      metrics_text(best.metrics), s.base and score_of(s.base) or "none")
+    or ("No try has beaten the starting point yet (score %s: %s)."):format(s.base and score_of(s.base) or "none",
+      metrics_text(s.base and s.base.metrics))
+  local p = s.parent
+  f.parent = p and ("You start from %s (score %s)%s: the workspace holds it now."):format(name(p), score_of(p),
+    s.why and (", chosen by " .. s.why) or "") or ""
+  local function diffs(title, list)
+    if not list or #list == 0 then return "" end
+    local parts = { title }
+    for _, d in ipairs(list) do
+      -- what the agent said it did (a directive's prompt is the same each time)
+      parts[#parts + 1] = ("— %s (score %s): %s\n%s"):format(name(d.try), score_of(d.try),
+        clip(d.try.response or d.try.prompt, 200), d.diff ~= "" and d.diff or "(no file changed)")
+    end
+    return table.concat(parts, "\n")
+  end
+  f.changes = diffs("What the best tries changed:", s.changes)
+  f.inspirations = diffs("Ideas from other lines of work (other islands):", s.inspirations)
+  local h = {}
+  for _, t in ipairs(s.recent or {}) do
+    local verdict = t.status .. ((t.files_changed == 0) and ", no file changed" or "")
+      .. (t.verdict and (", " .. t.verdict) or "") .. (t.intervened and ", a person added to it" or "")
+    h[#h + 1] = ("#%d [%s] score %s — %s"):format(t.seq, verdict, score_of(t),
+      t.response and t.response ~= "" and ("the agent said: " .. clip(t.response, 160)) or clip(t.prompt, 160))
+  end
+  f.history = #h > 0 and ("Recent tries (newest last):\n" .. table.concat(h, "\n")) or ""
+  f.feedback = (s.feedback and s.feedback ~= "") and ("The evaluator on the last try:\n" .. s.feedback) or ""
+  f.trace = (s.trace and s.trace ~= "") and ("What the agent did in the last try:\n" .. s.trace) or ""
+  return f
+end
+
 -- report([id]) -> text: the runs, newest first; or one run's tries
 function M.report(id, limit)
   local out = {}
@@ -133,10 +266,17 @@ function M.report(id, limit)
   add("task      %s", clip(r.task, 200))
   add("in        %s", r.cwd)
   add("recipe    %s  sha256 %s", tostring(r.recipe), tostring(r.recipe_sha256):sub(1, 12))
+  add("policy    %s", r.policy or (r.options or {}).policy or "model")
   for _, t in ipairs(store.tries(r.id)) do
-    add("%3d  %-12s %-10s %-8s %s%s%s", t.seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
+    add("%3d  %-12s %-10s %-8s %s%s%s%s", t.seq, t.status, t.score and ("%.6g"):format(t.score) or "-",
       t.commit_id and t.commit_id:sub(1, 8) or "-", metrics_text(t.metrics), t.seq == r.best_seq and "  [best]" or "",
-      t.files_changed == 0 and t.seq > 0 and "  (no file changed)" or "")
+      t.files_changed == 0 and t.seq > 0 and "  (no file changed)" or "",
+      t.intervened == 1 and "  (a person added to it)" or "")
+    if t.seq > 0 then
+      local sel = t.selection and json.decode(t.selection)
+      add("     from %s%s%s", t.parent_seq and t.parent_seq > 0 and ("try " .. t.parent_seq) or "the start",
+        t.island and (" · island " .. t.island) or "", type(sel) == "table" and sel.why and (" · " .. sel.why) or "")
+    end
     if t.prompt then add("     %s", clip(t.prompt, 110)) end
   end
   add("refs      refs/procy/%s/SEQ (git diff refs/procy/%s/0 refs/procy/%s/%s)", r.id, r.id, r.id, r.best_seq or "N")
@@ -169,7 +309,7 @@ local function reach(c, target, minimize)
   end
 end
 
--- comparison(ids, {by = "adapter"|nil, target = N}) -> {by, target, lo,
+-- comparison(ids, {by = "adapter"|"policy"|nil, target = N}) -> {by, target, lo,
 -- hi, len, series = {{name, runs (ids), curve, best, tries (mean tries
 -- to the target, or nil), reached (runs that did), adapter}}} | nil, err,
 -- code: runs on the same task side by side (no ids: every run on the
@@ -196,7 +336,8 @@ function M.comparison(ids, o)
   local by = {}
   for _, r in ipairs(runs) do
     local c, adapter, minimize = curve(r)
-    local key = o.by == "adapter" and (adapter or "(base model)") or r.id
+    local key = o.by == "adapter" and (adapter or "(base model)")
+      or o.by == "policy" and (r.policy or (r.options or {}).policy or "model") or r.id
     local sx = by[key]
     if not sx then
       sx = { name = key, curves = {}, runs = {}, minimize = minimize, adapter = adapter }
@@ -260,7 +401,7 @@ function M.compare(ids, o)
   local out = {}
   local function add(...) out[#out + 1] = string.format(...) end
   local marks = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-  add("%-2s  %-16s  %4s  %5s  %10s  %s", "", o.by == "adapter" and "adapter" or "run", "runs", "tries", "best",
+  add("%-2s  %-16s  %4s  %5s  %10s  %s", "", o.by or "run", "runs", "tries", "best",
     ("tries to %.6g"):format(c.target))
   for i, sx in ipairs(series) do
     local mean = sx.tries and (("%.1f"):format(sx.tries) .. (sx.reached < #sx.runs and (" (%d of %d runs)"):format(sx.reached, #sx.runs) or ""))
@@ -311,11 +452,12 @@ function M.status_line(s)
     local avg = 0
     for _, x in ipairs(s.durations) do avg = avg + x end
     avg = avg / done
-    left = " · ~" .. d(avg * (s.of - done)) .. " left"
+    left = " · ~" .. d(avg * (s.of - s.seq + 1)) .. " left"
   end
   local best = s.best and s.best.score and ("best %.6g (try %d)"):format(s.best.score, s.best.seq) or "no score yet"
+  -- the bar counts the run's tries done, a resumed run's earlier ones too
   return ("evolve %s: try %d/%d%s ▕%s▏ %s · %s%s%s"):format(s.run_id:sub(1, 6), math.min(s.seq, s.of), s.of,
-    s.batch and (" (" .. s.batch.size .. " at once)") or "", bar(done, s.of, 10), best, d(elapsed), left,
+    s.batch and (" (" .. s.batch.size .. " at once)") or "", bar(math.max(0, math.min(s.seq - 1, s.of)), s.of, 10), best, d(elapsed), left,
     s.phase and (" · " .. s.phase) or "")
 end
 
@@ -411,10 +553,14 @@ function M.hold(s, t)
   end
   if #typed > 0 and t.turn_seq then
     local parts = {}
-    for i, turn in ipairs(typed) do parts[i] = turn.prompt end
+    -- an addition to the proxy's prompt, not a replacement: what the
+    -- prompt should have said is both
+    local parts = { t.prompt }
+    for _, turn in ipairs(typed) do parts[#parts + 1] = turn.prompt end
     require("procy.corrections").add { session = a.session, turn = t.turn_seq, corrected = table.concat(parts, "\n\n"),
       note = ("intervention: typed to the agent while evolve run %s was paused in try %d (turns %d-%d); "
-        .. "what the proxy prompt left to do"):format(s.run_id, t.seq, typed[1].seq, typed[#typed].seq), author = "human" }
+        .. "what the proxy prompt left to do, added to it"):format(s.run_id, t.seq, typed[1].seq, typed[#typed].seq),
+      author = "human" }
   end
   M.progress(s, "the agent works")
   return typed
@@ -460,7 +606,8 @@ M.commands = {
       local s = live_of(ctx.id)
       if not s then ctx.status("no evolve run is going on") return end
       local ok, err = M.pause(s)
-      ctx.status(ok and "evolve pauses after the turn under way: type to the agent, then !resume" or err)
+      ctx.status(ok and "evolve will pause when the agent's turn ends (the status line says \"paused\"); "
+        .. "what you type before joins the try's turn" or err)
     end },
   resume = { help = "go on with the paused evolve run: what you typed is part of the try, kept as a correction",
     run = function(ctx)

@@ -189,14 +189,40 @@ function M.adapter_sha256(o)
   return row and row.sha256 or nil
 end
 
--- settings() -> the `model` setting with --model-url folded in, or nil, why
+-- Hosted models by name: "PROVIDER:NAME" is that provider's model through
+-- the upstream procy sends the agent's calls to and the person's own key.
+local hosted = {
+  anthropic = { setting = "upstream", api = "anthropic", key_env = "ANTHROPIC_API_KEY" },
+  openai = { setting = "openai_upstream", api = "openai", key_env = "OPENAI_API_KEY" },
+}
+
+-- resolve(m) -> the model setting m, a hosted name ("anthropic:NAME",
+-- "openai:NAME" in name) completed with its url, api and key_env (what m
+-- says itself wins); any other m as it is ("ft:gpt-4o:..." is a name)
+function M.resolve(m)
+  m = m or {}
+  local provider, rest = tostring(m.name or m.model or ""):match("^(%a+):(.+)$")
+  local h = provider and hosted[provider]
+  if not h then return m end
+  local out = {}
+  for k, v in pairs(m) do out[k] = v end
+  out.name, out.model = rest, nil
+  out.url = (out.url and out.url ~= "") and out.url or require("procy.config").get()[h.setting]
+  out.api, out.key_env = out.api or h.api, out.key_env or h.key_env
+  out.hosted = provider
+  return out
+end
+
+-- settings() -> the `model` setting with --model-url folded in (a hosted
+-- name resolved), or nil, why
 function M.settings()
   local cfg = require("procy.config").get()
-  local m = cfg.model or {}
+  local m = M.resolve(cfg.model)
   if not m.url or m.url == "" then
     return core.fail("ENOMODEL", "no proxy model is configured: set model = { url = \"http://127.0.0.1:8000\", "
       .. "name = \"MODEL\", api = \"openai\" } in procy.lua, or pass --model-url URL "
-      .. "(an OpenAI-compatible server: vLLM, Ollama, llama.cpp; or api = \"anthropic\")")
+      .. "(an OpenAI-compatible server: vLLM, Ollama, llama.cpp; or api = \"anthropic\"), or a hosted model "
+      .. "through your key: model = \"anthropic:claude-haiku-4-5\"")
   end
   return m
 end
@@ -212,7 +238,7 @@ end
 -- its reasoning), call (api_calls id), attempts, duration}
 function M.chat(messages, opts)
   local o = {}
-  local base = require("procy.config").get().model or {}
+  local base = M.resolve(require("procy.config").get().model)
   for k, v in pairs(base) do o[k] = v end
   for k, v in pairs(opts or {}) do o[k] = v end
   -- what a deploy made current on this server (!deploy trained|base)

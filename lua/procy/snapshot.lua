@@ -142,6 +142,19 @@ function R:changes(from, to)
   return list
 end
 
+-- diff(from, to, [budget]) -> text: what changed between two snapshots,
+-- a stat line per file and then the patch (two lines of context), cut at
+-- budget bytes (default 4000) with a note of what was left out. Plumbing
+-- (diff-tree): no external diff or textconv the repository names runs.
+function R:diff(from, to, budget)
+  budget = budget or 4000
+  local out, err, code = self:git { "diff-tree", "-r", "--no-renames", "--stat=100", "-p", "-U2", "--no-color", from, to }
+  if not out then return nil, err, code end
+  if #out <= budget then return out end
+  local cut = out:sub(1, budget):match("^(.*\n)") or out:sub(1, budget)
+  return cut .. ("[… %d more bytes of the diff left out]\n"):format(#out - #cut)
+end
+
 -- plain(top, rel) -> whether every directory on the way from top to rel
 -- is one (no symbolic link the agent put there: a removal must not
 -- follow it out of the work tree)

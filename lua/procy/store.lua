@@ -412,9 +412,16 @@ end
 -- update_run(id, fields)
 function M.update_run(id, f) update("evolve_runs", "id = ?", f, id) end
 
--- finish_run(id, status, [err])
+-- finish_run(id, status, [err]): no err clears what an earlier end said
 function M.finish_run(id, status, err)
-  M.update_run(id, { status = status, error = err, ended_at = M.now_us() })
+  assert(M.open()):exec("UPDATE evolve_runs SET status = ?, error = ?, ended_at = ? WHERE id = ?", status, err,
+    M.now_us(), id)
+end
+
+-- resume_run(id, fields): the run goes on: running again, its last end forgotten
+function M.resume_run(id, f)
+  assert(M.open()):exec("UPDATE evolve_runs SET status = 'running', error = NULL, ended_at = NULL WHERE id = ?", id)
+  M.update_run(id, f)
 end
 
 -- add_try(run_id, fields) -> seq; update_try(run_id, seq, fields)

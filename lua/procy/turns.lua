@@ -54,6 +54,18 @@ function T:begin(prompt, source, known_from)
   return self.open
 end
 
+-- add(text): the person added text to the open turn while the agent
+-- worked (Claude Code takes a line typed then into the turn under way): it
+-- is kept with the turn, which goes on to the agent's end
+function T:add(text)
+  local turn = self.open
+  if not turn then return end
+  turn.added = turn.added or {}
+  turn.added[#turn.added + 1] = { at = store.now_us(), text = text }
+  store.open():exec("UPDATE turns SET added = ? WHERE id = ?", json.encode(turn.added), turn.id)
+  changed(self)
+end
+
 -- expect(source): the next turn that begins without saying (a prompt seen
 -- by a hook or the API) was sent by this source ("recipe", "proxy").
 function T:expect(source)
@@ -336,6 +348,8 @@ local function shape(t, tools)
     cost = t.cost or json.null, calls = t.calls, side_calls = t.side_calls,
     -- "terminal": procy saw only the terminal (no API: no tokens, no tools)
     known_from = t.known_from or "api",
+    -- what the person added to the turn while the agent worked ({at, text})
+    added = t.added and json.decode(t.added) or nil,
   }
 end
 

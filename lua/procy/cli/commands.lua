@@ -516,7 +516,7 @@ end
 function commands.runs(args, opts)
   local evolve, store = require "procy.evolve", require "procy.store"
   if opts.compare then
-    if opts.by and opts.by ~= "adapter" then say("--by takes adapter") return 2 end
+    if opts.by and opts.by ~= "adapter" and opts.by ~= "policy" then say("--by takes adapter or policy") return 2 end
     local target = opts.target and tonumber(opts.target)
     if opts.target and not target then say("--target needs a number") return 2 end
     local text, err = evolve.compare(args, { by = opts.by, target = target })

@@ -131,7 +131,7 @@ M.commands = {
     help = "what an agent's hook runs: posts the event (stdin, or JSON) to procy" },
   { name = "runs", reads = true, args = "[RUN...]", options = { { long = "--json", help = "as JSON" },
       { long = "--compare", help = "runs on the same task side by side: best-so-far curves, tries to a target" },
-      { long = "--by", arg = "adapter", help = "with --compare: one series per adapter (the mean of its runs)" },
+      { long = "--by", arg = "adapter|policy", help = "with --compare: one series per adapter or per policy (the mean of its runs)" },
       { long = "--target", arg = "X", help = "with --compare: the score to reach (default: what every series reached)" } },
     help = "evolve runs, newest first; with RUN, its tries: status, score, metrics, snapshot, prompt" },
   { name = "corrections", help = "people's corrections of prompts: the proxy model's training data", subcommands = {

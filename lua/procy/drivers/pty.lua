@@ -197,7 +197,15 @@ function D:hook(ev)
     store.agent_session(self.a.session, ev.session_id)
   end
   if name == "UserPromptSubmit" then
-    tracker:begin(ev.prompt)
+    local open = tracker.open
+    if open and open.source ~= "human" and not self.stop and open.prompt ~= ev.prompt then
+      -- the person typed while a proxy's or recipe's turn (an evolve try)
+      -- was under way: the agent takes it into that turn, which ends when
+      -- the agent is done — an intervention on the turn, not a new one
+      tracker:add(ev.prompt)
+    else
+      tracker:begin(ev.prompt)
+    end
   elseif name == "Stop" then
     self.stop = { t = core.now(), response = ev.last_assistant_message }
     tracker:watch(0) -- wake the monitor

@@ -44,7 +44,7 @@ local conf = T.write(dir .. "/test-procy.lua", ([[
 local example = dofile(%q)
 example.db = %q
 example.evaluator = %q -- paths are relative to the file that sets them
-example.model.backoff = 0.05
+example.model = { backoff = 0.05 }
 example.evolve.patience = 0
 example.agents = { copier = { headless = "exec", parse = function() return nil end,
   exec = function(ctx, prompt)
