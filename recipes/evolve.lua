@@ -213,6 +213,7 @@ function steps.act(ctx, t)
   local a = ctx.agent
   evolve.progress(ctx, "the agent works")
   local tseq, serr, scode, turn, terr
+  local sent_at = core.now()
   for attempt = 1, 2 do
     tseq, serr, scode = a:send(t.prompt, "proxy")
     -- the try is that turn from now on, whatever ends it (a !stop
@@ -231,13 +232,29 @@ function steps.act(ctx, t)
   if not tseq then return core.wrap("the agent cannot take a prompt", serr, scode) end
   local null = require("procy.json").null
   t.turn_seq, t.turn = tseq, turn
+  -- a line the person typed while the agent worked, which the agent takes
+  -- after the try's turn (Claude Code queues it): the turns it makes are
+  -- part of this try, waited for before the workspace is taken
+  local followed = {}
+  local d = a.driver
+  if turn and d and d.typed_at and d.typed_at >= sent_at then
+    local deadline = core.now() + 5
+    while a.tracker.seq <= tseq and core.now() < deadline do core.sleep(0.1) end
+    while a.tracker.open and a.tracker.open.seq > tseq do
+      a:wait_turn { seq = a.tracker.open.seq, timeout = ctx.o.turn_timeout }
+    end
+    for s2 = tseq + 1, a.tracker.seq do
+      local t2 = turns.get(a.session, s2)
+      if t2 and t2.source == "human" and t2.prompt ~= null then followed[#followed + 1] = { text = t2.prompt } end
+    end
+  end
   -- !pause: the person works on before the workspace is taken; what they
   -- did is part of this try (and kept as a correction candidate of it)
   if ctx.paused then t.interventions = #evolve.hold(ctx, t) end
   -- text the person typed while the agent worked joined the try's turn
   -- (the turn went on): an intervention on this try, kept as what the
   -- prompt should have said — the proxy's prompt with the addition
-  local added = turn and type(turn.added) == "table" and turn.added or {}
+  local added = table.move(followed, 1, #followed, 1, turn and type(turn.added) == "table" and turn.added or {})
   if #added > 0 then
     local parts = { t.prompt }
     for _, x in ipairs(added) do parts[#parts + 1] = x.text end

@@ -171,6 +171,7 @@ end
 -- idle again (watch_end).
 function D:typed(text)
   local tracker = self.a.tracker
+  if text:find("%S") then self.typed_at = core.now() end -- (an evolve try asks: did the person type meanwhile?)
   if self.hooks or tracker.open or not text:find("%S") then return end
   -- on the relay's thread: a record another process holds locked is waited
   -- for 200 ms at most (the line itself is on the tape); then the turn is
@@ -198,7 +199,14 @@ function D:hook(ev)
   end
   if name == "UserPromptSubmit" then
     local open = tracker.open
-    if open and open.source ~= "human" and not self.stop and open.prompt ~= ev.prompt then
+    if open and self.stop then
+      -- the agent said it was done (Stop) and took the next prompt before
+      -- the API settled: that turn is done, not interrupted
+      local response = self.stop.response
+      self.stop = nil
+      tracker:finish { status = "done", response = response }
+      tracker:begin(ev.prompt)
+    elseif open and open.source ~= "human" and open.prompt ~= ev.prompt then
       -- the person typed while a proxy's or recipe's turn (an evolve try)
       -- was under way: the agent takes it into that turn, which ends when
       -- the agent is done — an intervention on the turn, not a new one

@@ -21,7 +21,7 @@ local function edit(from, to)
   return ("TOOL:edit:%s/value.txt:%s:%s"):format(work, T.b64("value=" .. from), T.b64("value=" .. to))
 end
 
-local m = fakemodel.start { "SLOW words while the person watches" }
+local m = fakemodel.start { "SLOW words while the person watches", "SLOW again while the person types" }
 agents.value_project(work, ([[return { upstream = %q, evaluator = "eval.sh", evolve = { patience = 0 },
   model = { url = %q, name = "fake-proxy", backoff = 0.05 } }]]):format(w.fake.url, m.url))
 
@@ -47,7 +47,7 @@ repeat
 until running or core.now() > deadline
 T.ok(running, "try 1 under way (a slow answer)")
 command("pause")
-see("evolve pauses after the turn under way", "!pause: the run will hold after the agent's turn")
+see("evolve will pause when the agent's turn ends", "!pause: the run will hold after the agent's turn, and says it has not yet")
 see("paused after try 1's turn", "the turn ended: the run holds, and says so", 60)
 local try = h:query("SELECT status, score FROM tries WHERE seq = 1")[1] or {}
 T.ok(try.status == "running" and try.score == nil, "paused before the try is taken and scored")
@@ -76,6 +76,39 @@ T.ok(c.context and c.context:find("Task %(pinned%)"), "with the messages the pro
 see("evolve run %x+ ended", "the run's report, in the pager when !evolve ends")
 term:keys("q")
 core.sleep(1)
+
+-- the person types while a try's turn is under way (no !pause): the try
+-- goes on to the agent's end, what they typed is an intervention on it
+command("evolve 1")
+deadline, running = core.now() + 60, nil
+repeat
+  running = h:query("SELECT * FROM tries WHERE seq = 2 AND status = 'running' AND turn_seq IS NOT NULL")[1]
+  core.sleep(0.2)
+until running or core.now() > deadline
+T.ok(running, "try 2 under way")
+core.sleep(2)
+term:type("also keep the value odd")
+core.sleep(0.5)
+term:keys("Enter")
+deadline = core.now() + 90
+local t2
+repeat
+  t2 = h:query("SELECT * FROM tries WHERE seq = 2 AND status <> 'running'")[1]
+  core.sleep(0.2)
+until t2 or core.now() > deadline
+t2 = t2 or {}
+T.is(t2.status, "ok", "the try is not cut short by the person's typing: it is scored", require("procy.json").encode(t2))
+T.is(t2.intervened, 1, "it is marked as intervened")
+local turn = h:query("SELECT status FROM turns WHERE seq = ? AND session_id = ?", t2.turn_seq or -1, t2.session_id or "")[1] or {}
+T.is(turn.status, "done", "the try's turn ended done, not interrupted")
+c = h:query("SELECT * FROM corrections ORDER BY id DESC LIMIT 1")[1] or {}
+T.ok(tostring(c.note):find("^intervention: a person added to try 2") and tostring(c.corrected):find("^SLOW again")
+  and tostring(c.corrected):find("also keep the value odd", 1, true),
+  "kept as the proxy's prompt with the addition, not a replacement", require("procy.json").encode(c))
+see("evolve run %x+ ended", "the run ends", 60)
+term:keys("q")
+core.sleep(1)
+T.is(T.read(work .. "/value.txt"), "value=9\n", "the workspace ends at the best")
 term:type("/exit")
 core.sleep(0.3)
 term:keys("Enter")
