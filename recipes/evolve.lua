@@ -1,8 +1,10 @@
--- recipes/evolve.lua — a proxy model writes the next prompt, the agent does
--- the work, an evaluator scores it, and the run keeps what works.
+-- recipes/evolve.lua — a policy writes the next prompt (procy's directive,
+-- a population's choice of parent, or a proxy model), the agent does the
+-- work, an evaluator scores it, and the run keeps what works.
 --
 --   procy run recipes/evolve.lua --task TEXT --iterations N [--agent claude] [--evaluator PATH]
---   procy run recipes/evolve.lua --resume RUN [--more N]
+--                                [--policy agent|population|model] [--model anthropic:NAME]
+--   procy run recipes/evolve.lua --resume RUN [--more N]   (N tries after its last one)
 --   !evolve N            (in a session: the agent you see, the task you gave it)
 --   procy run recipes/evolve.lua --task TEXT --iterations 6 --parallel 3 [--eval-parallel 1]
 --
@@ -24,7 +26,12 @@
 -- --permission-mode acceptEdits, Codex --sandbox workspace-write), history,
 -- max_prompt, max_words, approve_timeout, eval_timeout.
 --
--- Each try: ask the proxy model (procy.evolve.messages: the pinned task,
+-- The policy (--policy, evolve.policy): agent when no proxy model is
+-- configured, model when one is; population when asked. evolve.template
+-- or template_file, population, diff_budget, trace_budget, show_best
+-- shape them (see "policies" below).
+--
+-- Each try: ask the policy (model: procy.evolve.messages, the pinned task,
 -- the best and recent tries with metrics and scores, evaluator feedback,
 -- the agent's last answer, people's corrections), optionally let the
 -- person approve or edit the prompt, send it, wait for the exact end of
