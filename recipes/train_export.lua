@@ -161,7 +161,11 @@ function steps.collect(ctx, emit)
       -- desirable: accepted, or kept as the new best; undesirable: rejected,
       -- failed, or scored and not better; neither: not judged (stopped)
       local good
-      if r.verdict == "accepted" or r.improved == 1 then good = true
+      if r.intervened == 1 and r.verdict == nil then
+        -- a person added to what the agent was told: its score is not the
+        -- prompt's alone (the prompt with the addition is a correction row)
+        ctx.skipped.intervened = (ctx.skipped.intervened or 0) + 1
+      elseif r.verdict == "accepted" or r.improved == 1 then good = true
       elseif r.verdict == "rejected" or r.status == "agent-failed" or r.status == "eval-failed" or r.improved == 0 then
         good = false
       end
@@ -218,7 +222,7 @@ end
 -- its side of the split.
 local function sink(ctx)
   local o = ctx.o
-  local S = { files = {}, list = {}, counts = {}, seen = {}, total = 0, examples = 0, sessions = {}, runs = {} }
+  local S = { files = {}, list = {}, counts = {}, seen = {}, labels = {}, total = 0, examples = 0, sessions = {}, runs = {} }
   for _, f in ipairs(ctx.formats) do
     S.counts[f], S.seen[f] = { train = 0, eval = 0, duplicates = 0, by_category = {} }, {}
   end
@@ -247,10 +251,18 @@ local function sink(ctx)
         -- digest decides duplicates and the split)
         local text = json.encode(row, { sort = true })
         local key = hash.sha256(text):sub(1, 20)
-        if o.dedupe and seen[key] then
+        -- a labelled row (KTO): one prompt and completion get one label, the
+        -- first found — a person's (corrections come before tries' scores)
+        local pc = row.label ~= nil and hash.sha256(json.encode({ row.prompt, row.completion }, { sort = true })):sub(1, 20)
+          or nil
+        local other = pc and S.labels[format .. pc]
+        if other ~= nil and other ~= row.label then
+          c.conflicts = (c.conflicts or 0) + 1
+        elseif o.dedupe and seen[key] then
           c.duplicates = c.duplicates + 1
         else
           seen[key] = true
+          if pc then S.labels[format .. pc] = row.label end
           -- the split follows the row, not its place: the same example is
           -- on the same side in every export with the same seed
           local side = (o.eval_fraction > 0 and tonumber(hash.sha256(key .. o.seed):sub(1, 8), 16) / 2 ^ 32
@@ -383,8 +395,12 @@ function R.main(args, cmd)
   if ok and r1 ~= true then ok, err, code = false, r2 or "collect failed", r3 end
   if ok then ok, err = pcall(S.close) end
   if ok and S.total == 0 then
-    ok, err, code = false, ("ENODATA: nothing to export: %d example(s) found, none fits %s (categories %s)"):format(
-      S.examples, table.concat(formats, ", "), table.concat(categories, ", ")), "ENODATA"
+    local left = {}
+    if ctx.skipped.intervened then left[#left + 1] = ctx.skipped.intervened .. " tries a person added to" end
+    if ctx.skipped.no_context then left[#left + 1] = ctx.skipped.no_context .. " corrections without their context" end
+    ok, err, code = false, ("ENODATA: nothing to export: %d example(s) found, none fits %s (categories %s)%s"):format(
+      S.examples, table.concat(formats, ", "), table.concat(categories, ", "),
+      #left > 0 and ("; left out: " .. table.concat(left, ", ")) or ""), "ENODATA"
   end
   local out = { sink = S }
   if ok then ok, err, code = st.card(ctx, out) end

@@ -51,7 +51,8 @@ end
 -- person wrote), the agent's answer before it, and which turn it was. The
 -- one place this is said: the export builds the same from its scan.
 function M.state_of(task, last_response, seq)
-  return { task = task, last_response = last_response, next_seq = seq }
+  -- (seq, the turn's number, is no try's: the messages name no try)
+  return { task = task, last_response = last_response, turn = seq }
 end
 
 -- state(turn) -> state_of for the turn, from the record

@@ -51,7 +51,9 @@ function M.messages(s)
   local function add(line) u[#u + 1] = line end
   add("Task (pinned):\n" .. s.task)
   add("")
-  add("Objective: " .. (s.objective or "?"))
+  -- (a person's own prompt, as an export renders it, has no run: no
+  -- objective and no try number to name)
+  if s.objective then add("Objective: " .. s.objective) end
   if s.schema then
     local ms = {}
     for _, m in ipairs(s.schema) do ms[#ms + 1] = m.name .. " (" .. m.goal .. ")" end
@@ -107,7 +109,7 @@ function M.messages(s)
     end
   end
   add("")
-  add(("Write the prompt for try %d."):format(s.next_seq or 1))
+  add(s.next_seq and ("Write the prompt for try %d."):format(s.next_seq) or "Write the next prompt.")
   local words = s.max_words or 200
   if system_for[1] ~= M.system or system_for[2] ~= words then -- formatted once, not for every row of an export
     system_for[1], system_for[2], system_for[3] = M.system, words, M.system:format(words)

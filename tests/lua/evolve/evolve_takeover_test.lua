@@ -109,6 +109,11 @@ see("evolve run %x+ ended", "the run ends", 60)
 term:keys("q")
 core.sleep(1)
 T.is(T.read(work .. "/value.txt"), "value=9\n", "the workspace ends at the best")
+-- the export does not credit the proxy's prompts alone with tries a person
+-- added to (both were): nothing to label, and it says why
+local ex = T.procy({ "--db", record, "train", "export", "--category", "proxy", "--format", "trl-kto", "-o", dir .. "/export" },
+  { cwd = work })
+T.like(ex.stderr, "nothing to export.-left out: 2 tries a person added to", "the export leaves intervened tries' prompts unlabelled, and says so")
 term:type("/exit")
 core.sleep(0.3)
 term:keys("Enter")

@@ -123,9 +123,12 @@ for _, row in ipairs(rows["trl-sft"]) do
   found[target] = prompt_of(row)
 end
 T.ok(same(found["make the parser faster"], ctx1), "a human prompt's prompt side is !correct's context for it")
-T.ok(same(found["make the parser faster"], evolve.messages { task = "make the parser faster", next_seq = 1 }),
+T.ok(same(found["make the parser faster"], evolve.messages { task = "make the parser faster" }),
   "which is evolve's template on the session at that turn")
-T.ok(same(found["write the docs"], evolve.messages { task = "write the docs", next_seq = 1 }), "per session")
+T.ok(same(found["write the docs"], evolve.messages { task = "write the docs" }), "per session")
+T.ok(not found["make the parser faster"][2].content:find("Objective: ?", 1, true)
+  and found["make the parser faster"][2].content:find("Write the next prompt.", 1, true),
+  "a person's prompt: no unknown objective, and no turn number passed off as a try's", found["make the parser faster"][2].content)
 T.ok(same(found["make parse() twice as fast, keep the API"], ctx1), "a correction's prompt side is its recorded context")
 T.ok(same(found["SET 5"], m2), "a proxy prompt's is the messages its try recorded")
 T.ok(not found["SET 2"], "a try that did not improve is not an SFT target")
@@ -147,6 +150,29 @@ T.ok(card.formats["trl-sft"].duplicates == 1 and card.formats["trl-sft"].by_cate
   and card.sessions == 2
   and card.procy and #card.template_sha256 == 64, "the card: counts, duplicates, sources, version, template hash")
 T.like(T.read(out .. "/dataset.md"), "| trl%-sft | 6 | 0 | 1 | 3 | 2 | 1 |", "and dataset.md says the same for people")
+
+-- one prompt and completion get one label in KTO, a person's: an edited
+-- prompt ("SET 7" for "SET 6") whose try then did not improve (a record
+-- of its own, written as the recipe writes it)
+do
+  local other = dir .. "/kto.db"
+  local k = assert(require("procy.db").open(other))
+  local m4 = json.encode(evolve.messages { task = "t", next_seq = 1 })
+  k:exec("INSERT INTO evolve_runs(id, cwd, task, started_at) VALUES ('run2', ?, 't', 1)", dir)
+  k:exec([[INSERT INTO tries(run_id, seq, prompt, messages, status, score, improved, started_at)
+    VALUES ('run2', 1, 'SET 7', ?, 'ok', 1, 0, 1)]], m4)
+  k:exec([[INSERT INTO corrections(run_id, try_seq, original, corrected, kind, source, context, created_at)
+    VALUES ('run2', 1, 'SET 6', 'SET 7', 'edited', 'proxy', ?, 1)]], m4)
+  k:close()
+  r = T.procy({ "--db", other, "train", "export", "--format", "trl-kto", "-o", dir .. "/kto" }, { cwd = dir })
+  local ks = {}
+  for _, row in ipairs(jsonl(dir .. "/kto/trl-kto.train.jsonl")) do
+    ks[#ks + 1] = row.completion[1].content .. "=" .. tostring(row.label)
+  end
+  table.sort(ks)
+  T.is(table.concat(ks, " "), "SET 6=false SET 7=true", "KTO: the person's label wins; no row says the opposite", r.stderr)
+  T.is(json.decode(T.read(dir .. "/kto/dataset.json")).formats["trl-kto"].conflicts, 1, "the card counts the conflict")
+end
 
 -- ---- options -----------------------------------------------------------------------------
 r = procy { "--no-dedupe", "-o", dir .. "/dup" }
