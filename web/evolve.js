@@ -26,15 +26,31 @@ function tree(run, pick) {
       t.seq === 0 ? "start" : `try ${t.seq}`), " ",
     el("span.badge" + (t.status === "ok" ? "" : ".error"), {}, t.status), " ",
     el("span.muted", {}, t.score != null ? `score ${t.score}` : ""), t.seq === run.best_seq ? el("strong", {}, " best") : null,
+    t.island != null ? el("span.muted", { title: "the population's island" }, ` · island ${t.island}`) : null,
+    t.seq > 0 && t.files_changed === 0 ? el("span.badge", {}, "no change") : null,
+    t.intervened ? el("span.badge", { title: "a person added to the prompt while the agent worked" }, "person added") : null,
     kids.has(t.seq) && t.seq !== parent ? walk(t.seq) : null)));
   return walk(null);
+}
+
+// why the population chose this parent (tries.selection), when it did
+function selection(t) {
+  let sel = null;
+  try { sel = t.selection ? JSON.parse(t.selection) : null; } catch { sel = null; }
+  if (!sel || !sel.why) return null;
+  const more = [];
+  if (sel.inspirations && sel.inspirations.length) more.push(`inspirations: try ${sel.inspirations.join(", try ")}`);
+  if (sel.migrations && sel.migrations.length) more.push(`migrated before it: ${sel.migrations.map((m) => `try ${m.seq} (island ${m.from} → ${m.to})`).join(", ")}`);
+  return el("p.muted.selection", {}, `chosen by ${sel.why}`, more.length ? ` · ${more.join(" · ")}` : "");
 }
 
 function tryDetail(run, t) {
   return el("div.try", { id: "try-detail" }, el("h3", {}, t.seq === 0 ? "The starting point" : `Try ${t.seq}`, " ",
       el("span.badge", {}, t.status), t.seq === run.best_seq ? el("span.badge", {}, "best") : null),
-    el("p.muted", {}, `parent ${t.parent_seq ?? "start"} · snapshot ${t.commit_id ? t.commit_id.slice(0, 10) : "-"} · `
-      + `${fmt.num(t.tokens)} tokens · turn ${t.turn_seq ?? "-"}${t.adapter ? " · adapter " + t.adapter : ""}`),
+    el("p.muted", {}, `parent ${t.parent_seq ? "try " + t.parent_seq : "start"} · snapshot ${t.commit_id ? t.commit_id.slice(0, 10) : "-"} · `
+      + `${fmt.num(t.tokens)} tokens · turn ${t.turn_seq ?? "-"}${t.adapter ? " · adapter " + t.adapter : ""}`
+      + `${t.policy ? " · policy " + t.policy : ""}${t.island != null ? " · island " + t.island : ""}`),
+    selection(t),
     t.prompt ? el("div", {}, el("strong", {}, "prompt"), el("pre", {}, t.prompt)) : null,
     t.response ? el("div", {}, el("strong", {}, "the agent said"), el("pre", {}, t.response)) : null,
     t.metrics ? el("div", {}, el("strong", {}, "metrics"), el("pre", {}, JSON.stringify(t.metrics, null, 2))) : null,
@@ -74,7 +90,7 @@ export async function evolveTab(s) {
     if (was) pick(was); // drawn again (live): the try picked stays picked
     box.append(el("section.run", { "data-run": run.id },
       el("h3", {}, `Run ${run.id.slice(0, 8)} `, el("span.badge", {}, run.status), " ", el("span.muted", {}, run.task || "")),
-      el("p.muted", {}, `${tries.length} tries · best try ${run.best_seq ?? "-"} · started ${fmt.time(run.started_at)}`
+      el("p.muted", {}, `${tries.length} tries · best try ${run.best_seq ?? "-"} · policy ${run.policy || (run.options && run.options.policy) || "model"} · started ${fmt.time(run.started_at)}`
         + (run.error ? ` · ${run.error}` : "")),
       chart([{ name: "try", points }, { name: "best so far", points: best(run), line: true, cls: "best" }]),
       el("div.split", {}, el("div", {}, el("h4", {}, "Lineage"), tree(run, pick)), detail),

@@ -204,6 +204,11 @@ try {
   await page.click('#tab-evolve a[data-try="4"]');
   await page.waitForSelector("#try-detail", { timeout: 10000 });
   check((await page.textContent("#try-detail")).includes("cache the results"), "a try's prompt, answer and metrics");
+  const why = await page.textContent("#try-detail");
+  check(why.includes("policy population · island 1") && why.includes("chosen by exploitation (draw 0.412): one of the 5 best")
+    && why.includes("inspirations: try 2"), "its policy, island, and why the population chose its parent", why);
+  check((await page.textContent("#tab-evolve ul.tree")).includes("person added"), "the lineage marks a try a person added to");
+  check((await page.textContent("#tab-evolve section.run")).includes("policy population"), "the run's policy");
   check((await page.textContent("#tab-evolve pre.diff")).includes("+ use a trie"), "the prompt diff between two tries",
     await page.textContent("#tab-evolve pre.diff"));
   await page.screenshot({ path: `${screens}/evolve.png`, fullPage: true });

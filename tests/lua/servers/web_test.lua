@@ -67,7 +67,11 @@ for _, t in ipairs { { 1, 0, 150, true, true, "use a hash map\nkeep the API" }, 
   store.update_try(run.id, t[1], { score = t[3], feasible = t[4], improved = t[5], status = t[4] and "ok" or "infeasible",
     response = "done " .. t[1], metrics = { qps = t[3] } })
 end
-store.update_run(run.id, { best_seq = 4, status = "done" })
+store.update_run(run.id, { best_seq = 4, status = "done", policy = "population" })
+-- the population's record of try 4: its policy, island and why; try 3 a person added to
+store.update_try(run.id, 4, { policy = "population", island = 1,
+  selection = { why = "exploitation (draw 0.412): one of the 5 best", inspirations = { 2 } } })
+store.update_try(run.id, 3, { intervened = true })
 -- a training job with its log, and an adapter
 local train = require "procy.train"
 local job = train.new { host = "gpu1", dir = "procy-train/x", argv = { "python3", "train_lora.py" }, method = "sft" }
