@@ -391,13 +391,18 @@ local function try_of(ctx, seq)
 end
 
 -- diffs(ctx, tries, budget) -> {{try, diff}}: what each try changed from
--- its parent, the budget shared among them
+-- its parent, the budget shared among them (a snapshot never changes: each
+-- diff is asked of git once a run)
 local function diffs(ctx, list, budget)
   local out = {}
+  ctx.diffs = ctx.diffs or {}
   for _, x in ipairs(list) do
     local from = try_of(ctx, x.parent_seq or 0)
     if from and from.commit_id and x.commit_id then
-      out[#out + 1] = { try = x, diff = ctx.repo:diff(from.commit_id, x.commit_id, budget // math.max(1, #list)) or "" }
+      local share = budget // math.max(1, #list)
+      local key = ("%s %s %d"):format(from.commit_id, x.commit_id, share)
+      ctx.diffs[key] = ctx.diffs[key] or ctx.repo:diff(from.commit_id, x.commit_id, share) or ""
+      out[#out + 1] = { try = x, diff = ctx.diffs[key] }
     end
   end
   return out

@@ -225,7 +225,7 @@ end
 -- hook endpoint and the feed of its API calls.
 local function attach(a, proxy)
   a.tracker = turns.new(a.session)
-  local mode = config.get().snapshots
+  local mode = a.snapshots or config.get().snapshots
   local cwd = a.cwd or (store.open():query("SELECT cwd FROM sessions WHERE id = ?", a.session)[1] or {}).cwd
   -- each turn's workspace, for procy fork: in a git work tree (found
   -- without running git: nothing at all happens at a turn's end elsewhere)
@@ -255,9 +255,11 @@ local function attach(a, proxy)
 end
 
 -- open{profile =, mode = "pty"|"headless", cwd =, args =, env =, resume =,
---      mirror =, watchdog =, validator =, sandbox =} -> agent | nil, err, code
+--      mirror =, watchdog =, validator =, sandbox =, snapshots =} -> agent | nil, err, code
 -- profile: a name or a table; mode: "headless" (default) or "pty"; args:
 -- extra arguments; resume: the agent's own session id to continue.
+-- snapshots: the `snapshots` setting for this agent's turns ("off": a
+-- recipe that snapshots its own work, as evolve does each try).
 -- mirror, watchdog, validator: see procy.drivers.stream. sandbox: a
 -- sandbox profile's name, or true (default: the `sandbox` setting).
 function M.open(o)
@@ -285,6 +287,7 @@ function M.open(o)
     return nil, err, code
   end
   local a = setmetatable({ profile = profile, mode = mode, cwd = cwd, args = o.args or {}, resume = o.resume,
+    snapshots = o.snapshots,
     sandbox = sandbox or nil, session = session, own_session = true, own_proxy = true, extra_env = o.env, opts = o }, A)
   attach(a, proxy)
   local driver = mode == "pty" and "procy.drivers.pty" or

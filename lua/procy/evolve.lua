@@ -14,14 +14,16 @@ local M = {}
 
 
 -- open_agent(profile, cwd) -> a headless agent for a recipe, or nil, err,
--- code: the profile's edit_args (Claude Code: --permission-mode
+-- code (its turns not snapshotted for procy fork): the profile's edit_args (Claude Code: --permission-mode
 -- acceptEdits; Codex: --sandbox workspace-write), then evolve.agent_args.
 function M.open_agent(profile, cwd)
   local agent = require "procy.agent"
   local cfg = require("procy.config").get()
   local p, err, code = agent.profile(profile or (cfg.agent:match("^%S+") or "claude"):match("[^/]*$"))
   if not p then return nil, err, code end
-  return agent.open { profile = p, mode = "headless", cwd = cwd, mirror = false,
+  -- (no turn snapshots for procy fork: evolve takes each try's itself,
+  -- refs/procy/RUN/TRY, a moment later)
+  return agent.open { profile = p, mode = "headless", cwd = cwd, mirror = false, snapshots = "off",
     args = agent.edit_args(p, (cfg.evolve or {}).agent_args) }
 end
 

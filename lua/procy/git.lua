@@ -122,6 +122,43 @@ local function person_excludes()
   return excludes or nil
 end
 
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("a") or ""
+  f:close()
+  return text
+end
+
+-- drivers(o) -> the driver keys to blank for a repository, from git's own
+-- reading of its config (includes followed). Kept while the config files
+-- read the same, byte for byte (read at every command: a file of a few
+-- hundred bytes instead of a git process); a config that includes another
+-- file is asked every time, as the file it names may change unseen.
+local driver_cache = {}
+local function drivers(o)
+  local common = o.common or common_of(o.git_dir)
+  local text = slurp(common .. "/config") .. "\0" .. slurp(o.git_dir .. "/config.worktree")
+  local c = driver_cache[o.git_dir]
+  if c and c.text == text then return c.list end
+  local r = exec({ "git", "config", "-z", "--get-regexp", "^(filter|diff|merge)\\." }, base_env(o), o)
+  local list, seen = {}, {}
+  for entry in (r and r.stdout or ""):gmatch("([^%z]*)%z") do
+    local key = entry:match("^[^\n]*")
+    local section, name = key:match("^(%a+)%.(.+)%.[^.]+$")
+    local keys = section and M.drivers[section:lower()]
+    if keys and not seen[section:lower() .. "." .. name] then
+      seen[section:lower() .. "." .. name] = true
+      for _, k in ipairs(keys) do list[#list + 1] = { section:lower() .. "." .. name .. "." .. k, "" } end
+      if section:lower() == "filter" then list[#list + 1] = { "filter." .. name .. ".required", "false" } end
+    end
+  end
+  if r and r.code <= 1 and not text:lower():find("include", 1, true) then
+    driver_cache[o.git_dir] = { text = text, list = list }
+  end
+  return list
+end
+
 -- overrides(o) -> {{key, value}, ...}: the command-line config for a
 -- repository (o.git_dir, o.top): M.off, then each driver named in its
 -- config blanked
@@ -132,18 +169,7 @@ function M.overrides(o)
   if ex and ex ~= "" then list[#list + 1] = { "core.excludesFile", ex } end
   if o.top then list[#list + 1] = { "safe.directory", o.top } end
   if o.git_dir then
-    local r = exec({ "git", "config", "-z", "--get-regexp", "^(filter|diff|merge)\\." }, base_env(o), o)
-    local seen = {}
-    for entry in (r and r.stdout or ""):gmatch("([^%z]*)%z") do
-      local key = entry:match("^[^\n]*")
-      local section, name = key:match("^(%a+)%.(.+)%.[^.]+$")
-      local keys = section and M.drivers[section:lower()]
-      if keys and not seen[section:lower() .. "." .. name] then
-        seen[section:lower() .. "." .. name] = true
-        for _, k in ipairs(keys) do list[#list + 1] = { section:lower() .. "." .. name .. "." .. k, "" } end
-        if section:lower() == "filter" then list[#list + 1] = { "filter." .. name .. ".required", "false" } end
-      end
-    end
+    for _, kv in ipairs(drivers(o)) do list[#list + 1] = kv end
   end
   return list
 end
