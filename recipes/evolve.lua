@@ -300,7 +300,8 @@ function steps.judge(ctx, t)
   local s = objective.score(ctx.objective, result.metrics)
   t.metrics, t.score, t.feasible, t.violation = result.metrics, s.score, s.feasible, s.violation
   t.status = s.feasible and "ok" or (s.score == nil and "eval-failed" or "infeasible")
-  t.feedback = s.why or ((result.stderr_tail or "") ~= "" and evaluator.feedback(result) or nil)
+  local fb = evaluator.feedback(result)
+  t.feedback = s.why and (fb ~= "" and (s.why .. "\n" .. fb) or s.why) or (fb ~= "" and fb or nil)
   return true
 end
 

@@ -309,10 +309,14 @@ end
 function M.feedback(r)
   local parts = {}
   if r.error then parts[#parts + 1] = "evaluator: " .. r.error end
-  if r.stderr_tail and r.stderr_tail ~= "" then parts[#parts + 1] = "stderr:\n" .. tail(r.stderr_tail, 1200) end
-  if r.status ~= "ok" and r.stdout_tail and r.stdout_tail ~= "" then
-    parts[#parts + 1] = "stdout:\n" .. tail(r.stdout_tail, 1200)
-  end
+  local err = (r.stderr_tail or ""):gsub("%s+$", "")
+  if err ~= "" then parts[#parts + 1] = "stderr:\n" .. tail(err, 1200) end
+  -- stdout too, whatever the status: what an evaluator prints besides its
+  -- metrics line (timings, the slowest query) is what a prompt can use
+  local out = (r.stdout_tail or ""):gsub("%s+$", "")
+  if r.status == "ok" then out = out:gsub("\n?[^\n]*$", function(last) -- the metrics line, once read
+    return last:match("^\n?%s*{") and "" or last end) end
+  if out:find("%S") then parts[#parts + 1] = "stdout:\n" .. tail(out, 1200) end
   return table.concat(parts, "\n")
 end
 

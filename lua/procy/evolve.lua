@@ -52,10 +52,12 @@ function M.messages(s)
   local u = {}
   local function add(line) u[#u + 1] = line end
   add("Task (pinned):\n" .. s.task)
-  add("")
   -- (a person's own prompt, as an export renders it, has no run: no
   -- objective and no try number to name)
-  if s.objective then add("Objective: " .. s.objective) end
+  if s.objective then
+    add("")
+    add("Objective: " .. s.objective)
+  end
   if s.schema then
     local ms = {}
     for _, m in ipairs(s.schema) do ms[#ms + 1] = m.name .. " (" .. m.goal .. ")" end

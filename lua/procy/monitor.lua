@@ -220,7 +220,7 @@ function M.serve(req, s, path)
     return true
   end
   if path == "/api/runs/compare" then
-    local q, qerr = web.args(req, { runs = "list", by = { "adapter" }, target = "number" }, s)
+    local q, qerr = web.args(req, { runs = "list", by = { "adapter", "policy" }, target = "number" }, s)
     if not q then web.fail(req, 400, qerr) return true end
     local c, err = require("procy.evolve").comparison(q.runs or {}, { by = q.by, target = q.target })
     if not c then

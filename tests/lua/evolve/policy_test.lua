@@ -58,6 +58,7 @@ local function project(name, extra)
   T.write(p .. "/eval.sh", [[
 # METRICS_SCHEMA = [{"name": "value", "goal": "maximize"}]
 echo "value is $(cat value.txt)" >&2
+echo "timing: fine"
 echo "{\"value\": $(cat value.txt)}"
 ]])
   T.git(p, "add", "-A")
@@ -123,7 +124,8 @@ T.like(ps[2], "Best so far: try 1, score 5 %(value=5%).-You start from try 1 %(s
   "the best and the parent", ps[2])
 T.like(ps[2], "What the best tries changed:\n— try 1 %(score 5%): added 4\n.-value.txt | 2 %+%-.-\n%-1\n.-\n%+5",
   "what the best try changed: its diff", ps[2])
-T.like(ps[2], "The evaluator on the last try:\nstderr:\nvalue is 5", "the evaluator's feedback (its stderr)", ps[2])
+T.like(ps[2], "The evaluator on the last try:\nstderr:\nvalue is 5\nstdout:\ntiming: fine\n\n[^{]",
+  "the evaluator's feedback: both tails, its metrics line left out", ps[2])
 T.like(ps[3], "#2 %[ok, rolled back to try 1%] score 3 — the agent said: added %-2", "the recent tries with their verdicts and what the agent said", ps[3])
 T.is(T.read(pa .. "/value.txt"), "8\n", "the workspace ends at the best")
 T.like(T.procy({ "runs", rn.id }, { cwd = pa }).stdout, "policy%s+agent\n.-  2  ok .-\n%s+from try 1",
@@ -186,6 +188,14 @@ T.is(tostring(call.model) .. " " .. tostring(call.path), "claude-haiku-4-5 /v1/m
 T.ok(call.cost and call.cost > 0, "and priced like the agent's", json.encode(call.cost))
 T.ok(not T.read(db_path):find("sk-ant-person-key", 1, true), "the person's key is not in the record")
 T.like(prompts()[1], "^FAKE:", "the agent got the model's prompt")
+
+-- the policies side by side on one task (the newest run's: agent once,
+-- population twice, model once)
+local cmp = T.procy({ "runs", "--compare", "--by", "policy" }, { cwd = pm })
+T.like(cmp.stdout, "policy%s+runs%s+tries%s+best", "procy runs --compare --by policy: a table", cmp.stderr)
+T.ok(cmp.stdout:find("\n%u%s+agent%s+1%s+3%s") and cmp.stdout:find("\n%u%s+population%s+2%s+5%s")
+  and cmp.stdout:find("\n%u%s+model%s+1%s+1%s"),
+  "a series per policy, with its runs", cmp.stdout)
 
 -- --more after a stop: N more tries, the run's last end forgotten (the
 -- record changed and read through connections of their own)
