@@ -244,11 +244,17 @@ function steps.act(ctx, t)
   -- part of this try, waited for before the workspace is taken
   local followed = {}
   local d = a.driver
-  if turn and d and d.typed_at and d.typed_at >= sent_at then
+  -- (a line the hook folded into the try's turn after it was typed makes no turn of its own)
+  if turn and d and d.typed_at and d.typed_at >= sent_at and not (d.folded_at and d.folded_at >= d.typed_at) then
     local deadline = core.now() + 5
     while a.tracker.seq <= tseq and core.now() < deadline do core.sleep(0.1) end
+    deadline = core.now() + (ctx.o.turn_timeout or 1800)
     while a.tracker.open and a.tracker.open.seq > tseq do
-      a:wait_turn { seq = a.tracker.open.seq, timeout = ctx.o.turn_timeout }
+      if core.now() > deadline then
+        a:interrupt() -- the person's turn ran past the try's limit
+        break
+      end
+      a:wait_turn { seq = a.tracker.open.seq, timeout = math.max(1, deadline - core.now()) }
     end
     for s2 = tseq + 1, a.tracker.seq do
       local t2 = turns.get(a.session, s2)
@@ -261,7 +267,9 @@ function steps.act(ctx, t)
   -- text the person typed while the agent worked joined the try's turn
   -- (the turn went on): an intervention on this try, kept as what the
   -- prompt should have said — the proxy's prompt with the addition
-  local added = table.move(followed, 1, #followed, 1, turn and type(turn.added) == "table" and turn.added or {})
+  local added = {}
+  for _, x in ipairs(turn and type(turn.added) == "table" and turn.added or {}) do added[#added + 1] = x end
+  for _, x in ipairs(followed) do added[#added + 1] = x end
   if #added > 0 then
     local parts = { t.prompt }
     for _, x in ipairs(added) do parts[#parts + 1] = x.text end
@@ -788,7 +796,12 @@ function R.main(args, cmd)
   if o.model_url or o.model then
     local m = {}
     for k, v in pairs(config.get().model or {}) do m[k] = v end
-    if o.model then m = { name = o.model } end
+    -- --model NAME: that model of the configured server, or a hosted one
+    -- ("anthropic:NAME") through the person's key
+    if o.model then
+      m.name, m.model = o.model, nil
+      if model.resolve({ name = o.model }).hosted then m.url = nil end
+    end
     m.url = o.model_url or m.url
     config.set("model", m, o.model and "--model" or "--model-url")
   end
@@ -827,7 +840,7 @@ function R.main(args, cmd)
   local keep = { iterations = o.iterations, patience = o.patience, tolerance = o.tolerance, noise = o.noise,
     remeasure = o.remeasure, rollback = o.rollback, parallel = o.parallel, eval_parallel = o.eval_parallel,
     budget_time = o.budget_time, budget_tokens = o.budget_tokens, agent = o.agent, policy = policy,
-    population = o.population }
+    population = o.population, model = o.model, template = o.template, template_file = o.template_file }
   if not run then
     run = store.new_run { session = state.session, cwd = cwd, task = task, recipe = info.path or info.name,
       recipe_sha256 = info.sha256, evaluator_id = ev.id, objective = config.get().objective, options = keep }
@@ -897,7 +910,8 @@ function R.main(args, cmd)
     end
     -- a try never judged (its batch was stopped) cannot be the best: it
     -- was not measured again within the noise
-    if t.metrics and (t.status == "ok" or t.status == "infeasible") and (t.seq == 0 or t.improved ~= nil)
+    -- nor can one keep judged no better (a noisy score, or no file changed)
+    if t.metrics and (t.status == "ok" or t.status == "infeasible") and (t.seq == 0 or t.improved == 1)
       and objective.better(obj, t, state.best) then
       state.best = t
     end

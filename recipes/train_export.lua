@@ -153,7 +153,7 @@ function steps.collect(ctx, emit)
   end
   if ctx.want.proxy then
     for r in pages(h, [[SELECT t.*, (SELECT kind FROM corrections c WHERE c.run_id = t.run_id AND c.try_seq = t.seq
-          AND c.kind IN ('accepted', 'rejected') ORDER BY c.id DESC LIMIT 1) AS verdict
+          AND c.kind IN ('accepted', 'rejected') ORDER BY c.id DESC LIMIT 1) AS person_verdict
         FROM tries t WHERE t.seq > 0 AND t.prompt IS NOT NULL AND t.messages IS NOT NULL
         AND (?1 IS NULL OR t.session_id = ?1) AND (?2 IS NULL OR t.run_id = ?2)
         AND (?3 IS NULL OR t.started_at >= ?3) AND (?4 IS NULL OR t.started_at < ?4) AND %s
@@ -161,12 +161,12 @@ function steps.collect(ctx, emit)
       -- desirable: accepted, or kept as the new best; undesirable: rejected,
       -- failed, or scored and not better; neither: not judged (stopped)
       local good
-      if r.intervened == 1 and r.verdict == nil then
+      if r.intervened == 1 and r.person_verdict == nil then
         -- a person added to what the agent was told: its score is not the
         -- prompt's alone (the prompt with the addition is a correction row)
         ctx.skipped.intervened = (ctx.skipped.intervened or 0) + 1
-      elseif r.verdict == "accepted" or r.improved == 1 then good = true
-      elseif r.verdict == "rejected" or r.status == "agent-failed" or r.status == "eval-failed" or r.improved == 0 then
+      elseif r.person_verdict == "accepted" or r.improved == 1 then good = true
+      elseif r.person_verdict == "rejected" or r.status == "agent-failed" or r.status == "eval-failed" or r.improved == 0 then
         good = false
       end
       local msgs = decode_messages(r.messages)

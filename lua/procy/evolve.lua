@@ -75,9 +75,11 @@ function M.messages(s)
       local verdict = t.status
       if s.best and t.seq == s.best.seq then verdict = verdict .. ", best"
       elseif t.verdict then verdict = verdict .. ", " .. t.verdict end
+      if t.intervened == true or t.intervened == 1 then
+        verdict = verdict .. ", a person added to its prompt while the agent worked"
+      end
       add(("#%d [%s] score=%s %s"):format(t.seq, verdict, t.score and ("%.6g"):format(t.score) or "none",
         metrics_text(t.metrics)))
-      if t.intervened then verdict = verdict .. ", a person added to its prompt while the agent worked" end
       add("   prompt: " .. clip(t.prompt, 300))
       if t.status ~= "ok" and t.feedback and t.feedback ~= "" then add("   problem: " .. clip(t.feedback, 300)) end
       if t.response and t.response ~= "" then add("   agent said: " .. clip(t.response, 200)) end
@@ -242,7 +244,8 @@ function M.directive(s)
   local h = {}
   for _, t in ipairs(s.recent or {}) do
     local verdict = t.status .. ((t.files_changed == 0) and ", no file changed" or "")
-      .. (t.verdict and (", " .. t.verdict) or "") .. (t.intervened and ", a person added to it" or "")
+      .. (t.verdict and (", " .. t.verdict) or "")
+      .. ((t.intervened == true or t.intervened == 1) and ", a person added to it" or "")
     h[#h + 1] = ("#%d [%s] score %s — %s"):format(t.seq, verdict, score_of(t),
       t.response and t.response ~= "" and ("the agent said: " .. clip(t.response, 160)) or clip(t.prompt, 160))
   end

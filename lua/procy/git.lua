@@ -122,28 +122,28 @@ local function person_excludes()
   return excludes or nil
 end
 
-local function slurp(path)
+-- config_text(path) -> the bytes of a config file ("" when there is
+-- none), or nil when it is no regular file of a sane size: an agent may
+-- put a FIFO, a device or a link to one there, which reading would hang on
+-- (git, asked instead, runs with a timeout)
+local function config_text(path)
+  local st = fs.stat(path)
+  if not st then return fs.stat(path, true) and nil or "" end -- a dangling link: ask git
+  if st.type ~= "file" or (st.size or 0) > 1048576 then return nil end
   local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read("a") or ""
+  if not f then return nil end
+  local text = f:read(1048577) or ""
   f:close()
-  return text
+  return #text <= 1048576 and text or nil
 end
 
--- drivers(o) -> the driver keys to blank for a repository, from git's own
--- reading of its config (includes followed). Kept while the config files
--- read the same, byte for byte (read at every command: a file of a few
--- hundred bytes instead of a git process); a config that includes another
--- file is asked every time, as the file it names may change unseen.
-local driver_cache = {}
-local function drivers(o)
-  local common = o.common or common_of(o.git_dir)
-  local text = slurp(common .. "/config") .. "\0" .. slurp(o.git_dir .. "/config.worktree")
-  local c = driver_cache[o.git_dir]
-  if c and c.text == text then return c.list end
-  local r = exec({ "git", "config", "-z", "--get-regexp", "^(filter|diff|merge)\\." }, base_env(o), o)
+local DRIVER_KEYS = "^(filter|diff|merge)\\."
+
+-- blank(stdout) -> the driver keys to blank for `git config -z
+-- --get-regexp` output
+local function blank(stdout)
   local list, seen = {}, {}
-  for entry in (r and r.stdout or ""):gmatch("([^%z]*)%z") do
+  for entry in stdout:gmatch("([^%z]*)%z") do
     local key = entry:match("^[^\n]*")
     local section, name = key:match("^(%a+)%.(.+)%.[^.]+$")
     local keys = section and M.drivers[section:lower()]
@@ -153,15 +153,52 @@ local function drivers(o)
       if section:lower() == "filter" then list[#list + 1] = { "filter." .. name .. ".required", "false" } end
     end
   end
-  if r and r.code <= 1 and not text:lower():find("include", 1, true) then
-    driver_cache[o.git_dir] = { text = text, list = list }
-  end
   return list
 end
 
--- overrides(o) -> {{key, value}, ...}: the command-line config for a
--- repository (o.git_dir, o.top): M.off, then each driver named in its
--- config blanked
+-- drivers(o) -> the driver keys to blank for a repository. The list is
+-- made from the very bytes it is kept with (git parses them from stdin),
+-- and kept while the repository's config files read the same: a config
+-- file read at every command instead of a git process. A config with an
+-- include (its target may change unseen), or a file procy will not read,
+-- is asked of git every time, includes followed, as before.
+local driver_cache = {}
+local function drivers(o)
+  local common = o.common or common_of(o.git_dir)
+  local a, b = config_text(common .. "/config"), config_text(o.git_dir .. "/config.worktree")
+  local text = a and b and (a .. "\0" .. b)
+  if text and text:lower():find("include", 1, true) then text = nil end
+  local c = text and driver_cache[o.git_dir]
+  if c and c.text == text then return c.list end
+  -- asked of git with includes followed; a failure fails the command
+  -- (a driver procy could not see must not run)
+  local function ask()
+    local r, err, code = exec({ "git", "config", "-z", "--get-regexp", DRIVER_KEYS }, base_env(o), o)
+    if not r then return nil, err, code end
+    if (r.code ~= 0 and r.code ~= 1) or r.truncated then
+      return nil, "EGIT: git config: cannot read the repository's drivers: " .. (r.stderr:gsub("%s+$", "")), "EGIT"
+    end
+    return blank(r.stdout)
+  end
+  if not text then return ask() end
+  local out = {}
+  for _, part in ipairs { a, b } do
+    if part ~= "" then
+      local r = exec({ "git", "config", "-z", "--file", "-", "--get-regexp", DRIVER_KEYS }, base_env(o),
+        { top = o.top, cwd = o.cwd, stdin = part, timeout = o.timeout })
+      -- 1: no such key; anything else, or a cut output: not kept
+      if not r or (r.code ~= 0 and r.code ~= 1) or r.truncated then return ask() end
+      out[#out + 1] = r.stdout
+    end
+  end
+  local list = blank(table.concat(out))
+  driver_cache[o.git_dir] = { text = text, list = list }
+  return list
+end
+
+-- overrides(o) -> {{key, value}, ...} | nil, err, code: the command-line
+-- config for a repository (o.git_dir, o.top): M.off, then each driver
+-- named in its config blanked (nil when those cannot be known)
 function M.overrides(o)
   local list = {}
   for _, kv in ipairs(M.off) do list[#list + 1] = kv end
@@ -169,7 +206,9 @@ function M.overrides(o)
   if ex and ex ~= "" then list[#list + 1] = { "core.excludesFile", ex } end
   if o.top then list[#list + 1] = { "safe.directory", o.top } end
   if o.git_dir then
-    for _, kv in ipairs(drivers(o)) do list[#list + 1] = kv end
+    local d, err, code = drivers(o)
+    if not d then return nil, err, code end
+    for _, kv in ipairs(d) do list[#list + 1] = kv end
   end
   return list
 end
@@ -184,7 +223,8 @@ local DIFFS = { diff = true, ["diff-tree"] = true, ["diff-index"] = true, ["diff
 function M.run(args, o)
   o = o or {}
   local env = base_env(o)
-  local list = M.overrides(o)
+  local list, lerr, lcode = M.overrides(o)
+  if not list then return nil, lerr, lcode end
   env.GIT_CONFIG_COUNT = tostring(#list)
   for i, kv in ipairs(list) do
     env["GIT_CONFIG_KEY_" .. (i - 1)], env["GIT_CONFIG_VALUE_" .. (i - 1)] = kv[1], kv[2]

@@ -42,9 +42,11 @@ function M.seed_of(s)
   return h
 end
 
--- better(a, b, minimize): a ranks above b (feasible first, then score)
+-- better(a, b, minimize): a ranks above b (feasible first; of two
+-- infeasible, the smaller violation; then score)
 local function better(a, b, minimize)
   if a.feasible ~= b.feasible then return a.feasible end
+  if not a.feasible and (a.violation or 0) ~= (b.violation or 0) then return (a.violation or 0) < (b.violation or 0) end
   if a.score ~= b.score then
     if minimize then return a.score < b.score end
     return a.score > b.score
@@ -64,10 +66,25 @@ function M.options(o)
   local out = {}
   for k, v in pairs(M.defaults) do out[k] = v end
   for k, v in pairs(o or {}) do out[k] = v end
-  out.islands = math.max(1, math.tointeger(out.islands) or 3)
+  local function whole(k, least)
+    local v = math.tointeger(out[k])
+    if not v or v < least then
+      error(("evolve.population: %s must be a whole number of at least %d, not %s"):format(k, least, tostring(out[k])), 0)
+    end
+    out[k] = v
+  end
+  whole("islands", 1)
   out.migration_interval = out.migration_interval or 2 * out.islands
+  for _, k in ipairs { "migration_interval", "bins", "elites" } do whole(k, 1) end
+  whole("inspirations", 0)
+  for _, k in ipairs { "exploration", "exploitation", "migration_rate" } do
+    if type(out[k]) ~= "number" then error(("evolve.population: %s must be a number"):format(k), 0) end
+  end
   if out.exploration < 0 or out.exploitation < 0 or out.exploration + out.exploitation > 1 then
     error("evolve.population: exploration and exploitation are shares that add up to at most 1", 0)
+  end
+  if out.features ~= nil and type(out.features) ~= "table" then
+    error("evolve.population: features is a list of metric names ({\"qps\", \"build_s\"})", 0)
   end
   return out
 end
@@ -189,7 +206,7 @@ function M.select(o, programs, seq, seed, minimize, features)
   for j = 1, o.islands do
     if j ~= k and #choice.inspirations < o.inspirations then
       for _, p in ipairs(sorted(islands[j], minimize)) do
-        if p.seq ~= parent.seq then
+        if p.seq ~= parent.seq and p.seq ~= 0 then -- (the start changed nothing to learn from)
           local dup = false
           for _, q in ipairs(choice.inspirations) do if q.seq == p.seq then dup = true end end
           if not dup then choice.inspirations[#choice.inspirations + 1] = p break end

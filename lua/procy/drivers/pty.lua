@@ -206,11 +206,14 @@ function D:hook(ev)
       self.stop = nil
       tracker:finish { status = "done", response = response }
       tracker:begin(ev.prompt)
-    elseif open and open.source ~= "human" and open.prompt ~= ev.prompt then
-      -- the person typed while a proxy's or recipe's turn (an evolve try)
-      -- was under way: the agent takes it into that turn, which ends when
-      -- the agent is done — an intervention on the turn, not a new one
+    elseif open and open.source == "proxy" and open.prompt ~= ev.prompt
+           and not (open.last_main and open.last_main.aborted) then
+      -- the person typed while a proxy's turn (an evolve try) was under
+      -- way, and did not interrupt it (an aborted call: Esc, then a prompt
+      -- of their own, is a new turn): the agent takes it into that turn,
+      -- which ends when the agent is done — an intervention, not a new turn
       tracker:add(ev.prompt)
+      self.folded_at = core.now()
     else
       tracker:begin(ev.prompt)
     end

@@ -131,4 +131,27 @@ for _, kv in ipairs(o) do keys[kv[1]] = kv[2] end
 T.ok(keys["filter.evil.clean"] == "" and keys["filter.a=b.c.smudge"] == "" and keys["filter.proc.process"] == ""
   and keys["diff.evil.textconv"] == "" and keys["merge.evil.driver"] == "", "each driver the config names is blanked")
 T.is(ran(), "", "nothing ran at all")
+
+-- the driver list is kept while the config reads the same (no include
+-- here): a driver added after it was made is blanked all the same
+local w2 = dir .. "/work2"
+fs.mkdir(w2)
+T.write(w2 .. "/a.txt", "one\n")
+T.git(w2, "init", "-q")
+local r2 = assert(snapshot.open(w2))
+assert(r2:take("refs/procy/t/cache-1", "first"))
+T.git(w2, "config", "filter.late.clean", prog("late-clean"))
+T.git(w2, "config", "filter.late.required", "true")
+T.write(w2 .. "/.gitattributes", "*.txt filter=late\n")
+T.write(w2 .. "/a.txt", "two\n")
+T.ok(r2:take("refs/procy/t/cache-2", "second"), "a snapshot after the agent adds a filter to the config")
+T.is(ran(), "", "the filter added since the last command did not run")
+-- a FIFO where git's worktree config would be: procy does not hang reading it
+sh(("mkfifo %s/.git/config.worktree"):format(w2))
+T.write(w2 .. "/a.txt", "three\n")
+T.ok(r2:take("refs/procy/t/cache-3", "third"), "a FIFO planted as config.worktree hangs nothing")
+os.remove(w2 .. "/.git/config.worktree")
+sh(("ln -s /dev/zero %s/.git/config.worktree"):format(w2))
+T.ok(r2:take("refs/procy/t/cache-4", "fourth"), "nor does a link to /dev/zero")
+T.is(ran(), "", "and nothing ran")
 return T.done()

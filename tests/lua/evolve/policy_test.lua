@@ -46,6 +46,20 @@ T.like(c.why, "^exploitation .-the elite of cell %(%d,%d%) of qps × mem", "expl
 T.ok(#c.inspirations == 1 and c.inspirations[1].seq ~= c.parent.seq, "an inspiration from another island, not the parent",
   json.encode(c.inspirations))
 T.ok(not pcall(population.options, { exploration = 0.5, exploitation = 0.6 }), "shares over 1 are refused")
+T.ok(not pcall(population.options, { migration_interval = 0 }) and not pcall(population.options, { features = "qps" }),
+  "an interval of 0 and features that are no list are refused")
+-- of two infeasible programs the smaller violation ranks first; the start is no inspiration
+local inf = { prog(0, 1), { seq = 1, score = 9, feasible = false, violation = 0.5, metrics = {} },
+  { seq = 2, score = 2, feasible = false, violation = 0.1, metrics = {} } }
+T.is(population.select({ islands = 1, exploration = 0, exploitation = 1, elites = 1 }, inf, 3, 1, false).parent.seq, 0,
+  "feasible first")
+T.is(population.select({ islands = 1, exploration = 0, exploitation = 1, elites = 1 }, { inf[2], inf[3] }, 3, 1, false)
+  .parent.seq, 2, "of two infeasible, the smaller violation (not the higher score)")
+local c2 = population.select({ islands = 2, inspirations = 2 }, { prog(0, 1), prog(1, 5), prog(2, 3) }, 3, 5, false)
+local ins = {}
+for _, x in ipairs(c2.inspirations) do ins[#ins + 1] = x.seq end
+T.ok(not table.concat(ins, " "):find("^0$") and not table.concat(ins, " "):find("%f[%d]0%f[%D]"), "the start is no inspiration",
+  table.concat(ins, " "))
 
 -- ---- end to end: a project whose agent notes what it was given ------------------------
 local dir = T.tmpdir()
