@@ -12,7 +12,6 @@ local core = require "procy.core"
 local fs = require "procy.fs"
 local gitx = require "procy.git"
 local hash = require "procy.hash"
-local proc = require "procy.proc"
 local store = require "procy.store"
 
 local M = {}
@@ -33,8 +32,7 @@ end
 -- a file rewritten within the same second (same size) look unchanged.
 local function copy_index(from, to)
   if not fs.stat(from) then return end
-  local r = proc.run({ "cp", "-p", from, to })
-  if not r or r.code ~= 0 then os.remove(to) end
+  if not fs.copy(from, to) then os.remove(to) end
 end
 
 -- The index files of procies that are gone (killed mid-snapshot): the

@@ -1,7 +1,7 @@
 /*
 ** fs.c — the `procy.fs` module: the few file-system calls Lua's io and os
-** libraries lack (cwd, stat, realpath, mkdir, directory listing, a lock
-** between processes). All are synchronous and quick; failures return nil,
+** libraries lack (cwd, stat, realpath, mkdir, directory listing, a copy
+** that keeps a file's times, a lock between processes). All are synchronous and quick; failures return nil,
 ** "ECODE: path: reason", code.
 */
 #define _GNU_SOURCE
@@ -167,6 +167,72 @@ static int fs_shipped(lua_State *L)
 	return 1;
 }
 
+/* copy(from, to) -> true | nil, err: a regular file's bytes into `to`
+   (made 0600, or truncated), then its mode and modification time, as
+   `cp -p` does, without a process. Who asks for the time kept: git trusts
+   an index entry's stat data only when the file is older than the index,
+   so a copied index must keep its own mtime. */
+static int fs_copy(lua_State *L)
+{
+	const char *from = luaL_checkstring(L, 1), *to = luaL_checkstring(L, 2);
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer */
+	int in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (in < 0)
+		return procy_fail_errno(L, errno, from);
+	struct stat sb;
+	if (fstat(in, &sb) < 0) {
+		int e = errno;
+		close(in);
+		return procy_fail_errno(L, e, from);
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(in);
+		return procy_fail_errno(L, EINVAL, from);
+	}
+	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+	if (out < 0) {
+		int e = errno;
+		close(in);
+		return procy_fail_errno(L, e, to);
+	}
+	char buf[65536];
+	const char *failed = NULL;
+	int e = 0;
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e = errno, failed = from;
+			break;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				e = errno, failed = to;
+				break;
+			}
+			off += w;
+		}
+		if (failed)
+			break;
+	}
+	struct timespec times[2] = { sb.st_atim, sb.st_mtim };
+	if (!failed && (fchmod(out, sb.st_mode & 07777) < 0 || futimens(out, times) < 0))
+		e = errno, failed = to;
+	close(in);
+	if (close(out) < 0 && !failed)
+		e = errno, failed = to;
+	if (failed)
+		return procy_fail_errno(L, e, failed);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* A lock is flock(2) on a file of its own: the kernel lets it go when the
    holder exits, however it exits, so a killed procy leaves nothing stale.
    It is a lock per open file, so two holders in one process exclude each
@@ -212,6 +278,7 @@ static const luaL_Reg fs_funcs[] = {
 	{ "dir",      fs_dir },
 	{ "shipped",  fs_shipped },
 	{ "lock",     fs_lock },
+	{ "copy",     fs_copy },
 	{ NULL, NULL }
 };
 

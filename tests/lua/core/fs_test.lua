@@ -49,5 +49,30 @@ T.ok(free(), "the holder killed, the lock is free: nothing stale is left")
 r, err, code = fs.lock(dir .. "/nope/lock")
 T.is(code, "ENOENT", "a lock in a missing directory fails with ENOENT")
 T.like(err, "nope/lock", "naming the path")
+-- copy: the bytes, the mode, the modification time (an index keeps its own)
+local src = dir .. "/src.bin"
+do
+  local f = assert(io.open(src, "wb"))
+  f:write(("0123456789"):rep(20000), "\0tail")
+  f:close()
+end
+proc.run { "chmod", "640", src }
+proc.run { "touch", "-d", "2001-02-03 04:05:06.123456789", src }
+T.ok(fs.copy(src, dir .. "/dst.bin"), "copy")
+local a, b = fs.stat(src), fs.stat(dir .. "/dst.bin")
+T.ok(T.read(dir .. "/dst.bin") == T.read(src), "the bytes, all 200 KB and a NUL")
+T.is(("%o %.6f"):format(b.mode, b.mtime), ("%o %.6f"):format(a.mode, a.mtime), "its mode and modification time, to the µs")
+T.write(dir .. "/dst.bin", "longer old contents that must go away entirely")
+T.write(dir .. "/short", "x")
+assert(fs.copy(dir .. "/short", dir .. "/dst.bin"))
+T.is(T.read(dir .. "/dst.bin"), "x", "over an existing file: truncated first")
+proc.run { "mkfifo", dir .. "/fifo" }
+r, err, code = fs.copy(dir .. "/fifo", dir .. "/x")
+T.is(code, "EINVAL", "a FIFO is no file to copy (and nothing hangs)")
+proc.run { "ln", "-s", dir .. "/elsewhere", dir .. "/link" }
+r, err, code = fs.copy(src, dir .. "/link")
+T.ok(not r and not fs.stat(dir .. "/elsewhere"), "nor is a symbolic link followed to write", tostring(code))
+r, err, code = fs.copy(dir .. "/missing", dir .. "/x")
+T.ok(code == "ENOENT" and err:find("missing", 1, true), "a missing file: ENOENT, naming it")
 proc.run { "rm", "-rf", dir }
 return T.done()
