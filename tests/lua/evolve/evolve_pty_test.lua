@@ -76,11 +76,7 @@ see("you said: raise the value", "the person gives the agent the task")
 core.sleep(1)
 command("evolve 2")
 local h = assert(db.open(record, { migrations = false }))
-local deadline, running = core.now() + 90, nil
-repeat
-  running = h:query("SELECT * FROM tries WHERE seq = 2 AND status = 'running'")[1]
-  core.sleep(0.2)
-until running or core.now() > deadline
+local running = T.row(h, 90, "SELECT * FROM tries WHERE seq = 2 AND status = 'running'")
 T.ok(running, "try 1 scored, try 2 under way (a Bash call that waits 60 s: !stop comes first, however slow the machine)")
 core.sleep(2)
 local function bottom()
@@ -94,12 +90,7 @@ see("evolve %x+: try 2/2 ▕.-▏ best 5 %(try 1%) · %d+s · ~%d+s left · the 
   "!status while it runs: try i of N, a bar, the best, elapsed, an estimate, the phase")
 close_pager()
 command("stop")
-deadline = core.now() + 30
-local stopped
-repeat
-  stopped = h:query("SELECT 1 FROM evolve_runs WHERE status = 'stopped'")[1]
-  core.sleep(0.2)
-until stopped or core.now() > deadline
+local stopped = T.row(h, 30, "SELECT 1 FROM evolve_runs WHERE status = 'stopped'")
 T.ok(stopped, "!stop cancels it mid-try")
 core.sleep(2)
 T.ok(not bottom():find("evolve", 1, true), "and the progress row goes with the run", bottom())

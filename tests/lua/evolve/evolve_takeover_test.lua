@@ -40,11 +40,7 @@ see("you said: raise the value", "the person gives the agent the task")
 core.sleep(1)
 command("evolve 1")
 local h = assert(db.open(record, { migrations = false }))
-local deadline, running = core.now() + 60, nil
-repeat
-  running = h:query("SELECT * FROM tries WHERE seq = 1 AND status = 'running'")[1]
-  core.sleep(0.2)
-until running or core.now() > deadline
+local running = T.row(h, 60, "SELECT * FROM tries WHERE seq = 1 AND status = 'running'")
 T.ok(running, "try 1 under way (a slow answer)")
 command("pause")
 see("evolve will pause when the agent's turn ends", "!pause: the run will hold after the agent's turn, and says it has not yet")
@@ -58,12 +54,7 @@ term:keys("Enter")
 see("FAKE: got tool result: .-updated", "the person's own prompt goes to the agent while the run holds", 60)
 core.sleep(1)
 command("resume")
-deadline = core.now() + 60
-local done
-repeat
-  done = h:query("SELECT * FROM evolve_runs WHERE status = 'done'")[1]
-  core.sleep(0.2)
-until done or core.now() > deadline
+local done = T.row(h, 60, "SELECT * FROM evolve_runs WHERE status = 'done'")
 T.ok(done, "!resume: the run goes on and ends")
 local t1 = h:query("SELECT * FROM tries WHERE run_id = ? AND seq = 1", done and done.id or "")[1] or {}
 T.is(t1.score, 9.0, "the try is scored with what the person did (value 9)")
@@ -80,23 +71,13 @@ core.sleep(1)
 -- the person types while a try's turn is under way (no !pause): the try
 -- goes on to the agent's end, what they typed is an intervention on it
 command("evolve 1")
-deadline, running = core.now() + 60, nil
-repeat
-  running = h:query("SELECT * FROM tries WHERE seq = 2 AND status = 'running' AND turn_seq IS NOT NULL")[1]
-  core.sleep(0.2)
-until running or core.now() > deadline
+running = T.row(h, 60, "SELECT * FROM tries WHERE seq = 2 AND status = 'running' AND turn_seq IS NOT NULL")
 T.ok(running, "try 2 under way")
 core.sleep(2)
 term:type("also keep the value odd")
 core.sleep(0.5)
 term:keys("Enter")
-deadline = core.now() + 90
-local t2
-repeat
-  t2 = h:query("SELECT * FROM tries WHERE seq = 2 AND status <> 'running'")[1]
-  core.sleep(0.2)
-until t2 or core.now() > deadline
-t2 = t2 or {}
+local t2 = T.row(h, 90, "SELECT * FROM tries WHERE seq = 2 AND status <> 'running'") or {}
 T.is(t2.status, "ok", "the try is not cut short by the person's typing: it is scored", require("procy.json").encode(t2))
 T.is(t2.intervened, 1, "it is marked as intervened")
 local turn = h:query("SELECT status FROM turns WHERE seq = ? AND session_id = ?", t2.turn_seq or -1, t2.session_id or "")[1] or {}

@@ -91,6 +91,18 @@ function T.git(cwd, ...)
 end
 
 -- b64(s) -> s in base64, on one line
+-- row(h, seconds, sql, ...) -> the first row sql gives on the record h,
+-- asked every 0.2 s until there is one or seconds have passed (then nil)
+function T.row(h, seconds, sql, ...)
+  local core = require "procy.core"
+  local deadline = core.now() + seconds
+  repeat
+    local row = h:query(sql, ...)[1]
+    if row then return row end
+    core.sleep(0.2)
+  until core.now() > deadline
+end
+
 function T.b64(s) return assert(proc.run({ "base64", "-w0" }, { stdin = s })).stdout end
 
 -- procy(args, opts) -> result of running the procy binary with args
