@@ -24,8 +24,7 @@ local function see(pattern, name, seconds) return term:see(pattern, name, second
 see("Claude Code v2%.1%.330", "Claude Code starts inside procy")
 see("\n❯", "and shows its prompt")
 core.sleep(0.5)
-term:type("say hi")
-term:keys("Enter")
+term:submit("say hi", "FAKE: hello! you said: say hi", 30)
 see("FAKE: hello! you said: say hi", "a prompt gets the (fake) model's reply")
 term:type("!help")
 term:keys("Enter")
@@ -50,8 +49,7 @@ T.like(term:screen(), "unknown command !nosuch", "is still readable 1.5 s later"
 term:type(" ") -- the next key takes it away
 term:keys("BSpace")
 core.sleep(0.5)
-term:type("/exit")
-term:keys("Enter")
+term:submit("/exit", "procy%-exit=0", 30)
 see("procy%-exit=0", "/exit ends Claude Code, and procy exits 0")
 
 local h = assert(db.open(record, { migrations = false }))
@@ -89,8 +87,7 @@ term = tmux.new { cols = 120, rows = 40, env = env,
     .. "; echo procy-exit=$?" }
 see("\n❯", "Claude Code starts again inside procy")
 core.sleep(0.5)
-term:type("and again")
-term:keys("Enter")
+term:submit("and again", "you said: and again", 30)
 see("you said: and again", "a new prompt in the resumed session")
 local asked
 for _, b in ipairs(require("lib.fake").bodies(dir .. "/fake")) do
@@ -98,8 +95,7 @@ for _, b in ipairs(require("lib.fake").bodies(dir .. "/fake")) do
 end
 T.ok(asked and asked:find("say hi", 1, true), "and Claude Code sends the earlier conversation with it (--resume "
   .. tostring(row.agent_session_id) .. ")")
-term:type("/exit")
-term:keys("Enter")
+term:submit("/exit", "procy%-exit=0", 30)
 see("procy%-exit=0", "the resumed session ends")
 term:kill()
 

@@ -126,16 +126,17 @@ local cterm = tmux.new { cols = 120, rows = 40, env = w.env,
     .. " --permission-mode acceptEdits --allowedTools Bash; echo procy-exit=$?" }
 cterm:see("\n❯", "interactive Claude Code starts in the sandbox", 60)
 core.sleep(0.5)
-cterm:type("TOOL:bash[echo in-the-box-$SANDBOX > tty.txt]")
-cterm:keys("Enter")
+-- (typed and Enter apart, Enter again if the prompt still sits in the box:
+-- a loaded machine delivers tmux's keys in one burst, which Claude Code
+-- takes as a paste)
+cterm:submit("TOOL:bash[echo in-the-box-$SANDBOX > tty.txt]", "FAKE: got tool result", 90)
 -- (a loaded machine: Claude Code's first Bash call makes its shell
 -- snapshot, then two round trips through the relay)
 cterm:see("FAKE: got tool result", "its Bash call runs and the answer comes back through procy", 90)
 local deadline = core.now() + 10
 while not fs.stat(w.work .. "/tty.txt") and core.now() < deadline do core.sleep(0.1) end
 T.is(T.read(w.work .. "/tty.txt"), "in-the-box-1\n", "inside the sandbox")
-cterm:type("/exit")
-cterm:keys("Enter")
+cterm:submit("/exit", "procy%-exit=0", 30)
 cterm:see("procy%-exit=0", "/exit ends it, and procy exits 0", 60)
 cterm:kill()
 return T.done()

@@ -34,8 +34,7 @@ local function command(line) term:command(line) end
 
 see("\n❯", "Claude Code starts inside procy")
 core.sleep(0.5)
-term:type("raise the value in value.txt")
-term:keys("Enter")
+term:submit("raise the value in value.txt", "you said: raise the value", 30)
 see("you said: raise the value", "the person gives the agent the task")
 core.sleep(1)
 command("evolve 1")

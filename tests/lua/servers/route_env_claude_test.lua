@@ -98,8 +98,7 @@ repeat
 until told or core.now() > deadline
 T.ok(told, "and hands the main agent the subagent's report, on the Anthropic upstream")
 core.sleep(0.5)
-term:type("/exit")
-term:keys("Enter")
+term:submit("/exit", "procy%-exit=0", 30)
 term:see("procy%-exit=0", "/exit ends Claude Code, and procy exits 0", 40)
 term:kill()
 return T.done()

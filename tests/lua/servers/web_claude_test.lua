@@ -42,8 +42,7 @@ end
 
 see("\n❯", "Claude Code is ready inside procy")
 core.sleep(0.5)
-term:type("TOOL:bash[echo web-monitor-check]")
-term:keys("Enter")
+term:submit("TOOL:bash[echo web-monitor-check]", "FAKE: got tool result", 60)
 T.ok(turns_done(1), "a turn with a Bash tool call, done")
 core.sleep(0.5)
 term:type("!status")
@@ -65,8 +64,7 @@ local checks, res = browser.run("ui_claude.mjs", { url or "", sid, screens }, {
 })
 T.ok(res.code == 0 and checks >= 8, "the browser run ended, every check made", checks .. " checks")
 
-term:type("/exit")
-term:keys("Enter")
+term:submit("/exit", "procy%-exit=0", 30)
 see("procy%-exit=0", "/exit ends Claude Code, and procy exits 0")
 proc.run { "rm", "-rf", dir }
 return T.done()

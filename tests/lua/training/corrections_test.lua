@@ -65,8 +65,7 @@ end
 
 see("\n❯", "Claude Code is ready inside procy")
 core.sleep(0.5)
-term:type("say hi")
-term:keys("Enter")
+term:submit("say hi", "FAKE: hello! you said: say hi", 30)
 see("FAKE: hello! you said: say hi", "a first prompt, answered")
 -- the turn is recorded once Claude Code's Stop hook has come
 local deadline = core.now() + 15
@@ -118,8 +117,7 @@ term:keys("Enter")
 see("1%s+%x+%s+1%s+corrected%s+human%s+say hi → say hello, properly", "!corrections lists the session's")
 term:keys("q")
 core.sleep(0.5)
-term:type("/exit")
-term:keys("Enter")
+term:submit("/exit", "procy%-exit=0", 30)
 see("procy%-exit=0", "the session ends as usual")
 term:kill()
 
