@@ -578,7 +578,7 @@ end
 -- ---- ! commands ---------------------------------------------------------------------------
 
 M.commands = {
-  evolve = { args = "[N] [--task TEXT] [--approve] ...", run = function(ctx, args)
+  evolve = { args = "[N] [--policy agent|population|model] [--task TEXT] [--approve] ...", run = function(ctx, args)
       if live_of(ctx.id) then ctx.print("an evolve run is going on (!status, !stop)") return end
       local n = tonumber(args[1])
       local rest = table.move(args, n and 2 or 1, #args, 1, {})
@@ -588,7 +588,7 @@ M.commands = {
       for _, a in ipairs(rest) do rargs[#rargs + 1] = a end
       require("procy.recipes").command(ctx, "recipes/evolve.lua", rargs)
     end,
-    help = "N tries: the proxy model prompts the agent, the evaluator scores, the best is kept" },
+    help = "N tries: procy (or the proxy model, or a population: --policy) prompts the agent, the evaluator scores, the best is kept" },
   ["reset-evolve"] = { help = "stop evolving; the next !evolve starts a new run from your latest prompt",
     run = function(ctx)
       for task, name in pairs(ctx.running) do if name == "evolve" then core.cancel(task) end end
