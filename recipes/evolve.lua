@@ -503,7 +503,7 @@ function policies.model(ctx, t)
   }
   local prompt, info, code
   for _ = 1, 2 do -- an empty answer gets one more chance
-    prompt, info, code = model.chat(t.messages, { url = ctx.model_url, session = ctx.agent.session })
+    prompt, info, code = model.chat(t.messages, { session = ctx.agent.session })
     if not prompt then return core.wrap("the proxy model failed", info, code) end
     if prompt ~= "" then break end
   end
@@ -814,7 +814,7 @@ function R.main(args, cmd)
     local _, why = model.settings()
     return nil, why .. " (or --policy agent: the agent alone, no second model)", "ENOMODEL"
   end
-  state.policy, state.model_url = policy, nil
+  state.policy = policy
   local ev
   ev, err, code = evaluator.current(cwd, o.evaluator)
   if not ev then return nil, err, code end
